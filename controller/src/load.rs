@@ -1,0 +1,181 @@
+//! Reading a campaign and everything it names, and checking it all before anything moves.
+//!
+//! A campaign names a protocol and a lab by paths relative to the campaign file. [`load_campaign_inputs`] reads
+//! the three files, validates each, and then checks them against each other: the campaign against the protocol
+//! (parameters, ranges, objective), the lab against the protocol (instruments, positions, limits), and the rack
+//! against the budget. Every problem in every file comes back at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use devices::Lab;
+use experiments::Campaign;
+use protocols::{Diagnostic, Diagnostics, Protocol, SourceFile};
+
+/// Why inputs could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The files have problems; each diagnostic says where and how to fix it.
+    #[error("{} problem{} in the input files", .0.iter().filter(|d| d.severity == protocols::Severity::Error).count(), if .0.iter().filter(|d| d.severity == protocols::Severity::Error).count() == 1 { "" } else { "s" })]
+    Invalid(Diagnostics),
+}
+
+/// A campaign with its protocol and lab, all checked against each other.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The campaign.
+    pub campaign: Campaign,
+    /// Where the campaign file is.
+    pub campaign_path: PathBuf,
+    /// The protocol.
+    pub protocol: Arc<Protocol>,
+    /// Where the protocol file is.
+    pub protocol_path: PathBuf,
+    /// The lab.
+    pub lab: Arc<Lab>,
+    /// Where the lab file is.
+    pub lab_path: PathBuf,
+    /// Warnings found along the way.
+    pub warnings: Diagnostics,
+}
+
+/// Reads a file as a [`SourceFile`] named by its path as given.
+pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    Ok(SourceFile::new(path.display().to_string(), text))
+}
+
+/// Loads a protocol file.
+pub fn load_protocol_file(path: &Path) -> Result<(Protocol, Diagnostics), LoadError> {
+    protocols::load_protocol(read_source(path)?).map_err(LoadError::Invalid)
+}
+
+/// Loads a lab file.
+pub fn load_lab_file(path: &Path) -> Result<Lab, LoadError> {
+    devices::load_lab(read_source(path)?).map_err(LoadError::Invalid)
+}
+
+/// Resolves `relative` against the folder holding `file`.
+pub fn beside(file: &Path, relative: &str) -> PathBuf {
+    let rel = Path::new(relative);
+    if rel.is_absolute() {
+        return rel.to_owned();
+    }
+    file.parent().unwrap_or_else(|| Path::new(".")).join(rel)
+}
+
+/// Loads a campaign and the protocol and lab it names (or `lab_override`), and checks them all.
+pub fn load_campaign_inputs(campaign_path: &Path, lab_override: Option<&Path>) -> Result<Inputs, LoadError> {
+    let source = read_source(campaign_path)?;
+    let (campaign, mut warnings) = experiments::load_campaign(Arc::clone(&source)).map_err(LoadError::Invalid)?;
+    let tree = protocols::source::index(&source.text);
+    let span = |field: &str| tree.span_of(&[protocols::source::Seg::Field(field)]);
+    let mut problems = Diagnostics::new();
+
+    let protocol_path = beside(campaign_path, &campaign.protocol);
+    let protocol = match read_source(&protocol_path) {
+        Ok(src) => match protocols::load_protocol(src) {
+            Ok((p, w)) => {
+                warnings.extend(w);
+                Some(p)
+            }
+            Err(d) => {
+                problems.extend(d);
+                None
+            }
+        },
+        Err(LoadError::Read { path, source: e }) => {
+            problems.push(
+                Diagnostic::error(
+                    "C0100",
+                    &source,
+                    span("protocol"),
+                    format!("cannot read protocol {}: {e}", path.display()),
+                )
+                .with_help("the path is relative to the folder of the campaign file"),
+            );
+            None
+        }
+        Err(LoadError::Invalid(d)) => {
+            problems.extend(d);
+            None
+        }
+    };
+    let lab_path = match lab_override {
+        Some(p) => p.to_owned(),
+        None => beside(campaign_path, &campaign.lab),
+    };
+    let lab = match read_source(&lab_path) {
+        Ok(src) => match devices::load_lab(src) {
+            Ok(l) => Some(l),
+            Err(d) => {
+                problems.extend(d);
+                None
+            }
+        },
+        Err(LoadError::Read { path, source: e }) => {
+            problems.push(
+                Diagnostic::error("C0100", &source, span("lab"), format!("cannot read lab {}: {e}", path.display()))
+                    .with_help("the path is relative to the folder of the campaign file; `--lab` overrides it"),
+            );
+            None
+        }
+        Err(LoadError::Invalid(d)) => {
+            problems.extend(d);
+            None
+        }
+    };
+    if let Some(p) = &protocol {
+        problems.extend(campaign.check_against(p));
+        if let Some(l) = &lab {
+            problems.extend(l.check_protocol(p));
+        }
+    }
+    if let Some(l) = &lab
+        && l.deck.rack.slots() < campaign.budget
+    {
+        problems.push(
+            Diagnostic::error(
+                "C0101",
+                &source,
+                span("budget"),
+                format!(
+                    "the campaign needs {} vessels but the rack of lab `{}` holds {}",
+                    campaign.budget,
+                    l.name,
+                    l.deck.rack.slots()
+                ),
+            )
+            .with_help("lower the budget, or give the lab's rack more columns or rows"),
+        );
+    }
+    let (errors, warns): (Vec<Diagnostic>, Vec<Diagnostic>) =
+        problems.into_iter().partition(|d| d.severity == protocols::Severity::Error);
+    warnings.0.extend(warns);
+    if !errors.is_empty() {
+        let mut d = Diagnostics(errors);
+        d.sort();
+        return Err(LoadError::Invalid(d));
+    }
+    let (Some(protocol), Some(lab)) = (protocol, lab) else {
+        return Err(LoadError::Invalid(Diagnostics::new()));
+    };
+    Ok(Inputs {
+        campaign,
+        campaign_path: campaign_path.to_owned(),
+        protocol: Arc::new(protocol),
+        protocol_path,
+        lab: Arc::new(lab),
+        lab_path,
+        warnings,
+    })
+}

@@ -1,0 +1,40 @@
+//! Messages: facts systems pass to each other within a frame, named in the past tense.
+
+use bevy_ecs::prelude::*;
+use devices::Outcome;
+use experiments::Proposal;
+
+use super::bridge::{Interrupt, StepError};
+
+/// An instrument finished a step, well or badly.
+#[derive(Message, Debug)]
+pub struct StepEnded {
+    /// The step entity.
+    pub step: Entity,
+    /// What came of it.
+    pub result: Result<Outcome, StepError>,
+    /// Lab time the instrument started.
+    pub started: f64,
+    /// Lab time it ended.
+    pub ended: f64,
+}
+
+/// An experiment succeeded or failed.
+#[derive(Message, Debug, Clone, Copy)]
+pub struct ExperimentConcluded {
+    /// The experiment entity.
+    pub experiment: Entity,
+}
+
+/// The learner answered.
+#[derive(Message, Debug)]
+pub struct ProposalsArrived {
+    /// How many were asked for.
+    pub asked: usize,
+    /// What it proposed.
+    pub proposals: Vec<Proposal>,
+}
+
+/// The operator interrupted the campaign.
+#[derive(Message, Debug, Clone, Copy)]
+pub struct Interrupted(pub Interrupt);

@@ -1,0 +1,148 @@
+//! Lab time, injected.
+//!
+//! Physical processes (a plate heating, a plunger travelling, a hold of 30 minutes) run on lab time; the bytes on a
+//! serial line do not. A [`Clock`] maps between the two: [`Clock::real`] is wall time, [`Clock::scaled`] runs lab
+//! time faster than the wall by a factor (a simulated campaign of five lab hours in half a minute), and
+//! [`Clock::manual`] only moves when a test advances it. The controller, the drivers and the simulators share
+//! one clock, so a simulated plate reaches its set point after the same lab time the driver waits for.
+//!
+//! Communication timeouts are deliberately *not* on this clock: a reply that does not come within 1 s of wall time
+//! is missing, however fast lab time runs.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::watch;
+
+/// A source of lab time, cheap to clone and shared by everything in one lab.
+#[derive(Clone)]
+pub struct Clock(Arc<Inner>);
+
+enum Inner {
+    Scaled { start: Instant, epoch: SystemTime, scale: f64 },
+    Manual { now: Mutex<f64>, tick: watch::Sender<f64>, epoch: SystemTime },
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &*self.0 {
+            Inner::Scaled { scale, .. } => write!(f, "Clock(scaled {scale}x, now {:.3} s)", self.now()),
+            Inner::Manual { .. } => write!(f, "Clock(manual, now {:.3} s)", self.now()),
+        }
+    }
+}
+
+impl Clock {
+    /// Wall time: one lab second per second.
+    pub fn real() -> Self {
+        Self::scaled(1.0)
+    }
+
+    /// Lab time running `scale` times faster than wall time.
+    ///
+    /// # Panics
+    /// If `scale` is not a positive finite number; callers validate it from the lab file first.
+    pub fn scaled(scale: f64) -> Self {
+        assert!(scale.is_finite() && scale > 0.0, "time scale must be positive, got {scale}");
+        Clock(Arc::new(Inner::Scaled { start: Instant::now(), epoch: SystemTime::now(), scale }))
+    }
+
+    /// A clock that stands still until [`Clock::advance`] moves it; for deterministic tests.
+    pub fn manual() -> Self {
+        let (tick, _) = watch::channel(0.0);
+        Clock(Arc::new(Inner::Manual { now: Mutex::new(0.0), tick, epoch: SystemTime::now() }))
+    }
+
+    /// Lab seconds since the clock started.
+    pub fn now(&self) -> f64 {
+        match &*self.0 {
+            Inner::Scaled { start, scale, .. } => start.elapsed().as_secs_f64() * scale,
+            Inner::Manual { now, .. } => *now.lock().expect("clock lock"),
+        }
+    }
+
+    /// How many lab seconds pass per wall second.
+    pub fn scale(&self) -> f64 {
+        match &*self.0 {
+            Inner::Scaled { scale, .. } => *scale,
+            Inner::Manual { .. } => f64::INFINITY,
+        }
+    }
+
+    /// The wall-clock time at which lab time was zero; recorded so lab times can be read as dates.
+    pub fn epoch(&self) -> SystemTime {
+        match &*self.0 {
+            Inner::Scaled { epoch, .. } | Inner::Manual { epoch, .. } => *epoch,
+        }
+    }
+
+    /// The wall duration that `lab_seconds` of lab time take.
+    pub fn wall(&self, lab_seconds: f64) -> std::time::Duration {
+        match &*self.0 {
+            Inner::Scaled { scale, .. } => std::time::Duration::from_secs_f64((lab_seconds / scale).max(0.0)),
+            Inner::Manual { .. } => std::time::Duration::ZERO,
+        }
+    }
+
+    /// Waits until `lab_seconds` of lab time have passed.
+    pub async fn sleep(&self, lab_seconds: f64) {
+        let until = self.now() + lab_seconds.max(0.0);
+        self.sleep_until(until).await;
+    }
+
+    /// Waits until lab time reaches `t`.
+    pub async fn sleep_until(&self, t: f64) {
+        match &*self.0 {
+            Inner::Scaled { .. } => {
+                let now = self.now();
+                if t > now {
+                    tokio::time::sleep(self.wall(t - now)).await;
+                }
+            }
+            Inner::Manual { tick, .. } => {
+                let mut rx = tick.subscribe();
+                // `wait_for` checks the current value first, so an advance that already happened is not missed.
+                let _ = rx.wait_for(|now| *now >= t).await;
+            }
+        }
+    }
+
+    /// Moves a manual clock forward by `seconds`; does nothing to other clocks.
+    pub fn advance(&self, seconds: f64) {
+        if let Inner::Manual { now, tick, .. } = &*self.0 {
+            let mut n = now.lock().expect("clock lock");
+            *n += seconds.max(0.0);
+            tick.send_replace(*n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_time_runs_faster_than_the_wall() {
+        let c = Clock::scaled(1000.0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(c.now() >= 20.0, "20 ms at 1000x is at least 20 lab seconds, got {}", c.now());
+        assert_eq!(c.wall(1000.0), std::time::Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn manual_time_moves_only_when_advanced() {
+        let c = Clock::manual();
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.sleep(10.0).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        c.advance(4.0);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        c.advance(6.0);
+        waiter.await.unwrap();
+        assert_eq!(c.now(), 10.0);
+    }
+}

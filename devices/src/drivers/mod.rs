@@ -1,0 +1,154 @@
+//! Drivers, one module per instrument model.
+//!
+//! Every driver has the same shape: a `tokio_util` [`Decoder`](tokio_util::codec::Decoder) that frames the
+//! instrument's replies (and rejects bytes that cannot be a reply), and a struct generic over the stream that talks
+//! only through a [`Link`], implements [`Instrument`] and the capability traits of what the hardware does, checks
+//! the instrument's limits before anything is sent, and turns the firmware's error codes into named variants.
+//! [`build`] picks the driver a lab file names.
+//!
+//! Waiting follows two rules. Physical processes (a plunger stroke, a plate ramp, a hold) are waited for on lab
+//! time, so an accelerated clock shortens them; but no poll loop ever polls faster than [`MIN_POLL_WALL`] of wall
+//! time, so a fast clock cannot flood a serial line, and every loop gives up after a bound ([`Deadline`]).
+
+pub mod cavro;
+pub mod flame;
+pub mod gantry;
+pub mod ika;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::capability::Instrument;
+use crate::clock::Clock;
+use crate::error::{DeviceError, DeviceErrorKind};
+use crate::lab::{Deck, DriverConfig, InstrumentSpec};
+use crate::transport::{ExchangeSink, Link};
+
+/// Builds the driver the lab file names for `spec`, talking over `io`.
+///
+/// `io` is normally the stream [`crate::transport::open_serial`] returned for the instrument's port; tests pass a
+/// scripted mock. The deck is used by drivers that move between places (the gantry).
+pub fn build<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    spec: &InstrumentSpec,
+    deck: &Deck,
+    io: T,
+    clock: Clock,
+    sink: ExchangeSink,
+) -> Box<dyn Instrument> {
+    let link = Link::new(io, &spec.name, clock, sink, spec.line.timeout);
+    match &spec.driver {
+        DriverConfig::CavroXCalibur(c) => Box::new(cavro::XCalibur::new(&spec.name, c.clone(), link)),
+        DriverConfig::IkaHotplate(c) => Box::new(ika::IkaHotplate::new(&spec.name, c.clone(), link)),
+        DriverConfig::OceanFlame(c) => Box::new(flame::Flame::new(&spec.name, c.clone(), spec.line, link)),
+        DriverConfig::GcodeGantry(c) => Box::new(gantry::Gantry::new(&spec.name, c.clone(), deck.clone(), link)),
+    }
+}
+
+/// The shortest wall time between two polls of an instrument, whatever the clock's scale.
+pub const MIN_POLL_WALL: Duration = Duration::from_millis(5);
+
+/// The least wall time a bounded wait lasts before it may give up, so scheduling jitter on a fast clock (a few
+/// milliseconds of wall time can be many lab seconds) is not mistaken for an instrument that never finishes.
+pub const MIN_WAIT_WALL: Duration = Duration::from_secs(1);
+
+/// Waits `lab_seconds` of lab time, and at least [`MIN_POLL_WALL`] of wall time.
+pub async fn pause(clock: &Clock, lab_seconds: f64) {
+    tokio::join!(clock.sleep(lab_seconds), tokio::time::sleep(MIN_POLL_WALL));
+}
+
+/// The bound of a wait: it expires once both `lab_budget` lab seconds and [`MIN_WAIT_WALL`] of wall time have
+/// passed since it was set.
+#[derive(Debug, Clone)]
+pub struct Deadline {
+    clock: Clock,
+    lab_until: f64,
+    wall_until: tokio::time::Instant,
+}
+
+impl Deadline {
+    /// A deadline `lab_budget` lab seconds from now.
+    pub fn after(clock: &Clock, lab_budget: f64) -> Self {
+        Deadline {
+            clock: clock.clone(),
+            lab_until: clock.now() + lab_budget.max(0.0),
+            wall_until: tokio::time::Instant::now() + MIN_WAIT_WALL,
+        }
+    }
+
+    /// Whether the wait should give up.
+    pub fn expired(&self) -> bool {
+        self.clock.now() > self.lab_until && tokio::time::Instant::now() > self.wall_until
+    }
+}
+
+/// Why a decoder rejected bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The stream failed underneath the decoder.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The bytes cannot be a reply of this instrument.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// Marks an error as one that happened where nothing physical can have been started: a query, or a write that
+/// only configures.
+pub(crate) fn not_acted(mut e: DeviceError) -> DeviceError {
+    e.may_have_acted = false;
+    e
+}
+
+/// Sets whether an error may follow a physical action, overriding what the link guessed.
+pub(crate) fn with_acted(mut e: DeviceError, acted: bool) -> DeviceError {
+    e.may_have_acted = acted;
+    e
+}
+
+/// A reply that framed correctly but whose content does not parse.
+pub(crate) fn garbled(
+    instrument: &str,
+    sent: &[u8],
+    received: &[u8],
+    reason: impl Into<String>,
+    acted: bool,
+) -> DeviceError {
+    DeviceError {
+        instrument: instrument.to_owned(),
+        kind: DeviceErrorKind::Garbled { sent: sent.to_vec(), received: received.to_vec(), reason: reason.into() },
+        may_have_acted: acted,
+    }
+}
+
+/// An error of `kind`, with whether something may have acted.
+pub(crate) fn error(instrument: &str, kind: DeviceErrorKind, acted: bool) -> DeviceError {
+    DeviceError { instrument: instrument.to_owned(), kind, may_have_acted: acted }
+}
+
+/// Formats a number for a command: at most `decimals` decimals, no trailing zeros (`90`, `12.5`).
+pub(crate) fn number(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_written_without_trailing_zeros() {
+        assert_eq!(number(90.0, 1), "90");
+        assert_eq!(number(12.54, 1), "12.5");
+        assert_eq!(number(250.125, 3), "250.125");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_outlasts_a_fast_clock_by_the_wall_minimum() {
+        let clock = Clock::scaled(1e6);
+        let d = Deadline::after(&clock, 1.0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(clock.now() > 1.0);
+        assert!(!d.expired(), "a second of wall time has not passed");
+    }
+}

@@ -1,0 +1,1173 @@
+//! The lab file: which instruments a lab has, how to reach them, where they stand, and their limits.
+//!
+//! A lab file names each instrument, its driver (with the driver's settings and limits), its port (a device
+//! path, or `Simulated` for a simulator on a pseudo-terminal), and the deck position where it acts on vessels.
+//! The deck gives every position (and every rack slot) in the gantry's coordinates.
+//!
+//! [`load_lab`] parses and validates a lab file into a [`Lab`]; [`Lab::check_protocol`] then checks that the lab can
+//! run a protocol before anything moves: every named instrument exists and is of the right kind, every kind the
+//! protocol needs is present, every transfer has a position where all the steps that follow it can run, and no
+//! literal or parameter range asks an instrument for more than its limits.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use protocols::diagnostic::{Diagnostic, Diagnostics, SourceFile};
+use protocols::ron_file::{check_syntax, parse_section, suggest};
+use protocols::source::{Node, Seg, index};
+use protocols::units::{Dimension, Duration, Quantity, Speed, Temperature, Volume, Wavelength, trim_float};
+use protocols::validate::valid_name;
+use protocols::{Destination, InstrumentKind, InstrumentRef, Op, Operation, Protocol};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::capability::Place;
+use crate::transport::{LineSettings, Parity};
+
+/// The current lab file format version.
+pub const FORMAT: u32 = 1;
+
+/// Diagnostic codes for lab files and for lab-against-protocol checks. Each has an entry in GUIDE.md.
+pub mod codes {
+    /// The file states a format version this program does not read.
+    pub const FORMAT: &str = "D0001";
+    /// An instrument or position name is invalid or repeated.
+    pub const NAME: &str = "D0002";
+    /// An instrument's position is missing, unknown, or given to a gantry.
+    pub const POSITION: &str = "D0003";
+    /// A driver setting is invalid (a bad quantity, an out-of-range address).
+    pub const SETTING: &str = "D0004";
+    /// A deck point lies outside the gantry's travel or above its travel height.
+    pub const DECK: &str = "D0005";
+    /// The simulation settings are invalid, or a lab with real ports is run faster than real time.
+    pub const SIMULATION: &str = "D0006";
+    /// A protocol names an instrument the lab does not have, or one of the wrong kind.
+    pub const UNKNOWN_INSTRUMENT: &str = "D0101";
+    /// A protocol needs a kind of instrument the lab does not have.
+    pub const MISSING_KIND: &str = "D0102";
+    /// A transfer has no deck position where every step that follows it can run.
+    pub const NO_POSITION: &str = "D0103";
+    /// A value or parameter range exceeds the limits of every instrument that could run the step.
+    pub const LIMIT: &str = "D0104";
+}
+
+/// A point in the gantry's coordinates, in millimetres.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename = "Point", deny_unknown_fields)]
+pub struct Point {
+    /// Millimetres along X.
+    pub x: f64,
+    /// Millimetres along Y.
+    pub y: f64,
+    /// Millimetres along Z: the height the gripper descends to to grip a vessel standing here.
+    pub z: f64,
+}
+
+/// A rack of vessels: a grid of slots. Each experiment takes one vessel from its own slot and returns it there.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename = "Rack", deny_unknown_fields)]
+pub struct Rack {
+    /// The first slot's point.
+    pub origin: Point,
+    /// Spacing between columns (along X), in millimetres.
+    pub pitch_x: f64,
+    /// Spacing between rows (along Y), in millimetres.
+    pub pitch_y: f64,
+    /// Slots per row.
+    pub columns: usize,
+    /// Rows.
+    pub rows: usize,
+}
+
+impl Rack {
+    /// The number of slots.
+    pub fn slots(&self) -> usize {
+        self.columns * self.rows
+    }
+
+    /// The point of slot `i` (row-major from the origin), if it exists.
+    pub fn slot(&self, i: usize) -> Option<Point> {
+        (i < self.slots()).then(|| Point {
+            x: self.origin.x + (i % self.columns) as f64 * self.pitch_x,
+            y: self.origin.y + (i / self.columns) as f64 * self.pitch_y,
+            z: self.origin.z,
+        })
+    }
+}
+
+/// The deck: the rack, the named positions, and the height the gantry travels at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deck {
+    /// The height in millimetres at which the gantry moves between places, clear of everything on the deck.
+    pub safe_z: f64,
+    /// The rack.
+    pub rack: Rack,
+    /// Named positions.
+    pub positions: BTreeMap<String, Point>,
+}
+
+impl Deck {
+    /// The point of a place, if it exists.
+    pub fn point(&self, place: &Place) -> Option<Point> {
+        match place {
+            Place::Rack(i) => self.rack.slot(*i),
+            Place::Position(p) => self.positions.get(p).copied(),
+        }
+    }
+}
+
+/// Where an instrument is connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortSpec {
+    /// A simulator on a pseudo-terminal, started by `lab` itself.
+    Simulated,
+    /// A serial device path such as `/dev/ttyUSB0`.
+    Serial(String),
+}
+
+/// Settings of a Cavro XCalibur syringe pump.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CavroConfig {
+    /// The address switch setting, 1 to 15 (switch 0 to E); the wire address is `'0' + address`.
+    pub address: u8,
+    /// The syringe's volume (a full stroke).
+    pub syringe: Volume,
+    /// The top plunger speed in half-steps per second (`V`), 5 to 6000.
+    pub top_speed: u32,
+    /// What the reservoir on the pump's input port holds.
+    pub reservoir: String,
+}
+
+/// Settings of an IKA hotplate-stirrer (NAMUR protocol).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IkaConfig {
+    /// The name the hotplate answers to `IN_NAME`, such as `RCT digital`.
+    pub model: String,
+    /// The highest set point the driver will send.
+    pub max_temperature: Temperature,
+    /// The highest stirring speed the driver will send.
+    pub max_speed: Speed,
+    /// How close to the set point the plate must be to count as having reached it.
+    pub tolerance: Temperature,
+}
+
+/// Settings of an Ocean Optics Flame spectrometer (RS-232 command set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlameConfig {
+    /// Integration time per scan.
+    pub integration: Duration,
+    /// Scans averaged per reading.
+    pub scans: u16,
+    /// Wavelength calibration: wavelength(pixel) = c0 + c1 p + c2 p^2 + c3 p^3, in nanometres.
+    pub calibration: [f64; 4],
+    /// Pixels on the detector.
+    pub pixels: usize,
+}
+
+impl FlameConfig {
+    /// The wavelength of pixel `p`.
+    pub fn wavelength(&self, p: usize) -> f64 {
+        let p = p as f64;
+        let c = self.calibration;
+        c[0] + c[1] * p + c[2] * p * p + c[3] * p * p * p
+    }
+
+    /// The wavelength range the detector covers.
+    pub fn range(&self) -> (Wavelength, Wavelength) {
+        let a = self.wavelength(0);
+        let b = self.wavelength(self.pixels.saturating_sub(1));
+        (Wavelength(a.min(b)), Wavelength(a.max(b)))
+    }
+}
+
+/// Settings of a G-code gantry with a gripper (Marlin dialect).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GantryConfig {
+    /// Travel speed in millimetres per minute.
+    pub feed_rate: f64,
+    /// The far corner of the travel volume; the near corner is the origin.
+    pub travel: Point,
+    /// Servo angle that closes the gripper.
+    pub grip: f64,
+    /// Servo angle that opens the gripper.
+    pub release: f64,
+}
+
+/// A driver and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriverConfig {
+    /// Tecan Cavro XCalibur syringe pump, DT protocol.
+    CavroXCalibur(CavroConfig),
+    /// IKA hotplate-stirrer, NAMUR protocol.
+    IkaHotplate(IkaConfig),
+    /// Ocean Optics Flame spectrometer, RS-232 binary command set.
+    OceanFlame(FlameConfig),
+    /// G-code gantry with a servo gripper.
+    GcodeGantry(GantryConfig),
+}
+
+impl DriverConfig {
+    /// The driver's name as written in lab files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DriverConfig::CavroXCalibur(_) => "CavroXCalibur",
+            DriverConfig::IkaHotplate(_) => "IkaHotplate",
+            DriverConfig::OceanFlame(_) => "OceanFlame",
+            DriverConfig::GcodeGantry(_) => "GcodeGantry",
+        }
+    }
+
+    /// The kind of instrument the driver drives.
+    pub fn kind(&self) -> InstrumentKind {
+        match self {
+            DriverConfig::CavroXCalibur(_) => InstrumentKind::SyringePump,
+            DriverConfig::IkaHotplate(_) => InstrumentKind::Hotplate,
+            DriverConfig::OceanFlame(_) => InstrumentKind::Spectrometer,
+            DriverConfig::GcodeGantry(_) => InstrumentKind::Gantry,
+        }
+    }
+
+    /// The line settings the instrument ships with.
+    pub fn default_line(&self) -> LineSettings {
+        match self {
+            DriverConfig::CavroXCalibur(_) | DriverConfig::OceanFlame(_) => LineSettings::n81(9600),
+            // NAMUR: 9600 baud, 7 data bits, even parity, 1 stop bit.
+            DriverConfig::IkaHotplate(_) => {
+                LineSettings { data_bits: 7, parity: Parity::Even, ..LineSettings::n81(9600) }
+            }
+            DriverConfig::GcodeGantry(_) => LineSettings::n81(115_200),
+        }
+    }
+}
+
+/// One instrument of the lab.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstrumentSpec {
+    /// Its name, unique in the lab.
+    pub name: String,
+    /// The driver and its settings.
+    pub driver: DriverConfig,
+    /// Where it is connected.
+    pub port: PortSpec,
+    /// The deck position where it acts on vessels (none for a gantry).
+    pub position: Option<String>,
+    /// The serial line settings.
+    pub line: LineSettings,
+}
+
+impl InstrumentSpec {
+    /// The instrument's kind.
+    pub fn kind(&self) -> InstrumentKind {
+        self.driver.kind()
+    }
+}
+
+/// Settings for running the lab's simulators.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Simulation {
+    /// Seeds the simulators' hidden response surface and noise.
+    pub seed: u64,
+    /// Lab seconds per wall second.
+    pub time_scale: f64,
+}
+
+/// A validated lab.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    /// The lab's name.
+    pub name: String,
+    /// For people.
+    pub description: String,
+    /// The deck.
+    pub deck: Deck,
+    /// The instruments, sorted by name.
+    pub instruments: Vec<InstrumentSpec>,
+    /// Simulator settings.
+    pub simulation: Simulation,
+    /// The file it was loaded from, for provenance.
+    pub source: Arc<SourceFile>,
+}
+
+impl Lab {
+    /// The instrument called `name`.
+    pub fn instrument(&self, name: &str) -> Option<&InstrumentSpec> {
+        self.instruments.iter().find(|i| i.name == name)
+    }
+
+    /// The instruments of a kind.
+    pub fn of_kind(&self, kind: InstrumentKind) -> impl Iterator<Item = &InstrumentSpec> {
+        self.instruments.iter().filter(move |i| i.kind() == kind)
+    }
+
+    /// The instruments a step reference may run on.
+    pub fn candidates<'a>(&'a self, on: &'a InstrumentRef) -> impl Iterator<Item = &'a InstrumentSpec> {
+        self.instruments.iter().filter(move |i| match on {
+            InstrumentRef::Kind(k) => i.kind() == *k,
+            InstrumentRef::Named(n) => &i.name == n,
+        })
+    }
+
+    /// Whether every instrument is simulated.
+    pub fn all_simulated(&self) -> bool {
+        self.instruments.iter().all(|i| i.port == PortSpec::Simulated)
+    }
+
+    /// The deck positions a transfer may take the vessel to: positions allowed by its destination where every step
+    /// it serves has a candidate instrument standing there. Rack destinations return an empty list.
+    pub fn transfer_positions(&self, protocol: &Protocol, transfer: usize) -> Vec<String> {
+        let step = &protocol.steps()[transfer];
+        let Op::Transfer { to } = &step.op else { return Vec::new() };
+        let served =
+            protocol.vessel_segments().iter().find(|(t, _)| *t == transfer).map(|(_, s)| s.clone()).unwrap_or_default();
+        let mut out = Vec::new();
+        for pos in self.deck.positions.keys() {
+            let here: Vec<&InstrumentSpec> =
+                self.instruments.iter().filter(|i| i.position.as_deref() == Some(pos.as_str())).collect();
+            let allowed = match to {
+                Destination::Rack => false,
+                Destination::Kind(k) => here.iter().any(|i| i.kind() == *k),
+                Destination::Named(n) => here.iter().any(|i| &i.name == n),
+            };
+            let serves_all = served.iter().all(|&s| {
+                let on = &protocol.steps()[s].on;
+                here.iter().any(|i| match on {
+                    InstrumentRef::Kind(k) => i.kind() == *k,
+                    InstrumentRef::Named(n) => &i.name == n,
+                })
+            });
+            if allowed && serves_all {
+                out.push(pos.clone());
+            }
+        }
+        out
+    }
+
+    /// Checks that this lab can run `protocol`. Diagnostics point into the protocol file.
+    pub fn check_protocol(&self, protocol: &Protocol) -> Diagnostics {
+        let src = protocol.source();
+        let tree = index(&src.text);
+        let mut diags = Diagnostics::new();
+        let step_span = |i: usize, field: &str| tree.span_of(&[Seg::Field("steps"), Seg::Index(i), Seg::Field(field)]);
+        let names: Vec<&str> = self.instruments.iter().map(|i| i.name.as_str()).collect();
+        let mut refs_ok = true;
+        for (i, step) in protocol.steps().iter().enumerate() {
+            match &step.on {
+                InstrumentRef::Named(n) => match self.instrument(n) {
+                    None => {
+                        refs_ok = false;
+                        let help = match suggest(n, &names) {
+                            Some(s) => format!("did you mean `{s}`? Lab `{}` has: {}", self.name, names.join(", ")),
+                            None => format!("lab `{}` has: {}", self.name, names.join(", ")),
+                        };
+                        diags.push(
+                            Diagnostic::error(
+                                codes::UNKNOWN_INSTRUMENT,
+                                src,
+                                step_span(i, "on"),
+                                format!("step `{}` runs on `{n}`, which lab `{}` does not have", step.id, self.name),
+                            )
+                            .with_help(help),
+                        );
+                    }
+                    Some(spec) if spec.kind() != step.op.kind() => {
+                        refs_ok = false;
+                        diags.push(
+                            Diagnostic::error(
+                                codes::UNKNOWN_INSTRUMENT,
+                                src,
+                                step_span(i, "on"),
+                                format!(
+                                    "step `{}` needs {} to {}, but `{n}` is {}",
+                                    step.id,
+                                    step.op.kind().phrase(),
+                                    step.op.name(),
+                                    spec.kind().phrase()
+                                ),
+                            )
+                            .with_help(format!(
+                                "name {} of lab `{}`: {}",
+                                step.op.kind().phrase(),
+                                self.name,
+                                self.of_kind(step.op.kind()).map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                            )),
+                        );
+                    }
+                    Some(_) => {}
+                },
+                InstrumentRef::Kind(k) => {
+                    if self.of_kind(*k).next().is_none() {
+                        refs_ok = false;
+                        let span = if tree.get(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("on")]).is_some() {
+                            step_span(i, "on")
+                        } else {
+                            step_span(i, "op")
+                        };
+                        diags.push(
+                            Diagnostic::error(
+                                codes::MISSING_KIND,
+                                src,
+                                span,
+                                format!("step `{}` needs {}, and lab `{}` has none", step.id, k.phrase(), self.name),
+                            )
+                            .with_help(format!(
+                                "add {} to the lab file, or run the protocol in a lab that has one",
+                                k.phrase()
+                            )),
+                        );
+                    }
+                }
+            }
+            if let Op::Transfer { to: Destination::Named(n) } = &step.op
+                && self.instrument(n).and_then(|s| s.position.as_ref()).is_none()
+            {
+                refs_ok = false;
+                diags.push(
+                    Diagnostic::error(
+                        codes::UNKNOWN_INSTRUMENT,
+                        src,
+                        tree.span_of(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("op"), Seg::Field("to")]),
+                        format!(
+                            "transfer `{}` goes to `{n}`, which is not an instrument with a deck position in lab `{}`",
+                            step.id, self.name
+                        ),
+                    )
+                    .with_help(format!(
+                        "positioned instruments: {}",
+                        self.instruments
+                            .iter()
+                            .filter(|s| s.position.is_some())
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                );
+            }
+        }
+        if refs_ok {
+            for (t, served) in protocol.vessel_segments() {
+                let step = &protocol.steps()[*t];
+                if matches!(step.op, Op::Transfer { to: Destination::Rack }) {
+                    continue;
+                }
+                if self.transfer_positions(protocol, *t).is_empty() {
+                    let needs: Vec<String> = served
+                        .iter()
+                        .map(|&s| {
+                            let st = &protocol.steps()[s];
+                            format!("`{}` ({})", st.id, st.on)
+                        })
+                        .collect();
+                    diags.push(
+                        Diagnostic::error(
+                            codes::NO_POSITION,
+                            src,
+                            step_span(*t, "id"),
+                            format!(
+                                "no deck position in lab `{}` has the instruments for every step after transfer `{}`: {}",
+                                self.name,
+                                step.id,
+                                needs.join(", ")
+                            ),
+                        )
+                        .with_help("put those instruments at one position in the lab file, or add a transfer between the steps"),
+                    );
+                }
+            }
+        }
+        self.check_limits(protocol, &tree, &mut diags);
+        diags
+    }
+
+    fn check_limits(&self, protocol: &Protocol, tree: &Node, diags: &mut Diagnostics) {
+        let src = protocol.source();
+        // The largest canonical value an argument can take: the literal, or the parameter's maximum.
+        let max_of = |arg: &protocols::Arg<f64>| -> f64 {
+            match arg {
+                protocols::Arg::Value(v) => *v,
+                protocols::Arg::Param(p) => {
+                    let p = protocol.parameter(p).expect("validated");
+                    p.to_canonical(p.max).value.max(p.to_canonical(p.min).value)
+                }
+            }
+        };
+        let min_of = |arg: &protocols::Arg<f64>| -> f64 {
+            match arg {
+                protocols::Arg::Value(v) => *v,
+                protocols::Arg::Param(p) => {
+                    let p = protocol.parameter(p).expect("validated");
+                    p.to_canonical(p.max).value.min(p.to_canonical(p.min).value)
+                }
+            }
+        };
+        for (i, step) in protocol.steps().iter().enumerate() {
+            let candidates: Vec<&InstrumentSpec> = self.candidates(&step.on).collect();
+            if candidates.is_empty() {
+                continue;
+            }
+            let mut check = |field: &str,
+                             arg: protocols::Arg<f64>,
+                             dim: Dimension,
+                             limit: &dyn Fn(&InstrumentSpec) -> Option<(f64, f64)>| {
+                let (lo, hi) = (min_of(&arg), max_of(&arg));
+                let ok = candidates.iter().any(|c| limit(c).is_none_or(|(a, b)| lo >= a && hi <= b));
+                if ok {
+                    return;
+                }
+                let ranges: Vec<String> = candidates
+                    .iter()
+                    .filter_map(|c| {
+                        limit(c).map(|(a, b)| {
+                            format!("{} {}..={} {}", c.name, trim_float(a), trim_float(b), dim.canonical_symbol())
+                        })
+                    })
+                    .collect();
+                let what = match &arg {
+                    protocols::Arg::Param(p) => format!(
+                        "parameter `{p}` allows {}..={} {}",
+                        trim_float(lo),
+                        trim_float(hi),
+                        dim.canonical_symbol()
+                    ),
+                    protocols::Arg::Value(v) => format!("{} {}", trim_float(*v), dim.canonical_symbol()),
+                };
+                diags.push(
+                    Diagnostic::error(
+                        codes::LIMIT,
+                        src,
+                        tree.span_of(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("op"), Seg::Field(field)]),
+                        format!("`{field}` of step `{}` is beyond what lab `{}` can do: {what}", step.id, self.name),
+                    )
+                    .with_help(format!(
+                        "the instruments' limits are: {}; narrow the value or the parameter's range",
+                        ranges.join(", ")
+                    )),
+                );
+            };
+            let q = |a: &protocols::Arg<Quantity>| -> protocols::Arg<f64> { map_arg(a) };
+            match &step.op {
+                Op::Heat { temperature, stir, .. } => {
+                    check("temperature", q(&up(temperature)), Dimension::Temperature, &|c| match &c.driver {
+                        DriverConfig::IkaHotplate(h) => Some((-273.15, h.max_temperature.0)),
+                        _ => None,
+                    });
+                    if let Some(s) = stir {
+                        check("stir", q(&up(s)), Dimension::RotationalSpeed, &|c| match &c.driver {
+                            DriverConfig::IkaHotplate(h) => Some((0.0, h.max_speed.0)),
+                            _ => None,
+                        });
+                    }
+                }
+                Op::Stir { speed, .. } => {
+                    check("speed", q(&up(speed)), Dimension::RotationalSpeed, &|c| match &c.driver {
+                        DriverConfig::IkaHotplate(h) => Some((0.0, h.max_speed.0)),
+                        _ => None,
+                    });
+                }
+                Op::Measure { wavelength, .. } => {
+                    check("wavelength", q(&up(wavelength)), Dimension::Wavelength, &|c| match &c.driver {
+                        DriverConfig::OceanFlame(f) => {
+                            let (a, b) = f.range();
+                            Some((a.0, b.0))
+                        }
+                        _ => None,
+                    });
+                }
+                Op::Transfer { .. } | Op::Dispense { .. } => {}
+            }
+        }
+    }
+}
+
+fn up<T: Into<Quantity> + Copy>(a: &protocols::Arg<T>) -> protocols::Arg<Quantity> {
+    match a {
+        protocols::Arg::Value(v) => protocols::Arg::Value((*v).into()),
+        protocols::Arg::Param(p) => protocols::Arg::Param(p.clone()),
+    }
+}
+
+fn map_arg(a: &protocols::Arg<Quantity>) -> protocols::Arg<f64> {
+    match a {
+        protocols::Arg::Value(q) => protocols::Arg::Value(q.value),
+        protocols::Arg::Param(p) => protocols::Arg::Param(p.clone()),
+    }
+}
+
+// ---- The file format -------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Lab", deny_unknown_fields)]
+struct LabHeader {
+    format: u32,
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[expect(dead_code, reason = "read section by section; named here so unknown top-level fields are refused")]
+    deck: IgnoredAny,
+    #[expect(dead_code, reason = "read section by section; named here so unknown top-level fields are refused")]
+    instruments: IgnoredAny,
+    #[serde(default)]
+    simulation: Option<SimulationFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Deck", deny_unknown_fields)]
+struct DeckFile {
+    safe_z: f64,
+    rack: Rack,
+    positions: BTreeMap<String, Point>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Simulation", deny_unknown_fields)]
+struct SimulationFile {
+    seed: u64,
+    #[serde(default = "default_scale")]
+    time_scale: f64,
+}
+
+fn default_scale() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Instrument", deny_unknown_fields)]
+struct InstrumentFile {
+    driver: DriverFile,
+    port: PortFile,
+    #[serde(default)]
+    position: Option<String>,
+    #[serde(default)]
+    serial: Option<SerialFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Port")]
+enum PortFile {
+    Simulated,
+    Serial(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Serial", deny_unknown_fields)]
+struct SerialFile {
+    #[serde(default)]
+    baud: Option<u32>,
+    #[serde(default)]
+    data_bits: Option<u8>,
+    #[serde(default)]
+    parity: Option<Parity>,
+    #[serde(default)]
+    stop_bits: Option<u8>,
+    #[serde(default)]
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Driver", deny_unknown_fields)]
+enum DriverFile {
+    CavroXCalibur {
+        address: u8,
+        syringe: String,
+        #[serde(default)]
+        top_speed: Option<u32>,
+        #[serde(default)]
+        reservoir: String,
+    },
+    IkaHotplate {
+        #[serde(default)]
+        model: Option<String>,
+        max_temperature: String,
+        max_speed: String,
+        #[serde(default)]
+        tolerance: Option<String>,
+    },
+    OceanFlame {
+        integration: String,
+        scans: u16,
+        calibration: Vec<f64>,
+        #[serde(default)]
+        pixels: Option<usize>,
+    },
+    GcodeGantry {
+        feed_rate: f64,
+        travel: Point,
+        grip: f64,
+        release: f64,
+    },
+}
+
+/// Loads and validates a lab file.
+pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
+    let mut diags = Diagnostics::new();
+    if let Err(d) = check_syntax(&source) {
+        diags.push(d);
+        return Err(diags);
+    }
+    let tree = index(&source.text);
+    let err = |diags: &mut Diagnostics, code, span: Range<usize>, msg: String, help: String| {
+        diags.push(Diagnostic::error(code, &source, span, msg).with_help(help));
+    };
+    let header = match parse_section::<LabHeader>(&source, 0..source.text.len(), "lab") {
+        Ok(h) => Some(h),
+        Err(d) => {
+            diags.push(d);
+            None
+        }
+    };
+    if let Some(h) = &header
+        && h.format != FORMAT
+    {
+        err(
+            &mut diags,
+            codes::FORMAT,
+            tree.span_of(&[Seg::Field("format")]),
+            format!("unsupported lab format {}", h.format),
+            format!("this version of lab reads `format: {FORMAT}`"),
+        );
+    }
+    let deck = tree.get(&[Seg::Field("deck")]).and_then(|n| {
+        match parse_section::<DeckFile>(&source, n.span.clone(), "deck") {
+            Ok(d) => Some(d),
+            Err(d) => {
+                diags.push(d);
+                None
+            }
+        }
+    });
+    let mut instruments = Vec::new();
+    if let Some(node) = tree.get(&[Seg::Field("instruments")]) {
+        for (key, value) in &node.entries {
+            let Some(name) = key.string.clone() else { continue };
+            if !valid_name(&name) {
+                err(
+                    &mut diags,
+                    codes::NAME,
+                    key.span.clone(),
+                    format!("`{name}` is not a valid instrument name"),
+                    "use lower-case letters, digits and `_`, starting with a letter".into(),
+                );
+            }
+            if instruments.iter().any(|i: &InstrumentSpec| i.name == name) {
+                err(
+                    &mut diags,
+                    codes::NAME,
+                    key.span.clone(),
+                    format!("instrument `{name}` is declared twice"),
+                    "rename or remove one of them".into(),
+                );
+                continue;
+            }
+            match parse_section::<InstrumentFile>(&source, value.span.clone(), "instrument") {
+                Ok(f) => {
+                    if let Some(spec) = instrument(&source, &name, f, value, deck.as_ref(), &mut diags) {
+                        instruments.push(spec);
+                    }
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+        if node.entries.is_empty() {
+            err(
+                &mut diags,
+                codes::NAME,
+                node.span.clone(),
+                "the lab has no instruments".into(),
+                "add instruments under `instruments: { \"name\": (driver: ..., port: ...) }`".into(),
+            );
+        }
+    }
+    if let (Some(deck), Some(gantry)) = (&deck, instruments.iter().find(|i| i.kind() == InstrumentKind::Gantry)) {
+        let DriverConfig::GcodeGantry(g) = &gantry.driver else {
+            unreachable!("gantry kind implies the gantry driver")
+        };
+        let inside = |p: &Point| {
+            p.x >= 0.0 && p.y >= 0.0 && p.z >= 0.0 && p.x <= g.travel.x && p.y <= g.travel.y && p.z <= g.travel.z
+        };
+        for (name, p) in &deck.positions {
+            if !inside(p) || p.z >= deck.safe_z {
+                err(
+                    &mut diags,
+                    codes::DECK,
+                    tree.span_of(&[Seg::Field("deck"), Seg::Field("positions"), Seg::Key(name)]),
+                    format!(
+                        "position `{name}` at ({}, {}, {}) is outside the gantry's reach",
+                        trim_float(p.x),
+                        trim_float(p.y),
+                        trim_float(p.z)
+                    ),
+                    format!(
+                        "the gantry reaches (0..={}, 0..={}, 0..={}) and travels at z {}; positions must lie inside and below that",
+                        trim_float(g.travel.x),
+                        trim_float(g.travel.y),
+                        trim_float(g.travel.z),
+                        trim_float(deck.safe_z)
+                    ),
+                );
+            }
+        }
+        let last = deck.rack.slots().saturating_sub(1);
+        for (i, which) in [(0, "first"), (last, "last")] {
+            if let Some(p) = deck.rack.slot(i)
+                && (!inside(&p) || p.z >= deck.safe_z)
+            {
+                err(
+                    &mut diags,
+                    codes::DECK,
+                    tree.span_of(&[Seg::Field("deck"), Seg::Field("rack")]),
+                    format!(
+                        "the rack's {which} slot at ({}, {}, {}) is outside the gantry's reach",
+                        trim_float(p.x),
+                        trim_float(p.y),
+                        trim_float(p.z)
+                    ),
+                    "move the rack's origin or reduce its pitch, columns or rows".into(),
+                );
+            }
+        }
+        if deck.safe_z > g.travel.z {
+            err(
+                &mut diags,
+                codes::DECK,
+                tree.span_of(&[Seg::Field("deck"), Seg::Field("safe_z")]),
+                format!("safe_z {} is above the gantry's travel {}", trim_float(deck.safe_z), trim_float(g.travel.z)),
+                "lower safe_z".into(),
+            );
+        }
+    }
+    let simulation = match header.as_ref().and_then(|h| h.simulation.as_ref()) {
+        Some(s) => {
+            if !(s.time_scale.is_finite() && s.time_scale > 0.0) {
+                err(
+                    &mut diags,
+                    codes::SIMULATION,
+                    tree.span_of(&[Seg::Field("simulation"), Seg::Field("time_scale")]),
+                    format!("time_scale must be positive, not {}", s.time_scale),
+                    "1 is real time; 600 runs ten lab minutes per wall second".into(),
+                );
+            }
+            Simulation { seed: s.seed, time_scale: s.time_scale }
+        }
+        None => Simulation { seed: 0, time_scale: 1.0 },
+    };
+    let real = instruments.iter().any(|i| i.port != PortSpec::Simulated);
+    if real && simulation.time_scale != 1.0 {
+        err(
+            &mut diags,
+            codes::SIMULATION,
+            tree.span_of(&[Seg::Field("simulation"), Seg::Field("time_scale")]),
+            "this lab has real instruments, so it must run in real time".into(),
+            "set `time_scale: 1`, or make every port `Simulated`".into(),
+        );
+    }
+    diags.sort();
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let (Some(header), Some(deck)) = (header, deck) else { return Err(diags) };
+    instruments.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Lab {
+        name: header.name,
+        description: header.description,
+        deck: Deck { safe_z: deck.safe_z, rack: deck.rack, positions: deck.positions },
+        instruments,
+        simulation,
+        source,
+    })
+}
+
+fn instrument(
+    source: &Arc<SourceFile>,
+    name: &str,
+    f: InstrumentFile,
+    node: &Node,
+    deck: Option<&DeckFile>,
+    diags: &mut Diagnostics,
+) -> Option<InstrumentSpec> {
+    let mut ok = true;
+    let mut fail = |path: &[Seg<'_>], msg: String, help: String| {
+        diags.push(Diagnostic::error(codes::SETTING, source, node.span_of(path), msg).with_help(help));
+        ok = false;
+    };
+    let quantity =
+        |field: &'static str, text: &str, dim: Dimension, fail: &mut dyn FnMut(&[Seg<'_>], String, String)| -> f64 {
+            match Quantity::parse(text) {
+                Ok(q) if q.dimension == dim => q.value,
+                Ok(q) => {
+                    fail(
+                        &[Seg::Field("driver"), Seg::Field(field)],
+                        format!("`{field}` of `{name}` needs a {}, not a {}", dim.name(), q.dimension.name()),
+                        format!("use {}", dim.examples()),
+                    );
+                    f64::NAN
+                }
+                Err(e) => {
+                    fail(
+                        &[Seg::Field("driver"), Seg::Field(field)],
+                        format!("bad quantity for `{field}` of `{name}`: {e}"),
+                        format!("write a number and a unit of {}: {}", dim.name(), dim.examples()),
+                    );
+                    f64::NAN
+                }
+            }
+        };
+    let driver = match f.driver {
+        DriverFile::CavroXCalibur { address, syringe, top_speed, reservoir } => {
+            if !(1..=15).contains(&address) {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("address")],
+                    format!("address {address} of `{name}` is not a pump address"),
+                    "the address switch gives 1 to 15 (switch positions 0 to E)".into(),
+                );
+            }
+            let syringe = quantity("syringe", &syringe, Dimension::Volume, &mut fail);
+            if syringe.is_finite() && syringe <= 0.0 {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("syringe")],
+                    format!("syringe of `{name}` must have a positive volume"),
+                    "common sizes: 250 uL, 1 mL, 5 mL".into(),
+                );
+            }
+            let top_speed = top_speed.unwrap_or(1400);
+            if !(5..=6000).contains(&top_speed) {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("top_speed")],
+                    format!("top_speed {top_speed} of `{name}` is outside 5..=6000 half-steps/s"),
+                    "the XCalibur's V command takes 5 to 6000; its default is 1400".into(),
+                );
+            }
+            DriverConfig::CavroXCalibur(CavroConfig { address, syringe: Volume(syringe), top_speed, reservoir })
+        }
+        DriverFile::IkaHotplate { model, max_temperature, max_speed, tolerance } => {
+            let t = quantity("max_temperature", &max_temperature, Dimension::Temperature, &mut fail);
+            let s = quantity("max_speed", &max_speed, Dimension::RotationalSpeed, &mut fail);
+            let tol = tolerance.map_or(1.0, |t| quantity("tolerance", &t, Dimension::Temperature, &mut fail));
+            DriverConfig::IkaHotplate(IkaConfig {
+                model: model.unwrap_or_else(|| "RCT digital".to_owned()),
+                max_temperature: Temperature(t),
+                max_speed: Speed(s),
+                tolerance: Temperature(tol),
+            })
+        }
+        DriverFile::OceanFlame { integration, scans, calibration, pixels } => {
+            let it = quantity("integration", &integration, Dimension::Duration, &mut fail);
+            if it.is_finite() && !(0.001..=65.0).contains(&it) {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("integration")],
+                    format!("integration time of `{name}` must be 1 ms to 65 s"),
+                    "100 ms suits most samples".into(),
+                );
+            }
+            if scans == 0 {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("scans")],
+                    format!("`{name}` must average at least one scan"),
+                    "use `scans: 1` or more".into(),
+                );
+            }
+            if calibration.is_empty() || calibration.len() > 4 {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("calibration")],
+                    format!("calibration of `{name}` needs 1 to 4 coefficients, got {}", calibration.len()),
+                    "give [c0, c1, c2, c3] of wavelength(pixel) = c0 + c1 p + c2 p^2 + c3 p^3".into(),
+                );
+            }
+            let mut c = [0.0; 4];
+            for (i, v) in calibration.iter().take(4).enumerate() {
+                c[i] = *v;
+            }
+            DriverConfig::OceanFlame(FlameConfig {
+                integration: Duration(it),
+                scans,
+                calibration: c,
+                pixels: pixels.unwrap_or(2048),
+            })
+        }
+        DriverFile::GcodeGantry { feed_rate, travel, grip, release } => {
+            if !(feed_rate.is_finite() && feed_rate > 0.0) {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("feed_rate")],
+                    format!("feed_rate of `{name}` must be positive"),
+                    "in millimetres per minute, such as 3000".into(),
+                );
+            }
+            DriverConfig::GcodeGantry(GantryConfig { feed_rate, travel, grip, release })
+        }
+    };
+    let kind = driver.kind();
+    match (&f.position, kind.has_position()) {
+        (None, true) => fail(
+            &[Seg::Field("driver")],
+            format!("`{name}` is {} but has no `position`", kind.phrase()),
+            "say where it acts on vessels: `position: \"...\"`, a name from `deck.positions`".into(),
+        ),
+        (Some(_), false) => fail(
+            &[Seg::Field("position")],
+            format!("`{name}` is a gantry; gantries have no position"),
+            "remove `position`".into(),
+        ),
+        (Some(p), true) => {
+            if let Some(deck) = deck
+                && !deck.positions.contains_key(p)
+            {
+                let known: Vec<&str> = deck.positions.keys().map(String::as_str).collect();
+                let help = match suggest(p, &known) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("the deck's positions are: {}", known.join(", ")),
+                };
+                diags.push(
+                    Diagnostic::error(
+                        codes::POSITION,
+                        source,
+                        node.span_of(&[Seg::Field("position")]),
+                        format!("position `{p}` of `{name}` is not on the deck"),
+                    )
+                    .with_help(help),
+                );
+                ok = false;
+            }
+        }
+        (None, false) => {}
+    }
+    let mut line = driver.default_line();
+    if let Some(s) = f.serial {
+        if let Some(b) = s.baud {
+            line.baud = b;
+        }
+        if let Some(d) = s.data_bits {
+            if !(d == 7 || d == 8) {
+                diags.push(
+                    Diagnostic::error(
+                        codes::SETTING,
+                        source,
+                        node.span_of(&[Seg::Field("serial"), Seg::Field("data_bits")]),
+                        format!("data_bits of `{name}` must be 7 or 8"),
+                    )
+                    .with_help(format!("{} uses {}", driver.name(), driver.default_line())),
+                );
+                ok = false;
+            }
+            line.data_bits = d;
+        }
+        if let Some(p) = s.parity {
+            line.parity = p;
+        }
+        if let Some(sb) = s.stop_bits {
+            if !(sb == 1 || sb == 2) {
+                diags.push(
+                    Diagnostic::error(
+                        codes::SETTING,
+                        source,
+                        node.span_of(&[Seg::Field("serial"), Seg::Field("stop_bits")]),
+                        format!("stop_bits of `{name}` must be 1 or 2"),
+                    )
+                    .with_help(format!("{} uses {}", driver.name(), driver.default_line())),
+                );
+                ok = false;
+            }
+            line.stop_bits = sb;
+        }
+        if let Some(t) = s.timeout {
+            match Quantity::parse(&t) {
+                Ok(q) if q.dimension == Dimension::Duration && q.value > 0.0 => {
+                    line.timeout = std::time::Duration::from_secs_f64(q.value)
+                }
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            codes::SETTING,
+                            source,
+                            node.span_of(&[Seg::Field("serial"), Seg::Field("timeout")]),
+                            format!("timeout of `{name}` must be a positive duration"),
+                        )
+                        .with_help("such as \"500 ms\" or \"2 s\""),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    let port = match f.port {
+        PortFile::Simulated => PortSpec::Simulated,
+        PortFile::Serial(p) => PortSpec::Serial(p),
+    };
+    ok.then(|| InstrumentSpec { name: name.to_owned(), driver, port, position: f.position, line })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim_lab() -> Lab {
+        load_lab(SourceFile::new("sim.lab.ron", include_str!("../labs/sim.lab.ron"))).unwrap()
+    }
+
+    fn demo_protocol() -> Protocol {
+        protocols::parse_protocol(
+            "condensation.protocol.ron",
+            include_str!("../../protocols/library/condensation.protocol.ron"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_simulated_lab_loads_and_runs_the_demo_protocol() {
+        let lab = sim_lab();
+        assert_eq!(lab.instruments.len(), 8);
+        assert_eq!(lab.deck.rack.slots(), 48);
+        assert_eq!(lab.instrument("hotplate_1").unwrap().line.to_string(), "9600 7E1");
+        let p = demo_protocol();
+        let d = lab.check_protocol(&p);
+        assert!(d.is_empty(), "{d}");
+        let to_hotplate = p.step_index("to_hotplate").unwrap();
+        assert_eq!(
+            lab.transfer_positions(&p, to_hotplate),
+            vec!["hotplate_1", "hotplate_2", "hotplate_3", "hotplate_4"]
+        );
+        let load = p.step_index("load").unwrap();
+        assert_eq!(lab.transfer_positions(&p, load), vec!["dispense"]);
+    }
+
+    #[test]
+    fn limits_and_missing_instruments_are_reported_against_the_protocol() {
+        let lab = sim_lab();
+        let text = include_str!("../../protocols/library/condensation.protocol.ron")
+            .replace("max: 150, default: 80", "max: 350, default: 80")
+            .replace("Named(\"pump_b\")", "Named(\"pump_c\")")
+            .replace("520 nm", "1200 nm");
+        let p = protocols::parse_protocol("c.protocol.ron", &text).unwrap();
+        let d = lab.check_protocol(&p);
+        let msgs: Vec<String> = d.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "D0101 step `add_b` runs on `pump_c`, which lab `sim` does not have",
+                "D0104 `temperature` of step `react` is beyond what lab `sim` can do: parameter `temperature` allows 30..=350 degC",
+                "D0104 `wavelength` of step `read` is beyond what lab `sim` can do: 1200 nm",
+            ]
+        );
+    }
+
+    #[test]
+    fn lab_file_errors_point_at_the_setting() {
+        let text = include_str!("../labs/sim.lab.ron")
+            .replace(
+                "address: 1, syringe: \"1 mL\", top_speed: 400, reservoir: \"A\"",
+                "address: 0, syringe: \"1 min\", top_speed: 400, reservoir: \"A\"",
+            )
+            .replace("position: \"hotplate_4\"", "position: \"hotplate_5\"")
+            .replace("(seed: 7, time_scale: 400)", "(seed: 7, time_scale: 0)");
+        let d = load_lab(SourceFile::new("sim.lab.ron", text)).unwrap_err();
+        let msgs: Vec<String> =
+            d.iter().map(|d| format!("{}:{} {} {}", d.line_col().0, d.line_col().1, d.code, d.message)).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "25:44 D0004 address 0 of `pump_a` is not a pump address",
+                "25:56 D0004 `syringe` of `pump_a` needs a volume, not a duration",
+                "52:23 D0003 position `hotplate_5` of `hotplate_4` is not on the deck",
+                "64:39 D0006 time_scale must be positive, not 0",
+            ]
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! A simulated IKA hotplate-stirrer (NAMUR, RCT digital command set).
+//!
+//! A command ends at LF; CR and spaces around it are stripped, so `\n`, `\r\n` and `\r \n` all end a line, and
+//! lines longer than 80 characters are ignored. Reads answer `value index` CR LF (`25.3 2`); writes and unknown
+//! commands get no answer at all, as on the real plate; set points outside the RCT digital's ranges (0..=310 degC,
+//! 0..=1500 rpm) are ignored. `OUT_WD1@m` (m in 20..=1500) arms the watchdog and echoes `m`; the bench switches
+//! heating and stirring off when no command has arrived for `m` lab seconds. `IN_PV_1` (the external probe)
+//! reads the vessel on the plate, as if the probe were always immersed [U]. `OUT_WD2@m`, `OUT_SP_12@n` and
+//! `OUT_SP_42@n` are echoed but their safety fallbacks are not simulated.
+
+use bytes::BytesMut;
+
+use super::Simulator;
+use super::bench::{Bench, PlateCommand};
+use super::pty::Wire;
+use crate::lab::IkaConfig;
+
+/// The longest command line NAMUR allows.
+const MAX_LINE: usize = 80;
+
+/// The RCT digital's own set-point ranges.
+const MAX_TEMPERATURE: f64 = 310.0;
+const MAX_SPEED: f64 = 1500.0;
+
+/// The safety temperature `IN_SP_3` reports.
+const SAFETY_TEMPERATURE: f64 = 350.0;
+
+pub(crate) struct IkaSim {
+    model: String,
+    position: String,
+    bench: Bench,
+}
+
+impl IkaSim {
+    pub(crate) fn new(config: &IkaConfig, position: &str, bench: Bench) -> Self {
+        IkaSim { model: config.model.clone(), position: position.to_owned(), bench }
+    }
+
+    /// The answer to one command line, if it has one.
+    fn execute(&mut self, line: &str) -> Option<String> {
+        let b = &self.bench;
+        let p = self.position.as_str();
+        b.plate_command(p, PlateCommand::Contact);
+        let mut words = line.split_whitespace();
+        let command = words.next()?;
+        let value = words.next().map(str::parse::<f64>);
+        if words.next().is_some() {
+            return None;
+        }
+        if let Some((head, m)) = command.split_once('@') {
+            let m: f64 = m.parse().ok()?;
+            return match head {
+                "OUT_WD1" | "OUT_WD2" if (20.0..=1500.0).contains(&m) && value.is_none() => {
+                    if head == "OUT_WD1" {
+                        b.plate_command(p, PlateCommand::Watchdog(Some(m)));
+                    }
+                    Some(format!("{m:.0}"))
+                }
+                "OUT_WD2" if m == 0.0 && value.is_none() => Some("0".into()),
+                "OUT_SP_12" | "OUT_SP_42" if value.is_none() => Some(format!("{m:.0}")),
+                _ => None,
+            };
+        }
+        let readings = b.plate_readings(p)?;
+        match (command, value) {
+            ("IN_NAME", None) => Some(self.model.clone()),
+            ("IN_PV_1", None) => Some(format!("{:.1} 1", readings.medium)),
+            ("IN_PV_2", None) => Some(format!("{:.1} 2", readings.temperature)),
+            ("IN_PV_4", None) => Some(format!("{:.0} 4", readings.speed)),
+            ("IN_SP_1", None) => Some(format!("{:.1} 1", readings.set_point)),
+            ("IN_SP_3", None) => Some(format!("{SAFETY_TEMPERATURE:.0} 3")),
+            ("IN_SP_4", None) => Some(format!("{:.0} 4", readings.speed_set_point)),
+            ("OUT_SP_1", Some(Ok(t))) if (0.0..=MAX_TEMPERATURE).contains(&t) => {
+                b.plate_command(p, PlateCommand::SetPoint(t));
+                None
+            }
+            ("OUT_SP_4", Some(Ok(rpm))) if (0.0..=MAX_SPEED).contains(&rpm) => {
+                b.plate_command(p, PlateCommand::Speed(rpm));
+                None
+            }
+            ("START_1", None) => {
+                b.plate_command(p, PlateCommand::Heater(true));
+                None
+            }
+            ("STOP_1", None) => {
+                b.plate_command(p, PlateCommand::Heater(false));
+                None
+            }
+            ("START_4", None) => {
+                b.plate_command(p, PlateCommand::Motor(true));
+                None
+            }
+            ("STOP_4", None) => {
+                b.plate_command(p, PlateCommand::Motor(false));
+                None
+            }
+            ("RESET", None) => {
+                b.plate_command(p, PlateCommand::Heater(false));
+                b.plate_command(p, PlateCommand::Motor(false));
+                b.plate_command(p, PlateCommand::Watchdog(None));
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Simulator for IkaSim {
+    fn frame(&mut self, input: &mut BytesMut) -> Option<Vec<u8>> {
+        loop {
+            let Some(end) = input.iter().position(|&b| b == b'\n') else {
+                if input.len() > 4 * MAX_LINE {
+                    input.clear();
+                }
+                return None;
+            };
+            let line = input.split_to(end + 1);
+            let text: Vec<u8> = line[..end].iter().copied().filter(|&b| b != b'\r').collect();
+            let text = text.trim_ascii();
+            if !text.is_empty() && text.len() <= MAX_LINE {
+                return Some(text.to_vec());
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Vec<u8>, wire: &mut Wire) -> bool {
+        // A 7-bit line: anything else is line noise the plate cannot have received as a command.
+        let Ok(line) = std::str::from_utf8(&command) else { return true };
+        match self.execute(line) {
+            Some(answer) => wire.reply(format!("{answer}\r\n").as_bytes()).await,
+            None => true,
+        }
+    }
+}

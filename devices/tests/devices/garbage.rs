@@ -1,0 +1,72 @@
+//! Simulators survive garbage: seeded random bytes on every line, after which each still answers a valid command.
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common;
+
+/// Bytes that look enough like each protocol to reach deep into the parsers. Letters that start long physical
+/// waits (G-code, `S` on the spectrometer) are left out so the test stays fast.
+fn garbage(seed: u64, alphabet: &[u8]) -> Vec<u8> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    (0..4096)
+        .map(|_| if rng.gen_bool(0.1) { rng.r#gen::<u8>() } else { alphabet[rng.gen_range(0..alphabet.len())] })
+        .collect()
+}
+
+/// Reads until `done` holds for what arrived, or fails after a second.
+async fn read_until(port: &mut devices::transport::SerialStream, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while !done(&got) {
+        match tokio::time::timeout_at(deadline, port.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!("no answer ({other:?}); got {}", devices::error::Printable(&got)),
+        }
+    }
+    got
+}
+
+/// Reads and drops whatever arrives until the line has been quiet for 50 ms.
+async fn drain(port: &mut devices::transport::SerialStream) {
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(50), port.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn simulators_keep_answering_after_garbage() {
+    let lab = common::sim_lab();
+    let (sims, _clock) = common::start(&lab).await;
+    let cases: [(&str, &[u8], &[u8], fn(&[u8]) -> bool); 4] = [
+        ("pump_a", b"/1023ZYWIOBAPDapdVRQT?&F_,\r\n ", b"\r/1Q\r", |b| {
+            b.ends_with(b"\x03\r\n") && b.windows(2).any(|w| w == b"/0")
+        }),
+        ("hotplate_1", b"IN_OUTSPV1245NAMESTARTOPRESETWD@ .\r\n", b"\r\nIN_NAME\r\n", |b| {
+            b.ends_with(b"RCT digital\r\n")
+        }),
+        ("uvvis", b"bBvIAKQa?\x00\x01\x02\x03\xff", b"QQQv", |b| b.ends_with(&[0x06, 0x03, 0xE8])),
+        ("gantry", b"N*;0123456789XYZFPSE .:-\"\r\n", b"\nM115\n", |b| {
+            b.ends_with(b"ok\n") && b.windows(14).any(|w| w == b"FIRMWARE_NAME:")
+        }),
+    ];
+    for (i, (name, alphabet, probe, answered)) in cases.into_iter().enumerate() {
+        let spec = lab.instrument(name).unwrap();
+        let mut port = devices::transport::open_serial(name, &sims.ports[name], &spec.line).unwrap();
+        let noise = garbage(i as u64, alphabet);
+        for chunk in noise.chunks(97) {
+            port.write_all(chunk).await.unwrap();
+        }
+        drain(&mut port).await;
+        port.write_all(probe).await.unwrap();
+        read_until(&mut port, answered).await;
+    }
+    sims.stop().await;
+}

@@ -1,0 +1,10 @@
+//! The device tests, as one binary: each driver against literal wire exchanges and against its simulator through
+//! a real pseudo-terminal, and the whole simulated bench running the demo protocol's physical steps.
+
+mod bench;
+mod cavro;
+mod common;
+mod flame;
+mod gantry;
+mod garbage;
+mod ika;

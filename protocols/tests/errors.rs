@@ -1,0 +1,242 @@
+//! The protocol loader's diagnostics: one case per error kind, each checked for its code, line, column and message.
+//!
+//! Every case goes through [`check`], the single place that calls the loader, so the tests read as data: a RON
+//! fixture and the diagnostics it must produce, rendered as `line:col code message`.
+
+use protocols::{SourceFile, load_protocol};
+
+/// Loads `ron` and compares its diagnostics, one per line as `line:col code message`, with `expected`.
+#[track_caller]
+fn check(ron: &str, expected: &[&str]) {
+    let got = match load_protocol(SourceFile::new("t.protocol.ron", ron)) {
+        Ok((_, warnings)) => warnings.iter().map(render).collect::<Vec<_>>(),
+        Err(diags) => diags.iter().map(render).collect(),
+    };
+    let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    assert_eq!(got, expected, "\n got: {got:#?}\nwant: {expected:#?}");
+}
+
+/// Loads `ron` and returns the help text of its first diagnostic.
+fn first_help(ron: &str) -> String {
+    let diags = load_protocol(SourceFile::new("t.protocol.ron", ron)).expect_err("must fail");
+    diags.iter().next().and_then(|d| d.help.clone()).unwrap_or_default()
+}
+
+fn render(d: &protocols::Diagnostic) -> String {
+    let (line, col) = d.line_col();
+    format!("{line}:{col} {} {}", d.code, d.message)
+}
+
+const HEAD: &str = r#"Protocol(
+    format: 1,
+    name: "t",
+    parameters: { "v": (unit: "uL", min: 10, max: 100) },
+    outputs: { "a": (unit: "AU") },
+"#;
+
+fn with_steps(steps: &str) -> String {
+    format!("{HEAD}    steps: [\n{steps}    ],\n)\n")
+}
+
+const GOOD_STEPS: &str = r#"        (id: "load", op: Transfer(to: Kind(SyringePump))),
+        (id: "add", on: Named("pump_a"), op: Dispense(volume: "$v"), after: ["load"]),
+        (id: "go", op: Transfer(to: Kind(Spectrometer)), after: ["add"]),
+        (id: "read", op: Measure(wavelength: "520 nm", output: "a"), after: ["go"]),
+"#;
+
+#[test]
+fn a_good_protocol_loads_without_diagnostics() {
+    check(&with_steps(GOOD_STEPS), &[]);
+    let (p, _) = load_protocol(SourceFile::new("t", with_steps(GOOD_STEPS))).unwrap();
+    assert_eq!(p.steps().len(), 4);
+    assert_eq!(p.dependencies(3), vec![2]);
+    assert_eq!(p.topological_order(), &[0, 1, 2, 3]);
+}
+
+#[test]
+fn syntax_errors_point_at_the_break() {
+    check("Protocol(\n    format: 1\n    name: \"x\",\n)", &["3:5 L0001 RON syntax error: expected comma"]);
+}
+
+#[test]
+fn unknown_fields_are_reported_in_every_step_at_once() {
+    let steps = r#"        (id: "load", op: Transfer(to: Kind(SyringePump)), afterr: []),
+        (id: "add", on: Named("pump_a"), op: Dispense(volume: "$v"), after: ["load"], timeout: 3),
+        (id: "go", op: Transfer(to: Kind(Spectrometer)), after: ["add"]),
+        (id: "read", op: Measure(wavelength: "520 nm", output: "a"), after: ["go"]),
+"#;
+    check(
+        &with_steps(steps),
+        &["7:59 L0002 unknown field `afterr` in this step", "8:87 L0002 unknown field `timeout` in this step"],
+    );
+    assert!(first_help(&with_steps(steps)).starts_with("did you mean `after`?"));
+}
+
+#[test]
+fn unknown_operations_and_kinds_name_the_alternatives() {
+    let steps = r#"        (id: "load", op: Transfer(to: Kind(SyringePmp))),
+        (id: "add", on: Named("pump_a"), op: Dispence(volume: "$v"), after: ["load"]),
+        (id: "go", op: Transfer(to: Kind(Spectrometer)), after: ["add"]),
+        (id: "read", op: Measure(wavelength: "520 nm", output: "a"), after: ["go"]),
+"#;
+    check(
+        &with_steps(steps),
+        &["7:44 L0002 unknown instrument kind `SyringePmp`", "8:46 L0002 unknown operation `Dispence`"],
+    );
+    assert!(first_help(&with_steps(steps)).starts_with("did you mean `SyringePump`?"));
+}
+
+#[test]
+fn dangling_after_ids_are_errors_with_a_suggestion() {
+    let steps = GOOD_STEPS.replace(r#"after: ["add"]"#, r#"after: ["ad"]"#);
+    check(&with_steps(&steps), &["9:66 P0003 step `go` runs after `ad`, which is not a step of this protocol"]);
+    assert_eq!(first_help(&with_steps(&steps)), "did you mean `add`?");
+}
+
+#[test]
+fn a_step_cannot_wait_for_itself() {
+    let steps = GOOD_STEPS.replace(r#"after: ["go"]"#, r#"after: ["go", "read"]"#);
+    check(&with_steps(&steps), &["10:84 P0003 step `read` lists itself in `after`"]);
+}
+
+#[test]
+fn cycles_name_every_step_on_the_cycle() {
+    let steps = r#"        (id: "load", op: Transfer(to: Kind(SyringePump)), after: ["read"]),
+        (id: "add", on: Named("pump_a"), op: Dispense(volume: "$v"), after: ["load"]),
+        (id: "go", op: Transfer(to: Kind(Spectrometer)), after: ["add"]),
+        (id: "read", op: Measure(wavelength: "520 nm", output: "a"), after: ["go"]),
+"#;
+    check(
+        &with_steps(steps),
+        &["7:66 P0004 steps `add`, `go`, `load`, `read` wait for each other in a cycle: \
+           `add` waits for `load`, `go` waits for `add`, `read` waits for `go`, `load` waits for `read`"],
+    );
+}
+
+#[test]
+fn unknown_parameters_and_bad_quantities_are_reported_together() {
+    let steps = r#"        (id: "load", op: Transfer(to: Kind(SyringePump))),
+        (id: "add", on: Named("pump_a"), op: Dispense(volume: "$vol"), after: ["load"]),
+        (id: "add2", on: Named("pump_a"), op: Dispense(volume: "25 ul"), after: ["add"]),
+        (id: "go", op: Transfer(to: Kind(Hotplate)), after: ["add2"]),
+        (id: "heat", op: Heat(temperature: "80", duration: "$v"), after: ["go"]),
+        (id: "go2", op: Transfer(to: Kind(Spectrometer)), after: ["heat"]),
+        (id: "read", op: Measure(wavelength: "520 nm", output: "a"), after: ["go2"]),
+"#;
+    check(
+        &with_steps(steps),
+        &[
+            "8:63 P0005 unknown parameter `vol`",
+            "9:64 P0006 bad quantity for `volume`: unknown unit `ul`",
+            "11:44 P0006 bad quantity for `temperature`: `80` has no unit",
+            "11:60 P0007 `duration` needs a duration, but parameter `v` is a volume (uL)",
+        ],
+    );
+}
+
+#[test]
+fn literals_of_the_wrong_dimension_or_impossible_values_are_errors() {
+    let steps = GOOD_STEPS.replace(r#"Dispense(volume: "$v")"#, r#"Dispense(volume: "30 min")"#);
+    check(&with_steps(&steps), &["8:63 P0007 `volume` needs a volume, not a duration"]);
+    let steps = GOOD_STEPS.replace(r#"Dispense(volume: "$v")"#, r#"Dispense(volume: "-5 uL")"#);
+    check(&with_steps(&steps), &["8:63 P0009 `volume` is -5 uL; a volume must be positive"]);
+}
+
+#[test]
+fn parameter_declarations_are_checked() {
+    let ron = with_steps(GOOD_STEPS).replace(
+        r#""v": (unit: "uL", min: 10, max: 100)"#,
+        r#""v": (unit: "uL", min: 10, max: 100, default: 500), "w": (unit: "litres", min: 1, max: 2), "x": (unit: "uL", min: 5, max: 1)"#,
+    );
+    check(
+        &ron,
+        &[
+            "4:65 P0008 default 500 uL of parameter `v` is outside its range 10..=100 uL",
+            "4:83 P0008 unknown unit `litres` for parameter `w`",
+            "4:133 P0008 parameter `x` has min 5 greater than max 1",
+        ],
+    );
+}
+
+#[test]
+fn a_parameter_range_that_allows_impossible_values_is_an_error() {
+    let ron = with_steps(GOOD_STEPS).replace(r#"min: 10, max: 100"#, r#"min: 0, max: 100"#);
+    check(&ron, &["4:42 P0009 parameter `v` allows 0 uL; a volume must be positive for `volume`"]);
+}
+
+#[test]
+fn an_instrument_kind_that_cannot_run_the_operation_is_an_error() {
+    let steps = GOOD_STEPS.replace(r#"on: Named("pump_a"), "#, r#"on: Kind(Hotplate), "#);
+    check(&with_steps(&steps), &["8:25 P0010 step `add` asks a hotplate to Dispense"]);
+}
+
+#[test]
+fn vessel_operations_must_run_where_the_vessel_is() {
+    // No transfer before the dispense.
+    let steps = r#"        (id: "add", on: Named("pump_a"), op: Dispense(volume: "$v")),
+        (id: "go", op: Transfer(to: Kind(Spectrometer)), after: ["add"]),
+        (id: "read", op: Measure(wavelength: "520 nm", output: "a"), after: ["go"]),
+"#;
+    check(
+        &with_steps(steps),
+        &["7:14 P0011 step `add` acts on the vessel, but no transfer brings the vessel to a syringe pump before it"],
+    );
+    // The vessel went to the wrong kind of instrument.
+    let steps = GOOD_STEPS.replace("Transfer(to: Kind(Spectrometer))", "Transfer(to: Kind(Hotplate))");
+    check(
+        &with_steps(&steps),
+        &["10:14 P0011 step `read` needs the vessel at a spectrometer, but transfer `go` left it at a hotplate"],
+    );
+    // A transfer may move the vessel while it is being measured.
+    let steps = format!("{GOOD_STEPS}        (id: \"home\", op: Transfer(to: Rack), after: [\"go\"]),\n");
+    check(&with_steps(&steps), &["11:14 P0011 transfer `home` may move the vessel while `read` is still acting on it"]);
+    // Two transfers at once.
+    let steps = format!("{GOOD_STEPS}        (id: \"home\", op: Transfer(to: Rack), after: [\"add\"]),\n");
+    check(
+        &with_steps(&steps),
+        &["11:14 P0011 transfers `go` and `home` may run at the same time, but the vessel can only go one place"],
+    );
+}
+
+#[test]
+fn outputs_must_be_declared_and_measured() {
+    let steps = GOOD_STEPS.replace(r#"output: "a""#, r#"output: "abs""#);
+    check(&with_steps(&steps), &["10:64 P0012 output `abs` is not declared"]);
+}
+
+#[test]
+fn duplicate_ids_and_bad_names_are_errors() {
+    let steps = GOOD_STEPS.replace(r#"(id: "go""#, r#"(id: "add""#).replace(r#"after: ["go"]"#, r#"after: ["add"]"#);
+    let errs = load_protocol(SourceFile::new("t", with_steps(&steps))).unwrap_err();
+    assert_eq!(errs.codes()[0], "P0002");
+    assert_eq!(errs.iter().next().unwrap().message, "step id `add` is used twice");
+    let steps = GOOD_STEPS.replace(r#"(id: "load""#, r#"(id: "Load Vial""#).replace(r#"["load"]"#, r#"["Load Vial"]"#);
+    check(&with_steps(&steps), &["7:14 P0002 `Load Vial` is not a valid step id"]);
+}
+
+#[test]
+fn format_version_and_empty_protocols_are_checked() {
+    let ron = with_steps(GOOD_STEPS).replace("format: 1", "format: 2");
+    check(&ron, &["2:13 P0001 unsupported protocol format 2"]);
+    check("Protocol(format: 1, name: \"e\", steps: [])", &["1:39 P0013 the protocol has no steps"]);
+}
+
+#[test]
+fn a_file_of_another_kind_is_named() {
+    let errs = load_protocol(SourceFile::new("t", "Lab(format: 1)")).unwrap_err();
+    assert_eq!(errs.iter().next().unwrap().message, "this file holds a `Lab`, but a `Protocol` was expected here");
+}
+
+#[test]
+fn binding_checks_missing_and_out_of_range_values() {
+    let (p, _) = load_protocol(SourceFile::new("t", with_steps(GOOD_STEPS))).unwrap();
+    let err = p.bind(&Default::default()).unwrap_err();
+    assert_eq!(err.to_string(), "cannot bind protocol `t`: parameter `v` has no value and no default");
+    let err = p.bind(&[("v".to_owned(), 200.0), ("q".to_owned(), 1.0)].into()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot bind protocol `t`: the protocol has no parameter `q`; parameter `v` = 200 uL is outside 10..=100 uL"
+    );
+    let b = p.bind(&[("v".to_owned(), 50.0)].into()).unwrap();
+    assert_eq!(b.steps[1].action.to_string(), "Dispense 50 uL");
+}

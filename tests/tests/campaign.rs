@@ -1,0 +1,220 @@
+//! A closed-loop campaign through real pseudo-terminals, checked against what `lab.db` recorded.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+use tests::CampaignTest;
+
+/// Runs a 12-experiment campaign, 4 in flight, once for the whole file (it takes a few seconds).
+fn campaign() -> &'static (CampaignTest, controller::run::Summary) {
+    static RUN: std::sync::OnceLock<(CampaignTest, controller::run::Summary)> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let t = CampaignTest::demo(12, 4, 4);
+        let s = t.run();
+        (t, s)
+    })
+}
+
+fn query<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn every_experiment_ran_every_step() {
+    let (t, s) = campaign();
+    assert_eq!((s.started, s.succeeded, s.failed), (12, 12, 0), "{s:?}");
+    let conn = t.record();
+    let statuses: Vec<String> = query(&conn, "SELECT DISTINCT status FROM experiments");
+    assert_eq!(statuses, vec!["succeeded"]);
+    let steps: i64 = conn.query_row("SELECT count(*) FROM steps WHERE status = 'succeeded'", [], |r| r.get(0)).unwrap();
+    assert_eq!(steps, 12 * 8, "8 steps per experiment");
+    let objectives: Vec<f64> = query(&conn, "SELECT objective FROM experiments WHERE objective IS NOT NULL");
+    assert_eq!(objectives.len(), 12);
+    assert!(objectives.iter().all(|v| v.is_finite()));
+    let campaign_status: String = conn.query_row("SELECT status FROM campaigns", [], |r| r.get(0)).unwrap();
+    assert_eq!(campaign_status, "finished");
+}
+
+#[test]
+fn dependencies_were_respected() {
+    let (t, _) = campaign();
+    let conn = t.record();
+    let mut stmt = conn.prepare("SELECT experiment_id, step, after, started_at, finished_at FROM steps").unwrap();
+    let rows: Vec<(i64, String, String, f64, f64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let finished: HashMap<(i64, String), f64> = rows.iter().map(|r| ((r.0, r.1.clone()), r.4)).collect();
+    let mut checked = 0;
+    for (exp, step, after, started, _) in &rows {
+        let after: Vec<String> = serde_json::from_str(after).unwrap();
+        for dep in after {
+            let dep_end = finished[&(*exp, dep.clone())];
+            assert!(
+                *started >= dep_end,
+                "experiment {exp}: `{step}` started at {started} before `{dep}` finished at {dep_end}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12 * 8, "checked {checked} dependencies");
+}
+
+#[test]
+fn no_instrument_ran_two_steps_at_once() {
+    let (t, _) = campaign();
+    let conn = t.record();
+    let mut stmt =
+        conn.prepare("SELECT instrument, started_at, finished_at FROM steps ORDER BY instrument, started_at").unwrap();
+    let rows: Vec<(String, f64, f64)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    for w in rows.windows(2) {
+        if w[0].0 == w[1].0 {
+            assert!(w[1].1 >= w[0].2, "{} ran two steps at once: {:?} and {:?}", w[0].0, w[0], w[1]);
+        }
+    }
+    let instruments: Vec<String> = query(&conn, "SELECT DISTINCT instrument FROM steps ORDER BY 1");
+    assert!(instruments.len() >= 6, "work spread over the lab: {instruments:?}");
+}
+
+#[test]
+fn experiments_ran_concurrently() {
+    let (t, s) = campaign();
+    assert!(s.peak_in_flight >= 4, "peak in flight {}", s.peak_in_flight);
+    let conn = t.record();
+    let mut stmt = conn.prepare("SELECT started_at, finished_at FROM experiments").unwrap();
+    let spans: Vec<(f64, f64)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let peak = spans.iter().map(|(a, _)| spans.iter().filter(|(b, e)| b <= a && a < e).count()).max().unwrap();
+    assert!(peak >= 4, "the record shows at most {peak} experiments at once");
+    let hotplates: Vec<String> = query(&conn, "SELECT DISTINCT instrument FROM steps WHERE op = 'Heat' ORDER BY 1");
+    assert_eq!(hotplates, vec!["hotplate_1", "hotplate_2", "hotplate_3", "hotplate_4"]);
+}
+
+#[test]
+fn every_command_has_its_reply() {
+    let (t, _) = campaign();
+    let conn = t.record();
+    let errors: Vec<String> =
+        query(&conn, "SELECT instrument || ': ' || sent_text || ' -> ' || error FROM commands WHERE error IS NOT NULL");
+    assert!(errors.is_empty(), "{errors:#?}");
+    // The only commands without a reply are NAMUR writes, which the protocol never answers.
+    let silent: Vec<String> = query(&conn, "SELECT sent_text FROM commands WHERE length(received) = 0");
+    assert!(!silent.is_empty());
+    for s in &silent {
+        assert!(
+            ["OUT_", "START_", "STOP_", "RESET"].iter().any(|p| s.starts_with(p)),
+            "`{s}` got no reply but is not a NAMUR write"
+        );
+    }
+    let by_instrument: Vec<String> = query(&conn, "SELECT DISTINCT instrument FROM commands ORDER BY 1");
+    assert_eq!(by_instrument.len(), 8, "every instrument talked: {by_instrument:?}");
+    let tagged: i64 =
+        conn.query_row("SELECT count(*) FROM commands WHERE step_id IS NOT NULL", [], |r| r.get(0)).unwrap();
+    assert!(tagged > 100, "commands are linked to the steps that sent them ({tagged})");
+}
+
+#[test]
+fn the_best_result_beats_the_median_of_the_space_filling_batch() {
+    let (t, s) = campaign();
+    let conn = t.record();
+    let mut first: Vec<f64> = query(&conn, "SELECT objective FROM experiments WHERE seq <= 4 ORDER BY seq");
+    first.sort_by(f64::total_cmp);
+    let median = (first[1] + first[2]) / 2.0;
+    let best = s.best.as_ref().expect("a best result").objective;
+    assert!(best > median, "best {best} does not beat the first batch's median {median}");
+    let strategies: Vec<String> = query(&conn, "SELECT DISTINCT strategy FROM proposals ORDER BY id");
+    assert!(strategies.len() >= 2, "both the initial design and the model proposed: {strategies:?}");
+}
+
+#[test]
+fn the_record_holds_provenance() {
+    let (t, _) = campaign();
+    let conn = t.record();
+    let (protocol_text, sha): (String, String) = conn
+        .query_row("SELECT protocol_text, protocol_sha256 FROM campaigns", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(sha, controller::record::sha256_hex(protocol_text.as_bytes()));
+    let identities: Vec<String> =
+        query(&conn, "SELECT name || '=' || model FROM instruments WHERE status = 'ready' ORDER BY name");
+    assert_eq!(identities.len(), 8, "{identities:?}");
+    let linked: i64 = conn
+        .query_row("SELECT count(*) FROM experiments e JOIN proposals p ON p.id = e.proposal_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(linked, 12, "every experiment names its proposal");
+    let safe: i64 = conn
+        .query_row("SELECT count(*) FROM events WHERE message LIKE '%left in its safe state'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(safe, 8, "every instrument was left safe");
+}
+
+#[test]
+fn a_second_campaign_appends_to_the_same_record() {
+    let t = CampaignTest::demo(2, 2, 2);
+    let first = t.run();
+    let second = t.run();
+    assert_eq!(second.campaign_id, first.campaign_id + 1);
+    let conn = t.record();
+    let campaigns: i64 = conn.query_row("SELECT count(*) FROM campaigns", [], |r| r.get(0)).unwrap();
+    let experiments: i64 = conn.query_row("SELECT count(*) FROM experiments", [], |r| r.get(0)).unwrap();
+    assert_eq!((campaigns, experiments), (2, 4));
+}
+
+#[test]
+fn a_missing_serial_port_stops_only_its_experiments() {
+    // pump_b is wired to a port that does not exist: every experiment needs it, so nothing can run, and the
+    // controller says so before moving anything.
+    let root = tests::repo_root();
+    let lab = std::fs::read_to_string(root.join("devices/labs/sim.lab.ron")).unwrap();
+    let t = CampaignTest::demo(4, 2, 2);
+    let broken = lab
+        .replace(
+            "reservoir: \"B\"),\n            port: Simulated,",
+            "reservoir: \"B\"),\n            port: Serial(\"/dev/ttyDOES_NOT_EXIST\"),",
+        )
+        .replace("time_scale: 400", "time_scale: 1");
+    let lab_path = t.dir.path().join("broken.lab.ron");
+    std::fs::write(&lab_path, broken).unwrap();
+    let text = std::fs::read_to_string(&t.campaign).unwrap();
+    std::fs::write(&t.campaign, tests::replace_field(&text, "lab", &format!("{:?}", lab_path.display().to_string())))
+        .unwrap();
+    let err = t.try_run().unwrap_err();
+    assert!(err.to_string().contains("pump_b"), "{err}");
+    let conn = t.record();
+    let (status, error): (String, String) = conn
+        .query_row("SELECT status, error FROM instruments WHERE name = 'pump_b'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(status, "offline");
+    assert!(error.contains("/dev/ttyDOES_NOT_EXIST"), "{error}");
+    let campaign: String = conn.query_row("SELECT status FROM campaigns", [], |r| r.get(0)).unwrap();
+    assert_eq!(campaign, "failed");
+}
+
+#[test]
+fn a_missing_hotplate_port_leaves_the_others_working() {
+    let root = tests::repo_root();
+    let lab = std::fs::read_to_string(root.join("devices/labs/sim.lab.ron")).unwrap();
+    let t = CampaignTest::demo(6, 3, 3);
+    let broken = lab
+        .replace(
+            "max_speed: \"1500 rpm\"),\n            port: Simulated,\n            position: \"hotplate_2\",",
+            "max_speed: \"1500 rpm\"),\n            port: Serial(\"/dev/ttyDOES_NOT_EXIST\"),\n            position: \"hotplate_2\",",
+        )
+        .replace("time_scale: 400", "time_scale: 1");
+    assert!(broken.contains("ttyDOES_NOT_EXIST"));
+    let lab_path = t.dir.path().join("broken.lab.ron");
+    std::fs::write(&lab_path, broken).unwrap();
+    let text = std::fs::read_to_string(&t.campaign).unwrap();
+    std::fs::write(&t.campaign, tests::replace_field(&text, "lab", &format!("{:?}", lab_path.display().to_string())))
+        .unwrap();
+    // A lab file with a real port must say real time; the test's accelerated clock is an override that only
+    // simulators accept, and the real port is absent anyway.
+    let s = t.run();
+    assert_eq!((s.succeeded, s.failed), (6, 0), "{s:?}");
+    assert_eq!(s.offline.len(), 1);
+    let conn = t.record();
+    let used: Vec<String> = query(&conn, "SELECT DISTINCT instrument FROM steps WHERE op = 'Heat' ORDER BY 1");
+    assert!(!used.contains(&"hotplate_2".to_owned()), "{used:?}");
+}
