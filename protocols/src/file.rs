@@ -96,6 +96,25 @@ pub struct StepFile {
     /// The ids of the steps that must finish before this one starts.
     #[serde(default)]
     pub after: Vec<String>,
+    /// The longest the step may wait once the steps in `after` have finished ("measure within 120 s of the end of
+    /// heating"). The scheduler never starts a predecessor it cannot follow up in time; it holds instruments instead.
+    #[serde(default)]
+    pub within: Option<String>,
+    /// The shortest time to wait after the steps in `after` have finished ("let it cool at least 300 s").
+    #[serde(default)]
+    pub wait: Option<String>,
+    /// How long the step may run before it counts as failed (lab time); by default a generous bound from its
+    /// operation.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// How many times to retry the step after a failure. Only operations that are safe to repeat (measurements) may
+    /// be retried.
+    #[serde(default)]
+    pub retry: u32,
+    /// Keep this step's instrument reserved for the experiment until its next step on the same instrument kind
+    /// (a hold), so no other experiment's step slips in between.
+    #[serde(default)]
+    pub keep: bool,
 }
 
 /// Which instrument a step runs on.

@@ -29,7 +29,7 @@ use std::sync::Arc;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
 pub use kind::InstrumentKind;
 pub use op::{Action, Arg, Destination, InstrumentRef, Op, Operation};
-pub use protocol::{BindError, BindProblem, Bound, BoundStep, Output, Parameter, Protocol, Step};
+pub use protocol::{BindError, BindProblem, Bound, BoundStep, Output, Parameter, Protocol, Step, StepRules};
 pub use validate::load_protocol;
 
 /// Loads a protocol from text, naming it `name` in diagnostics; warnings are dropped.

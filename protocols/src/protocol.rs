@@ -14,7 +14,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::diagnostic::SourceFile;
 use crate::kind::InstrumentKind;
 use crate::op::{Action, Arg, InstrumentRef, Op, Operation};
-use crate::units::{Dimension, Quantity, Unit, trim_float};
+use crate::units::{Dimension, Duration, Quantity, Unit, trim_float};
 
 /// A protocol input: a number with a unit and a range.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +60,23 @@ pub struct Step {
     pub on: InstrumentRef,
     /// What it does.
     pub op: Op,
+    /// Its timing, retry and hold rules.
+    pub rules: StepRules,
+}
+
+/// A step's timing, retry and hold rules.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StepRules {
+    /// The most lab time the step may wait after its dependencies finish.
+    pub within: Option<Duration>,
+    /// The least lab time the step must wait after its dependencies finish.
+    pub wait: Option<Duration>,
+    /// How long the step may run before it counts as failed.
+    pub timeout: Option<Duration>,
+    /// How many retries after a failure (only for operations safe to repeat).
+    pub retry: u32,
+    /// Whether the step's instrument stays reserved for the experiment's next step of the same kind.
+    pub keep: bool,
 }
 
 /// A validated protocol. See the module documentation for its invariants.
@@ -225,7 +242,7 @@ impl Protocol {
                         Action::Measure { wavelength: arg(wavelength, &canonical), output: output.clone() }
                     }
                 };
-                BoundStep { id: s.id.clone(), on: s.on.clone(), action, after: self.dependencies(i) }
+                BoundStep { id: s.id.clone(), on: s.on.clone(), action, after: self.dependencies(i), rules: s.rules }
             })
             .collect();
         Ok(Bound { values: resolved, steps })
@@ -252,6 +269,8 @@ pub struct BoundStep {
     pub action: Action,
     /// Indices of the steps it runs after.
     pub after: Vec<usize>,
+    /// Its timing, retry and hold rules.
+    pub rules: StepRules,
 }
 
 /// Why parameter values could not be bound to a protocol.

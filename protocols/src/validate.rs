@@ -17,10 +17,10 @@ use crate::file::{
     DestinationFile, FORMAT, InstrumentFile, OpFile, OutputFile, ParameterFile, ProtocolHeader, StepFile,
 };
 use crate::op::{Arg, Destination, InstrumentRef, Op, Operation};
-use crate::protocol::{Output, Parameter, Protocol, Step, expected_dimension};
+use crate::protocol::{Output, Parameter, Protocol, Step, StepRules, expected_dimension};
 use crate::ron_file::{check_syntax, parse_section, suggest};
 use crate::source::{Node, Seg, index};
-use crate::units::{Dimension, Quantity, QuantityError, Unit, trim_float};
+use crate::units::{Dimension, Duration, Quantity, QuantityError, Unit, trim_float};
 
 /// Diagnostic codes for protocols. Each has an entry in GUIDE.md.
 pub mod codes {
@@ -52,6 +52,8 @@ pub mod codes {
     pub const EMPTY: &str = "P0013";
     /// A parameter is declared but never used (warning).
     pub const UNUSED: &str = "P0014";
+    /// A step's timing, retry or hold rules are inconsistent or unsafe.
+    pub const RULES: &str = "P0015";
 }
 
 /// Loads and validates a protocol. On success the result may still carry warnings.
@@ -325,12 +327,84 @@ impl Validator {
                 ));
                 ok = false;
             }
-            out.push(match (ok, on, op) {
-                (true, Some(on), Some(op)) => Some(Step { id: p.file.id.clone(), on, op }),
+            let rules = self.check_rules(i, &p.file, op.as_ref());
+            out.push(match (ok, on, op, rules) {
+                (true, Some(on), Some(op), Some(rules)) => Some(Step { id: p.file.id.clone(), on, op, rules }),
                 _ => None,
             });
         }
         out
+    }
+
+    /// Checks a step's timing, retry and hold rules.
+    fn check_rules(&mut self, i: usize, f: &StepFile, op: Option<&Op>) -> Option<StepRules> {
+        let mut ok = true;
+        let mut duration = |this: &mut Self, field: &'static str, text: &Option<String>| -> Option<Duration> {
+            let text = text.as_ref()?;
+            let span = this.span(&[Seg::Field("steps"), Seg::Index(i), Seg::Field(field)]);
+            match Quantity::parse(text) {
+                Ok(q) if q.dimension == Dimension::Duration && q.value > 0.0 => Some(Duration(q.value)),
+                Ok(q) if q.dimension == Dimension::Duration => {
+                    this.error(codes::RANGE, span, format!("`{field}` must be a positive duration, not {text}"))
+                        .with_help_mut("such as \"120 s\" or \"5 min\"");
+                    ok = false;
+                    None
+                }
+                Ok(q) => {
+                    this.error(
+                        codes::DIMENSION,
+                        span,
+                        format!("`{field}` needs a duration, not a {}", q.dimension.name()),
+                    )
+                    .with_help_mut("such as \"120 s\" or \"5 min\"");
+                    ok = false;
+                    None
+                }
+                Err(e) => {
+                    this.error(codes::QUANTITY, span, format!("bad quantity for `{field}`: {e}"))
+                        .with_help_mut("write a number and a unit of duration: s, min, h, ms");
+                    ok = false;
+                    None
+                }
+            }
+        };
+        let within = duration(self, "within", &f.within);
+        let wait = duration(self, "wait", &f.wait);
+        let timeout = duration(self, "timeout", &f.timeout);
+        if (f.within.is_some() || f.wait.is_some()) && f.after.is_empty() {
+            let field = if f.within.is_some() { "within" } else { "wait" };
+            let span = self.span(&[Seg::Field("steps"), Seg::Index(i), Seg::Field(field)]);
+            self.error(codes::RULES, span, format!("step `{}` has `{field}` but no `after`", f.id)).with_help_mut(
+                "`within` and `wait` count from the end of the steps in `after`; add them, or remove the rule",
+            );
+            ok = false;
+        }
+        if let (Some(a), Some(b)) = (within, wait)
+            && b.0 > a.0
+        {
+            let span = self.span(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("wait")]);
+            self.error(
+                codes::RULES,
+                span,
+                format!("step `{}` must wait at least {b} but start within {a}: no start time satisfies both", f.id),
+            )
+            .with_help_mut("make `wait` shorter than `within`");
+            ok = false;
+        }
+        if f.retry > 0
+            && let Some(op) = op
+            && !op.repeat_safe()
+        {
+            let span = self.span(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("retry")]);
+            self.error(
+                codes::RULES,
+                span,
+                format!("step `{}` cannot be retried: `{}` may have acted before it failed", f.id, op.name()),
+            )
+            .with_help_mut("only measurements are safe to repeat; remove `retry`");
+            ok = false;
+        }
+        ok.then_some(StepRules { within, wait, timeout, retry: f.retry, keep: f.keep })
     }
 
     fn check_op(

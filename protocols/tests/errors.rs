@@ -61,13 +61,13 @@ fn syntax_errors_point_at_the_break() {
 #[test]
 fn unknown_fields_are_reported_in_every_step_at_once() {
     let steps = r#"        (id: "load", op: Transfer(to: Kind(SyringePump)), afterr: []),
-        (id: "add", on: Named("pump_a"), op: Dispense(volume: "$v"), after: ["load"], timeout: 3),
+        (id: "add", on: Named("pump_a"), op: Dispense(volume: "$v"), after: ["load"], priority: 3),
         (id: "go", op: Transfer(to: Kind(Spectrometer)), after: ["add"]),
         (id: "read", op: Measure(wavelength: "520 nm", output: "a"), after: ["go"]),
 "#;
     check(
         &with_steps(steps),
-        &["7:59 L0002 unknown field `afterr` in this step", "8:87 L0002 unknown field `timeout` in this step"],
+        &["7:59 L0002 unknown field `afterr` in this step", "8:87 L0002 unknown field `priority` in this step"],
     );
     assert!(first_help(&with_steps(steps)).starts_with("did you mean `after`?"));
 }
@@ -239,4 +239,28 @@ fn binding_checks_missing_and_out_of_range_values() {
     );
     let b = p.bind(&[("v".to_owned(), 50.0)].into()).unwrap();
     assert_eq!(b.steps[1].action.to_string(), "Dispense 50 uL");
+}
+
+#[test]
+fn timing_and_retry_rules_are_checked() {
+    let steps = GOOD_STEPS
+        .replace(r#"after: ["go"]),"#, r#"after: ["go"], within: "2 min", wait: "5 min", retry: 2),"#)
+        .replace(r#"after: ["load"]),"#, r#"after: ["load"], retry: 1, timeout: "0 s"),"#);
+    check(
+        &with_steps(&steps),
+        &[
+            "8:94 P0015 step `add` cannot be retried: `Dispense` may have acted before it failed",
+            "8:106 P0009 `timeout` must be a positive duration, not 0 s",
+            "10:108 P0015 step `read` must wait at least 300 s but start within 120 s: no start time satisfies both",
+        ],
+    );
+    let steps = GOOD_STEPS.replace(
+        r#"(id: "load", op: Transfer(to: Kind(SyringePump))),"#,
+        r#"(id: "load", op: Transfer(to: Kind(SyringePump)), within: "1 min"),"#,
+    );
+    check(&with_steps(&steps), &["7:67 P0015 step `load` has `within` but no `after`"]);
+    let steps = GOOD_STEPS.replace(r#"after: ["go"]),"#, r#"after: ["go"], within: "2 min", retry: 3, keep: true),"#);
+    let (p, _) = load_protocol(SourceFile::new("t", with_steps(&steps))).unwrap();
+    let rules = p.steps()[3].rules;
+    assert_eq!((rules.within.map(|d| d.0), rules.retry, rules.keep), (Some(120.0), 3, true));
 }
