@@ -389,12 +389,16 @@ async fn connect_all(
     campaign: i64,
 ) -> Vec<(String, Result<Box<dyn DeviceInstrument>, String>)> {
     let mut handles = Vec::new();
+    // Exchanges reach the record's writer in batches: waking the writer for every command would cost as much as
+    // the command's round trip.
+    let exchanges = devices::transport::batching(recorder.exchange_sink(campaign), Duration::from_millis(5));
     for spec in &lab.instruments {
         let spec = spec.clone();
         let deck = lab.deck.clone();
         let path = ports.get(&spec.name).cloned();
         let clock = clock.clone();
         let recorder = recorder.clone();
+        let sink = Arc::clone(&exchanges);
         handles.push(tokio::spawn(async move {
             let name = spec.name.clone();
             let Some(path) = path else {
@@ -402,16 +406,15 @@ async fn connect_all(
             };
             let mut identity = None;
             let result = async {
-                let stream =
-                    devices::transport::open_serial(&spec.name, &path, &spec.line).map_err(|e| e.to_string())?;
+                // The driver's link reopens `path` itself, with the lab file's backoff, if the port disappears.
+                let mut inst =
+                    devices::drivers::connect(&spec, &deck, &path, clock.clone(), sink).map_err(|e| e.to_string())?;
                 if spec.port != PortSpec::Simulated && clock.scale() != 1.0 {
                     return Err(format!(
                         "a real instrument cannot run in accelerated time ({}x); run this lab at time scale 1",
                         clock.scale()
                     ));
                 }
-                let mut inst =
-                    devices::drivers::build(&spec, &deck, stream, clock.clone(), recorder.exchange_sink(campaign));
                 let id = inst.identify().await.map_err(|e| e.to_string())?;
                 identity = Some(id);
                 inst.initialize().await.map_err(|e| e.to_string())?;

@@ -1,8 +1,10 @@
 //! What instruments can do, as small traits, and the one entry point that runs a task on any instrument.
 //!
 //! The controller never knows a vendor. It holds a `Box<dyn Instrument>` and a [`Task`], and [`execute`] finds the
-//! capability the task needs ([`Dispense`], [`Heat`], [`Stir`], [`Measure`], [`Transfer`]) through the
-//! instrument's `as_*` getters, which return `None` unless the driver implements that capability.
+//! capability the task needs ([`Dispense`], [`Heat`], [`Stir`], [`Measure`], [`Transfer`], [`Weigh`], [`Select`],
+//! [`ReadTemperature`], [`HoldTemperature`]) through the instrument's `as_*` getters, which return `None` unless
+//! the driver implements that capability. [`Stop`] is the one capability no task asks for: it halts whatever the
+//! instrument is doing, for drivers' safe states and for tools that need an immediate stop.
 //!
 //! What a new driver must provide: [`Instrument`] (name, kind, identify, initialize, safe state, tag) and the
 //! capability traits for what the hardware does. Each capability method must be safe to call with any value the
@@ -12,8 +14,8 @@
 
 use futures::future::BoxFuture;
 use protocols::InstrumentKind;
-use protocols::units::{Duration, Speed, Temperature, Volume, Wavelength};
-use serde::Serialize;
+use protocols::units::{Duration, Mass, Speed, Temperature, Volume, Wavelength};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{DeviceError, DeviceErrorKind};
 
@@ -31,7 +33,7 @@ pub struct Identity {
 }
 
 /// A place on the deck a vessel can stand.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Place {
     /// A slot of the rack, numbered from 0.
     Rack(usize),
@@ -49,8 +51,7 @@ impl std::fmt::Display for Place {
 }
 
 /// One unit of work for one instrument, with every value concrete and every place resolved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "task")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Task {
     /// Move a vessel.
     Transfer {
@@ -85,6 +86,22 @@ pub enum Task {
         /// The wavelength.
         wavelength: Wavelength,
     },
+    /// Weigh the vessel on the balance's pan.
+    Weigh,
+    /// Turn a selector valve to a port.
+    Select {
+        /// The port, from 1.
+        position: u32,
+    },
+    /// Read the temperature of the vessel at the thermometer.
+    ReadTemperature,
+    /// Hold the vessel at a temperature (a heating block or jacket), then switch the control off.
+    HoldTemperature {
+        /// The set point.
+        temperature: Temperature,
+        /// The hold, counted from reaching the set point.
+        duration: Duration,
+    },
 }
 
 impl Task {
@@ -96,6 +113,10 @@ impl Task {
             Task::Heat { .. } => "heat",
             Task::Stir { .. } => "stir",
             Task::Measure { .. } => "measure absorbance",
+            Task::Weigh => "weigh",
+            Task::Select { .. } => "select a valve port",
+            Task::ReadTemperature => "read a temperature",
+            Task::HoldTemperature { .. } => "hold a temperature",
         }
     }
 }
@@ -167,6 +188,26 @@ pub trait Instrument: Send {
     fn as_transfer(&mut self) -> Option<&mut dyn Transfer> {
         None
     }
+    /// The weigh capability, if the instrument has it.
+    fn as_weigh(&mut self) -> Option<&mut dyn Weigh> {
+        None
+    }
+    /// The select capability, if the instrument has it.
+    fn as_select(&mut self) -> Option<&mut dyn Select> {
+        None
+    }
+    /// The read-temperature capability, if the instrument has it.
+    fn as_read_temperature(&mut self) -> Option<&mut dyn ReadTemperature> {
+        None
+    }
+    /// The hold-temperature capability, if the instrument has it.
+    fn as_hold_temperature(&mut self) -> Option<&mut dyn HoldTemperature> {
+        None
+    }
+    /// The stop capability, if the instrument does anything that can be stopped.
+    fn as_stop(&mut self) -> Option<&mut dyn Stop> {
+        None
+    }
 }
 
 /// Dispenses liquid into the vessel at the instrument's position.
@@ -205,6 +246,41 @@ pub trait Transfer: Send {
     fn transfer<'a>(&'a mut self, from: &'a Place, to: &'a Place) -> BoxFuture<'a, Result<(), DeviceError>>;
 }
 
+/// Weighs the vessel standing on the instrument's pan.
+pub trait Weigh: Send {
+    /// The mass on the pan once the reading is stable: the vessel and its contents.
+    fn weigh(&mut self) -> BoxFuture<'_, Result<Mass, DeviceError>>;
+}
+
+/// Turns a selector valve.
+pub trait Select: Send {
+    /// Turns to `position` (from 1) and confirms the valve is there.
+    fn select(&mut self, position: u32) -> BoxFuture<'_, Result<(), DeviceError>>;
+}
+
+/// Reads the temperature of the vessel at the instrument's position.
+pub trait ReadTemperature: Send {
+    /// The temperature now.
+    fn read_temperature(&mut self) -> BoxFuture<'_, Result<Temperature, DeviceError>>;
+}
+
+/// Holds the vessel at the instrument's position at a temperature.
+pub trait HoldTemperature: Send {
+    /// Sets `temperature`, waits until the instrument reaches it, holds for `duration` (lab time), then switches
+    /// the control off.
+    fn hold_temperature(
+        &mut self,
+        temperature: Temperature,
+        duration: Duration,
+    ) -> BoxFuture<'_, Result<Outcome, DeviceError>>;
+}
+
+/// Stops whatever the instrument is doing physically, at once.
+pub trait Stop: Send {
+    /// Stops motion, heating or flow; safe to call at any time and to repeat.
+    fn stop(&mut self) -> BoxFuture<'_, Result<(), DeviceError>>;
+}
+
 /// Runs `task` on `instrument` through the capability it needs.
 pub async fn execute(instrument: &mut dyn Instrument, task: &Task) -> Result<Outcome, DeviceError> {
     let name = instrument.name().to_owned();
@@ -228,6 +304,21 @@ pub async fn execute(instrument: &mut dyn Instrument, task: &Task) -> Result<Out
         Task::Measure { wavelength } => {
             let value = instrument.as_measure().ok_or_else(unsupported)?.absorbance(*wavelength).await?;
             Ok(Outcome::Measured { value, unit: "AU" })
+        }
+        Task::Weigh => {
+            let mass = instrument.as_weigh().ok_or_else(unsupported)?.weigh().await?;
+            Ok(Outcome::Measured { value: mass.0, unit: "g" })
+        }
+        Task::Select { position } => {
+            instrument.as_select().ok_or_else(unsupported)?.select(*position).await?;
+            Ok(Outcome::Done)
+        }
+        Task::ReadTemperature => {
+            let t = instrument.as_read_temperature().ok_or_else(unsupported)?.read_temperature().await?;
+            Ok(Outcome::Measured { value: t.0, unit: "degC" })
+        }
+        Task::HoldTemperature { temperature, duration } => {
+            instrument.as_hold_temperature().ok_or_else(unsupported)?.hold_temperature(*temperature, *duration).await
         }
     }
 }

@@ -3,7 +3,9 @@
 //! Physical processes (a plate heating, a plunger travelling, a hold of 30 minutes) run on lab time; the bytes on a
 //! serial line do not. A [`Clock`] maps between the two: [`Clock::real`] is wall time, [`Clock::scaled`] runs lab
 //! time faster than the wall by a factor (a simulated campaign of five lab hours in half a minute), and
-//! [`Clock::manual`] only moves when a test advances it. The controller, the drivers and the simulators share
+//! [`Clock::manual`] only moves when a test advances it, and [`Clock::stepping`] jumps to the end of every wait at
+//! once (for replaying a recorded session, where every reply is already known). The controller, the drivers and
+//! the simulators share
 //! one clock, so a simulated plate reaches its set point after the same lab time the driver waits for.
 //!
 //! Communication timeouts are deliberately *not* on this clock: a reply that does not come within 1 s of wall time
@@ -21,6 +23,7 @@ pub struct Clock(Arc<Inner>);
 enum Inner {
     Scaled { start: Instant, epoch: SystemTime, scale: f64 },
     Manual { now: Mutex<f64>, tick: watch::Sender<f64>, epoch: SystemTime },
+    Stepping { now: Mutex<f64>, epoch: SystemTime, scale: f64 },
 }
 
 impl std::fmt::Debug for Clock {
@@ -28,6 +31,7 @@ impl std::fmt::Debug for Clock {
         match &*self.0 {
             Inner::Scaled { scale, .. } => write!(f, "Clock(scaled {scale}x, now {:.3} s)", self.now()),
             Inner::Manual { .. } => write!(f, "Clock(manual, now {:.3} s)", self.now()),
+            Inner::Stepping { scale, .. } => write!(f, "Clock(stepping as {scale}x, now {:.3} s)", self.now()),
         }
     }
 }
@@ -53,18 +57,29 @@ impl Clock {
         Clock(Arc::new(Inner::Manual { now: Mutex::new(0.0), tick, epoch: SystemTime::now() }))
     }
 
+    /// A clock that jumps to the end of every wait at once, so lab time passes exactly as the waits ask and no
+    /// faster; it reports `scale` as its speed, so a driver that sizes its settings by the clock's speed behaves as
+    /// it did on the clock of the session being replayed.
+    ///
+    /// # Panics
+    /// If `scale` is not a positive number.
+    pub fn stepping(scale: f64) -> Self {
+        assert!(scale > 0.0, "time scale must be positive, got {scale}");
+        Clock(Arc::new(Inner::Stepping { now: Mutex::new(0.0), epoch: SystemTime::now(), scale }))
+    }
+
     /// Lab seconds since the clock started.
     pub fn now(&self) -> f64 {
         match &*self.0 {
             Inner::Scaled { start, scale, .. } => start.elapsed().as_secs_f64() * scale,
-            Inner::Manual { now, .. } => *now.lock().expect("clock lock"),
+            Inner::Manual { now, .. } | Inner::Stepping { now, .. } => *now.lock().expect("clock lock"),
         }
     }
 
     /// How many lab seconds pass per wall second.
     pub fn scale(&self) -> f64 {
         match &*self.0 {
-            Inner::Scaled { scale, .. } => *scale,
+            Inner::Scaled { scale, .. } | Inner::Stepping { scale, .. } => *scale,
             Inner::Manual { .. } => f64::INFINITY,
         }
     }
@@ -72,14 +87,16 @@ impl Clock {
     /// The wall-clock time at which lab time was zero; recorded so lab times can be read as dates.
     pub fn epoch(&self) -> SystemTime {
         match &*self.0 {
-            Inner::Scaled { epoch, .. } | Inner::Manual { epoch, .. } => *epoch,
+            Inner::Scaled { epoch, .. } | Inner::Manual { epoch, .. } | Inner::Stepping { epoch, .. } => *epoch,
         }
     }
 
     /// The wall duration that `lab_seconds` of lab time take.
     pub fn wall(&self, lab_seconds: f64) -> std::time::Duration {
         match &*self.0 {
-            Inner::Scaled { scale, .. } => std::time::Duration::from_secs_f64((lab_seconds / scale).max(0.0)),
+            Inner::Scaled { scale, .. } | Inner::Stepping { scale, .. } => {
+                std::time::Duration::from_secs_f64((lab_seconds / scale).max(0.0))
+            }
             Inner::Manual { .. } => std::time::Duration::ZERO,
         }
     }
@@ -104,6 +121,10 @@ impl Clock {
                 // `wait_for` checks the current value first, so an advance that already happened is not missed.
                 let _ = rx.wait_for(|now| *now >= t).await;
             }
+            Inner::Stepping { now, .. } => {
+                let mut n = now.lock().expect("clock lock");
+                *n = n.max(t);
+            }
         }
     }
 
@@ -127,6 +148,15 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(c.now() >= 20.0, "20 ms at 1000x is at least 20 lab seconds, got {}", c.now());
         assert_eq!(c.wall(1000.0), std::time::Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn stepping_time_jumps_to_the_end_of_each_wait() {
+        let c = Clock::stepping(400.0);
+        c.sleep(10.0).await;
+        c.sleep_until(5.0).await;
+        assert_eq!(c.now(), 10.0);
+        assert_eq!(c.scale(), 400.0);
     }
 
     #[tokio::test]

@@ -54,9 +54,17 @@ pub enum DeviceErrorKind {
     /// Reading or writing the port failed.
     #[error("serial I/O failed: {0}")]
     Io(#[from] std::io::Error),
-    /// The port closed (USB unplugged, simulator gone).
+    /// The port closed (USB unplugged, simulator gone) and could not be opened again.
     #[error("the port closed")]
     Disconnected,
+    /// The port closed while a command was under way and was opened again; whether the command ran is unknown.
+    #[error(
+        "the port closed during the command and was reopened after {attempts} attempt(s); the command's outcome is unknown"
+    )]
+    Reconnected {
+        /// How many attempts reopening took.
+        attempts: u32,
+    },
     /// No complete reply arrived in time.
     #[error("no reply to {} within {} ms{}", Printable(sent), timeout.as_millis(), partial_note(received))]
     Timeout {
@@ -77,19 +85,34 @@ pub enum DeviceErrorKind {
         /// Why it does not parse.
         reason: String,
     },
+    /// A reply arrived whose checksum (an XOR byte, a CRC) does not match its contents.
+    #[error("reply {} to {} has a bad checksum: {reason}", Printable(received), Printable(sent))]
+    Checksum {
+        /// The command.
+        sent: Vec<u8>,
+        /// The reply as received.
+        received: Vec<u8>,
+        /// The checksum expected and the one found.
+        reason: String,
+    },
     /// The instrument reported an error of its own.
     #[error("instrument error{}: {message}", code.map(|c| format!(" {c}")).unwrap_or_default())]
     Firmware {
         /// The instrument's error code, if it has one.
-        code: Option<u32>,
+        code: Option<i64>,
         /// What the code means.
         message: String,
         /// The reply that carried the error.
         received: Vec<u8>,
     },
     /// The instrument is busy and cannot take the command now.
-    #[error("instrument busy: {0}")]
-    Busy(String),
+    #[error("instrument busy: {message}{}", reply_note(received))]
+    Busy {
+        /// What the instrument was busy with, or how it said so.
+        message: String,
+        /// The reply that said so; empty when the driver concluded it from waiting.
+        received: Vec<u8>,
+    },
     /// The request is outside the instrument's limits and was not sent.
     #[error("outside the instrument's limits: {0}")]
     Limit(String),
@@ -113,6 +136,10 @@ pub enum DeviceErrorKind {
     NotReady(String),
 }
 
+fn reply_note(received: &[u8]) -> String {
+    if received.is_empty() { String::new() } else { format!(" (reply {})", Printable(received)) }
+}
+
 fn partial_note(received: &[u8]) -> String {
     if received.is_empty() { String::new() } else { format!(" (got only {})", Printable(received)) }
 }
@@ -123,15 +150,26 @@ pub struct Printable<'a>(pub &'a [u8]);
 impl fmt::Display for Printable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"")?;
-        for &b in self.0.iter().take(96) {
-            match b {
+        let shown = &self.0[..self.0.len().min(96)];
+        // Runs of plain characters are written whole: this runs for every exchange the record keeps.
+        let plain = |b: u8| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\';
+        let mut rest = shown;
+        while !rest.is_empty() {
+            let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
+            if run > 0 {
+                // Printable ASCII is valid UTF-8.
+                f.write_str(std::str::from_utf8(&rest[..run]).unwrap_or_default())?;
+                rest = &rest[run..];
+                continue;
+            }
+            match rest[0] {
                 b'\r' => f.write_str("\\r")?,
                 b'\n' => f.write_str("\\n")?,
                 b'"' => f.write_str("\\\"")?,
                 b'\\' => f.write_str("\\\\")?,
-                0x20..=0x7e => write!(f, "{}", b as char)?,
-                _ => write!(f, "\\x{b:02X}")?,
+                b => write!(f, "\\x{b:02X}")?,
             }
+            rest = &rest[1..];
         }
         if self.0.len() > 96 {
             write!(f, "...({} bytes)", self.0.len())?;

@@ -16,14 +16,14 @@ use std::sync::Arc;
 use protocols::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use protocols::ron_file::{check_syntax, parse_section, suggest};
 use protocols::source::{Node, Seg, index};
-use protocols::units::{Dimension, Duration, Quantity, Speed, Temperature, Volume, Wavelength, trim_float};
+use protocols::units::{Dimension, Duration, Mass, Quantity, Speed, Temperature, Volume, Wavelength, trim_float};
 use protocols::validate::valid_name;
 use protocols::{Destination, InstrumentKind, InstrumentRef, Op, Operation, Protocol};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::capability::Place;
-use crate::transport::{LineSettings, Parity};
+use crate::transport::{LineSettings, Parity, Reconnect};
 
 /// The current lab file format version.
 pub const FORMAT: u32 = 1;
@@ -42,6 +42,9 @@ pub mod codes {
     pub const DECK: &str = "D0005";
     /// The simulation settings are invalid, or a lab with real ports is run faster than real time.
     pub const SIMULATION: &str = "D0006";
+    /// An instrument's simulated faults are invalid: a probability outside 0..=1, a fault its simulator cannot
+    /// inject, or faults on a real port.
+    pub const FAULTS: &str = "D0007";
     /// A protocol names an instrument the lab does not have, or one of the wrong kind.
     pub const UNKNOWN_INSTRUMENT: &str = "D0101";
     /// A protocol needs a kind of instrument the lab does not have.
@@ -53,7 +56,7 @@ pub mod codes {
 }
 
 /// A point in the gantry's coordinates, in millimetres.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(rename = "Point", deny_unknown_fields)]
 pub struct Point {
     /// Millimetres along X.
@@ -126,6 +129,17 @@ pub enum PortSpec {
     Serial(String),
 }
 
+/// The framing a Cavro pump is driven with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename = "Protocol")]
+pub enum CavroProtocol {
+    /// Data terminal: `/` address data CR, answered `/0` status data ETX CR LF.
+    #[default]
+    Dt,
+    /// OEM: STX address sequence data ETX checksum, with a repeat bit for retransmissions.
+    Oem,
+}
+
 /// Settings of a Cavro XCalibur syringe pump.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CavroConfig {
@@ -137,6 +151,78 @@ pub struct CavroConfig {
     pub top_speed: u32,
     /// What the reservoir on the pump's input port holds.
     pub reservoir: String,
+    /// The framing: DT (the default) or OEM.
+    pub protocol: CavroProtocol,
+}
+
+/// Settings of a Mettler Toledo balance (MT-SICS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalanceConfig {
+    /// The type the balance reports to `I2`, such as `XS205`.
+    pub model: String,
+    /// The weighing capacity; heavier loads read as overload.
+    pub capacity: Mass,
+    /// The lab time the balance may take to settle before `S` gives up.
+    pub settle: Duration,
+}
+
+/// Settings of a VICI Valco selector valve on a universal electric actuator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValveConfig {
+    /// The number of ports (`NP`), 2 to 40.
+    pub positions: u32,
+    /// The device ID the actuator answers to (`/Z...` on RS-485); none on RS-232.
+    pub id: Option<char>,
+    /// The pump whose input the valve feeds, if any: that pump then draws from the selected port's reservoir.
+    pub feeds: Option<String>,
+    /// What the reservoir on each port holds, for a valve that feeds a pump.
+    pub ports: BTreeMap<u32, String>,
+}
+
+/// Settings of a temperature controller on Modbus RTU (a heating block or jacket).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModbusConfig {
+    /// The slave address, 1 to 247.
+    pub address: u8,
+    /// The model code the controller holds in its identity register.
+    pub model_code: u16,
+    /// The highest set point the driver will send.
+    pub max_temperature: Temperature,
+    /// How close to the set point the process value must be to count as having reached it.
+    pub tolerance: Temperature,
+}
+
+/// Message terminator of a text protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename = "Terminator")]
+pub enum Terminator {
+    /// Line feed.
+    #[default]
+    Lf,
+    /// Carriage return.
+    Cr,
+    /// Carriage return, line feed.
+    CrLf,
+}
+
+impl Terminator {
+    /// The terminator's bytes.
+    pub fn bytes(self) -> &'static [u8] {
+        match self {
+            Terminator::Lf => b"\n",
+            Terminator::Cr => b"\r",
+            Terminator::CrLf => b"\r\n",
+        }
+    }
+}
+
+/// Settings of a SCPI thermometer or multimeter measuring temperature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScpiConfig {
+    /// The model field `*IDN?` must report, such as `MODEL 2000`.
+    pub model: String,
+    /// The message terminator the instrument is set to.
+    pub terminator: Terminator,
 }
 
 /// Settings of an IKA hotplate-stirrer (NAMUR protocol).
@@ -205,6 +291,14 @@ pub enum DriverConfig {
     OceanFlame(FlameConfig),
     /// G-code gantry with a servo gripper.
     GcodeGantry(GantryConfig),
+    /// Mettler Toledo balance, MT-SICS.
+    MettlerBalance(BalanceConfig),
+    /// VICI Valco selector valve.
+    ViciValve(ValveConfig),
+    /// Temperature controller on Modbus RTU.
+    ModbusTemperature(ModbusConfig),
+    /// SCPI thermometer or multimeter.
+    ScpiThermometer(ScpiConfig),
 }
 
 impl DriverConfig {
@@ -215,6 +309,10 @@ impl DriverConfig {
             DriverConfig::IkaHotplate(_) => "IkaHotplate",
             DriverConfig::OceanFlame(_) => "OceanFlame",
             DriverConfig::GcodeGantry(_) => "GcodeGantry",
+            DriverConfig::MettlerBalance(_) => "MettlerBalance",
+            DriverConfig::ViciValve(_) => "ViciValve",
+            DriverConfig::ModbusTemperature(_) => "ModbusTemperature",
+            DriverConfig::ScpiThermometer(_) => "ScpiThermometer",
         }
     }
 
@@ -225,13 +323,23 @@ impl DriverConfig {
             DriverConfig::IkaHotplate(_) => InstrumentKind::Hotplate,
             DriverConfig::OceanFlame(_) => InstrumentKind::Spectrometer,
             DriverConfig::GcodeGantry(_) => InstrumentKind::Gantry,
+            DriverConfig::MettlerBalance(_) => InstrumentKind::Balance,
+            DriverConfig::ViciValve(_) => InstrumentKind::Valve,
+            DriverConfig::ModbusTemperature(_) => InstrumentKind::TemperatureController,
+            DriverConfig::ScpiThermometer(_) => InstrumentKind::Thermometer,
         }
     }
 
     /// The line settings the instrument ships with.
     pub fn default_line(&self) -> LineSettings {
         match self {
-            DriverConfig::CavroXCalibur(_) | DriverConfig::OceanFlame(_) => LineSettings::n81(9600),
+            DriverConfig::CavroXCalibur(_)
+            | DriverConfig::OceanFlame(_)
+            | DriverConfig::MettlerBalance(_)
+            | DriverConfig::ViciValve(_)
+            | DriverConfig::ScpiThermometer(_) => LineSettings::n81(9600),
+            // The Modbus serial line specification's default: 19200 baud, even parity [U].
+            DriverConfig::ModbusTemperature(_) => LineSettings { parity: Parity::Even, ..LineSettings::n81(19_200) },
             // NAMUR: 9600 baud, 7 data bits, even parity, 1 stop bit.
             DriverConfig::IkaHotplate(_) => {
                 LineSettings { data_bits: 7, parity: Parity::Even, ..LineSettings::n81(9600) }
@@ -254,6 +362,83 @@ pub struct InstrumentSpec {
     pub position: Option<String>,
     /// The serial line settings.
     pub line: LineSettings,
+    /// The faults its simulator injects, if any (simulated instruments only).
+    pub faults: Option<Faults>,
+}
+
+/// The faults a simulator injects, each drawn per reply (or per command, for busy, firmware errors and partial
+/// moves) from a generator seeded by the lab, so a run with the same seed sees the same faults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    /// Seeds the faults; by default the lab's simulation seed mixed with the instrument's name.
+    pub seed: Option<u64>,
+    /// Extra wall time before each reply.
+    pub latency: Latency,
+    /// Probability that a command gets no reply at all.
+    pub no_reply: f64,
+    /// Probability that a reply arrives with one byte corrupted.
+    pub garbled: f64,
+    /// Probability that only the first part of a reply arrives.
+    pub truncated: f64,
+    /// Probability that a reply's checksum is wrong (OEM pumps and Modbus only).
+    pub bad_checksum: f64,
+    /// Probability that the instrument answers a command as busy instead of running it.
+    pub busy: f64,
+    /// Probability that the instrument answers a command with a firmware error code.
+    pub firmware_error: f64,
+    /// Probability that a pump's move stops halfway with a plunger overload (pumps only).
+    pub partial: f64,
+    /// A disconnect after a number of commands, and the reconnection after a delay.
+    pub disconnect: Option<Disconnect>,
+}
+
+impl Faults {
+    /// Faults that never happen.
+    pub fn none() -> Self {
+        Faults {
+            seed: None,
+            latency: Latency::None,
+            no_reply: 0.0,
+            garbled: 0.0,
+            truncated: 0.0,
+            bad_checksum: 0.0,
+            busy: 0.0,
+            firmware_error: 0.0,
+            partial: 0.0,
+            disconnect: None,
+        }
+    }
+}
+
+/// Extra wall time before a simulator's replies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Latency {
+    /// None.
+    None,
+    /// Always this long.
+    Fixed(std::time::Duration),
+    /// Uniform between two durations.
+    Uniform {
+        /// The shortest.
+        min: std::time::Duration,
+        /// The longest.
+        max: std::time::Duration,
+    },
+    /// Exponentially distributed with this mean: mostly short, now and then long.
+    Exponential {
+        /// The mean.
+        mean: std::time::Duration,
+    },
+}
+
+/// A simulated unplugging: the port disappears after `after` commands and comes back after `down` of wall time,
+/// then counts again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Disconnect {
+    /// Commands handled before the port disappears.
+    pub after: u32,
+    /// How long it stays away.
+    pub down: std::time::Duration,
 }
 
 impl InstrumentSpec {
@@ -264,12 +449,15 @@ impl InstrumentSpec {
 }
 
 /// Settings for running the lab's simulators.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Simulation {
     /// Seeds the simulators' hidden response surface and noise.
     pub seed: u64,
     /// Lab seconds per wall second.
     pub time_scale: f64,
+    /// Where the simulators write their ledger (what physically happened) and the faults they injected when they
+    /// stop, as RON; relative paths are from the lab file's folder.
+    pub ledger: Option<std::path::PathBuf>,
 }
 
 /// A validated lab.
@@ -573,7 +761,20 @@ impl Lab {
                         _ => None,
                     });
                 }
-                Op::Transfer { .. } | Op::Dispense { .. } => {}
+                Op::HoldTemperature { temperature, .. } => {
+                    check("temperature", q(&up(temperature)), Dimension::Temperature, &|c| match &c.driver {
+                        DriverConfig::ModbusTemperature(m) => Some((-273.15, m.max_temperature.0)),
+                        _ => None,
+                    });
+                }
+                Op::Select { position } => {
+                    let arg = protocols::Arg::Value(f64::from(*position));
+                    check("position", arg, Dimension::Dimensionless, &|c| match &c.driver {
+                        DriverConfig::ViciValve(v) => Some((1.0, f64::from(v.positions))),
+                        _ => None,
+                    });
+                }
+                Op::Transfer { .. } | Op::Dispense { .. } | Op::Weigh { .. } | Op::ReadTemperature { .. } => {}
             }
         }
     }
@@ -624,6 +825,8 @@ struct SimulationFile {
     seed: u64,
     #[serde(default = "default_scale")]
     time_scale: f64,
+    #[serde(default)]
+    ledger: Option<String>,
 }
 
 fn default_scale() -> f64 {
@@ -639,6 +842,56 @@ struct InstrumentFile {
     position: Option<String>,
     #[serde(default)]
     serial: Option<SerialFile>,
+    #[serde(default)]
+    faults: Option<FaultsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Faults", deny_unknown_fields)]
+struct FaultsFile {
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    latency: Option<LatencyFile>,
+    #[serde(default)]
+    no_reply: f64,
+    #[serde(default)]
+    garbled: f64,
+    #[serde(default)]
+    truncated: f64,
+    #[serde(default)]
+    bad_checksum: f64,
+    #[serde(default)]
+    busy: f64,
+    #[serde(default)]
+    firmware_error: f64,
+    #[serde(default)]
+    partial: f64,
+    #[serde(default)]
+    disconnect: Option<DisconnectFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Latency")]
+enum LatencyFile {
+    Fixed(String),
+    Uniform { min: String, max: String },
+    Exponential { mean: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Disconnect", deny_unknown_fields)]
+struct DisconnectFile {
+    after: u32,
+    down: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Reconnect", deny_unknown_fields)]
+struct ReconnectFile {
+    attempts: u32,
+    #[serde(default)]
+    delay: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -661,6 +914,8 @@ struct SerialFile {
     stop_bits: Option<u8>,
     #[serde(default)]
     timeout: Option<String>,
+    #[serde(default)]
+    reconnect: Option<ReconnectFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -673,6 +928,8 @@ enum DriverFile {
         top_speed: Option<u32>,
         #[serde(default)]
         reservoir: String,
+        #[serde(default)]
+        protocol: CavroProtocol,
     },
     IkaHotplate {
         #[serde(default)]
@@ -694,6 +951,34 @@ enum DriverFile {
         travel: Point,
         grip: f64,
         release: f64,
+    },
+    MettlerBalance {
+        model: String,
+        capacity: String,
+        #[serde(default)]
+        settle: Option<String>,
+    },
+    ViciValve {
+        positions: u32,
+        #[serde(default)]
+        id: Option<char>,
+        #[serde(default)]
+        feeds: Option<String>,
+        #[serde(default)]
+        ports: BTreeMap<u32, String>,
+    },
+    ModbusTemperature {
+        address: u8,
+        max_temperature: String,
+        #[serde(default)]
+        model_code: Option<u16>,
+        #[serde(default)]
+        tolerance: Option<String>,
+    },
+    ScpiThermometer {
+        model: String,
+        #[serde(default)]
+        terminator: Terminator,
     },
 }
 
@@ -846,10 +1131,42 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
                     "1 is real time; 600 runs ten lab minutes per wall second".into(),
                 );
             }
-            Simulation { seed: s.seed, time_scale: s.time_scale }
+            let folder = std::path::Path::new(&source.name).parent().map(std::path::Path::to_path_buf);
+            let ledger = s.ledger.as_ref().map(|l| match &folder {
+                Some(f) if std::path::Path::new(l).is_relative() => f.join(l),
+                _ => std::path::PathBuf::from(l),
+            });
+            Simulation { seed: s.seed, time_scale: s.time_scale, ledger }
         }
-        None => Simulation { seed: 0, time_scale: 1.0 },
+        None => Simulation { seed: 0, time_scale: 1.0, ledger: None },
     };
+    for valve in &instruments {
+        let DriverConfig::ViciValve(ValveConfig { feeds: Some(pump), .. }) = &valve.driver else { continue };
+        let fed = instruments.iter().find(|i| &i.name == pump);
+        let problem = match fed {
+            None => Some(format!("valve `{}` feeds `{pump}`, which the lab does not have", valve.name)),
+            Some(p) if p.kind() != InstrumentKind::SyringePump => Some(format!(
+                "valve `{}` feeds `{pump}`, which is {}, not a syringe pump",
+                valve.name,
+                p.kind().phrase()
+            )),
+            Some(_) => None,
+        };
+        if let Some(msg) = problem {
+            err(
+                &mut diags,
+                codes::SETTING,
+                tree.span_of(&[
+                    Seg::Field("instruments"),
+                    Seg::Key(&valve.name),
+                    Seg::Field("driver"),
+                    Seg::Field("feeds"),
+                ]),
+                msg,
+                "name the syringe pump whose input port the valve is plumbed to".into(),
+            );
+        }
+    }
     let real = instruments.iter().any(|i| i.port != PortSpec::Simulated);
     if real && simulation.time_scale != 1.0 {
         err(
@@ -912,7 +1229,7 @@ fn instrument(
             }
         };
     let driver = match f.driver {
-        DriverFile::CavroXCalibur { address, syringe, top_speed, reservoir } => {
+        DriverFile::CavroXCalibur { address, syringe, top_speed, reservoir, protocol } => {
             if !(1..=15).contains(&address) {
                 fail(
                     &[Seg::Field("driver"), Seg::Field("address")],
@@ -936,7 +1253,13 @@ fn instrument(
                     "the XCalibur's V command takes 5 to 6000; its default is 1400".into(),
                 );
             }
-            DriverConfig::CavroXCalibur(CavroConfig { address, syringe: Volume(syringe), top_speed, reservoir })
+            DriverConfig::CavroXCalibur(CavroConfig {
+                address,
+                syringe: Volume(syringe),
+                top_speed,
+                reservoir,
+                protocol,
+            })
         }
         DriverFile::IkaHotplate { model, max_temperature, max_speed, tolerance } => {
             let t = quantity("max_temperature", &max_temperature, Dimension::Temperature, &mut fail);
@@ -992,6 +1315,78 @@ fn instrument(
                 );
             }
             DriverConfig::GcodeGantry(GantryConfig { feed_rate, travel, grip, release })
+        }
+        DriverFile::MettlerBalance { model, capacity, settle } => {
+            let capacity = quantity("capacity", &capacity, Dimension::Mass, &mut fail);
+            if capacity.is_finite() && capacity <= 0.0 {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("capacity")],
+                    format!("capacity of `{name}` must be positive"),
+                    "the weighing range on the balance's label, such as \"220 g\"".into(),
+                );
+            }
+            let settle = settle.map_or(10.0, |t| quantity("settle", &t, Dimension::Duration, &mut fail));
+            if model.trim().is_empty() {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("model")],
+                    format!("model of `{name}` is empty"),
+                    "the type the balance reports to `I2`, such as \"XS205\"".into(),
+                );
+            }
+            DriverConfig::MettlerBalance(BalanceConfig { model, capacity: Mass(capacity), settle: Duration(settle) })
+        }
+        DriverFile::ViciValve { positions, id, feeds, ports } => {
+            if !(2..=40).contains(&positions) {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("positions")],
+                    format!("`{name}` has {positions} positions; a VICI actuator takes 2 to 40"),
+                    "the number of ports of the valve (`NP`), such as 6 or 10".into(),
+                );
+            }
+            if let Some(c) = id
+                && !(c.is_ascii_digit() || c.is_ascii_uppercase())
+            {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("id")],
+                    format!("device ID `{c}` of `{name}` is not 0-9 or A-Z"),
+                    "RS-485 actuators default to 'Z'; leave `id` out on RS-232".into(),
+                );
+            }
+            if let Some(bad) = ports.keys().find(|p| **p == 0 || **p > positions) {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("ports")],
+                    format!("port {bad} of `{name}` is not one of its 1..={positions}"),
+                    "number the ports as printed on the valve".into(),
+                );
+            }
+            DriverConfig::ViciValve(ValveConfig { positions, id, feeds, ports })
+        }
+        DriverFile::ModbusTemperature { address, max_temperature, model_code, tolerance } => {
+            if !(1..=247).contains(&address) {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("address")],
+                    format!("address {address} of `{name}` is not a Modbus slave address"),
+                    "Modbus RTU slaves use 1 to 247".into(),
+                );
+            }
+            let t = quantity("max_temperature", &max_temperature, Dimension::Temperature, &mut fail);
+            let tol = tolerance.map_or(1.0, |t| quantity("tolerance", &t, Dimension::Temperature, &mut fail));
+            DriverConfig::ModbusTemperature(ModbusConfig {
+                address,
+                model_code: model_code.unwrap_or(crate::drivers::modbus::DEFAULT_MODEL_CODE),
+                max_temperature: Temperature(t),
+                tolerance: Temperature(tol),
+            })
+        }
+        DriverFile::ScpiThermometer { model, terminator } => {
+            if model.trim().is_empty() {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("model")],
+                    format!("model of `{name}` is empty"),
+                    "the model field of the instrument's `*IDN?` reply, such as \"MODEL 2000\"".into(),
+                );
+            }
+            DriverConfig::ScpiThermometer(ScpiConfig { model, terminator })
         }
     };
     let kind = driver.kind();
@@ -1067,6 +1462,32 @@ fn instrument(
             }
             line.stop_bits = sb;
         }
+        if let Some(r) = s.reconnect {
+            let delay = match r.delay.as_deref().map(Quantity::parse) {
+                None => Some(Reconnect::DEFAULT.delay),
+                Some(Ok(q)) if q.dimension == Dimension::Duration && q.value >= 0.0 && q.value <= 60.0 => {
+                    Some(std::time::Duration::from_secs_f64(q.value))
+                }
+                Some(_) => None,
+            };
+            match delay {
+                Some(delay) if r.attempts <= 100 => {
+                    line.reconnect = Reconnect { attempts: r.attempts, delay, max_delay: Reconnect::DEFAULT.max_delay }
+                }
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            codes::SETTING,
+                            source,
+                            node.span_of(&[Seg::Field("serial"), Seg::Field("reconnect")]),
+                            format!("reconnect of `{name}` needs 0 to 100 attempts and a delay of 0 to 60 s"),
+                        )
+                        .with_help("such as `reconnect: (attempts: 5, delay: \"100 ms\")`"),
+                    );
+                    ok = false;
+                }
+            }
+        }
         if let Some(t) = s.timeout {
             match Quantity::parse(&t) {
                 Ok(q) if q.dimension == Dimension::Duration && q.value > 0.0 => {
@@ -1091,7 +1512,118 @@ fn instrument(
         PortFile::Simulated => PortSpec::Simulated,
         PortFile::Serial(p) => PortSpec::Serial(p),
     };
-    ok.then(|| InstrumentSpec { name: name.to_owned(), driver, port, position: f.position, line })
+    let faults = match f.faults {
+        None => None,
+        Some(file) => {
+            let faults = faults(source, name, &driver, &port, file, node, diags);
+            ok &= faults.is_some();
+            faults
+        }
+    };
+    ok.then(|| InstrumentSpec { name: name.to_owned(), driver, port, position: f.position, line, faults })
+}
+
+/// Reads an instrument's `faults`, refusing what its simulator cannot inject.
+fn faults(
+    source: &Arc<SourceFile>,
+    name: &str,
+    driver: &DriverConfig,
+    port: &PortSpec,
+    f: FaultsFile,
+    node: &Node,
+    diags: &mut Diagnostics,
+) -> Option<Faults> {
+    let mut ok = true;
+    let mut fail = |field: &str, msg: String, help: String| {
+        let span = node.span_of(&[Seg::Field("faults"), Seg::Field(field)]);
+        diags.push(Diagnostic::error(codes::FAULTS, source, span, msg).with_help(help));
+        ok = false;
+    };
+    if *port != PortSpec::Simulated {
+        fail(
+            "",
+            format!("`{name}` is a real instrument; only simulators inject faults"),
+            "remove `faults`, or set `port: Simulated`".into(),
+        );
+    }
+    let mut wall = |field: &str, text: &str| -> std::time::Duration {
+        match Quantity::parse(text) {
+            Ok(q) if q.dimension == Dimension::Duration && q.value >= 0.0 && q.value < 3600.0 => {
+                std::time::Duration::from_secs_f64(q.value)
+            }
+            _ => {
+                fail(
+                    field,
+                    format!("`{field}` of the faults of `{name}` must be a duration from 0 to 1 h, not `{text}`"),
+                    "such as \"20 ms\" or \"1.5 s\"".into(),
+                );
+                std::time::Duration::ZERO
+            }
+        }
+    };
+    let latency = match f.latency {
+        None => Latency::None,
+        Some(LatencyFile::Fixed(t)) => Latency::Fixed(wall("latency", &t)),
+        Some(LatencyFile::Uniform { min, max }) => {
+            let (min, max) = (wall("latency", &min), wall("latency", &max));
+            Latency::Uniform { min: min.min(max), max: max.max(min) }
+        }
+        Some(LatencyFile::Exponential { mean }) => Latency::Exponential { mean: wall("latency", &mean) },
+    };
+    let disconnect = f.disconnect.map(|d| Disconnect { after: d.after.max(1), down: wall("disconnect", &d.down) });
+    let oem = matches!(driver, DriverConfig::CavroXCalibur(c) if c.protocol == CavroProtocol::Oem);
+    let pump = matches!(driver, DriverConfig::CavroXCalibur(_));
+    let modbus = matches!(driver, DriverConfig::ModbusTemperature(_));
+    let can = |fault: &str| match fault {
+        "bad_checksum" => oem || modbus,
+        "busy" => pump || modbus || matches!(driver, DriverConfig::MettlerBalance(_)),
+        "firmware_error" => {
+            pump || modbus
+                || matches!(
+                    driver,
+                    DriverConfig::MettlerBalance(_) | DriverConfig::ScpiThermometer(_) | DriverConfig::OceanFlame(_)
+                )
+        }
+        "partial" => pump,
+        _ => true,
+    };
+    for (field, p) in [
+        ("no_reply", f.no_reply),
+        ("garbled", f.garbled),
+        ("truncated", f.truncated),
+        ("bad_checksum", f.bad_checksum),
+        ("busy", f.busy),
+        ("firmware_error", f.firmware_error),
+        ("partial", f.partial),
+    ] {
+        if !(0.0..=1.0).contains(&p) {
+            fail(
+                field,
+                format!("`{field}` of `{name}` is {p}; a probability is 0 to 1"),
+                "0.05 injects the fault about once in twenty commands".into(),
+            );
+        } else if p > 0.0 && !can(field) {
+            let why = match field {
+                "bad_checksum" => "only OEM-framed pumps and Modbus devices send checksums",
+                "busy" => "only pumps, balances and Modbus devices answer `busy`",
+                "firmware_error" => "its protocol has no error codes",
+                _ => "only a syringe pump moves part of a stroke",
+            };
+            fail(field, format!("the simulator of `{name}` cannot inject `{field}`: {why}"), "remove it".into());
+        }
+    }
+    ok.then_some(Faults {
+        seed: f.seed,
+        latency,
+        no_reply: f.no_reply,
+        garbled: f.garbled,
+        truncated: f.truncated,
+        bad_checksum: f.bad_checksum,
+        busy: f.busy,
+        firmware_error: f.firmware_error,
+        partial: f.partial,
+        disconnect,
+    })
 }
 
 #[cfg(test)]
@@ -1144,6 +1676,45 @@ mod tests {
                 "D0101 step `add_b` runs on `pump_c`, which lab `sim` does not have",
                 "D0104 `temperature` of step `react` is beyond what lab `sim` can do: parameter `temperature` allows 30..=350 degC",
                 "D0104 `wavelength` of step `read` is beyond what lab `sim` can do: 1200 nm",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_faulty_lab_loads_with_its_faults_and_new_instruments() {
+        let lab = load_lab(SourceFile::new("faulty.lab.ron", include_str!("../labs/faulty.lab.ron"))).unwrap();
+        let pump = lab.instrument("pump_1").unwrap();
+        let DriverConfig::CavroXCalibur(c) = &pump.driver else { panic!("pump_1 is a pump") };
+        assert_eq!(c.protocol, CavroProtocol::Oem);
+        let f = pump.faults.as_ref().unwrap();
+        assert_eq!((f.no_reply, f.partial), (0.05, 0.1));
+        assert!(matches!(f.latency, Latency::Exponential { .. }));
+        let pump_2 = lab.instrument("pump_2").unwrap();
+        assert_eq!(pump_2.line.reconnect.attempts, 8);
+        assert_eq!(pump_2.faults.as_ref().unwrap().disconnect.unwrap().after, 25);
+        assert_eq!(lab.instrument("block_1").unwrap().line.to_string(), "19200 8E1");
+        assert_eq!(lab.instrument("valve").unwrap().kind(), InstrumentKind::Valve);
+        assert!(lab.instrument("valve").unwrap().position.is_none());
+        let sim = sim_lab();
+        assert!(sim.instruments.iter().all(|i| i.faults.is_none()), "the default lab is fault-free");
+    }
+
+    #[test]
+    fn faults_a_simulator_cannot_inject_are_refused() {
+        let text = include_str!("../labs/faulty.lab.ron")
+            .replace("faults: (garbled: 0.05),", "faults: (garbled: 1.5, partial: 0.1),")
+            .replace(
+                "driver: ViciValve(positions: 6, feeds: \"pump_3\"",
+                "driver: ViciValve(positions: 6, feeds: \"balance_1\"",
+            );
+        let d = load_lab(SourceFile::new("faulty.lab.ron", text)).unwrap_err();
+        let msgs: Vec<String> = d.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "D0004 valve `valve` feeds `balance_1`, which is a balance, not a syringe pump",
+                "D0007 `garbled` of `probe_3` is 1.5; a probability is 0 to 1",
+                "D0007 the simulator of `probe_3` cannot inject `partial`: only a syringe pump moves part of a stroke",
             ]
         );
     }

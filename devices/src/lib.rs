@@ -2,7 +2,8 @@
 //!
 //! Layering, bottom to top: [`transport`] opens ports and carries every byte (and reports every exchange);
 //! each driver in [`drivers`] frames its instrument's wire protocol with a `tokio_util` decoder and implements the
-//! small capability traits of [`capability`] (dispense, heat, stir, measure, transfer); the controller only ever
+//! small capability traits of [`capability`] (dispense, heat, stir, measure, transfer, weigh, select, read and
+//! hold a temperature, stop); the controller only ever
 //! calls [`capability::execute`] on a `Box<dyn Instrument>`, so it never knows a vendor. [`lab`] reads the lab file
 //! that says which instruments exist, where, behind which driver and port, with which limits.
 //!
@@ -11,6 +12,11 @@
 //! were heated), whose hidden chemistry decides what the spectrometer reads. The controller opens a simulator's
 //! port through the same [`transport::open_serial`] as a real one.
 //!
+//! Simulators inject the faults a lab file configures (latency, silence, garbled, truncated or badly checksummed
+//! replies, busy instruments, firmware errors, disconnects, partial moves), and keep a ledger of what physically
+//! happened, so tests can compare the record with the truth. [`replay`] runs a driver against a recorded session
+//! and reports where its bytes differ.
+//!
 //! This crate knows nothing of scheduling, ECS or SQLite. Time comes from an injected [`clock::Clock`].
 
 pub mod capability;
@@ -18,6 +24,7 @@ pub mod clock;
 pub mod drivers;
 pub mod error;
 pub mod lab;
+pub mod replay;
 pub mod sim;
 pub mod transport;
 

@@ -6,6 +6,14 @@
 //! [`Decoder`], enforces a wall-clock timeout on every reply, and reports every exchange (bytes sent, bytes
 //! received, the parsed reply or the error, with lab times) to an [`ExchangeSink`], so the record holds the exact
 //! bytes of every command an instrument ever received.
+//!
+//! A port can disappear under a link (a USB adapter unplugged, a simulator's pseudo-terminal closed: EIO or EOF).
+//! A link given an [`Opener`] then reopens the port by its path, with the bounded backoff of its [`Reconnect`]
+//! policy, and reports every attempt as an exchange with nothing sent. A command whose bytes never left (the
+//! write failed) is sent again on the reopened port; a command that was sent and then lost its reply fails with
+//! [`DeviceErrorKind::Reconnected`], because whether it ran is unknown, and the next command finds the port
+//! working. When every attempt fails the command fails with [`DeviceErrorKind::Disconnected`]. No wait is
+//! unbounded: every reply has its timeout and every reconnection its number of attempts.
 
 use std::fmt::{Debug, Display};
 use std::sync::Arc;
@@ -31,6 +39,40 @@ pub enum Parity {
     Odd,
 }
 
+/// How a link reopens a port that disappeared: up to `attempts` tries, the first at once and each later one after
+/// a delay that starts at `delay` and doubles up to `max_delay` (all wall time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    /// Tries before giving up; 0 never reopens.
+    pub attempts: u32,
+    /// The wait before the second try.
+    pub delay: Duration,
+    /// The longest wait between two tries.
+    pub max_delay: Duration,
+}
+
+impl Reconnect {
+    /// Five tries, 100 ms apart at first, doubling up to 2 s: about 1.5 s in all, long enough for a USB adapter to
+    /// enumerate again and short enough that a step waiting on it is not held for long.
+    pub const DEFAULT: Reconnect =
+        Reconnect { attempts: 5, delay: Duration::from_millis(100), max_delay: Duration::from_secs(2) };
+
+    /// The wait before try `n` (from 1).
+    pub fn delay_before(&self, n: u32) -> Duration {
+        if n <= 1 {
+            return Duration::ZERO;
+        }
+        let factor = 1u32.checked_shl(n.saturating_sub(2).min(16)).unwrap_or(u32::MAX);
+        self.delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect::DEFAULT
+    }
+}
+
 /// Serial line settings. Each driver has defaults; the lab file may override any of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineSettings {
@@ -44,12 +86,21 @@ pub struct LineSettings {
     pub stop_bits: u8,
     /// How long to wait for a reply before the instrument counts as not answering.
     pub timeout: Duration,
+    /// How to reopen the port if it disappears.
+    pub reconnect: Reconnect,
 }
 
 impl LineSettings {
-    /// 9600 baud, 8 data bits, no parity, 1 stop bit, 1 s reply timeout.
+    /// `baud` baud, 8 data bits, no parity, 1 stop bit, 1 s reply timeout, the default reconnection.
     pub const fn n81(baud: u32) -> Self {
-        LineSettings { baud, data_bits: 8, parity: Parity::None, stop_bits: 1, timeout: Duration::from_secs(1) }
+        LineSettings {
+            baud,
+            data_bits: 8,
+            parity: Parity::None,
+            stop_bits: 1,
+            timeout: Duration::from_secs(1),
+            reconnect: Reconnect::DEFAULT,
+        }
     }
 }
 
@@ -97,6 +148,15 @@ pub fn open_serial(instrument: &str, path: &str, settings: &LineSettings) -> Res
                 DeviceErrorKind::Open { port: path.to_owned(), message: e.description },
             )
         })
+}
+
+/// Opens a port again for a link whose port disappeared; made by whoever opened it first.
+pub type Opener<T> = Arc<dyn Fn() -> Result<T, DeviceError> + Send + Sync>;
+
+/// An opener that reopens the serial port at `path` with `settings`, through [`open_serial`].
+pub fn serial_opener(instrument: &str, path: &str, settings: &LineSettings) -> Opener<SerialStream> {
+    let (instrument, path, settings) = (instrument.to_owned(), path.to_owned(), *settings);
+    Arc::new(move || open_serial(&instrument, &path, &settings))
 }
 
 /// A serial port present on this machine.
@@ -162,7 +222,68 @@ pub fn discard() -> ExchangeSink {
     Arc::new(|_| {})
 }
 
+/// Exchanges waiting to be handed on by [`batching`].
+struct Batch {
+    pending: std::sync::Mutex<Vec<Exchange>>,
+    sink: ExchangeSink,
+}
+
+impl Batch {
+    fn drain(&self) {
+        let items = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for e in items {
+            (self.sink)(e);
+        }
+    }
+}
+
+impl Drop for Batch {
+    /// The last sink gone hands on what is left at once, so nothing reported is lost or late.
+    fn drop(&mut self) {
+        self.drain();
+    }
+}
+
+/// A sink that collects exchanges and hands them on to `sink`, in order, every `period` from a thread of its own.
+///
+/// Reporting an exchange then costs the driver a push onto a list: handing each one straight to a consumer on
+/// another thread (the record's writer) would wake that thread on every command, which on a small machine costs as
+/// much as the command's round trip through a pseudo-terminal. Clones share one batch and one thread; when the last
+/// clone is dropped, what is left is handed on at once and the thread ends.
+pub fn batching(sink: ExchangeSink, period: Duration) -> ExchangeSink {
+    let batch = Arc::new(Batch { pending: std::sync::Mutex::new(Vec::new()), sink: Arc::clone(&sink) });
+    let weak = Arc::downgrade(&batch);
+    let flusher = std::thread::Builder::new().name("lab-exchanges".into()).spawn(move || {
+        loop {
+            std::thread::sleep(period);
+            match weak.upgrade() {
+                Some(b) => b.drain(),
+                None => break,
+            }
+        }
+    });
+    if flusher.is_err() {
+        // Without a thread of its own the batch would never be handed on; the plain sink is slower but complete.
+        return sink;
+    }
+    Arc::new(move |e| batch.pending.lock().unwrap_or_else(|p| p.into_inner()).push(e))
+}
+
+/// Why a decoder refused bytes, as far as the link needs to know: a checksum that does not match is reported as
+/// [`DeviceErrorKind::Checksum`], anything else as [`DeviceErrorKind::Garbled`].
+pub trait FrameFault: Display {
+    /// Whether the bytes framed but their checksum does not match.
+    fn is_checksum(&self) -> bool {
+        false
+    }
+}
+
+impl FrameFault for std::io::Error {}
+
 /// An instrument's serial line as drivers see it: framed requests with timeouts, every exchange reported.
+///
+/// The stream must not buffer writes (serial ports, pseudo-terminals, in-memory pipes and test mocks do not): the
+/// link writes each command whole and never flushes.
 pub struct Link<T> {
     io: T,
     buf: BytesMut,
@@ -171,12 +292,35 @@ pub struct Link<T> {
     sink: ExchangeSink,
     tag: Option<u64>,
     timeout: Duration,
+    opener: Option<Opener<T>>,
+    reconnect: Reconnect,
+    /// The port failed and has not been reopened yet.
+    lost: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
-    /// Wraps a stream for `instrument`, with a default reply timeout.
+    /// Wraps a stream for `instrument`, with a default reply timeout. The link cannot reopen its port until given
+    /// an opener ([`Link::reopening`]).
     pub fn new(io: T, instrument: &str, clock: Clock, sink: ExchangeSink, timeout: Duration) -> Self {
-        Link { io, buf: BytesMut::with_capacity(256), instrument: instrument.into(), clock, sink, tag: None, timeout }
+        Link {
+            io,
+            buf: BytesMut::with_capacity(256),
+            instrument: instrument.into(),
+            clock,
+            sink,
+            tag: None,
+            timeout,
+            opener: None,
+            reconnect: Reconnect { attempts: 0, ..Reconnect::DEFAULT },
+            lost: false,
+        }
+    }
+
+    /// Lets the link reopen its port through `opener` when the port disappears, following `policy`.
+    pub fn reopening(mut self, opener: Opener<T>, policy: Reconnect) -> Self {
+        self.opener = Some(opener);
+        self.reconnect = policy;
+        self
     }
 
     /// The instrument's name.
@@ -204,7 +348,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
     where
         D: Decoder,
         D::Item: Debug,
-        D::Error: Display + From<std::io::Error>,
+        D::Error: FrameFault + From<std::io::Error>,
     {
         let timeout = self.timeout;
         self.request_within(command, decoder, timeout).await
@@ -220,14 +364,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
     where
         D: Decoder,
         D::Item: Debug,
-        D::Error: Display + From<std::io::Error>,
+        D::Error: FrameFault + From<std::io::Error>,
     {
-        self.discard_stale();
-        let sent_at = self.clock.now();
-        if let Err(e) = self.write(command).await {
-            self.report(sent_at, command, None, &[], None, Some(e.to_string()));
-            return Err(e);
-        }
+        let sent_at = self.deliver(command).await?;
         let result = self.read_frame(command, decoder, timeout).await;
         let replied_at = Some(self.clock.now());
         match result {
@@ -237,18 +376,87 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
             }
             Err((e, raw)) => {
                 self.report(sent_at, command, replied_at, &raw, None, Some(e.kind.to_string()));
-                Err(e)
+                Err(self.after_loss(e).await)
             }
         }
     }
 
     /// Sends `command`, which the instrument does not answer.
     pub async fn send(&mut self, command: &[u8]) -> Result<(), DeviceError> {
+        let sent_at = self.deliver(command).await?;
+        self.report(sent_at, command, None, &[], None, None);
+        Ok(())
+    }
+
+    /// Writes `command` on a working port and returns the lab time it was sent. A port that is gone, or goes
+    /// while the bytes are written (so they never reached the instrument), is reopened first and the command
+    /// written again; failures are reported and returned.
+    async fn deliver(&mut self, command: &[u8]) -> Result<f64, DeviceError> {
+        if self.lost {
+            self.reopen().await?;
+        }
         self.discard_stale();
         let sent_at = self.clock.now();
-        let r = self.write(command).await;
-        self.report(sent_at, command, None, &[], None, r.as_ref().err().map(ToString::to_string));
-        r
+        match self.write(command).await {
+            Ok(()) => return Ok(sent_at),
+            Err(e) => {
+                self.report(sent_at, command, None, &[], None, Some(e.kind.to_string()));
+                if !matches!(e.kind, DeviceErrorKind::Disconnected) || self.opener.is_none() {
+                    return Err(e);
+                }
+                self.lost = true;
+            }
+        }
+        self.reopen().await?;
+        let sent_at = self.clock.now();
+        match self.write(command).await {
+            Ok(()) => Ok(sent_at),
+            Err(e) => {
+                self.report(sent_at, command, None, &[], None, Some(e.kind.to_string()));
+                self.lost |= matches!(e.kind, DeviceErrorKind::Disconnected);
+                Err(e)
+            }
+        }
+    }
+
+    /// After a failed read: a lost port is reopened at once, so the error says whether it came back and the next
+    /// command finds it working.
+    async fn after_loss(&mut self, e: DeviceError) -> DeviceError {
+        if !matches!(e.kind, DeviceErrorKind::Disconnected) || self.opener.is_none() {
+            return e;
+        }
+        self.lost = true;
+        match self.reopen().await {
+            Ok(attempts) => DeviceError { kind: DeviceErrorKind::Reconnected { attempts }, ..e },
+            Err(_) => e,
+        }
+    }
+
+    /// Opens the port again with the link's backoff; returns the number of attempts it took. Every attempt is
+    /// reported as an exchange with nothing sent.
+    async fn reopen(&mut self) -> Result<u32, DeviceError> {
+        let gone = || DeviceError::before_acting(self.instrument.to_string(), DeviceErrorKind::Disconnected);
+        let Some(opener) = self.opener.clone() else { return Err(gone()) };
+        let attempts = self.reconnect.attempts;
+        for n in 1..=attempts {
+            tokio::time::sleep(self.reconnect.delay_before(n)).await;
+            let at = self.clock.now();
+            match opener() {
+                Ok(io) => {
+                    self.io = io;
+                    self.buf.clear();
+                    self.lost = false;
+                    let note = format!("the port was lost and is open again (attempt {n} of {attempts})");
+                    self.report(at, &[], Some(self.clock.now()), &[], Some(note), None);
+                    return Ok(n);
+                }
+                Err(e) => {
+                    let note = format!("the port was lost; reopening failed (attempt {n} of {attempts}): {}", e.kind);
+                    self.report(at, &[], Some(self.clock.now()), &[], None, Some(note));
+                }
+            }
+        }
+        Err(gone())
     }
 
     /// Waits up to `timeout` for an unrequested frame (a second reply line, a stream), reported as an exchange with
@@ -257,8 +465,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
     where
         D: Decoder,
         D::Item: Debug,
-        D::Error: Display + From<std::io::Error>,
+        D::Error: FrameFault + From<std::io::Error>,
     {
+        if self.lost {
+            self.reopen().await?;
+        }
         let at = self.clock.now();
         match self.read_frame(&[], decoder, timeout).await {
             Ok((item, raw)) => {
@@ -267,7 +478,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
             }
             Err((e, raw)) => {
                 self.report(at, &[], Some(self.clock.now()), &raw, None, Some(e.kind.to_string()));
-                Err(e)
+                Err(self.after_loss(e).await)
             }
         }
     }
@@ -282,12 +493,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
     }
 
     async fn write(&mut self, command: &[u8]) -> Result<(), DeviceError> {
-        let r = async {
-            self.io.write_all(command).await?;
-            self.io.flush().await
-        }
-        .await;
-        r.map_err(|e| self.io_error(e, false))
+        // No flush: the streams a link drives do not buffer, and flushing a serial port is `tcdrain`, which would
+        // block a runtime thread until the bytes are on the wire; the reply timeout covers their transmission.
+        self.io.write_all(command).await.map_err(|e| self.io_error(e, false))
     }
 
     fn io_error(&self, e: std::io::Error, acted: bool) -> DeviceError {
@@ -310,7 +518,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
     ) -> Result<(D::Item, Vec<u8>), (DeviceError, Vec<u8>)>
     where
         D: Decoder,
-        D::Error: Display + From<std::io::Error>,
+        D::Error: FrameFault + From<std::io::Error>,
     {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -325,10 +533,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
                     Err(e) => {
                         let received = before;
                         self.buf.clear();
-                        let kind = DeviceErrorKind::Garbled {
-                            sent: sent.to_vec(),
-                            received: received.clone(),
-                            reason: e.to_string(),
+                        let (sent, reason) = (sent.to_vec(), e.to_string());
+                        let kind = if e.is_checksum() {
+                            DeviceErrorKind::Checksum { sent, received: received.clone(), reason }
+                        } else {
+                            DeviceErrorKind::Garbled { sent, received: received.clone(), reason }
                         };
                         return Err((DeviceError::after_acting(&*self.instrument, kind), received));
                     }
@@ -423,6 +632,38 @@ mod tests {
         (Arc::new(move |e| l.lock().unwrap().push(e)), log)
     }
 
+    #[test]
+    fn a_batching_sink_hands_everything_on_in_order_and_at_the_latest_when_dropped() {
+        let (inner, log) = collector();
+        let sink = batching(inner, Duration::from_secs(3600));
+        let exchange = |n: u8| Exchange {
+            instrument: "p".into(),
+            tag: None,
+            sent_at: 0.0,
+            sent: vec![n],
+            replied_at: None,
+            received: Vec::new(),
+            parsed: None,
+            error: None,
+        };
+        let other = Arc::clone(&sink);
+        for n in 0..5 {
+            sink(exchange(n));
+        }
+        other(exchange(5));
+        assert!(log.lock().unwrap().is_empty(), "held until the period passes");
+        drop(sink);
+        drop(other);
+        let sent: Vec<u8> = log.lock().unwrap().iter().map(|e| e.sent[0]).collect();
+        assert_eq!(sent, [0, 1, 2, 3, 4, 5]);
+
+        let (inner, log) = collector();
+        let sink = batching(inner, Duration::from_millis(5));
+        sink(exchange(7));
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(log.lock().unwrap().len(), 1, "handed on within a period while the sink lives");
+    }
+
     #[tokio::test]
     async fn a_request_logs_both_directions_and_frames_split_replies() {
         let mock = tokio_test::io::Builder::new().write(b"IN_PV_2\r\n").read(b"25.").read(b"3 2\r\n").build();
@@ -457,6 +698,81 @@ mod tests {
         let mut link = Link::new(client, "hp", Clock::manual(), discard(), Duration::from_millis(30));
         let err = link.request(b"IN_NAME\r\n", &mut Terminated::new(b"\r\n", 80)).await.unwrap_err();
         assert!(matches!(err.kind, DeviceErrorKind::Disconnected | DeviceErrorKind::Io(_)), "{err:?}");
+    }
+
+    /// An opener that hands out `streams` in turn, then fails.
+    fn opener_of(streams: Vec<tokio::io::DuplexStream>) -> Opener<tokio::io::DuplexStream> {
+        let streams = Mutex::new(streams.into_iter());
+        Arc::new(move || {
+            streams.lock().unwrap().next().ok_or_else(|| {
+                DeviceError::before_acting("hp", DeviceErrorKind::Open { port: "p".into(), message: "gone".into() })
+            })
+        })
+    }
+
+    fn quick() -> Reconnect {
+        Reconnect { attempts: 3, delay: Duration::from_millis(10), max_delay: Duration::from_millis(20) }
+    }
+
+    #[tokio::test]
+    async fn a_command_that_never_left_is_sent_again_on_the_reopened_port() {
+        let (client, server) = tokio::io::duplex(64);
+        drop(server);
+        let (fresh, mut instrument) = tokio::io::duplex(64);
+        let answer = tokio::spawn(async move {
+            let mut buf = [0u8; 9];
+            instrument.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"IN_NAME\r\n");
+            instrument.write_all(b"RCT digital\r\n").await.unwrap();
+            instrument
+        });
+        let (sink, log) = collector();
+        let mut link = Link::new(client, "hp", Clock::manual(), sink, Duration::from_millis(200))
+            .reopening(opener_of(vec![fresh]), quick());
+        let reply = link.request(b"IN_NAME\r\n", &mut Terminated::new(b"\r\n", 80)).await.unwrap();
+        assert_eq!(reply, b"RCT digital");
+        drop(answer.await.unwrap());
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 3, "the failed write, the reopening, the exchange: {log:?}");
+        assert!(log[1].parsed.as_deref().unwrap().contains("open again (attempt 1 of 3)"));
+    }
+
+    #[tokio::test]
+    async fn a_port_that_stays_gone_is_disconnected_after_the_bounded_attempts() {
+        let (client, server) = tokio::io::duplex(64);
+        drop(server);
+        let (sink, log) = collector();
+        let mut link = Link::new(client, "hp", Clock::manual(), sink, Duration::from_millis(200))
+            .reopening(opener_of(Vec::new()), quick());
+        let started = std::time::Instant::now();
+        let err = link.send(b"STOP_1\r\n").await.unwrap_err();
+        assert!(matches!(err.kind, DeviceErrorKind::Disconnected) && !err.may_have_acted, "{err}");
+        assert!(started.elapsed() < Duration::from_millis(500));
+        let attempts = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.error.as_deref().is_some_and(|m| m.contains("reopening failed")))
+            .count();
+        assert_eq!(attempts, 3);
+        // The next command tries again, and fails as quickly.
+        let err = link.send(b"STOP_1\r\n").await.unwrap_err();
+        assert!(matches!(err.kind, DeviceErrorKind::Disconnected), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_reply_lost_with_the_port_is_reconnected_with_its_outcome_unknown() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let (fresh, _instrument) = tokio::io::duplex(64);
+        let hang_up = tokio::spawn(async move {
+            let mut buf = [0u8; 9];
+            server.read_exact(&mut buf).await.unwrap();
+        });
+        let mut link = Link::new(client, "hp", Clock::manual(), discard(), Duration::from_millis(500))
+            .reopening(opener_of(vec![fresh]), quick());
+        let err = link.request(b"START_1\r\n", &mut Terminated::new(b"\r\n", 80)).await.unwrap_err();
+        hang_up.await.unwrap();
+        assert!(matches!(err.kind, DeviceErrorKind::Reconnected { attempts: 1 }) && err.may_have_acted, "{err}");
     }
 
     #[tokio::test]

@@ -20,10 +20,16 @@ use protocols::source::{Node, Seg, index};
 use protocols::units::trim_float;
 use protocols::{Diagnostic, Diagnostics, Protocol, SourceFile};
 
-use crate::file::{AcquisitionFile, CampaignHeader, FORMAT, ObjectiveFile, ProposerFile, RangeFile};
+use protocols::units::{Dimension, Quantity};
+
+use crate::file::{
+    AcquisitionFile, CampaignHeader, ConstraintFile, EncodingFile, FORMAT, ObjectiveFile, ProposerFile, RangeFile,
+    StopFile, VaryFile,
+};
 pub use crate::objective::{Direction, Objective};
-use crate::proposer::{Acquisition, Proposer, ProposerConfig};
-use crate::space::{Dim, Point, Space};
+use crate::proposer::{Acquisition, Problem, Proposer, ProposerConfig, build_for};
+use crate::space::{Dim, Encoding, Level, LinearConstraint, Point, Space};
+use crate::stop::{DEFAULT_PATIENCE, StopRules};
 
 /// Diagnostic codes for campaigns. Syntax and schema errors use the shared codes of
 /// [`protocols::ron_file`] (`L0001`, `L0002`).
@@ -50,6 +56,16 @@ pub mod codes {
     pub const UNCOVERED: &str = "C0010";
     /// The objective names an output the protocol does not declare.
     pub const OBJECTIVE: &str = "C0011";
+    /// A categorical parameter's levels or descriptors are wrong (none, one, repeated, or inconsistent).
+    pub const LEVELS: &str = "C0012";
+    /// A linear constraint is malformed, names a parameter it cannot constrain, or the constraints cannot all hold.
+    pub const CONSTRAINT: &str = "C0013";
+    /// `per_batch` names a parameter that is not varied, or names one twice.
+    pub const PER_BATCH: &str = "C0014";
+    /// A stop rule is malformed (a time without a duration unit, a threshold out of range).
+    pub const STOP: &str = "C0015";
+    /// The objectives are missing, given twice (`objective` and `objectives`), empty or repeated.
+    pub const OBJECTIVES: &str = "C0016";
 }
 
 /// A checked campaign. It can only be obtained from [`load_campaign`], so its space is non-empty with finite,
@@ -65,12 +81,17 @@ pub struct Campaign {
     pub protocol: String,
     /// The lab file's path as written in the file, relative to the campaign file's folder.
     pub lab: String,
-    /// The parameters varied, with their ranges, in each protocol parameter's own unit.
+    /// The parameters varied, with their ranges or levels in each protocol parameter's own unit, the linear
+    /// constraints and the parameters shared per batch.
     pub space: Space,
     /// The parameters held at one value, in each protocol parameter's own unit.
     pub fixed: BTreeMap<String, f64>,
-    /// What to optimise.
+    /// What to optimise: the first (or only) of [`Campaign::objectives`].
     pub objective: Objective,
+    /// Everything to optimise: one objective, or several (then the proposer seeks the Pareto front).
+    pub objectives: Vec<Objective>,
+    /// When to stop before the budget is spent.
+    pub stop: StopRules,
     /// The total number of experiments to run.
     pub budget: usize,
     /// The largest number of experiments running at once.
@@ -114,7 +135,7 @@ impl Campaign {
             None if known.is_empty() => format!("protocol `{}` has no parameters", protocol.name()),
             None => format!("the parameters of `{}` are: {}", protocol.name(), backticks(&known)),
         };
-        for dim in &self.space.dims {
+        for dim in self.space.dims() {
             let key = tree.span_of(&[Seg::Field("vary"), Seg::KeyOf(&dim.name)]);
             let Some(p) = protocol.parameter(&dim.name) else {
                 error(
@@ -125,7 +146,37 @@ impl Campaign {
                 );
                 continue;
             };
-            if dim.min < p.min || dim.max > p.max {
+            if let Some(levels) = dim.levels() {
+                for level in levels.iter().filter(|l| l.value < p.min || l.value > p.max) {
+                    let span = tree.span_of(&[
+                        Seg::Field("vary"),
+                        Seg::Key(&dim.name),
+                        Seg::Field("levels"),
+                        Seg::Key(&level.label),
+                    ]);
+                    error(
+                        codes::OUT_OF_RANGE,
+                        span,
+                        format!(
+                            "level `{}` of `{}` sets it to {} {}, outside the protocol's range {}..={} {}",
+                            level.label,
+                            dim.name,
+                            trim_float(level.value),
+                            p.unit,
+                            trim_float(p.min),
+                            trim_float(p.max),
+                            p.unit
+                        ),
+                        format!(
+                            "each level's number is the value protocol `{}` receives for `{}`; give one from {} to {}",
+                            protocol.name(),
+                            dim.name,
+                            trim_float(p.min),
+                            trim_float(p.max)
+                        ),
+                    );
+                }
+            } else if dim.min < p.min || dim.max > p.max {
                 let bound = if dim.min < p.min { "min" } else { "max" };
                 let span = tree.span_of(&[Seg::Field("vary"), Seg::Key(&dim.name), Seg::Field(bound)]);
                 error(
@@ -203,10 +254,18 @@ impl Campaign {
                 );
             }
         }
-        if protocol.output(&self.objective.output).is_none() {
-            let span = tree.span_of(&[Seg::Field("objective"), Seg::Index(0)]);
+        let several = self.objectives.len() > 1;
+        for (i, objective) in self.objectives.iter().enumerate() {
+            if protocol.output(&objective.output).is_some() {
+                continue;
+            }
+            let span = if several {
+                tree.span_of(&[Seg::Field("objectives"), Seg::Index(i), Seg::Index(0)])
+            } else {
+                tree.span_of(&[Seg::Field("objective"), Seg::Index(0)])
+            };
             let outputs: Vec<&str> = protocol.outputs().iter().map(|o| o.name.as_str()).collect();
-            let help = match suggest(&self.objective.output, &outputs) {
+            let help = match suggest(&objective.output, &outputs) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None if outputs.is_empty() => format!("protocol `{}` declares no outputs", protocol.name()),
                 None => format!("the outputs of `{}` are: {}", protocol.name(), backticks(&outputs)),
@@ -214,7 +273,7 @@ impl Campaign {
             error(
                 codes::OBJECTIVE,
                 span,
-                format!("protocol `{}` has no output `{}`", protocol.name(), self.objective.output),
+                format!("protocol `{}` has no output `{}`", protocol.name(), objective.output),
                 help,
             );
         }
@@ -224,14 +283,36 @@ impl Campaign {
 
     /// Builds the proposer this campaign asks for, seeded with [`Campaign::seed`].
     pub fn build_proposer(&self) -> Box<dyn Proposer> {
-        crate::proposer::build(&self.proposer, &self.space, &self.objective, self.budget, self.seed)
+        build_for(&self.proposer, &self.problem(None), self.seed)
+    }
+
+    /// Builds the proposer this campaign asks for, choosing only among `pool` (the rows of a lookup table), seeded
+    /// with `seed`.
+    pub fn build_proposer_over(&self, pool: Vec<Point>, seed: u64) -> Box<dyn Proposer> {
+        build_for(&self.proposer, &self.problem(Some(pool)), seed)
+    }
+
+    /// What the proposer is built for: the space, the objectives, the budget and the stop rules.
+    pub fn problem(&self, pool: Option<Vec<Point>>) -> Problem {
+        Problem {
+            space: self.space.clone(),
+            objectives: self.objectives.clone(),
+            budget: self.budget,
+            stop: self.stop.clone(),
+            pool,
+        }
+    }
+
+    /// The level names of a point's categorical values, by parameter name (for people and the record).
+    pub fn labels(&self, point: &Point) -> BTreeMap<String, String> {
+        self.space.labels(point)
     }
 
     /// The values of every parameter the campaign sets for one experiment: the varied ones from `point`, and the
     /// fixed ones. Parameters the campaign leaves alone take the protocol's defaults when the protocol is bound.
     pub fn parameters(&self, point: &Point) -> BTreeMap<String, f64> {
         let mut values = self.fixed.clone();
-        for dim in &self.space.dims {
+        for dim in self.space.dims() {
             if let Some(v) = point.get(&dim.name) {
                 values.insert(dim.name.clone(), *v);
             }
@@ -274,17 +355,25 @@ impl Loader {
         }
         let dims = self.vary();
         let fixed = self.fixed(&dims);
-        let objective = self.objective();
+        let objectives = self.objectives(header.as_ref());
         let proposer = self.proposer(header.as_ref().map(|h| h.budget));
+        let space = match (&dims, &fixed) {
+            (Some(d), Some(f)) => self.constrain(Space::new(d.clone()), f, header.as_ref()),
+            _ => None,
+        };
+        let stop = self.stop(objectives.as_ref().map_or(1, Vec::len));
         let header = header?;
+        let objectives = objectives?;
         Some(Campaign {
             name: header.name,
             description: header.description,
             protocol: header.protocol,
             lab: header.lab,
-            space: Space::new(dims?),
+            space: space?,
             fixed: fixed?,
-            objective: objective?,
+            objective: objectives[0].clone(),
+            objectives,
+            stop: stop?,
             budget: header.budget,
             in_flight: header.in_flight,
             proposer: proposer?,
@@ -370,48 +459,470 @@ impl Loader {
                 ok = false;
                 continue;
             }
-            let range = match parse_section::<RangeFile>(&self.src, value.span.clone(), "range") {
-                Ok(r) => r,
+            let dim = match value.name.as_deref() {
+                None | Some("Range") => match parse_section::<RangeFile>(&self.src, value.span.clone(), "range") {
+                    Ok(r) => self.check_range(&name, r.min, r.max, value).then(|| Dim::new(name.clone(), r.min, r.max)),
+                    Err(d) => {
+                        self.diags.push(d);
+                        None
+                    }
+                },
+                Some(_) => match parse_section::<VaryFile>(&self.src, value.span.clone(), "varied parameter") {
+                    Ok(VaryFile::Continuous { min, max }) => {
+                        self.check_range(&name, min, max, value).then(|| Dim::new(name.clone(), min, max))
+                    }
+                    Ok(VaryFile::Integer { min, max, step }) => self.integer(&name, min, max, step, value),
+                    Ok(VaryFile::Categorical { levels, encoding }) => self.categorical(&name, levels, encoding, value),
+                    Err(d) => {
+                        self.diags.push(d);
+                        None
+                    }
+                },
+            };
+            match dim {
+                Some(d) => dims.push(d),
+                None => {
+                    ok = false;
+                    // A placeholder keeps the name known, so a second entry of the same name is still reported.
+                    dims.push(Dim::new(name, 0.0, 1.0));
+                }
+            }
+        }
+        ok.then_some(dims)
+    }
+
+    /// Checks a continuous or integer range; reports and returns `false` if it is empty, inverted or not finite.
+    fn check_range(&mut self, name: &str, min: f64, max: f64, value: &Node) -> bool {
+        let field = |f: &str| value.get(&[Seg::Field(f)]).map_or(value.span.clone(), |n| n.span.clone());
+        if !min.is_finite() || !max.is_finite() {
+            let bad = if min.is_finite() { "max" } else { "min" };
+            self.error(
+                codes::RANGE,
+                field(bad),
+                format!("the range of `{name}` has a {bad} that is not a finite number"),
+                "give both ends of the range as ordinary numbers",
+            );
+            return false;
+        }
+        if min >= max {
+            let help = if min == max {
+                format!("to hold `{name}` at one value, move it to `fixed`: `\"{name}\": {}`", trim_float(min))
+            } else {
+                "swap `min` and `max`".to_owned()
+            };
+            self.error(
+                codes::RANGE,
+                field("min"),
+                format!("the range of `{name}` is empty: min {} is not below max {}", trim_float(min), trim_float(max)),
+                help,
+            );
+            return false;
+        }
+        true
+    }
+
+    fn integer(&mut self, name: &str, min: f64, max: f64, step: f64, value: &Node) -> Option<Dim> {
+        if !self.check_range(name, min, max, value) {
+            return None;
+        }
+        let span = value.get(&[Seg::Field("step")]).map_or(value.span.clone(), |n| n.span.clone());
+        if !(step.is_finite() && step > 0.0) {
+            self.error(
+                codes::RANGE,
+                span,
+                format!("the step of `{name}` is {}, but it must be a positive number", trim_float(step)),
+                "`step` is the spacing of the values tried: 1 for whole numbers",
+            );
+            return None;
+        }
+        if step > max - min {
+            self.error(
+                codes::RANGE,
+                span,
+                format!("`{name}` takes only one value: the step {} is wider than its range", trim_float(step)),
+                format!("lower `step`, or move `{name}` to `fixed`"),
+            );
+            return None;
+        }
+        Some(Dim::integer(name, min, max, step))
+    }
+
+    fn categorical(
+        &mut self,
+        name: &str,
+        levels: BTreeMap<String, f64>,
+        encoding: EncodingFile,
+        value: &Node,
+    ) -> Option<Dim> {
+        let node = value.get(&[Seg::Field("levels")]).cloned().unwrap_or_default();
+        let mut ok = true;
+        // The file's order, from the index; serde's map has the values but sorts the names.
+        let mut order: Vec<String> = Vec::new();
+        for (key, _) in &node.entries {
+            let Some(label) = key.string.clone() else { continue };
+            if order.contains(&label) {
+                self.error(
+                    codes::LEVELS,
+                    key.span.clone(),
+                    format!("level `{label}` of `{name}` is listed twice"),
+                    "remove one of the entries",
+                );
+                ok = false;
+            } else if levels.contains_key(&label) {
+                order.push(label);
+            }
+        }
+        order.extend(levels.keys().filter(|l| !order.contains(l)).cloned().collect::<Vec<_>>());
+        if levels.len() < 2 {
+            let help = match levels.iter().next() {
+                Some((_, v)) => {
+                    format!("to hold `{name}` at one level, move it to `fixed`: `\"{name}\": {}`", trim_float(*v))
+                }
+                None => "list the levels with the value the protocol gets for each: `levels: {\"A\": 1, \"B\": 2}`"
+                    .to_owned(),
+            };
+            self.error(
+                codes::LEVELS,
+                node.span.clone(),
+                format!("`{name}` has {} level(s); a categorical parameter needs at least 2", levels.len()),
+                help,
+            );
+            return None;
+        }
+        let mut seen: Vec<(f64, &str)> = Vec::new();
+        for label in &order {
+            let v = levels[label];
+            let span = node.span_of(&[Seg::Key(label)]);
+            if !v.is_finite() {
+                self.error(
+                    codes::LEVELS,
+                    span,
+                    format!("level `{label}` of `{name}` has a value that is not a finite number"),
+                    "give each level the number the protocol parameter takes for it",
+                );
+                ok = false;
+            } else if let Some((_, other)) = seen.iter().find(|(w, _)| *w == v) {
+                self.error(
+                    codes::LEVELS,
+                    span,
+                    format!("levels `{other}` and `{label}` of `{name}` both have the value {}", trim_float(v)),
+                    "each level needs its own value, so the protocol (and the record) can tell them apart",
+                );
+                ok = false;
+            } else {
+                seen.push((v, label));
+            }
+        }
+        let encoding = match encoding {
+            EncodingFile::OneHot => Encoding::OneHot,
+            EncodingFile::Descriptors(table) => {
+                let enc = value.get(&[Seg::Field("encoding")]).cloned().unwrap_or_default();
+                let table_node = enc.get(&[Seg::Index(0)]).cloned().unwrap_or_else(|| enc.clone());
+                for label in table.keys().filter(|l| !levels.contains_key(*l)) {
+                    self.error(
+                        codes::LEVELS,
+                        table_node.span_of(&[Seg::KeyOf(label)]),
+                        format!("descriptors are given for `{label}`, which is not a level of `{name}`"),
+                        format!("the levels are: {}", backticks(&order.iter().map(String::as_str).collect::<Vec<_>>())),
+                    );
+                    ok = false;
+                }
+                let width = table.values().next().map_or(0, Vec::len);
+                let mut rows = Vec::with_capacity(order.len());
+                for label in &order {
+                    match table.get(label) {
+                        None => {
+                            self.error(
+                                codes::LEVELS,
+                                enc.span.clone(),
+                                format!("level `{label}` of `{name}` has no descriptors"),
+                                "give every level a list of descriptors, all of the same length",
+                            );
+                            ok = false;
+                        }
+                        Some(row) if row.is_empty() || row.len() != width || row.iter().any(|x| !x.is_finite()) => {
+                            self.error(
+                                codes::LEVELS,
+                                table_node.span_of(&[Seg::Key(label)]),
+                                format!(
+                                    "the descriptors of level `{label}` of `{name}` are not {width} finite numbers"
+                                ),
+                                "give every level a non-empty list of finite descriptors, all of the same length",
+                            );
+                            ok = false;
+                        }
+                        Some(row) => rows.push(row.clone()),
+                    }
+                }
+                Encoding::Descriptors(rows)
+            }
+        };
+        let levels = order.iter().map(|l| Level::new(l.clone(), levels[l])).collect();
+        ok.then(|| Dim::categorical(name, levels, encoding))
+    }
+
+    /// Adds the constraints and the per-batch parameters to `space`; `None` if any had an error.
+    fn constrain(
+        &mut self,
+        space: Space,
+        fixed: &BTreeMap<String, f64>,
+        header: Option<&CampaignHeader>,
+    ) -> Option<Space> {
+        let mut ok = true;
+        let mut constraints = Vec::new();
+        let node = self.tree.get(&[Seg::Field("constraints")]).cloned();
+        for item in node.iter().flat_map(|n| n.items.clone()) {
+            let c = match parse_section::<ConstraintFile>(&self.src, item.span.clone(), "constraint") {
+                Ok(c) => c,
                 Err(d) => {
                     self.diags.push(d);
                     ok = false;
                     continue;
                 }
             };
-            let field = |f: &str| value.get(&[Seg::Field(f)]).map_or(value.span.clone(), |n| n.span.clone());
-            if !range.min.is_finite() || !range.max.is_finite() {
-                let bad = if range.min.is_finite() { "max" } else { "min" };
+            match self.constraint(&space, fixed, &c, &item) {
+                Some(c) => constraints.push(c),
+                None => ok = false,
+            }
+        }
+        let mut space = match space.with_constraints(constraints) {
+            Ok(s) => s,
+            Err(e) => {
+                // Names and kinds were checked above, so this only restates one of those errors.
+                let span = self.span(&[Seg::Field("constraints")]);
                 self.error(
-                    codes::RANGE,
-                    field(bad),
-                    format!("the range of `{name}` has a {bad} that is not a finite number"),
-                    "give both ends of the range as ordinary numbers",
+                    codes::CONSTRAINT,
+                    span,
+                    e.to_string(),
+                    "constrain only varied continuous or integer parameters",
                 );
-                ok = false;
-            } else if range.min >= range.max {
-                let help = if range.min == range.max {
-                    format!(
-                        "to hold `{name}` at one value, move it to `fixed`: `\"{name}\": {}`",
-                        trim_float(range.min)
-                    )
-                } else {
-                    "swap `min` and `max`".to_owned()
-                };
+                return None;
+            }
+        };
+        if ok && space.is_constrained() {
+            let centre: Vec<f64> = space.dims().iter().map(|d| if d.is_categorical() { 0.0 } else { 0.5 }).collect();
+            if space.repair(&centre, &[]).is_none() {
+                let span = self.tree.field_name_span(&[], "constraints");
                 self.error(
-                    codes::RANGE,
-                    field("min"),
-                    format!(
-                        "the range of `{name}` is empty: min {} is not below max {}",
-                        trim_float(range.min),
-                        trim_float(range.max)
-                    ),
-                    help,
+                    codes::CONSTRAINT,
+                    span,
+                    "no values inside the ranges of `vary` satisfy every constraint",
+                    "widen the ranges, or loosen the constraints' bounds",
                 );
                 ok = false;
             }
-            dims.push(Dim::new(name, range.min, range.max));
         }
-        ok.then_some(dims)
+        if let Some(h) = header {
+            let list = self.tree.get(&[Seg::Field("per_batch")]).cloned().unwrap_or_default();
+            let mut names: Vec<String> = Vec::new();
+            for (i, name) in h.per_batch.iter().enumerate() {
+                let span = list.span_of(&[Seg::Index(i)]);
+                if names.contains(name) {
+                    self.error(
+                        codes::PER_BATCH,
+                        span,
+                        format!("`{name}` is listed twice in `per_batch`"),
+                        "remove one of the entries",
+                    );
+                    ok = false;
+                } else if space.dim(name).is_none() {
+                    let help = if fixed.contains_key(name) {
+                        format!("`{name}` is fixed, so it is the same for every experiment already")
+                    } else {
+                        let varied: Vec<&str> = space.dims().iter().map(|d| d.name.as_str()).collect();
+                        format!("`per_batch` lists varied parameters: {}", backticks(&varied))
+                    };
+                    self.error(codes::PER_BATCH, span, format!("`{name}` in `per_batch` is not varied"), help);
+                    ok = false;
+                } else {
+                    names.push(name.clone());
+                }
+            }
+            space = space.with_per_batch(&names).ok()?;
+        }
+        ok.then_some(space)
+    }
+
+    /// Checks one constraint and folds fixed parameters into its bounds.
+    fn constraint(
+        &mut self,
+        space: &Space,
+        fixed: &BTreeMap<String, f64>,
+        c: &ConstraintFile,
+        item: &Node,
+    ) -> Option<LinearConstraint> {
+        let mut ok = true;
+        let bound = |f: &str| item.get(&[Seg::Field(f)]).map_or(item.span.clone(), |n| n.span.clone());
+        if c.terms.is_empty() {
+            self.error(
+                codes::CONSTRAINT,
+                bound("terms"),
+                "the constraint has no terms",
+                "list the parameters summed, with their coefficients: `terms: {\"volume_a\": 1, \"volume_b\": 1}`",
+            );
+            return None;
+        }
+        let (min, max) = match (c.min, c.max, c.equals) {
+            (_, _, Some(_)) if c.min.is_some() || c.max.is_some() => {
+                self.error(
+                    codes::CONSTRAINT,
+                    bound("equals"),
+                    "the constraint gives `equals` together with `min` or `max`",
+                    "give `equals` alone, or a `min` and a `max`",
+                );
+                return None;
+            }
+            (_, _, Some(e)) => (Some(e), Some(e)),
+            (None, None, None) => {
+                self.error(
+                    codes::CONSTRAINT,
+                    item.span.clone(),
+                    "the constraint has no bound",
+                    "give `max` (the sum is at most), `min` (at least), both, or `equals`",
+                );
+                return None;
+            }
+            (min, max, None) => (min, max),
+        };
+        for (field, v) in [("min", min), ("max", max)] {
+            if v.is_some_and(|v| !v.is_finite()) {
+                let field = if c.equals.is_some() { "equals" } else { field };
+                self.error(
+                    codes::CONSTRAINT,
+                    bound(field),
+                    format!("the constraint's `{field}` is not a finite number"),
+                    "give the bound as an ordinary number, in the parameters' units",
+                );
+                ok = false;
+            }
+        }
+        if let (Some(a), Some(b)) = (min, max)
+            && a > b
+        {
+            self.error(
+                codes::CONSTRAINT,
+                bound("min"),
+                format!("the constraint's `min` {} is above its `max` {}", trim_float(a), trim_float(b)),
+                "swap `min` and `max`",
+            );
+            ok = false;
+        }
+        let terms_node = item.get(&[Seg::Field("terms")]).cloned().unwrap_or_default();
+        let mut terms = Vec::new();
+        let mut offset = 0.0;
+        for (name, coefficient) in &c.terms {
+            let span = terms_node.span_of(&[Seg::KeyOf(name)]);
+            if !coefficient.is_finite() {
+                self.error(
+                    codes::CONSTRAINT,
+                    terms_node.span_of(&[Seg::Key(name)]),
+                    format!("the coefficient of `{name}` is not a finite number"),
+                    "give each coefficient as an ordinary number",
+                );
+                ok = false;
+            } else if let Some(v) = fixed.get(name) {
+                offset += coefficient * v;
+            } else {
+                match space.dim(name) {
+                    Some(d) if d.is_categorical() => {
+                        self.error(codes::CONSTRAINT, span, format!("`{name}` is categorical, so it cannot be summed"), "constrain only continuous and integer parameters; to rule out combinations of levels, leave them out of the levels");
+                        ok = false;
+                    }
+                    Some(_) => terms.push((name.clone(), *coefficient)),
+                    None => {
+                        let varied: Vec<&str> = space.dims().iter().map(|d| d.name.as_str()).collect();
+                        let help = match suggest(name, &varied) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("a constraint sums varied or fixed parameters: {}", backticks(&varied)),
+                        };
+                        self.error(
+                            codes::CONSTRAINT,
+                            span,
+                            format!("the constraint names `{name}`, which is neither varied nor fixed"),
+                            help,
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+        if ok && terms.is_empty() {
+            self.error(
+                codes::CONSTRAINT,
+                bound("terms"),
+                "the constraint sums only fixed parameters",
+                "a constraint must involve at least one varied parameter",
+            );
+            ok = false;
+        }
+        ok.then(|| LinearConstraint { terms, min: min.map(|m| m - offset), max: max.map(|m| m - offset) })
+    }
+
+    /// Reads the stop rules; `None` if they had an error.
+    fn stop(&mut self, objectives: usize) -> Option<StopRules> {
+        let Some(node) = self.tree.get(&[Seg::Field("stop")]).cloned() else {
+            return Some(StopRules { patience: DEFAULT_PATIENCE, ..StopRules::default() });
+        };
+        let file = match parse_section::<StopFile>(&self.src, node.span.clone(), "stop rules") {
+            Ok(f) => f,
+            Err(d) => {
+                self.diags.push(d);
+                return None;
+            }
+        };
+        let span = |f: &str| node.get(&[Seg::Field(f)]).map_or(node.span.clone(), |n| n.span.clone());
+        let mut ok = true;
+        let max_time = match &file.max_time {
+            None => None,
+            Some(text) => match Quantity::parse(text) {
+                Ok(q) if q.dimension == Dimension::Duration && q.value > 0.0 && q.value.is_finite() => Some(q.value),
+                _ => {
+                    self.error(
+                        codes::STOP,
+                        span("max_time"),
+                        format!("`max_time` is \"{text}\", not a positive duration"),
+                        "give a duration with a unit, such as \"90 min\" or \"8 h\"",
+                    );
+                    ok = false;
+                    None
+                }
+            },
+        };
+        if let Some(t) = file.target {
+            if !t.is_finite() {
+                self.error(
+                    codes::STOP,
+                    span("target"),
+                    "`target` is not a finite number",
+                    "give the objective value to stop at, in the output's unit",
+                );
+                ok = false;
+            } else if objectives > 1 {
+                self.error(codes::STOP, span("target"), "`target` needs a single objective", "with several objectives there is no one value to reach; use `min_expected_improvement` or the budget");
+                ok = false;
+            }
+        }
+        if let Some(e) = file.min_expected_improvement
+            && !(e > 0.0 && e < 1.0)
+        {
+            self.error(codes::STOP, span("min_expected_improvement"), format!("`min_expected_improvement` is {}, but it must be between 0 and 1", trim_float(e)), "it is a fraction of the range of results seen; 0.001 stops when no proposal expects to gain 0.1% of it");
+            ok = false;
+        }
+        if file.patience == Some(0) {
+            self.error(
+                codes::STOP,
+                span("patience"),
+                "`patience` is 0",
+                "give how many consecutive proposals must expect too little improvement; 3 is usual",
+            );
+            ok = false;
+        }
+        ok.then(|| StopRules {
+            max_time,
+            target: file.target,
+            min_expected_improvement: file.min_expected_improvement,
+            patience: file.patience.unwrap_or(DEFAULT_PATIENCE),
+        })
     }
 
     /// Reads the `fixed` map; `None` if any entry had an error. Also reports names both varied and fixed.
@@ -467,8 +978,69 @@ impl Loader {
         ok.then_some(out)
     }
 
-    fn objective(&mut self) -> Option<Objective> {
-        let node = self.tree.get(&[Seg::Field("objective")])?.clone();
+    /// Reads `objective` or `objectives`; `None` if either had an error.
+    fn objectives(&mut self, header: Option<&CampaignHeader>) -> Option<Vec<Objective>> {
+        let one = self.tree.get(&[Seg::Field("objective")]).cloned();
+        let many = self.tree.get(&[Seg::Field("objectives")]).cloned();
+        let header_ok = header.is_some();
+        match (one, many) {
+            (Some(_), Some(_)) => {
+                let span = self.tree.field_name_span(&[], "objectives");
+                self.error(
+                    codes::OBJECTIVES,
+                    span,
+                    "the campaign gives both `objective` and `objectives`",
+                    "keep `objective: Maximize(\"...\")` for one output, or list every output in `objectives`",
+                );
+                None
+            }
+            (None, None) => {
+                if header_ok {
+                    let span = self.tree.span_of(&[]);
+                    let span = span.start..(span.start + 8).min(span.end);
+                    self.error(
+                        codes::OBJECTIVES,
+                        span,
+                        "the campaign has no `objective`",
+                        "add `objective: Maximize(\"output\")` (or `Minimize`), naming an output of the protocol",
+                    );
+                }
+                None
+            }
+            (Some(node), None) => self.objective(&node).map(|o| vec![o]),
+            (None, Some(node)) => {
+                if node.items.is_empty() {
+                    self.error(
+                        codes::OBJECTIVES,
+                        node.span.clone(),
+                        "`objectives` lists no outputs",
+                        "list the outputs to optimise: `objectives: [Maximize(\"yield\"), Minimize(\"impurity\")]`",
+                    );
+                    return None;
+                }
+                let mut out: Vec<Objective> = Vec::new();
+                let mut ok = true;
+                for item in &node.items {
+                    match self.objective(item) {
+                        Some(o) if out.iter().any(|p| p.output == o.output) => {
+                            self.error(
+                                codes::OBJECTIVES,
+                                item.span.clone(),
+                                format!("`{}` is listed twice in `objectives`", o.output),
+                                "remove one of the entries",
+                            );
+                            ok = false;
+                        }
+                        Some(o) => out.push(o),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(out)
+            }
+        }
+    }
+
+    fn objective(&mut self, node: &Node) -> Option<Objective> {
         let objective = match parse_section::<ObjectiveFile>(&self.src, node.span.clone(), "objective") {
             Ok(ObjectiveFile::Maximize(output)) => Objective::maximize(output),
             Ok(ObjectiveFile::Minimize(output)) => Objective::minimize(output),
@@ -528,6 +1100,7 @@ impl Loader {
                 let acquisition = match acquisition {
                     AcquisitionFile::LogExpectedImprovement => Acquisition::LogExpectedImprovement,
                     AcquisitionFile::ExpectedImprovement => Acquisition::ExpectedImprovement,
+                    AcquisitionFile::ProbabilityOfImprovement => Acquisition::ProbabilityOfImprovement,
                     AcquisitionFile::UpperConfidenceBound { beta } => {
                         if !(beta.is_finite() && beta > 0.0) {
                             let span = node.span_of(&[Seg::Field("acquisition"), Seg::Field("beta")]);

@@ -4,7 +4,7 @@
 //! `flatten`, which would turn typos into silence or vague errors). They hold what the file says, unchecked;
 //! [`crate::campaign`] reads them section by section and turns them into a checked [`crate::Campaign`].
 //!
-//! A campaign file looks like this:
+//! A campaign file looks like this (the fields after `seed` are optional, and shown with examples):
 //!
 //! ```ron
 //! Campaign(
@@ -23,8 +23,15 @@
 //!     in_flight: 4,
 //!     proposer: GaussianProcess(initial: 8, acquisition: LogExpectedImprovement),
 //!     seed: 1,
+//!     constraints: [(terms: {"volume_a": 1, "volume_b": 1}, max: 600)],
+//!     per_batch: ["temperature"],
+//!     stop: (max_time: "8 h", target: 0.9, min_expected_improvement: 0.001),
 //! )
 //! ```
+//!
+//! A `vary` entry is a continuous range `(min: 50, max: 500)`, or one of the [`VaryFile`] kinds:
+//! `Integer(min: 1, max: 8, step: 1)`, `Categorical(levels: {"DBU": 1, "MTBD": 2}, encoding: OneHot)`.
+//! `objective: Maximize("yield")` may instead be `objectives: [Maximize("yield"), Minimize("impurity")]`.
 
 use std::collections::BTreeMap;
 
@@ -56,7 +63,11 @@ pub struct CampaignHeader {
     #[serde(default)]
     pub fixed: BTreeMap<String, IgnoredAny>,
     /// The output to optimise: read separately as an [`ObjectiveFile`].
-    pub objective: IgnoredAny,
+    #[serde(default)]
+    pub objective: Option<IgnoredAny>,
+    /// Several outputs to optimise at once, instead of `objective`: read separately as [`ObjectiveFile`]s.
+    #[serde(default)]
+    pub objectives: Option<IgnoredAny>,
     /// The total number of experiments to run.
     pub budget: usize,
     /// The largest number of experiments running at once.
@@ -67,6 +78,15 @@ pub struct CampaignHeader {
     /// The seed of every random choice the proposer makes.
     #[serde(default)]
     pub seed: u64,
+    /// Linear constraints on the varied parameters: read separately as [`ConstraintFile`]s.
+    #[serde(default)]
+    pub constraints: Option<IgnoredAny>,
+    /// Varied parameters that take one value for every experiment proposed together.
+    #[serde(default)]
+    pub per_batch: Vec<String>,
+    /// When to stop before the budget is spent: read separately as a [`StopFile`].
+    #[serde(default)]
+    pub stop: Option<IgnoredAny>,
 }
 
 fn one() -> usize {
@@ -81,6 +101,88 @@ pub struct RangeFile {
     pub min: f64,
     /// The largest value to try.
     pub max: f64,
+}
+
+/// A `vary` entry written with its kind: `Integer(...)`, `Categorical(...)` or `Continuous(...)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename = "Vary", deny_unknown_fields)]
+pub enum VaryFile {
+    /// Any value between `min` and `max`; the same as `(min: ..., max: ...)`.
+    Continuous {
+        /// The smallest value to try.
+        min: f64,
+        /// The largest value to try.
+        max: f64,
+    },
+    /// `min`, `min + step`, … up to `max`.
+    Integer {
+        /// The smallest value to try.
+        min: f64,
+        /// The largest value to try.
+        max: f64,
+        /// The spacing of the values; 1 unless given.
+        #[serde(default = "unit_step")]
+        step: f64,
+    },
+    /// One of several named levels, each with the number the protocol parameter takes for it.
+    Categorical {
+        /// Level name to protocol value, in the order the file lists them.
+        levels: std::collections::BTreeMap<String, f64>,
+        /// How models see the levels.
+        #[serde(default)]
+        encoding: EncodingFile,
+    },
+}
+
+fn unit_step() -> f64 {
+    1.0
+}
+
+/// The encoding of a categorical parameter as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename = "Encoding", deny_unknown_fields)]
+pub enum EncodingFile {
+    /// One 0/1 feature per level (the default): every pair of levels equally different.
+    #[default]
+    OneHot,
+    /// Numbers describing each level, by level name; every level needs a list of the same length.
+    Descriptors(BTreeMap<String, Vec<f64>>),
+}
+
+/// A linear constraint as written: `(terms: {"volume_a": 1, "volume_b": 1}, max: 600)`. Give `max`, `min`, both,
+/// or `equals`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename = "Constraint", deny_unknown_fields)]
+pub struct ConstraintFile {
+    /// Parameter name to coefficient; the constrained quantity is the sum of coefficient × value.
+    pub terms: BTreeMap<String, f64>,
+    /// The smallest allowed sum.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// The largest allowed sum.
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// The exact sum required.
+    #[serde(default)]
+    pub equals: Option<f64>,
+}
+
+/// Early-stopping rules as written: `(max_time: "8 h", target: 0.9, min_expected_improvement: 0.001, patience: 3)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename = "Stop", deny_unknown_fields)]
+pub struct StopFile {
+    /// The most lab time the campaign may take, with a unit: `"90 min"`, `"8 h"`.
+    #[serde(default)]
+    pub max_time: Option<String>,
+    /// Stop once a result reaches this value of the objective.
+    #[serde(default)]
+    pub target: Option<f64>,
+    /// Stop once the model expects less improvement than this fraction of the range of results seen.
+    #[serde(default)]
+    pub min_expected_improvement: Option<f64>,
+    /// How many consecutive proposals must expect that little; 3 unless given.
+    #[serde(default)]
+    pub patience: Option<usize>,
 }
 
 /// The objective as written: `Maximize("absorbance")` or `Minimize("impurity")`.
@@ -120,6 +222,8 @@ pub enum AcquisitionFile {
     LogExpectedImprovement,
     /// Expected improvement.
     ExpectedImprovement,
+    /// The probability of improving on the best result so far.
+    ProbabilityOfImprovement,
     /// Upper confidence bound: predicted value plus `sqrt(beta)` standard deviations.
     UpperConfidenceBound {
         /// How much to favour uncertainty; must be positive.

@@ -97,8 +97,11 @@ fn a_good_campaign_loads_and_checks_without_diagnostics() {
     check_against(GOOD, &[]);
     let (c, _) = load_campaign(SourceFile::new("t", GOOD)).unwrap();
     assert_eq!(c.name, "t");
-    assert_eq!(c.space.dims.len(), 2);
-    assert_eq!((c.space.dims[1].name.as_str(), c.space.dims[1].min, c.space.dims[1].max), ("temperature", 30.0, 90.0));
+    assert_eq!(c.space.dims().len(), 2);
+    assert_eq!(
+        (c.space.dims()[1].name.as_str(), c.space.dims()[1].min, c.space.dims()[1].max),
+        ("temperature", 30.0, 90.0)
+    );
     assert_eq!(c.fixed["duration"], 5.0);
     assert_eq!(c.objective.direction, Direction::Maximize);
     assert_eq!((c.budget, c.in_flight, c.seed), (10, 2, 7));

@@ -151,8 +151,11 @@ fn a_failed_point_is_never_proposed_again_even_where_the_model_is_most_hopeful()
     assert_eq!(model["training_size"], 4);
     assert_eq!(model["failed"], 1);
     assert_eq!(model["pending"], 1);
-    assert_eq!(model["believed"], 3);
+    // The pending point and the batch's first proposal are believed; the failure trains the classifier instead.
+    assert_eq!(model["believed"], 2);
     assert!(batch[1].reason.contains("Kriging believer"), "{}", batch[1].reason);
+    let success = model["probability_of_success"].as_f64().unwrap();
+    assert!(success > 0.0 && success < 1.0, "{success}");
 }
 
 #[test]
@@ -228,7 +231,8 @@ fn the_gaussian_process_beats_random_search_on_branin() {
     for p in &gp[5..] {
         assert_eq!(p.strategy, "GP LogEI", "{}", p.reason);
         let model = p.model.as_ref().expect("provenance");
-        assert_eq!(model["kernel"], "Matern 5/2, one length scale per parameter");
+        let kernel = model["kernel"].as_str().unwrap();
+        assert!(kernel == "Matern 5/2, one length scale per parameter" || kernel.starts_with("squared exponential"));
         assert!(model["length_scales"]["x1"].as_f64().is_some_and(|l| l > 0.0));
         assert!(p.predicted_mean.is_some() && p.predicted_sd.is_some() && p.acquisition.is_some());
     }

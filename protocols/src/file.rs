@@ -177,6 +177,28 @@ pub enum OpFile {
         /// The declared output the reading is recorded as.
         output: String,
     },
+    /// Weigh the vessel on a balance and record the mass as an output.
+    Weigh {
+        /// The declared output the mass is recorded as.
+        output: String,
+    },
+    /// Turn a selector valve to a port (runs on a valve; acts on no vessel).
+    Select {
+        /// The port, from 1.
+        position: u32,
+    },
+    /// Read the vessel's temperature with a thermometer and record it as an output.
+    ReadTemperature {
+        /// The declared output the temperature is recorded as.
+        output: String,
+    },
+    /// Hold the vessel at a temperature with a temperature controller (a heating block or jacket).
+    HoldTemperature {
+        /// The set point.
+        temperature: String,
+        /// How long to hold at the set point, counted from when the controller reaches it.
+        duration: String,
+    },
 }
 
 impl OpFile {
@@ -188,6 +210,10 @@ impl OpFile {
             OpFile::Heat { .. } => "Heat",
             OpFile::Stir { .. } => "Stir",
             OpFile::Measure { .. } => "Measure",
+            OpFile::Weigh { .. } => "Weigh",
+            OpFile::Select { .. } => "Select",
+            OpFile::ReadTemperature { .. } => "ReadTemperature",
+            OpFile::HoldTemperature { .. } => "HoldTemperature",
         }
     }
 }

@@ -20,12 +20,28 @@ pub enum InstrumentKind {
     Spectrometer,
     /// Moves vessels between deck positions.
     Gantry,
+    /// Weighs the vessel standing on its pan.
+    Balance,
+    /// Selects one of several ports (a selector valve in front of a pump, say); acts on no vessel.
+    Valve,
+    /// Holds the vessel at its deck position at a temperature (a heating block or jacket).
+    TemperatureController,
+    /// Reads the temperature of the vessel at its deck position.
+    Thermometer,
 }
 
 impl InstrumentKind {
     /// Every kind, in a stable order.
-    pub const ALL: [InstrumentKind; 4] =
-        [InstrumentKind::SyringePump, InstrumentKind::Hotplate, InstrumentKind::Spectrometer, InstrumentKind::Gantry];
+    pub const ALL: [InstrumentKind; 8] = [
+        InstrumentKind::SyringePump,
+        InstrumentKind::Hotplate,
+        InstrumentKind::Spectrometer,
+        InstrumentKind::Gantry,
+        InstrumentKind::Balance,
+        InstrumentKind::Valve,
+        InstrumentKind::TemperatureController,
+        InstrumentKind::Thermometer,
+    ];
 
     /// The name as written in files.
     pub fn name(self) -> &'static str {
@@ -34,6 +50,10 @@ impl InstrumentKind {
             InstrumentKind::Hotplate => "Hotplate",
             InstrumentKind::Spectrometer => "Spectrometer",
             InstrumentKind::Gantry => "Gantry",
+            InstrumentKind::Balance => "Balance",
+            InstrumentKind::Valve => "Valve",
+            InstrumentKind::TemperatureController => "TemperatureController",
+            InstrumentKind::Thermometer => "Thermometer",
         }
     }
 
@@ -44,6 +64,10 @@ impl InstrumentKind {
             InstrumentKind::Hotplate => "a hotplate",
             InstrumentKind::Spectrometer => "a spectrometer",
             InstrumentKind::Gantry => "a gantry",
+            InstrumentKind::Balance => "a balance",
+            InstrumentKind::Valve => "a valve",
+            InstrumentKind::TemperatureController => "a temperature controller",
+            InstrumentKind::Thermometer => "a thermometer",
         }
     }
 
@@ -53,9 +77,9 @@ impl InstrumentKind {
     }
 
     /// Whether the instrument acts on the vessel standing at its own deck position (a gantry does not: it moves
-    /// vessels wherever they are).
+    /// vessels wherever they are; nor does a valve, which only routes liquid to another instrument).
     pub fn has_position(self) -> bool {
-        !matches!(self, InstrumentKind::Gantry)
+        !matches!(self, InstrumentKind::Gantry | InstrumentKind::Valve)
     }
 }
 

@@ -96,6 +96,38 @@ pub enum Op {
         /// The output the reading is recorded as.
         output: String,
     },
+    /// Weigh the vessel on a balance.
+    Weigh {
+        /// The output the mass is recorded as.
+        output: String,
+    },
+    /// Turn a selector valve to a port.
+    Select {
+        /// The port, from 1.
+        position: u32,
+    },
+    /// Read the vessel's temperature with a thermometer.
+    ReadTemperature {
+        /// The output the temperature is recorded as.
+        output: String,
+    },
+    /// Hold the vessel at a temperature with a temperature controller (a heating block or jacket).
+    HoldTemperature {
+        /// The set point.
+        temperature: Arg<Temperature>,
+        /// The hold time at the set point.
+        duration: Arg<Duration>,
+    },
+}
+
+impl Op {
+    /// The declared output the operation's reading is recorded as, if it reads one.
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            Op::Measure { output, .. } | Op::Weigh { output } | Op::ReadTemperature { output } => Some(output),
+            _ => None,
+        }
+    }
 }
 
 /// What an operation needs and how it behaves, independent of its arguments.
@@ -121,6 +153,10 @@ impl Operation for Op {
             Op::Heat { .. } => "Heat",
             Op::Stir { .. } => "Stir",
             Op::Measure { .. } => "Measure",
+            Op::Weigh { .. } => "Weigh",
+            Op::Select { .. } => "Select",
+            Op::ReadTemperature { .. } => "ReadTemperature",
+            Op::HoldTemperature { .. } => "HoldTemperature",
         }
     }
 
@@ -130,11 +166,16 @@ impl Operation for Op {
             Op::Dispense { .. } => InstrumentKind::SyringePump,
             Op::Heat { .. } | Op::Stir { .. } => InstrumentKind::Hotplate,
             Op::Measure { .. } => InstrumentKind::Spectrometer,
+            Op::Weigh { .. } => InstrumentKind::Balance,
+            Op::Select { .. } => InstrumentKind::Valve,
+            Op::ReadTemperature { .. } => InstrumentKind::Thermometer,
+            Op::HoldTemperature { .. } => InstrumentKind::TemperatureController,
         }
     }
 
     fn repeat_safe(&self) -> bool {
-        matches!(self, Op::Measure { .. })
+        // Turning a valve to a port twice leaves it at that port, so a selection is as safe to repeat as a reading.
+        matches!(self, Op::Measure { .. } | Op::Weigh { .. } | Op::ReadTemperature { .. } | Op::Select { .. })
     }
 }
 
@@ -175,6 +216,41 @@ pub enum Action {
         /// The output name.
         output: String,
     },
+    /// Weigh the vessel.
+    Weigh {
+        /// The output name.
+        output: String,
+    },
+    /// Turn a selector valve to a port.
+    Select {
+        /// The port, from 1.
+        position: u32,
+    },
+    /// Read the vessel's temperature.
+    ReadTemperature {
+        /// The output name.
+        output: String,
+    },
+    /// Hold the vessel at a temperature.
+    HoldTemperature {
+        /// The set point, in degrees Celsius.
+        temperature: Temperature,
+        /// The hold time, in seconds.
+        duration: Duration,
+    },
+}
+
+impl Action {
+    /// The declared output the action's reading is recorded as: `Measure`, `Weigh` and `ReadTemperature` carry
+    /// one, and each finishes with a measured value when it succeeds.
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            Action::Measure { output, .. } | Action::Weigh { output } | Action::ReadTemperature { output } => {
+                Some(output)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Operation for Action {
@@ -185,6 +261,10 @@ impl Operation for Action {
             Action::Heat { .. } => "Heat",
             Action::Stir { .. } => "Stir",
             Action::Measure { .. } => "Measure",
+            Action::Weigh { .. } => "Weigh",
+            Action::Select { .. } => "Select",
+            Action::ReadTemperature { .. } => "ReadTemperature",
+            Action::HoldTemperature { .. } => "HoldTemperature",
         }
     }
 
@@ -194,11 +274,19 @@ impl Operation for Action {
             Action::Dispense { .. } => InstrumentKind::SyringePump,
             Action::Heat { .. } | Action::Stir { .. } => InstrumentKind::Hotplate,
             Action::Measure { .. } => InstrumentKind::Spectrometer,
+            Action::Weigh { .. } => InstrumentKind::Balance,
+            Action::Select { .. } => InstrumentKind::Valve,
+            Action::ReadTemperature { .. } => InstrumentKind::Thermometer,
+            Action::HoldTemperature { .. } => InstrumentKind::TemperatureController,
         }
     }
 
     fn repeat_safe(&self) -> bool {
-        matches!(self, Action::Measure { .. })
+        // Turning a valve to a port twice leaves it at that port, so a selection is as safe to repeat as a reading.
+        matches!(
+            self,
+            Action::Measure { .. } | Action::Weigh { .. } | Action::ReadTemperature { .. } | Action::Select { .. }
+        )
     }
 }
 
@@ -213,6 +301,10 @@ impl fmt::Display for Action {
             Action::Heat { temperature, duration, stir: None } => write!(f, "Heat {temperature} for {duration}"),
             Action::Stir { speed, duration } => write!(f, "Stir {speed} for {duration}"),
             Action::Measure { wavelength, output } => write!(f, "Measure {output} at {wavelength}"),
+            Action::Weigh { output } => write!(f, "Weigh {output}"),
+            Action::Select { position } => write!(f, "Select port {position}"),
+            Action::ReadTemperature { output } => write!(f, "Read temperature {output}"),
+            Action::HoldTemperature { temperature, duration } => write!(f, "Hold {temperature} for {duration}"),
         }
     }
 }

@@ -241,6 +241,13 @@ impl Protocol {
                     Op::Measure { wavelength, output } => {
                         Action::Measure { wavelength: arg(wavelength, &canonical), output: output.clone() }
                     }
+                    Op::Weigh { output } => Action::Weigh { output: output.clone() },
+                    Op::Select { position } => Action::Select { position: *position },
+                    Op::ReadTemperature { output } => Action::ReadTemperature { output: output.clone() },
+                    Op::HoldTemperature { temperature, duration } => Action::HoldTemperature {
+                        temperature: arg(temperature, &canonical),
+                        duration: arg(duration, &canonical),
+                    },
                 };
                 BoundStep { id: s.id.clone(), on: s.on.clone(), action, after: self.dependencies(i), rules: s.rules }
             })

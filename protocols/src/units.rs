@@ -22,6 +22,8 @@ pub enum Dimension {
     Wavelength,
     /// Canonical unit: molar (`M`, mol/L).
     Concentration,
+    /// Canonical unit: gram (`g`).
+    Mass,
     /// A pure number, such as an absorbance (`AU`) or a ratio (`1`).
     Dimensionless,
 }
@@ -36,6 +38,7 @@ impl Dimension {
             Dimension::RotationalSpeed => "rpm",
             Dimension::Wavelength => "nm",
             Dimension::Concentration => "M",
+            Dimension::Mass => "g",
             Dimension::Dimensionless => "1",
         }
     }
@@ -49,6 +52,7 @@ impl Dimension {
             Dimension::RotationalSpeed => "rotational speed",
             Dimension::Wavelength => "wavelength",
             Dimension::Concentration => "concentration",
+            Dimension::Mass => "mass",
             Dimension::Dimensionless => "dimensionless number",
         }
     }
@@ -62,6 +66,7 @@ impl Dimension {
             Dimension::RotationalSpeed => "rpm",
             Dimension::Wavelength => "nm",
             Dimension::Concentration => "M, mM",
+            Dimension::Mass => "g, mg, kg",
             Dimension::Dimensionless => "1, AU",
         }
     }
@@ -94,6 +99,9 @@ const UNITS: &[Unit] = &[
     Unit { symbol: "nm", dimension: Dimension::Wavelength, scale: 1.0, offset: 0.0 },
     Unit { symbol: "M", dimension: Dimension::Concentration, scale: 1.0, offset: 0.0 },
     Unit { symbol: "mM", dimension: Dimension::Concentration, scale: 1e-3, offset: 0.0 },
+    Unit { symbol: "g", dimension: Dimension::Mass, scale: 1.0, offset: 0.0 },
+    Unit { symbol: "mg", dimension: Dimension::Mass, scale: 1e-3, offset: 0.0 },
+    Unit { symbol: "kg", dimension: Dimension::Mass, scale: 1e3, offset: 0.0 },
     Unit { symbol: "1", dimension: Dimension::Dimensionless, scale: 1.0, offset: 0.0 },
     Unit { symbol: "AU", dimension: Dimension::Dimensionless, scale: 1.0, offset: 0.0 },
 ];
@@ -272,6 +280,10 @@ newtype!(
 newtype!(
     /// A wavelength in nanometres.
     Wavelength, Dimension::Wavelength, "nm"
+);
+newtype!(
+    /// A mass in grams.
+    Mass, Dimension::Mass, "g"
 );
 
 #[cfg(test)]

@@ -454,20 +454,55 @@ impl Validator {
             }
             OpFile::Measure { wavelength, output } => {
                 let wavelength = q(self, "wavelength", wavelength);
-                if !outputs.contains_key(output) {
-                    let span = self.span(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("op"), Seg::Field("output")]);
-                    let known: Vec<&str> = outputs.keys().map(String::as_str).collect();
-                    let help = match suggest(output, &known) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("declare it: `outputs: {{ \"{output}\": (unit: \"AU\") }}`"),
-                    };
-                    self.error(codes::OUTPUT, span, format!("output `{output}` is not declared")).with_help_mut(help);
+                if !self.output_declared(i, output, "AU", outputs) {
                     return None;
                 }
                 Some(Op::Measure { wavelength: typed(wavelength?)?, output: output.clone() })
             }
+            OpFile::Weigh { output } => {
+                self.output_declared(i, output, "g", outputs).then(|| Op::Weigh { output: output.clone() })
+            }
+            OpFile::ReadTemperature { output } => {
+                self.output_declared(i, output, "degC", outputs).then(|| Op::ReadTemperature { output: output.clone() })
+            }
+            OpFile::Select { position } => {
+                if *position == 0 {
+                    let span =
+                        self.span(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("op"), Seg::Field("position")]);
+                    self.error(codes::RANGE, span, "`position` is 0; a valve's ports are numbered from 1")
+                        .with_help_mut("write the port as printed on the valve: 1, 2, ...");
+                    return None;
+                }
+                Some(Op::Select { position: *position })
+            }
+            OpFile::HoldTemperature { temperature, duration } => {
+                let temperature = q(self, "temperature", temperature);
+                let duration = q(self, "duration", duration);
+                Some(Op::HoldTemperature { temperature: typed(temperature?)?, duration: typed(duration?)? })
+            }
         };
         if ok { op } else { None }
+    }
+
+    /// Whether the output a reading step writes is declared; reports it if not, suggesting `unit`.
+    fn output_declared(
+        &mut self,
+        i: usize,
+        output: &str,
+        unit: &str,
+        outputs: &BTreeMap<String, Option<Output>>,
+    ) -> bool {
+        if outputs.contains_key(output) {
+            return true;
+        }
+        let span = self.span(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("op"), Seg::Field("output")]);
+        let known: Vec<&str> = outputs.keys().map(String::as_str).collect();
+        let help = match suggest(output, &known) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("declare it: `outputs: {{ \"{output}\": (unit: \"{unit}\") }}`"),
+        };
+        self.error(codes::OUTPUT, span, format!("output `{output}` is not declared")).with_help_mut(help);
+        false
     }
 
     /// Checks one quantity argument: a parameter reference (`$name`) or a literal with a unit.
@@ -739,14 +774,7 @@ impl Validator {
     }
 
     fn check_outputs_measured(&mut self, outputs: &BTreeMap<String, Option<Output>>, steps: &[Option<Step>]) {
-        let measured: BTreeSet<&str> = steps
-            .iter()
-            .flatten()
-            .filter_map(|s| match &s.op {
-                Op::Measure { output, .. } => Some(output.as_str()),
-                _ => None,
-            })
-            .collect();
+        let measured: BTreeSet<&str> = steps.iter().flatten().filter_map(|s| s.op.output()).collect();
         let parsed_all = self.tree.get(&[Seg::Field("steps")]).map_or(0, |n| n.items.len());
         if steps.iter().filter(|s| s.is_some()).count() < parsed_all {
             // A step that failed to parse may be the one that measures; do not guess.
@@ -757,7 +785,7 @@ impl Validator {
                 let span = self.span(&[Seg::Field("outputs"), Seg::KeyOf(name)]);
                 self.error(codes::OUTPUT, span, format!("output `{name}` is declared but no step measures it"))
                     .with_help_mut(format!(
-                        "add a step with `op: Measure(wavelength: \"...\", output: \"{name}\")`, or remove the output"
+                        "add a step that reads it (`Measure`, `Weigh` or `ReadTemperature` with `output: \"{name}\"`), or remove the output"
                     ));
             }
         }
@@ -784,6 +812,11 @@ impl Validator {
                     add(param_name(duration));
                 }
                 Op::Measure { wavelength, .. } => add(param_name(wavelength)),
+                Op::HoldTemperature { temperature, duration } => {
+                    add(param_name(temperature));
+                    add(param_name(duration));
+                }
+                Op::Weigh { .. } | Op::Select { .. } | Op::ReadTemperature { .. } => {}
             }
         }
         let parsed_all = self.tree.get(&[Seg::Field("steps")]).map_or(0, |n| n.items.len());
@@ -846,6 +879,7 @@ fn example(d: Dimension) -> &'static str {
         Dimension::RotationalSpeed => "600 rpm",
         Dimension::Wavelength => "520 nm",
         Dimension::Concentration => "0.5 M",
+        Dimension::Mass => "10 g",
         Dimension::Dimensionless => "1",
     }
 }

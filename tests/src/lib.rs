@@ -78,6 +78,57 @@ impl CampaignTest {
     }
 }
 
+impl CampaignTest {
+    /// A campaign of the protocol `protocol` (its text) on a copy of the lab file `lab`, from a campaign text whose
+    /// top-level `protocol:` and `lab:` lines this fills in. The copy of the lab asks its simulators to write their
+    /// ledger (what physically happened, and the faults injected) to [`CampaignTest::ledger_path`] when they stop,
+    /// so a test can compare the record with the truth.
+    pub fn on_lab(lab: &Path, protocol: &str, campaign: &str) -> Self {
+        let t = Self::from_text(campaign);
+        let protocol_path = t.dir.path().join("test.protocol.ron");
+        std::fs::write(&protocol_path, protocol).expect("writing the protocol");
+        let lab_text = std::fs::read_to_string(lab).expect("the lab file exists");
+        let ledger = format!("simulation: (ledger: {:?}, ", t.ledger_path().display().to_string());
+        assert!(lab_text.contains("simulation: ("), "the lab file has a `simulation` section");
+        let lab_path = t.dir.path().join("test.lab.ron");
+        std::fs::write(&lab_path, lab_text.replacen("simulation: (", &ledger, 1)).expect("writing the lab");
+        let text = replace_field(campaign, "protocol", &format!("{:?}", protocol_path.display().to_string()));
+        let text = replace_field(&text, "lab", &format!("{:?}", lab_path.display().to_string()));
+        std::fs::write(&t.campaign, text).expect("writing the campaign");
+        t
+    }
+
+    /// Where the simulators of a campaign made by [`CampaignTest::on_lab`] write their ledger.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.dir.path().join("ledger.ron")
+    }
+
+    /// The simulators' ledger, once the campaign has run.
+    pub fn ledger(&self) -> devices::sim::LedgerFile {
+        devices::sim::LedgerFile::read(&self.ledger_path()).expect("the simulators wrote their ledger")
+    }
+
+    /// Runs the campaign on a thread of its own, failing the test if it has not ended within `bound` of wall
+    /// time: a campaign must terminate whatever its instruments do.
+    pub fn run_within(&self, bound: std::time::Duration) -> Result<Summary, controller::run::RunError> {
+        let opts = CampaignOptions {
+            campaign: self.campaign.clone(),
+            db: self.db.clone(),
+            lab: None,
+            time_scale: Some(self.time_scale),
+            progress: false,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run_campaign(&opts));
+        });
+        match rx.recv_timeout(bound) {
+            Ok(result) => result,
+            Err(_) => panic!("the campaign did not end within {bound:?}"),
+        }
+    }
+}
+
 /// Replaces the value of a top-level `field: value,` line in a RON text.
 pub fn replace_field(text: &str, field: &str, value: &str) -> String {
     let prefix = format!("    {field}: ");

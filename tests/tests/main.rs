@@ -1,4 +1,5 @@
 //! The integration suites, compiled into one test binary.
 
 mod campaign;
+mod faults;
 mod ron_files;

@@ -674,10 +674,17 @@ fn task_for(action: &Action, at: &Place, destination: Option<Place>) -> Task {
         }
         Action::Stir { speed, duration } => Task::Stir { speed: *speed, duration: *duration },
         Action::Measure { wavelength, .. } => Task::Measure { wavelength: *wavelength },
+        Action::Weigh { .. } => Task::Weigh,
+        Action::Select { position } => Task::Select { position: *position },
+        Action::ReadTemperature { .. } => Task::ReadTemperature,
+        Action::HoldTemperature { temperature, duration } => {
+            Task::HoldTemperature { temperature: *temperature, duration: *duration }
+        }
     }
 }
 
-/// Marks a step error as an instrument fault when the instrument itself stopped working.
+/// Marks a step error as an instrument fault when the instrument itself stopped working. A port that closed and
+/// was reopened (`Reconnected`) is working again, so it fails only its step.
 pub fn step_error(e: &devices::DeviceError) -> StepError {
     use devices::DeviceErrorKind as K;
     StepError {
@@ -685,7 +692,7 @@ pub fn step_error(e: &devices::DeviceError) -> StepError {
         may_have_acted: e.may_have_acted,
         instrument_fault: matches!(
             e.kind,
-            K::Timeout { .. } | K::Disconnected | K::Io(_) | K::Open { .. } | K::Garbled { .. }
+            K::Timeout { .. } | K::Disconnected | K::Io(_) | K::Open { .. } | K::Garbled { .. } | K::Checksum { .. }
         ),
     }
 }

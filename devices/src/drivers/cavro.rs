@@ -1,9 +1,14 @@
-//! Tecan Cavro XCalibur syringe pump, DT (data terminal) protocol.
+//! Tecan Cavro XCalibur syringe pump, DT (data terminal) or OEM protocol.
 //!
-//! A command is `/`, the address character (`'0' + address`), ASCII command data, CR. Every command is answered
-//! `/0`, a status byte, data for report commands, ETX, CR, LF. The status byte is `0 1 X 0 E3 E2 E1 E0`: bit 5 set
-//! means ready, bits 0 to 3 are an error code ([`CavroError`]). Only `Q` reports busy reliably, so the driver polls
-//! `Q` after every move.
+//! In DT a command is `/`, the address character (`'0' + address`), ASCII command data, CR, and every command is
+//! answered `/0`, a status byte, data for report commands, ETX, CR, LF ([`DtDecoder`]). In OEM (the lab file's
+//! `protocol: Oem`) a command is STX, the address, a sequence byte, the data, ETX and the XOR of every byte from STX
+//! to ETX; the answer is STX, `0`, the status byte, data, ETX, XOR ([`OemDecoder`]). The sequence byte is
+//! `0011 R S2 S1 S0`: the driver counts S from 1 to 7, and when an answer does not come within [`OEM_REPEAT`] (or
+//! comes with a bad checksum) sends the same frame again with the repeat bit R set, which the pump answers without
+//! running the command a second time; after [`OEM_ATTEMPTS`] tries the command fails. The status byte is
+//! `0 1 X 0 E3 E2 E1 E0`: bit 5 set means ready, bits 0 to 3 are an error code ([`CavroError`]). Only `Q` reports
+//! busy reliably, so the driver polls `Q` after every move.
 //!
 //! A dispense fills and empties the syringe once per stroke with one command string, `I A{n} O A0 R`: valve to
 //! the reservoir, plunger to `n` increments (3000 per full stroke), valve to the output, plunger home. The volume
@@ -17,6 +22,13 @@
 //!   earlier stroke of the same dispense ran. Errors seen by `Q` after a move carry `may_have_acted = true`.
 //! - A valve switch is expected to take about [`VALVE_SWITCH`] lab seconds; the driver only uses this to decide
 //!   when to start polling.
+//! - Identification requires the `&` report to name the XCalibur (case-insensitively), so a pump of another
+//!   family on the port is refused with `WrongIdentity`; what a real XCalibur's report holds beyond its name is
+//!   not checked.
+//! - Error 15 (command overflow: the pump was still moving) is reported as `Busy`, with the pump having run
+//!   nothing; every other code is a `Firmware` error.
+//! - In OEM the driver repeats a frame at most [`OEM_ATTEMPTS`] times, 100 ms apart as the manual says, whatever
+//!   the line timeout; a frame to the broadcast address is never sent.
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
@@ -26,9 +38,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Decoder;
 
 use super::{Deadline, FrameError, error, pause, with_acted};
-use crate::capability::{Dispense, Identity, Instrument};
+use crate::capability::{Dispense, Identity, Instrument, Stop};
 use crate::error::{DeviceError, DeviceErrorKind};
-use crate::lab::CavroConfig;
+use crate::lab::{CavroConfig, CavroProtocol};
 use crate::transport::Link;
 
 /// Plunger increments in one full stroke (standard resolution, `N0`).
@@ -48,6 +60,32 @@ const INIT_BUDGET: f64 = 30.0;
 
 /// The longest answer the decoder accepts before it gives up looking for the terminator.
 const MAX_ANSWER: usize = 300;
+
+/// Starts an OEM frame.
+pub const STX: u8 = 0x02;
+
+/// Ends an OEM frame's data (and a DT answer's).
+pub const ETX: u8 = 0x03;
+
+/// How long an OEM frame waits for its answer before it is repeated (XCalibur manual, 3.2.1).
+pub const OEM_REPEAT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Tries of one OEM frame: the first and its repeats.
+pub const OEM_ATTEMPTS: u32 = 5;
+
+/// The OEM checksum: the XOR of every byte.
+pub fn xor(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0, |a, b| a ^ b)
+}
+
+/// The bytes of an OEM command frame to `address` (the wire character) with sequence number `seq` (1 to 7).
+pub fn oem_frame(address: u8, seq: u8, repeat: bool, data: &[u8]) -> Vec<u8> {
+    let mut v = vec![STX, address, 0x30 | (u8::from(repeat) << 3) | (seq & 0x07)];
+    v.extend_from_slice(data);
+    v.push(ETX);
+    v.push(xor(&v));
+    v
+}
 
 /// A firmware error code from the status byte (XCalibur manual, table 3-8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,13 +168,24 @@ impl CavroError {
     }
 }
 
-/// One DT answer: the status byte and the report data, without framing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One DT or OEM answer: the status byte and the report data, without framing.
+#[derive(Clone, PartialEq, Eq)]
 pub struct DtAnswer {
     /// The status byte.
     pub status: u8,
     /// The report data (empty for non-report commands).
     pub data: Vec<u8>,
+}
+
+/// Shown as the record's parsed reply: the status byte and the data as text, `DtAnswer(0x60, "3000")`.
+impl std::fmt::Debug for DtAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DtAnswer(0x{:02X}", self.status)?;
+        if !self.data.is_empty() {
+            write!(f, ", {}", crate::error::Printable(&self.data))?;
+        }
+        f.write_str(")")
+    }
 }
 
 impl DtAnswer {
@@ -150,11 +199,20 @@ impl DtAnswer {
         CavroError::from_code(self.status & 0x0F)
     }
 
-    /// The answer's bytes as they were on the wire.
+    /// The answer's bytes as they were on the wire in DT.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = vec![b'/', b'0', self.status];
         v.extend_from_slice(&self.data);
         v.extend_from_slice(b"\x03\r\n");
+        v
+    }
+
+    /// The answer's bytes as they were on the wire in OEM.
+    pub fn to_oem_bytes(&self) -> Vec<u8> {
+        let mut v = vec![STX, b'0', self.status];
+        v.extend_from_slice(&self.data);
+        v.push(ETX);
+        v.push(xor(&v));
         v
     }
 
@@ -180,20 +238,61 @@ impl Decoder for DtDecoder {
             return Ok(None);
         };
         let frame = src.split_to(end + 3);
-        let body = &frame[..end];
-        if body.len() < 3 || &body[..2] != b"/0" {
+        let answer = &frame[..end];
+        if answer.len() < 3 || &answer[..2] != b"/0" {
             return Err(FrameError::Malformed("an answer starts with `/0` and a status byte".into()));
         }
-        let status = body[2];
-        // Status bits 7, 6 and 4 are fixed at 0, 1 and 0.
-        if status & 0xD0 != 0x40 {
-            return Err(FrameError::Malformed(format!("0x{status:02X} is not a status byte")));
+        body(answer[2], &answer[3..]).map(Some)
+    }
+}
+
+/// Checks the body of an answer (status byte and data) and makes it one.
+fn body(status: u8, data: &[u8]) -> Result<DtAnswer, FrameError> {
+    // Status bits 7, 6 and 4 are fixed at 0, 1 and 0.
+    if status & 0xD0 != 0x40 {
+        return Err(FrameError::Malformed(format!("0x{status:02X} is not a status byte")));
+    }
+    if let Some(b) = data.iter().find(|b| !(0x20..=0x7e).contains(*b)) {
+        return Err(FrameError::Malformed(format!("report data holds the control byte 0x{b:02X}")));
+    }
+    Ok(DtAnswer { status, data: data.to_vec() })
+}
+
+/// Frames OEM answers: STX, `0`, status, data, ETX, XOR checksum. Bytes before STX are line noise and are
+/// consumed with the answer, so the record keeps them.
+#[derive(Debug, Clone, Default)]
+pub struct OemDecoder;
+
+impl Decoder for OemDecoder {
+    type Item = DtAnswer;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<DtAnswer>, FrameError> {
+        let Some(start) = src.iter().position(|&b| b == STX) else {
+            if src.len() > MAX_ANSWER {
+                return Err(FrameError::Malformed(format!("no STX within {MAX_ANSWER} bytes")));
+            }
+            return Ok(None);
+        };
+        let Some(etx) = src[start..].iter().position(|&b| b == ETX).map(|i| start + i) else {
+            if src.len() > MAX_ANSWER {
+                return Err(FrameError::Malformed(format!("no ETX within {MAX_ANSWER} bytes")));
+            }
+            return Ok(None);
+        };
+        if src.len() < etx + 2 {
+            return Ok(None);
         }
-        let data = &body[3..];
-        if let Some(b) = data.iter().find(|b| !(0x20..=0x7e).contains(*b)) {
-            return Err(FrameError::Malformed(format!("report data holds the control byte 0x{b:02X}")));
+        let frame = src.split_to(etx + 2);
+        let frame = &frame[start..];
+        let (sum, found) = (xor(&frame[..frame.len() - 1]), frame[frame.len() - 1]);
+        if sum != found {
+            return Err(FrameError::Checksum(format!("checksum 0x{found:02X}, expected 0x{sum:02X}")));
         }
-        Ok(Some(DtAnswer { status, data: data.to_vec() }))
+        if frame.len() < 5 || frame[1] != b'0' {
+            return Err(FrameError::Malformed("an answer starts with STX, `0` and a status byte".into()));
+        }
+        body(frame[2], &frame[3..frame.len() - 2]).map(Some)
     }
 }
 
@@ -202,12 +301,46 @@ pub struct XCalibur<T> {
     name: String,
     config: CavroConfig,
     link: Link<T>,
+    /// The last OEM sequence number used, 1 to 7.
+    seq: u8,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> XCalibur<T> {
     /// A driver for the pump `name` with the lab file's settings, talking over `link`.
     pub fn new(name: &str, config: CavroConfig, link: Link<T>) -> Self {
-        XCalibur { name: name.to_owned(), config, link }
+        XCalibur { name: name.to_owned(), config, link, seq: 0 }
+    }
+
+    /// Sends `data` in the configured framing and returns the answer, repeating OEM frames as the protocol says.
+    async fn request(&mut self, data: &str) -> Result<DtAnswer, DeviceError> {
+        if self.config.protocol == CavroProtocol::Dt {
+            let bytes = self.frame(data);
+            return self.link.request(&bytes, &mut DtDecoder).await;
+        }
+        self.seq = self.seq % 7 + 1;
+        let address = b'0'.saturating_add(self.config.address);
+        let mut last = None;
+        for attempt in 0..OEM_ATTEMPTS {
+            let bytes = oem_frame(address, self.seq, attempt > 0, data.as_bytes());
+            match self.link.request_within(&bytes, &mut OemDecoder, OEM_REPEAT).await {
+                Ok(answer) => return Ok(answer),
+                // A lost or corrupted answer is asked for again; the repeat bit keeps the pump from running the
+                // command twice.
+                Err(e) if matches!(e.kind, DeviceErrorKind::Timeout { .. } | DeviceErrorKind::Checksum { .. }) => {
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| error(&self.name, DeviceErrorKind::Disconnected, true)))
+    }
+
+    /// The answer's bytes in the configured framing.
+    fn wire_bytes(&self, answer: &DtAnswer) -> Vec<u8> {
+        match self.config.protocol {
+            CavroProtocol::Dt => answer.to_bytes(),
+            CavroProtocol::Oem => answer.to_oem_bytes(),
+        }
     }
 
     /// The bytes of a command: `/`, the address character, the data, CR.
@@ -226,8 +359,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> XCalibur<T> {
         acted_if_lost: bool,
         acted_if_refused: bool,
     ) -> Result<DtAnswer, DeviceError> {
-        let bytes = self.frame(data);
-        let answer = self.link.request(&bytes, &mut DtDecoder).await.map_err(|e| with_acted(e, acted_if_lost))?;
+        let answer = self.request(data).await.map_err(|e| with_acted(e, acted_if_lost))?;
         match answer.error() {
             Some(code) => Err(self.firmware(code, &answer, acted_if_refused)),
             None => Ok(answer),
@@ -235,13 +367,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> XCalibur<T> {
     }
 
     fn firmware(&self, code: CavroError, answer: &DtAnswer, acted: bool) -> DeviceError {
+        let received = self.wire_bytes(answer);
+        if code == CavroError::CommandOverflow {
+            // The pump refused the command because it was still moving: nothing of it ran.
+            let message = format!("{} (error 15)", code.message());
+            return error(&self.name, DeviceErrorKind::Busy { message, received }, false);
+        }
         error(
             &self.name,
-            DeviceErrorKind::Firmware {
-                code: Some(code.code().into()),
-                message: code.message().into(),
-                received: answer.to_bytes(),
-            },
+            DeviceErrorKind::Firmware { code: Some(code.code().into()), message: code.message().into(), received },
             acted,
         )
     }
@@ -258,7 +392,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> XCalibur<T> {
             if deadline.expired() {
                 return Err(error(
                     &self.name,
-                    DeviceErrorKind::Busy(format!("still busy {budget:.0} lab s after {what}")),
+                    DeviceErrorKind::Busy {
+                        message: format!("still busy {budget:.0} lab s after {what}"),
+                        received: Vec::new(),
+                    },
                     true,
                 ));
             }
@@ -308,8 +445,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for XCalibur<T> {
 
     fn identify(&mut self) -> BoxFuture<'_, Result<Identity, DeviceError>> {
         Box::pin(async move {
-            let bytes = self.frame("&");
-            let answer = self.link.request(&bytes, &mut DtDecoder).await.map_err(super::not_acted)?;
+            let answer = self.request("&").await.map_err(super::not_acted)?;
             // An uninitialized pump still answers reports; only a refused report means `&` is not understood.
             if let Some(code) =
                 answer.error().filter(|c| !matches!(c, CavroError::NotInitialized | CavroError::InitializationError))
@@ -317,6 +453,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for XCalibur<T> {
                 return Err(self.firmware(code, &answer, false));
             }
             let firmware = answer.text();
+            if !firmware.to_ascii_lowercase().contains("xcalibur") {
+                return Err(error(
+                    &self.name,
+                    DeviceErrorKind::WrongIdentity { expected: "a Cavro XCalibur pump".into(), found: firmware },
+                    false,
+                ));
+            }
             Ok(Identity {
                 model: "Cavro XCalibur".into(),
                 serial: None,
@@ -339,8 +482,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for XCalibur<T> {
     fn safe_state(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
         Box::pin(async move {
             // `T` stops the plunger at once; the error bits of its answer describe what was stopped, not the stop.
-            let bytes = self.frame("T");
-            self.link.request(&bytes, &mut DtDecoder).await?;
+            self.request("T").await?;
             Ok(())
         })
     }
@@ -351,6 +493,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for XCalibur<T> {
 
     fn as_dispense(&mut self) -> Option<&mut dyn Dispense> {
         Some(self)
+    }
+
+    fn as_stop(&mut self) -> Option<&mut dyn Stop> {
+        Some(self)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stop for XCalibur<T> {
+    fn stop(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
+        self.safe_state()
     }
 }
 
@@ -380,7 +532,13 @@ mod tests {
     use std::time::Duration;
 
     fn config() -> CavroConfig {
-        CavroConfig { address: 1, syringe: Volume(1000.0), top_speed: 400, reservoir: "A".into() }
+        CavroConfig {
+            address: 1,
+            syringe: Volume(1000.0),
+            top_speed: 400,
+            reservoir: "A".into(),
+            protocol: CavroProtocol::Dt,
+        }
     }
 
     fn decode(bytes: &[u8]) -> Result<Option<DtAnswer>, FrameError> {
@@ -406,6 +564,35 @@ mod tests {
         assert!(decode(b"/0\x10\x03\r\n").is_err(), "not a status byte");
         assert!(decode(b"/0`\x01\x03\r\n").is_err(), "control byte in the data");
         assert!(decode(&[b'x'; 400]).is_err(), "no terminator");
+    }
+
+    #[test]
+    fn oem_frames_match_the_notes() {
+        assert_eq!(oem_frame(b'1', 1, false, b"ZR"), [0x02, 0x31, 0x31, 0x5A, 0x52, 0x03, 0x09]);
+        assert_eq!(oem_frame(b'1', 1, true, b"ZR"), [0x02, 0x31, 0x39, 0x5A, 0x52, 0x03, 0x01]);
+        assert_eq!(oem_frame(b'1', 2, false, b"Q"), [0x02, 0x31, 0x32, 0x51, 0x03, 0x53]);
+        assert_eq!(oem_frame(b'1', 3, false, b"?"), [0x02, 0x31, 0x33, 0x3F, 0x03, 0x3C]);
+        let mut d = OemDecoder;
+        let a = d.decode(&mut BytesMut::from(&[0x02, 0x30, 0x60, 0x03, 0x51][..])).unwrap().unwrap();
+        assert!(a.ready() && a.error().is_none());
+        let busy = d.decode(&mut BytesMut::from(&[0x02, 0x30, 0x40, 0x03, 0x71][..])).unwrap().unwrap();
+        assert!(!busy.ready());
+        let report = [0x02, 0x30, 0x60, 0x33, 0x30, 0x30, 0x30, 0x03, 0x52];
+        assert_eq!(d.decode(&mut BytesMut::from(&report[..])).unwrap().unwrap().text(), "3000");
+        assert_eq!(busy.to_oem_bytes(), [0x02, 0x30, 0x40, 0x03, 0x71]);
+    }
+
+    #[test]
+    fn oem_answers_check_their_checksum_and_wait_for_it() {
+        let mut d = OemDecoder;
+        assert!(matches!(
+            d.decode(&mut BytesMut::from(&[0x02, 0x30, 0x60, 0x03, 0x50][..])),
+            Err(FrameError::Checksum(_))
+        ));
+        assert_eq!(d.decode(&mut BytesMut::from(&[0x02, 0x30, 0x60, 0x03][..])).unwrap(), None);
+        let mut noisy = BytesMut::from(&[0x0A, 0xFF, 0x02, 0x30, 0x60, 0x03, 0x51][..]);
+        assert!(d.decode(&mut noisy).unwrap().is_some());
+        assert!(noisy.is_empty(), "the noise is consumed with the answer");
     }
 
     #[test]

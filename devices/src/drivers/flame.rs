@@ -12,6 +12,9 @@
 //! [U], taken from the detector family's description, not checked against a Flame's data sheet. The absorbance at
 //! λ is the mean of `log10((R - dR) / (S - dS))` over the pixels within ±1 nm of λ (the nearest pixel if none is).
 //! Nothing here is physical, so every error carries `may_have_acted = false`.
+//!
+//! Identification [U]: the RS-232 command set has no model query, so `v` answered with ACK and a version word is
+//! all that shows the device speaks the Ocean Optics protocol; a NAK or any other reply refuses it.
 
 use std::time::Duration;
 

@@ -1,4 +1,7 @@
-//! Drivers, one module per instrument model.
+//! Drivers, one module per instrument model: [`cavro`] (Tecan Cavro XCalibur, DT and OEM), [`ika`] (IKA NAMUR
+//! hotplates), [`flame`] (Ocean Optics Flame), [`gantry`] (Marlin G-code), [`mettler`] (Mettler Toledo MT-SICS
+//! balances), [`vici`] (VICI selector valves), [`modbus`] (temperature controllers on Modbus RTU) and [`scpi`]
+//! (SCPI thermometers).
 //!
 //! Every driver has the same shape: a `tokio_util` [`Decoder`](tokio_util::codec::Decoder) that frames the
 //! instrument's replies (and rejects bytes that cannot be a reply), and a struct generic over the stream that talks
@@ -14,6 +17,10 @@ pub mod cavro;
 pub mod flame;
 pub mod gantry;
 pub mod ika;
+pub mod mettler;
+pub mod modbus;
+pub mod scpi;
+pub mod vici;
 
 use std::time::Duration;
 
@@ -36,13 +43,42 @@ pub fn build<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     clock: Clock,
     sink: ExchangeSink,
 ) -> Box<dyn Instrument> {
-    let link = Link::new(io, &spec.name, clock, sink, spec.line.timeout);
+    build_on(spec, deck, Link::new(io, &spec.name, clock, sink, spec.line.timeout))
+}
+
+/// Builds the driver the lab file names for `spec` on a link made by the caller (one that can reopen its port,
+/// say).
+pub fn build_on<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    spec: &InstrumentSpec,
+    deck: &Deck,
+    link: Link<T>,
+) -> Box<dyn Instrument> {
     match &spec.driver {
         DriverConfig::CavroXCalibur(c) => Box::new(cavro::XCalibur::new(&spec.name, c.clone(), link)),
         DriverConfig::IkaHotplate(c) => Box::new(ika::IkaHotplate::new(&spec.name, c.clone(), link)),
         DriverConfig::OceanFlame(c) => Box::new(flame::Flame::new(&spec.name, c.clone(), spec.line, link)),
         DriverConfig::GcodeGantry(c) => Box::new(gantry::Gantry::new(&spec.name, c.clone(), deck.clone(), link)),
+        DriverConfig::MettlerBalance(c) => Box::new(mettler::MettlerBalance::new(&spec.name, c.clone(), link)),
+        DriverConfig::ViciValve(c) => Box::new(vici::ViciValve::new(&spec.name, c.clone(), link)),
+        DriverConfig::ModbusTemperature(c) => Box::new(modbus::ModbusTemperature::new(&spec.name, c.clone(), link)),
+        DriverConfig::ScpiThermometer(c) => Box::new(scpi::ScpiThermometer::new(&spec.name, c.clone(), link)),
     }
+}
+
+/// Opens the serial port at `path` for `spec` and builds its driver on a link that reopens the port by the same
+/// path, with the lab file's reconnection policy, if it disappears. This is how the controller connects an
+/// instrument.
+pub fn connect(
+    spec: &InstrumentSpec,
+    deck: &Deck,
+    path: &str,
+    clock: Clock,
+    sink: ExchangeSink,
+) -> Result<Box<dyn Instrument>, DeviceError> {
+    let io = crate::transport::open_serial(&spec.name, path, &spec.line)?;
+    let opener = crate::transport::serial_opener(&spec.name, path, &spec.line);
+    let link = Link::new(io, &spec.name, clock, sink, spec.line.timeout).reopening(opener, spec.line.reconnect);
+    Ok(build_on(spec, deck, link))
 }
 
 /// The shortest wall time between two polls of an instrument, whatever the clock's scale.
@@ -91,6 +127,15 @@ pub enum FrameError {
     /// The bytes cannot be a reply of this instrument.
     #[error("{0}")]
     Malformed(String),
+    /// The bytes frame as a reply, but its checksum does not match its contents.
+    #[error("{0}")]
+    Checksum(String),
+}
+
+impl crate::transport::FrameFault for FrameError {
+    fn is_checksum(&self) -> bool {
+        matches!(self, FrameError::Checksum(_))
+    }
 }
 
 /// Marks an error as one that happened where nothing physical can have been started: a query, or a write that

@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use protocols::InstrumentKind;
+use serde::{Deserialize, Serialize};
 
 use super::chemistry::{AMBIENT, Chemistry, SUBSTEP, Species, plate_step, reservoir_moles, vessel_step, vial_baseline};
 use crate::capability::Place;
 use crate::clock::Clock;
-use crate::lab::{Deck, Lab, Point};
+use crate::lab::{Deck, DriverConfig, Lab, Point};
 
 /// How far the gripper may be from a place, across (X and Y) and in height, and still be at it, in millimetres.
 pub const GRIP_TOLERANCE: (f64, f64) = (1.0, 2.0);
@@ -26,7 +27,7 @@ pub const GRIP_TOLERANCE: (f64, f64) = (1.0, 2.0);
 const HISTORY_STEP: f64 = 0.5;
 
 /// Where a vessel is.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Location {
     /// Standing at a place.
     At(Place),
@@ -47,7 +48,7 @@ impl std::fmt::Display for Location {
 }
 
 /// What physically happened.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// Liquid from a reservoir went into a vessel.
     Dispensed {
@@ -151,6 +152,20 @@ pub enum Event {
         /// The spectrometer's position.
         position: String,
     },
+    /// A balance sent a stable weight of what stood on its pan.
+    Weighed {
+        /// The vessel, if one stood on the pan.
+        vessel: Option<usize>,
+        /// The balance's position.
+        position: String,
+        /// The gross mass on the pan, in grams.
+        grams: f64,
+    },
+    /// A selector valve reached a port.
+    ValveMoved {
+        /// The port, from 1.
+        position: u32,
+    },
 }
 
 impl std::fmt::Display for Event {
@@ -184,12 +199,19 @@ impl std::fmt::Display for Event {
             }
             Event::Measured { vessel: Some(v), position } => write!(f, "measured vessel {v} at `{position}`"),
             Event::Measured { vessel: None, position } => write!(f, "measured the empty holder at `{position}`"),
+            Event::Weighed { vessel: Some(v), position, grams } => {
+                write!(f, "weighed vessel {v} at `{position}`: {grams:.4} g")
+            }
+            Event::Weighed { vessel: None, position, grams } => {
+                write!(f, "weighed the empty pan at `{position}`: {grams:.4} g")
+            }
+            Event::ValveMoved { position } => write!(f, "valve turned to port {position}"),
         }
     }
 }
 
 /// One entry of the ledger.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// Lab time.
     pub at: f64,
@@ -257,6 +279,14 @@ struct Plate {
     last_contact: f64,
 }
 
+/// A selector valve, and the pump whose input it feeds.
+#[derive(Debug, Clone)]
+struct Valve {
+    position: u32,
+    feeds: Option<String>,
+    ports: BTreeMap<u32, String>,
+}
+
 /// Everything behind the bench's lock.
 struct State {
     /// Lab time the physics has been integrated to, a whole number of substeps.
@@ -267,6 +297,9 @@ struct State {
     plates: BTreeMap<String, Plate>,
     gripper: Option<(usize, Place)>,
     ledger: Vec<LedgerEntry>,
+    valves: BTreeMap<String, Valve>,
+    /// When something last changed at each deck position (a vessel put down or taken, liquid added or drawn).
+    changed: BTreeMap<String, f64>,
 }
 
 /// The shared bench; cheap to clone.
@@ -295,8 +328,10 @@ impl Bench {
                 history: vec![(0.0, AMBIENT)],
             })
             .collect();
+        // A temperature controller's heating block behaves as a hotplate without a stirrer.
         let plates = lab
             .of_kind(InstrumentKind::Hotplate)
+            .chain(lab.of_kind(InstrumentKind::TemperatureController))
             .filter_map(|i| i.position.clone().map(|p| (p, i.name.clone())))
             .map(|(position, instrument)| {
                 let plate = Plate {
@@ -321,6 +356,17 @@ impl Bench {
             plates,
             gripper: None,
             ledger: Vec::new(),
+            valves: lab
+                .instruments
+                .iter()
+                .filter_map(|i| match &i.driver {
+                    DriverConfig::ViciValve(v) => {
+                        Some((i.name.clone(), Valve { position: 1, feeds: v.feeds.clone(), ports: v.ports.clone() }))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            changed: BTreeMap::new(),
         };
         Bench { state: Arc::new(Mutex::new(state)), clock }
     }
@@ -369,12 +415,16 @@ impl Bench {
         })
     }
 
-    /// Liquid from `reservoir` arrives at `position`: into the vessel standing there, or onto the deck.
+    /// Liquid from `reservoir` arrives at `position`: into the vessel standing there, or onto the deck. A pump
+    /// fed through a selector valve draws from the reservoir on the valve's current port instead.
     pub(crate) fn dispense(&self, instrument: &str, position: &str, reservoir: &str, volume: f64) {
         if volume <= 0.0 {
             return;
         }
         let (mut s, now) = self.now();
+        let reservoir = s.reservoir_of(instrument, reservoir);
+        let reservoir = reservoir.as_str();
+        s.changed.insert(position.to_owned(), now);
         let event = match s.standing_at(&Place::Position(position.to_owned())) {
             Some(i) => {
                 let v = &mut s.vessels[i];
@@ -394,6 +444,7 @@ impl Bench {
             return;
         }
         let (mut s, now) = self.now();
+        s.changed.insert(position.to_owned(), now);
         let vessel = s.standing_at(&Place::Position(position.to_owned()));
         if let Some(i) = vessel {
             let v = &mut s.vessels[i];
@@ -487,6 +538,9 @@ impl Bench {
             Some((i, place)) => {
                 s.vessels[i].location = Location::Gripper;
                 s.gripper = Some((i, place.clone()));
+                if let Place::Position(p) = &place {
+                    s.changed.insert(p.clone(), now);
+                }
                 s.log(now, instrument, Event::Picked { vessel: i, from: place });
             }
             None => s.log(now, instrument, Event::GrippedNothing { at }),
@@ -514,12 +568,57 @@ impl Bench {
                 }
                 None => {
                     s.vessels[i].location = Location::At(to.clone());
+                    if let Place::Position(p) = &to {
+                        s.changed.insert(p.clone(), now);
+                    }
                     Event::Placed { vessel: i, from, to }
                 }
             },
         };
         s.log(now, instrument, event);
     }
+}
+
+impl Bench {
+    /// What stands on the pan at `position`: the gross mass in grams (a vial's own mass plus its liquid at
+    /// [`DENSITY`]), the vessel, and the lab time anything last changed there (for settling).
+    pub(crate) fn load_at(&self, position: &str) -> (f64, Option<usize>, f64) {
+        let (s, _) = self.now();
+        let vessel = s.standing_at(&Place::Position(position.to_owned()));
+        let grams = vessel.map_or(0.0, |i| vial_mass(i) + s.vessels[i].volume * DENSITY);
+        (grams, vessel, s.changed.get(position).copied().unwrap_or(f64::NEG_INFINITY))
+    }
+
+    /// Records that the balance `instrument` at `position` sent a stable weight.
+    pub(crate) fn weighed(&self, instrument: &str, position: &str, grams: f64) {
+        let (mut s, now) = self.now();
+        let vessel = s.standing_at(&Place::Position(position.to_owned()));
+        s.log(now, instrument, Event::Weighed { vessel, position: position.to_owned(), grams });
+    }
+
+    /// The temperature at `position`: of the vessel standing there, or of the room.
+    pub(crate) fn temperature_at(&self, position: &str) -> f64 {
+        let (s, _) = self.now();
+        s.standing_at(&Place::Position(position.to_owned())).map_or(AMBIENT, |i| s.vessels[i].temperature)
+    }
+
+    /// The valve `instrument` reached port `position`.
+    pub(crate) fn valve_moved(&self, instrument: &str, position: u32) {
+        let (mut s, now) = self.now();
+        if let Some(v) = s.valves.get_mut(instrument) {
+            v.position = position;
+        }
+        s.log(now, instrument, Event::ValveMoved { position });
+    }
+}
+
+/// Grams per microlitre of every liquid on the bench (about that of water).
+pub const DENSITY: f64 = 1e-3;
+
+/// The mass of the empty vial of rack slot `slot`, in grams: about 9.5 g, a little different for each vial, as
+/// glass is.
+pub fn vial_mass(slot: usize) -> f64 {
+    9.5 + 0.013 * ((slot * 7 + 3) % 11) as f64
 }
 
 /// A change to a hotplate.
@@ -569,6 +668,15 @@ fn snapshot(slot: usize, v: &Vessel) -> VesselSnapshot {
 }
 
 impl State {
+    /// The reservoir a pump draws from: the one on the current port of a valve feeding it, else its own.
+    fn reservoir_of(&self, pump: &str, own: &str) -> String {
+        self.valves
+            .values()
+            .find(|v| v.feeds.as_deref() == Some(pump))
+            .and_then(|v| v.ports.get(&v.position).cloned())
+            .unwrap_or_else(|| own.to_owned())
+    }
+
     fn log(&mut self, at: f64, instrument: &str, event: Event) {
         self.ledger.push(LedgerEntry { at, instrument: instrument.to_owned(), event });
     }

@@ -12,17 +12,27 @@
 //! Moves take `|Δ| / V` lab seconds and valve switches [`VALVE_SWITCH`]; liquid moves when a move completes (or
 //! is cut short by `T`): pulled from the reservoir through the input, pushed into the vessel at the pump's
 //! position through the output (a spill if none stands there), and drawn back from that vessel when pulling
-//! through the output. Simplifications: the loop (`g`/`G`), halt (`H`) and the OEM protocol are not simulated.
+//! through the output. Simplifications: the loop (`g`/`G`) and halt (`H`) are not simulated.
+//!
+//! The OEM protocol is detected as the firmware does: a frame starting with STX is OEM, and once one has been seen
+//! DT frames are ignored until the simulator restarts. An OEM frame whose checksum does not match is ignored (the
+//! host repeats it); a frame with the repeat bit set and the sequence number of the previous frame is answered
+//! with the previous answer again, without running the command twice.
+//!
+//! Faults, drawn for command strings that would run (`R`): `busy` answers error 15 (command overflow) without
+//! running; `firmware_error` answers error 6 (EEPROM failure) without running; `partial` runs the string but stops
+//! its last plunger move halfway with error 9 (plunger overload), which leaves the pump needing initialization,
+//! as the manual says an overload does. Liquid moves only as far as the plunger did.
 
 use std::collections::VecDeque;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
 use super::Simulator;
 use super::bench::Bench;
 use super::pty::Wire;
 use crate::clock::Clock;
-use crate::drivers::cavro::{FULL_STROKE, VALVE_SWITCH};
+use crate::drivers::cavro::{ETX, FULL_STROKE, STX, VALVE_SWITCH, xor};
 use crate::lab::CavroConfig;
 
 /// Lab seconds an initialization takes.
@@ -106,6 +116,10 @@ pub(crate) struct XCaliburSim {
     stored: Option<Vec<Command>>,
     /// An error raised partway through a string: its code, and when the valid prefix finishes.
     deferred: Option<(u8, f64)>,
+    /// Whether an OEM frame has been seen, after which DT frames are ignored.
+    oem: bool,
+    /// The sequence number of the last OEM frame and the answer body it got, for repeats.
+    last_oem: Option<(u8, Vec<u8>)>,
 }
 
 impl XCaliburSim {
@@ -127,6 +141,8 @@ impl XCaliburSim {
             moving_until: 0.0,
             stored: None,
             deferred: None,
+            oem: false,
+            last_oem: None,
         }
     }
 
@@ -196,15 +212,15 @@ impl XCaliburSim {
         0x40 | if now < self.busy_until { 0 } else { 0x20 } | (error & 0x0F)
     }
 
+    /// An answer's body: the status byte and the report data, framed by [`dt`] or [`oem`].
     fn answer(&self, now: f64, error: u8, data: &str) -> Vec<u8> {
-        let mut v = vec![b'/', b'0', self.status(now, error)];
+        let mut v = vec![self.status(now, error)];
         v.extend_from_slice(data.as_bytes());
-        v.extend_from_slice(b"\x03\r\n");
         v
     }
 
-    /// Handles the data of one frame addressed to this pump and returns the answer.
-    fn execute(&mut self, data: &[u8]) -> Vec<u8> {
+    /// Handles the data of one frame addressed to this pump and returns the answer's body.
+    fn execute(&mut self, data: &[u8], wire: &mut Wire) -> Vec<u8> {
         let now = self.clock.now();
         self.settle(now);
         if let Some(report) = self.report(data, now) {
@@ -233,10 +249,17 @@ impl XCaliburSim {
         if now < self.moving_until && !only_speed {
             return self.answer(now, 15, "");
         }
+        if wire.busy() {
+            return self.answer(now, 15, "");
+        }
+        if wire.firmware_error() {
+            return self.answer(now, 6, "");
+        }
+        let partial = wire.partial();
         self.deferred = None;
         // The answer carries the status from before the string runs: only `Q` reports busy reliably.
         let ready = self.answer(now, 0, "");
-        match self.schedule(&body, now) {
+        match self.schedule(&body, now, partial) {
             Ok(()) => ready,
             Err((code, false)) => self.answer(now, code, ""),
             Err((code, true)) => {
@@ -246,9 +269,9 @@ impl XCaliburSim {
         }
     }
 
-    /// Schedules a command string from `now`. On an error returns its code and whether an earlier part of the
-    /// string was scheduled (which then runs).
-    fn schedule(&mut self, body: &[Command], now: f64) -> Result<(), (u8, bool)> {
+    /// Schedules a command string from `now`, its last plunger move cut short halfway if `partial`. On an error
+    /// returns its code and whether an earlier part of the string was scheduled (which then runs).
+    fn schedule(&mut self, body: &[Command], now: f64, partial: bool) -> Result<(), (u8, bool)> {
         let mut plan = Plan {
             t: now,
             busy_end: now,
@@ -266,6 +289,20 @@ impl XCaliburSim {
         }
         if outcome.as_ref().is_err_and(|&(_, ran)| !ran) {
             return outcome;
+        }
+        if partial
+            && outcome.is_ok()
+            && let Some(k) = plan.ops.iter().rposition(|op| matches!(op, Op::Plunger { .. }))
+            && let Op::Plunger { start, end, from, to } = plan.ops[k]
+        {
+            let half = start + (end - start) / 2.0;
+            plan.ops[k] = Op::Plunger { start, end: half, from, to: ((from + to) / 2.0).round() };
+            plan.ops.truncate(k + 1);
+            plan.t = half;
+            plan.busy_end = half;
+            // An overload stops the plunger where it is and needs a new initialization.
+            self.initialized = false;
+            outcome = Err((9, true));
         }
         self.ops.extend(plan.ops);
         self.busy_until = self.busy_until.max(plan.busy_end);
@@ -401,16 +438,79 @@ fn parse(data: &[u8]) -> Option<Vec<Command>> {
     Some(out)
 }
 
+/// A DT answer: `/0`, the body, ETX CR LF.
+fn dt(body: &[u8]) -> Vec<u8> {
+    let mut v = vec![b'/', b'0'];
+    v.extend_from_slice(body);
+    v.extend_from_slice(b"\x03\r\n");
+    v
+}
+
+/// An OEM answer: STX, `0`, the body, ETX, the XOR of all of them.
+fn oem(body: &[u8]) -> Vec<u8> {
+    let mut v = vec![STX, b'0'];
+    v.extend_from_slice(body);
+    v.push(ETX);
+    v.push(xor(&v));
+    v
+}
+
+impl XCaliburSim {
+    /// Answers an OEM frame (STX through checksum), or ignores it as the firmware does.
+    async fn handle_oem(&mut self, frame: &[u8], wire: &mut Wire) -> bool {
+        let n = frame.len();
+        if n < 5 || frame[n - 2] != ETX || xor(&frame[..n - 1]) != frame[n - 1] {
+            return true;
+        }
+        let (addr, seq, data) = (frame[1], frame[2], &frame[3..n - 2]);
+        if (addr != self.address && addr != BROADCAST) || seq & 0xF0 != 0x30 {
+            return true;
+        }
+        self.oem = true;
+        let (repeat, number) = (seq & 0x08 != 0, seq & 0x07);
+        let body = match &self.last_oem {
+            Some((last, body)) if repeat && *last == number => body.clone(),
+            _ => self.execute(data, wire),
+        };
+        self.last_oem = Some((number, body.clone()));
+        if addr == BROADCAST {
+            return true;
+        }
+        wire.reply(&oem(&body)).await
+    }
+}
+
 impl Simulator for XCaliburSim {
     fn frame(&mut self, input: &mut BytesMut) -> Option<Vec<u8>> {
         loop {
-            let Some(end) = input.iter().position(|&b| b == b'\r') else {
+            let stx = input.iter().position(|&b| b == STX);
+            let cr = input.iter().position(|&b| b == b'\r');
+            if let Some(s) = stx
+                && (self.oem || cr.is_none_or(|c| s < c))
+            {
+                // Everything before STX is noise, or a DT frame the firmware no longer listens to.
+                input.advance(s);
+                let Some(etx) = input.iter().position(|&b| b == ETX) else {
+                    if input.len() > MAX_LINE {
+                        input.clear();
+                    }
+                    return None;
+                };
+                if input.len() < etx + 2 {
+                    return None;
+                }
+                return Some(input.split_to(etx + 2).to_vec());
+            }
+            let Some(end) = cr else {
                 if input.len() > MAX_LINE {
                     input.clear();
                 }
                 return None;
             };
             let line = input.split_to(end + 1);
+            if self.oem {
+                continue;
+            }
             let line = &line[..end];
             // Everything before the last `/` is noise (a stray LF from a previous CR LF, a half-sent frame).
             let Some(start) = line.iter().rposition(|&b| b == b'/') else { continue };
@@ -424,12 +524,15 @@ impl Simulator for XCaliburSim {
     }
 
     async fn handle(&mut self, command: Vec<u8>, wire: &mut Wire) -> bool {
+        if command.first() == Some(&STX) {
+            return self.handle_oem(&command, wire).await;
+        }
         let Some((&addr, data)) = command.split_first() else { return true };
-        let answer = self.execute(data);
+        let body = self.execute(data, wire);
         if addr == BROADCAST {
             return true;
         }
-        wire.reply(&answer).await
+        wire.reply(&dt(&body)).await
     }
 }
 

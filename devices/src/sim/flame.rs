@@ -8,7 +8,8 @@
 //!
 //! Counts per scan are the lamp (a broad peak of about 40000 counts per 100 ms near 600 nm on a floor) times
 //! `10^-A` times the integration time, plus a dark level of about 1500 counts and seeded shot and read noise,
-//! clipped to 65535; the masked pixels see only the dark level. Scans are summed.
+//! clipped to 65535; the masked pixels see only the dark level. Scans are summed. Fault `firmware_error` answers
+//! `S` with ETX, as a spectrometer that cannot acquire does.
 
 use bytes::{Buf, BytesMut};
 use rand::SeedableRng;
@@ -131,6 +132,8 @@ impl Simulator for FlameSim {
                 self.scans = 1;
                 vec![ACK]
             }
+            // A lamp or detector fault: the spectrometer cannot acquire and answers ETX.
+            b"S" if wire.firmware_error() => vec![crate::drivers::flame::ETX],
             b"S" => {
                 self.clock.sleep(f64::from(self.integration_ms) / 1000.0 * f64::from(self.scans)).await;
                 self.acquire().to_bytes()

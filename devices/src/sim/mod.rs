@@ -7,42 +7,77 @@
 //! ignores), answer in the real format, never panic on any input, and act on one shared [`Bench`], whose
 //! [`ledger`](Bench::ledger) records what physically happened.
 //!
-//! Every reply leaves through [`pty::Wire::reply`], the seam where faults (latency, silence, garbled bytes,
-//! disconnects) are to be injected.
+//! Every reply leaves through [`pty::Wire::reply`], where the faults a lab file configures for an instrument are
+//! injected ([`faults`]); a simulator draws the faults that mean something in its protocol (busy, an error code,
+//! a partial move) from its wire. An instrument configured to disconnect gets a stable port path, a symbolic link
+//! in a temporary folder, as udev gives a USB adapter: when the simulated port goes away the link disappears with
+//! its pseudo-terminal, and when it comes back the link points at a new one, so a driver reopens the same path.
 
 pub mod bench;
 pub mod chemistry;
+pub mod faults;
 pub mod pty;
 
 mod cavro;
 mod flame;
 mod gantry;
 mod ika;
+mod mettler;
+mod modbus;
+mod scpi;
+mod vici;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::task::JoinHandle;
 
 pub use bench::{Bench, Event, LedgerEntry, Location, PlateSnapshot, VesselSnapshot};
 pub use chemistry::expected_absorbance;
+pub use faults::{FaultLog, InjectedFault, WireFault};
 
 use crate::clock::Clock;
-use crate::error::DeviceError;
-use crate::lab::{DriverConfig, Lab, PortSpec};
-use crate::transport::SerialStream;
-use pty::Wire;
+use crate::error::{DeviceError, DeviceErrorKind};
+use crate::lab::{DriverConfig, Faults, Lab, PortSpec};
+use faults::{Injector, SharedInjector};
+use pty::{Pty, Wire};
 
 /// The running simulators of a lab. Dropping it stops them.
 pub struct SimLab {
-    /// Each simulated instrument's name and the pseudo-terminal path to open for it.
+    /// Each simulated instrument's name and the path to open for it: its pseudo-terminal, or a stable link to it
+    /// for an instrument configured to disconnect.
     pub ports: BTreeMap<String, String>,
     /// The bench all simulators act on.
     pub bench: Bench,
+    faults: FaultLog,
+    injectors: BTreeMap<String, SharedInjector>,
+    seed: u64,
     tasks: Vec<JoinHandle<()>>,
-    /// Slave sides held open so the simulators' masters never see EIO while no client is attached.
-    slaves: Vec<SerialStream>,
+    /// The folder of stable port links, removed with the simulators.
+    links: Option<TempLinks>,
+    /// Where to write the ledger when the simulators stop.
+    ledger: Option<PathBuf>,
+}
+
+/// What the simulators write to the lab file's `ledger` path when they stop.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LedgerFile {
+    /// Everything that physically happened, in order.
+    pub ledger: Vec<LedgerEntry>,
+    /// Every fault injected, in order.
+    pub faults: Vec<InjectedFault>,
+}
+
+impl LedgerFile {
+    /// Reads a ledger file the simulators wrote.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        ron::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
 }
 
 impl std::fmt::Debug for SimLab {
@@ -57,7 +92,23 @@ impl SimLab {
         &self.bench
     }
 
-    /// Stops every simulator and waits until they have stopped; their pseudo-terminals close.
+    /// Every fault the simulators injected so far, in order.
+    pub fn faults(&self) -> Vec<InjectedFault> {
+        self.faults.entries()
+    }
+
+    /// Replaces the faults `instrument`'s simulator injects from now on (`None`: none), as if its lab file said
+    /// so; false if no simulator has that name. A disconnect can only take the port away and bring it back at the
+    /// same path if the lab file configured one from the start (the stable link is made then).
+    pub fn set_faults(&self, instrument: &str, faults: Option<Faults>) -> bool {
+        let Some(shared) = self.injectors.get(instrument) else { return false };
+        let seed = self.seed ^ name_hash(instrument);
+        *shared.lock().unwrap_or_else(|p| p.into_inner()) = faults.map(|f| Injector::new(f, seed));
+        true
+    }
+
+    /// Stops every simulator and waits until they have stopped; their pseudo-terminals close, and the ledger is
+    /// written if the lab file asks for it.
     pub async fn stop(mut self) {
         let tasks = std::mem::take(&mut self.tasks);
         for t in &tasks {
@@ -66,7 +117,23 @@ impl SimLab {
         for t in tasks {
             let _ = t.await;
         }
-        self.slaves.clear();
+        self.links.take();
+        self.write_ledger();
+    }
+
+    /// Writes the ledger and the injected faults to the lab file's `ledger` path, once.
+    fn write_ledger(&mut self) {
+        let Some(path) = self.ledger.take() else { return };
+        let file = LedgerFile { ledger: self.bench.ledger(), faults: self.faults() };
+        let text = ron::ser::to_string_pretty(&file, ron::ser::PrettyConfig::default());
+        match text {
+            Ok(t) => {
+                if let Err(e) = std::fs::write(&path, t) {
+                    tracing::warn!("cannot write the simulators' ledger to {}: {e}", path.display());
+                }
+            }
+            Err(e) => tracing::warn!("cannot write the simulators' ledger: {e}"),
+        }
     }
 }
 
@@ -75,7 +142,46 @@ impl Drop for SimLab {
         for t in &self.tasks {
             t.abort();
         }
+        self.write_ledger();
     }
+}
+
+/// A temporary folder of port links, removed when dropped.
+struct TempLinks(PathBuf);
+
+impl TempLinks {
+    fn create() -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("lab-sim-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempLinks(dir))
+    }
+}
+
+impl Drop for TempLinks {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Points the link at `link` to `target`, replacing it in one step.
+fn relink(link: &Path, target: &str) -> std::io::Result<()> {
+    let fresh = link.with_extension("new");
+    let _ = std::fs::remove_file(&fresh);
+    std::os::unix::fs::symlink(target, &fresh)?;
+    std::fs::rename(&fresh, link)
+}
+
+/// What a simulator task needs besides its simulator.
+struct Context {
+    name: String,
+    clock: Clock,
+    log: FaultLog,
+    injector: SharedInjector,
+    /// The stable link to keep pointing at the current pseudo-terminal, for instruments that disconnect.
+    link: Option<PathBuf>,
 }
 
 /// Starts a simulator for every instrument of `lab` whose port is `Simulated`, all on one bench and `clock`.
@@ -83,31 +189,99 @@ impl Drop for SimLab {
 /// Must be called inside a tokio runtime; the simulators run as tasks on it.
 pub async fn start(lab: &Lab, clock: Clock) -> Result<SimLab, DeviceError> {
     let bench = Bench::new(lab, clock.clone());
-    let mut sims = SimLab { ports: BTreeMap::new(), bench: bench.clone(), tasks: Vec::new(), slaves: Vec::new() };
+    let log = FaultLog::default();
+    let mut sims = SimLab {
+        ports: BTreeMap::new(),
+        bench: bench.clone(),
+        faults: log.clone(),
+        injectors: BTreeMap::new(),
+        seed: lab.simulation.seed,
+        tasks: Vec::new(),
+        links: None,
+        ledger: lab.simulation.ledger.clone(),
+    };
     for spec in lab.instruments.iter().filter(|i| i.port == PortSpec::Simulated) {
         let pty = pty::open(&spec.name)?;
-        let wire = Wire::new(pty.master);
-        let position = spec.position.clone().unwrap_or_default();
-        let task = match &spec.driver {
-            DriverConfig::CavroXCalibur(c) => tokio::spawn(serve(
-                wire,
-                cavro::XCaliburSim::new(&spec.name, c, &position, bench.clone(), clock.clone()),
-            )),
-            DriverConfig::IkaHotplate(c) => tokio::spawn(serve(wire, ika::IkaSim::new(c, &position, bench.clone()))),
-            DriverConfig::OceanFlame(c) => tokio::spawn(serve(
-                wire,
-                flame::FlameSim::new(&spec.name, c, &position, lab.simulation.seed, bench.clone(), clock.clone()),
-            )),
-            DriverConfig::GcodeGantry(c) => tokio::spawn(serve(
-                wire,
-                gantry::GantrySim::new(&spec.name, c, lab.simulation.seed, bench.clone(), clock.clone()),
-            )),
+        let seed = lab.simulation.seed ^ name_hash(&spec.name);
+        let injector: SharedInjector = Arc::new(Mutex::new(spec.faults.clone().map(|f| Injector::new(f, seed))));
+        sims.injectors.insert(spec.name.clone(), Arc::clone(&injector));
+        let link = match spec.faults.as_ref().and_then(|f| f.disconnect) {
+            None => None,
+            Some(_) => {
+                let failed = |e: std::io::Error| {
+                    DeviceError::before_acting(
+                        &spec.name,
+                        DeviceErrorKind::Open {
+                            port: "a stable link to a pseudo-terminal".into(),
+                            message: e.to_string(),
+                        },
+                    )
+                };
+                if sims.links.is_none() {
+                    sims.links = Some(TempLinks::create().map_err(failed)?);
+                }
+                let dir = &sims.links.as_ref().map(|l| l.0.clone()).unwrap_or_default();
+                let link = dir.join(&spec.name);
+                relink(&link, &pty.path).map_err(failed)?;
+                Some(link)
+            }
         };
-        sims.ports.insert(spec.name.clone(), pty.path);
-        sims.slaves.push(pty.slave);
+        let path = link.as_ref().map_or_else(|| pty.path.clone(), |l| l.display().to_string());
+        let cx = Context { name: spec.name.clone(), clock: clock.clone(), log: log.clone(), injector, link };
+        let position = spec.position.clone().unwrap_or_default();
+        let (b, c) = (bench.clone(), clock.clone());
+        let task = match &spec.driver {
+            DriverConfig::CavroXCalibur(x) => spawn(cavro::XCaliburSim::new(&spec.name, x, &position, b, c), pty, cx),
+            DriverConfig::IkaHotplate(x) => spawn(ika::IkaSim::new(x, &position, b), pty, cx),
+            DriverConfig::OceanFlame(x) => {
+                spawn(flame::FlameSim::new(&spec.name, x, &position, lab.simulation.seed, b, c), pty, cx)
+            }
+            DriverConfig::GcodeGantry(x) => {
+                spawn(gantry::GantrySim::new(&spec.name, x, lab.simulation.seed, b, c), pty, cx)
+            }
+            DriverConfig::MettlerBalance(x) => {
+                spawn(mettler::BalanceSim::new(&spec.name, x, &position, seed, b, c), pty, cx)
+            }
+            DriverConfig::ViciValve(x) => spawn(vici::ValveSim::new(&spec.name, x, b, c), pty, cx),
+            DriverConfig::ModbusTemperature(x) => spawn(modbus::ModbusSim::new(x, &position, b), pty, cx),
+            DriverConfig::ScpiThermometer(x) => spawn(scpi::ScpiSim::new(x, &position, seed, b), pty, cx),
+        };
+        sims.ports.insert(spec.name.clone(), path);
         sims.tasks.push(task);
     }
     Ok(sims)
+}
+
+fn spawn<S: Simulator>(sim: S, pty: Pty, cx: Context) -> JoinHandle<()> {
+    tokio::spawn(run(sim, pty, cx))
+}
+
+/// Runs a simulator across disconnections until its line closes or it is stopped. The simulated instrument keeps
+/// its state while its port is away, as an instrument does when its USB cable is pulled.
+async fn run<S: Simulator>(mut sim: S, first: Pty, cx: Context) {
+    let mut pty = first;
+    loop {
+        let Pty { master, slave, .. } = pty;
+        let mut wire = Wire::new(master, Arc::clone(&cx.injector)).logging(cx.log.clone(), &cx.name, cx.clock.clone());
+        let down = serve(&mut wire, &mut sim).await;
+        // Both sides close, so the client sees its port end, as when a cable is pulled.
+        drop(wire);
+        drop(slave);
+        let Some(down) = down else { return };
+        if let Some(link) = &cx.link {
+            let _ = std::fs::remove_file(link);
+        }
+        tokio::time::sleep(down).await;
+        pty = match pty::open(&cx.name) {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        if let Some(link) = &cx.link
+            && relink(link, &pty.path).is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// One simulated instrument: how it frames its input and what it does with each command.
@@ -117,18 +291,35 @@ trait Simulator: Send + 'static {
 
     /// Acts on one command, answering through `wire`; false once the line is gone.
     fn handle(&mut self, command: Vec<u8>, wire: &mut Wire) -> impl Future<Output = bool> + Send;
+
+    /// Whether input left unframed when the line fell silent for [`SILENCE`] is dropped, as a Modbus RTU device
+    /// ends a frame at 3.5 characters of silence; protocols framed by their bytes alone keep it.
+    fn ends_frames_at_silence(&self) -> bool {
+        false
+    }
 }
 
-/// Runs a simulator until its line closes or it is stopped.
-async fn serve<S: Simulator>(mut wire: Wire, mut sim: S) {
+/// A gap on the line long enough to end an unfinished frame, for protocols that frame by silence: the 3.5
+/// characters of Modbus RTU at 9600 baud are about 4 ms.
+pub const SILENCE: Duration = Duration::from_millis(4);
+
+/// Serves commands until the line closes (`None`) or the disconnect fault takes the port away (how long for).
+async fn serve<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Duration> {
     loop {
         while let Some(command) = sim.frame(&mut wire.input) {
-            if !sim.handle(command, &mut wire).await {
-                return;
+            if !sim.handle(command, wire).await {
+                return None;
+            }
+            if let Some(down) = wire.count_command() {
+                return Some(down);
             }
         }
+        let (stale, since) = (wire.input.len(), std::time::Instant::now());
         if !wire.fill().await {
-            return;
+            return None;
+        }
+        if stale > 0 && since.elapsed() >= SILENCE && sim.ends_frames_at_silence() {
+            bytes::Buf::advance(&mut wire.input, stale);
         }
     }
 }

@@ -7,12 +7,17 @@
 //! and reopens it.
 //!
 //! A simulator reads through [`Wire::fill`] and answers through [`Wire::reply`]. `reply` is the seam for fault
-//! injection (latency, silence, garbled bytes, disconnects): every answer of every simulator passes through it.
+//! injection: every answer of every simulator passes through it, and there the wire's [`Injector`] delays, drops,
+//! garbles, truncates or corrupts the checksum of replies as the lab file's `faults` ask. Faults that mean
+//! something in an instrument's protocol (busy, an error code, a partial move) are drawn by the simulator through
+//! the wire's [`Wire::busy`], [`Wire::firmware_error`] and [`Wire::partial`].
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialPort;
 
+use super::faults::{FaultLog, InjectedFault, Injector, SharedInjector, WireFault};
+use crate::clock::Clock;
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::transport::SerialStream;
 
@@ -40,17 +45,78 @@ pub fn open(instrument: &str) -> Result<Pty, DeviceError> {
     Ok(Pty { master, slave, path })
 }
 
-/// A simulator's end of its serial line: the bytes received and not yet framed, and the way out for replies.
+/// A simulator's end of its serial line: the bytes received and not yet framed, the way out for replies, and the
+/// faults injected into them.
 pub struct Wire {
     port: SerialStream,
     /// Received bytes not yet taken as commands.
     pub input: BytesMut,
+    faults: SharedInjector,
+    log: Option<(FaultLog, String, Clock)>,
 }
 
 impl Wire {
-    /// Wraps the master side of a pseudo-terminal.
-    pub fn new(master: SerialStream) -> Self {
-        Wire { port: master, input: BytesMut::with_capacity(256) }
+    /// Wraps the master side of a pseudo-terminal, injecting the faults of `faults`.
+    pub fn new(master: SerialStream, faults: SharedInjector) -> Self {
+        Wire { port: master, input: BytesMut::with_capacity(256), faults, log: None }
+    }
+
+    /// The injector, locked; a poisoned lock still holds a usable generator.
+    fn injector(&self) -> std::sync::MutexGuard<'_, Option<Injector>> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a handled command; returns how long the port goes away if the disconnect fault strikes now.
+    pub fn count_command(&mut self) -> Option<std::time::Duration> {
+        let down = self.injector().as_mut().and_then(Injector::count_command);
+        if down.is_some() {
+            self.note(WireFault::Disconnected);
+        }
+        down
+    }
+
+    /// Records every injected fault in `log`, as done by `instrument` at `clock`'s time.
+    pub fn logging(mut self, log: FaultLog, instrument: &str, clock: Clock) -> Self {
+        self.log = Some((log, instrument.to_owned(), clock));
+        self
+    }
+
+    /// Records an injected fault.
+    pub fn note(&self, fault: WireFault) {
+        if let Some((log, instrument, clock)) = &self.log {
+            log.push(InjectedFault { at: clock.now(), instrument: instrument.clone(), fault });
+        }
+    }
+
+    fn draw(&mut self, fault: WireFault, roll: fn(&mut Injector) -> bool) -> bool {
+        let hit = self.injector().as_mut().is_some_and(roll);
+        if hit {
+            self.note(fault);
+        }
+        hit
+    }
+
+    /// Whether the instrument answers this command as busy.
+    pub fn busy(&mut self) -> bool {
+        self.draw(WireFault::Busy, Injector::busy)
+    }
+
+    /// Whether the instrument answers this command with a firmware error.
+    pub fn firmware_error(&mut self) -> bool {
+        self.draw(WireFault::Firmware, Injector::firmware_error)
+    }
+
+    /// Whether a pump's move stops halfway.
+    pub fn partial(&mut self) -> bool {
+        self.draw(WireFault::Partial, Injector::partial)
+    }
+
+    /// Picks one of `choices` with the fault generator; the first without one.
+    pub fn choose<T: Copy>(&mut self, choices: &[T]) -> Option<T> {
+        match self.injector().as_mut() {
+            Some(f) => f.choose(choices),
+            None => choices.first().copied(),
+        }
     }
 
     /// Waits for more bytes and appends them to [`Wire::input`]; false once the line is gone.
@@ -61,8 +127,22 @@ impl Wire {
         matches!(self.port.read_buf(&mut self.input).await, Ok(n) if n > 0)
     }
 
-    /// Sends a reply. Every byte a simulator sends goes through here; false once the line is gone.
+    /// Sends a reply, with whatever wire faults the injector draws. Every byte a simulator sends goes through
+    /// here; false once the line is gone.
     pub async fn reply(&mut self, bytes: &[u8]) -> bool {
-        self.port.write_all(bytes).await.is_ok() && self.port.flush().await.is_ok()
+        let drawn = self.injector().as_mut().map(|f| (f.latency(), f.corrupt(bytes)));
+        let Some((delay, (bytes, fault))) = drawn else { return self.write(bytes).await };
+        if let Some(f) = fault {
+            self.note(f);
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        bytes.is_empty() || self.write(&bytes).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> bool {
+        // No flush: a pseudo-terminal does not buffer, and flushing is `tcdrain`, a blocking call.
+        self.port.write_all(bytes).await.is_ok()
     }
 }

@@ -1,11 +1,12 @@
 //! Helpers shared by the device test binaries: the simulated lab, exchange collection, and opening a driver on a
 //! simulator through a real pseudo-terminal.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use devices::capability::Instrument;
 use devices::clock::Clock;
-use devices::lab::{Lab, load_lab};
+use devices::lab::{Faults, Lab, load_lab};
 use devices::sim::{self, SimLab};
 use devices::transport::{Exchange, ExchangeSink, open_serial};
 use protocols::diagnostic::SourceFile;
@@ -32,12 +33,59 @@ pub fn collector() -> (ExchangeSink, Arc<Mutex<Vec<Exchange>>>) {
     (Arc::new(move |e| l.lock().unwrap().push(e)), log)
 }
 
+/// The rehearsal lab of `devices/labs/faulty.lab.ron` with only the instruments named, and none of its faults.
+pub fn clean_lab_with(names: &[&str]) -> Lab {
+    let mut lab = load_lab(SourceFile::new("faulty.lab.ron", include_str!("../../labs/faulty.lab.ron")))
+        .expect("the faulty lab loads");
+    lab.instruments.retain(|i| names.contains(&i.name.as_str()));
+    for i in &mut lab.instruments {
+        i.faults = None;
+    }
+    lab
+}
+
+/// Gives `name` of `lab` the faults `faults`, seeded.
+pub fn with_faults(mut lab: Lab, name: &str, faults: Faults) -> Lab {
+    let spec = lab.instruments.iter_mut().find(|i| i.name == name).expect("instrument in the lab");
+    spec.faults = Some(Faults { seed: Some(5), ..faults });
+    lab
+}
+
 /// Opens the simulated port of `name` through the real transport and builds its driver.
 pub fn connect(lab: &Lab, sims: &SimLab, name: &str, clock: &Clock, sink: ExchangeSink) -> Box<dyn Instrument> {
     let spec = lab.instrument(name).expect("instrument in the lab");
     let path = &sims.ports[name];
     let port = open_serial(name, path, &spec.line).expect("the pseudo-terminal opens");
     devices::drivers::build(spec, &lab.deck, port, clock.clone(), sink)
+}
+
+/// Connects `name` as the controller does: a link that reopens its port if it disappears.
+pub fn connect_reopening(
+    lab: &Lab,
+    sims: &SimLab,
+    name: &str,
+    clock: &Clock,
+    sink: ExchangeSink,
+) -> Box<dyn Instrument> {
+    let spec = lab.instrument(name).expect("instrument in the lab");
+    devices::drivers::connect(spec, &lab.deck, &sims.ports[name], clock.clone(), sink).expect("the port opens")
+}
+
+/// Identifies and initializes every instrument of `lab` on its simulator, by name.
+pub async fn ready(
+    lab: &Lab,
+    sims: &SimLab,
+    clock: &Clock,
+    sink: ExchangeSink,
+) -> BTreeMap<String, Box<dyn Instrument>> {
+    let mut out = BTreeMap::new();
+    for spec in &lab.instruments {
+        let mut i = connect_reopening(lab, sims, &spec.name, clock, sink.clone());
+        i.identify().await.unwrap_or_else(|e| panic!("{e}"));
+        i.initialize().await.unwrap_or_else(|e| panic!("{e}"));
+        out.insert(spec.name.clone(), i);
+    }
+    out
 }
 
 /// Starts the simulators of `lab` on a fast clock.

@@ -70,3 +70,43 @@ async fn simulators_keep_answering_after_garbage() {
     }
     sims.stop().await;
 }
+
+#[tokio::test]
+async fn the_new_simulators_keep_answering_after_garbage() {
+    let lab = common::clean_lab_with(&["pump_1", "balance_1", "valve", "block_1", "probe_1"]);
+    let (sims, _clock) = common::start(&lab).await;
+    let oem_q: Vec<u8> = devices::drivers::cavro::oem_frame(b'1', 5, false, b"Q");
+    let modbus_q: Vec<u8> = {
+        let body = [0x01, 0x03, 0x01, 0x00, 0x00, 0x01];
+        let mut v = body.to_vec();
+        v.extend_from_slice(&devices::drivers::modbus::crc16(&body).to_le_bytes());
+        v
+    };
+    let cases: [(&str, &[u8], Vec<u8>, fn(&[u8]) -> bool); 5] = [
+        // ETX and a byte end any frame the garbage left open; the answer to `Q` is STX `0` status ETX checksum.
+        ("pump_1", b"\x02\x03\x0101239QZ&?R/\r", [b"\x03\x00".as_slice(), &oem_q].concat(), |b| {
+            b.len() >= 5 && b[b.len() - 5] == 0x02 && b[b.len() - 4] == b'0' && b[b.len() - 2] == 0x03
+        }),
+        ("balance_1", b"SIZT@ 0123456789\"\r\n", b"\r\nI4\r\n".to_vec(), |b| b.ends_with(b"I4 A \"1126493049\"\r\n")),
+        ("valve", b"GOCPNPIDVR0123456789/ \r\n", b"\rNP\r".to_vec(), |b| b.ends_with(b"NP06\r")),
+        // The model code register, 7001.
+        ("block_1", b"\x01\x03\x06\x10\x00\x02\xff\x83", modbus_q, |b| {
+            b.len() >= 7 && b[b.len() - 7..b.len() - 2] == [0x01, 0x03, 0x02, 0x1B, 0x59]
+        }),
+        ("probe_1", b"*IDN?:SYST:ERR;MEAS:TEMP? \r\n", b"\n*CLS\n*IDN?\n".to_vec(), |b| {
+            b.ends_with(b"MODEL 2000,1308393,A20  /A02\n")
+        }),
+    ];
+    for (i, (name, alphabet, probe, answered)) in cases.into_iter().enumerate() {
+        let spec = lab.instrument(name).unwrap();
+        let mut port = devices::transport::open_serial(name, &sims.ports[name], &spec.line).unwrap();
+        let noise = garbage(100 + i as u64, alphabet);
+        for chunk in noise.chunks(97) {
+            port.write_all(chunk).await.unwrap();
+        }
+        drain(&mut port).await;
+        port.write_all(&probe).await.unwrap();
+        read_until(&mut port, answered).await;
+    }
+    sims.stop().await;
+}

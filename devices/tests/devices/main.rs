@@ -1,10 +1,17 @@
 //! The device tests, as one binary: each driver against literal wire exchanges and against its simulator through
-//! a real pseudo-terminal, and the whole simulated bench running the demo protocol's physical steps.
+//! a real pseudo-terminal, every injected fault, replays of recorded sessions, and the whole simulated bench
+//! running the demo protocol's physical steps.
 
 mod bench;
 mod cavro;
 mod common;
+mod faults;
 mod flame;
 mod gantry;
 mod garbage;
 mod ika;
+mod mettler;
+mod modbus;
+mod replay;
+mod scpi;
+mod vici;

@@ -50,6 +50,69 @@ pub fn log_h(z: f64) -> f64 {
     }
 }
 
+/// `ln Φ(z)`, accurate far into the lower tail (where `Φ` itself underflows).
+pub fn log_normal_cdf(z: f64) -> f64 {
+    if z.is_nan() {
+        return f64::NAN;
+    }
+    if z > -5.0 {
+        normal_cdf(z).ln()
+    } else {
+        // Φ(z) = erfcx(-z / √2) exp(-z² / 2) / 2.
+        (0.5 * erfcx(-z * FRAC_1_SQRT_2)).ln() - 0.5 * z * z
+    }
+}
+
+/// The quantile function of the standard normal distribution, for `p` in `(0, 1)` (Acklam's rational
+/// approximation refined by one Halley step, accurate to about 1e-15); `p` outside `(0, 1)` is clamped.
+pub fn inverse_normal_cdf(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] =
+        [7.784_695_709_041_462e-3, 3.224_671_290_700_398e-1, 2.445_134_137_142_996, 3.754_408_661_907_416];
+    let p = if p.is_nan() { 0.5 } else { p.clamp(1e-300, 1.0 - 1e-16) };
+    let low = 0.024_25;
+    let x = if p < low {
+        let q = (-2.0 * p.ln()).sqrt();
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    } else if p <= 1.0 - low {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    } else {
+        let q = (-2.0 * (1.0 - p).ln()).sqrt();
+        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    // One Halley step on Φ(x) - p.
+    let e = normal_cdf(x) - p;
+    let u = e * (2.0 * std::f64::consts::PI).sqrt() * (0.5 * x * x).exp();
+    x - u / (1.0 + 0.5 * x * u)
+}
+
 /// Expected improvement below `best` for a prediction with mean `mu` and standard deviation `sigma`.
 pub fn expected_improvement(mu: f64, sigma: f64, best: f64) -> f64 {
     if sigma > f64::MIN_POSITIVE.sqrt() {
@@ -63,6 +126,66 @@ pub fn expected_improvement(mu: f64, sigma: f64, best: f64) -> f64 {
 /// The natural logarithm of [`expected_improvement`], finite wherever `sigma > 0`.
 pub fn log_expected_improvement(mu: f64, sigma: f64, best: f64) -> f64 {
     if sigma > f64::MIN_POSITIVE.sqrt() { log_h((best - mu) / sigma) + sigma.ln() } else { (best - mu).max(0.0).ln() }
+}
+
+/// Below this standard deviation a prediction counts as certain.
+const TINY_SD: f64 = 1e-12;
+
+impl super::Acquisition {
+    /// The acquisition value of a prediction with mean `mean` and latent variance `variance` (minimisation
+    /// convention, standardised units), given the best value so far `best`. Log-scale criteria (LogEI, PI as
+    /// `ln PI`) are returned as natural logarithms.
+    pub fn value(&self, mean: f64, variance: f64, best: f64) -> f64 {
+        let sd = variance.max(0.0).sqrt();
+        match self {
+            Self::LogExpectedImprovement => log_expected_improvement(mean, sd, best),
+            Self::ExpectedImprovement => expected_improvement(mean, sd, best),
+            Self::ProbabilityOfImprovement => {
+                if sd > TINY_SD {
+                    log_normal_cdf((best - mean) / sd)
+                } else if mean < best {
+                    0.0
+                } else {
+                    f64::NEG_INFINITY
+                }
+            }
+            Self::UpperConfidenceBound { beta } => beta.max(0.0).sqrt() * sd - mean,
+        }
+    }
+
+    /// [`Self::value`] and its gradient, from the prediction's gradients.
+    pub fn value_gradient(
+        &self,
+        mean: f64,
+        variance: f64,
+        d_mean: &[f64],
+        d_variance: &[f64],
+        best: f64,
+    ) -> (f64, Vec<f64>) {
+        let sd = variance.max(0.0).sqrt();
+        let value = self.value(mean, variance, best);
+        if sd <= TINY_SD || !value.is_finite() {
+            return (value, vec![0.0; d_mean.len()]);
+        }
+        let z = (best - mean) / sd;
+        // d sd = d var / (2 sd); d z = (-d mean - z d sd) / sd.
+        let grad = d_mean.iter().zip(d_variance).map(|(dm, dv)| {
+            let dsd = dv / (2.0 * sd);
+            let dz = (-dm - z * dsd) / sd;
+            match self {
+                Self::LogExpectedImprovement => (log_normal_cdf(z) - log_h(z)).exp() * dz + dsd / sd,
+                Self::ExpectedImprovement => -normal_cdf(z) * dm + normal_pdf(z) * dsd,
+                Self::ProbabilityOfImprovement => (normal_pdf(z).ln() - log_normal_cdf(z)).exp() * dz,
+                Self::UpperConfidenceBound { beta } => beta.max(0.0).sqrt() * dsd - dm,
+            }
+        });
+        (value, grad.collect())
+    }
+
+    /// Whether the value is a logarithm, so feasibility enters by adding `ln P` rather than multiplying by `P`.
+    pub fn is_log_scale(&self) -> bool {
+        matches!(self, Self::LogExpectedImprovement | Self::ProbabilityOfImprovement)
+    }
 }
 
 /// `ln(1 - exp(x))` for `x < 0`, accurate near zero and for very negative `x` (Maechler 2012).
@@ -244,6 +367,46 @@ mod tests {
             previous = v;
         }
         assert!(log_h(-1e9).is_finite());
+    }
+
+    #[test]
+    fn acquisition_gradients_match_finite_differences() {
+        use crate::proposer::Acquisition;
+        // A prediction whose mean and variance depend on one coordinate t.
+        let at = |t: f64| (0.3 * t * t - 0.5 * t, 0.04 + 0.2 * t * t);
+        let d = |t: f64| (0.6 * t - 0.5, 0.4 * t);
+        for acquisition in [
+            Acquisition::LogExpectedImprovement,
+            Acquisition::ExpectedImprovement,
+            Acquisition::ProbabilityOfImprovement,
+            Acquisition::UpperConfidenceBound { beta: 2.0 },
+        ] {
+            for (t, best) in [(0.7, -0.1), (1.5, -2.0), (-2.0, 0.3)] {
+                let (m, v) = at(t);
+                let (dm, dv) = d(t);
+                let (value, grad) = acquisition.value_gradient(m, v, &[dm], &[dv], best);
+                assert_eq!(value, acquisition.value(m, v, best));
+                let h = 1e-6;
+                let (mu, vu) = at(t + h);
+                let (md, vd) = at(t - h);
+                let fd = (acquisition.value(mu, vu, best) - acquisition.value(md, vd, best)) / (2.0 * h);
+                assert!((fd - grad[0]).abs() < 1e-5 * (1.0 + fd.abs()), "{acquisition:?} at {t}: {fd} vs {}", grad[0]);
+            }
+        }
+    }
+
+    #[test]
+    fn the_normal_quantile_inverts_the_distribution() {
+        for p in [1e-12, 1e-5, 0.01, 0.2, 0.5, 0.77, 0.99, 1.0 - 1e-9] {
+            let x = inverse_normal_cdf(p);
+            assert!(close(normal_cdf(x), p, 1e-9), "p = {p}: x = {x}");
+        }
+        assert_eq!(inverse_normal_cdf(0.5), 0.0);
+        for z in [-30.0, -6.0, -5.0, -4.9, -1.0, 0.0, 2.0] {
+            let direct = normal_cdf(z).ln();
+            assert!(close(log_normal_cdf(z), direct, 1e-10), "z = {z}");
+        }
+        assert!(close(log_normal_cdf(-40.0), -804.608_442_013_754_1, 1e-12));
     }
 
     #[test]

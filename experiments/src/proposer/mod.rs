@@ -12,10 +12,16 @@
 //! - [`GpProposer`]: a space-filling start, then a Gaussian-process model whose acquisition function (log expected
 //!   improvement by default) picks each point.
 //!
-//! Every proposer works in the unit cube of its [`Space`] and keeps these promises: proposals lie inside the box;
-//! no proposal is within [`MIN_DISTANCE`] (in the unit cube) of a told point, a pending point or another proposal
-//! of the same batch; a failed experiment's point counts as measured; and the same seed with the same sequence of
-//! calls gives the same proposals, since all randomness comes from one seeded generator.
+//! Every proposer works in the coordinates of its [`Space`] and keeps these promises: proposals lie inside the
+//! space (allowed values, every constraint satisfied, and with a pool, one of the pool's points); no proposal is
+//! within [`MIN_DISTANCE`] (in coordinates) of a told point, a pending point or another proposal of the same
+//! batch; the parameters the space shares per batch take one value across the proposals of one ask; a failed
+//! experiment's point counts as measured; and the same seed with the same sequence of calls gives the same
+//! proposals, since all randomness comes from one seeded generator.
+//!
+//! A [`Problem`] may give a finite pool (the rows of a lookup table, for backtests); a space whose every dimension
+//! is discrete and which has at most [`ENUMERATION_LIMIT`] points is enumerated into one. Proposers then choose
+//! among the pool's untried points only, and say so with [`Proposer::should_stop`] once none is left.
 
 pub mod acquisition;
 pub mod gaussian_process;
@@ -23,24 +29,30 @@ pub mod random;
 mod search;
 pub mod space_filling;
 
-use rand::distributions::Standard;
-use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+
+use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::Objective;
 pub use crate::space::Point;
 use crate::space::Space;
+use crate::stop::{StopReason, StopRules};
 pub use acquisition::{expected_improvement, log_expected_improvement, log_h, normal_cdf, normal_pdf};
 pub use gaussian_process::{GpProposer, ModelError};
 pub use random::RandomProposer;
 pub use space_filling::{SpaceFillingProposer, latin_hypercube};
 
-/// The smallest distance, in the unit cube, between a proposal and any told point, pending point or other
+/// The smallest distance, in coordinates, between a proposal and any told point, pending point or other
 /// proposal of the same batch.
 pub const MIN_DISTANCE: f64 = 1e-6;
 
-/// The result of one experiment.
+/// The most points of an all-discrete space that are enumerated and scored one by one; larger discrete spaces
+/// are searched like continuous ones, with rounding.
+pub const ENUMERATION_LIMIT: usize = 20_000;
+
+/// The result of one experiment, for a campaign with one objective.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     /// The parameter values the experiment ran with (at least every dimension of the space).
@@ -49,25 +61,41 @@ pub struct Observation {
     pub objective: Option<f64>,
 }
 
+/// The result of one experiment with every output it measured, for campaigns with one objective or several.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The parameter values the experiment ran with (at least every dimension of the space).
+    pub values: Point,
+    /// Every output measured, by name; `None` if the experiment failed. An experiment that lacks one of the
+    /// objectives' outputs, or whose value is not finite, counts as failed.
+    pub outputs: Option<BTreeMap<String, f64>>,
+}
+
 /// One proposed experiment, with the provenance of the choice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Proposal {
-    /// The varied parameters' values, in each parameter's own unit. Fixed parameters are not included; see
-    /// [`crate::Campaign::parameters`].
+    /// The varied parameters' values, in each parameter's own unit (a categorical parameter's value is its
+    /// level's number). Fixed parameters are not included; see [`crate::Campaign::parameters`].
     pub values: Point,
     /// How the point was chosen, such as `"space-filling (LHS)"` or `"GP LogEI"`.
     pub strategy: String,
-    /// The model's prediction of the objective at this point, in the objective's units, if a model was used.
+    /// The model's prediction of the objective at this point, in the objective's units, if a model was used
+    /// (for several objectives: of the scalarised objective the point was chosen for).
     pub predicted_mean: Option<f64>,
     /// The model's standard deviation at this point, in the objective's units, if a model was used.
     pub predicted_sd: Option<f64>,
     /// The value of the acquisition function that chose the point, if one did. It is computed on the model's
-    /// standardised scale: a natural logarithm for LogEI, a multiple of the objective's spread for EI and UCB.
+    /// standardised scale: a natural logarithm for LogEI and PI, a multiple of the objective's spread for EI and
+    /// UCB.
     pub acquisition: Option<f64>,
-    /// The model's provenance: kernel, hyperparameters, training size, pending count, best result so far.
+    /// The model's provenance: the data it was fitted on (size and hash), its hyperparameters, the acquisition
+    /// function and its value, pending points, feasibility, and for several objectives the scalarisation.
     pub model: Option<serde_json::Value>,
     /// One sentence saying why this point.
     pub reason: String,
+    /// The level names of the categorical parameters' values, by parameter name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Chooses experiments from results: the ask/tell interface of the active-learning loop.
@@ -78,14 +106,26 @@ pub trait Proposer: Send {
     /// A short name for logs and the record, such as `"gaussian process (LogEI)"`.
     fn name(&self) -> &str;
 
-    /// Records one experiment's result. An observation that does not give a finite value for every dimension of
-    /// the space cannot be placed and is ignored; a failed one (`objective: None`) still marks its point measured.
+    /// Records one experiment's result for the first objective. An observation that does not give an allowed
+    /// value for every dimension of the space cannot be placed and is ignored; a failed one (`objective: None`)
+    /// still marks its point measured. With several objectives, an observation of the first alone marks its point
+    /// measured but trains nothing; use [`Proposer::tell_outcome`].
     fn tell(&mut self, observation: Observation);
+
+    /// Records one experiment's result with every output it measured.
+    fn tell_outcome(&mut self, outcome: Outcome);
 
     /// Proposes `n` new points, distinct from every told point, from `pending` (experiments in flight whose
     /// results are not yet told) and from each other. Fewer than `n` come back only when the space has no room
-    /// left, which happens only for a space whose every dimension has zero width.
+    /// left (every point of a finite space or pool tried, or a space whose every dimension has zero width).
     fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal>;
+
+    /// Whether the campaign should stop before its budget: a result reached the target, the model expects no
+    /// worthwhile improvement anywhere, or no untried point is left. The time limit is the controller's to check
+    /// ([`StopRules::check_time`]).
+    fn should_stop(&self) -> Option<StopReason> {
+        None
+    }
 }
 
 /// Which proposer a campaign uses, with its settings.
@@ -113,6 +153,9 @@ pub enum Acquisition {
     LogExpectedImprovement,
     /// Expected improvement over the best result so far.
     ExpectedImprovement,
+    /// The probability of improving on the best result so far (computed as its logarithm): greedier than
+    /// expected improvement, since it ignores by how much.
+    ProbabilityOfImprovement,
     /// Upper confidence bound: the predicted value plus `sqrt(beta)` predicted standard deviations (the BoTorch
     /// convention), improved in the objective's direction.
     UpperConfidenceBound {
@@ -122,13 +165,37 @@ pub enum Acquisition {
 }
 
 impl Acquisition {
-    /// The short name used in strategies and provenance: `"LogEI"`, `"EI"` or `"UCB"`.
+    /// The short name used in strategies and provenance: `"LogEI"`, `"EI"`, `"PI"` or `"UCB"`.
     pub fn short_name(&self) -> &'static str {
         match self {
             Acquisition::LogExpectedImprovement => "LogEI",
             Acquisition::ExpectedImprovement => "EI",
+            Acquisition::ProbabilityOfImprovement => "PI",
             Acquisition::UpperConfidenceBound { .. } => "UCB",
         }
+    }
+}
+
+/// Everything a proposer is built for: the space, what to optimise, the budget, the stop rules, and, for
+/// offline use, the finite pool of points that may be proposed (the rows of a lookup table).
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The space searched.
+    pub space: Space,
+    /// What is optimised: one objective, or several (then the Pareto front is sought).
+    pub objectives: Vec<Objective>,
+    /// The total number of experiments, which the space-filling proposer spreads its design over.
+    pub budget: usize,
+    /// When to stop early.
+    pub stop: StopRules,
+    /// If given, every proposal is one of these points (each inside the space); otherwise any point of the space.
+    pub pool: Option<Vec<Point>>,
+}
+
+impl Problem {
+    /// A problem over `space` with one objective, no stop rules and no pool.
+    pub fn new(space: Space, objective: Objective, budget: usize) -> Self {
+        Problem { space, objectives: vec![objective], budget, stop: StopRules::default(), pool: None }
     }
 }
 
@@ -141,11 +208,16 @@ pub fn build(
     budget: usize,
     seed: u64,
 ) -> Box<dyn Proposer> {
+    build_for(config, &Problem::new(space.clone(), objective.clone(), budget), seed)
+}
+
+/// Builds the proposer `config` describes for `problem`, seeded with `seed`.
+pub fn build_for(config: &ProposerConfig, problem: &Problem, seed: u64) -> Box<dyn Proposer> {
     match config {
-        ProposerConfig::Random => Box::new(RandomProposer::new(space.clone(), seed)),
-        ProposerConfig::SpaceFilling => Box::new(SpaceFillingProposer::new(space.clone(), budget, seed)),
+        ProposerConfig::Random => Box::new(RandomProposer::for_problem(problem, seed)),
+        ProposerConfig::SpaceFilling => Box::new(SpaceFillingProposer::for_problem(problem, seed)),
         ProposerConfig::GaussianProcess { initial, acquisition } => {
-            Box::new(GpProposer::new(space.clone(), objective.clone(), *initial, *acquisition, seed))
+            Box::new(GpProposer::for_problem(problem, *initial, *acquisition, seed))
         }
     }
 }
@@ -155,45 +227,143 @@ pub(crate) fn rng(seed: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(seed)
 }
 
-/// A point drawn uniformly from the unit cube of dimension `d`.
-pub(crate) fn uniform_point(rng: &mut Xoshiro256PlusPlus, d: usize) -> Vec<f64> {
-    (0..d).map(|_| rng.sample(Standard)).collect()
+/// What became of one told experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Status {
+    /// Every objective's value, in the objectives' own units and order.
+    Values(Vec<f64>),
+    /// The experiment failed.
+    Failed,
+    /// It succeeded, but not every objective was reported (a one-objective observation in a multi-objective
+    /// campaign): the point is measured, but trains nothing.
+    Incomplete,
 }
 
-/// What a proposer has been told, in unit-cube coordinates.
+/// One told experiment.
+#[derive(Debug, Clone)]
+pub(crate) struct Told {
+    pub unit: Vec<f64>,
+    pub result: Status,
+}
+
+/// What a proposer has been told, in coordinates.
 #[derive(Debug, Clone)]
 pub(crate) struct History {
     pub space: Space,
-    /// Every placed observation: its unit coordinates and its objective (`None` when it failed or was not finite).
-    pub told: Vec<(Vec<f64>, Option<f64>)>,
+    pub objectives: Vec<Objective>,
+    pub told: Vec<Told>,
+    /// The points a proposal must come from, as coordinates, when the problem has a finite pool or the space is
+    /// small enough to enumerate.
+    pub pool: Option<Vec<Vec<f64>>>,
 }
 
 impl History {
-    pub fn new(space: Space) -> Self {
-        History { space, told: Vec::new() }
+    pub fn new(problem: &Problem) -> Self {
+        let space = problem.space.clone();
+        let pool = match &problem.pool {
+            Some(points) => {
+                let mut units: Vec<Vec<f64>> = Vec::new();
+                for p in points {
+                    if let Ok(u) = space.to_unit(p)
+                        && space.contains(p)
+                        && !too_close(&u, &units)
+                    {
+                        units.push(u);
+                    }
+                }
+                Some(units)
+            }
+            None if !space.has_continuous()
+                && space.discrete_count().is_some_and(|c| c <= ENUMERATION_LIMIT as u128) =>
+            {
+                Some(space.enumerate(ENUMERATION_LIMIT))
+            }
+            None => None,
+        };
+        History { space, objectives: problem.objectives.clone(), told: Vec::new(), pool }
     }
 
     pub fn tell(&mut self, observation: Observation) {
-        if let Ok(u) = self.space.to_unit(&observation.values) {
-            self.told.push((u, observation.objective.filter(|v| v.is_finite())));
-        }
+        let Ok(unit) = self.space.to_unit(&observation.values) else { return };
+        let result = match observation.objective {
+            Some(v) if v.is_finite() && self.objectives.len() == 1 => Status::Values(vec![v]),
+            Some(v) if v.is_finite() => Status::Incomplete,
+            _ => Status::Failed,
+        };
+        self.told.push(Told { unit, result });
     }
 
-    /// The unit coordinates of every point a proposal must keep away from: told points, then pending ones.
+    pub fn tell_outcome(&mut self, outcome: Outcome) {
+        let Ok(unit) = self.space.to_unit(&outcome.values) else { return };
+        let result = match &outcome.outputs {
+            None => Status::Failed,
+            Some(outputs) => {
+                let values: Option<Vec<f64>> =
+                    self.objectives.iter().map(|o| outputs.get(&o.output).copied().filter(|v| v.is_finite())).collect();
+                values.map_or(Status::Failed, Status::Values)
+            }
+        };
+        self.told.push(Told { unit, result });
+    }
+
+    /// The coordinates of every point a proposal must keep away from: told points, then pending ones.
     pub fn taken(&self, pending: &[Point]) -> Vec<Vec<f64>> {
-        let mut taken: Vec<Vec<f64>> = self.told.iter().map(|(u, _)| u.clone()).collect();
+        let mut taken: Vec<Vec<f64>> = self.told.iter().map(|t| t.unit.clone()).collect();
         taken.extend(pending.iter().filter_map(|p| self.space.to_unit(p).ok()));
         taken
     }
 
-    /// The number of successful observations.
-    pub fn successes(&self) -> usize {
-        self.told.iter().filter(|(_, y)| y.is_some()).count()
+    pub fn failures(&self) -> usize {
+        self.told.iter().filter(|t| t.result == Status::Failed).count()
     }
 
-    pub fn failures(&self) -> usize {
-        self.told.len() - self.successes()
+    /// The pool's members not yet taken, if there is a pool.
+    pub fn untaken_pool(&self, taken: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
+        let pool = self.pool.as_ref()?;
+        Some(pool.iter().filter(|u| !too_close(u, taken)).cloned().collect())
     }
+
+    /// The proposal for coordinates `unit`, with the labels of its categorical values.
+    pub fn proposal(&self, unit: &[f64], strategy: &str, reason: String) -> Proposal {
+        let values = self.space.from_unit(unit);
+        let labels = self.space.labels(&values);
+        Proposal {
+            values,
+            strategy: strategy.to_owned(),
+            predicted_mean: None,
+            predicted_sd: None,
+            acquisition: None,
+            model: None,
+            reason,
+            labels,
+        }
+    }
+}
+
+/// A hash of everything told, in order (coordinates, and each result or failure), as 16 hex digits of 64-bit
+/// FNV-1a: two proposals with the same hash were made from the same data, whatever the record says.
+pub(crate) fn data_hash(told: &[Told]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bits: u64| {
+        for b in bits.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for t in told {
+        for u in &t.unit {
+            eat(u.to_bits());
+        }
+        match &t.result {
+            Status::Values(v) => {
+                eat(1);
+                v.iter().for_each(|x| eat(x.to_bits()));
+            }
+            Status::Failed => eat(2),
+            Status::Incomplete => eat(3),
+        }
+    }
+    format!("{h:016x}")
 }
 
 /// The squared Euclidean distance between two points of the unit cube.
@@ -204,19 +374,6 @@ pub(crate) fn distance2(a: &[f64], b: &[f64]) -> f64 {
 /// Whether `u` is within [`MIN_DISTANCE`] of any of `others`.
 pub(crate) fn too_close(u: &[f64], others: &[Vec<f64>]) -> bool {
     others.iter().any(|o| distance2(u, o) < MIN_DISTANCE * MIN_DISTANCE)
-}
-
-/// A proposal that no model was involved in.
-pub(crate) fn plain_proposal(values: Point, strategy: &str, reason: String) -> Proposal {
-    Proposal {
-        values,
-        strategy: strategy.to_owned(),
-        predicted_mean: None,
-        predicted_sd: None,
-        acquisition: None,
-        model: None,
-        reason,
-    }
 }
 
 /// Formats a number for a sentence: four significant digits, without trailing zeros.

@@ -1,12 +1,13 @@
-//! The random proposer: points drawn uniformly from the box.
+//! The random proposer: points drawn uniformly from the space (or from the pool's untried points).
 //!
 //! It learns nothing from results. It exists as the baseline that every other strategy must beat on the same
 //! seed and budget, and as the simplest correct implementation of the [`Proposer`] promises.
 
+use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::{History, Observation, Point, Proposal, Proposer, plain_proposal, rng, too_close, uniform_point};
-use crate::space::Space;
+use super::{History, Observation, Outcome, Point, Problem, Proposal, Proposer, rng, too_close};
+use crate::stop::{StopReason, StopTracker};
 
 /// How many draws a proposal may take before the space is taken to have no room left.
 const ATTEMPTS: usize = 64;
@@ -17,12 +18,20 @@ pub struct RandomProposer {
     history: History,
     rng: Xoshiro256PlusPlus,
     seed: u64,
+    stop: StopTracker,
 }
 
 impl RandomProposer {
     /// A random proposer over `space`, seeded with `seed`.
-    pub fn new(space: Space, seed: u64) -> Self {
-        RandomProposer { history: History::new(space), rng: rng(seed), seed }
+    pub fn new(space: crate::Space, seed: u64) -> Self {
+        let problem = Problem::new(space, crate::Objective::maximize(""), 0);
+        RandomProposer::for_problem(&problem, seed)
+    }
+
+    /// A random proposer for `problem`, seeded with `seed`.
+    pub fn for_problem(problem: &Problem, seed: u64) -> Self {
+        let stop = StopTracker::new(problem.stop.clone(), problem.objectives.first().cloned());
+        RandomProposer { history: History::new(problem), rng: rng(seed), seed, stop }
     }
 }
 
@@ -32,26 +41,65 @@ impl Proposer for RandomProposer {
     }
 
     fn tell(&mut self, observation: Observation) {
+        if let Some(v) = observation.objective {
+            self.stop.told(v);
+        }
         self.history.tell(observation);
+    }
+
+    fn tell_outcome(&mut self, outcome: Outcome) {
+        self.history.tell_outcome(outcome);
+        if let Some(super::Status::Values(v)) = self.history.told.last().map(|t| &t.result) {
+            self.stop.told(v[0]);
+        }
     }
 
     fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal> {
         let mut taken = self.history.taken(pending);
-        let d = self.history.space.len();
+        let space = &self.history.space;
+        let mut frozen: Vec<bool> = vec![false; space.len()];
+        let mut shared: Option<Vec<f64>> = None;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let placed = (0..ATTEMPTS).find_map(|_| {
-                let (unit, point) = self.history.space.place(&uniform_point(&mut self.rng, d));
-                (!too_close(&unit, &taken)).then_some((unit, point))
-            });
-            let Some((unit, point)) = placed else { break };
-            taken.push(unit);
-            out.push(plain_proposal(
-                point,
-                "random (uniform)",
-                format!("Drawn uniformly at random from the whole space (seed {}).", self.seed),
-            ));
+            let placed = if let Some(pool) = self.history.untaken_pool(&taken) {
+                let fits: Vec<&Vec<f64>> = pool.iter().filter(|u| fits_batch(u, shared.as_deref(), &frozen)).collect();
+                let choice = if fits.is_empty() { None } else { Some(fits[self.rng.gen_range(0..fits.len())].clone()) };
+                if pool.is_empty() {
+                    self.stop.exhausted();
+                }
+                choice
+            } else {
+                (0..ATTEMPTS).find_map(|_| {
+                    let mut u = space.random(&mut self.rng);
+                    if let Some(s) = &shared {
+                        for (j, f) in frozen.iter().enumerate() {
+                            if *f {
+                                u[j] = s[j];
+                            }
+                        }
+                    }
+                    let u = space.repair(&u, &frozen)?;
+                    (!too_close(&u, &taken)).then_some(u)
+                })
+            };
+            let Some(unit) = placed else { break };
+            if shared.is_none() {
+                frozen = (0..space.len()).map(|j| space.is_per_batch(j)).collect();
+                shared = Some(unit.clone());
+            }
+            taken.push(unit.clone());
+            let reason = format!("Drawn uniformly at random from the whole space (seed {}).", self.seed);
+            out.push(self.history.proposal(&unit, "random (uniform)", reason));
         }
         out
     }
+
+    fn should_stop(&self) -> Option<StopReason> {
+        self.stop.should_stop()
+    }
+}
+
+/// Whether coordinates `u` agree with the batch's shared values on the frozen dimensions.
+pub(crate) fn fits_batch(u: &[f64], shared: Option<&[f64]>, frozen: &[bool]) -> bool {
+    shared.is_none_or(|s| frozen.iter().enumerate().all(|(j, f)| !f || (u[j] - s[j]).abs() < super::MIN_DISTANCE))
 }

@@ -1,76 +1,134 @@
-//! Maximising a function over the unit cube, away from points already taken.
+//! Maximising an acquisition function over a space, away from points already taken.
 //!
-//! Acquisition functions are cheap to evaluate in batches, multimodal, and flat in places, so gradients help
-//! little and a global view matters more. [`maximize`] scores a pool of uniform random candidates (plus any the
-//! caller adds, such as points near the best results), then refines the best few with a compass search: try a
-//! step up and down along every axis, move to the best improvement, halve the step when nothing improves. Every
-//! evaluation is a batch, so a model predicts many points per call. Points within [`super::MIN_DISTANCE`] of a
-//! taken point score minus infinity, so they are never returned.
+//! Acquisition functions are multimodal and flat in places, so a global view comes first: a scrambled Sobol
+//! sequence (Owen scrambling, `sobol_burley`, seeded from the proposer's generator) spreads candidates evenly
+//! over the space, candidates near the best results join them, and every candidate is scored in one batch.
+//! The best few distinct candidates then start local searches: projected L-BFGS on the continuous and integer
+//! coordinates with the model's exact gradients, alternating with a sweep of every level of each categorical
+//! dimension. Integer coordinates are rounded at the end and the point repaired onto the constraints; a point
+//! within [`super::MIN_DISTANCE`] of a taken one is never returned.
+//!
+//! Over a finite pool (a lookup table, or a small discrete space enumerated) there is nothing to search: every
+//! untried point is scored and the best taken ([`best_in_pool`]).
 
+use rand::{Rng, RngCore};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::{distance2, too_close, uniform_point};
+use super::random::fits_batch;
+use super::{distance2, too_close};
+use crate::space::Space;
+use crate::surrogate::optimize::{Lbfgs, minimize};
+
+/// What is maximised: values for a batch of coordinates, and the value with its gradient at one.
+pub(crate) trait Scorer {
+    /// The value at each point (minus infinity where undefined).
+    fn score(&self, units: &[Vec<f64>]) -> Vec<f64>;
+    /// The value at `unit` and its gradient with respect to the coordinates (zero for categorical ones).
+    fn score_gradient(&self, unit: &[f64]) -> (f64, Vec<f64>);
+}
 
 /// Settings of [`maximize`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Search {
-    /// How many uniform random candidates are scored.
-    pub pool: usize,
-    /// How many of the best candidates are refined.
+    /// How many Sobol candidates are scored.
+    pub candidates: usize,
+    /// How many of the best candidates start a local search.
     pub starts: usize,
-    /// The compass search's first step, in the unit cube.
-    pub step: f64,
-    /// The step below which a compass search stops.
-    pub min_step: f64,
-    /// The largest number of compass iterations per start.
+    /// The local search's iterations.
     pub iterations: usize,
 }
 
 impl Default for Search {
     fn default() -> Self {
-        Search { pool: 2048, starts: 5, step: 0.1, min_step: 1e-6, iterations: 80 }
+        Search { candidates: 1024, starts: 6, iterations: 50 }
     }
 }
 
 /// The best point found, its value, and how many points were evaluated.
 #[derive(Debug, Clone)]
 pub(crate) struct Found {
-    pub point: Vec<f64>,
+    pub unit: Vec<f64>,
     pub value: f64,
     pub evaluations: usize,
 }
 
-/// Maximises `f` over `[0, 1]^d`. `f` scores a batch of points; NaN counts as minus infinity. `extra` candidates
-/// join the random pool. `None` when no candidate has a finite score.
-pub(crate) fn maximize(
-    mut f: impl FnMut(&[Vec<f64>]) -> Vec<f64>,
-    d: usize,
+/// Quasi-random points of the unit cube of dimension `d`: `n` points of an Owen-scrambled Sobol sequence with
+/// scramble `seed`. Dimensions beyond the generator's 256 reuse them under another scramble.
+pub(crate) fn sobol(n: usize, d: usize, seed: u32) -> Vec<Vec<f64>> {
+    let n = n.min(1 << 16);
+    (0..n as u32)
+        .map(|i| {
+            (0..d as u32)
+                .map(|j| {
+                    f64::from(sobol_burley::sample(i, j % 256, seed.wrapping_add((j / 256).wrapping_mul(0x9E37_79B9))))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The untried member of `pool` with the highest score (ties go to the first), or `None` if every member is
+/// taken or scores minus infinity. Members must agree with `shared` on the `frozen` dimensions.
+pub(crate) fn best_in_pool(
+    pool: &[Vec<f64>],
+    scorer: &dyn Scorer,
     taken: &[Vec<f64>],
+    batch: (Option<&[f64]>, &[bool]),
+) -> Option<Found> {
+    let candidates: Vec<Vec<f64>> =
+        pool.iter().filter(|u| !too_close(u, taken) && fits_batch(u, batch.0, batch.1)).cloned().collect();
+    let values = scorer.score(&candidates);
+    let mut best: Option<(usize, f64)> = None;
+    for (i, v) in values.iter().enumerate() {
+        if !v.is_nan() && *v > f64::NEG_INFINITY && best.is_none_or(|(_, b)| *v > b) {
+            best = Some((i, *v));
+        }
+    }
+    let (i, value) = best?;
+    Some(Found { unit: candidates[i].clone(), value, evaluations: candidates.len() })
+}
+
+/// Maximises `scorer` over `space`, keeping the `frozen` coordinates at `shared`'s values and away from `taken`.
+/// `extra` candidates (such as points near the best results) join the Sobol ones. `None` when no feasible,
+/// untaken point with a finite score is found.
+pub(crate) fn maximize(
+    space: &Space,
+    scorer: &dyn Scorer,
+    taken: &[Vec<f64>],
+    batch: (Option<&[f64]>, &[bool]),
     extra: Vec<Vec<f64>>,
     settings: Search,
     rng: &mut Xoshiro256PlusPlus,
 ) -> Option<Found> {
-    let mut evaluations = 0;
-    let mut score = |points: &[Vec<f64>]| -> Vec<f64> {
-        evaluations += points.len();
-        let values = f(points);
-        points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| match values.get(i) {
-                Some(v) if !v.is_nan() && !too_close(p, taken) => *v,
-                _ => f64::NEG_INFINITY,
-            })
-            .collect()
+    let (shared, frozen) = batch;
+    let d = space.len();
+    let hold = |u: &mut Vec<f64>| {
+        if let Some(s) = shared {
+            for (j, f) in frozen.iter().enumerate() {
+                if *f {
+                    u[j] = s[j];
+                }
+            }
+        }
     };
-    let mut candidates: Vec<Vec<f64>> = (0..settings.pool).map(|_| uniform_point(rng, d)).collect();
-    candidates.extend(extra.into_iter().map(|p| p.into_iter().map(|x| x.clamp(0.0, 1.0)).collect()));
-    let values = score(&candidates);
+    let seed = rng.next_u32();
+    let mut candidates: Vec<Vec<f64>> = Vec::with_capacity(settings.candidates + extra.len());
+    let cube = sobol(settings.candidates, d, seed).into_iter().map(|c| space.from_cube(&c));
+    for mut u in cube.chain(extra) {
+        hold(&mut u);
+        // Categorical coordinates are levels from the start; integer ones stay relaxed until the end.
+        let u = space.project(&snap_categorical(space, &u), frozen);
+        if let Some(u) = u {
+            candidates.push(u);
+        }
+    }
+    let mut evaluations = candidates.len();
+    let values = scorer.score(&candidates);
     let mut order: Vec<usize> = (0..candidates.len()).filter(|i| values[*i].is_finite()).collect();
-    // Highest first; ties keep pool order, so the result does not depend on the sort's internals.
+    // Highest first; ties keep candidate order, so the result does not depend on the sort's internals.
     order.sort_by(|a, b| values[*b].total_cmp(&values[*a]).then(a.cmp(b)));
     let mut starts: Vec<usize> = Vec::new();
-    for i in order {
+    for &i in &order {
         if starts.len() == settings.starts {
             break;
         }
@@ -78,90 +136,208 @@ pub(crate) fn maximize(
             starts.push(i);
         }
     }
+    let locked: Vec<bool> =
+        (0..d).map(|j| frozen.get(j).copied().unwrap_or(false) || space.dims()[j].is_categorical()).collect();
+    let categorical: Vec<usize> =
+        (0..d).filter(|j| space.dims()[*j].is_categorical() && !frozen.get(*j).copied().unwrap_or(false)).collect();
+    let continuous = locked.iter().any(|l| !l);
     let mut best: Option<(Vec<f64>, f64)> = None;
+    // Rounds, repairs and rescores a local optimum; keeps it if it is untaken and the best so far.
+    let consider = |u: Vec<f64>, evaluations: &mut usize, best: &mut Option<(Vec<f64>, f64)>| {
+        let Some(u) = space.repair(&u, frozen) else { return };
+        if too_close(&u, taken) {
+            return;
+        }
+        *evaluations += 1;
+        let v = scorer.score(std::slice::from_ref(&u))[0];
+        if v.is_finite() && best.as_ref().is_none_or(|(_, b)| v > *b) {
+            *best = Some((u, v));
+        }
+    };
     for s in starts {
-        let (point, value) = compass(&mut score, candidates[s].clone(), values[s], settings);
-        if best.as_ref().is_none_or(|(_, b)| value > *b) {
-            best = Some((point, value));
-        }
-    }
-    let (point, value) = best?;
-    Some(Found { point, value, evaluations })
-}
-
-/// Compass search from `x` (with value `fx`), bounded to the unit cube.
-pub(crate) fn compass(
-    score: &mut impl FnMut(&[Vec<f64>]) -> Vec<f64>,
-    mut x: Vec<f64>,
-    mut fx: f64,
-    settings: Search,
-) -> (Vec<f64>, f64) {
-    let mut step = settings.step;
-    for _ in 0..settings.iterations {
-        if step < settings.min_step {
-            break;
-        }
-        let mut neighbours = Vec::with_capacity(2 * x.len());
-        for j in 0..x.len() {
-            for sign in [1.0, -1.0] {
-                let moved = (x[j] + sign * step).clamp(0.0, 1.0);
-                if moved != x[j] {
-                    let mut y = x.clone();
-                    y[j] = moved;
-                    neighbours.push(y);
+        let mut u = candidates[s].clone();
+        let mut value = values[s];
+        for round in 0..3 {
+            if continuous {
+                let mut f = |x: &[f64]| {
+                    let (v, g) = scorer.score_gradient(x);
+                    let g: Vec<f64> = g.iter().zip(&locked).map(|(g, l)| if *l { 0.0 } else { -g }).collect();
+                    v.is_finite().then_some((-v, g))
+                };
+                let project = |x: &mut [f64]| {
+                    if let Some(p) = space.project(x, &locked) {
+                        x.copy_from_slice(&p);
+                    }
+                };
+                let lbfgs = Lbfgs {
+                    iterations: settings.iterations,
+                    memory: 6,
+                    first_step: 0.05,
+                    x_tolerance: 1e-10,
+                    f_tolerance: 1e-13,
+                };
+                if let Some(m) = minimize(&mut f, &u, &project, lbfgs) {
+                    evaluations += m.evaluations;
+                    if -m.value >= value {
+                        u = m.x;
+                        value = -m.value;
+                    }
                 }
             }
+            let mut changed = false;
+            for &j in &categorical {
+                let k = space.dims()[j].count().unwrap_or(1);
+                let options: Vec<Vec<f64>> = (0..k)
+                    .filter_map(|level| {
+                        let mut v = u.clone();
+                        v[j] = level as f64;
+                        space.project(&v, &locked)
+                    })
+                    .collect();
+                evaluations += options.len();
+                let scores = scorer.score(&options);
+                if let Some((i, v)) = scores
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+                    && *v > value
+                {
+                    u = options[i].clone();
+                    value = *v;
+                    changed = true;
+                }
+            }
+            if !changed || round == 2 {
+                break;
+            }
         }
-        if neighbours.is_empty() {
-            break;
-        }
-        let values = score(&neighbours);
-        let (i, v) = values
-            .iter()
-            .enumerate()
-            .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, v)| if *v > bv { (i, *v) } else { (bi, bv) });
-        if v > fx {
-            x = neighbours.swap_remove(i);
-            fx = v;
-        } else {
-            step *= 0.5;
+        consider(u, &mut evaluations, &mut best);
+    }
+    if best.is_none() {
+        // Every local optimum rounded onto a taken point: take the best candidate that does not.
+        for &i in order.iter().take(64) {
+            consider(candidates[i].clone(), &mut evaluations, &mut best);
+            if best.is_some() {
+                break;
+            }
         }
     }
-    (x, fx)
+    let (unit, value) = best?;
+    Some(Found { unit, value, evaluations })
+}
+
+/// `u` with its categorical coordinates rounded to levels.
+fn snap_categorical(space: &Space, u: &[f64]) -> Vec<f64> {
+    u.iter()
+        .enumerate()
+        .map(|(j, v)| if space.dims()[j].is_categorical() { space.dims()[j].snap(*v) } else { *v })
+        .collect()
+}
+
+/// Uniform coordinates within `radius` of `centre` on the continuous and integer dimensions (categorical ones
+/// kept), for local candidates.
+pub(crate) fn around(space: &Space, centre: &[f64], radius: f64, rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
+    centre
+        .iter()
+        .enumerate()
+        .map(|(j, c)| if space.dims()[j].is_categorical() { *c } else { c + (2.0 * rng.r#gen::<f64>() - 1.0) * radius })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proposer::rng;
+    use crate::space::{Dim, Encoding, Level};
 
-    fn peak(points: &[Vec<f64>]) -> Vec<f64> {
-        points.iter().map(|p| -((p[0] - 0.3141).powi(2) + (p[1] - 0.7).powi(2))).collect()
+    struct Peak;
+
+    impl Scorer for Peak {
+        fn score(&self, units: &[Vec<f64>]) -> Vec<f64> {
+            units
+                .iter()
+                .map(|u| -((u[0] - 0.3141).powi(2) + (u[1] - 0.7).powi(2)) + if u.len() > 2 { u[2] } else { 0.0 })
+                .collect()
+        }
+        fn score_gradient(&self, u: &[f64]) -> (f64, Vec<f64>) {
+            let mut g = vec![-2.0 * (u[0] - 0.3141), -2.0 * (u[1] - 0.7)];
+            g.extend(std::iter::repeat_n(0.0, u.len() - 2));
+            (self.score(&[u.to_vec()])[0], g)
+        }
+    }
+
+    fn square() -> Space {
+        Space::new(vec![Dim::new("a", 0.0, 1.0), Dim::new("b", 0.0, 1.0)])
     }
 
     #[test]
     fn finds_a_smooth_maximum_precisely() {
-        let found = maximize(peak, 2, &[], Vec::new(), Search::default(), &mut rng(1)).unwrap();
-        assert!((found.point[0] - 0.3141).abs() < 1e-4 && (found.point[1] - 0.7).abs() < 1e-4, "{:?}", found.point);
+        let found = maximize(&square(), &Peak, &[], (None, &[]), Vec::new(), Search::default(), &mut rng(1)).unwrap();
+        assert!((found.unit[0] - 0.3141).abs() < 1e-6 && (found.unit[1] - 0.7).abs() < 1e-6, "{:?}", found.unit);
     }
 
     #[test]
-    fn keeps_away_from_taken_points() {
+    fn keeps_away_from_taken_points_and_holds_frozen_ones() {
         let taken = vec![vec![0.3141, 0.7]];
-        let found = maximize(peak, 2, &taken, vec![vec![0.3141, 0.7]], Search::default(), &mut rng(1)).unwrap();
-        assert!(!too_close(&found.point, &taken));
+        let found =
+            maximize(&square(), &Peak, &taken, (None, &[]), vec![vec![0.3141, 0.7]], Search::default(), &mut rng(1))
+                .unwrap();
+        assert!(!too_close(&found.unit, &taken));
+        let shared = [0.2, 0.0];
+        let found = maximize(
+            &square(),
+            &Peak,
+            &[],
+            (Some(&shared), &[true, false]),
+            Vec::new(),
+            Search::default(),
+            &mut rng(1),
+        )
+        .unwrap();
+        assert_eq!(found.unit[0], 0.2);
+        assert!((found.unit[1] - 0.7).abs() < 1e-6);
     }
 
     #[test]
-    fn maxima_on_the_boundary_are_reached() {
-        let corner = |points: &[Vec<f64>]| points.iter().map(|p| p[0] + p[1]).collect();
-        let found = maximize(corner, 2, &[], Vec::new(), Search::default(), &mut rng(2)).unwrap();
-        assert_eq!(found.point, vec![1.0, 1.0]);
+    fn categorical_levels_are_swept() {
+        let levels = vec![Level::new("x", 0.0), Level::new("y", 1.0), Level::new("z", 2.0)];
+        let space = Space::new(vec![
+            Dim::new("a", 0.0, 1.0),
+            Dim::new("b", 0.0, 1.0),
+            Dim::categorical("c", levels, Encoding::OneHot),
+        ]);
+        let found = maximize(
+            &space,
+            &Peak,
+            &[],
+            (None, &[]),
+            Vec::new(),
+            Search { candidates: 16, ..Search::default() },
+            &mut rng(3),
+        )
+        .unwrap();
+        assert_eq!(found.unit[2], 2.0);
+        assert!((found.unit[0] - 0.3141).abs() < 1e-6);
     }
 
     #[test]
-    fn nothing_finite_means_nothing_found() {
-        let flat = |points: &[Vec<f64>]| vec![f64::NEG_INFINITY; points.len()];
-        assert!(maximize(flat, 2, &[], Vec::new(), Search::default(), &mut rng(2)).is_none());
+    fn sobol_points_fill_the_cube_evenly() {
+        let points = sobol(256, 2, 7);
+        // Every cell of a 16×16 grid holds exactly one point of the first 256 (a (0, 8, 2)-net).
+        let mut cells: Vec<usize> =
+            points.iter().map(|p| (p[0] * 16.0) as usize * 16 + (p[1] * 16.0) as usize).collect();
+        cells.sort_unstable();
+        cells.dedup();
+        assert_eq!(cells.len(), 256);
+        assert_ne!(sobol(4, 2, 7), sobol(4, 2, 8));
+    }
+
+    #[test]
+    fn a_pool_is_scored_whole() {
+        let pool = vec![vec![0.0, 0.0], vec![0.31, 0.7], vec![0.3, 0.71]];
+        let found = best_in_pool(&pool, &Peak, &[vec![0.31, 0.7]], (None, &[])).unwrap();
+        assert_eq!(found.unit, vec![0.3, 0.71]);
+        assert!(best_in_pool(&pool, &Peak, &pool, (None, &[])).is_none());
     }
 }

@@ -5,7 +5,9 @@
 //! such designs, the one whose closest pair of points is farthest apart (maximin) also covers the space as a
 //! whole; [`latin_hypercube`] draws several, keeps the best by the Morris–Mitchell criterion, and improves it by
 //! swapping coordinates between points. When more points are wanted than the design holds,
-//! the proposer takes the candidate farthest from everything already measured or in flight.
+//! the proposer takes the candidate farthest from everything already measured or in flight. Designs live in the
+//! unit cube and are mapped to allowed values ([`Space::from_cube`], then [`Space::repair`] onto the constraints);
+//! over a finite pool, the design is the farthest-point sequence of the pool itself.
 //!
 //! The work is bounded (a few million distance computations per design), so a design for a budget of thousands
 //! of experiments is still produced quickly: it is then a plain Latin hypercube, without the maximin search.
@@ -14,11 +16,10 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::{
-    History, MIN_DISTANCE, Observation, Point, Proposal, Proposer, distance2, plain_proposal, rng, short, too_close,
-    uniform_point,
-};
+use super::random::fits_batch;
+use super::{History, Observation, Outcome, Point, Problem, Proposal, Proposer, distance2, rng, short, too_close};
 use crate::space::Space;
+use crate::stop::{StopReason, StopTracker};
 
 /// About how many coordinate operations building one design may take.
 const WORK: usize = 4_000_000;
@@ -123,42 +124,95 @@ fn swap_coordinate(design: &mut [Vec<f64>], a: usize, b: usize, j: usize) {
     design[b][j] = t;
 }
 
-/// The candidate farthest from every point of `taken`, among [`MAXIMIN_POOL`] uniform ones, with its distance.
-/// `None` when even the best candidate is within [`MIN_DISTANCE`] of a taken point.
+/// The candidate farthest (in model features) from every point of `taken`, among [`MAXIMIN_POOL`] random feasible
+/// ones, or among `pool` when given, with its distance. Candidates must agree with `shared` on the `frozen`
+/// dimensions. `None` when no candidate is at least [`super::MIN_DISTANCE`] from every taken point.
 pub(crate) fn maximin_point(
     space: &Space,
     taken: &[Vec<f64>],
+    pool: Option<&[Vec<f64>]>,
+    batch: (Option<&[f64]>, &[bool]),
     rng: &mut Xoshiro256PlusPlus,
-) -> Option<(Vec<f64>, Point, f64)> {
-    let d = space.len();
-    let mut best: Option<(Vec<f64>, f64)> = None;
-    for _ in 0..MAXIMIN_POOL {
-        let (u, _) = space.place(&uniform_point(rng, d));
-        let nearest = taken.iter().map(|t| distance2(&u, t)).fold(f64::INFINITY, f64::min);
-        if best.as_ref().is_none_or(|(_, b)| nearest > *b) {
-            best = Some((u, nearest));
+) -> Option<(Vec<f64>, f64)> {
+    let (shared, frozen) = batch;
+    let taken_features: Vec<Vec<f64>> = taken.iter().map(|u| space.features(u)).collect();
+    let candidates: Vec<Vec<f64>> = match pool {
+        Some(pool) => pool.iter().filter(|u| fits_batch(u, shared, frozen)).cloned().collect(),
+        None => (0..MAXIMIN_POOL)
+            .filter_map(|_| {
+                let mut u = space.random(rng);
+                if let Some(s) = shared {
+                    for (j, f) in frozen.iter().enumerate() {
+                        if *f {
+                            u[j] = s[j];
+                        }
+                    }
+                }
+                space.repair(&u, frozen)
+            })
+            .collect(),
+    };
+    // Ties (common in a categorical pool) go to a random candidate, not the first listed.
+    let offset = if candidates.is_empty() { 0 } else { rng.gen_range(0..candidates.len()) };
+    let mut best: Option<(usize, f64)> = None;
+    for k in 0..candidates.len() {
+        let i = (k + offset) % candidates.len();
+        let u = &candidates[i];
+        if too_close(u, taken) {
+            continue;
+        }
+        let f = space.features(u);
+        let nearest = taken_features.iter().map(|t| distance2(&f, t)).fold(f64::INFINITY, f64::min);
+        if best.is_none_or(|(_, b)| nearest > b) {
+            best = Some((i, nearest));
         }
     }
-    let (u, nearest) = best?;
-    if nearest < MIN_DISTANCE * MIN_DISTANCE || too_close(&u, taken) {
-        return None;
-    }
-    let (unit, point) = space.place(&u);
-    Some((unit, point, nearest.sqrt()))
+    let (i, nearest) = best?;
+    Some((candidates[i].clone(), nearest.sqrt()))
 }
 
 /// The sentence explaining a maximin point.
-pub(crate) fn maximin_reason(distance: f64) -> String {
+pub(crate) fn maximin_reason(distance: f64, from_pool: bool) -> String {
+    let among = if from_pool {
+        "the untried points of the pool".to_owned()
+    } else {
+        format!("{MAXIMIN_POOL} random candidates")
+    };
     if distance.is_finite() {
         format!(
-            "The emptiest spot found: {} (unit-cube distance) from the nearest measured or pending point, the best of {MAXIMIN_POOL} random candidates.",
+            "The emptiest spot found: {} (feature distance) from the nearest measured or pending point, the best of {among}.",
             short(distance)
         )
     } else {
-        format!(
-            "Nothing has been measured yet, so any point is as empty as another; this one is the first of {MAXIMIN_POOL} random candidates."
-        )
+        format!("Nothing has been measured yet, so any point is as empty as another; this one was drawn from {among}.")
     }
+}
+
+/// A space-filling design of `n` points for `space`: a maximin Latin hypercube mapped to allowed values (with a
+/// pool, the farthest-point sequence of the pool instead). Design points that cannot be made feasible are dropped.
+pub(crate) fn design(
+    space: &Space,
+    pool: Option<&[Vec<f64>]>,
+    n: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Vec<Vec<f64>> {
+    if let Some(pool) = pool {
+        let mut chosen: Vec<Vec<f64>> = Vec::with_capacity(n);
+        while chosen.len() < n {
+            let Some((u, _)) = maximin_point(space, &chosen, Some(pool), (None, &[]), rng) else { break };
+            chosen.push(u);
+        }
+        return chosen;
+    }
+    let mut out: Vec<Vec<f64>> = Vec::with_capacity(n);
+    for c in latin_hypercube(n, space.len(), rng) {
+        if let Some(u) = space.repair(&space.from_cube(&c), &[])
+            && !too_close(&u, &out)
+        {
+            out.push(u);
+        }
+    }
+    out
 }
 
 /// Proposes a Latin hypercube spread over the whole budget, handed out in order, then the emptiest points.
@@ -171,14 +225,24 @@ pub struct SpaceFillingProposer {
     rng: Xoshiro256PlusPlus,
     design: Vec<Vec<f64>>,
     next: usize,
+    stop: StopTracker,
 }
 
 impl SpaceFillingProposer {
     /// A space-filling proposer over `space` whose Latin hypercube has `design_size` points, seeded with `seed`.
     pub fn new(space: Space, design_size: usize, seed: u64) -> Self {
+        SpaceFillingProposer::for_problem(&Problem::new(space, crate::Objective::maximize(""), design_size), seed)
+    }
+
+    /// A space-filling proposer for `problem`, whose design spans its budget, seeded with `seed`.
+    pub fn for_problem(problem: &Problem, seed: u64) -> Self {
         let mut rng = rng(seed);
-        let design = latin_hypercube(design_size, space.len(), &mut rng);
-        SpaceFillingProposer { history: History::new(space), rng, design, next: 0 }
+        let history = History::new(problem);
+        // A pool's design is built as the campaign goes (farthest from what is measured), not up front.
+        let design =
+            if history.pool.is_some() { Vec::new() } else { design(&history.space, None, problem.budget, &mut rng) };
+        let stop = StopTracker::new(problem.stop.clone(), problem.objectives.first().cloned());
+        SpaceFillingProposer { history, rng, design, next: 0, stop }
     }
 }
 
@@ -188,32 +252,63 @@ impl Proposer for SpaceFillingProposer {
     }
 
     fn tell(&mut self, observation: Observation) {
+        if let Some(v) = observation.objective {
+            self.stop.told(v);
+        }
         self.history.tell(observation);
+    }
+
+    fn tell_outcome(&mut self, outcome: Outcome) {
+        self.history.tell_outcome(outcome);
+        if let Some(super::Status::Values(v)) = self.history.told.last().map(|t| &t.result) {
+            self.stop.told(v[0]);
+        }
     }
 
     fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal> {
         let mut taken = self.history.taken(pending);
+        let space = self.history.space.clone();
+        let mut frozen: Vec<bool> = vec![false; space.len()];
+        let mut shared: Option<Vec<f64>> = None;
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            if let Some(u) = self.design.get(self.next) {
+            let (unit, strategy, reason) = if let Some(u) = self.design.get(self.next) {
                 let index = self.next;
                 self.next += 1;
-                let (unit, point) = self.history.space.place(u);
-                // A design point already measured or in flight (after a restart, say) has been handed out before.
-                if too_close(&unit, &taken) {
-                    continue;
+                let mut u = u.clone();
+                if let Some(s) = &shared {
+                    for (j, f) in frozen.iter().enumerate() {
+                        if *f {
+                            u[j] = s[j];
+                        }
+                    }
                 }
-                taken.push(unit);
-                out.push(plain_proposal(point, "space-filling (LHS)", design_reason(index, self.design.len())));
+                // A design point already measured or in flight (after a restart, say) has been handed out before.
+                let Some(u) = space.repair(&u, &frozen).filter(|u| !too_close(u, &taken)) else { continue };
+                (u, "space-filling (LHS)", design_reason(index, self.design.len()))
             } else {
-                let Some((unit, point, distance)) = maximin_point(&self.history.space, &taken, &mut self.rng) else {
+                let pool = self.history.untaken_pool(&taken);
+                if pool.as_ref().is_some_and(Vec::is_empty) {
+                    self.stop.exhausted();
+                }
+                let batch = (shared.as_deref(), frozen.as_slice());
+                let Some((u, distance)) = maximin_point(&space, &taken, pool.as_deref(), batch, &mut self.rng) else {
                     break;
                 };
-                taken.push(unit);
-                out.push(plain_proposal(point, "space-filling (maximin)", maximin_reason(distance)));
+                (u, "space-filling (maximin)", maximin_reason(distance, pool.is_some()))
+            };
+            if shared.is_none() {
+                frozen = (0..space.len()).map(|j| space.is_per_batch(j)).collect();
+                shared = Some(unit.clone());
             }
+            taken.push(unit.clone());
+            out.push(self.history.proposal(&unit, strategy, reason));
         }
         out
+    }
+
+    fn should_stop(&self) -> Option<StopReason> {
+        self.stop.should_stop()
     }
 }
 

@@ -1,0 +1,661 @@
+//! Gaussian-process regression with anisotropic Matérn 5/2 or squared-exponential kernels, fitted by maximum a
+//! posteriori.
+//!
+//! The model: `f ~ GP(m, s² k(x, x'))` with `k` the Matérn 5/2 (or squared-exponential) correlation of the scaled
+//! distance `r² = Σ_j (x_j - x'_j)² / ℓ_j²` (one length scale per input, so irrelevant inputs get long ones), observed
+//! with Gaussian noise of variance `σ²` (one value for every point, or one per point for the feasibility
+//! classifier). The constant mean `m` is profiled out (its generalised-least-squares estimate for the current
+//! kernel), so it needs no search.
+//!
+//! The hyperparameters `ln ℓ_j`, `ln s²` and `ln σ²` are fitted by maximising the log marginal likelihood plus
+//! weak log-normal priors: on the length scales the dimension-scaled prior of Hvarfner et al. (2024, "Vanilla
+//! Bayesian optimization performs great in high dimensions"), which BoTorch uses by default, so that with few
+//! observations in many dimensions the model prefers smooth functions; on `s²` a wide prior around 1 (outputs
+//! are standardised); on `σ²` a penalty `σ² / 0.1`, which leaves small noise levels equally likely (on a
+//! noise-free function the noise falls to its floor, and the model interpolates) but stops a handful of points
+//! from being explained as pure noise. The noise is learned between that floor, which keeps the factorisation
+//! stable, and the output variance.
+//! The gradient of that objective is exact (`½ tr((K⁻¹ - ααᵀ) ∂K/∂θ)`), and the search is projected L-BFGS
+//! from a few deterministic starts, so a fit depends on the data alone. [`Gp::fit_map`] can also choose the
+//! kernel by the same posterior: Matérn 5/2 suits rough functions (most experiments), the squared exponential
+//! interpolates smooth ones far more precisely, and the data decide.
+//!
+//! Inputs are expected in (about) the unit cube, outputs standardised; the caller does both.
+
+use super::linalg::{
+    NotPositiveDefinite, cholesky, extend_cholesky, inverse_from_cholesky, solve_lower, solve_lower_many,
+    solve_lower_transposed,
+};
+use super::optimize::{Lbfgs, minimize};
+
+const SQRT5: f64 = 2.236_067_977_499_79;
+
+/// Bounds of the hyperparameters, as natural logarithms.
+pub const LOG_LENGTH_SCALE: (f64, f64) = (-4.6, 4.6);
+/// Bounds of `ln s²`.
+pub const LOG_SIGNAL: (f64, f64) = (-4.6, 4.6);
+/// Bounds of `ln σ²`: from about 1e-12 of the output variance (a numerical floor) to the output variance.
+pub const LOG_NOISE: (f64, f64) = (-27.6, 0.0);
+/// The smallest noise, relative to the signal variance, of a point added by [`Gp::condition`].
+pub const CONDITION_NOISE: f64 = 1e-6;
+/// The spread of the log-normal prior on `s²`.
+const LOG_SIGNAL_PRIOR_SD: f64 = 2.0;
+/// The scale of the exponential penalty on the noise variance: flat (in `ln σ²`) well below it, growing linearly
+/// in `σ²` above it.
+const NOISE_PENALTY_SCALE: f64 = 0.1;
+
+/// Why a model could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GpError {
+    /// There is no training point, or inputs and outputs disagree in number or width.
+    #[error("the training data are empty or inconsistent ({0})")]
+    Data(String),
+    /// The covariance matrix could not be factorised even with added jitter.
+    #[error("the covariance matrix is singular: {0}")]
+    Singular(#[from] NotPositiveDefinite),
+    /// The hyperparameter search found no point where the likelihood is defined.
+    #[error("no hyperparameters give a finite likelihood")]
+    NoLikelihood,
+}
+
+/// The correlation function of the scaled distance `r`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernel {
+    /// Matérn 5/2: `(1 + √5 r + 5r²/3) exp(-√5 r)`, twice differentiable; the usual default for experiments.
+    #[default]
+    Matern52,
+    /// Squared exponential: `exp(-r²/2)`, infinitely smooth; fits smooth functions far more precisely.
+    SquaredExponential,
+}
+
+impl Kernel {
+    /// The correlation at scaled distance `r`, and `-(dk/dr)/r` (finite at `r = 0`).
+    fn eval(self, r: f64) -> (f64, f64) {
+        match self {
+            Kernel::Matern52 => matern(r),
+            Kernel::SquaredExponential => {
+                let e = (-0.5 * r * r).exp();
+                (e, e)
+            }
+        }
+    }
+
+    /// The name used in provenance.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Matern52 => "Matern 5/2",
+            Kernel::SquaredExponential => "squared exponential",
+        }
+    }
+}
+
+/// A Gaussian process's hyperparameters, as natural logarithms, and its kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hyper {
+    /// The correlation function.
+    pub kernel: Kernel,
+    /// `ln ℓ_j`, one per input.
+    pub log_length_scales: Vec<f64>,
+    /// `ln s²`, the signal variance.
+    pub log_signal: f64,
+    /// `ln σ²`, the noise variance (ignored when noise is given per point).
+    pub log_noise: f64,
+}
+
+impl Hyper {
+    /// Length scales `ℓ` for `d` inputs, unit signal variance and noise `σ² = noise`.
+    pub fn new(d: usize, length_scale: f64, noise: f64) -> Self {
+        Hyper {
+            kernel: Kernel::Matern52,
+            log_length_scales: vec![length_scale.ln(); d],
+            log_signal: 0.0,
+            log_noise: noise.ln(),
+        }
+    }
+
+    /// The same hyperparameters with another kernel.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// The length scales themselves.
+    pub fn length_scales(&self) -> Vec<f64> {
+        self.log_length_scales.iter().map(|v| v.exp()).collect()
+    }
+
+    /// The signal variance `s²`.
+    pub fn signal(&self) -> f64 {
+        self.log_signal.exp()
+    }
+
+    /// The noise variance `σ²`.
+    pub fn noise(&self) -> f64 {
+        self.log_noise.exp()
+    }
+
+    fn to_vec(&self) -> Vec<f64> {
+        let mut v = self.log_length_scales.clone();
+        v.push(self.log_signal);
+        v.push(self.log_noise);
+        v
+    }
+
+    fn from_vec(kernel: Kernel, v: &[f64]) -> Self {
+        let d = v.len() - 2;
+        Hyper { kernel, log_length_scales: v[..d].to_vec(), log_signal: v[d], log_noise: v[d + 1] }
+    }
+
+    fn clamp(v: &mut [f64]) {
+        let d = v.len() - 2;
+        for x in &mut v[..d] {
+            *x = x.clamp(LOG_LENGTH_SCALE.0, LOG_LENGTH_SCALE.1);
+        }
+        v[d] = v[d].clamp(LOG_SIGNAL.0, LOG_SIGNAL.1);
+        v[d + 1] = v[d + 1].clamp(LOG_NOISE.0, LOG_NOISE.1);
+    }
+}
+
+/// The centre and spread of the log-normal prior on length scales for `d` inputs (Hvarfner et al. 2024).
+pub fn length_scale_prior(d: usize) -> (f64, f64) {
+    (std::f64::consts::SQRT_2 + (d.max(1) as f64).ln() / 2.0, 3f64.sqrt())
+}
+
+/// How the constant mean is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mean {
+    /// The generalised-least-squares estimate for the current kernel.
+    Profiled,
+    /// A given value.
+    Fixed(f64),
+}
+
+/// A fitted Gaussian process: the training data, the hyperparameters and the factorised covariance.
+#[derive(Debug, Clone)]
+pub struct Gp {
+    d: usize,
+    n: usize,
+    x: Vec<f64>,
+    y: Vec<f64>,
+    noise: Vec<f64>,
+    hyper: Hyper,
+    inv_ls2: Vec<f64>,
+    signal: f64,
+    mean: f64,
+    l: Vec<f64>,
+    alpha: Vec<f64>,
+    log_likelihood: f64,
+    jitter: f64,
+}
+
+/// A prediction at one point, with gradients with respect to the point's coordinates.
+#[derive(Debug, Clone)]
+pub struct Gradient {
+    /// The posterior mean.
+    pub mean: f64,
+    /// The posterior variance of the latent function (without observation noise).
+    pub variance: f64,
+    /// The mean's gradient.
+    pub d_mean: Vec<f64>,
+    /// The variance's gradient.
+    pub d_variance: Vec<f64>,
+}
+
+/// The training data of a model under construction.
+struct Parts {
+    d: usize,
+    n: usize,
+    x: Vec<f64>,
+    y: Vec<f64>,
+    noise: Vec<f64>,
+    jitter: f64,
+}
+
+/// The Matérn 5/2 correlation at scaled distance `r`, and `-(dk/dr)/r` (finite at `r = 0`).
+fn matern(r: f64) -> (f64, f64) {
+    let e = (-SQRT5 * r).exp();
+    ((1.0 + SQRT5 * r + 5.0 / 3.0 * r * r) * e, 5.0 / 3.0 * (1.0 + SQRT5 * r) * e)
+}
+
+fn scaled_distance2(a: &[f64], b: &[f64], inv_ls2: &[f64]) -> f64 {
+    a.iter().zip(b).zip(inv_ls2).map(|((x, y), w)| (x - y) * (x - y) * w).sum()
+}
+
+impl Gp {
+    /// Fits a model with the given hyperparameters and the homoscedastic noise they specify.
+    pub fn fit(x: &[Vec<f64>], y: &[f64], hyper: &Hyper, mean: Mean) -> Result<Gp, GpError> {
+        let noise = vec![hyper.noise(); y.len()];
+        Gp::fit_with_noise(x, y, hyper, noise, mean)
+    }
+
+    /// Fits a model with the given hyperparameters and one noise variance per point (`hyper.log_noise` is
+    /// ignored except for points added later by [`Gp::condition`]). When the covariance cannot be factorised,
+    /// jitter of up to 1e-6 of the signal variance is added to the diagonal.
+    pub fn fit_with_noise(
+        x: &[Vec<f64>],
+        y: &[f64],
+        hyper: &Hyper,
+        noise: Vec<f64>,
+        mean: Mean,
+    ) -> Result<Gp, GpError> {
+        let n = y.len();
+        let d = hyper.log_length_scales.len();
+        if n == 0 || x.len() != n || noise.len() != n || x.iter().any(|r| r.len() != d) {
+            return Err(GpError::Data(format!("{} inputs of width {d}, {n} outputs", x.len())));
+        }
+        let flat: Vec<f64> = x.iter().flatten().copied().collect();
+        let inv_ls2: Vec<f64> = hyper.log_length_scales.iter().map(|l| (-2.0 * l).exp()).collect();
+        let signal = hyper.signal();
+        let mut k = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..i {
+                let r2 = scaled_distance2(&flat[i * d..(i + 1) * d], &flat[j * d..(j + 1) * d], &inv_ls2);
+                k[i * n + j] = signal * hyper.kernel.eval(r2.sqrt()).0;
+            }
+        }
+        let mut jitter = 0.0;
+        let mut last = None;
+        for attempt in 0..6 {
+            let mut a = k.clone();
+            for i in 0..n {
+                a[i * n + i] = signal + noise[i] + jitter;
+            }
+            match cholesky(&mut a, n) {
+                Ok(()) => {
+                    let noise: Vec<f64> = noise.iter().map(|v| v + jitter).collect();
+                    let parts = Parts { d, n, x: flat, y: y.to_vec(), noise, jitter };
+                    return Ok(Gp::finish(parts, hyper.clone(), inv_ls2, signal, mean, a));
+                }
+                Err(e) => {
+                    last = Some(e);
+                    jitter = signal * 10f64.powi(2 * attempt - 14);
+                }
+            }
+        }
+        Err(GpError::Singular(last.unwrap_or(NotPositiveDefinite { pivot: 0, value: f64::NAN })))
+    }
+
+    fn finish(parts: Parts, hyper: Hyper, inv_ls2: Vec<f64>, signal: f64, mean: Mean, l: Vec<f64>) -> Gp {
+        let Parts { d, n, x, y, noise, jitter } = parts;
+        let mean = match mean {
+            Mean::Fixed(m) => m,
+            Mean::Profiled => profiled_mean(&l, n, &y),
+        };
+        let mut alpha: Vec<f64> = y.iter().map(|v| v - mean).collect();
+        solve_lower(&l, n, &mut alpha);
+        let quad: f64 = alpha.iter().map(|v| v * v).sum();
+        solve_lower_transposed(&l, n, &mut alpha);
+        let log_det: f64 = (0..n).map(|i| l[i * n + i].ln()).sum::<f64>() * 2.0;
+        let log_likelihood = -0.5 * quad - 0.5 * log_det - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+        Gp { d, n, x, y, noise, hyper, inv_ls2, signal, mean, l, alpha, log_likelihood, jitter }
+    }
+
+    /// Fits the hyperparameters by maximum a posteriori from each of `starts` (the best four after one
+    /// evaluation each, when there are more), for each of `kernels` in turn, and returns the model at the best optimum: the
+    /// kernel too is chosen by the posterior, so a smooth function gets a smooth kernel and a rough one a rough
+    /// kernel.
+    pub fn fit_map(
+        x: &[Vec<f64>],
+        y: &[f64],
+        starts: &[Hyper],
+        kernels: &[Kernel],
+        iterations: usize,
+    ) -> Result<Gp, GpError> {
+        let n = y.len();
+        let d = starts.first().map_or(0, |h| h.log_length_scales.len());
+        if n == 0 || x.len() != n || x.iter().any(|r| r.len() != d) {
+            return Err(GpError::Data(format!("{} inputs, {n} outputs", x.len())));
+        }
+        let flat: Vec<f64> = x.iter().flatten().copied().collect();
+        let prior = length_scale_prior(d);
+        let settings = Lbfgs { iterations, memory: 8, first_step: 1.0, x_tolerance: 1e-6, f_tolerance: 1e-10 };
+        let mut best: Option<(f64, Kernel, Vec<f64>)> = None;
+        for &kernel in kernels {
+            let mut objective = |v: &[f64]| neg_log_posterior(&flat, n, d, y, v, kernel, prior);
+            let mut scored: Vec<(f64, Vec<f64>)> = starts
+                .iter()
+                .map(|h| {
+                    let mut v = h.to_vec();
+                    Hyper::clamp(&mut v);
+                    (objective(&v).map_or(f64::INFINITY, |(f, _)| f), v)
+                })
+                .collect();
+            scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (f0, v) in scored.iter().take(4).filter(|(f, _)| f.is_finite()) {
+                let found = minimize(&mut objective, v, &|v: &mut [f64]| Hyper::clamp(v), settings);
+                let (f, v) = found.map_or((*f0, v.clone()), |m| (m.value, m.x));
+                if best.as_ref().is_none_or(|(b, _, _)| f < *b) {
+                    best = Some((f, kernel, v));
+                }
+            }
+        }
+        let (_, kernel, v) = best.ok_or(GpError::NoLikelihood)?;
+        Gp::fit(x, y, &Hyper::from_vec(kernel, &v), Mean::Profiled)
+    }
+
+    /// The hyperparameters.
+    pub fn hyper(&self) -> &Hyper {
+        &self.hyper
+    }
+
+    /// The constant mean.
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    /// The number of training points (fantasies included).
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether the model has no training point (never true of a fitted model).
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The log marginal likelihood of the training data.
+    pub fn log_likelihood(&self) -> f64 {
+        self.log_likelihood
+    }
+
+    /// The input width.
+    pub fn dims(&self) -> usize {
+        self.d
+    }
+
+    /// The posterior mean at every training point.
+    pub fn training_means(&self) -> Vec<f64> {
+        // (s²R + N) α = y - m, so the noise-free part at the training points is y - N α.
+        self.y.iter().zip(&self.noise).zip(&self.alpha).map(|((y, s), a)| y - s * a).collect()
+    }
+
+    fn cross(&self, p: &[f64]) -> Vec<f64> {
+        (0..self.n)
+            .map(|i| {
+                self.signal
+                    * self
+                        .hyper
+                        .kernel
+                        .eval(scaled_distance2(p, &self.x[i * self.d..(i + 1) * self.d], &self.inv_ls2).sqrt())
+                        .0
+            })
+            .collect()
+    }
+
+    /// The posterior mean and latent variance at each point.
+    pub fn predict(&self, points: &[Vec<f64>]) -> Vec<(f64, f64)> {
+        let m = points.len();
+        if m == 0 {
+            return Vec::new();
+        }
+        let n = self.n;
+        // Columns are points: K* is n×m, so one blocked triangular solve gives every variance.
+        let mut ks = vec![0.0; n * m];
+        for (j, p) in points.iter().enumerate() {
+            for i in 0..n {
+                let r2 = scaled_distance2(p, &self.x[i * self.d..(i + 1) * self.d], &self.inv_ls2);
+                ks[i * m + j] = self.signal * self.hyper.kernel.eval(r2.sqrt()).0;
+            }
+        }
+        let mut means = vec![self.mean; m];
+        for i in 0..n {
+            let a = self.alpha[i];
+            for (mu, k) in means.iter_mut().zip(&ks[i * m..(i + 1) * m]) {
+                *mu += a * k;
+            }
+        }
+        solve_lower_many(&self.l, n, &mut ks, m);
+        let mut vars = vec![self.signal; m];
+        for i in 0..n {
+            for (v, k) in vars.iter_mut().zip(&ks[i * m..(i + 1) * m]) {
+                *v -= k * k;
+            }
+        }
+        means.into_iter().zip(vars.into_iter().map(|v| v.max(0.0))).collect()
+    }
+
+    /// The posterior mean and latent variance at `p`, with their gradients.
+    pub fn predict_gradient(&self, p: &[f64]) -> Gradient {
+        let (n, d) = (self.n, self.d);
+        let mut k = vec![0.0; n];
+        // dk_i/dp_j = -s² g(r) (p_j - x_ij) / ℓ_j², with g = -(dk/dr)/r.
+        let mut dk = vec![0.0; n * d];
+        for i in 0..n {
+            let xi = &self.x[i * d..(i + 1) * d];
+            let r = scaled_distance2(p, xi, &self.inv_ls2).sqrt();
+            let (c, g) = self.hyper.kernel.eval(r);
+            k[i] = self.signal * c;
+            for j in 0..d {
+                dk[i * d + j] = -self.signal * g * (p[j] - xi[j]) * self.inv_ls2[j];
+            }
+        }
+        let mean = self.mean + k.iter().zip(&self.alpha).map(|(a, b)| a * b).sum::<f64>();
+        let mut v = k.clone();
+        solve_lower(&self.l, n, &mut v);
+        let variance = (self.signal - v.iter().map(|x| x * x).sum::<f64>()).max(0.0);
+        solve_lower_transposed(&self.l, n, &mut v);
+        let mut d_mean = vec![0.0; d];
+        let mut d_variance = vec![0.0; d];
+        for i in 0..n {
+            let (a, w) = (self.alpha[i], v[i]);
+            for j in 0..d {
+                let g = dk[i * d + j];
+                d_mean[j] += g * a;
+                d_variance[j] -= 2.0 * g * w;
+            }
+        }
+        Gradient { mean, variance, d_mean, d_variance }
+    }
+
+    /// The model with one more observation `y` at `p`, with the same hyperparameters and mean (the factor grows by
+    /// one row instead of being recomputed). The point's noise is the model's, but at least [`CONDITION_NOISE`]
+    /// of the signal variance: the points added this way are beliefs, and a point the data already pin down
+    /// would otherwise make the factor ill-conditioned.
+    pub fn condition(&self, p: &[f64], y: f64) -> Result<Gp, GpError> {
+        let noise = (self.hyper.noise() + self.jitter).max(CONDITION_NOISE * self.signal);
+        let cross = self.cross(p);
+        let l = extend_cholesky(&self.l, self.n, &cross, self.signal + noise)?;
+        let mut x = self.x.clone();
+        x.extend_from_slice(p);
+        let mut ys = self.y.clone();
+        ys.push(y);
+        let mut noises = self.noise.clone();
+        noises.push(noise);
+        let parts = Parts { d: self.d, n: self.n + 1, x, y: ys, noise: noises, jitter: self.jitter };
+        Ok(Gp::finish(parts, self.hyper.clone(), self.inv_ls2.clone(), self.signal, Mean::Fixed(self.mean), l))
+    }
+}
+
+/// The generalised-least-squares constant mean, `1ᵀK⁻¹y / 1ᵀK⁻¹1`, from the factor `l` of `K`.
+fn profiled_mean(l: &[f64], n: usize, y: &[f64]) -> f64 {
+    let mut ones = vec![1.0; n];
+    solve_lower(l, n, &mut ones);
+    let mut yy = y.to_vec();
+    solve_lower(l, n, &mut yy);
+    let num: f64 = ones.iter().zip(&yy).map(|(a, b)| a * b).sum();
+    let den: f64 = ones.iter().map(|a| a * a).sum();
+    if den > 0.0 && (num / den).is_finite() { num / den } else { 0.0 }
+}
+
+/// The negative log posterior of hyperparameters `v` (`ln ℓ`…, `ln s²`, `ln σ²`) and its gradient, or `None`
+/// where the covariance cannot be factorised.
+fn neg_log_posterior(
+    x: &[f64],
+    n: usize,
+    d: usize,
+    y: &[f64],
+    v: &[f64],
+    kernel: Kernel,
+    prior: (f64, f64),
+) -> Option<(f64, Vec<f64>)> {
+    let inv_ls2: Vec<f64> = v[..d].iter().map(|l| (-2.0 * l).exp()).collect();
+    let signal = v[d].exp();
+    let noise = v[d + 1].exp();
+    let mut k = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..i {
+            let r2 = scaled_distance2(&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d], &inv_ls2);
+            k[i * n + j] = signal * kernel.eval(r2.sqrt()).0;
+        }
+        k[i * n + i] = signal + noise;
+    }
+    cholesky(&mut k, n).ok()?;
+    let l = k;
+    let mean = profiled_mean(&l, n, y);
+    let mut alpha: Vec<f64> = y.iter().map(|v| v - mean).collect();
+    solve_lower(&l, n, &mut alpha);
+    let quad: f64 = alpha.iter().map(|v| v * v).sum();
+    solve_lower_transposed(&l, n, &mut alpha);
+    let log_det: f64 = (0..n).map(|i| l[i * n + i].ln()).sum::<f64>() * 2.0;
+    let (mu, sd) = prior;
+    let mut value = 0.5 * quad + 0.5 * log_det + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+    let mut grad = vec![0.0; d + 2];
+    for j in 0..d {
+        value += 0.5 * ((v[j] - mu) / sd).powi(2);
+        grad[j] += (v[j] - mu) / (sd * sd);
+    }
+    value += 0.5 * (v[d] / LOG_SIGNAL_PRIOR_SD).powi(2);
+    grad[d] += v[d] / (LOG_SIGNAL_PRIOR_SD * LOG_SIGNAL_PRIOR_SD);
+    value += noise / NOISE_PENALTY_SCALE;
+    grad[d + 1] += noise / NOISE_PENALTY_SCALE;
+    // W = K⁻¹ - ααᵀ; the gradient is ½ tr(W ∂K/∂θ).
+    let inv = inverse_from_cholesky(&l, n);
+    let mut diag = 0.0;
+    for i in 0..n {
+        let w = inv[i * n + i] - alpha[i] * alpha[i];
+        diag += w;
+        let xi = &x[i * d..(i + 1) * d];
+        for j in 0..i {
+            let w = inv[i * n + j] - alpha[i] * alpha[j];
+            let xj = &x[j * d..(j + 1) * d];
+            let r2 = scaled_distance2(xi, xj, &inv_ls2);
+            let (c, g) = kernel.eval(r2.sqrt());
+            // Both triangles, times ½.
+            grad[d] += w * signal * c;
+            let ws = w * signal * g;
+            for q in 0..d {
+                let delta = xi[q] - xj[q];
+                grad[q] += ws * delta * delta * inv_ls2[q];
+            }
+        }
+    }
+    grad[d] += 0.5 * diag * signal;
+    grad[d + 1] += 0.5 * diag * noise;
+    Some((value, grad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> (Vec<Vec<f64>>, Vec<f64>) {
+        let x: Vec<Vec<f64>> = (0..12).map(|i| vec![i as f64 / 11.0, ((i * 7) % 12) as f64 / 11.0]).collect();
+        let y: Vec<f64> = x.iter().map(|p| (6.0 * p[0]).sin() + 0.3 * p[1]).collect();
+        (x, y)
+    }
+
+    #[test]
+    fn the_likelihood_gradient_matches_finite_differences() {
+        let (x, y) = data();
+        let flat: Vec<f64> = x.iter().flatten().copied().collect();
+        let v = vec![-1.0, 0.4, 0.2, -5.0];
+        let prior = length_scale_prior(2);
+        for kernel in [Kernel::Matern52, Kernel::SquaredExponential] {
+            let (f, g) = neg_log_posterior(&flat, 12, 2, &y, &v, kernel, prior).unwrap();
+            for k in 0..4 {
+                let h = 1e-6;
+                let mut up = v.clone();
+                up[k] += h;
+                let mut down = v.clone();
+                down[k] -= h;
+                let fd = (neg_log_posterior(&flat, 12, 2, &y, &up, kernel, prior).unwrap().0
+                    - neg_log_posterior(&flat, 12, 2, &y, &down, kernel, prior).unwrap().0)
+                    / (2.0 * h);
+                assert!((fd - g[k]).abs() < 1e-5 * (1.0 + fd.abs()), "component {k}: {fd} vs {}", g[k]);
+            }
+            let gp = Gp::fit(&x, &y, &Hyper::from_vec(kernel, &v), Mean::Profiled).unwrap();
+            let prior_terms = 0.5 * ((v[0] - prior.0) / prior.1).powi(2)
+                + 0.5 * ((v[1] - prior.0) / prior.1).powi(2)
+                + 0.5 * (v[2] / LOG_SIGNAL_PRIOR_SD).powi(2)
+                + v[3].exp() / NOISE_PENALTY_SCALE;
+            assert!((f - prior_terms + gp.log_likelihood()).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn prediction_gradients_match_finite_differences() {
+        let (x, y) = data();
+        for kernel in [Kernel::Matern52, Kernel::SquaredExponential] {
+            let h = Hyper { kernel, log_length_scales: vec![-1.2, 0.1], log_signal: 0.3, log_noise: -8.0 };
+            let gp = Gp::fit(&x, &y, &h, Mean::Profiled).unwrap();
+            let p = [0.37, 0.61];
+            let g = gp.predict_gradient(&p);
+            let batch = gp.predict(&[p.to_vec()]);
+            assert!((batch[0].0 - g.mean).abs() < 1e-12 && (batch[0].1 - g.variance).abs() < 1e-10);
+            for j in 0..2 {
+                let h = 1e-6;
+                let mut up = p.to_vec();
+                up[j] += h;
+                let mut down = p.to_vec();
+                down[j] -= h;
+                let (a, b) = (gp.predict(&[up])[0], gp.predict(&[down])[0]);
+                let (dm, dv) = ((a.0 - b.0) / (2.0 * h), (a.1 - b.1) / (2.0 * h));
+                assert!((dm - g.d_mean[j]).abs() < 1e-5 * (1.0 + dm.abs()), "mean {j}: {dm} vs {}", g.d_mean[j]);
+                assert!((dv - g.d_variance[j]).abs() < 1e-5 * (1.0 + dv.abs()), "var {j}: {dv} vs {}", g.d_variance[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_noise_free_fit_interpolates_and_a_map_fit_beats_its_start() {
+        let (x, y) = data();
+        let start = Hyper::new(2, 0.5, 1e-3);
+        let fixed = Gp::fit(&x, &y, &start, Mean::Profiled).unwrap();
+        let fitted = Gp::fit_map(&x, &y, &[start], &[Kernel::Matern52], 80).unwrap();
+        assert!(fitted.log_likelihood() > fixed.log_likelihood());
+        for ((m, _), want) in fitted.predict(&x).iter().zip(&y) {
+            assert!((m - want).abs() < 1e-2, "{m} vs {want}");
+        }
+        // The objective barely depends on the second input, so its length scale is the longer one.
+        let ls = fitted.hyper().length_scales();
+        assert!(ls[1] > ls[0], "{ls:?}");
+        // The variance vanishes at the data and grows away from it.
+        let (_, at) = fitted.predict(&[x[3].clone()])[0];
+        let (_, away) = fitted.predict(&[vec![0.5, 1.5]])[0];
+        assert!(at < 1e-3 * away, "{at} vs {away}");
+    }
+
+    #[test]
+    fn conditioning_on_a_point_equals_refitting_with_it() {
+        let (x, y) = data();
+        let h = Hyper {
+            kernel: Kernel::Matern52,
+            log_length_scales: vec![-1.0, 0.0],
+            log_signal: 0.0,
+            log_noise: (1e-6f64).ln(),
+        };
+        let gp = Gp::fit(&x[..11], &y[..11], &h, Mean::Fixed(0.2)).unwrap();
+        let grown = gp.condition(&x[11], y[11]).unwrap();
+        let refit = Gp::fit(&x, &y, &h, Mean::Fixed(0.2)).unwrap();
+        let probe = vec![vec![0.3, 0.3], vec![0.9, 0.1]];
+        for (a, b) in grown.predict(&probe).iter().zip(refit.predict(&probe)) {
+            assert!((a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-9, "{a:?} vs {b:?}");
+        }
+        assert_eq!(grown.len(), 12);
+    }
+
+    #[test]
+    fn a_single_point_has_the_textbook_posterior() {
+        let h = Hyper {
+            kernel: Kernel::Matern52,
+            log_length_scales: vec![0.0],
+            log_signal: 0.0,
+            log_noise: (0.25f64).ln(),
+        };
+        let gp = Gp::fit(&[vec![0.0]], &[2.0], &h, Mean::Fixed(0.0)).unwrap();
+        let (m, v) = gp.predict(&[vec![0.0]])[0];
+        // Posterior of a unit-variance prior after one observation with noise 0.25: mean 2/1.25, variance 1 - 1/1.25.
+        assert!((m - 1.6).abs() < 1e-12 && (v - 0.2).abs() < 1e-12);
+        assert!(Gp::fit(&[], &[], &h, Mean::Profiled).is_err());
+    }
+}
