@@ -62,13 +62,9 @@ impl CampaignTest {
 
     /// Runs the campaign, returning its error if it cannot run.
     pub fn try_run(&self) -> Result<Summary, controller::run::RunError> {
-        run_campaign(&CampaignOptions {
-            campaign: self.campaign.clone(),
-            db: self.db.clone(),
-            lab: None,
-            time_scale: Some(self.time_scale),
-            progress: false,
-        })
+        let mut opts = CampaignOptions::new(self.campaign.clone(), self.db.clone());
+        opts.time_scale = Some(self.time_scale);
+        run_campaign(&opts)
     }
 
     /// Opens the record for reading.
