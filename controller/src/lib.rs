@@ -9,9 +9,16 @@
 //! thread, the record writer on its own thread, and all of them talk to the world over channels); a step that may
 //! have acted physically is never repeated; every instrument is left in its safe state when a campaign ends.
 
+pub mod bench;
 pub mod check;
 pub mod diagnostics;
+pub mod estimate;
 pub mod load;
+pub mod operator;
+pub mod plan;
+pub mod planner;
 pub mod record;
 pub mod run;
 pub mod schedule;
+pub mod simulate;
+pub mod workload;

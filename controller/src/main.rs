@@ -12,6 +12,9 @@ use controller::check::{CheckError, check_file};
 use controller::diagnostics::render;
 use controller::load::LoadError;
 use controller::run::{CampaignOptions, RunError, Summary, run_campaign};
+use controller::schedule::bridge::{OperatorAction, Verdict};
+use controller::schedule::resources::Policy;
+use controller::schedule::systems::UnknownPolicy;
 use protocols::Diagnostics;
 
 /// Exit codes, stable for scripts.
@@ -59,6 +62,84 @@ enum Command {
         /// Print only the final summary.
         #[arg(short, long)]
         quiet: bool,
+        /// How the scheduler chooses: `planned` (plan, replan as reality departs), `blind` (follow the first plan),
+        /// or `greedy` (critical path first, no plan).
+        #[arg(long, default_value = "planned", value_parser = ["planned", "blind", "greedy"])]
+        policy: String,
+        /// A step that may have acted and failed is never repeated; once its instrument is reconciled, `fail` fails
+        /// its experiment (unattended labs), `wait` waits for an operator's `lab confirm`.
+        #[arg(long, default_value = "fail", value_parser = ["fail", "wait"])]
+        unknown: String,
+    },
+    /// Estimate a protocol's or a campaign's schedule in a lab without touching an instrument.
+    ///
+    /// Example: lab plan devices/labs/sim.lab.ron experiments/campaigns/demo.campaign.ron
+    Plan {
+        /// The lab file.
+        lab: PathBuf,
+        /// A protocol (`*.protocol.ron`) or a campaign (`*.campaign.ron`).
+        file: PathBuf,
+        /// For a protocol: how many experiments to plan at once.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// For a protocol: a parameter value, as NAME=VALUE in the parameter's unit (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Check that a record was not edited: the hash chain, the checkpoints, and every table against the journal.
+    Verify {
+        /// The record.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+    },
+    /// Write the experiment table (one row per experiment, a column per parameter and output) for notebooks.
+    ///
+    /// Example: lab export --format parquet --out results.parquet
+    Export {
+        /// The record.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// Only this campaign (default: all).
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// `csv` or `parquet`.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "parquet"])]
+        format: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Ask the running campaign to pause: running steps finish, nothing new starts.
+    Pause(OperatorArgs),
+    /// Ask a paused campaign to go on.
+    Resume(OperatorArgs),
+    /// Ask the running campaign to stop now, with every instrument in its safe state.
+    Abort(OperatorArgs),
+    /// Settle a step whose outcome is unknown (it may have acted and then failed).
+    ///
+    /// Example: lab confirm 812 --not-done --by "A. Technician" --reason "vial empty, pump never moved"
+    Confirm {
+        /// The step's id (`steps.id` in the record; `lab` prints it when the step goes unknown).
+        step: i64,
+        /// It happened, completely.
+        #[arg(long, conflicts_with_all = ["not_done", "failed"])]
+        done: bool,
+        /// It did not happen at all; running it again is safe.
+        #[arg(long, conflicts_with_all = ["done", "failed"])]
+        not_done: bool,
+        /// It happened partly or wrongly; its experiment is not trusted.
+        #[arg(long, conflicts_with_all = ["done", "not_done"])]
+        failed: bool,
+        /// For a transfer: where the vessel is now (a deck position, or `rack`).
+        #[arg(long)]
+        vessel_at: Option<String>,
+        #[command(flatten)]
+        who: OperatorArgs,
+    },
+    /// Benchmarks of the scheduler.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
     },
     /// Check protocol, lab and campaign files without running anything; exit 0 if all are valid, 1 if not.
     ///
@@ -79,6 +160,49 @@ enum Command {
     Devices {
         #[command(subcommand)]
         command: DevicesCommand,
+    },
+}
+
+/// Who asks, and why; recorded with the request.
+#[derive(clap::Args)]
+struct OperatorArgs {
+    /// The record of the campaign.
+    #[arg(long, default_value = "lab.db")]
+    db: PathBuf,
+    /// Who asks (recorded).
+    #[arg(long, default_value_t = default_user())]
+    by: String,
+    /// Why (recorded).
+    #[arg(long, default_value = "no reason given")]
+    reason: String,
+}
+
+fn default_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Makespan, lower bound and decision time of the scheduler on a workload (`lab-workload/v1` JSON).
+    Schedule {
+        /// The workload file.
+        #[arg(long)]
+        workload: Vec<PathBuf>,
+        /// The best known makespan, to report the gap (one per workload, in order).
+        #[arg(long)]
+        best_known: Vec<f64>,
+        /// Also run random workloads of the same shape: this many, of 20 jobs on 8 instruments.
+        #[arg(long, default_value_t = 0)]
+        generated: u64,
+        /// Seeds for the noise comparison (real durations within ±30% of the estimates).
+        #[arg(long, default_value_t = 10)]
+        noise_seeds: u64,
+    },
+    /// The controller's own time per step, with zero-latency simulated instruments.
+    Dispatch {
+        /// Queue sizes to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        steps: Vec<usize>,
     },
 }
 
@@ -106,9 +230,41 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     ExitCode::from(match cli.command {
-        Command::Campaign { campaign, db, lab, time_scale, quiet } => {
-            campaign_command(CampaignOptions { campaign, db, lab, time_scale, progress: !quiet })
+        Command::Campaign { campaign, db, lab, time_scale, quiet, policy, unknown } => {
+            let mut opts = CampaignOptions::new(campaign, db);
+            opts.lab = lab;
+            opts.time_scale = time_scale;
+            opts.progress = !quiet;
+            opts.policy = match policy.as_str() {
+                "greedy" => Policy::Greedy,
+                "blind" => Policy::Planned { replan: false, budget: None },
+                _ => Policy::Planned { replan: true, budget: None },
+            };
+            opts.unknown = if unknown == "wait" { UnknownPolicy::Wait } else { UnknownPolicy::Fail };
+            campaign_command(opts)
         }
+        Command::Plan { lab, file, count, set } => plan_command(&lab, &file, count, &set),
+        Command::Verify { db } => verify_command(&db),
+        Command::Export { db, campaign, format, out } => export_command(&db, campaign, &format, &out),
+        Command::Pause(a) => operator_command(&a, OperatorAction::Pause),
+        Command::Resume(a) => operator_command(&a, OperatorAction::Resume),
+        Command::Abort(a) => operator_command(&a, OperatorAction::Abort),
+        Command::Confirm { step, done, not_done, failed, vessel_at, who } => {
+            let verdict = match (done, not_done, failed) {
+                (true, _, _) => Verdict::Done,
+                (_, true, _) => Verdict::NotDone,
+                (_, _, true) => Verdict::Failed,
+                _ => {
+                    eprintln!("lab: say what happened: --done, --not-done or --failed");
+                    return ExitCode::from(exit_code::USAGE);
+                }
+            };
+            operator_command(&who, OperatorAction::Confirm { step, verdict, place: vessel_at })
+        }
+        Command::Bench { command: BenchCommand::Schedule { workload, best_known, generated, noise_seeds } } => {
+            bench_schedule(&workload, &best_known, generated, noise_seeds)
+        }
+        Command::Bench { command: BenchCommand::Dispatch { steps } } => bench_dispatch(&steps),
         Command::Check { files } => check_command(&files),
         Command::Sim { lab } => sim_command(&lab),
         Command::Devices { command: DevicesCommand::List } => list_command(),
@@ -173,6 +329,144 @@ fn print_summary(s: &Summary) {
         }
         None => println!("  best              none: no experiment succeeded"),
     }
+    if let Some(head) = &s.head {
+        println!("  record head       {head}  (keep it: `lab verify` checks the record against it)");
+    }
+}
+
+fn verify_command(db: &Path) -> u8 {
+    match controller::record::verify::verify(db) {
+        Ok(r) if r.is_intact() => {
+            println!(
+                "{}: intact. {} journal rows in an unbroken hash chain, {} checkpoints, {} table rows match the journal.",
+                db.display(),
+                r.journal_rows,
+                r.checkpoints,
+                r.rows_compared
+            );
+            println!("head {}", r.head);
+            exit_code::OK
+        }
+        Ok(r) => {
+            println!("{}: NOT intact ({} problem(s)):", db.display(), r.problems.len());
+            for p in &r.problems {
+                println!("  {p}");
+            }
+            exit_code::INVALID_INPUT
+        }
+        Err(e) => {
+            eprintln!("lab: {e}");
+            exit_code::CANNOT_RUN
+        }
+    }
+}
+
+fn export_command(db: &Path, campaign: Option<i64>, format: &str, out: &Path) -> u8 {
+    let format = if format == "parquet" {
+        controller::record::export::Format::Parquet
+    } else {
+        controller::record::export::Format::Csv
+    };
+    match controller::record::export::export(db, campaign, format, out) {
+        Ok(n) => {
+            println!("wrote {n} experiments to {}", out.display());
+            exit_code::OK
+        }
+        Err(e) => {
+            eprintln!("lab: {e}");
+            exit_code::CANNOT_RUN
+        }
+    }
+}
+
+fn operator_command(a: &OperatorArgs, action: OperatorAction) -> u8 {
+    match controller::operator::request(&a.db, &action, &a.by, &a.reason) {
+        Ok((id, Some(campaign))) => {
+            println!("request {id} sent to campaign {campaign}; the controller carries it out within a second");
+            exit_code::OK
+        }
+        Ok((id, None)) => {
+            println!("request {id} recorded; no campaign is running, so it applies when one resumes");
+            exit_code::OK
+        }
+        Err(e) => {
+            eprintln!("lab: {e}");
+            exit_code::CANNOT_RUN
+        }
+    }
+}
+
+fn plan_command(lab: &Path, file: &Path, count: usize, set: &[String]) -> u8 {
+    match controller::plan::plan_file(lab, file, count, set) {
+        Ok(r) => {
+            print!("{r}");
+            exit_code::OK
+        }
+        Err(controller::plan::PlanError::Invalid(d)) => {
+            print_diagnostics(&d);
+            exit_code::INVALID_INPUT
+        }
+        Err(controller::plan::PlanError::Other(e)) => {
+            eprintln!("lab: {e}");
+            exit_code::INVALID_INPUT
+        }
+    }
+}
+
+fn bench_schedule(workloads: &[PathBuf], best: &[f64], generated: u64, noise_seeds: u64) -> u8 {
+    for (i, path) in workloads.iter().enumerate() {
+        let w = match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| controller::workload::parse(&t))
+        {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("lab: {}: {e}", path.display());
+                return exit_code::INVALID_INPUT;
+            }
+        };
+        print!("{}", controller::bench::schedule(&w, best.get(i).copied(), noise_seeds));
+    }
+    for seed in 0..generated {
+        let w = controller::workload::generate(20, 8, seed);
+        print!("{}", controller::bench::schedule(&w, None, noise_seeds.min(3)));
+    }
+    exit_code::OK
+}
+
+fn bench_dispatch(sizes: &[usize]) -> u8 {
+    println!("{:>8} {:>10} {:>14} {:>16} {:>16}", "steps", "frames", "decision ms", "us/step", "us/step recorded");
+    for &n in sizes {
+        let (bare, per) = controller::bench::dispatch(n, controller::record::Recorder::null());
+        let dir = std::env::temp_dir().join(format!("lab-bench-{}-{n}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let db = dir.join("bench.db");
+        let recorded = match controller::record::Record::open(&db) {
+            Ok(mut rec) => {
+                let _ = rec.begin_campaign(&controller::record::CampaignRow::bench());
+                let (recorder, writer) = rec.start_writer();
+                let (_, per) = controller::bench::dispatch(n, recorder.clone());
+                recorder.flush();
+                drop(recorder);
+                let _ = writer.finish();
+                Some(per)
+            }
+            Err(e) => {
+                eprintln!("lab: cannot open a record for the benchmark: {e}");
+                None
+            }
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        println!(
+            "{:>8} {:>10} {:>14.2} {:>16.2} {:>16}",
+            bare.steps,
+            bare.frames,
+            bare.decision.as_secs_f64() * 1e3,
+            per,
+            recorded.map_or("-".to_owned(), |p| format!("{p:.2}"))
+        );
+    }
+    exit_code::OK
 }
 
 fn check_command(files: &[PathBuf]) -> u8 {

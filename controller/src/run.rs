@@ -2,8 +2,8 @@
 //!
 //! [`run_campaign`] checks the inputs, opens the record, starts the simulators the lab asks for, opens and
 //! identifies every instrument (recording who each one says it is), spawns one I/O task per instrument and one
-//! learner thread, then runs the ECS world frame by frame as facts arrive, until the budget is spent or the
-//! operator stops it. On the way out every instrument is put in its safe state and the record is flushed.
+//! learner thread, then drives the ECS world ([`drive`]) frame by frame as facts arrive, until the budget is spent or
+//! an operator stops it. On the way out every instrument is put in its safe state and the record is flushed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -11,18 +11,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bevy_ecs::prelude::*;
-use crossbeam_channel::{RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use devices::capability::Instrument as DeviceInstrument;
 use devices::{Clock, Lab, PortSpec};
 use protocols::{Destination, Op, Protocol};
 use tokio::sync::{mpsc, watch};
 
 use crate::load::{Inputs, LoadError, load_campaign_inputs};
-use crate::record::{CampaignRow, Record as RecordFile, RecordError, RecordEvent, Recorder};
-use crate::schedule::bridge::{Bridge, Dispatch, Inbound, Interrupt, LearnerRequest, StepError};
-use crate::schedule::components::{Availability, Instrument};
-use crate::schedule::resources::{Best, CampaignState, DeckState, LabClock, Plan, Progress, RackState, Record};
-use crate::schedule::{install, systems};
+use crate::record::{CampaignIds, CampaignRow, Record as RecordFile, RecordError, RecordEvent, Recorder};
+use crate::schedule::bridge::{
+    Bridge, Dispatch, Executor, Inbound, LearnerRequest, OperatorAction, OperatorRequest, StepError,
+};
+use crate::schedule::components::{Availability, Holds, Instrument};
+use crate::schedule::install;
+use crate::schedule::resources::{
+    Best, CampaignSource, CampaignState, LabClock, NextWake, Policy, Progress, RackState, Record, Source,
+};
+use crate::schedule::systems::{self, UnknownPolicy};
 
 /// How to run a campaign.
 #[derive(Debug, Clone)]
@@ -37,6 +42,25 @@ pub struct CampaignOptions {
     pub time_scale: Option<f64>,
     /// Whether to print progress lines.
     pub progress: bool,
+    /// How the scheduler chooses.
+    pub policy: Policy,
+    /// What happens to a step whose outcome is unknown once its instrument is reconciled.
+    pub unknown: UnknownPolicy,
+}
+
+impl CampaignOptions {
+    /// Options with the defaults `lab campaign` uses.
+    pub fn new(campaign: PathBuf, db: PathBuf) -> Self {
+        CampaignOptions {
+            campaign,
+            db,
+            lab: None,
+            time_scale: None,
+            progress: false,
+            policy: Policy::Planned { replan: true, budget: None },
+            unknown: UnknownPolicy::Fail,
+        }
+    }
 }
 
 /// What a finished campaign did.
@@ -72,6 +96,8 @@ pub struct Summary {
     pub stop_reason: Option<String>,
     /// Instruments that were offline, with the reason.
     pub offline: Vec<(String, String)>,
+    /// The head of the record's hash chain when the campaign ended.
+    pub head: Option<String>,
 }
 
 /// Why a campaign could not run.
@@ -95,6 +121,44 @@ pub enum RunError {
 pub fn run_campaign(opts: &CampaignOptions) -> Result<Summary, RunError> {
     let inputs = load_campaign_inputs(&opts.campaign, opts.lab.as_deref())?;
     run_inputs(inputs, opts)
+}
+
+/// What a real instrument task is asked to do.
+enum Work {
+    Step(Dispatch),
+    Reconcile,
+}
+
+/// The executor of a real run: steps go to instrument tasks, each only after its intent is committed to the record.
+struct TaskExecutor {
+    senders: HashMap<Entity, mpsc::UnboundedSender<Work>>,
+    recorder: Recorder,
+    abort: watch::Sender<bool>,
+}
+
+impl Executor for TaskExecutor {
+    fn dispatch(&self, instrument: Entity, dispatch: Dispatch) -> bool {
+        let Some(tx) = self.senders.get(&instrument).cloned() else { return false };
+        if tx.is_closed() {
+            return false;
+        }
+        self.recorder.after_commit(move || {
+            let _ = tx.send(Work::Step(dispatch));
+        });
+        true
+    }
+
+    fn reconcile(&self, instrument: Entity) {
+        if let Some(tx) = self.senders.get(&instrument).cloned() {
+            self.recorder.after_commit(move || {
+                let _ = tx.send(Work::Reconcile);
+            });
+        }
+    }
+
+    fn abort(&self) {
+        let _ = self.abort.send(true);
+    }
 }
 
 /// Runs an already-loaded campaign.
@@ -131,14 +195,8 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     })?;
     let (recorder, writer) = record.start_writer();
     let campaign_id = ids.campaign;
-    let say = |level: &'static str, instrument: Option<&str>, message: String| {
-        recorder.send(RecordEvent::Event {
-            campaign: campaign_id,
-            at: clock.now(),
-            level,
-            instrument: instrument.map(str::to_owned),
-            message,
-        });
+    let say = |level: &str, instrument: Option<&str>, message: String| {
+        recorder.send(RecordEvent::say(campaign_id, clock.now(), level, instrument, message));
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -219,22 +277,31 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     let (inbound_tx, inbound_rx) = crossbeam_channel::unbounded::<Inbound>();
     let (abort_tx, abort_rx) = watch::channel(false);
     let mut world = World::new();
-    let mut schedule = Schedule::default();
+    world.insert_resource(opts.unknown);
+    let mut schedule = bevy_ecs::prelude::Schedule::default();
     install(&mut world, &mut schedule);
     let mut senders = HashMap::new();
     let mut tasks = Vec::new();
+    let index_of = |name: &str| lab.instruments.iter().position(|i| i.name == name).unwrap_or(usize::MAX);
     for (name, inst) in ready {
         let spec = lab.instrument(&name).expect("connected instruments come from the lab");
         let entity = world
             .spawn((
-                Instrument { name: name.clone(), kind: spec.kind(), position: spec.position.clone() },
+                Instrument {
+                    name: name.clone(),
+                    kind: Some(spec.kind()),
+                    position: spec.position.clone(),
+                    index: index_of(&name),
+                },
                 Availability::Idle,
+                Holds::default(),
             ))
             .id();
         let (tx, rx) = mpsc::unbounded_channel();
         senders.insert(entity, tx);
         tasks.push(runtime.spawn(instrument_task(
             inst,
+            entity,
             rx,
             inbound_tx.clone(),
             clock.clone(),
@@ -246,99 +313,73 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     for (name, reason) in &offline {
         let spec = lab.instrument(name).expect("offline instruments come from the lab");
         world.spawn((
-            Instrument { name: name.clone(), kind: spec.kind(), position: spec.position.clone() },
+            Instrument {
+                name: name.clone(),
+                kind: Some(spec.kind()),
+                position: spec.position.clone(),
+                index: index_of(name),
+            },
             Availability::Offline { reason: reason.clone() },
+            Holds::default(),
         ));
     }
 
     let (learner_tx, learner) = spawn_learner(&campaign, inbound_tx.clone())?;
-    let transfer_positions = protocol
-        .steps()
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.op, Op::Transfer { to: Destination::Kind(_) | Destination::Named(_) }))
-        .map(|(i, _)| (i, lab.transfer_positions(&protocol, i)))
-        .collect();
-    world.insert_resource(Bridge { backlog: Vec::new(), inbox: inbound_rx, instruments: senders, learner: learner_tx });
-    world.insert_resource(LabClock(clock.clone()));
-    world.insert_resource(Record { recorder: recorder.clone(), campaign: campaign_id });
-    world.insert_resource(Plan {
-        protocol: Arc::clone(&protocol),
-        lab: Arc::clone(&lab),
-        transfer_positions,
-        fixed: campaign.fixed.clone(),
-        objective: campaign.objective.output.clone(),
-        direction: campaign.objective.direction,
+    world.insert_resource(Bridge {
+        backlog: Vec::new(),
+        inbox: inbound_rx.clone(),
+        executor: Box::new(TaskExecutor { senders, recorder: recorder.clone(), abort: abort_tx.clone() }),
+        learner: Some(learner_tx),
     });
-    world.insert_resource(DeckState::default());
-    world.insert_resource(RackState { fresh: (0..lab.deck.rack.slots()).collect::<VecDeque<_>>() });
-    world.insert_resource(CampaignState {
-        budget: campaign.budget,
-        in_flight: campaign.in_flight,
-        started: 0,
-        running: 0,
-        succeeded: 0,
-        failed: 0,
-        requested: 0,
-        queue: VecDeque::new(),
-        stopping: false,
-        aborted: false,
-        stop_reason: None,
-        best: None,
-        next_experiment: ids.first_experiment,
-        next_step: ids.first_step,
-        next_proposal: ids.first_proposal,
-        peak_in_flight: 0,
-    });
+    insert_campaign(
+        &mut world,
+        &CampaignParts::from(&campaign),
+        &protocol,
+        &lab,
+        &clock,
+        Record { recorder: recorder.clone(), campaign: campaign_id },
+        ids,
+        opts.policy,
+    );
 
-    // Ctrl-C once pauses (running experiments finish); twice aborts (every instrument to its safe state).
+    // Ctrl-C once pauses (running steps finish); twice aborts (every instrument to its safe state).
     let signals = {
         let inbound = inbound_tx.clone();
-        let abort = abort_tx.clone();
         runtime.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\npausing: running experiments will finish, no new ones start (Ctrl-C again to abort)");
-                let _ = inbound.send(Inbound::Interrupt(Interrupt::Pause));
+                eprintln!(
+                    "\npausing: running steps finish, nothing new starts (`lab resume` continues; Ctrl-C again aborts)"
+                );
+                let _ = inbound.send(Inbound::Operator(terminal(OperatorAction::Pause)));
             }
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("\naborting: cancelling running steps and putting every instrument in its safe state");
-                let _ = abort.send(true);
-                let _ = inbound.send(Inbound::Interrupt(Interrupt::Abort));
+                let _ = inbound.send(Inbound::Operator(terminal(OperatorAction::Abort)));
             }
         })
     };
+    // Requests from other processes (`lab pause`, `lab resume`, `lab abort`, `lab confirm`) arrive through the record.
+    let requests = spawn_request_poller(opts.db.clone(), campaign_id, inbound_tx.clone());
     drop(inbound_tx);
 
+    let progress = opts.progress;
     let mut reported = 0usize;
-    loop {
-        schedule.run(&mut world);
-        if opts.progress {
-            reported = print_progress(&world, reported);
+    drive(&mut world, &mut schedule, &inbound_rx, &clock, &recorder, |world| {
+        if progress {
+            reported = print_progress(world, reported);
         }
-        let state = world.resource::<CampaignState>();
-        if state.is_finished() {
-            break;
-        }
-        if std::mem::take(&mut world.resource_mut::<Progress>().0) {
-            continue;
-        }
-        let inbox = world.resource::<Bridge>().inbox.clone();
-        match inbox.recv_timeout(Duration::from_millis(250)) {
-            Ok(item) => world.resource_mut::<Bridge>().backlog.push(item),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-    }
+    });
 
     let state = world.remove_resource::<CampaignState>().expect("inserted above");
     let lab_seconds = clock.now();
-    // Dropping the bridge closes every instrument's channel: each task puts its instrument in its safe state and ends.
-    drop(world.remove_resource::<Bridge>());
-    drop(world);
     if state.aborted {
         let _ = abort_tx.send(true);
     }
+    // Dropping the bridge closes every instrument's channel: each task puts its instrument in its safe state and ends.
+    drop(world.remove_resource::<Bridge>());
+    drop(world);
     signals.abort();
+    requests.stop();
     runtime.block_on(async {
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
@@ -349,10 +390,16 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
         runtime.block_on(s.stop());
     }
     let status = if state.aborted { "aborted" } else { "finished" };
-    finish_record(&recorder, campaign_id, lab_seconds, status, state.stop_reason.clone());
+    let failure = recorder.failure();
+    finish_record(&recorder, campaign_id, lab_seconds, status, state.stop_reason.clone().or(failure));
+    recorder.checkpoint(format!("campaign {campaign_id} {status}"));
+    recorder.flush();
     drop(recorder);
     writer.finish().map_err(RunError::System)?;
     runtime.shutdown_timeout(Duration::from_secs(5));
+    let head = rusqlite::Connection::open(&opts.db)
+        .ok()
+        .and_then(|c| c.query_row("SELECT hash FROM journal ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).ok());
 
     let objective_unit =
         protocol.output(&campaign.objective.output).map(|o| o.unit.symbol.to_owned()).unwrap_or_default();
@@ -372,11 +419,134 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
         status,
         stop_reason: state.stop_reason,
         offline,
+        head,
     })
 }
 
-fn finish_record(recorder: &Recorder, campaign: i64, at: f64, status: &'static str, note: Option<String>) {
-    recorder.send(RecordEvent::CampaignFinished { campaign, at, status, note });
+/// A request from the terminal.
+fn terminal(action: OperatorAction) -> OperatorRequest {
+    OperatorRequest { id: None, action, who: "operator at the terminal".to_owned(), reason: "Ctrl-C".to_owned() }
+}
+
+/// What a campaign's world needs to know about the campaign.
+#[derive(Debug, Clone)]
+pub struct CampaignParts {
+    /// Parameter values fixed for every experiment.
+    pub fixed: experiments::Point,
+    /// The objective's output name.
+    pub objective: String,
+    /// Whether larger is better.
+    pub direction: experiments::Direction,
+    /// Every objective's output.
+    pub objectives: Vec<String>,
+    /// When to stop early.
+    pub stop: experiments::StopRules,
+    /// Experiments in total.
+    pub budget: usize,
+    /// Experiments at once.
+    pub in_flight: usize,
+}
+
+impl From<&experiments::Campaign> for CampaignParts {
+    fn from(c: &experiments::Campaign) -> Self {
+        CampaignParts {
+            fixed: c.fixed.clone(),
+            objective: c.objective.output.clone(),
+            direction: c.objective.direction,
+            objectives: c.objectives.iter().map(|o| o.output.clone()).collect(),
+            stop: c.stop.clone(),
+            budget: c.budget,
+            in_flight: c.in_flight,
+        }
+    }
+}
+
+/// Inserts the resources a campaign's world needs.
+pub fn insert_campaign(
+    world: &mut World,
+    campaign: &CampaignParts,
+    protocol: &Arc<Protocol>,
+    lab: &Arc<Lab>,
+    clock: &Clock,
+    record: Record,
+    ids: CampaignIds,
+    policy: Policy,
+) {
+    let transfer_positions = protocol
+        .steps()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.op, Op::Transfer { to: Destination::Kind(_) | Destination::Named(_) }))
+        .map(|(i, _)| (i, lab.transfer_positions(protocol, i)))
+        .collect();
+    world.insert_resource(LabClock(clock.clone()));
+    world.insert_resource(record);
+    world.insert_resource(Source::Campaign(CampaignSource {
+        protocol: Arc::clone(protocol),
+        lab: Arc::clone(lab),
+        transfer_positions,
+        fixed: campaign.fixed.clone(),
+        objective: campaign.objective.clone(),
+        direction: campaign.direction,
+        objectives: campaign.objectives.clone(),
+        stop: campaign.stop.clone(),
+    }));
+    world.insert_resource(RackState { fresh: (0..lab.deck.rack.slots()).collect::<VecDeque<_>>() });
+    world.insert_resource(CampaignState::new(campaign.budget, campaign.in_flight, ids));
+    world.insert_resource(policy);
+}
+
+/// Runs the world until the campaign has nothing left to do: a frame whenever something arrives (or a minimum wait
+/// ends), and again while frames make progress. `after_frame` sees the world after each frame.
+pub fn drive(
+    world: &mut World,
+    schedule: &mut bevy_ecs::prelude::Schedule,
+    inbox: &Receiver<Inbound>,
+    clock: &Clock,
+    recorder: &Recorder,
+    mut after_frame: impl FnMut(&World),
+) {
+    let mut aborted_for_record = false;
+    loop {
+        schedule.run(world);
+        after_frame(world);
+        if world.resource::<CampaignState>().is_finished() {
+            break;
+        }
+        if let Some(failure) = recorder.failure()
+            && !aborted_for_record
+        {
+            // Nothing may act that cannot be recorded: stop everything.
+            aborted_for_record = true;
+            world.resource::<Bridge>().executor.abort();
+            world.resource_mut::<Bridge>().backlog.push(Inbound::Operator(OperatorRequest {
+                id: None,
+                action: OperatorAction::Abort,
+                who: "lab".to_owned(),
+                reason: format!("the record cannot be written: {failure}"),
+            }));
+            continue;
+        }
+        if world.resource::<CampaignState>().aborted {
+            world.resource::<Bridge>().executor.abort();
+        }
+        if std::mem::take(&mut world.resource_mut::<Progress>().0) {
+            continue;
+        }
+        let wait = match world.resource::<NextWake>().0 {
+            Some(t) => clock.wall(t - clock.now()).min(Duration::from_millis(250)),
+            None => Duration::from_millis(250),
+        };
+        match inbox.recv_timeout(wait) {
+            Ok(item) => world.resource_mut::<Bridge>().backlog.push(item),
+            Err(RecvTimeoutError::Timeout) => world.resource_mut::<Bridge>().backlog.push(Inbound::Tick),
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+fn finish_record(recorder: &Recorder, campaign: i64, at: f64, status: &str, note: Option<String>) {
+    recorder.send(RecordEvent::CampaignFinished { campaign, at, status: status.to_owned(), note });
     recorder.flush();
 }
 
@@ -428,14 +598,14 @@ async fn connect_all(
                 driver: spec.driver.name().to_owned(),
                 port: path.clone(),
                 line: spec.line.to_string(),
-                identity,
+                identity: identity.as_ref().map(crate::record::IdentityRow::from),
                 error: result.as_ref().err().cloned(),
             });
             if let Err(e) = &result {
                 recorder.send(RecordEvent::Event {
                     campaign,
                     at: clock.now(),
-                    level: "error",
+                    level: "error".to_owned(),
                     instrument: Some(name.clone()),
                     message: format!("{name} is offline: {e}"),
                 });
@@ -470,10 +640,12 @@ fn missing_capability(protocol: &Protocol, lab: &Lab, ready: &[(String, Box<dyn 
     None
 }
 
-/// One instrument's I/O task: runs dispatched steps one at a time and reports each end.
+/// One instrument's I/O task: runs dispatched steps one at a time (each within its timeout) and reports each end;
+/// reconciles the instrument when asked.
 async fn instrument_task(
     mut inst: Box<dyn DeviceInstrument>,
-    mut rx: mpsc::UnboundedReceiver<Dispatch>,
+    entity: Entity,
+    mut rx: mpsc::UnboundedReceiver<Work>,
     inbound: Sender<Inbound>,
     clock: Clock,
     recorder: Recorder,
@@ -481,35 +653,60 @@ async fn instrument_task(
     mut abort: watch::Receiver<bool>,
 ) {
     let name = inst.name().to_owned();
+    let say = |level: &str, message: String| {
+        recorder.send(RecordEvent::say(campaign, clock.now(), level, Some(&name), message))
+    };
     loop {
         let next = tokio::select! {
-            d = rx.recv() => d,
+            w = rx.recv() => w,
             _ = abort.wait_for(|a| *a) => None,
         };
-        let Some(d) = next else { break };
+        let Some(work) = next else { break };
+        let d = match work {
+            Work::Step(d) => d,
+            Work::Reconcile => {
+                let result = async {
+                    inst.safe_state().await.map_err(|e| e.to_string())?;
+                    inst.identify().await.map_err(|e| e.to_string())?;
+                    inst.initialize().await.map_err(|e| e.to_string())
+                }
+                .await;
+                if inbound.send(Inbound::Reconciled { instrument: entity, result }).is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
         inst.set_tag(Some(d.step_id as u64));
         let started = clock.now();
-        let result = tokio::select! {
-            r = devices::execute(&mut *inst, &d.task) => r.map_err(|e| systems::step_error(&e)),
-            _ = abort.wait_for(|a| *a) => Err(StepError {
-                message: format!("{name}: cancelled by the operator's abort"),
-                may_have_acted: true,
+        let result = match &d.task {
+            None => Err(StepError {
+                message: format!("{name}: abstract work cannot run on an instrument"),
+                may_have_acted: false,
                 instrument_fault: false,
             }),
+            Some(task) => tokio::select! {
+                r = devices::execute(&mut *inst, task) => r.map_err(|e| systems::step_error(&e)),
+                // The timeout is lab time, but never less than 30 s of wall time: on a fast clock the serial
+                // exchanges themselves (which are never accelerated) would otherwise eat it.
+                _ = tokio::time::sleep(clock.wall(d.timeout).max(Duration::from_secs(30))) => Err(StepError {
+                    message: format!("{name}: the step did not finish within its timeout of {:.0} s (lab time)", d.timeout),
+                    may_have_acted: true,
+                    instrument_fault: false,
+                }),
+                _ = abort.wait_for(|a| *a) => Err(StepError {
+                    message: format!("{name}: cancelled by an abort"),
+                    may_have_acted: true,
+                    instrument_fault: false,
+                }),
+            },
         };
         if let Err(e) = &result {
             // A failed step may have left heat on or a motor running: make the instrument safe before anything else.
-            let outcome = inst.safe_state().await;
-            recorder.send(RecordEvent::Event {
-                campaign,
-                at: clock.now(),
-                level: if outcome.is_ok() { "warning" } else { "error" },
-                instrument: Some(name.clone()),
-                message: match outcome {
-                    Ok(()) => format!("{name} put in its safe state after: {}", e.message),
-                    Err(s) => format!("{name} could NOT be put in its safe state ({s}) after: {}", e.message),
-                },
-            });
+            match inst.safe_state().await {
+                Ok(()) => say("warning", format!("{name} put in its safe state after: {}", e.message)),
+                Err(s) => say("error", format!("{name} could NOT be put in its safe state ({s}) after: {}", e.message)),
+            }
         }
         inst.set_tag(None);
         let ended = clock.now();
@@ -517,17 +714,10 @@ async fn instrument_task(
             break;
         }
     }
-    let outcome = inst.safe_state().await;
-    recorder.send(RecordEvent::Event {
-        campaign,
-        at: clock.now(),
-        level: if outcome.is_ok() { "info" } else { "error" },
-        instrument: Some(name.clone()),
-        message: match outcome {
-            Ok(()) => format!("{name} left in its safe state"),
-            Err(e) => format!("{name} could NOT be put in its safe state at the end: {e}"),
-        },
-    });
+    match inst.safe_state().await {
+        Ok(()) => say("info", format!("{name} left in its safe state")),
+        Err(e) => say("error", format!("{name} could NOT be put in its safe state at the end: {e}")),
+    }
 }
 
 /// The learner thread: holds the proposer, answers asks in order with what it has been told.
@@ -535,17 +725,26 @@ fn spawn_learner(
     campaign: &experiments::Campaign,
     inbound: Sender<Inbound>,
 ) -> Result<(Sender<LearnerRequest>, std::thread::JoinHandle<()>), RunError> {
+    let proposer = campaign.build_proposer();
+    spawn_proposer(proposer, inbound)
+}
+
+/// Runs a proposer on its own thread.
+pub fn spawn_proposer(
+    mut proposer: Box<dyn experiments::Proposer>,
+    inbound: Sender<Inbound>,
+) -> Result<(Sender<LearnerRequest>, std::thread::JoinHandle<()>), RunError> {
     let (tx, rx) = crossbeam_channel::unbounded::<LearnerRequest>();
-    let mut proposer = campaign.build_proposer();
     let handle = std::thread::Builder::new()
         .name("lab-learner".into())
         .spawn(move || {
             while let Ok(req) = rx.recv() {
                 match req {
-                    LearnerRequest::Tell(o) => proposer.tell(o),
+                    LearnerRequest::Tell(o) => proposer.tell_outcome(o),
                     LearnerRequest::Ask { n, pending } => {
                         let proposals = proposer.ask(n, &pending);
-                        if inbound.send(Inbound::Proposals { asked: n, proposals }).is_err() {
+                        let stop = proposer.should_stop().map(|r| r.to_string());
+                        if inbound.send(Inbound::Proposals { asked: n, proposals, stop }).is_err() {
                             break;
                         }
                     }
@@ -554,6 +753,46 @@ fn spawn_learner(
         })
         .map_err(|e| RunError::System(format!("cannot start the learner thread: {e}")))?;
     Ok((tx, handle))
+}
+
+/// A thread that turns rows of `operator_requests` into inbound requests.
+struct RequestPoller {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RequestPoller {
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn spawn_request_poller(db: PathBuf, campaign: i64, inbound: Sender<Inbound>) -> RequestPoller {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let handle = std::thread::Builder::new()
+        .name("lab-requests".into())
+        .spawn(move || {
+            let Ok(conn) = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            else {
+                return;
+            };
+            let _ = conn.busy_timeout(Duration::from_secs(1));
+            let mut seen = std::collections::HashSet::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for r in crate::operator::pending(&conn, campaign).unwrap_or_default() {
+                    if seen.insert(r.id) {
+                        let _ = inbound.send(Inbound::Operator(r));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+        .ok();
+    RequestPoller { stop, handle }
 }
 
 fn print_progress(world: &World, reported: usize) -> usize {

@@ -62,13 +62,9 @@ impl CampaignTest {
 
     /// Runs the campaign, returning its error if it cannot run.
     pub fn try_run(&self) -> Result<Summary, controller::run::RunError> {
-        run_campaign(&CampaignOptions {
-            campaign: self.campaign.clone(),
-            db: self.db.clone(),
-            lab: None,
-            time_scale: Some(self.time_scale),
-            progress: false,
-        })
+        let mut opts = CampaignOptions::new(self.campaign.clone(), self.db.clone());
+        opts.time_scale = Some(self.time_scale);
+        run_campaign(&opts)
     }
 
     /// Opens the record for reading.
@@ -111,13 +107,8 @@ impl CampaignTest {
     /// Runs the campaign on a thread of its own, failing the test if it has not ended within `bound` of wall
     /// time: a campaign must terminate whatever its instruments do.
     pub fn run_within(&self, bound: std::time::Duration) -> Result<Summary, controller::run::RunError> {
-        let opts = CampaignOptions {
-            campaign: self.campaign.clone(),
-            db: self.db.clone(),
-            lab: None,
-            time_scale: Some(self.time_scale),
-            progress: false,
-        };
+        let mut opts = CampaignOptions::new(self.campaign.clone(), self.db.clone());
+        opts.time_scale = Some(self.time_scale);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(run_campaign(&opts));

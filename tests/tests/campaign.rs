@@ -23,8 +23,9 @@ fn query<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
 #[test]
 fn every_experiment_ran_every_step() {
     let (t, s) = campaign();
-    assert_eq!((s.started, s.succeeded, s.failed), (12, 12, 0), "{s:?}");
     let conn = t.record();
+    let failures: Vec<String> = query(&conn, "SELECT seq || ': ' || error FROM experiments WHERE error IS NOT NULL");
+    assert_eq!((s.started, s.succeeded, s.failed), (12, 12, 0), "{s:?}\nfailures: {failures:#?}");
     let statuses: Vec<String> = query(&conn, "SELECT DISTINCT status FROM experiments");
     assert_eq!(statuses, vec!["succeeded"]);
     let steps: i64 = conn.query_row("SELECT count(*) FROM steps WHERE status = 'succeeded'", [], |r| r.get(0)).unwrap();

@@ -1,21 +1,20 @@
 //! The one bridge between the synchronous ECS world and everything asynchronous.
 //!
-//! Instrument tasks, the learner thread and signal handlers never touch the world. They send [`Inbound`] facts over
-//! one channel; the main loop waits on it between frames, and the first system of each frame drains it into
-//! messages. The world talks back only by sending: [`Dispatch`]es to instrument tasks, [`LearnerRequest`]s to the
-//! learner, [`crate::record::RecordEvent`]s to the record. Nothing in a system blocks or awaits.
-
-use std::collections::HashMap;
+//! Instrument tasks, the learner thread, operator requests and signal handlers never touch the world. They send
+//! [`Inbound`] facts over one channel; the main loop waits on it between frames, and the first system of each frame
+//! drains it into messages. The world talks back only by sending: [`Dispatch`]es to an [`Executor`] (instrument tasks
+//! in a real run, a discrete-event simulation when planning), [`LearnerRequest`]s to the learner, and record events.
+//! Nothing in a system blocks or awaits.
 
 use bevy_ecs::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
 use devices::{Outcome, Task};
-use experiments::{Observation, Point, Proposal};
+use experiments::{Outcome as Result_, Point, Proposal};
 
 /// Something that happened outside the world.
 #[derive(Debug)]
 pub enum Inbound {
-    /// An instrument task finished a step.
+    /// An instrument finished a step.
     StepEnded {
         /// The step entity.
         step: Entity,
@@ -32,18 +31,85 @@ pub enum Inbound {
         asked: usize,
         /// The proposals (possibly fewer than asked).
         proposals: Vec<Proposal>,
+        /// Why the proposer thinks the campaign should stop (a target reached, no improvement left), if it does.
+        stop: Option<String>,
     },
-    /// The operator asked to stop: `Pause` finishes running experiments and starts no more; `Abort` stops now.
-    Interrupt(Interrupt),
+    /// An operator's request, from the terminal or from another process.
+    Operator(OperatorRequest),
+    /// An instrument in the unknown state was reconciled (safe state, identify, initialize), or could not be.
+    Reconciled {
+        /// The instrument entity.
+        instrument: Entity,
+        /// What came of it.
+        result: Result<(), String>,
+    },
+    /// Nothing happened, but time passed (a minimum wait may have ended).
+    Tick,
 }
 
-/// An operator's request to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interrupt {
-    /// Start nothing new; let running experiments finish.
+/// A request from a person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorRequest {
+    /// Its id in `operator_requests`, if it came through the record.
+    pub id: Option<i64>,
+    /// What is asked.
+    pub action: OperatorAction,
+    /// Who asked.
+    pub who: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What an operator can ask.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OperatorAction {
+    /// Start nothing new; let running steps finish.
     Pause,
+    /// Start new work again after a pause.
+    Resume,
     /// Stop everything now and leave every instrument in its safe state.
     Abort,
+    /// Settle a step whose outcome is unknown.
+    Confirm {
+        /// The step's record id.
+        step: i64,
+        /// What happened to it.
+        verdict: Verdict,
+        /// Where the vessel is now, for transfers (a deck position name or `rack`).
+        place: Option<String>,
+    },
+}
+
+/// An operator's finding about a step whose outcome was unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It happened, completely.
+    Done,
+    /// It did not happen at all; it is safe to run it.
+    NotDone,
+    /// It happened partly or wrongly; the experiment cannot be trusted.
+    Failed,
+}
+
+impl Verdict {
+    /// The verdict as written in `operator_requests`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Done => "done",
+            Verdict::NotDone => "not_done",
+            Verdict::Failed => "failed",
+        }
+    }
+
+    /// Parses a verdict as written in `operator_requests`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "done" => Some(Verdict::Done),
+            "not_done" => Some(Verdict::NotDone),
+            "failed" => Some(Verdict::Failed),
+            _ => None,
+        }
+    }
 }
 
 /// A failed step, as the world needs to know it.
@@ -57,22 +123,39 @@ pub struct StepError {
     pub instrument_fault: bool,
 }
 
-/// A step sent to an instrument task.
+/// A step sent to an instrument.
 #[derive(Debug, Clone)]
 pub struct Dispatch {
     /// The step entity, returned in [`Inbound::StepEnded`].
     pub step: Entity,
     /// The record's step id, tagged on the wire exchanges.
     pub step_id: i64,
-    /// What to do.
-    pub task: Task,
+    /// What to do; `None` for abstract work, which only takes time.
+    pub task: Option<Task>,
+    /// Expected lab seconds.
+    pub estimate: f64,
+    /// The most lab seconds it may take before it counts as failed.
+    pub timeout: f64,
+}
+
+/// Where dispatched steps go.
+pub trait Executor: Send + Sync {
+    /// Sends `dispatch` to `instrument`; false if the instrument can no longer take work.
+    fn dispatch(&self, instrument: Entity, dispatch: Dispatch) -> bool;
+
+    /// Reconciles an instrument whose state is unknown: safe state, identify, initialize. The result comes back as
+    /// [`Inbound::Reconciled`].
+    fn reconcile(&self, instrument: Entity);
+
+    /// Cancels every running step (an abort); each reports back as failed.
+    fn abort(&self) {}
 }
 
 /// A request to the learner thread.
 #[derive(Debug, Clone)]
 pub enum LearnerRequest {
-    /// A result to learn from.
-    Tell(Observation),
+    /// A result to learn from: every output measured, or none if the experiment failed.
+    Tell(Result_),
     /// Propose `n` points, avoiding `pending`.
     Ask {
         /// How many.
@@ -89,8 +172,8 @@ pub struct Bridge {
     pub backlog: Vec<Inbound>,
     /// The inbound channel.
     pub inbox: Receiver<Inbound>,
-    /// Each instrument entity's task.
-    pub instruments: HashMap<Entity, tokio::sync::mpsc::UnboundedSender<Dispatch>>,
-    /// The learner thread.
-    pub learner: Sender<LearnerRequest>,
+    /// Where steps go.
+    pub executor: Box<dyn Executor>,
+    /// The learner thread, when experiments come from proposals.
+    pub learner: Option<Sender<LearnerRequest>>,
 }

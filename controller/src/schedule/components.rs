@@ -1,33 +1,41 @@
 //! Components: instruments, experiments and steps as entities.
 //!
-//! Every instrument of the lab is an entity with an [`Instrument`] and its [`Availability`]. Every running
-//! experiment is an entity with an [`Experiment`], its [`Vessel`] and its [`Readings`]; each of its steps is an
-//! entity with a [`Step`], a [`StepState`] and the [`Dependents`] that wait for it.
+//! Every instrument of the lab is an entity with an [`Instrument`], its [`Availability`] and its [`Holds`]. Every
+//! experiment is an entity with an [`Experiment`], its [`ExperimentState`], its [`Readings`] and, when it has a
+//! vessel, a [`Vessel`]; each of its steps is an entity with a [`Step`], a [`StepState`] and the [`Dependents`]
+//! that wait for it.
 
 use std::collections::BTreeMap;
 
 use bevy_ecs::prelude::*;
 use devices::Place;
-use protocols::{Action, InstrumentKind, InstrumentRef};
+use protocols::{Action, InstrumentKind, InstrumentRef, Operation, StepRules};
 
 /// An instrument of the lab.
 #[derive(Component, Debug, Clone)]
 pub struct Instrument {
     /// Its name in the lab file.
     pub name: String,
-    /// Its kind.
-    pub kind: InstrumentKind,
+    /// Its kind (none for a benchmark workload's devices, which are only ever named).
+    pub kind: Option<InstrumentKind>,
     /// The deck position where it acts on vessels.
     pub position: Option<String>,
+    /// Its index among the lab's instruments (the planner's resource number).
+    pub index: usize,
 }
 
 impl Instrument {
     /// Whether this instrument can run a step that asks for `on`.
     pub fn matches(&self, on: &InstrumentRef) -> bool {
         match on {
-            InstrumentRef::Kind(k) => self.kind == *k,
+            InstrumentRef::Kind(k) => self.kind == Some(*k),
             InstrumentRef::Named(n) => &self.name == n,
         }
+    }
+
+    /// Whether the instrument stands at `place`.
+    pub fn is_at(&self, place: &Place) -> bool {
+        matches!(place, Place::Position(p) if self.position.as_deref() == Some(p.as_str()))
     }
 }
 
@@ -41,6 +49,12 @@ pub enum Availability {
         /// The step.
         step: Entity,
     },
+    /// A step on it may have acted and failed, or its outcome was never recorded: nothing runs on it until it is
+    /// reconciled (probed and re-initialized, or confirmed by an operator).
+    Unknown {
+        /// Why.
+        reason: String,
+    },
     /// Out of service for the rest of the campaign: it could not be opened, or it stopped answering.
     Offline {
         /// Why.
@@ -48,7 +62,30 @@ pub enum Availability {
     },
 }
 
-/// One experiment: one binding of the protocol to parameter values, in one vessel.
+/// Time windows in which an instrument is promised to a step that must start soon after another step ends (a
+/// maximum wait). Other steps may use the instrument only if they are expected to be done before the first window.
+#[derive(Component, Debug, Clone, Default)]
+pub struct Holds(pub Vec<Hold>);
+
+/// One promise of an instrument to a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    /// The step the instrument is kept for.
+    pub step: Entity,
+    /// The lab time from which the step may need it (its predecessor's earliest expected end).
+    pub from: f64,
+    /// The step's expected duration.
+    pub duration: f64,
+}
+
+impl Holds {
+    /// The earliest time the instrument is promised from, if it is promised at all.
+    pub fn first(&self) -> Option<f64> {
+        self.0.iter().map(|h| h.from).reduce(f64::min)
+    }
+}
+
+/// One experiment: one binding of the protocol to parameter values, in one vessel (or one job of a workload).
 #[derive(Component, Debug, Clone)]
 pub struct Experiment {
     /// The record's experiment id.
@@ -59,8 +96,8 @@ pub struct Experiment {
     pub values: BTreeMap<String, f64>,
     /// The proposal it came from.
     pub proposal: Option<i64>,
-    /// Its rack slot.
-    pub slot: usize,
+    /// Its rack slot, if it has a vessel.
+    pub slot: Option<usize>,
     /// Its step entities, in protocol order.
     pub steps: Vec<Entity>,
     /// Steps not yet succeeded.
@@ -85,11 +122,47 @@ pub enum ExperimentState {
 pub struct Vessel {
     /// Its current place; during a transfer, the place it is leaving.
     pub at: Place,
+    /// Whether its place is known. After a transfer that may have acted and failed, it is not.
+    pub known: bool,
 }
 
 /// The outputs an experiment has measured so far.
 #[derive(Component, Debug, Clone, Default)]
 pub struct Readings(pub BTreeMap<String, f64>);
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// A protocol action, run on an instrument.
+    Action(Action),
+    /// Work with no meaning beyond its duration (a benchmark workload's step).
+    Abstract,
+}
+
+impl Work {
+    /// The protocol action, if it is one.
+    pub fn action(&self) -> Option<&Action> {
+        match self {
+            Work::Action(a) => Some(a),
+            Work::Abstract => None,
+        }
+    }
+
+    /// Whether it acts on the vessel at the instrument's position.
+    pub fn acts_on_vessel(&self) -> bool {
+        self.action().is_some_and(Operation::acts_on_vessel)
+    }
+
+    /// Whether repeating it is physically harmless.
+    pub fn repeat_safe(&self) -> bool {
+        self.action().is_none_or(Operation::repeat_safe)
+    }
+
+    /// The operation's name.
+    pub fn name(&self) -> &'static str {
+        self.action().map_or("Work", Operation::name)
+    }
+}
 
 /// One step of one experiment.
 #[derive(Component, Debug, Clone)]
@@ -105,7 +178,16 @@ pub struct Step {
     /// Which instruments may run it.
     pub on: InstrumentRef,
     /// What it does.
-    pub action: Action,
+    pub work: Work,
+    /// Its timing, retry and hold rules.
+    pub rules: StepRules,
+    /// Expected duration in lab seconds.
+    pub estimate: f64,
+    /// Expected lab seconds from this step's start to the end of its experiment along the longest path (the
+    /// critical-path priority).
+    pub tail: f64,
+    /// The steps it runs after.
+    pub after: Vec<Entity>,
 }
 
 /// Where a step is in its life.
@@ -118,8 +200,12 @@ pub enum StepState {
     },
     /// Every dependency has succeeded.
     Ready {
-        /// Lab time it became ready.
+        /// Lab time it became ready (its dependencies' end).
         since: f64,
+        /// It may not start before this (a minimum wait).
+        not_before: f64,
+        /// It should start by this (a maximum wait).
+        deadline: Option<f64>,
     },
     /// Running on an instrument.
     Running {
@@ -136,6 +222,11 @@ pub enum StepState {
     Failed,
     /// Never run, because its experiment failed or was aborted.
     Skipped,
+    /// It may have acted, but its outcome is not known; waits for reconciliation.
+    Unknown {
+        /// The instrument it was on, if known.
+        instrument: Option<Entity>,
+    },
 }
 
 impl StepState {
@@ -148,9 +239,19 @@ impl StepState {
             StepState::Succeeded => "succeeded",
             StepState::Failed => "failed",
             StepState::Skipped => "skipped",
+            StepState::Unknown { .. } => "unknown",
         }
     }
+
+    /// Whether the step will never change again.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, StepState::Succeeded | StepState::Failed | StepState::Skipped)
+    }
 }
+
+/// How many times a step has been started.
+#[derive(Component, Debug, Clone, Copy, Default)]
+pub struct Attempts(pub u32);
 
 /// The steps that wait for this one.
 #[derive(Component, Debug, Clone, Default)]

@@ -4,7 +4,7 @@ use bevy_ecs::prelude::*;
 use devices::Outcome;
 use experiments::Proposal;
 
-use super::bridge::{Interrupt, StepError};
+use super::bridge::{OperatorRequest, StepError};
 
 /// An instrument finished a step, well or badly.
 #[derive(Message, Debug)]
@@ -33,8 +33,19 @@ pub struct ProposalsArrived {
     pub asked: usize,
     /// What it proposed.
     pub proposals: Vec<Proposal>,
+    /// Why the proposer thinks the campaign should stop, if it does.
+    pub stop: Option<String>,
 }
 
-/// The operator interrupted the campaign.
-#[derive(Message, Debug, Clone, Copy)]
-pub struct Interrupted(pub Interrupt);
+/// An operator asked for something.
+#[derive(Message, Debug, Clone)]
+pub struct OperatorAsked(pub OperatorRequest);
+
+/// An instrument in the unknown state was reconciled, or could not be.
+#[derive(Message, Debug, Clone)]
+pub struct Reconciled {
+    /// The instrument entity.
+    pub instrument: Entity,
+    /// What came of it.
+    pub result: Result<(), String>,
+}

@@ -1,9 +1,10 @@
 //! The scheduler: a bevy_ecs world where instruments, experiments and steps are entities.
 //!
 //! [`install`] registers the messages and adds the systems, in the order a frame runs them (see [`systems`]).
-//! The main loop ([`crate::run`]) runs a frame whenever something arrives over the [`bridge`], and again while a
-//! frame made progress, so a finished step is followed by its successor's dispatch in the same wake-up.
-//! Frames are driven by events, never by polling: an idle lab costs nothing.
+//! The main loop runs a frame whenever something arrives over the [`bridge`] (or a minimum wait ends), and again
+//! while a frame made progress, so a finished step is followed by its successor's dispatch in the same wake-up.
+//! Frames are driven by events, never by polling: an idle lab costs nothing. The same world runs a real campaign
+//! (steps go to instrument tasks) and plans one (steps go to a discrete-event simulation on expected durations).
 
 pub mod bridge;
 pub mod components;
@@ -15,29 +16,38 @@ use bevy_ecs::message::{MessageRegistry, message_update_system};
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::SingleThreadedExecutor;
 
-use messages::{ExperimentConcluded, Interrupted, ProposalsArrived, StepEnded};
-use resources::Progress;
+use messages::{ExperimentConcluded, OperatorAsked, ProposalsArrived, Reconciled, StepEnded};
+use resources::{DeckState, Estimates, NextWake, Progress};
 
 /// The phases of a frame.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SchedulerSystems {
-    /// Take in what happened outside: finished steps, proposals, interrupts.
+    /// Take in what happened outside: finished steps, proposals, operators' requests.
     Ingest,
     /// Apply finished steps and conclude experiments.
     Conclude,
     /// Take proposals, ask for more, start experiments.
     Propose,
-    /// Give idle instruments ready steps.
+    /// Plan, and give idle instruments steps.
     Dispatch,
 }
 
-/// Registers the scheduler's messages and systems on `world` and `schedule`.
+/// Registers the scheduler's messages, default resources and systems on `world` and `schedule`.
 pub fn install(world: &mut World, schedule: &mut Schedule) {
     MessageRegistry::register_message::<StepEnded>(world);
     MessageRegistry::register_message::<ExperimentConcluded>(world);
     MessageRegistry::register_message::<ProposalsArrived>(world);
-    MessageRegistry::register_message::<Interrupted>(world);
+    MessageRegistry::register_message::<OperatorAsked>(world);
+    MessageRegistry::register_message::<Reconciled>(world);
     world.init_resource::<Progress>();
+    world.init_resource::<NextWake>();
+    world.init_resource::<DeckState>();
+    world.init_resource::<Estimates>();
+    world.init_resource::<resources::Schedule>();
+    world.init_resource::<resources::ReadyIndex>();
+    if !world.contains_resource::<systems::UnknownPolicy>() {
+        world.insert_resource(systems::UnknownPolicy::Fail);
+    }
     // One thread: the systems are chained anyway, and a deterministic order makes runs reproducible.
     schedule.set_executor(SingleThreadedExecutor::new());
     schedule.configure_sets(
@@ -45,12 +55,17 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
             .chain(),
     );
     schedule.add_systems(
-        (message_update_system, systems::drain_inbox, systems::apply_interrupts)
+        (message_update_system, systems::drain_inbox, systems::handle_operator_requests)
             .chain()
             .in_set(SchedulerSystems::Ingest),
     );
     schedule.add_systems(
-        (systems::apply_step_results, systems::fail_stranded_steps, systems::conclude_experiments)
+        (
+            systems::apply_step_results,
+            systems::settle_reconciled,
+            systems::fail_stranded_steps,
+            systems::conclude_experiments,
+        )
             .chain()
             .in_set(SchedulerSystems::Conclude),
     );
@@ -59,5 +74,15 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
             .chain()
             .in_set(SchedulerSystems::Propose),
     );
-    schedule.add_systems(systems::assign_instruments.in_set(SchedulerSystems::Dispatch));
+    schedule.add_systems(
+        (
+            systems::reconcile_instruments,
+            systems::index_ready_steps,
+            systems::replan,
+            systems::assign_instruments,
+            systems::compute_next_wake,
+        )
+            .chain()
+            .in_set(SchedulerSystems::Dispatch),
+    );
 }

@@ -1,30 +1,53 @@
 //! Systems: what the scheduler does each frame, in order.
 //!
-//! A frame drains the inbox, applies finished steps (freeing instruments, moving vessels, recording readings,
-//! releasing the steps that waited for them), concludes finished experiments (telling the learner), takes new
-//! proposals and asks for more while experiments still run, starts experiments up to the in-flight limit, and
-//! gives every idle instrument the oldest ready step it can run. Every decision and state change is recorded.
+//! A frame drains the inbox; carries out operators' requests; applies finished steps (freeing instruments, moving
+//! vessels, keeping readings, releasing the steps that waited for them, retrying what is safe to retry, and putting
+//! what may have acted and failed into the "unknown" state); concludes finished experiments (telling the learner);
+//! takes new proposals and asks for more while experiments still run; starts experiments up to the in-flight limit;
+//! replans if the work changed; and gives every idle instrument the step the plan (or, without one, the critical
+//! path) says it should run next. Every decision and state change is recorded.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
 
 use bevy_ecs::prelude::*;
 use devices::{Outcome, Place, Task};
-use protocols::{Action, Destination, Operation};
+use protocols::{Action, Destination, InstrumentRef};
 
-use super::bridge::{Bridge, Dispatch, Inbound, Interrupt, LearnerRequest, StepError};
+use super::bridge::{Bridge, Dispatch, Inbound, LearnerRequest, OperatorAction, OperatorRequest, StepError, Verdict};
 use super::components::{
-    Availability, Dependents, Experiment, ExperimentState, Instrument, Readings, Step, StepState, Vessel,
+    Attempts, Availability, Dependents, Experiment, ExperimentState, Hold, Holds, Instrument, Readings, Step,
+    StepState, Vessel, Work,
 };
-use super::messages::{ExperimentConcluded, Interrupted, ProposalsArrived, StepEnded};
-use super::resources::{Best, CampaignState, DeckState, LabClock, Plan, Progress, RackState, Record};
-use crate::record::{RecordEvent, StepRow};
+use super::messages::{ExperimentConcluded, OperatorAsked, ProposalsArrived, Reconciled, StepEnded};
+use super::resources::{
+    Best, CampaignState, DeckState, Estimates, Job, LabClock, NextWake, OrderedTime, Policy, Progress, RackState,
+    ReadyIndex, ReadyKey, Record, Schedule, Source,
+};
+use crate::planner;
+use crate::record::{ProposalRow, RecordEvent, StepRow};
+
+/// Records a step's new state.
+fn record_step(record: &Record, step: i64, at: f64, status: &str, instrument: Option<&str>, error: Option<String>) {
+    record.recorder.send(RecordEvent::StepStatus {
+        step,
+        at,
+        status: status.to_owned(),
+        instrument: instrument.map(str::to_owned),
+        task: None,
+        attempt: None,
+        outcome: None,
+        error,
+    });
+}
 
 /// Turns everything that arrived from outside into messages.
 pub fn drain_inbox(
     mut bridge: ResMut<Bridge>,
     mut ended: MessageWriter<StepEnded>,
     mut arrived: MessageWriter<ProposalsArrived>,
-    mut interrupted: MessageWriter<Interrupted>,
+    mut asked: MessageWriter<OperatorAsked>,
+    mut reconciled: MessageWriter<Reconciled>,
     mut progress: ResMut<Progress>,
 ) {
     let mut items = std::mem::take(&mut bridge.backlog);
@@ -37,161 +60,345 @@ pub fn drain_inbox(
             Inbound::StepEnded { step, result, started, ended: at } => {
                 ended.write(StepEnded { step, result, started, ended: at });
             }
-            Inbound::Proposals { asked, proposals } => {
-                arrived.write(ProposalsArrived { asked, proposals });
+            Inbound::Proposals { asked: n, proposals, stop } => {
+                arrived.write(ProposalsArrived { asked: n, proposals, stop });
             }
-            Inbound::Interrupt(i) => {
-                interrupted.write(Interrupted(i));
+            Inbound::Operator(r) => {
+                asked.write(OperatorAsked(r));
             }
+            Inbound::Reconciled { instrument, result } => {
+                reconciled.write(Reconciled { instrument, result });
+            }
+            Inbound::Tick => {}
         }
     }
 }
 
-/// Applies the operator's pause or abort.
-pub fn apply_interrupts(
-    mut interrupted: MessageReader<Interrupted>,
+/// Carries out operators' requests: pause, resume, abort, and verdicts on steps whose outcome is unknown.
+pub fn handle_operator_requests(
+    mut asked: MessageReader<OperatorAsked>,
     mut state: ResMut<CampaignState>,
-    mut steps: Query<(&Step, &mut StepState)>,
-    mut experiments: Query<(Entity, &Experiment, &mut ExperimentState)>,
+    mut steps: Query<(Entity, &Step, &mut StepState)>,
+    mut experiments: Query<(Entity, &mut Experiment, &mut ExperimentState, Option<&mut Vessel>)>,
+    dependents: Query<&Dependents>,
+    mut deck: ResMut<DeckState>,
     mut concluded: MessageWriter<ExperimentConcluded>,
+    mut schedule: ResMut<Schedule>,
+    mut index: ResMut<ReadyIndex>,
     record: Res<Record>,
     clock: Res<LabClock>,
 ) {
-    for Interrupted(i) in interrupted.read() {
+    for OperatorAsked(req) in asked.read() {
         let now = clock.now();
-        state.stopping = true;
-        match i {
-            Interrupt::Pause => {
-                state.stop_reason.get_or_insert_with(|| "paused by the operator".to_owned());
-                record.recorder.send(RecordEvent::Event {
-                    campaign: record.campaign,
-                    at: now,
-                    level: "warning",
-                    instrument: None,
-                    message: "paused by the operator: running experiments finish, no new ones start".to_owned(),
-                });
+        let outcome = match &req.action {
+            OperatorAction::Pause => {
+                state.paused = true;
+                format!("paused: running steps finish, nothing new starts (asked by {})", req.who)
             }
-            Interrupt::Abort => {
+            OperatorAction::Resume => {
+                state.paused = false;
+                format!("resumed (asked by {})", req.who)
+            }
+            OperatorAction::Abort => {
+                state.stopping = true;
                 state.aborted = true;
-                state.stop_reason = Some("aborted by the operator".to_owned());
-                record.recorder.send(RecordEvent::Event {
-                    campaign: record.campaign,
-                    at: now,
-                    level: "error",
-                    instrument: None,
-                    message: "aborted by the operator: running steps are cancelled and every instrument is put in \
-                              its safe state"
-                        .to_owned(),
-                });
-                for (entity, exp, mut exp_state) in &mut experiments {
+                state.paused = false;
+                state.stop_reason = Some(format!("aborted by {}: {}", req.who, req.reason));
+                let ids: Vec<Entity> = experiments.iter().map(|(e, ..)| e).collect();
+                for e in ids {
+                    let Ok((entity, exp, mut exp_state, _)) = experiments.get_mut(e) else { continue };
                     if *exp_state == ExperimentState::Running {
                         *exp_state = ExperimentState::Failed("aborted by the operator".to_owned());
-                        if skip_unstarted(exp, &mut steps, &record, now, "aborted by the operator") == 0 {
+                        if skip_unstarted(&exp, &mut steps, &record, now, "aborted by the operator") == 0 {
                             concluded.write(ExperimentConcluded { experiment: entity });
                         }
                     }
                 }
+                "aborted: running steps are cancelled and every instrument is put in its safe state".to_owned()
             }
+            OperatorAction::Confirm { step, verdict, place } => confirm(
+                *step,
+                *verdict,
+                place.as_deref(),
+                req,
+                &mut steps,
+                &mut experiments,
+                &dependents,
+                &mut deck,
+                &mut state,
+                &mut concluded,
+                &record,
+                &mut index.fresh,
+                now,
+            ),
+        };
+        schedule.dirty = true;
+        record.recorder.send(RecordEvent::say(record.campaign, now, "warning", None, outcome.clone()));
+        if let Some(id) = req.id {
+            record.recorder.send(RecordEvent::RequestHandled {
+                request: id,
+                at: now,
+                action: action_name(&req.action).to_owned(),
+                who: req.who.clone(),
+                reason: req.reason.clone(),
+                outcome,
+            });
         }
     }
 }
 
-/// Skips every waiting or ready step of an experiment; returns how many of its steps are still running.
+fn action_name(a: &OperatorAction) -> &'static str {
+    match a {
+        OperatorAction::Pause => "pause",
+        OperatorAction::Resume => "resume",
+        OperatorAction::Abort => "abort",
+        OperatorAction::Confirm { .. } => "confirm",
+    }
+}
+
+/// Applies an operator's verdict on a step whose outcome was unknown.
+fn confirm(
+    step_id: i64,
+    verdict: Verdict,
+    place: Option<&str>,
+    req: &OperatorRequest,
+    steps: &mut Query<(Entity, &Step, &mut StepState)>,
+    experiments: &mut Query<(Entity, &mut Experiment, &mut ExperimentState, Option<&mut Vessel>)>,
+    dependents: &Query<&Dependents>,
+    deck: &mut DeckState,
+    state: &mut CampaignState,
+    concluded: &mut MessageWriter<ExperimentConcluded>,
+    record: &Record,
+    fresh: &mut Vec<Entity>,
+    now: f64,
+) -> String {
+    let Some((entity, step)) = steps.iter().find(|(_, s, _)| s.id == step_id).map(|(e, s, _)| (e, s.clone())) else {
+        return format!(
+            "confirmation of step {step_id} ignored: it is not a step of this campaign's running experiments"
+        );
+    };
+    let Ok((_, _, st)) = steps.get(entity) else { return String::new() };
+    if !matches!(st, StepState::Unknown { .. }) {
+        return format!("confirmation of step {step_id} ignored: it is {}, not unknown", st.label());
+    }
+    state.unknown = state.unknown.saturating_sub(1);
+    let who = format!("{} ({})", req.who, req.reason);
+    let Ok((exp_entity, mut exp, mut exp_state, vessel)) = experiments.get_mut(step.experiment) else {
+        return String::new();
+    };
+    // Where the vessel is, if the operator says.
+    if let Some(mut v) = vessel
+        && let Some(p) = place
+    {
+        for (pos, e) in deck.occupant.clone() {
+            if e == exp_entity {
+                deck.occupant.remove(&pos);
+            }
+        }
+        deck.reserved.retain(|_, e| *e != exp_entity);
+        v.at = if p == "rack" { Place::Rack(exp.slot.unwrap_or(0)) } else { Place::Position(p.to_owned()) };
+        v.known = true;
+        if let Place::Position(pos) = &v.at {
+            deck.occupant.insert(pos.clone(), exp_entity);
+        }
+    }
+    match verdict {
+        Verdict::Done => {
+            if let Ok((_, _, mut st)) = steps.get_mut(entity) {
+                *st = StepState::Succeeded;
+            }
+            record_step(record, step.id, now, "succeeded", None, Some(format!("confirmed done by {who}")));
+            exp.unfinished = exp.unfinished.saturating_sub(1);
+            release_dependents(entity, now, steps, dependents, record, fresh);
+            if exp.unfinished == 0 && *exp_state == ExperimentState::Running {
+                *exp_state = ExperimentState::Succeeded;
+                concluded.write(ExperimentConcluded { experiment: exp_entity });
+            }
+            format!("step {step_id} (`{}`) confirmed done by {who}", step.name)
+        }
+        Verdict::NotDone => {
+            if let Ok((_, _, mut st)) = steps.get_mut(entity) {
+                *st = StepState::Ready { since: now, not_before: now, deadline: None };
+            }
+            fresh.push(entity);
+            record_step(
+                record,
+                step.id,
+                now,
+                "ready",
+                None,
+                Some(format!("confirmed not done by {who}; it runs again")),
+            );
+            format!("step {step_id} (`{}`) confirmed not done by {who}; it will run", step.name)
+        }
+        Verdict::Failed => {
+            if let Ok((_, _, mut st)) = steps.get_mut(entity) {
+                *st = StepState::Failed;
+            }
+            record_step(record, step.id, now, "failed", None, Some(format!("confirmed failed by {who}")));
+            if *exp_state == ExperimentState::Running {
+                *exp_state = ExperimentState::Failed(format!("step `{}` failed (confirmed by {who})", step.name));
+                skip_unstarted_entities(&exp.steps, steps, record, now, "an earlier step of this experiment failed");
+            }
+            if still_running(&exp.steps, steps) == 0 {
+                concluded.write(ExperimentConcluded { experiment: exp_entity });
+            }
+            format!("step {step_id} (`{}`) confirmed failed by {who}", step.name)
+        }
+    }
+}
+
 fn skip_unstarted(
     exp: &Experiment,
-    steps: &mut Query<(&Step, &mut StepState)>,
+    steps: &mut Query<(Entity, &Step, &mut StepState)>,
     record: &Record,
     now: f64,
     why: &str,
 ) -> usize {
-    let mut running = 0;
-    for &s in &exp.steps {
-        if let Ok((step, mut st)) = steps.get_mut(s) {
+    skip_unstarted_entities(&exp.steps, steps, record, now, why)
+}
+
+/// Skips every waiting or ready step among `list`; returns how many are still running or unknown.
+fn skip_unstarted_entities(
+    list: &[Entity],
+    steps: &mut Query<(Entity, &Step, &mut StepState)>,
+    record: &Record,
+    now: f64,
+    why: &str,
+) -> usize {
+    let mut active = 0;
+    for &s in list {
+        if let Ok((_, step, mut st)) = steps.get_mut(s) {
             match *st {
                 StepState::Waiting { .. } | StepState::Ready { .. } => {
                     *st = StepState::Skipped;
-                    record.recorder.send(RecordEvent::StepStatus {
-                        step: step.id,
-                        at: now,
-                        status: "skipped",
-                        instrument: None,
-                        outcome: None,
-                        error: Some(why.to_owned()),
-                    });
+                    record_step(record, step.id, now, "skipped", None, Some(why.to_owned()));
                 }
-                StepState::Running { .. } => running += 1,
+                StepState::Running { .. } | StepState::Unknown { .. } => active += 1,
                 _ => {}
             }
         }
     }
-    running
+    active
 }
 
-/// Applies finished steps: frees instruments, moves vessels, keeps readings, releases waiting steps, and concludes
-/// experiments whose last step ended.
+fn still_running(list: &[Entity], steps: &Query<(Entity, &Step, &mut StepState)>) -> usize {
+    list.iter()
+        .filter(|&&s| matches!(steps.get(s), Ok((_, _, StepState::Running { .. } | StepState::Unknown { .. }))))
+        .count()
+}
+
+/// Moves the dependents of a succeeded step towards ready.
+fn release_dependents(
+    step: Entity,
+    at: f64,
+    steps: &mut Query<(Entity, &Step, &mut StepState)>,
+    dependents: &Query<&Dependents>,
+    record: &Record,
+    fresh: &mut Vec<Entity>,
+) {
+    for &d in dependents.get(step).map(|d| d.0.as_slice()).unwrap_or_default() {
+        if let Ok((_, dep, mut dst)) = steps.get_mut(d)
+            && let StepState::Waiting { remaining } = &mut *dst
+        {
+            *remaining = remaining.saturating_sub(1);
+            if *remaining == 0 {
+                let not_before = at + dep.rules.wait.map_or(0.0, |w| w.0);
+                let deadline = dep.rules.within.map(|w| at + w.0);
+                *dst = StepState::Ready { since: at, not_before, deadline };
+                fresh.push(d);
+                record_step(record, dep.id, at, "ready", None, None);
+            }
+        }
+    }
+}
+
+/// Applies finished steps.
 pub fn apply_step_results(
     mut ended: MessageReader<StepEnded>,
     mut concluded: MessageWriter<ExperimentConcluded>,
-    mut steps: Query<(&Step, &mut StepState)>,
+    mut steps: Query<(Entity, &Step, &mut StepState)>,
+    attempts: Query<&mut Attempts>,
     dependents: Query<&Dependents>,
-    mut instruments: Query<(&Instrument, &mut Availability)>,
-    mut experiments: Query<(&mut Experiment, &mut ExperimentState, &mut Vessel, &mut Readings)>,
+    mut instruments: Query<(&Instrument, &mut Availability, &mut Holds)>,
+    mut experiments: Query<(&mut Experiment, &mut ExperimentState, Option<&mut Vessel>, &mut Readings)>,
     mut deck: ResMut<DeckState>,
+    mut estimates: ResMut<Estimates>,
+    mut schedule: ResMut<Schedule>,
+    mut state: ResMut<CampaignState>,
+    mut index: ResMut<ReadyIndex>,
+    policy: Res<Policy>,
     record: Res<Record>,
 ) {
     for ev in ended.read() {
-        let Ok((step, mut st)) = steps.get_mut(ev.step) else { continue };
+        let Ok((_, step, st)) = steps.get(ev.step) else { continue };
         let StepState::Running { instrument, destination, .. } = st.clone() else { continue };
         let step = step.clone();
-        let instrument_name = match instruments.get_mut(instrument) {
-            Ok((inst, mut avail)) => {
-                match &ev.result {
-                    Err(e) if e.instrument_fault => {
-                        *avail = Availability::Offline { reason: e.message.clone() };
-                        record.recorder.send(RecordEvent::Event {
-                            campaign: record.campaign,
-                            at: ev.ended,
-                            level: "error",
-                            instrument: Some(inst.name.clone()),
-                            message: format!("{} is offline for the rest of the campaign: {}", inst.name, e.message),
-                        });
-                    }
-                    _ => *avail = Availability::Idle,
+        let mut instrument_name = None;
+        if let Ok((inst, mut avail, mut holds)) = instruments.get_mut(instrument) {
+            instrument_name = Some(inst.name.clone());
+            holds.0.retain(|h| h.step != ev.step);
+            match &ev.result {
+                Err(e) if e.instrument_fault => {
+                    *avail = Availability::Offline { reason: e.message.clone() };
+                    record.recorder.send(RecordEvent::say(
+                        record.campaign,
+                        ev.ended,
+                        "error",
+                        Some(&inst.name),
+                        format!("{} is offline for the rest of the campaign: {}", inst.name, e.message),
+                    ));
                 }
-                Some(inst.name.clone())
+                Err(e) if e.may_have_acted && !step.work.repeat_safe() => {
+                    *avail = Availability::Unknown { reason: e.message.clone() };
+                }
+                _ => *avail = Availability::Idle,
             }
-            Err(_) => None,
-        };
+            if ev.result.is_ok() {
+                let surprised = estimates.observe(step.work.name(), &inst.name, step.estimate, ev.ended - ev.started);
+                if surprised && matches!(*policy, Policy::Planned { replan: true, .. }) {
+                    schedule.dirty = true;
+                }
+            }
+        }
         let Ok((mut exp, mut exp_state, mut vessel, mut readings)) = experiments.get_mut(step.experiment) else {
             continue;
         };
         match &ev.result {
             Ok(outcome) => {
-                *st = StepState::Succeeded;
+                if let Ok((_, _, mut st)) = steps.get_mut(ev.step) {
+                    *st = StepState::Succeeded;
+                }
                 record.recorder.send(RecordEvent::StepStatus {
                     step: step.id,
                     at: ev.ended,
-                    status: "succeeded",
+                    status: "succeeded".to_owned(),
                     instrument: instrument_name,
+                    task: None,
+                    attempt: None,
                     outcome: serde_json::to_string(outcome).ok(),
                     error: None,
                 });
-                if let (Action::Transfer { .. }, Some(dest)) = (&step.action, &destination) {
-                    if let Place::Position(p) = &vessel.at {
+                if let (Some(Action::Transfer { .. }), Some(dest), Some(v)) =
+                    (step.work.action(), &destination, vessel.as_mut())
+                {
+                    if let Place::Position(p) = &v.at {
                         deck.occupant.remove(p);
                     }
                     if let Place::Position(p) = dest {
                         deck.reserved.remove(p);
                         deck.occupant.insert(p.clone(), step.experiment);
                     }
-                    vessel.at = dest.clone();
+                    v.at = dest.clone();
                 }
-                if let (Action::Measure { output, .. }, Outcome::Measured { value, unit }) = (&step.action, outcome) {
-                    readings.0.insert(output.clone(), *value);
+                if let (Some(output), Outcome::Measured { value, unit }) =
+                    (step.work.action().and_then(Action::output), outcome)
+                {
+                    readings.0.insert(output.to_owned(), *value);
                     record.recorder.send(RecordEvent::Measurement {
                         experiment: exp.id,
                         step: step.id,
-                        name: output.clone(),
+                        name: output.to_owned(),
                         value: *value,
                         unit: (*unit).to_owned(),
                         at: ev.ended,
@@ -199,53 +406,96 @@ pub fn apply_step_results(
                 }
                 exp.unfinished = exp.unfinished.saturating_sub(1);
                 if *exp_state == ExperimentState::Running {
-                    for &d in dependents.get(ev.step).map(|d| d.0.as_slice()).unwrap_or_default() {
-                        if let Ok((dep, mut dst)) = steps.get_mut(d)
-                            && let StepState::Waiting { remaining } = &mut *dst
-                        {
-                            *remaining = remaining.saturating_sub(1);
-                            if *remaining == 0 {
-                                *dst = StepState::Ready { since: ev.ended };
-                                record.recorder.send(RecordEvent::StepStatus {
-                                    step: dep.id,
-                                    at: ev.ended,
-                                    status: "ready",
-                                    instrument: None,
-                                    outcome: None,
-                                    error: None,
-                                });
-                            }
-                        }
-                    }
+                    release_dependents(ev.step, ev.ended, &mut steps, &dependents, &record, &mut index.fresh);
                     if exp.unfinished == 0 {
                         *exp_state = ExperimentState::Succeeded;
                         concluded.write(ExperimentConcluded { experiment: step.experiment });
                     }
-                } else if still_running(&exp, &steps) == 0 {
+                } else if still_running(&exp.steps, &steps) == 0 {
                     concluded.write(ExperimentConcluded { experiment: step.experiment });
                 }
             }
             Err(e) => {
-                *st = StepState::Failed;
+                schedule.dirty = true;
+                let tries = attempts.get(ev.step).map_or(1, |a| a.0);
+                let retry =
+                    step.work.repeat_safe() && tries <= step.rules.retry && *exp_state == ExperimentState::Running;
+                if retry {
+                    if let Ok((_, _, mut st)) = steps.get_mut(ev.step) {
+                        *st = StepState::Ready { since: ev.ended, not_before: ev.ended, deadline: None };
+                    }
+                    index.fresh.push(ev.step);
+                    record_step(
+                        &record,
+                        step.id,
+                        ev.ended,
+                        "ready",
+                        instrument_name.as_deref(),
+                        Some(format!(
+                            "attempt {tries} failed: {}; retrying (the operation is safe to repeat)",
+                            e.message
+                        )),
+                    );
+                    continue;
+                }
+                if e.may_have_acted
+                    && !step.work.repeat_safe()
+                    && !e.instrument_fault
+                    && *exp_state == ExperimentState::Running
+                {
+                    // It may have acted: never repeat it, and hold the experiment until someone or something
+                    // establishes what happened.
+                    if let Ok((_, _, mut st)) = steps.get_mut(ev.step) {
+                        *st = StepState::Unknown { instrument: Some(instrument) };
+                    }
+                    state.unknown += 1;
+                    if let (Some(Action::Transfer { .. }), Some(v)) = (step.work.action(), vessel.as_mut()) {
+                        v.known = false;
+                        if let Some(Place::Position(p)) = &destination {
+                            deck.reserved.remove(p);
+                            deck.occupant.insert(p.clone(), step.experiment);
+                        }
+                    }
+                    record_step(
+                        &record,
+                        step.id,
+                        ev.ended,
+                        "unknown",
+                        instrument_name.as_deref(),
+                        Some(format!(
+                            "{}; the step may have acted, so it is not repeated: it waits for reconciliation",
+                            e.message
+                        )),
+                    );
+                    continue;
+                }
+                if let Ok((_, _, mut st)) = steps.get_mut(ev.step) {
+                    *st = StepState::Failed;
+                }
                 let note = if e.may_have_acted {
                     " The instrument may have acted before failing; the step is not repeated."
                 } else {
                     ""
                 };
-                record.recorder.send(RecordEvent::StepStatus {
-                    step: step.id,
-                    at: ev.ended,
-                    status: "failed",
-                    instrument: instrument_name,
-                    outcome: None,
-                    error: Some(format!("{}{note}", e.message)),
-                });
-                // A failed transfer leaves the vessel somewhere between its two places, so both stay blocked.
+                record_step(
+                    &record,
+                    step.id,
+                    ev.ended,
+                    "failed",
+                    instrument_name.as_deref(),
+                    Some(format!("{}{note}", e.message)),
+                );
                 if *exp_state == ExperimentState::Running {
                     *exp_state = ExperimentState::Failed(format!("step `{}` failed: {}", step.name, e.message));
-                    skip_unstarted(&exp, &mut steps, &record, ev.ended, "an earlier step of this experiment failed");
+                    skip_unstarted_entities(
+                        &exp.steps,
+                        &mut steps,
+                        &record,
+                        ev.ended,
+                        "an earlier step of this experiment failed",
+                    );
                 }
-                if still_running(&exp, &steps) == 0 {
+                if still_running(&exp.steps, &steps) == 0 {
                     concluded.write(ExperimentConcluded { experiment: step.experiment });
                 }
             }
@@ -253,17 +503,125 @@ pub fn apply_step_results(
     }
 }
 
-fn still_running(exp: &Experiment, steps: &Query<(&Step, &mut StepState)>) -> usize {
-    exp.steps.iter().filter(|&&s| matches!(steps.get(s), Ok((_, StepState::Running { .. })))).count()
+/// Handles instruments that came back from reconciliation, and settles the unknown steps on them by policy.
+pub fn settle_reconciled(
+    mut reconciled: MessageReader<Reconciled>,
+    mut instruments: Query<(&Instrument, &mut Availability)>,
+    mut steps: Query<(Entity, &Step, &mut StepState)>,
+    mut experiments: Query<(Entity, &mut Experiment, &mut ExperimentState)>,
+    mut concluded: MessageWriter<ExperimentConcluded>,
+    mut state: ResMut<CampaignState>,
+    settle: Res<UnknownPolicy>,
+    record: Res<Record>,
+    clock: Res<LabClock>,
+) {
+    for r in reconciled.read() {
+        let now = clock.now();
+        let Ok((inst, mut avail)) = instruments.get_mut(r.instrument) else { continue };
+        let name = inst.name.clone();
+        match &r.result {
+            Ok(()) => {
+                *avail = Availability::Idle;
+                record.recorder.send(RecordEvent::say(
+                    record.campaign,
+                    now,
+                    "warning",
+                    Some(&name),
+                    format!("{name} reconciled: put in its safe state, identified and re-initialized"),
+                ));
+            }
+            Err(e) => {
+                *avail = Availability::Offline { reason: format!("could not be reconciled: {e}") };
+                record.recorder.send(RecordEvent::say(
+                    record.campaign,
+                    now,
+                    "error",
+                    Some(&name),
+                    format!("{name} could not be reconciled and is offline: {e}"),
+                ));
+            }
+        }
+        if *settle != UnknownPolicy::Fail && r.result.is_ok() {
+            continue;
+        }
+        // Steps left unknown on this instrument: their outcome cannot be established automatically, so the
+        // experiment's result cannot be trusted.
+        let unknown: Vec<(Entity, Step)> = steps
+            .iter()
+            .filter(|(_, _, st)| matches!(st, StepState::Unknown { instrument: Some(i) } if *i == r.instrument))
+            .map(|(e, s, _)| (e, s.clone()))
+            .collect();
+        for (e, s) in unknown {
+            if let Ok((_, _, mut st)) = steps.get_mut(e) {
+                *st = StepState::Failed;
+            }
+            state.unknown = state.unknown.saturating_sub(1);
+            record_step(
+                &record,
+                s.id,
+                now,
+                "failed",
+                Some(&name),
+                Some(format!(
+                    "outcome unknown after {name} was reconciled; the experiment is not trusted (policy: fail unknown steps)"
+                )),
+            );
+            if let Ok((exp_entity, exp, mut exp_state)) = experiments.get_mut(s.experiment) {
+                if *exp_state == ExperimentState::Running {
+                    *exp_state =
+                        ExperimentState::Failed(format!("step `{}` may have acted but its outcome is unknown", s.name));
+                    skip_unstarted_entities(
+                        &exp.steps,
+                        &mut steps,
+                        &record,
+                        now,
+                        "an earlier step's outcome is unknown",
+                    );
+                }
+                if still_running(&exp.steps, &steps) == 0 {
+                    concluded.write(ExperimentConcluded { experiment: exp_entity });
+                }
+            }
+        }
+    }
+}
+
+/// What to do with a step whose outcome is unknown once its instrument is reconciled.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownPolicy {
+    /// Fail the step (and its experiment): unattended labs keep going, and the record says why.
+    Fail,
+    /// Wait for an operator's verdict (`lab confirm`).
+    Wait,
+}
+
+/// Sends instruments in the unknown state to be reconciled (safe state, identify, initialize).
+pub fn reconcile_instruments(
+    instruments: Query<(Entity, &Instrument, &Availability)>,
+    mut pending: Local<HashSet<Entity>>,
+    bridge: Res<Bridge>,
+) {
+    for (e, _, a) in &instruments {
+        match a {
+            Availability::Unknown { .. } => {
+                if pending.insert(e) {
+                    bridge.executor.reconcile(e);
+                }
+            }
+            _ => {
+                pending.remove(&e);
+            }
+        }
+    }
 }
 
 /// Fails ready steps that no working instrument can ever run (every candidate is offline), so a broken
 /// instrument stops its experiments with a clear message instead of leaving them waiting forever.
 pub fn fail_stranded_steps(
-    mut steps: Query<(&Step, &mut StepState)>,
+    mut steps: Query<(Entity, &Step, &mut StepState)>,
     instruments: Query<(&Instrument, &Availability)>,
-    mut experiments: Query<(Entity, &Experiment, &mut ExperimentState, &Vessel)>,
-    plan: Res<Plan>,
+    mut experiments: Query<(Entity, &Experiment, &mut ExperimentState, Option<&Vessel>)>,
+    source: Res<Source>,
     mut concluded: MessageWriter<ExperimentConcluded>,
     record: Res<Record>,
     clock: Res<LabClock>,
@@ -282,28 +640,27 @@ pub fn fail_stranded_steps(
         }
         let mut stranded: Option<String> = None;
         for &s in &exp.steps {
-            let Ok((step, st)) = steps.get(s) else { continue };
+            let Ok((_, step, st)) = steps.get(s) else { continue };
             if !matches!(st, StepState::Ready { .. }) {
                 continue;
             }
             let usable = instruments.iter().any(|(inst, avail)| {
                 !matches!(avail, Availability::Offline { .. })
                     && inst.matches(&step.on)
-                    && (!step.action.acts_on_vessel()
-                        || inst.position.as_ref().map(|p| Place::Position(p.clone())) == Some(vessel.at.clone()))
+                    && (!step.work.acts_on_vessel() || vessel.is_some_and(|v| inst.is_at(&v.at)))
             });
-            let reachable = match &step.action {
-                Action::Transfer { to: Destination::Rack } => true,
-                Action::Transfer { .. } => plan
+            let reachable = match (step.work.action(), &*source) {
+                (Some(Action::Transfer { to: Destination::Rack }), _) => true,
+                (Some(Action::Transfer { .. }), Source::Campaign(c)) => c
                     .transfer_positions
                     .get(&step.index)
-                    .is_some_and(|ps| ps.iter().any(|p| position_usable(&plan, p, &offline))),
+                    .is_some_and(|ps| ps.iter().any(|p| position_usable(c, p, &offline))),
                 _ => true,
             };
             if !usable || !reachable {
                 let who = match &step.on {
-                    protocols::InstrumentRef::Kind(k) => format!("every {} that could run it is offline", k.name()),
-                    protocols::InstrumentRef::Named(n) => format!("`{n}` is offline"),
+                    InstrumentRef::Kind(k) => format!("every {} that could run it is offline", k.name()),
+                    InstrumentRef::Named(n) => format!("`{n}` is offline"),
                 };
                 stranded = Some(format!("step `{}` cannot run: {who}", step.name));
                 break;
@@ -313,18 +670,11 @@ pub fn fail_stranded_steps(
             let now = clock.now();
             *exp_state = ExperimentState::Failed(why.clone());
             for &s in &exp.steps {
-                if let Ok((step, mut st)) = steps.get_mut(s)
+                if let Ok((_, step, mut st)) = steps.get_mut(s)
                     && matches!(*st, StepState::Ready { .. })
                 {
                     *st = StepState::Failed;
-                    record.recorder.send(RecordEvent::StepStatus {
-                        step: step.id,
-                        at: now,
-                        status: "failed",
-                        instrument: None,
-                        outcome: None,
-                        error: Some(why.clone()),
-                    });
+                    record_step(&record, step.id, now, "failed", None, Some(why.clone()));
                 }
             }
             if skip_unstarted(exp, &mut steps, &record, now, "an earlier step of this experiment failed") == 0 {
@@ -335,8 +685,8 @@ pub fn fail_stranded_steps(
 }
 
 /// Whether the instruments standing at `position` are all working.
-fn position_usable(plan: &Plan, position: &str, offline: &HashSet<&str>) -> bool {
-    plan.lab
+fn position_usable(c: &super::resources::CampaignSource, position: &str, offline: &HashSet<&str>) -> bool {
+    c.lab
         .instruments
         .iter()
         .filter(|i| i.position.as_deref() == Some(position))
@@ -348,7 +698,7 @@ pub fn conclude_experiments(
     mut concluded: MessageReader<ExperimentConcluded>,
     experiments: Query<(&Experiment, &ExperimentState, &Readings)>,
     mut state: ResMut<CampaignState>,
-    plan: Res<Plan>,
+    source: Res<Source>,
     bridge: Res<Bridge>,
     record: Res<Record>,
     clock: Res<LabClock>,
@@ -361,31 +711,37 @@ pub fn conclude_experiments(
         }
         let Ok((exp, exp_state, readings)) = experiments.get(c.experiment) else { continue };
         let now = clock.now();
-        let (objective, error) = match exp_state {
-            ExperimentState::Succeeded => match readings.0.get(&plan.objective) {
-                Some(v) => (Some(*v), None),
-                None => (None, Some(format!("no reading of `{}` was taken", plan.objective))),
-            },
-            ExperimentState::Failed(why) => (None, Some(why.clone())),
-            ExperimentState::Running => continue,
+        let objectives: &[String] = match &*source {
+            Source::Campaign(cs) => &cs.objectives,
+            Source::Jobs(_) => &[],
+        };
+        let missing = objectives.iter().find(|o| !readings.0.get(*o).is_some_and(|v| v.is_finite()));
+        let (objective, error) = match (exp_state, missing) {
+            (ExperimentState::Succeeded, None) => (objectives.first().and_then(|o| readings.0.get(o)).copied(), None),
+            (ExperimentState::Succeeded, Some(name)) => (None, Some(format!("no reading of `{name}` was taken"))),
+            (ExperimentState::Failed(why), _) => (None, Some(why.clone())),
+            (ExperimentState::Running, _) => continue,
         };
         record.recorder.send(RecordEvent::ExperimentFinished { id: exp.id, at: now, objective, error: error.clone() });
-        let _ = bridge
-            .learner
-            .send(LearnerRequest::Tell(experiments::Observation { values: exp.values.clone(), objective }));
+        if let Some(learner) = &bridge.learner {
+            let outputs = error.is_none().then(|| readings.0.clone());
+            let _ = learner.send(LearnerRequest::Tell(experiments::Outcome { values: exp.values.clone(), outputs }));
+            state.told.push(exp.id);
+        }
         state.running = state.running.saturating_sub(1);
-        match objective {
-            Some(v) => {
-                state.succeeded += 1;
-                let better = state.best.as_ref().is_none_or(|b| match plan.direction {
-                    experiments::Direction::Maximize => v > b.objective,
-                    experiments::Direction::Minimize => v < b.objective,
-                });
-                if better {
-                    state.best = Some(Best { seq: exp.seq, values: exp.values.clone(), objective: v });
-                }
+        if error.is_some() {
+            state.failed += 1;
+        } else {
+            state.succeeded += 1;
+        }
+        if let (Some(v), Source::Campaign(cs)) = (objective, &*source) {
+            let better = state.best.as_ref().is_none_or(|b| match cs.direction {
+                experiments::Direction::Maximize => v > b.objective,
+                experiments::Direction::Minimize => v < b.objective,
+            });
+            if better {
+                state.best = Some(Best { seq: exp.seq, values: exp.values.clone(), objective: v });
             }
-            None => state.failed += 1,
         }
         for &s in &exp.steps {
             commands.entity(s).despawn();
@@ -403,6 +759,12 @@ pub fn receive_proposals(
 ) {
     for a in arrived.read() {
         state.requested = state.requested.saturating_sub(a.asked);
+        if let Some(why) = &a.stop
+            && !state.stopping
+        {
+            state.stopping = true;
+            state.stop_reason = Some(why.clone());
+        }
         if a.proposals.is_empty() && a.asked > 0 && !state.stopping {
             state.stopping = true;
             state.stop_reason = Some("the proposer has nothing more to propose".to_owned());
@@ -414,7 +776,7 @@ pub fn receive_proposals(
                 id,
                 campaign: record.campaign,
                 at: clock.now(),
-                proposal: p.clone(),
+                proposal: ProposalRow::new(p, state.told.clone()),
             });
             state.queue.push_back((id, p.clone()));
         }
@@ -423,6 +785,7 @@ pub fn receive_proposals(
 
 /// Asks the learner for enough proposals to keep the in-flight limit full, while experiments still run.
 pub fn request_proposals(mut state: ResMut<CampaignState>, bridge: Res<Bridge>, experiments: Query<&Experiment>) {
+    let Some(learner) = &bridge.learner else { return };
     if state.stopping {
         return;
     }
@@ -435,214 +798,516 @@ pub fn request_proposals(mut state: ResMut<CampaignState>, bridge: Res<Bridge>, 
     }
     let pending: Vec<experiments::Point> =
         experiments.iter().map(|e| e.values.clone()).chain(state.queue.iter().map(|(_, p)| p.values.clone())).collect();
-    if bridge.learner.send(LearnerRequest::Ask { n, pending }).is_ok() {
+    if learner.send(LearnerRequest::Ask { n, pending }).is_ok() {
         state.requested += n;
     }
 }
 
-/// Starts queued proposals as experiments, up to the in-flight limit.
+/// Starts experiments up to the in-flight limit: queued proposals bound to the protocol, or jobs of a fixed list.
 pub fn start_experiments(
     mut commands: Commands,
     mut state: ResMut<CampaignState>,
     mut rack: ResMut<RackState>,
-    plan: Res<Plan>,
+    mut source: ResMut<Source>,
+    estimates: Res<Estimates>,
+    mut schedule: ResMut<Schedule>,
+    mut index: ResMut<ReadyIndex>,
     record: Res<Record>,
     clock: Res<LabClock>,
     mut progress: ResMut<Progress>,
 ) {
-    while !state.stopping && state.running < state.in_flight && state.started < state.budget {
-        let Some((proposal_id, proposal)) = state.queue.pop_front() else { break };
-        let Some(slot) = rack.fresh.pop_front() else {
-            state.queue.push_front((proposal_id, proposal));
-            state.stopping = true;
-            state.stop_reason = Some("the rack has no fresh vessels left".to_owned());
-            break;
-        };
+    while state.may_start() && state.running < state.in_flight {
         let now = clock.now();
-        let mut values = plan.fixed.clone();
-        values.extend(proposal.values.clone());
-        let bound = match plan.protocol.bind(&values) {
-            Ok(b) => b,
-            Err(e) => {
-                // The campaign was checked against the protocol, so this is a proposer bug; record it and go on.
-                record.recorder.send(RecordEvent::Event {
-                    campaign: record.campaign,
-                    at: now,
-                    level: "error",
-                    instrument: None,
-                    message: format!("proposal {proposal_id} was not run: {e}"),
-                });
-                rack.fresh.push_front(slot);
-                continue;
-            }
-        };
         let seq = state.started + 1;
         let exp_id = state.next_experiment;
+        let (job, values, proposal, slot, params) = match &mut *source {
+            Source::Jobs(jobs) => {
+                let Some(job) = jobs.pop_front() else { break };
+                (job, Default::default(), None, None, Vec::new())
+            }
+            Source::Campaign(cs) => {
+                let Some((proposal_id, proposal)) = state.queue.pop_front() else { break };
+                let Some(slot) = rack.fresh.pop_front() else {
+                    state.queue.push_front((proposal_id, proposal));
+                    state.stopping = true;
+                    state.stop_reason = Some("the rack has no fresh vessels left".to_owned());
+                    break;
+                };
+                let mut values = cs.fixed.clone();
+                values.extend(proposal.values.clone());
+                let bound = match cs.protocol.bind(&values) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // The campaign was checked against the protocol, so this is a proposer bug.
+                        record.recorder.send(RecordEvent::say(
+                            record.campaign,
+                            now,
+                            "error",
+                            None,
+                            format!("proposal {proposal_id} was not run: {e}"),
+                        ));
+                        rack.fresh.push_front(slot);
+                        continue;
+                    }
+                };
+                let job = Job {
+                    name: format!("experiment {seq}"),
+                    steps: bound
+                        .steps
+                        .iter()
+                        .map(|s| super::resources::JobStep {
+                            name: s.id.clone(),
+                            on: s.on.clone(),
+                            duration: crate::estimate::action(&cs.lab, &s.on, &s.action) * 1.0,
+                            action: Some(s.action.clone()),
+                            after: s.after.clone(),
+                            rules: s.rules,
+                        })
+                        .collect(),
+                };
+                let params = cs
+                    .protocol
+                    .parameters()
+                    .iter()
+                    .map(|p| (p.name.clone(), bound.values[&p.name], p.unit.symbol.to_owned()))
+                    .collect();
+                (job, bound.values, Some(proposal_id), Some(slot), params)
+            }
+        };
         state.next_experiment += 1;
         let exp_entity = commands.spawn_empty().id();
-        let step_entities: Vec<Entity> = bound.steps.iter().map(|_| commands.spawn_empty().id()).collect();
-        let mut dependents: Vec<Vec<Entity>> = vec![Vec::new(); bound.steps.len()];
-        for (j, s) in bound.steps.iter().enumerate() {
+        let step_entities: Vec<Entity> = job.steps.iter().map(|_| commands.spawn_empty().id()).collect();
+        let mut dependents: Vec<Vec<Entity>> = vec![Vec::new(); job.steps.len()];
+        for (j, s) in job.steps.iter().enumerate() {
             for &a in &s.after {
                 dependents[a].push(step_entities[j]);
             }
         }
-        let mut rows = Vec::with_capacity(bound.steps.len());
-        for (i, s) in bound.steps.iter().enumerate() {
+        // Estimates, corrected by what this campaign has learned, and the critical path from each step.
+        let est: Vec<f64> = job
+            .steps
+            .iter()
+            .map(|s| {
+                let op = s.action.as_ref().map_or("Work", protocols::Operation::name);
+                let inst = match &s.on {
+                    InstrumentRef::Named(n) => n.as_str(),
+                    InstrumentRef::Kind(_) => "",
+                };
+                s.duration * estimates.factor(op, inst)
+            })
+            .collect();
+        let mut tail = est.clone();
+        for j in (0..job.steps.len()).rev() {
+            let after = dependents[j]
+                .iter()
+                .filter_map(|d| step_entities.iter().position(|e| e == d))
+                .map(|k| tail[k])
+                .fold(0.0, f64::max);
+            tail[j] = est[j] + after;
+        }
+        let mut rows = Vec::with_capacity(job.steps.len());
+        for (i, s) in job.steps.iter().enumerate() {
             let id = state.next_step;
             state.next_step += 1;
             let ready = s.after.is_empty();
-            let st =
-                if ready { StepState::Ready { since: now } } else { StepState::Waiting { remaining: s.after.len() } };
+            if ready {
+                index.fresh.push(step_entities[i]);
+            }
+            let st = if ready {
+                StepState::Ready { since: now, not_before: now, deadline: None }
+            } else {
+                StepState::Waiting { remaining: s.after.len() }
+            };
+            let work = s.action.clone().map_or(Work::Abstract, Work::Action);
+            rows.push(StepRow {
+                id,
+                step: s.name.clone(),
+                op: work.name().to_owned(),
+                action: s
+                    .action
+                    .as_ref()
+                    .map_or_else(|| "null".to_owned(), |a| serde_json::to_string(a).unwrap_or_default()),
+                after: s.after.iter().map(|&a| job.steps[a].name.clone()).collect(),
+                repeat_safe: work.repeat_safe(),
+                ready,
+            });
             commands.entity(step_entities[i]).insert((
                 Step {
                     id,
                     experiment: exp_entity,
                     index: i,
-                    name: s.id.clone(),
+                    name: s.name.clone(),
                     on: s.on.clone(),
-                    action: s.action.clone(),
+                    work,
+                    rules: s.rules,
+                    estimate: est[i],
+                    tail: tail[i],
+                    after: s.after.iter().map(|&a| step_entities[a]).collect(),
                 },
                 st,
+                Attempts(0),
                 Dependents(std::mem::take(&mut dependents[i])),
             ));
-            rows.push(StepRow {
-                id,
-                step: s.id.clone(),
-                op: s.action.name().to_owned(),
-                action: serde_json::to_string(&s.action).unwrap_or_default(),
-                after: s.after.iter().map(|&a| bound.steps[a].id.clone()).collect(),
-                repeat_safe: s.action.repeat_safe(),
-                ready,
-            });
         }
-        commands.entity(exp_entity).insert((
+        let mut ec = commands.entity(exp_entity);
+        ec.insert((
             Experiment {
                 id: exp_id,
                 seq,
-                values: bound.values.clone(),
-                proposal: Some(proposal_id),
+                values,
+                proposal,
                 slot,
                 steps: step_entities,
-                unfinished: bound.steps.len(),
+                unfinished: job.steps.len(),
                 started_at: now,
             },
             ExperimentState::Running,
-            Vessel { at: Place::Rack(slot) },
             Readings::default(),
         ));
-        let params = plan
-            .protocol
-            .parameters()
-            .iter()
-            .map(|p| (p.name.clone(), bound.values[&p.name], p.unit.symbol.to_owned()))
-            .collect();
+        if let Some(slot) = slot {
+            ec.insert(Vessel { at: Place::Rack(slot), known: true });
+        }
         record.recorder.send(RecordEvent::ExperimentStarted {
             id: exp_id,
             campaign: record.campaign,
             seq: seq as i64,
-            proposal: Some(proposal_id),
+            proposal,
             params,
-            vessel: slot as i64,
+            vessel: slot.map_or(-1, |s| s as i64),
             at: now,
             steps: rows,
         });
         state.started += 1;
         state.running += 1;
         state.peak_in_flight = state.peak_in_flight.max(state.running);
+        schedule.dirty = true;
         progress.0 = true;
     }
 }
 
-/// Gives each idle instrument the oldest ready step it can run, and dispatches it.
-#[expect(clippy::too_many_arguments, reason = "a system's parameters are its data dependencies")]
+/// Makes a new plan when the work or the expected durations changed.
+pub fn replan(
+    policy: Res<Policy>,
+    mut schedule: ResMut<Schedule>,
+    steps: Query<(Entity, &Step, &StepState)>,
+    instruments: Query<(Entity, &Instrument, &Availability)>,
+    experiments: Query<(&Experiment, Option<&Vessel>)>,
+    clock: Res<LabClock>,
+) {
+    let Policy::Planned { replan, budget } = *policy else { return };
+    if !schedule.dirty || (!replan && schedule.plans > 0) {
+        return;
+    }
+    let t0 = Instant::now();
+    let now = clock.now();
+    let mut inst: Vec<(Entity, Instrument, Availability)> =
+        instruments.iter().map(|(e, i, a)| (e, i.clone(), a.clone())).collect();
+    inst.sort_by_key(|(_, i, _)| i.index);
+    let index_of: HashMap<Entity, usize> = inst.iter().enumerate().map(|(k, (e, _, _))| (*e, k)).collect();
+    // Every step not yet finished becomes an operation; running ones are fixed where they are.
+    let mut entities = Vec::new();
+    let mut op_of: HashMap<Entity, usize> = HashMap::new();
+    for (e, _, st) in &steps {
+        if matches!(st, StepState::Waiting { .. } | StepState::Ready { .. } | StepState::Running { .. }) {
+            op_of.insert(e, entities.len());
+            entities.push(e);
+        }
+    }
+    let mut problem = planner::Problem { resources: inst.len(), available: vec![now; inst.len()], ops: Vec::new() };
+    for &e in &entities {
+        let (_, step, st) = steps.get(e).expect("collected above");
+        let vessel = experiments.get(step.experiment).ok().and_then(|(_, v)| v);
+        let candidates: Vec<usize> = inst
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, i, a))| {
+                !matches!(a, Availability::Offline { .. })
+                    && i.matches(&step.on)
+                    && (!step.work.acts_on_vessel()
+                        || !vessel_settled(step, &steps)
+                        || vessel.is_none_or(|v| i.is_at(&v.at)))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        let (release, fixed) = match st {
+            StepState::Running { instrument, started, .. } => (now, index_of.get(instrument).map(|&k| (k, *started))),
+            StepState::Ready { not_before, .. } => (not_before.max(now), None),
+            _ => (now, None),
+        };
+        let exp_seq = experiments.get(step.experiment).map_or(0, |(x, _)| x.seq);
+        problem.ops.push(planner::Operation {
+            job: exp_seq,
+            duration: step.estimate,
+            candidates: if candidates.is_empty() { vec![fixed.map_or(0, |f| f.0)] } else { candidates },
+            preds: step.after.iter().filter_map(|a| op_of.get(a).copied()).collect(),
+            release,
+            min_wait: step.rules.wait.map_or(0.0, |w| w.0),
+            max_wait: step.rules.within.map(|w| w.0),
+            fixed,
+        });
+    }
+    let n = problem.ops.len();
+    let plan = planner::plan(&problem, budget.unwrap_or_else(|| planner::default_budget(n)), schedule.plans as u64);
+    schedule.queues.clear();
+    schedule.assigned.clear();
+    for (k, seq) in plan.sequences.iter().enumerate() {
+        let inst_entity = inst[k].0;
+        let q: VecDeque<Entity> =
+            seq.iter().filter(|&&o| problem.ops[o].fixed.is_none()).map(|&o| entities[o]).collect();
+        for &o in seq {
+            schedule.assigned.insert(entities[o], (inst_entity, plan.start[o]));
+        }
+        schedule.queues.insert(inst_entity, q);
+    }
+    schedule.makespan = plan.makespan;
+    schedule.dirty = false;
+    schedule.plans += 1;
+    schedule.planning += t0.elapsed();
+}
+
+/// Whether the vessel has reached the place where `step` acts (no transfer before it in its segment is pending).
+fn vessel_settled(step: &Step, steps: &Query<(Entity, &Step, &StepState)>) -> bool {
+    step.after.iter().all(|a| matches!(steps.get(*a), Ok((_, _, StepState::Succeeded))))
+}
+
+/// Files newly ready steps under the instruments that could run them (see [`ReadyIndex`]).
+pub fn index_ready_steps(
+    mut index: ResMut<ReadyIndex>,
+    steps: Query<(&Step, &StepState)>,
+    instruments: Query<(Entity, &Instrument, &Availability)>,
+    experiments: Query<(&Experiment, Option<&Vessel>)>,
+    policy: Res<Policy>,
+    mut schedule: ResMut<Schedule>,
+    clock: Res<LabClock>,
+) {
+    let now = clock.now();
+    while let Some(&(OrderedTime(t), e)) = index.later.first() {
+        if t > now + 1e-9 {
+            break;
+        }
+        index.later.pop_first();
+        index.fresh.push(e);
+    }
+    let fresh = std::mem::take(&mut index.fresh);
+    let planned = matches!(*policy, Policy::Planned { .. });
+    for e in fresh {
+        let Ok((step, StepState::Ready { not_before, .. })) = steps.get(e) else { continue };
+        if *not_before > now + 1e-9 {
+            index.later.insert((OrderedTime(*not_before), e));
+            continue;
+        }
+        let Ok((exp, vessel)) = experiments.get(step.experiment) else { continue };
+        let candidates: Vec<Entity> = instruments
+            .iter()
+            .filter(|(_, i, a)| {
+                i.matches(&step.on)
+                    && !matches!(a, Availability::Offline { .. })
+                    && (!step.work.acts_on_vessel() || vessel.is_some_and(|v| i.is_at(&v.at)))
+            })
+            .map(|(ie, ..)| ie)
+            .collect();
+        let key = ReadyKey { priority: OrderedTime(-step.tail), seq: exp.seq, index: step.index, step: e };
+        index.remove(e);
+        for &i in &candidates {
+            index.queues.entry(i).or_default().insert(key);
+        }
+        // A ready step the plan does not cover, or covers on an instrument that cannot run it now (its vessel went
+        // elsewhere), means the plan is stale.
+        if planned && schedule.assigned.get(&e).is_none_or(|(i, _)| !candidates.contains(i)) {
+            schedule.dirty = true;
+        }
+        index.filed.insert(e, (key, candidates));
+    }
+}
+
+/// Gives each idle instrument a step: the next one in its planned sequence that is ready and can start (filling gaps
+/// with later planned steps that end before the next one is due), or, with no plan, its best ready step (longest
+/// remaining path first). Dispatches it, intent first.
 pub fn assign_instruments(
     mut steps: Query<(Entity, &Step, &mut StepState)>,
-    mut instruments: Query<(Entity, &Instrument, &mut Availability)>,
-    experiments: Query<(&Experiment, &Vessel)>,
+    mut attempts: Query<&mut Attempts>,
+    dependents: Query<&Dependents>,
+    mut instruments: Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
+    experiments: Query<(&Experiment, Option<&Vessel>)>,
     mut deck: ResMut<DeckState>,
-    plan: Res<Plan>,
+    mut index: ResMut<ReadyIndex>,
+    source: Res<Source>,
+    mut schedule: ResMut<Schedule>,
+    policy: Res<Policy>,
     bridge: Res<Bridge>,
     record: Res<Record>,
     clock: Res<LabClock>,
     state: Res<CampaignState>,
     mut progress: ResMut<Progress>,
 ) {
-    if state.aborted {
+    if state.aborted || state.paused || index.filed.is_empty() {
         return;
     }
-    let mut idle: Vec<(Entity, Instrument)> =
-        instruments.iter().filter(|(_, _, a)| **a == Availability::Idle).map(|(e, i, _)| (e, i.clone())).collect();
+    let now = clock.now();
+    let mut idle: Vec<(Entity, Instrument)> = instruments
+        .iter()
+        .filter(|(e, _, a, _)| **a == Availability::Idle && index.queues.get(e).is_some_and(|q| !q.is_empty()))
+        .map(|(e, i, _, _)| (e, i.clone()))
+        .collect();
     if idle.is_empty() {
         return;
     }
+    idle.sort_by_key(|(_, i)| i.index);
     let offline: HashSet<String> = instruments
         .iter()
-        .filter(|(_, _, a)| matches!(a, Availability::Offline { .. }))
-        .map(|(_, i, _)| i.name.clone())
+        .filter(|(_, _, a, _)| matches!(a, Availability::Offline { .. }))
+        .map(|(_, i, _, _)| i.name.clone())
         .collect();
     let offline_ref: HashSet<&str> = offline.iter().map(String::as_str).collect();
-    // Oldest experiment first, then protocol order: finishing what is started keeps vessels moving.
-    let mut ready: Vec<(usize, usize, Entity, f64)> = steps
-        .iter()
-        .filter_map(|(e, s, st)| match st {
-            StepState::Ready { since } => experiments.get(s.experiment).ok().map(|(x, _)| (x.seq, s.index, e, *since)),
-            _ => None,
-        })
-        .collect();
-    ready.sort_by_key(|r| (r.0, r.1));
-    let now = clock.now();
-    for (seq, index, entity, since) in ready {
-        if idle.is_empty() {
-            break;
-        }
-        let Ok((_, step, _)) = steps.get(entity) else { continue };
-        let step = step.clone();
-        let Ok((exp, vessel)) = experiments.get(step.experiment) else { continue };
-        let at_vessel = |inst: &Instrument| {
-            !step.action.acts_on_vessel()
-                || inst.position.as_ref().map(|p| Place::Position(p.clone())) == Some(vessel.at.clone())
+    let planned = matches!(*policy, Policy::Planned { .. }) && schedule.plans > 0 && !schedule.dirty;
+
+    let mut chosen: Vec<(Entity, Entity, Option<Place>, String)> = Vec::new();
+    let mut stale = false;
+    for (inst_entity, inst) in &idle {
+        let first_hold = instruments.get(*inst_entity).ok().and_then(|(_, _, _, h)| h.first());
+        let fits_before_hold = |est: f64| first_hold.is_none_or(|t| now + est * 1.25 <= t);
+        let feasible = |e: Entity, deck: &DeckState, schedule: &Schedule| -> Option<Option<Place>> {
+            let (_, step, st) = steps.get(e).ok()?;
+            if !matches!(st, StepState::Ready { .. }) {
+                return None;
+            }
+            let (exp, vessel) = experiments.get(step.experiment).ok()?;
+            if step.work.acts_on_vessel() && !vessel.is_some_and(|v| v.known && inst.is_at(&v.at)) {
+                return None;
+            }
+            let held_for_me =
+                instruments.get(*inst_entity).ok().is_some_and(|(_, _, _, h)| h.0.iter().any(|h| h.step == e));
+            if !held_for_me && !fits_before_hold(step.estimate) {
+                return None;
+            }
+            match step.work.action() {
+                Some(Action::Transfer { to: Destination::Rack }) => Some(exp.slot.map(Place::Rack)),
+                Some(Action::Transfer { .. }) => {
+                    let Source::Campaign(cs) = &*source else { return Some(None) };
+                    let v = vessel?;
+                    if !v.known {
+                        return None;
+                    }
+                    let choices = cs.transfer_positions.get(&step.index)?;
+                    // Prefer where the plan put the steps this transfer serves.
+                    let preferred = planned_position(e, &steps, &dependents, schedule, &instruments);
+                    let pick = preferred.into_iter().chain(choices.iter().cloned()).find(|p| {
+                        choices.contains(p)
+                            && deck.is_free_for(p, step.experiment)
+                            && position_usable(cs, p, &offline_ref)
+                    });
+                    pick.map(|p| Some(Place::Position(p)))
+                }
+                _ => Some(None),
+            }
         };
-        let Some(k) = idle.iter().position(|(_, inst)| inst.matches(&step.on) && at_vessel(inst)) else { continue };
-        let destination = match &step.action {
-            Action::Transfer { to: Destination::Rack } => Some(Place::Rack(exp.slot)),
-            Action::Transfer { .. } => {
-                let Some(p) = plan
-                    .transfer_positions
-                    .get(&index)
-                    .and_then(|ps| ps.iter().find(|p| deck.is_free(p) && position_usable(&plan, p, &offline_ref)))
-                else {
+        let mut pick: Option<(Entity, Option<Place>, String)> = None;
+        if planned {
+            let queue: Vec<Entity> =
+                schedule.queues.get(inst_entity).map(|q| q.iter().take(8).copied().collect()).unwrap_or_default();
+            // The next planned step that can start now, unless an earlier planned step that is not ready yet is due
+            // before it would end (then the instrument waits for it, as planned). Earlier steps that are ready but
+            // cannot start (their destination is occupied) do not hold the instrument.
+            let mut due: Option<f64> = None;
+            for (k, &e) in queue.iter().enumerate() {
+                let est = steps.get(e).map_or(0.0, |(_, s, _)| s.estimate);
+                if !index.filed.contains_key(&e) {
+                    if let Some((_, start)) = schedule.assigned.get(&e) {
+                        due = Some(due.map_or(*start, |d: f64| d.min(*start)));
+                    }
                     continue;
-                };
-                Some(Place::Position(p.clone()))
+                }
+                if due.is_some_and(|t| now + est > t + 1e-6) {
+                    continue;
+                }
+                if let Some(dest) = feasible(e, &deck, &schedule) {
+                    pick = Some((e, dest, format!("next in `{}`'s plan (place {} in its queue)", inst.name, k + 1)));
+                    break;
+                }
             }
-            _ => None,
-        };
-        let (inst_entity, inst) = idle.remove(k);
-        if let Some(Place::Position(p)) = &destination {
-            deck.reserved.insert(p.clone(), step.experiment);
         }
-        let task = task_for(&step.action, &vessel.at, destination.clone());
-        let Some(tx) = bridge.instruments.get(&inst_entity) else { continue };
-        if tx.send(Dispatch { step: entity, step_id: step.id, task }).is_err() {
-            // The instrument's task has ended; nothing can run on it any more.
-            if let Ok((_, _, mut avail)) = instruments.get_mut(inst_entity) {
-                *avail = Availability::Offline { reason: "its I/O task has stopped".to_owned() };
+        if pick.is_none() {
+            // No plan, or the plan has nothing this instrument can start: its best ready step by the critical path,
+            // so a stale plan never leaves an instrument idle while work waits for it.
+            let entries: Vec<ReadyKey> =
+                index.queues.get(inst_entity).map(|q| q.iter().take(32).copied().collect()).unwrap_or_default();
+            for key in entries {
+                if planned && schedule.assigned.get(&key.step).is_some_and(|(i, _)| i != inst_entity) {
+                    continue;
+                }
+                if let Some(dest) = feasible(key.step, &deck, &schedule) {
+                    pick = Some((
+                        key.step,
+                        dest,
+                        format!(
+                            "longest remaining path ({:.0} s) among its ready steps (experiment #{})",
+                            -key.priority.0, key.seq
+                        ),
+                    ));
+                    if planned {
+                        stale = true;
+                    }
+                    break;
+                }
+                if !steps.get(key.step).is_ok_and(|(_, _, st)| matches!(st, StepState::Ready { .. })) {
+                    index.remove(key.step);
+                }
             }
+        }
+        let Some((step_entity, destination, reason)) = pick else { continue };
+        // A step that must be followed within a maximum wait starts only if its follower's instrument can be held.
+        if !hold_followers(step_entity, now, &steps, &dependents, &mut instruments, &schedule) {
             continue;
         }
-        if let Ok((_, _, mut st)) = steps.get_mut(entity) {
+        if let Some(Place::Position(p)) = &destination {
+            let exp = steps.get(step_entity).map(|(_, s, _)| s.experiment).expect("picked from the world");
+            deck.reserved.insert(p.clone(), exp);
+        }
+        index.remove(step_entity);
+        chosen.push((*inst_entity, step_entity, destination, reason));
+    }
+
+    if stale {
+        schedule.dirty = true;
+    }
+    for (inst_entity, step_entity, destination, reason) in chosen {
+        let Ok((_, step, _)) = steps.get(step_entity) else { continue };
+        let step = step.clone();
+        let vessel_at = experiments.get(step.experiment).ok().and_then(|(_, v)| v.map(|v| v.at.clone()));
+        let since = match steps.get(step_entity) {
+            Ok((_, _, StepState::Ready { since, .. })) => *since,
+            _ => now,
+        };
+        let task = step.work.action().map(|a| task_for(a, vessel_at.as_ref(), destination.clone()));
+        let attempt = {
+            let mut a = attempts.get_mut(step_entity).expect("every step has attempts");
+            a.0 += 1;
+            a.0
+        };
+        let timeout = step.rules.timeout.map_or(step.estimate * 3.0 + 300.0, |t| t.0);
+        let Ok((_, inst, mut avail, mut holds)) = instruments.get_mut(inst_entity) else { continue };
+        holds.0.retain(|h| h.step != step_entity);
+        *avail = Availability::Busy { step: step_entity };
+        let name = inst.name.clone();
+        if let Ok((_, _, mut st)) = steps.get_mut(step_entity) {
             *st = StepState::Running { instrument: inst_entity, destination: destination.clone(), started: now };
         }
-        if let Ok((_, _, mut avail)) = instruments.get_mut(inst_entity) {
-            *avail = Availability::Busy { step: entity };
+        if let Some(q) = schedule.queues.get_mut(&inst_entity)
+            && q.front() == Some(&step_entity)
+        {
+            q.pop_front();
+        } else if let Some(q) = schedule.queues.get_mut(&inst_entity) {
+            q.retain(|e| *e != step_entity);
         }
         let place = destination.as_ref().map(|d| d.to_string());
+        // The intent goes to the record first; the executor gets the step only once the intent is on disk.
         record.recorder.send(RecordEvent::StepStatus {
             step: step.id,
             at: now,
-            status: "running",
-            instrument: Some(inst.name.clone()),
+            status: "running".to_owned(),
+            instrument: Some(name.clone()),
+            task: task.as_ref().and_then(|t| serde_json::to_string(t).ok()),
+            attempt: Some(attempt),
             outcome: None,
             error: None,
         });
@@ -650,24 +1315,99 @@ pub fn assign_instruments(
             campaign: record.campaign,
             at: now,
             step: step.id,
-            instrument: inst.name.clone(),
+            instrument: name.clone(),
             place: place.clone(),
             waited: now - since,
             reason: format!(
-                "oldest ready step (experiment #{seq}, step `{}`); `{}` was idle{}",
-                step.name,
-                inst.name,
+                "{reason}; `{name}` was idle{}",
                 place.map(|p| format!(" and {p} was free")).unwrap_or_default()
             ),
         });
+        let dispatch = Dispatch { step: step_entity, step_id: step.id, task, estimate: step.estimate, timeout };
+        bridge.executor.dispatch(inst_entity, dispatch);
         progress.0 = true;
     }
 }
 
+/// The position of the instrument the plan gave to the first vessel step after `transfer`.
+fn planned_position(
+    transfer: Entity,
+    steps: &Query<(Entity, &Step, &mut StepState)>,
+    dependents: &Query<&Dependents>,
+    schedule: &Schedule,
+    instruments: &Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
+) -> Option<String> {
+    let follower = dependents
+        .get(transfer)
+        .ok()?
+        .0
+        .iter()
+        .filter_map(|&d| steps.get(d).ok())
+        .filter(|(_, s, _)| s.work.acts_on_vessel())
+        .min_by_key(|(_, s, _)| s.index)?;
+    let (inst, _) = schedule.assigned.get(&follower.0)?;
+    instruments.get(*inst).ok()?.1.position.clone()
+}
+
+/// Holds the instruments for the steps that must follow `step` within a maximum wait; false if one cannot be held,
+/// in which case `step` must not start yet.
+fn hold_followers(
+    step: Entity,
+    now: f64,
+    steps: &Query<(Entity, &Step, &mut StepState)>,
+    dependents: &Query<&Dependents>,
+    instruments: &mut Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
+    schedule: &Schedule,
+) -> bool {
+    let Ok((_, s, _)) = steps.get(step) else { return true };
+    let followers: Vec<(Entity, Step)> = dependents
+        .get(step)
+        .map(|d| d.0.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|&d| steps.get(d).ok())
+        .filter(|(_, f, st)| f.rules.within.is_some() && matches!(st, StepState::Waiting { remaining: 1 }))
+        .map(|(e, f, _)| (e, f.clone()))
+        .collect();
+    let mut holds: Vec<(Entity, Hold)> = Vec::new();
+    for (fe, f) in followers {
+        let from = now + s.estimate * 0.8;
+        let planned = schedule.assigned.get(&fe).map(|a| a.0);
+        let candidate = instruments
+            .iter()
+            .filter(|(e, i, a, h)| {
+                i.matches(&f.on)
+                    && !matches!(a, Availability::Offline { .. } | Availability::Unknown { .. })
+                    && planned.is_none_or(|p| p == *e)
+                    && h.0.iter().all(|other| (other.from - from).abs() >= other.duration.max(f.estimate) * 1.5)
+            })
+            .map(|(e, ..)| e)
+            .next();
+        match candidate {
+            Some(e) => holds.push((e, Hold { step: fe, from, duration: f.estimate })),
+            None => return false,
+        }
+    }
+    for (e, h) in holds {
+        if let Ok((_, _, _, mut hs)) = instruments.get_mut(e) {
+            hs.0.push(h);
+        }
+    }
+    true
+}
+
+/// The earliest minimum wait still running, so the main loop wakes up then.
+pub fn compute_next_wake(index: Res<ReadyIndex>, mut wake: ResMut<NextWake>) {
+    wake.0 = index.later.first().map(|(t, _)| t.0);
+}
+
 /// The instrument task for a step's action, with places resolved.
-fn task_for(action: &Action, at: &Place, destination: Option<Place>) -> Task {
+fn task_for(action: &Action, at: Option<&Place>, destination: Option<Place>) -> Task {
     match action {
-        Action::Transfer { .. } => Task::Transfer { from: at.clone(), to: destination.unwrap_or_else(|| at.clone()) },
+        Action::Transfer { .. } => {
+            let from = at.cloned().unwrap_or(Place::Rack(0));
+            Task::Transfer { to: destination.unwrap_or_else(|| from.clone()), from }
+        }
         Action::Dispense { volume } => Task::Dispense { volume: *volume },
         Action::Heat { temperature, duration, stir } => {
             Task::Heat { temperature: *temperature, duration: *duration, stir: *stir }

@@ -1,0 +1,208 @@
+//! `lab plan`: the schedule of a protocol or a campaign in a lab, estimated before anything moves.
+//!
+//! It runs the scheduler itself (the same world and policy as a real run) in simulated time on the lab's expected
+//! durations, and reports the estimated makespan, each instrument's utilisation, and the lower bounds: the longest
+//! experiment alone, and the busiest instrument's total work.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use devices::Lab;
+use experiments::{Observation, Outcome, Point, Proposal, Proposer};
+use protocols::{Diagnostics, Protocol};
+
+use crate::load::{LoadError, load_campaign_inputs, read_source};
+use crate::run::CampaignParts;
+use crate::schedule::resources::Policy;
+use crate::simulate::{Noise, Report, Setup};
+
+/// Why a plan could not be made.
+#[derive(Debug)]
+pub enum PlanError {
+    /// The files have problems.
+    Invalid(Diagnostics),
+    /// Something else (a missing parameter value, a file that cannot be read).
+    Other(String),
+}
+
+impl From<LoadError> for PlanError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Invalid(d) => PlanError::Invalid(d),
+            e => PlanError::Other(e.to_string()),
+        }
+    }
+}
+
+/// A plan's figures.
+#[derive(Debug, Clone)]
+pub struct PlanResult {
+    /// What was planned.
+    pub what: String,
+    /// The lab.
+    pub lab: String,
+    /// Experiments planned.
+    pub experiments: usize,
+    /// The scheduler's report.
+    pub report: Report,
+    /// The longest single experiment, alone in the lab.
+    pub critical_path: f64,
+}
+
+impl fmt::Display for PlanResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.report;
+        let busiest = r.busy.iter().map(|(_, b)| *b).fold(0.0, f64::max);
+        let bound = self.critical_path.max(busiest);
+        writeln!(
+            f,
+            "plan of {} in lab `{}`: {} experiments, {} steps",
+            self.what, self.lab, self.experiments, r.steps
+        )?;
+        writeln!(f, "  estimated makespan  {} ({:.0} s)", hms(r.makespan), r.makespan)?;
+        writeln!(
+            f,
+            "  lower bound         {} (longest experiment alone {}, busiest instrument {})",
+            hms(bound),
+            hms(self.critical_path),
+            hms(busiest)
+        )?;
+        writeln!(
+            f,
+            "  within {:.1}% of the bound; planned in {:.1} ms",
+            100.0 * (r.makespan / bound.max(1e-9) - 1.0),
+            r.decision.as_secs_f64() * 1e3
+        )?;
+        writeln!(f, "  instrument      busy        utilisation")?;
+        for (name, busy) in &r.busy {
+            let u = if r.makespan > 0.0 { 100.0 * busy / r.makespan } else { 0.0 };
+            writeln!(f, "  {name:<14} {:>10}  {u:>5.1}%  {}", hms(*busy), "#".repeat((u / 5.0).round() as usize))?;
+        }
+        if !r.completed {
+            writeln!(f, "  WARNING: the simulated run did not finish; the lab cannot run this work as planned")?;
+        }
+        Ok(())
+    }
+}
+
+fn hms(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// A proposer that proposes the same values every time (planning a protocol N times).
+struct Fixed(Point);
+
+impl Proposer for Fixed {
+    fn name(&self) -> &str {
+        "fixed"
+    }
+
+    fn tell(&mut self, _observation: Observation) {}
+
+    fn tell_outcome(&mut self, _outcome: Outcome) {}
+
+    fn ask(&mut self, n: usize, _pending: &[Point]) -> Vec<Proposal> {
+        (0..n)
+            .map(|_| Proposal {
+                values: self.0.clone(),
+                strategy: "fixed values (plan)".to_owned(),
+                predicted_mean: None,
+                predicted_sd: None,
+                acquisition: None,
+                model: None,
+                reason: "planning with the given parameter values".to_owned(),
+                labels: Default::default(),
+            })
+            .collect()
+    }
+}
+
+/// Plans a protocol (`count` experiments with the `set` values) or a campaign file in a lab.
+pub fn plan_file(lab_path: &Path, file: &Path, count: usize, set: &[String]) -> Result<PlanResult, PlanError> {
+    let lab = Arc::new(crate::load::load_lab_file(lab_path)?);
+    let source = read_source(file)?;
+    let kind = protocols::source::index(&source.text).name.unwrap_or_default();
+    if kind == "Campaign" {
+        let inputs = load_campaign_inputs(file, Some(lab_path))?;
+        let mut spacefill = inputs.campaign.clone();
+        spacefill.proposer = experiments::ProposerConfig::SpaceFilling;
+        let parts = CampaignParts::from(&inputs.campaign);
+        let (setup, learner) = Setup::campaign(
+            &parts,
+            spacefill.build_proposer(),
+            &inputs.protocol,
+            &lab,
+            Policy::Planned { replan: true, budget: None },
+        )
+        .map_err(PlanError::Other)?;
+        let report = setup.run(Noise::NONE);
+        let _ = learner.join();
+        return Ok(PlanResult {
+            what: format!("campaign `{}` (parameters from a space-filling design)", inputs.campaign.name),
+            lab: lab.name.clone(),
+            experiments: report.experiments,
+            critical_path: critical_path(&inputs.protocol, &lab, &parts.fixed)?,
+            report,
+        });
+    }
+    let (protocol, _) = protocols::load_protocol(source).map_err(PlanError::Invalid)?;
+    let problems = lab.check_protocol(&protocol);
+    if problems.has_errors() {
+        return Err(PlanError::Invalid(problems));
+    }
+    let mut values = BTreeMap::new();
+    for s in set {
+        let (name, value) =
+            s.split_once('=').ok_or_else(|| PlanError::Other(format!("`--set {s}`: write NAME=VALUE")))?;
+        let v: f64 =
+            value.trim().parse().map_err(|_| PlanError::Other(format!("`--set {s}`: `{value}` is not a number")))?;
+        values.insert(name.trim().to_owned(), v);
+    }
+    protocol.bind(&values).map_err(|e| PlanError::Other(format!("{e}; give values with --set NAME=VALUE")))?;
+    let protocol = Arc::new(protocol);
+    let parts = CampaignParts {
+        fixed: BTreeMap::new(),
+        objective: protocol.outputs().first().map(|o| o.name.clone()).unwrap_or_default(),
+        direction: experiments::Direction::Maximize,
+        objectives: Vec::new(),
+        stop: experiments::StopRules::default(),
+        budget: count.max(1),
+        in_flight: count.max(1),
+    };
+    let (setup, learner) = Setup::campaign(
+        &parts,
+        Box::new(Fixed(values.clone())),
+        &protocol,
+        &lab,
+        Policy::Planned { replan: true, budget: None },
+    )
+    .map_err(PlanError::Other)?;
+    let report = setup.run(Noise::NONE);
+    let _ = learner.join();
+    Ok(PlanResult {
+        what: format!("protocol `{}`", protocol.name()),
+        lab: lab.name.clone(),
+        experiments: report.experiments,
+        critical_path: critical_path(&protocol, &lab, &values)?,
+        report,
+    })
+}
+
+/// The longest path through one experiment, on expected durations.
+fn critical_path(protocol: &Protocol, lab: &Lab, values: &Point) -> Result<f64, PlanError> {
+    let mut v = values.clone();
+    for p in protocol.parameters() {
+        v.entry(p.name.clone()).or_insert_with(|| p.default.unwrap_or((p.min + p.max) / 2.0));
+    }
+    let bound = protocol.bind(&v).map_err(|e| PlanError::Other(e.to_string()))?;
+    let mut finish = vec![0.0f64; bound.steps.len()];
+    for &i in protocol.topological_order() {
+        let s = &bound.steps[i];
+        let start = s.after.iter().map(|&a| finish[a]).fold(0.0, f64::max) + s.rules.wait.map_or(0.0, |w| w.0);
+        finish[i] = start + crate::estimate::action(lab, &s.on, &s.action);
+    }
+    Ok(finish.iter().copied().fold(0.0, f64::max))
+}

@@ -1,0 +1,566 @@
+//! The record: `lab.db`, the scientist's proof of what was done.
+//!
+//! Every campaign, instrument identity, proposal, experiment, step transition, scheduling decision, wire exchange
+//! and measurement is written here, with provenance (the full text and SHA-256 of the protocol, lab and campaign
+//! files, the software version, the seed). The schema is a public interface: migrations in `controller/migrations/`
+//! are append-only, tables are `STRICT`, foreign keys are enforced, and plain `sqlite3` reads everything.
+//!
+//! Every fact is an [`RecordEvent`] appended to the [`journal`], a SHA-256 hash chain; the tables people read are
+//! [`project`]ions of it, updated in the same transaction, and [`verify`] checks both. Writing never blocks the
+//! scheduler: systems send events over a bounded channel to one writer thread, which commits them in batched
+//! transactions (WAL mode, `synchronous = FULL`). Work that must not happen before its intent is on disk (sending a
+//! step to an instrument) is queued with [`Recorder::after_commit`] and runs only once the batch holding the intent is
+//! committed, so after a crash every step that may have acted is known. A lock file beside the database keeps two
+//! controllers from appending to it at once.
+
+pub mod events;
+pub mod export;
+pub mod journal;
+pub mod project;
+pub mod verify;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{Connection, OptionalExtension};
+use rusqlite_migration::{M, Migrations};
+
+pub use events::{CampaignStarted, Hex, IdentityRow, ProposalRow, RecordEvent, StepRow};
+use journal::Tail;
+
+/// The schema's migrations, oldest first. Append only.
+const MIGRATIONS: &[M<'static>] =
+    &[M::up(include_str!("../../migrations/001-initial.sql")), M::up(include_str!("../../migrations/002-journal.sql"))];
+
+/// The schema version this build writes.
+pub fn schema_version() -> usize {
+    MIGRATIONS.len()
+}
+
+/// How many events may wait for the writer before senders wait in turn. Far above any burst the scheduler makes,
+/// so it only bites if the disk stalls, and then waiting is right: nothing may act that cannot be recorded.
+const QUEUE: usize = 1 << 20;
+
+/// Why the record could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// SQLite refused an operation.
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer version of lab.
+    #[error(
+        "{path} has schema version {found}, newer than this lab's {supported}; use the lab that wrote it, or a newer one"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The file's version.
+        found: usize,
+        /// This build's version.
+        supported: usize,
+    },
+    /// The file exists but is not a lab.db (or is damaged).
+    #[error("{path} is not a lab record or is damaged ({reason}); it was left untouched")]
+    NotARecord {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Another process holds the database.
+    #[error("{path} is in use by another lab process (lock file {lock}); wait for it to finish")]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The lock file could not be created.
+    #[error("cannot create lock file {lock}: {source}")]
+    Lock {
+        /// The lock file.
+        lock: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Migrating failed.
+    #[error("{path}: cannot migrate the schema: {source}")]
+    Migration {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: rusqlite_migration::Error,
+    },
+}
+
+/// An open record, before its writer thread starts.
+pub struct Record {
+    conn: Connection,
+    path: PathBuf,
+    tail: Tail,
+    _lock: Option<File>,
+}
+
+/// Everything about a campaign known when it starts.
+#[derive(Debug, Clone)]
+pub struct CampaignRow {
+    /// The campaign's name.
+    pub name: String,
+    /// The wall-clock time at lab time zero.
+    pub started_at: SystemTime,
+    /// Lab seconds per wall second.
+    pub time_scale: f64,
+    /// The proposer's seed.
+    pub seed: u64,
+    /// The objective's output name.
+    pub objective_output: String,
+    /// `maximize` or `minimize`.
+    pub objective_direction: &'static str,
+    /// How many experiments the campaign runs.
+    pub budget: usize,
+    /// How many may run at once.
+    pub in_flight: usize,
+    /// The campaign file: path and text.
+    pub campaign: (String, String),
+    /// The protocol file: path and text.
+    pub protocol: (String, String),
+    /// The lab file: path and text.
+    pub lab: (String, String),
+}
+
+impl CampaignRow {
+    /// A campaign row for benchmarks, which record without a campaign file.
+    pub fn bench() -> Self {
+        CampaignRow {
+            name: "bench".to_owned(),
+            started_at: SystemTime::now(),
+            time_scale: 1.0,
+            seed: 0,
+            objective_output: "none".to_owned(),
+            objective_direction: "maximize",
+            budget: 0,
+            in_flight: 0,
+            campaign: (String::new(), String::new()),
+            protocol: (String::new(), String::new()),
+            lab: (String::new(), String::new()),
+        }
+    }
+}
+
+/// The ids a campaign may use: rows are keyed by ids the controller assigns, so the scheduler never waits for the
+/// writer to learn an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CampaignIds {
+    /// The campaign's row id.
+    pub campaign: i64,
+    /// The first free experiment id.
+    pub first_experiment: i64,
+    /// The first free step id.
+    pub first_step: i64,
+    /// The first free proposal id.
+    pub first_proposal: i64,
+}
+
+fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> RecordError + '_ {
+    move |source| RecordError::Sqlite { path: path.to_owned(), source }
+}
+
+impl Record {
+    /// Opens (creating if needed) and migrates the record at `path`, and takes its lock.
+    pub fn open(path: &Path) -> Result<Record, RecordError> {
+        let lock_path = lock_path(path);
+        let lock = File::create(&lock_path).map_err(|source| RecordError::Lock { lock: lock_path.clone(), source })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(RecordError::Locked { path: path.to_owned(), lock: lock_path });
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(RecordError::Lock { lock: lock_path, source }),
+        }
+        let mut record = Self::open_unlocked(path)?;
+        record._lock = Some(lock);
+        Ok(record)
+    }
+
+    /// Opens the record for reading and writing without taking the lock (for read-mostly tools).
+    pub fn open_unlocked(path: &Path) -> Result<Record, RecordError> {
+        let e = sqlite(path);
+        let mut conn = Connection::open(path).map_err(&e)?;
+        // A file that is not SQLite fails here, before anything is written to it.
+        let version: usize = match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
+            Ok(v) => v.max(0) as usize,
+            Err(err) => return Err(RecordError::NotARecord { path: path.to_owned(), reason: err.to_string() }),
+        };
+        if version > MIGRATIONS.len() {
+            return Err(RecordError::TooNew { path: path.to_owned(), found: version, supported: MIGRATIONS.len() });
+        }
+        if version == 0 {
+            let tables: i64 = conn
+                .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))
+                .map_err(|err| RecordError::NotARecord { path: path.to_owned(), reason: err.to_string() })?;
+            if tables > 0 {
+                return Err(RecordError::NotARecord {
+                    path: path.to_owned(),
+                    reason: "it holds tables but no lab schema version".to_owned(),
+                });
+            }
+        }
+        if version > 0 && version < MIGRATIONS.len() {
+            backup(&conn, path, version)?;
+        }
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(&e)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(&e)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(&e)?;
+        // Migrations may rebuild tables other tables refer to, which SQLite only allows with foreign keys off; they
+        // are switched on, and checked, right after.
+        conn.pragma_update(None, "foreign_keys", "OFF").map_err(&e)?;
+        Migrations::from_slice(MIGRATIONS)
+            .to_latest(&mut conn)
+            .map_err(|source| RecordError::Migration { path: path.to_owned(), source })?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(&e)?;
+        let violations: i64 =
+            conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).map_err(&e)?;
+        if violations > 0 {
+            return Err(RecordError::NotARecord {
+                path: path.to_owned(),
+                reason: format!("{violations} rows refer to rows that do not exist"),
+            });
+        }
+        let tail = Tail::read(&conn).map_err(&e)?;
+        Ok(Record { conn, path: path.to_owned(), tail, _lock: None })
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, for queries.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Inserts the campaign's row (through the journal) and reserves id ranges for its experiments, steps and
+    /// proposals.
+    pub fn begin_campaign(&mut self, c: &CampaignRow) -> Result<CampaignIds, RecordError> {
+        let path = self.path.clone();
+        let e = sqlite(&path);
+        let next = |conn: &Connection, table: &str| -> rusqlite::Result<i64> {
+            conn.query_row(&format!("SELECT coalesce(max(id), 0) + 1 FROM {table}"), [], |r| r.get(0))
+        };
+        let id = next(&self.conn, "campaigns").map_err(&e)?;
+        let event = RecordEvent::CampaignStarted(CampaignStarted {
+            id,
+            name: c.name.clone(),
+            started_at: humantime::format_rfc3339_millis(c.started_at).to_string(),
+            time_scale: c.time_scale,
+            software_version: software_version(),
+            seed: c.seed,
+            objective_output: c.objective_output.clone(),
+            objective_direction: c.objective_direction.to_owned(),
+            budget: c.budget,
+            in_flight: c.in_flight,
+            campaign: c.campaign.clone(),
+            protocol: c.protocol.clone(),
+            lab: c.lab.clone(),
+        });
+        self.write(&[event])?;
+        Ok(CampaignIds {
+            campaign: id,
+            first_experiment: next(&self.conn, "experiments").map_err(&e)?,
+            first_step: next(&self.conn, "steps").map_err(&e)?,
+            first_proposal: next(&self.conn, "proposals").map_err(&e)?,
+        })
+    }
+
+    /// Appends events to the journal and projects them, in one transaction, from this thread.
+    pub fn write(&mut self, events: &[RecordEvent]) -> Result<(), RecordError> {
+        let e = sqlite(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        let mut tail = self.tail;
+        for event in events {
+            tail.append(&tx, event).map_err(&e)?;
+            project::apply(&tx, event).map_err(&e)?;
+        }
+        tx.commit().map_err(&e)?;
+        self.tail = tail;
+        Ok(())
+    }
+}
+
+/// Copies a database about to be migrated to `<db>.v<version>.backup` (or a numbered variant if that exists), so a
+/// migration never loses the only copy of a record.
+fn backup(conn: &Connection, db: &Path, version: usize) -> Result<PathBuf, RecordError> {
+    let mut n = 0;
+    let target = loop {
+        let mut s = db.as_os_str().to_owned();
+        s.push(if n == 0 { format!(".v{version}.backup") } else { format!(".v{version}.backup.{n}") });
+        let p = PathBuf::from(s);
+        if !p.exists() {
+            break p;
+        }
+        n += 1;
+    };
+    conn.execute("VACUUM INTO ?1", [target.to_string_lossy()])
+        .map_err(|source| RecordError::Sqlite { path: db.to_owned(), source })?;
+    tracing::warn!("{} is schema version {version}; backed up to {} before migrating", db.display(), target.display());
+    Ok(target)
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// The software version recorded with every campaign.
+pub fn software_version() -> String {
+    format!("lab {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the writer thread is asked to do.
+#[expect(clippy::large_enum_variant, reason = "events are nearly every message; boxing them would allocate for each")]
+enum WriterMessage {
+    /// Journal and project an event.
+    Event(RecordEvent),
+    /// Run this once everything sent before it is committed.
+    AfterCommit(Box<dyn FnOnce() + Send>),
+    /// Write a checkpoint of the journal's head.
+    Checkpoint(String),
+    /// Reply once everything sent before it is committed.
+    Flush(Sender<()>),
+}
+
+/// The sending side of the record: cheap to clone; waits only if the disk cannot keep up.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: Option<Sender<WriterMessage>>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Recorder {
+    /// A recorder that keeps nothing, for planning and benchmarks: work queued after a commit runs at once.
+    pub fn null() -> Self {
+        Recorder { tx: None, failure: Arc::new(Mutex::new(None)) }
+    }
+
+    /// Queues an event for writing.
+    pub fn send(&self, event: RecordEvent) {
+        // The writer only stops after every Recorder is dropped, or on a failure that `failure` reports.
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(WriterMessage::Event(event));
+        }
+    }
+
+    /// Runs `then` once every event sent so far is committed to disk. If the record fails first, `then` never runs:
+    /// nothing may act that could not be recorded.
+    pub fn after_commit(&self, then: impl FnOnce() + Send + 'static) {
+        match &self.tx {
+            Some(tx) => {
+                let _ = tx.send(WriterMessage::AfterCommit(Box::new(then)));
+            }
+            None => then(),
+        }
+    }
+
+    /// Writes a checkpoint of the journal's head after everything sent so far.
+    pub fn checkpoint(&self, reason: impl Into<String>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(WriterMessage::Checkpoint(reason.into()));
+        }
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub fn flush(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (ack, rx) = crossbeam_channel::bounded(1);
+        if tx.send(WriterMessage::Flush(ack)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+
+    /// Why the record stopped accepting events, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().map(|f| f.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// A sink for instrument exchanges that records them under `campaign`.
+    pub fn exchange_sink(&self, campaign: i64) -> devices::ExchangeSink {
+        let tx = self.tx.clone();
+        Arc::new(move |exchange| {
+            if let Some(tx) = &tx {
+                let _ = tx.send(WriterMessage::Event(RecordEvent::command(campaign, exchange)));
+            }
+        })
+    }
+}
+
+impl Record {
+    /// Starts the writer thread; the record is then written only through the returned [`Recorder`].
+    pub fn start_writer(self) -> (Recorder, RecordWriter) {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let failure = Arc::new(Mutex::new(None));
+        let path = self.path.clone();
+        let f = Arc::clone(&failure);
+        let handle = std::thread::Builder::new()
+            .name("lab-record".into())
+            .spawn(move || write_loop(self, rx, f))
+            .expect("spawning the record writer thread");
+        (Recorder { tx: Some(tx), failure }, RecordWriter { handle: Some(handle), path })
+    }
+}
+
+/// The writer thread; joining it waits until every queued event is committed.
+pub struct RecordWriter {
+    handle: Option<JoinHandle<Result<u64, String>>>,
+    path: PathBuf,
+}
+
+impl RecordWriter {
+    /// Waits for the writer to finish (after every [`Recorder`] is dropped); returns how many events it wrote.
+    pub fn finish(mut self) -> Result<u64, String> {
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(format!("{}: the record writer panicked", self.path.display())),
+            None => Ok(0),
+        }
+    }
+}
+
+fn write_loop(
+    mut record: Record,
+    rx: Receiver<WriterMessage>,
+    failure: Arc<Mutex<Option<String>>>,
+) -> Result<u64, String> {
+    let mut written = 0u64;
+    let mut batch: Vec<WriterMessage> = Vec::with_capacity(1024);
+    let fail = |msg: String| {
+        tracing::error!("{msg}");
+        if let Ok(mut f) = failure.lock() {
+            *f = Some(msg.clone());
+        }
+        msg
+    };
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < 8192 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let path = record.path.display().to_string();
+        let mut tail = record.tail;
+        let tx = record.conn.transaction().map_err(|e| fail(format!("{path}: cannot write the record: {e}")))?;
+        let mut after = Vec::new();
+        for message in batch.drain(..) {
+            match message {
+                WriterMessage::Event(event) => {
+                    tail.append(&tx, &event).map_err(|e| fail(format!("{path}: cannot append to the journal: {e}")))?;
+                    if let Err(e) = project::apply(&tx, &event) {
+                        // The journal holds the event; a projection that fails is a bug, and `lab verify` will show
+                        // the table that lacks it. Recording goes on.
+                        tracing::error!("{path}: cannot project {}: {e}", event.kind());
+                    }
+                    written += 1;
+                }
+                WriterMessage::AfterCommit(f) => after.push(Either::Run(f)),
+                WriterMessage::Flush(ack) => after.push(Either::Ack(ack)),
+                WriterMessage::Checkpoint(reason) => {
+                    journal::checkpoint(&tx, &tail, &reason)
+                        .map_err(|e| fail(format!("{path}: cannot write a checkpoint: {e}")))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| fail(format!("{path}: cannot commit the record: {e}")))?;
+        record.tail = tail;
+        for a in after {
+            match a {
+                Either::Run(f) => f(),
+                Either::Ack(ack) => {
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+    Ok(written)
+}
+
+enum Either {
+    Run(Box<dyn FnOnce() + Send>),
+    Ack(Sender<()>),
+}
+
+/// Bytes as text with control characters escaped, for people reading the record with `sqlite3`.
+pub fn printable(bytes: &[u8]) -> String {
+    let s = devices::error::Printable(bytes).to_string();
+    s[1..s.len() - 1].to_owned()
+}
+
+/// Reads the latest campaign's id, if any (for tools that report on "the last campaign").
+pub fn latest_campaign(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT max(id) FROM campaigns", [], |r| r.get(0)).optional().map(Option::flatten)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        Migrations::from_slice(MIGRATIONS).validate().unwrap();
+    }
+
+    #[test]
+    fn a_newer_database_is_refused_and_a_foreign_file_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let err = Record::open(&path).err().unwrap();
+        assert!(matches!(err, RecordError::TooNew { found: 99, .. }), "{err}");
+
+        let other = dir.path().join("other.db");
+        {
+            let conn = Connection::open(&other).unwrap();
+            conn.execute("CREATE TABLE t (x)", []).unwrap();
+        }
+        let err = Record::open(&other).err().unwrap();
+        assert!(matches!(err, RecordError::NotARecord { .. }), "{err}");
+
+        let text = dir.path().join("notes.db");
+        std::fs::write(&text, "these are my notes, not a database").unwrap();
+        let err = Record::open(&text).err().unwrap();
+        assert!(matches!(err, RecordError::NotARecord { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&text).unwrap(), "these are my notes, not a database");
+    }
+
+    #[test]
+    fn a_second_controller_cannot_open_a_locked_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.db");
+        let _first = Record::open(&path).unwrap();
+        let err = Record::open(&path).err().unwrap();
+        assert!(matches!(err, RecordError::Locked { .. }), "{err}");
+    }
+}

@@ -1,0 +1,292 @@
+//! Planning by simulation: the scheduler's own world, run on expected durations in virtual time.
+//!
+//! `lab plan`, `lab bench schedule` and the dispatch benchmark use the same world, systems and policy as a real
+//! campaign; only the executor differs. Here every dispatched step is "run" by a discrete-event simulation that ends
+//! it after its expected duration (or a seeded perturbation of it, to study noise), and the lab clock jumps from one
+//! event to the next. So what `lab plan` prints is what the scheduler would do, not a separate model of it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bevy_ecs::prelude::*;
+use crossbeam_channel::{Receiver, Sender};
+use devices::{Clock, Outcome, Task};
+
+use crate::record::Recorder;
+use crate::schedule::bridge::{Bridge, Dispatch, Executor, Inbound};
+use crate::schedule::components::{Availability, Holds, Instrument};
+use crate::schedule::resources::{CampaignState, Job, LabClock, NextWake, Policy, Progress, Record, Source};
+use crate::schedule::{install, resources};
+
+/// How durations in a simulation relate to the estimates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Noise {
+    /// Real durations are drawn uniformly within this fraction of the estimate (0.3 means ±30%); 0 runs exactly the
+    /// estimates.
+    pub spread: f64,
+    /// Seeds the draws. Each step's draw depends only on the seed and the step's id, so two runs with different
+    /// policies see the same durations.
+    pub seed: u64,
+}
+
+impl Noise {
+    /// Durations exactly as estimated.
+    pub const NONE: Noise = Noise { spread: 0.0, seed: 0 };
+
+    fn factor(&self, step_id: i64) -> f64 {
+        if self.spread == 0.0 {
+            return 1.0;
+        }
+        // SplitMix64 of (seed, step): a fixed, well-spread value per step.
+        let mut z = self.seed ^ (step_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        1.0 + self.spread * (2.0 * u - 1.0)
+    }
+}
+
+/// What a simulated run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// When the last step ended (lab seconds).
+    pub makespan: f64,
+    /// Each instrument's busy time, by name.
+    pub busy: Vec<(String, f64)>,
+    /// Steps run.
+    pub steps: usize,
+    /// Experiments that finished.
+    pub experiments: usize,
+    /// Wall time the scheduler spent deciding (running frames), excluding the simulation's own bookkeeping.
+    pub decision: Duration,
+    /// Frames run.
+    pub frames: usize,
+    /// Plans made.
+    pub plans: usize,
+    /// Wall time the planner took, within `decision`.
+    pub planning: Duration,
+    /// Whether it ran to the end (false: it deadlocked, which is a bug worth reporting).
+    pub completed: bool,
+}
+
+/// The simulation's executor: dispatched steps wait in a queue for the event loop.
+#[derive(Clone, Default)]
+struct Queue(Arc<Mutex<Vec<(Entity, Dispatch)>>>);
+
+impl Executor for Queue {
+    fn dispatch(&self, instrument: Entity, dispatch: Dispatch) -> bool {
+        self.0.lock().expect("queue lock").push((instrument, dispatch));
+        true
+    }
+
+    fn reconcile(&self, _instrument: Entity) {}
+}
+
+/// A world ready to simulate: instruments spawned, resources inserted except the source and campaign state.
+pub struct Setup {
+    /// The world.
+    pub world: World,
+    /// The schedule.
+    pub schedule: bevy_ecs::prelude::Schedule,
+    /// The manual clock the simulation moves.
+    pub clock: Clock,
+    inbox: Receiver<Inbound>,
+    inbox_tx: Sender<Inbound>,
+    queue: Queue,
+    names: HashMap<Entity, String>,
+}
+
+impl Setup {
+    /// A world with the given instruments (name, kind, position) and policy, recording to `recorder`.
+    pub fn new(
+        instruments: &[(String, Option<protocols::InstrumentKind>, Option<String>)],
+        policy: Policy,
+        recorder: Recorder,
+    ) -> Self {
+        let mut world = World::new();
+        let mut schedule = bevy_ecs::prelude::Schedule::default();
+        install(&mut world, &mut schedule);
+        let clock = Clock::manual();
+        let (inbox_tx, inbox) = crossbeam_channel::unbounded();
+        let queue = Queue::default();
+        let mut names = HashMap::new();
+        for (index, (name, kind, position)) in instruments.iter().enumerate() {
+            let e = world
+                .spawn((
+                    Instrument { name: name.clone(), kind: *kind, position: position.clone(), index },
+                    Availability::Idle,
+                    Holds::default(),
+                ))
+                .id();
+            names.insert(e, name.clone());
+        }
+        world.insert_resource(Bridge {
+            backlog: Vec::new(),
+            inbox: inbox.clone(),
+            executor: Box::new(queue.clone()),
+            learner: None,
+        });
+        world.insert_resource(LabClock(clock.clone()));
+        world.insert_resource(Record { recorder, campaign: 0 });
+        world.insert_resource(policy);
+        Setup { world, schedule, clock, inbox, inbox_tx, queue, names }
+    }
+
+    /// The sending end of the inbox (for a learner thread).
+    pub fn inbox(&self) -> Sender<Inbound> {
+        self.inbox_tx.clone()
+    }
+
+    /// Adds a fixed list of jobs, all released at once up to `in_flight` at a time.
+    pub fn jobs(&mut self, jobs: Vec<Job>, in_flight: usize) {
+        let n = jobs.len();
+        self.world.insert_resource(Source::Jobs(VecDeque::from(jobs)));
+        self.world.insert_resource(CampaignState::new(
+            n,
+            in_flight.max(1),
+            crate::record::CampaignIds { campaign: 0, first_experiment: 1, first_step: 1, first_proposal: 1 },
+        ));
+        self.world.insert_resource(resources::RackState { fresh: VecDeque::new() });
+    }
+
+    /// Runs the world to the end in virtual time.
+    pub fn run(mut self, noise: Noise) -> Report {
+        let mut heap: BinaryHeap<Reverse<(Key, i64, Entity, Entity, u64)>> = BinaryHeap::new();
+        let mut started: HashMap<Entity, (f64, Outcome)> = HashMap::new();
+        let mut busy: HashMap<Entity, f64> = HashMap::new();
+        let mut decision = Duration::ZERO;
+        let mut frames = 0;
+        let mut steps = 0;
+        let mut makespan = 0.0f64;
+        let mut seq = 0u64;
+        let completed = loop {
+            let t0 = Instant::now();
+            self.schedule.run(&mut self.world);
+            decision += t0.elapsed();
+            frames += 1;
+            let now = self.clock.now();
+            for (instrument, d) in self.queue.0.lock().expect("queue lock").drain(..) {
+                let duration = (d.estimate * noise.factor(d.step_id)).max(0.0);
+                *busy.entry(instrument).or_default() += duration;
+                steps += 1;
+                seq += 1;
+                let outcome = match &d.task {
+                    Some(Task::Measure { .. }) => Outcome::Measured { value: 0.0, unit: "AU" },
+                    _ => Outcome::Done,
+                };
+                started.insert(d.step, (now, outcome));
+                heap.push(Reverse((Key(now + duration), d.step_id, d.step, instrument, seq)));
+            }
+            if self.world.resource::<CampaignState>().is_finished() {
+                break true;
+            }
+            if std::mem::take(&mut self.world.resource_mut::<Progress>().0) {
+                continue;
+            }
+            let learner_busy = self.world.resource::<CampaignState>().requested > 0;
+            let next_event = heap.peek().map(|Reverse((Key(t), ..))| *t);
+            let wake = self.world.resource::<NextWake>().0;
+            let next = match (next_event, wake) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if learner_busy && next.is_none() {
+                // The proposer is thinking; virtual time stands still until it answers.
+                match self.inbox.recv_timeout(Duration::from_secs(60)) {
+                    Ok(item) => self.world.resource_mut::<Bridge>().backlog.push(item),
+                    Err(_) => break false,
+                }
+                continue;
+            }
+            while let Ok(item) = self.inbox.try_recv() {
+                self.world.resource_mut::<Bridge>().backlog.push(item);
+            }
+            let Some(t) = next else { break false };
+            if t > now {
+                self.clock.advance(t - now);
+            }
+            let mut ended = Vec::new();
+            while let Some(Reverse((Key(end), _, step, _, _))) = heap.peek().cloned() {
+                if end > t + 1e-9 {
+                    break;
+                }
+                heap.pop();
+                makespan = makespan.max(end);
+                let (start, outcome) = started.remove(&step).unwrap_or((end, Outcome::Done));
+                ended.push(Inbound::StepEnded { step, result: Ok(outcome), started: start, ended: end });
+            }
+            let backlog = &mut self.world.resource_mut::<Bridge>().backlog;
+            if ended.is_empty() {
+                backlog.push(Inbound::Tick);
+            }
+            backlog.extend(ended);
+        };
+        let schedule = self.world.resource::<resources::Schedule>();
+        let state = self.world.resource::<CampaignState>();
+        let mut busy: Vec<(String, f64)> =
+            self.names.iter().map(|(e, n)| (n.clone(), busy.get(e).copied().unwrap_or(0.0))).collect();
+        busy.sort_by(|a, b| a.0.cmp(&b.0));
+        Report {
+            makespan,
+            busy,
+            steps,
+            experiments: state.succeeded + state.failed,
+            decision,
+            frames,
+            plans: schedule.plans,
+            planning: schedule.planning,
+            completed,
+        }
+    }
+}
+
+/// A total order on times.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Key(f64);
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl Setup {
+    /// A world for planning a campaign's experiments in `lab`, proposed by `proposer`.
+    pub fn campaign(
+        campaign: &crate::run::CampaignParts,
+        proposer: Box<dyn experiments::Proposer>,
+        protocol: &std::sync::Arc<protocols::Protocol>,
+        lab: &std::sync::Arc<devices::Lab>,
+        policy: Policy,
+    ) -> Result<(Self, std::thread::JoinHandle<()>), String> {
+        let instruments: Vec<(String, Option<protocols::InstrumentKind>, Option<String>)> =
+            lab.instruments.iter().map(|i| (i.name.clone(), Some(i.kind()), i.position.clone())).collect();
+        let mut setup = Setup::new(&instruments, policy, Recorder::null());
+        let (tx, handle) = crate::run::spawn_proposer(proposer, setup.inbox()).map_err(|e| e.to_string())?;
+        setup.world.resource_mut::<Bridge>().learner = Some(tx);
+        let clock = setup.clock.clone();
+        let record = setup.world.resource::<Record>().clone();
+        crate::run::insert_campaign(
+            &mut setup.world,
+            campaign,
+            protocol,
+            lab,
+            &clock,
+            record,
+            crate::record::CampaignIds { campaign: 0, first_experiment: 1, first_step: 1, first_proposal: 1 },
+            policy,
+        );
+        Ok((setup, handle))
+    }
+}
