@@ -18,6 +18,7 @@ pub mod operator;
 pub mod plan;
 pub mod planner;
 pub mod record;
+pub mod replay;
 pub mod run;
 pub mod schedule;
 pub mod simulate;

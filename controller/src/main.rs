@@ -70,6 +70,34 @@ enum Command {
         /// its experiment (unattended labs), `wait` waits for an operator's `lab confirm`.
         #[arg(long, default_value = "fail", value_parser = ["fail", "wait"])]
         unknown: String,
+        /// Run the campaign's proposer against this lookup table (CSV: a column per parameter and per objective)
+        /// instead of instruments: the lab-independent way to choose a strategy. Nothing is recorded.
+        #[arg(long, value_name = "DATASET.csv")]
+        backtest: Option<PathBuf>,
+        /// With --backtest: the seed (default: the campaign's).
+        #[arg(long, requires = "backtest")]
+        seed: Option<u64>,
+    },
+    /// Check a driver against a recorded session: replay one instrument's exchanges from the record (or from a
+    /// transcript file) and report where the driver's bytes first differ.
+    ///
+    /// Example: lab replay --db lab.db --instrument pump_a
+    Replay {
+        /// The record to take the session from.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// The campaign (default: the latest).
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// The instrument whose session to replay.
+        #[arg(long, required_unless_present = "transcript")]
+        instrument: Option<String>,
+        /// A transcript file (RON) instead of the record; needs --lab.
+        #[arg(long, requires = "lab")]
+        transcript: Option<PathBuf>,
+        /// The lab file, with --transcript.
+        #[arg(long)]
+        lab: Option<PathBuf>,
     },
     /// Estimate a protocol's or a campaign's schedule in a lab without touching an instrument.
     ///
@@ -198,6 +226,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         noise_seeds: u64,
     },
+    /// The proposer's benchmark suite: Branin, Hartmann6, the Buchwald-Hartwig pool, batches, latency.
+    Learn {
+        /// Seeds per figure (medians over them).
+        #[arg(long, default_value_t = 10)]
+        seeds: usize,
+    },
     /// The controller's own time per step, with zero-latency simulated instruments.
     Dispatch {
         /// Queue sizes to measure.
@@ -230,7 +264,32 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     ExitCode::from(match cli.command {
-        Command::Campaign { campaign, db, lab, time_scale, quiet, policy, unknown } => {
+        Command::Campaign { campaign, backtest: Some(dataset), seed, .. } => {
+            backtest_command(&campaign, &dataset, seed)
+        }
+        Command::Replay { db, campaign, instrument, transcript, lab } => {
+            let report = match (&transcript, &lab, &instrument) {
+                (Some(t), Some(l), _) => controller::replay::from_file(t, l),
+                (_, _, Some(i)) => controller::replay::from_record(&db, campaign, i),
+                _ => Err("give --instrument (from the record) or --transcript with --lab".to_owned()),
+            };
+            match report {
+                Ok(r) => {
+                    print!("{r}");
+                    if r.reproduced() { exit_code::OK } else { exit_code::INVALID_INPUT }
+                }
+                Err(e) => {
+                    eprintln!("lab: {e}");
+                    exit_code::CANNOT_RUN
+                }
+            }
+        }
+        Command::Bench { command: BenchCommand::Learn { seeds } } => {
+            let options = experiments::bench::LearnOptions { seeds, ..Default::default() };
+            print!("{}", experiments::bench::learn_suite(&options, &std::time::Instant::now));
+            exit_code::OK
+        }
+        Command::Campaign { campaign, db, lab, time_scale, quiet, policy, unknown, .. } => {
             let mut opts = CampaignOptions::new(campaign, db);
             opts.lab = lab;
             opts.time_scale = time_scale;
@@ -331,6 +390,42 @@ fn print_summary(s: &Summary) {
     }
     if let Some(head) = &s.head {
         println!("  record head       {head}  (keep it: `lab verify` checks the record against it)");
+    }
+}
+
+fn backtest_command(campaign: &Path, dataset: &Path, seed: Option<u64>) -> u8 {
+    let inputs = match controller::load::read_source(campaign).map_err(|e| e.to_string()).and_then(|src| {
+        experiments::load_campaign(src).map_err(|d| {
+            print_diagnostics(&d);
+            "the campaign file has problems".to_owned()
+        })
+    }) {
+        Ok((c, _)) => c,
+        Err(e) => {
+            eprintln!("lab: {e}");
+            return exit_code::INVALID_INPUT;
+        }
+    };
+    let table = match std::fs::read_to_string(dataset)
+        .map_err(|e| format!("cannot read {}: {e}", dataset.display()))
+        .and_then(|t| experiments::backtest::Dataset::parse_csv(&t).map_err(|e| format!("{}: {e}", dataset.display())))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("lab: {e}");
+            return exit_code::INVALID_INPUT;
+        }
+    };
+    let options = experiments::backtest::BacktestOptions { seed, budget: None, in_flight: None };
+    match experiments::backtest::run_backtest(&inputs, &table, &options) {
+        Ok(report) => {
+            print!("{report}");
+            exit_code::OK
+        }
+        Err(e) => {
+            eprintln!("lab: {e}");
+            exit_code::INVALID_INPUT
+        }
     }
 }
 
