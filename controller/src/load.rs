@@ -179,3 +179,27 @@ pub fn load_campaign_inputs(campaign_path: &Path, lab_override: Option<&Path>) -
         warnings,
     })
 }
+
+/// The text of `lab`'s file with each simulated instrument's `port: Simulated` replaced by
+/// `port: Simulator("<path>")`, for simulators already running at `ports`.
+pub fn with_simulator_ports(lab: &devices::Lab, ports: &std::collections::BTreeMap<String, String>) -> String {
+    use protocols::source::{Seg, index};
+    let text = &lab.source.text;
+    let tree = index(text);
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = lab
+        .instruments
+        .iter()
+        .filter(|i| i.port == devices::PortSpec::Simulated)
+        .filter_map(|i| {
+            let path = ports.get(&i.name)?;
+            let node = tree.get(&[Seg::Field("instruments"), Seg::Key(&i.name), Seg::Field("port")])?;
+            Some((node.span.clone(), format!("Simulator({path:?})")))
+        })
+        .collect();
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    let mut out = text.clone();
+    for (range, replacement) in edits {
+        out.replace_range(range, &replacement);
+    }
+    out
+}

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use controller::check::{CheckError, check_file};
 use controller::diagnostics::render;
 use controller::load::LoadError;
@@ -31,20 +31,54 @@ mod exit_code {
     pub const ABORTED: u8 = 4;
 }
 
+/// The examples `lab --help` ends with: the first ten minutes, in order.
+const EXAMPLES: &str = "\
+Examples:
+  lab init mylab                                      a lab folder that runs on simulators at once
+  lab check mylab/*.ron                               check every file; nothing moves
+  lab campaign mylab/first.campaign.ron --db mylab/lab.db
+  lab status --db mylab/lab.db                        from another terminal, while it runs
+  lab report --db mylab/lab.db --out mylab/report     plots and tables in one web page
+
+Logs go to stderr: -v says what the controller decides, -vv everything, RUST_LOG=controller=debug chooses
+(RUST_LOG, if set, wins over -v and -q). GUIDE.md explains every file format and every diagnostic code.";
+
 #[derive(Parser)]
 #[command(
     name = "lab",
     version,
-    about = "Run self-driving-lab campaigns on serial instruments, and keep every result."
+    about = "Run self-driving-lab campaigns on serial instruments, and keep every result.",
+    after_long_help = EXAMPLES
 )]
 struct Cli {
+    /// Say more on stderr: -v what the controller decides, -vv every detail.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
+    verbose: u8,
+    /// Say less: errors only, and no live view (a campaign still prints its summary).
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = "Global options")]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Make a new lab folder: a lab file with simulated instruments, a protocol and a campaign, ready to run.
+    ///
+    /// The files are commented field by field; change one thing at a time and `lab check` it. Nothing is
+    /// overwritten: if any of the files exists, nothing is written.
+    ///
+    /// Example: lab init mylab
+    ///
+    /// Example: lab campaign mylab/first.campaign.ron --db mylab/lab.db
+    Init {
+        /// The folder to make (created if missing).
+        dir: PathBuf,
+    },
     /// Run a closed-loop campaign: propose experiments, run them on the lab's instruments, learn, repeat.
+    ///
+    /// On a terminal a live view shows the progress, what each instrument is doing, the best result so far and the
+    /// time left; elsewhere (CI, logs) a plain line per finished experiment. `-q` shows only the summary.
     ///
     /// Example: lab campaign experiments/campaigns/demo.campaign.ron --db lab.db
     Campaign {
@@ -59,9 +93,6 @@ enum Command {
         /// Lab seconds per wall second (simulated labs only); overrides the lab file.
         #[arg(long)]
         time_scale: Option<f64>,
-        /// Print only the final summary.
-        #[arg(short, long)]
-        quiet: bool,
         /// How the scheduler chooses: `planned` (plan, replan as reality departs), `blind` (follow the first plan),
         /// or `greedy` (critical path first, no plan).
         #[arg(long, default_value = "planned", value_parser = ["planned", "blind", "greedy"])]
@@ -77,6 +108,41 @@ enum Command {
         /// With --backtest: the seed (default: the campaign's).
         #[arg(long, requires = "backtest")]
         seed: Option<u64>,
+    },
+    /// Show what a campaign is doing: running, queued, failed and unknown steps, offline instruments, progress.
+    ///
+    /// It only reads the record, so it works from another terminal while a campaign runs, and on a finished one.
+    /// Unknown steps are listed with the ids `lab confirm` takes.
+    ///
+    /// Example: lab status --db lab.db
+    ///
+    /// Example: watch -n 2 lab status --db lab.db
+    Status {
+        /// The record.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// The campaign (default: the latest).
+        #[arg(long)]
+        campaign: Option<i64>,
+    },
+    /// Write a campaign's report: one web page with plots and tables, and each plot as SVG and PNG.
+    ///
+    /// The page (`DIR/report.html`) needs no server and no network: open it in any browser, mail it, archive it.
+    /// It only reads the record, so it works while a campaign runs.
+    ///
+    /// Example: lab report --db lab.db --out report
+    ///
+    /// Example: lab report --db lab.db --campaign 3 --out reports/3
+    Report {
+        /// The record.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// The campaign (default: the latest).
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// The folder to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Check a driver against a recorded session: replay one instrument's exchanges from the record (or from a
     /// transcript file) and report where the driver's bytes first differ.
@@ -115,6 +181,8 @@ enum Command {
         set: Vec<String>,
     },
     /// Check that a record was not edited: the hash chain, the checkpoints, and every table against the journal.
+    ///
+    /// Example: lab verify --db lab.db
     Verify {
         /// The record.
         #[arg(long, default_value = "lab.db")]
@@ -138,10 +206,30 @@ enum Command {
         out: PathBuf,
     },
     /// Ask the running campaign to pause: running steps finish, nothing new starts.
+    ///
+    /// Example: lab pause --db lab.db --reason "refilling reservoir B"
     Pause(OperatorArgs),
-    /// Ask a paused campaign to go on.
-    Resume(OperatorArgs),
+    /// Continue a campaign: if a controller is running it (paused), ask it to go on; if none is (it stopped or
+    /// crashed), resume the campaign from the record: done steps stay done, steps in doubt are reconciled and never
+    /// repeated blindly, pending steps run, and the learner is refit from the recorded results.
+    ///
+    /// Example: lab resume --db lab.db
+    Resume {
+        #[command(flatten)]
+        who: OperatorArgs,
+        /// The campaign to resume (default: the latest unfinished one).
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// Use this lab file instead of the recorded one (instruments moved to other ports).
+        #[arg(long)]
+        lab: Option<PathBuf>,
+        /// Lab seconds per wall second (simulated labs only); default: the campaign's.
+        #[arg(long)]
+        time_scale: Option<f64>,
+    },
     /// Ask the running campaign to stop now, with every instrument in its safe state.
+    ///
+    /// Example: lab abort --db lab.db --reason "smoke from hotplate_2"
     Abort(OperatorArgs),
     /// Settle a step whose outcome is unknown (it may have acted and then failed).
     ///
@@ -164,7 +252,9 @@ enum Command {
         #[command(flatten)]
         who: OperatorArgs,
     },
-    /// Benchmarks of the scheduler.
+    /// Benchmarks of the scheduler and the proposers.
+    ///
+    /// Example: lab bench schedule --generated 3
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
@@ -183,11 +273,29 @@ enum Command {
     Sim {
         /// The lab file.
         lab: PathBuf,
+        /// Also write a copy of the lab file whose simulated ports point at these simulators
+        /// (`port: Simulator("/dev/pts/N")`), so controllers started later (and restarted after a crash) drive the
+        /// same simulated bench.
+        #[arg(long, value_name = "FILE")]
+        lab_out: Option<PathBuf>,
     },
     /// Look at serial ports and instruments.
+    ///
+    /// Example: lab devices probe devices/labs/sim.lab.ron
     Devices {
         #[command(subcommand)]
         command: DevicesCommand,
+    },
+    /// Print a completion script for a shell, so Tab completes commands, options and file names.
+    ///
+    /// Example: lab completions bash > ~/.local/share/bash-completion/completions/lab
+    ///
+    /// Example: lab completions zsh > ~/.zfunc/_lab
+    ///
+    /// Example: lab completions fish > ~/.config/fish/completions/lab.fish
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -212,6 +320,8 @@ fn default_user() -> String {
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Makespan, lower bound and decision time of the scheduler on a workload (`lab-workload/v1` JSON).
+    ///
+    /// Example: lab bench schedule --workload ft06.json --best-known 55
     Schedule {
         /// The workload file.
         #[arg(long)]
@@ -227,12 +337,16 @@ enum BenchCommand {
         noise_seeds: u64,
     },
     /// The proposer's benchmark suite: Branin, Hartmann6, the Buchwald-Hartwig pool, batches, latency.
+    ///
+    /// Example: lab bench learn --seeds 3
     Learn {
         /// Seeds per figure (medians over them).
         #[arg(long, default_value_t = 10)]
         seeds: usize,
     },
     /// The controller's own time per step, with zero-latency simulated instruments.
+    ///
+    /// Example: lab bench dispatch --steps 1000,10000
     Dispatch {
         /// Queue sizes to measure.
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
@@ -243,8 +357,12 @@ enum BenchCommand {
 #[derive(Subcommand)]
 enum DevicesCommand {
     /// List the serial ports of this machine.
+    ///
+    /// Example: lab devices list
     List,
     /// Open every instrument of a lab, ask who it is, and print a table (starts simulators for simulated ports).
+    ///
+    /// Example: lab devices probe devices/labs/sim.lab.ron
     Probe {
         /// The lab file.
         lab: PathBuf,
@@ -259,10 +377,18 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit_code::USAGE } else { exit_code::OK });
         }
     };
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()))
+        .with_writer(controller::live::LogWriter)
         .init();
+    let quiet = cli.quiet;
     ExitCode::from(match cli.command {
         Command::Campaign { campaign, backtest: Some(dataset), seed, .. } => {
             backtest_command(&campaign, &dataset, seed)
@@ -289,7 +415,7 @@ fn main() -> ExitCode {
             print!("{}", experiments::bench::learn_suite(&options, &std::time::Instant::now));
             exit_code::OK
         }
-        Command::Campaign { campaign, db, lab, time_scale, quiet, policy, unknown, .. } => {
+        Command::Campaign { campaign, db, lab, time_scale, policy, unknown, .. } => {
             let mut opts = CampaignOptions::new(campaign, db);
             opts.lab = lab;
             opts.time_scale = time_scale;
@@ -304,9 +430,39 @@ fn main() -> ExitCode {
         }
         Command::Plan { lab, file, count, set } => plan_command(&lab, &file, count, &set),
         Command::Verify { db } => verify_command(&db),
+        Command::Init { dir } => init_command(&dir),
+        Command::Status { db, campaign } => status_command(&db, campaign),
+        Command::Report { db, campaign, out } => report_command(&db, campaign, &out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "lab", &mut std::io::stdout());
+            exit_code::OK
+        }
         Command::Export { db, campaign, format, out } => export_command(&db, campaign, &format, &out),
         Command::Pause(a) => operator_command(&a, OperatorAction::Pause),
-        Command::Resume(a) => operator_command(&a, OperatorAction::Resume),
+        Command::Resume { who, campaign, lab, time_scale } => match controller::record::Record::open(&who.db) {
+            Err(controller::record::RecordError::Locked { .. }) => operator_command(&who, OperatorAction::Resume),
+            Err(e) => {
+                eprintln!("lab: {e}");
+                exit_code::CANNOT_RUN
+            }
+            Ok(record) => {
+                drop(record);
+                let mut opts = CampaignOptions::new(PathBuf::new(), who.db.clone());
+                opts.time_scale = time_scale;
+                opts.progress = !quiet;
+                let resume = controller::run::ResumeOptions { db: who.db.clone(), campaign, lab };
+                match controller::run::resume_campaign(&resume, &opts) {
+                    Ok(summary) => {
+                        print_summary(&summary);
+                        if summary.status == "aborted" { exit_code::ABORTED } else { exit_code::OK }
+                    }
+                    Err(e) => {
+                        eprintln!("lab: {e}");
+                        exit_code::CANNOT_RUN
+                    }
+                }
+            }
+        },
         Command::Abort(a) => operator_command(&a, OperatorAction::Abort),
         Command::Confirm { step, done, not_done, failed, vessel_at, who } => {
             let verdict = match (done, not_done, failed) {
@@ -325,7 +481,7 @@ fn main() -> ExitCode {
         }
         Command::Bench { command: BenchCommand::Dispatch { steps } } => bench_dispatch(&steps),
         Command::Check { files } => check_command(&files),
-        Command::Sim { lab } => sim_command(&lab),
+        Command::Sim { lab, lab_out } => sim_command(&lab, lab_out.as_deref()),
         Command::Devices { command: DevicesCommand::List } => list_command(),
         Command::Devices { command: DevicesCommand::Probe { lab } } => probe_command(&lab),
     })
@@ -425,6 +581,59 @@ fn backtest_command(campaign: &Path, dataset: &Path, seed: Option<u64>) -> u8 {
         Err(e) => {
             eprintln!("lab: {e}");
             exit_code::INVALID_INPUT
+        }
+    }
+}
+
+fn init_command(dir: &Path) -> u8 {
+    match controller::init::init(dir) {
+        Ok(files) => {
+            println!("made the lab folder {}:", dir.display());
+            for f in &files {
+                println!("  {}", f.display());
+            }
+            let campaign = dir.join(controller::init::CAMPAIGN);
+            let db = dir.join("lab.db");
+            println!();
+            println!("Every instrument is simulated, so it runs now:");
+            println!("  lab check {}", dir.join("*.ron").display());
+            println!("  lab campaign {} --db {}", campaign.display(), db.display());
+            println!("  lab report --db {} --out {}", db.display(), dir.join("report").display());
+            println!("GUIDE.md explains every field; change one at a time and `lab check` it.");
+            exit_code::OK
+        }
+        Err(e) => {
+            eprintln!("lab: {e}");
+            exit_code::CANNOT_RUN
+        }
+    }
+}
+
+fn status_command(db: &Path, campaign: Option<i64>) -> u8 {
+    match controller::status::status_text(db, campaign) {
+        Ok(text) => {
+            print!("{text}");
+            exit_code::OK
+        }
+        Err(e) => {
+            eprintln!("lab: {e}");
+            exit_code::CANNOT_RUN
+        }
+    }
+}
+
+fn report_command(db: &Path, campaign: Option<i64>, out: &Path) -> u8 {
+    match controller::report::write_report(db, campaign, out) {
+        Ok(w) => {
+            println!("wrote the report of campaign {} to {}", w.campaign, w.page.display());
+            for f in w.files.iter().skip(1) {
+                println!("  {}", f.display());
+            }
+            exit_code::OK
+        }
+        Err(e) => {
+            eprintln!("lab: {e}");
+            exit_code::CANNOT_RUN
         }
     }
 }
@@ -616,7 +825,7 @@ fn lab_and_runtime(path: &Path) -> Result<(devices::Lab, tokio::runtime::Runtime
     Ok((lab, rt))
 }
 
-fn sim_command(path: &Path) -> u8 {
+fn sim_command(path: &Path, lab_out: Option<&Path>) -> u8 {
     let (lab, rt) = match lab_and_runtime(path) {
         Ok(x) => x,
         Err(code) => return code,
@@ -630,12 +839,23 @@ fn sim_command(path: &Path) -> u8 {
                 return exit_code::CANNOT_RUN;
             }
         };
+        if let Some(out) = lab_out {
+            let text = controller::load::with_simulator_ports(&lab, &sims.ports);
+            if let Err(e) = std::fs::write(out, text) {
+                eprintln!("lab: cannot write {}: {e}", out.display());
+                sims.stop().await;
+                return exit_code::CANNOT_RUN;
+            }
+        }
         println!("simulators of lab `{}` (time scale {}x); Ctrl-C stops them", lab.name, lab.simulation.time_scale);
         println!("{:<12} {:<14} {:<14} port", "instrument", "driver", "line");
         for spec in &lab.instruments {
             if let Some(port) = sims.ports.get(&spec.name) {
                 println!("{:<12} {:<14} {:<14} {port}", spec.name, spec.driver.name(), spec.line.to_string());
             }
+        }
+        if let Some(out) = lab_out {
+            println!("lab file for these simulators: {}", out.display());
         }
         let _ = tokio::signal::ctrl_c().await;
         sims.stop().await;
@@ -684,7 +904,7 @@ fn probe_command(path: &Path) -> u8 {
         println!("{:<12} {:<13} {:<22} {:<24} firmware / problem", "instrument", "kind", "port", "model");
         for spec in &lab.instruments {
             let port = match &spec.port {
-                devices::PortSpec::Serial(p) => Some(p.clone()),
+                devices::PortSpec::Serial(p) | devices::PortSpec::Simulator(p) => Some(p.clone()),
                 devices::PortSpec::Simulated => sims.as_ref().and_then(|s| s.ports.get(&spec.name).cloned()),
             };
             let Some(port) = port else { continue };

@@ -12,6 +12,8 @@
 //! The planner is pure: it knows nothing of instruments, the ECS or time beyond the numbers it is given. The
 //! scheduler (`crate::schedule`) turns its per-resource sequences into dispatch decisions.
 
+use std::collections::VecDeque;
+
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -207,7 +209,10 @@ fn evaluate(p: &Problem, shape: &Shape, keys: &[f64]) -> Plan {
         let mut chosen_key = f64::NEG_INFINITY;
         for &i in &ready {
             let op = &p.ops[i];
-            if op.candidates.contains(&best_r) && est[i].max(free[best_r]) < best_c {
+            // The conflict set: operations on that resource that could start before the earliest completion, and
+            // the operation that completes then, which starts exactly then if it takes no time at all.
+            let start = est[i].max(free[best_r]);
+            if op.candidates.contains(&best_r) && (start < best_c || start + op.duration <= best_c) {
                 let k = keys[i];
                 if k > chosen_key || (k == chosen_key && i < chosen) {
                     chosen = i;
@@ -357,8 +362,215 @@ pub fn plan(p: &Problem, budget: usize, seed: u64) -> Plan {
         }
     }
     let _ = best_keys;
+    // On problems where every operation has one resource, the machine sequences can be improved directly.
+    if p.ops.iter().all(|o| o.candidates.len() == 1 && o.max_wait.is_none()) {
+        let extra = budget * 4;
+        if let Some(better) = tabu(p, &shape, &best_plan, extra) {
+            evaluations += better.evaluations;
+            best_plan = better;
+        }
+    }
     best_plan.evaluations = evaluations;
     best_plan
+}
+
+/// Longest-path start times for fixed machine sequences; `None` if the sequences and precedences form a cycle.
+fn semi_active(p: &Problem, shape: &Shape, seqs: &[Vec<usize>], scratch: &mut Scratch) -> Option<f64> {
+    let n = p.ops.len();
+    let Scratch { machine_next, machine_prev, indegree, start, queue } = scratch;
+    machine_next.iter_mut().for_each(|x| *x = usize::MAX);
+    machine_prev.iter_mut().for_each(|x| *x = usize::MAX);
+    for seq in seqs {
+        for w in seq.windows(2) {
+            machine_next[w[0]] = w[1];
+            machine_prev[w[1]] = w[0];
+        }
+    }
+    for i in 0..n {
+        indegree[i] = p.ops[i].preds.len() + usize::from(machine_prev[i] != usize::MAX);
+        start[i] = p.ops[i].fixed.map_or(p.ops[i].release, |f| f.1);
+        let r = p.ops[i].candidates[0];
+        if machine_prev[i] == usize::MAX {
+            start[i] = start[i].max(p.available.get(r).copied().unwrap_or(0.0));
+        }
+    }
+    queue.clear();
+    queue.extend((0..n).filter(|&i| indegree[i] == 0));
+    let mut head = 0;
+    let mut makespan = 0.0f64;
+    while head < queue.len() {
+        let i = queue[head];
+        head += 1;
+        let end = start[i] + p.ops[i].duration;
+        makespan = makespan.max(end);
+        for &s in &shape.succ[i] {
+            start[s] = start[s].max(end + p.ops[s].min_wait);
+            indegree[s] -= 1;
+            if indegree[s] == 0 {
+                queue.push(s);
+            }
+        }
+        let m = machine_next[i];
+        if m != usize::MAX {
+            start[m] = start[m].max(end);
+            indegree[m] -= 1;
+            if indegree[m] == 0 {
+                queue.push(m);
+            }
+        }
+    }
+    (queue.len() == n).then_some(makespan)
+}
+
+struct Scratch {
+    machine_next: Vec<usize>,
+    machine_prev: Vec<usize>,
+    indegree: Vec<usize>,
+    start: Vec<f64>,
+    queue: Vec<usize>,
+}
+
+/// Improves a plan's machine sequences by tabu search over swaps of adjacent operations at the ends of critical
+/// blocks (the Nowicki–Smutnicki neighbourhood), evaluating at most `budget` sequences. For problems where every
+/// operation has a single resource.
+fn tabu(p: &Problem, shape: &Shape, plan: &Plan, budget: usize) -> Option<Plan> {
+    let n = p.ops.len();
+    let mut scratch = Scratch {
+        machine_next: vec![usize::MAX; n],
+        machine_prev: vec![usize::MAX; n],
+        indegree: vec![0; n],
+        start: vec![0.0; n],
+        queue: Vec::with_capacity(n),
+    };
+    // Running operations stay first on their resources.
+    let movable = |i: usize| p.ops[i].fixed.is_none();
+    let mut seqs = plan.sequences.clone();
+    let mut current = semi_active(p, shape, &seqs, &mut scratch)?;
+    let mut best = (current, seqs.clone());
+    let mut tabu_list: VecDeque<(usize, usize)> = VecDeque::new();
+    let tenure = 8usize;
+    let mut evaluations = 0;
+    let mut since_best = 0;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(plan.evaluations as u64);
+    while evaluations < budget {
+        if since_best >= 25 {
+            // Stuck: restart from the best sequences shaken by a few random swaps of neighbours on one resource.
+            seqs = best.1.clone();
+            // Every kick counts against the budget, so a problem with nothing to swap ends the search.
+            evaluations += 1;
+            for _ in 0..rng.gen_range(2..6) {
+                let r = rng.gen_range(0..seqs.len());
+                if seqs[r].len() < 2 {
+                    continue;
+                }
+                let at = rng.gen_range(0..seqs[r].len() - 1);
+                let (a, b) = (seqs[r][at], seqs[r][at + 1]);
+                if !movable(a) || !movable(b) {
+                    continue;
+                }
+                seqs[r].swap(at, at + 1);
+                evaluations += 1;
+                if semi_active(p, shape, &seqs, &mut scratch).is_none() {
+                    seqs[r].swap(at, at + 1);
+                }
+            }
+            tabu_list.clear();
+            since_best = 0;
+            continue;
+        }
+        // The critical path of the current sequences, as (resource, position) pairs.
+        semi_active(p, shape, &seqs, &mut scratch)?;
+        let start = scratch.start.clone();
+        let end = |i: usize| start[i] + p.ops[i].duration;
+        let mut i = (0..n).max_by(|&a, &b| end(a).total_cmp(&end(b)))?;
+        let mut path = vec![i];
+        loop {
+            let s = start[i];
+            let mp = scratch.machine_prev[i];
+            let next = if mp != usize::MAX && (end(mp) - s).abs() < 1e-9 {
+                Some(mp)
+            } else {
+                p.ops[i].preds.iter().copied().find(|&q| (end(q) + p.ops[i].min_wait - s).abs() < 1e-9)
+            };
+            match next {
+                Some(q) => {
+                    i = q;
+                    path.push(q);
+                }
+                None => break,
+            }
+        }
+        path.reverse();
+        // Blocks: runs of consecutive path operations on one resource; candidate swaps at each block's ends.
+        let mut moves: Vec<(usize, usize)> = Vec::new();
+        let mut k = 0;
+        while k < path.len() {
+            let r = p.ops[path[k]].candidates[0];
+            let mut j = k;
+            while j + 1 < path.len()
+                && p.ops[path[j + 1]].candidates[0] == r
+                && scratch.machine_prev[path[j + 1]] == path[j]
+            {
+                j += 1;
+            }
+            // Every adjacent pair of the block: with precedence DAGs (not chains) some swaps close a cycle, so the
+            // block's ends alone (the classic neighbourhood) can leave no feasible move.
+            for q in k..j {
+                moves.push((path[q], path[q + 1]));
+            }
+            k = j + 1;
+        }
+        moves.retain(|&(a, b)| movable(a) && movable(b));
+        if moves.is_empty() {
+            since_best = usize::MAX / 2;
+            continue;
+        }
+        let mut chosen: Option<((usize, usize), f64)> = None;
+        for &(a, b) in &moves {
+            let r = p.ops[a].candidates[0];
+            let seq = &mut seqs[r];
+            let pa = seq.iter().position(|&x| x == a)?;
+            seq.swap(pa, pa + 1);
+            let value = semi_active(p, shape, &seqs, &mut scratch);
+            seqs[r].swap(pa, pa + 1);
+            evaluations += 1;
+            let Some(value) = value else { continue };
+            let forbidden = tabu_list.contains(&(b, a));
+            if (!forbidden || value < best.0 - 1e-9) && chosen.is_none_or(|(_, v)| value < v) {
+                chosen = Some(((a, b), value));
+            }
+        }
+        let Some(((a, b), value)) = chosen else {
+            since_best = usize::MAX / 2;
+            continue;
+        };
+        let r = p.ops[a].candidates[0];
+        let pa = seqs[r].iter().position(|&x| x == a)?;
+        seqs[r].swap(pa, pa + 1);
+        current = value;
+        tabu_list.push_back((a, b));
+        if tabu_list.len() > tenure {
+            tabu_list.pop_front();
+        }
+        if current < best.0 - 1e-9 {
+            best = (current, seqs.clone());
+            since_best = 0;
+        } else {
+            since_best += 1;
+        }
+    }
+    let _ = current;
+    if best.0 >= plan.makespan - 1e-9 {
+        return None;
+    }
+    semi_active(p, shape, &best.1, &mut scratch)?;
+    let mut sequences = best.1;
+    let start = scratch.start.clone();
+    for s in &mut sequences {
+        s.sort_by(|&a, &b| start[a].total_cmp(&start[b]).then(a.cmp(&b)));
+    }
+    let resource = (0..n).map(|i| p.ops[i].candidates[0]).collect();
+    Some(Plan { start, resource, makespan: best.0, lateness: 0.0, sequences, evaluations })
 }
 
 /// An operation on the critical chain of `plan`: walk back from the operation that ends last through whichever

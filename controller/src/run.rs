@@ -177,6 +177,16 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     let clock = Clock::scaled(scale);
 
     let mut record = RecordFile::open(&opts.db)?;
+    // A campaign this record holds unfinished (the controller stopped) is resumed, not started again.
+    let sha = crate::record::sha256_hex(campaign.source.text.as_bytes());
+    if let Some(id) =
+        crate::resume::unfinished(record.connection(), Some(&sha)).map_err(|e| RunError::System(e.to_string()))?
+    {
+        if opts.progress {
+            eprintln!("lab: {} holds campaign {id} of this file unfinished; resuming it", opts.db.display());
+        }
+        return resume_in(record, id, None, opts);
+    }
     let ids = record.begin_campaign(&CampaignRow {
         name: campaign.name.clone(),
         started_at: clock.epoch(),
@@ -193,8 +203,81 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
         protocol: (inputs.protocol_path.display().to_string(), protocol.source().text.clone()),
         lab: (inputs.lab_path.display().to_string(), lab.source.text.clone()),
     })?;
+    execute(inputs, opts, record, ids, clock, None, wall)
+}
+
+/// How to resume a campaign.
+#[derive(Debug, Clone)]
+pub struct ResumeOptions {
+    /// The record.
+    pub db: std::path::PathBuf,
+    /// The campaign (the latest unfinished one if `None`).
+    pub campaign: Option<i64>,
+    /// A lab file to use instead of the recorded one (instruments moved to other ports).
+    pub lab: Option<std::path::PathBuf>,
+}
+
+/// Resumes an unfinished campaign from its record: what the record says is done stays done, steps in doubt are
+/// never repeated blindly, pending steps run, and the learner is refit from the recorded results.
+pub fn resume_campaign(resume: &ResumeOptions, opts: &CampaignOptions) -> Result<Summary, RunError> {
+    let record = RecordFile::open(&resume.db)?;
+    let id = match resume.campaign {
+        Some(id) => id,
+        None => crate::resume::unfinished(record.connection(), None)
+            .map_err(|e| RunError::System(e.to_string()))?
+            .ok_or_else(|| RunError::Lab(format!("{} holds no unfinished campaign", resume.db.display())))?,
+    };
+    let lab = match &resume.lab {
+        Some(p) => Some(crate::load::read_source(p)?),
+        None => None,
+    };
+    resume_in(record, id, lab, opts)
+}
+
+fn resume_in(
+    record: RecordFile,
+    id: i64,
+    lab: Option<Arc<protocols::SourceFile>>,
+    opts: &CampaignOptions,
+) -> Result<Summary, RunError> {
+    let wall = Instant::now();
+    let restore = crate::resume::read(record.connection(), id, lab)
+        .map_err(|e| RunError::Lab(format!("cannot resume campaign {id}: {e}")))?;
+    let clock = Clock::scaled_from(restore.started_at, opts.time_scale.unwrap_or(restore.time_scale));
+    let inputs = restore.inputs.clone();
+    let ids = restore.ids;
+    execute(inputs, opts, record, ids, clock, Some(restore), wall)
+}
+
+/// Runs a campaign whose record row exists: new (`restore` is `None`) or resumed.
+fn execute(
+    inputs: Inputs,
+    opts: &CampaignOptions,
+    record: RecordFile,
+    ids: CampaignIds,
+    clock: Clock,
+    restore: Option<crate::resume::Restore>,
+    wall: Instant,
+) -> Result<Summary, RunError> {
+    let lab = Arc::clone(&inputs.lab);
+    let protocol = Arc::clone(&inputs.protocol);
+    let campaign = inputs.campaign.clone();
     let (recorder, writer) = record.start_writer();
     let campaign_id = ids.campaign;
+    if let Some(r) = &restore {
+        recorder.send(RecordEvent::say(
+            campaign_id,
+            clock.now(),
+            "warning",
+            None,
+            format!(
+                "campaign resumed from the record: {} experiments concluded, {} were running, {} proposals queued",
+                r.concluded.len(),
+                r.running.len(),
+                r.queued.len()
+            ),
+        ));
+    }
     let say = |level: &str, instrument: Option<&str>, message: String| {
         recorder.send(RecordEvent::say(campaign_id, clock.now(), level, instrument, message));
     };
@@ -225,7 +308,7 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
         .instruments
         .iter()
         .filter_map(|i| match &i.port {
-            PortSpec::Serial(p) => Some((i.name.clone(), p.clone())),
+            PortSpec::Serial(p) | PortSpec::Simulator(p) => Some((i.name.clone(), p.clone())),
             PortSpec::Simulated => {
                 sims.as_ref().and_then(|s| s.ports.get(&i.name)).map(|p| (i.name.clone(), p.clone()))
             }
@@ -325,6 +408,13 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     }
 
     let (learner_tx, learner) = spawn_learner(&campaign, inbound_tx.clone())?;
+    if let Some(r) = &restore {
+        // The learner is refit from the recorded results, in the order they came, before it proposes again.
+        for (_, values, outputs, _, _) in &r.concluded {
+            let _ = learner_tx
+                .send(LearnerRequest::Tell(experiments::Outcome { values: values.clone(), outputs: outputs.clone() }));
+        }
+    }
     world.insert_resource(Bridge {
         backlog: Vec::new(),
         inbox: inbound_rx.clone(),
@@ -341,6 +431,16 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
         ids,
         opts.policy,
     );
+    if let Some(r) = &restore {
+        world.insert_resource(crate::resume::state(r, &campaign));
+        let in_doubt = crate::resume::apply(&mut world, r, &protocol, &lab, &recorder, clock.now());
+        if opts.progress && !in_doubt.is_empty() {
+            eprintln!(
+                "lab: steps were in doubt on {}; they will be reconciled, never repeated blindly",
+                in_doubt.join(", ")
+            );
+        }
+    }
 
     // Ctrl-C once pauses (running steps finish); twice aborts (every instrument to its safe state).
     let signals = {
@@ -362,13 +462,8 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     let requests = spawn_request_poller(opts.db.clone(), campaign_id, inbound_tx.clone());
     drop(inbound_tx);
 
-    let progress = opts.progress;
-    let mut reported = 0usize;
-    drive(&mut world, &mut schedule, &inbound_rx, &clock, &recorder, |world| {
-        if progress {
-            reported = print_progress(world, reported);
-        }
-    });
+    let mut live = crate::live::LiveView::for_stderr(opts.progress);
+    drive(&mut world, &mut schedule, &inbound_rx, &clock, &recorder, |world| print_progress(world, &mut live));
 
     let state = world.remove_resource::<CampaignState>().expect("inserted above");
     let lab_seconds = clock.now();
@@ -579,7 +674,7 @@ async fn connect_all(
                 // The driver's link reopens `path` itself, with the lab file's backoff, if the port disappears.
                 let mut inst =
                     devices::drivers::connect(&spec, &deck, &path, clock.clone(), sink).map_err(|e| e.to_string())?;
-                if spec.port != PortSpec::Simulated && clock.scale() != 1.0 {
+                if !spec.port.is_simulated() && clock.scale() != 1.0 {
                     return Err(format!(
                         "a real instrument cannot run in accelerated time ({}x); run this lab at time scale 1",
                         clock.scale()
@@ -795,16 +890,7 @@ fn spawn_request_poller(db: PathBuf, campaign: i64, inbound: Sender<Inbound>) ->
     RequestPoller { stop, handle }
 }
 
-fn print_progress(world: &World, reported: usize) -> usize {
-    let state = world.resource::<CampaignState>();
-    let done = state.succeeded + state.failed;
-    if done > reported {
-        eprintln!(
-            "  {done:>3}/{} done  {} running  best {}",
-            state.budget,
-            state.running,
-            state.best.as_ref().map_or("-".to_owned(), |b| format!("{:.4} (#{})", b.objective, b.seq))
-        );
-    }
-    done
+/// Shows the campaign's progress in the live view (bars on a terminal, plain lines otherwise, or nothing).
+fn print_progress(world: &World, live: &mut crate::live::LiveView) {
+    live.update(world);
 }

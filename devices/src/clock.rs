@@ -21,7 +21,7 @@ use tokio::sync::watch;
 pub struct Clock(Arc<Inner>);
 
 enum Inner {
-    Scaled { start: Instant, epoch: SystemTime, scale: f64 },
+    Scaled { start: Instant, epoch: SystemTime, scale: f64, offset: f64 },
     Manual { now: Mutex<f64>, tick: watch::Sender<f64>, epoch: SystemTime },
     Stepping { now: Mutex<f64>, epoch: SystemTime, scale: f64 },
 }
@@ -48,7 +48,15 @@ impl Clock {
     /// If `scale` is not a positive finite number; callers validate it from the lab file first.
     pub fn scaled(scale: f64) -> Self {
         assert!(scale.is_finite() && scale > 0.0, "time scale must be positive, got {scale}");
-        Clock(Arc::new(Inner::Scaled { start: Instant::now(), epoch: SystemTime::now(), scale }))
+        Clock(Arc::new(Inner::Scaled { start: Instant::now(), epoch: SystemTime::now(), scale, offset: 0.0 }))
+    }
+
+    /// Lab time that began at the wall-clock time `epoch` and has run `scale` times faster than the wall since: a
+    /// campaign resumed after a crash continues its own lab time, including the time it was down.
+    pub fn scaled_from(epoch: SystemTime, scale: f64) -> Self {
+        assert!(scale.is_finite() && scale > 0.0, "time scale must be positive, got {scale}");
+        let since = SystemTime::now().duration_since(epoch).map_or(0.0, |d| d.as_secs_f64());
+        Clock(Arc::new(Inner::Scaled { start: Instant::now(), epoch, scale, offset: since * scale }))
     }
 
     /// A clock that stands still until [`Clock::advance`] moves it; for deterministic tests.
@@ -71,7 +79,7 @@ impl Clock {
     /// Lab seconds since the clock started.
     pub fn now(&self) -> f64 {
         match &*self.0 {
-            Inner::Scaled { start, scale, .. } => start.elapsed().as_secs_f64() * scale,
+            Inner::Scaled { start, scale, offset, .. } => offset + start.elapsed().as_secs_f64() * scale,
             Inner::Manual { now, .. } | Inner::Stepping { now, .. } => *now.lock().expect("clock lock"),
         }
     }

@@ -125,8 +125,18 @@ impl Deck {
 pub enum PortSpec {
     /// A simulator on a pseudo-terminal, started by `lab` itself.
     Simulated,
+    /// A simulator already running at this pseudo-terminal path, started by `lab sim` in another process (so the
+    /// simulated bench outlives a controller that stops or crashes).
+    Simulator(String),
     /// A serial device path such as `/dev/ttyUSB0`.
     Serial(String),
+}
+
+impl PortSpec {
+    /// Whether the port leads to a simulator rather than real hardware.
+    pub fn is_simulated(&self) -> bool {
+        !matches!(self, PortSpec::Serial(_))
+    }
 }
 
 /// The framing a Cavro pump is driven with.
@@ -238,6 +248,11 @@ pub struct IkaConfig {
     pub tolerance: Temperature,
 }
 
+/// The most pixels a spectrometer's detector may have: more than any Ocean Optics detector, few enough that a
+/// spectrum's size is bounded (a spectrum of `pixels` four-byte words is what the driver waits for, and what the
+/// simulator builds).
+pub const MAX_PIXELS: usize = 16_384;
+
 /// Settings of an Ocean Optics Flame spectrometer (RS-232 command set).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlameConfig {
@@ -247,7 +262,7 @@ pub struct FlameConfig {
     pub scans: u16,
     /// Wavelength calibration: wavelength(pixel) = c0 + c1 p + c2 p^2 + c3 p^3, in nanometres.
     pub calibration: [f64; 4],
-    /// Pixels on the detector.
+    /// Pixels on the detector, 1 to [`MAX_PIXELS`].
     pub pixels: usize,
 }
 
@@ -498,7 +513,7 @@ impl Lab {
 
     /// Whether every instrument is simulated.
     pub fn all_simulated(&self) -> bool {
-        self.instruments.iter().all(|i| i.port == PortSpec::Simulated)
+        self.instruments.iter().all(|i| i.port.is_simulated())
     }
 
     /// The deck positions a transfer may take the vessel to: positions allowed by its destination where every step
@@ -898,6 +913,7 @@ struct ReconnectFile {
 #[serde(rename = "Port")]
 enum PortFile {
     Simulated,
+    Simulator(String),
     Serial(String),
 }
 
@@ -1167,7 +1183,7 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
             );
         }
     }
-    let real = instruments.iter().any(|i| i.port != PortSpec::Simulated);
+    let real = instruments.iter().any(|i| !i.port.is_simulated());
     if real && simulation.time_scale != 1.0 {
         err(
             &mut diags,
@@ -1293,6 +1309,15 @@ fn instrument(
                     &[Seg::Field("driver"), Seg::Field("calibration")],
                     format!("calibration of `{name}` needs 1 to 4 coefficients, got {}", calibration.len()),
                     "give [c0, c1, c2, c3] of wavelength(pixel) = c0 + c1 p + c2 p^2 + c3 p^3".into(),
+                );
+            }
+            if let Some(p) = pixels
+                && !(1..=MAX_PIXELS).contains(&p)
+            {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("pixels")],
+                    format!("`{name}` has {p} pixels; a spectrometer has 1 to {MAX_PIXELS}"),
+                    "leave `pixels` out for the Flame's 2048".into(),
                 );
             }
             let mut c = [0.0; 4];
@@ -1510,6 +1535,7 @@ fn instrument(
     }
     let port = match f.port {
         PortFile::Simulated => PortSpec::Simulated,
+        PortFile::Simulator(p) => PortSpec::Simulator(p),
         PortFile::Serial(p) => PortSpec::Serial(p),
     };
     let faults = match f.faults {

@@ -280,6 +280,12 @@ pub trait FrameFault: Display {
 
 impl FrameFault for std::io::Error {}
 
+/// How long a newly opened port must stay quiet before its first command is written.
+const PENDING_QUIET: Duration = Duration::from_millis(30);
+
+/// The longest a newly opened port is read for stale bytes before its first command.
+const PENDING_MAX: Duration = Duration::from_millis(250);
+
 /// An instrument's serial line as drivers see it: framed requests with timeouts, every exchange reported.
 ///
 /// The stream must not buffer writes (serial ports, pseudo-terminals, in-memory pipes and test mocks do not): the
@@ -296,6 +302,8 @@ pub struct Link<T> {
     reconnect: Reconnect,
     /// The port failed and has not been reopened yet.
     lost: bool,
+    /// No command has been written since the port was opened.
+    fresh: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
@@ -313,6 +321,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
             opener: None,
             reconnect: Reconnect { attempts: 0, ..Reconnect::DEFAULT },
             lost: false,
+            fresh: true,
         }
     }
 
@@ -395,6 +404,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         if self.lost {
             self.reopen().await?;
         }
+        if self.fresh {
+            self.fresh = false;
+            self.take_pending().await;
+        }
         self.discard_stale();
         let sent_at = self.clock.now();
         match self.write(command).await {
@@ -446,6 +459,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
                     self.io = io;
                     self.buf.clear();
                     self.lost = false;
+                    self.fresh = true;
                     let note = format!("the port was lost and is open again (attempt {n} of {attempts})");
                     self.report(at, &[], Some(self.clock.now()), &[], Some(note), None);
                     return Ok(n);
@@ -479,6 +493,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
             Err((e, raw)) => {
                 self.report(at, &[], Some(self.clock.now()), &raw, None, Some(e.kind.to_string()));
                 Err(self.after_loss(e).await)
+            }
+        }
+    }
+
+    /// Reads what the instrument sent before this port's first command, for [`Link::discard_stale`] to drop: a
+    /// controller killed mid-command leaves its instrument's answer waiting in the port, and the next controller's
+    /// first command would take it for its own reply. It reads until the port has been quiet for [`PENDING_QUIET`],
+    /// for at most [`PENDING_MAX`] (an instrument that streams unasked never goes quiet).
+    async fn take_pending(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + PENDING_MAX;
+        loop {
+            let window = PENDING_QUIET.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            if window.is_zero() {
+                break;
+            }
+            // `read_buf` is cancel-safe: a read cut short by the timeout loses nothing.
+            match tokio::time::timeout(window, self.io.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => break,
             }
         }
     }

@@ -7,7 +7,8 @@
 //!
 //! The pipeline is parse, then validate: [`file`] mirrors the RON exactly (serde, `deny_unknown_fields`), and
 //! [`validate`] builds the runtime type, so nothing downstream ever sees an unchecked protocol.
-//! [`Protocol::bind`] then gives one experiment's steps with every quantity resolved, as inert [`Action`]s.
+//! [`Protocol::bind`] then gives one experiment's steps with every quantity resolved, as inert [`Action`]s, and
+//! [`print`] writes a checked protocol back as RON that loads to the same protocol.
 //!
 //! This crate is pure: it reads the text it is given and nothing else. It knows no instrument vendor, no lab, no
 //! scheduler and no database. The lab-dependent checks ("is there a hotplate that can reach 150 degC?") live with
@@ -18,6 +19,7 @@ pub mod diagnostic;
 pub mod file;
 pub mod kind;
 pub mod op;
+pub mod print;
 pub mod protocol;
 pub mod ron_file;
 pub mod source;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
 pub use kind::InstrumentKind;
 pub use op::{Action, Arg, Destination, InstrumentRef, Op, Operation};
+pub use print::to_ron;
 pub use protocol::{BindError, BindProblem, Bound, BoundStep, Output, Parameter, Protocol, Step, StepRules};
 pub use validate::load_protocol;
 

@@ -97,6 +97,24 @@ pub fn index(text: &str) -> Node {
     p.value().unwrap_or_default()
 }
 
+/// The length in bytes of the whitespace character `s` starts with, or 0. Whitespace is what `ron` skips (Unicode's
+/// `Pattern_White_Space`), not only ASCII's: a vertical tab or a line separator that `ron` accepts between tokens
+/// must not stop this parser, or the sections after it could not be found.
+fn whitespace_len(s: &[u8]) -> usize {
+    const WIDE: [&[u8]; 5] = [
+        "\u{85}".as_bytes(),
+        "\u{200E}".as_bytes(),
+        "\u{200F}".as_bytes(),
+        "\u{2028}".as_bytes(),
+        "\u{2029}".as_bytes(),
+    ];
+    match s.first() {
+        Some(b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C) => 1,
+        Some(_) => WIDE.iter().find(|w| s.starts_with(w)).map_or(0, |w| w.len()),
+        None => 0,
+    }
+}
+
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
@@ -110,7 +128,7 @@ impl Parser<'_> {
     fn skip_ws(&mut self) {
         loop {
             match self.peek() {
-                Some(c) if c.is_ascii_whitespace() => self.i += 1,
+                Some(_) if whitespace_len(&self.s[self.i..]) > 0 => self.i += whitespace_len(&self.s[self.i..]),
                 Some(b'/') if self.s.get(self.i + 1) == Some(&b'/') => {
                     while let Some(c) = self.peek() {
                         if c == b'\n' {

@@ -114,6 +114,13 @@ impl Validator {
         let parameters = self.parameters();
         let outputs = self.outputs();
         let parsed = self.parse_steps();
+        if header.is_some() && self.tree.get(&[Seg::Field("steps")]).is_none() {
+            // `ron` read a `steps` field that the span index could not find: the file is refused rather than loaded
+            // without the steps that were never checked.
+            let whole = 0..self.src.text.len();
+            self.error(crate::ron_file::SYNTAX, whole, "cannot locate the steps of this protocol")
+                .with_help_mut("write the file with plain spaces and line breaks between its parts");
+        }
         let steps = self.check_steps(&parsed, &parameters, &outputs);
         let graph = self.build_graph(&parsed);
         let topological = match petgraph::algo::toposort(&graph, None) {
@@ -199,8 +206,9 @@ impl Validator {
             .with_help_mut("swap them, or fix the one that is wrong");
             ok = false;
         }
+        // Written as "not inside" so that a `NaN` default, which compares false with everything, is refused too.
         if let Some(d) = p.default
-            && (d < p.min || d > p.max)
+            && !(p.min <= d && d <= p.max)
         {
             self.error(
                 codes::PARAMETER,

@@ -2,4 +2,6 @@
 
 mod campaign;
 mod faults;
+mod fuzz;
 mod ron_files;
+mod soak;

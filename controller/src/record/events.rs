@@ -208,6 +208,17 @@ pub enum RecordEvent {
         /// Its steps.
         steps: Vec<StepRow>,
     },
+    /// A step was added to an experiment after it started (returning a failed experiment's vessel to the rack).
+    StepAdded {
+        /// Experiment id.
+        experiment: i64,
+        /// Lab time.
+        at: f64,
+        /// The step.
+        step: StepRow,
+        /// Why it was added.
+        why: String,
+    },
     /// A step changed state.
     StepStatus {
         /// Step id.
@@ -340,6 +351,7 @@ impl RecordEvent {
             RecordEvent::Instrument { .. } => "Instrument",
             RecordEvent::Proposal { .. } => "Proposal",
             RecordEvent::ExperimentStarted { .. } => "ExperimentStarted",
+            RecordEvent::StepAdded { .. } => "StepAdded",
             RecordEvent::StepStatus { .. } => "StepStatus",
             RecordEvent::Decision { .. } => "Decision",
             RecordEvent::Measurement { .. } => "Measurement",
@@ -357,6 +369,7 @@ impl RecordEvent {
             RecordEvent::Proposal { at, .. }
             | RecordEvent::ExperimentStarted { at, .. }
             | RecordEvent::StepStatus { at, .. }
+            | RecordEvent::StepAdded { at, .. }
             | RecordEvent::Decision { at, .. }
             | RecordEvent::Measurement { at, .. }
             | RecordEvent::ExperimentFinished { at, .. }

@@ -137,6 +137,24 @@ pub fn apply(conn: &Connection, event: &RecordEvent) -> rusqlite::Result<()> {
                     .execute(params![s.id, at, status])?;
             }
         }
+        RecordEvent::StepAdded { experiment, at, step: s, why } => {
+            conn.prepare_cached(
+                "INSERT INTO steps (id, experiment_id, step, op, action, after, repeat_safe, status, ready_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ready', ?8)",
+            )?
+            .execute(params![
+                s.id,
+                experiment,
+                s.step,
+                s.op,
+                s.action,
+                serde_json::to_string(&s.after).unwrap_or_default(),
+                s.repeat_safe,
+                at
+            ])?;
+            conn.prepare_cached("INSERT INTO step_events (step_id, at, status, detail) VALUES (?1, ?2, 'ready', ?3)")?
+                .execute(params![s.id, at, why])?;
+        }
         RecordEvent::StepStatus { step, at, status, instrument, task, attempt, outcome, error } => {
             // Each state sets the time column it starts; a retried step starts again.
             let sql = match status.as_str() {

@@ -243,6 +243,11 @@ impl StepState {
         }
     }
 
+    /// Whether the step has yet to start (it waits for its dependencies or is ready).
+    pub fn is_pending(&self) -> bool {
+        matches!(self, StepState::Waiting { .. } | StepState::Ready { .. })
+    }
+
     /// Whether the step will never change again.
     pub fn is_terminal(&self) -> bool {
         matches!(self, StepState::Succeeded | StepState::Failed | StepState::Skipped)

@@ -162,6 +162,8 @@ pub struct CampaignState {
     pub peak_in_flight: usize,
     /// Steps whose outcome is unknown, waiting for reconciliation.
     pub unknown: usize,
+    /// Failed experiments whose vessels are being returned to the rack.
+    pub cleanups: usize,
 }
 
 impl CampaignState {
@@ -187,12 +189,13 @@ impl CampaignState {
             next_proposal: ids.first_proposal,
             peak_in_flight: 0,
             unknown: 0,
+            cleanups: 0,
         }
     }
 
     /// Whether the campaign has nothing left to do.
     pub fn is_finished(&self) -> bool {
-        self.running == 0 && !self.paused && (self.stopping || self.started >= self.budget)
+        self.running == 0 && self.cleanups == 0 && !self.paused && (self.stopping || self.started >= self.budget)
     }
 
     /// Whether new experiments may start.

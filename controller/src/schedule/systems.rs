@@ -622,6 +622,7 @@ pub fn fail_stranded_steps(
     instruments: Query<(&Instrument, &Availability)>,
     mut experiments: Query<(Entity, &Experiment, &mut ExperimentState, Option<&Vessel>)>,
     source: Res<Source>,
+    deck: Res<DeckState>,
     mut concluded: MessageWriter<ExperimentConcluded>,
     record: Res<Record>,
     clock: Res<LabClock>,
@@ -631,7 +632,16 @@ pub fn fail_stranded_steps(
         .filter(|(_, a)| matches!(a, Availability::Offline { .. }))
         .map(|(i, _)| i.name.as_str())
         .collect();
-    if offline.is_empty() {
+    // Places held by a vessel whose experiment is gone (a vessel that could not be returned, or whose place is
+    // unknown) stay blocked until an operator clears them.
+    let dead: HashSet<&str> = deck
+        .occupant
+        .iter()
+        .chain(deck.reserved.iter())
+        .filter(|(_, e)| !experiments.contains(**e))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if offline.is_empty() && dead.is_empty() {
         return;
     }
     for (entity, exp, mut exp_state, vessel) in &mut experiments {
@@ -654,15 +664,23 @@ pub fn fail_stranded_steps(
                 (Some(Action::Transfer { .. }), Source::Campaign(c)) => c
                     .transfer_positions
                     .get(&step.index)
-                    .is_some_and(|ps| ps.iter().any(|p| position_usable(c, p, &offline))),
+                    .is_some_and(|ps| ps.iter().any(|p| position_usable(c, p, &offline) && !dead.contains(p.as_str()))),
                 _ => true,
             };
-            if !usable || !reachable {
+            if !usable {
                 let who = match &step.on {
                     InstrumentRef::Kind(k) => format!("every {} that could run it is offline", k.name()),
                     InstrumentRef::Named(n) => format!("`{n}` is offline"),
                 };
                 stranded = Some(format!("step `{}` cannot run: {who}", step.name));
+                break;
+            }
+            if !reachable {
+                stranded = Some(format!(
+                    "step `{}` cannot run: every place it could take the vessel to has an offline instrument or a \
+                     vessel that could not be removed",
+                    step.name
+                ));
                 break;
             }
         }
@@ -696,12 +714,13 @@ fn position_usable(c: &super::resources::CampaignSource, position: &str, offline
 /// Records finished experiments, tells the learner, and clears them from the world.
 pub fn conclude_experiments(
     mut concluded: MessageReader<ExperimentConcluded>,
-    experiments: Query<(&Experiment, &ExperimentState, &Readings)>,
+    mut experiments: Query<(&mut Experiment, &ExperimentState, &Readings, Option<&Vessel>, Has<CleaningUp>)>,
     mut state: ResMut<CampaignState>,
     source: Res<Source>,
     bridge: Res<Bridge>,
     record: Res<Record>,
     clock: Res<LabClock>,
+    mut index: ResMut<ReadyIndex>,
     mut commands: Commands,
 ) {
     let mut seen = HashSet::new();
@@ -709,8 +728,17 @@ pub fn conclude_experiments(
         if !seen.insert(c.experiment) {
             continue;
         }
-        let Ok((exp, exp_state, readings)) = experiments.get(c.experiment) else { continue };
+        let Ok((mut exp, exp_state, readings, vessel, cleaning)) = experiments.get_mut(c.experiment) else { continue };
         let now = clock.now();
+        if cleaning {
+            // The failed experiment's vessel is back in the rack (or could not be moved, which the record says).
+            state.cleanups = state.cleanups.saturating_sub(1);
+            for &s in &exp.steps {
+                commands.entity(s).despawn();
+            }
+            commands.entity(c.experiment).despawn();
+            continue;
+        }
         let objectives: &[String] = match &*source {
             Source::Campaign(cs) => &cs.objectives,
             Source::Jobs(_) => &[],
@@ -746,9 +774,63 @@ pub fn conclude_experiments(
         for &s in &exp.steps {
             commands.entity(s).despawn();
         }
+        // A failed experiment's vessel, left at a deck place, would block that place for the rest of the campaign:
+        // it goes back to its rack slot first (not after an abort, when nothing more may move).
+        let stranded_vessel = vessel.filter(|v| v.known && matches!(v.at, Place::Position(_)));
+        if let (Some(_), Some(slot), false, Source::Campaign(_)) = (stranded_vessel, exp.slot, state.aborted, &*source)
+        {
+            let id = state.next_step;
+            state.next_step += 1;
+            let action = Action::Transfer { to: Destination::Rack };
+            let step = commands
+                .spawn((
+                    Step {
+                        id,
+                        experiment: c.experiment,
+                        index: usize::MAX,
+                        name: "return_vessel".to_owned(),
+                        on: InstrumentRef::Kind(protocols::InstrumentKind::Gantry),
+                        work: Work::Action(action.clone()),
+                        rules: protocols::StepRules::default(),
+                        estimate: 30.0,
+                        tail: 30.0,
+                        after: Vec::new(),
+                    },
+                    StepState::Ready { since: now, not_before: now, deadline: None },
+                    Attempts(0),
+                    Dependents::default(),
+                ))
+                .id();
+            let _ = slot;
+            exp.steps = vec![step];
+            commands.entity(c.experiment).insert(CleaningUp);
+            index.fresh.push(step);
+            state.cleanups += 1;
+            record.recorder.send(RecordEvent::StepAdded {
+                experiment: exp.id,
+                at: now,
+                step: StepRow {
+                    id,
+                    step: "return_vessel".to_owned(),
+                    op: "Transfer".to_owned(),
+                    action: serde_json::to_string(&action).unwrap_or_default(),
+                    after: Vec::new(),
+                    repeat_safe: false,
+                    ready: true,
+                },
+                why:
+                    "the experiment failed with its vessel on the deck; it goes back to its rack slot to free the place"
+                        .to_owned(),
+            });
+            continue;
+        }
         commands.entity(c.experiment).despawn();
     }
 }
+
+/// Marks a failed experiment whose vessel is being returned to the rack.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct CleaningUp;
 
 /// Takes the learner's proposals into the queue.
 pub fn receive_proposals(
@@ -1144,6 +1226,13 @@ pub fn assign_instruments(
         return;
     }
     let now = clock.now();
+    // A hold is a promise to a step that has yet to start; once that step runs, fails or is skipped (its experiment
+    // failed), the promise is void wherever it was made, and a void hold would keep its instrument from work forever.
+    for (_, _, _, mut holds) in &mut instruments {
+        if holds.0.iter().any(|h| !steps.get(h.step).is_ok_and(|(_, _, st)| st.is_pending())) {
+            holds.0.retain(|h| steps.get(h.step).is_ok_and(|(_, _, st)| st.is_pending()));
+        }
+    }
     let mut idle: Vec<(Entity, Instrument)> = instruments
         .iter()
         .filter(|(e, _, a, _)| **a == Availability::Idle && index.queues.get(e).is_some_and(|q| !q.is_empty()))
@@ -1201,7 +1290,7 @@ pub fn assign_instruments(
                 _ => Some(None),
             }
         };
-        let mut pick: Option<(Entity, Option<Place>, String)> = None;
+        let mut pick: Option<(Entity, Option<Place>, (Vec<(Entity, Hold)>, Held), String)> = None;
         if planned {
             let queue: Vec<Entity> =
                 schedule.queues.get(inst_entity).map(|q| q.iter().take(8).copied().collect()).unwrap_or_default();
@@ -1220,8 +1309,15 @@ pub fn assign_instruments(
                 if due.is_some_and(|t| now + est > t + 1e-6) {
                     continue;
                 }
-                if let Some(dest) = feasible(e, &deck, &schedule) {
-                    pick = Some((e, dest, format!("next in `{}`'s plan (place {} in its queue)", inst.name, k + 1)));
+                if let Some(dest) = feasible(e, &deck, &schedule)
+                    && let Some(holds) = follower_holds(e, now, &steps, &dependents, &instruments, &schedule)
+                {
+                    pick = Some((
+                        e,
+                        dest,
+                        holds,
+                        format!("next in `{}`'s plan (place {} in its queue)", inst.name, k + 1),
+                    ));
                     break;
                 }
             }
@@ -1232,13 +1328,22 @@ pub fn assign_instruments(
             let entries: Vec<ReadyKey> =
                 index.queues.get(inst_entity).map(|q| q.iter().take(32).copied().collect()).unwrap_or_default();
             for key in entries {
-                if planned && schedule.assigned.get(&key.step).is_some_and(|(i, _)| i != inst_entity) {
+                // A step planned elsewhere waits for its instrument, unless this one is held for it (its planned
+                // instrument could not be).
+                let held_here = instruments
+                    .get(*inst_entity)
+                    .ok()
+                    .is_some_and(|(_, _, _, h)| h.0.iter().any(|h| h.step == key.step));
+                if planned && !held_here && schedule.assigned.get(&key.step).is_some_and(|(i, _)| i != inst_entity) {
                     continue;
                 }
-                if let Some(dest) = feasible(key.step, &deck, &schedule) {
+                if let Some(dest) = feasible(key.step, &deck, &schedule)
+                    && let Some(holds) = follower_holds(key.step, now, &steps, &dependents, &instruments, &schedule)
+                {
                     pick = Some((
                         key.step,
                         dest,
+                        holds,
                         format!(
                             "longest remaining path ({:.0} s) among its ready steps (experiment #{})",
                             -key.priority.0, key.seq
@@ -1254,10 +1359,15 @@ pub fn assign_instruments(
                 }
             }
         }
-        let Some((step_entity, destination, reason)) = pick else { continue };
-        // A step that must be followed within a maximum wait starts only if its follower's instrument can be held.
-        if !hold_followers(step_entity, now, &steps, &dependents, &mut instruments, &schedule) {
-            continue;
+        let Some((step_entity, destination, (holds, held), reason)) = pick else { continue };
+        // A step that must be followed within a maximum wait starts only with its followers' instruments held.
+        if matches!(held, Held::Elsewhere) {
+            stale = true;
+        }
+        for (e, h) in holds {
+            if let Ok((_, _, _, mut hs)) = instruments.get_mut(e) {
+                hs.0.push(h);
+            }
         }
         if let Some(Place::Position(p)) = &destination {
             let exp = steps.get(step_entity).map(|(_, s, _)| s.experiment).expect("picked from the world");
@@ -1285,8 +1395,14 @@ pub fn assign_instruments(
             a.0
         };
         let timeout = step.rules.timeout.map_or(step.estimate * 3.0 + 300.0, |t| t.0);
-        let Ok((_, inst, mut avail, mut holds)) = instruments.get_mut(inst_entity) else { continue };
-        holds.0.retain(|h| h.step != step_entity);
+        // The step's holds go from every instrument, not only the one it runs on: it may have been held on several
+        // candidates over time.
+        for (_, _, _, mut holds) in &mut instruments {
+            if holds.0.iter().any(|h| h.step == step_entity) {
+                holds.0.retain(|h| h.step != step_entity);
+            }
+        }
+        let Ok((_, inst, mut avail, _)) = instruments.get_mut(inst_entity) else { continue };
         *avail = Availability::Busy { step: step_entity };
         let name = inst.name.clone();
         if let Ok((_, _, mut st)) = steps.get_mut(step_entity) {
@@ -1349,17 +1465,28 @@ fn planned_position(
     instruments.get(*inst).ok()?.1.position.clone()
 }
 
-/// Holds the instruments for the steps that must follow `step` within a maximum wait; false if one cannot be held,
-/// in which case `step` must not start yet.
-fn hold_followers(
+/// Where [`follower_holds`] would hold the followers' instruments.
+enum Held {
+    /// On the instruments the plan gave them (or on any, with no plan).
+    AsPlanned,
+    /// At least one on an instrument other than its planned one, because that one could not be held: the plan is
+    /// stale.
+    Elsewhere,
+}
+
+/// The holds to make on instruments for the steps that must follow `step` within a maximum wait; `None` if one
+/// cannot be held, in which case `step` must not start yet. A follower is held on its planned instrument if that one can be held,
+/// else on any other that can run it; `step`'s own holds do not count against its followers' (they go when it
+/// starts).
+fn follower_holds(
     step: Entity,
     now: f64,
     steps: &Query<(Entity, &Step, &mut StepState)>,
     dependents: &Query<&Dependents>,
-    instruments: &mut Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
+    instruments: &Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
     schedule: &Schedule,
-) -> bool {
-    let Ok((_, s, _)) = steps.get(step) else { return true };
+) -> Option<(Vec<(Entity, Hold)>, Held)> {
+    let Ok((_, s, _)) = steps.get(step) else { return Some((Vec::new(), Held::AsPlanned)) };
     let followers: Vec<(Entity, Step)> = dependents
         .get(step)
         .map(|d| d.0.as_slice())
@@ -1369,31 +1496,52 @@ fn hold_followers(
         .filter(|(_, f, st)| f.rules.within.is_some() && matches!(st, StepState::Waiting { remaining: 1 }))
         .map(|(e, f, _)| (e, f.clone()))
         .collect();
-    let mut holds: Vec<(Entity, Hold)> = Vec::new();
-    for (fe, f) in followers {
-        let from = now + s.estimate * 0.8;
-        let planned = schedule.assigned.get(&fe).map(|a| a.0);
-        let candidate = instruments
-            .iter()
-            .filter(|(e, i, a, h)| {
-                i.matches(&f.on)
-                    && !matches!(a, Availability::Offline { .. } | Availability::Unknown { .. })
-                    && planned.is_none_or(|p| p == *e)
-                    && h.0.iter().all(|other| (other.from - from).abs() >= other.duration.max(f.estimate) * 1.5)
-            })
-            .map(|(e, ..)| e)
-            .next();
-        match candidate {
-            Some(e) => holds.push((e, Hold { step: fe, from, duration: f.estimate })),
-            None => return false,
+    // Which instrument each follower would be held on: honouring the holds already made (`existing`), or only
+    // those among the followers themselves; `partial` skips a follower that cannot be held instead of failing.
+    let choose = |existing: bool, partial: bool| -> Option<(Vec<(Entity, Hold)>, Held)> {
+        let mut holds: Vec<(Entity, Hold)> = Vec::new();
+        let mut held = Held::AsPlanned;
+        for (fe, f) in &followers {
+            let from = now + s.estimate * 0.8;
+            let planned = schedule.assigned.get(fe).map(|a| a.0);
+            let mut candidates: Vec<(bool, usize, Entity)> = instruments
+                .iter()
+                .filter(|(e, i, a, h)| {
+                    i.matches(&f.on)
+                        && !matches!(a, Availability::Offline { .. } | Availability::Unknown { .. })
+                        && h.0
+                            .iter()
+                            .filter(|_| existing)
+                            .chain(holds.iter().filter(|(he, _)| he == e).map(|(_, h)| h))
+                            .filter(|other| other.step != step)
+                            .all(|other| (other.from - from).abs() >= other.duration.max(f.estimate) * 1.5)
+                })
+                .map(|(e, i, ..)| (planned.is_some_and(|p| p != e), i.index, e))
+                .collect();
+            candidates.sort();
+            match candidates.first() {
+                Some(&(elsewhere, _, e)) => {
+                    if elsewhere {
+                        held = Held::Elsewhere;
+                    }
+                    holds.push((e, Hold { step: *fe, from, duration: f.estimate }));
+                }
+                None if partial => {}
+                None => return None,
+            }
         }
+        Some((holds, held))
+    };
+    // Waiting is right only while another step's hold is in the way, since that hold goes when its step starts. If
+    // the followers cannot all be held even among themselves (two must follow at once on one instrument), or if this
+    // step is itself held (it is some step's follower and must start now), waiting could last forever: it starts,
+    // holding what it can, and a follower that could not be held may start late.
+    let self_held = instruments.iter().any(|(_, _, _, h)| h.0.iter().any(|h| h.step == step));
+    match choose(true, false) {
+        Some(chosen) => Some(chosen),
+        None if self_held || choose(false, false).is_none() => choose(true, true),
+        None => None,
     }
-    for (e, h) in holds {
-        if let Ok((_, _, _, mut hs)) = instruments.get_mut(e) {
-            hs.0.push(h);
-        }
-    }
-    true
 }
 
 /// The earliest minimum wait still running, so the main loop wakes up then.

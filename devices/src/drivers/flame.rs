@@ -204,7 +204,10 @@ impl FlameDecoder {
             return Ok(None);
         }
         let width = if word(body, 1) == 1 { 4 } else { 2 };
-        let total = 2 * HEADER_WORDS + width * self.pixels + 2;
+        // A pixel count from outside the lab file's checks could overflow the frame's size; refuse it instead.
+        let Some(total) = self.pixels.checked_mul(width).and_then(|n| n.checked_add(2 * HEADER_WORDS + 2)) else {
+            return Err(FrameError::Malformed(format!("a spectrum of {} pixels is too long to frame", self.pixels)));
+        };
         if body.len() < total {
             return Ok(None);
         }

@@ -22,6 +22,9 @@
 
 use std::time::Duration;
 
+/// How many replies to earlier commands `identify` reads past before it gives up on its `M115` report.
+const STALE_REPLIES: usize = 4;
+
 use bytes::{Buf, BytesMut};
 use futures::future::BoxFuture;
 use protocols::InstrumentKind;
@@ -379,7 +382,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for Gantry<T> {
 
     fn identify(&mut self) -> BoxFuture<'_, Result<Identity, DeviceError>> {
         Box::pin(async move {
-            let reply = self.gcode("M115", 0.0, false, true).await?;
+            let mut reply = self.gcode("M115", 0.0, false, true).await?;
+            // Marlin answers in order, and a command the previous controller sent before it died (an `M400` waiting
+            // for motion, say) is still answered after it: its `ok` comes first. Up to a few such stale replies are
+            // read past; they are in the record with the rest of the wire traffic.
+            for _ in 0..STALE_REPLIES {
+                if reply.lines.iter().any(|l| l.contains("FIRMWARE_NAME:")) {
+                    break;
+                }
+                self.decoder = MarlinDecoder::default();
+                match self.link.receive(&mut self.decoder, self.link.timeout()).await {
+                    Ok(next) => reply = next,
+                    Err(_) => break,
+                }
+            }
             let Some(line) = reply.lines.iter().find(|l| l.contains("FIRMWARE_NAME:")) else {
                 return Err(error(
                     &self.name,

@@ -156,7 +156,9 @@ pub fn grams(params: &[String]) -> Option<f64> {
         "kg" => 1e3,
         _ => return None,
     };
-    (value.is_finite() && params.len() == 2).then_some(value * scale)
+    // Checked after scaling: `1e308 kg` is a finite number of kilograms but not of grams.
+    let grams = value * scale;
+    (grams.is_finite() && params.len() == 2).then_some(grams)
 }
 
 /// A Mettler Toledo balance on a serial line.

@@ -52,6 +52,19 @@ async fn identify_parses_m115() {
     assert_eq!(id.serial.as_deref(), Some("cede2a2f"));
 }
 
+/// A controller killed while `M400` waited for motion leaves that command's `ok` to come after it is gone; the next
+/// controller's `M115` is answered after it, as Marlin answers in order.
+#[tokio::test]
+async fn identify_reads_past_the_ok_of_a_command_sent_before_a_crash() {
+    let mock = Builder::new()
+        .write(b"M115\n")
+        .read(b"ok\n")
+        .read(b"FIRMWARE_NAME:Marlin 2.1.2.4 (Github) MACHINE_TYPE:Lab Gantry UUID:cede2a2f\nok\n")
+        .build();
+    let id = gantry(mock).identify().await.unwrap();
+    assert_eq!(id.model, "Lab Gantry");
+}
+
 #[tokio::test]
 async fn a_transfer_descends_grips_carries_releases_and_checks_the_position() {
     let mock = initialized(&mut Builder::new())

@@ -1,0 +1,521 @@
+//! Resuming a campaign from its record after the controller stopped (a crash, a power cut, a kill).
+//!
+//! Everything the world held is in `lab.db`: the campaign's own files (as they were when it started), every
+//! experiment with its parameters, every step's last state, every reading, and every proposal. [`read`] gathers it;
+//! [`apply`] rebuilds the world: steps that succeeded stay done; a step whose intent was recorded but not its outcome
+//! is in doubt and, unless it is safe to repeat, goes to the unknown state (never repeated blindly: its instrument is
+//! reconciled and the step settled by policy or by an operator); pending steps run; proposals not yet started are
+//! queued again; and the learner is told every recorded result, in order, before it proposes again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bevy_ecs::prelude::*;
+use bevy_ecs::world::CommandQueue;
+use devices::{Lab, Place, Task};
+use experiments::{Campaign, Point, Proposal};
+use protocols::{Protocol, SourceFile};
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::load::Inputs;
+use crate::record::{CampaignIds, RecordEvent, Recorder};
+use crate::schedule::components::{
+    Attempts, Availability, Dependents, Experiment, ExperimentState, Instrument, Readings, Step, StepState, Vessel,
+    Work,
+};
+use crate::schedule::messages::{ExperimentConcluded, Reconciled};
+use crate::schedule::resources::{Best, CampaignState, DeckState, RackState, ReadyIndex};
+
+/// An unfinished campaign, as the record holds it.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    /// The campaign's id.
+    pub campaign: i64,
+    /// The wall-clock time lab time began.
+    pub started_at: SystemTime,
+    /// Lab seconds per wall second.
+    pub time_scale: f64,
+    /// The campaign, protocol and lab, from the texts recorded when it started.
+    pub inputs: Inputs,
+    /// Experiments still running when the controller stopped.
+    pub running: Vec<RunningExperiment>,
+    /// Concluded experiments, in the order they finished: id, parameters, outputs (None if failed), objective.
+    pub concluded: Vec<(i64, Point, Option<BTreeMap<String, f64>>, Option<f64>, usize)>,
+    /// Proposals recorded but never started, in order.
+    pub queued: Vec<(i64, Proposal)>,
+    /// Experiments started so far.
+    pub started: usize,
+    /// Rack slots already used.
+    pub used_slots: HashSet<usize>,
+    /// The next free ids.
+    pub ids: CampaignIds,
+}
+
+/// An experiment that was running.
+#[derive(Debug, Clone)]
+pub struct RunningExperiment {
+    /// Record id.
+    pub id: i64,
+    /// Number in the campaign.
+    pub seq: usize,
+    /// The proposal it came from.
+    pub proposal: Option<i64>,
+    /// Its parameters (protocol parameters, in their units).
+    pub values: Point,
+    /// Its rack slot.
+    pub slot: usize,
+    /// Lab time it started.
+    pub started_at: f64,
+    /// Its steps by protocol step id: record id, status, instrument, task as sent, attempt.
+    pub steps: HashMap<String, (i64, String, Option<String>, Option<Task>, u32)>,
+    /// Its readings.
+    pub readings: BTreeMap<String, f64>,
+}
+
+/// Why a campaign cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// SQLite refused.
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The recorded files no longer load with this version of lab.
+    #[error("the files recorded with campaign {campaign} no longer load:\n{problems}")]
+    Files {
+        /// The campaign.
+        campaign: i64,
+        /// What is wrong.
+        problems: protocols::Diagnostics,
+    },
+    /// Nothing to resume.
+    #[error("{0}")]
+    Nothing(String),
+}
+
+/// The latest campaign that did not finish (optionally only one whose campaign file has the hash `sha256`).
+pub fn unfinished(conn: &Connection, sha256: Option<&str>) -> rusqlite::Result<Option<i64>> {
+    match sha256 {
+        Some(h) => conn
+            .query_row("SELECT max(id) FROM campaigns WHERE status = 'running' AND campaign_sha256 = ?1", [h], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map(Option::flatten),
+        None => conn
+            .query_row("SELECT max(id) FROM campaigns WHERE status = 'running'", [], |r| r.get(0))
+            .optional()
+            .map(Option::flatten),
+    }
+}
+
+/// Reads everything needed to resume `campaign`; `lab_override` replaces the recorded lab (instruments moved to
+/// other ports, say).
+pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFile>>) -> Result<Restore, ResumeError> {
+    let row = conn
+        .query_row(
+            "SELECT started_at, time_scale, campaign_path, campaign_text, protocol_path, protocol_text, lab_path, lab_text, status
+             FROM campaigns WHERE id = ?1",
+            [campaign],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, f64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                ))
+            },
+        )
+        .optional()?
+        .ok_or_else(|| ResumeError::Nothing(format!("the record has no campaign {campaign}")))?;
+    let (
+        started_at,
+        time_scale,
+        campaign_path,
+        campaign_text,
+        protocol_path,
+        protocol_text,
+        lab_path,
+        lab_text,
+        status,
+    ) = row;
+    if status != "running" {
+        return Err(ResumeError::Nothing(format!("campaign {campaign} is {status}; there is nothing to resume")));
+    }
+    let files = |problems| ResumeError::Files { campaign, problems };
+    let campaign_source = SourceFile::new(campaign_path.clone(), campaign_text);
+    let (camp, _) = experiments::load_campaign(Arc::clone(&campaign_source)).map_err(files)?;
+    let (protocol, _) =
+        protocols::load_protocol(SourceFile::new(protocol_path.clone(), protocol_text)).map_err(files)?;
+    let lab_source = lab_override.unwrap_or_else(|| SourceFile::new(lab_path.clone(), lab_text));
+    let lab = devices::load_lab(Arc::clone(&lab_source)).map_err(files)?;
+    let started_at = humantime::parse_rfc3339(&started_at).unwrap_or_else(|_| SystemTime::now());
+
+    // Experiments.
+    let mut stmt = conn.prepare(
+        "SELECT id, seq, proposal_id, vessel, status, started_at, objective FROM experiments WHERE campaign_id = ?1 ORDER BY seq",
+    )?;
+    let rows: Vec<(i64, i64, Option<i64>, i64, String, f64, Option<f64>)> = stmt
+        .query_map([campaign], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
+        .collect::<Result<_, _>>()?;
+    let values_of = |id: i64| -> rusqlite::Result<Point> {
+        let mut s = conn.prepare_cached("SELECT name, value FROM parameters WHERE experiment_id = ?1")?;
+        s.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?.collect()
+    };
+    let readings_of = |id: i64| -> rusqlite::Result<BTreeMap<String, f64>> {
+        let mut s = conn.prepare_cached("SELECT name, value FROM measurements WHERE experiment_id = ?1 ORDER BY id")?;
+        s.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?.collect()
+    };
+    let mut running = Vec::new();
+    let mut used_slots = HashSet::new();
+    for (id, seq, proposal, vessel, status, started, _) in &rows {
+        if *vessel >= 0 {
+            used_slots.insert(*vessel as usize);
+        }
+        if status != "running" {
+            continue;
+        }
+        let mut s = conn
+            .prepare_cached("SELECT step, id, status, instrument, task, attempt FROM steps WHERE experiment_id = ?1")?;
+        let steps = s
+            .query_map([id], |r| {
+                let task: Option<String> = r.get(4)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    (
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        task.and_then(|t| serde_json::from_str::<Task>(&t).ok()),
+                        r.get::<_, i64>(5)? as u32,
+                    ),
+                ))
+            })?
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        running.push(RunningExperiment {
+            id: *id,
+            seq: *seq as usize,
+            proposal: *proposal,
+            values: values_of(*id)?,
+            slot: (*vessel).max(0) as usize,
+            started_at: *started,
+            steps,
+            readings: readings_of(*id)?,
+        });
+    }
+    let mut stmt = conn.prepare(
+        "SELECT id, seq, status, objective FROM experiments WHERE campaign_id = ?1 AND status != 'running'
+         ORDER BY finished_at, id",
+    )?;
+    let finished: Vec<(i64, i64, String, Option<f64>)> =
+        stmt.query_map([campaign], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
+    let mut concluded = Vec::new();
+    for (id, seq, status, objective) in finished {
+        let outputs = (status == "succeeded").then(|| readings_of(id)).transpose()?;
+        concluded.push((id, values_of(id)?, outputs, objective, seq as usize));
+    }
+    // Proposals never started.
+    let mut stmt = conn.prepare(
+        "SELECT p.id, p.strategy, p.params, p.predicted_mean, p.predicted_sd, p.acquisition, p.model, p.reason
+         FROM proposals p WHERE p.campaign_id = ?1 AND NOT EXISTS (SELECT 1 FROM experiments e WHERE e.proposal_id = p.id)
+         ORDER BY p.id",
+    )?;
+    let queued = stmt
+        .query_map([campaign], |r| {
+            let params: String = r.get(2)?;
+            let model: Option<String> = r.get(6)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                Proposal {
+                    values: serde_json::from_str(&params).unwrap_or_default(),
+                    strategy: r.get(1)?,
+                    predicted_mean: r.get(3)?,
+                    predicted_sd: r.get(4)?,
+                    acquisition: r.get(5)?,
+                    model: model.and_then(|m| serde_json::from_str(&m).ok()),
+                    reason: r.get(7)?,
+                    labels: Default::default(),
+                },
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = |table: &str| -> rusqlite::Result<i64> {
+        conn.query_row(&format!("SELECT coalesce(max(id), 0) + 1 FROM {table}"), [], |r| r.get(0))
+    };
+    let ids = CampaignIds {
+        campaign,
+        first_experiment: next("experiments")?,
+        first_step: next("steps")?,
+        first_proposal: next("proposals")?,
+    };
+    let inputs = Inputs {
+        campaign: camp,
+        campaign_path: campaign_path.into(),
+        protocol: Arc::new(protocol),
+        protocol_path: protocol_path.into(),
+        lab: Arc::new(lab),
+        lab_path: lab_source.name.clone().into(),
+        warnings: Default::default(),
+    };
+    Ok(Restore {
+        campaign,
+        started_at,
+        time_scale,
+        inputs,
+        running,
+        concluded,
+        queued,
+        started: rows.len(),
+        used_slots,
+        ids,
+    })
+}
+
+/// The campaign's counters and best result, rebuilt from the record.
+pub fn state(r: &Restore, campaign: &Campaign) -> CampaignState {
+    let mut state = CampaignState::new(campaign.budget, campaign.in_flight, r.ids);
+    state.started = r.started;
+    state.running = r.running.len();
+    for (id, values, outputs, objective, seq) in &r.concluded {
+        state.told.push(*id);
+        match outputs {
+            Some(_) => {
+                state.succeeded += 1;
+                if let Some(v) = objective {
+                    let better =
+                        state.best.as_ref().is_none_or(|b| campaign.objective.direction.better(*v, b.objective));
+                    if better {
+                        state.best = Some(Best { seq: *seq, values: values.clone(), objective: *v });
+                    }
+                }
+            }
+            None => state.failed += 1,
+        }
+    }
+    state.queue = r.queued.iter().cloned().collect();
+    state.peak_in_flight = r.running.len();
+    state
+}
+
+/// Rebuilds the running experiments in `world` (whose campaign resources are already inserted) and returns the names
+/// of instruments with steps in doubt, which must be reconciled before they run anything.
+pub fn apply(
+    world: &mut World,
+    r: &Restore,
+    protocol: &Protocol,
+    lab: &Lab,
+    recorder: &Recorder,
+    now: f64,
+) -> Vec<String> {
+    let mut in_doubt_instruments = Vec::new();
+    let mut concluded = Vec::new();
+    let mut queue = CommandQueue::default();
+    let mut fresh = Vec::new();
+    let mut deck = DeckState::default();
+    {
+        let mut commands = Commands::new(&mut queue, world);
+        for x in &r.running {
+            let Ok(bound) = protocol.bind(&x.values) else {
+                recorder.send(RecordEvent::say(
+                    r.campaign,
+                    now,
+                    "error",
+                    None,
+                    format!("experiment {} cannot be rebuilt: its parameters no longer bind", x.seq),
+                ));
+                continue;
+            };
+            let exp_entity = commands.spawn_empty().id();
+            let entities: Vec<Entity> = bound.steps.iter().map(|_| commands.spawn_empty().id()).collect();
+            let mut dependents: Vec<Vec<Entity>> = vec![Vec::new(); bound.steps.len()];
+            for (j, s) in bound.steps.iter().enumerate() {
+                for &a in &s.after {
+                    dependents[a].push(entities[j]);
+                }
+            }
+            let est: Vec<f64> = bound.steps.iter().map(|s| crate::estimate::action(lab, &s.on, &s.action)).collect();
+            let mut tail = est.clone();
+            for j in (0..bound.steps.len()).rev() {
+                let after = dependents[j]
+                    .iter()
+                    .filter_map(|d| entities.iter().position(|e| e == d))
+                    .map(|k| tail[k])
+                    .fold(0.0, f64::max);
+                tail[j] = est[j] + after;
+            }
+            let status_of = |name: &str| x.steps.get(name).map_or("waiting", |s| s.1.as_str());
+            let succeeded: Vec<bool> = bound.steps.iter().map(|s| status_of(&s.id) == "succeeded").collect();
+            let mut vessel = Vessel { at: Place::Rack(x.slot), known: true };
+            let mut failed: Option<String> = None;
+            let mut unfinished = 0;
+            for (i, s) in bound.steps.iter().enumerate() {
+                let Some((id, status, instrument, task, attempt)) = x.steps.get(&s.id).cloned() else { continue };
+                let work = Work::Action(s.action.clone());
+                let state = match status.as_str() {
+                    "succeeded" => {
+                        if let Some(Task::Transfer { to, .. }) = &task {
+                            vessel.at = to.clone();
+                        }
+                        StepState::Succeeded
+                    }
+                    "running" | "unknown" if work.repeat_safe() => {
+                        unfinished += 1;
+                        fresh.push(entities[i]);
+                        recorder.send(RecordEvent::StepStatus {
+                            step: id,
+                            at: now,
+                            status: "ready".to_owned(),
+                            instrument: None,
+                            task: None,
+                            attempt: None,
+                            outcome: None,
+                            error: Some(
+                                "in doubt after the controller stopped; safe to repeat, so it runs again".to_owned(),
+                            ),
+                        });
+                        StepState::Ready { since: now, not_before: now, deadline: None }
+                    }
+                    "running" | "unknown" => {
+                        unfinished += 1;
+                        if let Some(name) = &instrument {
+                            in_doubt_instruments.push(name.clone());
+                        }
+                        if let Some(Task::Transfer { to, .. }) = &task {
+                            // The vessel may be at either place, or in the gripper: both places stay blocked.
+                            vessel.known = false;
+                            if let Place::Position(p) = to {
+                                deck.occupant.insert(p.clone(), exp_entity);
+                            }
+                        }
+                        if status == "running" {
+                            recorder.send(RecordEvent::StepStatus {
+                                step: id,
+                                at: now,
+                                status: "unknown".to_owned(),
+                                instrument: instrument.clone(),
+                                task: None,
+                                attempt: None,
+                                outcome: None,
+                                error: Some(
+                                    "in doubt: its intent was recorded but not its outcome when the controller stopped; \\
+                                     it may have acted, so it is not repeated"
+                                        .to_owned(),
+                                ),
+                            });
+                        }
+                        StepState::Unknown { instrument: None }
+                    }
+                    "failed" | "skipped" => {
+                        failed.get_or_insert_with(|| format!("step `{}` failed before the controller stopped", s.id));
+                        StepState::Failed
+                    }
+                    _ => {
+                        unfinished += 1;
+                        let remaining = s.after.iter().filter(|&&a| !succeeded[a]).count();
+                        if remaining == 0 {
+                            fresh.push(entities[i]);
+                            StepState::Ready { since: now, not_before: now, deadline: None }
+                        } else {
+                            StepState::Waiting { remaining }
+                        }
+                    }
+                };
+                commands.entity(entities[i]).insert((
+                    Step {
+                        id,
+                        experiment: exp_entity,
+                        index: i,
+                        name: s.id.clone(),
+                        on: s.on.clone(),
+                        work,
+                        rules: s.rules,
+                        estimate: est[i],
+                        tail: tail[i],
+                        after: s.after.iter().map(|&a| entities[a]).collect(),
+                    },
+                    state,
+                    Attempts(attempt),
+                    Dependents(std::mem::take(&mut dependents[i])),
+                ));
+            }
+            if vessel.known
+                && let Place::Position(p) = &vessel.at
+            {
+                deck.occupant.insert(p.clone(), exp_entity);
+            }
+            let exp_state = match &failed {
+                Some(why) => ExperimentState::Failed(why.clone()),
+                None => ExperimentState::Running,
+            };
+            if failed.is_some() {
+                concluded.push(exp_entity);
+            }
+            commands.entity(exp_entity).insert((
+                Experiment {
+                    id: x.id,
+                    seq: x.seq,
+                    values: bound.values.clone(),
+                    proposal: x.proposal,
+                    slot: Some(x.slot),
+                    steps: entities,
+                    unfinished,
+                    started_at: x.started_at,
+                },
+                exp_state,
+                Readings(x.readings.clone()),
+                vessel,
+            ));
+        }
+    }
+    queue.apply(world);
+    world.insert_resource(deck);
+    world.resource_mut::<ReadyIndex>().fresh.extend(fresh);
+    let slots = lab.deck.rack.slots();
+    world.insert_resource(RackState { fresh: (0..slots).filter(|s| !r.used_slots.contains(s)).collect() });
+    for e in concluded {
+        world.write_message(ExperimentConcluded { experiment: e });
+    }
+    // Instruments with steps in doubt are reconciled before they take anything else.
+    in_doubt_instruments.sort();
+    in_doubt_instruments.dedup();
+    let mut q = world.query::<(Entity, &Instrument, &mut Availability)>();
+    let mut unreachable = Vec::new();
+    for (e, inst, mut a) in q.iter_mut(world) {
+        if !in_doubt_instruments.contains(&inst.name) {
+            continue;
+        }
+        match &*a {
+            Availability::Idle => {
+                *a = Availability::Unknown {
+                    reason: "a step on it was in doubt when the controller stopped".to_owned(),
+                };
+            }
+            // An instrument that did not answer at start cannot be reconciled, so its steps in doubt are settled as
+            // a failed reconciliation would settle them; otherwise they would wait for it forever.
+            Availability::Offline { reason } => unreachable.push((e, reason.clone())),
+            _ => {}
+        }
+    }
+    for (instrument, reason) in unreachable {
+        world.write_message(Reconciled { instrument, result: Err(format!("it is offline: {reason}")) });
+    }
+    // Steps in doubt remember their instrument, so settling the instrument settles them.
+    let names: HashMap<String, Entity> =
+        world.query::<(Entity, &Instrument)>().iter(world).map(|(e, i)| (i.name.clone(), e)).collect();
+    let mut q = world.query::<(&Step, &mut StepState)>();
+    for (step, mut st) in q.iter_mut(world) {
+        if let StepState::Unknown { instrument: None } = *st
+            && let Some(x) = r.running.iter().find(|x| x.steps.values().any(|v| v.0 == step.id))
+            && let Some((_, _, Some(name), _, _)) = x.steps.values().find(|v| v.0 == step.id)
+        {
+            *st = StepState::Unknown { instrument: names.get(name).copied() };
+        }
+    }
+    let unknown = world.query::<&StepState>().iter(world).filter(|s| matches!(s, StepState::Unknown { .. })).count();
+    world.resource_mut::<CampaignState>().unknown = unknown;
+    in_doubt_instruments
+}

@@ -1,0 +1,480 @@
+//! `lab status`: what a campaign is doing, read from the record by any process, while it runs or after.
+//!
+//! The record is opened read-only (WAL readers never block the controller that writes it). The status says what is
+//! running on which instrument and since when, what is ready and waiting for an instrument, which steps failed,
+//! which are unknown (they may have acted, and wait for `lab confirm` with the ids shown), which instruments are
+//! offline, which operator requests the controller has not carried out yet, and how far the campaign has come.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::report::data::lab_seconds_since;
+use crate::report::human_seconds;
+
+/// Why a status could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// There is no record at the path.
+    #[error("there is no record at {path} (give the one the campaign writes with --db)")]
+    Missing {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The record could not be opened or read.
+    #[error("cannot read the record {path}: {source}")]
+    Record {
+        /// The record.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The record has no such campaign.
+    #[error("{path} has {what}")]
+    NoCampaign {
+        /// The record.
+        path: PathBuf,
+        /// What is missing: "no campaign", "no campaign 7".
+        what: String,
+    },
+}
+
+/// One step as the status shows it.
+#[derive(Debug, Clone)]
+pub struct StepLine {
+    /// The step's id in the record (what `lab confirm` takes).
+    pub id: i64,
+    /// The experiment's number.
+    pub experiment: i64,
+    /// The step's id in the protocol.
+    pub step: String,
+    /// The operation.
+    pub op: String,
+    /// The instrument, once assigned.
+    pub instrument: Option<String>,
+    /// Lab seconds: when it started (running, failed, unknown) or became ready (ready).
+    pub since: Option<f64>,
+    /// Why it failed or is unknown.
+    pub error: Option<String>,
+}
+
+/// An instrument that is not available.
+#[derive(Debug, Clone)]
+pub struct Offline {
+    /// Its name.
+    pub name: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// An operator request the controller has not carried out yet.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The request's id.
+    pub id: i64,
+    /// `pause`, `resume`, `abort` or `confirm`.
+    pub action: String,
+    /// The step, for a confirmation.
+    pub step: Option<i64>,
+    /// Who asked.
+    pub who: String,
+    /// When (wall clock).
+    pub made_at: String,
+}
+
+/// A campaign's state, as the record tells it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The record.
+    pub db: PathBuf,
+    /// The campaign's id.
+    pub campaign: i64,
+    /// Its name.
+    pub name: String,
+    /// `running`, `finished`, `aborted` or `failed`, as the record says.
+    pub status: String,
+    /// Whether a controller holds the record now; `None` if that cannot be told.
+    pub controller: Option<bool>,
+    /// Whether an operator paused it (and nobody resumed it since).
+    pub paused: bool,
+    /// When it started (wall clock, RFC 3339).
+    pub started_at: String,
+    /// Lab seconds per wall second.
+    pub time_scale: f64,
+    /// Lab seconds since its start (to its end, once it ended).
+    pub lab_now: f64,
+    /// Experiments to run in total.
+    pub budget: i64,
+    /// Experiments succeeded.
+    pub succeeded: i64,
+    /// Experiments failed.
+    pub failed: i64,
+    /// Experiments running.
+    pub running: i64,
+    /// The best experiment's number and objective.
+    pub best: Option<(i64, f64)>,
+    /// The objective's name.
+    pub objective: String,
+    /// The objective's unit.
+    pub unit: String,
+    /// Steps running now.
+    pub running_steps: Vec<StepLine>,
+    /// Steps whose dependencies are done, waiting for an instrument or a start time.
+    pub ready_steps: Vec<StepLine>,
+    /// Steps waiting for other steps.
+    pub waiting: i64,
+    /// Steps that failed.
+    pub failed_steps: Vec<StepLine>,
+    /// Steps whose outcome is unknown.
+    pub unknown_steps: Vec<StepLine>,
+    /// Instruments that are offline.
+    pub offline: Vec<Offline>,
+    /// Requests not yet carried out.
+    pub pending: Vec<Pending>,
+    /// The last warnings and errors: (lab seconds, level, message).
+    pub recent: Vec<(f64, String, String)>,
+    /// Why the campaign stopped, if the record says.
+    pub note: Option<String>,
+}
+
+/// The lab seconds a campaign still needs, from its pace so far: the lab time per finished experiment, times the
+/// experiments left. Experiments overlap, so the pace already includes how many run at once. `None` until one
+/// experiment has finished.
+pub fn lab_seconds_left(done: usize, budget: usize, lab_now: f64) -> Option<f64> {
+    (done > 0 && lab_now > 0.0).then(|| budget.saturating_sub(done) as f64 * lab_now / done as f64)
+}
+
+impl Status {
+    /// Reads the status of a campaign (the latest if `campaign` is `None`) from the record at `db`.
+    pub fn read(db: &Path, campaign: Option<i64>) -> Result<Status, StatusError> {
+        if !db.exists() {
+            return Err(StatusError::Missing { path: db.to_owned() });
+        }
+        let record = |source| StatusError::Record { path: db.to_owned(), source };
+        let conn = crate::report::open_read_only(db).map_err(record)?;
+        let id = match campaign {
+            Some(id) => Some(id),
+            None => crate::record::latest_campaign(&conn).map_err(record)?,
+        };
+        let missing = || StatusError::NoCampaign {
+            path: db.to_owned(),
+            what: campaign.map_or("no campaign".to_owned(), |c| format!("no campaign {c}")),
+        };
+        let id = id.ok_or_else(missing)?;
+        let mut status = read_status(&conn, id).map_err(record)?.ok_or_else(missing)?;
+        status.db = db.to_owned();
+        status.controller = controller_holds(db);
+        Ok(status)
+    }
+
+    /// Experiments that have ended.
+    pub fn done(&self) -> i64 {
+        self.succeeded + self.failed
+    }
+}
+
+/// Whether a controller holds the record's lock file, without ever keeping it: a shared lock that succeeds is
+/// dropped at once.
+fn controller_holds(db: &Path) -> Option<bool> {
+    let mut lock = db.as_os_str().to_owned();
+    lock.push(".lock");
+    let file = std::fs::File::open(PathBuf::from(lock)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => Some(false),
+        Err(std::fs::TryLockError::WouldBlock) => Some(true),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
+fn steps(conn: &Connection, campaign: i64, status: &str, order: &str) -> rusqlite::Result<Vec<StepLine>> {
+    let since = if status == "ready" { "ready_at" } else { "started_at" };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT step_id, experiment, step, op, instrument, {since}, error FROM step_timeline
+         WHERE campaign_id = ?1 AND status = ?2 ORDER BY {order}"
+    ))?;
+    stmt.query_map(rusqlite::params![campaign, status], |r| {
+        Ok(StepLine {
+            id: r.get(0)?,
+            experiment: r.get(1)?,
+            step: r.get(2)?,
+            op: r.get(3)?,
+            instrument: r.get(4)?,
+            since: r.get(5)?,
+            error: r.get(6)?,
+        })
+    })?
+    .collect()
+}
+
+fn read_status(conn: &Connection, id: i64) -> rusqlite::Result<Option<Status>> {
+    let Some((name, status, started_at, time_scale, finished_at, budget, objective, direction, note)) = conn
+        .query_row(
+            "SELECT name, status, started_at, time_scale, finished_at, budget, objective_output, objective_direction,
+                    note FROM campaigns WHERE id = ?1",
+            [id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, f64>(3)?,
+                    r.get::<_, Option<f64>>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                ))
+            },
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let count = |s: &str| -> rusqlite::Result<i64> {
+        conn.query_row(
+            "SELECT count(*) FROM experiments WHERE campaign_id = ?1 AND status = ?2",
+            rusqlite::params![id, s],
+            |r| r.get(0),
+        )
+    };
+    let order = if direction == "maximize" { "DESC" } else { "ASC" };
+    let best = conn
+        .query_row(
+            &format!(
+                "SELECT seq, objective FROM experiments WHERE campaign_id = ?1 AND objective IS NOT NULL
+                 ORDER BY objective {order}, seq LIMIT 1"
+            ),
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let unit: String = conn
+        .query_row(
+            "SELECT m.unit FROM measurements m JOIN experiments e ON e.id = m.experiment_id
+             WHERE e.campaign_id = ?1 AND m.name = ?2 LIMIT 1",
+            rusqlite::params![id, objective],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
+    let waiting = conn.query_row(
+        "SELECT count(*) FROM step_timeline WHERE campaign_id = ?1 AND status = 'waiting'",
+        [id],
+        |r| r.get(0),
+    )?;
+    let offline = {
+        let mut stmt = conn.prepare(
+            "SELECT name, coalesce(error, 'offline') FROM instruments WHERE campaign_id = ?1 AND status = 'offline'
+             ORDER BY name",
+        )?;
+        stmt.query_map([id], |r| Ok(Offline { name: r.get(0)?, reason: r.get(1)? }))?.collect::<Result<_, _>>()?
+    };
+    let pending = {
+        let mut stmt = conn.prepare(
+            "SELECT id, action, step_id, who, made_at FROM operator_requests
+             WHERE handled_at IS NULL AND (campaign_id IS NULL OR campaign_id = ?1) ORDER BY id",
+        )?;
+        stmt.query_map([id], |r| {
+            Ok(Pending { id: r.get(0)?, action: r.get(1)?, step: r.get(2)?, who: r.get(3)?, made_at: r.get(4)? })
+        })?
+        .collect::<Result<_, _>>()?
+    };
+    let recent = {
+        let mut stmt = conn.prepare(
+            "SELECT at, level, coalesce(instrument || ': ', '') || message FROM events
+             WHERE campaign_id = ?1 AND level IN ('warning', 'error') ORDER BY id DESC LIMIT 5",
+        )?;
+        let mut v: Vec<(f64, String, String)> =
+            stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+        v.reverse();
+        v
+    };
+    // An operator's pause holds until a resume or an abort; the controller says each in the events.
+    let paused = status == "running"
+        && conn
+            .query_row(
+                "SELECT message FROM events WHERE campaign_id = ?1 AND instrument IS NULL
+                 AND (message LIKE 'paused:%' OR message LIKE 'resumed%' OR message LIKE 'aborted:%')
+                 ORDER BY id DESC LIMIT 1",
+                [id],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .is_some_and(|m| m.starts_with("paused:"));
+    let last_recorded: f64 =
+        conn.query_row("SELECT coalesce(max(at), 0) FROM journal WHERE campaign_id = ?1", [id], |r| r.get(0))?;
+    let lab_now = finished_at
+        .or_else(|| (status == "running").then(|| lab_seconds_since(&started_at, time_scale)).flatten())
+        .unwrap_or(last_recorded)
+        .max(last_recorded);
+    Ok(Some(Status {
+        db: PathBuf::new(),
+        campaign: id,
+        name,
+        status,
+        controller: None,
+        paused,
+        started_at,
+        time_scale,
+        lab_now,
+        budget,
+        succeeded: count("succeeded")?,
+        failed: count("failed")?,
+        running: count("running")?,
+        best,
+        objective,
+        unit,
+        running_steps: steps(conn, id, "running", "started_at, step_id")?,
+        ready_steps: steps(conn, id, "ready", "ready_at, step_id")?,
+        waiting,
+        failed_steps: steps(conn, id, "failed", "finished_at, step_id")?,
+        unknown_steps: steps(conn, id, "unknown", "step_id")?,
+        offline,
+        pending,
+        recent,
+        note,
+    }))
+}
+
+/// A step's line in a table: id, instrument, experiment, step and operation, and a time column.
+fn step_row(f: &mut fmt::Formatter<'_>, s: &StepLine, time: &str) -> fmt::Result {
+    writeln!(
+        f,
+        "  {:>6}  {:<12} #{:<4} {:<24} {time}",
+        s.id,
+        s.instrument.as_deref().unwrap_or("-"),
+        s.experiment,
+        format!("{} ({})", s.step, s.op),
+    )
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match (self.status.as_str(), self.controller, self.paused) {
+            ("running", _, true) => "PAUSED (`lab resume` goes on)".to_owned(),
+            ("running", Some(false), _) => {
+                "running in the record, but no controller holds it: the controller stopped without finishing".to_owned()
+            }
+            (s, _, _) => s.to_owned(),
+        };
+        writeln!(f, "campaign {} `{}` in {}: {state}", self.campaign, self.name, self.db.display())?;
+        writeln!(f, "  started      {} (wall clock), lab time {}x", self.started_at, self.time_scale)?;
+        let done = self.done();
+        write!(
+            f,
+            "  experiments  {done}/{} done ({} succeeded, {} failed), {} running",
+            self.budget, self.succeeded, self.failed, self.running
+        )?;
+        writeln!(f)?;
+        match self.best {
+            Some((seq, v)) => {
+                writeln!(f, "  best         {} {v:.4} {} (experiment #{seq})", self.objective, self.unit)?
+            }
+            None => writeln!(f, "  best         none yet")?,
+        }
+        write!(f, "  lab time     {}", human_seconds(self.lab_now))?;
+        if self.status == "running" {
+            match lab_seconds_left(done as usize, self.budget as usize, self.lab_now) {
+                Some(left) => write!(
+                    f,
+                    " so far; about {} left ({} of wall time)",
+                    human_seconds(left),
+                    human_seconds(left / self.time_scale.max(f64::MIN_POSITIVE))
+                )?,
+                None => write!(f, " so far; time left is known once an experiment finishes")?,
+            }
+        }
+        writeln!(f)?;
+        if let Some(note) = &self.note {
+            writeln!(f, "  note         {note}")?;
+        }
+        let header = |f: &mut fmt::Formatter<'_>, title: String, time: &str, rows: usize| -> fmt::Result {
+            writeln!(f)?;
+            writeln!(f, "{title}")?;
+            if rows == 0 {
+                return Ok(());
+            }
+            writeln!(f, "  {:>6}  {:<12} {:<5} {:<24} {time}", "step", "instrument", "exp", "(operation)")
+        };
+        if !self.running_steps.is_empty() {
+            header(
+                f,
+                format!("running ({})", self.running_steps.len()),
+                "running for (lab time)",
+                self.running_steps.len(),
+            )?;
+            for s in &self.running_steps {
+                let time = s.since.map_or("-".to_owned(), |t| human_seconds((self.lab_now - t).max(0.0)));
+                step_row(f, s, &time)?;
+            }
+        }
+        if !self.ready_steps.is_empty() || self.waiting > 0 {
+            header(
+                f,
+                format!(
+                    "queued: {} ready and waiting for an instrument, {} waiting for earlier steps",
+                    self.ready_steps.len(),
+                    self.waiting
+                ),
+                "ready for (lab time)",
+                self.ready_steps.len(),
+            )?;
+            for s in &self.ready_steps {
+                let time = s.since.map_or("-".to_owned(), |t| human_seconds((self.lab_now - t).max(0.0)));
+                step_row(f, s, &time)?;
+            }
+        }
+        if !self.unknown_steps.is_empty() {
+            header(
+                f,
+                format!(
+                    "UNKNOWN ({}): these may have acted; look at the instrument and the vessel, then settle each with\n  \
+                     lab confirm STEP --done | --not-done | --failed [--vessel-at PLACE] --db {}",
+                    self.unknown_steps.len(),
+                    self.db.display()
+                ),
+                "why",
+                self.unknown_steps.len(),
+            )?;
+            for s in &self.unknown_steps {
+                step_row(f, s, s.error.as_deref().unwrap_or("-"))?;
+            }
+        }
+        if !self.failed_steps.is_empty() {
+            header(f, format!("failed ({})", self.failed_steps.len()), "why", self.failed_steps.len())?;
+            for s in &self.failed_steps {
+                step_row(f, s, s.error.as_deref().unwrap_or("-"))?;
+            }
+        }
+        if !self.offline.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "offline instruments ({})", self.offline.len())?;
+            for o in &self.offline {
+                writeln!(f, "  {:<12} {}", o.name, o.reason)?;
+            }
+        }
+        if !self.pending.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "requests the controller has not carried out yet ({})", self.pending.len())?;
+            for p in &self.pending {
+                let step = p.step.map_or(String::new(), |s| format!(" step {s}"));
+                writeln!(f, "  #{:<5} {}{step} by {} at {}", p.id, p.action, p.who, p.made_at)?;
+            }
+        }
+        if !self.recent.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "latest warnings and errors")?;
+            for (at, level, message) in &self.recent {
+                writeln!(f, "  {:>9}  {level:<7}  {message}", human_seconds(*at))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The status as text, for `lab status`.
+pub fn status_text(db: &Path, campaign: Option<i64>) -> Result<String, StatusError> {
+    Status::read(db, campaign).map(|s| s.to_string())
+}
