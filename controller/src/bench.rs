@@ -105,16 +105,145 @@ pub fn dispatch_jobs(steps: usize, instruments: usize) -> (Vec<String>, Vec<Job>
 }
 
 /// Controller time per step, with zero-latency simulated instruments, `steps` steps queued at once.
-pub fn dispatch(steps: usize, recorder: Recorder) -> (Report, f64) {
+/// With `ids` (the campaign the record began), rows are recorded under that campaign's ids.
+pub fn dispatch(steps: usize, recorder: Recorder, ids: Option<crate::record::CampaignIds>) -> (Report, f64) {
     let (names, jobs) = dispatch_jobs(steps, 16);
     let devices: Vec<(String, Option<protocols::InstrumentKind>, Option<String>)> =
         names.iter().map(|d| (d.clone(), None, None)).collect();
     let mut setup = Setup::new(&devices, Policy::Greedy, recorder);
     let n = jobs.len();
     setup.jobs(jobs, n);
-    let t0 = Instant::now();
+    if let Some(ids) = ids {
+        setup.world.insert_resource(crate::schedule::resources::CampaignState::new(n, n, ids));
+        setup.world.resource_mut::<crate::schedule::resources::Record>().campaign = ids.campaign;
+    }
     let r = setup.run(Noise::NONE);
-    let _ = t0;
     let per_step = r.decision.as_secs_f64() * 1e6 / r.steps.max(1) as f64;
     (r, per_step)
+}
+
+/// The instruments of the load benchmark's lab: `n` instruments in fixed proportions of five kinds.
+pub fn load_lab(n: usize) -> Vec<(String, Option<protocols::InstrumentKind>, Option<String>)> {
+    use protocols::InstrumentKind as K;
+    // Out of every ten: three pumps, three hotplates (the long steps), one balance, two spectrometers, one gantry.
+    let pattern = [
+        K::SyringePump,
+        K::Hotplate,
+        K::SyringePump,
+        K::Hotplate,
+        K::Spectrometer,
+        K::Gantry,
+        K::SyringePump,
+        K::Hotplate,
+        K::Balance,
+        K::Spectrometer,
+    ];
+    (0..n)
+        .map(|i| {
+            let kind = pattern[i % pattern.len()];
+            (format!("{}_{i}", kind.name().to_lowercase()), Some(kind), None)
+        })
+        .collect()
+}
+
+/// `experiments` jobs shaped like the demo protocol: carry the vessel in, two dispenses, carry it to a hotplate
+/// that must start heating within five minutes of the second dispense, carry it to a spectrometer, measure, weigh.
+/// Durations vary from job to job.
+pub fn load_jobs(experiments: usize) -> Vec<Job> {
+    use protocols::InstrumentKind as K;
+    let step = |k: usize, kind: K, duration: f64, after: Vec<usize>, within: Option<f64>| JobStep {
+        name: format!("s{k}"),
+        on: protocols::InstrumentRef::Kind(kind),
+        action: None,
+        duration,
+        after,
+        rules: protocols::StepRules { within: within.map(protocols::units::Duration), ..Default::default() },
+    };
+    (0..experiments)
+        .map(|j| {
+            let v = (j * 7919 % 101) as f64 / 100.0;
+            Job {
+                name: format!("experiment {j}"),
+                steps: vec![
+                    step(0, K::Gantry, 20.0, vec![], None),
+                    step(1, K::SyringePump, 60.0 + 60.0 * v, vec![0], None),
+                    step(2, K::SyringePump, 90.0 - 30.0 * v, vec![1], None),
+                    step(3, K::Gantry, 20.0, vec![2], Some(300.0)),
+                    step(4, K::Hotplate, 900.0 + 1800.0 * v, vec![3], Some(300.0)),
+                    step(5, K::Gantry, 20.0, vec![4], None),
+                    step(6, K::Spectrometer, 60.0, vec![5], None),
+                    step(7, K::Balance, 30.0, vec![5], None),
+                ],
+            }
+        })
+        .collect()
+}
+
+/// What the load benchmark measured.
+#[derive(Debug)]
+pub struct LoadReport {
+    /// The simulation's own report.
+    pub run: Report,
+    /// Wall time of the run, the record's writer included.
+    pub wall: std::time::Duration,
+    /// Rows in the record's journal.
+    pub journal_rows: i64,
+    /// The record's size on disk, in bytes (database and write-ahead log).
+    pub db_bytes: u64,
+    /// The process's peak resident memory once the run and its record were done (before verifying).
+    pub peak_run: Option<u64>,
+    /// Wall time of `lab verify` on the record.
+    pub verify: std::time::Duration,
+    /// Whether `lab verify` found the record intact.
+    pub intact: bool,
+}
+
+/// Runs `experiments` demo-shaped experiments on a lab of `instruments` instruments with `in_flight` at once,
+/// greedily, in simulated time, recording everything to a fresh record at `db`, then verifies the record.
+pub fn load(
+    instruments: usize,
+    experiments: usize,
+    in_flight: usize,
+    db: &std::path::Path,
+) -> Result<LoadReport, String> {
+    use crate::record::{CampaignRow, Record};
+    use crate::schedule::resources::{self, CampaignState};
+    let t0 = Instant::now();
+    let mut record = Record::open(db).map_err(|e| e.to_string())?;
+    let ids = record.begin_campaign(&CampaignRow::bench()).map_err(|e| e.to_string())?;
+    let (recorder, writer) = record.start_writer();
+    let mut setup = Setup::new(&load_lab(instruments), Policy::Greedy, recorder.clone());
+    setup.jobs(load_jobs(experiments), in_flight);
+    setup.world.insert_resource(CampaignState::new(experiments, in_flight, ids));
+    setup.world.resource_mut::<resources::Record>().campaign = ids.campaign;
+    let run = setup.run(Noise { spread: 0.2, seed: 1 });
+    recorder.flush();
+    drop(recorder);
+    writer.finish().map_err(|e| e.to_string())?;
+    let wall = t0.elapsed();
+    let peak_run = peak_rss();
+    let db_bytes = ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok())
+        .map(|m| m.len())
+        .sum();
+    let t1 = Instant::now();
+    let report = crate::record::verify::verify(db)?;
+    Ok(LoadReport {
+        run,
+        wall,
+        peak_run,
+        journal_rows: report.journal_rows,
+        db_bytes,
+        verify: t1.elapsed(),
+        intact: report.is_intact(),
+    })
+}
+
+/// The process's peak resident memory in bytes (`VmHWM`), where the system reports it (Linux).
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

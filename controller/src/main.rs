@@ -352,6 +352,23 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
         steps: Vec<usize>,
     },
+    /// One large simulated run through the scheduler and the record: time, memory and the record's size.
+    ///
+    /// Example: lab bench load --instruments 100 --experiments 10000
+    Load {
+        /// Instruments in the lab (pumps, hotplates, spectrometers, balances and gantries in fixed proportions).
+        #[arg(long, default_value_t = 100)]
+        instruments: usize,
+        /// Experiments to run (eight steps each, shaped like the demo protocol).
+        #[arg(long, default_value_t = 10_000)]
+        experiments: usize,
+        /// Experiments in flight at once.
+        #[arg(long, default_value_t = 60)]
+        in_flight: usize,
+        /// Where to write the record (default: a temporary file, removed afterwards).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -480,6 +497,9 @@ fn main() -> ExitCode {
             bench_schedule(&workload, &best_known, generated, noise_seeds)
         }
         Command::Bench { command: BenchCommand::Dispatch { steps } } => bench_dispatch(&steps),
+        Command::Bench { command: BenchCommand::Load { instruments, experiments, in_flight, db } } => {
+            bench_load(instruments, experiments, in_flight, db)
+        }
         Command::Check { files } => check_command(&files),
         Command::Sim { lab, lab_out } => sim_command(&lab, lab_out.as_deref()),
         Command::Devices { command: DevicesCommand::List } => list_command(),
@@ -741,15 +761,15 @@ fn bench_schedule(workloads: &[PathBuf], best: &[f64], generated: u64, noise_see
 fn bench_dispatch(sizes: &[usize]) -> u8 {
     println!("{:>8} {:>10} {:>14} {:>16} {:>16}", "steps", "frames", "decision ms", "us/step", "us/step recorded");
     for &n in sizes {
-        let (bare, per) = controller::bench::dispatch(n, controller::record::Recorder::null());
+        let (bare, per) = controller::bench::dispatch(n, controller::record::Recorder::null(), None);
         let dir = std::env::temp_dir().join(format!("lab-bench-{}-{n}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let db = dir.join("bench.db");
         let recorded = match controller::record::Record::open(&db) {
             Ok(mut rec) => {
-                let _ = rec.begin_campaign(&controller::record::CampaignRow::bench());
+                let ids = rec.begin_campaign(&controller::record::CampaignRow::bench()).ok();
                 let (recorder, writer) = rec.start_writer();
-                let (_, per) = controller::bench::dispatch(n, recorder.clone());
+                let (_, per) = controller::bench::dispatch(n, recorder.clone(), ids);
                 recorder.flush();
                 drop(recorder);
                 let _ = writer.finish();
@@ -771,6 +791,69 @@ fn bench_dispatch(sizes: &[usize]) -> u8 {
         );
     }
     exit_code::OK
+}
+
+fn bench_load(instruments: usize, experiments: usize, in_flight: usize, db: Option<PathBuf>) -> u8 {
+    let dir = std::env::temp_dir().join(format!("lab-bench-load-{}", std::process::id()));
+    let path = match &db {
+        Some(p) => p.clone(),
+        None => {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                eprintln!("lab: cannot make {} for the record ({e}); give one with --db", dir.display());
+                return exit_code::CANNOT_RUN;
+            }
+            dir.join("load.db")
+        }
+    };
+    if db.is_some() && path.exists() {
+        eprintln!(
+            "lab: {} exists; the load benchmark writes a fresh record (remove it or pick another)",
+            path.display()
+        );
+        return exit_code::CANNOT_RUN;
+    }
+    let result = controller::bench::load(instruments, experiments.max(1), in_flight.max(1), &path);
+    if db.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    match result {
+        Ok(r) => {
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            let rss = |b: Option<u64>| b.map_or("n/a".to_owned(), |b| format!("{:.0} MiB", mib(b)));
+            println!(
+                "load: {instruments} instruments, {experiments} experiments, {in_flight} in flight, greedy, 20% noise"
+            );
+            println!(
+                "  experiments completed  {} ({})",
+                r.run.experiments,
+                if r.run.completed { "all" } else { "NOT all" }
+            );
+            println!("  steps run              {}", r.run.steps);
+            println!("  lab time               {:.1} days", r.run.makespan / 86400.0);
+            println!(
+                "  wall time              {:.1} s (scheduler {:.1} s, the rest the record)",
+                r.wall.as_secs_f64(),
+                r.run.decision.as_secs_f64()
+            );
+            println!("  controller per step    {:.1} us", r.wall.as_secs_f64() * 1e6 / r.run.steps.max(1) as f64);
+            println!(
+                "  peak memory (RSS)      {} for the run, {} with lab verify",
+                rss(r.peak_run),
+                rss(controller::bench::peak_rss())
+            );
+            println!("  record                 {:.0} MiB, {} journal rows", mib(r.db_bytes), r.journal_rows);
+            println!(
+                "  lab verify             {:.1} s, {}",
+                r.verify.as_secs_f64(),
+                if r.intact { "intact" } else { "PROBLEMS" }
+            );
+            if r.run.completed && r.intact { exit_code::OK } else { exit_code::CANNOT_RUN }
+        }
+        Err(e) => {
+            eprintln!("lab: the load benchmark failed: {e}");
+            exit_code::CANNOT_RUN
+        }
+    }
 }
 
 fn check_command(files: &[PathBuf]) -> u8 {

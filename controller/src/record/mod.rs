@@ -41,9 +41,11 @@ pub fn schema_version() -> usize {
     MIGRATIONS.len()
 }
 
-/// How many events may wait for the writer before senders wait in turn. Far above any burst the scheduler makes,
-/// so it only bites if the disk stalls, and then waiting is right: nothing may act that cannot be recorded.
-const QUEUE: usize = 1 << 20;
+/// How many events may wait for the writer before senders wait in turn. Far above any burst the scheduler makes in
+/// a lab, so it only bites if the disk stalls (or in a simulation running days of lab time a second), and then
+/// waiting is right: nothing may act that cannot be recorded. The queue's slots are allocated up front, so it is
+/// kept to what that needs (about 20 MiB).
+const QUEUE: usize = 1 << 16;
 
 /// Why the record could not be opened or written.
 #[derive(Debug, thiserror::Error)]
