@@ -80,6 +80,7 @@ struct StepSpec {
     after: Vec<usize>,
     wait: Option<f64>,
     within: Option<f64>,
+    keep: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +116,7 @@ impl Case {
                             rules: StepRules {
                                 wait: s.wait.map(Duration),
                                 within: s.within.map(Duration),
+                                keep: s.keep,
                                 ..StepRules::default()
                             },
                         }
@@ -145,12 +147,13 @@ fn job(max: usize) -> impl Strategy<Value = Vec<StepSpec>> {
         any::<u16>(),
         prop::option::weighted(0.2, 1.0f64..60.0),
         prop::option::weighted(0.15, 0.0f64..600.0),
+        prop::bool::weighted(0.15),
     );
     prop::collection::vec(step, 1..=max).prop_map(|steps| {
         steps
             .into_iter()
             .enumerate()
-            .map(|(k, (instrument, by_kind, duration, deps, wait, slack))| {
+            .map(|(k, (instrument, by_kind, duration, deps, wait, slack, keep))| {
                 let after: Vec<usize> = (0..k.min(16)).filter(|b| deps & (1 << b) != 0).collect();
                 let has_after = !after.is_empty();
                 StepSpec {
@@ -160,6 +163,7 @@ fn job(max: usize) -> impl Strategy<Value = Vec<StepSpec>> {
                     after,
                     wait: wait.filter(|_| has_after),
                     within: slack.filter(|_| has_after).map(|s| s + wait.unwrap_or(0.0)),
+                    keep,
                 }
             })
             .collect()
@@ -181,10 +185,16 @@ struct Row {
     instrument: Option<String>,
     started: Option<f64>,
     finished: Option<f64>,
+    /// The order in which steps were dispatched (the id of its `running` event), which orders steps that start at
+    /// the same lab time.
+    dispatched: Option<i64>,
+    /// The id of its `succeeded` event, in the same order.
+    ended: Option<i64>,
 }
 
-/// What one run did: the report, every step row, and each experiment's start and end.
-type Run = (Report, Vec<Row>, Vec<(f64, f64)>);
+/// What one run did: the report, every step row, each experiment's start and end, and whether the scheduler let
+/// a `keep` go because kept instruments waited on each other.
+type Run = (Report, Vec<Row>, Vec<(f64, f64)>, bool);
 
 /// How long the runs of one case may take before the test fails instead of hanging (they take milliseconds).
 const RUN_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
@@ -250,7 +260,9 @@ fn run_recorded(case: &Case, policies: &[Policy]) -> Vec<Run> {
         .map(|(report, ids)| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT s.experiment_id, s.step, s.after, s.status, s.instrument, s.started_at, s.finished_at
+                    "SELECT s.experiment_id, s.step, s.after, s.status, s.instrument, s.started_at, s.finished_at,
+                     (SELECT min(id) FROM step_events v WHERE v.step_id = s.id AND v.status = 'running'),
+                     (SELECT min(id) FROM step_events v WHERE v.step_id = s.id AND v.status = 'succeeded')
                      FROM steps s JOIN experiments e ON e.id = s.experiment_id WHERE e.campaign_id = ?1
                      ORDER BY s.id",
                 )
@@ -266,6 +278,8 @@ fn run_recorded(case: &Case, policies: &[Policy]) -> Vec<Run> {
                         instrument: r.get(4)?,
                         started: r.get(5)?,
                         finished: r.get(6)?,
+                        dispatched: r.get(7)?,
+                        ended: r.get(8)?,
                     })
                 })
                 .expect("rows")
@@ -281,7 +295,14 @@ fn run_recorded(case: &Case, policies: &[Policy]) -> Vec<Run> {
                 .expect("rows")
                 .map(|r| r.expect("a row"))
                 .collect();
-            (report, rows, experiments)
+            let released: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM events WHERE campaign_id = ?1 AND message LIKE '%keep was let go%'",
+                    [ids.campaign],
+                    |r| r.get(0),
+                )
+                .expect("a count");
+            (report, rows, experiments, released > 0)
         })
         .collect()
 }
@@ -289,7 +310,7 @@ fn run_recorded(case: &Case, policies: &[Policy]) -> Vec<Run> {
 /// Checks every invariant of one run of `case` under `policy`; returns the first that does not hold.
 fn check(case: &Case, policy: Policy, run: &Run) -> Result<(), TestCaseError> {
     const EPS: f64 = 1e-6;
-    let (report, rows, experiments) = run;
+    let (report, rows, experiments, released) = run;
     let jobs = case.jobs();
     let total: usize = jobs.iter().map(|j| j.steps.len()).sum();
     prop_assert!(report.completed, "{policy:?}: the run did not complete: {report:?}");
@@ -343,6 +364,51 @@ fn check(case: &Case, policy: Policy, run: &Run) -> Result<(), TestCaseError> {
             }
             *busy.entry(inst.clone()).or_default() += duration;
             makespan = makespan.max(finish);
+        }
+    }
+
+    // `keep`: the experiment's next step that can run on a keep step's instrument runs there, and no other
+    // experiment's step runs there in between (unless the scheduler had to let keeps go, which the record says).
+    if !released {
+        for (job, (_, steps)) in jobs.iter().zip(&by_experiment) {
+            for (k, (spec, r)) in job.steps.iter().zip(steps).enumerate() {
+                let (true, Some(inst), Some(start)) = (spec.rules.keep, &r.instrument, r.started) else {
+                    continue;
+                };
+                // The kept step: the next one that could run on the instrument and was dispatched after this one
+                // ended.
+                let kept = job
+                    .steps
+                    .iter()
+                    .zip(steps.iter())
+                    .skip(k + 1)
+                    .find(|(s, row)| case.lab.can_run(inst, &s.on) && row.dispatched > r.ended);
+                let _ = start;
+                let Some((_, next)) = kept else { continue };
+                prop_assert_eq!(
+                    next.instrument.as_deref(),
+                    Some(inst.as_str()),
+                    "{:?}: `{}` keeps {} for `{}`",
+                    policy,
+                    r.name,
+                    inst,
+                    next.name
+                );
+                for other in rows {
+                    if other.experiment != r.experiment
+                        && other.instrument.as_deref() == Some(inst.as_str())
+                        && other.dispatched > r.ended
+                        && other.dispatched < next.dispatched
+                        && !std::ptr::eq(other, *next)
+                        && !std::ptr::eq(other, *r)
+                    {
+                        return Err(TestCaseError::fail(format!(
+                            "{policy:?}: {inst} is kept after `{}` for `{}`, but {other:?} ran in between",
+                            r.name, next.name
+                        )));
+                    }
+                }
+            }
         }
     }
 
@@ -502,7 +568,7 @@ fn assert_completes(case: &Case, policies: &[Policy]) {
 }
 
 fn step(instrument: usize, by_kind: bool, duration: f64, after: Vec<usize>, within: Option<f64>) -> StepSpec {
-    StepSpec { instrument, by_kind, duration, after, wait: None, within }
+    StepSpec { instrument, by_kind, duration, after, wait: None, within, keep: false }
 }
 
 /// A regression (found by the property above): two balances and two jobs with maximum waits deadlocked under
@@ -564,4 +630,34 @@ fn a_hold_left_on_an_instrument_the_follower_did_not_use_is_released() {
         noise: Noise::NONE,
     };
     assert_completes(&case, &POLICIES);
+}
+
+/// `keep`: job A dispenses on the pump, heats, and dispenses again, keeping the pump between; job B's dispense,
+/// which is ready all along, must wait until A's second dispense is done instead of slipping in while A heats.
+#[test]
+fn a_kept_instrument_waits_for_its_experiment() {
+    let mut dispense = step(0, false, 60.0, vec![], None);
+    dispense.keep = true;
+    let case = Case {
+        lab: Lab { kinds: vec![InstrumentKind::SyringePump, InstrumentKind::Hotplate] },
+        jobs: vec![
+            vec![dispense, step(1, false, 600.0, vec![0], None), step(0, false, 60.0, vec![1], None)],
+            vec![step(0, false, 30.0, vec![], None)],
+        ],
+        in_flight: 2,
+        noise: Noise::NONE,
+    };
+    for (&policy, run) in POLICIES.iter().zip(run(&case, &POLICIES)) {
+        check(&case, policy, &run).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!run.3, "{policy:?}: nothing forced the keep to go");
+        let start = |exp: usize, name: &str| {
+            let first = run.1.iter().map(|r| r.experiment).min().unwrap();
+            run.1.iter().find(|r| r.experiment == first + exp as i64 && r.name == name).unwrap().started.unwrap()
+        };
+        assert!(
+            start(1, "s0") >= 720.0 - 1e-6,
+            "{policy:?}: B's dispense waits for A's second (starts {})",
+            start(1, "s0")
+        );
+    }
 }

@@ -62,8 +62,9 @@ pub enum Availability {
     },
 }
 
-/// Time windows in which an instrument is promised to a step that must start soon after another step ends (a
-/// maximum wait). Other steps may use the instrument only if they are expected to be done before the first window.
+/// Time windows in which an instrument is promised to a step: one that must start soon after another step ends (a
+/// maximum wait), or the next step of an experiment whose previous step on the instrument said `keep`. Other steps
+/// may use the instrument only if they are expected to be done before the first window.
 #[derive(Component, Debug, Clone, Default)]
 pub struct Holds(pub Vec<Hold>);
 
@@ -76,6 +77,9 @@ pub struct Hold {
     pub from: f64,
     /// The step's expected duration.
     pub duration: f64,
+    /// The instrument is kept for the step because the experiment's previous step on it said `keep`: the step runs
+    /// here and nowhere else, and nothing else runs here before it.
+    pub kept: bool,
 }
 
 impl Holds {

@@ -354,6 +354,37 @@ pub fn apply_step_results(
                 }
                 _ => *avail = Availability::Idle,
             }
+            // `keep`: the instrument is kept for the experiment's next step that can run on it and has yet to start.
+            if ev.result.is_ok()
+                && step.rules.keep
+                && let Ok((exp, ..)) = experiments.get(step.experiment)
+            {
+                let next = exp.steps.iter().find_map(|&e| {
+                    let (_, s, st) = steps.get(e).ok()?;
+                    (s.index > step.index && st.is_pending() && inst.matches(&s.on)).then_some((e, s.estimate))
+                });
+                // A promise already made to another experiment's step with a maximum wait comes first: keeping the
+                // instrument would break it.
+                let promised =
+                    holds.0.iter().any(|h| steps.get(h.step).is_ok_and(|(_, s, _)| s.experiment != step.experiment));
+                match next {
+                    Some(_) if promised => record.recorder.send(RecordEvent::say(
+                        record.campaign,
+                        ev.ended,
+                        "warning",
+                        Some(&inst.name),
+                        format!(
+                            "`{}` asked to keep {} for its experiment, but the keep was let go: {} is promised to \
+                             another experiment's step that must start within its maximum wait",
+                            step.name, inst.name, inst.name
+                        ),
+                    )),
+                    Some((next, estimate)) => {
+                        holds.0.push(Hold { step: next, from: ev.ended, duration: estimate, kept: true });
+                    }
+                    None => {}
+                }
+            }
             if ev.result.is_ok() {
                 let surprised = estimates.observe(step.work.name(), &inst.name, step.estimate, ev.ended - ev.started);
                 if surprised && matches!(*policy, Policy::Planned { replan: true, .. }) {
@@ -1253,7 +1284,11 @@ pub fn assign_instruments(
     let mut chosen: Vec<(Entity, Entity, Option<Place>, String)> = Vec::new();
     let mut stale = false;
     for (inst_entity, inst) in &idle {
-        let first_hold = instruments.get(*inst_entity).ok().and_then(|(_, _, _, h)| h.first());
+        // A kept instrument takes nothing else, however short; a held one only what ends before its hold.
+        let first_hold = instruments
+            .get(*inst_entity)
+            .ok()
+            .and_then(|(_, _, _, h)| if h.0.iter().any(|h| h.kept) { Some(f64::NEG_INFINITY) } else { h.first() });
         let fits_before_hold = |est: f64| first_hold.is_none_or(|t| now + est * 1.25 <= t);
         let feasible = |e: Entity, deck: &DeckState, schedule: &Schedule| -> Option<Option<Place>> {
             let (_, step, st) = steps.get(e).ok()?;
@@ -1266,6 +1301,10 @@ pub fn assign_instruments(
             }
             let held_for_me =
                 instruments.get(*inst_entity).ok().is_some_and(|(_, _, _, h)| h.0.iter().any(|h| h.step == e));
+            // A step an instrument is kept for runs there and nowhere else (even where it is held for a maximum wait).
+            if instruments.iter().any(|(ie, _, _, h)| ie != *inst_entity && h.0.iter().any(|h| h.step == e && h.kept)) {
+                return None;
+            }
             if !held_for_me && !fits_before_hold(step.estimate) {
                 return None;
             }
@@ -1379,6 +1418,32 @@ pub fn assign_instruments(
 
     if stale {
         schedule.dirty = true;
+    }
+    // Instruments kept for experiments (`keep`) can wait on each other: one experiment's kept step may need an
+    // instrument kept for another experiment, whose kept step needs the first. When nothing runs, nothing waits for a
+    // timer and nothing can start, that is the case, and the keeps are let go rather than leaving the lab stopped.
+    if chosen.is_empty()
+        && index.later.is_empty()
+        && instruments.iter().all(|(_, _, a, _)| !matches!(a, Availability::Busy { .. }))
+        && instruments.iter().any(|(_, _, _, h)| h.0.iter().any(|h| h.kept))
+    {
+        for (_, inst, _, mut holds) in &mut instruments {
+            if holds.0.iter().any(|h| h.kept) {
+                holds.0.retain(|h| !h.kept);
+                record.recorder.send(RecordEvent::say(
+                    record.campaign,
+                    now,
+                    "warning",
+                    Some(&inst.name),
+                    format!(
+                        "{} was kept for an experiment's next step (`keep`), but every instrument waited on another; \
+                         the keep was let go so work goes on",
+                        inst.name
+                    ),
+                ));
+            }
+        }
+        progress.0 = true;
     }
     for (inst_entity, step_entity, destination, reason) in chosen {
         let Ok((_, step, _)) = steps.get(step_entity) else { continue };
@@ -1509,6 +1574,7 @@ fn follower_holds(
                 .filter(|(e, i, a, h)| {
                     i.matches(&f.on)
                         && !matches!(a, Availability::Offline { .. } | Availability::Unknown { .. })
+                        && !h.0.iter().any(|k| k.kept && k.step != *fe)
                         && h.0
                             .iter()
                             .filter(|_| existing)
@@ -1524,7 +1590,7 @@ fn follower_holds(
                     if elsewhere {
                         held = Held::Elsewhere;
                     }
-                    holds.push((e, Hold { step: *fe, from, duration: f.estimate }));
+                    holds.push((e, Hold { step: *fe, from, duration: f.estimate, kept: false }));
                 }
                 None if partial => {}
                 None => return None,
