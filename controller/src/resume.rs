@@ -15,17 +15,18 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::world::CommandQueue;
 use devices::{Lab, Place, Task};
 use experiments::{Campaign, Point, Proposal};
-use protocols::{Protocol, SourceFile};
+use protocols::{Action, Destination, InstrumentRef, Protocol, SourceFile};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::load::Inputs;
-use crate::record::{CampaignIds, RecordEvent, Recorder};
+use crate::record::{CampaignIds, RecordEvent, Recorder, StepRow};
 use crate::schedule::components::{
     Attempts, Availability, Dependents, Experiment, ExperimentState, Instrument, Readings, Step, StepState, Vessel,
     Work,
 };
 use crate::schedule::messages::{ExperimentConcluded, Reconciled};
 use crate::schedule::resources::{Best, CampaignState, DeckState, RackState, ReadyIndex};
+use crate::schedule::systems::CleaningUp;
 
 /// An unfinished campaign, as the record holds it.
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub struct Restore {
     pub started: usize,
     /// Rack slots already used.
     pub used_slots: HashSet<usize>,
+    /// Vessels of concluded experiments that were not back in the rack when the controller stopped.
+    pub left_on_deck: Vec<LeftVessel>,
     /// The next free ids.
     pub ids: CampaignIds,
 }
@@ -71,6 +74,22 @@ pub struct RunningExperiment {
     pub steps: HashMap<String, (i64, String, Option<String>, Option<Task>, u32)>,
     /// Its readings.
     pub readings: BTreeMap<String, f64>,
+}
+
+/// The vessel of a concluded experiment (failed, say, and waiting to be carried back) that was still on the deck,
+/// or somewhere unknown, when the controller stopped.
+#[derive(Debug, Clone)]
+pub struct LeftVessel {
+    /// The experiment's id.
+    pub id: i64,
+    /// The experiment's sequence number.
+    pub seq: usize,
+    /// Its rack slot.
+    pub slot: usize,
+    /// The places it may stand at: one if it is known, both ends of a transfer in doubt otherwise.
+    pub places: Vec<String>,
+    /// The experiment's transfers that were running when the controller stopped (step id, step name, instrument).
+    pub in_doubt: Vec<(i64, String, Option<String>)>,
 }
 
 /// Why a campaign cannot be resumed.
@@ -214,9 +233,14 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
     let finished: Vec<(i64, i64, String, Option<f64>)> =
         stmt.query_map([campaign], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
     let mut concluded = Vec::new();
+    let mut left_on_deck = Vec::new();
+    let slot_of: HashMap<i64, i64> = rows.iter().map(|r| (r.0, r.3)).collect();
     for (id, seq, status, objective) in finished {
         let outputs = (status == "succeeded").then(|| readings_of(id)).transpose()?;
         concluded.push((id, values_of(id)?, outputs, objective, seq as usize));
+        if let Some(left) = left_vessel(conn, id, seq as usize, slot_of.get(&id).copied().unwrap_or(-1))? {
+            left_on_deck.push(left);
+        }
     }
     // Proposals never started.
     let mut stmt = conn.prepare(
@@ -271,8 +295,119 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
         queued,
         started: rows.len(),
         used_slots,
+        left_on_deck,
         ids,
     })
+}
+
+/// Spawns a concluded experiment whose vessel stands at `place` with one step, `return_vessel`, which carries it back
+/// to its rack slot (the cleanup [`crate::schedule::systems::conclude_experiments`] gives a failed experiment).
+fn return_vessel(world: &mut World, left: &LeftVessel, place: &str, recorder: &Recorder, campaign: i64, now: f64) {
+    let id = {
+        let mut state = world.resource_mut::<CampaignState>();
+        state.cleanups += 1;
+        state.next_step += 1;
+        state.next_step - 1
+    };
+    let action = Action::Transfer { to: Destination::Rack };
+    let exp = world.spawn_empty().id();
+    let step = world
+        .spawn((
+            Step {
+                id,
+                experiment: exp,
+                index: usize::MAX,
+                name: "return_vessel".to_owned(),
+                on: InstrumentRef::Kind(protocols::InstrumentKind::Gantry),
+                work: Work::Action(action.clone()),
+                rules: protocols::StepRules::default(),
+                estimate: 30.0,
+                tail: 30.0,
+                after: Vec::new(),
+            },
+            StepState::Ready { since: now, not_before: now, deadline: None },
+            Attempts(0),
+            Dependents::default(),
+        ))
+        .id();
+    world.entity_mut(exp).insert((
+        Experiment {
+            id: left.id,
+            seq: left.seq,
+            values: BTreeMap::new(),
+            proposal: None,
+            slot: Some(left.slot),
+            steps: vec![step],
+            unfinished: 1,
+            started_at: now,
+        },
+        ExperimentState::Failed("concluded before the controller stopped".to_owned()),
+        Readings::default(),
+        Vessel { at: Place::Position(place.to_owned()), known: true },
+        CleaningUp,
+    ));
+    world.resource_mut::<ReadyIndex>().fresh.push(step);
+    recorder.send(RecordEvent::StepAdded {
+        experiment: left.id,
+        at: now,
+        step: StepRow {
+            id,
+            step: "return_vessel".to_owned(),
+            op: "Transfer".to_owned(),
+            action: serde_json::to_string(&action).unwrap_or_default(),
+            after: Vec::new(),
+            repeat_safe: false,
+            ready: true,
+        },
+        why: format!(
+            "the campaign resumed with experiment #{}'s vessel still at {place}; it goes back to its rack slot",
+            left.seq
+        ),
+    });
+    let _ = campaign;
+}
+
+/// Where a concluded experiment's vessel was left, from its recorded transfers, if not in the rack: a transfer that
+/// succeeded moved it; one that was running or in doubt may have left it at either end (or in the gripper); one that
+/// failed may have left it anywhere along the way, so both ends count too.
+fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rusqlite::Result<Option<LeftVessel>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, step, status, task, instrument FROM steps WHERE experiment_id = ?1 AND task IS NOT NULL
+         ORDER BY coalesce(started_at, 1e300), id",
+    )?;
+    let rows: Vec<(i64, String, String, String, Option<String>)> = stmt
+        .query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut at: Vec<Place> = vec![Place::Rack(slot.max(0) as usize)];
+    // Before the rack slot is known (slot -1) the vessel never left the rack.
+    let mut in_doubt = Vec::new();
+    for (id, name, status, task, instrument) in rows {
+        let Ok(Task::Transfer { from, to }) = serde_json::from_str::<Task>(&task) else { continue };
+        match status.as_str() {
+            "succeeded" => at = vec![to],
+            "running" | "unknown" => {
+                in_doubt.push((id, name, instrument));
+                at = vec![from, to];
+            }
+            "failed" => at = vec![from, to],
+            _ => {}
+        }
+    }
+    let places: Vec<String> = at
+        .into_iter()
+        .filter_map(|p| match p {
+            Place::Position(p) => Some(p),
+            Place::Rack(_) => None,
+        })
+        .collect();
+    let slot = slot.max(0) as usize;
+    Ok((!places.is_empty() || !in_doubt.is_empty()).then_some(LeftVessel {
+        id: experiment,
+        seq,
+        slot,
+        places,
+        in_doubt,
+    }))
 }
 
 /// The campaign's counters and best result, rebuilt from the record.
@@ -472,6 +607,61 @@ pub fn apply(
         }
     }
     queue.apply(world);
+    // Vessels concluded experiments left on the deck keep their places: nothing may be put where a vessel may stand.
+    // The places stay blocked for the rest of the campaign (an entity that is no experiment holds them), and a
+    // transfer that was under way is settled as failed, never repeated.
+    for left in &r.left_on_deck {
+        if let ([place], []) = (&left.places[..], &left.in_doubt[..]) {
+            // Its place is known: it is carried back to its rack slot, as when it failed.
+            return_vessel(world, left, place, recorder, r.campaign, now);
+            let holder = world
+                .query_filtered::<(Entity, &Experiment), With<CleaningUp>>()
+                .iter(world)
+                .find(|(_, x)| x.id == left.id)
+                .map(|(e, _)| e);
+            if let Some(holder) = holder {
+                deck.occupant.entry(place.clone()).or_insert(holder);
+            }
+            continue;
+        }
+        let holder = world.spawn_empty().id();
+        for p in &left.places {
+            deck.occupant.entry(p.clone()).or_insert(holder);
+        }
+        for (step, name, instrument) in &left.in_doubt {
+            // The instrument stopped mid-transfer: it is reconciled (safe state, identify, initialize) before use.
+            in_doubt_instruments.extend(instrument.iter().cloned());
+            recorder.send(RecordEvent::StepStatus {
+                step: *step,
+                at: now,
+                status: "failed".to_owned(),
+                instrument: instrument.clone(),
+                task: None,
+                attempt: None,
+                outcome: None,
+                error: Some(format!(
+                    "in doubt after the controller stopped: `{name}` of experiment #{} may have moved its vessel; \
+                     never repeated",
+                    left.seq
+                )),
+            });
+        }
+        if !left.places.is_empty() {
+            recorder.send(RecordEvent::say(
+                r.campaign,
+                now,
+                "warning",
+                None,
+                format!(
+                    "the vessel of experiment #{} may still stand at {}; {} blocked for the rest of this campaign \
+                     (clear the deck by hand before the next one)",
+                    left.seq,
+                    left.places.join(" or "),
+                    if left.places.len() == 1 { "that place stays" } else { "those places stay" },
+                ),
+            ));
+        }
+    }
     world.insert_resource(deck);
     world.resource_mut::<ReadyIndex>().fresh.extend(fresh);
     let slots = lab.deck.rack.slots();

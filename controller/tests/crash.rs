@@ -131,6 +131,14 @@ fn crash_rounds(rounds: usize, budget: usize, seed: u64) {
     }
     let db = bench.db();
     let (dir, ledger) = bench.stop();
+    // `LAB_CRASH_KEEP=1` keeps the record and the ledger for a look after a failure.
+    let dir = if std::env::var_os("LAB_CRASH_KEEP").is_some() {
+        let kept = dir.keep();
+        eprintln!("seed {seed}: kept {}", kept.display());
+        None
+    } else {
+        Some(dir)
+    };
 
     // Nothing recorded was lost or altered.
     let report = controller::record::verify::verify(&db).unwrap();
@@ -215,7 +223,12 @@ fn longer_crash_rounds_when_asked() {
     let Some(rounds) = std::env::var("LAB_CRASH_ROUNDS").ok().and_then(|r| r.parse::<usize>().ok()) else { return };
     // Enough experiments that the campaign is still running at the last kill (each kill costs the experiments in
     // flight, and a round lasts up to 2.8 s), up to the 48 vials of the demo rack.
-    for seed in 0..5 {
-        crash_rounds(rounds, (rounds * 4).clamp(10, 48), 100 + seed);
+    // `LAB_CRASH_SEEDS=a,b` picks the seeds (default: 100 to 104).
+    let seeds: Vec<u64> = std::env::var("LAB_CRASH_SEEDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| (100..105).collect());
+    for seed in seeds {
+        crash_rounds(rounds, (rounds * 4).clamp(10, 48), seed);
     }
 }

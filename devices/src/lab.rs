@@ -1197,7 +1197,17 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
     if diags.has_errors() {
         return Err(diags);
     }
-    let (Some(header), Some(deck)) = (header, deck) else { return Err(diags) };
+    // A section that could not be located has no diagnostic of its own; a refusal must still say why.
+    let (Some(header), Some(deck)) = (header, deck) else {
+        err(
+            &mut diags,
+            codes::DECK,
+            0..0,
+            "the lab's `deck` section could not be read".into(),
+            "check the syntax of `deck: (rack: ..., positions: {...})`".into(),
+        );
+        return Err(diags);
+    };
     instruments.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Lab {
         name: header.name,

@@ -46,3 +46,15 @@ fn a_weight_too_large_for_grams_is_refused() {
     assert_eq!(mettler::grams(&p("-1e308", "kg")), None);
     assert_eq!(mettler::grams(&p("1e308", "mg")), Some(1e305));
 }
+
+/// Found by `cargo fuzz run lab_text`: a raw identifier (`r#0`) where the deck wanted a number made the span index
+/// lose the `deck` section, and the lab was refused with no diagnostic at all (`lab check` printed nothing and
+/// exited 0). The index now reads raw identifiers as `ron` does, and a refusal always says why.
+#[test]
+fn a_raw_identifier_in_the_deck_is_refused_with_a_reason() {
+    let lab = include_str!("../labs/sim.lab.ron");
+    let text = lab.replacen("(x: 250, y: 30, z: 10)", "(x: r#0, y: 30, z: 10)", 1);
+    assert_ne!(text, lab, "the demo lab has a position at x 250");
+    let diags = devices::load_lab(SourceFile::new("sim.lab.ron", text)).expect_err("refused");
+    assert!(diags.has_errors(), "a refusal says why: {diags}");
+}

@@ -173,18 +173,20 @@ impl Parser<'_> {
     fn ident(&mut self) -> Option<(String, Range<usize>)> {
         self.skip_ws();
         let start = self.i;
-        if self.s[self.i..].starts_with(b"r#") {
+        // A raw identifier (`r#...`) may start with a digit and hold `.`, `+` and `-`, as `ron` reads it.
+        let raw = self.s[self.i..].starts_with(b"r#");
+        if raw {
             self.i += 2;
         }
         let body = self.i;
         while let Some(c) = self.peek() {
-            if c.is_ascii_alphanumeric() || c == b'_' {
+            if c.is_ascii_alphanumeric() || c == b'_' || (raw && matches!(c, b'.' | b'+' | b'-')) {
                 self.i += 1;
             } else {
                 break;
             }
         }
-        if self.i == body || self.s[body].is_ascii_digit() {
+        if self.i == body || (!raw && self.s[body].is_ascii_digit()) {
             self.i = start;
             return None;
         }
