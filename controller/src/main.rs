@@ -759,7 +759,10 @@ fn bench_schedule(workloads: &[PathBuf], best: &[f64], generated: u64, noise_see
 }
 
 fn bench_dispatch(sizes: &[usize]) -> u8 {
-    println!("{:>8} {:>10} {:>14} {:>16} {:>16}", "steps", "frames", "decision ms", "us/step", "us/step recorded");
+    println!(
+        "{:>8} {:>10} {:>14} {:>10} {:>18} {:>10} {:>14}",
+        "steps", "frames", "decision ms", "us/step", "us/step recorded", "events", "events/s"
+    );
     for &n in sizes {
         let (bare, per) = controller::bench::dispatch(n, controller::record::Recorder::null(), None);
         let dir = std::env::temp_dir().join(format!("lab-bench-{}-{n}", std::process::id()));
@@ -768,12 +771,14 @@ fn bench_dispatch(sizes: &[usize]) -> u8 {
         let recorded = match controller::record::Record::open(&db) {
             Ok(mut rec) => {
                 let ids = rec.begin_campaign(&controller::record::CampaignRow::bench()).ok();
+                let t0 = std::time::Instant::now();
                 let (recorder, writer) = rec.start_writer();
                 let (_, per) = controller::bench::dispatch(n, recorder.clone(), ids);
                 recorder.flush();
                 drop(recorder);
-                let _ = writer.finish();
-                Some(per)
+                // Events per second: everything the writer committed, over the run and the writer's catching up.
+                let events = writer.finish().unwrap_or(0);
+                Some((per, events, events as f64 / t0.elapsed().as_secs_f64()))
             }
             Err(e) => {
                 eprintln!("lab: cannot open a record for the benchmark: {e}");
@@ -781,13 +786,19 @@ fn bench_dispatch(sizes: &[usize]) -> u8 {
             }
         };
         let _ = std::fs::remove_dir_all(&dir);
+        let (rec_per, events, rate) = match recorded {
+            Some((p, e, r)) => (format!("{p:.2}"), e.to_string(), format!("{r:.0}")),
+            None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+        };
         println!(
-            "{:>8} {:>10} {:>14.2} {:>16.2} {:>16}",
+            "{:>8} {:>10} {:>14.2} {:>10.2} {:>18} {:>10} {:>14}",
             bare.steps,
             bare.frames,
             bare.decision.as_secs_f64() * 1e3,
             per,
-            recorded.map_or("-".to_owned(), |p| format!("{p:.2}"))
+            rec_per,
+            events,
+            rate
         );
     }
     exit_code::OK
