@@ -130,9 +130,43 @@ fn a_new_lab_folder_runs_and_reports_from_an_empty_folder() {
         }
     }
     assert!(!html.contains("<script"), "the page runs no script");
+    screenshot(&out_dir.join("report.html"));
 
     let (ok, out, err) = lab(&["verify", "--db", path(&db)]);
     assert!(ok && out.contains("intact"), "lab verify: {out}{err}");
+}
+
+/// Renders the page in a headless Chromium, as a scientist's browser would, offline, and checks the screenshot is
+/// a full page of pixels. Where no Chromium is installed (`LAB_CHROMIUM` names one elsewhere) this step is left out
+/// and says so; the machine CI runs on has Debian's `chromium`.
+fn screenshot(page: &Path) {
+    let browser = std::env::var("LAB_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
+    let shot = page.with_file_name("screenshot.png");
+    let run = Command::new(&browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2600"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match run {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("no `{browser}` on this machine: the report was not rendered in a browser");
+        }
+        Err(e) => panic!("{browser} did not start: {e}"),
+        Ok(status) => {
+            assert!(status.success(), "{browser} failed to render the report: {status}");
+            let bytes = std::fs::read(&shot).expect("the screenshot was written");
+            assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot is not a PNG");
+            let width = u32::from_be_bytes(bytes[16..20].try_into().expect("an IHDR chunk"));
+            assert_eq!(width, 1280, "the screenshot has the window's width");
+            // A blank page compresses to a few kilobytes; four plots, a summary and a table do not.
+            assert!(bytes.len() > 100_000, "the screenshot is nearly empty ({} bytes)", bytes.len());
+            if let Ok(keep) = std::env::var("LAB_REPORT_SCREENSHOT") {
+                std::fs::copy(&shot, keep).expect("the screenshot is copied");
+            }
+        }
+    }
 }
 
 #[test]
