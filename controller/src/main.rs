@@ -7,6 +7,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// The scheduler allocates each record event's text on its thread and the record's writer frees it on its own;
+/// mimalloc handles that traffic between threads better than the system allocator (a fifth to a third less
+/// controller time per step in `lab bench dispatch`, BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{CommandFactory, Parser, Subcommand};
 use controller::check::{CheckError, check_file};
 use controller::diagnostics::render;

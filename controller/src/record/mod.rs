@@ -356,12 +356,19 @@ enum WriterMessage {
 pub struct Recorder {
     tx: Option<Sender<WriterMessage>>,
     failure: Arc<Mutex<Option<String>>>,
+    /// The writer thread, woken at once for what someone waits on (see [`WRITER_IDLE`]).
+    writer: Option<std::thread::Thread>,
 }
+
+/// How long the writer sleeps when it finds nothing queued. Events do not wake it: waking a sleeping thread is a
+/// system call, which cost the scheduler more than the event itself on every send. What someone waits for (a
+/// dispatch after its intent's commit, a flush) wakes it at once.
+const WRITER_IDLE: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Recorder {
     /// A recorder that keeps nothing, for planning and benchmarks: work queued after a commit runs at once.
     pub fn null() -> Self {
-        Recorder { tx: None, failure: Arc::new(Mutex::new(None)) }
+        Recorder { tx: None, failure: Arc::new(Mutex::new(None)), writer: None }
     }
 
     /// Queues an event for writing.
@@ -378,6 +385,7 @@ impl Recorder {
         match &self.tx {
             Some(tx) => {
                 let _ = tx.send(WriterMessage::AfterCommit(Box::new(then)));
+                self.wake();
             }
             None => then(),
         }
@@ -395,7 +403,15 @@ impl Recorder {
         let Some(tx) = &self.tx else { return };
         let (ack, rx) = crossbeam_channel::bounded(1);
         if tx.send(WriterMessage::Flush(ack)).is_ok() {
+            self.wake();
             let _ = rx.recv();
+        }
+    }
+
+    /// Wakes the writer if it sleeps.
+    fn wake(&self) {
+        if let Some(w) = &self.writer {
+            w.unpark();
         }
     }
 
@@ -426,7 +442,8 @@ impl Record {
             .name("lab-record".into())
             .spawn(move || write_loop(self, rx, f))
             .expect("spawning the record writer thread");
-        (Recorder { tx: Some(tx), failure }, RecordWriter { handle: Some(handle), path })
+        let writer = Some(handle.thread().clone());
+        (Recorder { tx: Some(tx), failure, writer }, RecordWriter { handle: Some(handle), path })
     }
 }
 
@@ -461,7 +478,15 @@ fn write_loop(
         }
         msg
     };
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.try_recv() {
+            Ok(m) => m,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                std::thread::park_timeout(WRITER_IDLE);
+                continue;
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+        };
         batch.push(first);
         while batch.len() < 8192 {
             match rx.try_recv() {
