@@ -382,7 +382,8 @@ fn gantt<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -
         .margin_left(12)
         .x_label_area_size(44)
         .y_label_area_size(170)
-        .build_cartesian_2d(0.0..end * 1.2 / per, 0.0..n as f64)
+        // The right quarter stays empty for the legend, so it covers no step.
+        .build_cartesian_2d(0.0..end * 1.32 / per, 0.0..n as f64)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -404,7 +405,7 @@ fn gantt<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -
         )
         .map_err(err)?;
     // A step shorter than two pixels would vanish; it is drawn two pixels wide.
-    let min_width = end * 1.2 / per / 380.0;
+    let min_width = end * 1.32 / per / 380.0;
     let mut ops: Vec<&str> = Vec::new();
     for s in &data.steps {
         if !ops.contains(&s.op.as_str()) {
