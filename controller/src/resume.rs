@@ -15,18 +15,18 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::world::CommandQueue;
 use devices::{Lab, Place, Task};
 use experiments::{Campaign, Point, Proposal};
-use protocols::{Action, Destination, InstrumentRef, Protocol, SourceFile};
+use protocols::{Protocol, SourceFile};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::load::Inputs;
-use crate::record::{CampaignIds, RecordEvent, Recorder, StepRow};
+use crate::record::{CampaignIds, RecordEvent, Recorder};
 use crate::schedule::components::{
     Attempts, Availability, Dependents, Experiment, ExperimentState, Instrument, Readings, Step, StepState, Vessel,
     Work,
 };
 use crate::schedule::messages::{ExperimentConcluded, Reconciled};
 use crate::schedule::resources::{Best, CampaignState, DeckState, RackState, ReadyIndex};
-use crate::schedule::systems::CleaningUp;
+use crate::schedule::systems::{CleaningUp, return_vessel_row, return_vessel_step};
 
 /// An unfinished campaign, as the record holds it.
 #[derive(Debug, Clone)]
@@ -86,6 +86,8 @@ pub struct LeftVessel {
     pub seq: usize,
     /// Its rack slot.
     pub slot: usize,
+    /// How many `return_vessel` steps it has had already (cut short by a stop of the controller).
+    pub returns: usize,
     /// The places it may stand at: one if it is known, both ends of a transfer in doubt otherwise.
     pub places: Vec<String>,
     /// The experiment's transfers that were running when the controller stopped (step id, step name, instrument).
@@ -302,29 +304,21 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
 
 /// Spawns a concluded experiment whose vessel stands at `place` with one step, `return_vessel`, which carries it back
 /// to its rack slot (the cleanup [`crate::schedule::systems::conclude_experiments`] gives a failed experiment).
-fn return_vessel(world: &mut World, left: &LeftVessel, place: &str, recorder: &Recorder, campaign: i64, now: f64) {
+fn return_vessel(world: &mut World, left: &LeftVessel, place: &str, recorder: &Recorder, now: f64) -> Entity {
     let id = {
         let mut state = world.resource_mut::<CampaignState>();
         state.cleanups += 1;
         state.next_step += 1;
         state.next_step - 1
     };
-    let action = Action::Transfer { to: Destination::Rack };
+    let name = match left.returns {
+        0 => "return_vessel".to_owned(),
+        n => format!("return_vessel_{}", n + 1),
+    };
     let exp = world.spawn_empty().id();
     let step = world
         .spawn((
-            Step {
-                id,
-                experiment: exp,
-                index: usize::MAX,
-                name: "return_vessel".to_owned(),
-                on: InstrumentRef::Kind(protocols::InstrumentKind::Gantry),
-                work: Work::Action(action.clone()),
-                rules: protocols::StepRules::default(),
-                estimate: 30.0,
-                tail: 30.0,
-                after: Vec::new(),
-            },
+            return_vessel_step(exp, id, &name),
             StepState::Ready { since: now, not_before: now, deadline: None },
             Attempts(0),
             Dependents::default(),
@@ -350,21 +344,13 @@ fn return_vessel(world: &mut World, left: &LeftVessel, place: &str, recorder: &R
     recorder.send(RecordEvent::StepAdded {
         experiment: left.id,
         at: now,
-        step: StepRow {
-            id,
-            step: "return_vessel".to_owned(),
-            op: "Transfer".to_owned(),
-            action: serde_json::to_string(&action).unwrap_or_default(),
-            after: Vec::new(),
-            repeat_safe: false,
-            ready: true,
-        },
+        step: return_vessel_row(id, &name),
         why: format!(
             "the campaign resumed with experiment #{}'s vessel still at {place}; it goes back to its rack slot",
             left.seq
         ),
     });
-    let _ = campaign;
+    exp
 }
 
 /// Where a concluded experiment's vessel was left, from its recorded transfers, if not in the rack: a transfer that
@@ -381,6 +367,7 @@ fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rus
     let mut at: Vec<Place> = vec![Place::Rack(slot.max(0) as usize)];
     // Before the rack slot is known (slot -1) the vessel never left the rack.
     let mut in_doubt = Vec::new();
+    let returns = rows.iter().filter(|r| r.1.starts_with("return_vessel")).count();
     for (id, name, status, task, instrument) in rows {
         let Ok(Task::Transfer { from, to }) = serde_json::from_str::<Task>(&task) else { continue };
         match status.as_str() {
@@ -405,6 +392,7 @@ fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rus
         id: experiment,
         seq,
         slot,
+        returns,
         places,
         in_doubt,
     }))
@@ -519,11 +507,14 @@ pub fn apply(
                         if let Some(name) = &instrument {
                             in_doubt_instruments.push(name.clone());
                         }
-                        if let Some(Task::Transfer { to, .. }) = &task {
-                            // The vessel may be at either place, or in the gripper: both places stay blocked.
+                        if let Some(Task::Transfer { from, to }) = &task {
+                            // The vessel may be at either place, or in the gripper: both places stay blocked (the
+                            // place it left as much as the one it was going to; a vial may still stand there).
                             vessel.known = false;
-                            if let Place::Position(p) = to {
-                                deck.occupant.insert(p.clone(), exp_entity);
+                            for place in [from, to] {
+                                if let Place::Position(p) = place {
+                                    deck.occupant.insert(p.clone(), exp_entity);
+                                }
                             }
                         }
                         if status == "running" {
@@ -613,15 +604,8 @@ pub fn apply(
     for left in &r.left_on_deck {
         if let ([place], []) = (&left.places[..], &left.in_doubt[..]) {
             // Its place is known: it is carried back to its rack slot, as when it failed.
-            return_vessel(world, left, place, recorder, r.campaign, now);
-            let holder = world
-                .query_filtered::<(Entity, &Experiment), With<CleaningUp>>()
-                .iter(world)
-                .find(|(_, x)| x.id == left.id)
-                .map(|(e, _)| e);
-            if let Some(holder) = holder {
-                deck.occupant.entry(place.clone()).or_insert(holder);
-            }
+            let holder = return_vessel(world, left, place, recorder, now);
+            deck.occupant.entry(place.clone()).or_insert(holder);
             continue;
         }
         let holder = world.spawn_empty().id();

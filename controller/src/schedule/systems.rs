@@ -812,21 +812,9 @@ pub fn conclude_experiments(
         {
             let id = state.next_step;
             state.next_step += 1;
-            let action = Action::Transfer { to: Destination::Rack };
             let step = commands
                 .spawn((
-                    Step {
-                        id,
-                        experiment: c.experiment,
-                        index: usize::MAX,
-                        name: "return_vessel".to_owned(),
-                        on: InstrumentRef::Kind(protocols::InstrumentKind::Gantry),
-                        work: Work::Action(action.clone()),
-                        rules: protocols::StepRules::default(),
-                        estimate: 30.0,
-                        tail: 30.0,
-                        after: Vec::new(),
-                    },
+                    return_vessel_step(c.experiment, id, "return_vessel"),
                     StepState::Ready { since: now, not_before: now, deadline: None },
                     Attempts(0),
                     Dependents::default(),
@@ -840,15 +828,7 @@ pub fn conclude_experiments(
             record.recorder.send(RecordEvent::StepAdded {
                 experiment: exp.id,
                 at: now,
-                step: StepRow {
-                    id,
-                    step: "return_vessel".to_owned(),
-                    op: "Transfer".to_owned(),
-                    action: serde_json::to_string(&action).unwrap_or_default(),
-                    after: Vec::new(),
-                    repeat_safe: false,
-                    ready: true,
-                },
+                step: return_vessel_row(id, "return_vessel"),
                 why:
                     "the experiment failed with its vessel on the deck; it goes back to its rack slot to free the place"
                         .to_owned(),
@@ -862,6 +842,37 @@ pub fn conclude_experiments(
 /// Marks a failed experiment whose vessel is being returned to the rack.
 #[derive(Component, Debug, Clone, Copy)]
 pub struct CleaningUp;
+
+/// The step `name` that carries a failed experiment's vessel back to its rack slot (`return_vessel`, or
+/// `return_vessel_2` and so on when an earlier one was cut short by a stop of the controller: step names are unique
+/// within an experiment).
+pub fn return_vessel_step(experiment: Entity, id: i64, name: &str) -> Step {
+    Step {
+        id,
+        experiment,
+        index: usize::MAX,
+        name: name.to_owned(),
+        on: InstrumentRef::Kind(protocols::InstrumentKind::Gantry),
+        work: Work::Action(Action::Transfer { to: Destination::Rack }),
+        rules: protocols::StepRules::default(),
+        estimate: 30.0,
+        tail: 30.0,
+        after: Vec::new(),
+    }
+}
+
+/// The record's row for a [`return_vessel_step`].
+pub fn return_vessel_row(id: i64, name: &str) -> StepRow {
+    StepRow {
+        id,
+        step: name.to_owned(),
+        op: "Transfer".to_owned(),
+        action: serde_json::to_string(&Action::Transfer { to: Destination::Rack }).unwrap_or_default(),
+        after: Vec::new(),
+        repeat_safe: false,
+        ready: true,
+    }
+}
 
 /// Takes the learner's proposals into the queue.
 pub fn receive_proposals(
