@@ -86,7 +86,18 @@ impl Bench {
         } else {
             cmd.args(["resume", "--db", "lab.db", "-q"]);
         }
-        cmd.current_dir(self.dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+        // With `LAB_CRASH_KEEP`, what each controller said goes to `controllers.log` beside the record.
+        let stderr = if std::env::var_os("LAB_CRASH_KEEP").is_some() {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("controllers.log"))
+                .unwrap();
+            Stdio::from(log)
+        } else {
+            Stdio::null()
+        };
+        cmd.current_dir(self.dir.path()).stdout(Stdio::null()).stderr(stderr).spawn().unwrap()
     }
 
     /// Stops the simulators (they write their ledger) and reads the ledger.
