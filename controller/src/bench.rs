@@ -113,10 +113,9 @@ pub fn dispatch(steps: usize, recorder: Recorder, ids: Option<crate::record::Cam
         names.iter().map(|d| (d.clone(), None, None)).collect();
     let mut setup = Setup::new(&devices, Policy::Greedy, recorder);
     let n = jobs.len();
-    setup.jobs(jobs, n);
-    if let Some(ids) = ids {
-        setup.world.insert_resource(crate::schedule::resources::CampaignState::new(n, n, ids));
-        setup.world.resource_mut::<crate::schedule::resources::Record>().campaign = ids.campaign;
+    match ids {
+        Some(ids) => setup.recorded_jobs(jobs, n, ids),
+        None => setup.jobs(jobs, n),
     }
     let r = setup.run(Noise::NONE);
     let per_step = r.decision.as_secs_f64() * 1e6 / r.steps.max(1) as f64;
@@ -208,15 +207,12 @@ pub fn load(
     db: &std::path::Path,
 ) -> Result<LoadReport, String> {
     use crate::record::{CampaignRow, Record};
-    use crate::schedule::resources::{self, CampaignState};
     let t0 = Instant::now();
     let mut record = Record::open(db).map_err(|e| e.to_string())?;
     let ids = record.begin_campaign(&CampaignRow::bench()).map_err(|e| e.to_string())?;
     let (recorder, writer) = record.start_writer();
     let mut setup = Setup::new(&load_lab(instruments), Policy::Greedy, recorder.clone());
-    setup.jobs(load_jobs(experiments), in_flight);
-    setup.world.insert_resource(CampaignState::new(experiments, in_flight, ids));
-    setup.world.resource_mut::<resources::Record>().campaign = ids.campaign;
+    setup.recorded_jobs(load_jobs(experiments), in_flight, ids);
     let run = setup.run(Noise { spread: 0.2, seed: 1 });
     recorder.flush();
     drop(recorder);

@@ -140,15 +140,19 @@ impl Setup {
         self.inbox_tx.clone()
     }
 
-    /// Adds a fixed list of jobs, all released at once up to `in_flight` at a time.
+    /// Adds a fixed list of jobs, all released at once up to `in_flight` at a time, numbered from 1 under campaign 0.
     pub fn jobs(&mut self, jobs: Vec<Job>, in_flight: usize) {
+        let ids = crate::record::CampaignIds { campaign: 0, first_experiment: 1, first_step: 1, first_proposal: 1 };
+        self.recorded_jobs(jobs, in_flight, ids);
+    }
+
+    /// Adds jobs as [`Setup::jobs`] does, numbered under the campaign a record began (`Record::begin_campaign`), so
+    /// their rows land in that record.
+    pub fn recorded_jobs(&mut self, jobs: Vec<Job>, in_flight: usize, ids: crate::record::CampaignIds) {
         let n = jobs.len();
         self.world.insert_resource(Source::Jobs(VecDeque::from(jobs)));
-        self.world.insert_resource(CampaignState::new(
-            n,
-            in_flight.max(1),
-            crate::record::CampaignIds { campaign: 0, first_experiment: 1, first_step: 1, first_proposal: 1 },
-        ));
+        self.world.insert_resource(CampaignState::new(n, in_flight.max(1), ids));
+        self.world.resource_mut::<resources::Record>().campaign = ids.campaign;
         self.world.insert_resource(resources::RackState { fresh: VecDeque::new() });
     }
 

@@ -13,33 +13,8 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::report::data::lab_seconds_since;
 use crate::report::human_seconds;
 
-/// Why a status could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    /// There is no record at the path.
-    #[error("there is no record at {path} (give the one the campaign writes with --db)")]
-    Missing {
-        /// The path.
-        path: PathBuf,
-    },
-    /// The record could not be opened or read.
-    #[error("cannot read the record {path}: {source}")]
-    Record {
-        /// The record.
-        path: PathBuf,
-        /// What SQLite said.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// The record has no such campaign.
-    #[error("{path} has {what}")]
-    NoCampaign {
-        /// The record.
-        path: PathBuf,
-        /// What is missing: "no campaign", "no campaign 7".
-        what: String,
-    },
-}
+/// Why a status could not be read: the record or the campaign is missing or unreadable.
+pub type StatusError = crate::report::ReadError;
 
 /// One step as the status shows it.
 #[derive(Debug, Clone)]
@@ -149,18 +124,12 @@ pub fn lab_seconds_left(done: usize, budget: usize, lab_now: f64) -> Option<f64>
 impl Status {
     /// Reads the status of a campaign (the latest if `campaign` is `None`) from the record at `db`.
     pub fn read(db: &Path, campaign: Option<i64>) -> Result<Status, StatusError> {
-        if !db.exists() {
-            return Err(StatusError::Missing { path: db.to_owned() });
-        }
+        let conn = crate::report::open_record(db)?;
         let record = |source| StatusError::Record { path: db.to_owned(), source };
-        let conn = crate::report::open_read_only(db).map_err(record)?;
+        let missing = || StatusError::no_campaign(db, campaign);
         let id = match campaign {
             Some(id) => Some(id),
             None => crate::record::latest_campaign(&conn).map_err(record)?,
-        };
-        let missing = || StatusError::NoCampaign {
-            path: db.to_owned(),
-            what: campaign.map_or("no campaign".to_owned(), |c| format!("no campaign {c}")),
         };
         let id = id.ok_or_else(missing)?;
         let mut status = read_status(&conn, id).map_err(record)?.ok_or_else(missing)?;

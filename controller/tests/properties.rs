@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use controller::planner::{self, Operation, Problem};
 use controller::record::{CampaignIds, CampaignRow, Record};
-use controller::schedule::resources::{self, CampaignState, Job, JobStep, Policy};
+use controller::schedule::resources::{Job, JobStep, Policy};
 use controller::simulate::{Noise, Report, Setup};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -240,12 +240,8 @@ fn run_recorded(case: &Case, policies: &[Policy]) -> Vec<Run> {
         .zip(&ids)
         .map(|(&policy, &ids)| {
             let jobs = case.jobs();
-            let n = jobs.len();
             let mut setup = Setup::new(&case.lab.instruments(), policy, recorder.clone());
-            setup.jobs(jobs, case.in_flight);
-            // The simulation numbers its rows from 1 under campaign 0; a record gives them the campaign's own ids.
-            setup.world.insert_resource(CampaignState::new(n, case.in_flight, ids));
-            setup.world.resource_mut::<resources::Record>().campaign = ids.campaign;
+            setup.recorded_jobs(jobs, case.in_flight, ids);
             setup.run(case.noise)
         })
         .collect();
@@ -372,7 +368,7 @@ fn check(case: &Case, policy: Policy, run: &Run) -> Result<(), TestCaseError> {
     if !released {
         for (job, (_, steps)) in jobs.iter().zip(&by_experiment) {
             for (k, (spec, r)) in job.steps.iter().zip(steps).enumerate() {
-                let (true, Some(inst), Some(start)) = (spec.rules.keep, &r.instrument, r.started) else {
+                let (true, Some(inst), Some(_)) = (spec.rules.keep, &r.instrument, r.started) else {
                     continue;
                 };
                 // The kept step: the next one that could run on the instrument and was dispatched after this one
@@ -383,7 +379,6 @@ fn check(case: &Case, policy: Policy, run: &Run) -> Result<(), TestCaseError> {
                     .zip(steps.iter())
                     .skip(k + 1)
                     .find(|(s, row)| case.lab.can_run(inst, &s.on) && row.dispatched > r.ended);
-                let _ = start;
                 let Some((_, next)) = kept else { continue };
                 prop_assert_eq!(
                     next.instrument.as_deref(),

@@ -16,11 +16,11 @@ use rusqlite::{Connection, OpenFlags};
 pub use data::ReportData;
 pub use plots::Plot;
 
-/// Why a report could not be made.
+/// Why a campaign could not be read from a record (`lab report` and `lab status` alike).
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
+pub enum ReadError {
     /// There is no record at the path.
-    #[error("there is no record at {path} (give the one the campaign wrote with --db)")]
+    #[error("there is no record at {path} (give the one the campaign writes with --db)")]
     Missing {
         /// The path.
         path: PathBuf,
@@ -42,6 +42,24 @@ pub enum ReportError {
         /// What is missing, as a fragment: "no campaign", "no campaign 7".
         what: String,
     },
+}
+
+impl ReadError {
+    /// The record at `db` has no campaign `campaign` (or none at all, for `None`).
+    pub fn no_campaign(db: &Path, campaign: Option<i64>) -> Self {
+        ReadError::NoCampaign {
+            path: db.to_owned(),
+            what: campaign.map_or("no campaign".to_owned(), |c| format!("no campaign {c}")),
+        }
+    }
+}
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The campaign could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
     /// A plot could not be drawn.
     #[error("cannot draw the {plot} plot: {message}")]
     Draw {
@@ -79,17 +97,20 @@ pub fn open_read_only(db: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Reads a campaign (the latest if `campaign` is `None`) from the record at `db`.
-pub fn read(db: &Path, campaign: Option<i64>) -> Result<ReportData, ReportError> {
+/// Opens the record at `db` read-only, naming a missing file as such.
+pub fn open_record(db: &Path) -> Result<Connection, ReadError> {
     if !db.exists() {
-        return Err(ReportError::Missing { path: db.to_owned() });
+        return Err(ReadError::Missing { path: db.to_owned() });
     }
-    let record = |source| ReportError::Record { path: db.to_owned(), source };
-    let conn = open_read_only(db).map_err(record)?;
-    ReportData::read(&conn, campaign).map_err(record)?.ok_or_else(|| ReportError::NoCampaign {
-        path: db.to_owned(),
-        what: campaign.map_or("no campaign".to_owned(), |c| format!("no campaign {c}")),
-    })
+    open_read_only(db).map_err(|source| ReadError::Record { path: db.to_owned(), source })
+}
+
+/// Reads a campaign (the latest if `campaign` is `None`) from the record at `db`.
+pub fn read(db: &Path, campaign: Option<i64>) -> Result<ReportData, ReadError> {
+    let conn = open_record(db)?;
+    ReportData::read(&conn, campaign)
+        .map_err(|source| ReadError::Record { path: db.to_owned(), source })?
+        .ok_or_else(|| ReadError::no_campaign(db, campaign))
 }
 
 /// Writes the report of a campaign (the latest if `campaign` is `None`) into the folder `out`, creating it.

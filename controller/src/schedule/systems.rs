@@ -337,7 +337,6 @@ pub fn apply_step_results(
         let mut instrument_name = None;
         if let Ok((inst, mut avail, mut holds)) = instruments.get_mut(instrument) {
             instrument_name = Some(inst.name.clone());
-            holds.0.retain(|h| h.step != ev.step);
             match &ev.result {
                 Err(e) if e.instrument_fault => {
                     *avail = Availability::Offline { reason: e.message.clone() };
@@ -1269,7 +1268,8 @@ pub fn assign_instruments(
     }
     let now = clock.now();
     // A hold is a promise to a step that has yet to start; once that step runs, fails or is skipped (its experiment
-    // failed), the promise is void wherever it was made, and a void hold would keep its instrument from work forever.
+    // failed), the promise is void wherever it was made (a step may have been held on several candidates), and a
+    // void hold would keep its instrument from work forever.
     for (_, _, _, mut holds) in &mut instruments {
         if holds.0.iter().any(|h| !steps.get(h.step).is_ok_and(|(_, _, st)| st.is_pending())) {
             holds.0.retain(|h| steps.get(h.step).is_ok_and(|(_, _, st)| st.is_pending()));
@@ -1471,13 +1471,6 @@ pub fn assign_instruments(
             a.0
         };
         let timeout = step.rules.timeout.map_or(step.estimate * 3.0 + 300.0, |t| t.0);
-        // The step's holds go from every instrument, not only the one it runs on: it may have been held on several
-        // candidates over time.
-        for (_, _, _, mut holds) in &mut instruments {
-            if holds.0.iter().any(|h| h.step == step_entity) {
-                holds.0.retain(|h| h.step != step_entity);
-            }
-        }
         let Ok((_, inst, mut avail, _)) = instruments.get_mut(inst_entity) else { continue };
         *avail = Availability::Busy { step: step_entity };
         let name = inst.name.clone();
