@@ -1341,13 +1341,14 @@ pub fn assign_instruments(
             }
         };
         let mut pick: Option<(Entity, Option<Place>, (Vec<(Entity, Hold)>, Held), String)> = None;
+        // When the plan has this instrument wait for a step that is not ready yet, the time that step is due.
+        let mut due: Option<f64> = None;
         if planned {
             let queue: Vec<Entity> =
                 schedule.queues.get(inst_entity).map(|q| q.iter().take(8).copied().collect()).unwrap_or_default();
             // The next planned step that can start now, unless an earlier planned step that is not ready yet is due
             // before it would end (then the instrument waits for it, as planned). Earlier steps that are ready but
             // cannot start (their destination is occupied) do not hold the instrument.
-            let mut due: Option<f64> = None;
             for (k, &e) in queue.iter().enumerate() {
                 let est = steps.get(e).map_or(0.0, |(_, s, _)| s.estimate);
                 if !index.filed.contains_key(&e) {
@@ -1374,7 +1375,9 @@ pub fn assign_instruments(
         }
         if pick.is_none() {
             // No plan, or the plan has nothing this instrument can start: its best ready step by the critical path,
-            // so a stale plan never leaves an instrument idle while work waits for it.
+            // so a stale plan never leaves an instrument idle while work waits for it. A plan still on time that has
+            // the instrument wait for a step due soon is not stale: only a step that ends before then may fill the gap.
+            let gap_ends = due.filter(|&t| planned && t >= now - 1e-6);
             let entries: Vec<ReadyKey> =
                 index.queues.get(inst_entity).map(|q| q.iter().take(32).copied().collect()).unwrap_or_default();
             for key in entries {
@@ -1385,6 +1388,10 @@ pub fn assign_instruments(
                     .ok()
                     .is_some_and(|(_, _, _, h)| h.0.iter().any(|h| h.step == key.step));
                 if planned && !held_here && schedule.assigned.get(&key.step).is_some_and(|(i, _)| i != inst_entity) {
+                    continue;
+                }
+                let estimate = steps.get(key.step).map_or(0.0, |(_, s, _)| s.estimate);
+                if !held_here && gap_ends.is_some_and(|t| now + estimate > t + 1e-6) {
                     continue;
                 }
                 if let Some(dest) = feasible(key.step, &deck, &schedule)
