@@ -25,12 +25,21 @@ pub fn run_workload(w: &Workload, policy: Policy, noise: Noise, recorder: Record
 }
 
 /// The `schedule` benchmark for one workload: makespan, bound, decision time, and the same under noise.
-pub fn schedule(w: &Workload, best_known: Option<f64>, noise_seeds: u64) -> String {
+pub fn schedule(w: &Workload, best_known: Option<f64>, noise_seeds: u64, planner_seeds: u64) -> String {
     let mut out = String::new();
     let (path, busiest) = planner::lower_bound(&w.problem());
     let bound = path.max(busiest);
     let planned = run_workload(w, Policy::Planned { replan: true, budget: None }, Noise::NONE, Recorder::null());
     let greedy = run_workload(w, Policy::Greedy, Noise::NONE, Recorder::null());
+    // The planner on its own, once per seed: how its result and its time vary with the seed alone.
+    let problem = w.problem();
+    let mut alone: Vec<(f64, f64)> = (0..planner_seeds.max(1))
+        .map(|seed| {
+            let t0 = Instant::now();
+            let plan = planner::plan(&problem, planner::default_budget(problem.ops.len()), seed);
+            (plan.makespan, t0.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect();
     let per_1000 = |r: &Report| r.decision.as_secs_f64() * 1e3 * 1000.0 / w.steps() as f64;
     let gap = |m: f64| {
         best_known.map_or(String::new(), |b| format!(" ({:+.1}% vs best known {b:.0})", 100.0 * (m / b - 1.0)))
@@ -47,13 +56,32 @@ pub fn schedule(w: &Workload, best_known: Option<f64>, noise_seeds: u64) -> Stri
         writeln!(out, "  lower bound        {bound:.0} s (critical path {path:.0}, busiest instrument {busiest:.0})");
     let _ = writeln!(
         out,
-        "  planned            makespan {:.0} s{}, {:.1}% over the bound; decision time {:.2} ms ({:.2} ms per 1000 steps, {} plans)",
+        "  planned            makespan {:.0} s{}, {:.1}% over the bound; decision time {:.2} ms ({:.2} ms per 1000 steps), of which planning {:.2} ms ({:.2} ms per 1000 steps, {} plans)",
         planned.makespan,
         gap(planned.makespan),
         100.0 * (planned.makespan / bound - 1.0),
         planned.decision.as_secs_f64() * 1e3,
         per_1000(&planned),
+        planned.planning.as_secs_f64() * 1e3,
+        planned.planning.as_secs_f64() * 1e6 / w.steps() as f64,
         planned.plans
+    );
+    let target = best_known.unwrap_or(bound);
+    let hits = alone.iter().filter(|(m, _)| *m <= target + 1e-9).count();
+    let mut times: Vec<f64> = alone.iter().map(|(_, t)| *t).collect();
+    times.sort_by(f64::total_cmp);
+    alone.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let median_time = times[times.len() / 2];
+    let _ = writeln!(
+        out,
+        "  planner, {} seeds  makespan {:.0} / {:.0} / {:.0} s (best / median / worst), {hits} at the {}; {:.2} ms median ({:.2} ms per 1000 steps)",
+        alone.len(),
+        alone[0].0,
+        alone[alone.len() / 2].0,
+        alone[alone.len() - 1].0,
+        if best_known.is_some() { "best known" } else { "lower bound" },
+        median_time,
+        median_time * 1000.0 / w.steps() as f64
     );
     let _ = writeln!(
         out,

@@ -341,6 +341,9 @@ enum BenchCommand {
         /// Seeds for the noise comparison (real durations within ±30% of the estimates).
         #[arg(long, default_value_t = 10)]
         noise_seeds: u64,
+        /// Seeds for the planner run on its own (the spread of its makespan and time).
+        #[arg(long, default_value_t = 20)]
+        planner_seeds: u64,
     },
     /// The proposer's benchmark suite: Branin, Hartmann6, the Buchwald-Hartwig pool, batches, latency.
     ///
@@ -499,9 +502,9 @@ fn main() -> ExitCode {
             };
             operator_command(&who, OperatorAction::Confirm { step, verdict, place: vessel_at })
         }
-        Command::Bench { command: BenchCommand::Schedule { workload, best_known, generated, noise_seeds } } => {
-            bench_schedule(&workload, &best_known, generated, noise_seeds)
-        }
+        Command::Bench {
+            command: BenchCommand::Schedule { workload, best_known, generated, noise_seeds, planner_seeds },
+        } => bench_schedule(&workload, &best_known, generated, noise_seeds, planner_seeds),
         Command::Bench { command: BenchCommand::Dispatch { steps } } => bench_dispatch(&steps),
         Command::Bench { command: BenchCommand::Load { instruments, experiments, in_flight, db } } => {
             bench_load(instruments, experiments, in_flight, db)
@@ -743,7 +746,7 @@ fn plan_command(lab: &Path, file: &Path, count: usize, set: &[String]) -> u8 {
     }
 }
 
-fn bench_schedule(workloads: &[PathBuf], best: &[f64], generated: u64, noise_seeds: u64) -> u8 {
+fn bench_schedule(workloads: &[PathBuf], best: &[f64], generated: u64, noise_seeds: u64, planner_seeds: u64) -> u8 {
     for (i, path) in workloads.iter().enumerate() {
         let w = match std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
@@ -755,11 +758,11 @@ fn bench_schedule(workloads: &[PathBuf], best: &[f64], generated: u64, noise_see
                 return exit_code::INVALID_INPUT;
             }
         };
-        print!("{}", controller::bench::schedule(&w, best.get(i).copied(), noise_seeds));
+        print!("{}", controller::bench::schedule(&w, best.get(i).copied(), noise_seeds, planner_seeds));
     }
     for seed in 0..generated {
         let w = controller::workload::generate(20, 8, seed);
-        print!("{}", controller::bench::schedule(&w, None, noise_seeds.min(3)));
+        print!("{}", controller::bench::schedule(&w, None, noise_seeds.min(3), planner_seeds));
     }
     exit_code::OK
 }

@@ -5,14 +5,14 @@
 //! after its predecessors end (plus an optional minimum wait), should start within a maximum wait of them, and never
 //! shares a resource. [`plan`] builds active schedules with the Giffler–Thompson algorithm driven by priority keys,
 //! starting from several classic rules (longest remaining path, most remaining work, bottleneck-weighted paths) and
-//! improving the keys by an iterated local search within a fixed evaluation budget, so the result is deterministic
-//! for a given seed and its cost is bounded. Operations already running are fixed in place, so the same code replans
-//! in the middle of a run.
+//! from the best of them with each job in turn put first. Without maximum waits, a tabu search then reorders the
+//! operations of critical blocks on their resources (moves ranked by an estimate from longest-path heads and tails,
+//! so an iteration costs a few passes over the operations); with maximum waits, an iterated local search improves the
+//! priority keys instead. Both run a fixed number of steps, so the result is deterministic for a given seed and its
+//! cost is bounded. Operations already running are fixed in place, so the same code replans in the middle of a run.
 //!
 //! The planner is pure: it knows nothing of instruments, the ECS or time beyond the numbers it is given. The
 //! scheduler (`crate::schedule`) turns its per-resource sequences into dispatch decisions.
-
-use std::collections::VecDeque;
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -129,11 +129,26 @@ fn successors(p: &Problem) -> Vec<Vec<usize>> {
 struct Shape {
     succ: Vec<Vec<usize>>,
     order: Vec<usize>,
+    /// Each operation's duration, and its resource if it has only one (else [`NONE`]), kept apart from the
+    /// operations so the builder's inner loops read two flat arrays.
+    duration: Vec<f64>,
+    single: Vec<usize>,
+}
+
+impl Shape {
+    fn new(p: &Problem) -> Self {
+        Shape {
+            succ: successors(p),
+            order: topological(p),
+            duration: p.ops.iter().map(|o| o.duration).collect(),
+            single: p.ops.iter().map(|o| if o.candidates.len() == 1 { o.candidates[0] } else { NONE }).collect(),
+        }
+    }
 }
 
 /// Builds the active schedule the priority `keys` give (larger key first) with the Giffler–Thompson algorithm.
 pub fn schedule_with(p: &Problem, keys: &[f64]) -> Plan {
-    let shape = Shape { succ: successors(p), order: topological(p) };
+    let shape = Shape::new(p);
     evaluate(p, &shape, keys)
 }
 
@@ -148,24 +163,27 @@ fn evaluate(p: &Problem, shape: &Shape, keys: &[f64]) -> Plan {
     let mut resource = vec![usize::MAX; n];
     let mut done = 0;
     let mut ready: Vec<usize> = Vec::with_capacity(n);
+    // Operations in the order they are placed, which on each resource is the order of their start times.
+    let mut placed: Vec<usize> = Vec::with_capacity(n);
 
-    let finish = |i: usize,
-                  s: f64,
-                  r: usize,
-                  start: &mut Vec<f64>,
-                  resource: &mut Vec<usize>,
-                  free: &mut Vec<f64>,
-                  est: &mut Vec<f64>,
-                  preds_end: &mut Vec<f64>,
-                  pending: &mut Vec<usize>,
-                  ready: &mut Vec<usize>| {
+    let mut finish = |i: usize,
+                      s: f64,
+                      r: usize,
+                      start: &mut Vec<f64>,
+                      resource: &mut Vec<usize>,
+                      free: &mut Vec<f64>,
+                      est: &mut Vec<f64>,
+                      preds_end: &mut Vec<f64>,
+                      pending: &mut Vec<usize>,
+                      ready: &mut Vec<usize>| {
         start[i] = s;
         resource[i] = r;
+        placed.push(i);
         let end = s + p.ops[i].duration;
-        free[r] = free[r].max(end);
+        free[r] = later(free[r], end);
         for &q in &shape.succ[i] {
-            preds_end[q] = preds_end[q].max(end);
-            est[q] = est[q].max(end + p.ops[q].min_wait);
+            preds_end[q] = later(preds_end[q], end);
+            est[q] = later(est[q], end + p.ops[q].min_wait);
             pending[q] -= 1;
             if pending[q] == 0 && p.ops[q].fixed.is_none() {
                 ready.push(q);
@@ -188,31 +206,52 @@ fn evaluate(p: &Problem, shape: &Shape, keys: &[f64]) -> Plan {
             ready.push(i);
         }
     }
+    // Ready operations by the resources that could run them, with each resource's earliest completion among them
+    // (recomputed only when it may have changed: the resource was used, or one of its operations went elsewhere).
+    let cands = |i: usize| -> &[usize] {
+        if shape.single[i] != NONE { std::slice::from_ref(&shape.single[i]) } else { &p.ops[i].candidates }
+    };
+    let mut ready_on: Vec<Vec<usize>> = vec![Vec::new(); p.resources];
+    let mut earliest = vec![f64::INFINITY; p.resources];
+    let mut stale = vec![false; p.resources];
     while done < n {
-        if ready.is_empty() {
-            // Only possible with a cycle, which validated protocols never have; stop rather than spin.
-            break;
-        }
-        let mut best_c = f64::INFINITY;
-        let mut best_r = usize::MAX;
-        for &i in &ready {
-            let op = &p.ops[i];
-            for &r in &op.candidates {
-                let c = est[i].max(free[r]) + op.duration;
-                if c < best_c {
-                    best_c = c;
-                    best_r = r;
+        for i in ready.drain(..) {
+            for &r in cands(i) {
+                ready_on[r].push(i);
+                if !stale[r] {
+                    let c = later(est[i], free[r]) + shape.duration[i];
+                    if c < earliest[r] {
+                        earliest[r] = c;
+                    }
                 }
             }
         }
+        let mut best_c = f64::INFINITY;
+        let mut best_r = usize::MAX;
+        for r in 0..p.resources {
+            if stale[r] {
+                earliest[r] = ready_on[r]
+                    .iter()
+                    .map(|&i| later(est[i], free[r]) + shape.duration[i])
+                    .fold(f64::INFINITY, |a, b| if b < a { b } else { a });
+                stale[r] = false;
+            }
+            if earliest[r] < best_c {
+                best_c = earliest[r];
+                best_r = r;
+            }
+        }
+        if best_r == usize::MAX {
+            // Nothing ready: only possible with a cycle, which validated protocols never have; stop rather than spin.
+            break;
+        }
         let mut chosen = usize::MAX;
         let mut chosen_key = f64::NEG_INFINITY;
-        for &i in &ready {
-            let op = &p.ops[i];
+        for &i in &ready_on[best_r] {
             // The conflict set: operations on that resource that could start before the earliest completion, and
             // the operation that completes then, which starts exactly then if it takes no time at all.
-            let start = est[i].max(free[best_r]);
-            if op.candidates.contains(&best_r) && (start < best_c || start + op.duration <= best_c) {
+            let start = later(est[i], free[best_r]);
+            if start < best_c || start + shape.duration[i] <= best_c {
                 let k = keys[i];
                 if k > chosen_key || (k == chosen_key && i < chosen) {
                     chosen = i;
@@ -220,9 +259,13 @@ fn evaluate(p: &Problem, shape: &Shape, keys: &[f64]) -> Plan {
                 }
             }
         }
-        let pos = ready.iter().position(|&i| i == chosen).expect("chosen from ready");
-        ready.swap_remove(pos);
-        let s = est[chosen].max(free[best_r]);
+        for &r in cands(chosen) {
+            if let Some(pos) = ready_on[r].iter().position(|&i| i == chosen) {
+                ready_on[r].swap_remove(pos);
+            }
+            stale[r] = true;
+        }
+        let s = later(est[chosen], free[best_r]);
         finish(
             chosen,
             s,
@@ -240,7 +283,7 @@ fn evaluate(p: &Problem, shape: &Shape, keys: &[f64]) -> Plan {
     let mut makespan = 0.0f64;
     let mut lateness = 0.0;
     for i in 0..n {
-        makespan = makespan.max(start[i] + p.ops[i].duration);
+        makespan = later(makespan, start[i] + p.ops[i].duration);
         if let Some(w) = p.ops[i].max_wait
             && preds_end[i].is_finite()
         {
@@ -248,13 +291,8 @@ fn evaluate(p: &Problem, shape: &Shape, keys: &[f64]) -> Plan {
         }
     }
     let mut sequences = vec![Vec::new(); p.resources];
-    for i in 0..n {
-        if resource[i] != usize::MAX {
-            sequences[resource[i]].push(i);
-        }
-    }
-    for s in &mut sequences {
-        s.sort_by(|&a, &b| start[a].partial_cmp(&start[b]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
+    for &i in &placed {
+        sequences[resource[i]].push(i);
     }
     Plan { start, resource, makespan, lateness, sequences, evaluations: 1 }
 }
@@ -312,11 +350,13 @@ pub fn default_budget(n: usize) -> usize {
     (12_000 / n.max(1)).clamp(8, 400)
 }
 
-/// Finds a good schedule: the best of the classic rules, improved by an iterated local search on the priority keys
-/// that evaluates at most `budget` schedules. Deterministic for a given `seed`.
+/// Finds a good schedule. It builds the classic rules' plans and, from the best, one plan per job with that job put
+/// first (at most `budget` of them). Without maximum waits it then improves the best plan's resource sequences by
+/// [`tabu`] search; with them, by an iterated local search on the priority keys that evaluates at most `budget`
+/// schedules. Deterministic for a given `seed`.
 pub fn plan(p: &Problem, budget: usize, seed: u64) -> Plan {
     let n = p.ops.len();
-    let shape = Shape { succ: successors(p), order: topological(p) };
+    let shape = Shape::new(p);
     if n == 0 {
         return Plan {
             start: Vec::new(),
@@ -337,6 +377,33 @@ pub fn plan(p: &Problem, budget: usize, seed: u64) -> Plan {
         }
     }
     let (mut best_keys, mut best_plan) = best.expect("at least one rule");
+    // One job first: the bottleneck resource often waits at the start for the one job that can reach it soonest, and
+    // putting a job first changes every resource's order at once, which moves of single operations cannot find.
+    {
+        let jobs = p.ops.iter().map(|o| o.job).max().map_or(0, |j| j + 1);
+        let lift = best_keys.iter().map(|k| k.abs()).fold(0.0, f64::max) + 1.0;
+        let base = best_keys.clone();
+        for j in 0..jobs.min(budget) {
+            let keys: Vec<f64> = base.iter().zip(&p.ops).map(|(k, o)| if o.job == j { k + lift } else { *k }).collect();
+            let plan = evaluate(p, &shape, &keys);
+            evaluations += 1;
+            if cost(&plan) < cost(&best_plan) {
+                best_keys = keys;
+                best_plan = plan;
+            }
+        }
+    }
+    // Without maximum waits, the best plan's resource sequences are improved directly by the tabu search; with them,
+    // the search stays in the space of priority keys, where every plan the Giffler–Thompson builder makes respects
+    // them as well as it can.
+    if n <= TABU_MAX_OPS && p.ops.iter().all(|o| o.max_wait.is_none()) {
+        if let Some(better) = tabu(p, &shape, &best_plan, tabu_iterations(n), seed) {
+            evaluations += better.evaluations;
+            best_plan = better;
+        }
+        best_plan.evaluations = evaluations;
+        return best_plan;
+    }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut current_keys = best_keys.clone();
     let mut current_plan = best_plan.clone();
@@ -362,133 +429,135 @@ pub fn plan(p: &Problem, budget: usize, seed: u64) -> Plan {
         }
     }
     let _ = best_keys;
-    // On problems where every operation has one resource, the machine sequences can be improved directly.
-    if p.ops.iter().all(|o| o.candidates.len() == 1 && o.max_wait.is_none()) {
-        let extra = budget * 4;
-        if let Some(better) = tabu(p, &shape, &best_plan, extra) {
-            evaluations += better.evaluations;
-            best_plan = better;
-        }
-    }
     best_plan.evaluations = evaluations;
     best_plan
 }
 
-/// Longest-path start times for fixed machine sequences; `None` if the sequences and precedences form a cycle.
-fn semi_active(p: &Problem, shape: &Shape, seqs: &[Vec<usize>], scratch: &mut Scratch) -> Option<f64> {
-    let n = p.ops.len();
-    let Scratch { machine_next, machine_prev, indegree, start, queue } = scratch;
-    machine_next.iter_mut().for_each(|x| *x = usize::MAX);
-    machine_prev.iter_mut().for_each(|x| *x = usize::MAX);
-    for seq in seqs {
-        for w in seq.windows(2) {
-            machine_next[w[0]] = w[1];
-            machine_prev[w[1]] = w[0];
-        }
-    }
-    for i in 0..n {
-        indegree[i] = p.ops[i].preds.len() + usize::from(machine_prev[i] != usize::MAX);
-        start[i] = p.ops[i].fixed.map_or(p.ops[i].release, |f| f.1);
-        let r = p.ops[i].candidates[0];
-        if machine_prev[i] == usize::MAX {
-            start[i] = start[i].max(p.available.get(r).copied().unwrap_or(0.0));
-        }
-    }
-    queue.clear();
-    queue.extend((0..n).filter(|&i| indegree[i] == 0));
-    let mut head = 0;
-    let mut makespan = 0.0f64;
-    while head < queue.len() {
-        let i = queue[head];
-        head += 1;
-        let end = start[i] + p.ops[i].duration;
-        makespan = makespan.max(end);
-        for &s in &shape.succ[i] {
-            start[s] = start[s].max(end + p.ops[s].min_wait);
-            indegree[s] -= 1;
-            if indegree[s] == 0 {
-                queue.push(s);
-            }
-        }
-        let m = machine_next[i];
-        if m != usize::MAX {
-            start[m] = start[m].max(end);
-            indegree[m] -= 1;
-            if indegree[m] == 0 {
-                queue.push(m);
-            }
-        }
-    }
-    (queue.len() == n).then_some(makespan)
+/// The later of two times. Times here are never NaN, so this skips the NaN handling of `f64::max`, which costs a
+/// third of the planner's time in its inner loops.
+#[inline(always)]
+fn later(a: f64, b: f64) -> f64 {
+    if a > b { a } else { b }
 }
 
-struct Scratch {
-    machine_next: Vec<usize>,
-    machine_prev: Vec<usize>,
+/// Sentinel for "no operation" in the tabu search's links.
+const NONE: usize = usize::MAX;
+
+/// The tabu search's view of one schedule: each operation's resource and its neighbours in that resource's sequence,
+/// with the longest-path heads and tails those sequences give.
+struct Sequencing {
+    resource: Vec<usize>,
+    prev: Vec<usize>,
+    next: Vec<usize>,
+    /// The earliest start of each operation (longest path from the start).
+    head: Vec<f64>,
+    /// The longest path from each operation's end to the end of the schedule.
+    tail: Vec<f64>,
+    /// The start each operation's predecessors alone allow, and the path its successors alone make after it.
+    from_preds: Vec<f64>,
+    to_succs: Vec<f64>,
+    /// Scratch for the topological order and in-degrees.
+    order: Vec<usize>,
     indegree: Vec<usize>,
-    start: Vec<f64>,
-    queue: Vec<usize>,
 }
 
-/// Improves a plan's machine sequences by tabu search over swaps of adjacent operations at the ends of critical
-/// blocks (the Nowicki–Smutnicki neighbourhood), evaluating at most `budget` sequences. For problems where every
-/// operation has a single resource.
-fn tabu(p: &Problem, shape: &Shape, plan: &Plan, budget: usize) -> Option<Plan> {
-    let n = p.ops.len();
-    let mut scratch = Scratch {
-        machine_next: vec![usize::MAX; n],
-        machine_prev: vec![usize::MAX; n],
-        indegree: vec![0; n],
-        start: vec![0.0; n],
-        queue: Vec::with_capacity(n),
-    };
-    // Running operations stay first on their resources.
-    let movable = |i: usize| p.ops[i].fixed.is_none();
-    let mut seqs = plan.sequences.clone();
-    let mut current = semi_active(p, shape, &seqs, &mut scratch)?;
-    let mut best = (current, seqs.clone());
-    let mut tabu_list: VecDeque<(usize, usize)> = VecDeque::new();
-    let tenure = 8usize;
-    let mut evaluations = 0;
-    let mut since_best = 0;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(plan.evaluations as u64);
-    while evaluations < budget {
-        if since_best >= 25 {
-            // Stuck: restart from the best sequences shaken by a few random swaps of neighbours on one resource.
-            seqs = best.1.clone();
-            // Every kick counts against the budget, so a problem with nothing to swap ends the search.
-            evaluations += 1;
-            for _ in 0..rng.gen_range(2..6) {
-                let r = rng.gen_range(0..seqs.len());
-                if seqs[r].len() < 2 {
-                    continue;
-                }
-                let at = rng.gen_range(0..seqs[r].len() - 1);
-                let (a, b) = (seqs[r][at], seqs[r][at + 1]);
-                if !movable(a) || !movable(b) {
-                    continue;
-                }
-                seqs[r].swap(at, at + 1);
-                evaluations += 1;
-                if semi_active(p, shape, &seqs, &mut scratch).is_none() {
-                    seqs[r].swap(at, at + 1);
+impl Sequencing {
+    fn from_plan(p: &Problem, plan: &Plan) -> Self {
+        let n = p.ops.len();
+        let mut s = Sequencing {
+            resource: plan.resource.clone(),
+            prev: vec![NONE; n],
+            next: vec![NONE; n],
+            head: vec![0.0; n],
+            tail: vec![0.0; n],
+            from_preds: vec![0.0; n],
+            to_succs: vec![0.0; n],
+            order: Vec::with_capacity(n),
+            indegree: vec![0; n],
+        };
+        for seq in &plan.sequences {
+            for w in seq.windows(2) {
+                s.next[w[0]] = w[1];
+                s.prev[w[1]] = w[0];
+            }
+        }
+        s
+    }
+
+    /// Recomputes heads and tails; returns the makespan, or `None` if the sequences and precedences form a cycle.
+    fn evaluate(&mut self, p: &Problem, shape: &Shape) -> Option<f64> {
+        let n = p.ops.len();
+        self.order.clear();
+        for i in 0..n {
+            let op = &p.ops[i];
+            self.indegree[i] = op.preds.len() + usize::from(self.prev[i] != NONE);
+            let mut h = op.fixed.map_or(op.release, |f| f.1);
+            self.from_preds[i] = h;
+            if self.prev[i] == NONE {
+                h = later(h, p.available.get(self.resource[i]).copied().unwrap_or(0.0));
+            }
+            self.head[i] = h;
+            if self.indegree[i] == 0 {
+                self.order.push(i);
+            }
+        }
+        let mut k = 0;
+        while k < self.order.len() {
+            let i = self.order[k];
+            k += 1;
+            let end = self.head[i] + shape.duration[i];
+            for &s in &shape.succ[i] {
+                let after_pred = end + p.ops[s].min_wait;
+                self.from_preds[s] = later(self.from_preds[s], after_pred);
+                self.head[s] = later(self.head[s], after_pred);
+                self.indegree[s] -= 1;
+                if self.indegree[s] == 0 {
+                    self.order.push(s);
                 }
             }
-            tabu_list.clear();
-            since_best = 0;
-            continue;
+            let m = self.next[i];
+            if m != NONE {
+                self.head[m] = later(self.head[m], end);
+                self.indegree[m] -= 1;
+                if self.indegree[m] == 0 {
+                    self.order.push(m);
+                }
+            }
         }
-        // The critical path of the current sequences, as (resource, position) pairs.
-        semi_active(p, shape, &seqs, &mut scratch)?;
-        let start = scratch.start.clone();
-        let end = |i: usize| start[i] + p.ops[i].duration;
-        let mut i = (0..n).max_by(|&a, &b| end(a).total_cmp(&end(b)))?;
-        let mut path = vec![i];
+        if self.order.len() < n {
+            return None;
+        }
+        let mut makespan = 0.0f64;
+        for &i in self.order.iter().rev() {
+            let mut t = 0.0f64;
+            for &s in &shape.succ[i] {
+                t = later(t, p.ops[s].min_wait + p.ops[s].duration + self.tail[s]);
+            }
+            self.to_succs[i] = t;
+            let m = self.next[i];
+            if m != NONE {
+                t = later(t, p.ops[m].duration + self.tail[m]);
+            }
+            self.tail[i] = t;
+            makespan = later(makespan, self.head[i] + p.ops[i].duration);
+        }
+        Some(makespan)
+    }
+
+    /// A critical path of the last evaluation, from its first operation to its last: each operation's start is set
+    /// by the end of the one before it. The previous operation on the resource is preferred where both bind, so the
+    /// path runs in long blocks on one resource, which is where the useful moves are.
+    fn critical_path(&self, p: &Problem, makespan: f64, path: &mut Vec<usize>) {
+        path.clear();
+        let n = p.ops.len();
+        let end = |i: usize| self.head[i] + p.ops[i].duration;
+        let Some(mut i) = (0..n).find(|&i| (end(i) - makespan).abs() < 1e-9) else { return };
+        path.push(i);
         loop {
-            let s = start[i];
-            let mp = scratch.machine_prev[i];
-            let next = if mp != usize::MAX && (end(mp) - s).abs() < 1e-9 {
-                Some(mp)
+            let s = self.head[i];
+            let m = self.prev[i];
+            let next = if m != NONE && (end(m) - s).abs() < 1e-9 {
+                Some(m)
             } else {
                 p.ops[i].preds.iter().copied().find(|&q| (end(q) + p.ops[i].min_wait - s).abs() < 1e-9)
             };
@@ -501,76 +570,282 @@ fn tabu(p: &Problem, shape: &Shape, plan: &Plan, budget: usize) -> Option<Plan> 
             }
         }
         path.reverse();
-        // Blocks: runs of consecutive path operations on one resource; candidate swaps at each block's ends.
-        let mut moves: Vec<(usize, usize)> = Vec::new();
+    }
+
+    /// The operations a move rearranges, in their new order, and the resource neighbours around them.
+    fn segment(&self, m: Move, out: &mut Vec<usize>) -> (usize, usize) {
+        out.clear();
+        let Move { op: u, to: v, forward } = m;
+        if forward {
+            let mut x = self.next[u];
+            loop {
+                out.push(x);
+                if x == v {
+                    break;
+                }
+                x = self.next[x];
+            }
+            out.push(u);
+            (self.prev[u], self.next[v])
+        } else {
+            out.push(u);
+            let mut x = v;
+            while x != u {
+                out.push(x);
+                x = self.next[x];
+            }
+            (self.prev[v], self.next[u])
+        }
+    }
+
+    /// Estimates the makespan after a move from the heads and tails around it: the longest path through any
+    /// operation it rearranges, recomputed along the new order (after Balas and Vazacopoulos). `seg` is the move's
+    /// [`segment`](Self::segment), `ends` its neighbours.
+    fn estimate(&self, p: &Problem, m: Move, seg: &[usize], ends: (usize, usize), heads: &mut Vec<f64>) -> f64 {
+        let (a, b) = ends;
+        heads.clear();
+        let mut free = if a == NONE {
+            p.available.get(self.resource[m.op]).copied().unwrap_or(0.0)
+        } else {
+            self.head[a] + p.ops[a].duration
+        };
+        for &x in seg {
+            let h = later(self.from_preds[x], free);
+            heads.push(h);
+            free = h + p.ops[x].duration;
+        }
+        let mut after = if b == NONE { 0.0 } else { p.ops[b].duration + self.tail[b] };
+        let mut longest = 0.0f64;
+        for (k, &x) in seg.iter().enumerate().rev() {
+            let t = later(self.to_succs[x], after);
+            longest = later(longest, heads[k] + p.ops[x].duration + t);
+            after = p.ops[x].duration + t;
+        }
+        longest
+    }
+
+    /// Makes a move: takes the operation out of its sequence and puts it back after (or before) its target.
+    fn apply(&mut self, m: Move) {
+        let u = m.op;
+        let (a, b) = (self.prev[u], self.next[u]);
+        if a != NONE {
+            self.next[a] = b;
+        }
+        if b != NONE {
+            self.prev[b] = a;
+        }
+        let (before, after) = if m.forward { (m.to, self.next[m.to]) } else { (self.prev[m.to], m.to) };
+        self.prev[u] = before;
+        self.next[u] = after;
+        if before != NONE {
+            self.next[before] = u;
+        }
+        if after != NONE {
+            self.prev[after] = u;
+        }
+    }
+}
+
+/// A move of the tabu search: operation `op` goes right after (`forward`) or right before `to`, on its resource.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Move {
+    op: usize,
+    to: usize,
+    forward: bool,
+}
+
+/// How many iterations [`tabu`] runs for a problem of `n` operations. Each costs a few passes over the operations,
+/// so a fixed count keeps the search's time per operation about constant (a few microseconds).
+pub fn tabu_iterations(_n: usize) -> usize {
+    100
+}
+
+/// The largest problem the tabu search takes on (its memory of recent moves is a table over pairs of operations).
+const TABU_MAX_OPS: usize = 2_000;
+
+/// Improves a plan's resource sequences, keeping each operation on the resource the plan gave it, by tabu search:
+/// each iteration moves one operation of a critical block to the front or the back of its block, or the block's
+/// first or last operation into it (the neighbourhood of Zhang et al.), choosing the move with the best estimated
+/// makespan; reversing a recent move's order is tabu unless it beats the best. When the search stalls it restarts
+/// from the best sequences. Runs `iterations` moves. Operations already running stay first on their resources.
+/// Returns `None` if it finds nothing better.
+fn tabu(p: &Problem, shape: &Shape, plan: &Plan, iterations: usize, seed: u64) -> Option<Plan> {
+    let n = p.ops.len();
+    if n > TABU_MAX_OPS {
+        return None;
+    }
+    let movable = |i: usize| p.ops[i].fixed.is_none();
+    let mut seq = Sequencing::from_plan(p, plan);
+    let mut current = seq.evaluate(p, shape)?;
+    let mut best = (current, seq.prev.clone(), seq.next.clone());
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    // tabu[x * n + y] = the iteration until which putting x before y again is tabu.
+    let mut tabu = vec![0u32; n * n];
+    let mut path = Vec::with_capacity(n);
+    let mut seg = Vec::new();
+    let mut heads = Vec::new();
+    let mut moves: Vec<(f64, Move)> = Vec::new();
+    let mut since_best = 0usize;
+    let patience = 30 + n / 4;
+    for it in 0..iterations {
+        let now = it as u32;
+        if since_best >= patience {
+            // Stalled: go back to the best sequences and shake them with a few random swaps on its critical path.
+            seq.prev.clone_from(&best.1);
+            seq.next.clone_from(&best.2);
+            current = seq.evaluate(p, shape)?;
+            for _ in 0..rng.gen_range(2..5) {
+                seq.critical_path(p, current, &mut path);
+                let pairs: Vec<Move> = path
+                    .windows(2)
+                    .filter(|w| seq.next[w[0]] == w[1] && movable(w[0]) && movable(w[1]))
+                    .map(|w| Move { op: w[0], to: w[1], forward: true })
+                    .collect();
+                if pairs.is_empty() {
+                    break;
+                }
+                let m = pairs[rng.gen_range(0..pairs.len())];
+                seq.apply(m);
+                match seq.evaluate(p, shape) {
+                    Some(c) => current = c,
+                    None => {
+                        seq.apply(Move { op: m.op, to: m.to, forward: false });
+                        current = seq.evaluate(p, shape)?;
+                    }
+                }
+            }
+            tabu.iter_mut().for_each(|t| *t = 0);
+            since_best = 0;
+            continue;
+        }
+        seq.critical_path(p, current, &mut path);
+        moves.clear();
+        // Blocks: runs of path operations one after another on one resource.
         let mut k = 0;
         while k < path.len() {
-            let r = p.ops[path[k]].candidates[0];
             let mut j = k;
-            while j + 1 < path.len()
-                && p.ops[path[j + 1]].candidates[0] == r
-                && scratch.machine_prev[path[j + 1]] == path[j]
-            {
+            while j + 1 < path.len() && seq.next[path[j]] == path[j + 1] {
                 j += 1;
             }
-            // Every adjacent pair of the block: with precedence DAGs (not chains) some swaps close a cycle, so the
-            // block's ends alone (the classic neighbourhood) can leave no feasible move.
-            for q in k..j {
-                moves.push((path[q], path[q + 1]));
+            if j > k {
+                let block = &path[k..=j];
+                let (first, last) = (k == 0, j + 1 == path.len());
+                let (b0, bn) = (block[0], block[block.len() - 1]);
+                for (x, &op) in block.iter().enumerate() {
+                    if x > 0 && !first {
+                        moves.push((0.0, Move { op, to: b0, forward: false }));
+                    }
+                    if x + 1 < block.len() && !last {
+                        moves.push((0.0, Move { op, to: bn, forward: true }));
+                    }
+                    if x > 1 {
+                        moves.push((0.0, Move { op: b0, to: op, forward: true }));
+                    }
+                    if x + 2 < block.len() {
+                        moves.push((0.0, Move { op: bn, to: op, forward: false }));
+                    }
+                }
+                if first && last {
+                    moves.push((0.0, Move { op: b0, to: block[1], forward: true }));
+                }
             }
             k = j + 1;
         }
-        moves.retain(|&(a, b)| movable(a) && movable(b));
-        if moves.is_empty() {
-            since_best = usize::MAX / 2;
-            continue;
-        }
-        let mut chosen: Option<((usize, usize), f64)> = None;
-        for &(a, b) in &moves {
-            let r = p.ops[a].candidates[0];
-            let seq = &mut seqs[r];
-            let pa = seq.iter().position(|&x| x == a)?;
-            seq.swap(pa, pa + 1);
-            let value = semi_active(p, shape, &seqs, &mut scratch);
-            seqs[r].swap(pa, pa + 1);
-            evaluations += 1;
-            let Some(value) = value else { continue };
-            let forbidden = tabu_list.contains(&(b, a));
-            if (!forbidden || value < best.0 - 1e-9) && chosen.is_none_or(|(_, v)| value < v) {
-                chosen = Some(((a, b), value));
+        let mut chosen = None;
+        let mut oldest: Option<(Move, u32)> = None;
+        for entry in &mut moves {
+            let m = entry.1;
+            let ends = seq.segment(m, &mut seg);
+            // Every operation the move passes, and whether the move breaks a direct precedence (a sure cycle).
+            let passed: &[usize] = if m.forward { &seg[..seg.len() - 1] } else { &seg[1..] };
+            let breaks = if m.forward {
+                passed.iter().any(|&w| p.ops[w].preds.contains(&m.op))
+            } else {
+                passed.iter().any(|&w| p.ops[m.op].preds.contains(&w))
+            };
+            if !movable(m.op) || passed.iter().any(|&w| !movable(w)) || breaks {
+                entry.0 = f64::INFINITY;
+                continue;
+            }
+            // The order the move creates next to the operation: its target before it (forward) or it before its
+            // target (backward).
+            // Restoring an order a recent move broke is tabu: the operation back before (forward) or after
+            // (backward) any operation it passes.
+            let until = passed
+                .iter()
+                .map(|&w| if m.forward { tabu[w * n + m.op] } else { tabu[m.op * n + w] })
+                .max()
+                .unwrap_or(0);
+            // A tiny random share breaks ties between equal estimates, so the search does not walk the same plateau
+            // in the same order each time.
+            let estimate = seq.estimate(p, m, &seg, ends, &mut heads) + rng.gen_range(0.0..1e-6);
+            entry.0 = estimate;
+            if until > now && estimate >= best.0 - 1e-9 {
+                if oldest.is_none_or(|(_, t)| until < t) {
+                    oldest = Some((m, until));
+                }
+                entry.0 = f64::INFINITY;
             }
         }
-        let Some(((a, b), value)) = chosen else {
-            since_best = usize::MAX / 2;
+        moves.retain(|e| e.0.is_finite());
+        moves.sort_by(|x, y| x.0.total_cmp(&y.0));
+        // The best allowed move whose result has no cycle; when every move is tabu, the one freed soonest, so the
+        // search keeps moving.
+        for &(_, m) in moves.iter().chain(oldest.map(|(m, _)| (0.0, m)).iter()).take(4) {
+            seq.segment(m, &mut seg);
+            let passed: Vec<usize> = if m.forward { seg[..seg.len() - 1].to_vec() } else { seg[1..].to_vec() };
+            seq.apply(m);
+            if let Some(c) = seq.evaluate(p, shape) {
+                current = c;
+                chosen = Some((m, passed));
+                break;
+            }
+            // Undo: put the operation back where it was.
+            let undo = if m.forward {
+                Move { op: m.op, to: passed[0], forward: false }
+            } else {
+                Move { op: m.op, to: passed[passed.len() - 1], forward: true }
+            };
+            seq.apply(undo);
+        }
+        let Some((m, passed)) = chosen else {
+            since_best = patience;
             continue;
         };
-        let r = p.ops[a].candidates[0];
-        let pa = seqs[r].iter().position(|&x| x == a)?;
-        seqs[r].swap(pa, pa + 1);
-        current = value;
-        tabu_list.push_back((a, b));
-        if tabu_list.len() > tenure {
-            tabu_list.pop_front();
+        // A short tenure: longer ones (6 or 10 plus) left small problems stuck with every useful move tabu.
+        let tenure = now + 3 + rng.gen_range(0..(4 + n as u32 / 20));
+        // The order the move broke next to the operation is what is now tabu to restore: it directly before the
+        // first operation it passed (forward), or the last one it passed directly before it (backward).
+        // Every order the move reversed is tabu to restore for a while.
+        for &w in &passed {
+            if m.forward {
+                tabu[m.op * n + w] = tenure;
+            } else {
+                tabu[w * n + m.op] = tenure;
+            }
         }
         if current < best.0 - 1e-9 {
-            best = (current, seqs.clone());
+            best = (current, seq.prev.clone(), seq.next.clone());
             since_best = 0;
         } else {
             since_best += 1;
         }
     }
-    let _ = current;
     if best.0 >= plan.makespan - 1e-9 {
         return None;
     }
-    semi_active(p, shape, &best.1, &mut scratch)?;
-    let mut sequences = best.1;
-    let start = scratch.start.clone();
+    seq.prev = best.1;
+    seq.next = best.2;
+    let makespan = seq.evaluate(p, shape)?;
+    let start = seq.head.clone();
+    let mut sequences = vec![Vec::new(); p.resources];
+    for i in 0..n {
+        sequences[seq.resource[i]].push(i);
+    }
     for s in &mut sequences {
         s.sort_by(|&a, &b| start[a].total_cmp(&start[b]).then(a.cmp(&b)));
     }
-    let resource = (0..n).map(|i| p.ops[i].candidates[0]).collect();
-    Some(Plan { start, resource, makespan: best.0, lateness: 0.0, sequences, evaluations })
+    Some(Plan { start, resource: seq.resource, makespan, lateness: 0.0, sequences, evaluations: iterations })
 }
 
 /// An operation on the critical chain of `plan`: walk back from the operation that ends last through whichever
@@ -668,6 +943,41 @@ mod tests {
         valid(&p, &plan);
         assert_eq!(plan.start[0], 2.0);
         assert_eq!(plan.start[2], 12.0, "the resource is busy until the running operation ends");
+    }
+
+    #[test]
+    fn generated_workloads_are_planned_to_their_lower_bound() {
+        // These workloads (the benchmark generator's shape: 20 jobs on 8 instruments) all have a plan at the lower
+        // bound; the rules alone miss it on most of them, so this fails if the search stops finding it.
+        for seed in 0..4 {
+            let p = crate::workload::generate(20, 8, seed).problem();
+            let (path, busiest) = lower_bound(&p);
+            let plan = plan(&p, default_budget(p.ops.len()), seed);
+            valid(&p, &plan);
+            assert_eq!(plan.makespan, path.max(busiest), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_bottleneck_fed_by_one_quick_job_starts_with_it() {
+        // Resource 2 is the bottleneck, last in every job. Job 3 reaches it soonest (after 10 + 10), but only if it
+        // goes first on resources 0 and 1, which no classic rule does (its remaining work is the least). The optimum,
+        // 230 (checked by enumerating every order on every resource), starts with it.
+        let mut ops = Vec::new();
+        let jobs = [(40.0, 30.0, 50.0), (35.0, 40.0, 50.0), (30.0, 45.0, 50.0), (10.0, 10.0, 50.0)];
+        for (j, &(a, b, c)) in jobs.iter().enumerate() {
+            let base = ops.len();
+            ops.push(op(j, a, 0, &[]));
+            ops.push(op(j, b, 1, &[base]));
+            ops.push(op(j, c, 2, &[base + 1]));
+        }
+        let p = Problem { resources: 3, available: vec![], ops };
+        let shape = Shape::new(&p);
+        let by_rules = rules(&p, &shape).iter().map(|k| evaluate(&p, &shape, k).makespan).fold(f64::INFINITY, f64::min);
+        assert!(by_rules > 230.0, "the rules alone find it ({by_rules}), so this tests nothing");
+        let plan = plan(&p, default_budget(p.ops.len()), 0);
+        valid(&p, &plan);
+        assert_eq!(plan.makespan, 230.0, "{plan:?}");
     }
 
     #[test]
