@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 /// The scheduler allocates each record event's text on its thread and the record's writer frees it on its own;
 /// mimalloc handles that traffic between threads better than the system allocator (a fifth to a third less
-/// controller time per step in `lab bench dispatch`, BENCHMARKS.md).
+/// controller time per step in `lab bench dispatch`, BENCHMARKS.md). It is built without transparent huge pages
+/// (`no_thp` in Cargo.toml): it returns freed memory to the system and takes it back as the world grows, and with
+/// huge pages each time back cost zeroing 2 MiB, a fifth of the controller's time at 100,000 queued steps.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
