@@ -92,21 +92,26 @@ pub fn schedule(w: &Workload, best_known: Option<f64>, noise_seeds: u64, planner
     );
     if noise_seeds > 0 {
         let (mut online, mut blind, mut wins) = (0.0, 0.0, 0);
+        let (mut plans, mut planning) = (0, std::time::Duration::ZERO);
         for seed in 0..noise_seeds {
             let noise = Noise { spread: 0.3, seed };
             let o = run_workload(w, Policy::Planned { replan: true, budget: None }, noise, Recorder::null());
             let b = run_workload(w, Policy::Planned { replan: false, budget: None }, noise, Recorder::null());
             online += o.makespan;
             blind += b.makespan;
+            plans += o.plans;
+            planning += o.planning;
             wins += usize::from(o.makespan <= b.makespan);
         }
         let n = noise_seeds as f64;
         let _ = writeln!(
             out,
-            "  under noise (±30%, {noise_seeds} seeds): online replanning {:.0} s mean, plan executed blindly {:.0} s mean ({:+.1}%); online no worse in {wins}/{noise_seeds}",
+            "  under noise (±30%, {noise_seeds} seeds): online replanning {:.0} s mean, plan executed blindly {:.0} s mean ({:+.1}%); online no worse in {wins}/{noise_seeds}; online made {:.1} plans per run, planning {:.2} ms per 1000 steps",
             online / n,
             blind / n,
-            100.0 * (online / blind - 1.0)
+            100.0 * (online / blind - 1.0),
+            plans as f64 / n,
+            planning.as_secs_f64() * 1e6 / (n * w.steps() as f64)
         );
     }
     out
