@@ -1170,7 +1170,11 @@ pub fn replan(
         });
     }
     let n = problem.ops.len();
-    let plan = planner::plan(&problem, budget.unwrap_or_else(|| planner::default_budget(n)), schedule.plans as u64);
+    // The previous plan's starts, so a replan for the same work (a duration surprised) repairs that plan instead of
+    // searching from scratch; new work (steps the plan does not cover) gets a full plan.
+    let previous: Vec<Option<f64>> = entities.iter().map(|e| schedule.assigned.get(e).map(|(_, s)| *s)).collect();
+    let budget = budget.unwrap_or_else(|| planner::default_budget(n));
+    let plan = planner::replan(&problem, &previous, budget, schedule.plans as u64);
     schedule.queues.clear();
     schedule.assigned.clear();
     for (k, seq) in plan.sequences.iter().enumerate() {
