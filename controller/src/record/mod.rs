@@ -355,7 +355,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// What the writer thread is asked to do.
-#[expect(clippy::large_enum_variant, reason = "events are nearly every message; boxing them would allocate for each")]
 enum WriterMessage {
     /// Journal and project an event.
     Event(RecordEvent),
