@@ -235,8 +235,9 @@ impl Record {
         conn.pragma_update(None, "cache_size", -32_768).map_err(&e)?;
         // Copying the WAL into the database every 1,000 pages (the default) copies the same few pages again and again
         // (the ends of the journal and of the step tables, and the steps each changed three times). Every 10,000
-        // pages (a WAL of about 40 MiB) copies each of them once as often, and saved a tenth of the writer's time.
-        // Checkpoints never change what is durable: a committed transaction is durable once it is in the WAL.
+        // pages (a WAL of about 40 MiB) copies each of them a tenth as often; with the larger cache, the writer spends
+        // about an eighth less time per event. Checkpoints never change what is durable: a committed transaction is
+        // durable once it is in the WAL.
         conn.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(&e)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(&e)?;
         // Migrations may rebuild tables other tables refer to, which SQLite only allows with foreign keys off; they
