@@ -693,7 +693,7 @@ async fn connect_all(
                 driver: spec.driver.name().to_owned(),
                 port: path.clone(),
                 line: spec.line.to_string(),
-                identity: identity.as_ref().map(crate::record::IdentityRow::from),
+                identity: identity.as_ref().map(|i| Box::new(crate::record::IdentityRow::from(i))),
                 error: result.as_ref().err().cloned(),
             });
             if let Err(e) = &result {

@@ -157,8 +157,9 @@ impl From<&devices::Identity> for IdentityRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event")]
 pub enum RecordEvent {
-    /// A campaign started.
-    CampaignStarted(CampaignStarted),
+    /// A campaign started. (Boxed, like the proposal below: these are rare and large, and every slot of the writer's
+    /// queue is as large as the largest event.)
+    CampaignStarted(Box<CampaignStarted>),
     /// An instrument was opened and identified, or failed to be.
     Instrument {
         /// Campaign id.
@@ -173,8 +174,8 @@ pub enum RecordEvent {
         port: String,
         /// Line settings.
         line: String,
-        /// The identity, if it answered.
-        identity: Option<IdentityRow>,
+        /// The identity, if it answered (boxed to keep every event small).
+        identity: Option<Box<IdentityRow>>,
         /// Why it is offline, if it is.
         error: Option<String>,
     },
@@ -187,7 +188,7 @@ pub enum RecordEvent {
         /// Lab time.
         at: f64,
         /// The proposal.
-        proposal: ProposalRow,
+        proposal: Box<ProposalRow>,
     },
     /// An experiment started, with its steps.
     ExperimentStarted {

@@ -4,15 +4,16 @@
 //! `lab verify` applies it again to a fresh database to rebuild what the tables must hold. So this function is the
 //! one definition of what the tables mean.
 
-use rusqlite::{Connection, params};
+use rusqlite::params;
 
 use super::events::RecordEvent;
+use super::prepared::Prepared;
 
-/// Applies one event to the projection tables.
-pub fn apply(conn: &Connection, event: &RecordEvent) -> rusqlite::Result<()> {
+/// Applies one event to the projection tables, through the statements of `sql`'s connection.
+pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()> {
     match event {
         RecordEvent::CampaignStarted(c) => {
-            conn.prepare_cached(
+            sql.get(
                 "INSERT INTO campaigns (id, name, started_at, time_scale, status, software_version, seed,
                      objective_output, objective_direction, budget, in_flight, campaign_path, campaign_text,
                      campaign_sha256, protocol_path, protocol_text, protocol_sha256, lab_path, lab_text, lab_sha256)
@@ -41,7 +42,7 @@ pub fn apply(conn: &Connection, event: &RecordEvent) -> rusqlite::Result<()> {
             ])?;
         }
         RecordEvent::Instrument { campaign, name, kind, driver, port, line, identity, error } => {
-            conn.prepare_cached(
+            sql.get(
                 "INSERT OR REPLACE INTO instruments (campaign_id, name, kind, driver, port, line, status, model, serial,
                      firmware, identity_raw, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
@@ -77,7 +78,7 @@ pub fn apply(conn: &Connection, event: &RecordEvent) -> rusqlite::Result<()> {
                 }
                 None => None,
             };
-            conn.prepare_cached(
+            sql.get(
                 "INSERT INTO proposals (id, campaign_id, at, strategy, params, predicted_mean, predicted_sd, acquisition,
                      model, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
@@ -97,7 +98,7 @@ pub fn apply(conn: &Connection, event: &RecordEvent) -> rusqlite::Result<()> {
         RecordEvent::ExperimentStarted { id, campaign, seq, proposal, params: values, vessel, at, steps } => {
             let json: serde_json::Map<String, serde_json::Value> =
                 values.iter().map(|(n, v, _)| (n.clone(), serde_json::json!(v))).collect();
-            conn.prepare_cached(
+            sql.get(
                 "INSERT INTO experiments (id, campaign_id, seq, proposal_id, params, vessel, status, started_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
             )?
@@ -111,14 +112,12 @@ pub fn apply(conn: &Connection, event: &RecordEvent) -> rusqlite::Result<()> {
                 at
             ])?;
             for (name, value, unit) in values {
-                conn.prepare_cached(
-                    "INSERT INTO parameters (experiment_id, name, value, unit) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![id, name, value, unit])?;
+                sql.get("INSERT INTO parameters (experiment_id, name, value, unit) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![id, name, value, unit])?;
             }
             for s in steps {
                 let status = if s.ready { "ready" } else { "waiting" };
-                conn.prepare_cached(
+                sql.get(
                     "INSERT INTO steps (id, experiment_id, step, op, action, after, repeat_safe, status, ready_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
@@ -133,12 +132,12 @@ pub fn apply(conn: &Connection, event: &RecordEvent) -> rusqlite::Result<()> {
                     status,
                     s.ready.then_some(*at),
                 ])?;
-                conn.prepare_cached("INSERT INTO step_events (step_id, at, status) VALUES (?1, ?2, ?3)")?
+                sql.get("INSERT INTO step_events (step_id, at, status) VALUES (?1, ?2, ?3)")?
                     .execute(params![s.id, at, status])?;
             }
         }
         RecordEvent::StepAdded { experiment, at, step: s, why } => {
-            conn.prepare_cached(
+            sql.get(
                 "INSERT INTO steps (id, experiment_id, step, op, action, after, repeat_safe, status, ready_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ready', ?8)",
             )?
@@ -152,12 +151,12 @@ pub fn apply(conn: &Connection, event: &RecordEvent) -> rusqlite::Result<()> {
                 s.repeat_safe,
                 at
             ])?;
-            conn.prepare_cached("INSERT INTO step_events (step_id, at, status, detail) VALUES (?1, ?2, 'ready', ?3)")?
+            sql.get("INSERT INTO step_events (step_id, at, status, detail) VALUES (?1, ?2, 'ready', ?3)")?
                 .execute(params![s.id, at, why])?;
         }
         RecordEvent::StepStatus { step, at, status, instrument, task, attempt, outcome, error } => {
             // Each state sets the time column it starts; a retried step starts again.
-            let sql = match status.as_str() {
+            let update = match status.as_str() {
                 "ready" => {
                     "UPDATE steps SET status = ?2, ready_at = ?3, instrument = coalesce(?4, instrument),
                          task = coalesce(?5, task), attempt = coalesce(?6, attempt), outcome = coalesce(?7, outcome),
@@ -174,45 +173,29 @@ pub fn apply(conn: &Connection, event: &RecordEvent) -> rusqlite::Result<()> {
                          error = coalesce(?8, error) WHERE id = ?1"
                 }
             };
-            conn.prepare_cached(sql)?.execute(params![step, status, at, instrument, task, attempt, outcome, error])?;
-            conn.prepare_cached(
-                "INSERT INTO step_events (step_id, at, status, instrument, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                step,
-                at,
-                status,
-                instrument,
-                error.as_ref().or(outcome.as_ref()).or(task.as_ref())
-            ])?;
+            sql.get(update)?.execute(params![step, status, at, instrument, task, attempt, outcome, error])?;
+            sql.get("INSERT INTO step_events (step_id, at, status, instrument, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![step, at, status, instrument, error.as_ref().or(outcome.as_ref()).or(task.as_ref())])?;
         }
         RecordEvent::Decision { campaign, at, step, instrument, place, waited, reason } => {
-            conn.prepare_cached(
+            sql.get(
                 "INSERT INTO decisions (campaign_id, at, step_id, instrument, place, waited, reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![campaign, at, step, instrument, place, waited, reason])?;
         }
         RecordEvent::Measurement { experiment, step, name, value, unit, at } => {
-            conn.prepare_cached(
+            sql.get(
                 "INSERT INTO measurements (experiment_id, step_id, name, value, unit, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![experiment, step, name, value, unit, at])?;
         }
         RecordEvent::ExperimentFinished { id, at, objective, error } => {
-            conn.prepare_cached(
-                "UPDATE experiments SET status = ?2, finished_at = ?3, objective = ?4, error = ?5 WHERE id = ?1",
-            )?
-            .execute(params![
-                id,
-                if error.is_some() { "failed" } else { "succeeded" },
-                at,
-                objective,
-                error
-            ])?;
+            sql.get("UPDATE experiments SET status = ?2, finished_at = ?3, objective = ?4, error = ?5 WHERE id = ?1")?
+                .execute(params![id, if error.is_some() { "failed" } else { "succeeded" }, at, objective, error])?;
         }
         RecordEvent::Command { campaign, instrument, step, sent_at, sent, replied_at, received, parsed, error } => {
-            conn.prepare_cached(
+            sql.get(
                 "INSERT INTO commands (campaign_id, instrument, step_id, sent_at, sent, sent_text, replied_at, received,
                      received_text, parsed, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
@@ -231,22 +214,20 @@ pub fn apply(conn: &Connection, event: &RecordEvent) -> rusqlite::Result<()> {
             ])?;
         }
         RecordEvent::Event { campaign, at, level, instrument, message } => {
-            conn.prepare_cached(
-                "INSERT INTO events (campaign_id, at, level, instrument, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![campaign, at, level, instrument, message])?;
+            sql.get("INSERT INTO events (campaign_id, at, level, instrument, message) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![campaign, at, level, instrument, message])?;
         }
         RecordEvent::RequestHandled { request, at, .. } => {
             // The request row itself is written by the person's command, outside the journal (the controller is the
             // journal's only writer); the journal keeps who asked, why and what was done, and marking the request
             // handled is this projection.
-            conn.prepare_cached(
+            sql.get(
                 "UPDATE operator_requests SET handled_at = printf('%.3f', ?2) WHERE id = ?1 AND handled_at IS NULL",
             )?
             .execute(params![request, at])?;
         }
         RecordEvent::CampaignFinished { campaign, at, status, note } => {
-            conn.prepare_cached("UPDATE campaigns SET status = ?2, finished_at = ?3, note = ?4 WHERE id = ?1")?
+            sql.get("UPDATE campaigns SET status = ?2, finished_at = ?3, note = ?4 WHERE id = ?1")?
                 .execute(params![campaign, status, at, note])?;
         }
     }

@@ -13,6 +13,7 @@ use rusqlite_migration::Migrations;
 
 use super::events::RecordEvent;
 use super::journal::{self, GENESIS};
+use super::prepared::Prepared;
 use super::{MIGRATIONS, project};
 
 /// One thing that is wrong with a record.
@@ -143,10 +144,12 @@ pub fn verify(path: &Path) -> Result<Report, String> {
     Migrations::from_slice(MIGRATIONS).to_latest(&mut replay).map_err(|e| e.to_string())?;
     {
         let tx = replay.transaction().map_err(sql)?;
+        let mut statements = Prepared::new(&tx);
         for e in &events {
             // A projection that fails during replay is a difference the comparison below will show.
-            let _ = project::apply(&tx, e);
+            let _ = project::apply(&mut statements, e);
         }
+        drop(statements);
         tx.commit().map_err(sql)?;
     }
     let mut compared = 0;

@@ -899,7 +899,7 @@ pub fn receive_proposals(
                 id,
                 campaign: record.campaign,
                 at: clock.now(),
-                proposal: ProposalRow::new(p, state.told.clone()),
+                proposal: Box::new(ProposalRow::new(p, state.told.clone())),
             });
             state.queue.push_back((id, p.clone()));
         }
