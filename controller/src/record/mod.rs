@@ -52,6 +52,20 @@ pub fn schema_version() -> usize {
 /// kept to what that needs (about 20 MiB).
 const QUEUE: usize = 1 << 16;
 
+/// How many events a [`Recorder`] gathers before it hands them to the writer as one message. Each message through the
+/// queue costs the sender a transfer between cores; one per batch instead of one per event is most of what recording
+/// cost the scheduler. Nothing waits in the gathering for long: the writer takes the gathered events itself whenever
+/// its queue is empty (it looks every [`WRITER_IDLE`]), and anything that waits on the record (a dispatch after its
+/// intent's commit, a flush, a checkpoint) hands them over first, so gathering never delays a commit anything waits
+/// for, nor reorders events.
+const HAND_OVER: usize = 256;
+
+/// The queue's capacity in messages: full batches hold [`QUEUE`] events.
+const SLOTS: usize = QUEUE / HAND_OVER;
+
+/// The most events the writer commits in one transaction.
+const TRANSACTION: usize = 8192;
+
 /// Why the record could not be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -359,6 +373,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 enum WriterMessage {
     /// Journal and project an event.
     Event(RecordEvent),
+    /// Journal and project these events, in order.
+    Events(Vec<RecordEvent>),
     /// Run this once everything sent before it is committed.
     AfterCommit(Box<dyn FnOnce() + Send>),
     /// Write a checkpoint of the journal's head.
@@ -371,6 +387,9 @@ enum WriterMessage {
 #[derive(Clone)]
 pub struct Recorder {
     tx: Option<Sender<WriterMessage>>,
+    /// Events gathered and not yet handed to the writer, shared by every clone so that handing over keeps them in
+    /// the order they were sent.
+    gathered: Arc<Mutex<Vec<RecordEvent>>>,
     failure: Arc<Mutex<Option<String>>>,
     /// The writer thread, woken at once for what someone waits on (see [`WRITER_IDLE`]).
     writer: Option<std::thread::Thread>,
@@ -384,23 +403,44 @@ const WRITER_IDLE: std::time::Duration = std::time::Duration::from_millis(2);
 impl Recorder {
     /// A recorder that keeps nothing, for planning and benchmarks: work queued after a commit runs at once.
     pub fn null() -> Self {
-        Recorder { tx: None, failure: Arc::new(Mutex::new(None)), writer: None }
+        Recorder { tx: None, gathered: Arc::default(), failure: Arc::new(Mutex::new(None)), writer: None }
     }
 
-    /// Queues an event for writing.
+    /// Queues an event for writing (gathered with others, see [`HAND_OVER`]).
     pub fn send(&self, event: RecordEvent) {
-        // The writer only stops after every Recorder is dropped, or on a failure that `failure` reports.
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(WriterMessage::Event(event));
+        let Some(tx) = &self.tx else { return };
+        let mut gathered = self.gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        gathered.push(event);
+        if gathered.len() >= HAND_OVER {
+            let batch = std::mem::replace(&mut *gathered, Vec::with_capacity(HAND_OVER));
+            // Sent under the lock, so no other clone's events can overtake these.
+            // The writer only stops after every Recorder is dropped, or on a failure that `failure` reports.
+            let _ = tx.send(WriterMessage::Events(batch));
         }
+    }
+
+    /// Hands every gathered event to the writer.
+    pub fn hand_over(&self) {
+        self.send_after_gathered(None);
+    }
+
+    /// Hands over the gathered events, then sends `message`, under one lock so nothing comes between them.
+    fn send_after_gathered(&self, message: Option<WriterMessage>) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let mut gathered = self.gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !gathered.is_empty() {
+            let batch = std::mem::take(&mut *gathered);
+            let _ = tx.send(WriterMessage::Events(batch));
+        }
+        message.is_some_and(|m| tx.send(m).is_ok())
     }
 
     /// Runs `then` once every event sent so far is committed to disk. If the record fails first, `then` never runs:
     /// nothing may act that could not be recorded.
     pub fn after_commit(&self, then: impl FnOnce() + Send + 'static) {
         match &self.tx {
-            Some(tx) => {
-                let _ = tx.send(WriterMessage::AfterCommit(Box::new(then)));
+            Some(_) => {
+                self.send_after_gathered(Some(WriterMessage::AfterCommit(Box::new(then))));
                 self.wake();
             }
             None => then(),
@@ -409,16 +449,16 @@ impl Recorder {
 
     /// Writes a checkpoint of the journal's head after everything sent so far.
     pub fn checkpoint(&self, reason: impl Into<String>) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(WriterMessage::Checkpoint(reason.into()));
-        }
+        self.send_after_gathered(Some(WriterMessage::Checkpoint(reason.into())));
     }
 
     /// Waits until everything queued so far is committed.
     pub fn flush(&self) {
-        let Some(tx) = &self.tx else { return };
+        if self.tx.is_none() {
+            return;
+        }
         let (ack, rx) = crossbeam_channel::bounded(1);
-        if tx.send(WriterMessage::Flush(ack)).is_ok() {
+        if self.send_after_gathered(Some(WriterMessage::Flush(ack))) {
             self.wake();
             let _ = rx.recv();
         }
@@ -447,19 +487,28 @@ impl Recorder {
     }
 }
 
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // Whatever this clone (or another) gathered goes to the writer before the last clone's channel closes.
+        self.hand_over();
+    }
+}
+
 impl Record {
     /// Starts the writer thread; the record is then written only through the returned [`Recorder`].
     pub fn start_writer(self) -> (Recorder, RecordWriter) {
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let (tx, rx) = crossbeam_channel::bounded(SLOTS);
+        let gathered: Arc<Mutex<Vec<RecordEvent>>> = Arc::default();
+        let gathered_by_writer = Arc::clone(&gathered);
         let failure = Arc::new(Mutex::new(None));
         let path = self.path.clone();
         let f = Arc::clone(&failure);
         let handle = std::thread::Builder::new()
             .name("lab-record".into())
-            .spawn(move || write_loop(self, rx, f))
+            .spawn(move || write_loop(self, rx, gathered_by_writer, f))
             .expect("spawning the record writer thread");
         let writer = Some(handle.thread().clone());
-        (Recorder { tx: Some(tx), failure, writer }, RecordWriter { handle: Some(handle), path })
+        (Recorder { tx: Some(tx), gathered, failure, writer }, RecordWriter { handle: Some(handle), path })
     }
 }
 
@@ -480,7 +529,12 @@ impl RecordWriter {
     }
 }
 
-fn write_loop(record: Record, rx: Receiver<WriterMessage>, failure: Arc<Mutex<Option<String>>>) -> Result<u64, String> {
+fn write_loop(
+    record: Record,
+    rx: Receiver<WriterMessage>,
+    gathered: Arc<Mutex<Vec<RecordEvent>>>,
+    failure: Arc<Mutex<Option<String>>>,
+) -> Result<u64, String> {
     let mut written = 0u64;
     let conn = &record.conn;
     let path = record.path.display().to_string();
@@ -499,15 +553,31 @@ fn write_loop(record: Record, rx: Receiver<WriterMessage>, failure: Arc<Mutex<Op
         let first = match rx.try_recv() {
             Ok(m) => m,
             Err(crossbeam_channel::TryRecvError::Empty) => {
-                std::thread::park_timeout(WRITER_IDLE);
-                continue;
+                // Senders hand over under this lock, so with the queue still empty while it is held, the gathered
+                // events are the oldest waiting.
+                let taken = {
+                    let mut g = gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    (rx.is_empty() && !g.is_empty()).then(|| std::mem::take(&mut *g))
+                };
+                match taken {
+                    Some(events) => WriterMessage::Events(events),
+                    None => {
+                        std::thread::park_timeout(WRITER_IDLE);
+                        continue;
+                    }
+                }
             }
             Err(crossbeam_channel::TryRecvError::Disconnected) => break,
         };
+        let size = |m: &WriterMessage| if let WriterMessage::Events(v) = m { v.len() } else { 1 };
+        let mut events = size(&first);
         batch.push(first);
-        while batch.len() < 8192 {
+        while events < TRANSACTION {
             match rx.try_recv() {
-                Ok(m) => batch.push(m),
+                Ok(m) => {
+                    events += size(&m);
+                    batch.push(m);
+                }
                 Err(_) => break,
             }
         }
@@ -517,14 +587,14 @@ fn write_loop(record: Record, rx: Receiver<WriterMessage>, failure: Arc<Mutex<Op
         for message in batch.drain(..) {
             match message {
                 WriterMessage::Event(event) => {
-                    tail.append(&mut sql, &event)
-                        .map_err(|e| fail(format!("{path}: cannot append to the journal: {e}")))?;
-                    if let Err(e) = project::apply(&mut sql, &event) {
-                        // The journal holds the event; a projection that fails is a bug, and `lab verify` will show
-                        // the table that lacks it. Recording goes on.
-                        tracing::error!("{path}: cannot project {}: {e}", event.kind());
-                    }
+                    write_event(&mut tail, &mut sql, &event).map_err(|e| fail(format!("{path}: {e}")))?;
                     written += 1;
+                }
+                WriterMessage::Events(events) => {
+                    for event in &events {
+                        write_event(&mut tail, &mut sql, event).map_err(|e| fail(format!("{path}: {e}")))?;
+                    }
+                    written += events.len() as u64;
                 }
                 WriterMessage::AfterCommit(f) => after.push(Either::Run(f)),
                 WriterMessage::Flush(ack) => after.push(Either::Ack(ack)),
@@ -546,6 +616,17 @@ fn write_loop(record: Record, rx: Receiver<WriterMessage>, failure: Arc<Mutex<Op
         }
     }
     Ok(written)
+}
+
+/// Journals and projects one event.
+fn write_event(tail: &mut Tail, sql: &mut Prepared<'_>, event: &RecordEvent) -> Result<(), String> {
+    tail.append(sql, event).map_err(|e| format!("cannot append to the journal: {e}"))?;
+    if let Err(e) = project::apply(sql, event) {
+        // The journal holds the event; a projection that fails is a bug, and `lab verify` will show the table that
+        // lacks it. Recording goes on.
+        tracing::error!("cannot project {}: {e}", event.kind());
+    }
+    Ok(())
 }
 
 enum Either {
