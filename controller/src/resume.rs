@@ -562,6 +562,7 @@ pub fn apply(
                         estimate: est[i],
                         tail: tail[i],
                         after: s.after.iter().map(|&a| entities[a]).collect(),
+                        leads_within: bound.steps.iter().any(|t| t.rules.within.is_some() && t.after.contains(&i)),
                     },
                     state,
                     Attempts(attempt),

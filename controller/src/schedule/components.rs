@@ -192,6 +192,9 @@ pub struct Step {
     pub tail: f64,
     /// The steps it runs after.
     pub after: Vec<Entity>,
+    /// Whether a step after it must start within a maximum wait of it, so starting it may need instruments held
+    /// (known when it is made, so dispatching a step without one never looks at its dependents).
+    pub leads_within: bool,
 }
 
 /// Where a step is in its life.

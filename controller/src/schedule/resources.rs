@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bevy_ecs::entity::EntityHashMap;
 use bevy_ecs::prelude::*;
 use devices::Lab;
 use experiments::{Direction, Point, Proposal};
@@ -224,9 +225,9 @@ pub enum Policy {
 #[derive(Resource, Debug, Default)]
 pub struct Schedule {
     /// Each instrument's planned steps, in order.
-    pub queues: HashMap<Entity, VecDeque<Entity>>,
+    pub queues: EntityHashMap<VecDeque<Entity>>,
     /// Each planned step's instrument and planned start.
-    pub assigned: HashMap<Entity, (Entity, f64)>,
+    pub assigned: EntityHashMap<(Entity, f64)>,
     /// The plan's expected makespan.
     pub makespan: f64,
     /// Whether the plan no longer describes the work (new experiments, a surprise duration, a failure).
@@ -288,9 +289,9 @@ pub struct ReadyIndex {
     /// Ready steps waiting for a minimum wait to end, by the time it ends.
     pub later: std::collections::BTreeSet<(OrderedTime, Entity)>,
     /// For each instrument, the ready steps it could run, best first.
-    pub queues: HashMap<Entity, std::collections::BTreeSet<ReadyKey>>,
+    pub queues: EntityHashMap<std::collections::BTreeSet<ReadyKey>>,
     /// Each filed step's key and the instruments it is filed under.
-    pub filed: HashMap<Entity, (ReadyKey, Vec<Entity>)>,
+    pub filed: EntityHashMap<(ReadyKey, Vec<Entity>)>,
 }
 
 impl ReadyIndex {

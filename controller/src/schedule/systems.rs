@@ -857,6 +857,7 @@ pub fn return_vessel_step(experiment: Entity, id: i64, name: &str) -> Step {
         estimate: 30.0,
         tail: 30.0,
         after: Vec::new(),
+        leads_within: false,
     }
 }
 
@@ -1066,6 +1067,7 @@ pub fn start_experiments(
                     estimate: est[i],
                     tail: tail[i],
                     after: s.after.iter().map(|&a| step_entities[a]).collect(),
+                    leads_within: job.steps.iter().any(|t| t.rules.within.is_some() && t.after.contains(&i)),
                 },
                 st,
                 Attempts(0),
@@ -1569,6 +1571,9 @@ fn follower_holds(
     schedule: &Schedule,
 ) -> Option<(Vec<(Entity, Hold)>, Held)> {
     let Ok((_, s, _)) = steps.get(step) else { return Some((Vec::new(), Held::AsPlanned)) };
+    if !s.leads_within {
+        return Some((Vec::new(), Held::AsPlanned));
+    }
     let followers: Vec<(Entity, Step)> = dependents
         .get(step)
         .map(|d| d.0.as_slice())
