@@ -2,7 +2,9 @@
 //!
 //! The suite itself lives in `experiments::bench` (pure, so `lab bench learn` runs the same code); this harness
 //! only supplies the clock and the options. `LEARN_SEEDS` sets the number of seeds (10 by default), and
-//! `LEARN_ONLY` a comma-separated subset of `analytic`, `lookup`, `multi`, `latency`.
+//! `LEARN_ONLY` a comma-separated subset of `analytic`, `lookup`, `multi`, `latency`. Two more narrow a run down
+//! for studying one problem: `LEARN_FUNCTIONS`, the analytic functions by name (`Branin`, `Hartmann6`), and
+//! `LEARN_IN_FLIGHT`, the numbers of experiments in flight (`1,4,8` by default).
 
 use std::time::Instant;
 
@@ -20,6 +22,15 @@ fn main() {
         options.multi_objective = parts.contains(&"multi");
         if !parts.contains(&"latency") {
             options.latency_at.clear();
+        }
+    }
+    if let Ok(names) = std::env::var("LEARN_FUNCTIONS") {
+        options.functions = names.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    }
+    if let Ok(flights) = std::env::var("LEARN_IN_FLIGHT") {
+        let parsed: Vec<usize> = flights.split(',').filter_map(|s| s.trim().parse().ok()).filter(|q| *q > 0).collect();
+        if !parsed.is_empty() {
+            options.in_flight = parsed;
         }
     }
     let start = Instant::now();

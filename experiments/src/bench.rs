@@ -113,6 +113,8 @@ pub struct LearnOptions {
     pub random: bool,
     /// Whether to run the analytic functions.
     pub analytic: bool,
+    /// Which analytic functions to run, by name (`Branin`, `Hartmann6`); empty runs them all.
+    pub functions: Vec<String>,
     /// Whether to run the lookup table.
     pub lookup: bool,
     /// Whether to run the two-objective problem.
@@ -128,6 +130,7 @@ impl Default for LearnOptions {
             in_flight: vec![1, 4, 8],
             random: true,
             analytic: true,
+            functions: Vec::new(),
             lookup: true,
             multi_objective: true,
             latency_at: vec![50, 200],
@@ -431,7 +434,8 @@ pub fn learn_suite(options: &LearnOptions, clock: &dyn Fn() -> Instant) -> Learn
     let seeds = options.seeds as u64;
     let mut report = LearnReport { seeds: options.seeds, ..LearnReport::default() };
     if options.analytic {
-        for f in [BRANIN, HARTMANN6] {
+        let chosen = |f: &TestFunction| options.functions.is_empty() || options.functions.iter().any(|n| n == f.name);
+        for f in [BRANIN, HARTMANN6].into_iter().filter(chosen) {
             let d = f.bounds.len();
             let mut methods: Vec<(String, ProposerConfig, Vec<usize>)> =
                 vec![("GP LogEI".to_owned(), default_gp(d), options.in_flight.clone())];
