@@ -397,7 +397,7 @@ pub fn plan(p: &Problem, budget: usize, seed: u64) -> Plan {
     // the search stays in the space of priority keys, where every plan the Giffler–Thompson builder makes respects
     // them as well as it can.
     if n <= TABU_MAX_OPS && p.ops.iter().all(|o| o.max_wait.is_none()) {
-        if let Some(better) = tabu(p, &shape, &best_plan, tabu_iterations(n), seed) {
+        if let Some(better) = tabu(p, &shape, &best_plan, TABU_ITERATIONS, seed) {
             evaluations += better.evaluations;
             best_plan = better;
         }
@@ -685,11 +685,9 @@ struct Move {
     forward: bool,
 }
 
-/// How many iterations [`tabu`] runs for a problem of `n` operations. Each costs a few passes over the operations,
-/// so a fixed count keeps the search's time per operation about constant (a few microseconds).
-pub fn tabu_iterations(_n: usize) -> usize {
-    100
-}
+/// How many iterations [`tabu`] runs in a full plan. Each costs a few passes over the operations, so a fixed count
+/// keeps the search's time per operation about constant (a few microseconds).
+const TABU_ITERATIONS: usize = 100;
 
 /// The largest problem the tabu search takes on (its memory of recent moves is a table over pairs of operations).
 const TABU_MAX_OPS: usize = 2_000;
@@ -866,12 +864,14 @@ fn tabu(p: &Problem, shape: &Shape, plan: &Plan, iterations: usize, seed: u64) -
     seq.next = best.2;
     let makespan = seq.evaluate(p, shape)?;
     let start = seq.head.clone();
+    // Each resource's sequence, read along its links from the operation with none before it.
     let mut sequences = vec![Vec::new(); p.resources];
-    for i in 0..n {
-        sequences[seq.resource[i]].push(i);
-    }
-    for s in &mut sequences {
-        s.sort_by(|&a, &b| start[a].total_cmp(&start[b]).then(a.cmp(&b)));
+    for first in (0..n).filter(|&i| seq.prev[i] == NONE) {
+        let mut i = first;
+        while i != NONE {
+            sequences[seq.resource[i]].push(i);
+            i = seq.next[i];
+        }
     }
     Some(Plan { start, resource: seq.resource, makespan, lateness: 0.0, sequences, evaluations: iterations })
 }

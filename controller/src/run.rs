@@ -654,9 +654,9 @@ async fn connect_all(
     campaign: i64,
 ) -> Vec<(String, Result<Box<dyn DeviceInstrument>, String>)> {
     let mut handles = Vec::new();
-    // Exchanges reach the record's writer in batches: waking the writer for every command would cost as much as
-    // the command's round trip.
-    let exchanges = devices::transport::batching(recorder.exchange_sink(campaign), Duration::from_millis(5));
+    // Exchanges are gathered with the record's other events: waking the writer for every command would cost as much
+    // as the command's round trip.
+    let exchanges = recorder.exchange_sink(campaign);
     for spec in &lab.instruments {
         let spec = spec.clone();
         let deck = lab.deck.clone();

@@ -13,12 +13,13 @@
 //! Run with `cargo bench -p devices --bench command_path`; `-- --rounds N` changes the number of rounds of
 //! [`PER_ROUND`] round trips each.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use devices::clock::Clock;
 use devices::lab::load_lab;
 use devices::sim::pty;
-use devices::transport::{Exchange, ExchangeSink, batching, discard, open_serial};
+use devices::transport::{Exchange, ExchangeSink, discard, open_serial};
 use protocols::diagnostic::SourceFile;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -56,13 +57,17 @@ fn main() {
         let clock = Clock::scaled(1.0);
         let sims = devices::sim::start(&lab, clock.clone()).await.expect("simulators");
         let spec = lab.instrument("pump_a").expect("pump_a").clone();
-        // As in the controller: exchanges go to the record's writer thread over a channel, in batches.
-        let (tx, rx) = std::sync::mpsc::channel::<Exchange>();
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        let to_writer: ExchangeSink = std::sync::Arc::new(move |e| {
-            let _ = tx.send(e);
+        // As in the controller: reporting an exchange pushes it onto a shared list, which the record's writer thread
+        // takes whenever it looks (every 2 ms when idle); nothing wakes the writer.
+        let gathered: Arc<Mutex<Vec<Exchange>>> = Arc::default();
+        let taken = Arc::clone(&gathered);
+        std::thread::spawn(move || {
+            while Arc::strong_count(&taken) > 1 {
+                drop(std::mem::take(&mut *taken.lock().unwrap_or_else(|p| p.into_inner())));
+                std::thread::sleep(Duration::from_millis(2));
+            }
         });
-        let sink = batching(to_writer, Duration::from_millis(5));
+        let sink: ExchangeSink = Arc::new(move |e| gathered.lock().unwrap_or_else(|p| p.into_inner()).push(e));
         let mut pump =
             devices::drivers::connect(&spec, &lab.deck, &sims.ports["pump_a"], clock.clone(), sink).expect("pump");
         // The same path with a sink that drops every exchange, to show what recording costs.

@@ -222,53 +222,6 @@ pub fn discard() -> ExchangeSink {
     Arc::new(|_| {})
 }
 
-/// Exchanges waiting to be handed on by [`batching`].
-struct Batch {
-    pending: std::sync::Mutex<Vec<Exchange>>,
-    sink: ExchangeSink,
-}
-
-impl Batch {
-    fn drain(&self) {
-        let items = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        for e in items {
-            (self.sink)(e);
-        }
-    }
-}
-
-impl Drop for Batch {
-    /// The last sink gone hands on what is left at once, so nothing reported is lost or late.
-    fn drop(&mut self) {
-        self.drain();
-    }
-}
-
-/// A sink that collects exchanges and hands them on to `sink`, in order, every `period` from a thread of its own.
-///
-/// Reporting an exchange then costs the driver a push onto a list: handing each one straight to a consumer on
-/// another thread (the record's writer) would wake that thread on every command, which on a small machine costs as
-/// much as the command's round trip through a pseudo-terminal. Clones share one batch and one thread; when the last
-/// clone is dropped, what is left is handed on at once and the thread ends.
-pub fn batching(sink: ExchangeSink, period: Duration) -> ExchangeSink {
-    let batch = Arc::new(Batch { pending: std::sync::Mutex::new(Vec::new()), sink: Arc::clone(&sink) });
-    let weak = Arc::downgrade(&batch);
-    let flusher = std::thread::Builder::new().name("lab-exchanges".into()).spawn(move || {
-        loop {
-            std::thread::sleep(period);
-            match weak.upgrade() {
-                Some(b) => b.drain(),
-                None => break,
-            }
-        }
-    });
-    if flusher.is_err() {
-        // Without a thread of its own the batch would never be handed on; the plain sink is slower but complete.
-        return sink;
-    }
-    Arc::new(move |e| batch.pending.lock().unwrap_or_else(|p| p.into_inner()).push(e))
-}
-
 /// Why a decoder refused bytes, as far as the link needs to know: a checksum that does not match is reported as
 /// [`DeviceErrorKind::Checksum`], anything else as [`DeviceErrorKind::Garbled`].
 pub trait FrameFault: Display {
@@ -664,38 +617,6 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = Arc::clone(&log);
         (Arc::new(move |e| l.lock().unwrap().push(e)), log)
-    }
-
-    #[test]
-    fn a_batching_sink_hands_everything_on_in_order_and_at_the_latest_when_dropped() {
-        let (inner, log) = collector();
-        let sink = batching(inner, Duration::from_secs(3600));
-        let exchange = |n: u8| Exchange {
-            instrument: "p".into(),
-            tag: None,
-            sent_at: 0.0,
-            sent: vec![n],
-            replied_at: None,
-            received: Vec::new(),
-            parsed: None,
-            error: None,
-        };
-        let other = Arc::clone(&sink);
-        for n in 0..5 {
-            sink(exchange(n));
-        }
-        other(exchange(5));
-        assert!(log.lock().unwrap().is_empty(), "held until the period passes");
-        drop(sink);
-        drop(other);
-        let sent: Vec<u8> = log.lock().unwrap().iter().map(|e| e.sent[0]).collect();
-        assert_eq!(sent, [0, 1, 2, 3, 4, 5]);
-
-        let (inner, log) = collector();
-        let sink = batching(inner, Duration::from_millis(5));
-        sink(exchange(7));
-        std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(log.lock().unwrap().len(), 1, "handed on within a period while the sink lives");
     }
 
     #[tokio::test]

@@ -33,14 +33,9 @@ pub fn chain_hash(
     h.finalize().into()
 }
 
-/// Hex of a hash.
-pub fn hex(hash: &[u8; 32]) -> String {
-    hex_bytes(hash)
-}
-
-/// Lower-case hex of any bytes. The writer hexes one hash per event, so this builds the string from a table rather
-/// than formatting each byte (which cost about a microsecond per hash).
-pub fn hex_bytes(bytes: &[u8]) -> String {
+/// Lower-case hex of a hash (or any bytes). The writer hexes one hash per event, so this builds the string from a
+/// table rather than formatting each byte (which cost about a microsecond per hash).
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

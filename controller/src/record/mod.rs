@@ -366,13 +366,11 @@ pub fn software_version() -> String {
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    journal::hex_bytes(&sha2::Sha256::digest(bytes))
+    journal::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// What the writer thread is asked to do.
 enum WriterMessage {
-    /// Journal and project an event.
-    Event(RecordEvent),
     /// Journal and project these events, in order.
     Events(Vec<RecordEvent>),
     /// Run this once everything sent before it is committed.
@@ -476,14 +474,11 @@ impl Recorder {
         self.failure.lock().map(|f| f.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// A sink for instrument exchanges that records them under `campaign`.
+    /// A sink for instrument exchanges that records them under `campaign`, gathered with every other event (a
+    /// driver's report costs it a push onto the gathered list, and never wakes the writer).
     pub fn exchange_sink(&self, campaign: i64) -> devices::ExchangeSink {
-        let tx = self.tx.clone();
-        Arc::new(move |exchange| {
-            if let Some(tx) = &tx {
-                let _ = tx.send(WriterMessage::Event(RecordEvent::command(campaign, exchange)));
-            }
-        })
+        let recorder = self.clone();
+        Arc::new(move |exchange| recorder.send(RecordEvent::command(campaign, exchange)))
     }
 }
 
@@ -586,10 +581,6 @@ fn write_loop(
         let mut after = Vec::new();
         for message in batch.drain(..) {
             match message {
-                WriterMessage::Event(event) => {
-                    write_event(&mut tail, &mut sql, &event).map_err(|e| fail(format!("{path}: {e}")))?;
-                    written += 1;
-                }
                 WriterMessage::Events(events) => {
                     for event in &events {
                         write_event(&mut tail, &mut sql, event).map_err(|e| fail(format!("{path}: {e}")))?;
@@ -766,6 +757,34 @@ mod tests {
         let report = verify::verify(&path).unwrap();
         assert!(report.is_intact(), "{:?}", report.problems.iter().map(ToString::to_string).collect::<Vec<_>>());
         assert_eq!(report.journal_rows, 3);
+    }
+
+    #[test]
+    fn gathered_events_reach_the_record_in_order_from_every_clone_and_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.db");
+        let mut record = Record::open(&path).unwrap();
+        let ids = record.begin_campaign(&CampaignRow::bench()).unwrap();
+        let (recorder, writer) = record.start_writer();
+        let other = recorder.clone();
+        let sink = recorder.exchange_sink(ids.campaign);
+        // More than one batch, sent alternately from two clones; the last few stay gathered until the clones drop.
+        for n in 0..(HAND_OVER * 2 + 10) {
+            let from = if n % 2 == 0 { &recorder } else { &other };
+            from.send(RecordEvent::say(ids.campaign, n as f64, "info", None, format!("{n}")));
+        }
+        drop((recorder, other, sink));
+        writer.finish().unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let texts: Vec<String> = conn
+            .prepare("SELECT message FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let expected: Vec<String> = (0..(HAND_OVER * 2 + 10)).map(|n| n.to_string()).collect();
+        assert_eq!(texts, expected);
     }
 
     #[test]

@@ -1383,7 +1383,7 @@ pub fn assign_instruments(
             // No plan, or the plan has nothing this instrument can start: its best ready step by the critical path,
             // so a stale plan never leaves an instrument idle while work waits for it. A plan still on time that has
             // the instrument wait for a step due soon is not stale: only a step that ends before then may fill the gap.
-            let gap_ends = due.filter(|&t| planned && t >= now - 1e-6);
+            let gap_ends = due.filter(|&t| t >= now - 1e-6);
             let entries: Vec<ReadyKey> =
                 index.queues.get(inst_entity).map(|q| q.iter().take(32).copied().collect()).unwrap_or_default();
             for key in entries {
