@@ -5,3 +5,4 @@ mod faults;
 mod fuzz;
 mod ron_files;
 mod soak;
+mod tamper;

@@ -4,6 +4,10 @@
 //! breaks it there), the checkpoints (a rewrite of the whole chain after a checkpoint disagrees with it), and the
 //! tables people read (the journal is replayed into a fresh database, and every row of every projected table must
 //! match; an edited, deleted or inserted row is named with its table, key and column).
+//!
+//! A record grows for as long as a lab runs (a week of a busy simulated lab is 130 MiB), so nothing here holds it in
+//! memory: the journal is replayed as it is read, into a temporary database on disk, and each table is compared with
+//! its replay row by row as both are read in key order.
 
 use std::path::Path;
 
@@ -63,6 +67,15 @@ pub fn verify(path: &Path) -> Result<Report, String> {
     let mut problems = Vec::new();
 
     // The chain.
+    // The replay: a private database SQLite keeps in a temporary file and deletes on close, so its size is the disk's
+    // problem, not memory's. It is thrown away, so it needs no rollback journal and no syncing.
+    let mut replay = Connection::open("").map_err(sql)?;
+    replay.pragma_update(None, "journal_mode", "OFF").map_err(sql)?;
+    replay.pragma_update(None, "synchronous", "OFF").map_err(sql)?;
+    replay.pragma_update(None, "foreign_keys", "OFF").map_err(sql)?;
+    Migrations::from_slice(MIGRATIONS).to_latest(&mut replay).map_err(|e| e.to_string())?;
+    let tx = replay.unchecked_transaction().map_err(sql)?;
+    let mut statements = Prepared::new(&replay);
     let mut stmt =
         conn.prepare("SELECT id, campaign_id, at, kind, body, hash FROM journal ORDER BY id").map_err(sql)?;
     let mut rows = stmt.query([]).map_err(sql)?;
@@ -70,7 +83,6 @@ pub fn verify(path: &Path) -> Result<Report, String> {
     let mut expected_id = 1;
     let mut count = 0;
     let mut head = journal::hex(&GENESIS);
-    let mut events = Vec::new();
     let mut chain_ok = true;
     while let Some(r) = rows.next().map_err(sql)? {
         let (id, campaign, at, kind, body, hash): (i64, Option<i64>, Option<f64>, String, String, String) = (
@@ -104,7 +116,13 @@ pub fn verify(path: &Path) -> Result<Report, String> {
         head = hash;
         expected_id = id + 1;
         match serde_json::from_str::<RecordEvent>(&body) {
-            Ok(e) => events.push(e),
+            // Replaying an altered journal would only shift every later row, so the replay stops at the first break
+            // and the tables are then not compared (the broken chain already names the row).
+            // A projection that fails during replay is a difference the comparison below will show.
+            Ok(e) if chain_ok => {
+                let _ = project::apply(&mut statements, &e);
+            }
+            Ok(_) => {}
             Err(e) => problems.push(Problem {
                 table: "journal".into(),
                 row: id.to_string(),
@@ -114,6 +132,8 @@ pub fn verify(path: &Path) -> Result<Report, String> {
     }
     drop(rows);
     drop(stmt);
+    drop(statements);
+    tx.commit().map_err(sql)?;
 
     // The checkpoints.
     let mut stmt = conn.prepare("SELECT id, journal_id, hash FROM checkpoints ORDER BY id").map_err(sql)?;
@@ -139,19 +159,6 @@ pub fn verify(path: &Path) -> Result<Report, String> {
     if !chain_ok || problems.iter().any(|p| p.table == "journal") {
         return Ok(Report { journal_rows: count, head, checkpoints: checkpoints.len(), rows_compared: 0, problems });
     }
-    let mut replay = Connection::open_in_memory().map_err(sql)?;
-    replay.pragma_update(None, "foreign_keys", "OFF").map_err(sql)?;
-    Migrations::from_slice(MIGRATIONS).to_latest(&mut replay).map_err(|e| e.to_string())?;
-    {
-        let tx = replay.transaction().map_err(sql)?;
-        let mut statements = Prepared::new(&tx);
-        for e in &events {
-            // A projection that fails during replay is a difference the comparison below will show.
-            let _ = project::apply(&mut statements, e);
-        }
-        drop(statements);
-        tx.commit().map_err(sql)?;
-    }
     let mut compared = 0;
     for (table, key) in project::PROJECTED {
         compared += compare(&conn, &replay, table, key, &mut problems).map_err(sql)?;
@@ -159,7 +166,8 @@ pub fn verify(path: &Path) -> Result<Report, String> {
     Ok(Report { journal_rows: count, head, checkpoints: checkpoints.len(), rows_compared: compared, problems })
 }
 
-/// Compares a table row by row with its replay; returns how many rows were compared.
+/// Compares a table row by row with its replay, both read in key order; returns how many rows the file holds. At
+/// most five problems are named per table: after the first few, the rest are usually the same edit seen again.
 fn compare(
     file: &Connection,
     replay: &Connection,
@@ -168,82 +176,75 @@ fn compare(
     problems: &mut Vec<Problem>,
 ) -> rusqlite::Result<usize> {
     let q = format!("SELECT * FROM {table} ORDER BY {key}");
-    let columns: Vec<String> = file.prepare(&q)?.column_names().into_iter().map(str::to_owned).collect();
+    let mut file_stmt = file.prepare(&q)?;
+    let mut replay_stmt = replay.prepare(&q)?;
+    let columns: Vec<String> = file_stmt.column_names().into_iter().map(str::to_owned).collect();
+    let n = columns.len();
     let key_columns = key.split(", ").count();
-    let load = |conn: &Connection| -> rusqlite::Result<Vec<Vec<Value>>> {
-        let mut stmt = conn.prepare(&q)?;
-        let n = stmt.column_count();
-        stmt.query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect())?.collect()
+    let mut file_rows = file_stmt.query([])?;
+    let mut replay_rows = replay_stmt.query([])?;
+    let read = |rows: &mut rusqlite::Rows<'_>| -> rusqlite::Result<Option<Vec<Value>>> {
+        rows.next()?.map(|r| (0..n).map(|i| r.get::<_, Value>(i)).collect()).transpose()
     };
-    let (a, b) = (load(file)?, load(replay)?);
     let key_of = |row: &[Value]| row[..key_columns].iter().map(show).collect::<Vec<_>>().join(", ");
     let before = problems.len();
-    let (mut i, mut j) = (0, 0);
-    while (i < a.len() || j < b.len()) && problems.len() < before + 5 {
-        let ka = a.get(i).map(|r| key_of(r));
-        let kb = b.get(j).map(|r| key_of(r));
-        match (ka, kb) {
-            (Some(x), Some(y)) if x == y => {
-                for (c, name) in columns.iter().enumerate() {
-                    if !same(&a[i][c], &b[j][c]) {
-                        problems.push(Problem {
-                            table: table.to_owned(),
-                            row: x.clone(),
-                            what: format!(
-                                "column `{name}` is {} in the file, {} according to the journal: edited",
-                                show(&a[i][c]),
-                                show(&b[j][c])
+    let mut say = |row: String, what: String| {
+        if problems.len() < before + 5 {
+            problems.push(Problem { table: table.to_owned(), row, what });
+        }
+    };
+    let mut in_file = 0;
+    let (mut a, mut b) = (read(&mut file_rows)?, read(&mut replay_rows)?);
+    loop {
+        match (&a, &b) {
+            (Some(x), Some(y)) => match order(&x[..key_columns], &y[..key_columns]) {
+                std::cmp::Ordering::Equal => {
+                    if let Some(c) = (0..n).find(|&c| !same(&x[c], &y[c])) {
+                        say(
+                            key_of(x),
+                            format!(
+                                "column `{}` is {} in the file, {} according to the journal: edited",
+                                columns[c],
+                                show(&x[c]),
+                                show(&y[c])
                             ),
-                        });
-                        break;
+                        );
                     }
+                    in_file += 1;
+                    a = read(&mut file_rows)?;
+                    b = read(&mut replay_rows)?;
                 }
-                i += 1;
-                j += 1;
-            }
-            (Some(x), Some(y)) if order(&a[i][..key_columns], &b[j][..key_columns]) == std::cmp::Ordering::Less => {
-                let _ = y;
-                problems.push(Problem {
-                    table: table.to_owned(),
-                    row: x,
-                    what: "is not in the journal: inserted".into(),
-                });
-                i += 1;
-            }
-            (Some(_), Some(y)) => {
-                problems.push(Problem {
-                    table: table.to_owned(),
-                    row: y,
-                    what: "is in the journal but not in the file: deleted".into(),
-                });
-                j += 1;
-            }
+                std::cmp::Ordering::Less => {
+                    say(key_of(x), "is not in the journal: inserted".into());
+                    in_file += 1;
+                    a = read(&mut file_rows)?;
+                }
+                std::cmp::Ordering::Greater => {
+                    say(key_of(y), "is in the journal but not in the file: deleted".into());
+                    b = read(&mut replay_rows)?;
+                }
+            },
             (Some(x), None) => {
-                problems.push(Problem {
-                    table: table.to_owned(),
-                    row: x,
-                    what: "is not in the journal: inserted".into(),
-                });
-                i += 1;
+                say(key_of(x), "is not in the journal: inserted".into());
+                in_file += 1;
+                a = read(&mut file_rows)?;
             }
             (None, Some(y)) => {
-                problems.push(Problem {
-                    table: table.to_owned(),
-                    row: y,
-                    what: "is in the journal but not in the file: deleted".into(),
-                });
-                j += 1;
+                say(key_of(y), "is in the journal but not in the file: deleted".into());
+                b = read(&mut replay_rows)?;
             }
             (None, None) => break,
         }
     }
-    Ok(a.len())
+    Ok(in_file)
 }
 
 fn order(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
     for (x, y) in a.iter().zip(b) {
         let o = match (x, y) {
             (Value::Integer(p), Value::Integer(q)) => p.cmp(q),
+            // SQLite's `ORDER BY` on text compares bytes, as `str` does.
+            (Value::Text(p), Value::Text(q)) => p.cmp(q),
             _ => show(x).cmp(&show(y)),
         };
         if o != std::cmp::Ordering::Equal {
