@@ -219,3 +219,62 @@ fn a_missing_hotplate_port_leaves_the_others_working() {
     let used: Vec<String> = query(&conn, "SELECT DISTINCT instrument FROM steps WHERE op = 'Heat' ORDER BY 1");
     assert!(!used.contains(&"hotplate_2".to_owned()), "{used:?}");
 }
+
+/// `lab export` writes the experiment table a notebook reads: one row per experiment with its parameters, outputs,
+/// objective and status, the same in CSV and Parquet, and the same as the record says.
+#[test]
+fn the_experiment_table_exports_to_csv_and_parquet() {
+    use controller::record::export::{Format, export};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+
+    let (t, _) = campaign();
+    let conn = t.record();
+    // The record's own account: each experiment's sequence number, objective and first parameter, in order.
+    let expected: Vec<(i64, Option<f64>, f64)> = conn
+        .prepare(
+            "SELECT e.seq, e.objective, (SELECT value FROM parameters p WHERE p.experiment_id = e.id ORDER BY name LIMIT 1)
+             FROM experiments e ORDER BY e.seq",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(expected.len(), 12);
+    let first_parameter: String = conn.query_row("SELECT min(name) FROM parameters", [], |r| r.get(0)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("experiments.csv");
+    assert_eq!(export(&t.db, None, Format::Csv, &csv).unwrap(), 12);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name}: {header:?}"));
+    let (seq, objective, parameter, status) =
+        (column("seq"), column("objective"), column(&format!("param.{first_parameter}")), column("status"));
+    assert!(header.iter().any(|h| h.starts_with("output.")), "outputs are columns: {header:?}");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 12);
+    for (row, (s, o, p)) in rows.iter().zip(&expected) {
+        assert_eq!(row[seq].parse::<i64>().unwrap(), *s);
+        assert_eq!(row[objective].parse::<f64>().ok(), *o);
+        assert_eq!(row[parameter].parse::<f64>().unwrap(), *p);
+        assert!(["succeeded", "failed"].contains(&row[status]), "{row:?}");
+    }
+
+    let pq = dir.path().join("experiments.parquet");
+    assert_eq!(export(&t.db, None, Format::Parquet, &pq).unwrap(), 12);
+    let reader = SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 12);
+    let names: Vec<String> =
+        reader.metadata().file_metadata().schema_descr().columns().iter().map(|c| c.name().to_owned()).collect();
+    assert_eq!(names, header, "the Parquet file has the CSV's columns");
+    let rows: Vec<parquet::record::Row> = reader.get_row_iter(None).unwrap().map(Result::unwrap).collect();
+    for (row, (s, o, p)) in rows.iter().zip(&expected) {
+        let field = |i: usize| row.get_column_iter().nth(i).unwrap().1;
+        assert_eq!(field(seq), &Field::Long(*s));
+        assert_eq!(field(objective), &o.map_or(Field::Null, Field::Double));
+        assert_eq!(field(parameter), &Field::Double(*p));
+    }
+}

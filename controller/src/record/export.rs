@@ -3,7 +3,7 @@
 //! One row per experiment, with one column per parameter and per measured output (named `param.<name>` and
 //! `output.<name>` so they never collide with the fixed columns), the objective, the status and the times.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -69,30 +69,54 @@ pub fn read(conn: &Connection, campaign: Option<i64>) -> rusqlite::Result<Table>
     let outputs = names(&format!(
         "SELECT DISTINCT m.name FROM measurements m JOIN experiments e ON e.id = m.experiment_id {filter}"
     ))?;
+    // Values come from their tables, not from the view's JSON columns: SQLite writes reals into JSON with 15
+    // significant digits, and an export must give back exactly what was recorded.
+    let values = |sql: &str, names: &[String]| -> rusqlite::Result<HashMap<i64, Vec<Option<f64>>>> {
+        let mut out: HashMap<i64, Vec<Option<f64>>> = HashMap::new();
+        let mut stmt = conn.prepare(sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (experiment, name, value): (i64, String, Option<f64>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            if let Some(i) = names.iter().position(|n| *n == name) {
+                out.entry(experiment).or_insert_with(|| vec![None; names.len()])[i] = value;
+            }
+        }
+        Ok(out)
+    };
+    let parameter_values = values(
+        &format!(
+            "SELECT p.experiment_id, p.name, p.value FROM parameters p JOIN experiments e ON e.id = p.experiment_id
+             {filter}"
+        ),
+        &parameters,
+    )?;
+    // A repeated reading of an output: the last one counts, as in the view.
+    let output_values = values(
+        &format!(
+            "SELECT m.experiment_id, m.name, m.value FROM measurements m JOIN experiments e ON e.id = m.experiment_id
+             {filter} ORDER BY m.id"
+        ),
+        &outputs,
+    )?;
     let mut stmt = conn.prepare(&format!(
-        "SELECT experiment_id, campaign_id, campaign, seq, status, parameters, outputs, objective, started_at,
-             finished_at, error FROM experiment_view {filter} ORDER BY campaign_id, seq"
+        "SELECT experiment_id, campaign_id, campaign, seq, status, objective, started_at, finished_at, error
+         FROM experiment_view {filter} ORDER BY campaign_id, seq"
     ))?;
     let rows = stmt
         .query_map([], |r| {
-            let params: Option<String> = r.get(5)?;
-            let outs: Option<String> = r.get(6)?;
-            let pick = |json: &Option<String>, names: &[String]| -> Vec<Option<f64>> {
-                let v: serde_json::Value =
-                    json.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
-                names.iter().map(|n| v.get(n).and_then(serde_json::Value::as_f64)).collect()
-            };
+            let id: i64 = r.get(0)?;
+            let pick = |m: &HashMap<i64, Vec<Option<f64>>>, n: usize| m.get(&id).cloned().unwrap_or(vec![None; n]);
             Ok(Row {
                 campaign: r.get(1)?,
                 campaign_name: r.get(2)?,
                 seq: r.get(3)?,
                 status: r.get(4)?,
-                parameters: pick(&params, &parameters),
-                outputs: pick(&outs, &outputs),
-                objective: r.get(7)?,
-                started_at: r.get(8)?,
-                finished_at: r.get(9)?,
-                error: r.get(10)?,
+                parameters: pick(&parameter_values, parameters.len()),
+                outputs: pick(&output_values, outputs.len()),
+                objective: r.get(5)?,
+                started_at: r.get(6)?,
+                finished_at: r.get(7)?,
+                error: r.get(8)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
