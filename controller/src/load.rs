@@ -181,7 +181,8 @@ pub fn load_campaign_inputs(campaign_path: &Path, lab_override: Option<&Path>) -
 }
 
 /// The text of `lab`'s file with each simulated instrument's `port: Simulated` replaced by
-/// `port: Simulator("<path>")`, for simulators already running at `ports`.
+/// `port: Simulator("<path>")`, for simulators already running at `ports`. An instrument's `faults` are left out:
+/// the simulator behind the port injects them, and a lab file refuses faults on any port it does not simulate itself.
 pub fn with_simulator_ports(lab: &devices::Lab, ports: &std::collections::BTreeMap<String, String>) -> String {
     use protocols::source::{Seg, index};
     let text = &lab.source.text;
@@ -193,8 +194,14 @@ pub fn with_simulator_ports(lab: &devices::Lab, ports: &std::collections::BTreeM
         .filter_map(|i| {
             let path = ports.get(&i.name)?;
             let node = tree.get(&[Seg::Field("instruments"), Seg::Key(&i.name), Seg::Field("port")])?;
-            Some((node.span.clone(), format!("Simulator({path:?})")))
+            let faults = tree
+                .get(&[Seg::Field("instruments"), Seg::Key(&i.name), Seg::Field("faults")])
+                .and_then(|f| field_line(text, "faults", f.span.clone()))
+                .map(|range| (range, String::new()));
+            Some([Some((node.span.clone(), format!("Simulator({path:?})"))), faults])
         })
+        .flatten()
+        .flatten()
         .collect();
     edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
     let mut out = text.clone();
@@ -202,4 +209,23 @@ pub fn with_simulator_ports(lab: &devices::Lab, ports: &std::collections::BTreeM
         out.replace_range(range, &replacement);
     }
     out
+}
+
+/// The text of the field `key: <value>` whose value spans `value`, with its comma, and with its whole line when it has
+/// the line to itself.
+fn field_line(text: &str, key: &str, value: std::ops::Range<usize>) -> Option<std::ops::Range<usize>> {
+    let head = text[..value.start].trim_end().strip_suffix(':')?.trim_end().strip_suffix(key)?;
+    let mut start = head.len();
+    let mut end = value.end;
+    let rest = &text[end..];
+    let after_blanks = rest.trim_start_matches([' ', '\t']);
+    if after_blanks.starts_with(',') {
+        end += rest.len() - after_blanks.len() + 1;
+    }
+    let indent = text[..start].trim_end_matches([' ', '\t']);
+    if indent.ends_with('\n') && text[end..].starts_with('\n') {
+        start = indent.len();
+        end += 1;
+    }
+    Some(start..end)
 }

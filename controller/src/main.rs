@@ -234,6 +234,10 @@ enum Command {
         /// Lab seconds per wall second (simulated labs only); default: the campaign's.
         #[arg(long)]
         time_scale: Option<f64>,
+        /// Steps left in doubt by the stop are never repeated; once their instrument is reconciled, `fail` fails
+        /// their experiments (unattended labs), `wait` waits for an operator's `lab confirm`.
+        #[arg(long, default_value = "fail", value_parser = ["fail", "wait"])]
+        unknown: String,
     },
     /// Ask the running campaign to stop now, with every instrument in its safe state.
     ///
@@ -467,30 +471,33 @@ fn main() -> ExitCode {
         }
         Command::Export { db, campaign, format, out } => export_command(&db, campaign, &format, &out),
         Command::Pause(a) => operator_command(&a, OperatorAction::Pause),
-        Command::Resume { who, campaign, lab, time_scale } => match controller::record::Record::open(&who.db) {
-            Err(controller::record::RecordError::Locked { .. }) => operator_command(&who, OperatorAction::Resume),
-            Err(e) => {
-                eprintln!("lab: {e}");
-                exit_code::CANNOT_RUN
-            }
-            Ok(record) => {
-                drop(record);
-                let mut opts = CampaignOptions::new(PathBuf::new(), who.db.clone());
-                opts.time_scale = time_scale;
-                opts.progress = !quiet;
-                let resume = controller::run::ResumeOptions { db: who.db.clone(), campaign, lab };
-                match controller::run::resume_campaign(&resume, &opts) {
-                    Ok(summary) => {
-                        print_summary(&summary);
-                        if summary.status == "aborted" { exit_code::ABORTED } else { exit_code::OK }
-                    }
-                    Err(e) => {
-                        eprintln!("lab: {e}");
-                        exit_code::CANNOT_RUN
+        Command::Resume { who, campaign, lab, time_scale, unknown } => {
+            match controller::record::Record::open(&who.db) {
+                Err(controller::record::RecordError::Locked { .. }) => operator_command(&who, OperatorAction::Resume),
+                Err(e) => {
+                    eprintln!("lab: {e}");
+                    exit_code::CANNOT_RUN
+                }
+                Ok(record) => {
+                    drop(record);
+                    let mut opts = CampaignOptions::new(PathBuf::new(), who.db.clone());
+                    opts.time_scale = time_scale;
+                    opts.progress = !quiet;
+                    opts.unknown = if unknown == "wait" { UnknownPolicy::Wait } else { UnknownPolicy::Fail };
+                    let resume = controller::run::ResumeOptions { db: who.db.clone(), campaign, lab };
+                    match controller::run::resume_campaign(&resume, &opts) {
+                        Ok(summary) => {
+                            print_summary(&summary);
+                            if summary.status == "aborted" { exit_code::ABORTED } else { exit_code::OK }
+                        }
+                        Err(e) => {
+                            eprintln!("lab: {e}");
+                            exit_code::CANNOT_RUN
+                        }
                     }
                 }
             }
-        },
+        }
         Command::Abort(a) => operator_command(&a, OperatorAction::Abort),
         Command::Confirm { step, done, not_done, failed, vessel_at, who } => {
             let verdict = match (done, not_done, failed) {

@@ -645,6 +645,13 @@ fn finish_record(recorder: &Recorder, campaign: i64, at: f64, status: &str, note
     recorder.flush();
 }
 
+/// How many times an instrument is asked who it is before it counts as offline.
+const IDENTIFY_ATTEMPTS: u32 = 3;
+
+/// How long a port is left before it is reopened to ask again: longer than any reply a working instrument keeps
+/// waiting.
+const IDENTIFY_SETTLE: Duration = Duration::from_millis(500);
+
 /// Opens, identifies and initializes every instrument, all at once.
 async fn connect_all(
     lab: &Lab,
@@ -671,17 +678,45 @@ async fn connect_all(
             };
             let mut identity = None;
             let result = async {
-                // The driver's link reopens `path` itself, with the lab file's backoff, if the port disappears.
-                let mut inst =
-                    devices::drivers::connect(&spec, &deck, &path, clock.clone(), sink).map_err(|e| e.to_string())?;
                 if !spec.port.is_simulated() && clock.scale() != 1.0 {
                     return Err(format!(
                         "a real instrument cannot run in accelerated time ({}x); run this lab at time scale 1",
                         clock.scale()
                     ));
                 }
-                let id = inst.identify().await.map_err(|e| e.to_string())?;
-                identity = Some(id);
+                let mut attempt = 1;
+                let mut inst = loop {
+                    // The driver's link reopens `path` itself, with the lab file's backoff, if the port disappears.
+                    let mut inst = devices::drivers::connect(&spec, &deck, &path, clock.clone(), Arc::clone(&sink))
+                        .map_err(|e| e.to_string())?;
+                    match inst.identify().await {
+                        Ok(id) => {
+                            identity = Some(id);
+                            break inst;
+                        }
+                        // A controller that stopped mid-command can leave its instrument's answer still on its way
+                        // (a slow instrument answers after the new link has drained the port), and the identity
+                        // request then reads that answer. Asking who an instrument is moves nothing, so it is asked
+                        // again on a freshly opened port once the answer has had time to arrive.
+                        Err(e) if attempt < IDENTIFY_ATTEMPTS => {
+                            recorder.send(RecordEvent::say(
+                                campaign,
+                                clock.now(),
+                                "warning",
+                                Some(&name),
+                                format!(
+                                    "{name} did not identify itself ({e}); asking again on a reopened port \
+                                     (attempt {} of {IDENTIFY_ATTEMPTS})",
+                                    attempt + 1
+                                ),
+                            ));
+                            drop(inst);
+                            tokio::time::sleep(IDENTIFY_SETTLE).await;
+                            attempt += 1;
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                };
                 inst.initialize().await.map_err(|e| e.to_string())?;
                 Ok::<_, String>(inst)
             }

@@ -41,9 +41,14 @@ struct Bench {
 impl Bench {
     /// Starts the simulators of the demo lab in their own process, writing their ledger when stopped.
     fn start(budget: usize) -> Bench {
+        Bench::start_with(budget, |lab| lab)
+    }
+
+    /// [`Bench::start`] on the demo lab as `edit` changes it.
+    fn start_with(budget: usize, edit: impl FnOnce(String) -> String) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let ledger = dir.path().join("ledger.ron");
-        let lab = std::fs::read_to_string(repo().join("devices/labs/sim.lab.ron")).unwrap().replace(
+        let lab = edit(std::fs::read_to_string(repo().join("devices/labs/sim.lab.ron")).unwrap()).replace(
             "simulation: (seed: 7, time_scale: 400)",
             &format!("simulation: (seed: 7, time_scale: 1000, ledger: {:?})", ledger.display().to_string()),
         );
@@ -80,12 +85,18 @@ impl Bench {
 
     /// Starts the controller: the campaign the first time, `lab resume` after.
     fn controller(&self, first: bool) -> Child {
+        self.controller_with(first, &[])
+    }
+
+    /// [`Bench::controller`] with more arguments.
+    fn controller_with(&self, first: bool, more: &[&str]) -> Child {
         let mut cmd = Command::new(LAB);
         if first {
             cmd.args(["campaign", "c.campaign.ron", "--db", "lab.db", "-q"]);
         } else {
             cmd.args(["resume", "--db", "lab.db", "-q"]);
         }
+        cmd.args(more);
         // With `LAB_CRASH_KEEP`, what each controller said goes to `controllers.log` beside the record.
         let stderr = if std::env::var_os("LAB_CRASH_KEEP").is_some() {
             let log = std::fs::OpenOptions::new()
@@ -242,4 +253,145 @@ fn longer_crash_rounds_when_asked() {
     for seed in seeds {
         crash_rounds(rounds, (rounds * 4).clamp(10, 48), seed);
     }
+}
+
+/// Polls `query` (one integer or NULL) on the record until it gives a value, for at most `bound`.
+fn wait_for(db: &Path, query: &str, bound: Duration) -> Option<i64> {
+    let t0 = Instant::now();
+    while t0.elapsed() < bound {
+        if let Ok(conn) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            && let Ok(Some(v)) = conn.query_row(query, [], |r| r.get::<_, Option<i64>>(0))
+        {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// The technician's path through a dispense left in doubt: the controller dies while pump B dispenses, `lab resume
+/// --unknown wait` reconciles the pump and holds the step for a person, `lab confirm --failed` (written to the
+/// record from another process) settles it, and the campaign finishes its budget with the step failed, the reason
+/// recorded, the request marked handled and the journal intact. Pump B answers slowly (150 ms a reply), so a
+/// dispense lasts long enough to be caught in the act.
+#[test]
+fn an_operator_settles_a_dispense_left_in_doubt() {
+    let bench = Bench::start_with(8, |lab| {
+        let pump_b = "reservoir: \"B\"),\n            port: Simulated,";
+        assert!(lab.contains(pump_b), "the demo lab's pump_b changed; update this test");
+        lab.replace(pump_b, &format!("{pump_b}\n            faults: (latency: Fixed(\"150 ms\")),"))
+    });
+    let db = bench.db();
+    let mut first = bench.controller(true);
+    let step = wait_for(
+        &db,
+        "SELECT min(id) FROM steps WHERE op = 'Dispense' AND instrument = 'pump_b' AND status = 'running'",
+        Duration::from_secs(60),
+    )
+    .expect("pump_b started a dispense");
+    first.kill().unwrap();
+    let _ = first.wait();
+
+    let mut resumed = bench.controller_with(false, &["--unknown", "wait"]);
+    let unknown = wait_for(
+        &db,
+        &format!("SELECT id FROM steps WHERE id = {step} AND status = 'unknown'"),
+        Duration::from_secs(60),
+    );
+    if unknown != Some(step) {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let events: Vec<String> = conn
+            .prepare("SELECT status || ' ' || coalesce(detail, '') FROM step_events WHERE step_id = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([step], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let log = std::fs::read_to_string(bench.dir.path().join("controllers.log")).unwrap_or_default();
+        panic!("step {step} did not wait for a person: {events:#?}\ncontrollers (with LAB_CRASH_KEEP=1):\n{log}");
+    }
+    // The technician settles every step the controller holds for a person (the kill may have caught pump A's
+    // dispense into the same vial too), as `lab status` lists them, until the campaign ends.
+    let mut confirmed = std::collections::BTreeSet::new();
+    let t0 = Instant::now();
+    while resumed.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(120) {
+            let status = Command::new(LAB).args(["status", "--db", "lab.db"]).current_dir(bench.dir.path()).output();
+            let log = std::fs::read_to_string(bench.dir.path().join("controllers.log")).unwrap_or_default();
+            let _ = resumed.kill();
+            panic!(
+                "the resumed campaign did not finish:\n{}\ncontrollers (with LAB_CRASH_KEEP=1):\n{log}",
+                status.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+            );
+        }
+        let waiting: Vec<i64> = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.prepare("SELECT id FROM steps WHERE status = 'unknown'")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<i64>, _>>()
+            })
+            .unwrap_or_default();
+        for id in waiting {
+            if !confirmed.insert(id) {
+                continue;
+            }
+            let confirm = Command::new(LAB)
+                .args(["confirm", &id.to_string(), "--failed", "--db", "lab.db"])
+                .args(["--by", "A. Technician", "--reason", "vial checked: half dispensed"])
+                .current_dir(bench.dir.path())
+                .output()
+                .unwrap();
+            assert!(confirm.status.success(), "{}", String::from_utf8_lossy(&confirm.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(confirmed.contains(&step), "{confirmed:?}");
+    let (dir, ledger) = bench.stop();
+
+    let report = controller::record::verify::verify(&db).unwrap();
+    assert!(report.is_intact(), "{:#?}", report.problems);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (status, error, experiment): (String, String, String) = conn
+        .query_row(
+            "SELECT s.status, s.error, e.status FROM steps s JOIN experiments e ON e.id = s.experiment_id WHERE s.id = ?1",
+            [step],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), experiment.as_str()), ("failed", "failed"));
+    assert!(error.contains("confirmed failed by A. Technician (vial checked: half dispensed)"), "{error}");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let settled = confirmed.len() as i64;
+    assert_eq!(
+        count("SELECT count(*) FROM operator_requests WHERE action = 'confirm' AND handled_at IS NOT NULL"),
+        settled,
+        "every request is marked handled"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM steps WHERE status = 'failed' AND error LIKE 'confirmed failed by A. Technician%'"),
+        settled,
+        "every confirmed step failed, with who said so"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM journal WHERE kind = 'RequestHandled' AND body LIKE '%A. Technician%'"),
+        settled,
+        "the journal keeps who asked and why"
+    );
+    let (campaign, experiments): (String, i64) = conn
+        .query_row("SELECT status, (SELECT count(*) FROM experiments) FROM campaigns", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((campaign.as_str(), experiments), ("finished", 8));
+    // The dispense in doubt was never repeated: no vessel received reservoir B twice.
+    let mut b: HashMap<usize, usize> = HashMap::new();
+    for e in &ledger.ledger {
+        if let Event::Dispensed { reservoir, vessel, .. } = &e.event
+            && reservoir == "B"
+        {
+            *b.entry(*vessel).or_default() += 1;
+        }
+    }
+    assert!(b.values().all(|n| *n == 1), "reservoir B dispensed twice into one vessel: {b:?}");
+    drop(dir);
 }
