@@ -502,7 +502,8 @@ pub fn learn_suite(options: &LearnOptions, clock: &dyn Fn() -> Instant) -> Learn
     report
 }
 
-fn sci(v: f64) -> String {
+/// A figure as the benchmark tables print it: three decimals in the middle range, scientific notation outside it.
+pub fn sci(v: f64) -> String {
     if !v.is_finite() {
         return format!("{v}");
     }
