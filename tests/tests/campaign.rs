@@ -278,3 +278,35 @@ fn the_experiment_table_exports_to_csv_and_parquet() {
         assert_eq!(field(parameter), &Field::Double(*p));
     }
 }
+
+/// The schema is a public interface: every query `docs/record.md` offers a scientist runs on a real record, and the
+/// views give one row per experiment, per step and per command without joins.
+#[test]
+fn the_documented_queries_and_views_answer_on_a_real_record() {
+    let (t, _) = campaign();
+    let conn = t.record();
+    let doc = std::fs::read_to_string(tests::repo_root().join("docs/record.md")).unwrap();
+    let mut blocks = 0;
+    for block in doc.split("```sql").skip(1) {
+        let sql = block.split("```").next().unwrap();
+        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let mut stmt = conn.prepare(statement).unwrap_or_else(|e| panic!("docs/record.md: {e}\nin:\n{statement}"));
+            let n = stmt.column_count();
+            let mut rows = stmt.query([]).unwrap();
+            while let Some(row) = rows.next().unwrap_or_else(|e| panic!("docs/record.md: {e}\nin:\n{statement}")) {
+                for i in 0..n {
+                    let _: rusqlite::types::Value = row.get(i).unwrap();
+                }
+            }
+        }
+        blocks += 1;
+    }
+    assert!(blocks >= 8, "docs/record.md has its queries ({blocks} found)");
+
+    let one = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(one("SELECT count(*) FROM experiment_view"), 12);
+    assert_eq!(one("SELECT count(*) FROM experiment_view WHERE json_extract(parameters, '$.temperature') IS NULL"), 0);
+    assert_eq!(one("SELECT count(*) FROM step_timeline"), one("SELECT count(*) FROM steps"));
+    assert_eq!(one("SELECT count(*) FROM command_log"), one("SELECT count(*) FROM commands"));
+    assert!(one("SELECT count(*) FROM command_log WHERE experiment IS NOT NULL AND latency >= 0") > 0);
+}
