@@ -264,6 +264,16 @@ enum Command {
         #[command(flatten)]
         who: OperatorArgs,
     },
+    /// Say that a deck place the controller keeps blocked is empty: a vessel whose whereabouts it lost (a transfer in
+    /// doubt, a vial that could not be carried back) blocks every place it may stand at until a person has looked.
+    ///
+    /// Example: lab clear dispense --by "A. Technician" --reason "vial of #7 removed to the bench"
+    Clear {
+        /// The deck position, as named in the lab file and in the warning that blocked it (`lab status` shows it).
+        place: String,
+        #[command(flatten)]
+        who: OperatorArgs,
+    },
     /// Benchmarks of the scheduler and the proposers.
     ///
     /// Example: lab bench schedule --generated 3
@@ -511,6 +521,7 @@ fn main() -> ExitCode {
             };
             operator_command(&who, OperatorAction::Confirm { step, verdict, place: vessel_at })
         }
+        Command::Clear { place, who } => operator_command(&who, OperatorAction::Clear { place }),
         Command::Bench {
             command: BenchCommand::Schedule { workload, best_known, generated, noise_seeds, planner_seeds },
         } => bench_schedule(&workload, &best_known, generated, noise_seeds, planner_seeds),
@@ -959,7 +970,24 @@ fn sim_command(path: &Path, lab_out: Option<&Path>) -> u8 {
                 return exit_code::CANNOT_RUN;
             }
         }
+        // A rehearsal's hands: `remove PLACE` on standard input takes whatever vessel stands there off the simulated
+        // deck, as a technician clearing a place does (then `lab clear PLACE` tells the controller).
+        let bench = sims.bench().clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                match line.split_whitespace().collect::<Vec<_>>()[..] {
+                    ["remove", place] => match bench.remove_at(place) {
+                        Some(v) => println!("vessel {v} taken off the deck at `{place}`"),
+                        None => println!("no vessel stands at `{place}`"),
+                    },
+                    [] => {}
+                    _ => eprintln!("lab sim: `{line}` not understood; `remove PLACE` takes the vessel at PLACE away"),
+                }
+            }
+        });
         println!("simulators of lab `{}` (time scale {}x); Ctrl-C stops them", lab.name, lab.simulation.time_scale);
+        println!("type `remove PLACE` to take the vessel standing at a deck place away by hand");
         println!("{:<12} {:<14} {:<14} port", "instrument", "driver", "line");
         for spec in &lab.instruments {
             if let Some(port) = sims.ports.get(&spec.name) {

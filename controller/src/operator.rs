@@ -1,9 +1,10 @@
-//! Operators' requests to a campaign: pause, resume, abort, and verdicts on steps whose outcome is unknown.
+//! Operators' requests to a campaign: pause, resume, abort, verdicts on steps whose outcome is unknown, and deck
+//! places cleared by hand.
 //!
-//! A request is a row in `operator_requests`, written by `lab pause`, `lab resume`, `lab abort` or `lab confirm`
-//! from any terminal with the database's path. The running controller polls the table, carries the request out,
-//! and records in the journal who asked, why, and what it did. Requests that arrive while no controller runs are
-//! carried out when the campaign resumes.
+//! A request is a row in `operator_requests`, written by `lab pause`, `lab resume`, `lab abort`, `lab confirm` or
+//! `lab clear` from any terminal with the database's path. The running controller polls the table, carries the
+//! request out, and records in the journal who asked, why, and what it did. Requests that arrive while no controller
+//! runs are carried out when the campaign resumes.
 
 use std::path::Path;
 
@@ -42,6 +43,10 @@ pub fn pending(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<Operato
                 (Some(step), Some(verdict)) => OperatorAction::Confirm { step, verdict, place },
                 _ => continue,
             },
+            "clear" => match place {
+                Some(place) => OperatorAction::Clear { place },
+                None => continue,
+            },
             _ => continue,
         };
         out.push(OperatorRequest { id: Some(id), action, who, reason });
@@ -75,6 +80,7 @@ pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> R
         OperatorAction::Confirm { step, verdict, place } => {
             ("confirm", Some(*step), Some(verdict.name()), place.clone())
         }
+        OperatorAction::Clear { place } => ("clear", None, None, Some(place.clone())),
     };
     conn.execute(
         "INSERT INTO operator_requests (made_at, campaign_id, action, step_id, verdict, place, who, reason)

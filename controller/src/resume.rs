@@ -600,7 +600,7 @@ pub fn apply(
     }
     queue.apply(world);
     // Vessels concluded experiments left on the deck keep their places: nothing may be put where a vessel may stand.
-    // The places stay blocked for the rest of the campaign (an entity that is no experiment holds them), and a
+    // The places stay blocked until a person clears them (an entity that is no experiment holds them), and a
     // transfer that was under way is settled as failed, never repeated.
     for left in &r.left_on_deck {
         if let ([place], []) = (&left.places[..], &left.in_doubt[..]) {
@@ -638,8 +638,8 @@ pub fn apply(
                 "warning",
                 None,
                 format!(
-                    "the vessel of experiment #{} may still stand at {}; {} blocked for the rest of this campaign \
-                     (clear the deck by hand before the next one)",
+                    "the vessel of experiment #{} may still stand at {}; {} blocked until someone looks, removes it \
+                     and runs `lab clear PLACE` for each",
                     left.seq,
                     left.places.join(" or "),
                     if left.places.len() == 1 { "that place stays" } else { "those places stay" },

@@ -36,6 +36,8 @@ impl Lcg {
 struct Bench {
     dir: tempfile::TempDir,
     sim: Child,
+    /// The simulators' standard input: `remove PLACE` takes a vessel off the simulated deck by hand.
+    hands: std::sync::Mutex<Option<std::process::ChildStdin>>,
 }
 
 impl Bench {
@@ -55,9 +57,10 @@ impl Bench {
         assert!(lab.contains("ledger:"), "the demo lab's simulation line changed; update this test");
         std::fs::write(dir.path().join("base.lab.ron"), lab).unwrap();
         let out = dir.path().join("ext.lab.ron");
-        let sim = Command::new(LAB)
+        let mut sim = Command::new(LAB)
             .args(["sim", "base.lab.ron", "--lab-out", "ext.lab.ron"])
             .current_dir(dir.path())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -76,7 +79,17 @@ impl Bench {
             .replace("\"../../devices/labs/sim.lab.ron\"", &format!("{:?}", out.display().to_string()))
             .replace("budget: 24", &format!("budget: {budget}"));
         std::fs::write(dir.path().join("c.campaign.ron"), campaign).unwrap();
-        Bench { dir, sim }
+        let hands = std::sync::Mutex::new(sim.stdin.take());
+        Bench { dir, sim, hands }
+    }
+
+    /// Takes whatever vessel stands at deck place `place` off the simulated deck, as a person would.
+    fn remove(&self, place: &str) {
+        use std::io::Write;
+        let mut hands = self.hands.lock().unwrap();
+        let stdin = hands.as_mut().expect("the simulators' standard input");
+        writeln!(stdin, "remove {place}").unwrap();
+        stdin.flush().unwrap();
     }
 
     fn db(&self) -> PathBuf {
@@ -269,6 +282,86 @@ fn wait_for(db: &Path, query: &str, bound: Duration) -> Option<i64> {
     None
 }
 
+/// An eight-experiment demo campaign whose instrument (the lab file's text `instrument`, ending at its `port` line)
+/// answers every command after `latency`, so its steps last long enough to be caught; its controller is killed as
+/// soon as `running` (a query for one step id) finds a step in the act. Returns the bench and that step.
+fn killed_during(instrument: &str, latency: &str, running: &str) -> (Bench, i64) {
+    let bench = Bench::start_with(8, |lab| {
+        assert!(lab.contains(instrument), "the demo lab changed at {instrument:?}; update this test");
+        lab.replace(instrument, &format!("{instrument}\n            faults: (latency: Fixed({latency:?})),"))
+    });
+    let mut first = bench.controller(true);
+    let step = wait_for(&bench.db(), running, Duration::from_secs(60)).expect("the step to interrupt started");
+    first.kill().unwrap();
+    let _ = first.wait();
+    (bench, step)
+}
+
+/// What the technician does while a resumed campaign runs with `--unknown wait`, until it ends: every step the
+/// controller holds for a person is settled with `lab confirm ID --failed`, and, with `clear`, every deck place a
+/// warning says is blocked by a lost vessel is emptied by hand on the simulated deck and then cleared with `lab clear
+/// PLACE`. Returns the steps confirmed and the places cleared.
+fn attend(
+    bench: &Bench,
+    resumed: &mut Child,
+    clear: bool,
+) -> (std::collections::BTreeSet<i64>, std::collections::BTreeSet<String>) {
+    let db = bench.db();
+    let mut confirmed = std::collections::BTreeSet::new();
+    let mut cleared = std::collections::BTreeSet::new();
+    // The deck's places, from the lab file's `positions` (lines like `"dispense": (x: …`).
+    let lab = std::fs::read_to_string(bench.dir.path().join("base.lab.ron")).unwrap();
+    let positions: Vec<&str> =
+        lab.lines().filter(|l| l.contains("\": (x:")).filter_map(|l| l.trim().split('"').nth(1)).collect();
+    let operator = |args: &[&str]| {
+        let out = Command::new(LAB)
+            .args(args)
+            .args(["--db", "lab.db", "--by", "A. Technician", "--reason", "vial checked: half dispensed"])
+            .current_dir(bench.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lab {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let t0 = Instant::now();
+    while resumed.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(120) {
+            let status = Command::new(LAB).args(["status", "--db", "lab.db"]).current_dir(bench.dir.path()).output();
+            let log = std::fs::read_to_string(bench.dir.path().join("controllers.log")).unwrap_or_default();
+            let _ = resumed.kill();
+            panic!(
+                "the resumed campaign did not finish:\n{}\ncontrollers (with LAB_CRASH_KEEP=1):\n{log}",
+                status.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+            );
+        }
+        let read = |sql: &str| -> Vec<String> {
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| c.prepare(sql)?.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>())
+                .unwrap_or_default()
+        };
+        for id in read("SELECT CAST(id AS TEXT) FROM steps WHERE status = 'unknown'") {
+            if confirmed.insert(id.parse::<i64>().unwrap()) {
+                operator(&["confirm", &id, "--failed"]);
+            }
+        }
+        if clear {
+            for message in read("SELECT message FROM events WHERE message LIKE '%`lab clear PLACE`%'") {
+                let before = message.split("`lab clear PLACE`").next().unwrap_or_default();
+                // The quoted names that are deck places (a message also quotes step names).
+                for place in before.split('`').skip(1).step_by(2).filter(|p| positions.iter().any(|q| q == p)) {
+                    if cleared.insert(place.to_owned()) {
+                        // The person looks, takes the vial away, and only then says the place is clear.
+                        bench.remove(place);
+                        std::thread::sleep(Duration::from_millis(100));
+                        operator(&["clear", place]);
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (confirmed, cleared)
+}
+
 /// The technician's path through a dispense left in doubt: the controller dies while pump B dispenses, `lab resume
 /// --unknown wait` reconciles the pump and holds the step for a person, `lab confirm --failed` (written to the
 /// record from another process) settles it, and the campaign finishes its budget with the step failed, the reason
@@ -276,21 +369,12 @@ fn wait_for(db: &Path, query: &str, bound: Duration) -> Option<i64> {
 /// dispense lasts long enough to be caught in the act.
 #[test]
 fn an_operator_settles_a_dispense_left_in_doubt() {
-    let bench = Bench::start_with(8, |lab| {
-        let pump_b = "reservoir: \"B\"),\n            port: Simulated,";
-        assert!(lab.contains(pump_b), "the demo lab's pump_b changed; update this test");
-        lab.replace(pump_b, &format!("{pump_b}\n            faults: (latency: Fixed(\"150 ms\")),"))
-    });
-    let db = bench.db();
-    let mut first = bench.controller(true);
-    let step = wait_for(
-        &db,
+    let (bench, step) = killed_during(
+        "reservoir: \"B\"),\n            port: Simulated,",
+        "150 ms",
         "SELECT min(id) FROM steps WHERE op = 'Dispense' AND instrument = 'pump_b' AND status = 'running'",
-        Duration::from_secs(60),
-    )
-    .expect("pump_b started a dispense");
-    first.kill().unwrap();
-    let _ = first.wait();
+    );
+    let db = bench.db();
 
     let mut resumed = bench.controller_with(false, &["--unknown", "wait"]);
     let unknown = wait_for(
@@ -312,39 +396,7 @@ fn an_operator_settles_a_dispense_left_in_doubt() {
     }
     // The technician settles every step the controller holds for a person (the kill may have caught pump A's
     // dispense into the same vial too), as `lab status` lists them, until the campaign ends.
-    let mut confirmed = std::collections::BTreeSet::new();
-    let t0 = Instant::now();
-    while resumed.try_wait().unwrap().is_none() {
-        if t0.elapsed() > Duration::from_secs(120) {
-            let status = Command::new(LAB).args(["status", "--db", "lab.db"]).current_dir(bench.dir.path()).output();
-            let log = std::fs::read_to_string(bench.dir.path().join("controllers.log")).unwrap_or_default();
-            let _ = resumed.kill();
-            panic!(
-                "the resumed campaign did not finish:\n{}\ncontrollers (with LAB_CRASH_KEEP=1):\n{log}",
-                status.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
-            );
-        }
-        let waiting: Vec<i64> = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| {
-                c.prepare("SELECT id FROM steps WHERE status = 'unknown'")?
-                    .query_map([], |r| r.get(0))?
-                    .collect::<Result<Vec<i64>, _>>()
-            })
-            .unwrap_or_default();
-        for id in waiting {
-            if !confirmed.insert(id) {
-                continue;
-            }
-            let confirm = Command::new(LAB)
-                .args(["confirm", &id.to_string(), "--failed", "--db", "lab.db"])
-                .args(["--by", "A. Technician", "--reason", "vial checked: half dispensed"])
-                .current_dir(bench.dir.path())
-                .output()
-                .unwrap();
-            assert!(confirm.status.success(), "{}", String::from_utf8_lossy(&confirm.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (confirmed, _) = attend(&bench, &mut resumed, false);
     assert!(confirmed.contains(&step), "{confirmed:?}");
     let (dir, ledger) = bench.stop();
 
@@ -393,5 +445,65 @@ fn an_operator_settles_a_dispense_left_in_doubt() {
         }
     }
     assert!(b.values().all(|n| *n == 1), "reservoir B dispensed twice into one vessel: {b:?}");
+    drop(dir);
+}
+
+/// The technician's path through a vial lost in transit: the controller dies while the gantry carries a vial from the
+/// dispense station to a hotplate, so the vial may be at either. `lab resume --unknown wait` holds the transfer for a
+/// person; confirmed failed without saying where the vial is, its experiment ends with both places blocked, and every
+/// other experiment, which all need the dispense station, waits instead of failing. Once `lab clear` frees the places
+/// the campaign goes on, uses them again, and finishes its budget. The gantry answers slowly (40 ms a reply), so a
+/// transfer can be caught in the act.
+#[test]
+fn an_operator_clears_the_places_of_a_vial_lost_in_transit() {
+    let (bench, step) = killed_during(
+        "grip: 90, release: 0),\n            port: Simulated,",
+        "40 ms",
+        "SELECT min(id) FROM steps WHERE step = 'to_hotplate' AND status = 'running'",
+    );
+    let db = bench.db();
+
+    let mut resumed = bench.controller_with(false, &["--unknown", "wait"]);
+    let (confirmed, cleared) = attend(&bench, &mut resumed, true);
+    let (dir, ledger) = bench.stop();
+
+    assert!(confirmed.contains(&step), "the transfer in doubt waited for a person: {confirmed:?}");
+    assert!(cleared.contains("dispense"), "the dispense station was blocked and cleared: {cleared:?}");
+    let report = controller::record::verify::verify(&db).unwrap();
+    assert!(report.is_intact(), "{:#?}", report.problems);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM journal WHERE kind = 'RequestHandled' AND body LIKE '%cleared by A. Technician%'"),
+        cleared.len() as i64,
+        "each clear was carried out and journalled"
+    );
+    // The places were used again after they were cleared: a vial was carried to the dispense station later.
+    let cleared_at = count(
+        "SELECT CAST(max(at) AS INTEGER) FROM journal WHERE kind = 'RequestHandled' AND body LIKE '%`dispense` cleared%'",
+    );
+    assert!(
+        count(&format!(
+            "SELECT count(*) FROM steps WHERE status = 'succeeded' AND task LIKE '%\"to\":{{\"Position\":\"dispense\"}}%'
+             AND started_at >= {cleared_at}"
+        )) > 0,
+        "a vial went to the dispense station after it was cleared"
+    );
+    // Only experiments a person settled as failed failed: the rest waited for the places instead of failing.
+    let failed = count("SELECT count(*) FROM experiments WHERE status = 'failed'");
+    assert!(failed as usize <= confirmed.len(), "{failed} failed, {} settled by a person", confirmed.len());
+    assert_eq!(
+        count("SELECT count(*) FROM experiments WHERE status IN ('succeeded', 'failed')"),
+        8,
+        "the campaign finished its budget"
+    );
+    // Nothing was dispensed twice into one vial.
+    let mut seen: HashMap<(usize, String), usize> = HashMap::new();
+    for e in &ledger.ledger {
+        if let Event::Dispensed { reservoir, vessel, .. } = &e.event {
+            *seen.entry((*vessel, reservoir.clone())).or_default() += 1;
+        }
+    }
+    assert!(seen.values().all(|n| *n == 1), "a reservoir dispensed twice into one vessel: {seen:?}");
     drop(dir);
 }

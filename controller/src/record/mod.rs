@@ -39,6 +39,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/001-initial.sql")),
     M::up(include_str!("../../migrations/002-journal.sql")),
     M::up(include_str!("../../migrations/003-step-status-check.sql")),
+    M::up(include_str!("../../migrations/004-clear-requests.sql")),
 ];
 
 /// The schema version this build writes.

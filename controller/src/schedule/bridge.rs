@@ -78,6 +78,12 @@ pub enum OperatorAction {
         /// Where the vessel is now, for transfers (a deck position name or `rack`).
         place: Option<String>,
     },
+    /// A person has looked at a deck place the controller keeps blocked for a vessel it lost track of, and removed
+    /// whatever stood there: vessels may be brought to it again.
+    Clear {
+        /// The deck position.
+        place: String,
+    },
 }
 
 /// An operator's finding about a step whose outcome was unknown.

@@ -85,6 +85,7 @@ pub fn handle_operator_requests(
     mut concluded: MessageWriter<ExperimentConcluded>,
     mut schedule: ResMut<Schedule>,
     mut index: ResMut<ReadyIndex>,
+    source: Res<Source>,
     record: Res<Record>,
     clock: Res<LabClock>,
 ) {
@@ -131,6 +132,7 @@ pub fn handle_operator_requests(
                 &mut index.fresh,
                 now,
             ),
+            OperatorAction::Clear { place } => clear(place, req, &mut deck, &experiments, &source),
         };
         schedule.dirty = true;
         record.recorder.send(RecordEvent::say(record.campaign, now, "warning", None, outcome.clone()));
@@ -153,7 +155,45 @@ fn action_name(a: &OperatorAction) -> &'static str {
         OperatorAction::Resume => "resume",
         OperatorAction::Abort => "abort",
         OperatorAction::Confirm { .. } => "confirm",
+        OperatorAction::Clear { .. } => "clear",
     }
+}
+
+/// Carries out `lab clear PLACE`: a place held for a vessel no running experiment tracks any more is freed. A place
+/// that holds a running experiment's vessel is not: the controller knows that vessel is there (or on its way), and
+/// a vessel in doubt is settled with `lab confirm STEP --vessel-at`.
+fn clear(
+    place: &str,
+    req: &OperatorRequest,
+    deck: &mut DeckState,
+    experiments: &Query<(Entity, &mut Experiment, &mut ExperimentState, Option<&mut Vessel>)>,
+    source: &Source,
+) -> String {
+    let who = format!("{} ({})", req.who, req.reason);
+    if let Source::Campaign(c) = source
+        && !c.lab.deck.positions.contains_key(place)
+    {
+        let known: Vec<&str> = c.lab.deck.positions.keys().map(String::as_str).collect();
+        return format!(
+            "clear of `{place}` by {who} ignored: the deck has no such place (it has {})",
+            known.join(", ")
+        );
+    }
+    let holders: Vec<Entity> =
+        [deck.occupant.get(place), deck.reserved.get(place)].into_iter().flatten().copied().collect();
+    if holders.is_empty() {
+        return format!("clear of `{place}` by {who}: it was not blocked");
+    }
+    if let Some((_, exp, ..)) = holders.iter().find_map(|h| experiments.get(*h).ok()) {
+        return format!(
+            "clear of `{place}` by {who} refused: experiment #{}'s vessel is there or on its way, and the controller \
+             is tracking it (for a vessel in doubt, use `lab confirm STEP --vessel-at`)",
+            exp.seq
+        );
+    }
+    deck.occupant.remove(place);
+    deck.reserved.remove(place);
+    format!("`{place}` cleared by {who}: vessels may be brought to it again")
 }
 
 /// Applies an operator's verdict on a step whose outcome was unknown.
@@ -656,6 +696,8 @@ pub fn fail_stranded_steps(
     mut concluded: MessageWriter<ExperimentConcluded>,
     record: Res<Record>,
     clock: Res<LabClock>,
+    policy: Res<UnknownPolicy>,
+    mut waiting: Local<HashSet<Entity>>,
 ) {
     let offline: HashSet<&str> = instruments
         .iter()
@@ -689,14 +731,46 @@ pub fn fail_stranded_steps(
                     && inst.matches(&step.on)
                     && (!step.work.acts_on_vessel() || vessel.is_some_and(|v| inst.is_at(&v.at)))
             });
-            let reachable = match (step.work.action(), &*source) {
-                (Some(Action::Transfer { to: Destination::Rack }), _) => true,
-                (Some(Action::Transfer { .. }), Source::Campaign(c)) => c
-                    .transfer_positions
-                    .get(&step.index)
-                    .is_some_and(|ps| ps.iter().any(|p| position_usable(c, p, &offline) && !dead.contains(p.as_str()))),
-                _ => true,
+            // For a transfer to the deck: the places it could take the vessel to whose instruments work, and which
+            // of those are blocked. It can run if one of them is free.
+            let places: Option<(Vec<&str>, Vec<&str>)> = match (step.work.action(), &*source) {
+                (Some(Action::Transfer { to: Destination::Rack }), _) => None,
+                (Some(Action::Transfer { .. }), Source::Campaign(c)) => {
+                    let working: Vec<&str> = c
+                        .transfer_positions
+                        .get(&step.index)
+                        .map(|ps| ps.iter().filter(|p| position_usable(c, p, &offline)).map(String::as_str).collect())
+                        .unwrap_or_default();
+                    let blocked = working.iter().copied().filter(|p| dead.contains(p)).collect();
+                    Some((working, blocked))
+                }
+                _ => None,
             };
+            let reachable = places.as_ref().is_none_or(|(working, blocked)| working.len() > blocked.len());
+            // With someone to ask (`--unknown wait`), a step whose only places are blocked by a lost vessel waits
+            // for them to be cleared, and the record says which: unattended, it fails like any other it cannot run.
+            if let Some((working, blocked)) = &places
+                && !reachable
+                && !working.is_empty()
+                && *policy == UnknownPolicy::Wait
+            {
+                if waiting.insert(s) {
+                    record.recorder.send(RecordEvent::say(
+                        record.campaign,
+                        clock.now(),
+                        "warning",
+                        None,
+                        format!(
+                            "experiment #{} waits: `{}` can take its vessel only to {}, blocked by a vessel the \
+                             controller lost track of; look, remove it, then `lab clear PLACE` for each",
+                            exp.seq,
+                            step.name,
+                            blocked.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" or ")
+                        ),
+                    ));
+                }
+                continue;
+            }
             if !usable {
                 let who = match &step.on {
                     InstrumentRef::Kind(k) => format!("every {} that could run it is offline", k.name()),
@@ -751,6 +825,7 @@ pub fn conclude_experiments(
     record: Res<Record>,
     clock: Res<LabClock>,
     mut index: ResMut<ReadyIndex>,
+    deck: Res<DeckState>,
     mut commands: Commands,
 ) {
     let mut seen = HashSet::new();
@@ -766,6 +841,7 @@ pub fn conclude_experiments(
             for &s in &exp.steps {
                 commands.entity(s).despawn();
             }
+            say_places_left_blocked(&deck, c.experiment, exp.seq, &record, now);
             commands.entity(c.experiment).despawn();
             continue;
         }
@@ -834,8 +910,38 @@ pub fn conclude_experiments(
             });
             continue;
         }
+        say_places_left_blocked(&deck, c.experiment, exp.seq, &record, now);
         commands.entity(c.experiment).despawn();
     }
+}
+
+/// Says which deck places an experiment that is going away leaves blocked: places its vessel stands at or may stand
+/// at, which nothing will carry it from (its whereabouts were lost, or carrying it back failed). They stay blocked
+/// until a person has looked and run `lab clear`.
+fn say_places_left_blocked(deck: &DeckState, experiment: Entity, seq: usize, record: &Record, now: f64) {
+    let mut places: Vec<&str> = deck
+        .occupant
+        .iter()
+        .chain(deck.reserved.iter())
+        .filter(|(_, e)| **e == experiment)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if places.is_empty() {
+        return;
+    }
+    places.sort_unstable();
+    places.dedup();
+    record.recorder.send(RecordEvent::say(
+        record.campaign,
+        now,
+        "warning",
+        None,
+        format!(
+            "the vessel of experiment #{seq} may still stand at {}; blocked until someone looks, removes it and runs \
+             `lab clear PLACE` for each",
+            places.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" or ")
+        ),
+    ));
 }
 
 /// Marks a failed experiment whose vessel is being returned to the rack.

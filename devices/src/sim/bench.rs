@@ -35,6 +35,8 @@ pub enum Location {
     Gripper,
     /// Dropped or knocked over near a point; out of play.
     Fallen(Point),
+    /// Taken off the deck by a person; out of play.
+    Removed,
 }
 
 impl std::fmt::Display for Location {
@@ -43,6 +45,7 @@ impl std::fmt::Display for Location {
             Location::At(p) => write!(f, "{p}"),
             Location::Gripper => f.write_str("the gripper"),
             Location::Fallen(p) => write!(f, "the deck near ({}, {}, {})", p.x, p.y, p.z),
+            Location::Removed => f.write_str("off the deck"),
         }
     }
 }
@@ -111,6 +114,13 @@ pub enum Event {
         at: Place,
         /// The vessel already standing there.
         occupant: usize,
+    },
+    /// A person took a vessel off the deck (a rehearsal of clearing a place by hand).
+    Removed {
+        /// The vessel.
+        vessel: usize,
+        /// Where it stood.
+        from: Place,
     },
     /// A hotplate's temperature set point changed.
     HeaterSetPoint {
@@ -186,6 +196,7 @@ impl std::fmt::Display for Event {
             Event::Collided { vessel, at, occupant } => {
                 write!(f, "vessel {vessel} collided with vessel {occupant} at {at}")
             }
+            Event::Removed { vessel, from } => write!(f, "vessel {vessel} taken off the deck at {from} by hand"),
             Event::HeaterSetPoint { position, set_point } => write!(f, "hotplate `{position}` set to {set_point} degC"),
             Event::SpeedSetPoint { position, rpm } => write!(f, "hotplate `{position}` speed set to {rpm} rpm"),
             Event::Heater { position, on } => {
@@ -413,6 +424,18 @@ impl Bench {
             temperature: p.temperature,
             watchdog: p.watchdog,
         })
+    }
+
+    /// A person takes whatever vessel stands at deck position `position` off the deck, as a technician clearing a
+    /// place does; returns the vessel, if one stood there.
+    pub fn remove_at(&self, position: &str) -> Option<usize> {
+        let (mut s, now) = self.now();
+        let from = Place::Position(position.to_owned());
+        let vessel = s.standing_at(&from)?;
+        s.vessels[vessel].location = Location::Removed;
+        s.changed.insert(position.to_owned(), now);
+        s.log(now, "person", Event::Removed { vessel, from });
+        Some(vessel)
     }
 
     /// Liquid from `reservoir` arrives at `position`: into the vessel standing there, or onto the deck. A pump
