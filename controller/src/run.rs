@@ -678,17 +678,17 @@ async fn connect_all(
             };
             let mut identity = None;
             let result = async {
-                if !spec.port.is_simulated() && clock.scale() != 1.0 {
-                    return Err(format!(
-                        "a real instrument cannot run in accelerated time ({}x); run this lab at time scale 1",
-                        clock.scale()
-                    ));
-                }
                 let mut attempt = 1;
                 let mut inst = loop {
                     // The driver's link reopens `path` itself, with the lab file's backoff, if the port disappears.
                     let mut inst = devices::drivers::connect(&spec, &deck, &path, clock.clone(), Arc::clone(&sink))
                         .map_err(|e| e.to_string())?;
+                    if !spec.port.is_simulated() && clock.scale() != 1.0 {
+                        return Err(format!(
+                            "a real instrument cannot run in accelerated time ({}x); run this lab at time scale 1",
+                            clock.scale()
+                        ));
+                    }
                     match inst.identify().await {
                         Ok(id) => {
                             identity = Some(id);
