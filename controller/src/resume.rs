@@ -641,7 +641,7 @@ pub fn apply(
                     "the vessel of experiment #{} may still stand at {}; {} blocked until someone looks, removes it \
                      and runs `lab clear PLACE` for each",
                     left.seq,
-                    left.places.join(" or "),
+                    left.places.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" or "),
                     if left.places.len() == 1 { "that place stays" } else { "those places stay" },
                 ),
             ));

@@ -2,8 +2,9 @@
 //!
 //! The record is opened read-only (WAL readers never block the controller that writes it). The status says what is
 //! running on which instrument and since when, what is ready and waiting for an instrument, which steps failed,
-//! which are unknown (they may have acted, and wait for `lab confirm` with the ids shown), which instruments are
-//! offline, which operator requests the controller has not carried out yet, and how far the campaign has come.
+//! which are unknown (they may have acted, and wait for `lab confirm` with the ids shown), which deck places a lost
+//! vessel blocks (they wait for `lab clear`), which instruments are offline, which operator requests the controller
+//! has not carried out yet, and how far the campaign has come.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -110,6 +111,8 @@ pub struct Status {
     pub pending: Vec<Pending>,
     /// The last warnings and errors: (lab seconds, level, message).
     pub recent: Vec<(f64, String, String)>,
+    /// Deck places blocked by a vessel the controller lost track of, not cleared since: (place, why).
+    pub blocked: Vec<(String, String)>,
     /// Why the campaign stopped, if the record says.
     pub note: Option<String>,
 }
@@ -260,6 +263,7 @@ fn read_status(conn: &Connection, id: i64) -> rusqlite::Result<Option<Status>> {
         v.reverse();
         v
     };
+    let blocked = blocked_places(conn, id)?;
     // An operator's pause holds until a resume or an abort; the controller says each in the events.
     let paused = status == "running"
         && conn
@@ -303,6 +307,7 @@ fn read_status(conn: &Connection, id: i64) -> rusqlite::Result<Option<Status>> {
         offline,
         pending,
         recent,
+        blocked,
         note,
     }))
 }
@@ -432,6 +437,22 @@ impl fmt::Display for Status {
                 writeln!(f, "  #{:<5} {}{step} by {} at {}", p.id, p.action, p.who, p.made_at)?;
             }
         }
+        if !self.blocked.is_empty() {
+            writeln!(f)?;
+            if self.status == "running" {
+                writeln!(
+                    f,
+                    "BLOCKED places ({}): look, take the vial away, then\n  lab clear PLACE --db {}",
+                    self.blocked.len(),
+                    self.db.display()
+                )?;
+            } else {
+                writeln!(f, "places left blocked when the campaign ended: empty them before the next campaign")?;
+            }
+            for (place, why) in &self.blocked {
+                writeln!(f, "  {place:<14} {why}")?;
+            }
+        }
         if !self.recent.is_empty() {
             writeln!(f)?;
             writeln!(f, "latest warnings and errors")?;
@@ -441,6 +462,36 @@ impl fmt::Display for Status {
         }
         Ok(())
     }
+}
+
+/// Deck places the controller keeps blocked for a vessel it lost track of, from its own warnings in the record
+/// ("the vessel of experiment #N may still stand at `P` ..."), less those an operator cleared since ("`P` cleared by
+/// ..."), in the order they were blocked.
+fn blocked_places(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT message FROM events WHERE campaign_id = ?1 AND level = 'warning' AND instrument IS NULL
+         AND (message LIKE 'the vessel of experiment #% may still stand at %' OR message LIKE '`%` cleared by %')
+         ORDER BY id",
+    )?;
+    let messages: Vec<String> = stmt.query_map([campaign], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let mut blocked: Vec<(String, String)> = Vec::new();
+    for m in messages {
+        if let Some(rest) = m.strip_prefix('`')
+            && let Some((place, _)) = rest.split_once("` cleared by ")
+        {
+            blocked.retain(|(p, _)| p != place);
+            continue;
+        }
+        let Some((head, places)) = m.split_once(" may still stand at ") else { continue };
+        let who = head.trim_start_matches("the vessel of ");
+        let places = places.split(';').next().unwrap_or_default();
+        for place in places.split('`').skip(1).step_by(2) {
+            if !blocked.iter().any(|(p, _)| p == place) {
+                blocked.push((place.to_owned(), format!("the vessel of {who} may stand here")));
+            }
+        }
+    }
+    Ok(blocked)
 }
 
 /// The status as text, for `lab status`.

@@ -297,6 +297,12 @@ fn killed_during(instrument: &str, latency: &str, running: &str) -> (Bench, i64)
     (bench, step)
 }
 
+/// What `lab status` says about the bench's record.
+fn lab_status(bench: &Bench) -> String {
+    let out = Command::new(LAB).args(["status", "--db", "lab.db"]).current_dir(bench.dir.path()).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// What the technician does while a resumed campaign runs with `--unknown wait`, until it ends: every step the
 /// controller holds for a person is settled with `lab confirm ID --failed`, and, with `clear`, every deck place a
 /// warning says is blocked by a lost vessel is emptied by hand on the simulated deck and then cleared with `lab clear
@@ -349,7 +355,13 @@ fn attend(
                 // The quoted names that are deck places (a message also quotes step names).
                 for place in before.split('`').skip(1).step_by(2).filter(|p| positions.iter().any(|q| q == p)) {
                     if cleared.insert(place.to_owned()) {
-                        // The person looks, takes the vial away, and only then says the place is clear.
+                        // `lab status` names the place for the person, who looks, takes the vial away, and only then
+                        // says the place is clear.
+                        let status = lab_status(bench);
+                        assert!(
+                            status.contains("BLOCKED places") && status.contains(&format!("\n  {place} ")),
+                            "`lab status` lists `{place}` as blocked:\n{status}"
+                        );
                         bench.remove(place);
                         std::thread::sleep(Duration::from_millis(100));
                         operator(&["clear", place]);
@@ -465,6 +477,11 @@ fn an_operator_clears_the_places_of_a_vial_lost_in_transit() {
 
     let mut resumed = bench.controller_with(false, &["--unknown", "wait"]);
     let (confirmed, cleared) = attend(&bench, &mut resumed, true);
+    let status = lab_status(&bench);
+    assert!(
+        !status.contains("BLOCKED places") && !status.contains("places left blocked"),
+        "every blocked place was cleared:\n{status}"
+    );
     let (dir, ledger) = bench.stop();
 
     assert!(confirmed.contains(&step), "the transfer in doubt waited for a person: {confirmed:?}");
