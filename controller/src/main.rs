@@ -300,6 +300,11 @@ enum Command {
         /// same simulated bench.
         #[arg(long, value_name = "FILE")]
         lab_out: Option<PathBuf>,
+        /// Read `remove PLACE` lines from standard input: each takes the vessel standing at that deck place off the
+        /// simulated deck, as a technician clearing a place does. Off by default, so `lab sim` run in the background
+        /// of a terminal never stops to read it.
+        #[arg(long)]
+        hands: bool,
     },
     /// Look at serial ports and instruments.
     ///
@@ -530,7 +535,7 @@ fn main() -> ExitCode {
             bench_load(instruments, experiments, in_flight, db)
         }
         Command::Check { files } => check_command(&files),
-        Command::Sim { lab, lab_out } => sim_command(&lab, lab_out.as_deref()),
+        Command::Sim { lab, lab_out, hands } => sim_command(&lab, lab_out.as_deref(), hands),
         Command::Devices { command: DevicesCommand::List } => list_command(),
         Command::Devices { command: DevicesCommand::Probe { lab } } => probe_command(&lab),
     })
@@ -948,7 +953,7 @@ fn lab_and_runtime(path: &Path) -> Result<(devices::Lab, tokio::runtime::Runtime
     Ok((lab, rt))
 }
 
-fn sim_command(path: &Path, lab_out: Option<&Path>) -> u8 {
+fn sim_command(path: &Path, lab_out: Option<&Path>, hands: bool) -> u8 {
     let (lab, rt) = match lab_and_runtime(path) {
         Ok(x) => x,
         Err(code) => return code,
@@ -971,9 +976,13 @@ fn sim_command(path: &Path, lab_out: Option<&Path>) -> u8 {
             }
         }
         // A rehearsal's hands: `remove PLACE` on standard input takes whatever vessel stands there off the simulated
-        // deck, as a technician clearing a place does (then `lab clear PLACE` tells the controller).
+        // deck, as a technician clearing a place does (then `lab clear PLACE` tells the controller). Only when asked:
+        // a process in the background of a terminal that reads it is stopped by the terminal.
         let bench = sims.bench().clone();
         std::thread::spawn(move || {
+            if !hands {
+                return;
+            }
             use std::io::BufRead;
             for line in std::io::stdin().lock().lines().map_while(Result::ok) {
                 match line.split_whitespace().collect::<Vec<_>>()[..] {
@@ -987,7 +996,9 @@ fn sim_command(path: &Path, lab_out: Option<&Path>) -> u8 {
             }
         });
         println!("simulators of lab `{}` (time scale {}x); Ctrl-C stops them", lab.name, lab.simulation.time_scale);
-        println!("type `remove PLACE` to take the vessel standing at a deck place away by hand");
+        if hands {
+            println!("type `remove PLACE` to take the vessel standing at a deck place away by hand");
+        }
         println!("{:<12} {:<14} {:<14} port", "instrument", "driver", "line");
         for spec in &lab.instruments {
             if let Some(port) = sims.ports.get(&spec.name) {

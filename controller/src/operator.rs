@@ -68,6 +68,17 @@ pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> R
             db.display()
         ));
     }
+    // `clear` came with schema version 4; an older record's table refuses it until a controller of this version has
+    // opened (and migrated) the record.
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    if matches!(action, OperatorAction::Clear { .. }) && version < 4 {
+        return Err(format!(
+            "{} was written by an older lab (schema version {version}); run `lab resume --db {}` with this lab first, \
+             then clear",
+            db.display(),
+            db.display()
+        ));
+    }
     let campaign: Option<i64> = conn
         .query_row("SELECT max(id) FROM campaigns WHERE status = 'running'", [], |r| r.get(0))
         .optional()

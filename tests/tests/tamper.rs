@@ -70,11 +70,33 @@ fn an_edited_measurement_is_named_with_its_column() {
     let p = first_in(&report, "measurements");
     assert_eq!(p.row, id.to_string());
     assert!(p.what.contains("column `value`") && p.what.ends_with("edited"), "{p}");
-    assert!(
-        report.problems.iter().all(|p| p.table == "measurements"),
-        "the journal is untouched: {:?}",
-        report.problems
-    );
+    assert_eq!(report.problems.len(), 1, "one edit, one problem: {:?}", report.problems);
+}
+
+/// A table keyed by two columns (experiment and name) is compared in the same order SQLite sorts it, so one edited
+/// parameter is named once, by its whole key, and the rows after it still line up.
+#[test]
+fn an_edited_parameter_is_named_by_its_whole_key() {
+    let mut key = String::new();
+    let report = tampered(|c| {
+        let (experiment, name): (i64, String) = c
+            .query_row(
+                "SELECT experiment_id, name FROM parameters ORDER BY experiment_id, name LIMIT 1 OFFSET 5",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        key = format!("{experiment}, {name:?}");
+        c.execute(
+            "UPDATE parameters SET value = value * 2 WHERE experiment_id = ?1 AND name = ?2",
+            params![experiment, name],
+        )
+        .unwrap();
+    });
+    let p = first_in(&report, "parameters");
+    assert_eq!(p.row, key);
+    assert!(p.what.contains("column `value`") && p.what.ends_with("edited"), "{p}");
+    assert_eq!(report.problems.len(), 1, "one edit, one problem: {:?}", report.problems);
 }
 
 #[test]
@@ -87,6 +109,7 @@ fn a_deleted_command_is_named() {
     let p = first_in(&report, "commands");
     assert_eq!(p.row, id.to_string());
     assert!(p.what.ends_with("deleted"), "{p}");
+    assert_eq!(report.problems.len(), 1, "one deletion, one problem: {:?}", report.problems);
 }
 
 #[test]
@@ -103,6 +126,7 @@ fn an_inserted_step_event_is_named() {
     let p = first_in(&report, "step_events");
     assert_eq!(p.row, id.to_string());
     assert!(p.what.ends_with("inserted"), "{p}");
+    assert_eq!(report.problems.len(), 1, "one insertion, one problem: {:?}", report.problems);
 }
 
 #[test]

@@ -65,6 +65,9 @@ pub fn verify(path: &Path) -> Result<Report, String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let sql = |e: rusqlite::Error| format!("{}: {e}", path.display());
     let mut problems = Vec::new();
+    // One read transaction, so the journal and every table are read from the same snapshot even while a controller
+    // appends to the record (rows written in between would otherwise look inserted).
+    let _snapshot = conn.unchecked_transaction().map_err(sql)?;
 
     // The chain.
     // The replay: a private database SQLite keeps in a temporary file and deletes on close, so its size is the disk's

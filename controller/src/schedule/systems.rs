@@ -542,6 +542,22 @@ pub fn apply_step_results(
                 if let Ok((_, _, mut st)) = steps.get_mut(ev.step) {
                     *st = StepState::Failed;
                 }
+                // A failed transfer settles the place it was taking the vessel to. If it never moved, the vessel
+                // still stands where it was and the place is released; if it may have moved, the vessel may stand at
+                // either end (or be anywhere between), so both stay held for it and its whereabouts are no longer
+                // known: nothing will carry it back, and a person clears the places once they have looked.
+                if let (Some(Action::Transfer { .. }), Some(Place::Position(dest))) = (step.work.action(), &destination)
+                {
+                    if e.may_have_acted {
+                        deck.reserved.remove(dest);
+                        deck.occupant.insert(dest.clone(), step.experiment);
+                        if let Some(v) = vessel.as_mut() {
+                            v.known = false;
+                        }
+                    } else if deck.reserved.get(dest) == Some(&step.experiment) {
+                        deck.reserved.remove(dest);
+                    }
+                }
                 let note = if e.may_have_acted {
                     " The instrument may have acted before failing; the step is not repeated."
                 } else {
@@ -731,6 +747,14 @@ pub fn fail_stranded_steps(
                     && inst.matches(&step.on)
                     && (!step.work.acts_on_vessel() || vessel.is_some_and(|v| inst.is_at(&v.at)))
             });
+            if !usable {
+                let who = match &step.on {
+                    InstrumentRef::Kind(k) => format!("every {} that could run it is offline", k.name()),
+                    InstrumentRef::Named(n) => format!("`{n}` is offline"),
+                };
+                stranded = Some(format!("step `{}` cannot run: {who}", step.name));
+                break;
+            }
             // For a transfer to the deck: the places it could take the vessel to whose instruments work, and which
             // of those are blocked. It can run if one of them is free.
             let places: Option<(Vec<&str>, Vec<&str>)> = match (step.work.action(), &*source) {
@@ -770,14 +794,6 @@ pub fn fail_stranded_steps(
                     ));
                 }
                 continue;
-            }
-            if !usable {
-                let who = match &step.on {
-                    InstrumentRef::Kind(k) => format!("every {} that could run it is offline", k.name()),
-                    InstrumentRef::Named(n) => format!("`{n}` is offline"),
-                };
-                stranded = Some(format!("step `{}` cannot run: {who}", step.name));
-                break;
             }
             if !reachable {
                 stranded = Some(format!(
