@@ -300,9 +300,10 @@ enum Command {
         /// same simulated bench.
         #[arg(long, value_name = "FILE")]
         lab_out: Option<PathBuf>,
-        /// Read `remove PLACE` lines from standard input: each takes the vessel standing at that deck place off the
-        /// simulated deck, as a technician clearing a place does. Off by default, so `lab sim` run in the background
-        /// of a terminal never stops to read it.
+        /// Read lines from standard input: `remove PLACE` takes the vessel standing at that deck place off the
+        /// simulated deck, as a technician clearing a place does; `mute INSTRUMENT` makes an instrument stop
+        /// answering for good. Off by default, so `lab sim` run in the background of a terminal never stops to read
+        /// it.
         #[arg(long)]
         hands: bool,
     },
@@ -979,6 +980,7 @@ fn sim_command(path: &Path, lab_out: Option<&Path>, hands: bool) -> u8 {
         // deck, as a technician clearing a place does (then `lab clear PLACE` tells the controller). Only when asked:
         // a process in the background of a terminal that reads it is stopped by the terminal.
         let bench = sims.bench().clone();
+        let switch = sims.fault_switch();
         std::thread::spawn(move || {
             if !hands {
                 return;
@@ -990,8 +992,20 @@ fn sim_command(path: &Path, lab_out: Option<&Path>, hands: bool) -> u8 {
                         Some(v) => println!("vessel {v} taken off the deck at `{place}`"),
                         None => println!("no vessel stands at `{place}`"),
                     },
+                    // An instrument that stops answering for good (a cable pulled and not put back).
+                    ["mute", instrument] => {
+                        let silent = devices::lab::Faults { no_reply: 1.0, ..devices::lab::Faults::none() };
+                        if switch.set(instrument, Some(silent)) {
+                            println!("`{instrument}` no longer answers");
+                        } else {
+                            println!("no simulator is called `{instrument}`");
+                        }
+                    }
                     [] => {}
-                    _ => eprintln!("lab sim: `{line}` not understood; `remove PLACE` takes the vessel at PLACE away"),
+                    _ => eprintln!(
+                        "lab sim: `{line}` not understood; `remove PLACE` takes the vessel at PLACE away, \
+                         `mute INSTRUMENT` makes an instrument stop answering"
+                    ),
                 }
             }
         });

@@ -85,10 +85,15 @@ impl Bench {
 
     /// Takes whatever vessel stands at deck place `place` off the simulated deck, as a person would.
     fn remove(&self, place: &str) {
+        self.hand(&format!("remove {place}"));
+    }
+
+    /// Tells the simulators' hands to do `what` (`lab sim --hands`).
+    fn hand(&self, what: &str) {
         use std::io::Write;
         let mut hands = self.hands.lock().unwrap();
         let stdin = hands.as_mut().expect("the simulators' standard input");
-        writeln!(stdin, "remove {place}").unwrap();
+        writeln!(stdin, "{what}").unwrap();
         stdin.flush().unwrap();
     }
 
@@ -523,5 +528,38 @@ fn an_operator_clears_the_places_of_a_vial_lost_in_transit() {
         }
     }
     assert!(seen.values().all(|n| *n == 1), "a reservoir dispensed twice into one vessel: {seen:?}");
+    drop(dir);
+}
+
+/// A gantry that stops answering for good in the middle of a campaign (its cable pulled and not put back): nothing can
+/// be carried any more, so every experiment ends, failed with its reason, including those whose vials wait on the
+/// hotplates to be carried back; the campaign ends instead of waiting for a carry that can never happen, and
+/// `lab status` names the places where vials were left.
+#[test]
+fn a_campaign_whose_gantry_goes_silent_ends_and_names_the_vials_left_on_the_deck() {
+    let bench = Bench::start(8);
+    let db = bench.db();
+    let mut controller = bench.controller(true);
+    wait_for(&db, "SELECT min(id) FROM steps WHERE step = 'react' AND status = 'running'", Duration::from_secs(60))
+        .expect("a vial is heating on a hotplate");
+    bench.hand("mute gantry");
+    let t0 = Instant::now();
+    while controller.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(180) {
+            let status = lab_status(&bench);
+            let _ = controller.kill();
+            panic!("the campaign did not end after its gantry went silent:\n{status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = lab_status(&bench);
+    let (dir, _) = bench.stop();
+    let report = controller::record::verify::verify(&db).unwrap();
+    assert!(report.is_intact(), "{:#?}", report.problems);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let running: i64 =
+        conn.query_row("SELECT count(*) FROM experiments WHERE status = 'running'", [], |r| r.get(0)).unwrap();
+    assert_eq!(running, 0, "every experiment ended:\n{status}");
+    assert!(status.contains("places left blocked"), "`lab status` names the vials left on the deck:\n{status}");
     drop(dir);
 }

@@ -706,7 +706,7 @@ pub fn reconcile_instruments(
 pub fn fail_stranded_steps(
     mut steps: Query<(Entity, &Step, &mut StepState)>,
     instruments: Query<(&Instrument, &Availability)>,
-    mut experiments: Query<(Entity, &Experiment, &mut ExperimentState, Option<&Vessel>)>,
+    mut experiments: Query<(Entity, &Experiment, &mut ExperimentState, Option<&Vessel>, Has<CleaningUp>)>,
     source: Res<Source>,
     deck: Res<DeckState>,
     mut concluded: MessageWriter<ExperimentConcluded>,
@@ -732,7 +732,29 @@ pub fn fail_stranded_steps(
     if offline.is_empty() && dead.is_empty() {
         return;
     }
-    for (entity, exp, mut exp_state, vessel) in &mut experiments {
+    for (entity, exp, mut exp_state, vessel, cleaning) in &mut experiments {
+        if cleaning {
+            // A failed experiment's vessel on its way back to the rack: if nothing can carry it any more, it stays
+            // where it is (its place stays blocked until someone clears it) and the cleanup ends, rather than the
+            // campaign waiting for a carry that can never happen.
+            for &s in &exp.steps {
+                let Ok((_, step, mut st)) = steps.get_mut(s) else { continue };
+                let carried = instruments
+                    .iter()
+                    .any(|(inst, avail)| !matches!(avail, Availability::Offline { .. }) && inst.matches(&step.on));
+                if matches!(*st, StepState::Ready { .. }) && !carried {
+                    *st = StepState::Failed;
+                    let why = format!(
+                        "step `{}` cannot run: nothing that could carry the vessel back is working; it stays where it \
+                         is",
+                        step.name
+                    );
+                    record_step(&record, step.id, clock.now(), "failed", None, Some(why));
+                    concluded.write(ExperimentConcluded { experiment: entity });
+                }
+            }
+            continue;
+        }
         if *exp_state != ExperimentState::Running {
             continue;
         }

@@ -63,6 +63,24 @@ pub struct SimLab {
     ledger: Option<PathBuf>,
 }
 
+/// Changes the faults of running simulators (cheap to clone; see [`SimLab::fault_switch`]).
+#[derive(Clone)]
+pub struct FaultSwitch {
+    injectors: BTreeMap<String, SharedInjector>,
+    seed: u64,
+}
+
+impl FaultSwitch {
+    /// Replaces the faults `instrument`'s simulator injects from now on, as [`SimLab::set_faults`] does; false if no
+    /// simulator has that name.
+    pub fn set(&self, instrument: &str, faults: Option<Faults>) -> bool {
+        let Some(shared) = self.injectors.get(instrument) else { return false };
+        let seed = self.seed ^ name_hash(instrument);
+        *shared.lock().unwrap_or_else(|p| p.into_inner()) = faults.map(|f| Injector::new(f, seed));
+        true
+    }
+}
+
 /// What the simulators write to the lab file's `ledger` path when they stop.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LedgerFile {
@@ -101,10 +119,12 @@ impl SimLab {
     /// so; false if no simulator has that name. A disconnect can only take the port away and bring it back at the
     /// same path if the lab file configured one from the start (the stable link is made then).
     pub fn set_faults(&self, instrument: &str, faults: Option<Faults>) -> bool {
-        let Some(shared) = self.injectors.get(instrument) else { return false };
-        let seed = self.seed ^ name_hash(instrument);
-        *shared.lock().unwrap_or_else(|p| p.into_inner()) = faults.map(|f| Injector::new(f, seed));
-        true
+        self.fault_switch().set(instrument, faults)
+    }
+
+    /// A handle that changes the simulators' faults from another thread, as [`SimLab::set_faults`] does.
+    pub fn fault_switch(&self) -> FaultSwitch {
+        FaultSwitch { injectors: self.injectors.clone(), seed: self.seed }
     }
 
     /// Stops every simulator and waits until they have stopped; their pseudo-terminals close, and the ledger is
