@@ -979,39 +979,38 @@ fn sim_command(path: &Path, lab_out: Option<&Path>, hands: bool) -> u8 {
         // A rehearsal's hands: `remove PLACE` on standard input takes whatever vessel stands there off the simulated
         // deck, as a technician clearing a place does (then `lab clear PLACE` tells the controller). Only when asked:
         // a process in the background of a terminal that reads it is stopped by the terminal.
-        let bench = sims.bench().clone();
-        let switch = sims.fault_switch();
-        std::thread::spawn(move || {
-            if !hands {
-                return;
-            }
-            use std::io::BufRead;
-            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-                match line.split_whitespace().collect::<Vec<_>>()[..] {
-                    ["remove", place] => match bench.remove_at(place) {
-                        Some(v) => println!("vessel {v} taken off the deck at `{place}`"),
-                        None => println!("no vessel stands at `{place}`"),
-                    },
-                    // An instrument that stops answering for good (a cable pulled and not put back).
-                    ["mute", instrument] => {
-                        let silent = devices::lab::Faults { no_reply: 1.0, ..devices::lab::Faults::none() };
-                        if switch.set(instrument, Some(silent)) {
-                            println!("`{instrument}` no longer answers");
-                        } else {
-                            println!("no simulator is called `{instrument}`");
+        if hands {
+            let bench = sims.bench().clone();
+            let switch = sims.fault_switch();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                    match line.split_whitespace().collect::<Vec<_>>()[..] {
+                        ["remove", place] => match bench.remove_at(place) {
+                            Some(v) => println!("vessel {v} taken off the deck at `{place}`"),
+                            None => println!("no vessel stands at `{place}`"),
+                        },
+                        // An instrument that stops answering for good (a cable pulled and not put back).
+                        ["mute", instrument] => {
+                            let silent = devices::lab::Faults { no_reply: 1.0, ..devices::lab::Faults::none() };
+                            if switch.set(instrument, Some(silent)) {
+                                println!("`{instrument}` no longer answers");
+                            } else {
+                                println!("no simulator is called `{instrument}`");
+                            }
                         }
-                    }
-                    [] => {}
-                    _ => eprintln!(
-                        "lab sim: `{line}` not understood; `remove PLACE` takes the vessel at PLACE away, \
+                        [] => {}
+                        _ => eprintln!(
+                            "lab sim: `{line}` not understood; `remove PLACE` takes the vessel at PLACE away, \
                          `mute INSTRUMENT` makes an instrument stop answering"
-                    ),
+                        ),
+                    }
                 }
-            }
-        });
+            });
+        }
         println!("simulators of lab `{}` (time scale {}x); Ctrl-C stops them", lab.name, lab.simulation.time_scale);
         if hands {
-            println!("type `remove PLACE` to take the vessel standing at a deck place away by hand");
+            println!("type `remove PLACE` to take a vessel off the deck, `mute INSTRUMENT` to silence an instrument");
         }
         println!("{:<12} {:<14} {:<14} port", "instrument", "driver", "line");
         for spec in &lab.instruments {

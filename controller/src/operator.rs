@@ -70,8 +70,10 @@ pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> R
     }
     // `clear` came with schema version 4; an older record's table refuses it until a controller of this version has
     // opened (and migrated) the record.
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
-    if matches!(action, OperatorAction::Clear { .. }) && version < 4 {
+    if matches!(action, OperatorAction::Clear { .. })
+        && let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(|e| e.to_string())?
+        && version < 4
+    {
         return Err(format!(
             "{} was written by an older lab (schema version {version}); run `lab resume --db {}` with this lab first, \
              then clear",

@@ -632,18 +632,13 @@ pub fn apply(
             });
         }
         if !left.places.is_empty() {
+            let places: Vec<&str> = left.places.iter().map(String::as_str).collect();
             recorder.send(RecordEvent::say(
                 r.campaign,
                 now,
                 "warning",
                 None,
-                format!(
-                    "the vessel of experiment #{} may still stand at {}; {} blocked until someone looks, removes it \
-                     and runs `lab clear PLACE` for each",
-                    left.seq,
-                    left.places.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" or "),
-                    if left.places.len() == 1 { "that place stays" } else { "those places stay" },
-                ),
+                crate::schedule::systems::lost_vessel_warning(left.seq, &places),
             ));
         }
     }

@@ -465,8 +465,8 @@ impl fmt::Display for Status {
 }
 
 /// Deck places the controller keeps blocked for a vessel it lost track of, from its own warnings in the record
-/// ("the vessel of experiment #N may still stand at `P` ..."), less those an operator cleared since ("`P` cleared by
-/// ..."), in the order they were blocked.
+/// ([`crate::schedule::systems::lost_vessel_warning`]), less those an operator cleared since ("`P` cleared by ..."),
+/// in the order they were blocked.
 fn blocked_places(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<(String, String)>> {
     let mut stmt = conn.prepare(
         "SELECT message FROM events WHERE campaign_id = ?1 AND level = 'warning' AND instrument IS NULL

@@ -811,7 +811,7 @@ pub fn fail_stranded_steps(
                              controller lost track of; look, remove it, then `lab clear PLACE` for each",
                             exp.seq,
                             step.name,
-                            blocked.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" or ")
+                            quoted_places(blocked)
                         ),
                     ));
                 }
@@ -969,17 +969,22 @@ fn say_places_left_blocked(deck: &DeckState, experiment: Entity, seq: usize, rec
     }
     places.sort_unstable();
     places.dedup();
-    record.recorder.send(RecordEvent::say(
-        record.campaign,
-        now,
-        "warning",
-        None,
-        format!(
-            "the vessel of experiment #{seq} may still stand at {}; blocked until someone looks, removes it and runs \
-             `lab clear PLACE` for each",
-            places.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" or ")
-        ),
-    ));
+    record.recorder.send(RecordEvent::say(record.campaign, now, "warning", None, lost_vessel_warning(seq, &places)));
+}
+
+/// The record's warning that a lost vessel blocks `places`. `lab status` reads the places back from it (with the
+/// operator's "`PLACE` cleared by ..." that frees one), so this is the one place its wording is made.
+pub fn lost_vessel_warning(seq: usize, places: &[&str]) -> String {
+    format!(
+        "the vessel of experiment #{seq} may still stand at {}; blocked until someone looks, removes it and runs \
+         `lab clear PLACE` for each",
+        quoted_places(places)
+    )
+}
+
+/// Deck places as the record's messages name them: `a` or `b`.
+fn quoted_places(places: &[&str]) -> String {
+    places.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" or ")
 }
 
 /// Marks a failed experiment whose vessel is being returned to the rack.

@@ -54,8 +54,7 @@ pub struct SimLab {
     /// The bench all simulators act on.
     pub bench: Bench,
     faults: FaultLog,
-    injectors: BTreeMap<String, SharedInjector>,
-    seed: u64,
+    switch: FaultSwitch,
     tasks: Vec<JoinHandle<()>>,
     /// The folder of stable port links, removed with the simulators.
     links: Option<TempLinks>,
@@ -119,12 +118,12 @@ impl SimLab {
     /// so; false if no simulator has that name. A disconnect can only take the port away and bring it back at the
     /// same path if the lab file configured one from the start (the stable link is made then).
     pub fn set_faults(&self, instrument: &str, faults: Option<Faults>) -> bool {
-        self.fault_switch().set(instrument, faults)
+        self.switch.set(instrument, faults)
     }
 
     /// A handle that changes the simulators' faults from another thread, as [`SimLab::set_faults`] does.
     pub fn fault_switch(&self) -> FaultSwitch {
-        FaultSwitch { injectors: self.injectors.clone(), seed: self.seed }
+        self.switch.clone()
     }
 
     /// Stops every simulator and waits until they have stopped; their pseudo-terminals close, and the ledger is
@@ -214,8 +213,7 @@ pub async fn start(lab: &Lab, clock: Clock) -> Result<SimLab, DeviceError> {
         ports: BTreeMap::new(),
         bench: bench.clone(),
         faults: log.clone(),
-        injectors: BTreeMap::new(),
-        seed: lab.simulation.seed,
+        switch: FaultSwitch { injectors: BTreeMap::new(), seed: lab.simulation.seed },
         tasks: Vec::new(),
         links: None,
         ledger: lab.simulation.ledger.clone(),
@@ -224,7 +222,7 @@ pub async fn start(lab: &Lab, clock: Clock) -> Result<SimLab, DeviceError> {
         let pty = pty::open(&spec.name)?;
         let seed = lab.simulation.seed ^ name_hash(&spec.name);
         let injector: SharedInjector = Arc::new(Mutex::new(spec.faults.clone().map(|f| Injector::new(f, seed))));
-        sims.injectors.insert(spec.name.clone(), Arc::clone(&injector));
+        sims.switch.injectors.insert(spec.name.clone(), Arc::clone(&injector));
         let link = match spec.faults.as_ref().and_then(|f| f.disconnect) {
             None => None,
             Some(_) => {
