@@ -138,9 +138,11 @@ pub fn dispatch_jobs(steps: usize, instruments: usize) -> (Vec<String>, Vec<Job>
     (names, jobs)
 }
 
-/// Controller time per step, with zero-latency simulated instruments, `steps` steps queued at once.
+/// Controller time per step, with zero-latency simulated instruments, `steps` steps queued at once: the report, the
+/// scheduler's wall time per step (us), and the CPU time per step of the thread that ran the whole simulation (us;
+/// time the thread spent waiting for a core or for the record's queue is not in it).
 /// With `ids` (the campaign the record began), rows are recorded under that campaign's ids.
-pub fn dispatch(steps: usize, recorder: Recorder, ids: Option<crate::record::CampaignIds>) -> (Report, f64) {
+pub fn dispatch(steps: usize, recorder: Recorder, ids: Option<crate::record::CampaignIds>) -> (Report, f64, f64) {
     let (names, jobs) = dispatch_jobs(steps, 16);
     let devices: Vec<(String, Option<protocols::InstrumentKind>, Option<String>)> =
         names.iter().map(|d| (d.clone(), None, None)).collect();
@@ -150,9 +152,25 @@ pub fn dispatch(steps: usize, recorder: Recorder, ids: Option<crate::record::Cam
         Some(ids) => setup.recorded_jobs(jobs, n, ids),
         None => setup.jobs(jobs, n),
     }
+    let cpu = thread_cpu();
     let r = setup.run(Noise::NONE);
+    let cpu = thread_cpu().saturating_sub(cpu);
     let per_step = r.decision.as_secs_f64() * 1e6 / r.steps.max(1) as f64;
-    (r, per_step)
+    let cpu_per_step = cpu.as_secs_f64() * 1e6 / r.steps.max(1) as f64;
+    (r, per_step, cpu_per_step)
+}
+
+/// The CPU time the calling thread has used (zero where the system cannot say).
+pub fn thread_cpu() -> std::time::Duration {
+    #[cfg(unix)]
+    {
+        use nix::time::{ClockId, clock_gettime};
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map(std::time::Duration::from).unwrap_or_default()
+    }
+    #[cfg(not(unix))]
+    {
+        std::time::Duration::ZERO
+    }
 }
 
 /// The instruments of the load benchmark's lab: `n` instruments in fixed proportions of five kinds.

@@ -382,6 +382,10 @@ enum BenchCommand {
         /// Queue sizes to measure.
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
         steps: Vec<usize>,
+        /// Rounds per size, each a bare run then a recorded one (default: 25 at 1,000 steps down to 3 at 100,000,
+        /// so that each size takes a few seconds); the figures are medians over the rounds.
+        #[arg(long)]
+        rounds: Option<usize>,
     },
     /// One large simulated run through the scheduler and the record: time, memory and the record's size.
     ///
@@ -531,7 +535,7 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Schedule { workload, best_known, generated, noise_seeds, planner_seeds },
         } => bench_schedule(&workload, &best_known, generated, noise_seeds, planner_seeds),
-        Command::Bench { command: BenchCommand::Dispatch { steps } } => bench_dispatch(&steps),
+        Command::Bench { command: BenchCommand::Dispatch { steps, rounds } } => bench_dispatch(&steps, rounds),
         Command::Bench { command: BenchCommand::Load { instruments, experiments, in_flight, db } } => {
             bench_load(instruments, experiments, in_flight, db)
         }
@@ -793,47 +797,90 @@ fn bench_schedule(workloads: &[PathBuf], best: &[f64], generated: u64, noise_see
     exit_code::OK
 }
 
-fn bench_dispatch(sizes: &[usize]) -> u8 {
+fn bench_dispatch(sizes: &[usize], rounds: Option<usize>) -> u8 {
     println!(
-        "{:>8} {:>10} {:>14} {:>10} {:>18} {:>10} {:>14}",
-        "steps", "frames", "decision ms", "us/step", "us/step recorded", "events", "events/s"
+        "{:>8} {:>7} {:>7} {:>9} {:>8} {:>8} {:>26} {:>8} {:>8} {:>26} {:>8} {:>9} {:>10}",
+        "steps",
+        "frames",
+        "rounds",
+        "bare ms",
+        "us/step",
+        "rec.",
+        "recording costs (range)",
+        "cpu us",
+        "rec.",
+        "recording costs cpu",
+        "events",
+        "events/s",
+        "durable ms"
     );
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let spread = |v: &[f64]| {
+        let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &c| (l.min(c), h.max(c)));
+        let mut sorted = v.to_vec();
+        format!("{:+.1}% ({:+.1} to {:+.1}%)", median(&mut sorted) * 100.0, lo * 100.0, hi * 100.0)
+    };
     for &n in sizes {
-        let (bare, per) = controller::bench::dispatch(n, controller::record::Recorder::null(), None);
-        let dir = std::env::temp_dir().join(format!("lab-bench-{}-{n}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let db = dir.join("bench.db");
-        let recorded = match controller::record::Record::open(&db) {
-            Ok(mut rec) => {
-                let ids = rec.begin_campaign(&controller::record::CampaignRow::bench()).ok();
-                let t0 = std::time::Instant::now();
-                let (recorder, writer) = rec.start_writer();
-                let (_, per) = controller::bench::dispatch(n, recorder.clone(), ids);
-                recorder.flush();
-                drop(recorder);
-                // Events per second: everything the writer committed, over the run and the writer's catching up.
-                let events = writer.finish().unwrap_or(0);
-                Some((per, events, events as f64 / t0.elapsed().as_secs_f64()))
-            }
-            Err(e) => {
-                eprintln!("lab: cannot open a record for the benchmark: {e}");
-                None
-            }
-        };
-        let _ = std::fs::remove_dir_all(&dir);
-        let (rec_per, events, rate) = match recorded {
-            Some((p, e, r)) => (format!("{p:.2}"), e.to_string(), format!("{r:.0}")),
-            None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
-        };
+        // A run of 1,000 steps lasts 3 ms, so one scheduling hiccup weighs on one round; rounds alternate bare and
+        // recorded runs so that both see the same machine, and medians leave the hiccups out.
+        let rounds = rounds.unwrap_or((100_000 / n.max(1)).clamp(3, 25)).max(1);
+        let (mut bare_ms, mut bare_us, mut rec_us, mut costs) = (vec![], vec![], vec![], vec![]);
+        let (mut bare_cpu, mut rec_cpu, mut cpu_costs, mut rates, mut durable) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut steps, mut frames, mut events) = (0, 0, 0);
+        for round in 0..rounds {
+            let (bare, per, cpu) = controller::bench::dispatch(n, controller::record::Recorder::null(), None);
+            (steps, frames) = (bare.steps, bare.frames);
+            bare_ms.push(bare.decision.as_secs_f64() * 1e3);
+            let dir = std::env::temp_dir().join(format!("lab-bench-{}-{n}-{round}", std::process::id()));
+            let _ = std::fs::create_dir_all(&dir);
+            let recorded = match controller::record::Record::open(&dir.join("bench.db")) {
+                Ok(mut rec) => {
+                    let ids = rec.begin_campaign(&controller::record::CampaignRow::bench()).ok();
+                    let t0 = std::time::Instant::now();
+                    let (recorder, writer) = rec.start_writer();
+                    let (_, per, cpu) = controller::bench::dispatch(n, recorder.clone(), ids);
+                    recorder.flush();
+                    drop(recorder);
+                    // Events per second: everything the writer committed, over the run and the writer's catching up.
+                    let written = writer.finish().unwrap_or(0);
+                    Some((per, cpu, written, t0.elapsed().as_secs_f64()))
+                }
+                Err(e) => {
+                    eprintln!("lab: cannot open a record for the benchmark: {e}");
+                    None
+                }
+            };
+            let _ = std::fs::remove_dir_all(&dir);
+            let Some((rec_per, rec_c, written, secs)) = recorded else { return exit_code::CANNOT_RUN };
+            bare_us.push(per);
+            rec_us.push(rec_per);
+            costs.push(rec_per / per - 1.0);
+            bare_cpu.push(cpu);
+            rec_cpu.push(rec_c);
+            cpu_costs.push(rec_c / cpu - 1.0);
+            events = written;
+            rates.push(written as f64 / secs);
+            durable.push(secs * 1e3);
+        }
         println!(
-            "{:>8} {:>10} {:>14.2} {:>10.2} {:>18} {:>10} {:>14}",
-            bare.steps,
-            bare.frames,
-            bare.decision.as_secs_f64() * 1e3,
-            per,
-            rec_per,
+            "{:>8} {:>7} {:>7} {:>9.2} {:>8.2} {:>8.2} {:>26} {:>8.2} {:>8.2} {:>26} {:>8} {:>9.0} {:>10.1}",
+            steps,
+            frames,
+            rounds,
+            median(&mut bare_ms),
+            median(&mut bare_us),
+            median(&mut rec_us),
+            spread(&costs),
+            median(&mut bare_cpu),
+            median(&mut rec_cpu),
+            spread(&cpu_costs),
             events,
-            rate
+            median(&mut rates),
+            median(&mut durable)
         );
     }
     exit_code::OK

@@ -491,7 +491,7 @@ pub fn apply(
                         recorder.send(RecordEvent::StepStatus {
                             step: id,
                             at: now,
-                            status: "ready".to_owned(),
+                            status: "ready".into(),
                             instrument: None,
                             task: None,
                             attempt: None,
@@ -521,7 +521,7 @@ pub fn apply(
                             recorder.send(RecordEvent::StepStatus {
                                 step: id,
                                 at: now,
-                                status: "unknown".to_owned(),
+                                status: "unknown".into(),
                                 instrument: instrument.clone(),
                                 task: None,
                                 attempt: None,
@@ -619,7 +619,7 @@ pub fn apply(
             recorder.send(RecordEvent::StepStatus {
                 step: *step,
                 at: now,
-                status: "failed".to_owned(),
+                status: "failed".into(),
                 instrument: instrument.clone(),
                 task: None,
                 attempt: None,

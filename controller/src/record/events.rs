@@ -5,6 +5,7 @@
 //! crates that produce them, so a change elsewhere never silently changes what old journals mean. Bytes are written
 //! as hex strings so journal bodies stay readable.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -226,8 +227,9 @@ pub enum RecordEvent {
         step: i64,
         /// Lab time.
         at: f64,
-        /// New state: `ready`, `running`, `succeeded`, `failed`, `skipped` or `unknown`.
-        status: String,
+        /// New state: `ready`, `running`, `succeeded`, `failed`, `skipped` or `unknown`. (Borrowed when the
+        /// controller writes it, so that recording a state change allocates nothing for it.)
+        status: Cow<'static, str>,
         /// The instrument, once assigned.
         instrument: Option<String>,
         /// The task sent to the instrument, as JSON (with `running`).
@@ -398,11 +400,11 @@ impl RecordEvent {
     }
 
     /// A step status change with no extra detail.
-    pub fn step(step: i64, at: f64, status: &str) -> Self {
+    pub fn step(step: i64, at: f64, status: &'static str) -> Self {
         RecordEvent::StepStatus {
             step,
             at,
-            status: status.to_owned(),
+            status: status.into(),
             instrument: None,
             task: None,
             attempt: None,

@@ -47,11 +47,15 @@ pub fn schema_version() -> usize {
     MIGRATIONS.len()
 }
 
-/// How many events may wait for the writer before senders wait in turn. Far above any burst the scheduler makes in
-/// a lab, so it only bites if the disk stalls (or in a simulation running days of lab time a second), and then
-/// waiting is right: nothing may act that cannot be recorded. The queue's slots are allocated up front, so it is
-/// kept to what that needs (about 20 MiB).
-const QUEUE: usize = 1 << 16;
+/// How many events may wait for the writer before senders wait in turn. In a lab the writer is idle almost all the
+/// time and the queue holds a handful; it fills only when the scheduler makes events faster than the disk takes them,
+/// which happens in simulations running days of lab time a second. There, waiting holds back the scheduler, so the
+/// queue is large enough to take a burst of a few hundred thousand steps (a run of 100,000 queued steps makes 410,000
+/// events, of which the writer has taken about a third by the time the scheduler is done) and the writer catches up
+/// after. The bound keeps memory finite if the disk stalls (at most 168 bytes an event, with its text), and in
+/// that case waiting is right, since nothing may act that cannot be recorded. Nothing that acts waits on the queue's
+/// size: a step goes to an instrument only once its intent is committed ([`Recorder::after_commit`]).
+const QUEUE: usize = 1 << 20;
 
 /// How many events a [`Recorder`] gathers before it hands them to the writer as one message. Each message through the
 /// queue costs the sender a transfer between cores; one per batch instead of one per event is most of what recording
@@ -66,6 +70,9 @@ const SLOTS: usize = QUEUE / HAND_OVER;
 
 /// The most events the writer commits in one transaction.
 const TRANSACTION: usize = 8192;
+
+/// The page size of records this build creates, in bytes.
+const PAGE_SIZE: i64 = 16_384;
 
 /// Why the record could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +249,13 @@ impl Record {
         if version > 0 && version < MIGRATIONS.len() {
             backup(&conn, path, version)?;
         }
+        if version == 0 {
+            // A new record gets 16 KiB pages (SQLite's default is 4 KiB). The journal's rows are three quarters of
+            // the record's bytes and are only ever appended, so larger pages mean fewer pages to write to the WAL,
+            // checksum and copy back: a tenth less of the writer's time per event (BENCHMARKS.md, "Record"). The size
+            // is fixed once the first table exists, so older records keep theirs.
+            conn.pragma_update(None, "page_size", PAGE_SIZE).map_err(&e)?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL").map_err(&e)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(&e)?;
         // The writer commits up to 8,192 events at once, which dirties more pages than SQLite's default cache (2 MiB)
@@ -249,11 +263,12 @@ impl Record {
         // holds a full batch; SQLite allocates it only as pages are used.
         conn.pragma_update(None, "cache_size", -32_768).map_err(&e)?;
         // Copying the WAL into the database every 1,000 pages (the default) copies the same few pages again and again
-        // (the ends of the journal and of the step tables, and the steps each changed three times). Every 10,000
-        // pages (a WAL of about 40 MiB) copies each of them a tenth as often; with the larger cache, the writer spends
+        // (the ends of the journal and of the step tables, and the steps each changed three times). Every 40 MiB of
+        // WAL (10,000 pages of 4 KiB) copies each of them a tenth as often; with the larger cache, the writer spends
         // about an eighth less time per event. Checkpoints never change what is durable: a committed transaction is
         // durable once it is in the WAL.
-        conn.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(&e)?;
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(&e)?;
+        conn.pragma_update(None, "wal_autocheckpoint", (40 << 20) / page.max(512)).map_err(&e)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(&e)?;
         // Migrations may rebuild tables other tables refer to, which SQLite only allows with foreign keys off; they
         // are switched on, and checked, right after.
@@ -737,6 +752,9 @@ mod tests {
         let conn = record.connection();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version as usize, schema_version());
+        // An existing record keeps the page size it was made with; only new ones get larger pages.
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(page, 4096);
         let steps: Vec<(i64, String, Option<String>)> = conn
             .prepare("SELECT id, status, error FROM steps ORDER BY id")
             .unwrap()
@@ -765,6 +783,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lab.db");
         let mut record = Record::open(&path).unwrap();
+        let page: i64 = record.connection().query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(page, PAGE_SIZE, "a new record has larger pages");
         let ids = record.begin_campaign(&CampaignRow::bench()).unwrap();
         let (recorder, writer) = record.start_writer();
         let other = recorder.clone();

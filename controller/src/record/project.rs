@@ -156,7 +156,7 @@ pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()
         }
         RecordEvent::StepStatus { step, at, status, instrument, task, attempt, outcome, error } => {
             // Each state sets the time column it starts; a retried step starts again.
-            let update = match status.as_str() {
+            let update = match &**status {
                 "ready" => {
                     "UPDATE steps SET status = ?2, ready_at = ?3, instrument = coalesce(?4, instrument),
                          task = coalesce(?5, task), attempt = coalesce(?6, attempt), outcome = coalesce(?7, outcome),

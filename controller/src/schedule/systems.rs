@@ -28,11 +28,18 @@ use crate::planner;
 use crate::record::{ProposalRow, RecordEvent, StepRow};
 
 /// Records a step's new state.
-fn record_step(record: &Record, step: i64, at: f64, status: &str, instrument: Option<&str>, error: Option<String>) {
+fn record_step(
+    record: &Record,
+    step: i64,
+    at: f64,
+    status: &'static str,
+    instrument: Option<&str>,
+    error: Option<String>,
+) {
     record.recorder.send(RecordEvent::StepStatus {
         step,
         at,
-        status: status.to_owned(),
+        status: status.into(),
         instrument: instrument.map(str::to_owned),
         task: None,
         attempt: None,
@@ -442,7 +449,7 @@ pub fn apply_step_results(
                 record.recorder.send(RecordEvent::StepStatus {
                     step: step.id,
                     at: ev.ended,
-                    status: "succeeded".to_owned(),
+                    status: "succeeded".into(),
                     instrument: instrument_name,
                     task: None,
                     attempt: None,
@@ -1653,7 +1660,7 @@ pub fn assign_instruments(
         record.recorder.send(RecordEvent::StepStatus {
             step: step_id,
             at: now,
-            status: "running".to_owned(),
+            status: "running".into(),
             instrument: Some(name.clone()),
             task: task.as_ref().and_then(|t| serde_json::to_string(t).ok()),
             attempt: Some(attempt),
