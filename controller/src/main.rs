@@ -116,6 +116,10 @@ enum Command {
         /// With --backtest: the seed (default: the campaign's).
         #[arg(long, requires = "backtest")]
         seed: Option<u64>,
+        /// Sign the record's checkpoints with this key (made by `lab key new`), so `lab verify --public-key` can
+        /// prove the record was not rewritten.
+        #[arg(long, value_name = "KEY")]
+        sign_with: Option<PathBuf>,
     },
     /// Show what a campaign is doing: running, queued, failed and unknown steps, offline instruments, progress.
     ///
@@ -191,11 +195,25 @@ enum Command {
     /// Check that a record was not edited: the hash chain, the checkpoints, and every table against the journal.
     ///
     /// Example: lab verify --db lab.db
+    ///
+    /// Example: lab verify --db lab.db --public-key lab.key.pub
     Verify {
         /// The record.
         #[arg(long, default_value = "lab.db")]
         db: PathBuf,
+        /// The lab's public key (a `.pub` file from `lab key new`, or its 64 hex digits): every checkpoint must be
+        /// signed by it, which catches a record rewritten together with its checkpoints.
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
     },
+    /// Make keys that sign the record's checkpoints.
+    ///
+    /// A campaign run with `--sign-with KEY` signs its checkpoints; `lab verify --public-key KEY.pub` then proves
+    /// the record was not rewritten, checkpoints and all, by anyone without the key.
+    ///
+    /// Example: lab key new ~/.config/lab/lab.key
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Write the experiment table (one row per experiment, a column per parameter and output) for notebooks.
     ///
     /// Example: lab export --format parquet --out results.parquet
@@ -238,6 +256,9 @@ enum Command {
         /// their experiments (unattended labs), `wait` waits for an operator's `lab confirm`.
         #[arg(long, default_value = "fail", value_parser = ["fail", "wait"])]
         unknown: String,
+        /// Sign the record's checkpoints with this key (made by `lab key new`).
+        #[arg(long, value_name = "KEY")]
+        sign_with: Option<PathBuf>,
     },
     /// Ask the running campaign to stop now, with every instrument in its safe state.
     ///
@@ -343,6 +364,20 @@ struct OperatorArgs {
 
 fn default_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a new signing key: the secret at PATH (readable by you only; keep it off shared drives) and the public
+    /// key at PATH.pub, to publish or hand to whoever audits the lab's records.
+    ///
+    /// Example: lab key new ~/.config/lab/lab.key
+    ///
+    /// Example: lab campaign experiments/campaigns/demo.campaign.ron --db lab.db --sign-with ~/.config/lab/lab.key
+    New {
+        /// Where to write the secret key (never overwritten).
+        path: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -467,8 +502,9 @@ fn main() -> ExitCode {
             print!("{}", experiments::bench::learn_suite(&options, &std::time::Instant::now));
             exit_code::OK
         }
-        Command::Campaign { campaign, db, lab, time_scale, policy, unknown, .. } => {
+        Command::Campaign { campaign, db, lab, time_scale, policy, unknown, sign_with, .. } => {
             let mut opts = CampaignOptions::new(campaign, db);
+            opts.sign_with = sign_with;
             opts.lab = lab;
             opts.time_scale = time_scale;
             opts.progress = !quiet;
@@ -481,7 +517,21 @@ fn main() -> ExitCode {
             campaign_command(opts)
         }
         Command::Plan { lab, file, count, set } => plan_command(&lab, &file, count, &set),
-        Command::Verify { db } => verify_command(&db),
+        Command::Verify { db, public_key } => verify_command(&db, public_key.as_deref()),
+        Command::Key(KeyCommand::New { path }) => match controller::record::signing::write_new_key(&path) {
+            Ok(public) => {
+                println!("wrote the secret key to {} (keep it private)", path.display());
+                println!(
+                    "wrote the public key to {}: {public}",
+                    controller::record::signing::public_path(&path).display()
+                );
+                exit_code::OK
+            }
+            Err(e) => {
+                eprintln!("lab: {e}");
+                exit_code::CANNOT_RUN
+            }
+        },
         Command::Init { dir } => init_command(&dir),
         Command::Status { db, campaign } => status_command(&db, campaign),
         Command::Report { db, campaign, out } => report_command(&db, campaign, &out),
@@ -491,7 +541,7 @@ fn main() -> ExitCode {
         }
         Command::Export { db, campaign, format, out } => export_command(&db, campaign, &format, &out),
         Command::Pause(a) => operator_command(&a, OperatorAction::Pause),
-        Command::Resume { who, campaign, lab, time_scale, unknown } => {
+        Command::Resume { who, campaign, lab, time_scale, unknown, sign_with } => {
             match controller::record::Record::open(&who.db) {
                 Err(controller::record::RecordError::Locked { .. }) => operator_command(&who, OperatorAction::Resume),
                 Err(e) => {
@@ -504,6 +554,7 @@ fn main() -> ExitCode {
                     opts.time_scale = time_scale;
                     opts.progress = !quiet;
                     opts.unknown = if unknown == "wait" { UnknownPolicy::Wait } else { UnknownPolicy::Fail };
+                    opts.sign_with = sign_with;
                     let resume = controller::run::ResumeOptions { db: who.db.clone(), campaign, lab };
                     match controller::run::resume_campaign(&resume, &opts) {
                         Ok(summary) => {
@@ -697,16 +748,43 @@ fn report_command(db: &Path, campaign: Option<i64>, out: &Path) -> u8 {
     }
 }
 
-fn verify_command(db: &Path) -> u8 {
-    match controller::record::verify::verify(db) {
+fn verify_command(db: &Path, public_key: Option<&str>) -> u8 {
+    let trusted = match public_key.map(controller::record::signing::read_public_key).transpose() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("lab: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    match controller::record::verify::verify_with(db, trusted.as_ref()) {
         Ok(r) if r.is_intact() => {
             println!(
-                "{}: intact. {} journal rows in an unbroken hash chain, {} checkpoints, {} table rows match the journal.",
+                "{}: intact. {} journal rows in an unbroken hash chain, {} checkpoint{}, {} table rows match the journal.",
                 db.display(),
                 r.journal_rows,
                 r.checkpoints,
+                if r.checkpoints == 1 { "" } else { "s" },
                 r.rows_compared
             );
+            for key in &r.signers {
+                println!("checkpoints signed by key {key}");
+            }
+            if r.signed == 0 && trusted.is_none() {
+                println!(
+                    "the checkpoints are not signed: whoever can edit the file could rewrite them with the chain \
+                     (compare the head below with the one the campaign printed, or sign campaigns: `lab key new`)"
+                );
+            }
+            match (trusted.is_some(), r.last_signed) {
+                (true, Some(row)) if row < r.journal_rows => println!(
+                    "signed by the key given up to journal row {row}; rows {} to {} come after the last signed \
+                     checkpoint (a campaign still running, or one stopped before its end), proven by the chain only",
+                    row + 1,
+                    r.journal_rows
+                ),
+                (true, Some(_)) => println!("signed by the key given up to the last journal row"),
+                _ => {}
+            }
             println!("head {}", r.head);
             exit_code::OK
         }

@@ -46,6 +46,8 @@ pub struct CampaignOptions {
     pub policy: Policy,
     /// What happens to a step whose outcome is unknown once its instrument is reconciled.
     pub unknown: UnknownPolicy,
+    /// A key file to sign the record's checkpoints with.
+    pub sign_with: Option<PathBuf>,
 }
 
 impl CampaignOptions {
@@ -59,6 +61,7 @@ impl CampaignOptions {
             progress: false,
             policy: Policy::Planned { replan: true, budget: None },
             unknown: UnknownPolicy::Fail,
+            sign_with: None,
         }
     }
 }
@@ -177,6 +180,7 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     let clock = Clock::scaled(scale);
 
     let mut record = RecordFile::open(&opts.db)?;
+    sign_checkpoints(&mut record, opts)?;
     // A campaign this record holds unfinished (the controller stopped) is resumed, not started again.
     let sha = crate::record::sha256_hex(campaign.source.text.as_bytes());
     if let Some(id) =
@@ -206,6 +210,16 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     execute(inputs, opts, record, ids, clock, None, wall)
 }
 
+/// Reads the signing key the options name, if any, before anything is written, so a wrong path stops the campaign
+/// before it starts rather than leaving it unsigned.
+fn sign_checkpoints(record: &mut RecordFile, opts: &CampaignOptions) -> Result<(), RunError> {
+    if let Some(path) = &opts.sign_with {
+        let key = crate::record::signing::CheckpointSigner::read(path).map_err(RunError::Lab)?;
+        record.sign_checkpoints_with(key);
+    }
+    Ok(())
+}
+
 /// How to resume a campaign.
 #[derive(Debug, Clone)]
 pub struct ResumeOptions {
@@ -220,7 +234,8 @@ pub struct ResumeOptions {
 /// Resumes an unfinished campaign from its record: what the record says is done stays done, steps in doubt are
 /// never repeated blindly, pending steps run, and the learner is refit from the recorded results.
 pub fn resume_campaign(resume: &ResumeOptions, opts: &CampaignOptions) -> Result<Summary, RunError> {
-    let record = RecordFile::open(&resume.db)?;
+    let mut record = RecordFile::open(&resume.db)?;
+    sign_checkpoints(&mut record, opts)?;
     let id = match resume.campaign {
         Some(id) => id,
         None => crate::resume::unfinished(record.connection(), None)
@@ -591,6 +606,9 @@ pub fn insert_campaign(
     world.insert_resource(policy);
 }
 
+/// Lab seconds between the checkpoints a running campaign writes (it writes one more when it ends).
+const CHECKPOINT_EVERY: f64 = 3600.0;
+
 /// Runs the world until the campaign has nothing left to do: a frame whenever something arrives (or a minimum wait
 /// ends), and again while frames make progress. `after_frame` sees the world after each frame.
 pub fn drive(
@@ -602,9 +620,18 @@ pub fn drive(
     mut after_frame: impl FnMut(&World),
 ) {
     let mut aborted_for_record = false;
+    let mut last_checkpoint = clock.now();
     loop {
         schedule.run(world);
         after_frame(world);
+        let now = clock.now();
+        if now - last_checkpoint >= CHECKPOINT_EVERY {
+            // A campaign that stops before its end still leaves its record checkpointed (and signed, with a key) up
+            // to the last hour of lab time.
+            let campaign = world.resource::<crate::schedule::resources::Record>().campaign;
+            recorder.checkpoint(format!("campaign {campaign} running, lab time {now:.0} s"));
+            last_checkpoint = now;
+        }
         if world.resource::<CampaignState>().is_finished() {
             break;
         }

@@ -62,8 +62,18 @@ impl CampaignTest {
 
     /// Runs the campaign, returning its error if it cannot run.
     pub fn try_run(&self) -> Result<Summary, controller::run::RunError> {
+        self.try_run_with(|_| {})
+    }
+
+    /// Runs the campaign with options changed by `change` (a signing key, a policy), returning its error if it
+    /// cannot run.
+    pub fn try_run_with(
+        &self,
+        change: impl FnOnce(&mut CampaignOptions),
+    ) -> Result<Summary, controller::run::RunError> {
         let mut opts = CampaignOptions::new(self.campaign.clone(), self.db.clone());
         opts.time_scale = Some(self.time_scale);
+        change(&mut opts);
         run_campaign(&opts)
     }
 

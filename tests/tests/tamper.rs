@@ -181,19 +181,7 @@ fn a_chain_rewritten_after_an_edit_disagrees_with_its_checkpoint() {
     let report = tampered(|c| {
         let edited = succeeded_step_after(c, 60);
         c.execute("UPDATE journal SET body = replace(body, 'succeeded', 'failed') WHERE id = ?1", [edited]).unwrap();
-        let rows: Vec<(i64, Option<i64>, Option<f64>, String, String)> = c
-            .prepare("SELECT id, campaign_id, at, kind, body FROM journal WHERE id >= ?1 ORDER BY id")
-            .unwrap()
-            .query_map([edited], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let prev: String = c.query_row("SELECT hash FROM journal WHERE id = ?1", [edited - 1], |r| r.get(0)).unwrap();
-        let mut prev = unhex(&prev).unwrap();
-        for (id, campaign, at, kind, body) in rows {
-            prev = chain_hash(&prev, id, campaign, at, &kind, &body);
-            c.execute("UPDATE journal SET hash = ?2 WHERE id = ?1", params![id, hex(&prev)]).unwrap();
-        }
+        rewrite_chain(c, edited);
     });
     assert!(
         report.problems.iter().all(|p| p.table != "journal"),
@@ -202,4 +190,141 @@ fn a_chain_rewritten_after_an_edit_disagrees_with_its_checkpoint() {
     );
     let p = first_in(&report, "checkpoints");
     assert!(p.what.contains("no longer has the hash"), "{p}");
+}
+
+/// A campaign whose checkpoints are signed with a key kept outside the record (made once for these tests).
+fn signed() -> &'static (CampaignTest, tempfile::TempDir, std::path::PathBuf) {
+    static RUN: std::sync::OnceLock<(CampaignTest, tempfile::TempDir, std::path::PathBuf)> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let keys = tempfile::tempdir().unwrap();
+        let key = keys.path().join("lab.key");
+        controller::record::signing::write_new_key(&key).unwrap();
+        let t = CampaignTest::demo(2, 2, 2);
+        t.try_run_with(|o| o.sign_with = Some(key.clone())).expect("the signed campaign runs");
+        (t, keys, key)
+    })
+}
+
+/// A copy of the signed record, edited by `edit`, verified against the public key `trusted` (hex or file).
+fn signed_tampered(edit: impl FnOnce(&Connection), trusted: Option<&str>) -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    signed().0.record().execute("VACUUM INTO ?1", [copy.to_string_lossy()]).unwrap();
+    {
+        let conn = Connection::open(&copy).unwrap();
+        edit(&conn);
+    }
+    let key = trusted.map(|k| controller::record::signing::read_public_key(k).unwrap());
+    controller::record::verify::verify_with(&copy, key.as_ref()).unwrap()
+}
+
+fn public_key_file() -> String {
+    controller::record::signing::public_path(&signed().2).to_string_lossy().into_owned()
+}
+
+/// Recomputes every journal hash from row `from` on, so that the chain is unbroken again after an edit there.
+fn rewrite_chain(c: &Connection, from: i64) {
+    let rows: Vec<(i64, Option<i64>, Option<f64>, String, String)> = c
+        .prepare("SELECT id, campaign_id, at, kind, body FROM journal WHERE id >= ?1 ORDER BY id")
+        .unwrap()
+        .query_map([from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let prev: String = c.query_row("SELECT hash FROM journal WHERE id = ?1", [from - 1], |r| r.get(0)).unwrap();
+    let mut prev = unhex(&prev).unwrap();
+    for (id, campaign, at, kind, body) in rows {
+        prev = chain_hash(&prev, id, campaign, at, &kind, &body);
+        c.execute("UPDATE journal SET hash = ?2 WHERE id = ?1", params![id, hex(&prev)]).unwrap();
+    }
+}
+
+/// Rewrites the journal from `from` on so that the chain is unbroken again, then points every checkpoint at the new
+/// hashes: what someone who can edit the record but does not hold the key would do.
+fn rewrite_chain_and_checkpoints(c: &Connection, from: i64) {
+    rewrite_chain(c, from);
+    c.execute("UPDATE checkpoints SET hash = (SELECT hash FROM journal WHERE journal.id = checkpoints.journal_id)", [])
+        .unwrap();
+}
+
+#[test]
+fn a_signed_record_untouched_is_intact_against_its_public_key() {
+    let report = signed_tampered(|_| {}, Some(&public_key_file()));
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert!(report.signed >= 1 && report.signed == report.checkpoints, "{report:?}");
+    assert_eq!(report.last_signed, Some(report.journal_rows), "the last checkpoint covers the whole journal");
+    // The public key a verifier is given is the one that signed.
+    let public = std::fs::read_to_string(public_key_file()).unwrap();
+    assert!(public.contains(&report.signers[0]), "{report:?}");
+}
+
+/// Without the key, rewriting the chain and its checkpoints together leaves nothing unbroken but the signature.
+#[test]
+fn a_chain_rewritten_with_its_checkpoints_is_caught_by_the_signature() {
+    let report = signed_tampered(
+        |c| {
+            let edited = succeeded_step_after(c, 40);
+            c.execute("UPDATE journal SET body = replace(body, 'succeeded', 'failed') WHERE id = ?1", [edited])
+                .unwrap();
+            rewrite_chain_and_checkpoints(c, edited);
+        },
+        None,
+    );
+    assert!(
+        report.problems.iter().all(|p| p.table != "journal"),
+        "the chain itself is unbroken: {:?}",
+        report.problems
+    );
+    let p = first_in(&report, "checkpoints");
+    assert!(p.what.contains("signature does not match"), "{p}");
+}
+
+/// A forger who re-signs the rewritten checkpoints with a key of their own makes a record that is consistent in
+/// itself; only the lab's public key, given from outside, tells it apart.
+#[test]
+fn checkpoints_re_signed_with_another_key_are_caught_only_against_the_labs_public_key() {
+    let forger = tempfile::tempdir().unwrap();
+    let forged_key = forger.path().join("forged.key");
+    controller::record::signing::write_new_key(&forged_key).unwrap();
+    let forged = controller::record::signing::CheckpointSigner::read(&forged_key).unwrap();
+    let edit = |c: &Connection| {
+        let edited = succeeded_step_after(c, 40);
+        c.execute("UPDATE journal SET body = replace(body, 'succeeded', 'failed') WHERE id = ?1", [edited]).unwrap();
+        rewrite_chain_and_checkpoints(c, edited);
+        let rows: Vec<(i64, i64, String, String, String)> = c
+            .prepare("SELECT id, journal_id, hash, made_at, reason FROM checkpoints")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (id, journal_id, hash, made_at, reason) in rows {
+            let message = controller::record::signing::message(journal_id, &hash, &made_at, &reason);
+            c.execute(
+                "UPDATE checkpoints SET public_key = ?2, signature = ?3 WHERE id = ?1",
+                params![id, forged.public_hex(), forged.sign(&message)],
+            )
+            .unwrap();
+        }
+    };
+    // Consistent in itself: without the lab's key, nothing is wrong. But the tables still disagree with the
+    // rewritten journal, unless they were rewritten too; this edit changed the journal only.
+    let alone = signed_tampered(edit, None);
+    assert!(alone.problems.iter().all(|p| p.table != "journal" && p.table != "checkpoints"), "{:?}", alone.problems);
+    let against = signed_tampered(edit, Some(&public_key_file()));
+    let p = first_in(&against, "checkpoints");
+    assert!(p.what.contains("not by the key given"), "{p}");
+}
+
+#[test]
+fn an_unsigned_record_fails_against_a_public_key() {
+    let report = tampered(|_| {});
+    assert!(report.is_intact(), "intact without a key: {:?}", report.problems);
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    original().record().execute("VACUUM INTO ?1", [copy.to_string_lossy()]).unwrap();
+    let key = controller::record::signing::read_public_key(&public_key_file()).unwrap();
+    let against = controller::record::verify::verify_with(&copy, Some(&key)).unwrap();
+    let p = first_in(&against, "checkpoints");
+    assert!(p.what.contains("not signed"), "{p}");
 }

@@ -91,16 +91,24 @@ impl Tail {
     }
 }
 
-/// Writes a checkpoint of the current tail, so a later rewrite of the chain is caught against it.
-pub fn checkpoint(conn: &Connection, tail: &Tail, reason: &str) -> rusqlite::Result<()> {
+/// Writes a checkpoint of the current tail, so a later rewrite of the chain is caught against it; signed with
+/// `signer` if there is one, so that a rewrite of the checkpoint too is caught by whoever holds the public key.
+pub fn checkpoint(
+    conn: &Connection,
+    tail: &Tail,
+    reason: &str,
+    signer: Option<&super::signing::CheckpointSigner>,
+) -> rusqlite::Result<()> {
+    let hash = hex(&tail.hash);
+    let made_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let (public_key, signature) = match signer {
+        Some(s) => (Some(s.public_hex()), Some(s.sign(&super::signing::message(tail.id, &hash, &made_at, reason)))),
+        None => (None, None),
+    };
     conn.execute(
-        "INSERT INTO checkpoints (journal_id, hash, made_at, reason) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            tail.id,
-            hex(&tail.hash),
-            humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            reason
-        ],
+        "INSERT INTO checkpoints (journal_id, hash, made_at, reason, public_key, signature)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![tail.id, hash, made_at, reason, public_key, signature],
     )?;
     Ok(())
 }

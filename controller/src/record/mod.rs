@@ -18,6 +18,7 @@ pub mod export;
 pub mod journal;
 pub mod prepared;
 pub mod project;
+pub mod signing;
 pub mod verify;
 
 use std::fs::File;
@@ -40,6 +41,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/002-journal.sql")),
     M::up(include_str!("../../migrations/003-step-status-check.sql")),
     M::up(include_str!("../../migrations/004-clear-requests.sql")),
+    M::up(include_str!("../../migrations/005-signed-checkpoints.sql")),
 ];
 
 /// The schema version this build writes.
@@ -139,6 +141,8 @@ pub struct Record {
     conn: Connection,
     path: PathBuf,
     tail: Tail,
+    /// The key that signs checkpoints, if the campaign was given one.
+    signer: Option<signing::CheckpointSigner>,
     _lock: Option<File>,
 }
 
@@ -286,7 +290,12 @@ impl Record {
             });
         }
         let tail = Tail::read(&conn).map_err(&e)?;
-        Ok(Record { conn, path: path.to_owned(), tail, _lock: None })
+        Ok(Record { conn, path: path.to_owned(), tail, signer: None, _lock: None })
+    }
+
+    /// Signs every checkpoint written from now on with `key` (see [`signing`]).
+    pub fn sign_checkpoints_with(&mut self, key: signing::CheckpointSigner) {
+        self.signer = Some(key);
     }
 
     /// The database path.
@@ -606,7 +615,7 @@ fn write_loop(
                 WriterMessage::AfterCommit(f) => after.push(Either::Run(f)),
                 WriterMessage::Flush(ack) => after.push(Either::Ack(ack)),
                 WriterMessage::Checkpoint(reason) => {
-                    journal::checkpoint(&tx, &tail, &reason)
+                    journal::checkpoint(&tx, &tail, &reason, record.signer.as_ref())
                         .map_err(|e| fail(format!("{path}: cannot write a checkpoint: {e}")))?;
                 }
             }

@@ -1,8 +1,8 @@
 //! `lab verify`: proving a record was not edited.
 //!
 //! Three checks, each naming the first row that fails it: the journal's hash chain (a row edited, deleted or inserted
-//! breaks it there), the checkpoints (a rewrite of the whole chain after a checkpoint disagrees with it), and the
-//! tables people read (the journal is replayed into a fresh database, and every row of every projected table must
+//! breaks it there), the checkpoints (a rewrite of the whole chain after a checkpoint disagrees with it, and a signed
+//! checkpoint rewritten too no longer matches its signature; see [`super::signing`]), and the tables people read (the journal is replayed into a fresh database, and every row of every projected table must
 //! match; an edited, deleted or inserted row is named with its table, key and column).
 //!
 //! A record grows for as long as a lab runs (a week of a busy simulated lab is 130 MiB), so nothing here holds it in
@@ -46,6 +46,13 @@ pub struct Report {
     pub head: String,
     /// Checkpoints checked.
     pub checkpoints: usize,
+    /// Checkpoints whose signature matches them.
+    pub signed: usize,
+    /// The public keys (hex) that signed them.
+    pub signers: Vec<String>,
+    /// The journal row of the last checkpoint with a matching signature (by the trusted key, if one was given):
+    /// everything up to it is proven by the key; rows after it only by the chain.
+    pub last_signed: Option<i64>,
     /// Table rows compared with the journal's replay.
     pub rows_compared: usize,
     /// Everything wrong, first problems first (at most a few per table).
@@ -61,6 +68,12 @@ impl Report {
 
 /// Verifies the record at `path` without changing it.
 pub fn verify(path: &Path) -> Result<Report, String> {
+    verify_with(path, None)
+}
+
+/// Verifies the record at `path` without changing it; with `trusted`, every checkpoint must also be signed by that
+/// key (a public key the lab keeps outside the record), so that a record rewritten with its checkpoints is caught.
+pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -> Result<Report, String> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let sql = |e: rusqlite::Error| format!("{}: {e}", path.display());
@@ -139,34 +152,77 @@ pub fn verify(path: &Path) -> Result<Report, String> {
     tx.commit().map_err(sql)?;
 
     // The checkpoints.
-    let mut stmt = conn.prepare("SELECT id, journal_id, hash FROM checkpoints ORDER BY id").map_err(sql)?;
-    let checkpoints: Vec<(i64, i64, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let mut stmt = conn
+        .prepare("SELECT id, journal_id, hash, made_at, reason, public_key, signature FROM checkpoints ORDER BY id")
+        .map_err(sql)?;
+    type CheckpointRow = (i64, i64, String, String, String, Option<String>, Option<String>);
+    let checkpoints: Vec<CheckpointRow> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
         .map_err(sql)?
         .collect::<Result<_, _>>()
         .map_err(sql)?;
-    for (id, journal_id, hash) in &checkpoints {
+    let trusted_hex = trusted.map(|k| journal::hex(k.as_bytes()));
+    let (mut signed, mut signers, mut last_signed) = (0, Vec::<String>::new(), None);
+    for (id, journal_id, hash, made_at, reason, public_key, signature) in &checkpoints {
+        let mut problem = |what: String| {
+            problems.push(Problem { table: "checkpoints".into(), row: id.to_string(), what });
+        };
         let stored: Option<String> =
             conn.query_row("SELECT hash FROM journal WHERE id = ?1", [journal_id], |r| r.get(0)).ok();
         if stored.as_deref() != Some(hash.as_str()) {
-            problems.push(Problem {
-                table: "checkpoints".into(),
-                row: id.to_string(),
-                what: format!("journal row {journal_id} no longer has the hash it had when checkpointed"),
-            });
+            problem(format!("journal row {journal_id} no longer has the hash it had when checkpointed"));
+        }
+        match (public_key, signature) {
+            (Some(key), Some(sig)) => {
+                match super::signing::check(key, sig, &super::signing::message(*journal_id, hash, made_at, reason)) {
+                    Err(why) => problem(why),
+                    Ok(()) if trusted_hex.as_ref().is_some_and(|t| !t.eq_ignore_ascii_case(key)) => problem(format!(
+                        "signed by key {key}, not by the key given: the checkpoints were re-signed by someone else"
+                    )),
+                    Ok(()) => {
+                        signed += 1;
+                        last_signed = Some(*journal_id);
+                        if !signers.contains(key) {
+                            signers.push(key.clone());
+                        }
+                    }
+                }
+            }
+            (None, None) if trusted.is_some() => {
+                problem("not signed, and a public key was given: every checkpoint must be signed by it".into())
+            }
+            (None, None) => {}
+            _ => problem("it has a public key or a signature but not both: edited".into()),
         }
     }
+    if trusted.is_some() && checkpoints.is_empty() {
+        problems.push(Problem {
+            table: "checkpoints".into(),
+            row: "-".into(),
+            what: "there are none, and a public key was given: nothing in this record was signed by it".into(),
+        });
+    }
+    let report = |rows_compared, problems| Report {
+        journal_rows: count,
+        head: head.clone(),
+        checkpoints: checkpoints.len(),
+        signed,
+        signers: signers.clone(),
+        last_signed,
+        rows_compared,
+        problems,
+    };
 
     // The tables, against a replay of the journal. A broken chain already names the altered row, and replaying an
     // altered journal would only shift every later row, so the tables are compared only against an intact one.
     if !chain_ok || problems.iter().any(|p| p.table == "journal") {
-        return Ok(Report { journal_rows: count, head, checkpoints: checkpoints.len(), rows_compared: 0, problems });
+        return Ok(report(0, problems));
     }
     let mut compared = 0;
     for (table, key) in project::PROJECTED {
         compared += compare(&conn, &replay, table, key, &mut problems).map_err(sql)?;
     }
-    Ok(Report { journal_rows: count, head, checkpoints: checkpoints.len(), rows_compared: compared, problems })
+    Ok(report(compared, problems))
 }
 
 /// Compares a table row by row with its replay, both read in key order; returns how many rows the file holds. At
