@@ -208,8 +208,9 @@ enum Command {
     },
     /// Make keys that sign the record's checkpoints.
     ///
-    /// A campaign run with `--sign-with KEY` signs its checkpoints; `lab verify --public-key KEY.pub` then proves
-    /// the record was not rewritten, checkpoints and all, by anyone without the key.
+    /// A campaign run with `--sign-with KEY` signs its checkpoints (every hour of lab time and at its end);
+    /// `lab verify --public-key KEY.pub` then proves the record up to its last signed checkpoint against anyone
+    /// without the key, checkpoints and all.
     ///
     /// Example: lab key new ~/.config/lab/lab.key
     #[command(subcommand)]
@@ -543,7 +544,15 @@ fn main() -> ExitCode {
         Command::Pause(a) => operator_command(&a, OperatorAction::Pause),
         Command::Resume { who, campaign, lab, time_scale, unknown, sign_with } => {
             match controller::record::Record::open(&who.db) {
-                Err(controller::record::RecordError::Locked { .. }) => operator_command(&who, OperatorAction::Resume),
+                Err(controller::record::RecordError::Locked { .. }) => {
+                    if sign_with.is_some() {
+                        eprintln!(
+                            "lab: a controller is running this campaign; it goes on signing with the key it was started \
+                             with (--sign-with is for resuming a stopped campaign)"
+                        );
+                    }
+                    operator_command(&who, OperatorAction::Resume)
+                }
                 Err(e) => {
                     eprintln!("lab: {e}");
                     exit_code::CANNOT_RUN
@@ -775,14 +784,13 @@ fn verify_command(db: &Path, public_key: Option<&str>) -> u8 {
                      (compare the head below with the one the campaign printed, or sign campaigns: `lab key new`)"
                 );
             }
-            match (trusted.is_some(), r.last_signed) {
-                (true, Some(row)) if row < r.journal_rows => println!(
-                    "signed by the key given up to journal row {row}; rows {} to {} come after the last signed \
-                     checkpoint (a campaign still running, or one stopped before its end), proven by the chain only",
-                    row + 1,
-                    r.journal_rows
+            match (trusted.is_some(), r.unproven) {
+                (true, Some((from, to))) => println!(
+                    "signed by the key given up to journal row {}; rows {from} to {to} were written since by the \
+                     controller running now, and its next checkpoint signs them",
+                    from - 1
                 ),
-                (true, Some(_)) => println!("signed by the key given up to the last journal row"),
+                (true, None) => println!("signed by the key given up to the last journal row"),
                 _ => {}
             }
             println!("head {}", r.head);

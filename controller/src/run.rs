@@ -179,8 +179,11 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     }
     let clock = Clock::scaled(scale);
 
+    let signer = signer(opts)?;
     let mut record = RecordFile::open(&opts.db)?;
-    sign_checkpoints(&mut record, opts)?;
+    if let Some(key) = signer {
+        record.sign_checkpoints_with(key);
+    }
     // A campaign this record holds unfinished (the controller stopped) is resumed, not started again.
     let sha = crate::record::sha256_hex(campaign.source.text.as_bytes());
     if let Some(id) =
@@ -207,17 +210,13 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
         protocol: (inputs.protocol_path.display().to_string(), protocol.source().text.clone()),
         lab: (inputs.lab_path.display().to_string(), lab.source.text.clone()),
     })?;
-    execute(inputs, opts, record, ids, clock, None, wall)
+    execute(inputs, opts, record, ids, clock, None, None, wall)
 }
 
-/// Reads the signing key the options name, if any, before anything is written, so a wrong path stops the campaign
-/// before it starts rather than leaving it unsigned.
-fn sign_checkpoints(record: &mut RecordFile, opts: &CampaignOptions) -> Result<(), RunError> {
-    if let Some(path) = &opts.sign_with {
-        let key = crate::record::signing::CheckpointSigner::read(path).map_err(RunError::Lab)?;
-        record.sign_checkpoints_with(key);
-    }
-    Ok(())
+/// Reads the signing key the options name, if any, before the record is opened, so a wrong path stops the campaign
+/// before anything is written rather than leaving it unsigned.
+fn signer(opts: &CampaignOptions) -> Result<Option<crate::record::signing::CheckpointSigner>, RunError> {
+    opts.sign_with.as_deref().map(crate::record::signing::CheckpointSigner::read).transpose().map_err(RunError::Lab)
 }
 
 /// How to resume a campaign.
@@ -234,8 +233,11 @@ pub struct ResumeOptions {
 /// Resumes an unfinished campaign from its record: what the record says is done stays done, steps in doubt are
 /// never repeated blindly, pending steps run, and the learner is refit from the recorded results.
 pub fn resume_campaign(resume: &ResumeOptions, opts: &CampaignOptions) -> Result<Summary, RunError> {
+    let signer = signer(opts)?;
     let mut record = RecordFile::open(&resume.db)?;
-    sign_checkpoints(&mut record, opts)?;
+    if let Some(key) = signer {
+        record.sign_checkpoints_with(key);
+    }
     let id = match resume.campaign {
         Some(id) => id,
         None => crate::resume::unfinished(record.connection(), None)
@@ -261,7 +263,36 @@ fn resume_in(
     let clock = Clock::scaled_from(restore.started_at, opts.time_scale.unwrap_or(restore.time_scale));
     let inputs = restore.inputs.clone();
     let ids = restore.ids;
-    execute(inputs, opts, record, ids, clock, Some(restore), wall)
+    let signing = signing_change(&record, id);
+    if let Some(warning) = &signing {
+        eprintln!("lab: {warning}");
+    }
+    execute(inputs, opts, record, ids, clock, Some(restore), signing, wall)
+}
+
+/// What a resumed campaign should say if it will not sign its checkpoints with the key it signed them with before:
+/// `lab verify --public-key` then proves the record only up to the last checkpoint signed with that key.
+fn signing_change(record: &RecordFile, campaign: i64) -> Option<String> {
+    let before: Option<String> = record
+        .connection()
+        .query_row(
+            "SELECT public_key FROM checkpoints WHERE reason LIKE ?1 AND public_key IS NOT NULL ORDER BY id DESC LIMIT 1",
+            [format!("campaign {campaign} %")],
+            |r| r.get(0),
+        )
+        .ok();
+    let now = record.signing_key();
+    match (before, now) {
+        (Some(b), None) => Some(format!(
+            "campaign {campaign} signed its checkpoints with key {b} and is resumed without a key: what it records from \
+             now on is proven by the hash chain only (stop it and resume with --sign-with KEY to go on signing)"
+        )),
+        (Some(b), Some(n)) if b != n => Some(format!(
+            "campaign {campaign} signed its checkpoints with key {b} and now signs them with key {n}: check the record \
+             against the new key from now on"
+        )),
+        _ => None,
+    }
 }
 
 /// Runs a campaign whose record row exists: new (`restore` is `None`) or resumed.
@@ -272,6 +303,7 @@ fn execute(
     ids: CampaignIds,
     clock: Clock,
     restore: Option<crate::resume::Restore>,
+    signing: Option<String>,
     wall: Instant,
 ) -> Result<Summary, RunError> {
     let lab = Arc::clone(&inputs.lab);
@@ -292,6 +324,9 @@ fn execute(
                 r.queued.len()
             ),
         ));
+    }
+    if let Some(warning) = signing {
+        recorder.send(RecordEvent::say(campaign_id, clock.now(), "warning", None, warning));
     }
     let say = |level: &str, instrument: Option<&str>, message: String| {
         recorder.send(RecordEvent::say(campaign_id, clock.now(), level, instrument, message));

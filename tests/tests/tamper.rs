@@ -199,7 +199,8 @@ fn signed() -> &'static (CampaignTest, tempfile::TempDir, std::path::PathBuf) {
         let keys = tempfile::tempdir().unwrap();
         let key = keys.path().join("lab.key");
         controller::record::signing::write_new_key(&key).unwrap();
-        let t = CampaignTest::demo(2, 2, 2);
+        // Four experiments two at a time: about two hours of lab time, so an hourly checkpoint and a final one.
+        let t = CampaignTest::demo(4, 2, 2);
         t.try_run_with(|o| o.sign_with = Some(key.clone())).expect("the signed campaign runs");
         (t, keys, key)
     })
@@ -326,5 +327,51 @@ fn an_unsigned_record_fails_against_a_public_key() {
     let key = controller::record::signing::read_public_key(&public_key_file()).unwrap();
     let against = controller::record::verify::verify_with(&copy, Some(&key)).unwrap();
     let p = first_in(&against, "checkpoints");
-    assert!(p.what.contains("not signed"), "{p}");
+    assert!(p.what.contains("none is signed by the key given"), "{p}");
+}
+
+/// Checkpoints from before signing began (unsigned) are proven by the signed ones after them.
+#[test]
+fn unsigned_checkpoints_before_a_signed_one_are_covered_by_it() {
+    let report = signed_tampered(
+        |c| {
+            c.execute(
+                "INSERT INTO checkpoints (journal_id, hash, made_at, reason)
+                 SELECT 5, hash, '2026-01-01T00:00:00.000Z', 'from before the lab signed' FROM journal WHERE id = 5",
+                [],
+            )
+            .unwrap();
+        },
+        Some(&public_key_file()),
+    );
+    assert!(report.is_intact(), "{:?}", report.problems);
+}
+
+/// Rows after the last signed checkpoint of a record no controller is writing to are not proven: someone may have
+/// rewritten the end (here, the final checkpoint is deleted, as a forger who rewrote the last hour would).
+#[test]
+fn rows_after_the_last_signed_checkpoint_are_named_unless_a_controller_is_writing() {
+    let cut = |c: &Connection| {
+        let checkpoints = one(c, "SELECT count(*) FROM checkpoints");
+        assert!(checkpoints >= 2, "an hourly checkpoint and a final one: {checkpoints}");
+        c.execute("DELETE FROM checkpoints WHERE id = (SELECT max(id) FROM checkpoints)", []).unwrap();
+    };
+    let report = signed_tampered(cut, Some(&public_key_file()));
+    let p = first_in(&report, "journal");
+    assert!(p.what.contains("after the last checkpoint signed by the key given"), "{p}");
+    let (from, to) = report.unproven.expect("rows after the last signed checkpoint");
+    assert_eq!(p.row, format!("{from}..={to}"));
+    assert_eq!(to, report.journal_rows);
+
+    // The same record while a controller holds it: the rows are expected, and named as unproven only.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    signed().0.record().execute("VACUUM INTO ?1", [copy.to_string_lossy()]).unwrap();
+    cut(&Connection::open(&copy).unwrap());
+    let held = controller::record::Record::open(&copy).unwrap();
+    let key = controller::record::signing::read_public_key(&public_key_file()).unwrap();
+    let report = controller::record::verify::verify_with(&copy, Some(&key)).unwrap();
+    drop(held);
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert!(report.unproven.is_some(), "{report:?}");
 }

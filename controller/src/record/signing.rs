@@ -21,6 +21,9 @@ pub fn message(journal_id: i64, hash: &str, made_at: &str, reason: &str) -> Vec<
         .into_bytes()
 }
 
+/// How a secret key file begins.
+const SECRET_HEADER: &str = "# lab signing key";
+
 /// A key that signs checkpoints.
 #[derive(Clone)]
 pub struct CheckpointSigner(SigningKey);
@@ -45,8 +48,14 @@ impl CheckpointSigner {
 
     /// Reads a key file written by [`write_new_key`].
     pub fn read(path: &Path) -> Result<CheckpointSigner, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the signing key {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let fix = if e.kind() == std::io::ErrorKind::NotFound {
+                format!("; make one with `lab key new {}`", path.display())
+            } else {
+                String::new()
+            };
+            format!("cannot read the signing key {}: {e}{fix}", path.display())
+        })?;
         let bytes = key_line(&text).ok_or_else(|| {
             format!(
                 "{} is not a lab signing key (it needs a line of 64 hex digits); make one with `lab key new {}`",
@@ -68,13 +77,16 @@ pub fn write_new_key(path: &Path) -> Result<String, String> {
             return Err(format!("{} exists; a signing key is never overwritten (pick another path)", p.display()));
         }
     }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot make the folder {} for the key: {e}", dir.display()))?;
+    }
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| format!("the system gave no randomness for a key: {e}"))?;
     let key = CheckpointSigner(SigningKey::from_bytes(&secret));
     let public = key.public_hex();
     let mut text = String::new();
-    let _ =
-        writeln!(text, "# lab signing key (Ed25519). Keep this file private: whoever holds it can sign checkpoints.");
+    let _ = writeln!(text, "{SECRET_HEADER} (Ed25519). Keep this file private: whoever holds it can sign checkpoints.");
     let _ = writeln!(text, "# public key: {public}");
     let _ = writeln!(text, "{}", hex(&secret));
     write_private(path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -82,7 +94,11 @@ pub fn write_new_key(path: &Path) -> Result<String, String> {
         "# lab public key (Ed25519): check records with `lab verify --public-key {}`\n{public}\n",
         public_path.display()
     );
-    std::fs::write(&public_path, public_text).map_err(|e| format!("cannot write {}: {e}", public_path.display()))?;
+    if let Err(e) = std::fs::write(&public_path, public_text) {
+        // Nothing has been signed with the new key yet, so it goes too, and trying again starts afresh.
+        let _ = std::fs::remove_file(path);
+        return Err(format!("cannot write {}: {e}; no key was made", public_path.display()));
+    }
     Ok(public)
 }
 
@@ -100,9 +116,12 @@ pub fn read_public_key(given: &str) -> Result<VerifyingKey, String> {
         None => {
             let text = std::fs::read_to_string(given)
                 .map_err(|e| format!("--public-key {given}: neither 64 hex digits nor a readable file ({e})"))?;
-            // A secret key file names its public half on a comment line; a public key file holds it as its line.
-            let named = text.lines().find_map(|l| l.trim().strip_prefix("# public key:").and_then(key_line));
-            named.or_else(|| key_line(&text)).ok_or_else(|| {
+            // The secret key file works too (the lab checking its own records): its public half is derived from it,
+            // never read from a line that might be the secret.
+            if text.starts_with(SECRET_HEADER) {
+                return Ok(CheckpointSigner::read(Path::new(given))?.0.verifying_key());
+            }
+            key_line(&text).ok_or_else(|| {
                 format!(
                     "{given} holds no public key (a line of 64 hex digits, as `lab key new` writes in its .pub file)"
                 )

@@ -53,6 +53,9 @@ pub struct Report {
     /// The journal row of the last checkpoint with a matching signature (by the trusted key, if one was given):
     /// everything up to it is proven by the key; rows after it only by the chain.
     pub last_signed: Option<i64>,
+    /// With a trusted key: the journal rows after the last checkpoint it signed (a problem unless a controller is
+    /// writing to the record now).
+    pub unproven: Option<(i64, i64)>,
     /// Table rows compared with the journal's replay.
     pub rows_compared: usize,
     /// Everything wrong, first problems first (at most a few per table).
@@ -151,10 +154,18 @@ pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -
     drop(statements);
     tx.commit().map_err(sql)?;
 
-    // The checkpoints.
-    let mut stmt = conn
-        .prepare("SELECT id, journal_id, hash, made_at, reason, public_key, signature FROM checkpoints ORDER BY id")
+    // The checkpoints. Records made before schema version 5 have no signature columns: theirs are all unsigned.
+    let signable: bool = conn
+        .query_row("SELECT count(*) > 0 FROM pragma_table_info('checkpoints') WHERE name = 'signature'", [], |r| {
+            r.get(0)
+        })
         .map_err(sql)?;
+    let query = if signable {
+        "SELECT id, journal_id, hash, made_at, reason, public_key, signature FROM checkpoints ORDER BY id"
+    } else {
+        "SELECT id, journal_id, hash, made_at, reason, NULL, NULL FROM checkpoints ORDER BY id"
+    };
+    let mut stmt = conn.prepare(query).map_err(sql)?;
     type CheckpointRow = (i64, i64, String, String, String, Option<String>, Option<String>);
     let checkpoints: Vec<CheckpointRow> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
@@ -162,7 +173,22 @@ pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -
         .collect::<Result<_, _>>()
         .map_err(sql)?;
     let trusted_hex = trusted.map(|k| journal::hex(k.as_bytes()));
-    let (mut signed, mut signers, mut last_signed) = (0, Vec::<String>::new(), None);
+    let is_trusted = |key: &str| trusted_hex.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(key));
+    // A checkpoint signed by the trusted key proves the chain up to its row, and with it every checkpoint before it
+    // (unsigned ones from before signing began, or ones signed by a key the lab used before). What follows the last
+    // one is proven by the chain only.
+    let last_trusted = checkpoints
+        .iter()
+        .filter(|(_, journal_id, hash, made_at, reason, key, sig)| match (key, sig) {
+            (Some(k), Some(s)) => {
+                is_trusted(k)
+                    && super::signing::check(k, s, &super::signing::message(*journal_id, hash, made_at, reason)).is_ok()
+            }
+            _ => false,
+        })
+        .map(|c| c.1)
+        .max();
+    let (mut signed, mut signers) = (0, Vec::<String>::new());
     for (id, journal_id, hash, made_at, reason, public_key, signature) in &checkpoints {
         let mut problem = |what: String| {
             problems.push(Problem { table: "checkpoints".into(), row: id.to_string(), what });
@@ -176,31 +202,49 @@ pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -
             (Some(key), Some(sig)) => {
                 match super::signing::check(key, sig, &super::signing::message(*journal_id, hash, made_at, reason)) {
                     Err(why) => problem(why),
-                    Ok(()) if trusted_hex.as_ref().is_some_and(|t| !t.eq_ignore_ascii_case(key)) => problem(format!(
-                        "signed by key {key}, not by the key given: the checkpoints were re-signed by someone else"
+                    Ok(()) if !is_trusted(key) && last_trusted.is_none_or(|t| *journal_id > t) => problem(format!(
+                        "signed by key {key}, not by the key given, and no checkpoint signed by the key given comes \
+                         after it: re-signed by someone else (or the lab's key changed; verify with the newer key)"
                     )),
                     Ok(()) => {
                         signed += 1;
-                        last_signed = Some(*journal_id);
                         if !signers.contains(key) {
                             signers.push(key.clone());
                         }
                     }
                 }
             }
-            (None, None) if trusted.is_some() => {
-                problem("not signed, and a public key was given: every checkpoint must be signed by it".into())
-            }
             (None, None) => {}
             _ => problem("it has a public key or a signature but not both: edited".into()),
         }
     }
-    if trusted.is_some() && checkpoints.is_empty() {
-        problems.push(Problem {
-            table: "checkpoints".into(),
-            row: "-".into(),
-            what: "there are none, and a public key was given: nothing in this record was signed by it".into(),
-        });
+    let mut unproven = None;
+    if trusted.is_some() {
+        match last_trusted {
+            None => problems.push(Problem {
+                table: "checkpoints".into(),
+                row: "-".into(),
+                what: "none is signed by the key given, so nothing in this record is proven by it (was the campaign \
+                       run with --sign-with, and is this the lab's public key?)"
+                    .into(),
+            }),
+            Some(last) if last < count => {
+                unproven = Some((last + 1, count));
+                // A campaign still running has written rows since its last hourly checkpoint; a record nothing is
+                // writing to has no reason to, except a campaign that stopped before its end.
+                if !super::in_use(path) {
+                    problems.push(Problem {
+                        table: "journal".into(),
+                        row: format!("{}..={count}", last + 1),
+                        what: "these rows come after the last checkpoint signed by the key given, so nothing proves \
+                               them: they may have been rewritten. A campaign that stopped before its end leaves \
+                               such rows too; `lab resume --sign-with KEY` finishes it and signs them"
+                            .into(),
+                    });
+                }
+            }
+            Some(_) => {}
+        }
     }
     let report = |rows_compared, problems| Report {
         journal_rows: count,
@@ -208,7 +252,8 @@ pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -
         checkpoints: checkpoints.len(),
         signed,
         signers: signers.clone(),
-        last_signed,
+        last_signed: last_trusted,
+        unproven,
         rows_compared,
         problems,
     };
