@@ -728,21 +728,7 @@ mod tests {
             ready,
         };
         let events = [
-            RecordEvent::CampaignStarted(Box::new(CampaignStarted {
-                id: 1,
-                name: "old".into(),
-                started_at: "2025-01-01T00:00:00.000Z".into(),
-                time_scale: 1.0,
-                software_version: "lab 0.0.0".into(),
-                seed: 0,
-                objective_output: "y".into(),
-                objective_direction: "maximize".into(),
-                budget: 1,
-                in_flight: 1,
-                campaign: (String::new(), String::new()),
-                protocol: (String::new(), String::new()),
-                lab: (String::new(), String::new()),
-            })),
+            old_campaign_started(),
             RecordEvent::ExperimentStarted {
                 id: 1,
                 campaign: 1,
@@ -805,6 +791,25 @@ mod tests {
         assert_eq!(report.journal_rows, 3);
     }
 
+    /// The first event of a campaign as an older version recorded it.
+    fn old_campaign_started() -> RecordEvent {
+        RecordEvent::CampaignStarted(Box::new(CampaignStarted {
+            id: 1,
+            name: "old".into(),
+            started_at: "2025-01-01T00:00:00.000Z".into(),
+            time_scale: 1.0,
+            software_version: "lab 0.0.0".into(),
+            seed: 0,
+            objective_output: "y".into(),
+            objective_direction: "maximize".into(),
+            budget: 1,
+            in_flight: 1,
+            campaign: (String::new(), String::new()),
+            protocol: (String::new(), String::new()),
+            lab: (String::new(), String::new()),
+        }))
+    }
+
     /// `lab verify` reads a record as it is, without migrating it: one made before checkpoints could be signed
     /// verifies as it did, its checkpoints unsigned.
     #[test]
@@ -816,21 +821,7 @@ mod tests {
             Migrations::from_slice(&MIGRATIONS[..4]).to_latest(&mut conn).unwrap();
             let mut sql = Prepared::new(&conn);
             let mut tail = Tail::read(&conn).unwrap();
-            let e = RecordEvent::CampaignStarted(Box::new(CampaignStarted {
-                id: 1,
-                name: "old".into(),
-                started_at: "2025-01-01T00:00:00.000Z".into(),
-                time_scale: 1.0,
-                software_version: "lab 0.0.0".into(),
-                seed: 0,
-                objective_output: "y".into(),
-                objective_direction: "maximize".into(),
-                budget: 1,
-                in_flight: 1,
-                campaign: (String::new(), String::new()),
-                protocol: (String::new(), String::new()),
-                lab: (String::new(), String::new()),
-            }));
+            let e = old_campaign_started();
             tail.append(&mut sql, &e).unwrap();
             project::apply(&mut sql, &e).unwrap();
             drop(sql);
