@@ -563,3 +563,59 @@ fn a_campaign_whose_gantry_goes_silent_ends_and_names_the_vials_left_on_the_deck
     assert!(status.contains("places left blocked"), "`lab status` names the vials left on the deck:\n{status}");
     drop(dir);
 }
+
+/// `lab verify` as a person runs it: its exit status and what it printed.
+fn lab_verify(bench: &Bench, public_key: &str) -> (bool, String) {
+    let out = Command::new(LAB)
+        .args(["verify", "--db", "lab.db", "--public-key", public_key])
+        .current_dir(bench.dir.path())
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A signed campaign killed after its first hourly checkpoint: the rows after that checkpoint are named as unproven;
+/// resumed without the key, it says so in the record and the rows stay unproven; resumed with the key to its end,
+/// the whole record is proven by the lab's public key.
+#[test]
+fn a_signed_campaign_killed_and_resumed_is_proven_to_its_end_only_when_resumed_with_its_key() {
+    let bench = Bench::start(8);
+    let db = bench.db();
+    let made = Command::new(LAB).args(["key", "new", "keys/lab.key"]).current_dir(bench.dir.path()).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let signed = "SELECT max(journal_id) FROM checkpoints WHERE signature IS NOT NULL";
+
+    let mut first = bench.controller_with(true, &["--sign-with", "keys/lab.key"]);
+    let checkpointed = wait_for(&db, signed, Duration::from_secs(120)).expect("an hourly signed checkpoint");
+    wait_for(
+        &db,
+        &format!("SELECT max(id) FROM journal HAVING max(id) > {}", checkpointed + 20),
+        Duration::from_secs(60),
+    )
+    .expect("rows after the checkpoint");
+    first.kill().unwrap();
+    let _ = first.wait();
+    let (ok, said) = lab_verify(&bench, "keys/lab.key.pub");
+    assert!(!ok && said.contains("after the last checkpoint signed by the key given"), "{said}");
+
+    // Resumed without the key: the record says what that means, and what it writes is not signed.
+    let mut unsigned = bench.controller(false);
+    wait_for(&db, "SELECT max(id) FROM events WHERE message LIKE '%resumed without a key%'", Duration::from_secs(60))
+        .expect("the resumed campaign warns that it no longer signs");
+    unsigned.kill().unwrap();
+    let _ = unsigned.wait();
+    let (ok, said) = lab_verify(&bench, "keys/lab.key.pub");
+    assert!(!ok, "{said}");
+
+    // Resumed with the key to the end: its final checkpoint is signed, and proves everything before it.
+    let mut last = bench.controller_with(false, &["--sign-with", "keys/lab.key"]);
+    let t0 = Instant::now();
+    while last.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(180), "the resumed campaign did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, said) = lab_verify(&bench, "keys/lab.key.pub");
+    assert!(ok && said.contains("signed by the key given up to the last journal row"), "{said}");
+    let (dir, _) = bench.stop();
+    drop(dir);
+}
