@@ -6,7 +6,7 @@
 //! an operator stops it. On the way out every instrument is put in its safe state and the record is flushed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -179,11 +179,7 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     }
     let clock = Clock::scaled(scale);
 
-    let signer = signer(opts)?;
-    let mut record = RecordFile::open(&opts.db)?;
-    if let Some(key) = signer {
-        record.sign_checkpoints_with(key);
-    }
+    let mut record = open_record(&opts.db, opts)?;
     // A campaign this record holds unfinished (the controller stopped) is resumed, not started again.
     let sha = crate::record::sha256_hex(campaign.source.text.as_bytes());
     if let Some(id) =
@@ -213,10 +209,22 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     execute(inputs, opts, record, ids, clock, None, None, wall)
 }
 
-/// Reads the signing key the options name, if any, before the record is opened, so a wrong path stops the campaign
-/// before anything is written rather than leaving it unsigned.
-fn signer(opts: &CampaignOptions) -> Result<Option<crate::record::signing::CheckpointSigner>, RunError> {
-    opts.sign_with.as_deref().map(crate::record::signing::CheckpointSigner::read).transpose().map_err(RunError::Lab)
+/// Opens the record at `db`, signing its checkpoints with the key the options name, if any. The key is read first,
+/// so a wrong path stops the campaign before anything is written rather than leaving it unsigned.
+fn open_record(db: &Path, opts: &CampaignOptions) -> Result<RecordFile, RunError> {
+    let signer = opts.sign_with.as_deref().map(crate::record::signing::CheckpointSigner::read).transpose();
+    let signer = signer.map_err(RunError::Lab)?;
+    let mut record = RecordFile::open(db)?;
+    if let Some(key) = signer {
+        record.sign_checkpoints_with(key);
+    }
+    Ok(record)
+}
+
+/// The reason a campaign's checkpoint gives: `what` happened to campaign `campaign`. Resuming finds the campaign's
+/// checkpoints by it (`what` = `%`).
+fn checkpoint_reason(campaign: i64, what: &str) -> String {
+    format!("campaign {campaign} {what}")
 }
 
 /// How to resume a campaign.
@@ -233,11 +241,7 @@ pub struct ResumeOptions {
 /// Resumes an unfinished campaign from its record: what the record says is done stays done, steps in doubt are
 /// never repeated blindly, pending steps run, and the learner is refit from the recorded results.
 pub fn resume_campaign(resume: &ResumeOptions, opts: &CampaignOptions) -> Result<Summary, RunError> {
-    let signer = signer(opts)?;
-    let mut record = RecordFile::open(&resume.db)?;
-    if let Some(key) = signer {
-        record.sign_checkpoints_with(key);
-    }
+    let record = open_record(&resume.db, opts)?;
     let id = match resume.campaign {
         Some(id) => id,
         None => crate::resume::unfinished(record.connection(), None)
@@ -277,7 +281,7 @@ fn signing_change(record: &RecordFile, campaign: i64) -> Option<String> {
         .connection()
         .query_row(
             "SELECT public_key FROM checkpoints WHERE reason LIKE ?1 AND public_key IS NOT NULL ORDER BY id DESC LIMIT 1",
-            [format!("campaign {campaign} %")],
+            [checkpoint_reason(campaign, "%")],
             |r| r.get(0),
         )
         .ok();
@@ -537,7 +541,7 @@ fn execute(
     let status = if state.aborted { "aborted" } else { "finished" };
     let failure = recorder.failure();
     finish_record(&recorder, campaign_id, lab_seconds, status, state.stop_reason.clone().or(failure));
-    recorder.checkpoint(format!("campaign {campaign_id} {status}"));
+    recorder.checkpoint(checkpoint_reason(campaign_id, status));
     recorder.flush();
     drop(recorder);
     writer.finish().map_err(RunError::System)?;
@@ -664,7 +668,7 @@ pub fn drive(
             // A campaign that stops before its end still leaves its record checkpointed (and signed, with a key) up
             // to the last hour of lab time.
             let campaign = world.resource::<crate::schedule::resources::Record>().campaign;
-            recorder.checkpoint(format!("campaign {campaign} running, lab time {now:.0} s"));
+            recorder.checkpoint(checkpoint_reason(campaign, &format!("running, lab time {now:.0} s")));
             last_checkpoint = now;
         }
         if world.resource::<CampaignState>().is_finished() {

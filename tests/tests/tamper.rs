@@ -18,15 +18,24 @@ fn original() -> &'static CampaignTest {
     })
 }
 
-/// A copy of the record in a folder of its own, edited by `edit`, and what `lab verify` says about it.
-fn tampered(edit: impl FnOnce(&Connection)) -> Report {
+/// A copy of `campaign`'s record in a folder of its own (kept while the folder lives), edited by `edit`.
+fn edited_copy(campaign: &CampaignTest, edit: impl FnOnce(&Connection)) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.db");
-    original().record().execute("VACUUM INTO ?1", [copy.to_string_lossy()]).unwrap();
-    {
-        let conn = Connection::open(&copy).unwrap();
-        edit(&conn);
-    }
+    campaign.record().execute("VACUUM INTO ?1", [copy.to_string_lossy()]).unwrap();
+    edit(&Connection::open(&copy).unwrap());
+    (dir, copy)
+}
+
+/// What `lab verify` says about the record at `path`, against the public key `trusted` (hex or file) if given.
+fn verified(path: &std::path::Path, trusted: Option<&str>) -> Report {
+    let key = trusted.map(|k| controller::record::signing::read_public_key(k).unwrap());
+    controller::record::verify::verify_with(path, key.as_ref()).unwrap()
+}
+
+/// A copy of the record, edited by `edit`, and what `lab verify` says about it.
+fn tampered(edit: impl FnOnce(&Connection)) -> Report {
+    let (_dir, copy) = edited_copy(original(), edit);
     verify(&copy).unwrap()
 }
 
@@ -208,15 +217,8 @@ fn signed() -> &'static (CampaignTest, tempfile::TempDir, std::path::PathBuf) {
 
 /// A copy of the signed record, edited by `edit`, verified against the public key `trusted` (hex or file).
 fn signed_tampered(edit: impl FnOnce(&Connection), trusted: Option<&str>) -> Report {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("copy.db");
-    signed().0.record().execute("VACUUM INTO ?1", [copy.to_string_lossy()]).unwrap();
-    {
-        let conn = Connection::open(&copy).unwrap();
-        edit(&conn);
-    }
-    let key = trusted.map(|k| controller::record::signing::read_public_key(k).unwrap());
-    controller::record::verify::verify_with(&copy, key.as_ref()).unwrap()
+    let (_dir, copy) = edited_copy(&signed().0, edit);
+    verified(&copy, trusted)
 }
 
 fn public_key_file() -> String {
@@ -321,11 +323,8 @@ fn checkpoints_re_signed_with_another_key_are_caught_only_against_the_labs_publi
 fn an_unsigned_record_fails_against_a_public_key() {
     let report = tampered(|_| {});
     assert!(report.is_intact(), "intact without a key: {:?}", report.problems);
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("copy.db");
-    original().record().execute("VACUUM INTO ?1", [copy.to_string_lossy()]).unwrap();
-    let key = controller::record::signing::read_public_key(&public_key_file()).unwrap();
-    let against = controller::record::verify::verify_with(&copy, Some(&key)).unwrap();
+    let (_dir, copy) = edited_copy(original(), |_| {});
+    let against = verified(&copy, Some(&public_key_file()));
     let p = first_in(&against, "checkpoints");
     assert!(p.what.contains("none is signed by the key given"), "{p}");
 }
@@ -364,13 +363,9 @@ fn rows_after_the_last_signed_checkpoint_are_named_unless_a_controller_is_writin
     assert_eq!(to, report.journal_rows);
 
     // The same record while a controller holds it: the rows are expected, and named as unproven only.
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("copy.db");
-    signed().0.record().execute("VACUUM INTO ?1", [copy.to_string_lossy()]).unwrap();
-    cut(&Connection::open(&copy).unwrap());
+    let (_dir, copy) = edited_copy(&signed().0, cut);
     let held = controller::record::Record::open(&copy).unwrap();
-    let key = controller::record::signing::read_public_key(&public_key_file()).unwrap();
-    let report = controller::record::verify::verify_with(&copy, Some(&key)).unwrap();
+    let report = verified(&copy, Some(&public_key_file()));
     drop(held);
     assert!(report.is_intact(), "{:?}", report.problems);
     assert!(report.unproven.is_some(), "{report:?}");

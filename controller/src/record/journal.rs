@@ -47,10 +47,15 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// A hash from hex, if it is one.
 pub fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
+    unhex_bytes(s)
+}
+
+/// Exactly `N` bytes from `2 * N` hex digits, if that is what `s` is.
+pub fn unhex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
         return None;
     }
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (i, o) in out.iter_mut().enumerate() {
         *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }

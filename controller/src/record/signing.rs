@@ -12,7 +12,7 @@ use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
-use super::journal::hex;
+use super::journal::{hex, unhex_bytes};
 
 /// What a checkpoint's signature covers, as text: the journal row and its hash, when it was made and why, under a
 /// fixed label so the signature cannot be taken for one over anything else.
@@ -111,23 +111,23 @@ pub fn public_path(path: &Path) -> std::path::PathBuf {
 
 /// A public key given as 64 hex digits or as a file holding them (a `.pub` file, or the secret key file itself).
 pub fn read_public_key(given: &str) -> Result<VerifyingKey, String> {
-    let bytes = match key_line(given) {
-        Some(b) => b,
+    let (bytes, secret) = match key_line(given) {
+        Some(b) => (b, false),
         None => {
             let text = std::fs::read_to_string(given)
                 .map_err(|e| format!("--public-key {given}: neither 64 hex digits nor a readable file ({e})"))?;
-            // The secret key file works too (the lab checking its own records): its public half is derived from it,
-            // never read from a line that might be the secret.
-            if text.starts_with(SECRET_HEADER) {
-                return Ok(CheckpointSigner::read(Path::new(given))?.0.verifying_key());
-            }
-            key_line(&text).ok_or_else(|| {
+            let bytes = key_line(&text).ok_or_else(|| {
                 format!(
                     "{given} holds no public key (a line of 64 hex digits, as `lab key new` writes in its .pub file)"
                 )
-            })?
+            })?;
+            (bytes, text.starts_with(SECRET_HEADER))
         }
     };
+    // The secret key file works too (the lab checking its own records): its public half is derived from it.
+    if secret {
+        return Ok(SigningKey::from_bytes(&bytes).verifying_key());
+    }
     VerifyingKey::from_bytes(&bytes).map_err(|e| format!("--public-key {given} is not an Ed25519 public key: {e}"))
 }
 
@@ -135,7 +135,7 @@ pub fn read_public_key(given: &str) -> Result<VerifyingKey, String> {
 pub fn check(public: &str, signature: &str, message: &[u8]) -> Result<(), String> {
     let public = key_line(public).ok_or("its public key is not 64 hex digits")?;
     let public = VerifyingKey::from_bytes(&public).map_err(|e| format!("its public key is not valid: {e}"))?;
-    let signature: [u8; 64] = unhex_exact(signature.trim()).ok_or("its signature is not 128 hex digits")?;
+    let signature: [u8; 64] = unhex_bytes(signature.trim()).ok_or("its signature is not 128 hex digits")?;
     public.verify(message, &Signature::from_bytes(&signature)).map_err(|_| {
         "its signature does not match it: the row (or the journal row it names) changed after it was signed".to_owned()
     })
@@ -143,33 +143,17 @@ pub fn check(public: &str, signature: &str, message: &[u8]) -> Result<(), String
 
 /// The first line of `text` that is 64 hex digits, outside comments.
 fn key_line(text: &str) -> Option<[u8; 32]> {
-    text.lines().map(str::trim).filter(|l| !l.starts_with('#')).find_map(unhex_exact::<32>)
+    text.lines().map(str::trim).filter(|l| !l.starts_with('#')).find_map(unhex_bytes::<32>)
 }
 
-fn unhex_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-#[cfg(unix)]
+/// Writes `text` to a new file at `path` that only its owner may read (on Unix; elsewhere the folder's rules hold).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()
 }

@@ -177,19 +177,24 @@ pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -
     // A checkpoint signed by the trusted key proves the chain up to its row, and with it every checkpoint before it
     // (unsigned ones from before signing began, or ones signed by a key the lab used before). What follows the last
     // one is proven by the chain only.
+    // Each signature is checked once: `None` for an unsigned checkpoint.
+    let checks: Vec<Option<Result<(), String>>> = checkpoints
+        .iter()
+        .map(|(_, journal_id, hash, made_at, reason, key, sig)| match (key, sig) {
+            (Some(k), Some(s)) => {
+                Some(super::signing::check(k, s, &super::signing::message(*journal_id, hash, made_at, reason)))
+            }
+            _ => None,
+        })
+        .collect();
     let last_trusted = checkpoints
         .iter()
-        .filter(|(_, journal_id, hash, made_at, reason, key, sig)| match (key, sig) {
-            (Some(k), Some(s)) => {
-                is_trusted(k)
-                    && super::signing::check(k, s, &super::signing::message(*journal_id, hash, made_at, reason)).is_ok()
-            }
-            _ => false,
-        })
-        .map(|c| c.1)
+        .zip(&checks)
+        .filter(|(c, check)| matches!(check, Some(Ok(()))) && c.5.as_deref().is_some_and(is_trusted))
+        .map(|(c, _)| c.1)
         .max();
     let (mut signed, mut signers) = (0, Vec::<String>::new());
-    for (id, journal_id, hash, made_at, reason, public_key, signature) in &checkpoints {
+    for ((id, journal_id, hash, _, _, public_key, signature), check) in checkpoints.iter().zip(checks) {
         let mut problem = |what: String| {
             problems.push(Problem { table: "checkpoints".into(), row: id.to_string(), what });
         };
@@ -198,23 +203,21 @@ pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -
         if stored.as_deref() != Some(hash.as_str()) {
             problem(format!("journal row {journal_id} no longer has the hash it had when checkpointed"));
         }
-        match (public_key, signature) {
-            (Some(key), Some(sig)) => {
-                match super::signing::check(key, sig, &super::signing::message(*journal_id, hash, made_at, reason)) {
-                    Err(why) => problem(why),
-                    Ok(()) if !is_trusted(key) && last_trusted.is_none_or(|t| *journal_id > t) => problem(format!(
-                        "signed by key {key}, not by the key given, and no checkpoint signed by the key given comes \
+        match (public_key, check) {
+            (Some(key), Some(check)) => match check {
+                Err(why) => problem(why),
+                Ok(()) if !is_trusted(key) && last_trusted.is_none_or(|t| *journal_id > t) => problem(format!(
+                    "signed by key {key}, not by the key given, and no checkpoint signed by the key given comes \
                          after it: re-signed by someone else (or the lab's key changed; verify with the newer key)"
-                    )),
-                    Ok(()) => {
-                        signed += 1;
-                        if !signers.contains(key) {
-                            signers.push(key.clone());
-                        }
+                )),
+                Ok(()) => {
+                    signed += 1;
+                    if !signers.contains(key) {
+                        signers.push(key.clone());
                     }
                 }
-            }
-            (None, None) => {}
+            },
+            _ if public_key.is_none() && signature.is_none() => {}
             _ => problem("it has a public key or a signature but not both: edited".into()),
         }
     }
