@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod cores;
 pub mod diagnostics;
 pub mod estimate;
 pub mod init;

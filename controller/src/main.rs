@@ -7,9 +7,10 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The scheduler allocates each record event's text on its thread and the record's writer frees it on its own;
-/// mimalloc handles that traffic between threads better than the system allocator (a fifth to a third less
-/// controller time per step in `lab bench dispatch`, BENCHMARKS.md). It is built without transparent huge pages
+/// The scheduler's thread allocates the record's batches of events and the record's writer frees them on its own;
+/// mimalloc handles that traffic between threads better than the system allocator (with the system allocator,
+/// recording cost the scheduler +9 to +36% of its time per step where it costs +2 to +9% with mimalloc, and bare
+/// steps took 10 to 25% longer: `lab bench dispatch`, BENCHMARKS.md). It is built without transparent huge pages
 /// (`no_thp` in Cargo.toml): it returns freed memory to the system and takes it back as the world grows, and with
 /// huge pages each time back cost zeroing 2 MiB, a fifth of the controller's time at 100,000 queued steps.
 #[global_allocator]
@@ -418,10 +419,14 @@ enum BenchCommand {
         /// Queue sizes to measure.
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
         steps: Vec<usize>,
-        /// Rounds per size, each a bare run then a recorded one (default: 25 at 1,000 steps down to 3 at 100,000,
+        /// Rounds per size, each a bare run then a recorded one (default: 100 at 1,000 steps, 20 at 10,000, 5 at 100,000,
         /// so that each size takes a few seconds); the figures are medians over the rounds.
         #[arg(long)]
         rounds: Option<usize>,
+        /// Keep the scheduler's thread and the record's writer on a core each (Linux, two cores or more); without
+        /// it, the operating system places them.
+        #[arg(long)]
+        pin: bool,
     },
     /// One large simulated run through the scheduler and the record: time, memory and the record's size.
     ///
@@ -595,7 +600,9 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Schedule { workload, best_known, generated, noise_seeds, planner_seeds },
         } => bench_schedule(&workload, &best_known, generated, noise_seeds, planner_seeds),
-        Command::Bench { command: BenchCommand::Dispatch { steps, rounds } } => bench_dispatch(&steps, rounds),
+        Command::Bench { command: BenchCommand::Dispatch { steps, rounds, pin } } => {
+            bench_dispatch(&steps, rounds, pin)
+        }
         Command::Bench { command: BenchCommand::Load { instruments, experiments, in_flight, db } } => {
             bench_load(instruments, experiments, in_flight, db)
         }
@@ -883,7 +890,26 @@ fn bench_schedule(workloads: &[PathBuf], best: &[f64], generated: u64, noise_see
     exit_code::OK
 }
 
-fn bench_dispatch(sizes: &[usize], rounds: Option<usize>) -> u8 {
+fn bench_dispatch(sizes: &[usize], rounds: Option<usize>, pin: bool) -> u8 {
+    let cores = if pin {
+        let Some(cores) = controller::cores::for_this_thread() else {
+            eprintln!("lab: --pin needs two cores this process may run on; run without it");
+            return exit_code::CANNOT_RUN;
+        };
+        // The writer is started from this thread, so it would stay on the scheduler's core if it could not be moved
+        // (the worst placement there is): a thread of its own tries first.
+        let writer = std::thread::spawn(move || controller::cores::pin_this_thread(cores.writer)).join();
+        let pinned = writer.unwrap_or_else(|_| Err("the thread that tried the writer's core failed".into()));
+        if let Err(e) = pinned.and_then(|()| controller::cores::pin_this_thread(cores.scheduler)) {
+            eprintln!("lab: {e}; run without --pin");
+            return exit_code::CANNOT_RUN;
+        }
+        println!("scheduler on core {}, record writer on core {} (--pin)", cores.scheduler, cores.writer);
+        Some(cores)
+    } else {
+        println!("scheduler and record writer where the operating system puts them (--pin keeps them on a core each)");
+        None
+    };
     println!(
         "{:>8} {:>7} {:>7} {:>9} {:>8} {:>8} {:>26} {:>8} {:>8} {:>26} {:>8} {:>9} {:>10}",
         "steps",
@@ -910,9 +936,9 @@ fn bench_dispatch(sizes: &[usize], rounds: Option<usize>) -> u8 {
         format!("{:+.1}% ({:+.1} to {:+.1}%)", median(&mut sorted) * 100.0, lo * 100.0, hi * 100.0)
     };
     for &n in sizes {
-        // A run of 1,000 steps lasts 3 ms, so one scheduling hiccup weighs on one round; rounds alternate bare and
+        // A run of 1,000 steps lasts 2.5 ms, so one scheduling hiccup weighs on one round; rounds alternate bare and
         // recorded runs so that both see the same machine, and medians leave the hiccups out.
-        let rounds = rounds.unwrap_or((100_000 / n.max(1)).clamp(3, 25)).max(1);
+        let rounds = rounds.unwrap_or((200_000 / n.max(1)).clamp(5, 100)).max(1);
         let (mut bare_ms, mut bare_us, mut rec_us, mut costs) = (vec![], vec![], vec![], vec![]);
         let (mut bare_cpu, mut rec_cpu, mut cpu_costs, mut rates, mut durable) =
             (vec![], vec![], vec![], vec![], vec![]);
@@ -925,6 +951,9 @@ fn bench_dispatch(sizes: &[usize], rounds: Option<usize>) -> u8 {
             let _ = std::fs::create_dir_all(&dir);
             let recorded = match controller::record::Record::open(&dir.join("bench.db")) {
                 Ok(mut rec) => {
+                    if let Some(cores) = cores {
+                        rec.keep_writer_on(cores.writer);
+                    }
                     let ids = rec.begin_campaign(&controller::record::CampaignRow::bench()).ok();
                     let t0 = std::time::Instant::now();
                     let (recorder, writer) = rec.start_writer();

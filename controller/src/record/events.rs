@@ -154,12 +154,15 @@ impl From<&devices::Identity> for IdentityRow {
     }
 }
 
+/// The states a step's row may hold: the schema's own list (migration 003 checks it), in its order.
+pub const STEP_STATES: [&str; 7] = ["waiting", "ready", "running", "succeeded", "failed", "skipped", "unknown"];
+
 /// Something to write to the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event")]
 pub enum RecordEvent {
-    /// A campaign started. (Boxed, like the proposal below: these are rare and large, and every slot of the writer's
-    /// queue is as large as the largest event.)
+    /// A campaign started. (Boxed, like the proposal below: these are rare and large, and every event, moved by value
+    /// on its way to the writer, is as large as the largest variant.)
     CampaignStarted(Box<CampaignStarted>),
     /// An instrument was opened and identified, or failed to be.
     Instrument {

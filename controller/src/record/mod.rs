@@ -16,6 +16,7 @@
 pub mod events;
 pub mod export;
 pub mod journal;
+pub mod packed;
 pub mod prepared;
 pub mod project;
 pub mod signing;
@@ -33,6 +34,7 @@ use rusqlite_migration::{M, Migrations};
 
 pub use events::{CampaignStarted, Hex, IdentityRow, ProposalRow, RecordEvent, StepRow};
 use journal::Tail;
+use packed::Packed;
 use prepared::Prepared;
 
 /// The schema's migrations, oldest first. Append only.
@@ -54,8 +56,8 @@ pub fn schema_version() -> usize {
 /// which happens in simulations running days of lab time a second. There, waiting holds back the scheduler, so the
 /// queue is large enough to take a burst of a few hundred thousand steps (a run of 100,000 queued steps makes 410,000
 /// events, of which the writer has taken about a third by the time the scheduler is done) and the writer catches up
-/// after. The bound keeps memory finite if the disk stalls (168 bytes an event plus its text; a command carries its
-/// bytes), and in that case waiting is right, since nothing may act that cannot be recorded.
+/// after. The bound keeps memory finite if the disk stalls (50 to 100 bytes an event, [`packed`]; a command carries
+/// its bytes), and in that case waiting is right, since nothing may act that cannot be recorded.
 /// What the larger queue costs: a step goes to an instrument only once its intent is committed
 /// ([`Recorder::after_commit`]), after everything queued before it, so with a full queue a dispatch would wait the
 /// seconds the writer needs to reach it (about 5 s for a million events), and a crash loses what is queued. Neither
@@ -65,7 +67,8 @@ const QUEUE: usize = 1 << 20;
 
 /// How many events a [`Recorder`] gathers before it hands them to the writer as one message. Each message through the
 /// queue costs the sender a transfer between cores; one per batch instead of one per event is most of what recording
-/// cost the scheduler. Nothing waits in the gathering for long: the writer takes the gathered events itself whenever
+/// cost the scheduler. The frequent events are [`packed`] into bytes as they are gathered, so that the thread that sent
+/// one frees it at once. Nothing waits in the gathering for long: the writer takes the gathered events itself whenever
 /// its queue is empty (it looks every [`WRITER_IDLE`]), and anything that waits on the record (a dispatch after its
 /// intent's commit, a flush, a checkpoint) hands them over first, so gathering never delays a commit anything waits
 /// for, nor reorders events.
@@ -147,6 +150,8 @@ pub struct Record {
     tail: Tail,
     /// The key that signs checkpoints, if the campaign was given one.
     signer: Option<signing::CheckpointSigner>,
+    /// The core the writer thread is kept on, if one was asked for (see [`crate::cores`]).
+    writer_core: Option<usize>,
     _lock: Option<File>,
 }
 
@@ -294,7 +299,7 @@ impl Record {
             });
         }
         let tail = Tail::read(&conn).map_err(&e)?;
-        Ok(Record { conn, path: path.to_owned(), tail, signer: None, _lock: None })
+        Ok(Record { conn, path: path.to_owned(), tail, signer: None, writer_core: None, _lock: None })
     }
 
     /// The public key (hex) that signs this record's checkpoints from now on, if any.
@@ -305,6 +310,11 @@ impl Record {
     /// Signs every checkpoint written from now on with `key` (see [`signing`]).
     pub fn sign_checkpoints_with(&mut self, key: signing::CheckpointSigner) {
         self.signer = Some(key);
+    }
+
+    /// Keeps the writer thread, once started, on `core` (see [`crate::cores`]).
+    pub fn keep_writer_on(&mut self, core: usize) {
+        self.writer_core = Some(core);
     }
 
     /// The database path.
@@ -415,7 +425,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// What the writer thread is asked to do.
 enum WriterMessage {
     /// Journal and project these events, in order.
-    Events(Vec<RecordEvent>),
+    Events(Packed),
     /// Run this once everything sent before it is committed.
     AfterCommit(Box<dyn FnOnce() + Send>),
     /// Write a checkpoint of the journal's head.
@@ -430,7 +440,7 @@ pub struct Recorder {
     tx: Option<Sender<WriterMessage>>,
     /// Events gathered and not yet handed to the writer, shared by every clone so that handing over keeps them in
     /// the order they were sent.
-    gathered: Arc<Mutex<Vec<RecordEvent>>>,
+    gathered: Arc<Mutex<Packed>>,
     failure: Arc<Mutex<Option<String>>>,
     /// The writer thread, woken at once for what someone waits on (see [`WRITER_IDLE`]).
     writer: Option<std::thread::Thread>,
@@ -453,7 +463,7 @@ impl Recorder {
         let mut gathered = self.gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         gathered.push(event);
         if gathered.len() >= HAND_OVER {
-            let batch = std::mem::replace(&mut *gathered, Vec::with_capacity(HAND_OVER));
+            let batch = std::mem::replace(&mut *gathered, Packed::with_capacity(HAND_OVER));
             // Sent under the lock, so no other clone's events can overtake these.
             // The writer only stops after every Recorder is dropped, or on a failure that `failure` reports.
             let _ = tx.send(WriterMessage::Events(batch));
@@ -470,7 +480,7 @@ impl Recorder {
         let Some(tx) = &self.tx else { return false };
         let mut gathered = self.gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !gathered.is_empty() {
-            let batch = std::mem::take(&mut *gathered);
+            let batch = std::mem::replace(&mut *gathered, Packed::with_capacity(HAND_OVER));
             let _ = tx.send(WriterMessage::Events(batch));
         }
         message.is_some_and(|m| tx.send(m).is_ok())
@@ -536,14 +546,22 @@ impl Record {
     /// Starts the writer thread; the record is then written only through the returned [`Recorder`].
     pub fn start_writer(self) -> (Recorder, RecordWriter) {
         let (tx, rx) = crossbeam_channel::bounded(SLOTS);
-        let gathered: Arc<Mutex<Vec<RecordEvent>>> = Arc::default();
+        let gathered: Arc<Mutex<Packed>> = Arc::default();
         let gathered_by_writer = Arc::clone(&gathered);
         let failure = Arc::new(Mutex::new(None));
         let path = self.path.clone();
         let f = Arc::clone(&failure);
         let handle = std::thread::Builder::new()
             .name("lab-record".into())
-            .spawn(move || write_loop(self, rx, gathered_by_writer, f))
+            .spawn(move || {
+                if let Some(core) = self.writer_core
+                    && let Err(e) = crate::cores::pin_this_thread(core)
+                {
+                    // Where the writer runs changes how fast, never what it writes.
+                    tracing::warn!("{e}; the record's writer stays on the cores of the thread that started it");
+                }
+                write_loop(self, rx, gathered_by_writer, f)
+            })
             .expect("spawning the record writer thread");
         let writer = Some(handle.thread().clone());
         (Recorder { tx: Some(tx), gathered, failure, writer }, RecordWriter { handle: Some(handle), path })
@@ -570,7 +588,7 @@ impl RecordWriter {
 fn write_loop(
     record: Record,
     rx: Receiver<WriterMessage>,
-    gathered: Arc<Mutex<Vec<RecordEvent>>>,
+    gathered: Arc<Mutex<Packed>>,
     failure: Arc<Mutex<Option<String>>>,
 ) -> Result<u64, String> {
     let mut written = 0u64;
@@ -595,7 +613,8 @@ fn write_loop(
                 // events are the oldest waiting.
                 let taken = {
                     let mut g = gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    (rx.is_empty() && !g.is_empty()).then(|| std::mem::take(&mut *g))
+                    (rx.is_empty() && !g.is_empty())
+                        .then(|| std::mem::replace(&mut *g, Packed::with_capacity(HAND_OVER)))
                 };
                 match taken {
                     Some(events) => WriterMessage::Events(events),
@@ -625,10 +644,10 @@ fn write_loop(
         for message in batch.drain(..) {
             match message {
                 WriterMessage::Events(events) => {
-                    for event in &events {
-                        write_event(&mut tail, &mut sql, event).map_err(|e| fail(format!("{path}: {e}")))?;
-                    }
                     written += events.len() as u64;
+                    events
+                        .unpack(|event| write_event(&mut tail, &mut sql, &event))
+                        .map_err(|e| fail(format!("{path}: {e}")))?;
                 }
                 WriterMessage::AfterCommit(f) => after.push(Either::Run(f)),
                 WriterMessage::Flush(ack) => after.push(Either::Ack(ack)),

@@ -268,3 +268,23 @@ pub struct Attempts(pub u32);
 /// The steps that wait for this one.
 #[derive(Component, Debug, Clone, Default)]
 pub struct Dependents(pub Vec<Entity>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_is_one_the_record_accepts() {
+        let states = [
+            StepState::Waiting { remaining: 1 },
+            StepState::Ready { since: 0.0, not_before: 0.0, deadline: None },
+            StepState::Running { instrument: Entity::PLACEHOLDER, destination: None, started: 0.0 },
+            StepState::Succeeded,
+            StepState::Failed,
+            StepState::Skipped,
+            StepState::Unknown { instrument: None },
+        ];
+        let labels: Vec<&str> = states.iter().map(StepState::label).collect();
+        assert_eq!(labels, crate::record::events::STEP_STATES);
+    }
+}

@@ -1,0 +1,130 @@
+//! Giving the scheduler and the record's writer a core each, when asked.
+//!
+//! Left to the operating system, the scheduler's thread and the record's writer share one core part of the time even
+//! when another is free: the writer sleeps and wakes 30 to 50 times in a run of 10,000 queued steps (on the disk, on an
+//! empty queue), and it may wake on the scheduler's core. On the two-core machine of BENCHMARKS.md that was most of
+//! what recording cost the scheduler there (+28 to +34% of its wall time, where with the two threads on a core each it
+//! cost +5 to +8%). Pinning is an option (`lab bench dispatch --pin`), never the default: threads pinned by many `lab`
+//! processes at once, as a test suite runs them, could not spread over the machine's cores.
+
+/// The cores chosen for the two busiest threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cores {
+    /// The core for the thread that runs the scheduler.
+    pub scheduler: usize,
+    /// The core for the record's writer.
+    pub writer: usize,
+}
+
+/// Picks two different cores from `allowed`: the scheduler keeps `current` if it may, and the writer takes the next
+/// allowed core after it. `None` with fewer than two cores to choose from.
+pub fn choose(allowed: &[usize], current: Option<usize>) -> Option<Cores> {
+    let mut allowed = allowed.to_vec();
+    allowed.sort_unstable();
+    allowed.dedup();
+    if allowed.len() < 2 {
+        return None;
+    }
+    let at = current.and_then(|c| allowed.iter().position(|&a| a == c)).unwrap_or(0);
+    Some(Cores { scheduler: allowed[at], writer: allowed[(at + 1) % allowed.len()] })
+}
+
+/// The cores for this thread (as the scheduler's) and the writer, from those this thread may run on (which are the
+/// process's, unless this thread was pinned).
+pub fn for_this_thread() -> Option<Cores> {
+    choose(&allowed(), current())
+}
+
+#[cfg(target_os = "linux")]
+fn allowed() -> Vec<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    use nix::unistd::Pid;
+    sched_getaffinity(Pid::from_raw(0))
+        .map(|set| (0..CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(target_os = "linux")]
+fn current() -> Option<usize> {
+    nix::sched::sched_getcpu().ok()
+}
+
+/// Keeps the calling thread on `core` from now on.
+#[cfg(target_os = "linux")]
+pub fn pin_this_thread(core: usize) -> Result<(), String> {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    set.set(core).map_err(|e| format!("core {core}: {e}"))?;
+    // Pid 0 is the calling thread, not the whole process.
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| format!("cannot keep this thread on core {core}: {e}"))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allowed() -> Vec<usize> {
+    Vec::new()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn current() -> Option<usize> {
+    None
+}
+
+/// Keeps the calling thread on `core` from now on (only Linux can be asked).
+#[cfg(not(target_os = "linux"))]
+pub fn pin_this_thread(core: usize) -> Result<(), String> {
+    Err(format!("cannot keep a thread on core {core}: this system does not let lab choose cores"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheduler_keeps_its_core_and_the_writer_takes_the_next() {
+        assert_eq!(choose(&[0, 1], Some(0)), Some(Cores { scheduler: 0, writer: 1 }));
+        assert_eq!(choose(&[0, 1], Some(1)), Some(Cores { scheduler: 1, writer: 0 }));
+        assert_eq!(choose(&[2, 5, 7], Some(7)), Some(Cores { scheduler: 7, writer: 2 }));
+        // A current core the process may not use (or none known) gives way to the first allowed one.
+        assert_eq!(choose(&[5, 3], Some(0)), Some(Cores { scheduler: 3, writer: 5 }));
+        assert_eq!(choose(&[4, 6], None), Some(Cores { scheduler: 4, writer: 6 }));
+    }
+
+    #[test]
+    fn one_core_is_not_enough() {
+        assert_eq!(choose(&[], Some(0)), None);
+        assert_eq!(choose(&[3], Some(3)), None);
+        assert_eq!(choose(&[3, 3], Some(3)), None);
+    }
+
+    /// As the benchmark does it: the scheduler's thread is pinned, then starts the writer, which inherits its core and
+    /// must move to its own.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_started_from_a_pinned_one_moves_to_its_own_core() {
+        let Some(cores) = for_this_thread() else { return };
+        std::thread::spawn(move || {
+            pin_this_thread(cores.scheduler).unwrap();
+            assert_eq!(allowed(), vec![cores.scheduler]);
+            std::thread::spawn(move || {
+                assert_eq!(allowed(), vec![cores.scheduler], "inherited");
+                pin_this_thread(cores.writer).unwrap();
+                assert_eq!(allowed(), vec![cores.writer]);
+                assert_eq!(current(), Some(cores.writer));
+            })
+            .join()
+            .unwrap();
+            // Moving the writer left the scheduler where it was.
+            assert_eq!(allowed(), vec![cores.scheduler]);
+            assert_eq!(current(), Some(cores.scheduler));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_core_this_process_may_not_use_is_refused() {
+        assert!(pin_this_thread(usize::MAX).is_err());
+    }
+}
