@@ -1,11 +1,12 @@
 //! Giving the scheduler and the record's writer a core each, when asked.
 //!
-//! Left to the operating system, the scheduler's thread and the record's writer share one core part of the time even
-//! when another is free: the writer sleeps and wakes 30 to 50 times in a run of 10,000 queued steps (on the disk, on an
-//! empty queue), and it may wake on the scheduler's core. On the two-core machine of BENCHMARKS.md that was most of
-//! what recording cost the scheduler there (+28 to +34% of its wall time, where with the two threads on a core each it
-//! cost +5 to +8%). Pinning is an option (`lab bench dispatch --pin`), never the default: threads pinned by many `lab`
-//! processes at once, as a test suite runs them, could not spread over the machine's cores.
+//! Left to the operating system, the scheduler's thread and the record's writer share one core some of the time even
+//! when another is free, or move between cores and work from cold caches: both threads are busy for the whole of a
+//! simulated burst, and on a two-core machine there is no core to spare when anything else wakes. On the machine of
+//! BENCHMARKS.md that was most of what recording cost the scheduler at 10,000 queued steps (+27 to +36% of its wall
+//! time, where with the two threads on a core each it cost +5 to +9%). Pinning is an option (`lab bench dispatch
+//! --pin`), never the default: threads pinned by many `lab` processes at once, as a test suite runs them, could not
+//! spread over the machine's cores.
 
 /// The cores chosen for the two busiest threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
