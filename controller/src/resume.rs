@@ -86,8 +86,11 @@ pub struct LeftVessel {
     pub seq: usize,
     /// Its rack slot.
     pub slot: usize,
-    /// How many `return_vessel` steps it has had already (cut short by a stop of the controller).
+    /// How many `return_vessel` steps it has had already (cut short by a stop of the controller, or never started).
     pub returns: usize,
+    /// Its `return_vessel` steps that never started (step id, step name): the resumed campaign settles them as skipped
+    /// and decides anew how the vessel goes back.
+    pub unstarted_returns: Vec<(i64, String)>,
     /// The places it may stand at: one if it is known, both ends of a transfer in doubt otherwise.
     pub places: Vec<String>,
     /// The experiment's transfers that were running when the controller stopped (step id, step name, instrument).
@@ -367,7 +370,20 @@ fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rus
     let mut at: Vec<Place> = vec![Place::Rack(slot.max(0) as usize)];
     // Before the rack slot is known (slot -1) the vessel never left the rack.
     let mut in_doubt = Vec::new();
-    let returns = rows.iter().filter(|r| r.1.starts_with("return_vessel")).count();
+    // Every return step counts, started or not (a step has no task until it runs): each new one needs a new name, as a
+    // step's name is unique within its experiment.
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, step, status FROM steps
+         WHERE experiment_id = ?1 AND (step = 'return_vessel' OR step GLOB 'return_vessel_*') ORDER BY id",
+    )?;
+    let return_steps: Vec<(i64, String, String)> =
+        stmt.query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    let returns = return_steps.len();
+    let unstarted_returns: Vec<(i64, String)> = return_steps
+        .into_iter()
+        .filter(|(_, _, status)| status == "waiting" || status == "ready")
+        .map(|(id, name, _)| (id, name))
+        .collect();
     for (id, name, status, task, instrument) in rows {
         let Ok(Task::Transfer { from, to }) = serde_json::from_str::<Task>(&task) else { continue };
         match status.as_str() {
@@ -393,6 +409,7 @@ fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rus
         seq,
         slot,
         returns,
+        unstarted_returns,
         places,
         in_doubt,
     }))
@@ -603,6 +620,22 @@ pub fn apply(
     // The places stay blocked until a person clears them (an entity that is no experiment holds them), and a
     // transfer that was under way is settled as failed, never repeated.
     for left in &r.left_on_deck {
+        for (step, name) in &left.unstarted_returns {
+            recorder.send(RecordEvent::StepStatus {
+                step: *step,
+                at: now,
+                status: "skipped".into(),
+                instrument: None,
+                task: None,
+                attempt: None,
+                outcome: None,
+                error: Some(format!(
+                    "`{name}` of experiment #{} had not started when the controller stopped; the resumed campaign \
+                     decides anew how its vessel goes back",
+                    left.seq
+                )),
+            });
+        }
         if let ([place], []) = (&left.places[..], &left.in_doubt[..]) {
             // Its place is known: it is carried back to its rack slot, as when it failed.
             let holder = return_vessel(world, left, place, recorder, now);
@@ -688,4 +721,80 @@ pub fn apply(
     let unknown = world.query::<&StepState>().iter(world).filter(|s| matches!(s, StepState::Unknown { .. })).count();
     world.resource_mut::<CampaignState>().unknown = unknown;
     in_doubt_instruments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{CampaignRow, Record, StepRow};
+
+    /// A failed experiment whose vessel stands at `dispense`, with `returns` return steps added that never started.
+    fn failed_with_unstarted_returns(returns: usize) -> (tempfile::TempDir, Connection, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.db");
+        let mut record = Record::open(&path).unwrap();
+        let ids = record.begin_campaign(&CampaignRow::bench()).unwrap();
+        let (recorder, writer) = record.start_writer();
+        let (exp, step) = (ids.first_experiment, ids.first_step);
+        let row = |id: i64, name: &str| StepRow {
+            id,
+            step: name.to_owned(),
+            op: "Transfer".to_owned(),
+            action: "{}".to_owned(),
+            after: Vec::new(),
+            repeat_safe: false,
+            ready: true,
+        };
+        recorder.send(RecordEvent::ExperimentStarted {
+            id: exp,
+            campaign: ids.campaign,
+            seq: 1,
+            proposal: None,
+            params: Vec::new(),
+            vessel: 0,
+            at: 0.0,
+            steps: vec![row(step, "to_dispense")],
+        });
+        let task = Task::Transfer { from: Place::Rack(0), to: Place::Position("dispense".into()) };
+        recorder.send(RecordEvent::StepStatus {
+            step,
+            at: 1.0,
+            status: "running".into(),
+            instrument: Some("gantry".into()),
+            task: Some(serde_json::to_string(&task).unwrap()),
+            attempt: Some(1),
+            outcome: None,
+            error: None,
+        });
+        recorder.send(RecordEvent::step(step, 2.0, "succeeded"));
+        recorder.send(RecordEvent::ExperimentFinished { id: exp, at: 3.0, objective: None, error: Some("x".into()) });
+        for n in 0..returns {
+            let name = if n == 0 { "return_vessel".to_owned() } else { format!("return_vessel_{}", n + 1) };
+            recorder.send(RecordEvent::StepAdded {
+                experiment: exp,
+                at: 3.0,
+                step: return_vessel_row(step + 1 + n as i64, &name),
+                why: "test".into(),
+            });
+        }
+        drop(recorder);
+        writer.finish().unwrap();
+        (dir, Connection::open(&path).unwrap(), exp)
+    }
+
+    #[test]
+    fn return_steps_that_never_started_count_so_the_next_has_a_new_name() {
+        let (_dir, conn, exp) = failed_with_unstarted_returns(0);
+        let left = left_vessel(&conn, exp, 1, 0).unwrap().unwrap();
+        assert_eq!((left.returns, left.places.clone()), (0, vec!["dispense".to_owned()]));
+        assert!(left.unstarted_returns.is_empty());
+
+        // The controller stopped after adding the return step and before running it (it has no task yet).
+        let (_dir, conn, exp) = failed_with_unstarted_returns(2);
+        let left = left_vessel(&conn, exp, 1, 0).unwrap().unwrap();
+        assert_eq!(left.returns, 2, "the next return step is return_vessel_3");
+        let names: Vec<&str> = left.unstarted_returns.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, ["return_vessel", "return_vessel_2"]);
+        assert_eq!(left.places, ["dispense"]);
+    }
 }
