@@ -26,7 +26,7 @@ use crate::schedule::components::{
 };
 use crate::schedule::messages::{ExperimentConcluded, Reconciled};
 use crate::schedule::resources::{Best, CampaignState, DeckState, RackState, ReadyIndex};
-use crate::schedule::systems::{CleaningUp, return_vessel_row, return_vessel_step};
+use crate::schedule::systems::{CleaningUp, return_vessel_name, return_vessel_row, return_vessel_step};
 
 /// An unfinished campaign, as the record holds it.
 #[derive(Debug, Clone)]
@@ -314,10 +314,7 @@ fn return_vessel(world: &mut World, left: &LeftVessel, place: &str, recorder: &R
         state.next_step += 1;
         state.next_step - 1
     };
-    let name = match left.returns {
-        0 => "return_vessel".to_owned(),
-        n => format!("return_vessel_{}", n + 1),
-    };
+    let name = return_vessel_name(left.returns);
     let exp = world.spawn_empty().id();
     let step = world
         .spawn((
@@ -361,10 +358,10 @@ fn return_vessel(world: &mut World, left: &LeftVessel, place: &str, recorder: &R
 /// failed may have left it anywhere along the way, so both ends count too.
 fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rusqlite::Result<Option<LeftVessel>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, step, status, task, instrument FROM steps WHERE experiment_id = ?1 AND task IS NOT NULL
+        "SELECT id, step, status, task, instrument FROM steps WHERE experiment_id = ?1
          ORDER BY coalesce(started_at, 1e300), id",
     )?;
-    let rows: Vec<(i64, String, String, String, Option<String>)> = stmt
+    let rows: Vec<(i64, String, String, Option<String>, Option<String>)> = stmt
         .query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<Result<_, _>>()?;
     let mut at: Vec<Place> = vec![Place::Rack(slot.max(0) as usize)];
@@ -372,20 +369,12 @@ fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rus
     let mut in_doubt = Vec::new();
     // Every return step counts, started or not (a step has no task until it runs): each new one needs a new name, as a
     // step's name is unique within its experiment.
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, step, status FROM steps
-         WHERE experiment_id = ?1 AND (step = 'return_vessel' OR step GLOB 'return_vessel_*') ORDER BY id",
-    )?;
-    let return_steps: Vec<(i64, String, String)> =
-        stmt.query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-    let returns = return_steps.len();
-    let unstarted_returns: Vec<(i64, String)> = return_steps
-        .into_iter()
-        .filter(|(_, _, status)| status == "waiting" || status == "ready")
-        .map(|(id, name, _)| (id, name))
-        .collect();
+    let returning = rows.iter().filter(|r| r.1.starts_with("return_vessel"));
+    let returns = returning.clone().count();
+    let unstarted_returns: Vec<(i64, String)> =
+        returning.filter(|r| r.2 == "waiting" || r.2 == "ready").map(|r| (r.0, r.1.clone())).collect();
     for (id, name, status, task, instrument) in rows {
-        let Ok(Task::Transfer { from, to }) = serde_json::from_str::<Task>(&task) else { continue };
+        let Some(Ok(Task::Transfer { from, to })) = task.map(|t| serde_json::from_str::<Task>(&t)) else { continue };
         match status.as_str() {
             "succeeded" => at = vec![to],
             "running" | "unknown" => {
@@ -769,11 +758,10 @@ mod tests {
         recorder.send(RecordEvent::step(step, 2.0, "succeeded"));
         recorder.send(RecordEvent::ExperimentFinished { id: exp, at: 3.0, objective: None, error: Some("x".into()) });
         for n in 0..returns {
-            let name = if n == 0 { "return_vessel".to_owned() } else { format!("return_vessel_{}", n + 1) };
             recorder.send(RecordEvent::StepAdded {
                 experiment: exp,
                 at: 3.0,
-                step: return_vessel_row(step + 1 + n as i64, &name),
+                step: return_vessel_row(step + 1 + n as i64, &return_vessel_name(n)),
                 why: "test".into(),
             });
         }

@@ -74,6 +74,11 @@ const QUEUE: usize = 1 << 20;
 /// for, nor reorders events.
 const HAND_OVER: usize = 256;
 
+/// The gathered events, leaving room for the next batch in their place.
+fn take_batch(gathered: &mut Packed) -> Packed {
+    std::mem::replace(gathered, Packed::with_capacity(HAND_OVER))
+}
+
 /// The queue's capacity in messages: full batches hold [`QUEUE`] events.
 const SLOTS: usize = QUEUE / HAND_OVER;
 
@@ -463,7 +468,7 @@ impl Recorder {
         let mut gathered = self.gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         gathered.push(event);
         if gathered.len() >= HAND_OVER {
-            let batch = std::mem::replace(&mut *gathered, Packed::with_capacity(HAND_OVER));
+            let batch = take_batch(&mut gathered);
             // Sent under the lock, so no other clone's events can overtake these.
             // The writer only stops after every Recorder is dropped, or on a failure that `failure` reports.
             let _ = tx.send(WriterMessage::Events(batch));
@@ -480,8 +485,7 @@ impl Recorder {
         let Some(tx) = &self.tx else { return false };
         let mut gathered = self.gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !gathered.is_empty() {
-            let batch = std::mem::replace(&mut *gathered, Packed::with_capacity(HAND_OVER));
-            let _ = tx.send(WriterMessage::Events(batch));
+            let _ = tx.send(WriterMessage::Events(take_batch(&mut gathered)));
         }
         message.is_some_and(|m| tx.send(m).is_ok())
     }
@@ -613,8 +617,7 @@ fn write_loop(
                 // events are the oldest waiting.
                 let taken = {
                     let mut g = gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    (rx.is_empty() && !g.is_empty())
-                        .then(|| std::mem::replace(&mut *g, Packed::with_capacity(HAND_OVER)))
+                    (rx.is_empty() && !g.is_empty()).then(|| take_batch(&mut g))
                 };
                 match taken {
                     Some(events) => WriterMessage::Events(events),

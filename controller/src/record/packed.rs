@@ -62,68 +62,15 @@ impl Packed {
         self.len == 0
     }
 
-    /// Adds `event` after the others.
+    /// Adds `event` after the others: packed if it is one of the packed kinds and each of its texts is shorter than
+    /// [`NONE`] bytes, else whole.
     pub fn push(&mut self, event: RecordEvent) {
         self.len += 1;
-        let b = &mut self.bytes;
-        if !fits(&event) {
-            b.push(WHOLE);
+        let start = self.bytes.len();
+        if pack(&mut self.bytes, &event).is_none() {
+            self.bytes.truncate(start);
+            self.bytes.push(WHOLE);
             self.whole.push(event);
-            return;
-        }
-        match event {
-            RecordEvent::StepStatus { step, at, status, instrument, task, attempt, outcome, error } => {
-                b.push(STEP_STATUS);
-                put_i64(b, step);
-                put_f64(b, at);
-                match STEP_STATES.iter().position(|s| *s == status) {
-                    Some(i) => b.push(i as u8),
-                    None => {
-                        b.push(OTHER_STATE);
-                        put_str(b, Some(&status));
-                    }
-                }
-                put_str(b, instrument.as_deref());
-                put_str(b, task.as_deref());
-                put_opt_u32(b, attempt);
-                put_str(b, outcome.as_deref());
-                put_str(b, error.as_deref());
-            }
-            RecordEvent::Decision { campaign, at, step, instrument, place, waited, reason } => {
-                b.push(DECISION);
-                put_i64(b, campaign);
-                put_f64(b, at);
-                put_i64(b, step);
-                put_str(b, Some(&instrument));
-                put_str(b, place.as_deref());
-                put_f64(b, waited);
-                put_str(b, Some(&reason));
-            }
-            RecordEvent::Measurement { experiment, step, name, value, unit, at } => {
-                b.push(MEASUREMENT);
-                put_i64(b, experiment);
-                put_i64(b, step);
-                put_str(b, Some(&name));
-                put_f64(b, value);
-                put_str(b, Some(&unit));
-                put_f64(b, at);
-            }
-            RecordEvent::Command { campaign, instrument, step, sent_at, sent, replied_at, received, parsed, error } => {
-                b.push(COMMAND);
-                put_i64(b, campaign);
-                put_str(b, Some(&instrument));
-                put_opt_i64(b, step);
-                put_f64(b, sent_at);
-                put_bytes(b, Some(&sent.0));
-                put_opt_f64(b, replied_at);
-                put_bytes(b, Some(&received.0));
-                put_str(b, parsed.as_deref());
-                put_str(b, error.as_deref());
-            }
-            whole => {
-                b.push(WHOLE);
-                self.whole.push(whole);
-            }
         }
     }
 
@@ -199,32 +146,6 @@ impl Packed {
     }
 }
 
-/// Whether `event` is one of the packed kinds and each of its texts is shorter than [`NONE`] bytes.
-fn fits(event: &RecordEvent) -> bool {
-    let short = |texts: &[Option<&[u8]>]| texts.iter().flatten().all(|t| t.len() < NONE as usize);
-    match event {
-        RecordEvent::StepStatus { status, instrument, task, outcome, error, .. } => short(&[
-            Some(status.as_bytes()),
-            instrument.as_deref().map(str::as_bytes),
-            task.as_deref().map(str::as_bytes),
-            outcome.as_deref().map(str::as_bytes),
-            error.as_deref().map(str::as_bytes),
-        ]),
-        RecordEvent::Decision { instrument, place, reason, .. } => {
-            short(&[Some(instrument.as_bytes()), place.as_deref().map(str::as_bytes), Some(reason.as_bytes())])
-        }
-        RecordEvent::Measurement { name, unit, .. } => short(&[Some(name.as_bytes()), Some(unit.as_bytes())]),
-        RecordEvent::Command { instrument, sent, received, parsed, error, .. } => short(&[
-            Some(instrument.as_bytes()),
-            Some(&sent.0),
-            Some(&received.0),
-            parsed.as_deref().map(str::as_bytes),
-            error.as_deref().map(str::as_bytes),
-        ]),
-        _ => false,
-    }
-}
-
 /// Why unpacking stopped.
 enum Stop {
     Malformed(Malformed),
@@ -237,6 +158,62 @@ impl From<Malformed> for Stop {
     }
 }
 
+/// Packs `event` onto `b`; `None` (with part of it written) if it is not a packed kind or a text is too long.
+fn pack(b: &mut Vec<u8>, event: &RecordEvent) -> Option<()> {
+    match event {
+        RecordEvent::StepStatus { step, at, status, instrument, task, attempt, outcome, error } => {
+            b.push(STEP_STATUS);
+            put_i64(b, *step);
+            put_f64(b, *at);
+            match STEP_STATES.iter().position(|s| *s == status) {
+                Some(i) => b.push(i as u8),
+                None => {
+                    b.push(OTHER_STATE);
+                    put_str(b, Some(status))?;
+                }
+            }
+            put_str(b, instrument.as_deref())?;
+            put_str(b, task.as_deref())?;
+            put_opt_u32(b, *attempt);
+            put_str(b, outcome.as_deref())?;
+            put_str(b, error.as_deref())?;
+        }
+        RecordEvent::Decision { campaign, at, step, instrument, place, waited, reason } => {
+            b.push(DECISION);
+            put_i64(b, *campaign);
+            put_f64(b, *at);
+            put_i64(b, *step);
+            put_str(b, Some(instrument))?;
+            put_str(b, place.as_deref())?;
+            put_f64(b, *waited);
+            put_str(b, Some(reason))?;
+        }
+        RecordEvent::Measurement { experiment, step, name, value, unit, at } => {
+            b.push(MEASUREMENT);
+            put_i64(b, *experiment);
+            put_i64(b, *step);
+            put_str(b, Some(name))?;
+            put_f64(b, *value);
+            put_str(b, Some(unit))?;
+            put_f64(b, *at);
+        }
+        RecordEvent::Command { campaign, instrument, step, sent_at, sent, replied_at, received, parsed, error } => {
+            b.push(COMMAND);
+            put_i64(b, *campaign);
+            put_str(b, Some(instrument))?;
+            put_opt_i64(b, *step);
+            put_f64(b, *sent_at);
+            put_bytes(b, Some(&sent.0))?;
+            put_opt_f64(b, *replied_at);
+            put_bytes(b, Some(&received.0))?;
+            put_str(b, parsed.as_deref())?;
+            put_str(b, error.as_deref())?;
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
 fn put_i64(b: &mut Vec<u8>, v: i64) {
     b.extend_from_slice(&v.to_le_bytes());
 }
@@ -245,19 +222,21 @@ fn put_f64(b: &mut Vec<u8>, v: f64) {
     b.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_bytes(b: &mut Vec<u8>, v: Option<&[u8]>) {
+/// `None` for a text of [`NONE`] bytes or more, which cannot be packed.
+fn put_bytes(b: &mut Vec<u8>, v: Option<&[u8]>) -> Option<()> {
     match v {
         Some(v) => {
-            // `fits` sent any event with a text of NONE bytes or more whole, so the length fits below NONE.
-            b.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            let n = u32::try_from(v.len()).ok().filter(|&n| n < NONE)?;
+            b.extend_from_slice(&n.to_le_bytes());
             b.extend_from_slice(v);
         }
         None => b.extend_from_slice(&NONE.to_le_bytes()),
     }
+    Some(())
 }
 
-fn put_str(b: &mut Vec<u8>, v: Option<&str>) {
-    put_bytes(b, v.map(str::as_bytes));
+fn put_str(b: &mut Vec<u8>, v: Option<&str>) -> Option<()> {
+    put_bytes(b, v.map(str::as_bytes))
 }
 
 fn put_opt_i64(b: &mut Vec<u8>, v: Option<i64>) {

@@ -934,7 +934,7 @@ pub fn conclude_experiments(
             state.next_step += 1;
             let step = commands
                 .spawn((
-                    return_vessel_step(c.experiment, id, "return_vessel"),
+                    return_vessel_step(c.experiment, id, &return_vessel_name(0)),
                     StepState::Ready { since: now, not_before: now, deadline: None },
                     Attempts(0),
                     Dependents::default(),
@@ -948,7 +948,7 @@ pub fn conclude_experiments(
             record.recorder.send(RecordEvent::StepAdded {
                 experiment: exp.id,
                 at: now,
-                step: return_vessel_row(id, "return_vessel"),
+                step: return_vessel_row(id, &return_vessel_name(0)),
                 why:
                     "the experiment failed with its vessel on the deck; it goes back to its rack slot to free the place"
                         .to_owned(),
@@ -1027,6 +1027,15 @@ pub fn return_vessel_row(id: i64, name: &str) -> StepRow {
         after: Vec::new(),
         repeat_safe: false,
         ready: true,
+    }
+}
+
+/// The name of an experiment's return step after `earlier` ones: `return_vessel`, then `return_vessel_2`, and so on
+/// (a step's name is unique within its experiment).
+pub fn return_vessel_name(earlier: usize) -> String {
+    match earlier {
+        0 => "return_vessel".to_owned(),
+        n => format!("return_vessel_{}", n + 1),
     }
 }
 
