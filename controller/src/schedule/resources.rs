@@ -236,6 +236,10 @@ pub struct Schedule {
     pub plans: usize,
     /// Wall time spent planning.
     pub planning: Duration,
+    /// Just after the earliest time an idle instrument waits for, because its plan has it wait for a step due then.
+    /// A real run looks again every quarter second of wall time anyway; a simulation with nothing else to come
+    /// moves its clock to this time rather than end with work left.
+    pub idle_until: Option<f64>,
 }
 
 /// What the scheduler learns about durations: for each operation on each instrument, how real durations compare

@@ -1414,6 +1414,12 @@ pub fn index_ready_steps(
     }
 }
 
+/// Lab seconds by which a planned step may be late before the instrument held for it stops waiting.
+const DUE_SLACK: f64 = 1e-6;
+
+/// How many ready steps the plan's rules may pass over in one instrument's search for a step to start.
+const PASSED_OVER: usize = 32;
+
 /// Gives each idle instrument a step: the next one in its planned sequence that is ready and can start (filling gaps
 /// with later planned steps that end before the next one is due), or, with no plan, its best ready step (longest
 /// remaining path first). Dispatches it, intent first.
@@ -1434,6 +1440,7 @@ pub fn assign_instruments(
     state: Res<CampaignState>,
     mut progress: ResMut<Progress>,
 ) {
+    schedule.idle_until = None;
     if state.aborted || state.paused || index.filed.is_empty() {
         return;
     }
@@ -1519,11 +1526,15 @@ pub fn assign_instruments(
                 schedule.queues.get(inst_entity).map(|q| q.iter().take(8).copied().collect()).unwrap_or_default();
             // The next planned step that can start now, unless an earlier planned step that is not ready yet is due
             // before it would end (then the instrument waits for it, as planned). Earlier steps that are ready but
-            // cannot start (their destination is occupied) do not hold the instrument.
+            // cannot start (their destination is occupied) do not hold the instrument, and neither do the steps
+            // planned after one of them: the plan's order has already failed here (the planner does not see which
+            // deck places are taken), and its times after that step cannot be met. Waiting for them left the gantry
+            // idle while the one step that could free the place stood ready behind them.
+            let mut blocked = false;
             for (k, &e) in queue.iter().enumerate() {
                 let est = steps.get(e).map_or(0.0, |(_, s, _)| s.estimate);
                 if !index.filed.contains_key(&e) {
-                    if let Some((_, start)) = schedule.assigned.get(&e) {
+                    if !blocked && let Some((_, start)) = schedule.assigned.get(&e) {
                         due = Some(due.map_or(*start, |d: f64| d.min(*start)));
                     }
                     continue;
@@ -1542,16 +1553,26 @@ pub fn assign_instruments(
                     ));
                     break;
                 }
+                blocked = true;
             }
         }
         if pick.is_none() {
             // No plan, or the plan has nothing this instrument can start: its best ready step by the critical path,
             // so a stale plan never leaves an instrument idle while work waits for it. A plan still on time that has
             // the instrument wait for a step due soon is not stale: only a step that ends before then may fill the gap.
-            let gap_ends = due.filter(|&t| t >= now - 1e-6);
-            let entries: Vec<ReadyKey> =
-                index.queues.get(inst_entity).map(|q| q.iter().take(32).copied().collect()).unwrap_or_default();
-            for key in entries {
+            let gap_ends = due.filter(|&t| t >= now - DUE_SLACK);
+            // Steps the plan's rules pass over are counted, and the search stops after `PASSED_OVER` of them: with a
+            // long queue planned on other instruments, reading it all on every frame cost more than the rest of the
+            // scheduler. Steps that cannot start (their destination is occupied, their vessel is elsewhere) are not
+            // counted: a step that can start may stand behind any number of them, and the step that frees a place
+            // (a vial's return to the rack) is often the least urgent by the critical path. With a limit on those
+            // too, an instrument whose first steps all waited for a place it had yet to free waited forever.
+            let mut passed = 0;
+            let mut gone = Vec::new();
+            for key in index.queues.get(inst_entity).into_iter().flatten() {
+                if passed >= PASSED_OVER {
+                    break;
+                }
                 // A step planned elsewhere waits for its instrument, unless this one is held for it (its planned
                 // instrument could not be).
                 let held_here = instruments
@@ -1559,10 +1580,12 @@ pub fn assign_instruments(
                     .ok()
                     .is_some_and(|(_, _, _, h)| h.0.iter().any(|h| h.step == key.step));
                 if planned && !held_here && schedule.assigned.get(&key.step).is_some_and(|(i, _)| i != inst_entity) {
+                    passed += 1;
                     continue;
                 }
                 let estimate = steps.get(key.step).map_or(0.0, |(_, s, _)| s.estimate);
                 if !held_here && gap_ends.is_some_and(|t| now + estimate > t + 1e-6) {
+                    passed += 1;
                     continue;
                 }
                 if let Some(dest) = feasible(key.step, &deck, &schedule)
@@ -1583,11 +1606,22 @@ pub fn assign_instruments(
                     break;
                 }
                 if !steps.get(key.step).is_ok_and(|(_, _, st)| matches!(st, StepState::Ready { .. })) {
-                    index.remove(key.step);
+                    gone.push(key.step);
                 }
             }
+            for step in gone {
+                index.remove(step);
+            }
         }
-        let Some((step_entity, destination, (holds, held), reason)) = pick else { continue };
+        let Some((step_entity, destination, (holds, held), reason)) = pick else {
+            // Held idle for a planned step due at `t`: look again just after it, when the gap is over and the
+            // instrument may take other work if that step is late.
+            if let Some(t) = due.filter(|&t| t >= now - DUE_SLACK) {
+                let then = t + 2.0 * DUE_SLACK;
+                schedule.idle_until = Some(schedule.idle_until.map_or(then, |u| u.min(then)));
+            }
+            continue;
+        };
         // A step that must be followed within a maximum wait starts only with its followers' instruments held.
         if matches!(held, Held::Elsewhere) {
             stale = true;
