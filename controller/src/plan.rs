@@ -290,8 +290,8 @@ mod tests {
             let plan = plan_many_hotplates(n);
             assert!(plan.report.completed, "{n} hotplates: the simulated run stopped with work left:\n{plan}");
             assert_eq!(plan.experiments, n, "{n} hotplates");
-            // Every move of the one gantry one after another, then the longest experiment alone, with a quarter to
-            // spare: a gantry idling for a plan that cannot be met takes longer.
+            // Every move of the one gantry one after another, then one experiment at the protocol's default values
+            // alone, with a quarter to spare: a gantry idling for a plan that cannot be met takes longer.
             let gantry = plan.report.busy.iter().find(|(name, _)| name == "gantry").map_or(0.0, |b| b.1);
             let fair = 1.25 * (gantry + plan.critical_path);
             assert!(plan.report.makespan <= fair, "{n} hotplates: makespan above {fair:.0} s:\n{plan}");

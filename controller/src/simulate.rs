@@ -193,13 +193,10 @@ impl Setup {
             let learner_busy = self.world.resource::<CampaignState>().requested > 0;
             let next_event = heap.peek().map(|Reverse((Key(t), ..))| *t);
             let wake = self.world.resource::<NextWake>().0;
-            // With nothing else to come, an instrument its plan holds for a step due later stops waiting then (a
-            // real run looks again every quarter second); without this the run would end there with work left.
             let next = match (next_event, wake) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
-            }
-            .or(self.world.resource::<resources::Schedule>().idle_until);
+            };
             if learner_busy && next.is_none() {
                 // The proposer is thinking; virtual time stands still until it answers.
                 match self.inbox.recv_timeout(Duration::from_secs(60)) {
@@ -208,6 +205,9 @@ impl Setup {
                 }
                 continue;
             }
+            // With nothing else to come, an instrument its plan holds for a step due later stops waiting then (a
+            // real run looks again every quarter second); without this the run would end there with work left.
+            let next = next.or(self.world.resource::<resources::Schedule>().idle_until);
             while let Ok(item) = self.inbox.try_recv() {
                 self.world.resource_mut::<Bridge>().backlog.push(item);
             }

@@ -1417,8 +1417,18 @@ pub fn index_ready_steps(
 /// Lab seconds by which a planned step may be late before the instrument held for it stops waiting.
 const DUE_SLACK: f64 = 1e-6;
 
-/// How many ready steps the plan's rules may pass over in one instrument's search for a step to start.
+/// How many ready steps that could start one instrument's search may pass over (for the plan, or for holds).
 const PASSED_OVER: usize = 32;
+
+/// Why a ready step cannot start on an instrument now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unable {
+    /// Its vessel is not at the instrument or is lost, or every place it could be taken to is taken: only another
+    /// step's move changes that.
+    Place,
+    /// It is not ready, or a hold or keep promises it (or the instrument) elsewhere for now.
+    Other,
+}
 
 /// Gives each idle instrument a step: the next one in its planned sequence that is ready and can start (filling gaps
 /// with later planned steps that end before the next one is due), or, with no plan, its best ready step (longest
@@ -1479,33 +1489,33 @@ pub fn assign_instruments(
             .ok()
             .and_then(|(_, _, _, h)| if h.0.iter().any(|h| h.kept) { Some(f64::NEG_INFINITY) } else { h.first() });
         let fits_before_hold = |est: f64| first_hold.is_none_or(|t| now + est * 1.25 <= t);
-        let feasible = |e: Entity, deck: &DeckState, schedule: &Schedule| -> Option<Option<Place>> {
-            let (_, step, st) = steps.get(e).ok()?;
+        let feasible = |e: Entity, deck: &DeckState, schedule: &Schedule| -> Result<Option<Place>, Unable> {
+            let Ok((_, step, st)) = steps.get(e) else { return Err(Unable::Other) };
             if !matches!(st, StepState::Ready { .. }) {
-                return None;
+                return Err(Unable::Other);
             }
-            let (exp, vessel) = experiments.get(step.experiment).ok()?;
+            let Ok((exp, vessel)) = experiments.get(step.experiment) else { return Err(Unable::Other) };
             if step.work.acts_on_vessel() && !vessel.is_some_and(|v| v.known && inst.is_at(&v.at)) {
-                return None;
+                return Err(Unable::Place);
             }
             let held_for_me =
                 instruments.get(*inst_entity).ok().is_some_and(|(_, _, _, h)| h.0.iter().any(|h| h.step == e));
             // A step an instrument is kept for runs there and nowhere else (even where it is held for a maximum wait).
             if instruments.iter().any(|(ie, _, _, h)| ie != *inst_entity && h.0.iter().any(|h| h.step == e && h.kept)) {
-                return None;
+                return Err(Unable::Other);
             }
             if !held_for_me && !fits_before_hold(step.estimate) {
-                return None;
+                return Err(Unable::Other);
             }
             match step.work.action() {
-                Some(Action::Transfer { to: Destination::Rack }) => Some(exp.slot.map(Place::Rack)),
+                Some(Action::Transfer { to: Destination::Rack }) => Ok(exp.slot.map(Place::Rack)),
                 Some(Action::Transfer { .. }) => {
-                    let Source::Campaign(cs) = &*source else { return Some(None) };
-                    let v = vessel?;
+                    let Source::Campaign(cs) = &*source else { return Ok(None) };
+                    let Some(v) = vessel else { return Err(Unable::Other) };
                     if !v.known {
-                        return None;
+                        return Err(Unable::Place);
                     }
-                    let choices = cs.transfer_positions.get(&step.index)?;
+                    let Some(choices) = cs.transfer_positions.get(&step.index) else { return Err(Unable::Other) };
                     // Prefer where the plan put the steps this transfer serves.
                     let preferred = planned_position(e, &steps, &dependents, schedule, &instruments);
                     let pick = preferred.into_iter().chain(choices.iter().cloned()).find(|p| {
@@ -1513,9 +1523,9 @@ pub fn assign_instruments(
                             && deck.is_free_for(p, step.experiment)
                             && position_usable(cs, p, &offline_ref)
                     });
-                    pick.map(|p| Some(Place::Position(p)))
+                    pick.map(|p| Some(Place::Position(p))).ok_or(Unable::Place)
                 }
-                _ => Some(None),
+                _ => Ok(None),
             }
         };
         let mut pick: Option<(Entity, Option<Place>, (Vec<(Entity, Hold)>, Held), String)> = None;
@@ -1542,18 +1552,21 @@ pub fn assign_instruments(
                 if due.is_some_and(|t| now + est > t + 1e-6) {
                     continue;
                 }
-                if let Some(dest) = feasible(e, &deck, &schedule)
-                    && let Some(holds) = follower_holds(e, now, &steps, &dependents, &instruments, &schedule)
-                {
-                    pick = Some((
-                        e,
-                        dest,
-                        holds,
-                        format!("next in `{}`'s plan (place {} in its queue)", inst.name, k + 1),
-                    ));
-                    break;
+                match feasible(e, &deck, &schedule) {
+                    Ok(dest) => {
+                        if let Some(holds) = follower_holds(e, now, &steps, &dependents, &instruments, &schedule) {
+                            pick = Some((
+                                e,
+                                dest,
+                                holds,
+                                format!("next in `{}`'s plan (place {} in its queue)", inst.name, k + 1),
+                            ));
+                            break;
+                        }
+                    }
+                    Err(Unable::Place) => blocked = true,
+                    Err(Unable::Other) => {}
                 }
-                blocked = true;
             }
         }
         if pick.is_none() {
@@ -1561,53 +1574,64 @@ pub fn assign_instruments(
             // so a stale plan never leaves an instrument idle while work waits for it. A plan still on time that has
             // the instrument wait for a step due soon is not stale: only a step that ends before then may fill the gap.
             let gap_ends = due.filter(|&t| t >= now - DUE_SLACK);
-            // Steps the plan's rules pass over are counted, and the search stops after `PASSED_OVER` of them: with a
-            // long queue planned on other instruments, reading it all on every frame cost more than the rest of the
-            // scheduler. Steps that cannot start (their destination is occupied, their vessel is elsewhere) are not
-            // counted: a step that can start may stand behind any number of them, and the step that frees a place
-            // (a vial's return to the rack) is often the least urgent by the critical path. With a limit on those
-            // too, an instrument whose first steps all waited for a place it had yet to free waited forever.
+            // Steps that could start here but are passed over are counted (planned on another instrument, not ending
+            // before a planned step is due, held or kept elsewhere), and the search stops after `PASSED_OVER` of
+            // them: reading a long queue planned on other instruments on every frame cost more than the rest of the
+            // scheduler. Steps that cannot start for want of a place (their destination is occupied, their vessel is
+            // elsewhere or lost) are not counted, wherever they are planned: a step that can start may stand behind
+            // any number of them, and the step that frees a place (a vial's return to the rack) is often the least
+            // urgent by the critical path. With a limit on those too, an instrument whose first steps all waited for
+            // a place it had yet to free waited forever.
             let mut passed = 0;
             let mut gone = Vec::new();
             for key in index.queues.get(inst_entity).into_iter().flatten() {
                 if passed >= PASSED_OVER {
                     break;
                 }
+                if !steps.get(key.step).is_ok_and(|(_, _, st)| matches!(st, StepState::Ready { .. })) {
+                    gone.push(key.step);
+                    continue;
+                }
+                let dest = match feasible(key.step, &deck, &schedule) {
+                    Ok(dest) => dest,
+                    Err(Unable::Place) => continue,
+                    Err(Unable::Other) => {
+                        passed += 1;
+                        continue;
+                    }
+                };
                 // A step planned elsewhere waits for its instrument, unless this one is held for it (its planned
                 // instrument could not be).
                 let held_here = instruments
                     .get(*inst_entity)
                     .ok()
                     .is_some_and(|(_, _, _, h)| h.0.iter().any(|h| h.step == key.step));
-                if planned && !held_here && schedule.assigned.get(&key.step).is_some_and(|(i, _)| i != inst_entity) {
-                    passed += 1;
-                    continue;
-                }
+                let elsewhere =
+                    planned && !held_here && schedule.assigned.get(&key.step).is_some_and(|(i, _)| i != inst_entity);
                 let estimate = steps.get(key.step).map_or(0.0, |(_, s, _)| s.estimate);
-                if !held_here && gap_ends.is_some_and(|t| now + estimate > t + 1e-6) {
+                let in_gap = !held_here && gap_ends.is_some_and(|t| now + estimate > t + 1e-6);
+                let holds = if elsewhere || in_gap {
+                    None
+                } else {
+                    follower_holds(key.step, now, &steps, &dependents, &instruments, &schedule)
+                };
+                let Some(holds) = holds else {
                     passed += 1;
                     continue;
+                };
+                pick = Some((
+                    key.step,
+                    dest,
+                    holds,
+                    format!(
+                        "longest remaining path ({:.0} s) among its ready steps (experiment #{})",
+                        -key.priority.0, key.seq
+                    ),
+                ));
+                if planned {
+                    stale = true;
                 }
-                if let Some(dest) = feasible(key.step, &deck, &schedule)
-                    && let Some(holds) = follower_holds(key.step, now, &steps, &dependents, &instruments, &schedule)
-                {
-                    pick = Some((
-                        key.step,
-                        dest,
-                        holds,
-                        format!(
-                            "longest remaining path ({:.0} s) among its ready steps (experiment #{})",
-                            -key.priority.0, key.seq
-                        ),
-                    ));
-                    if planned {
-                        stale = true;
-                    }
-                    break;
-                }
-                if !steps.get(key.step).is_ok_and(|(_, _, st)| matches!(st, StepState::Ready { .. })) {
-                    gone.push(key.step);
-                }
+                break;
             }
             for step in gone {
                 index.remove(step);
