@@ -205,9 +205,13 @@ impl Setup {
                 }
                 continue;
             }
-            // With nothing else to come, an instrument its plan holds for a step due later stops waiting then (a
-            // real run looks again every quarter second); without this the run would end there with work left.
-            let next = next.or(self.world.resource::<resources::Schedule>().idle_until);
+            // An instrument its plan holds idle for a step due later stops waiting once that step is late, as in a
+            // real run, which looks again every quarter second. Without this wake the simulation jumped to its next
+            // event (a heat ending an hour later) or, with none, ended with work left.
+            let next = match (next, self.world.resource::<resources::Schedule>().idle_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             while let Ok(item) = self.inbox.try_recv() {
                 self.world.resource_mut::<Bridge>().backlog.push(item);
             }

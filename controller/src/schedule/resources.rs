@@ -237,8 +237,8 @@ pub struct Schedule {
     /// Wall time spent planning.
     pub planning: Duration,
     /// Just after the earliest time an idle instrument waits for, because its plan has it wait for a step due then.
-    /// A real run looks again every quarter second of wall time anyway; a simulation with nothing else to come
-    /// moves its clock to this time rather than end with work left.
+    /// A real run looks again every quarter second of wall time anyway; a simulation moves its clock to this time
+    /// if nothing happens before, so that it too stops waiting for a step that is late.
     pub idle_until: Option<f64>,
 }
 
