@@ -193,10 +193,7 @@ impl Setup {
             let learner_busy = self.world.resource::<CampaignState>().requested > 0;
             let next_event = heap.peek().map(|Reverse((Key(t), ..))| *t);
             let wake = self.world.resource::<NextWake>().0;
-            let next = match (next_event, wake) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = earliest(next_event, wake);
             if learner_busy && next.is_none() {
                 // The proposer is thinking; virtual time stands still until it answers.
                 match self.inbox.recv_timeout(Duration::from_secs(60)) {
@@ -208,10 +205,7 @@ impl Setup {
             // An instrument its plan holds idle for a step due later stops waiting once that step is late, as in a
             // real run, which looks again every quarter second. Without this wake the simulation jumped to its next
             // event (a heat ending an hour later) or, with none, ended with work left.
-            let next = match (next, self.world.resource::<resources::Schedule>().idle_until) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = earliest(next, self.world.resource::<resources::Schedule>().idle_until);
             while let Ok(item) = self.inbox.try_recv() {
                 self.world.resource_mut::<Bridge>().backlog.push(item);
             }
@@ -299,5 +293,13 @@ impl Setup {
             policy,
         );
         Ok((setup, handle))
+    }
+}
+
+/// The earlier of two optional lab times.
+fn earliest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

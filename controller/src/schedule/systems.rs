@@ -1549,7 +1549,7 @@ pub fn assign_instruments(
                     }
                     continue;
                 }
-                if due.is_some_and(|t| now + est > t + 1e-6) {
+                if due.is_some_and(|t| now + est > t + DUE_SLACK) {
                     continue;
                 }
                 match feasible(e, &deck, &schedule) {
@@ -1609,7 +1609,7 @@ pub fn assign_instruments(
                 let elsewhere =
                     planned && !held_here && schedule.assigned.get(&key.step).is_some_and(|(i, _)| i != inst_entity);
                 let estimate = steps.get(key.step).map_or(0.0, |(_, s, _)| s.estimate);
-                let in_gap = !held_here && gap_ends.is_some_and(|t| now + estimate > t + 1e-6);
+                let in_gap = !held_here && gap_ends.is_some_and(|t| now + estimate > t + DUE_SLACK);
                 let holds = if elsewhere || in_gap {
                     None
                 } else {
