@@ -202,6 +202,11 @@ pub struct ModbusConfig {
     pub tolerance: Temperature,
 }
 
+impl ModbusConfig {
+    /// The model code assumed when the lab file gives none.
+    pub const DEFAULT_MODEL_CODE: u16 = 7001;
+}
+
 /// Message terminator of a text protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename = "Terminator")]
@@ -1408,7 +1413,7 @@ fn instrument(
             let tol = tolerance.map_or(1.0, |t| quantity("tolerance", &t, Dimension::Temperature, &mut fail));
             DriverConfig::ModbusTemperature(ModbusConfig {
                 address,
-                model_code: model_code.unwrap_or(crate::drivers::modbus::DEFAULT_MODEL_CODE),
+                model_code: model_code.unwrap_or(ModbusConfig::DEFAULT_MODEL_CODE),
                 max_temperature: Temperature(t),
                 tolerance: Temperature(tol),
             })

@@ -2,7 +2,8 @@
 //! changed, deleted or inserted; a journal row changed, deleted or inserted with a correctly forged hash; the whole
 //! chain rewritten after a checkpoint) is caught by `lab verify`, which names the table, the row and what was done.
 
-use controller::record::journal::{chain_hash, hex, unhex};
+use controller::record::hex::{hex, unhex};
+use controller::record::journal::chain_hash;
 use controller::record::verify::{Problem, Report, verify};
 use rusqlite::{Connection, params};
 use tests::CampaignTest;

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::events::RecordEvent;
+use super::hex::{hex, unhex};
 use super::prepared::Prepared;
 
 /// The hash before the first row.
@@ -31,35 +32,6 @@ pub fn chain_hash(
     h.update([0]);
     h.update(body.as_bytes());
     h.finalize().into()
-}
-
-/// Lower-case hex of a hash (or any bytes). The writer hexes one hash per event, so this builds the string from a
-/// table rather than formatting each byte (which cost about a microsecond per hash).
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
-}
-
-/// A hash from hex, if it is one.
-pub fn unhex(s: &str) -> Option<[u8; 32]> {
-    unhex_bytes(s)
-}
-
-/// Exactly `N` bytes from `2 * N` hex digits, if that is what `s` is.
-pub fn unhex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The journal's tail as the writer tracks it.

@@ -15,6 +15,7 @@
 
 pub mod events;
 pub mod export;
+pub mod hex;
 pub mod journal;
 pub mod packed;
 pub mod prepared;
@@ -424,7 +425,7 @@ pub fn software_version() -> String {
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    journal::hex(&sha2::Sha256::digest(bytes))
+    hex::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// What the writer thread is asked to do.
@@ -849,7 +850,7 @@ mod tests {
             drop(sql);
             conn.execute(
                 "INSERT INTO checkpoints (journal_id, hash, made_at, reason) VALUES (?1, ?2, 'then', 'campaign 1 finished')",
-                rusqlite::params![tail.id, journal::hex(&tail.hash)],
+                rusqlite::params![tail.id, hex::hex(&tail.hash)],
             )
             .unwrap();
         }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
-use super::journal::{hex, unhex_bytes};
+use super::hex::{hex, unhex_bytes};
 
 /// What a checkpoint's signature covers, as text: the journal row and its hash, when it was made and why, under a
 /// fixed label so the signature cannot be taken for one over anything else.

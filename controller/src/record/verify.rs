@@ -16,6 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 use rusqlite_migration::Migrations;
 
 use super::events::RecordEvent;
+use super::hex;
 use super::journal::{self, GENESIS};
 use super::prepared::Prepared;
 use super::{MIGRATIONS, project};
@@ -101,7 +102,7 @@ pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -
     let mut prev = GENESIS;
     let mut expected_id = 1;
     let mut count = 0;
-    let mut head = journal::hex(&GENESIS);
+    let mut head = hex::hex(&GENESIS);
     let mut chain_ok = true;
     while let Some(r) = rows.next().map_err(sql)? {
         let (id, campaign, at, kind, body, hash): (i64, Option<i64>, Option<f64>, String, String, String) = (
@@ -123,7 +124,7 @@ pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -
             chain_ok = false;
         }
         let computed = journal::chain_hash(&prev, id, campaign, at, &kind, &body);
-        if chain_ok && journal::hex(&computed) != hash {
+        if chain_ok && hex::hex(&computed) != hash {
             problems.push(Problem {
                 table: "journal".into(),
                 row: id.to_string(),
@@ -131,7 +132,7 @@ pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -
             });
             chain_ok = false;
         }
-        prev = journal::unhex(&hash).unwrap_or(GENESIS);
+        prev = hex::unhex(&hash).unwrap_or(GENESIS);
         head = hash;
         expected_id = id + 1;
         match serde_json::from_str::<RecordEvent>(&body) {
@@ -172,7 +173,7 @@ pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -
         .map_err(sql)?
         .collect::<Result<_, _>>()
         .map_err(sql)?;
-    let trusted_hex = trusted.map(|k| journal::hex(k.as_bytes()));
+    let trusted_hex = trusted.map(|k| hex::hex(k.as_bytes()));
     let is_trusted = |key: &str| trusted_hex.as_ref().is_none_or(|t| t.eq_ignore_ascii_case(key));
     // A checkpoint signed by the trusted key proves the chain up to its row, and with it every checkpoint before it
     // (unsigned ones from before signing began, or ones signed by a key the lab used before). What follows the last

@@ -45,9 +45,6 @@ pub const MODEL: u16 = 0x0100;
 /// Holding register: the firmware version times 100.
 pub const FIRMWARE: u16 = 0x0101;
 
-/// The model code assumed when the lab file gives none.
-pub const DEFAULT_MODEL_CODE: u16 = 7001;
-
 /// Lab seconds between two readings while ramping or holding.
 pub const POLL: f64 = 10.0;
 
