@@ -67,7 +67,8 @@ mod tests {
         let written = init(&lab).unwrap();
         assert_eq!(written.len(), 3);
         for path in &written {
-            let (_, warnings) = crate::check::check_file(path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            let (_, warnings) =
+                crate::load::check::check_file(path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
             assert!(warnings.is_empty(), "{}: {warnings:?}", path.display());
         }
         std::fs::write(lab.join("reaction.protocol.ron"), "my own protocol").unwrap();

@@ -17,9 +17,9 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use controller::check::{CheckError, check_file};
-use controller::diagnostics::render;
 use controller::load::LoadError;
+use controller::load::check::{CheckError, check_file};
+use controller::load::diagnostics::render;
 use controller::run::{CampaignOptions, RunError, Summary, run_campaign};
 use controller::schedule::bridge::{OperatorAction, Verdict};
 use controller::schedule::resources::Policy;
@@ -479,7 +479,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()))
-        .with_writer(controller::live::LogWriter)
+        .with_writer(controller::run::live::LogWriter)
         .init();
     let quiet = cli.quiet;
     ExitCode::from(match cli.command {
@@ -488,8 +488,8 @@ fn main() -> ExitCode {
         }
         Command::Replay { db, campaign, instrument, transcript, lab } => {
             let report = match (&transcript, &lab, &instrument) {
-                (Some(t), Some(l), _) => controller::replay::from_file(t, l),
-                (_, _, Some(i)) => controller::replay::from_record(&db, campaign, i),
+                (Some(t), Some(l), _) => controller::inspect::replay::from_file(t, l),
+                (_, _, Some(i)) => controller::inspect::replay::from_record(&db, campaign, i),
                 _ => Err("give --instrument (from the record) or --transcript with --lab".to_owned()),
             };
             match report {
@@ -736,7 +736,7 @@ fn init_command(dir: &Path) -> u8 {
 }
 
 fn status_command(db: &Path, campaign: Option<i64>) -> u8 {
-    match controller::status::status_text(db, campaign) {
+    match controller::inspect::status::status_text(db, campaign) {
         Ok(text) => {
             print!("{text}");
             exit_code::OK
@@ -749,7 +749,7 @@ fn status_command(db: &Path, campaign: Option<i64>) -> u8 {
 }
 
 fn report_command(db: &Path, campaign: Option<i64>, out: &Path) -> u8 {
-    match controller::report::write_report(db, campaign, out) {
+    match controller::inspect::report::write_report(db, campaign, out) {
         Ok(w) => {
             println!("wrote the report of campaign {} to {}", w.campaign, w.page.display());
             for f in w.files.iter().skip(1) {
@@ -836,7 +836,7 @@ fn export_command(db: &Path, campaign: Option<i64>, format: &str, out: &Path) ->
 }
 
 fn operator_command(a: &OperatorArgs, action: OperatorAction) -> u8 {
-    match controller::operator::request(&a.db, &action, &a.by, &a.reason) {
+    match controller::run::operator::request(&a.db, &action, &a.by, &a.reason) {
         Ok((id, Some(campaign))) => {
             println!("request {id} sent to campaign {campaign}; the controller carries it out within a second");
             exit_code::OK
@@ -873,7 +873,7 @@ fn bench_schedule(workloads: &[PathBuf], best: &[f64], generated: u64, noise_see
     for (i, path) in workloads.iter().enumerate() {
         let w = match std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
-            .and_then(|t| controller::workload::parse(&t))
+            .and_then(|t| controller::plan::workload::parse(&t))
         {
             Ok(w) => w,
             Err(e) => {
@@ -881,11 +881,11 @@ fn bench_schedule(workloads: &[PathBuf], best: &[f64], generated: u64, noise_see
                 return exit_code::INVALID_INPUT;
             }
         };
-        print!("{}", controller::bench::schedule(&w, best.get(i).copied(), noise_seeds, planner_seeds));
+        print!("{}", controller::plan::bench::schedule(&w, best.get(i).copied(), noise_seeds, planner_seeds));
     }
     for seed in 0..generated {
-        let w = controller::workload::generate(20, 8, seed);
-        print!("{}", controller::bench::schedule(&w, None, noise_seeds.min(3), planner_seeds));
+        let w = controller::plan::workload::generate(20, 8, seed);
+        print!("{}", controller::plan::bench::schedule(&w, None, noise_seeds.min(3), planner_seeds));
     }
     exit_code::OK
 }
@@ -944,7 +944,7 @@ fn bench_dispatch(sizes: &[usize], rounds: Option<usize>, pin: bool) -> u8 {
             (vec![], vec![], vec![], vec![], vec![]);
         let (mut steps, mut frames, mut events) = (0, 0, 0);
         for round in 0..rounds {
-            let (bare, per, cpu) = controller::bench::dispatch(n, controller::record::Recorder::null(), None);
+            let (bare, per, cpu) = controller::plan::bench::dispatch(n, controller::record::Recorder::null(), None);
             (steps, frames) = (bare.steps, bare.frames);
             bare_ms.push(bare.decision.as_secs_f64() * 1e3);
             let dir = std::env::temp_dir().join(format!("lab-bench-{}-{n}-{round}", std::process::id()));
@@ -957,7 +957,7 @@ fn bench_dispatch(sizes: &[usize], rounds: Option<usize>, pin: bool) -> u8 {
                     let ids = rec.begin_campaign(&controller::record::CampaignRow::bench()).ok();
                     let t0 = std::time::Instant::now();
                     let (recorder, writer) = rec.start_writer();
-                    let (_, per, cpu) = controller::bench::dispatch(n, recorder.clone(), ids);
+                    let (_, per, cpu) = controller::plan::bench::dispatch(n, recorder.clone(), ids);
                     recorder.flush();
                     drop(recorder);
                     // Events per second: everything the writer committed, over the run and the writer's catching up.
@@ -1020,7 +1020,7 @@ fn bench_load(instruments: usize, experiments: usize, in_flight: usize, db: Opti
         );
         return exit_code::CANNOT_RUN;
     }
-    let result = controller::bench::load(instruments, experiments.max(1), in_flight.max(1), &path);
+    let result = controller::plan::bench::load(instruments, experiments.max(1), in_flight.max(1), &path);
     if db.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -1047,7 +1047,7 @@ fn bench_load(instruments: usize, experiments: usize, in_flight: usize, db: Opti
             println!(
                 "  peak memory (RSS)      {} for the run, {} with lab verify",
                 rss(r.peak_run),
-                rss(controller::bench::peak_rss())
+                rss(controller::plan::bench::peak_rss())
             );
             println!("  record                 {:.0} MiB, {} journal rows", mib(r.db_bytes), r.journal_rows);
             println!(

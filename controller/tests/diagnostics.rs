@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use controller::check::{CheckError, check_file};
-use controller::diagnostics::render;
+use controller::load::check::{CheckError, check_file};
+use controller::load::diagnostics::render;
 
 fn bad_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir("tests/data/bad")

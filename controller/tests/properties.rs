@@ -2,7 +2,7 @@
 //!
 //! Each case builds a lab (instruments of a few kinds), a list of jobs whose steps form random DAGs on instrument
 //! kinds or named instruments, with minimum and maximum waits, and runs them through the real scheduler in the
-//! discrete-event simulation (`controller::simulate`), recording to a real `lab.db` in a temporary folder. The
+//! discrete-event simulation (`controller::plan::simulate`), recording to a real `lab.db` in a temporary folder. The
 //! record is then read back and must show that:
 //!
 //! - every job completed and every step succeeded, on an instrument that can run it;
@@ -20,10 +20,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use controller::planner::{self, Operation, Problem};
+use controller::plan::simulate::{Noise, Report, Setup};
 use controller::record::{CampaignIds, CampaignRow, Record};
+use controller::schedule::planner::{self, Operation, Problem};
 use controller::schedule::resources::{Job, JobStep, Policy};
-use controller::simulate::{Noise, Report, Setup};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use protocols::units::Duration;

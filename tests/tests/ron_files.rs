@@ -1,6 +1,6 @@
 //! Every RON file a technician may edit, in every folder of the repository, validates.
 
-use controller::check::{CheckError, check_file};
+use controller::load::check::{CheckError, check_file};
 
 #[test]
 fn every_ron_file_in_the_repository_validates() {

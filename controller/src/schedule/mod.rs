@@ -8,7 +8,9 @@
 
 pub mod bridge;
 pub mod components;
+pub mod estimate;
 pub mod messages;
+pub mod planner;
 pub mod resources;
 pub mod systems;
 

@@ -24,8 +24,8 @@ use super::resources::{
     Best, CampaignState, DeckState, Estimates, Job, LabClock, NextWake, OrderedTime, Policy, Progress, RackState,
     ReadyIndex, ReadyKey, Record, Schedule, Source,
 };
-use crate::planner;
 use crate::record::{ProposalRow, RecordEvent, StepRow};
+use crate::schedule::planner;
 
 /// Records a step's new state.
 fn record_step(
@@ -1147,7 +1147,7 @@ pub fn start_experiments(
                         .map(|s| super::resources::JobStep {
                             name: s.id.clone(),
                             on: s.on.clone(),
-                            duration: crate::estimate::action(&cs.lab, &s.on, &s.action) * 1.0,
+                            duration: crate::schedule::estimate::action(&cs.lab, &s.on, &s.action) * 1.0,
                             action: Some(s.action.clone()),
                             after: s.after.clone(),
                             rules: s.rules,

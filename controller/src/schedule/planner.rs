@@ -978,7 +978,7 @@ mod tests {
         // These workloads (the benchmark generator's shape: 20 jobs on 8 instruments) all have a plan at the lower
         // bound; the rules alone miss it on most of them, so this fails if the search stops finding it.
         for seed in 0..4 {
-            let p = crate::workload::generate(20, 8, seed).problem();
+            let p = crate::plan::workload::generate(20, 8, seed).problem();
             let (path, busiest) = lower_bound(&p);
             let plan = plan(&p, default_budget(p.ops.len()), seed);
             valid(&p, &plan);
@@ -1010,7 +1010,7 @@ mod tests {
 
     #[test]
     fn a_warm_replan_keeps_a_good_plan_and_covers_new_work_in_full() {
-        let p = crate::workload::generate(20, 8, 1).problem();
+        let p = crate::plan::workload::generate(20, 8, 1).problem();
         let first = plan(&p, default_budget(p.ops.len()), 0);
         // The same work, with every duration a little off: the repaired plan is valid and as good as planning anew.
         let mut moved = p.clone();

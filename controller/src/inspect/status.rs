@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::report::data::lab_seconds_since;
-use crate::report::human_seconds;
+use crate::inspect::report::data::lab_seconds_since;
+use crate::inspect::report::human_seconds;
 
 /// Why a status could not be read: the record or the campaign is missing or unreadable.
-pub type StatusError = crate::report::ReadError;
+pub type StatusError = crate::inspect::report::ReadError;
 
 /// One step as the status shows it.
 #[derive(Debug, Clone)]
@@ -127,7 +127,7 @@ pub fn lab_seconds_left(done: usize, budget: usize, lab_now: f64) -> Option<f64>
 impl Status {
     /// Reads the status of a campaign (the latest if `campaign` is `None`) from the record at `db`.
     pub fn read(db: &Path, campaign: Option<i64>) -> Result<Status, StatusError> {
-        let conn = crate::report::open_record(db)?;
+        let conn = crate::inspect::report::open_record(db)?;
         let record = |source| StatusError::Record { path: db.to_owned(), source };
         let missing = || StatusError::no_campaign(db, campaign);
         let id = match campaign {

@@ -466,7 +466,8 @@ pub fn apply(
                     dependents[a].push(entities[j]);
                 }
             }
-            let est: Vec<f64> = bound.steps.iter().map(|s| crate::estimate::action(lab, &s.on, &s.action)).collect();
+            let est: Vec<f64> =
+                bound.steps.iter().map(|s| crate::schedule::estimate::action(lab, &s.on, &s.action)).collect();
             let mut tail = est.clone();
             for j in (0..bound.steps.len()).rev() {
                 let after = dependents[j]

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use bevy_ecs::prelude::*;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::report::human_seconds;
+use crate::inspect::report::human_seconds;
+use crate::inspect::status::lab_seconds_left;
 use crate::schedule::components::{Availability, Experiment, Instrument, Step, StepState};
 use crate::schedule::resources::{CampaignState, LabClock, Source};
-use crate::status::lab_seconds_left;
 
 /// The view drawn on the terminal now, if any, for [`LogWriter`].
 static ACTIVE: Mutex<Option<MultiProgress>> = Mutex::new(None);

@@ -4,6 +4,10 @@
 //! durations, and reports the estimated makespan, each instrument's utilisation, and the lower bounds: the longest
 //! experiment alone, and the busiest instrument's total work.
 
+pub mod bench;
+pub mod simulate;
+pub mod workload;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -14,9 +18,9 @@ use experiments::{Observation, Outcome, Point, Proposal, Proposer};
 use protocols::{Diagnostics, Protocol};
 
 use crate::load::{LoadError, load_campaign_inputs, read_source};
+use crate::plan::simulate::{Noise, Report, Setup};
 use crate::run::CampaignParts;
 use crate::schedule::resources::Policy;
-use crate::simulate::{Noise, Report, Setup};
 
 /// Why a plan could not be made.
 #[derive(Debug)]
@@ -202,7 +206,7 @@ fn critical_path(protocol: &Protocol, lab: &Lab, values: &Point) -> Result<f64, 
     for &i in protocol.topological_order() {
         let s = &bound.steps[i];
         let start = s.after.iter().map(|&a| finish[a]).fold(0.0, f64::max) + s.rules.wait.map_or(0.0, |w| w.0);
-        finish[i] = start + crate::estimate::action(lab, &s.on, &s.action);
+        finish[i] = start + crate::schedule::estimate::action(lab, &s.on, &s.action);
     }
     Ok(finish.iter().copied().fold(0.0, f64::max))
 }

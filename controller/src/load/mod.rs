@@ -5,6 +5,9 @@
 //! (parameters, ranges, objective), the lab against the protocol (instruments, positions, limits), and the rack
 //! against the budget. Every problem in every file comes back at once.
 
+pub mod check;
+pub mod diagnostics;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

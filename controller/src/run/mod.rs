@@ -5,6 +5,10 @@
 //! learner thread, then drives the ECS world ([`drive`]) frame by frame as facts arrive, until the budget is spent or
 //! an operator stops it. On the way out every instrument is put in its safe state and the record is flushed.
 
+pub mod live;
+pub mod operator;
+pub mod resume;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -183,7 +187,7 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     // A campaign this record holds unfinished (the controller stopped) is resumed, not started again.
     let sha = crate::record::sha256_hex(campaign.source.text.as_bytes());
     if let Some(id) =
-        crate::resume::unfinished(record.connection(), Some(&sha)).map_err(|e| RunError::System(e.to_string()))?
+        crate::run::resume::unfinished(record.connection(), Some(&sha)).map_err(|e| RunError::System(e.to_string()))?
     {
         if opts.progress {
             eprintln!("lab: {} holds campaign {id} of this file unfinished; resuming it", opts.db.display());
@@ -244,7 +248,7 @@ pub fn resume_campaign(resume: &ResumeOptions, opts: &CampaignOptions) -> Result
     let record = open_record(&resume.db, opts)?;
     let id = match resume.campaign {
         Some(id) => id,
-        None => crate::resume::unfinished(record.connection(), None)
+        None => crate::run::resume::unfinished(record.connection(), None)
             .map_err(|e| RunError::System(e.to_string()))?
             .ok_or_else(|| RunError::Lab(format!("{} holds no unfinished campaign", resume.db.display())))?,
     };
@@ -262,7 +266,7 @@ fn resume_in(
     opts: &CampaignOptions,
 ) -> Result<Summary, RunError> {
     let wall = Instant::now();
-    let restore = crate::resume::read(record.connection(), id, lab)
+    let restore = crate::run::resume::read(record.connection(), id, lab)
         .map_err(|e| RunError::Lab(format!("cannot resume campaign {id}: {e}")))?;
     let clock = Clock::scaled_from(restore.started_at, opts.time_scale.unwrap_or(restore.time_scale));
     let inputs = restore.inputs.clone();
@@ -306,7 +310,7 @@ fn execute(
     record: RecordFile,
     ids: CampaignIds,
     clock: Clock,
-    restore: Option<crate::resume::Restore>,
+    restore: Option<crate::run::resume::Restore>,
     signing: Option<String>,
     wall: Instant,
 ) -> Result<Summary, RunError> {
@@ -486,8 +490,8 @@ fn execute(
         opts.policy,
     );
     if let Some(r) = &restore {
-        world.insert_resource(crate::resume::state(r, &campaign));
-        let in_doubt = crate::resume::apply(&mut world, r, &protocol, &lab, &recorder, clock.now());
+        world.insert_resource(crate::run::resume::state(r, &campaign));
+        let in_doubt = crate::run::resume::apply(&mut world, r, &protocol, &lab, &recorder, clock.now());
         if opts.progress && !in_doubt.is_empty() {
             eprintln!(
                 "lab: steps were in doubt on {}; they will be reconciled, never repeated blindly",
@@ -516,7 +520,7 @@ fn execute(
     let requests = spawn_request_poller(opts.db.clone(), campaign_id, inbound_tx.clone());
     drop(inbound_tx);
 
-    let mut live = crate::live::LiveView::for_stderr(opts.progress);
+    let mut live = crate::run::live::LiveView::for_stderr(opts.progress);
     drive(&mut world, &mut schedule, &inbound_rx, &clock, &recorder, |world| print_progress(world, &mut live));
 
     let state = world.remove_resource::<CampaignState>().expect("inserted above");
@@ -979,7 +983,7 @@ fn spawn_request_poller(db: PathBuf, campaign: i64, inbound: Sender<Inbound>) ->
             let _ = conn.busy_timeout(Duration::from_secs(1));
             let mut seen = std::collections::HashSet::new();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                for r in crate::operator::pending(&conn, campaign).unwrap_or_default() {
+                for r in crate::run::operator::pending(&conn, campaign).unwrap_or_default() {
                     if seen.insert(r.id) {
                         let _ = inbound.send(Inbound::Operator(r));
                     }
@@ -992,6 +996,6 @@ fn spawn_request_poller(db: PathBuf, campaign: i64, inbound: Sender<Inbound>) ->
 }
 
 /// Shows the campaign's progress in the live view (bars on a terminal, plain lines otherwise, or nothing).
-fn print_progress(world: &World, live: &mut crate::live::LiveView) {
+fn print_progress(world: &World, live: &mut crate::run::live::LiveView) {
     live.update(world);
 }

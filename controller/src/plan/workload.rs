@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::planner::{Operation, Problem};
+use crate::schedule::planner::{Operation, Problem};
 use crate::schedule::resources::{Job, JobStep};
 
 /// A parsed workload.

@@ -9,11 +9,11 @@
 use std::fmt::Write;
 use std::time::Instant;
 
-use crate::planner;
+use crate::plan::simulate::{Noise, Report, Setup};
+use crate::plan::workload::Workload;
 use crate::record::Recorder;
+use crate::schedule::planner;
 use crate::schedule::resources::{Job, JobStep, Policy};
-use crate::simulate::{Noise, Report, Setup};
-use crate::workload::Workload;
 
 /// Runs a workload through the scheduler in simulated time.
 pub fn run_workload(w: &Workload, policy: Policy, noise: Noise, recorder: Recorder) -> Report {
