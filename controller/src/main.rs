@@ -23,7 +23,7 @@ use controller::load::diagnostics::render;
 use controller::run::{CampaignOptions, RunError, Summary, run_campaign};
 use controller::schedule::bridge::{OperatorAction, Verdict};
 use controller::schedule::resources::Policy;
-use controller::schedule::systems::UnknownPolicy;
+use controller::schedule::resources::UnknownPolicy;
 use protocols::Diagnostics;
 
 /// Exit codes, stable for scripts.

@@ -465,7 +465,7 @@ impl fmt::Display for Status {
 }
 
 /// Deck places the controller keeps blocked for a vessel it lost track of, from its own warnings in the record
-/// ([`crate::schedule::systems::lost_vessel_warning`]), less those an operator cleared since ("`P` cleared by ..."),
+/// ([`crate::schedule::systems::conclude::lost_vessel_warning`]), less those an operator cleared since ("`P` cleared by ..."),
 /// in the order they were blocked.
 fn blocked_places(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<(String, String)>> {
     let mut stmt = conn.prepare(

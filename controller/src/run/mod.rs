@@ -23,15 +23,16 @@ use tokio::sync::{mpsc, watch};
 
 use crate::load::{Inputs, LoadError, load_campaign_inputs};
 use crate::record::{CampaignIds, CampaignRow, Record as RecordFile, RecordError, RecordEvent, Recorder};
+use crate::schedule::bridge::step_error;
 use crate::schedule::bridge::{
     Bridge, Dispatch, Executor, Inbound, LearnerRequest, OperatorAction, OperatorRequest, StepError,
 };
 use crate::schedule::components::{Availability, Holds, Instrument};
 use crate::schedule::install;
+use crate::schedule::resources::UnknownPolicy;
 use crate::schedule::resources::{
     Best, CampaignSource, CampaignState, LabClock, NextWake, Policy, Progress, RackState, Record, Source,
 };
-use crate::schedule::systems::{self, UnknownPolicy};
 
 /// How to run a campaign.
 #[derive(Debug, Clone)]
@@ -886,7 +887,7 @@ async fn instrument_task(
                 instrument_fault: false,
             }),
             Some(task) => tokio::select! {
-                r = devices::execute(&mut *inst, task) => r.map_err(|e| systems::step_error(&e)),
+                r = devices::execute(&mut *inst, task) => r.map_err(|e| step_error(&e)),
                 // The timeout is lab time, but never less than 30 s of wall time: on a fast clock the serial
                 // exchanges themselves (which are never accelerated) would otherwise eat it.
                 _ = tokio::time::sleep(clock.wall(d.timeout).max(Duration::from_secs(30))) => Err(StepError {

@@ -20,13 +20,14 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::load::Inputs;
 use crate::record::{CampaignIds, RecordEvent, Recorder};
+use crate::schedule::components::CleaningUp;
 use crate::schedule::components::{
     Attempts, Availability, Dependents, Experiment, ExperimentState, Instrument, Readings, Step, StepState, Vessel,
     Work,
 };
 use crate::schedule::messages::{ExperimentConcluded, Reconciled};
 use crate::schedule::resources::{Best, CampaignState, DeckState, RackState, ReadyIndex};
-use crate::schedule::systems::{CleaningUp, return_vessel_name, return_vessel_row, return_vessel_step};
+use crate::schedule::systems::conclude::{return_vessel_name, return_vessel_row, return_vessel_step};
 
 /// An unfinished campaign, as the record holds it.
 #[derive(Debug, Clone)]
@@ -306,7 +307,7 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
 }
 
 /// Spawns a concluded experiment whose vessel stands at `place` with one step, `return_vessel`, which carries it back
-/// to its rack slot (the cleanup [`crate::schedule::systems::conclude_experiments`] gives a failed experiment).
+/// to its rack slot (the cleanup [`crate::schedule::systems::conclude::conclude_experiments`] gives a failed experiment).
 fn return_vessel(world: &mut World, left: &LeftVessel, place: &str, recorder: &Recorder, now: f64) -> Entity {
     let id = {
         let mut state = world.resource_mut::<CampaignState>();
@@ -661,7 +662,7 @@ pub fn apply(
                 now,
                 "warning",
                 None,
-                crate::schedule::systems::lost_vessel_warning(left.seq, &places),
+                crate::schedule::systems::conclude::lost_vessel_warning(left.seq, &places),
             ));
         }
     }

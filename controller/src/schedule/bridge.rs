@@ -183,3 +183,17 @@ pub struct Bridge {
     /// The learner thread, when experiments come from proposals.
     pub learner: Option<Sender<LearnerRequest>>,
 }
+
+/// Marks a step error as an instrument fault when the instrument itself stopped working. A port that closed and
+/// was reopened (`Reconnected`) is working again, so it fails only its step.
+pub fn step_error(e: &devices::DeviceError) -> StepError {
+    use devices::DeviceErrorKind as K;
+    StepError {
+        message: e.to_string(),
+        may_have_acted: e.may_have_acted,
+        instrument_fault: matches!(
+            e.kind,
+            K::Timeout { .. } | K::Disconnected | K::Io(_) | K::Open { .. } | K::Garbled { .. } | K::Checksum { .. }
+        ),
+    }
+}

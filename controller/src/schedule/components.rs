@@ -288,3 +288,7 @@ mod tests {
         assert_eq!(labels, crate::record::events::STEP_STATES);
     }
 }
+
+/// Marks a failed experiment whose vessel is being returned to the rack.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct CleaningUp;

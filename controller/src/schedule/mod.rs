@@ -47,8 +47,8 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
     world.init_resource::<Estimates>();
     world.init_resource::<resources::Schedule>();
     world.init_resource::<resources::ReadyIndex>();
-    if !world.contains_resource::<systems::UnknownPolicy>() {
-        world.insert_resource(systems::UnknownPolicy::Fail);
+    if !world.contains_resource::<resources::UnknownPolicy>() {
+        world.insert_resource(resources::UnknownPolicy::Fail);
     }
     // One thread: the systems are chained anyway, and a deterministic order makes runs reproducible.
     schedule.set_executor(SingleThreadedExecutor::new());
@@ -57,32 +57,32 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
             .chain(),
     );
     schedule.add_systems(
-        (message_update_system, systems::drain_inbox, systems::handle_operator_requests)
+        (message_update_system, systems::ingest::drain_inbox, systems::ingest::handle_operator_requests)
             .chain()
             .in_set(SchedulerSystems::Ingest),
     );
     schedule.add_systems(
         (
-            systems::apply_step_results,
-            systems::settle_reconciled,
-            systems::fail_stranded_steps,
-            systems::conclude_experiments,
+            systems::conclude::apply_step_results,
+            systems::conclude::settle_reconciled,
+            systems::conclude::fail_stranded_steps,
+            systems::conclude::conclude_experiments,
         )
             .chain()
             .in_set(SchedulerSystems::Conclude),
     );
     schedule.add_systems(
-        (systems::receive_proposals, systems::request_proposals, systems::start_experiments)
+        (systems::propose::receive_proposals, systems::propose::request_proposals, systems::propose::start_experiments)
             .chain()
             .in_set(SchedulerSystems::Propose),
     );
     schedule.add_systems(
         (
-            systems::reconcile_instruments,
-            systems::index_ready_steps,
-            systems::replan,
-            systems::assign_instruments,
-            systems::compute_next_wake,
+            systems::dispatch::reconcile_instruments,
+            systems::dispatch::index_ready_steps,
+            systems::dispatch::replan,
+            systems::dispatch::assign_instruments,
+            systems::dispatch::compute_next_wake,
         )
             .chain()
             .in_set(SchedulerSystems::Dispatch),

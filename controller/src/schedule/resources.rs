@@ -347,3 +347,12 @@ impl std::hash::Hash for OrderedTime {
         self.0.to_bits().hash(state);
     }
 }
+
+/// What to do with a step whose outcome is unknown once its instrument is reconciled.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownPolicy {
+    /// Fail the step (and its experiment): unattended labs keep going, and the record says why.
+    Fail,
+    /// Wait for an operator's verdict (`lab confirm`).
+    Wait,
+}

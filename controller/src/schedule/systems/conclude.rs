@@ -1,0 +1,664 @@
+//! The *Conclude* set: finished steps are applied and finished experiments concluded.
+//!
+//! [`apply_step_results`] frees instruments, moves vessels, keeps readings, releases the steps that waited, retries
+//! what is safe to retry and puts what may have acted and failed into the unknown state; [`settle_reconciled`]
+//! settles steps in doubt once their instrument is reconciled; [`fail_stranded_steps`] fails steps that no working
+//! instrument or usable place can serve; [`conclude_experiments`] tells the learner and carries failed experiments'
+//! vessels back to the rack.
+
+use std::collections::HashSet;
+
+use bevy_ecs::prelude::*;
+use devices::{Outcome, Place};
+use protocols::{Action, Destination, InstrumentRef};
+
+use super::{position_usable, record_step, release_dependents, skip_unstarted, skip_unstarted_entities, still_running};
+use crate::record::{RecordEvent, StepRow};
+use crate::schedule::bridge::{Bridge, LearnerRequest};
+use crate::schedule::components::CleaningUp;
+use crate::schedule::components::{
+    Attempts, Availability, Dependents, Experiment, ExperimentState, Hold, Holds, Instrument, Readings, Step,
+    StepState, Vessel, Work,
+};
+use crate::schedule::messages::{ExperimentConcluded, Reconciled, StepEnded};
+use crate::schedule::resources::UnknownPolicy;
+use crate::schedule::resources::{
+    Best, CampaignState, DeckState, Estimates, LabClock, Policy, ReadyIndex, Record, Schedule, Source,
+};
+
+/// Applies finished steps.
+pub fn apply_step_results(
+    mut ended: MessageReader<StepEnded>,
+    mut concluded: MessageWriter<ExperimentConcluded>,
+    mut steps: Query<(Entity, &Step, &mut StepState)>,
+    attempts: Query<&mut Attempts>,
+    dependents: Query<&Dependents>,
+    mut instruments: Query<(&Instrument, &mut Availability, &mut Holds)>,
+    mut experiments: Query<(&mut Experiment, &mut ExperimentState, Option<&mut Vessel>, &mut Readings)>,
+    mut deck: ResMut<DeckState>,
+    mut estimates: ResMut<Estimates>,
+    mut schedule: ResMut<Schedule>,
+    mut state: ResMut<CampaignState>,
+    mut index: ResMut<ReadyIndex>,
+    policy: Res<Policy>,
+    record: Res<Record>,
+) {
+    for ev in ended.read() {
+        let Ok((_, step, st)) = steps.get(ev.step) else { continue };
+        let StepState::Running { instrument, destination, .. } = st.clone() else { continue };
+        let step = step.clone();
+        let mut instrument_name = None;
+        if let Ok((inst, mut avail, mut holds)) = instruments.get_mut(instrument) {
+            instrument_name = Some(inst.name.clone());
+            match &ev.result {
+                Err(e) if e.instrument_fault => {
+                    *avail = Availability::Offline { reason: e.message.clone() };
+                    record.recorder.send(RecordEvent::say(
+                        record.campaign,
+                        ev.ended,
+                        "error",
+                        Some(&inst.name),
+                        format!("{} is offline for the rest of the campaign: {}", inst.name, e.message),
+                    ));
+                }
+                Err(e) if e.may_have_acted && !step.work.repeat_safe() => {
+                    *avail = Availability::Unknown { reason: e.message.clone() };
+                }
+                _ => *avail = Availability::Idle,
+            }
+            // `keep`: the instrument is kept for the experiment's next step that can run on it and has yet to start.
+            if ev.result.is_ok()
+                && step.rules.keep
+                && let Ok((exp, ..)) = experiments.get(step.experiment)
+            {
+                let next = exp.steps.iter().find_map(|&e| {
+                    let (_, s, st) = steps.get(e).ok()?;
+                    (s.index > step.index && st.is_pending() && inst.matches(&s.on)).then_some((e, s.estimate))
+                });
+                // A promise already made to another experiment's step with a maximum wait comes first: keeping the
+                // instrument would break it.
+                let promised =
+                    holds.0.iter().any(|h| steps.get(h.step).is_ok_and(|(_, s, _)| s.experiment != step.experiment));
+                match next {
+                    Some(_) if promised => record.recorder.send(RecordEvent::say(
+                        record.campaign,
+                        ev.ended,
+                        "warning",
+                        Some(&inst.name),
+                        format!(
+                            "`{}` asked to keep {} for its experiment, but the keep was let go: {} is promised to \
+                             another experiment's step that must start within its maximum wait",
+                            step.name, inst.name, inst.name
+                        ),
+                    )),
+                    Some((next, estimate)) => {
+                        holds.0.push(Hold { step: next, from: ev.ended, duration: estimate, kept: true });
+                    }
+                    None => {}
+                }
+            }
+            if ev.result.is_ok() {
+                let surprised = estimates.observe(step.work.name(), &inst.name, step.estimate, ev.ended - ev.started);
+                if surprised && matches!(*policy, Policy::Planned { replan: true, .. }) {
+                    schedule.dirty = true;
+                }
+            }
+        }
+        let Ok((mut exp, mut exp_state, mut vessel, mut readings)) = experiments.get_mut(step.experiment) else {
+            continue;
+        };
+        match &ev.result {
+            Ok(outcome) => {
+                if let Ok((_, _, mut st)) = steps.get_mut(ev.step) {
+                    *st = StepState::Succeeded;
+                }
+                record.recorder.send(RecordEvent::StepStatus {
+                    step: step.id,
+                    at: ev.ended,
+                    status: "succeeded".into(),
+                    instrument: instrument_name,
+                    task: None,
+                    attempt: None,
+                    outcome: serde_json::to_string(outcome).ok(),
+                    error: None,
+                });
+                if let (Some(Action::Transfer { .. }), Some(dest), Some(v)) =
+                    (step.work.action(), &destination, vessel.as_mut())
+                {
+                    if let Place::Position(p) = &v.at {
+                        deck.occupant.remove(p);
+                    }
+                    if let Place::Position(p) = dest {
+                        deck.reserved.remove(p);
+                        deck.occupant.insert(p.clone(), step.experiment);
+                    }
+                    v.at = dest.clone();
+                }
+                if let (Some(output), Outcome::Measured { value, unit }) =
+                    (step.work.action().and_then(Action::output), outcome)
+                {
+                    readings.0.insert(output.to_owned(), *value);
+                    record.recorder.send(RecordEvent::Measurement {
+                        experiment: exp.id,
+                        step: step.id,
+                        name: output.to_owned(),
+                        value: *value,
+                        unit: (*unit).to_owned(),
+                        at: ev.ended,
+                    });
+                }
+                exp.unfinished = exp.unfinished.saturating_sub(1);
+                if *exp_state == ExperimentState::Running {
+                    release_dependents(ev.step, ev.ended, &mut steps, &dependents, &record, &mut index.fresh);
+                    if exp.unfinished == 0 {
+                        *exp_state = ExperimentState::Succeeded;
+                        concluded.write(ExperimentConcluded { experiment: step.experiment });
+                    }
+                } else if still_running(&exp.steps, &steps) == 0 {
+                    concluded.write(ExperimentConcluded { experiment: step.experiment });
+                }
+            }
+            Err(e) => {
+                schedule.dirty = true;
+                let tries = attempts.get(ev.step).map_or(1, |a| a.0);
+                let retry =
+                    step.work.repeat_safe() && tries <= step.rules.retry && *exp_state == ExperimentState::Running;
+                if retry {
+                    if let Ok((_, _, mut st)) = steps.get_mut(ev.step) {
+                        *st = StepState::Ready { since: ev.ended, not_before: ev.ended, deadline: None };
+                    }
+                    index.fresh.push(ev.step);
+                    record_step(
+                        &record,
+                        step.id,
+                        ev.ended,
+                        "ready",
+                        instrument_name.as_deref(),
+                        Some(format!(
+                            "attempt {tries} failed: {}; retrying (the operation is safe to repeat)",
+                            e.message
+                        )),
+                    );
+                    continue;
+                }
+                if e.may_have_acted
+                    && !step.work.repeat_safe()
+                    && !e.instrument_fault
+                    && *exp_state == ExperimentState::Running
+                {
+                    // It may have acted: never repeat it, and hold the experiment until someone or something
+                    // establishes what happened.
+                    if let Ok((_, _, mut st)) = steps.get_mut(ev.step) {
+                        *st = StepState::Unknown { instrument: Some(instrument) };
+                    }
+                    state.unknown += 1;
+                    if let (Some(Action::Transfer { .. }), Some(v)) = (step.work.action(), vessel.as_mut()) {
+                        v.known = false;
+                        if let Some(Place::Position(p)) = &destination {
+                            deck.reserved.remove(p);
+                            deck.occupant.insert(p.clone(), step.experiment);
+                        }
+                    }
+                    record_step(
+                        &record,
+                        step.id,
+                        ev.ended,
+                        "unknown",
+                        instrument_name.as_deref(),
+                        Some(format!(
+                            "{}; the step may have acted, so it is not repeated: it waits for reconciliation",
+                            e.message
+                        )),
+                    );
+                    continue;
+                }
+                if let Ok((_, _, mut st)) = steps.get_mut(ev.step) {
+                    *st = StepState::Failed;
+                }
+                // A failed transfer settles the place it was taking the vessel to. If it never moved, the vessel
+                // still stands where it was and the place is released; if it may have moved, the vessel may stand at
+                // either end (or be anywhere between), so both stay held for it and its whereabouts are no longer
+                // known: nothing will carry it back, and a person clears the places once they have looked.
+                if let (Some(Action::Transfer { .. }), Some(Place::Position(dest))) = (step.work.action(), &destination)
+                {
+                    if e.may_have_acted {
+                        deck.reserved.remove(dest);
+                        deck.occupant.insert(dest.clone(), step.experiment);
+                        if let Some(v) = vessel.as_mut() {
+                            v.known = false;
+                        }
+                    } else if deck.reserved.get(dest) == Some(&step.experiment) {
+                        deck.reserved.remove(dest);
+                    }
+                }
+                let note = if e.may_have_acted {
+                    " The instrument may have acted before failing; the step is not repeated."
+                } else {
+                    ""
+                };
+                record_step(
+                    &record,
+                    step.id,
+                    ev.ended,
+                    "failed",
+                    instrument_name.as_deref(),
+                    Some(format!("{}{note}", e.message)),
+                );
+                if *exp_state == ExperimentState::Running {
+                    *exp_state = ExperimentState::Failed(format!("step `{}` failed: {}", step.name, e.message));
+                    skip_unstarted_entities(
+                        &exp.steps,
+                        &mut steps,
+                        &record,
+                        ev.ended,
+                        "an earlier step of this experiment failed",
+                    );
+                }
+                if still_running(&exp.steps, &steps) == 0 {
+                    concluded.write(ExperimentConcluded { experiment: step.experiment });
+                }
+            }
+        }
+    }
+}
+
+/// Handles instruments that came back from reconciliation, and settles the unknown steps on them by policy.
+pub fn settle_reconciled(
+    mut reconciled: MessageReader<Reconciled>,
+    mut instruments: Query<(&Instrument, &mut Availability)>,
+    mut steps: Query<(Entity, &Step, &mut StepState)>,
+    mut experiments: Query<(Entity, &mut Experiment, &mut ExperimentState)>,
+    mut concluded: MessageWriter<ExperimentConcluded>,
+    mut state: ResMut<CampaignState>,
+    settle: Res<UnknownPolicy>,
+    record: Res<Record>,
+    clock: Res<LabClock>,
+) {
+    for r in reconciled.read() {
+        let now = clock.now();
+        let Ok((inst, mut avail)) = instruments.get_mut(r.instrument) else { continue };
+        let name = inst.name.clone();
+        match &r.result {
+            Ok(()) => {
+                *avail = Availability::Idle;
+                record.recorder.send(RecordEvent::say(
+                    record.campaign,
+                    now,
+                    "warning",
+                    Some(&name),
+                    format!("{name} reconciled: put in its safe state, identified and re-initialized"),
+                ));
+            }
+            Err(e) => {
+                *avail = Availability::Offline { reason: format!("could not be reconciled: {e}") };
+                record.recorder.send(RecordEvent::say(
+                    record.campaign,
+                    now,
+                    "error",
+                    Some(&name),
+                    format!("{name} could not be reconciled and is offline: {e}"),
+                ));
+            }
+        }
+        if *settle != UnknownPolicy::Fail && r.result.is_ok() {
+            continue;
+        }
+        // Steps left unknown on this instrument: their outcome cannot be established automatically, so the
+        // experiment's result cannot be trusted.
+        let unknown: Vec<(Entity, Step)> = steps
+            .iter()
+            .filter(|(_, _, st)| matches!(st, StepState::Unknown { instrument: Some(i) } if *i == r.instrument))
+            .map(|(e, s, _)| (e, s.clone()))
+            .collect();
+        for (e, s) in unknown {
+            if let Ok((_, _, mut st)) = steps.get_mut(e) {
+                *st = StepState::Failed;
+            }
+            state.unknown = state.unknown.saturating_sub(1);
+            record_step(
+                &record,
+                s.id,
+                now,
+                "failed",
+                Some(&name),
+                Some(format!(
+                    "outcome unknown after {name} was reconciled; the experiment is not trusted (policy: fail unknown steps)"
+                )),
+            );
+            if let Ok((exp_entity, exp, mut exp_state)) = experiments.get_mut(s.experiment) {
+                if *exp_state == ExperimentState::Running {
+                    *exp_state =
+                        ExperimentState::Failed(format!("step `{}` may have acted but its outcome is unknown", s.name));
+                    skip_unstarted_entities(
+                        &exp.steps,
+                        &mut steps,
+                        &record,
+                        now,
+                        "an earlier step's outcome is unknown",
+                    );
+                }
+                if still_running(&exp.steps, &steps) == 0 {
+                    concluded.write(ExperimentConcluded { experiment: exp_entity });
+                }
+            }
+        }
+    }
+}
+
+/// Fails ready steps that no working instrument can ever run (every candidate is offline), so a broken
+/// instrument stops its experiments with a clear message instead of leaving them waiting forever.
+pub fn fail_stranded_steps(
+    mut steps: Query<(Entity, &Step, &mut StepState)>,
+    instruments: Query<(&Instrument, &Availability)>,
+    mut experiments: Query<(Entity, &Experiment, &mut ExperimentState, Option<&Vessel>, Has<CleaningUp>)>,
+    source: Res<Source>,
+    deck: Res<DeckState>,
+    mut concluded: MessageWriter<ExperimentConcluded>,
+    record: Res<Record>,
+    clock: Res<LabClock>,
+    policy: Res<UnknownPolicy>,
+    mut waiting: Local<HashSet<Entity>>,
+) {
+    let offline: HashSet<&str> = instruments
+        .iter()
+        .filter(|(_, a)| matches!(a, Availability::Offline { .. }))
+        .map(|(i, _)| i.name.as_str())
+        .collect();
+    // Places held by a vessel whose experiment is gone (a vessel that could not be returned, or whose place is
+    // unknown) stay blocked until an operator clears them.
+    let dead: HashSet<&str> = deck
+        .occupant
+        .iter()
+        .chain(deck.reserved.iter())
+        .filter(|(_, e)| !experiments.contains(**e))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if offline.is_empty() && dead.is_empty() {
+        return;
+    }
+    for (entity, exp, mut exp_state, vessel, cleaning) in &mut experiments {
+        if cleaning {
+            // A failed experiment's vessel on its way back to the rack: if nothing can carry it any more, it stays
+            // where it is (its place stays blocked until someone clears it) and the cleanup ends, rather than the
+            // campaign waiting for a carry that can never happen.
+            for &s in &exp.steps {
+                let Ok((_, step, mut st)) = steps.get_mut(s) else { continue };
+                let carried = instruments
+                    .iter()
+                    .any(|(inst, avail)| !matches!(avail, Availability::Offline { .. }) && inst.matches(&step.on));
+                if matches!(*st, StepState::Ready { .. }) && !carried {
+                    *st = StepState::Failed;
+                    let why = format!(
+                        "step `{}` cannot run: nothing that could carry the vessel back is working; it stays where it \
+                         is",
+                        step.name
+                    );
+                    record_step(&record, step.id, clock.now(), "failed", None, Some(why));
+                    concluded.write(ExperimentConcluded { experiment: entity });
+                }
+            }
+            continue;
+        }
+        if *exp_state != ExperimentState::Running {
+            continue;
+        }
+        let mut stranded: Option<String> = None;
+        for &s in &exp.steps {
+            let Ok((_, step, st)) = steps.get(s) else { continue };
+            if !matches!(st, StepState::Ready { .. }) {
+                continue;
+            }
+            let usable = instruments.iter().any(|(inst, avail)| {
+                !matches!(avail, Availability::Offline { .. })
+                    && inst.matches(&step.on)
+                    && (!step.work.acts_on_vessel() || vessel.is_some_and(|v| inst.is_at(&v.at)))
+            });
+            if !usable {
+                let who = match &step.on {
+                    InstrumentRef::Kind(k) => format!("every {} that could run it is offline", k.name()),
+                    InstrumentRef::Named(n) => format!("`{n}` is offline"),
+                };
+                stranded = Some(format!("step `{}` cannot run: {who}", step.name));
+                break;
+            }
+            // For a transfer to the deck: the places it could take the vessel to whose instruments work, and which
+            // of those are blocked. It can run if one of them is free.
+            let places: Option<(Vec<&str>, Vec<&str>)> = match (step.work.action(), &*source) {
+                (Some(Action::Transfer { to: Destination::Rack }), _) => None,
+                (Some(Action::Transfer { .. }), Source::Campaign(c)) => {
+                    let working: Vec<&str> = c
+                        .transfer_positions
+                        .get(&step.index)
+                        .map(|ps| ps.iter().filter(|p| position_usable(c, p, &offline)).map(String::as_str).collect())
+                        .unwrap_or_default();
+                    let blocked = working.iter().copied().filter(|p| dead.contains(p)).collect();
+                    Some((working, blocked))
+                }
+                _ => None,
+            };
+            let reachable = places.as_ref().is_none_or(|(working, blocked)| working.len() > blocked.len());
+            // With someone to ask (`--unknown wait`), a step whose only places are blocked by a lost vessel waits
+            // for them to be cleared, and the record says which: unattended, it fails like any other it cannot run.
+            if let Some((working, blocked)) = &places
+                && !reachable
+                && !working.is_empty()
+                && *policy == UnknownPolicy::Wait
+            {
+                if waiting.insert(s) {
+                    record.recorder.send(RecordEvent::say(
+                        record.campaign,
+                        clock.now(),
+                        "warning",
+                        None,
+                        format!(
+                            "experiment #{} waits: `{}` can take its vessel only to {}, blocked by a vessel the \
+                             controller lost track of; look, remove it, then `lab clear PLACE` for each",
+                            exp.seq,
+                            step.name,
+                            quoted_places(blocked)
+                        ),
+                    ));
+                }
+                continue;
+            }
+            if !reachable {
+                stranded = Some(format!(
+                    "step `{}` cannot run: every place it could take the vessel to has an offline instrument or a \
+                     vessel that could not be removed",
+                    step.name
+                ));
+                break;
+            }
+        }
+        if let Some(why) = stranded {
+            let now = clock.now();
+            *exp_state = ExperimentState::Failed(why.clone());
+            for &s in &exp.steps {
+                if let Ok((_, step, mut st)) = steps.get_mut(s)
+                    && matches!(*st, StepState::Ready { .. })
+                {
+                    *st = StepState::Failed;
+                    record_step(&record, step.id, now, "failed", None, Some(why.clone()));
+                }
+            }
+            if skip_unstarted(exp, &mut steps, &record, now, "an earlier step of this experiment failed") == 0 {
+                concluded.write(ExperimentConcluded { experiment: entity });
+            }
+        }
+    }
+}
+
+/// Records finished experiments, tells the learner, and clears them from the world.
+pub fn conclude_experiments(
+    mut concluded: MessageReader<ExperimentConcluded>,
+    mut experiments: Query<(&mut Experiment, &ExperimentState, &Readings, Option<&Vessel>, Has<CleaningUp>)>,
+    mut state: ResMut<CampaignState>,
+    source: Res<Source>,
+    bridge: Res<Bridge>,
+    record: Res<Record>,
+    clock: Res<LabClock>,
+    mut index: ResMut<ReadyIndex>,
+    deck: Res<DeckState>,
+    mut commands: Commands,
+) {
+    let mut seen = HashSet::new();
+    for c in concluded.read() {
+        if !seen.insert(c.experiment) {
+            continue;
+        }
+        let Ok((mut exp, exp_state, readings, vessel, cleaning)) = experiments.get_mut(c.experiment) else { continue };
+        let now = clock.now();
+        if cleaning {
+            // The failed experiment's vessel is back in the rack (or could not be moved, which the record says).
+            state.cleanups = state.cleanups.saturating_sub(1);
+            for &s in &exp.steps {
+                commands.entity(s).despawn();
+            }
+            say_places_left_blocked(&deck, c.experiment, exp.seq, &record, now);
+            commands.entity(c.experiment).despawn();
+            continue;
+        }
+        let objectives: &[String] = match &*source {
+            Source::Campaign(cs) => &cs.objectives,
+            Source::Jobs(_) => &[],
+        };
+        let missing = objectives.iter().find(|o| !readings.0.get(*o).is_some_and(|v| v.is_finite()));
+        let (objective, error) = match (exp_state, missing) {
+            (ExperimentState::Succeeded, None) => (objectives.first().and_then(|o| readings.0.get(o)).copied(), None),
+            (ExperimentState::Succeeded, Some(name)) => (None, Some(format!("no reading of `{name}` was taken"))),
+            (ExperimentState::Failed(why), _) => (None, Some(why.clone())),
+            (ExperimentState::Running, _) => continue,
+        };
+        record.recorder.send(RecordEvent::ExperimentFinished { id: exp.id, at: now, objective, error: error.clone() });
+        if let Some(learner) = &bridge.learner {
+            let outputs = error.is_none().then(|| readings.0.clone());
+            let _ = learner.send(LearnerRequest::Tell(experiments::Outcome { values: exp.values.clone(), outputs }));
+            state.told.push(exp.id);
+        }
+        state.running = state.running.saturating_sub(1);
+        if error.is_some() {
+            state.failed += 1;
+        } else {
+            state.succeeded += 1;
+        }
+        if let (Some(v), Source::Campaign(cs)) = (objective, &*source) {
+            let better = state.best.as_ref().is_none_or(|b| match cs.direction {
+                experiments::Direction::Maximize => v > b.objective,
+                experiments::Direction::Minimize => v < b.objective,
+            });
+            if better {
+                state.best = Some(Best { seq: exp.seq, values: exp.values.clone(), objective: v });
+            }
+        }
+        for &s in &exp.steps {
+            commands.entity(s).despawn();
+        }
+        // A failed experiment's vessel, left at a deck place, would block that place for the rest of the campaign:
+        // it goes back to its rack slot first (not after an abort, when nothing more may move).
+        let stranded_vessel = vessel.filter(|v| v.known && matches!(v.at, Place::Position(_)));
+        if let (Some(_), Some(slot), false, Source::Campaign(_)) = (stranded_vessel, exp.slot, state.aborted, &*source)
+        {
+            let id = state.next_step;
+            state.next_step += 1;
+            let step = commands
+                .spawn((
+                    return_vessel_step(c.experiment, id, &return_vessel_name(0)),
+                    StepState::Ready { since: now, not_before: now, deadline: None },
+                    Attempts(0),
+                    Dependents::default(),
+                ))
+                .id();
+            let _ = slot;
+            exp.steps = vec![step];
+            commands.entity(c.experiment).insert(CleaningUp);
+            index.fresh.push(step);
+            state.cleanups += 1;
+            record.recorder.send(RecordEvent::StepAdded {
+                experiment: exp.id,
+                at: now,
+                step: return_vessel_row(id, &return_vessel_name(0)),
+                why:
+                    "the experiment failed with its vessel on the deck; it goes back to its rack slot to free the place"
+                        .to_owned(),
+            });
+            continue;
+        }
+        say_places_left_blocked(&deck, c.experiment, exp.seq, &record, now);
+        commands.entity(c.experiment).despawn();
+    }
+}
+
+/// Says which deck places an experiment that is going away leaves blocked: places its vessel stands at or may stand
+/// at, which nothing will carry it from (its whereabouts were lost, or carrying it back failed). They stay blocked
+/// until a person has looked and run `lab clear`.
+fn say_places_left_blocked(deck: &DeckState, experiment: Entity, seq: usize, record: &Record, now: f64) {
+    let mut places: Vec<&str> = deck
+        .occupant
+        .iter()
+        .chain(deck.reserved.iter())
+        .filter(|(_, e)| **e == experiment)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if places.is_empty() {
+        return;
+    }
+    places.sort_unstable();
+    places.dedup();
+    record.recorder.send(RecordEvent::say(record.campaign, now, "warning", None, lost_vessel_warning(seq, &places)));
+}
+
+/// The record's warning that a lost vessel blocks `places`. `lab status` reads the places back from it (with the
+/// operator's "`PLACE` cleared by ..." that frees one), so this is the one place its wording is made.
+pub fn lost_vessel_warning(seq: usize, places: &[&str]) -> String {
+    format!(
+        "the vessel of experiment #{seq} may still stand at {}; blocked until someone looks, removes it and runs \
+         `lab clear PLACE` for each",
+        quoted_places(places)
+    )
+}
+
+/// Deck places as the record's messages name them: `a` or `b`.
+fn quoted_places(places: &[&str]) -> String {
+    places.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" or ")
+}
+
+/// The step `name` that carries a failed experiment's vessel back to its rack slot (`return_vessel`, or
+/// `return_vessel_2` and so on when an earlier one was cut short by a stop of the controller: step names are unique
+/// within an experiment).
+pub fn return_vessel_step(experiment: Entity, id: i64, name: &str) -> Step {
+    Step {
+        id,
+        experiment,
+        index: usize::MAX,
+        name: name.to_owned(),
+        on: InstrumentRef::Kind(protocols::InstrumentKind::Gantry),
+        work: Work::Action(Action::Transfer { to: Destination::Rack }),
+        rules: protocols::StepRules::default(),
+        estimate: 30.0,
+        tail: 30.0,
+        after: Vec::new(),
+        leads_within: false,
+    }
+}
+
+/// The record's row for a [`return_vessel_step`].
+pub fn return_vessel_row(id: i64, name: &str) -> StepRow {
+    StepRow {
+        id,
+        step: name.to_owned(),
+        op: "Transfer".to_owned(),
+        action: serde_json::to_string(&Action::Transfer { to: Destination::Rack }).unwrap_or_default(),
+        after: Vec::new(),
+        repeat_safe: false,
+        ready: true,
+    }
+}
+
+/// The name of an experiment's return step after `earlier` ones: `return_vessel`, then `return_vessel_2`, and so on
+/// (a step's name is unique within its experiment).
+pub fn return_vessel_name(earlier: usize) -> String {
+    match earlier {
+        0 => "return_vessel".to_owned(),
+        n => format!("return_vessel_{}", n + 1),
+    }
+}

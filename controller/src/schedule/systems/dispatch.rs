@@ -1,0 +1,652 @@
+//! The *Dispatch* set: idle instruments get their next step.
+//!
+//! [`reconcile_instruments`] sends instruments in an unknown state to be reconciled, [`index_ready_steps`] files
+//! ready steps under every instrument that can run them, [`replan`] replans when the work or the expected durations
+//! changed, [`assign_instruments`] gives each idle instrument the step the plan (or, without one, the critical path)
+//! says it runs next, and [`compute_next_wake`] says when the main loop must wake for a minimum wait.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use bevy_ecs::prelude::*;
+use devices::{Place, Task};
+use protocols::{Action, Destination};
+
+use super::position_usable;
+use crate::record::RecordEvent;
+use crate::schedule::bridge::{Bridge, Dispatch};
+use crate::schedule::components::{
+    Attempts, Availability, Dependents, Experiment, Hold, Holds, Instrument, Step, StepState, Vessel,
+};
+use crate::schedule::planner;
+use crate::schedule::resources::{
+    CampaignState, DeckState, LabClock, NextWake, OrderedTime, Policy, Progress, ReadyIndex, ReadyKey, Record,
+    Schedule, Source,
+};
+
+/// Sends instruments in the unknown state to be reconciled (safe state, identify, initialize).
+pub fn reconcile_instruments(
+    instruments: Query<(Entity, &Instrument, &Availability)>,
+    mut pending: Local<HashSet<Entity>>,
+    bridge: Res<Bridge>,
+) {
+    for (e, _, a) in &instruments {
+        match a {
+            Availability::Unknown { .. } => {
+                if pending.insert(e) {
+                    bridge.executor.reconcile(e);
+                }
+            }
+            _ => {
+                pending.remove(&e);
+            }
+        }
+    }
+}
+
+/// Makes a new plan when the work or the expected durations changed.
+pub fn replan(
+    policy: Res<Policy>,
+    mut schedule: ResMut<Schedule>,
+    steps: Query<(Entity, &Step, &StepState)>,
+    instruments: Query<(Entity, &Instrument, &Availability)>,
+    experiments: Query<(&Experiment, Option<&Vessel>)>,
+    clock: Res<LabClock>,
+) {
+    let Policy::Planned { replan, budget } = *policy else { return };
+    if !schedule.dirty || (!replan && schedule.plans > 0) {
+        return;
+    }
+    let t0 = Instant::now();
+    let now = clock.now();
+    let mut inst: Vec<(Entity, Instrument, Availability)> =
+        instruments.iter().map(|(e, i, a)| (e, i.clone(), a.clone())).collect();
+    inst.sort_by_key(|(_, i, _)| i.index);
+    let index_of: HashMap<Entity, usize> = inst.iter().enumerate().map(|(k, (e, _, _))| (*e, k)).collect();
+    // Every step not yet finished becomes an operation; running ones are fixed where they are.
+    let mut entities = Vec::new();
+    let mut op_of: HashMap<Entity, usize> = HashMap::new();
+    for (e, _, st) in &steps {
+        if matches!(st, StepState::Waiting { .. } | StepState::Ready { .. } | StepState::Running { .. }) {
+            op_of.insert(e, entities.len());
+            entities.push(e);
+        }
+    }
+    let mut problem = planner::Problem { resources: inst.len(), available: vec![now; inst.len()], ops: Vec::new() };
+    for &e in &entities {
+        let (_, step, st) = steps.get(e).expect("collected above");
+        let vessel = experiments.get(step.experiment).ok().and_then(|(_, v)| v);
+        let candidates: Vec<usize> = inst
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, i, a))| {
+                !matches!(a, Availability::Offline { .. })
+                    && i.matches(&step.on)
+                    && (!step.work.acts_on_vessel()
+                        || !vessel_settled(step, &steps)
+                        || vessel.is_none_or(|v| i.is_at(&v.at)))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        let (release, fixed) = match st {
+            StepState::Running { instrument, started, .. } => (now, index_of.get(instrument).map(|&k| (k, *started))),
+            StepState::Ready { not_before, .. } => (not_before.max(now), None),
+            _ => (now, None),
+        };
+        let exp_seq = experiments.get(step.experiment).map_or(0, |(x, _)| x.seq);
+        problem.ops.push(planner::Operation {
+            job: exp_seq,
+            duration: step.estimate,
+            candidates: if candidates.is_empty() { vec![fixed.map_or(0, |f| f.0)] } else { candidates },
+            preds: step.after.iter().filter_map(|a| op_of.get(a).copied()).collect(),
+            release,
+            min_wait: step.rules.wait.map_or(0.0, |w| w.0),
+            max_wait: step.rules.within.map(|w| w.0),
+            fixed,
+        });
+    }
+    let n = problem.ops.len();
+    // The previous plan's starts, so a replan for the same work (a duration surprised) repairs that plan instead of
+    // searching from scratch; new work (steps the plan does not cover) gets a full plan.
+    let previous: Vec<Option<f64>> = entities.iter().map(|e| schedule.assigned.get(e).map(|(_, s)| *s)).collect();
+    let budget = budget.unwrap_or_else(|| planner::default_budget(n));
+    let plan = planner::replan(&problem, &previous, budget, schedule.plans as u64);
+    schedule.queues.clear();
+    schedule.assigned.clear();
+    for (k, seq) in plan.sequences.iter().enumerate() {
+        let inst_entity = inst[k].0;
+        let q: VecDeque<Entity> =
+            seq.iter().filter(|&&o| problem.ops[o].fixed.is_none()).map(|&o| entities[o]).collect();
+        for &o in seq {
+            schedule.assigned.insert(entities[o], (inst_entity, plan.start[o]));
+        }
+        schedule.queues.insert(inst_entity, q);
+    }
+    schedule.makespan = plan.makespan;
+    schedule.dirty = false;
+    schedule.plans += 1;
+    schedule.planning += t0.elapsed();
+}
+
+/// Whether the vessel has reached the place where `step` acts (no transfer before it in its segment is pending).
+fn vessel_settled(step: &Step, steps: &Query<(Entity, &Step, &StepState)>) -> bool {
+    step.after.iter().all(|a| matches!(steps.get(*a), Ok((_, _, StepState::Succeeded))))
+}
+
+/// Files newly ready steps under the instruments that could run them (see [`ReadyIndex`]).
+pub fn index_ready_steps(
+    mut index: ResMut<ReadyIndex>,
+    steps: Query<(&Step, &StepState)>,
+    instruments: Query<(Entity, &Instrument, &Availability)>,
+    experiments: Query<(&Experiment, Option<&Vessel>)>,
+    policy: Res<Policy>,
+    mut schedule: ResMut<Schedule>,
+    clock: Res<LabClock>,
+) {
+    let now = clock.now();
+    while let Some(&(OrderedTime(t), e)) = index.later.first() {
+        if t > now + 1e-9 {
+            break;
+        }
+        index.later.pop_first();
+        index.fresh.push(e);
+    }
+    let fresh = std::mem::take(&mut index.fresh);
+    let planned = matches!(*policy, Policy::Planned { .. });
+    for e in fresh {
+        let Ok((step, StepState::Ready { not_before, .. })) = steps.get(e) else { continue };
+        if *not_before > now + 1e-9 {
+            index.later.insert((OrderedTime(*not_before), e));
+            continue;
+        }
+        let Ok((exp, vessel)) = experiments.get(step.experiment) else { continue };
+        let candidates: Vec<Entity> = instruments
+            .iter()
+            .filter(|(_, i, a)| {
+                i.matches(&step.on)
+                    && !matches!(a, Availability::Offline { .. })
+                    && (!step.work.acts_on_vessel() || vessel.is_some_and(|v| i.is_at(&v.at)))
+            })
+            .map(|(ie, ..)| ie)
+            .collect();
+        let key = ReadyKey { priority: OrderedTime(-step.tail), seq: exp.seq, index: step.index, step: e };
+        index.remove(e);
+        for &i in &candidates {
+            index.queues.entry(i).or_default().insert(key);
+        }
+        // A ready step the plan does not cover, or covers on an instrument that cannot run it now (its vessel went
+        // elsewhere), means the plan is stale.
+        if planned && schedule.assigned.get(&e).is_none_or(|(i, _)| !candidates.contains(i)) {
+            schedule.dirty = true;
+        }
+        index.filed.insert(e, (key, candidates));
+    }
+}
+
+/// Lab seconds by which a planned step may be late before the instrument held for it stops waiting.
+const DUE_SLACK: f64 = 1e-6;
+
+/// How many ready steps that could start one instrument's search may pass over (for the plan, or for holds).
+const PASSED_OVER: usize = 32;
+
+/// Why a ready step cannot start on an instrument now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unable {
+    /// Its vessel is not at the instrument or is lost, or every place it could be taken to is taken: only another
+    /// step's move changes that.
+    Place,
+    /// It is not ready, or a hold or keep promises it (or the instrument) elsewhere for now.
+    Other,
+}
+
+/// Gives each idle instrument a step: the next one in its planned sequence that is ready and can start (filling gaps
+/// with later planned steps that end before the next one is due), or, with no plan, its best ready step (longest
+/// remaining path first). Dispatches it, intent first.
+pub fn assign_instruments(
+    mut steps: Query<(Entity, &Step, &mut StepState)>,
+    mut attempts: Query<&mut Attempts>,
+    dependents: Query<&Dependents>,
+    mut instruments: Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
+    experiments: Query<(&Experiment, Option<&Vessel>)>,
+    mut deck: ResMut<DeckState>,
+    mut index: ResMut<ReadyIndex>,
+    source: Res<Source>,
+    mut schedule: ResMut<Schedule>,
+    policy: Res<Policy>,
+    bridge: Res<Bridge>,
+    record: Res<Record>,
+    clock: Res<LabClock>,
+    state: Res<CampaignState>,
+    mut progress: ResMut<Progress>,
+) {
+    schedule.idle_until = None;
+    if state.aborted || state.paused || index.filed.is_empty() {
+        return;
+    }
+    let now = clock.now();
+    // A hold is a promise to a step that has yet to start; once that step runs, fails or is skipped (its experiment
+    // failed), the promise is void wherever it was made (a step may have been held on several candidates), and a
+    // void hold would keep its instrument from work forever.
+    for (_, _, _, mut holds) in &mut instruments {
+        if holds.0.iter().any(|h| !steps.get(h.step).is_ok_and(|(_, _, st)| st.is_pending())) {
+            holds.0.retain(|h| steps.get(h.step).is_ok_and(|(_, _, st)| st.is_pending()));
+        }
+    }
+    let mut idle: Vec<(Entity, Instrument)> = instruments
+        .iter()
+        .filter(|(e, _, a, _)| **a == Availability::Idle && index.queues.get(e).is_some_and(|q| !q.is_empty()))
+        .map(|(e, i, _, _)| (e, i.clone()))
+        .collect();
+    if idle.is_empty() {
+        return;
+    }
+    idle.sort_by_key(|(_, i)| i.index);
+    let offline: HashSet<String> = instruments
+        .iter()
+        .filter(|(_, _, a, _)| matches!(a, Availability::Offline { .. }))
+        .map(|(_, i, _, _)| i.name.clone())
+        .collect();
+    let offline_ref: HashSet<&str> = offline.iter().map(String::as_str).collect();
+    let planned = matches!(*policy, Policy::Planned { .. }) && schedule.plans > 0 && !schedule.dirty;
+
+    let mut chosen: Vec<(Entity, Entity, Option<Place>, String)> = Vec::new();
+    let mut stale = false;
+    for (inst_entity, inst) in &idle {
+        // A kept instrument takes nothing else, however short; a held one only what ends before its hold.
+        let first_hold = instruments
+            .get(*inst_entity)
+            .ok()
+            .and_then(|(_, _, _, h)| if h.0.iter().any(|h| h.kept) { Some(f64::NEG_INFINITY) } else { h.first() });
+        let fits_before_hold = |est: f64| first_hold.is_none_or(|t| now + est * 1.25 <= t);
+        let feasible = |e: Entity, deck: &DeckState, schedule: &Schedule| -> Result<Option<Place>, Unable> {
+            let Ok((_, step, st)) = steps.get(e) else { return Err(Unable::Other) };
+            if !matches!(st, StepState::Ready { .. }) {
+                return Err(Unable::Other);
+            }
+            let Ok((exp, vessel)) = experiments.get(step.experiment) else { return Err(Unable::Other) };
+            if step.work.acts_on_vessel() && !vessel.is_some_and(|v| v.known && inst.is_at(&v.at)) {
+                return Err(Unable::Place);
+            }
+            let held_for_me =
+                instruments.get(*inst_entity).ok().is_some_and(|(_, _, _, h)| h.0.iter().any(|h| h.step == e));
+            // A step an instrument is kept for runs there and nowhere else (even where it is held for a maximum wait).
+            if instruments.iter().any(|(ie, _, _, h)| ie != *inst_entity && h.0.iter().any(|h| h.step == e && h.kept)) {
+                return Err(Unable::Other);
+            }
+            if !held_for_me && !fits_before_hold(step.estimate) {
+                return Err(Unable::Other);
+            }
+            match step.work.action() {
+                Some(Action::Transfer { to: Destination::Rack }) => Ok(exp.slot.map(Place::Rack)),
+                Some(Action::Transfer { .. }) => {
+                    let Source::Campaign(cs) = &*source else { return Ok(None) };
+                    let Some(v) = vessel else { return Err(Unable::Other) };
+                    if !v.known {
+                        return Err(Unable::Place);
+                    }
+                    let Some(choices) = cs.transfer_positions.get(&step.index) else { return Err(Unable::Other) };
+                    // Prefer where the plan put the steps this transfer serves.
+                    let preferred = planned_position(e, &steps, &dependents, schedule, &instruments);
+                    let pick = preferred.into_iter().chain(choices.iter().cloned()).find(|p| {
+                        choices.contains(p)
+                            && deck.is_free_for(p, step.experiment)
+                            && position_usable(cs, p, &offline_ref)
+                    });
+                    pick.map(|p| Some(Place::Position(p))).ok_or(Unable::Place)
+                }
+                _ => Ok(None),
+            }
+        };
+        let mut pick: Option<(Entity, Option<Place>, (Vec<(Entity, Hold)>, Held), String)> = None;
+        // When the plan has this instrument wait for a step that is not ready yet, the time that step is due.
+        let mut due: Option<f64> = None;
+        if planned {
+            let queue: Vec<Entity> =
+                schedule.queues.get(inst_entity).map(|q| q.iter().take(8).copied().collect()).unwrap_or_default();
+            // The next planned step that can start now, unless an earlier planned step that is not ready yet is due
+            // before it would end (then the instrument waits for it, as planned). Earlier steps that are ready but
+            // cannot start (their destination is occupied) do not hold the instrument, and neither do the steps
+            // planned after one of them: the plan's order has already failed here (the planner does not see which
+            // deck places are taken), and its times after that step cannot be met. Waiting for them left the gantry
+            // idle while the one step that could free the place stood ready behind them.
+            let mut blocked = false;
+            for (k, &e) in queue.iter().enumerate() {
+                let est = steps.get(e).map_or(0.0, |(_, s, _)| s.estimate);
+                if !index.filed.contains_key(&e) {
+                    if !blocked && let Some((_, start)) = schedule.assigned.get(&e) {
+                        due = Some(due.map_or(*start, |d: f64| d.min(*start)));
+                    }
+                    continue;
+                }
+                if due.is_some_and(|t| now + est > t + DUE_SLACK) {
+                    continue;
+                }
+                match feasible(e, &deck, &schedule) {
+                    Ok(dest) => {
+                        if let Some(holds) = follower_holds(e, now, &steps, &dependents, &instruments, &schedule) {
+                            pick = Some((
+                                e,
+                                dest,
+                                holds,
+                                format!("next in `{}`'s plan (place {} in its queue)", inst.name, k + 1),
+                            ));
+                            break;
+                        }
+                    }
+                    Err(Unable::Place) => blocked = true,
+                    Err(Unable::Other) => {}
+                }
+            }
+        }
+        if pick.is_none() {
+            // No plan, or the plan has nothing this instrument can start: its best ready step by the critical path,
+            // so a stale plan never leaves an instrument idle while work waits for it. A plan still on time that has
+            // the instrument wait for a step due soon is not stale: only a step that ends before then may fill the gap.
+            let gap_ends = due.filter(|&t| t >= now - DUE_SLACK);
+            // Steps that could start here but are passed over are counted (planned on another instrument, not ending
+            // before a planned step is due, held or kept elsewhere), and the search stops after `PASSED_OVER` of
+            // them: reading a long queue planned on other instruments on every frame cost more than the rest of the
+            // scheduler. Steps that cannot start for want of a place (their destination is occupied, their vessel is
+            // elsewhere or lost) are not counted, wherever they are planned: a step that can start may stand behind
+            // any number of them, and the step that frees a place (a vial's return to the rack) is often the least
+            // urgent by the critical path. With a limit on those too, an instrument whose first steps all waited for
+            // a place it had yet to free waited forever.
+            let mut passed = 0;
+            let mut gone = Vec::new();
+            for key in index.queues.get(inst_entity).into_iter().flatten() {
+                if passed >= PASSED_OVER {
+                    break;
+                }
+                if !steps.get(key.step).is_ok_and(|(_, _, st)| matches!(st, StepState::Ready { .. })) {
+                    gone.push(key.step);
+                    continue;
+                }
+                let dest = match feasible(key.step, &deck, &schedule) {
+                    Ok(dest) => dest,
+                    Err(Unable::Place) => continue,
+                    Err(Unable::Other) => {
+                        passed += 1;
+                        continue;
+                    }
+                };
+                // A step planned elsewhere waits for its instrument, unless this one is held for it (its planned
+                // instrument could not be).
+                let held_here = instruments
+                    .get(*inst_entity)
+                    .ok()
+                    .is_some_and(|(_, _, _, h)| h.0.iter().any(|h| h.step == key.step));
+                let elsewhere =
+                    planned && !held_here && schedule.assigned.get(&key.step).is_some_and(|(i, _)| i != inst_entity);
+                let estimate = steps.get(key.step).map_or(0.0, |(_, s, _)| s.estimate);
+                let in_gap = !held_here && gap_ends.is_some_and(|t| now + estimate > t + DUE_SLACK);
+                let holds = if elsewhere || in_gap {
+                    None
+                } else {
+                    follower_holds(key.step, now, &steps, &dependents, &instruments, &schedule)
+                };
+                let Some(holds) = holds else {
+                    passed += 1;
+                    continue;
+                };
+                pick = Some((
+                    key.step,
+                    dest,
+                    holds,
+                    format!(
+                        "longest remaining path ({:.0} s) among its ready steps (experiment #{})",
+                        -key.priority.0, key.seq
+                    ),
+                ));
+                if planned {
+                    stale = true;
+                }
+                break;
+            }
+            for step in gone {
+                index.remove(step);
+            }
+        }
+        let Some((step_entity, destination, (holds, held), reason)) = pick else {
+            // Held idle for a planned step due at `t`: look again just after it, when the gap is over and the
+            // instrument may take other work if that step is late.
+            if let Some(t) = due.filter(|&t| t >= now - DUE_SLACK) {
+                let then = t + 2.0 * DUE_SLACK;
+                schedule.idle_until = Some(schedule.idle_until.map_or(then, |u| u.min(then)));
+            }
+            continue;
+        };
+        // A step that must be followed within a maximum wait starts only with its followers' instruments held.
+        if matches!(held, Held::Elsewhere) {
+            stale = true;
+        }
+        for (e, h) in holds {
+            if let Ok((_, _, _, mut hs)) = instruments.get_mut(e) {
+                hs.0.push(h);
+            }
+        }
+        if let Some(Place::Position(p)) = &destination {
+            let exp = steps.get(step_entity).map(|(_, s, _)| s.experiment).expect("picked from the world");
+            deck.reserved.insert(p.clone(), exp);
+        }
+        index.remove(step_entity);
+        chosen.push((*inst_entity, step_entity, destination, reason));
+    }
+
+    if stale {
+        schedule.dirty = true;
+    }
+    // Instruments kept for experiments (`keep`) can wait on each other: one experiment's kept step may need an
+    // instrument kept for another experiment, whose kept step needs the first. When nothing runs, nothing waits for a
+    // timer and nothing can start, that is the case, and the keeps are let go rather than leaving the lab stopped.
+    if chosen.is_empty()
+        && index.later.is_empty()
+        && instruments.iter().all(|(_, _, a, _)| !matches!(a, Availability::Busy { .. }))
+        && instruments.iter().any(|(_, _, _, h)| h.0.iter().any(|h| h.kept))
+    {
+        for (_, inst, _, mut holds) in &mut instruments {
+            if holds.0.iter().any(|h| h.kept) {
+                holds.0.retain(|h| !h.kept);
+                record.recorder.send(RecordEvent::say(
+                    record.campaign,
+                    now,
+                    "warning",
+                    Some(&inst.name),
+                    format!(
+                        "{} was kept for an experiment's next step (`keep`), but every instrument waited on another; \
+                         the keep was let go so work goes on",
+                        inst.name
+                    ),
+                ));
+            }
+        }
+        progress.0 = true;
+    }
+    for (inst_entity, step_entity, destination, reason) in chosen {
+        // What dispatching needs from the step, read before its state is written (no clone of the whole step: that
+        // was a tenth of the scheduler's time with a long queue).
+        let Ok((_, step, state)) = steps.get(step_entity) else { continue };
+        let since = match state {
+            StepState::Ready { since, .. } => *since,
+            _ => now,
+        };
+        let vessel_at = experiments.get(step.experiment).ok().and_then(|(_, v)| v.map(|v| v.at.clone()));
+        let task = step.work.action().map(|a| task_for(a, vessel_at.as_ref(), destination.clone()));
+        let (step_id, estimate) = (step.id, step.estimate);
+        let timeout = step.rules.timeout.map_or(step.estimate * 3.0 + 300.0, |t| t.0);
+        let attempt = {
+            let mut a = attempts.get_mut(step_entity).expect("every step has attempts");
+            a.0 += 1;
+            a.0
+        };
+        let Ok((_, inst, mut avail, _)) = instruments.get_mut(inst_entity) else { continue };
+        *avail = Availability::Busy { step: step_entity };
+        let name = inst.name.clone();
+        if let Ok((_, _, mut st)) = steps.get_mut(step_entity) {
+            *st = StepState::Running { instrument: inst_entity, destination: destination.clone(), started: now };
+        }
+        if let Some(q) = schedule.queues.get_mut(&inst_entity)
+            && q.front() == Some(&step_entity)
+        {
+            q.pop_front();
+        } else if let Some(q) = schedule.queues.get_mut(&inst_entity) {
+            q.retain(|e| *e != step_entity);
+        }
+        let place = destination.as_ref().map(|d| d.to_string());
+        // The intent goes to the record first; the executor gets the step only once the intent is on disk.
+        record.recorder.send(RecordEvent::StepStatus {
+            step: step_id,
+            at: now,
+            status: "running".into(),
+            instrument: Some(name.clone()),
+            task: task.as_ref().and_then(|t| serde_json::to_string(t).ok()),
+            attempt: Some(attempt),
+            outcome: None,
+            error: None,
+        });
+        record.recorder.send(RecordEvent::Decision {
+            campaign: record.campaign,
+            at: now,
+            step: step_id,
+            instrument: name.clone(),
+            place: place.clone(),
+            waited: now - since,
+            reason: format!(
+                "{reason}; `{name}` was idle{}",
+                place.map(|p| format!(" and {p} was free")).unwrap_or_default()
+            ),
+        });
+        let dispatch = Dispatch { step: step_entity, step_id, task, estimate, timeout };
+        bridge.executor.dispatch(inst_entity, dispatch);
+        progress.0 = true;
+    }
+}
+
+/// The position of the instrument the plan gave to the first vessel step after `transfer`.
+fn planned_position(
+    transfer: Entity,
+    steps: &Query<(Entity, &Step, &mut StepState)>,
+    dependents: &Query<&Dependents>,
+    schedule: &Schedule,
+    instruments: &Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
+) -> Option<String> {
+    let follower = dependents
+        .get(transfer)
+        .ok()?
+        .0
+        .iter()
+        .filter_map(|&d| steps.get(d).ok())
+        .filter(|(_, s, _)| s.work.acts_on_vessel())
+        .min_by_key(|(_, s, _)| s.index)?;
+    let (inst, _) = schedule.assigned.get(&follower.0)?;
+    instruments.get(*inst).ok()?.1.position.clone()
+}
+
+/// Where [`follower_holds`] would hold the followers' instruments.
+enum Held {
+    /// On the instruments the plan gave them (or on any, with no plan).
+    AsPlanned,
+    /// At least one on an instrument other than its planned one, because that one could not be held: the plan is
+    /// stale.
+    Elsewhere,
+}
+
+/// The holds to make on instruments for the steps that must follow `step` within a maximum wait; `None` if one
+/// cannot be held, in which case `step` must not start yet. A follower is held on its planned instrument if that one can be held,
+/// else on any other that can run it; `step`'s own holds do not count against its followers' (they go when it
+/// starts).
+fn follower_holds(
+    step: Entity,
+    now: f64,
+    steps: &Query<(Entity, &Step, &mut StepState)>,
+    dependents: &Query<&Dependents>,
+    instruments: &Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
+    schedule: &Schedule,
+) -> Option<(Vec<(Entity, Hold)>, Held)> {
+    let Ok((_, s, _)) = steps.get(step) else { return Some((Vec::new(), Held::AsPlanned)) };
+    if !s.leads_within {
+        return Some((Vec::new(), Held::AsPlanned));
+    }
+    let followers: Vec<(Entity, Step)> = dependents
+        .get(step)
+        .map(|d| d.0.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|&d| steps.get(d).ok())
+        .filter(|(_, f, st)| f.rules.within.is_some() && matches!(st, StepState::Waiting { remaining: 1 }))
+        .map(|(e, f, _)| (e, f.clone()))
+        .collect();
+    // Which instrument each follower would be held on: honouring the holds already made (`existing`), or only
+    // those among the followers themselves; `partial` skips a follower that cannot be held instead of failing.
+    let choose = |existing: bool, partial: bool| -> Option<(Vec<(Entity, Hold)>, Held)> {
+        let mut holds: Vec<(Entity, Hold)> = Vec::new();
+        let mut held = Held::AsPlanned;
+        for (fe, f) in &followers {
+            let from = now + s.estimate * 0.8;
+            let planned = schedule.assigned.get(fe).map(|a| a.0);
+            let mut candidates: Vec<(bool, usize, Entity)> = instruments
+                .iter()
+                .filter(|(e, i, a, h)| {
+                    i.matches(&f.on)
+                        && !matches!(a, Availability::Offline { .. } | Availability::Unknown { .. })
+                        && !h.0.iter().any(|k| k.kept && k.step != *fe)
+                        && h.0
+                            .iter()
+                            .filter(|_| existing)
+                            .chain(holds.iter().filter(|(he, _)| he == e).map(|(_, h)| h))
+                            .filter(|other| other.step != step)
+                            .all(|other| (other.from - from).abs() >= other.duration.max(f.estimate) * 1.5)
+                })
+                .map(|(e, i, ..)| (planned.is_some_and(|p| p != e), i.index, e))
+                .collect();
+            candidates.sort();
+            match candidates.first() {
+                Some(&(elsewhere, _, e)) => {
+                    if elsewhere {
+                        held = Held::Elsewhere;
+                    }
+                    holds.push((e, Hold { step: *fe, from, duration: f.estimate, kept: false }));
+                }
+                None if partial => {}
+                None => return None,
+            }
+        }
+        Some((holds, held))
+    };
+    // Waiting is right only while another step's hold is in the way, since that hold goes when its step starts. If
+    // the followers cannot all be held even among themselves (two must follow at once on one instrument), or if this
+    // step is itself held (it is some step's follower and must start now), waiting could last forever: it starts,
+    // holding what it can, and a follower that could not be held may start late.
+    let self_held = instruments.iter().any(|(_, _, _, h)| h.0.iter().any(|h| h.step == step));
+    match choose(true, false) {
+        Some(chosen) => Some(chosen),
+        None if self_held || choose(false, false).is_none() => choose(true, true),
+        None => None,
+    }
+}
+
+/// The earliest minimum wait still running, so the main loop wakes up then.
+pub fn compute_next_wake(index: Res<ReadyIndex>, mut wake: ResMut<NextWake>) {
+    wake.0 = index.later.first().map(|(t, _)| t.0);
+}
+
+/// The instrument task for a step's action, with places resolved.
+fn task_for(action: &Action, at: Option<&Place>, destination: Option<Place>) -> Task {
+    match action {
+        Action::Transfer { .. } => {
+            let from = at.cloned().unwrap_or(Place::Rack(0));
+            Task::Transfer { to: destination.unwrap_or_else(|| from.clone()), from }
+        }
+        Action::Dispense { volume } => Task::Dispense { volume: *volume },
+        Action::Heat { temperature, duration, stir } => {
+            Task::Heat { temperature: *temperature, duration: *duration, stir: *stir }
+        }
+        Action::Stir { speed, duration } => Task::Stir { speed: *speed, duration: *duration },
+        Action::Measure { wavelength, .. } => Task::Measure { wavelength: *wavelength },
+        Action::Weigh { .. } => Task::Weigh,
+        Action::Select { position } => Task::Select { position: *position },
+        Action::ReadTemperature { .. } => Task::ReadTemperature,
+        Action::HoldTemperature { temperature, duration } => {
+            Task::HoldTemperature { temperature: *temperature, duration: *duration }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The *Propose* set: proposals become experiments, and the learner is asked for more while experiments still run.
+//!
+//! [`receive_proposals`] takes what the learner sent, [`request_proposals`] asks for the next batch when the queue
+//! runs low, and [`start_experiments`] starts experiments up to the in-flight limit, each in its own vessel.
+
+use bevy_ecs::prelude::*;
+use devices::Place;
+use protocols::InstrumentRef;
+
+use crate::record::{ProposalRow, RecordEvent, StepRow};
+use crate::schedule::bridge::{Bridge, LearnerRequest};
+use crate::schedule::components::{
+    Attempts, Dependents, Experiment, ExperimentState, Readings, Step, StepState, Vessel, Work,
+};
+use crate::schedule::messages::ProposalsArrived;
+use crate::schedule::resources::{
+    CampaignState, Estimates, Job, LabClock, Progress, RackState, ReadyIndex, Record, Schedule, Source,
+};
+
+/// Takes the learner's proposals into the queue.
+pub fn receive_proposals(
+    mut arrived: MessageReader<ProposalsArrived>,
+    mut state: ResMut<CampaignState>,
+    record: Res<Record>,
+    clock: Res<LabClock>,
+) {
+    for a in arrived.read() {
+        state.requested = state.requested.saturating_sub(a.asked);
+        if let Some(why) = &a.stop
+            && !state.stopping
+        {
+            state.stopping = true;
+            state.stop_reason = Some(why.clone());
+        }
+        if a.proposals.is_empty() && a.asked > 0 && !state.stopping {
+            state.stopping = true;
+            state.stop_reason = Some("the proposer has nothing more to propose".to_owned());
+        }
+        for p in &a.proposals {
+            let id = state.next_proposal;
+            state.next_proposal += 1;
+            record.recorder.send(RecordEvent::Proposal {
+                id,
+                campaign: record.campaign,
+                at: clock.now(),
+                proposal: Box::new(ProposalRow::new(p, state.told.clone())),
+            });
+            state.queue.push_back((id, p.clone()));
+        }
+    }
+}
+
+/// Asks the learner for enough proposals to keep the in-flight limit full, while experiments still run.
+pub fn request_proposals(mut state: ResMut<CampaignState>, bridge: Res<Bridge>, experiments: Query<&Experiment>) {
+    let Some(learner) = &bridge.learner else { return };
+    if state.stopping {
+        return;
+    }
+    let planned = state.started + state.queue.len() + state.requested;
+    let by_budget = state.budget.saturating_sub(planned);
+    let by_flight = state.in_flight.saturating_sub(state.running + state.queue.len() + state.requested);
+    let n = by_budget.min(by_flight);
+    if n == 0 {
+        return;
+    }
+    let pending: Vec<experiments::Point> =
+        experiments.iter().map(|e| e.values.clone()).chain(state.queue.iter().map(|(_, p)| p.values.clone())).collect();
+    if learner.send(LearnerRequest::Ask { n, pending }).is_ok() {
+        state.requested += n;
+    }
+}
+
+/// Starts experiments up to the in-flight limit: queued proposals bound to the protocol, or jobs of a fixed list.
+pub fn start_experiments(
+    mut commands: Commands,
+    mut state: ResMut<CampaignState>,
+    mut rack: ResMut<RackState>,
+    mut source: ResMut<Source>,
+    estimates: Res<Estimates>,
+    mut schedule: ResMut<Schedule>,
+    mut index: ResMut<ReadyIndex>,
+    record: Res<Record>,
+    clock: Res<LabClock>,
+    mut progress: ResMut<Progress>,
+) {
+    while state.may_start() && state.running < state.in_flight {
+        let now = clock.now();
+        let seq = state.started + 1;
+        let exp_id = state.next_experiment;
+        let (job, values, proposal, slot, params) = match &mut *source {
+            Source::Jobs(jobs) => {
+                let Some(job) = jobs.pop_front() else { break };
+                (job, Default::default(), None, None, Vec::new())
+            }
+            Source::Campaign(cs) => {
+                let Some((proposal_id, proposal)) = state.queue.pop_front() else { break };
+                let Some(slot) = rack.fresh.pop_front() else {
+                    state.queue.push_front((proposal_id, proposal));
+                    state.stopping = true;
+                    state.stop_reason = Some("the rack has no fresh vessels left".to_owned());
+                    break;
+                };
+                let mut values = cs.fixed.clone();
+                values.extend(proposal.values.clone());
+                let bound = match cs.protocol.bind(&values) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // The campaign was checked against the protocol, so this is a proposer bug.
+                        record.recorder.send(RecordEvent::say(
+                            record.campaign,
+                            now,
+                            "error",
+                            None,
+                            format!("proposal {proposal_id} was not run: {e}"),
+                        ));
+                        rack.fresh.push_front(slot);
+                        continue;
+                    }
+                };
+                let job = Job {
+                    name: format!("experiment {seq}"),
+                    steps: bound
+                        .steps
+                        .iter()
+                        .map(|s| crate::schedule::resources::JobStep {
+                            name: s.id.clone(),
+                            on: s.on.clone(),
+                            duration: crate::schedule::estimate::action(&cs.lab, &s.on, &s.action) * 1.0,
+                            action: Some(s.action.clone()),
+                            after: s.after.clone(),
+                            rules: s.rules,
+                        })
+                        .collect(),
+                };
+                let params = cs
+                    .protocol
+                    .parameters()
+                    .iter()
+                    .map(|p| (p.name.clone(), bound.values[&p.name], p.unit.symbol.to_owned()))
+                    .collect();
+                (job, bound.values, Some(proposal_id), Some(slot), params)
+            }
+        };
+        state.next_experiment += 1;
+        let exp_entity = commands.spawn_empty().id();
+        let step_entities: Vec<Entity> = job.steps.iter().map(|_| commands.spawn_empty().id()).collect();
+        let mut dependents: Vec<Vec<Entity>> = vec![Vec::new(); job.steps.len()];
+        for (j, s) in job.steps.iter().enumerate() {
+            for &a in &s.after {
+                dependents[a].push(step_entities[j]);
+            }
+        }
+        // Estimates, corrected by what this campaign has learned, and the critical path from each step.
+        let est: Vec<f64> = job
+            .steps
+            .iter()
+            .map(|s| {
+                let op = s.action.as_ref().map_or("Work", protocols::Operation::name);
+                let inst = match &s.on {
+                    InstrumentRef::Named(n) => n.as_str(),
+                    InstrumentRef::Kind(_) => "",
+                };
+                s.duration * estimates.factor(op, inst)
+            })
+            .collect();
+        let mut tail = est.clone();
+        for j in (0..job.steps.len()).rev() {
+            let after = dependents[j]
+                .iter()
+                .filter_map(|d| step_entities.iter().position(|e| e == d))
+                .map(|k| tail[k])
+                .fold(0.0, f64::max);
+            tail[j] = est[j] + after;
+        }
+        let mut rows = Vec::with_capacity(job.steps.len());
+        for (i, s) in job.steps.iter().enumerate() {
+            let id = state.next_step;
+            state.next_step += 1;
+            let ready = s.after.is_empty();
+            if ready {
+                index.fresh.push(step_entities[i]);
+            }
+            let st = if ready {
+                StepState::Ready { since: now, not_before: now, deadline: None }
+            } else {
+                StepState::Waiting { remaining: s.after.len() }
+            };
+            let work = s.action.clone().map_or(Work::Abstract, Work::Action);
+            rows.push(StepRow {
+                id,
+                step: s.name.clone(),
+                op: work.name().to_owned(),
+                action: s
+                    .action
+                    .as_ref()
+                    .map_or_else(|| "null".to_owned(), |a| serde_json::to_string(a).unwrap_or_default()),
+                after: s.after.iter().map(|&a| job.steps[a].name.clone()).collect(),
+                repeat_safe: work.repeat_safe(),
+                ready,
+            });
+            commands.entity(step_entities[i]).insert((
+                Step {
+                    id,
+                    experiment: exp_entity,
+                    index: i,
+                    name: s.name.clone(),
+                    on: s.on.clone(),
+                    work,
+                    rules: s.rules,
+                    estimate: est[i],
+                    tail: tail[i],
+                    after: s.after.iter().map(|&a| step_entities[a]).collect(),
+                    leads_within: job.steps.iter().any(|t| t.rules.within.is_some() && t.after.contains(&i)),
+                },
+                st,
+                Attempts(0),
+                Dependents(std::mem::take(&mut dependents[i])),
+            ));
+        }
+        let mut ec = commands.entity(exp_entity);
+        ec.insert((
+            Experiment {
+                id: exp_id,
+                seq,
+                values,
+                proposal,
+                slot,
+                steps: step_entities,
+                unfinished: job.steps.len(),
+                started_at: now,
+            },
+            ExperimentState::Running,
+            Readings::default(),
+        ));
+        if let Some(slot) = slot {
+            ec.insert(Vessel { at: Place::Rack(slot), known: true });
+        }
+        record.recorder.send(RecordEvent::ExperimentStarted {
+            id: exp_id,
+            campaign: record.campaign,
+            seq: seq as i64,
+            proposal,
+            params,
+            vessel: slot.map_or(-1, |s| s as i64),
+            at: now,
+            steps: rows,
+        });
+        state.started += 1;
+        state.running += 1;
+        state.peak_in_flight = state.peak_in_flight.max(state.running);
+        schedule.dirty = true;
+        progress.0 = true;
+    }
+}
