@@ -1,0 +1,432 @@
+//! The `lab` command line: every command, option and help text, as clap types.
+//!
+//! Only types live here; what each command does is in the family module that `main.rs` dispatches to. The help
+//! texts are part of the interface (`controller/tests/cli.rs` snapshots them), so each command's doc comment ends
+//! with examples a technician can copy.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The examples `lab --help` ends with: the first ten minutes, in order.
+pub const EXAMPLES: &str = "\
+Examples:
+  lab init mylab                                      a lab folder that runs on simulators at once
+  lab check mylab/*.ron                               check every file; nothing moves
+  lab campaign mylab/first.campaign.ron --db mylab/lab.db
+  lab status --db mylab/lab.db                        from another terminal, while it runs
+  lab report --db mylab/lab.db --out mylab/report     plots and tables in one web page
+
+Logs go to stderr: -v says what the controller decides, -vv everything, RUST_LOG=controller=debug chooses
+(RUST_LOG, if set, wins over -v and -q). GUIDE.md explains every file format and every diagnostic code.";
+
+#[derive(Parser)]
+#[command(
+    name = "lab",
+    version,
+    about = "Run self-driving-lab campaigns on serial instruments, and keep every result.",
+    after_long_help = EXAMPLES
+)]
+pub struct Cli {
+    /// Say more on stderr: -v what the controller decides, -vv every detail.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
+    pub verbose: u8,
+    /// Say less: errors only, and no live view (a campaign still prints its summary).
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = "Global options")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Make a new lab folder: a lab file with simulated instruments, a protocol and a campaign, ready to run.
+    ///
+    /// The files are commented field by field; change one thing at a time and `lab check` it. Nothing is
+    /// overwritten: if any of the files exists, nothing is written.
+    ///
+    /// Example: lab init mylab
+    ///
+    /// Example: lab campaign mylab/first.campaign.ron --db mylab/lab.db
+    Init {
+        /// The folder to make (created if missing).
+        dir: PathBuf,
+    },
+    /// Run a closed-loop campaign: propose experiments, run them on the lab's instruments, learn, repeat.
+    ///
+    /// On a terminal a live view shows the progress, what each instrument is doing, the best result so far and the
+    /// time left; elsewhere (CI, logs) a plain line per finished experiment. `-q` shows only the summary.
+    ///
+    /// Example: lab campaign experiments/campaigns/demo.campaign.ron --db lab.db
+    Campaign {
+        /// The campaign file (`*.campaign.ron`).
+        campaign: PathBuf,
+        /// The record to append to; created if missing.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// Use this lab file instead of the one the campaign names.
+        #[arg(long)]
+        lab: Option<PathBuf>,
+        /// Lab seconds per wall second (simulated labs only); overrides the lab file.
+        #[arg(long)]
+        time_scale: Option<f64>,
+        /// How the scheduler chooses: `planned` (plan, replan as reality departs), `blind` (follow the first plan),
+        /// or `greedy` (critical path first, no plan).
+        #[arg(long, default_value = "planned", value_parser = ["planned", "blind", "greedy"])]
+        policy: String,
+        /// A step that may have acted and failed is never repeated; once its instrument is reconciled, `fail` fails
+        /// its experiment (unattended labs), `wait` waits for an operator's `lab confirm`.
+        #[arg(long, default_value = "fail", value_parser = ["fail", "wait"])]
+        unknown: String,
+        /// Run the campaign's proposer against this lookup table (CSV: a column per parameter and per objective)
+        /// instead of instruments: the lab-independent way to choose a strategy. Nothing is recorded.
+        #[arg(long, value_name = "DATASET.csv")]
+        backtest: Option<PathBuf>,
+        /// With --backtest: the seed (default: the campaign's).
+        #[arg(long, requires = "backtest")]
+        seed: Option<u64>,
+        /// Sign the record's checkpoints with this key (made by `lab key new`), so `lab verify --public-key` can
+        /// prove the record was not rewritten.
+        #[arg(long, value_name = "KEY")]
+        sign_with: Option<PathBuf>,
+    },
+    /// Show what a campaign is doing: running, queued, failed and unknown steps, offline instruments, progress.
+    ///
+    /// It only reads the record, so it works from another terminal while a campaign runs, and on a finished one.
+    /// Unknown steps are listed with the ids `lab confirm` takes.
+    ///
+    /// Example: lab status --db lab.db
+    ///
+    /// Example: watch -n 2 lab status --db lab.db
+    Status {
+        /// The record.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// The campaign (default: the latest).
+        #[arg(long)]
+        campaign: Option<i64>,
+    },
+    /// Write a campaign's report: one web page with plots and tables, and each plot as SVG and PNG.
+    ///
+    /// The page (`DIR/report.html`) needs no server and no network: open it in any browser, mail it, archive it.
+    /// It only reads the record, so it works while a campaign runs.
+    ///
+    /// Example: lab report --db lab.db --out report
+    ///
+    /// Example: lab report --db lab.db --campaign 3 --out reports/3
+    Report {
+        /// The record.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// The campaign (default: the latest).
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// The folder to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Check a driver against a recorded session: replay one instrument's exchanges from the record (or from a
+    /// transcript file) and report where the driver's bytes first differ.
+    ///
+    /// Example: lab replay --db lab.db --instrument pump_a
+    Replay {
+        /// The record to take the session from.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// The campaign (default: the latest).
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// The instrument whose session to replay.
+        #[arg(long, required_unless_present = "transcript")]
+        instrument: Option<String>,
+        /// A transcript file (RON) instead of the record; needs --lab.
+        #[arg(long, requires = "lab")]
+        transcript: Option<PathBuf>,
+        /// The lab file, with --transcript.
+        #[arg(long)]
+        lab: Option<PathBuf>,
+    },
+    /// Estimate a protocol's or a campaign's schedule in a lab without touching an instrument.
+    ///
+    /// Example: lab plan devices/labs/sim.lab.ron experiments/campaigns/demo.campaign.ron
+    Plan {
+        /// The lab file.
+        lab: PathBuf,
+        /// A protocol (`*.protocol.ron`) or a campaign (`*.campaign.ron`).
+        file: PathBuf,
+        /// For a protocol: how many experiments to plan at once.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// For a protocol: a parameter value, as NAME=VALUE in the parameter's unit (repeatable).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Check that a record was not edited: the hash chain, the checkpoints, and every table against the journal.
+    ///
+    /// Example: lab verify --db lab.db
+    ///
+    /// Example: lab verify --db lab.db --public-key lab.key.pub
+    Verify {
+        /// The record.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// The lab's public key (a `.pub` file from `lab key new`, or its 64 hex digits): every checkpoint must be
+        /// signed by it, which catches a record rewritten together with its checkpoints.
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+    },
+    /// Make keys that sign the record's checkpoints.
+    ///
+    /// A campaign run with `--sign-with KEY` signs its checkpoints (every hour of lab time and at its end);
+    /// `lab verify --public-key KEY.pub` then proves the record up to its last signed checkpoint against anyone
+    /// without the key, checkpoints and all.
+    ///
+    /// Example: lab key new ~/.config/lab/lab.key
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Write the experiment table (one row per experiment, a column per parameter and output) for notebooks.
+    ///
+    /// Example: lab export --format parquet --out results.parquet
+    Export {
+        /// The record.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// Only this campaign (default: all).
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// `csv` or `parquet`.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "parquet"])]
+        format: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Ask the running campaign to pause: running steps finish, nothing new starts.
+    ///
+    /// Example: lab pause --db lab.db --reason "refilling reservoir B"
+    Pause(OperatorArgs),
+    /// Continue a campaign: if a controller is running it (paused), ask it to go on; if none is (it stopped or
+    /// crashed), resume the campaign from the record: done steps stay done, steps in doubt are reconciled and never
+    /// repeated blindly, pending steps run, and the learner is refit from the recorded results.
+    ///
+    /// Example: lab resume --db lab.db
+    Resume {
+        #[command(flatten)]
+        who: OperatorArgs,
+        /// The campaign to resume (default: the latest unfinished one).
+        #[arg(long)]
+        campaign: Option<i64>,
+        /// Use this lab file instead of the recorded one (instruments moved to other ports).
+        #[arg(long)]
+        lab: Option<PathBuf>,
+        /// Lab seconds per wall second (simulated labs only); default: the campaign's.
+        #[arg(long)]
+        time_scale: Option<f64>,
+        /// Steps left in doubt by the stop are never repeated; once their instrument is reconciled, `fail` fails
+        /// their experiments (unattended labs), `wait` waits for an operator's `lab confirm`.
+        #[arg(long, default_value = "fail", value_parser = ["fail", "wait"])]
+        unknown: String,
+        /// Sign the record's checkpoints with this key (made by `lab key new`).
+        #[arg(long, value_name = "KEY")]
+        sign_with: Option<PathBuf>,
+    },
+    /// Ask the running campaign to stop now, with every instrument in its safe state.
+    ///
+    /// Example: lab abort --db lab.db --reason "smoke from hotplate_2"
+    Abort(OperatorArgs),
+    /// Settle a step whose outcome is unknown (it may have acted and then failed).
+    ///
+    /// Example: lab confirm 812 --not-done --by "A. Technician" --reason "vial empty, pump never moved"
+    Confirm {
+        /// The step's id (`steps.id` in the record; `lab` prints it when the step goes unknown).
+        step: i64,
+        /// It happened, completely.
+        #[arg(long, conflicts_with_all = ["not_done", "failed"])]
+        done: bool,
+        /// It did not happen at all; running it again is safe.
+        #[arg(long, conflicts_with_all = ["done", "failed"])]
+        not_done: bool,
+        /// It happened partly or wrongly; its experiment is not trusted.
+        #[arg(long, conflicts_with_all = ["done", "not_done"])]
+        failed: bool,
+        /// For a transfer: where the vessel is now (a deck position, or `rack`).
+        #[arg(long)]
+        vessel_at: Option<String>,
+        #[command(flatten)]
+        who: OperatorArgs,
+    },
+    /// Say that a deck place the controller keeps blocked is empty: a vessel whose whereabouts it lost (a transfer in
+    /// doubt, a vial that could not be carried back) blocks every place it may stand at until a person has looked.
+    ///
+    /// Example: lab clear dispense --by "A. Technician" --reason "vial of #7 removed to the bench"
+    Clear {
+        /// The deck position, as named in the lab file and in the warning that blocked it (`lab status` shows it).
+        place: String,
+        #[command(flatten)]
+        who: OperatorArgs,
+    },
+    /// Benchmarks of the scheduler and the proposers.
+    ///
+    /// Example: lab bench schedule --generated 3
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+    /// Check protocol, lab and campaign files without running anything; exit 0 if all are valid, 1 if not.
+    ///
+    /// Example: lab check protocols/library/*.protocol.ron devices/labs/sim.lab.ron
+    Check {
+        /// Files to check; the kind is read from each file's first word (`Protocol(`, `Lab(`, `Campaign(`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Start a lab's simulators and print their serial port paths, so any program can talk to them.
+    ///
+    /// Example: lab sim devices/labs/sim.lab.ron   (then: minicom -D /dev/pts/5)
+    Sim {
+        /// The lab file.
+        lab: PathBuf,
+        /// Also write a copy of the lab file whose simulated ports point at these simulators
+        /// (`port: Simulator("/dev/pts/N")`), so controllers started later (and restarted after a crash) drive the
+        /// same simulated bench.
+        #[arg(long, value_name = "FILE")]
+        lab_out: Option<PathBuf>,
+        /// Read lines from standard input: `remove PLACE` takes the vessel standing at that deck place off the
+        /// simulated deck, as a technician clearing a place does; `mute INSTRUMENT` makes an instrument stop
+        /// answering for good. Off by default, so `lab sim` run in the background of a terminal never stops to read
+        /// it.
+        #[arg(long)]
+        hands: bool,
+    },
+    /// Look at serial ports and instruments.
+    ///
+    /// Example: lab devices probe devices/labs/sim.lab.ron
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// Print a completion script for a shell, so Tab completes commands, options and file names.
+    ///
+    /// Example: lab completions bash > ~/.local/share/bash-completion/completions/lab
+    ///
+    /// Example: lab completions zsh > ~/.zfunc/_lab
+    ///
+    /// Example: lab completions fish > ~/.config/fish/completions/lab.fish
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Who asks, and why; recorded with the request.
+#[derive(clap::Args)]
+pub struct OperatorArgs {
+    /// The record of the campaign.
+    #[arg(long, default_value = "lab.db")]
+    pub db: PathBuf,
+    /// Who asks (recorded).
+    #[arg(long, default_value_t = default_user())]
+    pub by: String,
+    /// Why (recorded).
+    #[arg(long, default_value = "no reason given")]
+    pub reason: String,
+}
+
+/// The operator recorded when `--by` is not given: the login name.
+pub fn default_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Make a new signing key: the secret at PATH (readable by you only; keep it off shared drives) and the public
+    /// key at PATH.pub, to publish or hand to whoever audits the lab's records.
+    ///
+    /// Example: lab key new ~/.config/lab/lab.key
+    ///
+    /// Example: lab campaign experiments/campaigns/demo.campaign.ron --db lab.db --sign-with ~/.config/lab/lab.key
+    New {
+        /// Where to write the secret key (never overwritten).
+        path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Makespan, lower bound and decision time of the scheduler on a workload (`lab-workload/v1` JSON).
+    ///
+    /// Example: lab bench schedule --workload ft06.json --best-known 55
+    Schedule {
+        /// The workload file.
+        #[arg(long)]
+        workload: Vec<PathBuf>,
+        /// The best known makespan, to report the gap (one per workload, in order).
+        #[arg(long)]
+        best_known: Vec<f64>,
+        /// Also run random workloads of the same shape: this many, of 20 jobs on 8 instruments.
+        #[arg(long, default_value_t = 0)]
+        generated: u64,
+        /// Seeds for the noise comparison (real durations within ±30% of the estimates).
+        #[arg(long, default_value_t = 10)]
+        noise_seeds: u64,
+        /// Seeds for the planner run on its own (the spread of its makespan and time).
+        #[arg(long, default_value_t = 20)]
+        planner_seeds: u64,
+    },
+    /// The proposer's benchmark suite: Branin, Hartmann6, the Buchwald-Hartwig pool, batches, latency.
+    ///
+    /// Example: lab bench learn --seeds 3
+    Learn {
+        /// Seeds per figure (medians over them).
+        #[arg(long, default_value_t = 10)]
+        seeds: usize,
+    },
+    /// The controller's own time per step, with zero-latency simulated instruments.
+    ///
+    /// Example: lab bench dispatch --steps 1000,10000
+    Dispatch {
+        /// Queue sizes to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        steps: Vec<usize>,
+        /// Rounds per size, each a bare run then a recorded one (default: 100 at 1,000 steps, 20 at 10,000, 5 at 100,000,
+        /// so that each size takes a few seconds); the figures are medians over the rounds.
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Keep the scheduler's thread and the record's writer on a core each (Linux, two cores or more); without
+        /// it, the operating system places them.
+        #[arg(long)]
+        pin: bool,
+    },
+    /// One large simulated run through the scheduler and the record: time, memory and the record's size.
+    ///
+    /// Example: lab bench load --instruments 100 --experiments 10000
+    Load {
+        /// Instruments in the lab (pumps, hotplates, spectrometers, balances and gantries in fixed proportions).
+        #[arg(long, default_value_t = 100)]
+        instruments: usize,
+        /// Experiments to run (eight steps each, shaped like the demo protocol).
+        #[arg(long, default_value_t = 10_000)]
+        experiments: usize,
+        /// Experiments in flight at once.
+        #[arg(long, default_value_t = 60)]
+        in_flight: usize,
+        /// Where to write the record (default: a temporary file, removed afterwards).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DevicesCommand {
+    /// List the serial ports of this machine.
+    ///
+    /// Example: lab devices list
+    List,
+    /// Open every instrument of a lab, ask who it is, and print a table (starts simulators for simulated ports).
+    ///
+    /// Example: lab devices probe devices/labs/sim.lab.ron
+    Probe {
+        /// The lab file.
+        lab: PathBuf,
+    },
+}
