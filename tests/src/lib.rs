@@ -3,6 +3,8 @@
 //! Suites live in `tests/tests/` and compile into one binary (`integration`). They never need hardware and never
 //! touch the repository's own `lab.db`: every run writes to a fresh temporary folder.
 
+pub mod rust_source;
+
 use std::path::{Path, PathBuf};
 
 use controller::run::{CampaignOptions, Summary, run_campaign};

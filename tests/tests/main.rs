@@ -1,5 +1,6 @@
 //! The integration suites, compiled into one test binary.
 
+mod architecture;
 mod campaign;
 mod faults;
 mod fuzz;

@@ -5,9 +5,16 @@
 //! learner thread, then drives the ECS world ([`drive`]) frame by frame as facts arrive, until the budget is spent or
 //! an operator stops it. On the way out every instrument is put in its safe state and the record is flushed.
 
+mod instruments;
+mod learner;
 pub mod live;
 pub mod operator;
 pub mod resume;
+
+use instruments::{TaskExecutor, connect_all, instrument_task, missing_capability};
+use learner::spawn_learner;
+pub use learner::spawn_proposer;
+use operator::spawn_request_poller;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -15,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bevy_ecs::prelude::*;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use devices::capability::Instrument as DeviceInstrument;
 use devices::{Clock, Lab, PortSpec};
 use protocols::{Destination, Op, Protocol};
@@ -23,10 +30,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::load::{Inputs, LoadError, load_campaign_inputs};
 use crate::record::{CampaignIds, CampaignRow, Record as RecordFile, RecordError, RecordEvent, Recorder};
-use crate::schedule::bridge::step_error;
-use crate::schedule::bridge::{
-    Bridge, Dispatch, Executor, Inbound, LearnerRequest, OperatorAction, OperatorRequest, StepError,
-};
+use crate::schedule::bridge::{Bridge, Inbound, LearnerRequest, OperatorAction, OperatorRequest};
 use crate::schedule::components::{Availability, Holds, Instrument};
 use crate::schedule::install;
 use crate::schedule::resources::UnknownPolicy;
@@ -129,44 +133,6 @@ pub enum RunError {
 pub fn run_campaign(opts: &CampaignOptions) -> Result<Summary, RunError> {
     let inputs = load_campaign_inputs(&opts.campaign, opts.lab.as_deref())?;
     run_inputs(inputs, opts)
-}
-
-/// What a real instrument task is asked to do.
-enum Work {
-    Step(Dispatch),
-    Reconcile,
-}
-
-/// The executor of a real run: steps go to instrument tasks, each only after its intent is committed to the record.
-struct TaskExecutor {
-    senders: HashMap<Entity, mpsc::UnboundedSender<Work>>,
-    recorder: Recorder,
-    abort: watch::Sender<bool>,
-}
-
-impl Executor for TaskExecutor {
-    fn dispatch(&self, instrument: Entity, dispatch: Dispatch) -> bool {
-        let Some(tx) = self.senders.get(&instrument).cloned() else { return false };
-        if tx.is_closed() {
-            return false;
-        }
-        self.recorder.after_commit(move || {
-            let _ = tx.send(Work::Step(dispatch));
-        });
-        true
-    }
-
-    fn reconcile(&self, instrument: Entity) {
-        if let Some(tx) = self.senders.get(&instrument).cloned() {
-            self.recorder.after_commit(move || {
-                let _ = tx.send(Work::Reconcile);
-            });
-        }
-    }
-
-    fn abort(&self) {
-        let _ = self.abort.send(true);
-    }
 }
 
 /// Runs an already-loaded campaign.
@@ -714,286 +680,6 @@ pub fn drive(
 fn finish_record(recorder: &Recorder, campaign: i64, at: f64, status: &str, note: Option<String>) {
     recorder.send(RecordEvent::CampaignFinished { campaign, at, status: status.to_owned(), note });
     recorder.flush();
-}
-
-/// How many times an instrument is asked who it is before it counts as offline.
-const IDENTIFY_ATTEMPTS: u32 = 3;
-
-/// How long a port is left before it is reopened to ask again: longer than any reply a working instrument keeps
-/// waiting.
-const IDENTIFY_SETTLE: Duration = Duration::from_millis(500);
-
-/// Opens, identifies and initializes every instrument, all at once.
-async fn connect_all(
-    lab: &Lab,
-    ports: &BTreeMap<String, String>,
-    clock: &Clock,
-    recorder: &Recorder,
-    campaign: i64,
-) -> Vec<(String, Result<Box<dyn DeviceInstrument>, String>)> {
-    let mut handles = Vec::new();
-    // Exchanges are gathered with the record's other events: waking the writer for every command would cost as much
-    // as the command's round trip.
-    let exchanges = recorder.exchange_sink(campaign);
-    for spec in &lab.instruments {
-        let spec = spec.clone();
-        let deck = lab.deck.clone();
-        let path = ports.get(&spec.name).cloned();
-        let clock = clock.clone();
-        let recorder = recorder.clone();
-        let sink = Arc::clone(&exchanges);
-        handles.push(tokio::spawn(async move {
-            let name = spec.name.clone();
-            let Some(path) = path else {
-                return (name, Err("no port: its simulator did not start".to_owned()));
-            };
-            let mut identity = None;
-            let result = async {
-                let mut attempt = 1;
-                let mut inst = loop {
-                    // The driver's link reopens `path` itself, with the lab file's backoff, if the port disappears.
-                    let mut inst = devices::drivers::connect(&spec, &deck, &path, clock.clone(), Arc::clone(&sink))
-                        .map_err(|e| e.to_string())?;
-                    if !spec.port.is_simulated() && clock.scale() != 1.0 {
-                        return Err(format!(
-                            "a real instrument cannot run in accelerated time ({}x); run this lab at time scale 1",
-                            clock.scale()
-                        ));
-                    }
-                    match inst.identify().await {
-                        Ok(id) => {
-                            identity = Some(id);
-                            break inst;
-                        }
-                        // A controller that stopped mid-command can leave its instrument's answer still on its way
-                        // (a slow instrument answers after the new link has drained the port), and the identity
-                        // request then reads that answer. Asking who an instrument is moves nothing, so it is asked
-                        // again on a freshly opened port once the answer has had time to arrive.
-                        Err(e) if attempt < IDENTIFY_ATTEMPTS => {
-                            recorder.send(RecordEvent::say(
-                                campaign,
-                                clock.now(),
-                                "warning",
-                                Some(&name),
-                                format!(
-                                    "{name} did not identify itself ({e}); asking again on a reopened port \
-                                     (attempt {} of {IDENTIFY_ATTEMPTS})",
-                                    attempt + 1
-                                ),
-                            ));
-                            drop(inst);
-                            tokio::time::sleep(IDENTIFY_SETTLE).await;
-                            attempt += 1;
-                        }
-                        Err(e) => return Err(e.to_string()),
-                    }
-                };
-                inst.initialize().await.map_err(|e| e.to_string())?;
-                Ok::<_, String>(inst)
-            }
-            .await;
-            recorder.send(RecordEvent::Instrument {
-                campaign,
-                name: name.clone(),
-                kind: spec.kind().name().to_owned(),
-                driver: spec.driver.name().to_owned(),
-                port: path.clone(),
-                line: spec.line.to_string(),
-                identity: identity.as_ref().map(|i| Box::new(crate::record::IdentityRow::from(i))),
-                error: result.as_ref().err().cloned(),
-            });
-            if let Err(e) = &result {
-                recorder.send(RecordEvent::Event {
-                    campaign,
-                    at: clock.now(),
-                    level: "error".to_owned(),
-                    instrument: Some(name.clone()),
-                    message: format!("{name} is offline: {e}"),
-                });
-            }
-            (name, result)
-        }));
-    }
-    let mut out = Vec::new();
-    for h in handles {
-        match h.await {
-            Ok(r) => out.push(r),
-            Err(e) => tracing::error!("an instrument's start-up task failed: {e}"),
-        }
-    }
-    out
-}
-
-/// Says which kind or named instrument the protocol needs that no working instrument provides, if any.
-fn missing_capability(protocol: &Protocol, lab: &Lab, ready: &[(String, Box<dyn DeviceInstrument>)]) -> Option<String> {
-    let working: Vec<&str> = ready.iter().map(|(n, _)| n.as_str()).collect();
-    for step in protocol.steps() {
-        let ok = lab.candidates(&step.on).any(|c| working.contains(&c.name.as_str()));
-        if !ok {
-            return Some(format!(
-                "step `{}` needs {} and none is working ({}); nothing was run",
-                step.id,
-                step.on,
-                lab.candidates(&step.on).map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-            ));
-        }
-    }
-    None
-}
-
-/// One instrument's I/O task: runs dispatched steps one at a time (each within its timeout) and reports each end;
-/// reconciles the instrument when asked.
-async fn instrument_task(
-    mut inst: Box<dyn DeviceInstrument>,
-    entity: Entity,
-    mut rx: mpsc::UnboundedReceiver<Work>,
-    inbound: Sender<Inbound>,
-    clock: Clock,
-    recorder: Recorder,
-    campaign: i64,
-    mut abort: watch::Receiver<bool>,
-) {
-    let name = inst.name().to_owned();
-    let say = |level: &str, message: String| {
-        recorder.send(RecordEvent::say(campaign, clock.now(), level, Some(&name), message))
-    };
-    loop {
-        let next = tokio::select! {
-            w = rx.recv() => w,
-            _ = abort.wait_for(|a| *a) => None,
-        };
-        let Some(work) = next else { break };
-        let d = match work {
-            Work::Step(d) => d,
-            Work::Reconcile => {
-                let result = async {
-                    inst.safe_state().await.map_err(|e| e.to_string())?;
-                    inst.identify().await.map_err(|e| e.to_string())?;
-                    inst.initialize().await.map_err(|e| e.to_string())
-                }
-                .await;
-                if inbound.send(Inbound::Reconciled { instrument: entity, result }).is_err() {
-                    break;
-                }
-                continue;
-            }
-        };
-        inst.set_tag(Some(d.step_id as u64));
-        let started = clock.now();
-        let result = match &d.task {
-            None => Err(StepError {
-                message: format!("{name}: abstract work cannot run on an instrument"),
-                may_have_acted: false,
-                instrument_fault: false,
-            }),
-            Some(task) => tokio::select! {
-                r = devices::execute(&mut *inst, task) => r.map_err(|e| step_error(&e)),
-                // The timeout is lab time, but never less than 30 s of wall time: on a fast clock the serial
-                // exchanges themselves (which are never accelerated) would otherwise eat it.
-                _ = tokio::time::sleep(clock.wall(d.timeout).max(Duration::from_secs(30))) => Err(StepError {
-                    message: format!("{name}: the step did not finish within its timeout of {:.0} s (lab time)", d.timeout),
-                    may_have_acted: true,
-                    instrument_fault: false,
-                }),
-                _ = abort.wait_for(|a| *a) => Err(StepError {
-                    message: format!("{name}: cancelled by an abort"),
-                    may_have_acted: true,
-                    instrument_fault: false,
-                }),
-            },
-        };
-        if let Err(e) = &result {
-            // A failed step may have left heat on or a motor running: make the instrument safe before anything else.
-            match inst.safe_state().await {
-                Ok(()) => say("warning", format!("{name} put in its safe state after: {}", e.message)),
-                Err(s) => say("error", format!("{name} could NOT be put in its safe state ({s}) after: {}", e.message)),
-            }
-        }
-        inst.set_tag(None);
-        let ended = clock.now();
-        if inbound.send(Inbound::StepEnded { step: d.step, result, started, ended }).is_err() {
-            break;
-        }
-    }
-    match inst.safe_state().await {
-        Ok(()) => say("info", format!("{name} left in its safe state")),
-        Err(e) => say("error", format!("{name} could NOT be put in its safe state at the end: {e}")),
-    }
-}
-
-/// The learner thread: holds the proposer, answers asks in order with what it has been told.
-fn spawn_learner(
-    campaign: &experiments::Campaign,
-    inbound: Sender<Inbound>,
-) -> Result<(Sender<LearnerRequest>, std::thread::JoinHandle<()>), RunError> {
-    let proposer = campaign.build_proposer();
-    spawn_proposer(proposer, inbound)
-}
-
-/// Runs a proposer on its own thread.
-pub fn spawn_proposer(
-    mut proposer: Box<dyn experiments::Proposer>,
-    inbound: Sender<Inbound>,
-) -> Result<(Sender<LearnerRequest>, std::thread::JoinHandle<()>), RunError> {
-    let (tx, rx) = crossbeam_channel::unbounded::<LearnerRequest>();
-    let handle = std::thread::Builder::new()
-        .name("lab-learner".into())
-        .spawn(move || {
-            while let Ok(req) = rx.recv() {
-                match req {
-                    LearnerRequest::Tell(o) => proposer.tell_outcome(o),
-                    LearnerRequest::Ask { n, pending } => {
-                        let proposals = proposer.ask(n, &pending);
-                        let stop = proposer.should_stop().map(|r| r.to_string());
-                        if inbound.send(Inbound::Proposals { asked: n, proposals, stop }).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        })
-        .map_err(|e| RunError::System(format!("cannot start the learner thread: {e}")))?;
-    Ok((tx, handle))
-}
-
-/// A thread that turns rows of `operator_requests` into inbound requests.
-struct RequestPoller {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RequestPoller {
-    fn stop(mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-fn spawn_request_poller(db: PathBuf, campaign: i64, inbound: Sender<Inbound>) -> RequestPoller {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let handle = std::thread::Builder::new()
-        .name("lab-requests".into())
-        .spawn(move || {
-            let Ok(conn) = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            else {
-                return;
-            };
-            let _ = conn.busy_timeout(Duration::from_secs(1));
-            let mut seen = std::collections::HashSet::new();
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                for r in crate::run::operator::pending(&conn, campaign).unwrap_or_default() {
-                    if seen.insert(r.id) {
-                        let _ = inbound.send(Inbound::Operator(r));
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        })
-        .ok();
-    RequestPoller { stop, handle }
 }
 
 /// Shows the campaign's progress in the live view (bars on a terminal, plain lines otherwise, or nothing).

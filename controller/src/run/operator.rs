@@ -6,11 +6,14 @@
 //! request out, and records in the journal who asked, why, and what it did. Requests that arrive while no controller
 //! runs are carried out when the campaign resumes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+use crossbeam_channel::Sender;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::schedule::bridge::{OperatorAction, OperatorRequest, Verdict};
+use crate::schedule::bridge::{Inbound, OperatorAction, OperatorRequest, Verdict};
 
 /// Requests not yet handled for `campaign` (or for whichever campaign runs), oldest first.
 pub fn pending(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<OperatorRequest>> {
@@ -111,4 +114,44 @@ pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> R
     )
     .map_err(|e| format!("{}: {e}", db.display()))?;
     Ok((conn.last_insert_rowid(), campaign))
+}
+
+/// A thread that turns rows of `operator_requests` into inbound requests.
+pub(super) struct RequestPoller {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RequestPoller {
+    pub(super) fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+pub(super) fn spawn_request_poller(db: PathBuf, campaign: i64, inbound: Sender<Inbound>) -> RequestPoller {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let handle = std::thread::Builder::new()
+        .name("lab-requests".into())
+        .spawn(move || {
+            let Ok(conn) = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            else {
+                return;
+            };
+            let _ = conn.busy_timeout(Duration::from_secs(1));
+            let mut seen = std::collections::HashSet::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for r in crate::run::operator::pending(&conn, campaign).unwrap_or_default() {
+                    if seen.insert(r.id) {
+                        let _ = inbound.send(Inbound::Operator(r));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+        .ok();
+    RequestPoller { stop, handle }
 }
