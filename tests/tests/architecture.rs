@@ -438,3 +438,55 @@ fn a_circle_between_two_modules_is_found() {
     let found = cycles(&edges);
     assert_eq!(found, vec![vec![vec!["a".to_owned()], vec!["b".to_owned()]]]);
 }
+
+#[test]
+fn every_table_of_a_new_record_is_strict() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let db = dir.path().join("lab.db");
+    drop(controller::record::Record::open(&db).expect("a new record opens"));
+    let conn = rusqlite::Connection::open(&db).expect("the record opens with plain SQLite");
+    let mut stmt = conn
+        .prepare("SELECT name, strict FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .expect("table_list reads");
+    let tables: Vec<(String, bool)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows").collect::<Result<_, _>>().expect("rows read");
+    assert!(tables.len() >= 10, "a record has its tables: {tables:?}");
+    let migrations = repo_root().join("controller/migrations");
+    let breaches = tables
+        .into_iter()
+        .filter(|(_, strict)| !strict)
+        .map(|(name, _)| Breach { file: migrations.clone(), line: 1, what: format!("table `{name}` is not STRICT") })
+        .collect();
+    assert_none("every table of lab.db is STRICT", breaches);
+}
+
+#[test]
+fn migrations_are_append_only() {
+    // A released migration is never edited, renamed or removed: git's history and the working tree both say so.
+    let root = repo_root();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git").args(args).current_dir(&root).output().expect("git runs");
+        assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut breaches = Vec::new();
+    for line in
+        git(&["log", "--format=commit %h %s", "--diff-filter=MDR", "--name-status", "--", "controller/migrations"])
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+    {
+        breaches.push(Breach { file: root.join("controller/migrations"), line: 1, what: format!("history: {line}") });
+    }
+    for line in git(&["status", "--porcelain", "--", "controller/migrations"]).lines() {
+        // New files (`??` or `A `) are how a migration is added; anything else changes a released one.
+        if !(line.starts_with("??") || line.starts_with("A ")) {
+            breaches.push(Breach {
+                file: root.join("controller/migrations"),
+                line: 1,
+                what: format!("working tree: {line}"),
+            });
+        }
+    }
+    assert!(git(&["ls-files", "controller/migrations"]).lines().count() >= 5, "the migrations are tracked");
+    assert_none("migrations are append-only: add a new one instead of editing a released one", breaches);
+}
