@@ -3,11 +3,10 @@
 //! It answers asks in order with everything it has been told, and sends proposals back over the bridge, each with
 //! the model's prediction and the reason it was chosen. The same thread serves a real run and a simulated one.
 
-use super::RunError;
-
 use bevy_ecs::prelude::*;
 use crossbeam_channel::Sender;
 
+use super::RunError;
 use crate::schedule::bridge::{Inbound, LearnerRequest};
 
 /// The learner thread: holds the proposer, answers asks in order with what it has been told.
