@@ -533,7 +533,7 @@ pub fn apply(
                                 attempt: None,
                                 outcome: None,
                                 error: Some(
-                                    "in doubt: its intent was recorded but not its outcome when the controller stopped; \\
+                                    "in doubt: its intent was recorded but not its outcome when the controller stopped; \
                                      it may have acted, so it is not repeated"
                                         .to_owned(),
                                 ),
