@@ -14,27 +14,24 @@
 //! `cargo test` runs the short round (up to three kills). The long one is ignored by default; its test's name and
 //! documentation give the command (RELIABILITY.md records its figures).
 //!
-//! Every process these tests start is a [`Process`], killed when dropped, so a failed assertion never leaves a `lab
-//! sim` or a controller running; every wait on one is bounded, and signals are sent with `nix`, not a `kill` program.
+//! Every process these tests start is a [`Process`] (`tests/process/mod.rs`), killed when dropped, so a failed
+//! assertion never leaves a `lab sim` or a controller running; every wait on one is bounded.
 #![cfg(unix)]
 
+mod process;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::process::{ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use devices::sim::{Event, LedgerFile};
 use devices::{Place, Task};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+use process::{Process, STOP_BOUND, output};
 use rusqlite::Connection;
 
 const LAB: &str = env!("CARGO_BIN_EXE_lab");
-
-/// How long a process may take to end once told to (a controller killed, the simulators interrupted) or a short
-/// command may take (`lab status`, `lab confirm`): far beyond what any needs, so only a hang reaches it.
-const STOP_BOUND: Duration = Duration::from_secs(30);
 
 /// How long a resumed campaign may take to finish.
 const FINISH_BOUND: Duration = Duration::from_secs(180);
@@ -51,84 +48,6 @@ impl Lcg {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-/// A process a test started. Dropped while it still runs, it is killed and reaped, so a failed assertion never
-/// leaves it behind; every wait on it is bounded.
-struct Process {
-    child: Child,
-    what: String,
-}
-
-impl Process {
-    fn spawn(cmd: &mut Command, what: &str) -> Process {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("{what} did not start: {e}"));
-        Process { child, what: what.to_owned() }
-    }
-
-    /// Whether it is still running (it has not been reaped, so its pid is still its own).
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits for it to end, for at most `bound`; `None` if it still runs then.
-    fn wait_for(&mut self, bound: Duration) -> Option<ExitStatus> {
-        let t0 = Instant::now();
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if t0.elapsed() < bound => std::thread::sleep(Duration::from_millis(20)),
-                Ok(None) => return None,
-                Err(e) => panic!("cannot wait for {}: {e}", self.what),
-            }
-        }
-    }
-
-    /// Waits for it to end, failing the test if it has not after `bound`.
-    fn wait_within(&mut self, bound: Duration) -> ExitStatus {
-        self.wait_for(bound).unwrap_or_else(|| panic!("{} did not end within {bound:?}", self.what))
-    }
-
-    /// Sends `signal` if it still runs, and waits for it to end.
-    fn signal(&mut self, signal: Signal) -> ExitStatus {
-        if self.running() {
-            let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("a pid fits an i32"));
-            kill(pid, signal).unwrap_or_else(|e| panic!("cannot send {signal} to {}: {e}", self.what));
-        }
-        self.wait_within(STOP_BOUND)
-    }
-
-    /// Kills it at once, as a power cut would.
-    fn kill(&mut self) {
-        self.signal(Signal::SIGKILL);
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if self.running() {
-            let _ = self.child.kill();
-            let _ = self.wait_for(STOP_BOUND);
-        }
-    }
-}
-
-/// Runs a short command to its end, for at most [`STOP_BOUND`], and returns what it printed.
-fn output(cmd: &mut Command) -> Output {
-    let what = format!("{cmd:?}");
-    let mut p = Process::spawn(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()), &what);
-    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    }
-    let (stdout, stderr) = (drain(p.child.stdout.take()), drain(p.child.stderr.take()));
-    let status = p.wait_within(STOP_BOUND);
-    Output { status, stdout: stdout.join().expect("stdout read"), stderr: stderr.join().expect("stderr read") }
 }
 
 struct Bench {
