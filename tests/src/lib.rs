@@ -77,6 +77,13 @@ impl CampaignTest {
         run_campaign(&opts)
     }
 
+    /// Keeps the folder (the campaign, the record, the ledger) after the test, even a failed one, and says where it
+    /// is: for a look at what a failure left.
+    pub fn keep(&mut self) {
+        self.dir.disable_cleanup(true);
+        eprintln!("keeping {}", self.dir.path().display());
+    }
+
     /// Opens the record for reading.
     pub fn record(&self) -> rusqlite::Connection {
         rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
