@@ -430,20 +430,19 @@ fn audit(conn: &Connection, ledger: &LedgerFile) -> Audit {
                 out.held = Some(*vessel);
             }
             Event::Placed { vessel, from, to } => {
-                let step = steps
-                    .iter()
-                    .find(|s| {
-                        s.dispatched
-                            && s.vessel == *vessel
-                            && s.instrument.as_deref() == Some(e.instrument.as_str())
-                            && matches!(&s.task, Some(Task::Transfer { from: f, to: t }) if f == from && t == to)
-                            && !moved.contains_key(&s.id)
-                    })
-                    .unwrap_or_else(|| {
-                        panic!(
-                            "{what}: no transfer of vessel {vessel} from {from} to {to} that had not already moved it"
-                        )
-                    });
+                // Two transfers of a vessel between the same places (an `unload` that failed, the `return_vessel`
+                // that replaced it) cannot be told apart on the bench: a move goes to one the record calls done
+                // first, as that one must have moved the vessel.
+                let candidates = steps.iter().filter(|s| {
+                    s.dispatched
+                        && s.vessel == *vessel
+                        && s.instrument.as_deref() == Some(e.instrument.as_str())
+                        && matches!(&s.task, Some(Task::Transfer { from: f, to: t }) if f == from && t == to)
+                        && !moved.contains_key(&s.id)
+                });
+                let step = candidates.min_by_key(|s| s.status != "succeeded").unwrap_or_else(|| {
+                    panic!("{what}: no transfer of vessel {vessel} from {from} to {to} that had not already moved it")
+                });
                 moved.insert(step.id, 1);
                 at.insert(*vessel, to.clone());
                 out.held = None;
