@@ -5,7 +5,7 @@
 //! `LEARN_ONLY` a comma-separated subset of `analytic`, `lookup`, `multi`, `latency`, `landscapes`. Three more
 //! narrow a run down for studying one problem: `LEARN_FUNCTIONS`, the analytic functions by name (`Branin`,
 //! `Hartmann6`), `LEARN_IN_FLIGHT`, the numbers of experiments in flight (`1,4,8` by default), and `LEARN_LANDSCAPES`, the
-//! landscapes by name or kind (`ridge`, `needle/table/noisy`).
+//! landscapes by name (`ridge`, `needle/table/noisy`).
 
 use std::time::Instant;
 

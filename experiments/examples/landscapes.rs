@@ -8,10 +8,14 @@
 //!   order, a categorical one by its level's value), with the landscape's true value there on one line of standard
 //!   output, so a continuous landscape is evaluated by the same code for every method. An unknown name or a
 //!   malformed line gets a line starting `error:`.
+//! - `landscapes ours SEEDS [NAME,…]` runs the lab's proposer (the suite's default) on every landscape (or the
+//!   named ones) for seeds `0..SEEDS` and prints the peer harness's CSV (`problem,method,seed,hit,seconds`), so
+//!   `peers/python/summary.py` can put it beside the peers.
 
 use std::io::{BufRead, Write};
 
-use experiments::bench::landscape::{Landscape, export, suite};
+use experiments::bench::default_gp;
+use experiments::bench::landscape::{Landscape, export, landscape_run, suite};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,7 +25,9 @@ fn main() {
             Err(_) => fail(&format!("SEEDS must be a whole number, not `{seeds}`")),
         },
         ["serve"] => serve(),
-        _ => fail("usage: landscapes export DIR SEEDS | landscapes serve"),
+        ["ours", seeds] => ours(seeds, ""),
+        ["ours", seeds, names] => ours(seeds, names),
+        _ => fail("usage: landscapes export DIR SEEDS | landscapes serve | landscapes ours SEEDS [NAME,...]"),
     };
     std::process::exit(code);
 }
@@ -74,4 +80,20 @@ fn evaluate(landscapes: &[Landscape], line: &str) -> Result<String, String> {
         return Err(format!("{point:?} is outside {name}'s space"));
     }
     Ok(format!("{:?}", (l.value)(&point)))
+}
+
+fn ours(seeds: &str, names: &str) -> i32 {
+    let Ok(seeds) = seeds.parse::<u64>() else { return fail(&format!("SEEDS must be a whole number, not `{seeds}`")) };
+    let names: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
+    println!("problem,method,seed,hit,seconds");
+    for l in suite().into_iter().filter(|l| names.is_empty() || names.contains(&l.name.as_str())) {
+        let config = default_gp(l.dims());
+        for seed in 0..seeds {
+            let start = std::time::Instant::now();
+            let hit = landscape_run(&config, &l, seed);
+            let hit = hit.map_or(String::new(), |h| h.to_string());
+            println!("{},ours,{seed},{hit},{:.2}", l.name, start.elapsed().as_secs_f64());
+        }
+    }
+    0
 }

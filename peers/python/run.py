@@ -6,7 +6,7 @@ and, per seed, the same noise draws. Continuous landscapes are evaluated by the 
 `landscapes serve`, so no function is written twice. A run stops at the first experiment whose true value reaches
 the target; the result is that experiment's number (from 1), or nothing within the budget.
 
-Usage: python run.py PROBLEM_DIR RESULTS_CSV --methods botorch,tpe --seeds 0..20 [--only NAME,...]
+Usage: python run.py PROBLEM_DIR RESULTS_CSV --methods botorch,tpe --seeds 0..20 [--only NAME,...] (names, in the order to run them)
 Results are appended one line per (problem, method, seed) and a line already present is not run again, so an
 interrupted run resumes.
 """
@@ -178,7 +178,7 @@ def run_botorch(p, seed):
                             acq, bounds=bounds, q=1, num_restarts=4, raw_samples=256, fixed_features_list=fixed
                         )
                     else:
-                        cand, _ = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=10, raw_samples=512)
+                        cand, _ = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=4, raw_samples=256)
                 x = p.from_features(cand.squeeze(0).tolist())
                 truth = p.value(x)
         if truth >= p.target:
@@ -263,11 +263,11 @@ def main():
     if new:
         w.writerow(["problem", "method", "seed", "hit", "seconds"])
     only = [s for s in args.only.split(",") if s]
-    files = sorted(f for f in os.listdir(args.problems) if f.endswith(".json"))
-    for fname in files:
-        spec = json.load(open(os.path.join(args.problems, fname)))
-        if only and spec["name"] not in only and spec["kind"] not in only:
-            continue
+    specs = [json.load(open(os.path.join(args.problems, f))) for f in sorted(os.listdir(args.problems)) if f.endswith(".json")]
+    if only:
+        # In the order given, so the problems that matter most run first.
+        specs = [s for name in only for s in specs if s["name"] == name]
+    for spec in specs:
         p = Problem(spec, oracle)
         for m in args.methods.split(","):
             label, run = METHODS[m]

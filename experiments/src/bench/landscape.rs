@@ -116,7 +116,7 @@ pub fn table_landscape(
 /// The standard normal draws that noise the experiments of seed `seed`: the `k`-th experiment of a run gets the
 /// `k`-th. The same for every method, so each sees the same noise at the same step.
 pub fn noise_draws(seed: u64, n: usize) -> Vec<f64> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x6E6F_6973_65);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x006E_6F69_7365);
     (0..n)
         .map(|_| {
             // Box–Muller: 1 - u keeps the logarithm's argument in (0, 1].

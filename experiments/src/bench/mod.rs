@@ -129,7 +129,7 @@ pub struct LearnOptions {
     pub latency_at: Vec<usize>,
     /// Whether to run the landscapes ([`landscape::suite`]).
     pub landscapes: bool,
-    /// Which landscapes to run, by name or kind (`ridge`, `ridge/table/noisy`); empty runs them all.
+    /// Which landscapes to run, by name (`ridge`, `ridge/table/noisy`); empty runs them all.
     pub landscape_names: Vec<String>,
 }
 
@@ -533,9 +533,8 @@ pub fn learn_suite(options: &LearnOptions, clock: &dyn Fn() -> Instant) -> Learn
         }
     }
     if options.landscapes {
-        let chosen = |l: &landscape::Landscape| {
-            options.landscape_names.is_empty() || options.landscape_names.iter().any(|n| *n == l.name || *n == l.kind)
-        };
+        let chosen =
+            |l: &landscape::Landscape| options.landscape_names.is_empty() || options.landscape_names.contains(&l.name);
         for l in landscape::suite().into_iter().filter(chosen) {
             let mut methods = vec![("GP LogEI".to_owned(), default_gp(l.dims()))];
             if options.random {

@@ -1,7 +1,7 @@
 //! The Gaussian-process proposer: Bayesian optimisation with a space-filling start.
 //!
-//! The first `initial` proposals are a space-filling design (a maximin Latin hypercube, or over a pool the
-//! farthest-point sequence of the pool), handed out in order across asks. After that, and once enough successful
+//! The first `initial` proposals are a space-filling design (a maximin Latin hypercube, or over a pool a
+//! k-means++-weighted draw of its members), handed out in order across asks. After that, and once enough successful
 //! results at different points exist (one more than the number of parameters, or the design's size if that is
 //! smaller, and at least two), every proposal comes from a Gaussian-process model of the results
 //! ([`crate::surrogate::gp`]: one length scale per feature, learned noise, and the kernel, Matérn 5/2 or squared
