@@ -553,6 +553,16 @@ fn neg_log_posterior(
     let (mu, sd) = prior;
     let mut value = 0.5 * quad + 0.5 * log_det + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
     let mut grad = vec![0.0; d + 2];
+    // The prior applies once per group, at the group's first input (whose gradient then goes to the group), in
+    // the same order of operations as with a length scale per input.
+    let mut seen = vec![false; g];
+    for (j, k) in groups.iter().enumerate() {
+        if !seen[*k] {
+            seen[*k] = true;
+            value += 0.5 * ((v[j] - mu) / sd).powi(2);
+            grad[j] += (v[j] - mu) / (sd * sd);
+        }
+    }
     value += 0.5 * (v[d] / LOG_SIGNAL_PRIOR_SD).powi(2);
     grad[d] += v[d] / (LOG_SIGNAL_PRIOR_SD * LOG_SIGNAL_PRIOR_SD);
     value += noise / NOISE_PENALTY_SCALE;
@@ -580,16 +590,10 @@ fn neg_log_posterior(
     }
     grad[d] += 0.5 * diag * signal;
     grad[d + 1] += 0.5 * diag * noise;
-    // Per group: the inputs' gradients add up, and the prior applies once.
+    // Per group, the inputs' gradients add up (with one input per group, exactly the input's gradient).
     let mut grouped = vec![0.0; g + 2];
-    let mut seen = vec![false; g];
     for (j, k) in groups.iter().enumerate() {
         grouped[*k] += grad[j];
-        if !seen[*k] {
-            seen[*k] = true;
-            value += 0.5 * ((v[j] - mu) / sd).powi(2);
-            grouped[*k] += (v[j] - mu) / (sd * sd);
-        }
     }
     grouped[g] = grad[d];
     grouped[g + 1] = grad[d + 1];
