@@ -9,6 +9,9 @@
 //!   result is told and one new experiment is asked for), which measures what batching costs per evaluation.
 //! - Two objectives (Branin–Currin): the hypervolume of the Pareto front found in 30 evaluations.
 //! - Proposal latency with 50 and 200 observations.
+//! - Landscapes shaped like a lab's problems ([`landscape`]: a narrow ridge beside a decoy, Michalewicz, a needle in
+//!   a categorical table, catalyst kinetics), continuous, table-restricted and noisy: how many seeds reach the
+//!   target within the budget, and how soon.
 //!
 //! Every figure is a median (or a count) over seeds `0..seeds`, since single runs of any optimiser vary widely.
 //! The suite is pure computation except for latency, which needs a clock: the caller passes one, so this crate
