@@ -61,7 +61,9 @@ fn main() -> ExitCode {
         }
         Command::Clear { place, who } => operating::operator_command(&who, OperatorAction::Clear { place }),
         Command::Plan { lab, file, count, set } => planning::plan_command(&lab, &file, count, &set),
-        Command::Bench { command: BenchCommand::Learn { seeds } } => planning::bench_learn(seeds),
+        Command::Bench { command: BenchCommand::Learn { seeds, landscapes } } => {
+            planning::bench_learn(seeds, landscapes)
+        }
         Command::Bench {
             command: BenchCommand::Schedule { workload, best_known, generated, noise_seeds, planner_seeds },
         } => planning::bench_schedule(&workload, &best_known, generated, noise_seeds, planner_seeds),

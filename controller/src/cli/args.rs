@@ -375,11 +375,16 @@ pub enum BenchCommand {
     },
     /// The proposer's benchmark suite: Branin, Hartmann6, the Buchwald-Hartwig pool, batches, latency.
     ///
-    /// Example: lab bench learn --seeds 3
+    /// Also the landscapes: ridge, Michalewicz, needle and kinetics; continuous, table-restricted and noisy.
+    ///
+    /// Example: lab bench learn --seeds 3 --landscapes ridge,kinetics/table
     Learn {
         /// Seeds per figure (medians over them).
         #[arg(long, default_value_t = 10)]
         seeds: usize,
+        /// Only these landscapes, by name (such as `ridge`, `needle/table/noisy`); `none` runs none.
+        #[arg(long, value_delimiter = ',')]
+        landscapes: Vec<String>,
     },
     /// The controller's own time per step, with zero-latency simulated instruments.
     ///
