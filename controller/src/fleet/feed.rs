@@ -15,7 +15,7 @@
 //! this one). Then it answers with the reason, and the world stops starting experiments. While the hub cannot be
 //! reached the world goes on with what it holds; the feed retries with a backoff of at most a second.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,8 @@ pub struct HubFeed {
     pub campaign: String,
     /// Claims this workcell holds at the hub and its record lacks (adopted after a crash): handed over first.
     pub adopted: Vec<Claimed>,
+    /// Claims (number, epoch) the record holds already: never handed over again.
+    pub recorded: HashSet<(i64, i64)>,
     /// How many claims to hold beyond what the world asks for, so work goes on through a short outage.
     pub prefetch: usize,
     /// This workcell's lab, for the limits.
@@ -84,6 +86,12 @@ impl ProposalFeed for HubFeed {
             workcell: self.workcell.clone(),
             campaign: self.campaign.clone(),
             held: self.adopted.iter().cloned().collect(),
+            known: self
+                .recorded
+                .iter()
+                .copied()
+                .chain(self.adopted.iter().map(|c| (c.claim.seq, c.claim.epoch)))
+                .collect(),
             prefetch: self.prefetch,
             lab: Arc::clone(&self.lab),
             protocol: Arc::clone(&self.protocol),
@@ -109,6 +117,8 @@ struct Serve {
     workcell: String,
     campaign: String,
     held: VecDeque<Claimed>,
+    /// Every claim this feed handed over or holds, and those the record held when it started.
+    known: HashSet<(i64, i64)>,
     prefetch: usize,
     lab: Arc<Lab>,
     protocol: Arc<Protocol>,
@@ -137,6 +147,7 @@ impl Serve {
         let mut link: Option<Connection> = None;
         let mut backoff = Duration::from_millis(50);
         let mut asked = 0usize;
+        let mut last_error: Option<String> = None;
         loop {
             if asked == 0 {
                 match requests.recv().await {
@@ -166,6 +177,7 @@ impl Serve {
                 match answer {
                     Ok(Answer::Claims(claims)) => {
                         backoff = Duration::from_millis(50);
+                        last_error = None;
                         self.held.extend(claims);
                     }
                     Ok(Answer::Finished(why)) => {
@@ -191,7 +203,13 @@ impl Serve {
                         }
                         continue;
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        // Said once per kind of trouble: a link that flaps would otherwise fill the log.
+                        let said = e.to_string();
+                        if last_error.as_deref() != Some(said.as_str()) {
+                            eprintln!("lab: claiming at the hub: {said}; the workcell goes on with what it holds");
+                            last_error = Some(said);
+                        }
                         link = None;
                         tokio::select! {
                             _ = tokio::time::sleep(backoff) => {}
@@ -228,14 +246,29 @@ impl Serve {
     }
 
     /// Claims up to `want` proposals; refuses those beyond this lab's limits.
-    async fn claim(&self, c: &mut Connection, want: usize) -> Result<Answer, FleetError> {
-        let rows = self
+    async fn claim(&mut self, c: &mut Connection, want: usize) -> Result<Answer, FleetError> {
+        let mut rows = self
             .hub
             .bounded(c.client.query(
                 "SELECT seq, epoch, proposal FROM fleet.claim($1, $2, $3)",
                 &[&self.workcell, &self.campaign, &(want as i32)],
             ))
             .await?;
+        if rows.is_empty() {
+            // A claim whose commit reached the hub while its answer was lost with the link is this workcell's and
+            // nobody else's: adopt it, or it would wait forever.
+            rows = self
+                .hub
+                .bounded(c.client.query(
+                    "SELECT seq, epoch, proposal FROM fleet.proposals
+                     WHERE workcell = $1 AND campaign = $2 AND state = 'claimed' ORDER BY seq",
+                    &[&self.workcell, &self.campaign],
+                ))
+                .await?
+                .into_iter()
+                .filter(|r| !self.known.contains(&(r.get::<_, i64>(0), i64::from(r.get::<_, i32>(1)))))
+                .collect();
+        }
         if rows.is_empty() {
             let status: Option<String> = self
                 .hub
@@ -260,6 +293,7 @@ impl Serve {
         for r in rows {
             let claim =
                 FleetClaim { campaign: self.campaign.clone(), seq: r.get(0), epoch: i64::from(r.get::<_, i32>(1)) };
+            self.known.insert((claim.seq, claim.epoch));
             let value: serde_json::Value = r.get(2);
             let proposal: experiments::Proposal = match serde_json::from_value(value) {
                 Ok(p) => p,

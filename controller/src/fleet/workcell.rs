@@ -96,7 +96,24 @@ pub fn run_workcell(opts: &WorkcellOptions) -> Result<WorkcellSummary, FleetErro
     // The record exists (created or migrated) before the shipper reads it.
     drop(Record::open(&opts.db).map_err(|e| local(&e))?);
     let rt = super::hub::runtime()?;
-    let retired = rt.block_on(register(&opts.hub, &name, &lab, &caps))?;
+    // A hub that does not answer is an error before anything moves, unless the record holds a fleet campaign this
+    // workcell was running when it stopped: that one goes on from the record (it holds the claims), and the hub
+    // hears of it when it answers.
+    let (retired, offline) = match rt.block_on(register(&opts.hub, &name, &lab, &caps)) {
+        Ok(r) => (r, None),
+        Err(e @ FleetError::Unreachable { .. }) => match unfinished_here(&opts.db)? {
+            Some(next) => {
+                eprintln!(
+                    "lab: {e}; resuming fleet campaign {} from {}: claims and shipping go on when the hub answers",
+                    next.campaign,
+                    opts.db.display()
+                );
+                (None, Some(next))
+            }
+            None => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
     let shipper = Shipper::spawn(opts.hub.clone(), name.clone(), opts.db.clone(), !opts.progress)?;
     if opts.ship_only {
         let status = shipper.wait_caught_up(opts.ship_wait, |_, _| {});
@@ -118,8 +135,12 @@ pub fn run_workcell(opts: &WorkcellOptions) -> Result<WorkcellSummary, FleetErro
     }
     let mut campaigns = Vec::new();
     let mut pinned_done = false;
+    let mut offline = offline;
     loop {
-        let next = rt.block_on(next_campaign(opts, &name, &lab, &caps))?;
+        let next = match offline.take() {
+            Some(next) => Some(next),
+            None => patiently(&rt, opts.progress, async || next_campaign(opts, &name, &lab, &caps).await)?,
+        };
         let Some(next) = next else { break };
         if pinned_done && opts.campaign.is_some() {
             break;
@@ -152,6 +173,57 @@ pub fn run_workcell(opts: &WorkcellOptions) -> Result<WorkcellSummary, FleetErro
         return Err(FleetError::Refused(r.clone()));
     }
     Ok(WorkcellSummary { name, campaigns, shipped, local_head })
+}
+
+/// Runs `op` until it works or fails for another reason than an unreachable hub, waiting at most a second between
+/// tries: a workcell that is running waits out an outage rather than end.
+fn patiently<T>(
+    rt: &tokio::runtime::Runtime,
+    progress: bool,
+    mut op: impl AsyncFnMut() -> Result<T, FleetError>,
+) -> Result<T, FleetError> {
+    let mut backoff = Duration::from_millis(50);
+    let mut said = false;
+    loop {
+        match rt.block_on(op()) {
+            Err(e @ FleetError::Unreachable { .. }) => {
+                if progress && !said {
+                    eprintln!("lab: {e}; waiting for the hub");
+                    said = true;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The fleet campaign this record was running when its workcell stopped, from the record alone.
+fn unfinished_here(db: &Path) -> Result<Option<Next>, FleetError> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| FleetError::Local(format!("{}: {e}", db.display())))?;
+    let row = conn
+        .query_row(
+            "SELECT c.id, c.name, c.campaign_path, c.campaign_text, c.protocol_path, c.protocol_text FROM campaigns c
+             WHERE c.status = 'running' AND EXISTS (SELECT 1 FROM journal j WHERE j.campaign_id = c.id
+                 AND j.kind = 'Proposal' AND j.body LIKE '%\"claim\"%')
+             ORDER BY c.id DESC LIMIT 1",
+            [],
+            |r| {
+                Ok(Next {
+                    resume: Some(r.get(0)?),
+                    campaign: r.get(1)?,
+                    campaign_path: r.get(2)?,
+                    campaign_text: r.get(3)?,
+                    protocol_path: r.get(4)?,
+                    protocol_text: r.get(5)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(|e| FleetError::Local(format!("{}: {e}", db.display())))?;
+    Ok(row)
 }
 
 /// Registers (or re-registers) the workcell; returns when and why it was retired, if it was.
@@ -325,7 +397,12 @@ fn run_one(
     // Compare the record with the hub: adopt what the hub says this workcell holds and the record lacks, and give
     // back what the record holds in campaigns that ended without starting it.
     let local = local_claims(&opts.db)?;
-    let held = rt.block_on(held_claims(&opts.hub, name, &next.campaign))?;
+    let held = match next.resume {
+        // A campaign resumed while the hub does not answer adopts nothing: what the hub holds for it waits, claimed,
+        // and is released when the campaign ends.
+        Some(_) => rt.block_on(held_claims(&opts.hub, name, &next.campaign)).unwrap_or_default(),
+        None => patiently(rt, opts.progress, async || held_claims(&opts.hub, name, &next.campaign).await)?,
+    };
     let recorded: HashSet<(String, i64, i64)> =
         local.iter().map(|l| (l.claim.campaign.clone(), l.claim.seq, l.claim.epoch)).collect();
     let adopted: Vec<Claimed> = held
@@ -340,6 +417,11 @@ fn run_one(
         workcell: name.to_owned(),
         campaign: next.campaign.clone(),
         adopted,
+        recorded: local
+            .iter()
+            .filter(|l| l.claim.campaign == next.campaign)
+            .map(|l| (l.claim.seq, l.claim.epoch))
+            .collect(),
         prefetch: opts.prefetch,
         lab: Arc::clone(lab),
         protocol: Arc::clone(&protocol),

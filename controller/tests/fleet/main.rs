@@ -175,6 +175,15 @@ fn the_hub_refuses_journal_rows_that_do_not_chain_and_names_the_workcell_and_row
     assert!(s.refused.as_deref().is_some_and(|r| r.contains("not the record workcell wc-x shipped before")), "{s:?}");
 }
 
+/// The run's folder.
+struct Dir(std::path::PathBuf);
+
+impl Dir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
 /// What a fault run did.
 #[derive(Debug, Default)]
 struct Faults {
@@ -194,14 +203,22 @@ impl Faults {
 /// A fleet of three workcells (A: the demo lab; B: hotplates limited to 100 degC, so it refuses part of the space;
 /// C: no spectrometer, so it can run nothing of the demo's and must never claim) on one campaign, a learner and a
 /// standby, run through `faults` seeded faults; then checks every invariant.
-fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, scale: f64) {
-    let Some(pg) = PgCluster::start() else { return };
+fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, link_scale: f64, time_scale: f64) -> usize {
+    let Some(pg) = PgCluster::start() else { return 0 };
     let url = pg.url();
     assert!(lab(&["fleet", "init"], &url).0);
-    let dir = tempfile::Builder::new().prefix("lab-fleet-").tempdir().unwrap();
-    let keep = std::env::var_os("LAB_FLEET_KEEP").is_some();
+    let tmp = tempfile::Builder::new().prefix("lab-fleet-").tempdir().unwrap();
+    // `LAB_FLEET_KEEP=1` keeps the folder (records, ledgers, logs) for a look after a failure.
+    let (_tmp, dir) = if std::env::var_os("LAB_FLEET_KEEP").is_some() {
+        let kept = tmp.keep();
+        eprintln!("fleet run in {}", kept.display());
+        (None, kept)
+    } else {
+        let p = tmp.path().to_owned();
+        (Some(tmp), p)
+    };
+    let dir = Dir(dir);
     let campaign = write_campaign(dir.path(), "fleet", budget, 2, "SpaceFilling");
-    let time_scale = 1500.0;
     let mut cells = vec![
         Cell::new("wc-a", dir.path(), &harness::demo_lab(), pg.port, time_scale),
         Cell::new("wc-b", dir.path(), &harness::lab_with_hotplates_up_to(100), pg.port, time_scale),
@@ -215,13 +232,14 @@ fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, scale: f64) {
         let via = pg.url_via(c.proxy.port);
         c.start(&via);
     }
-    let hub = client(&pg);
+    let mut hub = client(&pg);
     let mut rng = Lcg(seed);
     let mut faults = Faults::default();
     let mut retired: Option<usize> = None;
     let t0 = Instant::now();
-    let bound = Duration::from_secs(120 + (faults_wanted as u64) * 20);
+    let bound = Duration::from_secs_f64(120.0 + faults_wanted as f64 * (10.0 + 60.0 * link_scale));
     let mut learner_names = 2;
+    let mut cycle: Vec<usize> = Vec::new();
     // Faults while the campaign runs; then let it finish.
     while faults.total() < faults_wanted {
         assert!(t0.elapsed() < bound, "the fault schedule did not finish within {bound:?}: {faults:?}");
@@ -232,7 +250,7 @@ fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, scale: f64) {
         if done {
             break;
         }
-        let pause = Duration::from_secs_f64(rng.between(0.2, 1.0) * scale);
+        let pause = Duration::from_secs_f64(rng.between(0.2, 1.0));
         std::thread::sleep(pause);
         // Workcells that ended (their campaign finished, or a fault) start again, unless retired.
         for (i, c) in cells.iter_mut().enumerate() {
@@ -246,27 +264,44 @@ fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, scale: f64) {
             }
         }
         let which = (rng.next() * 2.0) as usize; // A or B: C runs nothing.
-        let pick = rng.next();
+        // Every kind of fault comes once in each round of eight, in a seeded order (the retirement only once).
+        if cycle.is_empty() {
+            let mut kinds: Vec<usize> = (0..8).collect();
+            for i in (1..kinds.len()).rev() {
+                kinds.swap(i, (rng.next() * (i + 1) as f64) as usize);
+            }
+            cycle = kinds;
+        }
+        let mut kind = cycle.pop().unwrap();
+        if kind == 7 && (retired.is_some() || faults.total() < faults_wanted / 2) {
+            // The retirement comes once, after half the faults, so the retired workcell has worked first.
+            if cycle.is_empty() {
+                continue;
+            }
+            cycle.insert(0, kind);
+            kind = cycle.pop().unwrap();
+        }
+        let pick = [0.1, 0.3, 0.5, 0.65, 0.75, 0.8, 0.9, 0.99][kind];
         if pick < 0.25 {
             if Some(which) != retired && cells[which].kill() {
                 faults.note("kill -9 a workcell and start it again");
-                std::thread::sleep(Duration::from_secs_f64(rng.between(0.1, 1.0) * scale));
+                std::thread::sleep(Duration::from_secs_f64(rng.between(0.1, 1.0)));
                 let via = pg.url_via(cells[which].proxy.port);
                 cells[which].start(&via);
             }
         } else if pick < 0.45 {
             cells[which].proxy.set(Mode::Cut);
-            std::thread::sleep(Duration::from_secs_f64(rng.between(5.0, 60.0) / 20.0 * scale));
+            std::thread::sleep(Duration::from_secs_f64(rng.between(5.0, 60.0) * link_scale));
             cells[which].proxy.set(Mode::Pass);
             faults.note("cut a link");
         } else if pick < 0.6 {
             cells[which].proxy.set(Mode::Blackhole);
-            std::thread::sleep(Duration::from_secs_f64(rng.between(5.0, 60.0) / 20.0 * scale));
+            std::thread::sleep(Duration::from_secs_f64(rng.between(5.0, 60.0) * link_scale));
             cells[which].proxy.set(Mode::Pass);
             faults.note("blackhole a link");
         } else if pick < 0.7 {
             cells[which].proxy.set(Mode::Delay(Duration::from_millis(150)));
-            std::thread::sleep(Duration::from_secs_f64(rng.between(1.0, 3.0) * scale));
+            std::thread::sleep(Duration::from_secs_f64(rng.between(1.0, 3.0)));
             cells[which].proxy.set(Mode::Pass);
             faults.note("delay a link");
         } else if pick < 0.78 {
@@ -279,6 +314,7 @@ fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, scale: f64) {
             faults.note("flap a link");
         } else if pick < 0.88 {
             pg.restart();
+            hub = client(&pg);
             faults.note("restart PostgreSQL");
         } else if pick < 0.97 {
             // Kill the learner that leads; a standby takes over, and a new standby joins.
@@ -295,7 +331,7 @@ fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, scale: f64) {
                     learners.push(learner(&campaign, &url, &format!("learner-{learner_names}"), &log));
                 }
             }
-        } else if retired.is_none() && faults.total() >= faults_wanted / 2 {
+        } else if retired.is_none() {
             // B's PC dies for good: kill it, ship what its disk holds, retire it, settle what it started by its record
             // (as a person would read the dead PC's disk), and then it comes back anyway.
             cells[1].kill();
@@ -450,15 +486,14 @@ fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, scale: f64) {
         told.len(),
         t0.elapsed().as_secs_f64()
     );
-    if keep {
-        let kept = dir.keep();
-        eprintln!("kept {}", kept.display());
-    }
+    faults.total()
 }
 
 #[test]
 fn a_fleet_survives_a_short_seeded_schedule_of_faults() {
-    fleet_run(7, 10, 14, 1.0);
+    // Links are cut and blackholed for 5 to 60 s scaled by 1/20 (0.25 to 3 s), so the round takes a minute or two.
+    let applied = fleet_run(7, 10, 24, 0.05, 1500.0);
+    assert!(applied >= 6, "only {applied} faults were applied before the campaign ended");
 }
 
 #[test]
@@ -468,9 +503,18 @@ fn long_fleet_soak_run_with_lab_fleet_faults() {
     let seeds: Vec<u64> = std::env::var("LAB_FLEET_SEEDS")
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![101, 102, 103, 104, 105]);
-    let per = wanted.div_ceil(seeds.len());
+        .unwrap_or_else(|| (101..=140).collect());
+    // `LAB_FLEET_LINK_SCALE` scales the 5 to 60 s outages (default 1: as long as written).
+    let link_scale: f64 = std::env::var("LAB_FLEET_LINK_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    // Each seed runs a campaign of 48 (the demo rack holds 48 vials) at a slower lab clock, with faults until it ends;
+    // seeds follow one another until enough faults were applied.
+    let mut total = 0;
     for seed in seeds {
-        fleet_run(seed, per, 48, 1.0);
+        total += fleet_run(seed, 80, 48, link_scale, 400.0);
+        println!("{total} faults so far");
+        if total >= wanted {
+            break;
+        }
     }
+    assert!(total >= wanted, "only {total} faults over every seed; give LAB_FLEET_SEEDS more seeds");
 }

@@ -539,7 +539,7 @@ BEGIN
         FROM picked WHERE p.campaign = picked.campaign AND p.seq = picked.seq
         RETURNING p.seq, p.epoch, p.params, p.proposal
     ), logged AS (
-        INSERT INTO fleet.claims (campaign, seq, epoch, workcell) SELECT camp, c.seq, c.epoch, wc FROM claimed
+        INSERT INTO fleet.claims (campaign, seq, epoch, workcell) SELECT camp, c.seq, c.epoch, wc FROM claimed c
     )
     SELECT c.seq, c.epoch, c.params, c.proposal FROM claimed c ORDER BY c.seq;
 END
