@@ -121,12 +121,13 @@ pub enum Command {
         #[arg(long, default_value = "lab.db")]
         db: PathBuf,
         /// The campaign (default: the latest).
-        #[arg(long, conflicts_with = "hub")]
+        #[arg(long, conflicts_with = "fleet_campaign")]
         campaign: Option<i64>,
-        /// Read a fleet campaign from this hub instead of a record: every workcell's experiments in one report.
-        #[arg(long, value_name = "URL", env = "LAB_HUB", hide_env_values = true, requires = "fleet_campaign")]
+        /// With --fleet-campaign: the hub to read it from.
+        #[arg(long, value_name = "URL", env = "LAB_HUB", hide_env_values = true)]
         hub: Option<String>,
-        /// With --hub: the fleet campaign's name.
+        /// A fleet campaign, read from the hub instead of a record: every workcell's experiments, in the fleet's
+        /// order.
         #[arg(long, value_name = "NAME", requires = "hub")]
         fleet_campaign: Option<String>,
         /// The folder to write into (created if missing).
@@ -257,12 +258,13 @@ pub enum Command {
         #[arg(long, default_value = "lab.db")]
         db: PathBuf,
         /// Only this campaign (default: all).
-        #[arg(long, conflicts_with = "hub")]
+        #[arg(long, conflicts_with = "fleet_campaign")]
         campaign: Option<i64>,
-        /// Read a fleet campaign from this hub instead of a record: every workcell's experiments, in the fleet's order.
-        #[arg(long, value_name = "URL", env = "LAB_HUB", hide_env_values = true, requires = "fleet_campaign")]
+        /// With --fleet-campaign: the hub to read it from.
+        #[arg(long, value_name = "URL", env = "LAB_HUB", hide_env_values = true)]
         hub: Option<String>,
-        /// With --hub: the fleet campaign's name.
+        /// A fleet campaign, read from the hub instead of a record: every workcell's experiments, in the fleet's
+        /// order.
         #[arg(long, value_name = "NAME", requires = "hub")]
         fleet_campaign: Option<String>,
         /// `csv` or `parquet`.

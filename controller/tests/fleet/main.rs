@@ -89,6 +89,23 @@ fn the_hub_refuses_what_it_cannot_take_with_clear_errors() {
 }
 
 #[test]
+fn a_hub_url_that_asks_for_tls_gets_it_and_an_untrusted_certificate_is_refused() {
+    let Some(pg) = PgCluster::start_tls() else { return };
+    let ca = pg.ca.clone().unwrap();
+    let tls = format!("{}?sslmode=require&sslrootcert={}", pg.url(), ca.display());
+    let (ok, out, err) = lab(&["fleet", "init"], &tls);
+    assert!(ok && out.contains("created fleet schema"), "{out}{err}");
+    // The server takes TCP connections over TLS only, so this status came over TLS.
+    let (ok, out, err) = lab(&["fleet", "status"], &tls);
+    assert!(ok && out.contains("no campaigns"), "{out}{err}");
+    let (ok, _, err) = lab(&["fleet", "status"], &format!("{}?sslmode=disable", pg.url()));
+    assert!(!ok && err.contains("no encryption"), "{err}");
+    // Without the authority's certificate the server's is not trusted.
+    let (ok, _, err) = lab(&["fleet", "status"], &format!("{}?sslmode=require", pg.url()));
+    assert!(!ok && err.to_lowercase().contains("certificate") && !err.contains(pg::PASSWORD), "{err}");
+}
+
+#[test]
 fn the_hub_refuses_journal_rows_that_do_not_chain_and_names_the_workcell_and_row() {
     let Some(pg) = PgCluster::start() else { return };
     let url = pg.url();
@@ -477,6 +494,16 @@ fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, link_scale: f64, ti
         );
         assert_eq!(merged_after, 0, "a retired workcell's result was merged");
     }
+    // 6. The scientists' view: one export and one report of the fleet campaign, every workcell's experiments.
+    let experiments: usize = cells.iter().map(|c| harness::local_experiments(&c.db()).len()).sum();
+    let csv = dir.path().join("fleet.csv");
+    let (ok, out, err) = lab(&["export", "--fleet-campaign", "fleet", "--out", csv.to_str().unwrap()], &url);
+    assert!(ok, "{out}{err}");
+    let rows = std::fs::read_to_string(&csv).unwrap().lines().count() - 1;
+    assert_eq!(rows, experiments, "the hub's export holds every workcell's experiments");
+    let report = dir.path().join("report");
+    let (ok, out, err) = lab(&["report", "--fleet-campaign", "fleet", "--out", report.to_str().unwrap()], &url);
+    assert!(ok && report.join("report.html").exists(), "{out}{err}");
     let conflicts = hub.count("SELECT count(*) FROM fleet.conflicts");
     println!(
         "seed {seed}: {} faults {:?}; proposals {states:?}; {} results told once each; {conflicts} conflicts flagged; \

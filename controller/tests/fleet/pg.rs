@@ -21,6 +21,8 @@ pub struct PgCluster {
     user: Option<String>,
     /// The TCP port it listens on (127.0.0.1).
     pub port: u16,
+    /// With TLS: the certificate of the authority that signed the server's.
+    pub ca: Option<PathBuf>,
 }
 
 /// The newest PostgreSQL (15 or later) installed by Debian's packages.
@@ -50,6 +52,16 @@ impl PgCluster {
     /// Starts a cluster, or returns `None` (after saying why) when PostgreSQL is not installed and the caller may
     /// skip.
     pub fn start() -> Option<PgCluster> {
+        Self::start_with(false)
+    }
+
+    /// A cluster that accepts TCP connections over TLS only, with a server certificate signed by a throwaway
+    /// authority ([`PgCluster::ca`]).
+    pub fn start_tls() -> Option<PgCluster> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<PgCluster> {
         let Some(bin) = find_bin() else {
             let why = "PostgreSQL 15 or later is not installed (apt-get install -y postgresql); fleet tests skipped";
             if std::env::var("LAB_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
@@ -62,11 +74,12 @@ impl PgCluster {
         let dir = tempfile::Builder::new().prefix("lab-pg-").tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::write(dir.path().join("pwfile"), PASSWORD).unwrap();
+        let ca = tls.then(|| make_certificates(dir.path()));
         if let Some(u) = &user {
             let status = Command::new("chown").args(["-R", u]).arg(dir.path()).status().unwrap();
             assert!(status.success(), "chown of the cluster's folder to {u} failed");
         }
-        let cluster = PgCluster { dir, bin, user, port: free_port() };
+        let cluster = PgCluster { dir, bin, user, port: free_port(), ca };
         cluster.run(
             "initdb",
             &[
@@ -84,6 +97,15 @@ impl PgCluster {
             ],
             Duration::from_secs(120),
         );
+        if cluster.ca.is_some() {
+            // TCP only with TLS: a connection that is not encrypted finds no line here and is refused.
+            let hba = "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n";
+            let path = data.join("pg_hba.conf");
+            std::fs::write(&path, hba).unwrap();
+            if let Some(u) = &cluster.user {
+                Command::new("chown").arg(u).arg(&path).status().unwrap();
+            }
+        }
         cluster.start_server();
         cluster.psql("postgres", "CREATE DATABASE lab");
         Some(cluster)
@@ -129,11 +151,15 @@ impl PgCluster {
     }
 
     fn start_server(&self) {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200",
             self.port,
             self.dir.path().display()
         );
+        if self.ca.is_some() {
+            let d = self.dir.path().display();
+            opts.push_str(&format!(" -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key"));
+        }
         let log = self.dir.path().join("server.log").display().to_string();
         self.run(
             "pg_ctl",
@@ -174,6 +200,67 @@ impl PgCluster {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// A throwaway certificate authority and a server certificate it signed for 127.0.0.1 and localhost, in `dir`
+/// (`openssl`, which Debian's postgresql brings with ssl-cert). Returns the authority's certificate.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=lab test authority",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    dir.join("ca.crt")
 }
 
 impl Drop for PgCluster {
