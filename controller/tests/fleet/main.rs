@@ -499,8 +499,8 @@ fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, link_scale: f64, ti
     let csv = dir.path().join("fleet.csv");
     let (ok, out, err) = lab(&["export", "--fleet-campaign", "fleet", "--out", csv.to_str().unwrap()], &url);
     assert!(ok, "{out}{err}");
-    let rows = std::fs::read_to_string(&csv).unwrap().lines().count() - 1;
-    assert_eq!(rows, experiments, "the hub's export holds every workcell's experiments");
+    let exported = std::fs::read_to_string(&csv).unwrap().lines().count() - 1;
+    assert_eq!(exported, experiments, "the hub's export holds every workcell's experiments");
     let report = dir.path().join("report");
     let (ok, out, err) = lab(&["report", "--fleet-campaign", "fleet", "--out", report.to_str().unwrap()], &url);
     assert!(ok && report.join("report.html").exists(), "{out}{err}");
