@@ -93,37 +93,46 @@ fn claim_latency(pg: &pg::PgCluster) {
     claimer.execute("LISTEN fleet_open");
     let mut tx_ms = Vec::new();
     let mut notify_ms = Vec::new();
-    let mut seq = 32;
+    let mut next = 33;
     for i in 0..2000 {
         let t = Instant::now();
         let n = claimer.count("SELECT count(*) FROM fleet.claim('bench', 'claims', 1)");
         tx_ms.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(n, 1);
-        // The publisher refills the open set, as the learner does; every tenth time the claimer first drains it and
-        // waits for the NOTIFY, so that latency is measured from the publisher's commit.
-        seq += 1;
         if i % 10 == 0 {
+            // Every tenth time the claimer drains the open set and waits for the publisher's NOTIFY, so that the
+            // latency is measured from the publisher's commit.
             let drained = claimer.count("SELECT count(*) FROM fleet.claim('bench', 'claims', 100)");
             let t = Instant::now();
             publisher.execute(&format!(
                 "BEGIN; INSERT INTO fleet.proposals (campaign, seq, needs, params, proposal)
-                 SELECT 'claims', s, '{{kind:Hotplate}}', '{{}}', '{{}}' FROM generate_series({seq}, {}) s;
+                 SELECT 'claims', s, '{{kind:Hotplate}}', '{{}}', '{{}}' FROM generate_series({next}, {}) s;
                  SELECT pg_notify('fleet_open', 'claims'); COMMIT",
-                seq + drained
+                next + drained
             ));
-            seq += drained;
+            next += drained + 1;
             let note =
                 claimer.rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), claimer.notes.recv()).await });
             assert!(note.is_ok());
             let n = claimer.count("SELECT count(*) FROM fleet.claim('bench', 'claims', 1)");
             assert_eq!(n, 1);
             notify_ms.push(t.elapsed().as_secs_f64() * 1e3);
-            seq += 0;
         }
+        // The publisher refills the open set, as the learner does.
+        let k = if i % 10 == 0 { 1 } else { 0 };
         publisher.execute(&format!(
-            "INSERT INTO fleet.proposals (campaign, seq, needs, params, proposal) VALUES ('claims', {seq}, '{{kind:Hotplate}}', '{{}}', '{{}}')"
+            "INSERT INTO fleet.proposals (campaign, seq, needs, params, proposal)
+             SELECT 'claims', s, '{{kind:Hotplate}}', '{{}}', '{{}}' FROM generate_series({next}, {}) s",
+            next + k
         ));
+        next += k + 1;
     }
+    // The claims campaign is no campaign a workcell could run: close it before the next figure.
+    publisher.execute(
+        "UPDATE fleet.proposals SET state = 'withdrawn' WHERE campaign = 'claims' AND state = 'open';
+         UPDATE fleet.proposals SET state = 'succeeded' WHERE campaign = 'claims' AND state = 'claimed';
+         UPDATE fleet.campaigns SET status = 'finished' WHERE name = 'claims';",
+    );
     println!(
         "claim: fleet.claim transaction p50 {:.2} ms p95 {:.2} ms ({} claims, 32 open); publish+NOTIFY to claim committed p50 {:.2} ms p95 {:.2} ms ({} times)",
         percentile(&mut tx_ms.clone(), 0.5),
@@ -357,7 +366,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     claim_latency(&pg);
-    whole_path(&pg, 600);
+    whole_path(&pg, 300);
     let outage = std::env::var("LAB_BENCH_OUTAGE").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     catch_up(&pg, Duration::from_secs(outage), 200_000);
     failover(&pg, 5);

@@ -151,16 +151,21 @@ pub fn learn(opts: &LearnOptions) -> Result<LearnSummary, FleetError> {
             standby: Duration::ZERO,
             takeovers: 0,
         };
+        let mut last = String::new();
+        let mut backoff = Duration::from_millis(100);
         loop {
             match lead(opts, &files, &mut summary).await {
                 Ok(true) => return Ok(summary),
-                Ok(false) => {}
+                Ok(false) => backoff = Duration::from_millis(100),
                 Err(FleetError::Refused(r)) => return Err(FleetError::Refused(r)),
                 Err(e) => {
-                    if opts.progress {
-                        eprintln!("lab: {e}; waiting to lead again");
+                    let said = e.to_string();
+                    if opts.progress && said != last {
+                        eprintln!("lab: {said}; waiting to lead again");
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    last = said;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
         }

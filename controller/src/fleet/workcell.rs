@@ -329,14 +329,18 @@ async fn next_campaign(
         let protocol_text: String = row.get(4);
         let protocol_path: String = row.get(3);
         let campaign: String = row.get(0);
-        let (protocol, _) =
-            protocols::load_protocol(protocols::SourceFile::new(protocol_path.clone(), protocol_text.clone()))
-                .map_err(|d| {
-                    FleetError::Refused(format!(
-                        "the protocol of campaign {campaign} at the hub does not load: {} problems",
-                        d.iter().count()
-                    ))
-                })?;
+        let protocol =
+            match protocols::load_protocol(protocols::SourceFile::new(protocol_path.clone(), protocol_text.clone())) {
+                Ok((p, _)) => p,
+                Err(d) if opts.campaign.is_some() => {
+                    return Err(FleetError::Refused(format!(
+                        "the protocol of campaign {campaign} at the hub does not load with this lab: {}",
+                        d.iter().map(|x| x.message.clone()).collect::<Vec<_>>().join("; ")
+                    )));
+                }
+                // A campaign published by another version of lab, say: not one this workcell can run.
+                Err(_) => continue,
+            };
         match capability::can_run(lab, &protocol) {
             Ok(()) => {
                 return Ok(Some(Next {
@@ -405,11 +409,18 @@ fn run_one(
     };
     let recorded: HashSet<(String, i64, i64)> =
         local.iter().map(|l| (l.claim.campaign.clone(), l.claim.seq, l.claim.epoch)).collect();
-    let adopted: Vec<Claimed> = held
+    let (adopted, beyond): (Vec<Claimed>, Vec<Claimed>) = held
         .into_iter()
         .filter(|c| !recorded.contains(&(c.claim.campaign.clone(), c.claim.seq, c.claim.epoch)))
-        .collect();
+        .partition(|c| capability::refusal(lab, &protocol, &campaign.fixed, &c.proposal.values).is_none());
     release_unstarted(&opts.db, &local, next.resume, "the campaign it was claimed for ended before it started")?;
+    // An adopted claim is checked against this lab's limits as a new one is (the lab file may have changed too).
+    if let Some(id) = next.resume.or_else(|| local.iter().map(|l| l.local_campaign).max()) {
+        for c in beyond {
+            let why = capability::refusal(lab, &protocol, &campaign.fixed, &c.proposal.values).unwrap_or_default();
+            write_release(&opts.db, id, c.claim, &why, true)?;
+        }
+    }
     shipper.poke();
 
     let feed = HubFeed {
@@ -553,8 +564,18 @@ fn release_unstarted(db: &Path, local: &[LocalClaim], keep: Option<i64>, why: &s
     Ok(())
 }
 
+/// Writes a refusal (or a release) of one claim to the record.
+fn write_release(db: &Path, campaign: i64, claim: FleetClaim, why: &str, refused: bool) -> Result<(), FleetError> {
+    write_events(db, campaign, vec![claim], why, refused)
+}
+
 /// Writes one `ClaimReleased` row per claim to the record, in one transaction.
 fn write_releases(db: &Path, campaign: i64, claims: Vec<FleetClaim>, why: &str) -> Result<(), FleetError> {
+    write_events(db, campaign, claims, why, false)
+}
+
+/// Writes one `ClaimReleased` row per claim, refusals or not, in one transaction.
+fn write_events(db: &Path, campaign: i64, claims: Vec<FleetClaim>, why: &str, refused: bool) -> Result<(), FleetError> {
     if claims.is_empty() {
         return Ok(());
     }
@@ -565,7 +586,7 @@ fn write_releases(db: &Path, campaign: i64, claims: Vec<FleetClaim>, why: &str) 
         .unwrap_or(0.0);
     let events: Vec<RecordEvent> = claims
         .into_iter()
-        .map(|claim| RecordEvent::ClaimReleased { campaign, at, claim, reason: why.to_owned(), refused: false })
+        .map(|claim| RecordEvent::ClaimReleased { campaign, at, claim, reason: why.to_owned(), refused })
         .collect();
     record.write(&events).map_err(|e| FleetError::Local(e.to_string()))
 }

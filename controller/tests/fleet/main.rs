@@ -192,6 +192,30 @@ fn the_hub_refuses_journal_rows_that_do_not_chain_and_names_the_workcell_and_row
     assert!(s.refused.as_deref().is_some_and(|r| r.contains("not the record workcell wc-x shipped before")), "{s:?}");
 }
 
+/// The learners a run started, killed when it ends however it ends (a learner waits for its hub forever).
+struct Learners(Vec<std::process::Child>);
+
+impl std::ops::Deref for Learners {
+    type Target = Vec<std::process::Child>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Learners {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Learners {
+    fn drop(&mut self) {
+        for l in &mut self.0 {
+            kill9(l);
+        }
+    }
+}
+
 /// The run's folder.
 struct Dir(std::path::PathBuf);
 
@@ -242,7 +266,7 @@ fn fleet_run(seed: u64, faults_wanted: usize, budget: usize, link_scale: f64, ti
         Cell::new("wc-c", dir.path(), &harness::lab_without_spectrometer(), pg.port, time_scale),
     ];
     let log = dir.path().join("learners.log");
-    let mut learners = vec![learner(&campaign, &url, "learner-1", &log)];
+    let mut learners = Learners(vec![learner(&campaign, &url, "learner-1", &log)]);
     std::thread::sleep(Duration::from_millis(300));
     learners.push(learner(&campaign, &url, "learner-2", &log));
     for c in cells.iter_mut() {
