@@ -18,6 +18,23 @@ pub(super) fn spawn_learner(
     spawn_proposer(proposer, inbound)
 }
 
+/// Where a campaign's proposals come from instead of its own learner: a fleet's hub, for `lab workcell`.
+///
+/// The feed runs on its own thread and answers the world as the learner's thread does: each
+/// [`LearnerRequest::Ask`] with [`Inbound::Proposals`] (each proposal with the claim it carries), in order; tells
+/// need no answer. The world stays the same whichever answers it.
+pub trait ProposalFeed: Send + Sync + std::fmt::Debug {
+    /// Starts the feed's thread for local campaign `campaign`, which records what it must through `recorder` at the
+    /// lab times `clock` gives.
+    fn spawn(
+        &self,
+        inbound: Sender<Inbound>,
+        recorder: crate::record::Recorder,
+        campaign: i64,
+        clock: devices::Clock,
+    ) -> Result<(Sender<LearnerRequest>, std::thread::JoinHandle<()>), RunError>;
+}
+
 /// Runs a proposer on its own thread.
 pub fn spawn_proposer(
     mut proposer: Box<dyn experiments::Proposer>,
@@ -33,7 +50,7 @@ pub fn spawn_proposer(
                     LearnerRequest::Ask { n, pending } => {
                         let proposals = proposer.ask(n, &pending);
                         let stop = proposer.should_stop().map(|r| r.to_string());
-                        if inbound.send(Inbound::Proposals { asked: n, proposals, stop }).is_err() {
+                        if inbound.send(Inbound::Proposals { asked: n, proposals, stop, claims: Vec::new() }).is_err() {
                             break;
                         }
                     }
