@@ -69,8 +69,10 @@ fn main() -> ExitCode {
             sign_with,
             ship_wait,
             ship_only,
+            instant,
         } => {
-            let run = fleet::WorkcellRun { name, campaign, prefetch, time_scale, sign_with, ship_wait, ship_only };
+            let run =
+                fleet::WorkcellRun { name, campaign, prefetch, time_scale, sign_with, ship_wait, ship_only, instant };
             fleet::workcell(&hub, lab, db, run, &unknown, quiet)
         }
         Command::Replay { db, campaign, instrument, transcript, lab } => {

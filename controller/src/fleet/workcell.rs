@@ -55,6 +55,8 @@ pub struct WorkcellOptions {
     /// Only ship the record's journal, claim nothing, run nothing (a stopped workcell's record, before an operator
     /// retires it).
     pub ship_only: bool,
+    /// Run each step on a simulation of its expected duration instead of the instruments ([`super::instant`]).
+    pub instant: bool,
 }
 
 /// What a workcell did.
@@ -231,11 +233,7 @@ async fn register(hub: &Hub, name: &str, lab: &devices::Lab, caps: &[String]) ->
     let c = hub.connect().await?;
     let row = hub
         .bounded(c.client.query_one(
-            "INSERT INTO fleet.workcells (name, lab_name, lab_sha256, capabilities) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (name) DO UPDATE SET lab_name = EXCLUDED.lab_name, lab_sha256 = EXCLUDED.lab_sha256,
-                 capabilities = EXCLUDED.capabilities, last_seen = now()
-             RETURNING CASE WHEN retired_at IS NOT NULL
-                 THEN format('at %s by %s: %s', retired_at, retired_by, retired_reason) END",
+            "SELECT fleet.register($1, $2, $3, $4)",
             &[&name, &lab.name, &crate::record::sha256_hex(lab.source.text.as_bytes()), &caps],
         ))
         .await?;
@@ -434,6 +432,7 @@ fn run_one(
             .map(|l| (l.claim.seq, l.claim.epoch))
             .collect(),
         prefetch: opts.prefetch,
+        shipper: Some(shipper.poker()),
         lab: Arc::clone(lab),
         protocol: Arc::clone(&protocol),
         fixed: campaign.fixed.clone(),
@@ -454,6 +453,14 @@ fn run_one(
         );
     }
     let summary = match next.resume {
+        Some(id) if opts.instant => {
+            return Err(FleetError::Refused(format!(
+                "{} holds fleet campaign {} (local campaign {id}) unfinished: an instant workcell does not resume; \
+                 give it another --db",
+                opts.db.display(),
+                next.campaign
+            )));
+        }
         Some(id) => crate::run::resume_campaign(
             &ResumeOptions { db: opts.db.clone(), campaign: Some(id), lab: Some(opts.lab.clone()) },
             &copts,
@@ -468,7 +475,7 @@ fn run_one(
                 lab_path: opts.lab.clone(),
                 warnings: Default::default(),
             };
-            crate::run::run_inputs(inputs, &copts)
+            if opts.instant { super::instant::run(inputs, &copts) } else { crate::run::run_inputs(inputs, &copts) }
         }
     }
     .map_err(|e| FleetError::Local(e.to_string()))?;

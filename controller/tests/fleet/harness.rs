@@ -60,6 +60,8 @@ pub struct Cell {
     pub process: Option<Child>,
     /// How many times it was started.
     pub starts: usize,
+    /// Its own login's password at the hub (`lab fleet grant`), if it has one; else it logs in as the hub's owner.
+    pub password: Option<String>,
 }
 
 impl Cell {
@@ -87,7 +89,16 @@ impl Cell {
             assert!(t0.elapsed() < Duration::from_secs(30), "`lab sim` for {name} did not write its lab file");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Cell { name: name.to_owned(), dir, sim: Some(sim), proxy: Proxy::start(hub_port), process: None, starts: 0 }
+        let proxy = Proxy::start(hub_port);
+        Cell { name: name.to_owned(), dir, sim: Some(sim), proxy, process: None, starts: 0, password: None }
+    }
+
+    /// Its URL of the hub: through its proxy, as its own login if it has one.
+    pub fn hub_url(&self, pg: &PgCluster) -> String {
+        match &self.password {
+            Some(p) => pg.url_as(&self.name, p, self.proxy.port),
+            None => pg.url_via(self.proxy.port),
+        }
     }
 
     /// The record.
@@ -238,6 +249,36 @@ pub fn lab(args: &[&str], hub_url: &str) -> (bool, String, String) {
     )
 }
 
+/// Gives `login` its own login at the hub as `role` (`lab fleet grant`, by the hub's owner); returns its password.
+pub fn grant(owner_url: &str, login: &str, role: &str) -> String {
+    let (ok, out, err) = lab(&["fleet", "grant", login, "--as", role], owner_url);
+    assert!(ok, "lab fleet grant {login}: {out}{err}");
+    out.lines()
+        .find_map(|l| l.split_once("): ").filter(|(a, _)| a.starts_with("password")).map(|(_, p)| p.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no password in {out}"))
+}
+
+/// A throwaway cluster with the fleet's schema: the cluster, its owner's URL, and a client for the oracle; `None`
+/// (after saying why) where PostgreSQL is not installed and the test may skip.
+pub fn hub() -> Option<(PgCluster, String, Sql)> {
+    let pg = PgCluster::start()?;
+    let url = pg.url();
+    let (ok, out, err) = lab(&["fleet", "init"], &url);
+    assert!(ok, "lab fleet init: {out}{err}");
+    let sql = client(&pg);
+    Some((pg, url, sql))
+}
+
+/// Ships the record at `db` as workcell `workcell` to the hub at `url` until the hub holds all of it, the hub refuses
+/// it, or a minute passes; returns where shipping stood.
+pub fn ship(url: &str, workcell: &str, db: &Path) -> controller::fleet::ship::ShipStatus {
+    let hub = controller::fleet::Hub::parse(url).unwrap();
+    let shipper = controller::fleet::ship::Shipper::spawn(hub, workcell.into(), db.to_owned(), true).unwrap();
+    let s = shipper.wait_caught_up(Some(Duration::from_secs(60)), |_, _| {});
+    shipper.stop();
+    s
+}
+
 /// A client for the oracle.
 pub fn client(pg: &PgCluster) -> Sql {
     Sql::connect(&pg.url())
@@ -377,4 +418,22 @@ pub fn dispensed(ledger: &devices::sim::LedgerFile) -> BTreeMap<(usize, String),
         }
     }
     out
+}
+
+/// How many journal rows the record at `db` holds (0 if it has none yet).
+pub fn journal_rows(db: &Path) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("SELECT count(*) FROM journal", [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+/// Why each failed experiment of the record at `db` failed.
+pub fn failures(db: &Path) -> Vec<String> {
+    let Ok(conn) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = conn.prepare("SELECT coalesce(error, '') FROM experiments WHERE status = 'failed'") else {
+        return Vec::new();
+    };
+    stmt.query_map([], |r| r.get::<_, String>(0)).map(|rows| rows.flatten().collect()).unwrap_or_default()
 }
