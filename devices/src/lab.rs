@@ -1296,8 +1296,25 @@ fn instrument(
             let t = quantity("max_temperature", &max_temperature, Dimension::Temperature, &mut fail);
             let s = quantity("max_speed", &max_speed, Dimension::RotationalSpeed, &mut fail);
             let tol = tolerance.map_or(1.0, |t| quantity("tolerance", &t, Dimension::Temperature, &mut fail));
+            let model = model.unwrap_or_else(|| "RCT digital".to_owned());
+            if let Some(p) = crate::models::namur::profile(&model) {
+                if t > p.max_temperature {
+                    fail(
+                        &[Seg::Field("driver"), Seg::Field("max_temperature")],
+                        format!("`{name}` is an IKA {model}, which takes set points up to {} degC", p.max_temperature),
+                        format!("lower `max_temperature` to at most \"{} degC\"", p.max_temperature),
+                    );
+                }
+                if s > p.speed.1 {
+                    fail(
+                        &[Seg::Field("driver"), Seg::Field("max_speed")],
+                        format!("`{name}` is an IKA {model}, which stirs at most {} rpm", p.speed.1),
+                        format!("lower `max_speed` to at most \"{} rpm\"", p.speed.1),
+                    );
+                }
+            }
             DriverConfig::IkaHotplate(IkaConfig {
-                model: model.unwrap_or_else(|| "RCT digital".to_owned()),
+                model,
                 max_temperature: Temperature(t),
                 max_speed: Speed(s),
                 tolerance: Temperature(tol),
@@ -1553,6 +1570,20 @@ fn instrument(
         PortFile::Simulator(p) => PortSpec::Simulator(p),
         PortFile::Serial(p) => PortSpec::Serial(p),
     };
+    if port == PortSpec::Simulated
+        && let Some(known) = unsimulated_model(&driver)
+    {
+        diags.push(
+            Diagnostic::error(
+                codes::SETTING,
+                source,
+                node.span_of(&[Seg::Field("driver"), Seg::Field("model")]),
+                format!("`{name}` is simulated, and its simulator has no profile of this model"),
+            )
+            .with_help(format!("the simulator can be: {}", known.join(", "))),
+        );
+        ok = false;
+    }
     let faults = match f.faults {
         None => None,
         Some(file) => {
@@ -1562,6 +1593,24 @@ fn instrument(
         }
     };
     ok.then(|| InstrumentSpec { name: name.to_owned(), driver, port, position: f.position, line, faults })
+}
+
+/// For a driver whose simulator answers as a model's profile, the models it can be, if the driver's model is not
+/// one of them.
+fn unsimulated_model(driver: &DriverConfig) -> Option<Vec<&'static str>> {
+    use crate::models::{namur, scpi, sics};
+    match driver {
+        DriverConfig::MettlerBalance(c) if sics::profile(&c.model).is_none() => {
+            Some(sics::PROFILES.iter().map(|p| p.model).collect())
+        }
+        DriverConfig::IkaHotplate(c) if namur::profile(&c.model).is_none() => {
+            Some(namur::PROFILES.iter().map(|p| p.model).collect())
+        }
+        DriverConfig::ScpiThermometer(c) if scpi::profile(&c.model).is_none() => {
+            Some(scpi::PROFILES.iter().map(|p| p.model).collect())
+        }
+        _ => None,
+    }
 }
 
 /// Reads an instrument's `faults`, refusing what its simulator cannot inject.
@@ -1758,6 +1807,31 @@ mod tests {
                 "D0007 the simulator of `probe_3` cannot inject `partial`: only a syringe pump moves part of a stroke",
             ]
         );
+    }
+
+    #[test]
+    fn a_simulated_model_needs_a_profile_and_its_limits() {
+        let text = include_str!("../labs/sim.lab.ron")
+            .replacen(
+                "IkaHotplate(model: \"RCT digital\", max_temperature: \"310 degC\"",
+                "IkaHotplate(model: \"C-MAG HS 7\", max_temperature: \"310 degC\"",
+                1,
+            )
+            .replacen(
+                "IkaHotplate(model: \"RCT digital\", max_temperature: \"310 degC\"",
+                "IkaHotplate(model: \"RCT digital\", max_temperature: \"340 degC\"",
+                1,
+            );
+        let d = load_lab(SourceFile::new("sim.lab.ron", text)).unwrap_err();
+        let msgs: Vec<String> = d.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "D0004 `hotplate_1` is simulated, and its simulator has no profile of this model",
+                "D0004 `hotplate_2` is an IKA RCT digital, which takes set points up to 310 degC",
+            ]
+        );
+        assert!(d.to_string().contains("help: the simulator can be: RCT digital, RET control-visc"), "{d}");
     }
 
     #[test]

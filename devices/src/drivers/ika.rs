@@ -1,4 +1,8 @@
-//! IKA hotplate-stirrer (RCT digital and relatives), NAMUR protocol.
+//! IKA hotplate-stirrer (RCT digital, RET control-visc and relatives), NAMUR protocol.
+//!
+//! The driver asks only what every NAMUR hotplate of [`crate::models::namur`] has (`IN_NAME`, `IN_PV_2`, `IN_SP_1`,
+//! `IN_SP_4`, `OUT_SP_1`, `OUT_SP_4`, `START_n`, `STOP_n`, `OUT_WD1@m`), checks a set point against its model's
+//! ranges, and expects the name its model answers (`IKARET` for a RET control-visc).
 //!
 //! The line is 9600 baud, 7 data bits, even parity (the lab file's line settings). Commands are `CMD[ value]`
 //! followed by CR LF. Reads (`IN_*`) are answered `value index` CR LF; writes (`OUT_*`, `START_*`, `STOP_*`,
@@ -26,6 +30,7 @@ use super::{Deadline, FrameError, error, garbled, number, pause, with_acted};
 use crate::capability::{Heat, Identity, Instrument, Outcome, Stir};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::IkaConfig;
+use crate::models::namur::profile;
 use crate::transport::Link;
 
 /// Lab seconds between two readings while heating, ramping or holding.
@@ -175,6 +180,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> IkaHotplate<T> {
         {
             return limit(format!("speed {s} is outside 0..={}", self.config.max_speed));
         }
+        // A model whose motor has a lowest speed (50 rpm on a RET control-visc) cannot stir slower.
+        let lowest = profile(&self.config.model).map_or(0.0, |p| p.speed.0);
+        if let Some(s) = speed
+            && s.0 > 0.0
+            && s.0 < lowest
+        {
+            return limit(format!("speed {s} is below the {lowest} rpm this model stirs at least"));
+        }
         if !(duration.0.is_finite() && duration.0 >= 0.0) {
             return limit(format!("cannot hold for {duration}"));
         }
@@ -279,10 +292,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for IkaHotplate<T> {
     fn identify(&mut self) -> BoxFuture<'_, Result<Identity, DeviceError>> {
         Box::pin(async move {
             let name = self.read("IN_NAME", false).await?;
-            if name != self.config.model {
+            // A model with a profile answers its own name (a RET control-visc says `IKARET`); any other is taken
+            // to answer the lab file's `model`.
+            let expected = profile(&self.config.model).map_or(self.config.model.as_str(), |p| p.name);
+            if name != expected {
                 return Err(error(
                     &self.name,
-                    DeviceErrorKind::WrongIdentity { expected: format!("an IKA `{}`", self.config.model), found: name },
+                    DeviceErrorKind::WrongIdentity {
+                        expected: format!("an IKA `{}`, which answers `{expected}`", self.config.model),
+                        found: name,
+                    },
                     false,
                 ));
             }

@@ -8,17 +8,25 @@
 //! (`ES` syntax, `ET` transmission, `EL` logical), each a named [`SicsError`].
 //!
 //! Identification reads `I2` (type and capacity) and `I4` (serial number) and refuses a balance whose type is
-//! not the lab file's `model`; initialization resets with `@` and zeroes the empty pan with `Z` (nothing stands on
-//! a balance when the lab starts). A weighing is `S`, which the balance answers once the reading is stable: the
-//! driver waits for it the line's timeout plus the lab file's `settle` time on the lab clock. The mass returned is
-//! the gross load on the pan (vessel and contents) in grams. Nothing here moves anything, so every error carries
-//! `may_have_acted = false`.
+//! not the lab file's `model`. Initialization resets with `@`, asks `I0` which commands the balance implements (a
+//! level-0 command every balance answers, line by line: `I0 B <level> "<command>"` until the last, `I0 A ...`), sets
+//! the host unit to grams with `M21 0 0` only if the list has `M21` (a balance without it answers `ES`), and zeroes
+//! the empty pan with `Z` (nothing stands on a balance when the lab starts). A weighing is `S`, which the balance
+//! answers once the reading is stable: the driver waits for it the line's timeout plus the lab file's `settle` time
+//! on the lab clock. The mass returned is the gross load on the pan (vessel and contents) in grams; a weight in
+//! `mg` or `kg` is converted, so a balance left in another host unit still weighs right. Nothing here moves
+//! anything, so every error carries `may_have_acted = false`.
+//!
+//! [`crate::models::sics::PROFILES`] records, for each model the simulator can be, the commands of that model this project has evidence
+//! for (the level-0 and level-1 sets every MT-SICS balance implements, and the level-2 commands the driver uses),
+//! which is what the simulator lists for `I0` and answers; a real balance lists more.
 //!
 //! Choices where the notes leave the hardware unverified [U]:
 //! - `I2` is taken to answer one quoted parameter, `"<type> <capacity> <unit>"`, whose first word is the type.
 //! - `I3` (the software version) is read for the record; a balance that refuses it with `ES` still identifies.
-//! - `S I` is reported as `Busy` (the balance could not give a stable weight in time); a weight in `mg` or `kg` is
-//!   converted, any other unit is a garbled reply.
+//! - `S I` is reported as `Busy` (the balance could not give a stable weight in time); a weight in any unit other
+//!   than `g`, `mg` or `kg` is a garbled reply.
+//! - The host unit codes of `M21` are taken as 0 g, 1 kg, 3 mg; the driver only ever sends `M21 0 0` (grams).
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
@@ -31,6 +39,7 @@ use super::{FrameError, error, garbled, not_acted};
 use crate::capability::{Identity, Instrument, Weigh};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::BalanceConfig;
+pub use crate::models::sics::MAX_LINES;
 use crate::transport::Link;
 
 /// The longest reply line accepted.
@@ -166,12 +175,46 @@ pub struct MettlerBalance<T> {
     name: String,
     config: BalanceConfig,
     link: Link<T>,
+    /// The commands the balance listed for `I0` at the last initialization.
+    commands: Vec<String>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> MettlerBalance<T> {
     /// A driver for the balance `name` with the lab file's settings, talking over `link`.
     pub fn new(name: &str, config: BalanceConfig, link: Link<T>) -> Self {
-        MettlerBalance { name: name.to_owned(), config, link }
+        MettlerBalance { name: name.to_owned(), config, link, commands: Vec::new() }
+    }
+
+    /// The commands the balance listed for `I0` when it was last initialized.
+    pub fn commands(&self) -> &[String] {
+        &self.commands
+    }
+
+    /// Asks `I0` for the implemented commands: `I0 B` lines, then the last as `I0 A`, at most [`MAX_LINES`].
+    async fn implemented(&mut self) -> Result<Vec<String>, DeviceError> {
+        let mut reply = self.ask("I0", 0.0).await?;
+        let mut commands = Vec::new();
+        for _ in 0..MAX_LINES {
+            if let Some(e) = reply.error() {
+                return Err(self.refused("I0", &reply, e));
+            }
+            let command = match (reply.id.as_str(), reply.params.as_slice()) {
+                ("I0", [level, command]) if level.parse::<u8>().is_ok() => command.clone(),
+                // Some balances end the list with a bare `I0 A` (a third-party parser's tests show one).
+                ("I0", []) if reply.status == "A" => return Ok(commands),
+                _ => return Err(self.garbled("I0", &reply, "expected `I0 B|A <level> \"<command>\"`")),
+            };
+            commands.push(command);
+            match reply.status.as_str() {
+                "A" => return Ok(commands),
+                "B" => {
+                    let timeout = self.link.timeout();
+                    reply = self.link.receive(&mut SicsDecoder, timeout).await.map_err(not_acted)?;
+                }
+                _ => return Err(self.garbled("I0", &reply, "expected status B or A")),
+            }
+        }
+        Err(self.garbled("I0", &reply, &format!("more than {MAX_LINES} lines")))
     }
 
     /// Sends `command` and returns its reply, waiting up to `extra` lab seconds beyond the line's timeout.
@@ -257,6 +300,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for MettlerBalance<T> 
             let reset = self.ask("@", 0.0).await?;
             if reset.id != "I4" || reset.status != "A" {
                 return Err(self.garbled("@", &reset, "expected the serial number, `I4 A`"));
+            }
+            self.commands = self.implemented().await?;
+            if self.commands.iter().any(|c| c == "M21") {
+                self.expect("M21 0 0", &["A"], 0.0).await?;
             }
             let settle = self.config.settle.0;
             self.expect("Z", &["A"], settle).await?;

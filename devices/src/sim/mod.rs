@@ -250,7 +250,10 @@ pub async fn start(lab: &Lab, clock: Clock) -> Result<SimLab, DeviceError> {
         let (b, c) = (bench.clone(), clock.clone());
         let task = match &spec.driver {
             DriverConfig::CavroXCalibur(x) => spawn(cavro::XCaliburSim::new(&spec.name, x, &position, b, c), pty, cx),
-            DriverConfig::IkaHotplate(x) => spawn(ika::IkaSim::new(x, &position, b), pty, cx),
+            DriverConfig::IkaHotplate(x) => {
+                let profile = crate::models::namur::profile(&x.model).ok_or_else(|| no_profile(spec))?;
+                spawn(ika::IkaSim::new(profile, &position, b), pty, cx)
+            }
             DriverConfig::OceanFlame(x) => {
                 spawn(flame::FlameSim::new(&spec.name, x, &position, lab.simulation.seed, b, c), pty, cx)
             }
@@ -258,16 +261,31 @@ pub async fn start(lab: &Lab, clock: Clock) -> Result<SimLab, DeviceError> {
                 spawn(gantry::GantrySim::new(&spec.name, x, lab.simulation.seed, b, c), pty, cx)
             }
             DriverConfig::MettlerBalance(x) => {
-                spawn(mettler::BalanceSim::new(&spec.name, x, &position, seed, b, c), pty, cx)
+                let profile = crate::models::sics::profile(&x.model).ok_or_else(|| no_profile(spec))?;
+                spawn(mettler::BalanceSim::new(&spec.name, x, profile, &position, seed, b, c), pty, cx)
             }
             DriverConfig::ViciValve(x) => spawn(vici::ValveSim::new(&spec.name, x, b, c), pty, cx),
             DriverConfig::ModbusTemperature(x) => spawn(modbus::ModbusSim::new(x, &position, b), pty, cx),
-            DriverConfig::ScpiThermometer(x) => spawn(scpi::ScpiSim::new(x, &position, seed, b), pty, cx),
+            DriverConfig::ScpiThermometer(x) => {
+                let profile = crate::models::scpi::profile(&x.model).ok_or_else(|| no_profile(spec))?;
+                spawn(scpi::ScpiSim::new(x, profile, &position, seed, b), pty, cx)
+            }
         };
         sims.ports.insert(spec.name.clone(), path);
         sims.tasks.push(task);
     }
     Ok(sims)
+}
+
+/// The error for an instrument whose model has no simulator profile (`lab check` refuses such a lab file first).
+fn no_profile(spec: &crate::lab::InstrumentSpec) -> DeviceError {
+    DeviceError::before_acting(
+        &spec.name,
+        DeviceErrorKind::Open {
+            port: "a simulator".into(),
+            message: format!("no simulator profile for this model of {}", spec.kind().phrase()),
+        },
+    )
 }
 
 fn spawn<S: Simulator>(sim: S, pty: Pty, cx: Context) -> JoinHandle<()> {
