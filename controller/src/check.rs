@@ -1,6 +1,7 @@
 //! `lab check`: validating any technician-written file, whatever its kind.
 //!
-//! The kind is read from the file's first word (`Protocol(`, `Lab(`, `Campaign(`), falling back to its extension.
+//! The kind is read from the file's first word (`Protocol(`, `Lab(`, `Campaign(`, `ModbusMap(`), falling back to
+//! its extension.
 //! A campaign is checked together with the protocol and lab it names.
 
 use std::path::Path;
@@ -26,6 +27,8 @@ pub fn check_file(path: &Path) -> Result<(String, Diagnostics), CheckError> {
         let name = path.to_string_lossy();
         if name.ends_with(".lab.ron") {
             "Lab"
+        } else if name.ends_with(".modbus.ron") {
+            "ModbusMap"
         } else if name.ends_with(".campaign.ron") {
             "Campaign"
         } else {
@@ -42,6 +45,13 @@ pub fn check_file(path: &Path) -> Result<(String, Diagnostics), CheckError> {
                     lab.instruments.len(),
                     lab.deck.rack.slots()
                 ),
+                Diagnostics::new(),
+            ))
+        }
+        "ModbusMap" => {
+            let map = devices::modbus_map::load_map(source).map_err(CheckError::Invalid)?;
+            Ok((
+                format!("register map `{}`: {} points, {} sequences", map.name, map.points.len(), map.sequences.len()),
                 Diagnostics::new(),
             ))
         }

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::capability::Place;
+use crate::references::{Found, References};
 use crate::transport::{LineSettings, Parity, Reconnect};
 
 /// The current lab file format version.
@@ -194,17 +195,12 @@ pub struct ValveConfig {
 pub struct ModbusConfig {
     /// The slave address, 1 to 247.
     pub address: u8,
-    /// The model code the controller holds in its identity register.
-    pub model_code: u16,
+    /// The controller's register map.
+    pub map: Arc<crate::modbus_map::ModbusMap>,
     /// The highest set point the driver will send.
     pub max_temperature: Temperature,
     /// How close to the set point the process value must be to count as having reached it.
     pub tolerance: Temperature,
-}
-
-impl ModbusConfig {
-    /// The model code assumed when the lab file gives none.
-    pub const DEFAULT_MODEL_CODE: u16 = 7001;
 }
 
 /// Message terminator of a text protocol.
@@ -358,8 +354,8 @@ impl DriverConfig {
             | DriverConfig::MettlerBalance(_)
             | DriverConfig::ViciValve(_)
             | DriverConfig::ScpiThermometer(_) => LineSettings::n81(9600),
-            // The Modbus serial line specification's default: 19200 baud, even parity [U].
-            DriverConfig::ModbusTemperature(_) => LineSettings { parity: Parity::Even, ..LineSettings::n81(19_200) },
+            // As the controller ships, which its map says.
+            DriverConfig::ModbusTemperature(m) => m.map.line_settings(),
             // NAMUR: 9600 baud, 7 data bits, even parity, 1 stop bit.
             DriverConfig::IkaHotplate(_) => {
                 LineSettings { data_bits: 7, parity: Parity::Even, ..LineSettings::n81(9600) }
@@ -990,9 +986,8 @@ enum DriverFile {
     },
     ModbusTemperature {
         address: u8,
+        map: String,
         max_temperature: String,
-        #[serde(default)]
-        model_code: Option<u16>,
         #[serde(default)]
         tolerance: Option<String>,
     },
@@ -1042,6 +1037,7 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
         }
     });
     let mut instruments = Vec::new();
+    let mut refs = References::of(&source.name);
     if let Some(node) = tree.get(&[Seg::Field("instruments")]) {
         for (key, value) in &node.entries {
             let Some(name) = key.string.clone() else { continue };
@@ -1066,7 +1062,7 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
             }
             match parse_section::<InstrumentFile>(&source, value.span.clone(), "instrument") {
                 Ok(f) => {
-                    if let Some(spec) = instrument(&source, &name, f, value, deck.as_ref(), &mut diags) {
+                    if let Some(spec) = instrument(&source, &name, f, value, deck.as_ref(), &mut refs, &mut diags) {
                         instruments.push(spec);
                     }
                 }
@@ -1230,8 +1226,11 @@ fn instrument(
     f: InstrumentFile,
     node: &Node,
     deck: Option<&DeckFile>,
+    refs: &mut References,
     diags: &mut Diagnostics,
 ) -> Option<InstrumentSpec> {
+    // Diagnostics of the files the instrument refers to, added once `fail` no longer holds `diags`.
+    let mut referred = Diagnostics::new();
     let mut ok = true;
     let mut fail = |path: &[Seg<'_>], msg: String, help: String| {
         diags.push(Diagnostic::error(codes::SETTING, source, node.span_of(path), msg).with_help(help));
@@ -1418,7 +1417,7 @@ fn instrument(
             }
             DriverConfig::ViciValve(ValveConfig { positions, id, feeds, ports })
         }
-        DriverFile::ModbusTemperature { address, max_temperature, model_code, tolerance } => {
+        DriverFile::ModbusTemperature { address, map, max_temperature, tolerance } => {
             if !(1..=247).contains(&address) {
                 fail(
                     &[Seg::Field("driver"), Seg::Field("address")],
@@ -1428,9 +1427,54 @@ fn instrument(
             }
             let t = quantity("max_temperature", &max_temperature, Dimension::Temperature, &mut fail);
             let tol = tolerance.map_or(1.0, |t| quantity("tolerance", &t, Dimension::Temperature, &mut fail));
+            let map = match refs.map(&map, &mut referred) {
+                Found::Loaded(m) => Some(m),
+                Found::Missing => {
+                    let known: Vec<&str> = crate::modbus_map::BUILT_IN.iter().map(|(n, _)| *n).collect();
+                    let help = match suggest(&map, &known) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "built-in maps: {}; or a file named like `maps/mine.modbus.ron`, relative to the lab file",
+                            known.join(", ")
+                        ),
+                    };
+                    let span = node.span_of(&[Seg::Field("driver"), Seg::Field("map")]);
+                    let msg = format!(
+                        "`{name}` names the register map `{map}`, which is neither built in nor a readable file"
+                    );
+                    referred
+                        .push(Diagnostic::error(crate::modbus_map::codes::MISSING, source, span, msg).with_help(help));
+                    None
+                }
+                Found::Invalid => {
+                    fail(
+                        &[Seg::Field("driver"), Seg::Field("map")],
+                        format!("the register map `{map}` of `{name}` has errors"),
+                        "see the map's own diagnostics".into(),
+                    );
+                    None
+                }
+            };
+            let Some(map) = map else {
+                diags.extend(referred);
+                return None;
+            };
+            // The set point the lab may send must be one the controller takes.
+            let sp_max = map
+                .point(&map.temperature.sp)
+                .and_then(|p| p.range.and_then(|(_, hi)| p.to_celsius(hi)).filter(|c| c.is_finite()));
+            if let Some(hi) = sp_max
+                && t > hi + 1e-9
+            {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("max_temperature")],
+                    format!("`{name}` is a {}, whose set point goes up to {} degC", map.name, trim_float(hi)),
+                    format!("lower `max_temperature` to at most \"{} degC\"", trim_float(hi)),
+                );
+            }
             DriverConfig::ModbusTemperature(ModbusConfig {
                 address,
-                model_code: model_code.unwrap_or(ModbusConfig::DEFAULT_MODEL_CODE),
+                map,
                 max_temperature: Temperature(t),
                 tolerance: Temperature(tol),
             })
@@ -1481,6 +1525,7 @@ fn instrument(
         }
         (None, false) => {}
     }
+    diags.extend(referred);
     let mut line = driver.default_line();
     if let Some(s) = f.serial {
         if let Some(b) = s.baud {
@@ -1782,7 +1827,8 @@ mod tests {
         let pump_2 = lab.instrument("pump_2").unwrap();
         assert_eq!(pump_2.line.reconnect.attempts, 8);
         assert_eq!(pump_2.faults.as_ref().unwrap().disconnect.unwrap().after, 25);
-        assert_eq!(lab.instrument("block_1").unwrap().line.to_string(), "19200 8E1");
+        assert_eq!(lab.instrument("block_1").unwrap().line.to_string(), "9600 8N1");
+        assert_eq!(lab.instrument("block_2").unwrap().line.to_string(), "9600 8E1");
         assert_eq!(lab.instrument("valve").unwrap().kind(), InstrumentKind::Valve);
         assert!(lab.instrument("valve").unwrap().position.is_none());
         let sim = sim_lab();

@@ -165,10 +165,7 @@ pub fn codec(data: &[u8]) {
         6 => framing(gantry::MarlinDecoder::default, bytes, &chunks, 256 * 1024 + 2 * 1024 + 2),
         7 => framing(|| ika::NamurDecoder, bytes, &chunks, 84),
         8 => framing(|| mettler::SicsDecoder, bytes, &chunks, 256),
-        9 => {
-            let request = settings.to_le_bytes();
-            framing(|| modbus::RtuDecoder::for_request(&request[..2]), bytes, &chunks, 256);
-        }
+        9 => register_round_trip(settings, bytes),
         10 => {
             let terminator = [Terminator::Lf, Terminator::Cr, Terminator::CrLf][(settings % 3) as usize];
             framing(|| scpi::ScpiDecoder::new(terminator), bytes, &chunks, 512);
@@ -262,6 +259,30 @@ where
     );
 }
 
+/// Register words read through a map point of any type, word order and fixed scale, written back, are the same
+/// words (floats that are not numbers aside): the driver never changes a value it only reads.
+fn register_round_trip(settings: u64, bytes: &[u8]) {
+    use devices::modbus_map::{Kind, Point, Table, WordOrder};
+    let kinds = [Kind::U16, Kind::I16, Kind::U32, Kind::I32, Kind::F32, Kind::Bit((settings >> 8) as u8 % 16)];
+    let orders = [WordOrder::ABCD, WordOrder::CDAB, WordOrder::BADC, WordOrder::DCBA];
+    let kind = kinds[(settings % 6) as usize];
+    let point = Point { order: orders[((settings >> 4) % 4) as usize], ..Point::new("p", Table::Holding, 0, kind) };
+    for chunk in bytes.chunks(4) {
+        let words: Vec<u16> = chunk.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])).collect();
+        if words.len() < usize::from(kind.width()) {
+            continue;
+        }
+        let words = &words[..usize::from(kind.width())];
+        let Some(value) = point.decode(words, 0) else { continue };
+        let again = point.encode(value, 0).expect("a value read from registers writes back");
+        let expected: Vec<u16> = match kind {
+            Kind::Bit(n) => vec![words[0] & (1 << n)],
+            _ => words.to_vec(),
+        };
+        assert_eq!(again, expected, "{kind:?} {:?}: {words:04X?} read as {value}", point.order);
+    }
+}
+
 /// A Cavro answer made from the input (status byte and printable data), encoded as the simulator does (DT or OEM),
 /// decodes to itself in any chunking.
 fn dt_round_trip(status: u8, bytes: &[u8], seed: u8, oem: bool) {
@@ -327,10 +348,13 @@ pub fn reply_parsers(data: &[u8]) {
     let _ = modbus::ModbusException::from_code(first).message();
     let code = i32::from_le_bytes([first, word as u8, (word >> 8) as u8, data.get(2).copied().unwrap_or(0)]);
     let _ = scpi::ScpiError::from_code(code);
-    // A frame followed by its CRC (low byte first) checks to zero, whatever the frame.
+    // A frame followed by its CRC (low byte first) checks to zero, whatever the frame, and never counts as a frame
+    // with a bad CRC.
     let mut framed = data.to_vec();
-    framed.extend_from_slice(&modbus::crc16(data).to_le_bytes());
-    assert_eq!(modbus::crc16(&framed), 0, "the CRC of a frame with its CRC appended");
+    framed.extend_from_slice(&modbus::crc(data).to_le_bytes());
+    assert_eq!(modbus::crc(&framed), 0, "the CRC of a frame with its CRC appended");
+    assert!(!modbus::bad_crc(&framed), "a frame with its own CRC is not damaged");
+    let _ = modbus::bad_crc(data);
     let mut oem = data.to_vec();
     oem.push(cavro::xor(data));
     assert_eq!(cavro::xor(&oem), 0, "the XOR of a frame with its XOR appended");

@@ -28,7 +28,7 @@
 //!   than `g`, `mg` or `kg` is a garbled reply.
 //! - The host unit codes of `M21` are taken as 0 g, 1 kg, 3 mg; the driver only ever sends `M21 0 0` (grams).
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures::future::BoxFuture;
 use protocols::InstrumentKind;
 use protocols::units::Mass;
@@ -122,15 +122,53 @@ impl Decoder for SicsDecoder {
             return Ok(None);
         };
         let line = src.split_to(end + 1);
-        let text = line[..end].strip_suffix(b"\r").unwrap_or(&line[..end]);
-        if let Some(b) = text.iter().find(|b| !(0x20..=0x7e).contains(*b)) {
-            return Err(FrameError::Malformed(format!("the line holds the byte 0x{b:02X}")));
+        parse_line(&line[..end]).map(Some)
+    }
+}
+
+/// One reply line without its LF (a CR before it is dropped), split into ID, status and parameters.
+fn parse_line(line: &[u8]) -> Result<SicsReply, FrameError> {
+    let text = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(b) = text.iter().find(|b| !(0x20..=0x7e).contains(*b)) {
+        return Err(FrameError::Malformed(format!("the line holds the byte 0x{b:02X}")));
+    }
+    let text = String::from_utf8_lossy(text);
+    let mut tokens = tokens(&text).into_iter();
+    let Some(id) = tokens.next() else { return Err(FrameError::Malformed("an empty line".into())) };
+    let status = tokens.next().unwrap_or_default();
+    Ok(SicsReply { id, status, params: tokens.collect() })
+}
+
+/// Frames a multi-line reply (`I0`) as one: lines with status `B` up to the first line with another status (or an
+/// error line), all yielded together once that last line has come, so the record keeps the whole reply as one
+/// exchange. At most [`MAX_LINES`] lines.
+#[derive(Debug, Clone, Default)]
+pub struct SicsListDecoder;
+
+impl Decoder for SicsListDecoder {
+    type Item = Vec<SicsReply>;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Vec<SicsReply>>, FrameError> {
+        let mut lines = Vec::new();
+        let mut start = 0;
+        while let Some(end) = src[start..].iter().position(|&b| b == b'\n').map(|e| start + e) {
+            let reply = parse_line(&src[start..end])?;
+            let last = reply.status != "B";
+            lines.push(reply);
+            start = end + 1;
+            if last {
+                src.advance(start);
+                return Ok(Some(lines));
+            }
+            if lines.len() >= MAX_LINES {
+                return Err(FrameError::Malformed(format!("more than {MAX_LINES} lines without a last one")));
+            }
         }
-        let text = String::from_utf8_lossy(text);
-        let mut tokens = tokens(&text).into_iter();
-        let Some(id) = tokens.next() else { return Err(FrameError::Malformed("an empty line".into())) };
-        let status = tokens.next().unwrap_or_default();
-        Ok(Some(SicsReply { id, status, params: tokens.collect() }))
+        if src.len() - start > MAX_LINE {
+            return Err(FrameError::Malformed(format!("no line end within {MAX_LINE} bytes")));
+        }
+        Ok(None)
     }
 }
 
@@ -190,31 +228,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> MettlerBalance<T> {
         &self.commands
     }
 
-    /// Asks `I0` for the implemented commands: `I0 B` lines, then the last as `I0 A`, at most [`MAX_LINES`].
+    /// Asks `I0` for the implemented commands: `I0 B` lines, then the last as `I0 A`, at most [`MAX_LINES`], read
+    /// as one reply.
     async fn implemented(&mut self) -> Result<Vec<String>, DeviceError> {
-        let mut reply = self.ask("I0", 0.0).await?;
+        let lines = self.link.request(b"I0\r\n", &mut SicsListDecoder).await.map_err(not_acted)?;
         let mut commands = Vec::new();
-        for _ in 0..MAX_LINES {
+        for (i, reply) in lines.iter().enumerate() {
             if let Some(e) = reply.error() {
-                return Err(self.refused("I0", &reply, e));
+                return Err(self.refused("I0", reply, e));
             }
-            let command = match (reply.id.as_str(), reply.params.as_slice()) {
-                ("I0", [level, command]) if level.parse::<u8>().is_ok() => command.clone(),
+            let last = i + 1 == lines.len();
+            match (reply.id.as_str(), reply.status.as_str(), reply.params.as_slice()) {
+                ("I0", "A" | "B", [level, command]) if level.parse::<u8>().is_ok() => commands.push(command.clone()),
                 // Some balances end the list with a bare `I0 A` (a third-party parser's tests show one).
-                ("I0", []) if reply.status == "A" => return Ok(commands),
-                _ => return Err(self.garbled("I0", &reply, "expected `I0 B|A <level> \"<command>\"`")),
-            };
-            commands.push(command);
-            match reply.status.as_str() {
-                "A" => return Ok(commands),
-                "B" => {
-                    let timeout = self.link.timeout();
-                    reply = self.link.receive(&mut SicsDecoder, timeout).await.map_err(not_acted)?;
-                }
-                _ => return Err(self.garbled("I0", &reply, "expected status B or A")),
+                ("I0", "A", []) if last => {}
+                _ => return Err(self.garbled("I0", reply, "expected `I0 B|A <level> \"<command>\"`")),
             }
         }
-        Err(self.garbled("I0", &reply, &format!("more than {MAX_LINES} lines")))
+        Ok(commands)
     }
 
     /// Sends `command` and returns its reply, waiting up to `extra` lab seconds beyond the line's timeout.

@@ -299,7 +299,7 @@ async fn run<S: Simulator>(mut sim: S, first: Pty, cx: Context) {
     loop {
         let Pty { master, slave, .. } = pty;
         let mut wire = Wire::new(master, Arc::clone(&cx.injector)).logging(cx.log.clone(), &cx.name, cx.clock.clone());
-        let down = serve(&mut wire, &mut sim).await;
+        let down = sim.serve(&mut wire).await;
         // Both sides close, so the client sees its port end, as when a cable is pulled.
         drop(wire);
         drop(slave);
@@ -328,19 +328,18 @@ trait Simulator: Send + 'static {
     /// Acts on one command, answering through `wire`; false once the line is gone.
     fn handle(&mut self, command: Vec<u8>, wire: &mut Wire) -> impl Future<Output = bool> + Send;
 
-    /// Whether input left unframed when the line fell silent for [`SILENCE`] is dropped, as a Modbus RTU device
-    /// ends a frame at 3.5 characters of silence; protocols framed by their bytes alone keep it.
-    fn ends_frames_at_silence(&self) -> bool {
-        false
+    /// Serves the line until it closes (`None`) or the disconnect fault takes the port away (how long for): by
+    /// default command by command, through [`Simulator::frame`] and [`Simulator::handle`].
+    fn serve(&mut self, wire: &mut Wire) -> impl Future<Output = Option<Duration>> + Send
+    where
+        Self: Sized,
+    {
+        serve_commands(wire, self)
     }
 }
 
-/// A gap on the line long enough to end an unfinished frame, for protocols that frame by silence: the 3.5
-/// characters of Modbus RTU at 9600 baud are about 4 ms.
-pub const SILENCE: Duration = Duration::from_millis(4);
-
-/// Serves commands until the line closes (`None`) or the disconnect fault takes the port away (how long for).
-async fn serve<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Duration> {
+/// Serves commands one by one until the line closes (`None`) or the disconnect fault takes the port away.
+async fn serve_commands<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Duration> {
     loop {
         while let Some(command) = sim.frame(&mut wire.input) {
             if !sim.handle(command, wire).await {
@@ -350,12 +349,8 @@ async fn serve<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Duration> {
                 return Some(down);
             }
         }
-        let (stale, since) = (wire.input.len(), std::time::Instant::now());
         if !wire.fill().await {
             return None;
-        }
-        if stale > 0 && since.elapsed() >= SILENCE && sim.ends_frames_at_silence() {
-            bytes::Buf::advance(&mut wire.input, stale);
         }
     }
 }

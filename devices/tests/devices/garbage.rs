@@ -76,10 +76,12 @@ async fn the_new_simulators_keep_answering_after_garbage() {
     let lab = common::clean_lab_with(&["pump_1", "balance_1", "valve", "block_1", "probe_1"]);
     let (sims, _clock) = common::start(&lab).await;
     let oem_q: Vec<u8> = devices::drivers::cavro::oem_frame(b'1', 5, false, b"Q");
+    // The Eurotherm's loop mode, register 273, which starts off (2).
     let modbus_q: Vec<u8> = {
-        let body = [0x01, 0x03, 0x01, 0x00, 0x00, 0x01];
+        const CRC: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_MODBUS);
+        let body = [0x01, 0x03, 0x01, 0x11, 0x00, 0x01];
         let mut v = body.to_vec();
-        v.extend_from_slice(&devices::drivers::modbus::crc16(&body).to_le_bytes());
+        v.extend_from_slice(&CRC.checksum(&body).to_le_bytes());
         v
     };
     let cases: [(&str, &[u8], Vec<u8>, fn(&[u8]) -> bool); 5] = [
@@ -89,9 +91,8 @@ async fn the_new_simulators_keep_answering_after_garbage() {
         }),
         ("balance_1", b"SIZT@ 0123456789\"\r\n", b"\r\nI4\r\n".to_vec(), |b| b.ends_with(b"I4 A \"1126493049\"\r\n")),
         ("valve", b"GOCPNPIDVR0123456789/ \r\n", b"\rNP\r".to_vec(), |b| b.ends_with(b"NP06\r")),
-        // The model code register, 7001.
         ("block_1", b"\x01\x03\x06\x10\x00\x02\xff\x83", modbus_q, |b| {
-            b.len() >= 7 && b[b.len() - 7..b.len() - 2] == [0x01, 0x03, 0x02, 0x1B, 0x59]
+            b.len() >= 7 && b[b.len() - 7..b.len() - 2] == [0x01, 0x03, 0x02, 0x00, 0x02]
         }),
         ("probe_1", b"*IDN?:SYST:ERR;MEAS:TEMP? \r\n", b"\n*CLS\n*IDN?\n".to_vec(), |b| {
             b.ends_with(b"MODEL 2000,1308393,A20  /A02\n")

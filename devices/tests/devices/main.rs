@@ -10,6 +10,7 @@ mod flame;
 mod gantry;
 mod garbage;
 mod ika;
+mod independent;
 mod mettler;
 mod modbus;
 mod replay;

@@ -82,10 +82,19 @@ async fn a_broken_command_list_is_a_typed_error() {
         .write(b"@\r\n")
         .read(b"I4 A \"1126493049\"\r\n")
         .write(b"I0\r\n")
-        .read(b"I0 B 0 \"I0\"\r\nI0 B zero\r\n")
+        .read(b"I0 B 0 \"I0\"\r\nI0 A zero\r\n")
         .build();
     let err = balance(mock).initialize().await.unwrap_err();
-    assert!(matches!(&err.kind, DeviceErrorKind::Garbled { received, .. } if received == b"I0 B zero\r\n"), "{err}");
+    assert!(matches!(&err.kind, DeviceErrorKind::Garbled { received, .. } if received == b"I0 A zero\r\n"), "{err}");
+    // A byte no balance sends, anywhere in the list, fails the whole reply with its bytes.
+    let mock = Builder::new()
+        .write(b"@\r\n")
+        .read(b"I4 A \"1126493049\"\r\n")
+        .write(b"I0\r\n")
+        .read(b"I0 B 0 \"I0\"\r\nI0 B 0 \"\xFFS\"\r\nI0 A 0 \"Z\"\r\n")
+        .build();
+    let err = balance(mock).initialize().await.unwrap_err();
+    assert!(matches!(&err.kind, DeviceErrorKind::Garbled { received, .. } if received.starts_with(b"I0 B 0")), "{err}");
     // A list that stops halfway is a timeout with nothing more, within the line timeout.
     let mock = Builder::new()
         .write(b"@\r\n")
