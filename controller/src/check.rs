@@ -1,6 +1,7 @@
 //! `lab check`: validating any technician-written file, whatever its kind.
 //!
-//! The kind is read from the file's first word (`Protocol(`, `Lab(`, `Campaign(`, `ModbusMap(`), falling back to
+//! The kind is read from the file's first word (`Protocol(`, `Lab(`, `Campaign(`, `ModbusMap(`,
+//! `Instrument(`), falling back to
 //! its extension.
 //! A campaign is checked together with the protocol and lab it names.
 
@@ -29,6 +30,8 @@ pub fn check_file(path: &Path) -> Result<(String, Diagnostics), CheckError> {
             "Lab"
         } else if name.ends_with(".modbus.ron") {
             "ModbusMap"
+        } else if name.ends_with(".instrument.ron") {
+            "Instrument"
         } else if name.ends_with(".campaign.ron") {
             "Campaign"
         } else {
@@ -52,6 +55,19 @@ pub fn check_file(path: &Path) -> Result<(String, Diagnostics), CheckError> {
             let map = devices::modbus_map::load_map(source).map_err(CheckError::Invalid)?;
             Ok((
                 format!("register map `{}`: {} points, {} sequences", map.name, map.points.len(), map.sequences.len()),
+                Diagnostics::new(),
+            ))
+        }
+        "Instrument" => {
+            let d = devices::declared::load_declaration(source).map_err(CheckError::Invalid)?;
+            Ok((
+                format!(
+                    "instrument `{}`: {}, {} commands, models {}",
+                    d.name,
+                    d.kind.phrase(),
+                    d.commands.len(),
+                    d.variants.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
                 Diagnostics::new(),
             ))
         }

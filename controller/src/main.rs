@@ -309,7 +309,7 @@ enum Command {
     /// Example: lab check protocols/library/*.protocol.ron devices/labs/sim.lab.ron
     Check {
         /// Files to check; the kind is read from each file's first word (`Protocol(`, `Lab(`, `Campaign(`,
-        /// `ModbusMap(`).
+        /// `ModbusMap(`, `Instrument(`).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

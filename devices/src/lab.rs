@@ -203,6 +203,17 @@ pub struct ModbusConfig {
     pub tolerance: Temperature,
 }
 
+/// Settings of an instrument declared in RON ([`crate::declared`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclaredConfig {
+    /// The declaration.
+    pub declaration: Arc<crate::declared::Declaration>,
+    /// The model, one of the declaration's variants.
+    pub model: String,
+    /// Every setting: the declaration's defaults, then the model's, then the lab file's.
+    pub settings: BTreeMap<String, crate::declared::Value>,
+}
+
 /// Message terminator of a text protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename = "Terminator")]
@@ -315,6 +326,8 @@ pub enum DriverConfig {
     ModbusTemperature(ModbusConfig),
     /// SCPI thermometer or multimeter.
     ScpiThermometer(ScpiConfig),
+    /// An instrument declared in RON.
+    Declared(DeclaredConfig),
 }
 
 impl DriverConfig {
@@ -329,6 +342,7 @@ impl DriverConfig {
             DriverConfig::ViciValve(_) => "ViciValve",
             DriverConfig::ModbusTemperature(_) => "ModbusTemperature",
             DriverConfig::ScpiThermometer(_) => "ScpiThermometer",
+            DriverConfig::Declared(_) => "Declared",
         }
     }
 
@@ -343,6 +357,7 @@ impl DriverConfig {
             DriverConfig::ViciValve(_) => InstrumentKind::Valve,
             DriverConfig::ModbusTemperature(_) => InstrumentKind::TemperatureController,
             DriverConfig::ScpiThermometer(_) => InstrumentKind::Thermometer,
+            DriverConfig::Declared(d) => d.declaration.kind,
         }
     }
 
@@ -356,6 +371,7 @@ impl DriverConfig {
             | DriverConfig::ScpiThermometer(_) => LineSettings::n81(9600),
             // As the controller ships, which its map says.
             DriverConfig::ModbusTemperature(m) => m.map.line_settings(),
+            DriverConfig::Declared(d) => d.declaration.line,
             // NAMUR: 9600 baud, 7 data bits, even parity, 1 stop bit.
             DriverConfig::IkaHotplate(_) => {
                 LineSettings { data_bits: 7, parity: Parity::Even, ..LineSettings::n81(9600) }
@@ -780,6 +796,11 @@ impl Lab {
                 Op::HoldTemperature { temperature, .. } => {
                     check("temperature", q(&up(temperature)), Dimension::Temperature, &|c| match &c.driver {
                         DriverConfig::ModbusTemperature(m) => Some((-273.15, m.max_temperature.0)),
+                        DriverConfig::Declared(d) => d.declaration.hold_temperature.as_ref().map(|h| {
+                            let v =
+                                d.declaration.command(&h.set.command).map(|c| c.value(&h.set.arg)).unwrap_or_default();
+                            (v.min.unwrap_or(-273.15), v.max.unwrap_or(f64::INFINITY))
+                        }),
                         _ => None,
                     });
                 }
@@ -996,6 +1017,30 @@ enum DriverFile {
         #[serde(default)]
         terminator: Terminator,
     },
+    Declared {
+        instrument: String,
+        #[serde(default)]
+        model: Option<String>,
+        #[serde(default)]
+        settings: BTreeMap<String, SettingValue>,
+    },
+}
+
+/// A setting of a declared instrument as a lab file writes it: a number or text.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SettingValue {
+    Number(f64),
+    Text(String),
+}
+
+impl SettingValue {
+    fn text(&self) -> String {
+        match self {
+            SettingValue::Number(v) => crate::declared::template::shortest(*v),
+            SettingValue::Text(t) => t.clone(),
+        }
+    }
 }
 
 /// Loads and validates a lab file.
@@ -1489,6 +1534,13 @@ fn instrument(
             }
             DriverConfig::ScpiThermometer(ScpiConfig { model, terminator })
         }
+        DriverFile::Declared { instrument, model, settings } => {
+            let Some(d) = declared(source, name, &instrument, model, &settings, node, refs, &mut referred) else {
+                diags.extend(referred);
+                return None;
+            };
+            DriverConfig::Declared(d)
+        }
     };
     let kind = driver.kind();
     match (&f.position, kind.has_position()) {
@@ -1640,6 +1692,135 @@ fn instrument(
     ok.then(|| InstrumentSpec { name: name.to_owned(), driver, port, position: f.position, line, faults })
 }
 
+/// Reads a `Declared` driver: finds the declaration, the model and the settings, and checks that the templates
+/// the driver fills from the settings (the request's prefix and terminator, the bindings' values) come out right.
+#[expect(clippy::too_many_arguments, reason = "the pieces of one instrument entry, as `instrument` holds them")]
+fn declared(
+    source: &Arc<SourceFile>,
+    name: &str,
+    reference: &str,
+    model: Option<String>,
+    given: &BTreeMap<String, SettingValue>,
+    node: &Node,
+    refs: &mut References,
+    referred: &mut Diagnostics,
+) -> Option<DeclaredConfig> {
+    use crate::declared::{self, Dispense, Medium, Template};
+    let at = |field: &str| node.span_of(&[Seg::Field("driver"), Seg::Field(field)]);
+    let setting_error = |span: Range<usize>, msg: String, help: String| {
+        Diagnostic::error(codes::SETTING, source, span, msg).with_help(help)
+    };
+    let decl = match refs.declaration(reference, referred) {
+        Found::Loaded(d) => d,
+        Found::Missing => {
+            let known: Vec<&str> = declared::BUILT_IN.iter().map(|(n, _)| *n).collect();
+            let help = match suggest(reference, &known) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!(
+                    "built-in instruments: {}; or a file named like `instruments/mine.instrument.ron`, relative to the lab file",
+                    known.join(", ")
+                ),
+            };
+            let msg =
+                format!("`{name}` names the instrument `{reference}`, which is neither built in nor a readable file");
+            referred.push(Diagnostic::error(declared::codes::MISSING, source, at("instrument"), msg).with_help(help));
+            return None;
+        }
+        Found::Invalid => {
+            let msg = format!("the declaration `{reference}` of `{name}` has errors");
+            referred.push(setting_error(at("instrument"), msg, "see the declaration's own diagnostics".into()));
+            return None;
+        }
+    };
+    let models = || decl.variants.keys().cloned().collect::<Vec<_>>().join(", ");
+    let model = match model {
+        Some(m) if decl.variants.contains_key(&m) => m,
+        Some(m) => {
+            let msg = format!("`{name}` is a {} `{m}`, a model its declaration does not have", decl.name);
+            referred.push(setting_error(at("model"), msg, format!("the models are: {}", models())));
+            return None;
+        }
+        None if decl.variants.len() == 1 => decl.variants.keys().next().cloned().unwrap_or_default(),
+        None => {
+            let msg = format!("`{name}` does not say which model of {} it is", decl.name);
+            referred.push(setting_error(at("instrument"), msg, format!("add `model: \"...\"`, one of: {}", models())));
+            return None;
+        }
+    };
+    let texts: BTreeMap<String, String> = given.iter().map(|(k, v)| (k.clone(), v.text())).collect();
+    let settings = match decl.settings_for(&model, &texts) {
+        Ok(s) => s,
+        Err(problems) => {
+            for (setting, why) in problems {
+                let span = node.span_of(&[Seg::Field("driver"), Seg::Field("settings"), Seg::Key(&setting)]);
+                let help = match decl.settings.get(&setting) {
+                    Some(s) => format!(
+                        "a {} setting{}{}",
+                        match s.kind {
+                            declared::SettingKind::Number => "number",
+                            declared::SettingKind::Int => "whole-number",
+                            declared::SettingKind::Text => "text",
+                        },
+                        match (s.min, s.max) {
+                            (None, None) => String::new(),
+                            (lo, hi) => format!(
+                                " from {} to {}",
+                                lo.map_or("-inf".into(), trim_float),
+                                hi.map_or("inf".into(), trim_float)
+                            ),
+                        },
+                        s.unit.as_ref().map(|u| format!(", in {u}")).unwrap_or_default()
+                    ),
+                    None => format!(
+                        "the settings of {} are: {}",
+                        decl.name,
+                        decl.settings.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                referred.push(setting_error(span, format!("setting `{setting}` of `{name}` {why}"), help));
+            }
+            return None;
+        }
+    };
+    // Everything the driver renders from the settings alone, and whether it must be a number.
+    let mut renders: Vec<(&Template, bool)> = vec![(&decl.request.prefix, false), (&decl.request.terminator, false)];
+    match &decl.dispense {
+        Some(Dispense::Run { rate_value, reservoir, .. }) => renders.extend([(rate_value, true), (reservoir, false)]),
+        Some(Dispense::Flow { rate, reservoir, medium, .. }) => {
+            renders.extend([(rate, true), (reservoir, false)]);
+            if let Medium::Gas(g) = medium {
+                renders.push((g, false));
+            }
+        }
+        None => {}
+    }
+    if let Some(h) = &decl.hold_temperature {
+        renders.push((&h.tolerance, true));
+    }
+    if let Some(w) = &decl.weigh {
+        renders.push((&w.settle, true));
+    }
+    let calls = decl.init.iter().chain(&decl.safe_state).flat_map(|c| c.args.values());
+    renders.extend(calls.map(|t| (t, false)));
+    let mut ok = true;
+    for (t, numeric) in renders {
+        let rendered = t.render(&|n| settings.get(n).cloned());
+        let problem = match &rendered {
+            Err(e) => Some(e.clone()),
+            Ok(text) if numeric && text.trim().parse::<f64>().map_or(true, |v| !v.is_finite()) => {
+                Some(format!("gives `{text}`, which is not a number"))
+            }
+            Ok(_) => None,
+        };
+        if let Some(p) = problem {
+            let msg = format!("`{}` of {} {p} with the settings of `{name}`", t.text, decl.name);
+            referred.push(setting_error(at("settings"), msg, "give the settings it uses".into()));
+            ok = false;
+        }
+    }
+    ok.then_some(DeclaredConfig { declaration: decl, model, settings })
+}
+
 /// For a driver whose simulator answers as a model's profile, the models it can be, if the driver's model is not
 /// one of them.
 fn unsimulated_model(driver: &DriverConfig) -> Option<Vec<&'static str>> {
@@ -1709,17 +1890,31 @@ fn faults(
     let oem = matches!(driver, DriverConfig::CavroXCalibur(c) if c.protocol == CavroProtocol::Oem);
     let pump = matches!(driver, DriverConfig::CavroXCalibur(_));
     let modbus = matches!(driver, DriverConfig::ModbusTemperature(_));
+    let declared = match driver {
+        DriverConfig::Declared(d) => Some(&d.declaration),
+        _ => None,
+    };
+    let class =
+        |f: fn(&crate::declared::ClassKind) -> bool| declared.is_some_and(|d| d.classes.iter().any(|c| f(&c.is)));
     let can = |fault: &str| match fault {
-        "bad_checksum" => oem || modbus,
-        "busy" => pump || modbus || matches!(driver, DriverConfig::MettlerBalance(_)),
+        "bad_checksum" => oem || modbus || declared.is_some_and(|d| d.frame.checksum().is_some()),
+        "busy" => {
+            pump || modbus
+                || matches!(driver, DriverConfig::MettlerBalance(_))
+                || class(|k| matches!(k, crate::declared::ClassKind::Busy(_)))
+        }
         "firmware_error" => {
             pump || modbus
                 || matches!(
                     driver,
                     DriverConfig::MettlerBalance(_) | DriverConfig::ScpiThermometer(_) | DriverConfig::OceanFlame(_)
                 )
+                || class(|k| matches!(k, crate::declared::ClassKind::Error(_)))
         }
-        "partial" => pump,
+        "partial" => {
+            pump || (declared.is_some_and(|d| matches!(d.dispense, Some(crate::declared::Dispense::Run { .. })))
+                && class(|k| matches!(k, crate::declared::ClassKind::Alarm(_))))
+        }
         _ => true,
     };
     for (field, p) in [
@@ -1739,10 +1934,14 @@ fn faults(
             );
         } else if p > 0.0 && !can(field) {
             let why = match field {
-                "bad_checksum" => "only OEM-framed pumps and Modbus devices send checksums",
-                "busy" => "only pumps, balances and Modbus devices answer `busy`",
-                "firmware_error" => "its protocol has no error codes",
-                _ => "only a syringe pump moves part of a stroke",
+                "bad_checksum" => {
+                    "only OEM-framed pumps, Modbus devices and declared instruments whose replies carry a checksum send checksums"
+                }
+                "busy" => {
+                    "only pumps, balances, Modbus devices and declared instruments with a busy class answer `busy`"
+                }
+                "firmware_error" => "its protocol has no error codes (a declared instrument needs an error class)",
+                _ => "only a syringe pump moves part of a stroke (a declared one needs an alarm class to report it)",
             };
             fail(field, format!("the simulator of `{name}` cannot inject `{field}`: {why}"), "remove it".into());
         }
@@ -1850,7 +2049,7 @@ mod tests {
             vec![
                 "D0004 valve `valve` feeds `balance_1`, which is a balance, not a syringe pump",
                 "D0007 `garbled` of `probe_3` is 1.5; a probability is 0 to 1",
-                "D0007 the simulator of `probe_3` cannot inject `partial`: only a syringe pump moves part of a stroke",
+                "D0007 the simulator of `probe_3` cannot inject `partial`: only a syringe pump moves part of a stroke (a declared one needs an alarm class to report it)",
             ]
         );
     }

@@ -21,6 +21,7 @@
 
 pub mod capability;
 pub mod clock;
+pub mod declared;
 pub mod drivers;
 pub mod error;
 pub mod lab;

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use protocols::diagnostic::Diagnostics;
 
+use crate::declared::Declaration;
 use crate::modbus_map::ModbusMap;
 
 /// What became of a reference.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Found<T> {
     /// It loaded.
     Loaded(Arc<T>),
@@ -24,11 +25,22 @@ pub enum Found<T> {
     Invalid,
 }
 
+impl<T> Clone for Found<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Found::Loaded(t) => Found::Loaded(Arc::clone(t)),
+            Found::Missing => Found::Missing,
+            Found::Invalid => Found::Invalid,
+        }
+    }
+}
+
 /// The maps and declarations one lab file refers to, loaded once each.
 #[derive(Debug, Default)]
 pub struct References {
     folder: Option<PathBuf>,
     maps: BTreeMap<String, Found<ModbusMap>>,
+    declarations: BTreeMap<String, Found<Declaration>>,
 }
 
 impl References {
@@ -40,17 +52,36 @@ impl References {
 
     /// The map `reference` names; its problems go to `diags` the first time it is asked for.
     pub fn map(&mut self, reference: &str, diags: &mut Diagnostics) -> Found<ModbusMap> {
-        let folder = self.folder.clone();
-        self.maps
-            .entry(reference.to_owned())
-            .or_insert_with(|| match crate::modbus_map::resolve(reference, folder.as_deref()) {
-                Ok(m) => Found::Loaded(m),
-                Err(None) => Found::Missing,
-                Err(Some(d)) => {
-                    diags.extend(d);
-                    Found::Invalid
-                }
-            })
-            .clone()
+        find(&mut self.maps, reference, self.folder.as_deref(), crate::modbus_map::resolve, diags)
     }
+
+    /// The declaration `reference` names; its problems go to `diags` the first time it is asked for.
+    pub fn declaration(&mut self, reference: &str, diags: &mut Diagnostics) -> Found<Declaration> {
+        find(&mut self.declarations, reference, self.folder.as_deref(), crate::declared::resolve, diags)
+    }
+}
+
+/// How a file a lab refers to is found and read: `Err(None)` if there is no such file, `Err(Some(..))` if it does
+/// not load.
+type Resolve<T> = fn(&str, Option<&Path>) -> Result<Arc<T>, Option<Diagnostics>>;
+
+/// The entry of `cache` for `reference`, resolved the first time.
+fn find<T>(
+    cache: &mut BTreeMap<String, Found<T>>,
+    reference: &str,
+    folder: Option<&Path>,
+    resolve: Resolve<T>,
+    diags: &mut Diagnostics,
+) -> Found<T> {
+    cache
+        .entry(reference.to_owned())
+        .or_insert_with(|| match resolve(reference, folder) {
+            Ok(m) => Found::Loaded(m),
+            Err(None) => Found::Missing,
+            Err(Some(d)) => {
+                diags.extend(d);
+                Found::Invalid
+            }
+        })
+        .clone()
 }

@@ -26,7 +26,7 @@ use protocols::units::{Duration, Speed, Temperature};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Decoder;
 
-use super::{Deadline, FrameError, error, garbled, number, pause, with_acted};
+use super::{FrameError, Hold, Probe, error, garbled, number, pause, reach_and_hold, with_acted};
 use crate::capability::{Heat, Identity, Instrument, Outcome, Stir};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::IkaConfig;
@@ -41,13 +41,6 @@ pub const WATCHDOG: f64 = 120.0;
 
 /// The longest reply line NAMUR allows.
 const MAX_LINE: usize = 80;
-
-/// Lab seconds a ramp may take: this much, plus [`RAMP_PER_DEGREE`] for every degree to go.
-const RAMP_BASE: f64 = 1800.0;
-
-/// Lab seconds of ramp allowed per degree between the plate and its set point (1 degC/min, a tenth of a typical
-/// plate's heating rate).
-const RAMP_PER_DEGREE: f64 = 60.0;
 
 /// Frames NAMUR reply lines: bytes up to LF, without CR, LF and surrounding spaces.
 #[derive(Debug, Clone, Default)]
@@ -209,49 +202,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> IkaHotplate<T> {
             self.write("START_4").await?;
         }
         let clock = self.link.clock().clone();
-        let start = clock.now();
         let tolerance = self.config.tolerance.0.abs();
-        let mut pv = self.read_value("IN_PV_2", 2, true).await?;
-        let budget = RAMP_BASE + RAMP_PER_DEGREE * (t - pv).abs();
-        let deadline = Deadline::after(&clock, budget);
-        while (pv - t).abs() > tolerance {
-            if deadline.expired() {
-                return Err(error(
-                    &self.name,
-                    DeviceErrorKind::Physical(format!(
-                        "the plate reached only {pv:.1} degC of {t} degC in {budget:.0} lab s"
-                    )),
-                    true,
-                ));
-            }
-            pause(&clock, POLL).await;
-            pv = self.read_value("IN_PV_2", 2, true).await?;
-        }
-        let ramp = clock.now() - start;
-        let end = clock.now() + hold;
-        let (mut sum, mut n) = (0.0, 0u32);
-        let drift = (5.0 * tolerance).max(10.0);
-        loop {
-            let left = end - clock.now();
-            if left <= 0.0 {
-                break;
-            }
-            pause(&clock, left.min(POLL)).await;
-            pv = self.read_value("IN_PV_2", 2, true).await?;
-            if (pv - t).abs() > drift {
-                return Err(error(
-                    &self.name,
-                    DeviceErrorKind::Physical(format!("the plate drifted to {pv:.1} degC during a hold at {t} degC")),
-                    true,
-                ));
-            }
-            sum += pv;
-            n += 1;
-        }
+        let name = self.name.clone();
+        let plan = Hold { what: "the plate ", target: t, tolerance, hold, poll: POLL };
+        let held = reach_and_hold(self, &name, &clock, plan).await?;
         self.write("STOP_1").await?;
         self.write("STOP_4").await?;
-        let mean = if n == 0 { pv } else { sum / f64::from(n) };
-        Ok(Outcome::Held { mean_temperature: Some(Temperature(mean)), ramp: Duration(ramp) })
+        Ok(held)
     }
 
     async fn run_stir(&mut self, rpm: f64, duration: f64) -> Result<(), DeviceError> {
@@ -278,6 +235,12 @@ pub fn watchdog_seconds(scale: f64) -> u32 {
     let m = WATCHDOG.max(0.5 * scale);
     // Clamped to 20..=1500, so the conversion is exact.
     (if m.is_finite() { m.ceil() } else { 1500.0 }).clamp(20.0, 1500.0) as u32
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Probe for IkaHotplate<T> {
+    fn celsius(&mut self) -> impl std::future::Future<Output = Result<f64, DeviceError>> + Send {
+        self.read_value("IN_PV_2", 2, true)
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for IkaHotplate<T> {

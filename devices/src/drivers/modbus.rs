@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
 use tokio_modbus::client::{Reader, Writer};
 use tokio_modbus::prelude::{Slave, rtu};
 
-use super::{Deadline, error, garbled, pause, with_acted};
+use super::{Hold, Probe, error, garbled, reach_and_hold, with_acted};
 use crate::capability::{HoldTemperature, Identity, Instrument, Outcome, Stop};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::ModbusConfig;
@@ -42,12 +42,6 @@ use crate::transport::Link;
 
 /// Lab seconds between two readings while ramping or holding.
 pub const POLL: f64 = 10.0;
-
-/// Lab seconds a ramp may take: this much, plus [`RAMP_PER_DEGREE`] per degree to go.
-const RAMP_BASE: f64 = 1800.0;
-
-/// Lab seconds of ramp allowed per degree between the process value and the set point.
-const RAMP_PER_DEGREE: f64 = 60.0;
 
 /// The longest RTU frame, and so the most the client can write as one request.
 const MAX_FRAME: usize = 256;
@@ -365,46 +359,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusTemperature<T> {
         }
         self.run_sequence(&binding.run).await?;
         let clock = self.link.clock().clone();
-        let start = clock.now();
         let tolerance = self.config.tolerance.0.abs();
-        let mut pv = self.temperature(true).await?;
-        let budget = RAMP_BASE + RAMP_PER_DEGREE * (t - pv).abs();
-        let deadline = Deadline::after(&clock, budget);
-        while (pv - t).abs() > tolerance {
-            if deadline.expired() {
-                return Err(error(
-                    &self.name,
-                    DeviceErrorKind::Physical(format!("reached only {pv:.1} degC of {t} degC in {budget:.0} lab s")),
-                    true,
-                ));
-            }
-            pause(&clock, POLL).await;
-            pv = self.temperature(true).await?;
-        }
-        let ramp = clock.now() - start;
-        let end = clock.now() + hold;
-        let (mut sum, mut n) = (0.0, 0u32);
-        let drift = (5.0 * tolerance).max(10.0);
-        loop {
-            let left = end - clock.now();
-            if left <= 0.0 {
-                break;
-            }
-            pause(&clock, left.min(POLL)).await;
-            pv = self.temperature(true).await?;
-            if (pv - t).abs() > drift {
-                return Err(error(
-                    &self.name,
-                    DeviceErrorKind::Physical(format!("drifted to {pv:.1} degC during a hold at {t} degC")),
-                    true,
-                ));
-            }
-            sum += pv;
-            n += 1;
-        }
+        let name = self.name.clone();
+        let plan = Hold { what: "", target: t, tolerance, hold, poll: POLL };
+        let held = reach_and_hold(self, &name, &clock, plan).await?;
         self.stop_control().await?;
-        let mean = if n == 0 { pv } else { sum / f64::from(n) };
-        Ok(Outcome::Held { mean_temperature: Some(Temperature(mean)), ramp: Duration(ramp) })
+        Ok(held)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Probe for ModbusTemperature<T> {
+    fn celsius(&mut self) -> impl std::future::Future<Output = Result<f64, DeviceError>> + Send {
+        self.temperature(true)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod faults;
 pub mod pty;
 
 mod cavro;
+mod declared;
 mod flame;
 mod gantry;
 mod ika;
@@ -270,6 +271,7 @@ pub async fn start(lab: &Lab, clock: Clock) -> Result<SimLab, DeviceError> {
                 let profile = crate::models::scpi::profile(&x.model).ok_or_else(|| no_profile(spec))?;
                 spawn(scpi::ScpiSim::new(x, profile, &position, seed, b), pty, cx)
             }
+            DriverConfig::Declared(x) => spawn(declared::DeclaredSim::new(&spec.name, x, &position, b, c), pty, cx),
         };
         sims.ports.insert(spec.name.clone(), path);
         sims.tasks.push(task);

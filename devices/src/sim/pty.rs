@@ -164,7 +164,12 @@ impl Wire {
     /// Sends a reply, with whatever wire faults the injector draws. Every byte a simulator sends goes through
     /// here; false once the line is gone.
     pub async fn reply(&mut self, bytes: &[u8]) -> bool {
-        let drawn = self.draws.injector().as_mut().map(|f| (f.latency(), f.corrupt(bytes)));
+        self.reply_with_checksum_at(bytes, bytes.len().saturating_sub(1)).await
+    }
+
+    /// As [`Wire::reply`], for a reply whose checksum ends at byte `checksum` rather than at its last.
+    pub async fn reply_with_checksum_at(&mut self, bytes: &[u8], checksum: usize) -> bool {
+        let drawn = self.draws.injector().as_mut().map(|f| (f.latency(), f.corrupt_at(bytes, checksum)));
         let Some((delay, (bytes, fault))) = drawn else { return self.write(bytes).await };
         if let Some(f) = fault {
             self.note(f);

@@ -5,6 +5,7 @@
 mod bench;
 mod cavro;
 mod common;
+mod declared;
 mod faults;
 mod flame;
 mod gantry;
