@@ -245,13 +245,14 @@ fn declared_command(settings: u64) -> (Arc<devices::declared::Declaration>, usiz
 fn frame_round_trip(settings: u64, bytes: &[u8], seed: u8) {
     use devices::declared::{Frame, Lines, ReplyDecoder};
     let (d, _) = declared_command(settings);
-    let text: String = bytes.iter().map(|b| char::from(0x20 + b % 0x5F)).take(40).collect();
-    let ends: Vec<&[u8]> = match &d.frame {
-        Frame::Terminated { end, .. } => vec![end],
-        Frame::Delimited { start, end, .. } => vec![start, end],
-        Frame::Prompt { prompts, .. } => prompts.iter().map(Vec::as_slice).collect(),
+    let (ends, room): (Vec<&[u8]>, usize) = match &d.frame {
+        Frame::Terminated { end, max, .. } => (vec![end], max.saturating_sub(end.len())),
+        Frame::Delimited { start, end, max, .. } => (vec![start, end], max.saturating_sub(start.len() + end.len())),
+        Frame::Prompt { prompts, max } => (prompts.iter().map(Vec::as_slice).collect(), *max),
         Frame::Fixed(_) => return,
     };
+    let room = room.saturating_sub(d.frame.checksum().map_or(0, |c| c.width()));
+    let text: String = bytes.iter().map(|b| char::from(0x20 + b % 0x5F)).take(room.min(40)).collect();
     if ends.iter().any(|e| text.as_bytes().windows(e.len()).any(|w| w == *e)) {
         return;
     }

@@ -58,23 +58,23 @@ const CAMPAIGN: &str = r#"Campaign(
 )
 "#;
 
-fn query<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+pub(crate) fn query<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
     let mut stmt = conn.prepare(sql).unwrap();
     stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
 }
 
 /// A step as recorded: its experiment's vessel, op, instrument, status, action and outcome.
-struct StepRow {
-    vessel: usize,
-    op: String,
-    instrument: Option<String>,
-    status: String,
-    action: serde_json::Value,
-    outcome: Option<serde_json::Value>,
-    error: Option<String>,
+pub(crate) struct StepRow {
+    pub vessel: usize,
+    pub op: String,
+    pub instrument: Option<String>,
+    pub status: String,
+    pub action: serde_json::Value,
+    pub outcome: Option<serde_json::Value>,
+    pub error: Option<String>,
 }
 
-fn steps(conn: &Connection) -> Vec<StepRow> {
+pub(crate) fn steps(conn: &Connection) -> Vec<StepRow> {
     let mut stmt = conn
         .prepare(
             "SELECT e.vessel, s.op, s.instrument, s.status, s.action, s.outcome, s.error

@@ -1,6 +1,7 @@
 //! The integration suites, compiled into one test binary.
 
 mod campaign;
+mod declared;
 mod faults;
 mod fuzz;
 mod ron_files;

@@ -12,6 +12,11 @@ fn every_ron_file_in_the_repository_validates() {
         "devices/labs/sim.lab.ron",
         "devices/labs/declared.lab.ron",
         "devices/instruments/new_era_ne1000.instrument.ron",
+        "devices/instruments/huber_pilot_one.instrument.ron",
+        "devices/instruments/sartorius_entris_ii.instrument.ron",
+        "devices/instruments/alicat_mc.instrument.ron",
+        "protocols/library/sparged_hold.protocol.ron",
+        "experiments/campaigns/declared.campaign.ron",
         "devices/maps/omron_e5cc.modbus.ron",
         "experiments/campaigns/demo.campaign.ron",
     ] {

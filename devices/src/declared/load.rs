@@ -54,8 +54,12 @@ pub mod codes {
 
 /// The declarations built into `lab`, by the name a lab file gives (`instrument: "new_era_ne1000"`), with their
 /// text.
-pub const BUILT_IN: [(&str, &str); 1] =
-    [("new_era_ne1000", include_str!("../../instruments/new_era_ne1000.instrument.ron"))];
+pub const BUILT_IN: [(&str, &str); 4] = [
+    ("alicat_mc", include_str!("../../instruments/alicat_mc.instrument.ron")),
+    ("huber_pilot_one", include_str!("../../instruments/huber_pilot_one.instrument.ron")),
+    ("new_era_ne1000", include_str!("../../instruments/new_era_ne1000.instrument.ron")),
+    ("sartorius_entris_ii", include_str!("../../instruments/sartorius_entris_ii.instrument.ron")),
+];
 
 /// Finds the declaration `reference` names: a built-in one by its name, or a file (a path ending
 /// `.instrument.ron`, relative to `folder`, the lab file's folder). `Err(None)` if there is no such declaration;
@@ -846,7 +850,7 @@ impl Bindings<'_, '_> {
                         codes::VALUE,
                         &path("scale"),
                         format!("a scale of {scale}"),
-                        "the instrument's flow units per uL/min: 0.001 for mL/min or sccm; it must be positive",
+                        "microlitres per minute in one of the instrument's flow units: 1000 for mL/min or sccm; it must be positive",
                     );
                 }
                 let read = self.field(&path("read"), read);

@@ -274,9 +274,9 @@ pub enum Dispense {
     Flow {
         /// Where the flow set point goes.
         set: Arg,
-        /// The flow to dispense at, µL/min, a template over the settings.
+        /// The flow to dispense at, in the instrument's units, a template over the settings.
         rate: Template,
-        /// The instrument's flow units per µL/min (0.001 for mL/min, sccm).
+        /// Microlitres per minute in one of the instrument's flow units (1000 for mL/min or sccm).
         scale: f64,
         /// The measured flow, in the instrument's units.
         read: Field,

@@ -8,7 +8,8 @@
 //! becomes a typed error (busy, a firmware error or alarm with its text, an unknown command), as does silence where
 //! the instrument ignores what it does not know; and the reply is matched against the command's pattern, its
 //! captures scaled to engineering values. A reply that matches nothing is [`DeviceErrorKind::Garbled`] with its
-//! bytes.
+//! bytes. A command that cannot act (`acts` is false: a query, a set point) is asked again, twice at most, when its
+//! reply is lost, damaged or busy; one that may act is never repeated.
 //!
 //! The capabilities are the declaration's bindings, with the behaviour that stays in Rust: a syringe pump sets its
 //! rate and volume, runs, polls its status until it is idle and reads what it delivered; a flow controller sets a
@@ -30,13 +31,32 @@ use super::{Deadline, Probe, error, pause, reach_and_hold, with_acted};
 use crate::capability::{
     Dispense as DispenseCap, HoldTemperature, Identity, Instrument, Outcome, ReadTemperature, Stop, Weigh,
 };
-use crate::declared::{Call, Captures, ClassKind, Declaration, Dispense, Field, ReplyDecoder, Silence, Value};
+use crate::declared::{
+    Call, Captures, ClassKind, Command, Declaration, Dispense, Field, ReplyDecoder, Silence, Template, Value,
+};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::DeclaredConfig;
 use crate::transport::Link;
 
 /// Lab seconds a dispense may run beyond the time its volume takes at its rate.
 const DISPENSE_SLACK: f64 = 60.0;
+
+/// How many times a command that cannot act is asked again after a lost, damaged or busy reply.
+const RETRIES: u32 = 2;
+
+/// Lab seconds to wait before asking a busy instrument again.
+const BUSY_PAUSE: f64 = 0.5;
+
+/// Whether an error of a command that cannot act is worth asking again: the reply was lost, damaged, or busy.
+fn repeatable(e: &DeviceError) -> bool {
+    matches!(
+        e.kind,
+        DeviceErrorKind::Timeout { .. }
+            | DeviceErrorKind::Garbled { .. }
+            | DeviceErrorKind::Checksum { .. }
+            | DeviceErrorKind::Busy { .. }
+    )
+}
 
 /// A declared instrument.
 pub struct Declared<T> {
@@ -127,21 +147,47 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Declared<T> {
             self.link.send(&bytes).await.map_err(|e| with_acted(e, cmd.acts))?;
             return Ok(Captures::new());
         };
+        // A command that cannot act is asked again when its reply is lost, damaged or says busy: a status poll
+        // whose reply a noisy line ate must not end a dispense. One that may act is never repeated blindly.
+        let attempts = if cmd.acts { 1 } else { 1 + RETRIES };
+        let mut attempt = 1;
+        loop {
+            match self.exchange(&decl, cmd, pattern, &bytes).await {
+                Err(e) if attempt < attempts && repeatable(&e) => {
+                    attempt += 1;
+                    if matches!(e.kind, DeviceErrorKind::Busy { .. }) {
+                        let clock = self.link.clock().clone();
+                        pause(&clock, BUSY_PAUSE).await;
+                    }
+                }
+                Err(e) => {
+                    // Silence where the instrument ignores what it does not know: it does not know the command.
+                    if decl.silence == Silence::UnknownCommand
+                        && let DeviceErrorKind::Timeout { received, .. } = &e.kind
+                        && received.is_empty()
+                    {
+                        let kind = DeviceErrorKind::UnknownCommand { sent: bytes, received: Vec::new() };
+                        return Err(error(&self.name, kind, false));
+                    }
+                    return Err(e);
+                }
+                Ok(captures) => return Ok(captures),
+            }
+        }
+    }
+
+    /// One exchange of `cmd`: its request `bytes`, its reply framed, classed and matched against `pattern`.
+    async fn exchange(
+        &mut self,
+        decl: &Declaration,
+        cmd: &Command,
+        pattern: &Template,
+        bytes: &[u8],
+    ) -> Result<Captures, DeviceError> {
         let timeout = self.link.timeout() + std::time::Duration::from_secs_f64(cmd.timeout);
         let mut decoder = ReplyDecoder::new(&decl.frame, &cmd.lines, &decl.classes);
-        let reply = match self.link.request_within(&bytes, &mut decoder, timeout).await {
-            Ok(r) => r,
-            Err(e) => {
-                if decl.silence == Silence::UnknownCommand
-                    && let DeviceErrorKind::Timeout { received, .. } = &e.kind
-                    && received.is_empty()
-                {
-                    let kind = DeviceErrorKind::UnknownCommand { sent: bytes, received: Vec::new() };
-                    return Err(error(&self.name, kind, false));
-                }
-                return Err(with_acted(e, cmd.acts));
-            }
-        };
+        let reply =
+            self.link.request_within(bytes, &mut decoder, timeout).await.map_err(|e| with_acted(e, cmd.acts))?;
         let text = reply.text();
         if let Some(class) = decl.classes.iter().find(|c| c.reply.matches(&text).is_some()) {
             let received = text.into_bytes();
@@ -151,13 +197,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Declared<T> {
                 ClassKind::Alarm(m) => {
                     (DeviceErrorKind::Firmware { code: None, message: format!("alarm: {m}"), received }, cmd.acts)
                 }
-                ClassKind::Unknown => (DeviceErrorKind::UnknownCommand { sent: bytes, received }, false),
+                ClassKind::Unknown => (DeviceErrorKind::UnknownCommand { sent: bytes.to_vec(), received }, false),
             };
             return Err(error(&self.name, kind, acted));
         }
         let Some(mut captures) = pattern.matches(&text) else {
             let reason = format!("it does not match `{}`", pattern.text);
-            return Err(super::garbled(&self.name, &bytes, text.as_bytes(), reason, cmd.acts));
+            return Err(super::garbled(&self.name, bytes, text.as_bytes(), reason, cmd.acts));
         };
         for (n, v) in &mut captures {
             if let (Value::Number(x), Some(spec)) = (&*v, cmd.values.get(n)) {
@@ -291,31 +337,40 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Declared<T> {
         };
         let r = self.setting_number(rate)?;
         if !(r.is_finite() && r > 0.0) {
-            return Err(self.limit(format!("a flow of {r} uL/min")));
+            return Err(self.limit(format!("a flow of {r}")));
         }
         let clock = self.link.clock().clone();
-        self.call(&set.command, &[(set.arg.as_str(), Value::Number(r * scale))])
-            .await
-            .map_err(|e| with_acted(e, true))?;
-        let budget = 60.0 * volume / r * 2.0 + DISPENSE_SLACK;
+        // Each exchange is taken to happen midway between sending and the reply, when the instrument acted on it.
+        let before = clock.now();
+        self.call(&set.command, &[(set.arg.as_str(), Value::Number(r))]).await.map_err(|e| with_acted(e, true))?;
+        let budget = 60.0 * volume / (r * scale) * 2.0 + DISPENSE_SLACK;
         let deadline = Deadline::after(&clock, budget);
-        let (mut passed, mut last, mut flow) = (0.0, clock.now(), 0.0);
+        // A flow controller reaches its set point within a second or so: the flow is taken to be the set point from
+        // the moment it is set, then what it reads, averaged between readings.
+        let (mut passed, mut last, mut flow) = (0.0, (before + clock.now()) / 2.0, r * scale);
         while passed < volume {
             if deadline.expired() {
                 let _ = self.call(&set.command, &[(set.arg.as_str(), Value::Number(0.0))]).await;
                 let msg = format!("only {passed:.1} of {volume} uL passed in {budget:.0} lab s");
                 return Err(error(&self.name, DeviceErrorKind::Physical(msg), true));
             }
-            // Wait for what is left at the last flow read, no longer than a poll.
+            // Wait for what is left at the last flow read, no longer than a poll; close as soon as it has passed.
             let left = if flow > 0.0 { 60.0 * (volume - passed) / flow } else { *poll };
-            pause(&clock, left.min(*poll)).await;
-            let now_flow = self.number(read).await.map_err(|e| with_acted(e, true))? / scale;
-            let now = clock.now();
-            passed += (now - last) / 60.0 * (flow + now_flow.max(0.0)) / 2.0;
+            pause(&clock, left.clamp(0.0, *poll)).await;
+            if flow > 0.0 && passed + (clock.now() - last) / 60.0 * flow >= volume {
+                break;
+            }
+            let before = clock.now();
+            let now_flow = self.number(read).await.map_err(|e| with_acted(e, true))?.max(0.0) * scale;
+            let now = (before + clock.now()) / 2.0;
+            passed += (now - last) / 60.0 * (flow + now_flow) / 2.0;
             last = now;
-            flow = now_flow.max(0.0);
+            flow = now_flow;
         }
+        let before = clock.now();
         self.call(&set.command, &[(set.arg.as_str(), Value::Number(0.0))]).await.map_err(|e| with_acted(e, true))?;
+        // What flowed between the last reading and the valve closing counts too.
+        passed += ((before + clock.now()) / 2.0 - last).max(0.0) / 60.0 * flow;
         Ok(Volume(passed))
     }
 

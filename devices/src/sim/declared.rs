@@ -162,7 +162,7 @@ impl DeclaredSim {
             |arg: &str| args.get(arg).and_then(Value::number).map(|v| v * scales.map_or(1.0, |c| c.value(arg).scale));
         match &decl.dispense {
             Some(Dispense::Run { clear, rate, volume, start, stop, .. }) => {
-                if clear.as_ref().is_some_and(|c| c.command == command) {
+                if clear.as_ref().is_some_and(|c| self.is_call(c, command, args)) {
                     self.pump.delivered = 0.0;
                 }
                 if rate.command == command
@@ -175,13 +175,13 @@ impl DeclaredSim {
                 {
                     self.pump.left = v.max(0.0);
                 }
-                if start.command == command && !self.pump.running && self.pump.left > 0.0 {
+                if self.is_call(start, command, args) && !self.pump.running && self.pump.left > 0.0 {
                     self.pump.running = true;
                     self.pump.stalled = false;
                     self.pump.since = self.clock.now();
                     self.pump.stall_at = wire.partial().then_some(self.pump.left / 2.0);
                 }
-                if stop.command == command {
+                if self.is_call(stop, command, args) {
                     self.pump.running = false;
                     self.pump.left = 0.0;
                     self.pump.stall_at = None;
@@ -191,7 +191,7 @@ impl DeclaredSim {
                 if set.command == command
                     && let Some(f) = eng(&set.arg)
                 {
-                    self.flow.0 = (f / scale).max(0.0);
+                    self.flow.0 = (f * scale).max(0.0);
                 }
             }
             None => {}
@@ -207,18 +207,35 @@ impl DeclaredSim {
                     self.bench.plate_command(&position, PlateCommand::Heater(true));
                 }
             }
-            if h.start.as_ref().is_some_and(|c| c.command == command) {
+            if h.start.as_ref().is_some_and(|c| self.is_call(c, command, args)) {
                 self.bench.plate_command(&position, PlateCommand::Heater(true));
             }
-            if h.stop.as_ref().is_some_and(|c| c.command == command) {
+            if h.stop.as_ref().is_some_and(|c| self.is_call(c, command, args)) {
                 self.bench.plate_command(&position, PlateCommand::Heater(false));
             }
         }
         if let Some(z) = decl.weigh.as_ref().and_then(|w| w.zero.as_ref())
-            && z.command == command
+            && self.is_call(z, command, args)
         {
             self.tare = self.bench.load_at(&self.position).0;
         }
+    }
+
+    /// Whether `command` with `args` (wire values) is `call`: the same command with the arguments the call gives
+    /// (a `control` of 1 starts, of 0 stops).
+    fn is_call(&self, call: &crate::declared::Call, command: &str, args: &Captures) -> bool {
+        call.command == command
+            && call.args.iter().all(|(name, t)| {
+                let want = t.render(&|n| self.settings.get(n).cloned()).unwrap_or_default();
+                match (args.get(name), want.trim().parse::<f64>()) {
+                    (Some(Value::Number(got)), Ok(w)) => {
+                        let scale = self.scale(command, name);
+                        (got * scale - w).abs() <= 1e-9 * w.abs().max(1.0)
+                    }
+                    (Some(got), _) => got.text() == want,
+                    (None, _) => false,
+                }
+            })
     }
 
     /// What the bench says for field `name` of `command`'s reply, in wire units, if a binding reads it.
@@ -238,7 +255,7 @@ impl DeclaredSim {
             && read.command == command
             && read.field == name
         {
-            return Some(wire(self.flow.0 * scale));
+            return Some(wire(self.flow.0 / scale));
         }
         if let Some(h) = &decl.hold_temperature
             && h.read.command == command
