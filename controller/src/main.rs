@@ -454,11 +454,12 @@ enum DevicesCommand {
     ///
     /// Example: lab devices list
     List,
-    /// Open every instrument of a lab, ask who it is, and print a table (starts simulators for simulated ports).
+    /// Open every instrument of a lab, ask who it is, and print a table (starts simulators for simulated ports); or,
+    /// given a serial port, try the known identity queries at their usual line settings and say what answered.
     ///
-    /// Example: lab devices probe devices/labs/sim.lab.ron
+    /// Example: lab devices probe devices/labs/sim.lab.ron, or lab devices probe /dev/ttyUSB0
     Probe {
-        /// The lab file.
+        /// A lab file (`*.lab.ron`), or a serial port.
         lab: PathBuf,
     },
 }
@@ -610,6 +611,9 @@ fn main() -> ExitCode {
         Command::Check { files } => check_command(&files),
         Command::Sim { lab, lab_out, hands } => sim_command(&lab, lab_out.as_deref(), hands),
         Command::Devices { command: DevicesCommand::List } => list_command(),
+        Command::Devices { command: DevicesCommand::Probe { lab } } if !lab.to_string_lossy().ends_with(".ron") => {
+            probe_port_command(&lab)
+        }
         Command::Devices { command: DevicesCommand::Probe { lab } } => probe_command(&lab),
     })
 }
@@ -1204,6 +1208,28 @@ fn list_command() -> u8 {
         }
         Err(e) => {
             eprintln!("lab: cannot list serial ports: {e}");
+            exit_code::CANNOT_RUN
+        }
+    }
+}
+
+/// `lab devices probe PORT`: the probe's report, exit 0 if anything answered.
+fn probe_port_command(port: &Path) -> u8 {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lab: cannot start the runtime: {e}");
+            return exit_code::CANNOT_RUN;
+        }
+    };
+    let port = port.to_string_lossy();
+    match rt.block_on(devices::probe::probe_port(&port, devices::probe::ProbeOptions::default())) {
+        Ok(report) => {
+            println!("{report}");
+            if report.found().next().is_some() { exit_code::OK } else { exit_code::CANNOT_RUN }
+        }
+        Err(e) => {
+            eprintln!("lab: {e}");
             exit_code::CANNOT_RUN
         }
     }

@@ -27,6 +27,7 @@ pub mod error;
 pub mod lab;
 pub mod modbus_map;
 pub mod models;
+pub mod probe;
 pub mod references;
 pub mod replay;
 pub mod sim;

@@ -343,7 +343,10 @@ impl Simulator for DeclaredSim {
         let t = &self.terminator;
         let end = input.windows(t.len()).position(|w| w == t.as_slice())?;
         let frame = input.split_to(end + t.len());
-        Some(frame[..end].to_vec())
+        // Line ends left over from another protocol's request (an LF after a CR-terminated command) are not part
+        // of this one.
+        let start = frame[..end].iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(end);
+        Some(frame[start..end].to_vec())
     }
 
     async fn handle(&mut self, command: Vec<u8>, wire: &mut Wire) -> bool {

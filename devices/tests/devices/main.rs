@@ -14,6 +14,7 @@ mod ika;
 mod independent;
 mod mettler;
 mod modbus;
+mod probe;
 mod replay;
 mod scpi;
 mod vici;
