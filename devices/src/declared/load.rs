@@ -54,9 +54,10 @@ pub mod codes {
 
 /// The declarations built into `lab`, by the name a lab file gives (`instrument: "new_era_ne1000"`), with their
 /// text.
-pub const BUILT_IN: [(&str, &str); 4] = [
+pub const BUILT_IN: [(&str, &str); 5] = [
     ("alicat_mc", include_str!("../../instruments/alicat_mc.instrument.ron")),
     ("huber_pilot_one", include_str!("../../instruments/huber_pilot_one.instrument.ron")),
+    ("mettler_sics_level0", include_str!("../../instruments/mettler_sics_level0.instrument.ron")),
     ("new_era_ne1000", include_str!("../../instruments/new_era_ne1000.instrument.ron")),
     ("sartorius_entris_ii", include_str!("../../instruments/sartorius_entris_ii.instrument.ron")),
 ];

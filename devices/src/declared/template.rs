@@ -15,7 +15,7 @@
 //! | `XN`, `xN` | N hexadecimal digits (upper, lower case), two's complement below zero | N hex digits, signed |
 //! | `cN` | exactly N characters | exactly N characters |
 //! | `lN` | left-aligned in N characters | N characters, trailing spaces dropped |
-//! | `s` | text | spaces, then a word (no spaces) |
+//! | `s` | text | spaces, then a word (up to a space or the next literal) |
 //! | `*` | text | text up to the next literal (or to the end) |
 //!
 //! Literal characters match themselves exactly; numeric and word captures skip the spaces before them, and a
@@ -362,8 +362,13 @@ fn read<'a>(spec: Spec, text: &'a str, next: Option<&Piece>) -> Option<(Value, &
             Some((Value::Text(text[..end].to_owned()), &text[end..]))
         }
         Spec::Word => {
+            // A word ends at a space, or where the literal after it begins (`{unit:s}"` reads `g` of `g"`).
             let t = skip(text);
-            let end = t.find(' ').unwrap_or(t.len());
+            let stop = match next {
+                Some(Piece::Literal(l)) => l.chars().next(),
+                _ => None,
+            };
+            let end = t.find(|c: char| c == ' ' || Some(c) == stop).unwrap_or(t.len());
             (end > 0).then(|| (Value::Text(t[..end].to_owned()), &t[end..]))
         }
         Spec::Chars(n) | Spec::Left(n) => {

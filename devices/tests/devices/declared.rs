@@ -390,3 +390,23 @@ async fn declared_drivers_get_typed_errors_from_simulators_that_lose_and_damage_
     assert!(answered > 8, "asking again gets most answers through: {answered} of 32");
     sims.stop().await;
 }
+
+#[tokio::test]
+async fn the_declared_mt_sics_balance_speaks_what_the_rust_driver_speaks() {
+    let balance = |mock| driver("mettler_sics_level0", "XS205", &[], mock);
+    // The exchanges of the Rust driver's tests (tests/devices/mettler.rs), from the MT-SICS reference.
+    let mock = Builder::new().write(b"I2\r\n").read(b"I2 A \"XS205 220.0000 g\"\r\n").build();
+    assert_eq!(balance(mock).identify().await.unwrap().model, "XS205");
+    let mock = Builder::new().write(b"S\r\n").read(b"S S     100.00 g\r\n").build();
+    assert_eq!(balance(mock).weigh().await.unwrap(), Mass(100.0));
+    let mock = Builder::new().write(b"Z\r\n").read(b"Z A\r\n").build();
+    balance(mock).initialize().await.unwrap();
+    let mock = Builder::new().write(b"S\r\n").read(b"S +\r\n").build();
+    assert!(balance(mock).weigh().await.unwrap_err().to_string().contains("overload"));
+    let mock = Builder::new().write(b"Z\r\n").read(b"ES\r\n").build();
+    let err = balance(mock).initialize().await.unwrap_err();
+    assert!(matches!(err.kind, DeviceErrorKind::UnknownCommand { .. }), "{err}");
+    // Busy: a query is asked again.
+    let mock = Builder::new().write(b"S\r\n").read(b"S I\r\n").write(b"S\r\n").read(b"S S      0.0012 g\r\n").build();
+    assert_eq!(balance(mock).weigh().await.unwrap(), Mass(0.0012));
+}

@@ -111,3 +111,33 @@ async fn the_new_simulators_keep_answering_after_garbage() {
     }
     sims.stop().await;
 }
+
+#[tokio::test]
+async fn the_declared_simulators_keep_answering_after_garbage() {
+    let mut lab = crate::declared::declared_lab();
+    lab.instruments.retain(|i| i.name != "gantry");
+    for i in &mut lab.instruments {
+        i.faults = None;
+    }
+    let (sims, _clock) = common::start(&lab).await;
+    let cases: [(&str, &[u8], &[u8], fn(&[u8]) -> bool); 4] = [
+        ("syringe", b"0VERDIARATVOLRUNSTPCLDINF0123456789.UMLX\x02\x03\r", b"\r0VER\r", |b| {
+            b.ends_with(b"\x0200SNE1000V3.928\x03")
+        }),
+        ("mfc", b"AS0123456789.??M*VE \r\n", b"\rA??M*\r", |b| b.ends_with(b"A M10\r")),
+        ("circulator", b"{M0123456789ABCDEF*S\r\n", b"\r\n{M1B****\r\n", |b| b.ends_with(b"{S1B1234\r\n")),
+        ("balance", b"\x1bPTVx1_23 \r\n", b"\r\n\x1bx1_\r\n", |b| b.ends_with(b"BCE224I-1S\r\n")),
+    ];
+    for (i, (name, alphabet, probe, answered)) in cases.into_iter().enumerate() {
+        let spec = lab.instrument(name).unwrap();
+        let mut port = devices::transport::open_serial(name, &sims.ports[name], &spec.line).unwrap();
+        let noise = garbage(200 + i as u64, alphabet);
+        for chunk in noise.chunks(97) {
+            port.write_all(chunk).await.unwrap();
+        }
+        drain(&mut port).await;
+        port.write_all(probe).await.unwrap();
+        read_until(&mut port, answered).await;
+    }
+    sims.stop().await;
+}
