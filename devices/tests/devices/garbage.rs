@@ -41,6 +41,27 @@ async fn drain(port: &mut devices::transport::SerialStream) {
     }
 }
 
+/// Sends `name`'s simulator 4 KiB of garbage from `alphabet`, then `probe`, and waits for an answer `answered`
+/// accepts.
+async fn garbage_then(
+    lab: &devices::lab::Lab,
+    sims: &devices::sim::SimLab,
+    name: &str,
+    seed: u64,
+    alphabet: &[u8],
+    probe: &[u8],
+    answered: fn(&[u8]) -> bool,
+) {
+    let spec = lab.instrument(name).unwrap();
+    let mut port = devices::transport::open_serial(name, &sims.ports[name], &spec.line).unwrap();
+    for chunk in garbage(seed, alphabet).chunks(97) {
+        port.write_all(chunk).await.unwrap();
+    }
+    drain(&mut port).await;
+    port.write_all(probe).await.unwrap();
+    read_until(&mut port, answered).await;
+}
+
 #[tokio::test]
 async fn simulators_keep_answering_after_garbage() {
     let lab = common::sim_lab();
@@ -58,15 +79,7 @@ async fn simulators_keep_answering_after_garbage() {
         }),
     ];
     for (i, (name, alphabet, probe, answered)) in cases.into_iter().enumerate() {
-        let spec = lab.instrument(name).unwrap();
-        let mut port = devices::transport::open_serial(name, &sims.ports[name], &spec.line).unwrap();
-        let noise = garbage(i as u64, alphabet);
-        for chunk in noise.chunks(97) {
-            port.write_all(chunk).await.unwrap();
-        }
-        drain(&mut port).await;
-        port.write_all(probe).await.unwrap();
-        read_until(&mut port, answered).await;
+        garbage_then(&lab, &sims, name, i as u64, alphabet, probe, answered).await;
     }
     sims.stop().await;
 }
@@ -99,15 +112,7 @@ async fn the_new_simulators_keep_answering_after_garbage() {
         }),
     ];
     for (i, (name, alphabet, probe, answered)) in cases.into_iter().enumerate() {
-        let spec = lab.instrument(name).unwrap();
-        let mut port = devices::transport::open_serial(name, &sims.ports[name], &spec.line).unwrap();
-        let noise = garbage(100 + i as u64, alphabet);
-        for chunk in noise.chunks(97) {
-            port.write_all(chunk).await.unwrap();
-        }
-        drain(&mut port).await;
-        port.write_all(&probe).await.unwrap();
-        read_until(&mut port, answered).await;
+        garbage_then(&lab, &sims, name, 100 + i as u64, alphabet, &probe, answered).await;
     }
     sims.stop().await;
 }
@@ -129,15 +134,7 @@ async fn the_declared_simulators_keep_answering_after_garbage() {
         ("balance", b"\x1bPTVx1_23 \r\n", b"\r\n\x1bx1_\r\n", |b| b.ends_with(b"BCE224I-1S\r\n")),
     ];
     for (i, (name, alphabet, probe, answered)) in cases.into_iter().enumerate() {
-        let spec = lab.instrument(name).unwrap();
-        let mut port = devices::transport::open_serial(name, &sims.ports[name], &spec.line).unwrap();
-        let noise = garbage(200 + i as u64, alphabet);
-        for chunk in noise.chunks(97) {
-            port.write_all(chunk).await.unwrap();
-        }
-        drain(&mut port).await;
-        port.write_all(probe).await.unwrap();
-        read_until(&mut port, answered).await;
+        garbage_then(&lab, &sims, name, 200 + i as u64, alphabet, probe, answered).await;
     }
     sims.stop().await;
 }
