@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::capability::Place;
+use crate::references::{Found, References};
 use crate::transport::{LineSettings, Parity, Reconnect};
 
 /// The current lab file format version.
@@ -194,17 +195,23 @@ pub struct ValveConfig {
 pub struct ModbusConfig {
     /// The slave address, 1 to 247.
     pub address: u8,
-    /// The model code the controller holds in its identity register.
-    pub model_code: u16,
+    /// The controller's register map.
+    pub map: Arc<crate::modbus_map::ModbusMap>,
     /// The highest set point the driver will send.
     pub max_temperature: Temperature,
     /// How close to the set point the process value must be to count as having reached it.
     pub tolerance: Temperature,
 }
 
-impl ModbusConfig {
-    /// The model code assumed when the lab file gives none.
-    pub const DEFAULT_MODEL_CODE: u16 = 7001;
+/// Settings of an instrument declared in RON ([`crate::declared`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclaredConfig {
+    /// The declaration.
+    pub declaration: Arc<crate::declared::Declaration>,
+    /// The model, one of the declaration's variants.
+    pub model: String,
+    /// Every setting: the declaration's defaults, then the model's, then the lab file's.
+    pub settings: BTreeMap<String, crate::declared::Value>,
 }
 
 /// Message terminator of a text protocol.
@@ -319,6 +326,8 @@ pub enum DriverConfig {
     ModbusTemperature(ModbusConfig),
     /// SCPI thermometer or multimeter.
     ScpiThermometer(ScpiConfig),
+    /// An instrument declared in RON.
+    Declared(DeclaredConfig),
 }
 
 impl DriverConfig {
@@ -333,6 +342,7 @@ impl DriverConfig {
             DriverConfig::ViciValve(_) => "ViciValve",
             DriverConfig::ModbusTemperature(_) => "ModbusTemperature",
             DriverConfig::ScpiThermometer(_) => "ScpiThermometer",
+            DriverConfig::Declared(_) => "Declared",
         }
     }
 
@@ -347,6 +357,7 @@ impl DriverConfig {
             DriverConfig::ViciValve(_) => InstrumentKind::Valve,
             DriverConfig::ModbusTemperature(_) => InstrumentKind::TemperatureController,
             DriverConfig::ScpiThermometer(_) => InstrumentKind::Thermometer,
+            DriverConfig::Declared(d) => d.declaration.kind,
         }
     }
 
@@ -358,8 +369,9 @@ impl DriverConfig {
             | DriverConfig::MettlerBalance(_)
             | DriverConfig::ViciValve(_)
             | DriverConfig::ScpiThermometer(_) => LineSettings::n81(9600),
-            // The Modbus serial line specification's default: 19200 baud, even parity [U].
-            DriverConfig::ModbusTemperature(_) => LineSettings { parity: Parity::Even, ..LineSettings::n81(19_200) },
+            // As the controller ships, which its map says.
+            DriverConfig::ModbusTemperature(m) => m.map.line_settings(),
+            DriverConfig::Declared(d) => d.declaration.line,
             // NAMUR: 9600 baud, 7 data bits, even parity, 1 stop bit.
             DriverConfig::IkaHotplate(_) => {
                 LineSettings { data_bits: 7, parity: Parity::Even, ..LineSettings::n81(9600) }
@@ -852,6 +864,11 @@ impl Lab {
                 Op::HoldTemperature { temperature, .. } => {
                     check("temperature", q(&up(temperature)), Dimension::Temperature, &|c| match &c.driver {
                         DriverConfig::ModbusTemperature(m) => Some((-273.15, m.max_temperature.0)),
+                        DriverConfig::Declared(d) => d.declaration.hold_temperature.as_ref().map(|h| {
+                            let v =
+                                d.declaration.command(&h.set.command).map(|c| c.value(&h.set.arg)).unwrap_or_default();
+                            (v.min.unwrap_or(-273.15), v.max.unwrap_or(f64::INFINITY))
+                        }),
                         _ => None,
                     });
                 }
@@ -1058,9 +1075,8 @@ enum DriverFile {
     },
     ModbusTemperature {
         address: u8,
+        map: String,
         max_temperature: String,
-        #[serde(default)]
-        model_code: Option<u16>,
         #[serde(default)]
         tolerance: Option<String>,
     },
@@ -1069,6 +1085,30 @@ enum DriverFile {
         #[serde(default)]
         terminator: Terminator,
     },
+    Declared {
+        instrument: String,
+        #[serde(default)]
+        model: Option<String>,
+        #[serde(default)]
+        settings: BTreeMap<String, SettingValue>,
+    },
+}
+
+/// A setting of a declared instrument as a lab file writes it: a number or text.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SettingValue {
+    Number(f64),
+    Text(String),
+}
+
+impl SettingValue {
+    fn text(&self) -> String {
+        match self {
+            SettingValue::Number(v) => crate::declared::template::shortest(*v),
+            SettingValue::Text(t) => t.clone(),
+        }
+    }
 }
 
 /// Loads and validates a lab file.
@@ -1110,6 +1150,7 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
         }
     });
     let mut instruments = Vec::new();
+    let mut refs = References::of(&source.name);
     if let Some(node) = tree.get(&[Seg::Field("instruments")]) {
         for (key, value) in &node.entries {
             let Some(name) = key.string.clone() else { continue };
@@ -1134,7 +1175,7 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
             }
             match parse_section::<InstrumentFile>(&source, value.span.clone(), "instrument") {
                 Ok(f) => {
-                    if let Some(spec) = instrument(&source, &name, f, value, deck.as_ref(), &mut diags) {
+                    if let Some(spec) = instrument(&source, &name, f, value, deck.as_ref(), &mut refs, &mut diags) {
                         instruments.push(spec);
                     }
                 }
@@ -1298,8 +1339,11 @@ fn instrument(
     f: InstrumentFile,
     node: &Node,
     deck: Option<&DeckFile>,
+    refs: &mut References,
     diags: &mut Diagnostics,
 ) -> Option<InstrumentSpec> {
+    // Diagnostics of the files the instrument refers to, added once `fail` no longer holds `diags`.
+    let mut referred = Diagnostics::new();
     let mut ok = true;
     let mut fail = |path: &[Seg<'_>], msg: String, help: String| {
         diags.push(Diagnostic::error(codes::SETTING, source, node.span_of(path), msg).with_help(help));
@@ -1364,8 +1408,25 @@ fn instrument(
             let t = quantity("max_temperature", &max_temperature, Dimension::Temperature, &mut fail);
             let s = quantity("max_speed", &max_speed, Dimension::RotationalSpeed, &mut fail);
             let tol = tolerance.map_or(1.0, |t| quantity("tolerance", &t, Dimension::Temperature, &mut fail));
+            let model = model.unwrap_or_else(|| "RCT digital".to_owned());
+            if let Some(p) = crate::models::namur::profile(&model) {
+                if t > p.max_temperature {
+                    fail(
+                        &[Seg::Field("driver"), Seg::Field("max_temperature")],
+                        format!("`{name}` is an IKA {model}, which takes set points up to {} degC", p.max_temperature),
+                        format!("lower `max_temperature` to at most \"{} degC\"", p.max_temperature),
+                    );
+                }
+                if s > p.speed.1 {
+                    fail(
+                        &[Seg::Field("driver"), Seg::Field("max_speed")],
+                        format!("`{name}` is an IKA {model}, which stirs at most {} rpm", p.speed.1),
+                        format!("lower `max_speed` to at most \"{} rpm\"", p.speed.1),
+                    );
+                }
+            }
             DriverConfig::IkaHotplate(IkaConfig {
-                model: model.unwrap_or_else(|| "RCT digital".to_owned()),
+                model,
                 max_temperature: Temperature(t),
                 max_speed: Speed(s),
                 tolerance: Temperature(tol),
@@ -1469,7 +1530,7 @@ fn instrument(
             }
             DriverConfig::ViciValve(ValveConfig { positions, id, feeds, ports })
         }
-        DriverFile::ModbusTemperature { address, max_temperature, model_code, tolerance } => {
+        DriverFile::ModbusTemperature { address, map, max_temperature, tolerance } => {
             if !(1..=247).contains(&address) {
                 fail(
                     &[Seg::Field("driver"), Seg::Field("address")],
@@ -1479,9 +1540,54 @@ fn instrument(
             }
             let t = quantity("max_temperature", &max_temperature, Dimension::Temperature, &mut fail);
             let tol = tolerance.map_or(1.0, |t| quantity("tolerance", &t, Dimension::Temperature, &mut fail));
+            let map = match refs.map(&map, &mut referred) {
+                Found::Loaded(m) => Some(m),
+                Found::Missing => {
+                    let known: Vec<&str> = crate::modbus_map::BUILT_IN.iter().map(|(n, _)| *n).collect();
+                    let help = match suggest(&map, &known) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "built-in maps: {}; or a file named like `maps/mine.modbus.ron`, relative to the lab file",
+                            known.join(", ")
+                        ),
+                    };
+                    let span = node.span_of(&[Seg::Field("driver"), Seg::Field("map")]);
+                    let msg = format!(
+                        "`{name}` names the register map `{map}`, which is neither built in nor a readable file"
+                    );
+                    referred
+                        .push(Diagnostic::error(crate::modbus_map::codes::MISSING, source, span, msg).with_help(help));
+                    None
+                }
+                Found::Invalid => {
+                    fail(
+                        &[Seg::Field("driver"), Seg::Field("map")],
+                        format!("the register map `{map}` of `{name}` has errors"),
+                        "see the map's own diagnostics".into(),
+                    );
+                    None
+                }
+            };
+            let Some(map) = map else {
+                diags.extend(referred);
+                return None;
+            };
+            // The set point the lab may send must be one the controller takes.
+            let sp_max = map
+                .point(&map.temperature.sp)
+                .and_then(|p| p.range.and_then(|(_, hi)| p.to_celsius(hi)).filter(|c| c.is_finite()));
+            if let Some(hi) = sp_max
+                && t > hi + 1e-9
+            {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("max_temperature")],
+                    format!("`{name}` is a {}, whose set point goes up to {} degC", map.name, trim_float(hi)),
+                    format!("lower `max_temperature` to at most \"{} degC\"", trim_float(hi)),
+                );
+            }
             DriverConfig::ModbusTemperature(ModbusConfig {
                 address,
-                model_code: model_code.unwrap_or(ModbusConfig::DEFAULT_MODEL_CODE),
+                map,
                 max_temperature: Temperature(t),
                 tolerance: Temperature(tol),
             })
@@ -1495,6 +1601,13 @@ fn instrument(
                 );
             }
             DriverConfig::ScpiThermometer(ScpiConfig { model, terminator })
+        }
+        DriverFile::Declared { instrument, model, settings } => {
+            let Some(d) = declared(source, name, &instrument, model, &settings, node, refs, &mut referred) else {
+                diags.extend(referred);
+                return None;
+            };
+            DriverConfig::Declared(d)
         }
     };
     let kind = driver.kind();
@@ -1532,6 +1645,7 @@ fn instrument(
         }
         (None, false) => {}
     }
+    diags.extend(referred);
     let mut line = driver.default_line();
     if let Some(s) = f.serial {
         if let Some(b) = s.baud {
@@ -1621,6 +1735,20 @@ fn instrument(
         PortFile::Simulator(p) => PortSpec::Simulator(p),
         PortFile::Serial(p) => PortSpec::Serial(p),
     };
+    if port == PortSpec::Simulated
+        && let Some(known) = unsimulated_model(&driver)
+    {
+        diags.push(
+            Diagnostic::error(
+                codes::SETTING,
+                source,
+                node.span_of(&[Seg::Field("driver"), Seg::Field("model")]),
+                format!("`{name}` is simulated, and its simulator has no profile of this model"),
+            )
+            .with_help(format!("the simulator can be: {}", known.join(", "))),
+        );
+        ok = false;
+    }
     let faults = match f.faults {
         None => None,
         Some(file) => {
@@ -1630,6 +1758,153 @@ fn instrument(
         }
     };
     ok.then(|| InstrumentSpec { name: name.to_owned(), driver, port, position: f.position, line, faults })
+}
+
+/// Reads a `Declared` driver: finds the declaration, the model and the settings, and checks that the templates
+/// the driver fills from the settings (the request's prefix and terminator, the bindings' values) come out right.
+#[expect(clippy::too_many_arguments, reason = "the pieces of one instrument entry, as `instrument` holds them")]
+fn declared(
+    source: &Arc<SourceFile>,
+    name: &str,
+    reference: &str,
+    model: Option<String>,
+    given: &BTreeMap<String, SettingValue>,
+    node: &Node,
+    refs: &mut References,
+    referred: &mut Diagnostics,
+) -> Option<DeclaredConfig> {
+    use crate::declared::{self, Dispense, Medium, Template};
+    let at = |field: &str| node.span_of(&[Seg::Field("driver"), Seg::Field(field)]);
+    let setting_error = |span: Range<usize>, msg: String, help: String| {
+        Diagnostic::error(codes::SETTING, source, span, msg).with_help(help)
+    };
+    let decl = match refs.declaration(reference, referred) {
+        Found::Loaded(d) => d,
+        Found::Missing => {
+            let known: Vec<&str> = declared::BUILT_IN.iter().map(|(n, _)| *n).collect();
+            let help = match suggest(reference, &known) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!(
+                    "built-in instruments: {}; or a file named like `instruments/mine.instrument.ron`, relative to the lab file",
+                    known.join(", ")
+                ),
+            };
+            let msg =
+                format!("`{name}` names the instrument `{reference}`, which is neither built in nor a readable file");
+            referred.push(Diagnostic::error(declared::codes::MISSING, source, at("instrument"), msg).with_help(help));
+            return None;
+        }
+        Found::Invalid => {
+            let msg = format!("the declaration `{reference}` of `{name}` has errors");
+            referred.push(setting_error(at("instrument"), msg, "see the declaration's own diagnostics".into()));
+            return None;
+        }
+    };
+    let models = || decl.variants.keys().cloned().collect::<Vec<_>>().join(", ");
+    let model = match model {
+        Some(m) if decl.variants.contains_key(&m) => m,
+        Some(m) => {
+            let msg = format!("`{name}` is a {} `{m}`, a model its declaration does not have", decl.name);
+            referred.push(setting_error(at("model"), msg, format!("the models are: {}", models())));
+            return None;
+        }
+        None if decl.variants.len() == 1 => decl.variants.keys().next().cloned().unwrap_or_default(),
+        None => {
+            let msg = format!("`{name}` does not say which model of {} it is", decl.name);
+            referred.push(setting_error(at("instrument"), msg, format!("add `model: \"...\"`, one of: {}", models())));
+            return None;
+        }
+    };
+    let texts: BTreeMap<String, String> = given.iter().map(|(k, v)| (k.clone(), v.text())).collect();
+    let settings = match decl.settings_for(&model, &texts) {
+        Ok(s) => s,
+        Err(problems) => {
+            for (setting, why) in problems {
+                let span = node.span_of(&[Seg::Field("driver"), Seg::Field("settings"), Seg::Key(&setting)]);
+                let help = match decl.settings.get(&setting) {
+                    Some(s) => format!(
+                        "a {} setting{}{}",
+                        match s.kind {
+                            declared::SettingKind::Number => "number",
+                            declared::SettingKind::Int => "whole-number",
+                            declared::SettingKind::Text => "text",
+                        },
+                        match (s.min, s.max) {
+                            (None, None) => String::new(),
+                            (lo, hi) => format!(
+                                " from {} to {}",
+                                lo.map_or("-inf".into(), trim_float),
+                                hi.map_or("inf".into(), trim_float)
+                            ),
+                        },
+                        s.unit.as_ref().map(|u| format!(", in {u}")).unwrap_or_default()
+                    ),
+                    None => format!(
+                        "the settings of {} are: {}",
+                        decl.name,
+                        decl.settings.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                referred.push(setting_error(span, format!("setting `{setting}` of `{name}` {why}"), help));
+            }
+            return None;
+        }
+    };
+    // Everything the driver renders from the settings alone, and whether it must be a number.
+    let mut renders: Vec<(&Template, bool)> = vec![(&decl.request.prefix, false), (&decl.request.terminator, false)];
+    match &decl.dispense {
+        Some(Dispense::Run { rate_value, reservoir, .. }) => renders.extend([(rate_value, true), (reservoir, false)]),
+        Some(Dispense::Flow { rate, reservoir, medium, .. }) => {
+            renders.extend([(rate, true), (reservoir, false)]);
+            if let Medium::Gas(g) = medium {
+                renders.push((g, false));
+            }
+        }
+        None => {}
+    }
+    if let Some(h) = &decl.hold_temperature {
+        renders.push((&h.tolerance, true));
+    }
+    if let Some(w) = &decl.weigh {
+        renders.push((&w.settle, true));
+    }
+    let calls = decl.init.iter().chain(&decl.safe_state).flat_map(|c| c.args.values());
+    renders.extend(calls.map(|t| (t, false)));
+    let mut ok = true;
+    for (t, numeric) in renders {
+        let rendered = t.render(&|n| settings.get(n).cloned());
+        let problem = match &rendered {
+            Err(e) => Some(e.clone()),
+            Ok(text) if numeric && text.trim().parse::<f64>().map_or(true, |v| !v.is_finite()) => {
+                Some(format!("gives `{text}`, which is not a number"))
+            }
+            Ok(_) => None,
+        };
+        if let Some(p) = problem {
+            let msg = format!("`{}` of {} {p} with the settings of `{name}`", t.text, decl.name);
+            referred.push(setting_error(at("settings"), msg, "give the settings it uses".into()));
+            ok = false;
+        }
+    }
+    ok.then_some(DeclaredConfig { declaration: decl, model, settings })
+}
+
+/// For a driver whose simulator answers as a model's profile, the models it can be, if the driver's model is not
+/// one of them.
+fn unsimulated_model(driver: &DriverConfig) -> Option<Vec<&'static str>> {
+    use crate::models::{namur, scpi, sics};
+    match driver {
+        DriverConfig::MettlerBalance(c) if sics::profile(&c.model).is_none() => {
+            Some(sics::PROFILES.iter().map(|p| p.model).collect())
+        }
+        DriverConfig::IkaHotplate(c) if namur::profile(&c.model).is_none() => {
+            Some(namur::PROFILES.iter().map(|p| p.model).collect())
+        }
+        DriverConfig::ScpiThermometer(c) if scpi::profile(&c.model).is_none() => {
+            Some(scpi::PROFILES.iter().map(|p| p.model).collect())
+        }
+        _ => None,
+    }
 }
 
 /// Reads an instrument's `faults`, refusing what its simulator cannot inject.
@@ -1683,17 +1958,31 @@ fn faults(
     let oem = matches!(driver, DriverConfig::CavroXCalibur(c) if c.protocol == CavroProtocol::Oem);
     let pump = matches!(driver, DriverConfig::CavroXCalibur(_));
     let modbus = matches!(driver, DriverConfig::ModbusTemperature(_));
+    let declared = match driver {
+        DriverConfig::Declared(d) => Some(&d.declaration),
+        _ => None,
+    };
+    let class =
+        |f: fn(&crate::declared::ClassKind) -> bool| declared.is_some_and(|d| d.classes.iter().any(|c| f(&c.is)));
     let can = |fault: &str| match fault {
-        "bad_checksum" => oem || modbus,
-        "busy" => pump || modbus || matches!(driver, DriverConfig::MettlerBalance(_)),
+        "bad_checksum" => oem || modbus || declared.is_some_and(|d| d.frame.checksum().is_some()),
+        "busy" => {
+            pump || modbus
+                || matches!(driver, DriverConfig::MettlerBalance(_))
+                || class(|k| matches!(k, crate::declared::ClassKind::Busy(_)))
+        }
         "firmware_error" => {
             pump || modbus
                 || matches!(
                     driver,
                     DriverConfig::MettlerBalance(_) | DriverConfig::ScpiThermometer(_) | DriverConfig::OceanFlame(_)
                 )
+                || class(|k| matches!(k, crate::declared::ClassKind::Error(_)))
         }
-        "partial" => pump,
+        "partial" => {
+            pump || (declared.is_some_and(|d| matches!(d.dispense, Some(crate::declared::Dispense::Run { .. })))
+                && class(|k| matches!(k, crate::declared::ClassKind::Alarm(_))))
+        }
         _ => true,
     };
     for (field, p) in [
@@ -1713,10 +2002,14 @@ fn faults(
             );
         } else if p > 0.0 && !can(field) {
             let why = match field {
-                "bad_checksum" => "only OEM-framed pumps and Modbus devices send checksums",
-                "busy" => "only pumps, balances and Modbus devices answer `busy`",
-                "firmware_error" => "its protocol has no error codes",
-                _ => "only a syringe pump moves part of a stroke",
+                "bad_checksum" => {
+                    "only OEM-framed pumps, Modbus devices and declared instruments whose replies carry a checksum send checksums"
+                }
+                "busy" => {
+                    "only pumps, balances, Modbus devices and declared instruments with a busy class answer `busy`"
+                }
+                "firmware_error" => "its protocol has no error codes (a declared instrument needs an error class)",
+                _ => "only a syringe pump moves part of a stroke (a declared one needs an alarm class to report it)",
             };
             fail(field, format!("the simulator of `{name}` cannot inject `{field}`: {why}"), "remove it".into());
         }
@@ -1801,7 +2094,8 @@ mod tests {
         let pump_2 = lab.instrument("pump_2").unwrap();
         assert_eq!(pump_2.line.reconnect.attempts, 8);
         assert_eq!(pump_2.faults.as_ref().unwrap().disconnect.unwrap().after, 25);
-        assert_eq!(lab.instrument("block_1").unwrap().line.to_string(), "19200 8E1");
+        assert_eq!(lab.instrument("block_1").unwrap().line.to_string(), "9600 8N1");
+        assert_eq!(lab.instrument("block_2").unwrap().line.to_string(), "9600 8E1");
         assert_eq!(lab.instrument("valve").unwrap().kind(), InstrumentKind::Valve);
         assert!(lab.instrument("valve").unwrap().position.is_none());
         let sim = sim_lab();
@@ -1823,9 +2117,34 @@ mod tests {
             vec![
                 "D0004 valve `valve` feeds `balance_1`, which is a balance, not a syringe pump",
                 "D0007 `garbled` of `probe_3` is 1.5; a probability is 0 to 1",
-                "D0007 the simulator of `probe_3` cannot inject `partial`: only a syringe pump moves part of a stroke",
+                "D0007 the simulator of `probe_3` cannot inject `partial`: only a syringe pump moves part of a stroke (a declared one needs an alarm class to report it)",
             ]
         );
+    }
+
+    #[test]
+    fn a_simulated_model_needs_a_profile_and_its_limits() {
+        let text = include_str!("../labs/sim.lab.ron")
+            .replacen(
+                "IkaHotplate(model: \"RCT digital\", max_temperature: \"310 degC\"",
+                "IkaHotplate(model: \"C-MAG HS 7\", max_temperature: \"310 degC\"",
+                1,
+            )
+            .replacen(
+                "IkaHotplate(model: \"RCT digital\", max_temperature: \"310 degC\"",
+                "IkaHotplate(model: \"RCT digital\", max_temperature: \"340 degC\"",
+                1,
+            );
+        let d = load_lab(SourceFile::new("sim.lab.ron", text)).unwrap_err();
+        let msgs: Vec<String> = d.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "D0004 `hotplate_1` is simulated, and its simulator has no profile of this model",
+                "D0004 `hotplate_2` is an IKA RCT digital, which takes set points up to 310 degC",
+            ]
+        );
+        assert!(d.to_string().contains("help: the simulator can be: RCT digital, RET control-visc"), "{d}");
     }
 
     #[test]
