@@ -149,10 +149,11 @@ fn claim_latency(pg: &pg::PgCluster) {
 /// very high time scale, or `--instant` (every step on the planner's simulation, no wall time). Proposals per second
 /// from the first publication to the last result told; and, on simulators, per result, the wall time from the
 /// workcell's `ExperimentFinished` to the learner's tell.
-fn whole_path(pg: &pg::PgCluster, budget: usize, instant: bool) {
+fn whole_path(pg: &pg::PgCluster, budget: usize, instant: bool, scale: u32) {
     let url = pg.url();
     let dir = tempfile::tempdir().unwrap();
-    let name = if instant { "instant" } else { "throughput" };
+    let name = if instant { "instant".to_owned() } else { format!("at{scale}") };
+    let name = name.as_str();
     let campaign = write_campaign(dir.path(), name, budget, 16);
     let sql = pg::Sql::connect(&url);
     sql.execute("ALTER TABLE fleet.results ADD COLUMN IF NOT EXISTS told_at timestamptz");
@@ -164,7 +165,7 @@ fn whole_path(pg: &pg::PgCluster, budget: usize, instant: bool) {
     );
     let lab_text = std::fs::read_to_string(repo().join("devices/labs/sim.lab.ron"))
         .unwrap()
-        .replace("simulation: (seed: 7, time_scale: 400)", "simulation: (seed: 7, time_scale: 200000)");
+        .replace("simulation: (seed: 7, time_scale: 400)", &format!("simulation: (seed: 7, time_scale: {scale})"));
     let mut cells = Vec::new();
     for name in ["1", "2", "3"] {
         let d = dir.path().join(name);
@@ -174,10 +175,10 @@ fn whole_path(pg: &pg::PgCluster, budget: usize, instant: bool) {
     }
     let t0 = Instant::now();
     let mut learner = spawn(&["fleet", "learn", campaign.to_str().unwrap(), "-q"], &url, dir.path(), "learner.log");
-    let names = if instant { ["in-1", "in-2", "in-3"] } else { ["wc-1", "wc-2", "wc-3"] };
+    let names = ["1", "2", "3"].map(|n| format!("{name}-{n}"));
     let mut workcells: Vec<Child> = cells
         .iter()
-        .zip(names)
+        .zip(&names)
         .map(|(d, n)| {
             let mut args = vec!["workcell", "--lab", "lab.ron", "--db", "lab.db", "--name", n, "-q"];
             if instant {
@@ -198,7 +199,7 @@ fn whole_path(pg: &pg::PgCluster, budget: usize, instant: bool) {
     ));
     let span = span.first().copied().unwrap_or(wall);
     if instant {
-        let rows = sql.count("SELECT count(*) FROM fleet.journal WHERE workcell LIKE 'in-%'");
+        let rows = sql.count("SELECT count(*) FROM fleet.journal WHERE workcell LIKE 'instant-%'");
         println!(
             "whole path, instant: {told} of {budget} proposals published, claimed, run on 3 `lab workcell --instant` \
              (the demo protocol's 8 steps each on the planner's simulation), recorded, shipped and told in {span:.1} s \
@@ -211,8 +212,8 @@ fn whole_path(pg: &pg::PgCluster, budget: usize, instant: bool) {
         return;
     }
     // Each result's ExperimentFinished, in wall time: the local campaign's start plus its lab time over its scale.
-    let mut latency = Vec::new();
-    for (d, name) in cells.iter().zip(names) {
+    let (mut latency, mut shipped, mut heard) = (Vec::new(), Vec::new(), Vec::new());
+    for (d, name) in cells.iter().zip(&names) {
         let conn = rusqlite::Connection::open(d.join("lab.db")).unwrap();
         let mut stmt = conn
             .prepare(
@@ -230,28 +231,60 @@ fn whole_path(pg: &pg::PgCluster, budget: usize, instant: bool) {
             let finished = start + Duration::from_secs_f64(at / scale);
             let finished = finished.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
             let told: Vec<f64> = sql.floats(&format!(
-                "SELECT extract(epoch FROM r.told_at)::float8 FROM fleet.results r JOIN fleet.links l
+                "SELECT unnest(ARRAY[extract(epoch FROM r.arrived_at), extract(epoch FROM r.told_at)])::float8
+                 FROM fleet.results r JOIN fleet.links l
                  ON l.campaign = r.campaign AND l.seq = r.seq AND l.workcell = r.workcell
                  WHERE l.workcell = '{name}' AND l.local_experiment = {id}"
             ));
-            if let Some(t) = told.first() {
-                latency.push((t - finished) * 1e3);
+            if let [arrived, told] = told[..] {
+                latency.push((told - finished) * 1e3);
+                shipped.push((arrived - finished) * 1e3);
+                heard.push((told - arrived) * 1e3);
             }
         }
     }
     println!(
         "whole path, simulators: {told} of {budget} proposals published, claimed, run on 3 workcells (demo lab at \
-         200,000x over pseudo-terminals), shipped and told in {span:.1} s from first publication to last tell \
+         {scale}x over pseudo-terminals), shipped and told in {span:.1} s from first publication to last tell \
          ({:.1}/s); learner {}",
         told as f64 / span,
         if finished { "finished" } else { "DID NOT FINISH" }
     );
     println!(
-        "result to learner: ExperimentFinished in lab.db to the learner's tell p50 {:.0} ms p95 {:.0} ms ({} results)",
+        "result to learner: ExperimentFinished in lab.db to the learner's tell p50 {:.0} ms p95 {:.0} ms ({} results); \
+         of which to the hub (shipped) p50 {:.0} ms p95 {:.0} ms, and from the hub to the tell p50 {:.0} ms p95 {:.0} ms",
         percentile(&mut latency.clone(), 0.5),
         percentile(&mut latency, 0.95),
-        latency.len()
+        latency.len(),
+        percentile(&mut shipped.clone(), 0.5),
+        percentile(&mut shipped, 0.95),
+        percentile(&mut heard.clone(), 0.5),
+        percentile(&mut heard, 0.95),
     );
+}
+
+/// The chain check of schema version 2 (each arrived row joined to the hub's journal) against today's (each row's
+/// predecessor taken from the same statement), in turn on one hub whose journal grows between runs: catch-up of
+/// 100,000 wire exchanges after a 10 s outage, twice each, alternating.
+fn chain_check(pg: &pg::PgCluster) {
+    let sql = pg::Sql::connect(&pg.url());
+    let v2 = include_str!("../src/fleet/migrations/002-batches-and-roles.sql");
+    let start = v2.find("CREATE FUNCTION fleet.check_chain()").unwrap();
+    let end = start + v2[start..].find("\n$$;").unwrap() + 4;
+    let v2 = v2[start..end].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION");
+    let v3 = include_str!("../src/fleet/migrations/003-chain-check-per-batch.sql");
+    for round in 0..2 {
+        for (label, function) in [("version 2", v2.as_str()), ("version 3", v3)] {
+            sql.execute(function);
+            catch_up(
+                pg,
+                Duration::from_secs(10),
+                100_000,
+                Backlog::Exchanges,
+                &format!(", {label}'s chain check ({round})"),
+            );
+        }
+    }
 }
 
 /// What a workcell's record gains during an outage: wire exchanges only (the commonest row of a real journal, and
@@ -352,12 +385,13 @@ fn backlog(kind: Backlog, campaign: i64, at: f64, next: &mut (i64, i64), n: usiz
 
 /// A workcell's record grows through an outage of `outage`; then the link returns. Time to the first row at the
 /// hub, and rows per second until the hub has them all.
-fn catch_up(pg: &pg::PgCluster, outage: Duration, rows: usize, kind: Backlog) {
+fn catch_up(pg: &pg::PgCluster, outage: Duration, rows: usize, kind: Backlog, label: &str) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("lab.db");
     let proxy = proxy::Proxy::start(pg.port);
     let sql = pg::Sql::connect(&pg.url());
-    let workcell = format!("outage-{kind:?}").to_lowercase();
+    let tag: String = label.chars().filter(char::is_ascii_alphanumeric).collect();
+    let workcell = format!("outage-{kind:?}{tag}").to_lowercase();
     sql.execute(&format!(
         "INSERT INTO fleet.workcells (name, lab_name, lab_sha256, capabilities) VALUES ('{workcell}', 'sim', '', '{{}}')"
     ));
@@ -398,8 +432,8 @@ fn catch_up(pg: &pg::PgCluster, outage: Duration, rows: usize, kind: Backlog) {
     shipper.stop();
     let n = (target - before) as f64;
     println!(
-        "catch-up after a {:.0} s outage, {}: first rows at the hub {:.2} s after the link returned; {:.0} rows in \
-         {:.1} s more, {:.0} rows/s (journal checked and projected, one connection)",
+        "catch-up after a {:.0} s outage, {}{label}: first rows at the hub {:.2} s after the link returned; {:.0} rows \
+         in {:.1} s more, {:.0} rows/s (journal checked and projected, one connection)",
         outage.as_secs_f64(),
         match kind {
             Backlog::Exchanges => "wire exchanges only",
@@ -470,7 +504,8 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    // `LAB_BENCH_FLEET=claim,instant,path,catchup,failover` (the default: all) picks the figures to measure.
+    // `LAB_BENCH_FLEET=claim,instant,path,catchup,failover` (the default) picks the figures to measure;
+    // `chaincheck` compares the hub's chain check of schema version 2 with today's.
     let only = std::env::var("LAB_BENCH_FLEET").unwrap_or_else(|_| "claim,instant,path,catchup,failover".into());
     let wanted = |f: &str| only.split(',').any(|x| x.trim() == f);
     let Some(pg) = pg::PgCluster::start() else { return };
@@ -487,15 +522,21 @@ fn main() {
     }
     if wanted("instant") {
         let budget = std::env::var("LAB_BENCH_INSTANT").ok().and_then(|s| s.parse().ok()).unwrap_or(3000);
-        whole_path(&pg, budget, true);
+        whole_path(&pg, budget, true, 1);
     }
     if wanted("path") {
-        whole_path(&pg, 300, false);
+        // As fast as the simulators go, which loads the path most; and at a lab clock still far faster than a real
+        // lab's, where each result is a small round of shipping rather than the tail of a large one.
+        whole_path(&pg, 300, false, 200_000);
+        whole_path(&pg, 60, false, 2_000);
     }
+    let outage = std::env::var("LAB_BENCH_OUTAGE").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     if wanted("catchup") {
-        let outage = std::env::var("LAB_BENCH_OUTAGE").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-        catch_up(&pg, Duration::from_secs(outage), 200_000, Backlog::Mix);
-        catch_up(&pg, Duration::from_secs(outage), 200_000, Backlog::Exchanges);
+        catch_up(&pg, Duration::from_secs(outage), 200_000, Backlog::Mix, "");
+        catch_up(&pg, Duration::from_secs(outage), 200_000, Backlog::Exchanges, "");
+    }
+    if wanted("chaincheck") {
+        chain_check(&pg);
     }
     if wanted("failover") {
         failover(&pg, 5);

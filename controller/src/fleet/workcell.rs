@@ -23,7 +23,7 @@ use super::ship::{ShipStatus, Shipper};
 use crate::load::Inputs;
 use crate::record::{FleetClaim, Record, RecordEvent};
 use crate::run::{CampaignOptions, ResumeOptions, Summary};
-use crate::schedule::resources::{Policy, UnknownPolicy};
+use crate::schedule::resources::{BlockedPlacePolicy, Policy, UnknownPolicy};
 
 /// How to run a workcell.
 #[derive(Debug, Clone)]
@@ -442,6 +442,9 @@ fn run_one(
     copts.progress = opts.progress;
     copts.policy = opts.policy;
     copts.unknown = opts.unknown;
+    // A place blocked by a lost vessel makes this workcell wait for `lab clear` instead of failing each proposal it
+    // claims at its first transfer: the rest of the fleet runs them meanwhile.
+    copts.blocked = BlockedPlacePolicy::Wait;
     copts.sign_with = opts.sign_with.clone();
     copts.feed = Some(Arc::new(feed));
     if opts.progress {

@@ -33,10 +33,10 @@ use crate::record::{CampaignIds, CampaignRow, Record as RecordFile, RecordError,
 use crate::schedule::bridge::{Bridge, Inbound, LearnerRequest, OperatorAction, OperatorRequest};
 use crate::schedule::components::{Availability, Holds, Instrument};
 use crate::schedule::install;
-use crate::schedule::resources::UnknownPolicy;
 use crate::schedule::resources::{
     Best, CampaignSource, CampaignState, LabClock, NextWake, Policy, Progress, RackState, Record, Source,
 };
+use crate::schedule::resources::{BlockedPlacePolicy, UnknownPolicy};
 
 /// How to run a campaign.
 #[derive(Debug, Clone)]
@@ -55,6 +55,8 @@ pub struct CampaignOptions {
     pub policy: Policy,
     /// What happens to a step whose outcome is unknown once its instrument is reconciled.
     pub unknown: UnknownPolicy,
+    /// What happens to an experiment whose next transfer finds every place it could go to blocked by a lost vessel.
+    pub blocked: BlockedPlacePolicy,
     /// A key file to sign the record's checkpoints with.
     pub sign_with: Option<PathBuf>,
     /// Where proposals come from instead of the campaign's own learner (a fleet's hub), if not from it.
@@ -72,6 +74,7 @@ impl CampaignOptions {
             progress: false,
             policy: Policy::Planned { replan: true, budget: None },
             unknown: UnknownPolicy::Fail,
+            blocked: BlockedPlacePolicy::Fail,
             sign_with: None,
             feed: None,
         }
@@ -394,6 +397,7 @@ fn execute(
     let (abort_tx, abort_rx) = watch::channel(false);
     let mut world = World::new();
     world.insert_resource(opts.unknown);
+    world.insert_resource(opts.blocked);
     let mut schedule = bevy_ecs::prelude::Schedule::default();
     install(&mut world, &mut schedule);
     let mut senders = HashMap::new();

@@ -356,3 +356,16 @@ pub enum UnknownPolicy {
     /// Wait for an operator's verdict (`lab confirm`).
     Wait,
 }
+
+/// What an experiment does when every place its next transfer could take its vessel to is blocked by a vessel the
+/// controller lost track of (and `UnknownPolicy::Wait` does not already make it wait for `lab clear`).
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlockedPlacePolicy {
+    /// Fail it: a lab on its own goes on through its budget, and the record says why.
+    #[default]
+    Fail,
+    /// Wait for `lab clear`: a fleet's workcell keeps its claims and asks for no more meanwhile, rather than failing
+    /// the fleet's proposals one after another (and telling the learner failures that say nothing of their
+    /// parameters) while other workcells could run them.
+    Wait,
+}

@@ -54,6 +54,12 @@ pub struct Cell {
     /// Its folder.
     pub dir: PathBuf,
     sim: Option<Child>,
+    /// The simulators' hands (`lab sim --hands`): a technician takes a lost vessel off the deck through them.
+    hands: Option<std::process::ChildStdin>,
+    /// The record's lost-vessel warnings a technician has answered (event ids), and the places cleared.
+    attended: std::collections::BTreeSet<i64>,
+    /// How many places a technician cleared.
+    pub cleared: usize,
     /// Its link to the hub.
     pub proxy: Proxy,
     /// The running `lab workcell`, if any.
@@ -76,8 +82,8 @@ impl Cell {
         );
         assert!(lab.contains("ledger:"), "the demo lab's simulation line changed; update the fleet harness");
         std::fs::write(dir.join("base.lab.ron"), lab).unwrap();
-        let sim = Command::new(LAB)
-            .args(["sim", "base.lab.ron", "--lab-out", "ext.lab.ron"])
+        let mut sim = Command::new(LAB)
+            .args(["sim", "base.lab.ron", "--lab-out", "ext.lab.ron", "--hands"])
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -90,7 +96,53 @@ impl Cell {
             std::thread::sleep(Duration::from_millis(50));
         }
         let proxy = Proxy::start(hub_port);
-        Cell { name: name.to_owned(), dir, sim: Some(sim), proxy, process: None, starts: 0, password: None }
+        let hands = sim.stdin.take();
+        Cell {
+            name: name.to_owned(),
+            dir,
+            sim: Some(sim),
+            hands,
+            attended: Default::default(),
+            cleared: 0,
+            proxy,
+            process: None,
+            starts: 0,
+            password: None,
+        }
+    }
+
+    /// A technician's round: each place the record says a lost vessel blocks (a kill in the middle of a transfer) is
+    /// looked at, emptied on the simulated deck and cleared with `lab clear PLACE`, as FLEET.md tells an operator to.
+    /// Until then the workcell waits with what it holds.
+    pub fn attend(&mut self) {
+        const LOST: &str =
+            "SELECT id, message FROM events WHERE message LIKE 'the vessel of experiment #% may still stand at %'";
+        let read = |c: rusqlite::Connection| -> rusqlite::Result<Vec<(i64, String)>> {
+            c.prepare(LOST)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        };
+        let warnings = rusqlite::Connection::open_with_flags(self.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(read)
+            .unwrap_or_default();
+        for (id, message) in warnings {
+            if !self.attended.insert(id) {
+                continue;
+            }
+            let before = message.split("; blocked").next().unwrap_or_default();
+            for place in before.split('`').skip(1).step_by(2) {
+                use std::io::Write;
+                if let Some(hands) = self.hands.as_mut() {
+                    let _ = writeln!(hands, "remove {place}").and_then(|()| hands.flush());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                let out = Command::new(LAB)
+                    .args(["clear", place, "--db", "lab.db", "--by", "technician", "--reason", "lost vial taken away"])
+                    .current_dir(&self.dir)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "lab clear {place}: {}", String::from_utf8_lossy(&out.stderr));
+                self.cleared += 1;
+            }
+        }
     }
 
     /// Its URL of the hub: through its proxy, as its own login if it has one.
@@ -153,6 +205,7 @@ impl Cell {
 
     /// Stops its simulators, which write their ledger, and reads it.
     pub fn ledger(&mut self) -> devices::sim::LedgerFile {
+        self.hands = None;
         if let Some(mut sim) = self.sim.take() {
             let _ = Command::new("kill").args(["-INT", &sim.id().to_string()]).status();
             let t0 = Instant::now();

@@ -21,10 +21,10 @@ use crate::schedule::components::{
     StepState, Vessel, Work,
 };
 use crate::schedule::messages::{ExperimentConcluded, Reconciled, StepEnded};
-use crate::schedule::resources::UnknownPolicy;
 use crate::schedule::resources::{
     Best, CampaignState, DeckState, Estimates, LabClock, Policy, ReadyIndex, Record, Schedule, Source,
 };
+use crate::schedule::resources::{BlockedPlacePolicy, UnknownPolicy};
 
 /// Applies finished steps.
 pub fn apply_step_results(
@@ -356,6 +356,7 @@ pub fn fail_stranded_steps(
     record: Res<Record>,
     clock: Res<LabClock>,
     policy: Res<UnknownPolicy>,
+    blocked_policy: Option<Res<BlockedPlacePolicy>>,
     mut waiting: Local<HashSet<Entity>>,
 ) {
     let offline: HashSet<&str> = instruments
@@ -436,12 +437,15 @@ pub fn fail_stranded_steps(
                 _ => None,
             };
             let reachable = places.as_ref().is_none_or(|(working, blocked)| working.len() > blocked.len());
-            // With someone to ask (`--unknown wait`), a step whose only places are blocked by a lost vessel waits
-            // for them to be cleared, and the record says which: unattended, it fails like any other it cannot run.
+            // With someone to ask (`--unknown wait`), or in a fleet's workcell, a step whose only places are blocked
+            // by a lost vessel waits for them to be cleared, and the record says which: a lone lab unattended fails
+            // it like any other it cannot run.
+            let wait = *policy == UnknownPolicy::Wait
+                || blocked_policy.as_deref().is_some_and(|p| *p == BlockedPlacePolicy::Wait);
             if let Some((working, blocked)) = &places
                 && !reachable
                 && !working.is_empty()
-                && *policy == UnknownPolicy::Wait
+                && wait
             {
                 if waiting.insert(s) {
                     record.recorder.send(RecordEvent::say(
