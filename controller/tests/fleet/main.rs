@@ -3,12 +3,14 @@
 //! with different labs, a learner and a standby, a proxy per workcell link, and a seeded schedule of faults (kill -9
 //! a workcell and start it again, cut, blackhole, delay and flap a link, restart PostgreSQL, kill -9 the learner,
 //! retire a workcell), checked against the simulators' ledgers and the hub. The hub's projection is checked against
-//! the record's on every kind of row ([`projection`]), and the fleet's logins against each other ([`roles`]).
+//! the record's on every kind of row ([`projection`]), the fleet's logins against each other ([`roles`]), and a
+//! workcell that lost track of a vial waits for a technician rather than failing what it claimed ([`blocked`]).
 //!
 //! `cargo test -p controller --test fleet` runs the short round. The long soak is
 //! `LAB_FLEET_FAULTS=500 cargo test -p controller --test fleet -- --ignored --nocapture
 //! long_fleet_soak_run_with_lab_fleet_faults` (RELIABILITY.md has its figures).
 
+mod blocked;
 mod harness;
 mod pg;
 mod projection;
