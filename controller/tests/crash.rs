@@ -393,7 +393,8 @@ fn an_operator_settles_a_dispense_left_in_doubt() {
     );
     let db = bench.db();
 
-    let mut resumed = bench.controller_with(false, &["--unknown", "wait"]);
+    // Without reading the instruments back, so the step stays in doubt for a person (reading back would settle it).
+    let mut resumed = bench.controller_with(false, &["--unknown", "wait", "--read-back", "off"]);
     let unknown = wait_for(
         &db,
         &format!("SELECT id FROM steps WHERE id = {step} AND status = 'unknown'"),
@@ -481,7 +482,8 @@ fn an_operator_clears_the_places_of_a_vial_lost_in_transit() {
     );
     let db = bench.db();
 
-    let mut resumed = bench.controller_with(false, &["--unknown", "wait"]);
+    // Without reading the instruments back, so the step stays in doubt for a person (reading back would settle it).
+    let mut resumed = bench.controller_with(false, &["--unknown", "wait", "--read-back", "off"]);
     let (confirmed, cleared) = attend(&bench, &mut resumed, true);
     let status = lab_status(&bench);
     assert!(

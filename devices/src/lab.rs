@@ -8,6 +8,9 @@
 //! run a protocol before anything moves: every named instrument exists and is of the right kind, every kind the
 //! protocol needs is present, every transfer has a position where all the steps that follow it can run, and no
 //! literal or parameter range asks an instrument for more than its limits.
+//!
+//! It is one file because every check reports its diagnostic at the setting's span: the file type, its validation
+//! and the checks against a protocol all read the one span index built here.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -251,7 +254,14 @@ pub struct IkaConfig {
     pub max_speed: Speed,
     /// How close to the set point the plate must be to count as having reached it.
     pub tolerance: Temperature,
+    /// The longest the plate keeps heating and stirring without hearing from the controller, if the lab file sets
+    /// it (`OUT_WD1@m`, 20 s to 25 min): within a hold the driver shortens it to the hold's time left, so a plate
+    /// whose controller is gone stops at the end of its hold. Without it the driver arms a short watchdog.
+    pub watchdog: Option<Duration>,
 }
+
+/// The watchdog times an IKA plate accepts (`OUT_WD1@m`), in seconds.
+pub const IKA_WATCHDOG_RANGE: (f64, f64) = (20.0, 1500.0);
 
 /// The most pixels a spectrometer's detector may have: more than any Ocean Optics detector, few enough that a
 /// spectrum's size is bounded (a spectrum of `pixels` four-byte words is what the driver waits for, and what the
@@ -959,6 +969,8 @@ enum DriverFile {
         max_speed: String,
         #[serde(default)]
         tolerance: Option<String>,
+        #[serde(default)]
+        watchdog: Option<String>,
     },
     OceanFlame {
         integration: String,
@@ -1292,15 +1304,27 @@ fn instrument(
                 protocol,
             })
         }
-        DriverFile::IkaHotplate { model, max_temperature, max_speed, tolerance } => {
+        DriverFile::IkaHotplate { model, max_temperature, max_speed, tolerance, watchdog } => {
             let t = quantity("max_temperature", &max_temperature, Dimension::Temperature, &mut fail);
             let s = quantity("max_speed", &max_speed, Dimension::RotationalSpeed, &mut fail);
             let tol = tolerance.map_or(1.0, |t| quantity("tolerance", &t, Dimension::Temperature, &mut fail));
+            let watchdog = watchdog.map(|w| quantity("watchdog", &w, Dimension::Duration, &mut fail));
+            if let Some(w) = watchdog
+                && w.is_finite()
+                && !(IKA_WATCHDOG_RANGE.0..=IKA_WATCHDOG_RANGE.1).contains(&w)
+            {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("watchdog")],
+                    format!("watchdog of `{name}` is {w} s; an IKA plate's watchdog takes 20 s to 25 min"),
+                    "`watchdog: \"25 min\"` lets a controller come back within 25 minutes and carry on a heat".into(),
+                );
+            }
             DriverConfig::IkaHotplate(IkaConfig {
                 model: model.unwrap_or_else(|| "RCT digital".to_owned()),
                 max_temperature: Temperature(t),
                 max_speed: Speed(s),
                 tolerance: Temperature(tol),
+                watchdog: watchdog.map(Duration),
             })
         }
         DriverFile::OceanFlame { integration, scans, calibration, pixels } => {
@@ -1761,6 +1785,17 @@ mod tests {
     }
 
     #[test]
+    fn an_ika_watchdog_outside_what_the_plate_takes_is_refused() {
+        let text = include_str!("../labs/sim.lab.ron").replacen("watchdog: \"25 min\"", "watchdog: \"2 h\"", 1);
+        let d = load_lab(SourceFile::new("sim.lab.ron", text)).unwrap_err();
+        let msgs: Vec<String> = d.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+        assert_eq!(msgs, ["D0004 watchdog of `hotplate_1` is 7200 s; an IKA plate's watchdog takes 20 s to 25 min"]);
+        let lab = sim_lab();
+        let DriverConfig::IkaHotplate(c) = &lab.instrument("hotplate_1").unwrap().driver else { panic!() };
+        assert_eq!(c.watchdog, Some(Duration(1500.0)));
+    }
+
+    #[test]
     fn lab_file_errors_point_at_the_setting() {
         let text = include_str!("../labs/sim.lab.ron")
             .replace(
@@ -1777,8 +1812,8 @@ mod tests {
             vec![
                 "25:44 D0004 address 0 of `pump_a` is not a pump address",
                 "25:56 D0004 `syringe` of `pump_a` needs a volume, not a duration",
-                "52:23 D0003 position `hotplate_5` of `hotplate_4` is not on the deck",
-                "64:39 D0006 time_scale must be positive, not 0",
+                "55:23 D0003 position `hotplate_5` of `hotplate_4` is not on the deck",
+                "67:39 D0006 time_scale must be positive, not 0",
             ]
         );
     }

@@ -24,6 +24,7 @@ pub mod clock;
 pub mod drivers;
 pub mod error;
 pub mod lab;
+pub mod readback;
 pub mod replay;
 pub mod sim;
 pub mod transport;

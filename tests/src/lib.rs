@@ -117,10 +117,12 @@ impl CampaignTest {
     }
 
     /// Runs the campaign on a thread of its own, failing the test if it has not ended within `bound` of wall
-    /// time: a campaign must terminate whatever its instruments do.
+    /// time: a campaign must terminate whatever its instruments do. Nobody attends it, so an experiment that can
+    /// only go to places a lost vessel blocks fails rather than waiting for a person (`--blocked fail`).
     pub fn run_within(&self, bound: std::time::Duration) -> Result<Summary, controller::run::RunError> {
         let mut opts = CampaignOptions::new(self.campaign.clone(), self.db.clone());
         opts.time_scale = Some(self.time_scale);
+        opts.blocked = controller::schedule::resources::BlockedPolicy::Fail;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(run_campaign(&opts));

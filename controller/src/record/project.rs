@@ -226,6 +226,24 @@ pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()
             )?
             .execute(params![request, at])?;
         }
+        RecordEvent::Settled { step, at, instrument, decision, observed, reason, evidence, read_from, actual } => {
+            // The evidence is the earlier exchanges the decision names and the reading itself: the step's exchanges
+            // with this instrument since the read-back began, already in `commands` (the reading's exchanges reach
+            // the journal before the decision that rests on them).
+            let named = serde_json::to_string(evidence).unwrap_or_else(|_| "[]".to_owned());
+            sql.get(
+                "INSERT INTO settlements (step_id, at, instrument, decision, observed, reason, evidence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT json_group_array(id) FROM (
+                     SELECT value AS id FROM json_each(?7)
+                     UNION SELECT id FROM commands WHERE step_id = ?1 AND instrument = ?3 AND sent_at >= ?8
+                     ORDER BY id)))",
+            )?
+            .execute(params![step, at, instrument, decision, observed, reason, named, read_from])?;
+            if let Some((experiment, name, value)) = actual {
+                sql.get("UPDATE parameters SET actual = ?3 WHERE experiment_id = ?1 AND name = ?2")?
+                    .execute(params![experiment, name, value])?;
+            }
+        }
         RecordEvent::CampaignFinished { campaign, at, status, note } => {
             sql.get("UPDATE campaigns SET status = ?2, finished_at = ?3, note = ?4 WHERE id = ?1")?
                 .execute(params![campaign, status, at, note])?;
@@ -247,4 +265,5 @@ pub const PROJECTED: &[(&str, &str)] = &[
     ("measurements", "id"),
     ("commands", "id"),
     ("events", "id"),
+    ("settlements", "id"),
 ];

@@ -3,7 +3,8 @@
 //! [`connect_all`] opens every instrument's port, reads what a newly opened port already holds, and asks each who
 //! it is (retrying a few times, since an instrument may still be waking), recording every answer. Each instrument
 //! then gets one tokio task ([`instrument_task`]) that owns its driver and runs one piece of work at a time: a step,
-//! within its timeout, or a reconciliation (safe state, identify, initialize); it puts the instrument in its safe
+//! within its timeout, a read-back of its physical state (for a step in doubt), or a reconciliation (safe state,
+//! identify, initialize); it puts the instrument in its safe
 //! state after a failed step and at the end, and reports every outcome over the bridge. [`TaskExecutor`] is the
 //! scheduler's executor in a real run: it sends a step to its task only once the step's intent is committed.
 
@@ -26,6 +27,8 @@ use crate::schedule::bridge::{Dispatch, Executor, Inbound, StepError};
 pub(super) enum Work {
     Step(Dispatch),
     Reconcile,
+    /// Read the instrument's physical state back, tagging the exchanges with a step in doubt's id.
+    Observe(i64),
 }
 
 /// The executor of a real run: steps go to instrument tasks, each only after its intent is committed to the record.
@@ -55,6 +58,14 @@ impl Executor for TaskExecutor {
         }
     }
 
+    fn observe(&self, instrument: Entity, step_id: i64) {
+        if let Some(tx) = self.senders.get(&instrument).cloned() {
+            self.recorder.after_commit(move || {
+                let _ = tx.send(Work::Observe(step_id));
+            });
+        }
+    }
+
     fn abort(&self) {
         let _ = self.abort.send(true);
     }
@@ -67,13 +78,17 @@ pub(super) const IDENTIFY_ATTEMPTS: u32 = 3;
 /// waiting.
 pub(super) const IDENTIFY_SETTLE: Duration = Duration::from_millis(500);
 
-/// Opens, identifies and initializes every instrument, all at once.
+/// Opens, identifies and initializes every instrument, all at once, except that the instruments named in
+/// `read_first` (a step on them was in doubt when the controller stopped) are only opened: initializing would stop a
+/// plate that still heats or move a pump, and any command restarts a plate's watchdog, so they are identified and
+/// read back together, before anything changes them.
 pub(super) async fn connect_all(
     lab: &Lab,
     ports: &BTreeMap<String, String>,
     clock: &Clock,
     recorder: &Recorder,
     campaign: i64,
+    read_first: &[String],
 ) -> Vec<(String, Result<Box<dyn DeviceInstrument>, String>)> {
     let mut handles = Vec::new();
     // Exchanges are gathered with the record's other events: waking the writer for every command would cost as much
@@ -86,11 +101,19 @@ pub(super) async fn connect_all(
         let clock = clock.clone();
         let recorder = recorder.clone();
         let sink = Arc::clone(&exchanges);
+        let read_first = read_first.contains(&spec.name);
         handles.push(tokio::spawn(async move {
             let name = spec.name.clone();
             let Some(path) = path else {
                 return (name, Err("no port: its simulator did not start".to_owned()));
             };
+            if read_first {
+                // Every command restarts a hotplate's watchdog, and a plate left heating past its hold must not be
+                // kept going by questions: an instrument a step was in doubt on is asked who it is only when it is
+                // read back, just before it is read (its row of `instruments` keeps the identity it gave before).
+                let opened = devices::drivers::connect(&spec, &deck, &path, clock.clone(), Arc::clone(&sink));
+                return (name, opened.map_err(|e| e.to_string()));
+            }
             let mut identity = None;
             let result = async {
                 let mut attempt = 1;
@@ -213,6 +236,24 @@ pub(super) async fn instrument_task(
         let Some(work) = next else { break };
         let d = match work {
             Work::Step(d) => d,
+            Work::Observe(step_id) => {
+                // Only queries go out, who it is first and then its state; the exchanges carry the step's id, so the
+                // record keeps them as its evidence.
+                let from = clock.now();
+                inst.set_tag(Some(step_id as u64));
+                let result = match inst.identify().await {
+                    Err(e) => Err(format!("it did not identify itself: {e}")),
+                    Ok(_) => match inst.as_read_back() {
+                        Some(r) => r.observe().await.map_err(|e| e.to_string()),
+                        None => Err(format!("{name} cannot be read back")),
+                    },
+                };
+                inst.set_tag(None);
+                if inbound.send(Inbound::Observed { instrument: entity, result, from }).is_err() {
+                    break;
+                }
+                continue;
+            }
             Work::Reconcile => {
                 let result = async {
                     inst.safe_state().await.map_err(|e| e.to_string())?;

@@ -31,12 +31,12 @@ use tokio::sync::{mpsc, watch};
 use crate::load::{Inputs, LoadError, load_campaign_inputs};
 use crate::record::{CampaignIds, CampaignRow, Record as RecordFile, RecordError, RecordEvent, Recorder};
 use crate::schedule::bridge::{Bridge, Inbound, LearnerRequest, OperatorAction, OperatorRequest};
-use crate::schedule::components::{Availability, Holds, Instrument};
+use crate::schedule::components::{Availability, Holds, Instrument, ReadsBack, Unrestored};
 use crate::schedule::install;
-use crate::schedule::resources::UnknownPolicy;
 use crate::schedule::resources::{
     Best, CampaignSource, CampaignState, LabClock, NextWake, Policy, Progress, RackState, Record, Source,
 };
+use crate::schedule::resources::{BlockedPolicy, UnknownPolicy};
 
 /// How to run a campaign.
 #[derive(Debug, Clone)]
@@ -55,6 +55,10 @@ pub struct CampaignOptions {
     pub policy: Policy,
     /// What happens to a step whose outcome is unknown once its instrument is reconciled.
     pub unknown: UnknownPolicy,
+    /// What happens to an experiment whose next step can only go to places a lost vessel blocks.
+    pub blocked: BlockedPolicy,
+    /// Whether a step in doubt is first settled from what its instrument reports when read back.
+    pub read_back: bool,
     /// A key file to sign the record's checkpoints with.
     pub sign_with: Option<PathBuf>,
 }
@@ -70,6 +74,8 @@ impl CampaignOptions {
             progress: false,
             policy: Policy::Planned { replan: true, budget: None },
             unknown: UnknownPolicy::Fail,
+            blocked: BlockedPolicy::Wait,
+            read_back: true,
             sign_with: None,
         }
     }
@@ -340,7 +346,12 @@ fn execute(
         })
         .collect();
 
-    let connected = runtime.block_on(connect_all(&lab, &ports, &clock, &recorder, campaign_id));
+    // Instruments a step was in doubt on are read back before anything changes them: identified, not initialized.
+    let read_first = match &restore {
+        Some(r) if opts.read_back => r.in_doubt_instruments(),
+        _ => Vec::new(),
+    };
+    let connected = runtime.block_on(connect_all(&lab, &ports, &clock, &recorder, campaign_id, &read_first));
     let mut offline = Vec::new();
     let mut ready = Vec::new();
     for (name, result) in connected {
@@ -386,6 +397,8 @@ fn execute(
     let (abort_tx, abort_rx) = watch::channel(false);
     let mut world = World::new();
     world.insert_resource(opts.unknown);
+    world.insert_resource(opts.blocked);
+    world.insert_resource(crate::schedule::resources::Varied(campaign.space.clone()));
     let mut schedule = bevy_ecs::prelude::Schedule::default();
     install(&mut world, &mut schedule);
     let mut senders = HashMap::new();
@@ -405,6 +418,12 @@ fn execute(
                 Holds::default(),
             ))
             .id();
+        if opts.read_back && devices::drivers::reads_back(spec) {
+            world.entity_mut(entity).insert(ReadsBack);
+        }
+        if read_first.contains(&name) {
+            world.entity_mut(entity).insert(Unrestored);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         senders.insert(entity, tx);
         tasks.push(runtime.spawn(instrument_task(

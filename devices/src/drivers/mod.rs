@@ -26,10 +26,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::capability::Instrument;
+use protocols::units::Duration as LabDuration;
+
+use crate::capability::{Instrument, Task};
 use crate::clock::Clock;
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::{Deck, DriverConfig, InstrumentSpec};
+use crate::readback::{Doubt, HeatWant, Observed, Settlement, Verdict, settle_dispense, settle_heat, settle_transfer};
 use crate::transport::{ExchangeSink, Link};
 
 /// Builds the driver the lab file names for `spec`, talking over `io`.
@@ -79,6 +82,66 @@ pub fn connect(
     let opener = crate::transport::serial_opener(&spec.name, path, &spec.line);
     let link = Link::new(io, &spec.name, clock, sink, spec.line.timeout).reopening(opener, spec.line.reconnect);
     Ok(build_on(spec, deck, link))
+}
+
+/// Whether the driver the lab file names for `spec` can read its instrument back ([`crate::readback::ReadBack`]).
+pub fn reads_back(spec: &InstrumentSpec) -> bool {
+    matches!(
+        spec.driver,
+        DriverConfig::CavroXCalibur(_)
+            | DriverConfig::IkaHotplate(_)
+            | DriverConfig::GcodeGantry(_)
+            | DriverConfig::ModbusTemperature(_)
+    )
+}
+
+/// Settles a step in doubt on the instrument `spec` from what it reported (`observed`), what the record holds of the
+/// step (`doubt`), and the lab time `now`, on a clock running `scale` lab seconds per wall second. Each driver knows
+/// what its own commands leave behind, so the driver's module decides; a task no driver here can settle from what
+/// its instrument reports stays in doubt.
+pub fn settle(spec: &InstrumentSpec, scale: f64, doubt: &Doubt<'_>, observed: &Observed, now: f64) -> Verdict {
+    let since = doubt.since_start();
+    let last_contact = since.iter().map(|e| e.sent_at).reduce(f64::max);
+    let want = HeatWant::of(doubt.task, doubt.started);
+    let asked = HeatWant::of(doubt.asked, doubt.started).map_or(LabDuration(0.0), |w| w.hold);
+    match (&spec.driver, observed, doubt.task) {
+        (DriverConfig::IkaHotplate(c), Observed::Heater(h), _) if want.is_some_and(|w| w.plate) => {
+            // All the step's readings, before a continuation's start too: they trace the same ramp.
+            let readings = ika::recorded_temperatures(doubt.exchanges.unwrap_or_default());
+            let facts = ika::heat_facts(c, scale);
+            settle_heat(h, &want.expect("checked"), asked, &readings, last_contact, &facts, now)
+        }
+        (DriverConfig::ModbusTemperature(_), Observed::Heater(h), _) if want.is_some_and(|w| !w.plate) => {
+            let readings = modbus::recorded_temperatures(doubt.exchanges.unwrap_or_default());
+            settle_heat(h, &want.expect("checked"), asked, &readings, last_contact, &modbus::heat_facts(), now)
+        }
+        (DriverConfig::CavroXCalibur(c), Observed::Pump(p), Task::Dispense { volume }) => {
+            let total = cavro::increments_of(c, *volume);
+            if !(total.is_finite() && (0.0..=f64::from(cavro::FULL_STROKE * cavro::MAX_STROKES)).contains(&total)) {
+                return Settlement::InDoubt {
+                    why: format!("{volume} is not a volume this pump dispenses"),
+                    contradiction: None,
+                }
+                .into();
+            }
+            let recorded = doubt.exchanges.map(|_| cavro::recorded_strokes(&since));
+            let before = doubt.before.and_then(cavro::valve_after);
+            settle_dispense(p, &cavro::strokes(total as u32), recorded.as_deref(), before)
+        }
+        (DriverConfig::GcodeGantry(_), Observed::Gantry(g), Task::Transfer { from, to }) => {
+            settle_transfer(g, Some(from), to)
+        }
+        (DriverConfig::GcodeGantry(_), Observed::Gantry(g), Task::Deliver { to }) => settle_transfer(g, None, to),
+        (driver, observed, task) => Settlement::InDoubt {
+            why: format!(
+                "{} reads back {observed}, which does not settle a step that was to {}",
+                driver.name(),
+                task.verb()
+            ),
+            contradiction: None,
+        }
+        .into(),
+    }
 }
 
 /// The shortest wall time between two polls of an instrument, whatever the clock's scale.

@@ -18,6 +18,10 @@
 //! data bits, even parity, 1 stop bit, the Modbus serial line specification's default. A hold is: set point,
 //! read it back, run, poll the process value every [`POLL`] lab seconds until it is within the tolerance, hold,
 //! stop; the safe state writes `RUN = 0`.
+//!
+//! Reading back ([`ReadBack`]): one read of the process value, the set point and `RUN`, which says outright
+//! whether the controller heats. The controller has no watchdog, so one whose controller is gone holds on until
+//! someone stops it. [`recorded_temperatures`] reads the process values a hold recorded.
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
@@ -32,6 +36,7 @@ use super::{Deadline, FrameError, error, garbled, pause, with_acted};
 use crate::capability::{HoldTemperature, Identity, Instrument, Outcome, Stop};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::ModbusConfig;
+use crate::readback::{HeaterState, Heating, Observed, ReadBack, RecordedExchange, RecordedReading};
 use crate::transport::Link;
 
 /// Holding register: the process value, tenths of a degree Celsius.
@@ -327,6 +332,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusTemperature<T> {
             ));
         }
         self.write(RUN, 1).await?;
+        let ramp = self.ramp(t).await?;
+        self.hold(t, hold, ramp).await
+    }
+
+    /// Waits until the process value is within the tolerance of `t`; returns the lab seconds it took.
+    async fn ramp(&mut self, t: f64) -> Result<f64, DeviceError> {
         let clock = self.link.clock().clone();
         let start = clock.now();
         let tolerance = self.config.tolerance.0.abs();
@@ -344,10 +355,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusTemperature<T> {
             pause(&clock, POLL).await;
             pv = self.temperature(true).await?;
         }
-        let ramp = clock.now() - start;
+        Ok(clock.now() - start)
+    }
+
+    /// Holds at `t` for `hold` lab seconds from now, then stops.
+    async fn hold(&mut self, t: f64, hold: f64, ramp: f64) -> Result<Outcome, DeviceError> {
+        let clock = self.link.clock().clone();
+        let tolerance = self.config.tolerance.0.abs();
         let end = clock.now() + hold;
         let (mut sum, mut n) = (0.0, 0u32);
         let drift = (5.0 * tolerance).max(10.0);
+        let mut pv = t;
         loop {
             let left = end - clock.now();
             if left <= 0.0 {
@@ -369,6 +387,62 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusTemperature<T> {
         let mean = if n == 0 { pv } else { sum / f64::from(n) };
         Ok(Outcome::Held { mean_temperature: Some(Temperature(mean)), ramp: Duration(ramp) })
     }
+
+    /// Reads the controller back: process value, set point and run flag in one read.
+    async fn read_back(&mut self) -> Result<HeaterState, DeviceError> {
+        let words = self.read(PROCESS_VALUE, 3, false).await?;
+        let run = words[2];
+        if run > 1 {
+            return Err(garbled(&self.name, &[], &[], format!("the run register holds {run}, not 0 or 1"), false));
+        }
+        Ok(HeaterState {
+            set_point: Temperature(tenths(words[1])),
+            temperature: Temperature(tenths(words[0])),
+            heating: if run == 1 { Heating::On } else { Heating::Off },
+            heating_from: format!("the run register reads {run}"),
+            stirring: None,
+            tolerance: self.config.tolerance,
+        })
+    }
+
+    /// Carries on with a hold the controller still runs; see [`HoldTemperature::continue_hold`].
+    async fn carry_on(&mut self, t: f64, hold: f64, at_set_point: bool) -> Result<Outcome, DeviceError> {
+        let h = self.read_back().await?;
+        if (h.set_point.0 - t).abs() > 0.05 || h.heating != Heating::On {
+            return Err(error(
+                &self.name,
+                DeviceErrorKind::Physical(format!(
+                    "cannot carry on the hold: the set point reads {} and {}",
+                    h.set_point, h.heating_from
+                )),
+                false,
+            ));
+        }
+        let ramp = if at_set_point { 0.0 } else { self.ramp(t).await? };
+        self.hold(t, hold, ramp).await
+    }
+}
+
+/// The process values a step read (a one-register read of [`PROCESS_VALUE`]), from its recorded exchanges.
+pub fn recorded_temperatures(exchanges: &[RecordedExchange]) -> Vec<RecordedReading> {
+    exchanges
+        .iter()
+        .filter(|e| e.sent.len() == 8 && e.sent[1] == 3 && e.sent[2..6] == [0, PROCESS_VALUE as u8, 0, 1])
+        .filter_map(|e| {
+            let r = &e.received;
+            let crc_ok = r.len() == 7 && crc16(&r[..5]).to_le_bytes() == [r[5], r[6]];
+            (crc_ok && r[0] == e.sent[0] && r[1] == 3 && r[2] == 2).then(|| RecordedReading {
+                id: e.id,
+                at: e.replied_at.unwrap_or(e.sent_at),
+                value: tenths(u16::from_be_bytes([r[3], r[4]])),
+            })
+        })
+        .collect()
+}
+
+/// What settling a hold needs to know of this driver: it has no watchdog, and `RUN` says whether it heats.
+pub fn heat_facts() -> crate::readback::HeatFacts {
+    crate::readback::HeatFacts { watchdog: None, stirrer_tells_heater: false, poll: POLL }
 }
 
 /// A register holding tenths of a degree as a signed value, in degC.
@@ -431,6 +505,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for ModbusTemperature<
     fn as_stop(&mut self) -> Option<&mut dyn Stop> {
         Some(self)
     }
+
+    fn as_read_back(&mut self) -> Option<&mut dyn ReadBack> {
+        Some(self)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ReadBack for ModbusTemperature<T> {
+    fn observe(&mut self) -> BoxFuture<'_, Result<Observed, DeviceError>> {
+        Box::pin(async move { self.read_back().await.map(Observed::Heater) })
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stop for ModbusTemperature<T> {
@@ -461,6 +545,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> HoldTemperature for ModbusTempera
             let result = self.run_hold(t, duration.0).await;
             if result.as_ref().is_err_and(|e| e.may_have_acted) {
                 // The hold failed with heat possibly on; the error that ended it matters more than this one's.
+                let _ = self.write(RUN, 0).await;
+            }
+            result
+        })
+    }
+
+    fn continue_hold(
+        &mut self,
+        temperature: Temperature,
+        hold: Duration,
+        at_set_point: bool,
+    ) -> BoxFuture<'_, Result<Outcome, DeviceError>> {
+        Box::pin(async move {
+            if !(hold.0.is_finite() && hold.0 >= 0.0) {
+                return Err(error(&self.name, DeviceErrorKind::Limit(format!("cannot hold for {hold}")), false));
+            }
+            let result = self.carry_on(temperature.0, hold.0, at_set_point).await;
+            if result.as_ref().is_err_and(|e| e.may_have_acted) {
                 let _ = self.write(RUN, 0).await;
             }
             result
