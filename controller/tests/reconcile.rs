@@ -113,24 +113,27 @@ impl Trial {
         cmd.current_dir(self.dir.path()).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().unwrap()
     }
 
-    /// Polls `query` (one integer or NULL) on the record until it gives a value, for at most `bound`.
+    /// Polls `query` (one integer or NULL) on the record until it gives a value, for at most `bound` (at least once).
     fn wait_for(&self, query: &str, bound: Duration) -> Option<i64> {
         let t0 = Instant::now();
-        while t0.elapsed() < bound {
+        loop {
             if let Ok(conn) =
                 rusqlite::Connection::open_with_flags(self.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                 && let Ok(Some(v)) = conn.query_row(query, [], |r| r.get::<_, Option<i64>>(0))
             {
                 return Some(v);
             }
+            if t0.elapsed() >= bound {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(2));
         }
-        None
     }
 
     /// Runs a controller to the campaign's end, within a bound.
     fn finish(&self) {
-        let mut c = self.controller(false);
+        let recorded = self.wait_for("SELECT max(id) FROM campaigns", Duration::ZERO).is_some();
+        let mut c = self.controller(!recorded);
         let t0 = Instant::now();
         while c.try_wait().unwrap().is_none() {
             if t0.elapsed() > Duration::from_secs(180) {
@@ -213,8 +216,10 @@ struct Outcome {
 
 fn run_killed(trial: &mut Trial, moments: &[Moment], budget: usize) -> Outcome {
     let mut kills = 0;
-    for (k, moment) in moments.iter().enumerate() {
-        let mut c = trial.controller(k == 0);
+    for moment in moments {
+        // A kill that came before the campaign was recorded leaves nothing to resume: it is started again.
+        let recorded = trial.wait_for("SELECT max(id) FROM campaigns", Duration::ZERO).is_some();
+        let mut c = trial.controller(!recorded);
         match *moment {
             Moment::During(query, extra) => {
                 let found = trial.wait_for(query, Duration::from_secs(60));

@@ -37,6 +37,14 @@ impl DeviceError {
         self.may_have_acted |= may_have_acted;
         self
     }
+    /// Whether the instrument's answer went missing on the wire (no reply, a garbled one, or a port that closed and
+    /// reopened mid-command), as opposed to an answer that refused or reported a fault.
+    pub fn reply_was_lost(&self) -> bool {
+        matches!(
+            self.kind,
+            DeviceErrorKind::Timeout { .. } | DeviceErrorKind::Garbled { .. } | DeviceErrorKind::Reconnected { .. }
+        )
+    }
 }
 
 /// The kinds of instrument error.

@@ -697,6 +697,74 @@ impl Lab {
         diags
     }
 
+    /// Why no instrument of this lab that could run a step on `on` accepts `action`'s values (a temperature above
+    /// every candidate hotplate's limit, say), or `None` if one does. [`Lab::check_protocol`] checks a protocol's
+    /// whole parameter ranges; this checks one experiment's bound values, for a lab that can run only part of the
+    /// ranges (a fleet's workcell refuses the proposals beyond its limits instead of failing them).
+    pub fn action_beyond_limits(&self, on: &InstrumentRef, action: &protocols::Action) -> Option<String> {
+        use protocols::Action as A;
+        let candidates: Vec<&InstrumentSpec> = self.candidates(on).collect();
+        let within = |value: f64, limit: &dyn Fn(&InstrumentSpec) -> Option<(f64, f64)>| {
+            candidates.iter().any(|c| limit(c).is_none_or(|(a, b)| value >= a && value <= b))
+        };
+        let hotplate_temperature = |c: &InstrumentSpec| match &c.driver {
+            DriverConfig::IkaHotplate(h) => Some((-273.15, h.max_temperature.0)),
+            _ => None,
+        };
+        let hotplate_speed = |c: &InstrumentSpec| match &c.driver {
+            DriverConfig::IkaHotplate(h) => Some((0.0, h.max_speed.0)),
+            _ => None,
+        };
+        let (what, value, unit, ok) = match action {
+            A::Heat { temperature, stir, .. } => {
+                if !within(temperature.0, &hotplate_temperature) {
+                    ("temperature", temperature.0, "degC", false)
+                } else if let Some(s) = stir
+                    && !within(s.0, &hotplate_speed)
+                {
+                    ("stirring speed", s.0, "rpm", false)
+                } else {
+                    return None;
+                }
+            }
+            A::Stir { speed, .. } => ("stirring speed", speed.0, "rpm", within(speed.0, &hotplate_speed)),
+            A::Measure { wavelength, .. } => {
+                let ok = within(wavelength.0, &|c: &InstrumentSpec| match &c.driver {
+                    DriverConfig::OceanFlame(f) => {
+                        let (a, b) = f.range();
+                        Some((a.0, b.0))
+                    }
+                    _ => None,
+                });
+                ("wavelength", wavelength.0, "nm", ok)
+            }
+            A::HoldTemperature { temperature, .. } => {
+                let ok = within(temperature.0, &|c: &InstrumentSpec| match &c.driver {
+                    DriverConfig::ModbusTemperature(m) => Some((-273.15, m.max_temperature.0)),
+                    _ => None,
+                });
+                ("temperature", temperature.0, "degC", ok)
+            }
+            A::Select { position } => {
+                let ok = within(f64::from(*position), &|c: &InstrumentSpec| match &c.driver {
+                    DriverConfig::ViciValve(v) => Some((1.0, f64::from(v.positions))),
+                    _ => None,
+                });
+                ("position", f64::from(*position), "", ok)
+            }
+            A::Transfer { .. } | A::Dispense { .. } | A::Weigh { .. } | A::ReadTemperature { .. } => return None,
+        };
+        (!ok).then(|| {
+            let names: Vec<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
+            format!(
+                "{what} {} {unit} is beyond the limits of {} in lab `{}`",
+                trim_float(value),
+                if names.is_empty() { "every instrument".to_owned() } else { names.join(", ") },
+                self.name
+            )
+        })
+    }
+
     fn check_limits(&self, protocol: &Protocol, tree: &Node, diags: &mut Diagnostics) {
         let src = protocol.source();
         // The largest canonical value an argument can take: the literal, or the parameter's maximum.

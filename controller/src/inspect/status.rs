@@ -54,7 +54,7 @@ pub struct SettledLine {
     pub decision: String,
     /// Why, in words.
     pub reason: String,
-    /// The ids of the exchanges it rests on (`commands.id`), as JSON.
+    /// The ids of the exchanges it rests on (`commands.id`), as JSON: the earlier ones it names and the reading.
     pub evidence: String,
 }
 
@@ -357,7 +357,10 @@ fn settled(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<SettledLine
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare(
-        "SELECT * FROM (SELECT s.step_id, t.experiment, t.step, s.instrument, s.at, s.decision, s.reason, s.evidence
+        "SELECT * FROM (SELECT s.step_id, t.experiment, t.step, s.instrument, s.at, s.decision, s.reason,
+             (SELECT json_group_array(id) FROM (SELECT value AS id FROM json_each(s.evidence)
+                 UNION SELECT c.id FROM commands c WHERE c.step_id = s.step_id AND c.instrument = s.instrument
+                 AND c.sent_at >= s.read_from AND c.sent_at <= s.at ORDER BY id))
          FROM settlements s JOIN step_timeline t ON t.step_id = s.step_id WHERE t.campaign_id = ?1
          ORDER BY s.id DESC LIMIT ?2) ORDER BY at",
     )?;

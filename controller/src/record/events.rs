@@ -111,6 +111,21 @@ pub struct ProposalRow {
     /// The level names of categorical parameters' values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The fleet's claim this proposal carries, when a hub's learner proposed it and this workcell claimed it
+    /// (`lab workcell`); recording it is the workcell's record of the claim, before any experiment starts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<FleetClaim>,
+}
+
+/// A claim on one proposal of a fleet's campaign, as a workcell holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetClaim {
+    /// The fleet campaign's name at the hub.
+    pub campaign: String,
+    /// The proposal's number in the fleet campaign.
+    pub seq: i64,
+    /// The claim's epoch: one more each time the proposal is claimed.
+    pub epoch: i64,
 }
 
 impl ProposalRow {
@@ -126,6 +141,7 @@ impl ProposalRow {
             reason: p.reason.clone(),
             trained_on,
             labels: p.labels.clone(),
+            claim: None,
         }
     }
 }
@@ -353,12 +369,26 @@ pub enum RecordEvent {
         /// The record ids of earlier exchanges the decision rests on (the reading that marked a hold's start, the
         /// stroke a pump accepted).
         evidence: Vec<i64>,
-        /// Lab time the read-back began: the step's exchanges from then on are the reading itself, and join the
-        /// evidence when the event is projected.
+        /// Lab time the read-back began: the step's exchanges with the instrument from then to `at` are the reading
+        /// itself.
         read_from: f64,
         /// A parameter whose value came out other than asked: the experiment, the parameter, and the value (in the
         /// parameter's unit) the learner is told.
         actual: Option<(i64, String, f64)>,
+    },
+    /// A workcell gave a fleet claim back without starting an experiment from it (its campaign ended first, or it
+    /// cannot run the proposal); the hub opens the proposal again when this row arrives.
+    ClaimReleased {
+        /// Campaign id (the local campaign the claim was taken for).
+        campaign: i64,
+        /// Lab time.
+        at: f64,
+        /// The claim.
+        claim: FleetClaim,
+        /// Why: the workcell cannot run it (a refusal: it is never claimed here again), or only the campaign ended.
+        reason: String,
+        /// Whether this is a refusal.
+        refused: bool,
     },
     /// The campaign ended, or stopped.
     CampaignFinished {
@@ -391,6 +421,7 @@ impl RecordEvent {
             RecordEvent::RequestHandled { .. } => "RequestHandled",
             RecordEvent::Settled { .. } => "Settled",
             RecordEvent::CampaignFinished { .. } => "CampaignFinished",
+            RecordEvent::ClaimReleased { .. } => "ClaimReleased",
         }
     }
 
@@ -407,7 +438,8 @@ impl RecordEvent {
             | RecordEvent::Event { at, .. }
             | RecordEvent::RequestHandled { at, .. }
             | RecordEvent::Settled { at, .. }
-            | RecordEvent::CampaignFinished { at, .. } => Some(*at),
+            | RecordEvent::CampaignFinished { at, .. }
+            | RecordEvent::ClaimReleased { at, .. } => Some(*at),
             RecordEvent::Command { sent_at, .. } => Some(*sent_at),
             RecordEvent::CampaignStarted(_) | RecordEvent::Instrument { .. } => None,
         }
@@ -423,7 +455,8 @@ impl RecordEvent {
             | RecordEvent::Decision { campaign, .. }
             | RecordEvent::Command { campaign, .. }
             | RecordEvent::Event { campaign, .. }
-            | RecordEvent::CampaignFinished { campaign, .. } => Some(*campaign),
+            | RecordEvent::CampaignFinished { campaign, .. }
+            | RecordEvent::ClaimReleased { campaign, .. } => Some(*campaign),
             _ => None,
         }
     }

@@ -62,22 +62,7 @@ pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()
             ])?;
         }
         RecordEvent::Proposal { id, campaign, at, proposal } => {
-            let model = match &proposal.model {
-                Some(m) => {
-                    let mut m = m.clone();
-                    if let Some(o) = m.as_object_mut() {
-                        o.insert("trained_on".into(), serde_json::json!(proposal.trained_on));
-                        if !proposal.labels.is_empty() {
-                            o.insert("labels".into(), serde_json::json!(proposal.labels));
-                        }
-                    }
-                    Some(m.to_string())
-                }
-                None if !proposal.trained_on.is_empty() => {
-                    Some(serde_json::json!({ "trained_on": proposal.trained_on }).to_string())
-                }
-                None => None,
-            };
+            let model = model_text(proposal);
             sql.get(
                 "INSERT INTO proposals (id, campaign_id, at, strategy, params, predicted_mean, predicted_sd, acquisition,
                      model, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -227,22 +212,27 @@ pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()
             .execute(params![request, at])?;
         }
         RecordEvent::Settled { step, at, instrument, decision, observed, reason, evidence, read_from, actual } => {
-            // The evidence is the earlier exchanges the decision names and the reading itself: the step's exchanges
-            // with this instrument since the read-back began, already in `commands` (the reading's exchanges reach
-            // the journal before the decision that rests on them).
-            let named = serde_json::to_string(evidence).unwrap_or_else(|_| "[]".to_owned());
             sql.get(
-                "INSERT INTO settlements (step_id, at, instrument, decision, observed, reason, evidence)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT json_group_array(id) FROM (
-                     SELECT value AS id FROM json_each(?7)
-                     UNION SELECT id FROM commands WHERE step_id = ?1 AND instrument = ?3 AND sent_at >= ?8
-                     ORDER BY id)))",
+                "INSERT INTO settlements (step_id, at, instrument, decision, observed, reason, evidence, read_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![step, at, instrument, decision, observed, reason, named, read_from])?;
+            .execute(params![
+                step,
+                at,
+                instrument,
+                decision,
+                observed,
+                reason,
+                serde_json::to_string(evidence).unwrap_or_else(|_| "[]".to_owned()),
+                read_from
+            ])?;
             if let Some((experiment, name, value)) = actual {
                 sql.get("UPDATE parameters SET actual = ?3 WHERE experiment_id = ?1 AND name = ?2")?
                     .execute(params![experiment, name, value])?;
             }
+        }
+        RecordEvent::ClaimReleased { .. } => {
+            // A fleet's bookkeeping: the hub's tables follow it; lab.db's tables have nothing to change.
         }
         RecordEvent::CampaignFinished { campaign, at, status, note } => {
             sql.get("UPDATE campaigns SET status = ?2, finished_at = ?3, note = ?4 WHERE id = ?1")?
@@ -250,6 +240,27 @@ pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()
         }
     }
     Ok(())
+}
+
+/// A proposal's `model` column: the model's provenance with what it was trained on (and the level names of
+/// categorical values), as JSON text.
+pub fn model_text(proposal: &super::ProposalRow) -> Option<String> {
+    match &proposal.model {
+        Some(m) => {
+            let mut m = m.clone();
+            if let Some(o) = m.as_object_mut() {
+                o.insert("trained_on".into(), serde_json::json!(proposal.trained_on));
+                if !proposal.labels.is_empty() {
+                    o.insert("labels".into(), serde_json::json!(proposal.labels));
+                }
+            }
+            Some(m.to_string())
+        }
+        None if !proposal.trained_on.is_empty() => {
+            Some(serde_json::json!({ "trained_on": proposal.trained_on }).to_string())
+        }
+        None => None,
+    }
 }
 
 /// The tables [`apply`] writes, with the columns `lab verify` compares (every column, in a stable order).
