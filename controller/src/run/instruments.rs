@@ -265,7 +265,17 @@ pub(super) async fn instrument_task(
                 // record keeps them as its evidence.
                 let from = clock.now();
                 inst.set_tag(Some(step_id as u64));
-                let result = match inst.identify().await {
+                // A slow instrument's late answer to the dead controller's last command can still arrive; asking who
+                // it is again, after it has had time to come, moves nothing.
+                let mut identified = inst.identify().await;
+                for _ in 1..IDENTIFY_ATTEMPTS {
+                    if identified.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(IDENTIFY_SETTLE).await;
+                    identified = inst.identify().await;
+                }
+                let result = match identified {
                     Err(e) => Err(format!("it did not identify itself: {e}")),
                     Ok(_) => match inst.as_read_back() {
                         Some(r) => r.observe().await.map_err(|e| e.to_string()),

@@ -305,7 +305,7 @@ pub fn settle_observed(
     mut instruments: Query<(&Instrument, &mut Availability)>,
     mut steps: Query<(Entity, &Step, &mut StepState)>,
     mut doubts: Query<&mut InDoubt>,
-    mut experiments: Query<(&mut Experiment, &mut ExperimentState, Option<&mut Vessel>)>,
+    mut experiments: Query<(&mut Experiment, &mut ExperimentState, Option<&mut Vessel>, Has<CleaningUp>)>,
     mut attempts: Query<&mut Attempts>,
     dependents: Query<&Dependents>,
     mut deck: ResMut<DeckState>,
@@ -380,18 +380,35 @@ pub fn settle_observed(
                 },
                 Source::Jobs(_) => continue,
             };
+            let Ok((mut exp, mut exp_state, mut vessel, cleaning)) = experiments.get_mut(step.experiment) else {
+                continue;
+            };
+            // An experiment that failed meanwhile (another of its steps) carries nothing on and runs nothing again,
+            // except a vessel's way back to the rack; what the instrument still does is stopped when it is restored.
+            let going_on = *exp_state == ExperimentState::Running || cleaning;
             let mut settlement = verdict.settlement;
-            if let devices::readback::Settlement::Continue { why, .. } = &settlement
-                && (doubt.carried_on >= CARRY_ON_AT_MOST || carrying_on.is_some())
-            {
-                settlement = devices::readback::Settlement::InDoubt {
-                    why: format!("{why}; but it was carried on {} times already", doubt.carried_on),
-                    contradiction: None,
-                };
+            match &settlement {
+                devices::readback::Settlement::Continue { why, .. }
+                    if doubt.carried_on >= CARRY_ON_AT_MOST || carrying_on.is_some() =>
+                {
+                    settlement = devices::readback::Settlement::InDoubt {
+                        why: format!("{why}; but it was carried on {} times already", doubt.carried_on),
+                        contradiction: None,
+                    };
+                }
+                devices::readback::Settlement::Continue { why, .. }
+                | devices::readback::Settlement::NotDone { why, .. }
+                    if !going_on =>
+                {
+                    settlement = devices::readback::Settlement::InDoubt {
+                        why: format!("{why}; but its experiment has failed meanwhile, so nothing of it goes on"),
+                        contradiction: None,
+                    };
+                }
+                _ => {}
             }
             let label = settlement.label();
             let observed_text = Some(reading.to_string());
-            let Ok((mut exp, mut exp_state, mut vessel)) = experiments.get_mut(step.experiment) else { continue };
             use devices::readback::Settlement as S;
             match settlement {
                 S::Continue { task, why } => {
