@@ -99,6 +99,9 @@ fn main() -> ExitCode {
         }
         Command::Sim { lab, lab_out, hands } => devices::sim_command(&lab, lab_out.as_deref(), hands),
         Command::Devices { command: DevicesCommand::List } => devices::list_command(),
+        Command::Devices { command: DevicesCommand::Probe { lab } } if !lab.to_string_lossy().ends_with(".ron") => {
+            devices::probe_port_command(&lab)
+        }
         Command::Devices { command: DevicesCommand::Probe { lab } } => devices::probe_command(&lab),
     })
 }

@@ -499,7 +499,8 @@ fn audit(conn: &Connection, ledger: &LedgerFile) -> Audit {
             | Event::Dropped { .. }
             | Event::Collided { .. }
             | Event::Weighed { .. }
-            | Event::ValveMoved { .. } => panic!("{what}: this must never happen on this bench"),
+            | Event::ValveMoved { .. }
+            | Event::Sparged { .. } => panic!("{what}: this must never happen on this bench"),
         }
     }
     // The other way: every step the record calls done happened on the bench, once, whole; one that may have acted

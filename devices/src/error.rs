@@ -121,6 +121,15 @@ pub enum DeviceErrorKind {
         /// The reply that said so; empty when the driver concluded it from waiting.
         received: Vec<u8>,
     },
+    /// The instrument does not know the command: it said so, or (for instruments that ignore what they do not
+    /// know) it stayed silent.
+    #[error("does not know the command {}{}", Printable(sent), unknown_note(received))]
+    UnknownCommand {
+        /// The command.
+        sent: Vec<u8>,
+        /// What the instrument answered; empty if it stayed silent.
+        received: Vec<u8>,
+    },
     /// The request is outside the instrument's limits and was not sent.
     #[error("outside the instrument's limits: {0}")]
     Limit(String),
@@ -146,6 +155,14 @@ pub enum DeviceErrorKind {
 
 fn reply_note(received: &[u8]) -> String {
     if received.is_empty() { String::new() } else { format!(" (reply {})", Printable(received)) }
+}
+
+fn unknown_note(received: &[u8]) -> String {
+    if received.is_empty() {
+        " (it stayed silent)".to_owned()
+    } else {
+        format!(" (it answered {})", Printable(received))
+    }
 }
 
 fn partial_note(received: &[u8]) -> String {

@@ -15,7 +15,8 @@
 use std::io::{BufRead, Write};
 
 use experiments::bench::default_gp;
-use experiments::bench::landscape::{Landscape, export, landscape_run, suite};
+use experiments::bench::landscape::{Landscape, export, landscape_run};
+use experiments::bench::suite;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

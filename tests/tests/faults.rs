@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use rusqlite::Connection;
 use tests::CampaignTest;
 
 /// Dispense into a vial at a pump's station, weigh it, warm it on a heating block, read its temperature.
@@ -55,6 +56,47 @@ const CAMPAIGN: &str = r#"Campaign(
     seed: 4,
 )
 "#;
+
+pub(crate) fn query<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+/// A step as recorded: its experiment's vessel, op, instrument, status, action and outcome.
+pub(crate) struct StepRow {
+    pub vessel: usize,
+    pub op: String,
+    pub instrument: Option<String>,
+    pub status: String,
+    pub action: serde_json::Value,
+    pub outcome: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+pub(crate) fn steps(conn: &Connection) -> Vec<StepRow> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT e.vessel, s.op, s.instrument, s.status, s.action, s.outcome, s.error
+             FROM steps s JOIN experiments e ON e.id = s.experiment_id ORDER BY s.id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        let action: String = r.get(4)?;
+        let outcome: Option<String> = r.get(5)?;
+        Ok(StepRow {
+            vessel: r.get::<_, i64>(0)? as usize,
+            op: r.get(1)?,
+            instrument: r.get(2)?,
+            status: r.get(3)?,
+            action: serde_json::from_str(&action).unwrap(),
+            outcome: outcome.map(|o| serde_json::from_str(&o).unwrap()),
+            error: r.get(6)?,
+        })
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
 
 #[test]
 fn a_campaign_on_the_faulty_bench_ends_and_its_record_matches_the_ledger() {

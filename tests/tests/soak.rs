@@ -27,6 +27,8 @@ use devices::sim::{Event, InjectedFault, WireFault};
 use rusqlite::Connection;
 use tests::CampaignTest;
 
+use crate::faults::query;
+
 /// Every instrument kind of the faulty bench: route the valve, dispense, weigh, warm on a block, read the
 /// temperature, and put the vial back.
 const PROTOCOL: &str = r#"Protocol(
@@ -98,11 +100,6 @@ pub(crate) struct Soaked {
     retries: usize,
     pub(crate) wire_errors: usize,
     safe_states: usize,
-}
-
-fn query<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
-    let mut stmt = conn.prepare(sql).unwrap();
-    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
 }
 
 /// One row of `commands`.

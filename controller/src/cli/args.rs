@@ -366,7 +366,8 @@ pub enum Command {
     ///
     /// Example: lab check protocols/library/*.protocol.ron devices/labs/sim.lab.ron
     Check {
-        /// Files to check; the kind is read from each file's first word (`Protocol(`, `Lab(`, `Campaign(`).
+        /// Files to check; the kind is read from each file's first word (`Protocol(`, `Lab(`, `Campaign(`,
+        /// `ModbusMap(`, `Instrument(`).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -517,11 +518,12 @@ pub enum DevicesCommand {
     ///
     /// Example: lab devices list
     List,
-    /// Open every instrument of a lab, ask who it is, and print a table (starts simulators for simulated ports).
+    /// Open every instrument of a lab, ask who it is, and print a table (starts simulators for simulated ports); or,
+    /// given a serial port, try the known identity queries at their usual line settings and say what answered.
     ///
-    /// Example: lab devices probe devices/labs/sim.lab.ron
+    /// Example: lab devices probe devices/labs/sim.lab.ron, or lab devices probe /dev/ttyUSB0
     Probe {
-        /// The lab file.
+        /// A lab file (`*.lab.ron`), or a serial port.
         lab: PathBuf,
     },
 }

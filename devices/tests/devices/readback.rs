@@ -10,7 +10,7 @@ use std::time::Duration as WallDuration;
 
 use devices::capability::{Instrument, Outcome, Place, Task, execute};
 use devices::clock::Clock;
-use devices::lab::{Faults, Lab};
+use devices::lab::{DriverConfig, Faults, Lab};
 use devices::readback::{Actual, Doubt, Observed, RecordedExchange, Settlement, Verdict};
 use devices::sim::{Event, Location, SimLab};
 use devices::transport::Exchange;
@@ -488,7 +488,8 @@ fn hold(t: f64, d: f64) -> Task {
 }
 
 /// A process value at the set point is in the record.
-fn block_holding(t: f64) -> impl Fn(&SimLab, &[Exchange]) -> bool {
+fn block_holding(lab: &Lab, block: &str, t: f64) -> impl Fn(&SimLab, &[Exchange]) -> bool + use<> {
+    let DriverConfig::ModbusTemperature(config) = lab.instrument(block).unwrap().driver.clone() else { panic!() };
     move |_, log| {
         let record: Vec<RecordedExchange> = log
             .iter()
@@ -500,7 +501,7 @@ fn block_holding(t: f64) -> impl Fn(&SimLab, &[Exchange]) -> bool {
                 received: e.received.clone(),
             })
             .collect();
-        devices::drivers::modbus::recorded_temperatures(&record).iter().any(|r| (r.value - t).abs() <= 1.0)
+        devices::drivers::modbus::recorded_temperatures(&config, &record).iter().any(|r| (r.value - t).abs() <= 1.0)
     }
 }
 
@@ -509,7 +510,8 @@ async fn a_temperature_controller_is_carried_on_stopped_late_or_left_in_doubt() 
     let lab = block_lab();
     let (sims, clock) = common::start(&lab).await;
     // Still holding: carried on.
-    let crashed = crash_during(&lab, &sims, &clock, "block_1", hold(40.0, 900.0), block_holding(40.0)).await;
+    let crashed =
+        crash_during(&lab, &sims, &clock, "block_1", hold(40.0, 900.0), block_holding(&lab, "block_1", 40.0)).await;
     let mut block = resumed(&lab, &sims, &clock, "block_1").await;
     let (_, verdict) = settle(&lab, block.as_mut(), &crashed, &clock).await;
     let Settlement::Continue { task: t @ Task::ContinueHold { .. }, .. } = &verdict.settlement else {
@@ -519,7 +521,8 @@ async fn a_temperature_controller_is_carried_on_stopped_late_or_left_in_doubt() 
     assert!(!sims.bench().plate("block_1").unwrap().heater_on);
     drop(block);
     // Its hold ended while away; it has no watchdog and heats on: done, stopped late.
-    let crashed = crash_during(&lab, &sims, &clock, "block_1", hold(40.0, 60.0), block_holding(40.0)).await;
+    let crashed =
+        crash_during(&lab, &sims, &clock, "block_1", hold(40.0, 60.0), block_holding(&lab, "block_1", 40.0)).await;
     lab_sleep(&clock, 80.0).await;
     let mut block = resumed(&lab, &sims, &clock, "block_1").await;
     let (_, verdict) = settle(&lab, block.as_mut(), &crashed, &clock).await;
@@ -528,14 +531,16 @@ async fn a_temperature_controller_is_carried_on_stopped_late_or_left_in_doubt() 
     block.safe_state().await.unwrap();
     drop(block);
     // Switched off before its end: in doubt.
-    let crashed = crash_during(&lab, &sims, &clock, "block_1", hold(40.0, 900.0), block_holding(40.0)).await;
+    let crashed =
+        crash_during(&lab, &sims, &clock, "block_1", hold(40.0, 900.0), block_holding(&lab, "block_1", 40.0)).await;
     let mut block = resumed(&lab, &sims, &clock, "block_1").await;
     block.safe_state().await.unwrap();
     let (_, verdict) = settle(&lab, block.as_mut(), &crashed, &clock).await;
     assert!(matches!(verdict.settlement, Settlement::InDoubt { contradiction: None, .. }), "{verdict:?}");
     drop(block);
     // At another set point: a contradiction.
-    let crashed = crash_during(&lab, &sims, &clock, "block_1", hold(40.0, 900.0), block_holding(40.0)).await;
+    let crashed =
+        crash_during(&lab, &sims, &clock, "block_1", hold(40.0, 900.0), block_holding(&lab, "block_1", 40.0)).await;
     let mut block = resumed(&lab, &sims, &clock, "block_1").await;
     execute(block.as_mut(), &hold(45.0, 1.0)).await.unwrap();
     drop(block);
@@ -546,6 +551,28 @@ async fn a_temperature_controller_is_carried_on_stopped_late_or_left_in_doubt() 
     sims.set_faults("block_1", Some(Faults { no_reply: 1.0, ..Faults::none() }));
     let err = block.as_read_back().unwrap().observe().await.unwrap_err();
     assert!(!err.may_have_acted, "{err}");
+    sims.stop().await;
+}
+
+/// A Watlow reads its set point in degF and its control mode back, so its hold is carried on; an Omron starts and
+/// stops through a write-only command, so whether it heats cannot be read and its hold stays in doubt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_whose_map_cannot_show_that_it_runs_leaves_its_hold_in_doubt() {
+    let lab = common::clean_lab_with(&["block_2", "block_3"]);
+    let (sims, clock) = common::start(&lab).await;
+    let crashed =
+        crash_during(&lab, &sims, &clock, "block_3", hold(40.0, 900.0), block_holding(&lab, "block_3", 40.0)).await;
+    let mut watlow = resumed(&lab, &sims, &clock, "block_3").await;
+    let (observed, verdict) = settle(&lab, watlow.as_mut(), &crashed, &clock).await;
+    assert!(matches!(verdict.settlement, Settlement::Continue { .. }), "{observed} {verdict:?}");
+    watlow.safe_state().await.unwrap();
+    let heating = |sims: &SimLab, _: &[Exchange]| sims.bench().plate("block_2").is_some_and(|p| p.heater_on);
+    let crashed = crash_during(&lab, &sims, &clock, "block_2", hold(40.0, 900.0), heating).await;
+    let mut omron = resumed(&lab, &sims, &clock, "block_2").await;
+    let (observed, verdict) = settle(&lab, omron.as_mut(), &crashed, &clock).await;
+    let Settlement::InDoubt { why, contradiction: None } = &verdict.settlement else { panic!("{verdict:?}") };
+    assert!(why.contains("`operation_command`, which cannot be read"), "{observed}: {why}");
+    omron.safe_state().await.unwrap();
     sims.stop().await;
 }
 

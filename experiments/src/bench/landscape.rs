@@ -243,32 +243,6 @@ pub fn export(landscape: &Landscape, seeds: usize) -> serde_json::Value {
     })
 }
 
-/// Every landscape of the suite: each kind in its continuous (or mixed) form where it has one and its
-/// table-restricted form, each also noisy.
-pub fn suite() -> Vec<Landscape> {
-    let clean = vec![
-        super::ridge::landscape(),
-        super::ridge::table(),
-        super::michalewicz::landscape(),
-        super::michalewicz::table(),
-        super::needle::table(),
-        super::kinetics::landscape(),
-        super::kinetics::table(),
-    ];
-    let noisy: Vec<Landscape> = clean.iter().map(|l| l.noisy(noise_for(l.kind))).collect();
-    clean.into_iter().chain(noisy).collect()
-}
-
-/// The noise of a kind's noisy version: about 3% of its optimum.
-fn noise_for(kind: &str) -> f64 {
-    match kind {
-        "ridge" => super::ridge::NOISE,
-        "michalewicz" => super::michalewicz::NOISE,
-        "needle" => super::needle::NOISE,
-        _ => super::kinetics::NOISE,
-    }
-}
-
 /// The points of a fixed Owen-scrambled Sobol sequence over the continuous dimensions of `space`, `per_level` for
 /// every level of its categorical dimension (at most one), as a table of conditions.
 pub fn sobol_table(space: &Space, per_level: usize, scramble: u32) -> Vec<Point> {
@@ -305,7 +279,7 @@ mod tests {
 
     #[test]
     fn every_landscape_has_a_reachable_target_and_a_unique_name() {
-        let all = suite();
+        let all = crate::bench::suite();
         assert_eq!(all.len(), 14);
         for (i, l) in all.iter().enumerate() {
             assert!(l.target <= l.optimum && l.target > 0.0, "{}: {} vs {}", l.name, l.target, l.optimum);

@@ -130,7 +130,7 @@ pub struct LearnOptions {
     pub multi_objective: bool,
     /// The numbers of observations to measure proposal latency at (empty for none).
     pub latency_at: Vec<usize>,
-    /// Whether to run the landscapes ([`landscape::suite`]).
+    /// Whether to run the landscapes ([`suite`]).
     pub landscapes: bool,
     /// Which landscapes to run, by name (`ridge`, `ridge/table/noisy`); empty runs them all.
     pub landscape_names: Vec<String>,
@@ -538,7 +538,7 @@ pub fn learn_suite(options: &LearnOptions, clock: &dyn Fn() -> Instant) -> Learn
     if options.landscapes {
         let chosen =
             |l: &landscape::Landscape| options.landscape_names.is_empty() || options.landscape_names.contains(&l.name);
-        for l in landscape::suite().into_iter().filter(chosen) {
+        for l in suite().into_iter().filter(chosen) {
             let mut methods = vec![("GP LogEI".to_owned(), default_gp(l.dims()))];
             if options.random {
                 methods.insert(0, ("random".to_owned(), ProposerConfig::Random));
@@ -716,6 +716,32 @@ pub fn random_within(n: usize, k: usize, draws: usize) -> f64 {
         miss *= (n - k).saturating_sub(i) as f64 / (n - i) as f64;
     }
     1.0 - miss
+}
+
+/// Every landscape of the suite: each kind in its continuous (or mixed) form where it has one and its
+/// table-restricted form, each also noisy.
+pub fn suite() -> Vec<landscape::Landscape> {
+    let clean = vec![
+        ridge::landscape(),
+        ridge::table(),
+        michalewicz::landscape(),
+        michalewicz::table(),
+        needle::table(),
+        kinetics::landscape(),
+        kinetics::table(),
+    ];
+    let noisy: Vec<landscape::Landscape> = clean.iter().map(|l| l.noisy(noise_for(l.kind))).collect();
+    clean.into_iter().chain(noisy).collect()
+}
+
+/// The noise of a kind's noisy version: about 3% of its optimum.
+fn noise_for(kind: &str) -> f64 {
+    match kind {
+        "ridge" => ridge::NOISE,
+        "michalewicz" => michalewicz::NOISE,
+        "needle" => needle::NOISE,
+        _ => kinetics::NOISE,
+    }
 }
 
 #[cfg(test)]
