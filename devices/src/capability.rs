@@ -292,6 +292,20 @@ pub trait Stir: Send {
 pub trait Measure: Send {
     /// The absorbance at `wavelength`, in absorbance units.
     fn absorbance(&mut self, wavelength: Wavelength) -> BoxFuture<'_, Result<f64, DeviceError>>;
+
+    /// Whether readings rest on a reference taken with the holder empty (a spectrometer's), which initializing takes
+    /// when the driver holds none: a vessel in the holder then would spoil every reading after it.
+    fn takes_reference(&self) -> bool {
+        false
+    }
+
+    /// Uses the reference an earlier driver took, from the bytes the instrument answered then (a recorded reply),
+    /// so that initializing takes none: what a controller resuming with a vessel perhaps in the holder does. Says
+    /// why it cannot.
+    fn restore_reference(&mut self, received: &[u8]) -> Result<(), String> {
+        let _ = received;
+        Err("it takes no reference".to_owned())
+    }
 }
 
 /// Moves vessels between deck places.

@@ -71,6 +71,43 @@ impl Executor for TaskExecutor {
     }
 }
 
+/// Gives a spectrometer whose holder a vessel may occupy the reference its predecessor took with the holder empty
+/// (`reference`, from the record), so that initializing takes none through the vessel; says so in the record. Without
+/// one the instrument is not used: a reading against a reference taken through a vessel would be wrong unseen.
+fn reuse_reference(
+    inst: &mut dyn DeviceInstrument,
+    reference: crate::run::reference::RecordedReference,
+    recorder: &Recorder,
+    campaign: i64,
+    now: f64,
+) -> Result<(), String> {
+    let name = inst.name().to_owned();
+    let Some(measure) = inst.as_measure() else { return Ok(()) };
+    let why = "the campaign stopped with vessels on the deck, so one may stand in its holder";
+    let Some((exchange, received)) = reference else {
+        return Err(format!(
+            "{why}, and the record holds no reference spectrum taken with the holder empty; it is left out of this \
+             run, as a reference taken now could be taken through a vessel"
+        ));
+    };
+    measure.restore_reference(&received).map_err(|e| {
+        format!(
+            "{why}, and the reference spectrum taken with the holder empty (exchange {exchange}) cannot be used: {e}"
+        )
+    })?;
+    recorder.send(RecordEvent::say(
+        campaign,
+        now,
+        "info",
+        Some(&name),
+        format!(
+            "{name}: {why}; no reference spectrum is taken through it: the one taken with the holder empty (exchange \
+             {exchange}) is used"
+        ),
+    ));
+    Ok(())
+}
+
 /// How many times an instrument is asked who it is before it counts as offline.
 pub(super) const IDENTIFY_ATTEMPTS: u32 = 3;
 
@@ -89,6 +126,7 @@ pub(super) async fn connect_all(
     recorder: &Recorder,
     campaign: i64,
     read_first: &[String],
+    references: &BTreeMap<String, crate::run::reference::RecordedReference>,
 ) -> Vec<(String, Result<Box<dyn DeviceInstrument>, String>)> {
     let mut handles = Vec::new();
     // Exchanges are gathered with the record's other events: waking the writer for every command would cost as much
@@ -102,6 +140,7 @@ pub(super) async fn connect_all(
         let recorder = recorder.clone();
         let sink = Arc::clone(&exchanges);
         let read_first = read_first.contains(&spec.name);
+        let reference = references.get(&spec.name).cloned();
         handles.push(tokio::spawn(async move {
             let name = spec.name.clone();
             let Some(path) = path else {
@@ -155,6 +194,9 @@ pub(super) async fn connect_all(
                         Err(e) => return Err(e.to_string()),
                     }
                 };
+                if let Some(reference) = reference {
+                    reuse_reference(inst.as_mut(), reference, &recorder, campaign, clock.now())?;
+                }
                 // Initializing drives an instrument to a known state (a pump's plunger home, a gantry homed, a valve
                 // to its first port), so doing it again reaches the same state: a reply lost on the way (no answer,
                 // a garbled one, a port that blinked) is asked again rather than taking the instrument offline.

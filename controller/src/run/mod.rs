@@ -9,6 +9,7 @@ mod instruments;
 mod learner;
 pub mod live;
 pub mod operator;
+pub mod reference;
 pub mod resume;
 
 use instruments::{TaskExecutor, connect_all, instrument_task, missing_capability};
@@ -354,7 +355,10 @@ fn execute(
         Some(r) if opts.read_back => r.in_doubt_instruments(),
         _ => Vec::new(),
     };
-    let connected = runtime.block_on(connect_all(&lab, &ports, &clock, &recorder, campaign_id, &read_first));
+    let no_references = BTreeMap::new();
+    let references = restore.as_ref().map_or(&no_references, |r| &r.references);
+    let connected =
+        runtime.block_on(connect_all(&lab, &ports, &clock, &recorder, campaign_id, &read_first, references));
     let mut offline = Vec::new();
     let mut ready = Vec::new();
     for (name, result) in connected {

@@ -59,6 +59,8 @@ pub struct Restore {
     pub doubts: HashMap<i64, Recorded>,
     /// The next free ids.
     pub ids: CampaignIds,
+    /// The references the spectrometers are given instead of taking new ones, as a vessel may stand in a holder.
+    pub references: BTreeMap<String, crate::run::reference::RecordedReference>,
 }
 
 /// An experiment that was running.
@@ -333,7 +335,10 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
         lab_path: lab_source.name.clone().into(),
         warnings: Default::default(),
     };
+    let occupied = !running.is_empty() || !left_on_deck.is_empty();
+    let references = crate::run::reference::recorded(conn, campaign, &inputs.lab, occupied)?;
     Ok(Restore {
+        references,
         campaign,
         started_at,
         time_scale,

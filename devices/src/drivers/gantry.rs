@@ -25,6 +25,8 @@
 //! vessel; but this driver closes it only over a transfer's origin and opens it only over its destination, so the
 //! angle and the place under the head tell where the vessel of a transfer left in doubt is. A gantry read back
 //! knows where it stands, so it may put down a vessel it holds ([`Transfer::deliver`]) before it is homed again.
+//! Initializing reads the servo first and refuses while the gripper is closed, since homing and then opening it
+//! would drop at home whatever it holds.
 
 use std::time::Duration;
 
@@ -392,13 +394,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Gantry<T> {
         Ok(())
     }
 
-    /// Reads the gantry back: finishes queued moves, then the head's position and the gripper's servo.
-    async fn read_back(&mut self) -> Result<GantryState, DeviceError> {
-        // Nothing the driver queued is known after a controller stopped: wait as long as the longest move could.
-        let wait = self.queued + self.travel_time(self.diagonal());
-        self.gcode("M400", wait, false, true).await?;
-        self.queued = 0.0;
-        let position = self.position(false).await?;
+    /// The gripper's state, from the servo's angle (`M280 P0`).
+    async fn gripper(&mut self) -> Result<Gripper, DeviceError> {
         let reply = self.gcode("M280 P0", 0.0, false, true).await?;
         let angle = reply
             .echoes
@@ -422,6 +419,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Gantry<T> {
         } else {
             Gripper::Between(angle)
         };
+        Ok(gripper)
+    }
+
+    /// Reads the gantry back: finishes queued moves, then the head's position and the gripper's servo.
+    async fn read_back(&mut self) -> Result<GantryState, DeviceError> {
+        // Nothing the driver queued is known after a controller stopped: wait as long as the longest move could.
+        let wait = self.queued + self.travel_time(self.diagonal());
+        self.gcode("M400", wait, false, true).await?;
+        self.queued = 0.0;
+        let position = self.position(false).await?;
+        let gripper = self.gripper().await?;
         let deck = &self.deck;
         let over = (0..deck.rack.slots())
             .map(Place::Rack)
@@ -486,6 +494,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for Gantry<T> {
     fn initialize(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
         Box::pin(async move {
             self.homed = false;
+            // Initializing opens the gripper at home; a closed one may hold a vessel (a controller stopped while it
+            // carried one, and nothing put it down), which would fall there. A person must take it first.
+            if self.gripper().await? == Gripper::Closed {
+                return Err(error(
+                    &self.name,
+                    DeviceErrorKind::NotReady(format!(
+                        "its gripper is closed and may hold a vessel, which initializing would drop at home: take \
+                         any vessel out of the gripper and open it (`M280 P0 S{}`) before the gantry is used",
+                        number(self.config.release, 1)
+                    )),
+                    false,
+                ));
+            }
             // Homing runs each axis to its end stop, at worst the whole travel at a fifth of the feed rate.
             let t = self.config.travel;
             let home = 5.0 * self.travel_time(t.x + t.y + t.z) + 10.0;

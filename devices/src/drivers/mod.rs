@@ -86,6 +86,16 @@ pub fn connect(
     Ok(build_on(spec, deck, link))
 }
 
+/// The command whose replies are the references the driver the lab file names for `spec` takes at initialization
+/// ([`crate::capability::Measure::takes_reference`]), if it takes one: their recorded replies can be given back to
+/// a later driver ([`crate::capability::Measure::restore_reference`]).
+pub fn reference_command(spec: &InstrumentSpec) -> Option<&'static [u8]> {
+    match spec.driver {
+        DriverConfig::OceanFlame(_) => Some(flame::ACQUIRE),
+        _ => None,
+    }
+}
+
 /// Whether the driver the lab file names for `spec` can read its instrument back ([`crate::readback::ReadBack`]).
 pub fn reads_back(spec: &InstrumentSpec) -> bool {
     matches!(

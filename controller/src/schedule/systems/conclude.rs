@@ -385,7 +385,12 @@ pub fn settle_observed(
             };
             // An experiment that failed meanwhile (another of its steps) carries nothing on and runs nothing again,
             // except a vessel's way back to the rack; what the instrument still does is stopped when it is restored.
-            let going_on = *exp_state == ExperimentState::Running || cleaning;
+            // A vessel in the gripper is put down all the same: the gantry cannot be restored holding it.
+            let holding = matches!(
+                &verdict.settlement,
+                devices::readback::Settlement::Continue { task: devices::Task::Deliver { .. }, .. }
+            );
+            let going_on = *exp_state == ExperimentState::Running || cleaning || holding;
             let mut settlement = verdict.settlement;
             match &settlement {
                 devices::readback::Settlement::Continue { why, .. }
