@@ -6,7 +6,8 @@
 //! times (during a heat, during a gantry move, and at a random moment) and resumed, must lose at most one of their
 //! 36 experiments. `LAB_RECONCILE_ROUNDS=N LAB_RECONCILE_SEEDS=a,b,… cargo test -p controller --test reconcile
 //! longer -- --ignored --nocapture` runs the demo campaign with N kills per seed and prints, per seed and in all,
-//! the experiments in flight at a kill and how many of them failed (RELIABILITY.md records the figures).
+//! the experiments in flight at a kill and how many of them failed (RELIABILITY.md records the figures);
+//! `LAB_RECONCILE_BEFORE=1` runs the same seeds with the controllers as they were before reading back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -104,6 +105,11 @@ impl Trial {
             cmd.args(["campaign", &self.campaign, "--db", "lab.db", "-q"]);
         } else {
             cmd.args(["resume", "--db", "lab.db", "-q"]);
+        }
+        // `LAB_RECONCILE_BEFORE=1` runs the controllers as they were before reading back, for a comparison on the
+        // same seeds: steps in doubt settled by policy, and an experiment that needs a blocked place failed at once.
+        if std::env::var_os("LAB_RECONCILE_BEFORE").is_some() {
+            cmd.args(["--read-back", "off", "--blocked", "fail"]);
         }
         let log = std::fs::OpenOptions::new()
             .create(true)

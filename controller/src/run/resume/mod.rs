@@ -505,19 +505,35 @@ fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rus
     let returns = returning.clone().count();
     let unstarted_returns: Vec<(i64, String)> =
         returning.filter(|r| r.2 == "waiting" || r.2 == "ready").map(|r| (r.0, r.1.clone())).collect();
+    let mut known = true;
     for (id, name, status, task, instrument) in rows {
-        let Some(Ok(Task::Transfer { from, to })) = task.map(|t| serde_json::from_str::<Task>(&t)) else { continue };
-        match status.as_str() {
-            "succeeded" => at = vec![to],
-            "running" | "unknown" => {
-                in_doubt.push((id, name, instrument, Task::Transfer { from: from.clone(), to: to.clone() }));
-                at = vec![from, to];
+        // A transfer carried on after a kill was sent as a delivery of the vessel already in the gripper: it was at
+        // neither end but in the gripper, and a delivery goes to one place.
+        let (task, ends) = match task.map(|t| serde_json::from_str::<Task>(&t)) {
+            Some(Ok(Task::Transfer { from, to })) => {
+                (Task::Transfer { from: from.clone(), to: to.clone() }, vec![from, to])
             }
-            "failed" => at = vec![from, to],
+            Some(Ok(Task::Deliver { to })) => (Task::Deliver { to: to.clone() }, vec![to]),
+            _ => continue,
+        };
+        match status.as_str() {
+            "succeeded" => {
+                at = vec![ends.last().cloned().expect("a transfer has an end")];
+                known = true;
+            }
+            "running" | "unknown" => {
+                in_doubt.push((id, name, instrument, task));
+                at = ends;
+                known = false;
+            }
+            "failed" => {
+                at = ends;
+                known = false;
+            }
             _ => {}
         }
     }
-    let known = at.len() == 1;
+    let known = known && at.len() == 1;
     let places: Vec<String> = at
         .into_iter()
         .filter_map(|p| match p {
@@ -622,7 +638,7 @@ pub fn apply(
                 let work = Work::Action(s.action.clone());
                 let state = match status.as_str() {
                     "succeeded" => {
-                        if let Some(Task::Transfer { to, .. }) = &task {
+                        if let Some(Task::Transfer { to, .. } | Task::Deliver { to }) = &task {
                             vessel.at = to.clone();
                         }
                         StepState::Succeeded
@@ -649,14 +665,20 @@ pub fn apply(
                         if let Some(name) = &instrument {
                             in_doubt_instruments.push(name.clone());
                         }
-                        if let Some(Task::Transfer { from, to }) = &task {
+                        let ends = match &task {
                             // The vessel may be at either place, or in the gripper: both places stay blocked (the
                             // place it left as much as the one it was going to; a vial may still stand there).
+                            Some(Task::Transfer { from, to }) => vec![from, to],
+                            // A delivery carried on a transfer with the vessel already in the gripper.
+                            Some(Task::Deliver { to }) => vec![to],
+                            _ => Vec::new(),
+                        };
+                        if !ends.is_empty() {
                             vessel.known = false;
-                            for place in [from, to] {
-                                if let Place::Position(p) = place {
-                                    deck.occupant.insert(p.clone(), exp_entity);
-                                }
+                        }
+                        for place in ends {
+                            if let Place::Position(p) = place {
+                                deck.occupant.insert(p.clone(), exp_entity);
                             }
                         }
                         if status == "running" {
@@ -884,93 +906,4 @@ pub fn apply(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::{CampaignRow, Record, StepRow};
-
-    /// A failed experiment whose vessel stands at `dispense`, with `returns` return steps added that never started.
-    fn failed_with_unstarted_returns(returns: usize) -> (tempfile::TempDir, Connection, i64) {
-        failed_after_transfer("succeeded", returns)
-    }
-
-    /// A failed experiment whose transfer from its rack slot to `dispense` ended `ended`, with `returns` return steps
-    /// added that never started.
-    fn failed_after_transfer(ended: &'static str, returns: usize) -> (tempfile::TempDir, Connection, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lab.db");
-        let mut record = Record::open(&path).unwrap();
-        let ids = record.begin_campaign(&CampaignRow::bench()).unwrap();
-        let (recorder, writer) = record.start_writer();
-        let (exp, step) = (ids.first_experiment, ids.first_step);
-        let row = |id: i64, name: &str| StepRow {
-            id,
-            step: name.to_owned(),
-            op: "Transfer".to_owned(),
-            action: "{}".to_owned(),
-            after: Vec::new(),
-            repeat_safe: false,
-            ready: true,
-        };
-        recorder.send(RecordEvent::ExperimentStarted {
-            id: exp,
-            campaign: ids.campaign,
-            seq: 1,
-            proposal: None,
-            params: Vec::new(),
-            vessel: 0,
-            at: 0.0,
-            steps: vec![row(step, "to_dispense")],
-        });
-        let task = Task::Transfer { from: Place::Rack(0), to: Place::Position("dispense".into()) };
-        recorder.send(RecordEvent::StepStatus {
-            step,
-            at: 1.0,
-            status: "running".into(),
-            instrument: Some("gantry".into()),
-            task: Some(serde_json::to_string(&task).unwrap()),
-            attempt: Some(1),
-            outcome: None,
-            error: None,
-        });
-        recorder.send(RecordEvent::step(step, 2.0, ended));
-        recorder.send(RecordEvent::ExperimentFinished { id: exp, at: 3.0, objective: None, error: Some("x".into()) });
-        for n in 0..returns {
-            recorder.send(RecordEvent::StepAdded {
-                experiment: exp,
-                at: 3.0,
-                step: return_vessel_row(step + 1 + n as i64, &return_vessel_name(n)),
-                why: "test".into(),
-            });
-        }
-        drop(recorder);
-        writer.finish().unwrap();
-        (dir, Connection::open(&path).unwrap(), exp)
-    }
-
-    #[test]
-    fn return_steps_that_never_started_count_so_the_next_has_a_new_name() {
-        let (_dir, conn, exp) = failed_with_unstarted_returns(0);
-        let left = left_vessel(&conn, exp, 1, 0).unwrap().unwrap();
-        assert_eq!((left.returns, left.places.clone(), left.known), (0, vec!["dispense".to_owned()], true));
-        assert!(left.unstarted_returns.is_empty());
-
-        // The controller stopped after adding the return step and before running it (it has no task yet).
-        let (_dir, conn, exp) = failed_with_unstarted_returns(2);
-        let left = left_vessel(&conn, exp, 1, 0).unwrap().unwrap();
-        assert_eq!(left.returns, 2, "the next return step is return_vessel_3");
-        let names: Vec<&str> = left.unstarted_returns.iter().map(|(_, n)| n.as_str()).collect();
-        assert_eq!(names, ["return_vessel", "return_vessel_2"]);
-        assert_eq!(left.places, ["dispense"]);
-    }
-
-    /// A transfer out of the rack that failed (as an earlier resume settles one left in doubt) may have left the vessel
-    /// in its slot, in the gripper or at the station: its place is not known, so the next resume does not send the
-    /// gantry to fetch it from the station. Found by the crash test's whole-ledger audit: the gantry closed on nothing
-    /// at the dispense station, where another experiment's vial could have stood.
-    #[test]
-    fn a_vessel_whose_transfer_from_the_rack_failed_is_not_known_to_be_at_the_station() {
-        let (_dir, conn, exp) = failed_after_transfer("failed", 0);
-        let left = left_vessel(&conn, exp, 1, 0).unwrap().unwrap();
-        assert_eq!((left.places.clone(), left.known), (vec!["dispense".to_owned()], false));
-    }
-}
+mod tests;
