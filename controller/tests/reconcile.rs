@@ -248,9 +248,14 @@ fn run_killed(trial: &mut Trial, moments: &[Moment], budget: usize) -> Outcome {
     assert!(report.is_intact(), "{:#?}", report.problems);
     let conn = rusqlite::Connection::open(&db).unwrap();
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-    assert_eq!(count("SELECT count(*) FROM experiments"), budget as i64, "the campaign ran its budget");
-    assert_eq!(count("SELECT count(*) FROM steps WHERE status IN ('running', 'unknown')"), 0);
-    assert_eq!(count("SELECT count(*) FROM campaigns WHERE status = 'finished'"), 1);
+    // Before reading back, a campaign could end short of its budget (its experiments failing faster than it
+    // proposed, or stopping with steps left unknown); the comparison counts what it ran, and an experiment that did not
+    // succeed as lost.
+    if std::env::var_os("LAB_RECONCILE_BEFORE").is_none() {
+        assert_eq!(count("SELECT count(*) FROM experiments"), budget as i64, "the campaign ran its budget");
+        assert_eq!(count("SELECT count(*) FROM campaigns WHERE status = 'finished'"), 1);
+        assert_eq!(count("SELECT count(*) FROM steps WHERE status IN ('running', 'unknown')"), 0);
+    }
     // The experiments in flight at each kill: started before the resume that followed it, not finished before.
     let resumes: Vec<f64> = conn
         .prepare("SELECT at FROM events WHERE message LIKE 'campaign resumed from the record%' ORDER BY id")
@@ -271,7 +276,7 @@ fn run_killed(trial: &mut Trial, moments: &[Moment], budget: usize) -> Outcome {
         in_flight.extend(ids);
     }
     let failed: HashSet<i64> = conn
-        .prepare("SELECT id FROM experiments WHERE status = 'failed'")
+        .prepare("SELECT id FROM experiments WHERE status != 'succeeded'")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -286,7 +291,7 @@ fn run_killed(trial: &mut Trial, moments: &[Moment], budget: usize) -> Outcome {
     }
     Outcome {
         kills,
-        experiments: budget,
+        experiments: count("SELECT count(*) FROM experiments") as usize,
         failed: failed.len(),
         in_flight: in_flight.len(),
         in_flight_failed: in_flight.intersection(&failed).count(),
