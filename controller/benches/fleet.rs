@@ -263,18 +263,18 @@ fn whole_path(pg: &pg::PgCluster, budget: usize, instant: bool, scale: u32) {
     );
 }
 
-/// The chain check of schema version 2 (each arrived row joined to the hub's journal) against today's (each row's
+/// The chain check of schema version 3 (each arrived row joined to the hub's journal) against today's (each row's
 /// predecessor taken from the same statement), in turn on one hub whose journal grows between runs: catch-up of
 /// 100,000 wire exchanges after a 10 s outage, twice each, alternating.
 fn chain_check(pg: &pg::PgCluster) {
     let sql = pg::Sql::connect(&pg.url());
-    let v2 = include_str!("../src/fleet/migrations/002-batches-and-roles.sql");
-    let start = v2.find("CREATE FUNCTION fleet.check_chain()").unwrap();
-    let end = start + v2[start..].find("\n$$;").unwrap() + 4;
-    let v2 = v2[start..end].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION");
-    let v3 = include_str!("../src/fleet/migrations/003-chain-check-per-batch.sql");
+    let v3 = include_str!("../src/fleet/migrations/003-batches-and-roles.sql");
+    let start = v3.find("CREATE FUNCTION fleet.check_chain()").unwrap();
+    let end = start + v3[start..].find("\n$$;").unwrap() + 4;
+    let v3 = v3[start..end].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION");
+    let v4 = include_str!("../src/fleet/migrations/004-chain-check-per-batch.sql");
     for round in 0..2 {
-        for (label, function) in [("version 2", v2.as_str()), ("version 3", v3)] {
+        for (label, function) in [("version 3", v3.as_str()), ("version 4", v4)] {
             sql.execute(function);
             catch_up(
                 pg,
@@ -505,7 +505,7 @@ fn main() {
         return;
     }
     // `LAB_BENCH_FLEET=claim,instant,path,catchup,failover` (the default) picks the figures to measure;
-    // `chaincheck` compares the hub's chain check of schema version 2 with today's.
+    // `chaincheck` compares the hub's chain check of schema version 3 with today's.
     let only = std::env::var("LAB_BENCH_FLEET").unwrap_or_else(|_| "claim,instant,path,catchup,failover".into());
     let wanted = |f: &str| only.split(',').any(|x| x.trim() == f);
     let Some(pg) = pg::PgCluster::start() else { return };

@@ -120,6 +120,8 @@ pub struct WorkcellRun {
     pub prefetch: usize,
     /// Lab seconds per wall second.
     pub time_scale: Option<f64>,
+    /// Whether steps in doubt are first settled by reading their instruments back.
+    pub read_back: bool,
     /// A key to sign checkpoints with.
     pub sign_with: Option<PathBuf>,
     /// Seconds to wait for the hub at the end.
@@ -132,7 +134,7 @@ pub struct WorkcellRun {
 
 /// `lab workcell`.
 pub fn workcell(hub_arg: &HubArg, lab: PathBuf, db: PathBuf, run: WorkcellRun, unknown: &str, quiet: bool) -> u8 {
-    let WorkcellRun { name, campaign, prefetch, time_scale, sign_with, ship_wait, ship_only, instant } = run;
+    let WorkcellRun { name, campaign, prefetch, time_scale, read_back, sign_with, ship_wait, ship_only, instant } = run;
     let h = match hub(&hub_arg.url) {
         Ok(h) => h,
         Err(code) => return code,
@@ -148,6 +150,7 @@ pub fn workcell(hub_arg: &HubArg, lab: PathBuf, db: PathBuf, run: WorkcellRun, u
         progress: !quiet,
         policy: Policy::Planned { replan: true, budget: None },
         unknown: if unknown == "wait" { UnknownPolicy::Wait } else { UnknownPolicy::Fail },
+        read_back,
         sign_with,
         ship_wait: ship_wait.map(Duration::from_secs_f64),
         ship_only,

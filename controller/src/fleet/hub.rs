@@ -21,8 +21,9 @@ use tokio_postgres::{AsyncMessage, Client, Config, Notification};
 /// The hub's migrations, oldest first. Append only.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001-hub.sql"),
-    include_str!("migrations/002-batches-and-roles.sql"),
-    include_str!("migrations/003-chain-check-per-batch.sql"),
+    include_str!("migrations/002-settlements.sql"),
+    include_str!("migrations/003-batches-and-roles.sql"),
+    include_str!("migrations/004-chain-check-per-batch.sql"),
 ];
 
 /// The most one operation on the hub may take before the connection counts as lost.

@@ -57,6 +57,7 @@ pub fn run(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, RunError> 
     let mut setup = Setup::new(&instruments, opts.policy, recorder.clone());
     setup.world.insert_resource(opts.unknown);
     setup.world.insert_resource(opts.blocked);
+    setup.world.insert_resource(resources::Varied(campaign.space.clone()));
     let clock = setup.clock.clone();
     let (learner, feed_thread) = feed.spawn(setup.inbox(), recorder.clone(), ids.campaign, clock.clone())?;
     setup.world.resource_mut::<Bridge>().learner = Some(learner);

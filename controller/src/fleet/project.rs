@@ -6,8 +6,8 @@
 //! suite checks that the hub's tables equal each workcell's `lab.db` row by row, and `lab fleet verify` replays the
 //! hub's copy of each journal through `record/project.rs` and compares. Values are the ones the SQLite projection
 //! stores, computed by the same code (JSON text by the same serializer), and the ids SQLite assigns to rows without
-//! one of their own (step events, decisions, measurements, commands, events) are assigned here in the same order, from
-//! the largest id the hub holds for the workcell ([`AutoIds`]).
+//! one of their own (step events, decisions, measurements, commands, events, settlements) are assigned here in the
+//! same order, from the largest id the hub holds for the workcell ([`AutoIds`]).
 //!
 //! A shipped batch of rows becomes a few statements, not a few per row ([`Batch`]): the rows of each table are
 //! gathered into arrays and inserted by one `INSERT ... SELECT FROM unnest(...)`, and the state changes of a step
@@ -246,6 +246,8 @@ pub struct Statements {
     events: Statement,
     step_changes: Statement,
     experiment_finished: Statement,
+    settlement: Statement,
+    actual: Statement,
     campaign_finished: Statement,
     on_proposal: Statement,
     on_started: Statement,
@@ -382,6 +384,17 @@ impl Statements {
                      WHERE workcell = $1 AND id = $2",
                 )
                 .await?,
+            settlement: client
+                .prepare(
+                    "INSERT INTO record.settlements (workcell, id, step_id, at, instrument, decision, observed, reason,
+                         evidence, read_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .await?,
+            actual: client
+                .prepare(
+                    "UPDATE record.parameters SET actual = $4 WHERE workcell = $1 AND experiment_id = $2 AND name = $3",
+                )
+                .await?,
             campaign_finished: client
                 .prepare(
                     "UPDATE record.campaigns SET status = $3, finished_at = $4, note = $5 WHERE workcell = $1 AND id = $2",
@@ -403,6 +416,7 @@ pub struct AutoIds {
     measurements: i64,
     commands: i64,
     events: i64,
+    settlements: i64,
 }
 
 impl AutoIds {
@@ -414,7 +428,8 @@ impl AutoIds {
                         (SELECT coalesce(max(id), 0) FROM record.decisions WHERE workcell = $1),
                         (SELECT coalesce(max(id), 0) FROM record.measurements WHERE workcell = $1),
                         (SELECT coalesce(max(id), 0) FROM record.commands WHERE workcell = $1),
-                        (SELECT coalesce(max(id), 0) FROM record.events WHERE workcell = $1)",
+                        (SELECT coalesce(max(id), 0) FROM record.events WHERE workcell = $1),
+                        (SELECT coalesce(max(id), 0) FROM record.settlements WHERE workcell = $1)",
                 &[&workcell],
             )
             .await?;
@@ -424,6 +439,7 @@ impl AutoIds {
             measurements: row.get(2),
             commands: row.get(3),
             events: row.get(4),
+            settlements: row.get(5),
         })
     }
 }
@@ -744,6 +760,28 @@ impl<'s> Batch<'s> {
             RecordEvent::Event { campaign, at, level, instrument, message } => {
                 let n = next(&mut self.ids.events);
                 self.events.push(n, *campaign, *at, level.clone(), instrument.clone(), message.clone());
+            }
+            RecordEvent::Settled { step, at, instrument, decision, observed, reason, evidence, read_from, actual } => {
+                // Rare (a step in doubt settled by reading its instrument back): one row each, after the batch's
+                // inserts, so the parameter whose actual value it gives is there.
+                let n = next(&mut self.ids.settlements);
+                let evidence = serde_json::to_string(evidence).unwrap_or_else(|_| "[]".to_owned());
+                let v = values![
+                    wc.clone(),
+                    n,
+                    *step,
+                    *at,
+                    instrument.clone(),
+                    decision.clone(),
+                    observed.clone(),
+                    reason.clone(),
+                    evidence,
+                    *read_from
+                ];
+                self.then.push((&st.settlement, v));
+                if let Some((experiment, name, value)) = actual {
+                    self.then.push((&st.actual, values![wc, *experiment, name.clone(), *value]));
+                }
             }
             RecordEvent::RequestHandled { .. } => {
                 // lab.db marks the person's request row handled; the hub holds no request rows (people write them

@@ -23,7 +23,7 @@ use super::ship::{ShipStatus, Shipper};
 use crate::load::Inputs;
 use crate::record::{FleetClaim, Record, RecordEvent};
 use crate::run::{CampaignOptions, ResumeOptions, Summary};
-use crate::schedule::resources::{BlockedPlacePolicy, Policy, UnknownPolicy};
+use crate::schedule::resources::{BlockedPolicy, Policy, UnknownPolicy};
 
 /// How to run a workcell.
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub struct WorkcellOptions {
     pub policy: Policy,
     /// What happens to steps whose outcome is unknown.
     pub unknown: UnknownPolicy,
+    /// Whether steps in doubt are first settled by reading their instruments back.
+    pub read_back: bool,
     /// A key to sign checkpoints with.
     pub sign_with: Option<PathBuf>,
     /// How long to wait at the end for the hub to take the whole journal (`None`: until it has).
@@ -444,7 +446,8 @@ fn run_one(
     copts.unknown = opts.unknown;
     // A place blocked by a lost vessel makes this workcell wait for `lab clear` instead of failing each proposal it
     // claims at its first transfer: the rest of the fleet runs them meanwhile.
-    copts.blocked = BlockedPlacePolicy::Wait;
+    copts.blocked = BlockedPolicy::Wait;
+    copts.read_back = opts.read_back;
     copts.sign_with = opts.sign_with.clone();
     copts.feed = Some(Arc::new(feed));
     if opts.progress {

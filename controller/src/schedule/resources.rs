@@ -348,24 +348,26 @@ impl std::hash::Hash for OrderedTime {
     }
 }
 
+/// The campaign's search space: which parameters the learner varies, and the values it can be told.
+#[derive(Resource, Debug, Clone)]
+pub struct Varied(pub experiments::Space);
+
+/// What happens to an experiment whose next step can only take its vessel to places a lost vessel blocks.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlockedPolicy {
+    /// It waits for a person to look and `lab clear` the place; the record and `lab status` say so. Nothing of the
+    /// budget is spent meanwhile.
+    #[default]
+    Wait,
+    /// It fails as stranded, so an unattended lab goes on with what it can do.
+    Fail,
+}
+
 /// What to do with a step whose outcome is unknown once its instrument is reconciled.
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownPolicy {
     /// Fail the step (and its experiment): unattended labs keep going, and the record says why.
     Fail,
     /// Wait for an operator's verdict (`lab confirm`).
-    Wait,
-}
-
-/// What an experiment does when every place its next transfer could take its vessel to is blocked by a vessel the
-/// controller lost track of (and `UnknownPolicy::Wait` does not already make it wait for `lab clear`).
-#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BlockedPlacePolicy {
-    /// Fail it: a lab on its own goes on through its budget, and the record says why.
-    #[default]
-    Fail,
-    /// Wait for `lab clear`: a fleet's workcell keeps its claims and asks for no more meanwhile, rather than failing
-    /// the fleet's proposals one after another (and telling the learner failures that say nothing of their
-    /// parameters) while other workcells could run them.
     Wait,
 }

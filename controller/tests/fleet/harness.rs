@@ -160,10 +160,16 @@ impl Cell {
 
     /// Starts `lab workcell` through the proxy.
     pub fn start(&mut self, hub_url: &str) {
+        self.start_with(hub_url, &[]);
+    }
+
+    /// Starts `lab workcell` through the proxy, with `more` arguments.
+    pub fn start_with(&mut self, hub_url: &str, more: &[&str]) {
         assert!(self.process.is_none(), "{} runs already", self.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("workcell.log")).unwrap();
         let child = Command::new(LAB)
             .args(["workcell", "--lab", "ext.lab.ron", "--db", "lab.db", "--name", &self.name, "--ship-wait", "120"])
+            .args(more)
             .env("LAB_HUB", hub_url)
             .current_dir(&self.dir)
             .stdin(Stdio::null())

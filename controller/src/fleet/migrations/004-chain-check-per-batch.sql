@@ -1,5 +1,5 @@
--- The hub's third schema version: the chain check of a statement's rows costs the same however large the hub's copy
--- grows. Version 2 joined the arrived rows to `fleet.journal` to find each row's predecessor, which the planner,
+-- The hub's fourth schema version: the chain check of a statement's rows costs the same however large the hub's copy
+-- grows. Version 3 joined the arrived rows to `fleet.journal` to find each row's predecessor, which the planner,
 -- knowing nothing of the transition table, could do by reading the whole journal into a hash table: 31 ms of a 39 ms
 -- check of 4,096 rows against 37,000 at the hub, and catch-up on one hub fell from 22,000 to 8,500 rows a second as
 -- its journal grew to 200,000 rows (BENCHMARKS.md, "Fleet"). Now each arrived row takes its predecessor's hash from

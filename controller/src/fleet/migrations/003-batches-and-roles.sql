@@ -1,4 +1,4 @@
--- The hub's second schema version: journal rows are checked a statement at a time, so a shipper can send a batch of
+-- The hub's third schema version: journal rows are checked a statement at a time, so a shipper can send a batch of
 -- rows in one multi-row INSERT; and the fleet's roles, so that a workcell may write only its own rows.
 
 -- The chain is checked after each INSERT statement, over every row it brought: each row must follow the workcell's
@@ -286,7 +286,7 @@ GRANT SELECT, INSERT ON fleet.journal, fleet.checkpoints, fleet.rejections TO la
 GRANT USAGE ON SEQUENCE fleet.rejections_id_seq TO lab_workcell;
 GRANT SELECT, INSERT, UPDATE ON record.campaigns, record.instruments, record.proposals, record.experiments,
     record.parameters, record.steps, record.step_events, record.decisions, record.measurements, record.commands,
-    record.events TO lab_workcell;
+    record.events, record.settlements TO lab_workcell;
 
 -- Row-level security: a workcell's login sees and writes only its own workcell's rows of the journal, the
 -- checkpoints and the record's tables; learners and readers see every row. (The owner is not subject to it.)
@@ -296,7 +296,8 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['fleet.journal', 'fleet.checkpoints', 'fleet.rejections', 'record.campaigns',
         'record.instruments', 'record.proposals', 'record.experiments', 'record.parameters', 'record.steps',
-        'record.step_events', 'record.decisions', 'record.measurements', 'record.commands', 'record.events']
+        'record.step_events', 'record.decisions', 'record.measurements', 'record.commands', 'record.events',
+        'record.settlements']
     LOOP
         EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY own_rows ON %s TO lab_workcell
