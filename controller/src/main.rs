@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::args::{BenchCommand, Cli, Command, DevicesCommand, KeyCommand};
-use cli::{devices, exit_code, inspecting, operating, planning, running, setup};
+use cli::{devices, exit_code, inspecting, operating, planning, running, serving, setup};
 use controller::schedule::bridge::OperatorAction;
 
 /// The scheduler's thread allocates the record's batches of events and the record's writer frees them on its own;
@@ -49,6 +49,9 @@ fn main() -> ExitCode {
         }
         Command::Status { db, campaign } => inspecting::status_command(&db, campaign),
         Command::Report { db, campaign, out } => inspecting::report_command(&db, campaign, &out),
+        Command::Serve { db, addr, allow_remote, tls_cert, tls_key, public_key } => {
+            serving::serve(db, addr, allow_remote, tls_cert.zip(tls_key), public_key)
+        }
         Command::Verify { db, public_key } => inspecting::verify_command(&db, public_key.as_deref()),
         Command::Export { db, campaign, format, out } => inspecting::export_command(&db, campaign, &format, &out),
         Command::Replay { db, campaign, instrument, transcript, lab } => {
@@ -70,6 +73,9 @@ fn main() -> ExitCode {
         }
         Command::Bench { command: BenchCommand::Load { instruments, experiments, in_flight, db } } => {
             planning::bench_load(instruments, experiments, in_flight, db)
+        }
+        Command::Bench { command: BenchCommand::Serve { db, rounds, dispatch_rounds, experiments, browser } } => {
+            serving::bench_serve(&db, rounds, dispatch_rounds, experiments, browser)
         }
         Command::Sim { lab, lab_out, hands } => devices::sim_command(&lab, lab_out.as_deref(), hands),
         Command::Devices { command: DevicesCommand::List } => devices::list_command(),

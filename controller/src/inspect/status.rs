@@ -135,10 +135,16 @@ impl Status {
             None => crate::record::latest_campaign(&conn).map_err(record)?,
         };
         let id = id.ok_or_else(missing)?;
-        let mut status = read_status(&conn, id).map_err(record)?.ok_or_else(missing)?;
+        Status::read_from(&conn, db, id).map_err(record)?.ok_or_else(missing)
+    }
+
+    /// Reads the status of campaign `id` through an open connection to the record at `db`; `Ok(None)` if the record
+    /// has no such campaign.
+    pub fn read_from(conn: &Connection, db: &Path, id: i64) -> rusqlite::Result<Option<Status>> {
+        let Some(mut status) = read_status(conn, id)? else { return Ok(None) };
         status.db = db.to_owned();
         status.controller = controller_holds(db);
-        Ok(status)
+        Ok(Some(status))
     }
 
     /// Experiments that have ended.
@@ -264,20 +270,14 @@ fn read_status(conn: &Connection, id: i64) -> rusqlite::Result<Option<Status>> {
         v
     };
     let blocked = blocked_places(conn, id)?;
-    // An operator's pause holds until a resume or an abort; the controller says each in the events.
-    let paused = status == "running"
-        && conn
-            .query_row(
-                "SELECT message FROM events WHERE campaign_id = ?1 AND instrument IS NULL
-                 AND (message LIKE 'paused:%' OR message LIKE 'resumed%' OR message LIKE 'aborted:%')
-                 ORDER BY id DESC LIMIT 1",
-                [id],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()?
-            .is_some_and(|m| m.starts_with("paused:"));
-    let last_recorded: f64 =
-        conn.query_row("SELECT coalesce(max(at), 0) FROM journal WHERE campaign_id = ?1", [id], |r| r.get(0))?;
+    let paused = status == "running" && paused(conn, id)?;
+    // The journal has no index by campaign, and a week of a busy lab is hundreds of thousands of rows: reading it
+    // from its end finds a running campaign's last rows at once.
+    let last_recorded: f64 = conn.query_row(
+        "SELECT coalesce(max(at), 0) FROM (SELECT at FROM journal WHERE campaign_id = ?1 ORDER BY id DESC LIMIT 1000)",
+        [id],
+        |r| r.get(0),
+    )?;
     let lab_now = finished_at
         .or_else(|| (status == "running").then(|| lab_seconds_since(&started_at, time_scale)).flatten())
         .unwrap_or(last_recorded)
@@ -310,6 +310,21 @@ fn read_status(conn: &Connection, id: i64) -> rusqlite::Result<Option<Status>> {
         blocked,
         note,
     }))
+}
+
+/// Whether an operator's pause of campaign `id` holds: the controller says each pause, resume and abort in the
+/// events, and a pause holds until a resume or an abort.
+pub fn paused(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT message FROM events WHERE campaign_id = ?1 AND instrument IS NULL
+             AND (message LIKE 'paused:%' OR message LIKE 'resumed%' OR message LIKE 'aborted:%')
+             ORDER BY id DESC LIMIT 1",
+            [id],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .is_some_and(|m| m.starts_with("paused:")))
 }
 
 /// A step's line in a table: id, instrument, experiment, step and operation, and a time column.
