@@ -379,3 +379,95 @@ fn an_abort_from_the_page_ends_the_campaign(tab: &Arc<Tab>, base: &str, db: &Pat
     });
     screenshot(tab, "7-aborted");
 }
+
+/// Runs a command of Debian's (`openssl`, `curl`) that `.ci/run` installs, failing the test with what it said.
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (`apt-get install -y {program}`, as .ci/run does): {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `lab serve` with `args` and returns it with the link it printed.
+fn serve(args: &[&str]) -> (Processes, String) {
+    let mut child = Command::new(LAB)
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lab serve starts");
+    let stdout = child.stdout.take().expect("its output");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let processes = Processes(vec![child]);
+    let link = wait_for("lab serve to print its link", Duration::from_secs(30), || {
+        rx.try_recv().ok().and_then(|l| l.trim().strip_prefix("open ").map(str::to_owned))
+    });
+    (processes, link)
+}
+
+#[test]
+fn a_given_certificate_serves_over_tls_and_bad_starts_are_refused() {
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let path = |name: &str| tmp.path().join(name).to_str().expect("a UTF-8 path").to_owned();
+    let db = path("lab.db");
+    let out = Command::new(LAB)
+        .args(["bench", "load", "--instruments", "10", "--experiments", "20", "--in-flight", "4", "--db", &db])
+        .output()
+        .expect("lab bench load runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (cert, key) = (path("cert.pem"), path("key.pem"));
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+    );
+    let (_server, link) = serve(&["--db", &db, "--addr", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key]);
+    assert!(link.starts_with("https://127.0.0.1:"), "{link}");
+    let base = link.split("/?token=").next().expect("a link with a token").to_owned();
+    let page = tool("curl", &["--silent", "--show-error", "--cacert", &cert, &format!("{base}/campaigns/1")]);
+    assert!(page.contains("Campaign 1: bench"), "{page}");
+    // Under TLS the sign-in cookie is marked Secure, so a browser never sends it in clear.
+    let head = tool("curl", &["--silent", "--show-error", "--cacert", &cert, "--head", &link]);
+    let cookie = head.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie")).expect("a cookie");
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    let plain = Command::new("curl").args(["--silent", "--max-time", "5", &base.replace("https", "http")]).output();
+    assert!(!plain.expect("curl runs").status.success(), "the TLS port speaks no plain HTTP");
+
+    // An address other machines reach needs --allow-remote; nothing listens without it.
+    let refused = Command::new(LAB).args(["serve", "--db", &db, "--addr", "0.0.0.0:0"]).output().expect("lab serve");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("can be reached from other machines"));
+    // Files that are not records, or are missing, are refused before anything listens, and left as they were.
+    let notes = path("notes.db");
+    std::fs::write(&notes, "shopping list\n").expect("writing a file");
+    for (db, says) in [(notes.as_str(), "is not a lab record"), (&path("missing.db"), "there is no record at")] {
+        let out = Command::new(LAB).args(["serve", "--db", db]).output().expect("lab serve");
+        assert_eq!(out.status.code(), Some(3), "{db}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{db}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(std::fs::read_to_string(&notes).expect("the file"), "shopping list\n");
+    assert!(!tmp.path().join("missing.db").exists());
+}

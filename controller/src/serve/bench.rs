@@ -97,6 +97,17 @@ impl ServerProcess {
         };
         Some((field("VmRSS:")?, field("VmHWM:")?))
     }
+
+    /// The processor time the server has used (user and system), from `/proc` (Linux, whose `/proc` counts in
+    /// hundredths of a second).
+    fn cpu(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command's name (which is in parentheses and may hold spaces): utime and stime are
+        // the 12th and 13th.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+        (fields.len() == 2).then(|| Duration::from_millis((fields[0] + fields[1]) * 10))
+    }
 }
 
 /// Sends a GET on a new connection; returns when the response's head has arrived.
@@ -211,37 +222,53 @@ pub fn pages(db: &Path, rounds: usize) -> Result<String, String> {
         ("step page".into(), format!("/steps/{step}")),
         ("campaigns".into(), "/".into()),
     ];
-    let (timings, campaign_full, frames) = runtime.block_on(async {
-        let mut timings: Vec<(Vec<Duration>, Vec<Duration>, usize)> = vec![(Vec::new(), Vec::new(), 0); pages.len()];
+    // The rows: every page, then what the campaign page loads (named by its path), each as (first bytes, full loads,
+    // bytes).
+    type Row = (String, Vec<Duration>, Vec<Duration>, usize);
+    let (rows, campaign_full, frames) = runtime.block_on(async {
+        let mut rows: Vec<Row> = pages.iter().map(|(name, _)| (name.clone(), Vec::new(), Vec::new(), 0)).collect();
         let mut campaign_full = Vec::new();
         let mut frames = Vec::new();
+        let note = |rows: &mut Vec<Row>, name: String, head: Duration, full: Duration, bytes: usize| {
+            let i = rows.iter().position(|r| r.0 == name).unwrap_or_else(|| {
+                rows.push((name, Vec::new(), Vec::new(), 0));
+                rows.len() - 1
+            });
+            rows[i].1.push(head);
+            rows[i].2.push(full);
+            rows[i].3 = bytes;
+        };
         // Two rounds to warm the server's connections and the system's file cache, not counted.
         for round in 0..rounds + 2 {
-            for (i, (_, path)) in pages.iter().enumerate() {
+            let counted = round >= 2;
+            for (name, path) in &pages {
                 let (head, full, body) = get(addr, path).await?;
-                if round >= 2 {
-                    timings[i].0.push(head);
-                    timings[i].1.push(full);
-                    timings[i].2 = body.len();
+                if counted {
+                    note(&mut rows, name.clone(), head, full, body.len());
                 }
-                if i == 0 {
-                    // The campaign page with everything it loads.
+                if path == &pages[0].1 {
+                    // The campaign page with everything it loads, one after another.
                     let html = String::from_utf8_lossy(&body).into_owned();
                     let mut total = full;
                     for r in resources(&html) {
-                        total += get(addr, &r).await?.1;
+                        let (head, full, body) = get(addr, &r).await?;
+                        total += full;
+                        if counted {
+                            let name = format!("  its {}", r.split('?').next().unwrap_or(&r));
+                            note(&mut rows, name, head, full, body.len());
+                        }
                     }
-                    if round >= 2 {
+                    if counted {
                         campaign_full.push(total);
                     }
                 }
             }
             let frame = first_frame(addr, &format!("/campaigns/{campaign}/live")).await?;
-            if round >= 2 {
+            if counted {
                 frames.push(frame);
             }
         }
-        Ok::<_, String>((timings, campaign_full, frames))
+        Ok::<_, String>((rows, campaign_full, frames))
     })?;
     let peak = server.memory();
     let mut out = String::new();
@@ -252,16 +279,16 @@ pub fn pages(db: &Path, rounds: usize) -> Result<String, String> {
          connection; median and largest, ms",
         db.display()
     );
-    let _ = writeln!(out, "  {:<34} {:>16} {:>16} {:>10}", "page", "first byte", "full load", "bytes");
-    for ((name, _), (head, full, bytes)) in pages.iter().zip(&timings) {
+    let _ = writeln!(out, "  {:<44} {:>16} {:>16} {:>10}", "page", "first byte", "full load", "bytes");
+    for (name, head, full, bytes) in &rows {
         let (h, hm) = median_max(head);
         let (f, fm) = median_max(full);
-        let _ = writeln!(out, "  {name:<34} {h:>7.1} ({hm:>6.1}) {f:>7.1} ({fm:>6.1}) {bytes:>10}");
+        let _ = writeln!(out, "  {name:<44} {h:>7.1} ({hm:>6.1}) {f:>7.1} ({fm:>6.1}) {bytes:>10}");
     }
     let (c, cm) = median_max(&campaign_full);
-    let _ = writeln!(out, "  {:<34} {:>16} {c:>7.1} ({cm:>6.1})", "campaign page and all it loads", "");
+    let _ = writeln!(out, "  {:<44} {:>16} {c:>7.1} ({cm:>6.1})", "campaign page and all it loads, in turn", "");
     let (f, fm) = median_max(&frames);
-    let _ = writeln!(out, "  {:<34} {:>16} {f:>7.1} ({fm:>6.1})", "live stream, first frame", "");
+    let _ = writeln!(out, "  {:<44} {:>16} {f:>7.1} ({fm:>6.1})", "live stream, first frame", "");
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     if let (Some((idle, _)), Some((now, hwm))) = (idle, peak) {
         let _ = writeln!(
@@ -275,13 +302,26 @@ pub fn pages(db: &Path, rounds: usize) -> Result<String, String> {
     Ok(out)
 }
 
-/// One load run: (steps per wall second, scheduler seconds, frames the watcher received).
-fn load_run(db: &Path, experiments: usize, watcher: Option<&Watcher>) -> Result<(f64, f64, usize), String> {
+/// What one load run measured.
+struct LoadRun {
+    /// Steps per wall second of the run (scheduler and record).
+    rate: f64,
+    /// The scheduler's own seconds.
+    scheduler: f64,
+    /// Frames the watcher received.
+    frames: usize,
+    /// The server's processor time and the wall time the page was open, with a page open.
+    server: Option<(Duration, Duration)>,
+}
+
+/// One load run into a fresh record at `db`, with a live page open on it if `watcher` says how.
+fn load_run(db: &Path, experiments: usize, watcher: Option<&Watcher>) -> Result<LoadRun, String> {
     let run = {
         let db = db.to_owned();
         std::thread::spawn(move || crate::plan::bench::load(100, experiments, 60, &db))
     };
     let mut frames = 0;
+    let mut server_use = None;
     if let Some(w) = watcher {
         // The page opens as soon as the campaign is in the record, as a technician's would.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -292,6 +332,7 @@ fn load_run(db: &Path, experiments: usize, watcher: Option<&Watcher>) -> Result<
             std::thread::sleep(Duration::from_millis(5));
         }
         let server = ServerProcess::start(db)?;
+        let (cpu0, t0) = (server.cpu(), Instant::now());
         let url = format!("http://{}/campaigns/1", server.addr);
         match w {
             Watcher::Stream => {
@@ -332,13 +373,19 @@ fn load_run(db: &Path, experiments: usize, watcher: Option<&Watcher>) -> Result<
                 let _ = std::fs::remove_dir_all(&profile);
             }
         }
+        server_use = cpu0.zip(server.cpu()).map(|(a, b)| (b.saturating_sub(a), t0.elapsed()));
         drop(server);
     }
     let report = run.join().map_err(|_| "the load run panicked".to_owned())??;
     if !report.run.completed || !report.intact {
         return Err("the load run did not complete, or its record is not intact".to_owned());
     }
-    Ok((report.run.steps as f64 / report.wall.as_secs_f64(), report.run.decision.as_secs_f64(), frames))
+    Ok(LoadRun {
+        rate: report.run.steps as f64 / report.wall.as_secs_f64(),
+        scheduler: report.run.decision.as_secs_f64(),
+        frames,
+        server: server_use,
+    })
 }
 
 /// Runs `lab bench load`'s lab (`experiments` experiments) `rounds` times without and with a live page open on its
@@ -355,16 +402,20 @@ fn dispatch_in(dir: &Path, experiments: usize, rounds: usize, watcher: &Watcher)
     let mut without = Vec::new();
     let mut with = Vec::new();
     let mut frames = Vec::new();
+    let mut server = Vec::new();
     for round in 0..rounds {
         // The order alternates, so a drift of the machine's speed over the run weighs on both alike.
         for open in if round % 2 == 0 { [false, true] } else { [true, false] } {
             let db = dir.join(format!("round-{round}-{open}.db"));
-            let (rate, scheduler, n) = load_run(&db, experiments, open.then_some(watcher))?;
+            let run = load_run(&db, experiments, open.then_some(watcher))?;
             if open {
-                with.push((rate, scheduler));
-                frames.push(n);
+                with.push((run.rate, run.scheduler));
+                frames.push(run.frames);
+                if let Some((cpu, wall)) = run.server {
+                    server.push(cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9));
+                }
             } else {
-                without.push((rate, scheduler));
+                without.push((run.rate, run.scheduler));
             }
             for suffix in ["", "-wal", "-shm", ".lock"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -395,5 +446,11 @@ fn dispatch_in(dir: &Path, experiments: usize, rounds: usize, watcher: &Watcher)
     let _ = writeln!(out, "  live page open        {b:>9.0} steps/s ({blo:.0} to {bhi:.0}); scheduler {bsched:.2} s");
     let _ = writeln!(out, "  ratio of medians      {:.3} (page open / nothing watching)", b / a);
     let _ = writeln!(out, "  the page: {what}; frames received per run: {frames:?}");
+    let shares: Vec<String> = server.iter().map(|s| format!("{:.0}%", 100.0 * s)).collect();
+    let _ = writeln!(
+        out,
+        "  lab serve's processor time while the page was open, as a share of one core: {}",
+        shares.join(", ")
+    );
     Ok(out)
 }

@@ -6,7 +6,7 @@
 //!
 //! Keeping pages up to date costs the controller nothing but the reads: one thread ([`Hub`]) asks SQLite every
 //! 100 ms whether another connection committed (`PRAGMA data_version`, a read of the write-ahead log's header), and
-//! when the record changed it reads and draws one frame per watched campaign (at most four times a second, however
+//! when the record changed it reads and draws one frame per watched campaign (at most twice a second, however
 //! many pages are open) and hands it to every open page's server-sent-event stream. A page whose stream drops
 //! reconnects by itself (`EventSource`) and gets the latest frame at once.
 
@@ -411,8 +411,9 @@ type Latest = Option<Arc<String>>;
 
 /// How often the hub asks whether the record changed.
 const POLL: Duration = Duration::from_millis(100);
-/// The shortest time between two frames of one campaign.
-const MIN_INTERVAL: Duration = Duration::from_millis(250);
+/// The shortest time between two frames of one campaign: a busy record (a simulation writes thousands of steps a
+/// second) is read at most twice a second, which keeps a page within a second of it.
+const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// A frame is drawn at least this often while pages follow it, so lab time moves on the page.
 const REFRESH: Duration = Duration::from_secs(5);
 
@@ -565,12 +566,28 @@ pub fn stream(
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// The data of a campaign's plots: everything the objective plot needs, and the steps of the live Gantt chart's
-/// window (or of the whole campaign, with `whole`).
-pub fn plot_data(conn: &Connection, campaign: i64, whole: bool) -> rusqlite::Result<Option<(ReportData, f64)>> {
+/// Which steps a plot needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steps {
+    /// None (the objective plot).
+    None,
+    /// The live Gantt chart's window.
+    Recent,
+    /// Every step of the campaign.
+    All,
+}
+
+/// The data of a campaign's objective and Gantt plots: every experiment, and the steps asked for; with the lab time
+/// the Gantt chart starts at.
+pub fn plot_data(conn: &Connection, campaign: i64, wanted: Steps) -> rusqlite::Result<Option<(ReportData, f64)>> {
     let Some(info) = read_campaign(conn, campaign)? else { return Ok(None) };
-    let (from, threshold) = if whole { (0.0, None) } else { gantt_window(conn, campaign)? };
-    let steps = {
+    let (from, threshold) = match wanted {
+        Steps::Recent => gantt_window(conn, campaign)?,
+        _ => (0.0, None),
+    };
+    let steps = if wanted == Steps::None {
+        Vec::new()
+    } else {
         let mut stmt = conn.prepare_cached(
             "SELECT s.instrument, s.op, e.seq, s.started_at, s.finished_at, s.status
              FROM experiments e JOIN steps s ON s.experiment_id = e.id

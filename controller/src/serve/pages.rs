@@ -400,10 +400,14 @@ pub async fn plot(
             PageError::NotFound(format!("there is no plot `{file}`; the plots are {}", names.join(", ")))
         },
     )?;
-    let recent = Fields::parse(raw.as_deref()).get("recent") == Some("1");
+    let steps = match plot {
+        Plot::Gantt if Fields::parse(raw.as_deref()).get("recent") == Some("1") => live::Steps::Recent,
+        Plot::Gantt => live::Steps::All,
+        _ => live::Steps::None,
+    };
     let svg = match plot {
         Plot::Objective | Plot::Gantt => {
-            let data = app.read(move |c| live::plot_data(c, id, !recent)).await?.ok_or_else(|| no_campaign(id))?;
+            let data = app.read(move |c| live::plot_data(c, id, steps)).await?.ok_or_else(|| no_campaign(id))?;
             tokio::task::spawn_blocking(move || match plot {
                 Plot::Gantt => Plot::gantt_svg_from(&data.0, data.1),
                 _ => plot.svg(&data.0),
