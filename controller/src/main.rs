@@ -51,8 +51,8 @@ fn main() -> ExitCode {
         Command::Status { db, campaign } => inspecting::status_command(&db, campaign),
         Command::Report { hub: Some(hub), fleet_campaign: Some(name), out, .. } => fleet::report(&hub, &name, &out),
         Command::Report { db, campaign, out, .. } => inspecting::report_command(&db, campaign, &out),
-        Command::Serve { db, addr, allow_remote, tls_cert, tls_key, public_key } => {
-            serving::serve(db, addr, allow_remote, tls_cert.zip(tls_key), public_key)
+        Command::Serve { db, addr, allow_remote, tls_cert, tls_key, public_key, hub } => {
+            serving::serve(db, hub, addr, allow_remote, tls_cert.zip(tls_key), public_key)
         }
         Command::Verify { db, public_key } => inspecting::verify_command(&db, public_key.as_deref()),
         Command::Export { hub: Some(hub), fleet_campaign: Some(name), format, out, .. } => {

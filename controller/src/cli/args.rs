@@ -134,7 +134,8 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
-    /// Serve the record in a browser: a live page per campaign, every experiment, step and exchange, and more.
+    /// Serve the record in a browser: a live page per campaign, every experiment, step and exchange, the record's
+    /// health; or a fleet's hub, every workcell at once.
     ///
     /// A campaign's live page shows its instruments and what each does, the Gantt chart growing, the best so far,
     /// the experiments in flight, steps in doubt, blocked places and warnings, and takes pause, resume, abort,
@@ -147,6 +148,8 @@ pub enum Command {
     /// Example: lab serve --db lab.db
     ///
     /// Example: lab serve --db lab.db --addr 0.0.0.0:8765 --allow-remote --tls-cert lab.crt --tls-key lab.key
+    ///
+    /// Example: LAB_HUB=postgresql://reader@hub.example/lab lab serve --hub
     Serve {
         /// The record.
         #[arg(long, default_value = "lab.db")]
@@ -166,8 +169,13 @@ pub enum Command {
         tls_key: Option<PathBuf>,
         /// The lab's public key (a `.pub` file from `lab key new`, or its 64 hex digits): the health page checks
         /// every checkpoint's signature against it.
-        #[arg(long, value_name = "KEY")]
+        #[arg(long, value_name = "KEY", conflicts_with = "hub")]
         public_key: Option<String>,
+        /// Serve a fleet's hub instead of --db: every fleet campaign with every workcell's experiments, and the
+        /// workcells' state, read-only (actions are taken on each workcell). Without a URL, the one in LAB_HUB
+        /// (which keeps a password off the command line).
+        #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "", conflicts_with = "db")]
+        hub: Option<String>,
     },
     /// Check a driver against a recorded session: replay one instrument's exchanges from the record (or from a
     /// transcript file) and report where the driver's bytes first differ.

@@ -10,25 +10,47 @@ use controller::serve::{Listening, ServeError, ServeOptions, serve as run};
 /// `lab serve`: serves the record until interrupted, after printing the link to open (with its token).
 pub fn serve(
     db: PathBuf,
+    hub: Option<String>,
     addr: SocketAddr,
     allow_remote: bool,
     tls: Option<(PathBuf, PathBuf)>,
     public_key: Option<String>,
 ) -> u8 {
-    let opts = ServeOptions { db: db.clone(), addr, allow_remote, tls, public_key };
+    // `--hub` without a URL takes the one in LAB_HUB, so a password stays off the command line.
+    let hub = match hub.as_deref() {
+        Some("") => match std::env::var("LAB_HUB") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                eprintln!("lab: --hub without a URL reads the hub's URL from LAB_HUB, which is not set");
+                return exit_code::USAGE;
+            }
+        },
+        _ => hub,
+    };
+    let what = match &hub {
+        Some(url) => format!(
+            "the fleet hub {} (read-only: every workcell's record as the hub holds it; actions are taken on each \
+             workcell)",
+            controller::fleet::hub::redact(url)
+        ),
+        None => format!("{} (read-only; actions go to the controller as operator requests)", db.display()),
+    };
+    let fleet = hub.is_some();
+    let opts = ServeOptions { db, hub, addr, allow_remote, tls, public_key };
     let announce = |l: &Listening| {
         let mut out = std::io::stdout().lock();
-        let _ =
-            writeln!(out, "lab serve: {} (read-only; actions go to the controller as operator requests)", db.display());
+        let _ = writeln!(out, "lab serve: {what}");
         let _ = writeln!(out, "  open {}", l.url);
         if l.remote {
             let _ = writeln!(
                 out,
-                "  WARNING: listening on {}, which other machines can reach: anyone with the link can pause and abort \
-                 campaigns{}",
+                "  WARNING: listening on {}, which other machines can reach: anyone with the link can {}{}",
                 l.addr,
+                if fleet { "read every workcell's record" } else { "pause and abort campaigns" },
                 if l.tls { "" } else { ", and without TLS the token crosses the network in clear" }
             );
+        } else if fleet {
+            let _ = writeln!(out, "  listening on {} only: this machine can look without the token", l.addr);
         } else {
             let _ = writeln!(
                 out,
@@ -44,6 +66,10 @@ pub fn serve(
         Ok(()) => exit_code::OK,
         Err(e @ ServeError::Remote(_)) => {
             eprintln!("lab: refusing to listen: {e}");
+            exit_code::USAGE
+        }
+        Err(ServeError::Hub(e @ controller::fleet::FleetError::Url { .. })) => {
+            eprintln!("lab: {e}");
             exit_code::USAGE
         }
         Err(e) => {

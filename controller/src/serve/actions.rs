@@ -5,6 +5,13 @@
 //! what it did. Before anything is written the request must pass [`super::guard::Guard::check_action`] (the token's
 //! cookie, the same origin, the form's anti-forgery value), and its fields and its campaign are checked; a request
 //! that fails is refused with a page saying why, and the record is not touched.
+//!
+//! Restocking a reagent is not here yet: this record's schema has no reagents and `OperatorAction` no restock
+//! (issue 16 brings both). The seam is ready on both sides: the live page's stock section (`live::stock_levels`,
+//! drawn by the `stock` part of `live_sections.html`) shows levels once the record has them, and a restock is one
+//! more handler here, `act(app, &c, &headers, &body, |f| ...)` building the new action from the form, routed as
+//! `POST /campaigns/{id}/restock` in `mod.rs`, with its form in the stock section for a signed-in browser.
+//! A server of a fleet's hub takes no actions at all (`App::fleet`).
 
 use std::path::PathBuf;
 
@@ -59,6 +66,16 @@ async fn act(
     body: &[u8],
     make: impl FnOnce(&Form) -> Result<OperatorAction, PageError>,
 ) -> Result<Response, PageError> {
+    if let Some(fleet) = app.fleet() {
+        // The hub holds copies of the workcells' records, not a controller's requests: nothing is written anywhere.
+        return Err(PageError::Conflict(format!(
+            "this server shows the fleet hub {} and takes no actions: pause, resume, abort, confirm and clear act on \
+             one workcell's controller, from `lab serve --db lab.db` on that workcell's PC (or `lab pause` there); \
+             a workcell lost for good is retired with `lab fleet retire`, and what it started settled with `lab \
+             fleet settle`",
+            fleet.hub()
+        )));
+    }
     let campaign = id("a campaign", campaign)?;
     let form = Form::parse(body);
     app.guard()

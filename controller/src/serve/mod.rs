@@ -7,6 +7,10 @@
 //! why. [`guard`] says who may look and who may act. Pages are askama templates compiled into the binary, their
 //! style and script are embedded ([`assets`]), and nothing is loaded from elsewhere.
 //!
+//! With `--hub URL` it serves every workcell of a fleet at once: [`fleet`] keeps a private copy of the hub's record
+//! of every fleet campaign, shaped like `lab.db`, and the same pages read it; the actions, which act on one
+//! controller through its own `lab.db`, are refused there with where to act instead.
+//!
 //! The parts: [`filters`] checks query strings, [`query`] reads the browsing pages' data, [`live`] the live page's
 //! and its update stream, [`health`] runs `lab verify`, [`view`] is what every page shares, [`pages`] and
 //! [`actions`] are the handlers, and [`bench`] measures the server (`lab bench serve`).
@@ -15,6 +19,7 @@ pub mod actions;
 pub mod assets;
 pub mod bench;
 pub mod filters;
+pub mod fleet;
 pub mod guard;
 pub mod health;
 pub mod live;
@@ -48,6 +53,8 @@ use view::{Chrome, PageError};
 pub struct ServeOptions {
     /// The record.
     pub db: PathBuf,
+    /// A fleet's hub (a postgresql:// URL) to serve instead of `db`: every workcell's record at once.
+    pub hub: Option<String>,
     /// Where to listen.
     pub addr: SocketAddr,
     /// Whether listening on an address other machines can reach was asked for.
@@ -93,6 +100,9 @@ pub enum ServeError {
     /// The public key cannot be read.
     #[error("{0}")]
     PublicKey(String),
+    /// The hub cannot be read.
+    #[error(transparent)]
+    Hub(#[from] crate::fleet::FleetError),
     /// The runtime failed.
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
@@ -122,6 +132,7 @@ struct AppInner {
     guard: Guard,
     hub: live::Hub,
     verifier: health::Verifier,
+    fleet: Option<fleet::FleetView>,
 }
 
 impl App {
@@ -129,7 +140,26 @@ impl App {
     pub fn new(db: &Path, guard: Guard, trusted: Option<ed25519_dalek::VerifyingKey>) -> App {
         let reader = Reader::new(db);
         let hub = live::Hub::new(reader.clone(), guard.csrf());
-        App { inner: Arc::new(AppInner { reader, guard, hub, verifier: health::Verifier::new(trusted) }) }
+        App { inner: Arc::new(AppInner { reader, guard, hub, verifier: health::Verifier::new(trusted), fleet: None }) }
+    }
+
+    /// The server's state for a fleet's hub, whose copy `view` keeps at `copy`.
+    pub fn for_fleet(copy: &Path, guard: Guard, view: fleet::FleetView) -> App {
+        let reader = Reader::new(copy);
+        let hub = live::Hub::new(reader.clone(), guard.csrf());
+        let verifier = health::Verifier::new(None);
+        App { inner: Arc::new(AppInner { reader, guard, hub, verifier, fleet: Some(view) }) }
+    }
+
+    /// The fleet's hub this server shows, if it shows one rather than a `lab.db`.
+    pub fn fleet(&self) -> Option<&fleet::FleetView> {
+        self.inner.fleet.as_ref()
+    }
+
+    /// Whether the browser that sent `headers` may act: signed in with the token, on a server of a `lab.db` (a hub's
+    /// copy takes no actions).
+    pub fn may_act(&self, headers: &axum::http::HeaderMap) -> bool {
+        self.inner.fleet.is_none() && self.inner.guard.signed_in(headers)
     }
 
     /// The record's reader.
@@ -166,10 +196,15 @@ impl App {
 
     /// The frame of a page titled `title`, for the browser that sent `headers`.
     pub fn chrome(&self, title: impl Into<String>, headers: &axum::http::HeaderMap, campaign: Option<i64>) -> Chrome {
-        let signed_in = self.inner.guard.signed_in(headers);
+        let signed_in = self.may_act(headers);
+        let fleet = self.inner.fleet.as_ref().map(|f| f.hub().to_owned());
         Chrome {
             title: title.into(),
-            record: self.inner.reader.path().file_name().map_or_else(String::new, |f| f.to_string_lossy().into()),
+            record: match &fleet {
+                Some(hub) => format!("fleet hub {hub}"),
+                None => self.inner.reader.path().file_name().map_or_else(String::new, |f| f.to_string_lossy().into()),
+            },
+            fleet,
             signed_in,
             csrf: if signed_in { self.inner.guard.csrf().to_owned() } else { String::new() },
             campaign,
@@ -303,7 +338,20 @@ fn with_headers(mut r: Response) -> Response {
 /// Checks the record and the options, listens, calls `announce` with the address to open, and serves until the
 /// process is interrupted.
 pub fn serve(opts: &ServeOptions, announce: impl FnOnce(&Listening)) -> Result<(), ServeError> {
-    drop(record::open(&opts.db)?);
+    // A hub is read into a private copy in a temporary folder, removed when the server ends.
+    let fleet = match &opts.hub {
+        Some(url) => {
+            let hub = crate::fleet::Hub::parse(url)?;
+            let dir = tempfile::Builder::new().prefix("lab-serve-hub-").tempdir()?;
+            let copy = dir.path().join("fleet.db");
+            let view = fleet::start(hub, &copy)?;
+            Some((dir, copy, view))
+        }
+        None => {
+            drop(record::open(&opts.db)?);
+            None
+        }
+    };
     let remote = !opts.addr.ip().is_loopback();
     if remote && !opts.allow_remote {
         return Err(ServeError::Remote(opts.addr));
@@ -322,7 +370,10 @@ pub fn serve(opts: &ServeOptions, announce: impl FnOnce(&Listening)) -> Result<(
     let host = if addr.ip().is_unspecified() { "HOST".to_owned() } else { addr.ip().to_string() };
     let host = if addr.is_ipv6() { format!("[{host}]") } else { host };
     let url = format!("{scheme}://{host}:{}/?token={}", addr.port(), guard.token());
-    let app = App::new(&opts.db, guard, trusted);
+    let app = match &fleet {
+        Some((_, copy, view)) => App::for_fleet(copy, guard, view.clone()),
+        None => App::new(&opts.db, guard, trusted),
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("lab-serve").enable_all().build()?;
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
@@ -353,5 +404,8 @@ pub fn serve(opts: &ServeOptions, announce: impl FnOnce(&Listening)) -> Result<(
     });
     // Open live streams never end by themselves; the runtime is not left waiting for them.
     runtime.shutdown_timeout(Duration::from_millis(200));
+    if let Some((_, _, view)) = &fleet {
+        view.stop();
+    }
     result
 }

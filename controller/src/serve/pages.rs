@@ -50,6 +50,8 @@ fn no_campaign(id: i64) -> PageError {
 #[template(path = "campaigns.html")]
 struct CampaignsPage {
     chrome: Chrome,
+    /// With `--hub`: the workcells and what the last reading of the hub found.
+    fleet: Option<super::fleet::FleetState>,
     rows: Vec<CampaignLine>,
     states: Vec<Choice>,
     search: String,
@@ -73,6 +75,7 @@ pub async fn campaigns(
     });
     Ok(page(&CampaignsPage {
         chrome: app.chrome("Campaigns", &headers, None),
+        fleet: app.fleet().map(|f| f.state()),
         rows,
         states: choices(["running", "finished", "aborted", "failed"], status.as_deref()),
         search: search.unwrap_or_default(),
@@ -142,7 +145,7 @@ pub async fn live_stream(
     if !exists {
         return Err(no_campaign(id));
     }
-    Ok(live::stream(app.hub(), id, app.guard().signed_in(&headers)).into_response())
+    Ok(live::stream(app.hub(), id, app.may_act(&headers)).into_response())
 }
 
 /// A sortable column of the experiment table.
@@ -449,6 +452,12 @@ pub async fn health(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
+    if let Some(fleet) = app.fleet() {
+        return Ok(page(&FleetHealthPage {
+            chrome: app.chrome("The fleet's records", &headers, None),
+            fleet: fleet.state(),
+        }));
+    }
     let db = app.reader().path().to_owned();
     let path = db.display().to_string();
     let f = app.read(move |c| query::facts(c, &db)).await?;
@@ -472,8 +481,22 @@ fn verify_fragment(app: &App, again: bool) -> Result<String, PageError> {
         .map_err(|e| PageError::Internal(format!("the verification could not be drawn: {e}")))
 }
 
+#[derive(Template)]
+#[template(path = "fleet_health.html")]
+struct FleetHealthPage {
+    chrome: Chrome,
+    fleet: super::fleet::FleetState,
+}
+
+impl Show for FleetHealthPage {}
+
 /// `/health/verify`: `lab verify`'s result alone, which the health page fetches until it is done.
 pub async fn verify(State(app): State<App>) -> Result<Response, PageError> {
+    if app.fleet().is_some() {
+        return Err(PageError::NotFound(
+            "a fleet hub checks each journal row as it arrives; /health shows what it found".to_owned(),
+        ));
+    }
     Ok(Html(verify_fragment(&app, false)?).into_response())
 }
 

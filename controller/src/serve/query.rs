@@ -845,6 +845,8 @@ pub struct Checkpoint {
     pub reason: String,
     /// The public key that signed it, if any.
     pub public_key: Option<String>,
+    /// The workcell that made it, on a fleet's hub (none in one `lab.db`).
+    pub workcell: Option<String>,
 }
 
 /// What the health page shows without verifying.
@@ -895,6 +897,7 @@ pub fn facts(conn: &Connection, db: &Path) -> rusqlite::Result<Facts> {
                 made_at: r.get(3)?,
                 reason: r.get(4)?,
                 public_key: r.get(5)?,
+                workcell: None,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -208,6 +208,7 @@ async fn a_file_that_is_not_a_record_or_is_newer_is_refused_untouched() {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         allow_remote: false,
         tls: None,
+        hub: None,
         public_key: None,
     };
     let refused = super::serve(&opts, |_| panic!("must not listen")).expect_err("refused");

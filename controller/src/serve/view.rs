@@ -20,6 +20,8 @@ pub struct Chrome {
     pub title: String,
     /// The record's file name, shown in the header.
     pub record: String,
+    /// The fleet's hub the server shows (its URL, password hidden), when it shows one instead of a `lab.db`.
+    pub fleet: Option<String>,
     /// Whether the browser signed in with the token (and so sees the actions).
     pub signed_in: bool,
     /// The anti-forgery value for the page's forms (empty unless signed in).

@@ -2,7 +2,8 @@
 //! refusals, journal shipping with the hub's chain check, and a fault harness: a hub, three workcells on simulators
 //! with different labs, a learner and a standby, a proxy per workcell link, and a seeded schedule of faults (kill -9
 //! a workcell and start it again, cut, blackhole, delay and flap a link, restart PostgreSQL, kill -9 the learner,
-//! retire a workcell), checked against the simulators' ledgers and the hub.
+//! retire a workcell), checked against the simulators' ledgers and the hub; and `lab serve --hub` on a real fleet
+//! (`serve.rs`).
 //!
 //! `cargo test -p controller --test fleet` runs the short round. The long soak is
 //! `LAB_FLEET_FAULTS=500 cargo test -p controller --test fleet -- --ignored --nocapture
@@ -10,7 +11,10 @@
 
 mod harness;
 mod pg;
+#[path = "../process/mod.rs"]
+mod process;
 mod proxy;
+mod serve;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -1,0 +1,174 @@
+//! `lab serve --hub`: a real fleet (a throwaway PostgreSQL, a learner, two workcells on simulators) served in a
+//! browser's stead by curl (Debian's; `.ci/run` installs it): every workcell on one page, the fleet campaign's
+//! experiments from both workcells following the hub as results arrive, the drill-down to an exchange whose bytes
+//! are the hub's, the hub's heads on the health page, actions refused with nothing written, and the hub's password
+//! never printed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{self, Cell, client, kill9, lab, learner, write_campaign};
+use crate::pg::{self, PgCluster};
+use crate::process::wait_for;
+
+/// `curl` on `url` (at most 20 s): (HTTP status, body).
+fn curl(url: &str, extra: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20", "--write-out", "\n%{http_code}"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("curl runs (`apt-get install -y curl`, as .ci/run does): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The `lab serve` this test started, stopped however the test ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        kill9(&mut self.0);
+    }
+}
+
+#[test]
+fn lab_serve_hub_shows_every_workcell_and_takes_no_action() {
+    let Some(pg) = PgCluster::start() else { return };
+    let url = pg.url();
+    assert!(lab(&["fleet", "init"], &url).0);
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = write_campaign(dir.path(), "served", 6, 1, "Random");
+    let mut learner = learner(&campaign, &url, "l1", &dir.path().join("learner.log"));
+    let mut cells = [
+        Cell::new("wc-a", dir.path(), &harness::demo_lab(), pg.port, 1000.0),
+        Cell::new("wc-b", dir.path(), &harness::demo_lab(), pg.port, 1000.0),
+    ];
+    for c in cells.iter_mut() {
+        let via = pg.url_via(c.proxy.port);
+        c.start(&via);
+    }
+
+    // `--hub` without a URL reads LAB_HUB, so the password is on no command line.
+    let mut child = Command::new(harness::LAB)
+        .args(["serve", "--hub", "--addr", "127.0.0.1:0"])
+        .env("LAB_HUB", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+    std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| drop(tx2.send(l))));
+    let mut said = Vec::new();
+    let link = wait_for("lab serve to print its link", Duration::from_secs(60), || {
+        let line = rx.try_recv().ok()?;
+        said.push(line.clone());
+        line.trim().strip_prefix("open ").map(str::to_owned)
+    });
+    let base = link.split("/?token=").next().unwrap().to_owned();
+
+    // While the campaign runs, the live page's stream sends frames of the fleet campaign.
+    let (code, _) = wait_for("the fleet campaign on the server", Duration::from_secs(60), || {
+        Some(curl(&format!("{base}/campaigns/1"), &[])).filter(|(c, _)| *c == 200)
+    });
+    assert_eq!(code, 200);
+    let (_, frame) = curl(&format!("{base}/campaigns/1/live"), &["--max-time", "3"]);
+    assert!(frame.contains("data:"), "the live stream sent no frame: {frame}");
+
+    // The workcells finish the campaign; the served copy follows the hub to its last result.
+    let hub = client(&pg);
+    wait_for("the workcells to finish the campaign", Duration::from_secs(240), || {
+        let done = cells.iter_mut().all(|c| c.process.is_none() || c.poll().is_some());
+        done.then_some(())
+    });
+    let experiments = hub.count(
+        "SELECT count(*) FROM record.experiments e JOIN record.campaigns k ON k.workcell = e.workcell
+         AND k.id = e.campaign_id WHERE k.name = 'served'",
+    );
+    assert!(experiments >= 6, "{experiments} experiments at the hub");
+    let csv = wait_for("the served copy to hold every experiment", Duration::from_secs(30), || {
+        let (code, csv) = curl(&format!("{base}/campaigns/1/experiments.csv"), &[]);
+        (code == 200 && csv.lines().count() as i64 - 1 == experiments).then_some(csv)
+    });
+    assert!(csv.lines().count() > 1);
+
+    // One page for every workcell; the campaign's experiments from both, numbered by the fleet.
+    let (code, index) = curl(&format!("{base}/"), &[]);
+    assert_eq!(code, 200);
+    assert!(index.contains("id=\"workcells\"") && index.contains("wc-a") && index.contains("wc-b"), "{index}");
+    assert!(index.contains("served"), "{index}");
+    let (_, table) = curl(&format!("{base}/campaigns/1/experiments"), &[]);
+    for wc in ["wc-a", "wc-b"] {
+        let ran = hub.count(&format!("SELECT count(*) FROM record.experiments WHERE workcell = '{wc}'"));
+        if ran > 0 {
+            assert!(table.contains(&format!("{wc}/")), "{wc}'s instruments on the experiments page: {table}");
+        }
+    }
+    let seqs = hub.query("SELECT seq FROM fleet.links WHERE campaign = 'served' ORDER BY seq", &[]);
+    let seq: i64 = seqs[0].get(0);
+    let (code, experiment) = curl(&format!("{base}/campaigns/1/experiments/{seq}"), &[]);
+    assert_eq!(code, 200, "{experiment}");
+
+    // An exchange, by the id the copy gives it, shows the bytes the hub holds.
+    let order: Vec<String> = hub
+        .query("SELECT name FROM fleet.workcells ORDER BY registered_at, name", &[])
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let row = &hub.query(
+        "SELECT workcell, id, instrument, octet_length(sent), octet_length(received) FROM record.commands
+         WHERE step_id IS NOT NULL ORDER BY workcell, id LIMIT 1",
+        &[],
+    )[0];
+    let (wc, local, instrument): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
+    let number = order.iter().position(|n| *n == wc).unwrap() as i64 + 1;
+    let (code, exchange) = curl(&format!("{base}/exchanges/{}", (number << 40) | local), &[]);
+    assert_eq!(code, 200, "{exchange}");
+    assert!(exchange.contains(&format!("with {wc}/{instrument}</h1>")), "{exchange}");
+    assert!(exchange.contains(&format!("Sent: {} bytes", row.get::<_, i32>(3))), "{exchange}");
+    assert!(exchange.contains(&format!("Received: {} bytes", row.get::<_, i32>(4))), "{exchange}");
+
+    // The health page shows each workcell's head at the hub, hash for hash, once the server has read the last rows
+    // the workcells shipped as they ended.
+    let heads: Vec<(String, String)> = hub
+        .query("SELECT DISTINCT ON (workcell) workcell, hash FROM fleet.journal ORDER BY workcell, id DESC", &[])
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(heads.len(), 2, "both workcells shipped: {heads:?}");
+    let health = wait_for("the health page to show every head", Duration::from_secs(30), || {
+        let (_, health) = curl(&format!("{base}/health"), &[]);
+        heads.iter().all(|(_, hash)| health.contains(hash)).then_some(health)
+    });
+    assert!(health.contains("id=\"no-rejections\""), "{health}");
+
+    // Actions, even with the token, are refused with where to act, and nothing is written anywhere.
+    let before = hub.count("SELECT count(*) FROM fleet.proposals WHERE state IN ('settled', 'withdrawn')");
+    let jar = dir.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    let (code, _) = curl(&link, &["--cookie-jar", jar]);
+    assert_eq!(code, 303, "the link signs in");
+    let origin = format!("Origin: {base}");
+    let (code, refused) = curl(
+        &format!("{base}/campaigns/1/pause"),
+        &["--cookie", jar, "-H", &origin, "--data", "who=ana&reason=test&csrf=x"],
+    );
+    assert_eq!(code, 409, "{refused}");
+    assert!(refused.contains("takes no actions") && refused.contains("lab serve --db lab.db"), "{refused}");
+    assert_eq!(hub.count("SELECT count(*) FROM fleet.proposals WHERE state IN ('settled', 'withdrawn')"), before);
+    assert!(!link.contains(pg::PASSWORD));
+
+    // Stopping the server ends the test; what it said never held the password.
+    drop(server);
+    said.extend(rx.try_iter());
+    let said = said.join("\n");
+    assert!(said.contains("fleet hub") && !said.contains(pg::PASSWORD), "{said}");
+    kill9(&mut learner);
+}
