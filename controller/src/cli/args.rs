@@ -536,8 +536,9 @@ pub enum BenchCommand {
         #[arg(long)]
         db: Option<PathBuf>,
     },
-    /// `lab serve` on a large record: time to first byte and full load of its pages and the server's memory; then
-    /// the controller's dispatch rate with and without a live page open on the record it writes.
+    /// `lab serve` on a large record: time to first byte and full load of its pages, the server's memory, and how
+    /// soon an open live page has a change; then the controller's dispatch rate with and without a live page open on
+    /// the record it writes.
     ///
     /// Example: lab bench load --db big.db
     ///

@@ -95,6 +95,15 @@ pub fn bench_serve(
             return exit_code::CANNOT_RUN;
         }
     }
+    let updates =
+        tempfile::tempdir().map_err(|e| e.to_string()).and_then(|dir| bench::updates(db, dir.path(), rounds.max(1)));
+    match updates {
+        Ok(text) => print!("{text}"),
+        Err(e) => {
+            eprintln!("lab: {e}");
+            return exit_code::CANNOT_RUN;
+        }
+    }
     if dispatch_rounds == 0 {
         return exit_code::OK;
     }

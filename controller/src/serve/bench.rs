@@ -5,7 +5,9 @@
 //! fetched over loopback with hyper's HTTP/1.1 client on a new connection each, as a browser's first visit: time to
 //! first byte is until the response's head has arrived, full load until the last byte of the body; the campaign
 //! page's full load also fetches everything the page loads (style, script, the two plots), one after another, so it
-//! is an upper bound of what a browser, which fetches them in parallel, waits. The dispatch comparison runs `lab
+//! is an upper bound of what a browser, which fetches them in parallel, waits. The update latency is the time from a
+//! change committed to (a copy of) the record until an open live stream has a frame showing it ([`updates`]). The
+//! dispatch comparison runs `lab
 //! bench load`'s simulated lab (`plan::bench::load`) into fresh records, alternately with nothing watching and with a
 //! live page open on the record as it is written (a `lab serve` and either a client that follows the page's stream,
 //! as the page's script does, or a headless browser showing the page), in one run, so the two are measured under the
@@ -302,6 +304,70 @@ pub fn pages(db: &Path, rounds: usize) -> Result<String, String> {
     Ok(out)
 }
 
+/// Update latency: how long after a change is committed to the record an open live page has it. The record at `db`
+/// is copied into `dir`, and the copy's latest campaign marked running (the copy only: a finished campaign takes no
+/// operator requests); a `lab serve` follows the copy, and a client follows the campaign's live stream as the page's
+/// script does. Each round writes one operator request with `run::operator::request`, as `lab pause` writes it, and
+/// times from its commit until a frame that shows it (`request #N`, in the page's actions section) arrives.
+pub fn updates(db: &Path, dir: &Path, rounds: usize) -> Result<String, String> {
+    let copy = dir.join("updates.db");
+    let conn = super::record::open(db).map_err(|e| e.to_string())?;
+    // `VACUUM INTO` copies the record with its write-ahead log applied, as one file.
+    conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()]).map_err(|e| format!("copying {}: {e}", db.display()))?;
+    drop(conn);
+    let campaign = {
+        let c = rusqlite::Connection::open(&copy).map_err(|e| e.to_string())?;
+        let id = crate::record::latest_campaign(&c).map_err(|e| e.to_string())?.ok_or("the record has no campaign")?;
+        c.execute("UPDATE campaigns SET status = 'running', finished_at = NULL WHERE id = ?1", [id])
+            .map_err(|e| e.to_string())?;
+        id
+    };
+    let server = ServerProcess::start(&copy)?;
+    let addr = server.addr;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let lags = runtime.block_on(async {
+        let mut body = send(addr, &format!("/campaigns/{campaign}/live")).await?.into_body();
+        let mut lags = Vec::new();
+        for _ in 0..rounds {
+            let db = copy.clone();
+            let action = crate::schedule::bridge::OperatorAction::Pause;
+            let (id, _) = tokio::task::spawn_blocking(move || {
+                crate::run::operator::request(&db, &action, "bench", "update latency")
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            let t0 = Instant::now();
+            let needle = format!("request #{id}");
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), body.frame()).await {
+                    Ok(Some(Ok(f))) => {
+                        if f.data_ref().is_some_and(|d| String::from_utf8_lossy(d).contains(&needle)) {
+                            lags.push(t0.elapsed());
+                            break;
+                        }
+                    }
+                    _ => return Err(format!("no frame showed {needle} within 10 s")),
+                }
+            }
+            // Spaced as a person's changes would be, beyond the shortest time between two frames.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        Ok::<_, String>(lags)
+    })?;
+    drop(server);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
+    }
+    let (m, mx) = median_max(&lags);
+    let mut sorted: Vec<f64> = lags.iter().map(|d| ms(*d)).collect();
+    sorted.sort_by(f64::total_cmp);
+    let least = sorted.first().copied().unwrap_or(f64::NAN);
+    Ok(format!(
+        "  update latency (a request committed to the record until an open live page has it), {rounds} changes: \
+         median {m:.0} ms, least {least:.0} ms, largest {mx:.0} ms\n"
+    ))
+}
+
 /// What one load run measured.
 struct LoadRun {
     /// Steps per wall second of the run (scheduler and record).
@@ -434,8 +500,8 @@ fn dispatch_in(dir: &Path, experiments: usize, rounds: usize, watcher: &Watcher)
     let mut out = String::new();
     use std::fmt::Write;
     let what = match watcher {
-        Watcher::Stream => "a client following the live page's stream".to_owned(),
-        Watcher::Browser(p) => format!("{} showing the live page", p.display()),
+        Watcher::Stream => format!("a client following the live page's stream; frames received per run: {frames:?}"),
+        Watcher::Browser(p) => format!("{} showing the live page (the browser's frames are not counted)", p.display()),
     };
     let _ = writeln!(
         out,
@@ -445,7 +511,7 @@ fn dispatch_in(dir: &Path, experiments: usize, rounds: usize, watcher: &Watcher)
     let _ = writeln!(out, "  nothing watching      {a:>9.0} steps/s ({alo:.0} to {ahi:.0}); scheduler {asched:.2} s");
     let _ = writeln!(out, "  live page open        {b:>9.0} steps/s ({blo:.0} to {bhi:.0}); scheduler {bsched:.2} s");
     let _ = writeln!(out, "  ratio of medians      {:.3} (page open / nothing watching)", b / a);
-    let _ = writeln!(out, "  the page: {what}; frames received per run: {frames:?}");
+    let _ = writeln!(out, "  the page: {what}");
     let shares: Vec<String> = server.iter().map(|s| format!("{:.0}%", 100.0 * s)).collect();
     let _ = writeln!(
         out,

@@ -54,7 +54,7 @@ pub struct WorkcellLine {
     pub head: i64,
     /// That row's hash.
     pub head_hash: String,
-    /// Proposals it has claimed and not started, started, and orphaned.
+    /// Proposals it has claimed and not started.
     pub claimed: i64,
     /// Proposals it started that have no result yet.
     pub started: i64,

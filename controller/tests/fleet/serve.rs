@@ -2,7 +2,7 @@
 //! browser's stead by curl (Debian's; `.ci/run` installs it): every workcell on one page, the fleet campaign's
 //! experiments from both workcells following the hub as results arrive, the drill-down to an exchange whose bytes
 //! are the hub's, the hub's heads on the health page, actions refused with nothing written, and the hub's password
-//! never printed.
+//! never printed. Debian's Chromium takes pictures of the workcells' page and the health page for people to look at.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -148,6 +148,24 @@ fn lab_serve_hub_shows_every_workcell_and_takes_no_action() {
         heads.iter().all(|(_, hash)| health.contains(hash)).then_some(health)
     });
     assert!(health.contains("id=\"no-rejections\""), "{health}");
+
+    // Pictures of the workcells' page and the health page, for people to look at (target/tmp/serve-screenshots/).
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    for (name, path) in [("8-fleet-workcells", "/"), ("9-fleet-health", "/health")] {
+        let png = shots.join(format!("{name}.png"));
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new(std::env::var("LAB_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+            .args(controller::serve::bench::HEADLESS_CHROMIUM)
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(["--window-size=1440,1000", "--hide-scrollbars"])
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(format!("{base}{path}"))
+            .output()
+            .expect("Debian's chromium runs (`apt-get install -y chromium`, as .ci/run does)");
+        let bytes = std::fs::read(&png).unwrap_or_default();
+        assert!(bytes.starts_with(b"\x89PNG"), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 
     // Actions, even with the token, are refused with where to act, and nothing is written anywhere.
     let before = hub.count("SELECT count(*) FROM fleet.proposals WHERE state IN ('settled', 'withdrawn')");
