@@ -183,6 +183,19 @@ fn lab_serve_hub_shows_every_workcell_and_takes_no_action() {
     assert_eq!(hub.count("SELECT count(*) FROM fleet.proposals WHERE state IN ('settled', 'withdrawn')"), before);
     assert!(!link.contains(pg::PASSWORD));
 
+    // A hub that cannot be read is said before anything listens, without the password; `--hub` alone needs LAB_HUB.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = Command::new(harness::LAB)
+        .args(["serve", "--addr", "127.0.0.1:0", "--hub", &pg.url_via(closed)])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("cannot reach the hub") && !err.contains(pg::PASSWORD), "{err}");
+    let out = Command::new(harness::LAB).args(["serve", "--hub"]).env_remove("LAB_HUB").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LAB_HUB, which is not set"));
+
     // Stopping the server ends the test; what it said never held the password.
     drop(server);
     said.extend(rx.try_iter());
