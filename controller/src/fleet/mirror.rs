@@ -7,7 +7,8 @@
 //! and on a page, and does not move as more results arrive. Instruments are named `workcell/instrument`. A row's id
 //! in the file is its workcell's number (in the order the workcells registered) times 2^40 plus its id in that
 //! workcell's `lab.db`: stable from one reading to the next, so a link to an exchange keeps pointing at it while a
-//! served copy is read again.
+//! served copy is read again. Each workcell's lab times count from its own start of the campaign; they are moved to
+//! count from the first workcell's start (at the campaign's time scale), so one Gantt chart shows every workcell.
 
 use std::collections::HashMap;
 
@@ -29,6 +30,8 @@ pub struct HubCampaign {
     commands: Vec<Row>,
     /// Each workcell's number, in the order the workcells registered.
     workcells: HashMap<String, i64>,
+    /// Each workcell's start of the campaign (wall clock, RFC 3339).
+    starts: HashMap<String, String>,
 }
 
 impl HubCampaign {
@@ -57,13 +60,16 @@ pub async fn read_campaign(
     let q = |sql: &'static str| hub.bounded(client.query(sql, &params));
     let head = q("SELECT c.status, c.budget, c.in_flight, r.started_at, r.time_scale, r.software_version, r.seed,
                          r.objective_output, r.objective_direction, r.campaign_path, r.campaign_text, r.campaign_sha256,
-                         r.protocol_path, r.protocol_text, r.protocol_sha256, r.lab_path, r.lab_text, r.lab_sha256,
-                         (SELECT max(e.finished_at) FROM record.experiments e JOIN record.campaigns k
-                              ON k.workcell = e.workcell AND k.id = e.campaign_id WHERE k.name = c.name)
+                         r.protocol_path, r.protocol_text, r.protocol_sha256, r.lab_path, r.lab_text, r.lab_sha256
                   FROM fleet.campaigns c JOIN record.campaigns r ON r.name = c.name
                   WHERE c.name = $1 ORDER BY r.started_at LIMIT 1")
     .await?;
     let Some(head) = head.into_iter().next() else { return Ok(None) };
+    let starts = q("SELECT workcell, min(started_at) FROM record.campaigns WHERE name = $1 GROUP BY workcell")
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     // The joins below name the campaign's rows of every workcell: `k` is each workcell's own campaign of that name.
     let experiments = q("SELECT e.workcell, e.id, e.proposal_id, e.params, e.vessel, e.status, e.started_at,
                                 e.finished_at, e.objective, e.error, l.seq
@@ -134,6 +140,7 @@ pub async fn read_campaign(
         events,
         commands,
         workcells,
+        starts,
     }))
 }
 
@@ -149,6 +156,24 @@ pub fn write_campaign(
     let key = |wc: &str, local: i64| data.workcells.get(wc).map_or(local, |n| (n << 40) | local);
     let h = &data.head;
     let status: String = h.get(0);
+    // How far each workcell's start of the campaign lies after the first one's, in lab seconds.
+    let (first, scale): (String, f64) = (h.get(3), h.get(4));
+    let wall = |t: &str| humantime::parse_rfc3339(t).ok();
+    let offsets: HashMap<&str, f64> = data
+        .starts
+        .iter()
+        .map(|(wc, t)| {
+            let lag = wall(t).zip(wall(&first)).and_then(|(a, b)| a.duration_since(b).ok());
+            (wc.as_str(), lag.map_or(0.0, |d| d.as_secs_f64() * scale))
+        })
+        .collect();
+    let shift = |wc: &str, t: f64| t + offsets.get(wc).copied().unwrap_or(0.0);
+    let shift_opt = |wc: &str, t: Option<f64>| t.map(|t| shift(wc, t));
+    let finished = data
+        .experiments
+        .iter()
+        .filter_map(|e| shift_opt(&e.get::<_, String>(0), e.get(7)))
+        .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
     tx.execute(
         "INSERT INTO campaigns (id, name, started_at, time_scale, status, finished_at, software_version, seed,
              objective_output, objective_direction, budget, in_flight, campaign_path, campaign_text, campaign_sha256,
@@ -160,7 +185,7 @@ pub fn write_campaign(
             h.get::<_, String>(3),
             h.get::<_, f64>(4),
             if status == "finished" { "finished" } else { "running" },
-            h.get::<_, Option<f64>>(18),
+            finished,
             h.get::<_, String>(5),
             h.get::<_, i64>(6),
             h.get::<_, String>(7),
@@ -187,7 +212,7 @@ pub fn write_campaign(
             rusqlite::params![
                 key(&wc, p.get(1)),
                 id,
-                p.get::<_, f64>(2),
+                shift(&wc, p.get(2)),
                 p.get::<_, String>(3),
                 p.get::<_, String>(4),
                 p.get::<_, Option<f64>>(5),
@@ -223,8 +248,8 @@ pub fn write_campaign(
                 e.get::<_, String>(3),
                 e.get::<_, i64>(4),
                 e.get::<_, String>(5),
-                e.get::<_, f64>(6),
-                e.get::<_, Option<f64>>(7),
+                shift(&wc, e.get(6)),
+                shift_opt(&wc, e.get(7)),
                 e.get::<_, Option<f64>>(8),
                 e.get::<_, Option<String>>(9),
             ],
@@ -253,9 +278,9 @@ pub fn write_campaign(
                 s.get::<_, i64>(7),
                 s.get::<_, String>(8),
                 named(&wc, s.get(9)),
-                s.get::<_, Option<f64>>(10),
-                s.get::<_, Option<f64>>(11),
-                s.get::<_, Option<f64>>(12),
+                shift_opt(&wc, s.get(10)),
+                shift_opt(&wc, s.get(11)),
+                shift_opt(&wc, s.get(12)),
                 s.get::<_, Option<String>>(13),
                 s.get::<_, Option<String>>(14),
             ],
@@ -268,7 +293,7 @@ pub fn write_campaign(
             rusqlite::params![
                 key(&wc, v.get(1)),
                 key(&wc, v.get(2)),
-                v.get::<_, f64>(3),
+                shift(&wc, v.get(3)),
                 v.get::<_, String>(4),
                 named(&wc, v.get(5)),
                 v.get::<_, Option<String>>(6),
@@ -287,7 +312,7 @@ pub fn write_campaign(
                 m.get::<_, String>(4),
                 m.get::<_, f64>(5),
                 m.get::<_, String>(6),
-                m.get::<_, f64>(7),
+                shift(&wc, m.get(7)),
             ],
         )?;
     }
@@ -314,7 +339,7 @@ pub fn write_campaign(
             rusqlite::params![
                 key(&wc, v.get(1)),
                 id,
-                v.get::<_, f64>(2),
+                shift(&wc, v.get(2)),
                 v.get::<_, String>(3),
                 named(&wc, v.get(4)),
                 format!("{wc}: {}", v.get::<_, String>(5)),
@@ -331,10 +356,10 @@ pub fn write_campaign(
                 id,
                 format!("{wc}/{}", m.get::<_, String>(2)),
                 m.get::<_, Option<i64>>(3).map(|s| key(&wc, s)),
-                m.get::<_, f64>(4),
+                shift(&wc, m.get(4)),
                 m.get::<_, Vec<u8>>(5),
                 m.get::<_, String>(6),
-                m.get::<_, Option<f64>>(7),
+                shift_opt(&wc, m.get(7)),
                 m.get::<_, Vec<u8>>(8),
                 m.get::<_, String>(9),
                 m.get::<_, Option<String>>(10),
