@@ -99,6 +99,31 @@ fn lab_serve_hub_shows_every_workcell_and_takes_no_action() {
     });
     assert!(csv.lines().count() > 1);
 
+    // Each experiment is numbered by its fleet proposal, and its lab time counts from the first workcell's start.
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').map(|h| h.trim_matches('"')).collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (seq_at, started_at) = (column("seq"), column("started_at"));
+    let served: std::collections::HashMap<i64, f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .map(|c| (c[seq_at].parse().unwrap(), c[started_at].parse().unwrap()))
+        .collect();
+    let expected = hub.query(
+        "SELECT l.seq, e.started_at + extract(epoch FROM (k.started_at::timestamptz - f.first))::float8 * k.time_scale
+         FROM fleet.links l JOIN record.experiments e ON e.workcell = l.workcell AND e.id = l.local_experiment
+         JOIN record.campaigns k ON k.workcell = e.workcell AND k.id = e.campaign_id,
+              (SELECT min(started_at::timestamptz) AS first FROM record.campaigns WHERE name = 'served') f
+         WHERE l.campaign = 'served'",
+        &[],
+    );
+    assert_eq!(expected.len(), served.len());
+    for r in &expected {
+        let (seq, at): (i64, f64) = (r.get(0), r.get(1));
+        let got = served[&seq];
+        assert!((got - at).abs() < 1e-3 * at.abs().max(1.0), "experiment {seq}: started at {got}, expected {at}");
+    }
+
     // One page for every workcell; the campaign's experiments from both, numbered by the fleet.
     let (code, index) = curl(&format!("{base}/"), &[]);
     assert_eq!(code, 200);
