@@ -4,8 +4,9 @@
 //! the pure crates together: [`load`] reads and cross-checks a campaign, its protocol and its lab, and renders
 //! problems for people; [`run`] starts simulators and instruments and drives the [`schedule`] (the ECS world where
 //! instruments, experiments and steps are entities); [`record`] writes `lab.db`; [`inspect`] reads it back for people
-//! (`lab status`, `lab report`, `lab replay`); [`plan`] runs the same scheduler in simulated time (`lab plan`, the
-//! benchmarks). The `lab` binary's commands (`src/cli/`) are thin layers over these.
+//! (`lab status`, `lab report`, `lab replay`) and [`serve`] in a browser (`lab serve`); [`plan`] runs the same
+//! scheduler in simulated time (`lab plan`, the benchmarks). The `lab` binary's commands (`src/cli/`) are thin layers
+//! over these.
 //!
 //! Architecture invariants: systems never block or await (device I/O runs in tokio tasks, the proposer on its own
 //! thread, the record writer on its own thread, and all of them talk to the world over channels); a step that may
@@ -20,3 +21,4 @@ pub mod plan;
 pub mod record;
 pub mod run;
 pub mod schedule;
+pub mod serve;

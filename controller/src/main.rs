@@ -12,7 +12,7 @@ use clap::Parser;
 
 use cli::args::{BenchCommand, Cli, Command, DevicesCommand, KeyCommand};
 use cli::fleet;
-use cli::{devices, exit_code, inspecting, operating, planning, running, setup};
+use cli::{devices, exit_code, inspecting, operating, planning, running, serving, setup};
 use controller::schedule::bridge::OperatorAction;
 
 /// The scheduler's thread allocates the record's batches of events and the record's writer frees them on its own;
@@ -53,6 +53,9 @@ fn main() -> ExitCode {
         Command::Status { db, campaign } => inspecting::status_command(&db, campaign),
         Command::Report { hub: Some(hub), fleet_campaign: Some(name), out, .. } => fleet::report(&hub, &name, &out),
         Command::Report { db, campaign, out, .. } => inspecting::report_command(&db, campaign, &out),
+        Command::Serve { db, addr, allow_remote, tls_cert, tls_key, public_key, hub } => {
+            serving::serve(db, hub, addr, allow_remote, tls_cert.zip(tls_key), public_key)
+        }
         Command::Verify { db, public_key } => inspecting::verify_command(&db, public_key.as_deref()),
         Command::Export { hub: Some(hub), fleet_campaign: Some(name), format, out, .. } => {
             fleet::export(&hub, &name, &format, &out)
@@ -109,6 +112,9 @@ fn main() -> ExitCode {
         }
         Command::Bench { command: BenchCommand::Load { instruments, experiments, in_flight, db } } => {
             planning::bench_load(instruments, experiments, in_flight, db)
+        }
+        Command::Bench { command: BenchCommand::Serve { db, rounds, dispatch_rounds, experiments, browser } } => {
+            serving::bench_serve(&db, rounds, dispatch_rounds, experiments, browser)
         }
         Command::Sim { lab, lab_out, hands } => devices::sim_command(&lab, lab_out.as_deref(), hands),
         Command::Devices { command: DevicesCommand::List } => devices::list_command(),

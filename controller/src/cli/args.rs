@@ -143,6 +143,49 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Serve the record in a browser: a live page per campaign, every experiment, step and exchange, the record's
+    /// health; or a fleet's hub, every workcell at once.
+    ///
+    /// A campaign's live page shows its instruments and what each does, the Gantt chart growing, the best so far,
+    /// the experiments in flight, steps in doubt, blocked places and warnings, and takes pause, resume, abort,
+    /// confirm and clear; the record's health page shows `lab verify`'s result and the signed checkpoints.
+    ///
+    /// It reads the record and never writes it, so it runs beside a campaign and costs it nothing. It listens on
+    /// 127.0.0.1 (this machine only) unless told otherwise, and prints a link with a token: viewing needs no token
+    /// from this machine, acting does (and is recorded with the operator's name and reason, as `lab pause` is).
+    ///
+    /// Example: lab serve --db lab.db
+    ///
+    /// Example: lab serve --db lab.db --addr 0.0.0.0:8765 --allow-remote --tls-cert lab.crt --tls-key lab.key
+    ///
+    /// Example: LAB_HUB=postgresql://reader@hub.example/lab lab serve --hub
+    Serve {
+        /// The record.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// Where to listen: an address and a port (port 0: any free one).
+        #[arg(long, default_value = "127.0.0.1:8765")]
+        addr: std::net::SocketAddr,
+        /// Listen on an address other machines can reach. They need the token to look as well as to act; give a
+        /// certificate too, so the token never crosses the network in clear.
+        #[arg(long)]
+        allow_remote: bool,
+        /// Serve over TLS with this certificate chain (PEM).
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// The lab's public key (a `.pub` file from `lab key new`, or its 64 hex digits): the health page checks
+        /// every checkpoint's signature against it.
+        #[arg(long, value_name = "KEY", conflicts_with = "hub")]
+        public_key: Option<String>,
+        /// Serve a fleet's hub instead of --db: every fleet campaign with every workcell's experiments, and the
+        /// workcells' state, read-only (actions are taken on each workcell). Without a URL, the one in LAB_HUB
+        /// (which keeps a password off the command line).
+        #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "", conflicts_with = "db")]
+        hub: Option<String>,
+    },
     /// Check a driver against a recorded session: replay one instrument's exchanges from the record (or from a
     /// transcript file) and report where the driver's bytes first differ.
     ///
@@ -517,6 +560,31 @@ pub enum BenchCommand {
         /// Where to write the record (default: a temporary file, removed afterwards).
         #[arg(long)]
         db: Option<PathBuf>,
+    },
+    /// `lab serve` on a large record: time to first byte and full load of its pages, the server's memory, and how
+    /// soon an open live page has a change; then the controller's dispatch rate with and without a live page open on
+    /// the record it writes.
+    ///
+    /// Example: lab bench load --db big.db
+    ///
+    /// Example: lab bench serve --db big.db --browser /usr/bin/chromium
+    Serve {
+        /// A large record, as `lab bench load --db FILE` writes; its latest campaign's pages are timed.
+        #[arg(long)]
+        db: PathBuf,
+        /// Rounds of page loads (medians over them).
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// Rounds of the dispatch comparison, each a load run with a page open and one without (0: skip it).
+        #[arg(long, default_value_t = 3)]
+        dispatch_rounds: usize,
+        /// Experiments in each load run of the dispatch comparison.
+        #[arg(long, default_value_t = 10_000)]
+        experiments: usize,
+        /// Open the live page in this headless browser (Chromium) in the dispatch comparison, instead of a client
+        /// that follows the page's stream as the page's script does.
+        #[arg(long, value_name = "PATH")]
+        browser: Option<PathBuf>,
     },
 }
 

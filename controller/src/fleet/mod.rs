@@ -13,6 +13,9 @@
 //! - a claim moves only by its workcell's journal (a result, a release) or an operator ([`operate`]: retire, settle):
 //!   never on a timeout, since a hub cut off from a workcell cannot tell "started" from "never started".
 //!
+//! [`mirror`] writes a fleet campaign as the hub holds it into a file shaped like `lab.db`, for the commands that read
+//! one record (`lab report --hub`, `lab export --hub`, `lab serve --hub`).
+//!
 //! Each `lab.db` stays the source of truth and the outbox: a workcell that loses its link keeps running what it has
 //! claimed and ships the rows when the link returns. Nothing here is used by `lab campaign`, which never opens a
 //! socket.
@@ -22,6 +25,7 @@ pub mod feed;
 pub mod hub;
 pub mod instant;
 pub mod learner;
+pub mod mirror;
 pub mod operate;
 pub mod project;
 pub mod ship;

@@ -97,6 +97,19 @@ pub enum OperatorAction {
     },
 }
 
+impl OperatorAction {
+    /// The action as written in `operator_requests`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OperatorAction::Pause => "pause",
+            OperatorAction::Resume => "resume",
+            OperatorAction::Abort => "abort",
+            OperatorAction::Confirm { .. } => "confirm",
+            OperatorAction::Clear { .. } => "clear",
+        }
+    }
+}
+
 /// An operator's finding about a step whose outcome was unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

@@ -3,8 +3,9 @@
 //! with different labs, a learner and a standby, a proxy per workcell link, and a seeded schedule of faults (kill -9
 //! a workcell and start it again, cut, blackhole, delay and flap a link, restart PostgreSQL, kill -9 the learner,
 //! retire a workcell), checked against the simulators' ledgers and the hub. The hub's projection is checked against
-//! the record's on every kind of row ([`projection`]), the fleet's logins against each other ([`roles`]), and a
-//! workcell that lost track of a vial waits for a technician rather than failing what it claimed ([`blocked`]).
+//! the record's on every kind of row ([`projection`]), the fleet's logins against each other ([`roles`]), a
+//! workcell that lost track of a vial waits for a technician rather than failing what it claimed ([`blocked`]), and
+//! `lab serve --hub` runs on a real fleet ([`serve`]).
 //!
 //! `cargo test -p controller --test fleet` runs the short round. The long soak is
 //! `LAB_FLEET_FAULTS=500 cargo test -p controller --test fleet -- --ignored --nocapture
@@ -13,9 +14,12 @@
 mod blocked;
 mod harness;
 mod pg;
+#[path = "../process/mod.rs"]
+mod process;
 mod projection;
 mod proxy;
 mod roles;
+mod serve;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -115,3 +115,15 @@ pub fn output(cmd: &mut Command) -> Output {
     let what = format!("{cmd:?}");
     Process::spawn_captured(cmd.stdin(Stdio::null()), &what).output_within(STOP_BOUND)
 }
+
+/// Polls `check` every 100 ms until it gives a value, for at most `limit`; fails the test naming `what` after that.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

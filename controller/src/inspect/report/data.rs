@@ -296,7 +296,8 @@ pub fn lab_seconds_since(started_at: &str, scale: f64) -> Option<f64> {
     Some(wall * scale)
 }
 
-fn read_campaign(conn: &Connection, id: i64) -> rusqlite::Result<Option<CampaignInfo>> {
+/// Reads campaign `id`'s row; `Ok(None)` if the record has no such campaign.
+pub fn read_campaign(conn: &Connection, id: i64) -> rusqlite::Result<Option<CampaignInfo>> {
     conn.query_row(
         "SELECT id, name, status, started_at, time_scale, finished_at, budget, in_flight, seed, software_version,
                 objective_output, objective_direction, campaign_path, campaign_sha256, protocol_path, protocol_sha256,

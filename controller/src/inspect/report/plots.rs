@@ -82,14 +82,16 @@ impl Plot {
 
     /// Draws the plot as an SVG document.
     pub fn svg(self, data: &ReportData) -> Result<String, String> {
-        register_fonts();
-        let mut out = String::new();
-        {
-            let root = SVGBackend::with_string(&mut out, self.size(data)).into_drawing_area();
-            self.draw(data, &root)?;
-            root.present().map_err(|e| e.to_string())?;
-        }
-        Ok(out)
+        svg_of(self.size(data), |root| self.draw(data, root))
+    }
+
+    /// Draws the Gantt chart of the steps that run after lab time `from` as an SVG document: the recent part of a
+    /// long campaign, for the live page.
+    pub fn gantt_svg_from(data: &ReportData, from: f64) -> Result<String, String> {
+        svg_of(Plot::Gantt.size(data), |root| {
+            root.fill(&WHITE).map_err(|e| e.to_string())?;
+            gantt(data, root, from)
+        })
     }
 
     /// Draws the plot into a PNG file.
@@ -105,10 +107,22 @@ impl Plot {
         match self {
             Plot::Objective => objective(data, root),
             Plot::Parameters => parameters(data, root),
-            Plot::Gantt => gantt(data, root),
+            Plot::Gantt => gantt(data, root, 0.0),
             Plot::Predicted => predicted(data, root),
         }
     }
+}
+
+/// An SVG document of the given size, drawn by `draw`.
+fn svg_of(size: (u32, u32), draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Drawn) -> Result<String, String> {
+    register_fonts();
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
 }
 
 /// Registers DejaVu Sans as plotters' `sans-serif`, once per process.
@@ -359,12 +373,15 @@ fn op_colour(op: &str) -> RGBColor {
     }
 }
 
-fn gantt<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -> Drawn {
+/// Draws every step of `data` that runs after lab time `from` (steps that started before it are cut at it), up to
+/// `data.lab_now`; a report draws the whole campaign (`from` = 0), the live page the recent part of a long one.
+fn gantt<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>, from: f64) -> Drawn {
     let rows = gantt_rows(data);
     if rows.is_empty() {
         return empty(root, Plot::Gantt.title(), "The record names no instrument for this campaign.");
     }
-    let end = data.lab_now.max(1.0);
+    let end = data.lab_now.max(from + 1.0);
+    let span = end - from;
     let (unit, per) = if end > 3.0 * 3600.0 { ("h", 3600.0) } else { ("min", 60.0) };
     let n = rows.len();
     let row_y = |i: usize| (n - 1 - i) as f64;
@@ -372,9 +389,10 @@ fn gantt<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -
         data.steps
             .iter()
             .filter(|s| s.instrument == name)
-            .map(|s| s.finished_at.unwrap_or(data.lab_now) - s.started_at)
-            .sum::<f64>()
-            / end
+            .map(|s| (s.finished_at.unwrap_or(data.lab_now) - s.started_at.max(from)).max(0.0))
+            // An empty sum of floats is -0.0, which would print as "-0% busy".
+            .fold(0.0, |a, b| a + b)
+            / span
     };
     let mut chart = ChartBuilder::on(root)
         .caption("Every step on every instrument; pale bands are idle time", font(18))
@@ -383,7 +401,7 @@ fn gantt<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -
         .x_label_area_size(44)
         .y_label_area_size(170)
         // The right quarter stays empty for the legend, so it covers no step.
-        .build_cartesian_2d(0.0..end * 1.32 / per, 0.0..n as f64)
+        .build_cartesian_2d(from / per..(from + span * 1.32) / per, 0.0..n as f64)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -401,11 +419,12 @@ fn gantt<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -
         .map_err(err)?;
     chart
         .draw_series(
-            (0..n).map(|i| Rectangle::new([(0.0, row_y(i) + 0.12), (end / per, row_y(i) + 0.88)], IDLE.filled())),
+            (0..n)
+                .map(|i| Rectangle::new([(from / per, row_y(i) + 0.12), (end / per, row_y(i) + 0.88)], IDLE.filled())),
         )
         .map_err(err)?;
     // A step shorter than two pixels would vanish; it is drawn two pixels wide.
-    let min_width = end * 1.32 / per / 380.0;
+    let min_width = span * 1.32 / per / 380.0;
     let mut ops: Vec<&str> = Vec::new();
     for s in &data.steps {
         if !ops.contains(&s.op.as_str()) {
@@ -415,13 +434,15 @@ fn gantt<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -
     for op in &ops {
         let colour = op_colour(op);
         chart
-            .draw_series(data.steps.iter().filter(|s| &s.op == op).filter_map(|s| {
-                let i = rows.iter().position(|r| *r == s.instrument)?;
-                let (a, b) = (s.started_at / per, s.finished_at.unwrap_or(data.lab_now) / per);
-                let b = b.max(a + min_width);
-                let style = if s.finished_at.is_none() { colour.mix(0.5).filled() } else { colour.filled() };
-                Some(Rectangle::new([(a, row_y(i) + 0.18), (b, row_y(i) + 0.82)], style))
-            }))
+            .draw_series(
+                data.steps.iter().filter(|s| &s.op == op && s.finished_at.is_none_or(|f| f >= from)).filter_map(|s| {
+                    let i = rows.iter().position(|r| *r == s.instrument)?;
+                    let (a, b) = (s.started_at.max(from) / per, s.finished_at.unwrap_or(data.lab_now) / per);
+                    let b = b.max(a + min_width);
+                    let style = if s.finished_at.is_none() { colour.mix(0.5).filled() } else { colour.filled() };
+                    Some(Rectangle::new([(a, row_y(i) + 0.18), (b, row_y(i) + 0.82)], style))
+                }),
+            )
             .map_err(err)?
             .label(*op)
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], colour.filled()));
@@ -430,19 +451,23 @@ fn gantt<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -
     chart
         .draw_series([
             PathElement::new(vec![(end / per, 0.0), (end / per, n as f64)], GREY.stroke_width(1)),
-            PathElement::new(vec![(0.0, 0.0), (0.0, n as f64)], GREY.stroke_width(1)),
+            PathElement::new(vec![(from / per, 0.0), (from / per, n as f64)], GREY.stroke_width(1)),
         ])
         .map_err(err)?;
     chart
         .draw_series([EmptyElement::at((end / per, n as f64))
             + Text::new(stop, (4, 2), font(12).color(&GREY).pos(Pos::new(HPos::Left, VPos::Top)))])
         .map_err(err)?;
-    let bad: Vec<_> = data.steps.iter().filter(|s| matches!(s.status.as_str(), "failed" | "unknown")).collect();
+    let bad: Vec<_> = data
+        .steps
+        .iter()
+        .filter(|s| matches!(s.status.as_str(), "failed" | "unknown") && s.finished_at.is_none_or(|f| f >= from))
+        .collect();
     if !bad.is_empty() {
         chart
             .draw_series(bad.iter().filter_map(|s| {
                 let i = rows.iter().position(|r| *r == s.instrument)?;
-                let (a, b) = (s.started_at / per, s.finished_at.unwrap_or(data.lab_now) / per);
+                let (a, b) = (s.started_at.max(from) / per, s.finished_at.unwrap_or(data.lab_now) / per);
                 Some(Rectangle::new([(a, row_y(i) + 0.1), (b, row_y(i) + 0.9)], INK.stroke_width(2)))
             }))
             .map_err(err)?
@@ -450,7 +475,7 @@ fn gantt<DB: DrawingBackend>(data: &ReportData, root: &DrawingArea<DB, Shift>) -
             .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], INK.stroke_width(2)));
     }
     for (i, name) in rows.iter().enumerate() {
-        let (px, py) = chart.backend_coord(&(0.0, row_y(i) + 0.5));
+        let (px, py) = chart.backend_coord(&(from / per, row_y(i) + 0.5));
         root.draw(&Text::new(
             format!("{name}  {:.0}% busy", 100.0 * busy(name)),
             (px - 10, py),

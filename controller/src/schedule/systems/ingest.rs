@@ -119,22 +119,12 @@ pub fn handle_operator_requests(
             record.recorder.send(RecordEvent::RequestHandled {
                 request: id,
                 at: now,
-                action: action_name(&req.action).to_owned(),
+                action: req.action.name().to_owned(),
                 who: req.who.clone(),
                 reason: req.reason.clone(),
                 outcome,
             });
         }
-    }
-}
-
-fn action_name(a: &OperatorAction) -> &'static str {
-    match a {
-        OperatorAction::Pause => "pause",
-        OperatorAction::Resume => "resume",
-        OperatorAction::Abort => "abort",
-        OperatorAction::Confirm { .. } => "confirm",
-        OperatorAction::Clear { .. } => "clear",
     }
 }
 
