@@ -456,6 +456,9 @@ pub fn project<'a>(
             // lab.db marks the person's request row handled; the hub holds no request rows (people write them into
             // the workcell's lab.db, outside the journal), so nothing changes here.
         }
+        // A workcell's reagent stock is its own bench's: the hub keeps no twin of `stock_events` (the journal row
+        // itself is shipped, so nothing is lost, and `lab verify` on the workcell checks the table).
+        RecordEvent::Stock { .. } => {}
         RecordEvent::ClaimReleased { claim, reason, refused, .. } => push(
             &st.on_released,
             values![

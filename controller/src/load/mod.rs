@@ -8,11 +8,13 @@
 pub mod check;
 pub mod diagnostics;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use devices::Lab;
 use experiments::Campaign;
+use protocols::source::Seg;
 use protocols::{Diagnostic, Diagnostics, Protocol, SourceFile};
 
 /// Why inputs could not be loaded.
@@ -140,7 +142,16 @@ pub fn load_campaign_inputs(campaign_path: &Path, lab_override: Option<&Path>) -
     if let Some(p) = &protocol {
         problems.extend(campaign.check_against(p));
         if let Some(l) = &lab {
-            problems.extend(l.check_protocol(p));
+            for d in unknown_level_reagents(&campaign, &source, l, p) {
+                problems.push(d);
+            }
+            // Levels naming reagents the lab lacks were reported at the level; the protocol is checked for the rest.
+            let known: BTreeMap<String, Vec<String>> = campaign
+                .reagents
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().filter(|r| l.reagent(r).is_some()).cloned().collect()))
+                .collect();
+            problems.extend(l.check_protocol_with(p, &known));
         }
     }
     if let Some(l) = &lab
@@ -231,4 +242,62 @@ fn field_line(text: &str, key: &str, value: std::ops::Range<usize>) -> Option<st
         end += 1;
     }
     Some(start..end)
+}
+
+/// C0102: a level of a reagent parameter names a reagent the lab does not declare, or one whose role the protocol's
+/// reagent parameter does not allow.
+fn unknown_level_reagents(
+    campaign: &Campaign,
+    source: &Arc<SourceFile>,
+    lab: &devices::Lab,
+    protocol: &Protocol,
+) -> Vec<Diagnostic> {
+    let tree = protocols::source::index(&source.text);
+    let names: Vec<&str> = lab.reagents.keys().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for (param, reagents) in &campaign.reagents {
+        let Some(dim) = campaign.space.dim(param) else { continue };
+        let slot = protocol.reagent_parameter(param).map(|p| &p.slot);
+        for (level, reagent) in dim.levels().unwrap_or_default().iter().zip(reagents) {
+            let span =
+                tree.span_of(&[Seg::Field("vary"), Seg::Key(param), Seg::Field("levels"), Seg::Key(&level.label)]);
+            if lab.reagent(reagent).is_some() {
+                if let Some(slot) = slot
+                    && !lab.reagents_for(slot).contains(reagent)
+                {
+                    out.push(
+                        Diagnostic::error(
+                            "C0102",
+                            source,
+                            span,
+                            format!(
+                                "level `{}` of `{param}` dispenses `{reagent}`, but protocol `{}` allows {slot}",
+                                level.label,
+                                protocol.name()
+                            ),
+                        )
+                        .with_help(format!("choose among: {}", lab.reagents_for(slot).join(", "))),
+                    );
+                }
+                continue;
+            }
+            let help = match protocols::ron_file::suggest(reagent, &names) {
+                Some(s) => format!("did you mean `{s}`? Lab `{}` declares: {}", lab.name, names.join(", ")),
+                None => format!("lab `{}` declares: {}", lab.name, names.join(", ")),
+            };
+            out.push(
+                Diagnostic::error(
+                    "C0102",
+                    source,
+                    span,
+                    format!(
+                        "level `{}` of `{param}` dispenses `{reagent}`, which lab `{}` does not declare",
+                        level.label, lab.name
+                    ),
+                )
+                .with_help(help),
+            );
+        }
+    }
+    out
 }

@@ -26,7 +26,8 @@ use crate::schedule::components::{
     Work,
 };
 use crate::schedule::messages::{ExperimentConcluded, Reconciled};
-use crate::schedule::resources::{Best, CampaignState, DeckState, RackState, ReadyIndex};
+use crate::schedule::resources::{Best, CampaignState, DeckState, RackState, ReadyIndex, Source};
+use crate::schedule::stock::Stock;
 use crate::schedule::systems::conclude::{return_vessel_name, return_vessel_row, return_vessel_step};
 
 /// An unfinished campaign, as the record holds it.
@@ -54,6 +55,9 @@ pub struct Restore {
     pub left_on_deck: Vec<LeftVessel>,
     /// The next free ids.
     pub ids: CampaignIds,
+    /// What each tracked bottle held by the record (microlitres left, and whether a draw of unknown outcome was
+    /// charged in full), by bottle key.
+    pub stock: BTreeMap<String, (f64, bool)>,
 }
 
 /// An experiment that was running.
@@ -295,7 +299,22 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
         lab_path: lab_source.name.clone().into(),
         warnings: Default::default(),
     };
+    // Every draw was charged before its dispense was sent, so a dispense cut off by the stop is already counted.
+    let mut stmt =
+        conn.prepare("SELECT bottle, left_ul, unknown FROM stock_events WHERE campaign_id = ?1 ORDER BY id")?;
+    let mut stock: BTreeMap<String, (f64, bool)> = BTreeMap::new();
+    for row in
+        stmt.query_map([campaign], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?, r.get::<_, i64>(2)?)))?
+    {
+        let (bottle, left, unknown) = row?;
+        let entry = stock.entry(bottle).or_insert((0.0, false));
+        if let Some(l) = left {
+            entry.0 = l;
+        }
+        entry.1 |= unknown != 0;
+    }
     Ok(Restore {
+        stock,
         campaign,
         started_at,
         time_scale,
@@ -449,13 +468,20 @@ pub fn apply(
 ) -> Vec<String> {
     let mut in_doubt_instruments = Vec::new();
     let mut concluded = Vec::new();
+    let levels = match world.get_resource::<Source>() {
+        Some(Source::Campaign(cs)) => cs.reagents.clone(),
+        _ => BTreeMap::new(),
+    };
+    if let Some(mut stock) = world.get_resource_mut::<Stock>() {
+        stock.restore(&r.stock);
+    }
     let mut queue = CommandQueue::default();
     let mut fresh = Vec::new();
     let mut deck = DeckState::default();
     {
         let mut commands = Commands::new(&mut queue, world);
         for x in &r.running {
-            let Ok(bound) = protocol.bind(&x.values) else {
+            let Ok(bound) = protocol.bind_with(&x.values, &experiments::reagents_at(&levels, &x.values)) else {
                 recorder.send(RecordEvent::say(
                     r.campaign,
                     now,

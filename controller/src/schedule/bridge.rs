@@ -86,6 +86,15 @@ pub enum OperatorAction {
         /// The deck position.
         place: String,
     },
+    /// A technician refilled a bottle: by `volume` microlitres (a top-up), or to `volume` (`absolute`).
+    Restock {
+        /// The bottle: its key (`pump_a`, `valve:2`), or the reagent it holds if one bottle holds it.
+        bottle: String,
+        /// Microlitres, never negative.
+        volume: f64,
+        /// Whether `volume` is what the bottle now holds above its dead volume, rather than what was added.
+        absolute: bool,
+    },
 }
 
 /// An operator's finding about a step whose outcome was unknown.
@@ -144,6 +153,8 @@ pub struct Dispatch {
     pub estimate: f64,
     /// The most lab seconds it may take before it counts as failed.
     pub timeout: f64,
+    /// For a dispense through a selector valve: the valve, claimed with the pump, and the port it turns to first.
+    pub turn: Option<(Entity, u32)>,
 }
 
 /// Where dispatched steps go.

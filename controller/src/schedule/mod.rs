@@ -12,6 +12,7 @@ pub mod estimate;
 pub mod messages;
 pub mod planner;
 pub mod resources;
+pub mod stock;
 pub mod systems;
 
 use bevy_ecs::message::{MessageRegistry, message_update_system};
@@ -47,6 +48,7 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
     world.init_resource::<Estimates>();
     world.init_resource::<resources::Schedule>();
     world.init_resource::<resources::ReadyIndex>();
+    world.init_resource::<stock::Stock>();
     if !world.contains_resource::<resources::UnknownPolicy>() {
         world.insert_resource(resources::UnknownPolicy::Fail);
     }
@@ -64,8 +66,10 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
     schedule.add_systems(
         (
             systems::conclude::apply_step_results,
+            systems::conclude::settle_draws,
             systems::conclude::settle_reconciled,
             systems::conclude::fail_stranded_steps,
+            systems::conclude::release_reservations,
             systems::conclude::conclude_experiments,
         )
             .chain()
