@@ -183,6 +183,7 @@ pub fn load_campaign_inputs(campaign_path: &Path, lab_override: Option<&Path>) -
     let (Some(protocol), Some(lab)) = (protocol, lab) else {
         return Err(LoadError::Invalid(Diagnostics::new()));
     };
+    warnings.0.extend(stock_warnings(&campaign, &source, &protocol, &lab));
     Ok(Inputs {
         campaign,
         campaign_path: campaign_path.to_owned(),
@@ -298,6 +299,73 @@ fn unknown_level_reagents(
                 .with_help(help),
             );
         }
+    }
+    out
+}
+
+/// C0103: a bottle holds less than the campaign's worst case needs (every experiment adding the most it can of each
+/// reagent it may add), counted in experiments' worth. The campaign still runs: experiments that cannot be served wait
+/// for `lab restock`.
+fn stock_warnings(
+    campaign: &Campaign,
+    source: &Arc<SourceFile>,
+    protocol: &Protocol,
+    lab: &devices::Lab,
+) -> Vec<Diagnostic> {
+    let allowed = lab.allowed_reagents(protocol, &campaign.reagents);
+    let mut per_experiment: BTreeMap<String, f64> = BTreeMap::new();
+    for (i, step) in protocol.steps().iter().enumerate() {
+        let protocols::Op::Dispense { volume, .. } = &step.op else { continue };
+        let most = match volume {
+            protocols::Arg::Value(v) => v.0,
+            protocols::Arg::Param(name) => {
+                let Some(p) = protocol.parameter(name) else { continue };
+                let value = match (campaign.space.dim(name), campaign.fixed.get(name)) {
+                    (Some(d), _) => d.max,
+                    (None, Some(v)) => *v,
+                    (None, None) => p.default.unwrap_or(p.max),
+                };
+                p.to_canonical(value).value
+            }
+        };
+        for r in protocol.reagents_of(i, &allowed) {
+            *per_experiment.entry(r).or_default() += most;
+        }
+    }
+    let tree = protocols::source::index(&source.text);
+    let mut out = Vec::new();
+    for (reagent, most) in per_experiment {
+        let bottles: Vec<(devices::lab::Source, &devices::lab::Bottle)> =
+            lab.bottles().into_iter().filter(|(_, b)| b.reagent == reagent).collect();
+        if bottles.is_empty() || bottles.iter().any(|(_, b)| b.volume.is_none()) || most <= 0.0 {
+            continue;
+        }
+        let usable: f64 = bottles.iter().filter_map(|(_, b)| b.usable()).map(|v| v.0).sum();
+        let worth = (usable / most).floor() as usize;
+        if worth >= campaign.budget {
+            continue;
+        }
+        let names: Vec<String> = bottles.iter().map(|(s, _)| format!("`{}`", s.key())).collect();
+        out.push(
+            Diagnostic::error(
+                "C0103",
+                source,
+                tree.span_of(&[Seg::Field("budget")]),
+                format!(
+                    "`{reagent}` may run out: {} usable in {} is {worth} experiments' worth at up to {} each, and the \
+                     budget is {} experiments",
+                    protocols::units::Volume(usable),
+                    names.join(", "),
+                    protocols::units::Volume(most),
+                    campaign.budget
+                ),
+            )
+            .with_help(
+                "fill a bigger bottle, or be ready to `lab restock` it: experiments that need it wait until then, \
+                 while the others run",
+            )
+            .warning(),
+        );
     }
     out
 }

@@ -339,7 +339,7 @@ pub(super) fn check_plumbing(lab: &Lab) -> Vec<Plumbing> {
             );
         }
         let reagents: std::collections::BTreeSet<&str> = v.ports.values().map(|b| b.reagent.as_str()).collect();
-        if reagents.len() > 1 && (v.line.is_none() || v.waste.is_none()) {
+        if !lab.reagents.is_empty() && reagents.len() > 1 && (v.line.is_none() || v.waste.is_none()) {
             fail(
                 &valve.name,
                 "line",

@@ -86,6 +86,15 @@ pub enum Event {
         /// Microlitres of liquid that came.
         got: f64,
     },
+    /// A pump drew liquid from a tracked bottle (untracked bottles, which never run out, are not logged).
+    Drew {
+        /// The bottle ([`crate::lab::Source::key`]).
+        source: String,
+        /// The reagent it holds.
+        reagent: String,
+        /// Microlitres of liquid.
+        volume: f64,
+    },
     /// Liquid was pushed back through a pump's input into a bottle.
     Returned {
         /// The bottle ([`crate::lab::Source::key`]).
@@ -226,6 +235,7 @@ impl std::fmt::Display for Event {
                     "drew {got:.2} of {wanted:.2} uL of {reagent} from `{source}`, the rest air: the bottle ran dry"
                 )
             }
+            Event::Drew { source, reagent, volume } => write!(f, "drew {volume:.2} uL of {reagent} from `{source}`"),
             Event::Returned { source, volume } => write!(f, "pushed {volume:.2} uL back into `{source}`"),
             Event::Withdrew { volume, vessel: Some(v) } => write!(f, "withdrew {volume:.2} uL from vessel {v}"),
             Event::Withdrew { volume, vessel: None } => write!(f, "drew {volume:.2} uL of air"),
@@ -524,6 +534,7 @@ impl Bench {
             return Drawn { reagent, source: key, liquid: volume.max(0.0) };
         };
         let reagent = stock.reagent.clone();
+        let tracked = stock.left.is_some();
         let liquid = match &mut stock.left {
             None => volume.max(0.0),
             Some(left) => {
@@ -532,6 +543,10 @@ impl Bench {
                 got
             }
         };
+        if tracked && liquid > 0.0 {
+            let (source, reagent) = (key.clone().unwrap_or_default(), reagent.clone());
+            s.log(now, pump, Event::Drew { source, reagent, volume: liquid });
+        }
         if liquid + 1e-9 < volume {
             let source = key.clone().unwrap_or_default();
             s.log(now, pump, Event::DryDraw { source, reagent: reagent.clone(), wanted: volume, got: liquid });
