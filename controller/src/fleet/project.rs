@@ -223,6 +223,10 @@ fn next(id: &mut i64) -> i64 {
     *id
 }
 
+/// The record's tables the hub keeps no twin of: a workcell's reagent stock is its own bench's (the journal rows are
+/// shipped all the same, so the hub holds every fact).
+pub const NOT_TWINNED: &[&str] = &["stock_events"];
+
 /// Adds to `out` the statements that project `event` (journal row `journal_id` of `workcell`) into the hub's
 /// tables, in order, then the fleet's bookkeeping it carries.
 pub fn project<'a>(

@@ -262,6 +262,14 @@ pub fn model_text(proposal: &super::ProposalRow) -> Option<String> {
     }
 }
 
+/// The schema version that added `table` (0 for the tables every record has).
+pub fn since_version(table: &str) -> i64 {
+    match table {
+        "stock_events" => 6,
+        _ => 0,
+    }
+}
+
 /// The tables [`apply`] writes, with the columns `lab verify` compares (every column, in a stable order).
 pub const PROJECTED: &[(&str, &str)] = &[
     ("campaigns", "id"),

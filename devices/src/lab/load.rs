@@ -56,32 +56,7 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
             }
         }
     });
-    let reagents = tree.get(&[Seg::Field("reagents")]).map(|node| {
-        let mut out = BTreeMap::new();
-        for (key, value) in &node.entries {
-            let Some(name) = key.string.clone() else { continue };
-            if name.trim().is_empty() || name.contains('$') {
-                err(
-                    &mut diags,
-                    codes::REAGENT,
-                    key.span.clone(),
-                    format!("`{name}` is not a reagent name"),
-                    "name the solution as people on the bench call it, without `$`, such as \"C1\"".into(),
-                );
-                continue;
-            }
-            match parse_section::<ReagentFile>(&source, value.span.clone(), "reagent") {
-                Ok(f) => {
-                    let mut fail = |field: &str, msg: String, help: String| {
-                        err(&mut diags, codes::REAGENT, value.span_of(&[Seg::Field(field)]), msg, help);
-                    };
-                    out.insert(name.clone(), reagents::reagent(&name, f, &mut fail));
-                }
-                Err(d) => diags.push(d),
-            }
-        }
-        out
-    });
+    let reagents = tree.get(&[Seg::Field("reagents")]).map(|node| reagents::section(&source, node, &mut diags));
     let mut instruments = Vec::new();
     let mut refs = References::of(&source.name);
     if let Some(node) = tree.get(&[Seg::Field("instruments")]) {

@@ -15,6 +15,12 @@ use protocols::InstrumentKind;
 use protocols::units::{Dimension, Quantity, Volume};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use protocols::diagnostic::{Diagnostic, Diagnostics, SourceFile};
+use protocols::ron_file::parse_section;
+use protocols::source::{Node, Seg};
+
 use super::file::{BottleFile, ReagentFile};
 use super::{DriverConfig, Lab};
 
@@ -185,6 +191,35 @@ fn quantity(text: &str, dimension: Dimension) -> Result<f64, String> {
         Ok(q) => Err(format!("needs a {}, not a {}", dimension.name(), q.dimension.name())),
         Err(e) => Err(format!("is not a quantity: {e}")),
     }
+}
+
+/// Reads and validates the lab file's `reagents` section (`node`), each problem at its place.
+pub(super) fn section(source: &Arc<SourceFile>, node: &Node, diags: &mut Diagnostics) -> BTreeMap<String, Reagent> {
+    let error = |span: std::ops::Range<usize>, msg: String, help: String| {
+        Diagnostic::error(super::codes::REAGENT, source, span, msg).with_help(help)
+    };
+    let mut out = BTreeMap::new();
+    for (key, value) in &node.entries {
+        let Some(name) = key.string.clone() else { continue };
+        if name.trim().is_empty() || name.contains('$') {
+            diags.push(error(
+                key.span.clone(),
+                format!("`{name}` is not a reagent name"),
+                "name the solution as people on the bench call it, without `$`, such as \"C1\"".into(),
+            ));
+            continue;
+        }
+        match parse_section::<ReagentFile>(source, value.span.clone(), "reagent") {
+            Ok(f) => {
+                let mut fail = |field: &str, msg: String, help: String| {
+                    diags.push(error(value.span_of(&[Seg::Field(field)]), msg, help))
+                };
+                out.insert(name.clone(), reagent(&name, f, &mut fail));
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    out
 }
 
 /// Validates the `reagents` section's entry `name`: problems go to `fail` as (field, message, hint).

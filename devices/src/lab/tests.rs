@@ -152,7 +152,7 @@ fn catalysed_protocol() -> Protocol {
 #[test]
 fn the_catalyst_lab_knows_its_reagents_and_where_each_bottle_stands() {
     let lab = catalysts_lab();
-    assert_eq!(lab.reagents.len(), 5);
+    assert_eq!(lab.reagents.len(), 8);
     assert_eq!(lab.reagent("C2").unwrap().role.as_deref(), Some("catalyst"));
     assert!((lab.reagent("C2").unwrap().concentration.unwrap() - 0.01).abs() < 1e-12);
     assert_eq!(lab.sources("A"), vec![Source::Own { pump: "pump_a".into() }]);
@@ -167,7 +167,7 @@ fn the_catalyst_lab_knows_its_reagents_and_where_each_bottle_stands() {
     let d = lab.check_protocol(&p);
     assert!(d.is_empty(), "{d}");
     let allowed = lab.allowed_reagents(&p, &BTreeMap::new());
-    assert_eq!(allowed["catalyst"], vec!["C1", "C2", "C3"]);
+    assert_eq!(allowed["catalyst"], vec!["C1", "C2", "C3", "C4", "C5", "C6"]);
     assert_eq!(lab.transfer_positions(&p, p.step_index("load").unwrap()), vec!["dispense"]);
 }
 
@@ -200,7 +200,7 @@ fn reagents_a_lab_lacks_or_cannot_reach_are_refused_against_the_protocol() {
     let p = protocols::parse_protocol("catalysed.protocol.ron", &text).unwrap();
     let d = moved.check_protocol(&p);
     let msgs: Vec<String> = d.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
-    assert_eq!(msgs.len(), 3, "{d}");
+    assert_eq!(msgs.len(), 6, "{d}");
     assert!(msgs[0].starts_with("D0105 step `add_cat` dispenses `C1`, but no pump that can run it and reaches `C1` stands where the vessel may be (`dispense`)"), "{d}");
     assert!(d.to_string().contains("`C1` is drawn through port 1 of `valve` (feeding `pump_c`)"), "{d}");
     // A role no reagent has.
@@ -221,7 +221,7 @@ fn bad_inventories_are_refused_at_their_place() {
             "(reagent: \"C2\", volume: \"20 mL\", dead: \"0.5 mL\")",
             "(reagent: \"C2\", volume: \"2 mL\", dead: \"3 mL\")",
         )
-        .replace("(reagent: \"C3\", volume: \"20 mL\"", "(reagent: \"C4\", volume: \"20 mL\"")
+        .replace("(reagent: \"C3\", volume: \"20 mL\"", "(reagent: \"C9\", volume: \"20 mL\"")
         .replace(
             "reservoir: (reagent: \"B\", volume: \"100 mL\", dead: \"5 mL\")",
             "reservoir: (reagent: \"B\", volume: \"-1 mL\")",
@@ -235,9 +235,9 @@ fn bad_inventories_are_refused_at_their_place() {
         msgs,
         vec![
             "16:31 D0008 the concentration of `C1` needs a concentration, not a volume",
-            "39:114 D0008 the volume of the reservoir of `pump_b` must not be negative",
-            "54:24 D0008 port 2 of `valve` has 3000 uL of dead volume in a bottle of 2000 uL: nothing could be drawn",
-            "54:24 D0008 port 3 of `valve` holds `C4`, which the lab's `reagents` do not declare",
+            "42:114 D0008 the volume of the reservoir of `pump_b` must not be negative",
+            "57:24 D0008 port 2 of `valve` has 3000 uL of dead volume in a bottle of 2000 uL: nothing could be drawn",
+            "57:24 D0008 port 3 of `valve` holds `C9`, which the lab's `reagents` do not declare",
         ],
         "{d}"
     );

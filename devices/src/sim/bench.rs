@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use protocols::InstrumentKind;
 use serde::{Deserialize, Serialize};
 
-use super::chemistry::{AMBIENT, Chemistry, SUBSTEP, Species, plate_step, reservoir_moles, vessel_step, vial_baseline};
+use super::chemistry::{
+    AMBIENT, Chemistry, SUBSTEP, Species, plate_step, reservoir_moles_at, vessel_step, vial_baseline,
+};
 use crate::capability::Place;
 use crate::clock::Clock;
 use crate::lab::{Deck, DriverConfig, Lab, Point};
@@ -387,6 +389,8 @@ struct State {
     valves: BTreeMap<String, Valve>,
     /// Every bottle, by [`crate::lab::Source::key`].
     bottles: BTreeMap<String, Stock>,
+    /// The concentration the lab file gives each reagent, in mol/L.
+    molar: BTreeMap<String, f64>,
     /// When something last changed at each deck position (a vessel put down or taken, liquid added or drawn).
     changed: BTreeMap<String, f64>,
 }
@@ -453,6 +457,7 @@ impl Bench {
                     _ => None,
                 })
                 .collect(),
+            molar: lab.reagents.values().filter_map(|r| Some((r.name.clone(), r.concentration?))).collect(),
             bottles: lab
                 .bottles()
                 .into_iter()
@@ -599,7 +604,9 @@ impl Bench {
                 let v = &mut s.vessels[i];
                 v.volume += volume;
                 *v.contents.entry(reservoir.to_owned()).or_default() += volume;
-                v.moles = v.moles.plus(reservoir_moles(reservoir, volume));
+                let molar = s.molar.get(reservoir).copied();
+                let v = &mut s.vessels[i];
+                v.moles = v.moles.plus(reservoir_moles_at(reservoir, volume, molar));
                 Event::Dispensed { reservoir: reservoir.to_owned(), source, volume, vessel: i }
             }
             None => Event::Spilled { reservoir: reservoir.to_owned(), volume, position: position.to_owned() },

@@ -18,10 +18,12 @@ use crate::file::{
 };
 use crate::op::{Arg, Destination, InstrumentRef, Op, Operation};
 use crate::protocol::{Output, Parameter, Protocol, Step, StepRules, expected_dimension};
-use crate::reagent::{self, ReagentParameter};
+use crate::reagent::ReagentParameter;
 use crate::ron_file::{check_syntax, parse_section, suggest};
 use crate::source::{Node, Seg, index};
 use crate::units::{Dimension, Duration, Quantity, QuantityError, Unit, trim_float};
+
+mod reagents;
 
 /// Diagnostic codes for protocols. Each has an entry in GUIDE.md.
 pub mod codes {
@@ -115,7 +117,7 @@ impl Validator {
                 .with_help_mut(format!("this version of lab reads `format: {FORMAT}`"));
         }
         let parameters = self.parameters();
-        self.reagents = reagent::declarations(&self.src, &self.tree, &mut self.diags);
+        self.reagents = reagents::declarations(&self.src, &self.tree, &mut self.diags);
         for name in self.reagents.keys().filter(|n| parameters.contains_key(*n)).cloned().collect::<Vec<_>>() {
             let span = self.span(&[Seg::Field("reagents"), Seg::KeyOf(&name)]);
             self.error(codes::NAME, span, format!("`{name}` is both a parameter and a reagent parameter"))
@@ -456,7 +458,7 @@ impl Validator {
                         let span =
                             self.span(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("op"), Seg::Field("reagent")]);
                         let numeric: Vec<&str> = params.keys().map(String::as_str).collect();
-                        let arg = reagent::argument(&self.src, span, text, &self.reagents, &numeric, &mut self.diags);
+                        let arg = reagents::argument(&self.src, span, text, &self.reagents, &numeric, &mut self.diags);
                         Some(arg?)
                     }
                 };
