@@ -470,7 +470,7 @@ fn instrument(
                     let owner = format!("port {port} of `{name}`");
                     // Ports are numbered, so the diagnostic points at the `ports` map.
                     let bottle = reagents::bottle(&owner, b, reagents, &mut |_, msg, help| {
-                        bottles.push(("ports", String::new(), msg, help));
+                        bottles.push(("ports", port.to_string(), msg, help));
                     });
                     (port, bottle)
                 })
@@ -594,11 +594,21 @@ fn instrument(
     }
     diags.extend(referred);
     for (bottle, field, msg, help) in bottles.drain(..) {
-        let mut path = vec![Seg::Field("driver"), Seg::Field(bottle)];
-        if !field.is_empty() {
-            path.push(Seg::Field(&field));
-        }
-        diags.push(Diagnostic::error(codes::REAGENT, source, node.span_of(&path), msg).with_help(help));
+        let path = [Seg::Field("driver"), Seg::Field(bottle)];
+        // A port's map key is a number, which the span index does not name: its entry is found by its text.
+        let port = node.get(&path).and_then(|ports| {
+            ports
+                .entries
+                .iter()
+                .find(|(k, _)| source.text.get(k.span.clone()) == Some(field.as_str()))
+                .map(|(_, v)| v.span.clone())
+        });
+        let span = match (bottle, port) {
+            ("ports", Some(span)) => span,
+            ("ports", None) => node.span_of(&path),
+            _ => node.span_of(&[Seg::Field("driver"), Seg::Field(bottle), Seg::Field(&field)]),
+        };
+        diags.push(Diagnostic::error(codes::REAGENT, source, span, msg).with_help(help));
         ok = false;
     }
     let mut line = driver.default_line();

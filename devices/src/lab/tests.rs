@@ -236,8 +236,8 @@ fn bad_inventories_are_refused_at_their_place() {
         vec![
             "16:31 D0008 the concentration of `C1` needs a concentration, not a volume",
             "42:114 D0008 the volume of the reservoir of `pump_b` must not be negative",
-            "57:24 D0008 port 2 of `valve` has 3000 uL of dead volume in a bottle of 2000 uL: nothing could be drawn",
-            "57:24 D0008 port 3 of `valve` holds `C9`, which the lab's `reagents` do not declare",
+            "59:24 D0008 port 2 of `valve` has 3000 uL of dead volume in a bottle of 2000 uL: nothing could be drawn",
+            "60:24 D0008 port 3 of `valve` holds `C9`, which the lab's `reagents` do not declare",
         ],
         "{d}"
     );
