@@ -503,7 +503,8 @@ fn audit(conn: &Connection, ledger: &LedgerFile) -> Audit {
             | Event::Sparged { .. }
             | Event::Drew { .. }
             | Event::DryDraw { .. }
-            | Event::Returned { .. } => panic!("{what}: this must never happen on this bench"),
+            | Event::Returned { .. }
+            | Event::Refilled { .. } => panic!("{what}: this must never happen on this bench"),
         }
     }
     // The other way: every step the record calls done happened on the bench, once, whole; one that may have acted

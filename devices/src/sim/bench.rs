@@ -97,6 +97,13 @@ pub enum Event {
         /// Microlitres of liquid.
         volume: f64,
     },
+    /// A person poured liquid into a bottle.
+    Refilled {
+        /// The bottle ([`crate::lab::Source::key`]).
+        source: String,
+        /// Microlitres.
+        volume: f64,
+    },
     /// Liquid was pushed back through a pump's input into a bottle.
     Returned {
         /// The bottle ([`crate::lab::Source::key`]).
@@ -238,6 +245,7 @@ impl std::fmt::Display for Event {
                 )
             }
             Event::Drew { source, reagent, volume } => write!(f, "drew {volume:.2} uL of {reagent} from `{source}`"),
+            Event::Refilled { source, volume } => write!(f, "{volume:.2} uL poured into `{source}` by hand"),
             Event::Returned { source, volume } => write!(f, "pushed {volume:.2} uL back into `{source}`"),
             Event::Withdrew { volume, vessel: Some(v) } => write!(f, "withdrew {volume:.2} uL from vessel {v}"),
             Event::Withdrew { volume, vessel: None } => write!(f, "drew {volume:.2} uL of air"),
@@ -572,6 +580,16 @@ impl Bench {
             }
             s.log(now, pump, Event::Returned { source: key, volume });
         }
+    }
+
+    /// A person pours `volume` microlitres into bottle `key` ([`crate::lab::Source::key`]), as a technician
+    /// restocking it does; false if the bench has no tracked bottle of that key.
+    pub fn refill(&self, key: &str, volume: f64) -> bool {
+        let (mut s, now) = self.now();
+        let Some(left) = s.bottles.get_mut(key).and_then(|b| b.left.as_mut()) else { return false };
+        *left += volume.max(0.0);
+        s.log(now, "hands", Event::Refilled { source: key.to_owned(), volume: volume.max(0.0) });
+        true
     }
 
     /// Microlitres left in each tracked bottle, by [`crate::lab::Source::key`].
