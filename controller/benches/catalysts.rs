@@ -90,7 +90,7 @@ fn main() {
             let mut c = c.clone();
             c.seed = seed;
             let mut proposer = c.build_proposer();
-            let mut noise = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x6e6f_6973_65);
+            let mut noise = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x006e_6f69_7365);
             let (mut best_measured, mut best_true, mut first95) = (f64::NEG_INFINITY, 0.0, None);
             let mut done = 0;
             while done < c.budget {

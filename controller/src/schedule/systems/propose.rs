@@ -46,6 +46,10 @@ fn startable(
             }
         }
     }
+    // With the whole queue read, a reagent no queued proposal is short of is waited for no more.
+    if found.is_none() {
+        stock.waiting.retain(|r, _| short.contains_key(r));
+    }
     for (reagent, s) in &short {
         if stock.waiting.get(reagent) != Some(s) {
             record.recorder.send(RecordEvent::say(
