@@ -230,6 +230,26 @@ pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()
             )?
             .execute(params![request, at])?;
         }
+        RecordEvent::Settled { step, at, instrument, decision, observed, reason, evidence, read_from, actual } => {
+            sql.get(
+                "INSERT INTO settlements (step_id, at, instrument, decision, observed, reason, evidence, read_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                step,
+                at,
+                instrument,
+                decision,
+                observed,
+                reason,
+                serde_json::to_string(evidence).unwrap_or_else(|_| "[]".to_owned()),
+                read_from
+            ])?;
+            if let Some((experiment, name, value)) = actual {
+                sql.get("UPDATE parameters SET actual = ?3 WHERE experiment_id = ?1 AND name = ?2")?
+                    .execute(params![experiment, name, value])?;
+            }
+        }
         RecordEvent::ClaimReleased { .. } => {
             // A fleet's bookkeeping: the hub's tables follow it; lab.db's tables have nothing to change.
         }
@@ -262,14 +282,6 @@ pub fn model_text(proposal: &super::ProposalRow) -> Option<String> {
     }
 }
 
-/// The schema version that added `table` (0 for the tables every record has).
-pub fn since_version(table: &str) -> i64 {
-    match table {
-        "stock_events" => 6,
-        _ => 0,
-    }
-}
-
 /// The tables [`apply`] writes, with the columns `lab verify` compares (every column, in a stable order).
 pub const PROJECTED: &[(&str, &str)] = &[
     ("campaigns", "id"),
@@ -283,5 +295,6 @@ pub const PROJECTED: &[(&str, &str)] = &[
     ("measurements", "id"),
     ("commands", "id"),
     ("events", "id"),
+    ("settlements", "id"),
     ("stock_events", "id"),
 ];

@@ -93,7 +93,7 @@ pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> R
         ));
     }
     let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(|e| e.to_string())?;
-    if matches!(action, OperatorAction::Restock { .. }) && version < 6 {
+    if matches!(action, OperatorAction::Restock { .. }) && version < 7 {
         return Err(format!(
             "{} was written by an older lab (schema version {version}), which tracked no stock; run `lab resume --db \
              {}` with this lab first",
@@ -120,8 +120,8 @@ pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> R
             ("restock", None, None, Some(bottle.clone()))
         }
     };
-    // Before schema version 6 the table had no `volume` and `absolute` (and no restock), so those stay out.
-    let insert = if version < 6 {
+    // Before schema version 7 the table had no `volume` and `absolute` (and no restock), so those stay out.
+    let insert = if version < 7 {
         "INSERT INTO operator_requests (made_at, campaign_id, action, step_id, verdict, place, who, reason)
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE ?9 IS NULL AND ?10 IS NULL"
     } else {

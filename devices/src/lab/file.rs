@@ -156,6 +156,8 @@ pub(super) enum DriverFile {
         max_speed: String,
         #[serde(default)]
         tolerance: Option<String>,
+        #[serde(default)]
+        watchdog: Option<String>,
     },
     OceanFlame {
         integration: String,

@@ -1,4 +1,4 @@
--- Version 6: reagent stock, as append-only events, and restock requests (`lab restock`).
+-- Version 7: reagent stock, as append-only events, and restock requests (`lab restock`).
 --
 -- Each row of `stock_events` is one change to what a bottle holds as the controller knows it: `declared` (the lab
 -- file's volume less its dead volume, when a campaign starts or resumes), `reserved` (an experiment set aside what
