@@ -605,22 +605,8 @@ fn instrument(
         (None, false) => {}
     }
     diags.extend(referred);
-    for (bottle, field, msg, help) in bottles.drain(..) {
-        let path = [Seg::Field("driver"), Seg::Field(bottle)];
-        // A port's map key is a number, which the span index does not name: its entry is found by its text.
-        let port = node.get(&path).and_then(|ports| {
-            ports
-                .entries
-                .iter()
-                .find(|(k, _)| source.text.get(k.span.clone()) == Some(field.as_str()))
-                .map(|(_, v)| v.span.clone())
-        });
-        let span = match (bottle, port) {
-            ("ports", Some(span)) => span,
-            ("ports", None) => node.span_of(&path),
-            _ => node.span_of(&[Seg::Field("driver"), Seg::Field(bottle), Seg::Field(&field)]),
-        };
-        diags.push(Diagnostic::error(codes::REAGENT, source, span, msg).with_help(help));
+    if !bottles.is_empty() {
+        reagents::report_bottles(source, node, std::mem::take(&mut bottles), diags);
         ok = false;
     }
     let mut line = driver.default_line();

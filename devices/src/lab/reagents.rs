@@ -222,6 +222,32 @@ pub(super) fn section(source: &Arc<SourceFile>, node: &Node, diags: &mut Diagnos
     out
 }
 
+/// Reports an instrument's bottle problems, as (the bottle's field, its field, message, hint): a reservoir's at its
+/// field, a port's at its own entry (found by the number written as its key, which the span index does not name).
+pub(super) fn report_bottles(
+    source: &Arc<SourceFile>,
+    node: &Node,
+    problems: Vec<(&'static str, String, String, String)>,
+    diags: &mut Diagnostics,
+) {
+    for (bottle, field, msg, help) in problems {
+        let path = [Seg::Field("driver"), Seg::Field(bottle)];
+        let port = node.get(&path).and_then(|ports| {
+            ports
+                .entries
+                .iter()
+                .find(|(k, _)| source.text.get(k.span.clone()) == Some(field.as_str()))
+                .map(|(_, v)| v.span.clone())
+        });
+        let span = match (bottle, port) {
+            ("ports", Some(span)) => span,
+            ("ports", None) => node.span_of(&path),
+            _ => node.span_of(&[Seg::Field("driver"), Seg::Field(bottle), Seg::Field(&field)]),
+        };
+        diags.push(Diagnostic::error(super::codes::REAGENT, source, span, msg).with_help(help));
+    }
+}
+
 /// Validates the `reagents` section's entry `name`: problems go to `fail` as (field, message, hint).
 pub(super) fn reagent(name: &str, f: ReagentFile, fail: &mut dyn FnMut(&str, String, String)) -> Reagent {
     let concentration = f.concentration.as_deref().and_then(|c| match quantity(c, Dimension::Concentration) {

@@ -6,7 +6,11 @@
 //! or still in doubt); [`settle_reconciled`] settles what is still in doubt by policy once its instrument is
 //! reconciled; [`fail_stranded_steps`] fails steps that no working instrument or usable place can serve (or, by
 //! default, lets those that wait for a blocked place wait for a person); [`conclude_experiments`] tells the learner
-//! and carries failed experiments' vessels back to the rack.
+//! and carries failed experiments' vessels back to the rack. [`settle_draws`] frees the valve a dispense claimed and
+//! gives back a draw that never acted, and [`release_reservations`] lets go of what concluded experiments reserved.
+//!
+//! One file because the file a system lives in says when it runs: these are the *Conclude* set's systems, in its
+//! order; what they share lives in `systems/mod.rs`, and the stock's bookkeeping in `schedule::stock`.
 
 use std::collections::HashSet;
 
