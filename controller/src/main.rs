@@ -100,6 +100,7 @@ fn main() -> ExitCode {
             operating::confirm(&who, step, done, not_done, failed, vessel_at)
         }
         Command::Clear { place, who } => operating::operator_command(&who, OperatorAction::Clear { place }),
+        Command::Restock { bottle, volume, set, who } => operating::restock(&who, &bottle, &volume, set),
         Command::Plan { lab, file, count, set } => planning::plan_command(&lab, &file, count, &set),
         Command::Bench { command: BenchCommand::Learn { seeds, landscapes } } => {
             planning::bench_learn(seeds, landscapes)

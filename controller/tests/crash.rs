@@ -512,7 +512,11 @@ fn audit(conn: &Connection, ledger: &LedgerFile) -> Audit {
             | Event::Collided { .. }
             | Event::Weighed { .. }
             | Event::ValveMoved { .. }
-            | Event::Sparged { .. } => panic!("{what}: this must never happen on this bench"),
+            | Event::Sparged { .. }
+            | Event::Drew { .. }
+            | Event::DryDraw { .. }
+            | Event::Returned { .. }
+            | Event::Refilled { .. } => panic!("{what}: this must never happen on this bench"),
         }
     }
     // The other way: every step the record calls done happened on the bench, once, whole; one that may have acted

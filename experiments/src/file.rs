@@ -124,14 +124,50 @@ pub enum VaryFile {
         #[serde(default = "unit_step")]
         step: f64,
     },
-    /// One of several named levels, each with the number the protocol parameter takes for it.
+    /// One of several named levels, each with the number the protocol parameter takes for it, or, for a reagent
+    /// parameter of the protocol, the reagent it dispenses.
     Categorical {
-        /// Level name to protocol value, in the order the file lists them.
-        levels: std::collections::BTreeMap<String, f64>,
+        /// Level name to protocol value (or reagent name), in the order the file lists them.
+        levels: std::collections::BTreeMap<String, LevelFile>,
         /// How models see the levels.
         #[serde(default)]
         encoding: EncodingFile,
     },
+}
+
+/// What a categorical level gives the protocol: a number, or (for a reagent parameter) a reagent's name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LevelFile {
+    /// The number a numeric parameter takes.
+    Number(f64),
+    /// The reagent a reagent parameter takes.
+    Reagent(String),
+}
+
+impl<'de> Deserialize<'de> for LevelFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A visitor rather than `untagged`, so anything else is named in the error.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = LevelFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, or a reagent's name")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<LevelFile, E> {
+                Ok(LevelFile::Number(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LevelFile, E> {
+                Ok(LevelFile::Number(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LevelFile, E> {
+                Ok(LevelFile::Number(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LevelFile, E> {
+                Ok(LevelFile::Reagent(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 fn unit_step() -> f64 {

@@ -36,7 +36,7 @@ pub mod space;
 pub mod stop;
 pub mod surrogate;
 
-pub use campaign::{Campaign, load_campaign};
+pub use campaign::{Campaign, load_campaign, reagents_at};
 pub use objective::{Direction, Objective};
 pub use pareto::{hypervolume, pareto_front};
 pub use proposer::{

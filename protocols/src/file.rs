@@ -46,6 +46,9 @@ pub struct ProtocolHeader {
     /// The inputs a campaign may set: read separately as [`ParameterFile`]s.
     #[serde(default)]
     pub parameters: Option<IgnoredAny>,
+    /// The reagent parameters: read separately as [`crate::reagent::ReagentParameterFile`]s.
+    #[serde(default)]
+    pub reagents: Option<IgnoredAny>,
     /// The results the protocol produces: read separately as [`OutputFile`]s.
     #[serde(default)]
     pub outputs: Option<IgnoredAny>,
@@ -152,6 +155,10 @@ pub enum OpFile {
     Dispense {
         /// The volume to dispense.
         volume: String,
+        /// The reagent to add: a name the lab declares, or a reagent parameter (`"$catalyst"`); without it, whatever
+        /// the pump's bottle holds.
+        #[serde(default)]
+        reagent: Option<String>,
     },
     /// Heat the vessel on a hotplate to a temperature, hold it there, and optionally stir.
     Heat {

@@ -21,6 +21,7 @@ pub mod kind;
 pub mod op;
 pub mod print;
 pub mod protocol;
+pub mod reagent;
 pub mod ron_file;
 pub mod source;
 pub mod units;
@@ -33,6 +34,7 @@ pub use kind::InstrumentKind;
 pub use op::{Action, Arg, Destination, InstrumentRef, Op, Operation};
 pub use print::to_ron;
 pub use protocol::{BindError, BindProblem, Bound, BoundStep, Output, Parameter, Protocol, Step, StepRules};
+pub use reagent::{ReagentParameter, ReagentSlot};
 pub use validate::load_protocol;
 
 /// Loads a protocol from text, naming it `name` in diagnostics; warnings are dropped.

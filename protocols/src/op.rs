@@ -72,6 +72,8 @@ pub enum Op {
     Dispense {
         /// How much.
         volume: Arg<Volume>,
+        /// Which reagent, if the step names one; otherwise whatever the pump's bottle holds.
+        reagent: Option<Arg<String>>,
     },
     /// Heat the vessel, hold, and optionally stir.
     Heat {
@@ -192,6 +194,9 @@ pub enum Action {
     Dispense {
         /// How much, in microlitres.
         volume: Volume,
+        /// Which reagent, if the step names one: the controller resolves it to a bottle the pump reaches.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reagent: Option<String>,
     },
     /// Heat, hold and optionally stir.
     Heat {
@@ -294,7 +299,8 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::Transfer { to } => write!(f, "Transfer to {to}"),
-            Action::Dispense { volume } => write!(f, "Dispense {volume}"),
+            Action::Dispense { volume, reagent: None } => write!(f, "Dispense {volume}"),
+            Action::Dispense { volume, reagent: Some(r) } => write!(f, "Dispense {volume} of {r}"),
             Action::Heat { temperature, duration, stir: Some(s) } => {
                 write!(f, "Heat {temperature} for {duration} at {s}")
             }

@@ -31,6 +31,13 @@ pub fn to_ron(protocol: &Protocol) -> String {
         }
         out.push_str("    },\n");
     }
+    if !protocol.reagent_parameters().is_empty() {
+        out.push_str("    reagents: {\n");
+        for r in protocol.reagent_parameters() {
+            let _ = writeln!(out, "        {}: {},", string(&r.name), reagent_parameter(r));
+        }
+        out.push_str("    },\n");
+    }
     if !protocol.outputs().is_empty() {
         out.push_str("    outputs: {\n");
         for o in protocol.outputs() {
@@ -59,6 +66,23 @@ fn parameter(p: &Parameter) -> String {
     }
     if !p.description.is_empty() {
         let _ = write!(s, ", description: {}", string(&p.description));
+    }
+    s.push(')');
+    s
+}
+
+fn reagent_parameter(r: &crate::ReagentParameter) -> String {
+    let mut s = match &r.slot {
+        crate::ReagentSlot::Role(role) => format!("(role: {}", string(role)),
+        crate::ReagentSlot::List(list) => {
+            format!("(among: [{}]", list.iter().map(|n| string(n)).collect::<Vec<_>>().join(", "))
+        }
+    };
+    if let Some(d) = &r.default {
+        let _ = write!(s, ", default: {}", string(d));
+    }
+    if !r.description.is_empty() {
+        let _ = write!(s, ", description: {}", string(&r.description));
     }
     s.push(')');
     s
@@ -110,7 +134,14 @@ fn op(op: &Op) -> String {
             };
             format!("Transfer(to: {to})")
         }
-        Op::Dispense { volume } => format!("Dispense(volume: {})", arg(volume, |v: &Volume| (v.0, "uL"))),
+        Op::Dispense { volume, reagent } => {
+            let reagent = match reagent {
+                None => String::new(),
+                Some(Arg::Value(name)) => format!(", reagent: {}", string(name)),
+                Some(Arg::Param(name)) => format!(", reagent: {}", string(&format!("${name}"))),
+            };
+            format!("Dispense(volume: {}{reagent})", arg(volume, |v: &Volume| (v.0, "uL")))
+        }
         Op::Heat { temperature, duration, stir } => {
             let mut s = format!(
                 "Heat(temperature: {}, duration: {}",

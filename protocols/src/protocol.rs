@@ -14,6 +14,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::diagnostic::SourceFile;
 use crate::kind::InstrumentKind;
 use crate::op::{Action, Arg, InstrumentRef, Op, Operation};
+use crate::reagent::ReagentParameter;
 use crate::units::{Dimension, Duration, Quantity, Unit, trim_float};
 
 /// A protocol input: a number with a unit and a range.
@@ -85,6 +86,7 @@ pub struct Protocol {
     pub(crate) name: String,
     pub(crate) description: String,
     pub(crate) parameters: Vec<Parameter>,
+    pub(crate) reagents: Vec<ReagentParameter>,
     pub(crate) outputs: Vec<Output>,
     pub(crate) steps: Vec<Step>,
     /// Node `i` is step `i`; an edge `a -> b` means `b` runs after `a`.
@@ -109,6 +111,37 @@ impl Protocol {
     /// The file the protocol was loaded from, with its full text (for provenance).
     pub fn source(&self) -> &Arc<SourceFile> {
         &self.source
+    }
+
+    /// The reagent parameters, sorted by name.
+    pub fn reagent_parameters(&self) -> &[ReagentParameter] {
+        &self.reagents
+    }
+
+    /// The reagent parameter called `name`.
+    pub fn reagent_parameter(&self, name: &str) -> Option<&ReagentParameter> {
+        self.reagents.iter().find(|p| p.name == name)
+    }
+
+    /// The reagents step `i` may dispense: none for a step that names no reagent, the one it names, or every
+    /// reagent its parameter may take given `allowed` (from a campaign's levels; the parameter's own list or its
+    /// default otherwise).
+    pub fn reagents_of(&self, i: usize, allowed: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+        match &self.steps[i].op {
+            Op::Dispense { reagent: Some(Arg::Value(name)), .. } => vec![name.clone()],
+            Op::Dispense { reagent: Some(Arg::Param(p)), .. } => match allowed.get(p) {
+                Some(list) => list.clone(),
+                None => {
+                    let decl = self.reagent_parameter(p).expect("validated: reagent parameters resolve");
+                    match (&decl.slot, &decl.default) {
+                        (crate::ReagentSlot::List(list), _) => list.clone(),
+                        (_, Some(d)) => vec![d.clone()],
+                        _ => Vec::new(),
+                    }
+                }
+            },
+            _ => Vec::new(),
+        }
     }
 
     /// The parameters, sorted by name.
@@ -184,9 +217,20 @@ impl Protocol {
     /// Binds the protocol to parameter values given in each parameter's own unit. Parameters not given take their
     /// default. Fails if a value is missing, out of range, or names no parameter.
     pub fn bind(&self, values: &BTreeMap<String, f64>) -> Result<Bound, BindError> {
+        self.bind_with(values, &BTreeMap::new())
+    }
+
+    /// Binds the protocol to parameter values and to the reagent each reagent parameter takes (reagent parameters
+    /// not given take their default). A campaign passes a reagent parameter's level number among `values` too; it
+    /// is kept in [`Bound::values`] for the record, and the reagent comes from `reagents`.
+    pub fn bind_with(
+        &self,
+        values: &BTreeMap<String, f64>,
+        reagents: &BTreeMap<String, String>,
+    ) -> Result<Bound, BindError> {
         let mut errors = Vec::new();
-        for name in values.keys() {
-            if self.parameter(name).is_none() {
+        for name in values.keys().chain(reagents.keys()) {
+            if self.parameter(name).is_none() && self.reagent_parameter(name).is_none() {
                 errors.push(BindProblem::Unknown { name: name.clone() });
             }
         }
@@ -204,6 +248,18 @@ impl Protocol {
                 Some(v) => {
                     resolved.insert(p.name.clone(), v);
                 }
+            }
+        }
+        let mut chosen = BTreeMap::new();
+        for r in &self.reagents {
+            match reagents.get(&r.name).or(r.default.as_ref()) {
+                None => errors.push(BindProblem::Missing { name: r.name.clone() }),
+                Some(name) => {
+                    chosen.insert(r.name.clone(), name.clone());
+                }
+            }
+            if let Some(v) = values.get(&r.name) {
+                resolved.insert(r.name.clone(), *v);
             }
         }
         if !errors.is_empty() {
@@ -229,7 +285,13 @@ impl Protocol {
             .map(|(i, s)| {
                 let action = match &s.op {
                     Op::Transfer { to } => Action::Transfer { to: to.clone() },
-                    Op::Dispense { volume } => Action::Dispense { volume: arg(volume, &canonical) },
+                    Op::Dispense { volume, reagent } => Action::Dispense {
+                        volume: arg(volume, &canonical),
+                        reagent: reagent.as_ref().map(|r| match r {
+                            Arg::Value(name) => name.clone(),
+                            Arg::Param(p) => chosen[p].clone(),
+                        }),
+                    },
                     Op::Heat { temperature, duration, stir } => Action::Heat {
                         temperature: arg(temperature, &canonical),
                         duration: arg(duration, &canonical),
@@ -252,7 +314,7 @@ impl Protocol {
                 BoundStep { id: s.id.clone(), on: s.on.clone(), action, after: self.dependencies(i), rules: s.rules }
             })
             .collect();
-        Ok(Bound { values: resolved, steps })
+        Ok(Bound { values: resolved, reagents: chosen, steps })
     }
 }
 
@@ -261,6 +323,8 @@ impl Protocol {
 pub struct Bound {
     /// Every parameter's value, in the parameter's own unit.
     pub values: BTreeMap<String, f64>,
+    /// The reagent each reagent parameter took.
+    pub reagents: BTreeMap<String, String>,
     /// The steps, in the protocol's order.
     pub steps: Vec<BoundStep>,
 }

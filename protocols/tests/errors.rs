@@ -264,3 +264,61 @@ fn timing_and_retry_rules_are_checked() {
     let rules = p.steps()[3].rules;
     assert_eq!((rules.within.map(|d| d.0), rules.retry, rules.keep), (Some(120.0), 3, true));
 }
+
+#[test]
+fn reagent_parameters_and_reagent_references_are_checked() {
+    let text = r#"Protocol(
+    format: 1,
+    name: "t",
+    parameters: { "v": (unit: "uL", min: 10, max: 100) },
+    reagents: {
+        "cat": (role: "catalyst", among: ["C1"]),
+        "base": (among: ["B1", "B2"], default: "B3"),
+        "solvent": (),
+    },
+    outputs: { "a": (unit: "AU") },
+    steps: [
+        (id: "load", op: Transfer(to: Kind(SyringePump))),
+        (id: "add", op: Dispense(reagent: "$cta", volume: "$v"), after: ["load"]),
+        (id: "add2", op: Dispense(reagent: "$v", volume: "$base"), after: ["load"]),
+        (id: "to_uvvis", op: Transfer(to: Kind(Spectrometer)), after: ["add", "add2"]),
+        (id: "read", op: Measure(wavelength: "520 nm", output: "a"), after: ["to_uvvis"]),
+    ],
+)
+"#;
+    check(
+        text,
+        &[
+            "6:16 P0016 reagent parameter `cat` gives both `role` and `among`",
+            "7:48 P0016 the default `B3` of `base` is not among its reagents",
+            "8:20 P0016 reagent parameter `solvent` says neither which role nor which reagents it may take",
+            "13:43 P0016 unknown reagent parameter `cta`",
+            "14:44 P0016 `v` is a number, not a reagent",
+            "14:58 P0007 `volume` needs a volume, but `base` is a reagent",
+        ],
+    );
+    assert_eq!(
+        first_help(&text.replace("\"$cta\"", "\"$cat\"")),
+        "give one: `(role: \"catalyst\")` or `(among: [\"C1\", \"C2\"])`"
+    );
+}
+
+#[test]
+fn a_protocol_naming_reagents_prints_back_to_itself_and_binds_each_reagent() {
+    let text = include_str!("../library/catalysed.protocol.ron");
+    let (p, warnings) = load_protocol(SourceFile::new("catalysed.protocol.ron", text)).unwrap();
+    assert!(warnings.is_empty(), "{warnings}");
+    let printed = protocols::to_ron(&p);
+    let (again, _) = load_protocol(SourceFile::new("again.protocol.ron", printed.clone())).unwrap();
+    assert_eq!(again.reagent_parameters(), p.reagent_parameters(), "{printed}");
+    assert_eq!(protocols::to_ron(&again), printed);
+    let values = std::collections::BTreeMap::from([("catalyst".to_owned(), 2.0)]);
+    let reagents = std::collections::BTreeMap::from([("catalyst".to_owned(), "C2".to_owned())]);
+    let b = p.bind_with(&values, &reagents).unwrap();
+    let shown: Vec<String> = b.steps.iter().filter(|s| s.id.starts_with("add")).map(|s| s.action.to_string()).collect();
+    assert_eq!(shown, vec!["Dispense 250 uL of A", "Dispense 250 uL of B", "Dispense 40 uL of C2"]);
+    assert_eq!(b.values["catalyst"], 2.0);
+    // Without a campaign the reagent parameter takes its default.
+    let b = p.bind(&std::collections::BTreeMap::new()).unwrap();
+    assert_eq!(b.reagents["catalyst"], "C1");
+}

@@ -528,7 +528,7 @@ impl Spec {
     /// The operation a vessel step must load as.
     fn expected_op(&self, op: &OpSpec) -> Op {
         match op {
-            OpSpec::Dispense(v) => Op::Dispense { volume: self.arg(v, VOLUME, Volume) },
+            OpSpec::Dispense(v) => Op::Dispense { volume: self.arg(v, VOLUME, Volume), reagent: None },
             OpSpec::Heat(t, d, s) => Op::Heat {
                 temperature: self.arg(t, TEMPERATURE, Temperature),
                 duration: self.arg(d, DURATION, Duration),

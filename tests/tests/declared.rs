@@ -37,7 +37,7 @@ fn a_campaign_of_declared_instruments_runs_and_its_record_matches_the_ledger() {
     let (mut poured, mut sparged) = (BTreeMap::new(), BTreeMap::new());
     for e in &ledger.ledger {
         match &e.event {
-            Event::Dispensed { vessel, volume, reservoir } => {
+            Event::Dispensed { vessel, volume, reservoir, .. } => {
                 assert_eq!(reservoir, "A");
                 *poured.entry(*vessel).or_insert(0.0) += volume;
             }

@@ -5,6 +5,7 @@ mod campaign;
 mod declared;
 mod faults;
 mod fuzz;
+mod reagents;
 mod ron_files;
 mod soak;
 mod tamper;

@@ -19,6 +19,9 @@ fn every_ron_file_in_the_repository_validates() {
         "experiments/campaigns/declared.campaign.ron",
         "devices/maps/omron_e5cc.modbus.ron",
         "experiments/campaigns/demo.campaign.ron",
+        "devices/labs/catalysts.lab.ron",
+        "protocols/library/catalysed.protocol.ron",
+        "experiments/campaigns/catalysts.campaign.ron",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} is missing from {names:?}");
     }

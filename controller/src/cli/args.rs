@@ -406,6 +406,22 @@ pub enum Command {
         #[command(flatten)]
         who: OperatorArgs,
     },
+    /// Say that a bottle was refilled: experiments held for its reagent start again. The volume is what was added,
+    /// or, with --set, what the bottle now holds above its dead volume.
+    ///
+    /// Example: lab restock C2 "10 mL" --by "A. Technician" --reason "new stock made up"
+    Restock {
+        /// The bottle: a reagent held by one bottle (`C2`), or the bottle's key (`pump_a`, `valve:2`).
+        bottle: String,
+        /// A volume with its unit, such as "10 mL" or "500 uL"; never negative.
+        #[arg(allow_hyphen_values = true)]
+        volume: String,
+        /// The volume is what the bottle holds now above its dead volume, not what was added.
+        #[arg(long)]
+        set: bool,
+        #[command(flatten)]
+        who: OperatorArgs,
+    },
     /// Benchmarks of the scheduler and the proposers.
     ///
     /// Example: lab bench schedule --generated 3

@@ -63,6 +63,13 @@ pub fn sim_command(path: &Path, lab_out: Option<&Path>, hands: bool) -> u8 {
                             Some(v) => println!("vessel {v} taken off the deck at `{place}`"),
                             None => println!("no vessel stands at `{place}`"),
                         },
+                        // A bottle topped up, as a technician restocking it does (then `lab restock` tells the
+                        // controller).
+                        ["refill", bottle, volume] => match volume.parse::<f64>() {
+                            Ok(v) if v >= 0.0 && bench.refill(bottle, v) => println!("{v} uL poured into `{bottle}`"),
+                            Ok(v) if v >= 0.0 => println!("no tracked bottle is called `{bottle}`"),
+                            _ => println!("`{volume}` is not a volume in microlitres"),
+                        },
                         // An instrument that stops answering for good (a cable pulled and not put back).
                         ["mute", instrument] => {
                             let silent = devices::lab::Faults { no_reply: 1.0, ..devices::lab::Faults::none() };
@@ -75,7 +82,8 @@ pub fn sim_command(path: &Path, lab_out: Option<&Path>, hands: bool) -> u8 {
                         [] => {}
                         _ => eprintln!(
                             "lab sim: `{line}` not understood; `remove PLACE` takes the vessel at PLACE away, \
-                         `mute INSTRUMENT` makes an instrument stop answering"
+                         `mute INSTRUMENT` makes an instrument stop answering, `refill BOTTLE MICROLITRES` tops a \
+                         bottle up"
                         ),
                     }
                 }
@@ -83,7 +91,10 @@ pub fn sim_command(path: &Path, lab_out: Option<&Path>, hands: bool) -> u8 {
         }
         println!("simulators of lab `{}` (time scale {}x); Ctrl-C stops them", lab.name, lab.simulation.time_scale);
         if hands {
-            println!("type `remove PLACE` to take a vessel off the deck, `mute INSTRUMENT` to silence an instrument");
+            println!(
+                "type `remove PLACE` to take a vessel off the deck, `mute INSTRUMENT` to silence an instrument, \
+                 `refill BOTTLE MICROLITRES` to top a bottle up"
+            );
         }
         println!("{:<12} {:<14} {:<14} port", "instrument", "driver", "line");
         for spec in &lab.instruments {

@@ -23,6 +23,37 @@ pub fn operator_command(a: &OperatorArgs, action: OperatorAction) -> u8 {
     }
 }
 
+/// `lab restock BOTTLE VOLUME`: counts a bottle refilled, for the running campaign (or the next to resume).
+pub fn restock(who: &OperatorArgs, bottle: &str, volume: &str, set: bool) -> u8 {
+    let microlitres = match protocols::units::Quantity::parse(volume) {
+        Ok(q) if q.dimension == protocols::units::Dimension::Volume => q.value,
+        Ok(q) => {
+            eprintln!("lab: `{volume}` is a {}, not a volume; write it as \"10 mL\" or \"500 uL\"", q.dimension.name());
+            return exit_code::USAGE;
+        }
+        Err(e) => {
+            eprintln!("lab: `{volume}` is not a volume ({e}); write it as \"10 mL\" or \"500 uL\"");
+            return exit_code::USAGE;
+        }
+    };
+    match controller::run::operator::restock(&who.db, bottle, microlitres, set, &who.by, &who.reason) {
+        Ok((id, Some(campaign))) => {
+            println!(
+                "request {id} sent to campaign {campaign}; the controller counts `{bottle}` refilled within a second"
+            );
+            exit_code::OK
+        }
+        Ok((id, None)) => {
+            println!("request {id} recorded; no campaign is running, so it applies when one resumes");
+            exit_code::OK
+        }
+        Err(e) => {
+            eprintln!("lab: {e}");
+            exit_code::CANNOT_RUN
+        }
+    }
+}
+
 /// `lab confirm STEP`: settles a step in doubt with what a person saw.
 pub fn confirm(
     who: &OperatorArgs,

@@ -228,6 +228,10 @@ impl StepChange {
     }
 }
 
+/// The record's tables the hub keeps no twin of: a workcell's reagent stock is its own bench's (the journal rows are
+/// shipped all the same, so the hub holds every fact).
+pub const NOT_TWINNED: &[&str] = &["stock_events"];
+
 /// The statements a shipper uses, prepared once per connection.
 pub struct Statements {
     journal: Statement,
@@ -783,6 +787,9 @@ impl<'s> Batch<'s> {
                     self.then.push((&st.actual, values![wc, *experiment, name.clone(), *value]));
                 }
             }
+            // A workcell's reagent stock is its own bench's: the hub keeps no twin of `stock_events` (the journal row
+            // itself is shipped, so nothing is lost, and `lab verify` on the workcell checks the table).
+            RecordEvent::Stock { .. } => {}
             RecordEvent::RequestHandled { .. } => {
                 // lab.db marks the person's request row handled; the hub holds no request rows (people write them
                 // into the workcell's lab.db, outside the journal), so nothing changes here.

@@ -141,6 +141,10 @@ pub struct Status {
     pub settled: Vec<SettledLine>,
     /// Why the campaign stopped, if the record says.
     pub note: Option<String>,
+    /// Each tracked bottle: its key, reagent and the microlitres left above its dead volume.
+    pub stock: Vec<(String, String, f64)>,
+    /// What experiments wait for: the latest `waiting for restock` of each reagent not refilled since.
+    pub restock: Vec<String>,
 }
 
 /// The lab seconds a campaign still needs, from its pace so far: the lab time per finished experiment, times the
@@ -334,6 +338,8 @@ fn read_status(conn: &Connection, id: i64) -> rusqlite::Result<Option<Status>> {
         v
     };
     let blocked = blocked_places(conn, id)?;
+    let (stock, restock) = stock_of(conn, id)?;
+    let restock = if status == "running" { restock } else { Vec::new() };
     let waiting_for_places = if blocked.is_empty() { Vec::new() } else { waiting_for_places(conn, id)? };
     let settled = settled(conn, id)?;
     let paused = status == "running" && paused(conn, id)?;
@@ -377,6 +383,8 @@ fn read_status(conn: &Connection, id: i64) -> rusqlite::Result<Option<Status>> {
         waiting_for_places,
         settled,
         note,
+        stock,
+        restock,
     }))
 }
 
@@ -393,6 +401,38 @@ pub fn paused(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
         )
         .optional()?
         .is_some_and(|m| m.starts_with("paused:")))
+}
+
+/// Each tracked bottle's stock, and what experiments wait for, from `stock_events` (empty for a record older than
+/// schema version 7, which tracked no stock).
+fn stock_of(conn: &Connection, id: i64) -> rusqlite::Result<(Vec<(String, String, f64)>, Vec<String>)> {
+    let has: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'stock_events'", [], |r| r.get(0))?;
+    if has == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut stmt = conn.prepare("SELECT bottle, reagent, left_ul FROM stock WHERE campaign_id = ?1 ORDER BY bottle")?;
+    let stock = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
+    // The latest `waiting for restock` of each reagent, unless the reagent was refilled since.
+    let mut stmt = conn.prepare(
+        "SELECT at, message FROM events WHERE campaign_id = ?1 AND message LIKE 'waiting for restock: %' ORDER BY id",
+    )?;
+    let mut latest: std::collections::BTreeMap<String, (f64, String)> = std::collections::BTreeMap::new();
+    for row in stmt.query_map([id], |r| Ok((r.get::<_, f64>(0)?, r.get::<_, String>(1)?)))? {
+        let (at, message) = row?;
+        let reagent = message.split('`').nth(1).unwrap_or_default().to_owned();
+        latest.insert(reagent, (at, message));
+    }
+    let mut refilled = conn.prepare(
+        "SELECT count(*) FROM stock_events WHERE campaign_id = ?1 AND kind = 'refilled' AND reagent = ?2 AND at >= ?3",
+    )?;
+    let mut restock = Vec::new();
+    for (reagent, (at, message)) in latest {
+        if refilled.query_row(rusqlite::params![id, reagent, at], |r| r.get::<_, i64>(0))? == 0 {
+            restock.push(message);
+        }
+    }
+    Ok((stock, restock))
 }
 
 /// How many settled steps the status lists.
@@ -611,6 +651,24 @@ impl fmt::Display for Status {
                     s.evidence
                 )?;
                 writeln!(f, "          {}", s.reason)?;
+            }
+        }
+        if !self.restock.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "WAITING FOR RESTOCK: refill the bottle, then `lab restock REAGENT VOLUME --db {}`",
+                self.db.display()
+            )?;
+            for message in &self.restock {
+                writeln!(f, "  {}", message.trim_start_matches("waiting for restock: "))?;
+            }
+        }
+        if !self.stock.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "stock (usable, above each bottle's dead volume)")?;
+            for (bottle, reagent, left) in &self.stock {
+                writeln!(f, "  {bottle:<14} {reagent:<10} {:>10.0} uL", left)?;
             }
         }
         if !self.recent.is_empty() {

@@ -8,11 +8,13 @@
 pub mod check;
 pub mod diagnostics;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use devices::Lab;
 use experiments::Campaign;
+use protocols::source::Seg;
 use protocols::{Diagnostic, Diagnostics, Protocol, SourceFile};
 
 /// Why inputs could not be loaded.
@@ -140,7 +142,16 @@ pub fn load_campaign_inputs(campaign_path: &Path, lab_override: Option<&Path>) -
     if let Some(p) = &protocol {
         problems.extend(campaign.check_against(p));
         if let Some(l) = &lab {
-            problems.extend(l.check_protocol(p));
+            for d in unknown_level_reagents(&campaign, &source, l, p) {
+                problems.push(d);
+            }
+            // Levels naming reagents the lab lacks were reported at the level; the protocol is checked for the rest.
+            let known: BTreeMap<String, Vec<String>> = campaign
+                .reagents
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().filter(|r| l.reagent(r).is_some()).cloned().collect()))
+                .collect();
+            problems.extend(l.check_protocol_with(p, &known));
         }
     }
     if let Some(l) = &lab
@@ -172,6 +183,7 @@ pub fn load_campaign_inputs(campaign_path: &Path, lab_override: Option<&Path>) -
     let (Some(protocol), Some(lab)) = (protocol, lab) else {
         return Err(LoadError::Invalid(Diagnostics::new()));
     };
+    warnings.0.extend(stock_warnings(&campaign, &source, &protocol, &lab));
     Ok(Inputs {
         campaign,
         campaign_path: campaign_path.to_owned(),
@@ -231,4 +243,129 @@ fn field_line(text: &str, key: &str, value: std::ops::Range<usize>) -> Option<st
         end += 1;
     }
     Some(start..end)
+}
+
+/// C0102: a level of a reagent parameter names a reagent the lab does not declare, or one whose role the protocol's
+/// reagent parameter does not allow.
+fn unknown_level_reagents(
+    campaign: &Campaign,
+    source: &Arc<SourceFile>,
+    lab: &devices::Lab,
+    protocol: &Protocol,
+) -> Vec<Diagnostic> {
+    let tree = protocols::source::index(&source.text);
+    let names: Vec<&str> = lab.reagents.keys().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for (param, reagents) in &campaign.reagents {
+        let Some(dim) = campaign.space.dim(param) else { continue };
+        let slot = protocol.reagent_parameter(param).map(|p| &p.slot);
+        for (level, reagent) in dim.levels().unwrap_or_default().iter().zip(reagents) {
+            let span =
+                tree.span_of(&[Seg::Field("vary"), Seg::Key(param), Seg::Field("levels"), Seg::Key(&level.label)]);
+            if lab.reagent(reagent).is_some() {
+                if let Some(slot) = slot
+                    && !lab.reagents_for(slot).contains(reagent)
+                {
+                    out.push(
+                        Diagnostic::error(
+                            "C0102",
+                            source,
+                            span,
+                            format!(
+                                "level `{}` of `{param}` dispenses `{reagent}`, but protocol `{}` allows {slot}",
+                                level.label,
+                                protocol.name()
+                            ),
+                        )
+                        .with_help(format!("choose among: {}", lab.reagents_for(slot).join(", "))),
+                    );
+                }
+                continue;
+            }
+            let help = match protocols::ron_file::suggest(reagent, &names) {
+                Some(s) => format!("did you mean `{s}`? Lab `{}` declares: {}", lab.name, names.join(", ")),
+                None => format!("lab `{}` declares: {}", lab.name, names.join(", ")),
+            };
+            out.push(
+                Diagnostic::error(
+                    "C0102",
+                    source,
+                    span,
+                    format!(
+                        "level `{}` of `{param}` dispenses `{reagent}`, which lab `{}` does not declare",
+                        level.label, lab.name
+                    ),
+                )
+                .with_help(help),
+            );
+        }
+    }
+    out
+}
+
+/// C0103: a bottle holds less than the campaign's worst case needs (every experiment adding the most it can of each
+/// reagent it may add), counted in experiments' worth. The campaign still runs: experiments that cannot be served wait
+/// for `lab restock`.
+fn stock_warnings(
+    campaign: &Campaign,
+    source: &Arc<SourceFile>,
+    protocol: &Protocol,
+    lab: &devices::Lab,
+) -> Vec<Diagnostic> {
+    let allowed = lab.allowed_reagents(protocol, &campaign.reagents);
+    let mut per_experiment: BTreeMap<String, f64> = BTreeMap::new();
+    for (i, step) in protocol.steps().iter().enumerate() {
+        let protocols::Op::Dispense { volume, .. } = &step.op else { continue };
+        let most = match volume {
+            protocols::Arg::Value(v) => v.0,
+            protocols::Arg::Param(name) => {
+                let Some(p) = protocol.parameter(name) else { continue };
+                let value = match (campaign.space.dim(name), campaign.fixed.get(name)) {
+                    (Some(d), _) => d.max,
+                    (None, Some(v)) => *v,
+                    (None, None) => p.default.unwrap_or(p.max),
+                };
+                p.to_canonical(value).value
+            }
+        };
+        for r in protocol.reagents_of(i, &allowed) {
+            *per_experiment.entry(r).or_default() += most;
+        }
+    }
+    let tree = protocols::source::index(&source.text);
+    let mut out = Vec::new();
+    for (reagent, most) in per_experiment {
+        let bottles: Vec<(devices::lab::Source, &devices::lab::Bottle)> =
+            lab.bottles().into_iter().filter(|(_, b)| b.reagent == reagent).collect();
+        if bottles.is_empty() || bottles.iter().any(|(_, b)| b.volume.is_none()) || most <= 0.0 {
+            continue;
+        }
+        let usable: f64 = bottles.iter().filter_map(|(_, b)| b.usable()).map(|v| v.0).sum();
+        let worth = (usable / most).floor() as usize;
+        if worth >= campaign.budget {
+            continue;
+        }
+        let names: Vec<String> = bottles.iter().map(|(s, _)| format!("`{}`", s.key())).collect();
+        out.push(
+            Diagnostic::error(
+                "C0103",
+                source,
+                tree.span_of(&[Seg::Field("budget")]),
+                format!(
+                    "`{reagent}` may run out: {} usable in {} is {worth} experiments' worth at up to {} each, and the \
+                     budget is {} experiments",
+                    protocols::units::Volume(usable),
+                    names.join(", "),
+                    protocols::units::Volume(most),
+                    campaign.budget
+                ),
+            )
+            .with_help(
+                "fill a bigger bottle, or be ready to `lab restock` it: experiments that need it wait until then, \
+                 while the others run",
+            )
+            .warning(),
+        );
+    }
+    out
 }

@@ -175,6 +175,7 @@ pub fn plan_file(lab_path: &Path, file: &Path, count: usize, set: &[String]) -> 
         stop: experiments::StopRules::default(),
         budget: count.max(1),
         in_flight: count.max(1),
+        reagents: BTreeMap::new(),
     };
     let (setup, learner) = Setup::campaign(
         &parts,

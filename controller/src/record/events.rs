@@ -337,6 +337,31 @@ pub enum RecordEvent {
         /// The message.
         message: String,
     },
+    /// What a bottle holds changed, as the controller knows it (see `stock_events`).
+    Stock {
+        /// Campaign id.
+        campaign: i64,
+        /// Lab time.
+        at: f64,
+        /// The bottle ([`devices::Source::key`]).
+        bottle: String,
+        /// The reagent it holds.
+        reagent: String,
+        /// `declared`, `reserved`, `drawn`, `released`, `refilled` or `adjusted`.
+        kind: String,
+        /// Microlitres.
+        volume: f64,
+        /// The experiment concerned.
+        experiment: Option<i64>,
+        /// The dispense step concerned.
+        step: Option<i64>,
+        /// Whether a draw's outcome is unknown (charged in full).
+        unknown: bool,
+        /// Microlitres left above the dead volume after it, for tracked bottles.
+        left: Option<f64>,
+        /// For people.
+        note: String,
+    },
     /// An operator's request (from `operator_requests`) was carried out; the journal keeps who asked and why.
     RequestHandled {
         /// The request's id in `operator_requests`.
@@ -418,6 +443,7 @@ impl RecordEvent {
             RecordEvent::ExperimentFinished { .. } => "ExperimentFinished",
             RecordEvent::Command { .. } => "Command",
             RecordEvent::Event { .. } => "Event",
+            RecordEvent::Stock { .. } => "Stock",
             RecordEvent::RequestHandled { .. } => "RequestHandled",
             RecordEvent::Settled { .. } => "Settled",
             RecordEvent::CampaignFinished { .. } => "CampaignFinished",
@@ -436,6 +462,7 @@ impl RecordEvent {
             | RecordEvent::Measurement { at, .. }
             | RecordEvent::ExperimentFinished { at, .. }
             | RecordEvent::Event { at, .. }
+            | RecordEvent::Stock { at, .. }
             | RecordEvent::RequestHandled { at, .. }
             | RecordEvent::Settled { at, .. }
             | RecordEvent::CampaignFinished { at, .. }
@@ -455,6 +482,7 @@ impl RecordEvent {
             | RecordEvent::Decision { campaign, .. }
             | RecordEvent::Command { campaign, .. }
             | RecordEvent::Event { campaign, .. }
+            | RecordEvent::Stock { campaign, .. }
             | RecordEvent::CampaignFinished { campaign, .. }
             | RecordEvent::ClaimReleased { campaign, .. } => Some(*campaign),
             _ => None,

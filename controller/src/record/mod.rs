@@ -46,6 +46,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/004-clear-requests.sql")),
     M::up(include_str!("../../migrations/005-signed-checkpoints.sql")),
     M::up(include_str!("../../migrations/006-settlements.sql")),
+    M::up(include_str!("../../migrations/007-stock.sql")),
 ];
 
 /// The schema version this build writes.

@@ -202,6 +202,25 @@ pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()
             sql.get("INSERT INTO events (campaign_id, at, level, instrument, message) VALUES (?1, ?2, ?3, ?4, ?5)")?
                 .execute(params![campaign, at, level, instrument, message])?;
         }
+        RecordEvent::Stock { campaign, at, bottle, reagent, kind, volume, experiment, step, unknown, left, note } => {
+            sql.get(
+                "INSERT INTO stock_events (campaign_id, at, bottle, reagent, kind, volume_ul, experiment_id, step_id, \
+                 unknown, left_ul, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                campaign,
+                at,
+                bottle,
+                reagent,
+                kind,
+                volume,
+                experiment,
+                step,
+                *unknown as i64,
+                left,
+                note
+            ])?;
+        }
         RecordEvent::RequestHandled { request, at, .. } => {
             // The request row itself is written by the person's command, outside the journal (the controller is the
             // journal's only writer); the journal keeps who asked, why and what was done, and marking the request
@@ -277,4 +296,5 @@ pub const PROJECTED: &[(&str, &str)] = &[
     ("commands", "id"),
     ("events", "id"),
     ("settlements", "id"),
+    ("stock_events", "id"),
 ];

@@ -17,7 +17,7 @@ use crossbeam_channel::Sender;
 use devices::capability::Instrument as DeviceInstrument;
 use devices::{Clock, Lab};
 use protocols::Protocol;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::record::{RecordEvent, Recorder};
 use crate::schedule::bridge::step_error;
@@ -25,8 +25,16 @@ use crate::schedule::bridge::{Dispatch, Executor, Inbound, StepError};
 
 /// What a real instrument task is asked to do.
 pub(super) enum Work {
-    Step(Dispatch),
+    /// A step; for a dispense through a selector valve, with the valve's task, which the pump's task asks to turn
+    /// first (the scheduler claimed the valve with the pump, so nothing else turns it meanwhile).
+    Step(Dispatch, Option<mpsc::UnboundedSender<Work>>),
     Reconcile,
+    /// Turn this valve to a port for the step tagged `tag` (running on the pump the valve feeds), and answer.
+    Turn {
+        position: u32,
+        tag: i64,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Read the instrument's physical state back, tagging the exchanges with a step in doubt's id.
     Observe(i64),
 }
@@ -44,8 +52,9 @@ impl Executor for TaskExecutor {
         if tx.is_closed() {
             return false;
         }
+        let valve = dispatch.turn.and_then(|(v, _)| self.senders.get(&v).cloned());
         self.recorder.after_commit(move || {
-            let _ = tx.send(Work::Step(dispatch));
+            let _ = tx.send(Work::Step(dispatch, valve));
         });
         true
     }
@@ -300,8 +309,15 @@ pub(super) async fn instrument_task(
             _ = abort.wait_for(|a| *a) => None,
         };
         let Some(work) = next else { break };
-        let d = match work {
-            Work::Step(d) => d,
+        let (d, valve) = match work {
+            Work::Step(d, valve) => (d, valve),
+            Work::Turn { position, tag, reply } => {
+                inst.set_tag(Some(tag as u64));
+                let r = devices::execute(&mut *inst, &devices::Task::Select { position }).await;
+                inst.set_tag(None);
+                let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                continue;
+            }
             Work::Observe(step_id) => {
                 // Only queries go out, who it is first and then its state; the exchanges carry the step's id, so the
                 // record keeps them as its evidence.
@@ -352,7 +368,12 @@ pub(super) async fn instrument_task(
                 instrument_fault: false,
             }),
             Some(task) => tokio::select! {
-                r = devices::execute(&mut *inst, task) => r.map_err(|e| step_error(&e)),
+                r = async {
+                    if let (Some((_, port)), Some(valve)) = (d.turn, &valve) {
+                        turn_valve(valve, port, d.step_id, &name).await?;
+                    }
+                    devices::execute(&mut *inst, task).await.map_err(|e| step_error(&e))
+                } => r,
                 // The timeout is lab time, but never less than 30 s of wall time: on a fast clock the serial
                 // exchanges themselves (which are never accelerated) would otherwise eat it.
                 _ = tokio::time::sleep(clock.wall(d.timeout).max(Duration::from_secs(30))) => Err(StepError {
@@ -383,5 +404,20 @@ pub(super) async fn instrument_task(
     match inst.safe_state().await {
         Ok(()) => say("info", format!("{name} left in its safe state")),
         Err(e) => say("error", format!("{name} could NOT be put in its safe state at the end: {e}")),
+    }
+}
+
+/// Asks the task of the valve feeding pump `pump` to turn to `port`, and waits for it. A valve that does not turn
+/// fails the step before the pump has moved, so nothing was drawn.
+async fn turn_valve(valve: &mpsc::UnboundedSender<Work>, port: u32, tag: i64, pump: &str) -> Result<(), StepError> {
+    let failed = |message: String| StepError { message, may_have_acted: false, instrument_fault: false };
+    let (tx, rx) = oneshot::channel();
+    valve
+        .send(Work::Turn { position: port, tag, reply: tx })
+        .map_err(|_| failed(format!("{pump}: the valve feeding it is not running")))?;
+    match rx.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(failed(format!("{pump}: the valve feeding it did not turn to port {port}: {e}"))),
+        Err(_) => Err(failed(format!("{pump}: the valve feeding it stopped before turning to port {port}"))),
     }
 }

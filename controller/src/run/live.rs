@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub unknown: Vec<i64>,
     /// The campaign has nothing left to do.
     pub finished: bool,
+    /// Reagents whose bottles cannot serve the next experiment that needs them (held until `lab restock`).
+    pub waiting: Vec<String>,
 }
 
 impl Snapshot {
@@ -108,6 +110,10 @@ impl Snapshot {
             instruments: instruments.into_iter().map(|(_, l)| l).collect(),
             unknown,
             finished: state.is_finished(),
+            waiting: world
+                .get_resource::<crate::schedule::stock::Stock>()
+                .map(|s| s.waiting.keys().cloned().collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -147,6 +153,9 @@ impl Snapshot {
         if self.paused {
             s.push_str(", PAUSED");
         }
+        if !self.waiting.is_empty() {
+            s.push_str(&format!(", WAITING FOR RESTOCK: {} (lab restock REAGENT VOLUME)", self.waiting.join(" ")));
+        }
         if !self.unknown.is_empty() {
             let ids: Vec<String> = self.unknown.iter().map(i64::to_string).collect();
             s.push_str(&format!(", UNKNOWN steps {} (lab confirm ID ...)", ids.join(" ")));
@@ -177,7 +186,7 @@ enum Mode {
     /// Bars redrawn in place.
     Bars { multi: MultiProgress, main: ProgressBar, lines: Vec<ProgressBar> },
     /// A plain line per change.
-    Plain { reported: Option<(usize, usize, bool)> },
+    Plain { reported: Option<(usize, usize, bool, usize)> },
     /// Nothing.
     Off,
 }
@@ -231,8 +240,10 @@ impl LiveView {
         match &mut self.mode {
             Mode::Off => {}
             Mode::Plain { reported } => {
-                let key = (snap.done(), snap.unknown.len(), snap.paused);
-                if *reported != Some(key) && (snap.done() > 0 || !snap.unknown.is_empty() || snap.paused) {
+                let key = (snap.done(), snap.unknown.len(), snap.paused, snap.waiting.len());
+                if *reported != Some(key)
+                    && (snap.done() > 0 || !snap.unknown.is_empty() || snap.paused || !snap.waiting.is_empty())
+                {
                     *reported = Some(key);
                     eprintln!("  {:>3}/{} done  {}", snap.done(), snap.budget, snap.line());
                 }
@@ -326,6 +337,7 @@ mod tests {
             instruments: vec![InstrumentLine { name: "pump_a".to_owned(), doing: "idle".to_owned() }],
             unknown: vec![],
             finished: false,
+            waiting: vec![],
         }
     }
 

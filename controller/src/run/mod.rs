@@ -490,6 +490,11 @@ fn execute(
         ids,
         opts.policy,
     );
+    if restore.is_none() {
+        for e in world.resource::<crate::schedule::stock::Stock>().declared(campaign_id, clock.now()) {
+            recorder.send(e);
+        }
+    }
     if let Some(r) = &restore {
         world.insert_resource(crate::run::resume::state(r, &campaign));
         let in_doubt = crate::run::resume::apply(&mut world, r, &protocol, &lab, &recorder, clock.now());
@@ -599,6 +604,8 @@ pub struct CampaignParts {
     pub budget: usize,
     /// Experiments at once.
     pub in_flight: usize,
+    /// The reagent each level of a reagent parameter dispenses, by parameter, in level order.
+    pub reagents: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl From<&experiments::Campaign> for CampaignParts {
@@ -611,6 +618,7 @@ impl From<&experiments::Campaign> for CampaignParts {
             stop: c.stop.clone(),
             budget: c.budget,
             in_flight: c.in_flight,
+            reagents: c.reagents.clone(),
         }
     }
 }
@@ -644,7 +652,9 @@ pub fn insert_campaign(
         direction: campaign.direction,
         objectives: campaign.objectives.clone(),
         stop: campaign.stop.clone(),
+        reagents: campaign.reagents.clone(),
     }));
+    world.insert_resource(crate::schedule::stock::Stock::of(lab));
     world.insert_resource(RackState { fresh: (0..lab.deck.rack.slots()).collect::<VecDeque<_>>() });
     world.insert_resource(CampaignState::new(campaign.budget, campaign.in_flight, ids));
     world.insert_resource(policy);

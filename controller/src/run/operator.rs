@@ -18,7 +18,7 @@ use crate::schedule::bridge::{Inbound, OperatorAction, OperatorRequest, Verdict}
 /// Requests not yet handled for `campaign` (or for whichever campaign runs), oldest first.
 pub fn pending(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<OperatorRequest>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, action, step_id, verdict, place, who, reason FROM operator_requests
+        "SELECT id, action, step_id, verdict, place, who, reason, volume, absolute FROM operator_requests
          WHERE handled_at IS NULL AND (campaign_id IS NULL OR campaign_id = ?1) ORDER BY id",
     )?;
     let rows = stmt.query_map([campaign], |r| {
@@ -33,11 +33,13 @@ pub fn pending(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<Operato
             r.get::<_, Option<String>>(4)?,
             r.get::<_, String>(5)?,
             r.get::<_, String>(6)?,
+            r.get::<_, Option<f64>>(7)?,
+            r.get::<_, Option<i64>>(8)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, action, step, verdict, place, who, reason) = row?;
+        let (id, action, step, verdict, place, who, reason, volume, absolute) = row?;
         let action = match action.as_str() {
             "pause" => OperatorAction::Pause,
             "resume" => OperatorAction::Resume,
@@ -49,6 +51,12 @@ pub fn pending(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<Operato
             "clear" => match place {
                 Some(place) => OperatorAction::Clear { place },
                 None => continue,
+            },
+            "restock" => match (place, volume) {
+                (Some(bottle), Some(volume)) => {
+                    OperatorAction::Restock { bottle, volume, absolute: absolute == Some(1) }
+                }
+                _ => continue,
             },
             _ => continue,
         };
@@ -84,11 +92,21 @@ pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> R
             db.display()
         ));
     }
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(|e| e.to_string())?;
+    if matches!(action, OperatorAction::Restock { .. }) && version < 7 {
+        return Err(format!(
+            "{} was written by an older lab (schema version {version}), which tracked no stock; run `lab resume --db \
+             {}` with this lab first",
+            db.display(),
+            db.display()
+        ));
+    }
     let campaign: Option<i64> = conn
         .query_row("SELECT max(id) FROM campaigns WHERE status = 'running'", [], |r| r.get(0))
         .optional()
         .map_err(|e| e.to_string())?
         .flatten();
+    let (mut volume, mut absolute) = (None, None);
     let (name, step, verdict, place) = match action {
         OperatorAction::Pause => ("pause", None, None, None),
         OperatorAction::Resume => ("resume", None, None, None),
@@ -97,10 +115,21 @@ pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> R
             ("confirm", Some(*step), Some(verdict.name()), place.clone())
         }
         OperatorAction::Clear { place } => ("clear", None, None, Some(place.clone())),
+        OperatorAction::Restock { bottle, volume: v, absolute: a } => {
+            (volume, absolute) = (Some(*v), Some(i64::from(*a)));
+            ("restock", None, None, Some(bottle.clone()))
+        }
+    };
+    // Before schema version 7 the table had no `volume` and `absolute` (and no restock), so those stay out.
+    let insert = if version < 7 {
+        "INSERT INTO operator_requests (made_at, campaign_id, action, step_id, verdict, place, who, reason)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE ?9 IS NULL AND ?10 IS NULL"
+    } else {
+        "INSERT INTO operator_requests (made_at, campaign_id, action, step_id, verdict, place, who, reason, volume,
+         absolute) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     };
     conn.execute(
-        "INSERT INTO operator_requests (made_at, campaign_id, action, step_id, verdict, place, who, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        insert,
         params![
             humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             campaign,
@@ -109,11 +138,65 @@ pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> R
             verdict,
             place,
             who,
-            reason
+            reason,
+            volume,
+            absolute
         ],
     )
     .map_err(|e| format!("{}: {e}", db.display()))?;
     Ok((conn.last_insert_rowid(), campaign))
+}
+
+/// Asks the running campaign (or the next one to resume) of record `db` to count a bottle refilled: `bottle` is a
+/// bottle's key (`pump_a`, `valve:2`) or the reagent one bottle holds; `volume_ul` microlitres were added, or, with
+/// `absolute`, the bottle now holds that much above its dead volume. Refused before anything is written if the
+/// volume is negative or not a number, or if no recorded bottle of the campaign matches. Returns the request's id
+/// and campaign. `lab restock` and the web console's restock button both call this.
+pub fn restock(
+    db: &Path,
+    bottle: &str,
+    volume_ul: f64,
+    absolute: bool,
+    who: &str,
+    reason: &str,
+) -> Result<(i64, Option<i64>), String> {
+    if !volume_ul.is_finite() || volume_ul < 0.0 {
+        return Err(format!(
+            "cannot restock `{bottle}` by {volume_ul} uL: a restock adds liquid (or, with --set, says how much is \
+             there), so it is never negative"
+        ));
+    }
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("{}: {e}", db.display()))?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let has_stock: bool = conn
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'stock_events'", [], |r| r.get::<_, i64>(0))
+        .map(|n| n > 0)
+        .map_err(|e| format!("{}: {e}", db.display()))?;
+    if has_stock {
+        let mut stmt = conn
+            .prepare(
+                "SELECT DISTINCT bottle, reagent FROM stock_events WHERE campaign_id =
+                 (SELECT max(id) FROM campaigns WHERE status = 'running') ORDER BY bottle",
+            )
+            .map_err(|e| e.to_string())?;
+        let bottles: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| e.to_string())?;
+        let matching = bottles.iter().filter(|(b, r)| b == bottle || r == bottle).count();
+        if !bottles.is_empty() && matching != 1 {
+            let list: Vec<String> = bottles.iter().map(|(b, r)| format!("`{b}` ({r})")).collect();
+            return Err(if matching == 0 {
+                format!("the running campaign tracks no bottle `{bottle}`; its bottles are {}", list.join(", "))
+            } else {
+                format!("several bottles hold `{bottle}`; name one of {}", list.join(", "))
+            });
+        }
+    }
+    drop(conn);
+    let action = OperatorAction::Restock { bottle: bottle.to_owned(), volume: volume_ul, absolute };
+    request(db, &action, who, reason)
 }
 
 /// A thread that turns rows of `operator_requests` into inbound requests.

@@ -95,6 +95,15 @@ pub enum OperatorAction {
         /// The deck position.
         place: String,
     },
+    /// A technician refilled a bottle: by `volume` microlitres (a top-up), or to `volume` (`absolute`).
+    Restock {
+        /// The bottle: its key (`pump_a`, `valve:2`), or the reagent it holds if one bottle holds it.
+        bottle: String,
+        /// Microlitres, never negative.
+        volume: f64,
+        /// Whether `volume` is what the bottle now holds above its dead volume, rather than what was added.
+        absolute: bool,
+    },
 }
 
 impl OperatorAction {
@@ -106,6 +115,7 @@ impl OperatorAction {
             OperatorAction::Abort => "abort",
             OperatorAction::Confirm { .. } => "confirm",
             OperatorAction::Clear { .. } => "clear",
+            OperatorAction::Restock { .. } => "restock",
         }
     }
 }
@@ -166,6 +176,8 @@ pub struct Dispatch {
     pub estimate: f64,
     /// The most lab seconds it may take before it counts as failed.
     pub timeout: f64,
+    /// For a dispense through a selector valve: the valve, claimed with the pump, and the port it turns to first.
+    pub turn: Option<(Entity, u32)>,
 }
 
 /// Where dispatched steps go.

@@ -16,7 +16,7 @@ pub fn action(lab: &Lab, on: &InstrumentRef, action: &Action) -> f64 {
 /// The expected lab seconds of `action` on one instrument.
 pub fn on_instrument(lab: &Lab, spec: &InstrumentSpec, action: &Action) -> f64 {
     match (&spec.driver, action) {
-        (DriverConfig::CavroXCalibur(c), Action::Dispense { volume }) => {
+        (DriverConfig::CavroXCalibur(c), Action::Dispense { volume, .. }) => {
             // Each stroke aspirates and dispenses (two plunger travels) and switches the valve twice.
             let strokes = (volume.0 / c.syringe.0).ceil().max(1.0);
             let steps = 3000.0 * volume.0 / c.syringe.0;

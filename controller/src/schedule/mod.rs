@@ -13,6 +13,7 @@ pub mod messages;
 pub mod planner;
 pub mod resources;
 pub mod settle;
+pub mod stock;
 pub mod systems;
 
 use bevy_ecs::message::{MessageRegistry, message_update_system};
@@ -49,6 +50,7 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
     world.init_resource::<Estimates>();
     world.init_resource::<resources::Schedule>();
     world.init_resource::<resources::ReadyIndex>();
+    world.init_resource::<stock::Stock>();
     if !world.contains_resource::<resources::UnknownPolicy>() {
         world.insert_resource(resources::UnknownPolicy::Fail);
     }
@@ -68,8 +70,10 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
         (
             systems::conclude::apply_step_results,
             systems::conclude::settle_observed,
+            systems::conclude::settle_draws,
             systems::conclude::settle_reconciled,
             systems::conclude::fail_stranded_steps,
+            systems::conclude::release_reservations,
             systems::conclude::conclude_experiments,
         )
             .chain()

@@ -1,6 +1,6 @@
 //! Resources: where experiments come from, the plan, the deck, the campaign's progress, the clock and the record.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +59,16 @@ pub struct CampaignSource {
     pub objectives: Vec<String>,
     /// When to stop early.
     pub stop: experiments::StopRules,
+    /// The reagent each level of a reagent parameter dispenses, by parameter, in level order (the level's number
+    /// is its place here, from 1).
+    pub reagents: BTreeMap<String, Vec<String>>,
+}
+
+impl CampaignSource {
+    /// The reagent each reagent parameter dispenses for an experiment's values.
+    pub fn reagents_at(&self, values: &experiments::Point) -> BTreeMap<String, String> {
+        experiments::reagents_at(&self.reagents, values)
+    }
 }
 
 /// One job of a fixed list: steps on named instruments with known durations.

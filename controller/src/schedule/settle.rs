@@ -16,7 +16,7 @@ use protocols::{Arg, Op, Protocol};
 pub fn parameter_of(protocol: &Protocol, index: usize, actual: &Actual) -> Option<String> {
     let step = protocol.steps().get(index)?;
     let arg = match (&step.op, actual) {
-        (Op::Dispense { volume: Arg::Param(p) }, Actual::Volume(_)) => p,
+        (Op::Dispense { volume: Arg::Param(p), .. }, Actual::Volume(_)) => p,
         (Op::Heat { duration: Arg::Param(p), .. }, Actual::Duration(_)) => p,
         (Op::HoldTemperature { duration: Arg::Param(p), .. }, Actual::Duration(_)) => p,
         _ => return None,

@@ -690,7 +690,7 @@ mod tests {
             address: 1,
             syringe: Volume(1000.0),
             top_speed: 400,
-            reservoir: "A".into(),
+            reservoir: crate::lab::Bottle { reagent: "A".into(), volume: None, dead: Volume(0.0) },
             protocol: CavroProtocol::Dt,
         }
     }

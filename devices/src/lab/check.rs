@@ -6,12 +6,20 @@ use protocols::ron_file::suggest;
 use protocols::source::{Node, Seg, index};
 use protocols::units::{Dimension, Quantity, trim_float};
 use protocols::{Destination, InstrumentRef, Op, Operation, Protocol};
+use std::collections::BTreeMap;
 
 use super::*;
 
 impl Lab {
     /// Checks that this lab can run `protocol`. Diagnostics point into the protocol file.
     pub fn check_protocol(&self, protocol: &Protocol) -> Diagnostics {
+        self.check_protocol_with(protocol, &BTreeMap::new())
+    }
+
+    /// [`Lab::check_protocol`] for a campaign whose reagent parameters take the reagents in `levels` (by parameter
+    /// name): every reagent a dispense may add must be in the lab and reachable, from a bottle, by a pump standing
+    /// where the vessel will be.
+    pub fn check_protocol_with(&self, protocol: &Protocol, levels: &BTreeMap<String, Vec<String>>) -> Diagnostics {
         let src = protocol.source();
         let tree = index(&src.text);
         let mut diags = Diagnostics::new();
@@ -111,13 +119,15 @@ impl Lab {
                 );
             }
         }
+        let allowed = self.allowed_reagents(protocol, levels);
+        let unreachable = if refs_ok { self.check_reagents(protocol, &allowed, &tree, &mut diags) } else { Vec::new() };
         if refs_ok {
             for (t, served) in protocol.vessel_segments() {
                 let step = &protocol.steps()[*t];
-                if matches!(step.op, Op::Transfer { to: Destination::Rack }) {
+                if matches!(step.op, Op::Transfer { to: Destination::Rack }) || unreachable.contains(t) {
                     continue;
                 }
-                if self.transfer_positions(protocol, *t).is_empty() {
+                if self.transfer_positions_with(protocol, *t, &allowed).is_empty() {
                     let needs: Vec<String> = served
                         .iter()
                         .map(|&s| {
@@ -137,7 +147,11 @@ impl Lab {
                                 needs.join(", ")
                             ),
                         )
-                        .with_help("put those instruments at one position in the lab file, or add a transfer between the steps"),
+                        .with_help(if served.iter().any(|&s| !protocol.reagents_of(s, &allowed).is_empty()) {
+                            "put those instruments, reaching the reagents each dispense adds, at one position in the lab file, or add a transfer between the steps"
+                        } else {
+                            "put those instruments at one position in the lab file, or add a transfer between the steps"
+                        }),
                     );
                 }
             }
@@ -343,5 +357,96 @@ fn map_arg(a: &protocols::Arg<Quantity>) -> protocols::Arg<f64> {
     match a {
         protocols::Arg::Value(q) => protocols::Arg::Value(q.value),
         protocols::Arg::Param(p) => protocols::Arg::Param(p.clone()),
+    }
+}
+
+impl Lab {
+    /// Checks every dispense that names a reagent: the reagent (each one its parameter may take) is declared, some
+    /// bottle holds it, and a pump standing at a position the vessel may be taken to reaches it. Returns the
+    /// transfers whose positions were found wanting here, so they are not reported again as having no position.
+    fn check_reagents(
+        &self,
+        protocol: &Protocol,
+        allowed: &BTreeMap<String, Vec<String>>,
+        tree: &Node,
+        diags: &mut Diagnostics,
+    ) -> Vec<usize> {
+        let src = protocol.source();
+        let mut failed = Vec::new();
+        let known: Vec<&str> = self.reagents.keys().map(String::as_str).collect();
+        for p in protocol.reagent_parameters() {
+            if allowed.get(&p.name).is_some_and(Vec::is_empty) {
+                let roles: std::collections::BTreeSet<&str> =
+                    self.reagents.values().filter_map(|r| r.role.as_deref()).collect();
+                diags.push(
+                    Diagnostic::error(
+                        codes::REAGENT_SOURCE,
+                        src,
+                        tree.span_of(&[Seg::Field("reagents"), Seg::Key(&p.name)]),
+                        format!("reagent parameter `{}` may be {}, and lab `{}` has none", p.name, p.slot, self.name),
+                    )
+                    .with_help(format!(
+                        "the lab's roles are: {}; give reagents a `role` in the lab file's `reagents`",
+                        roles.into_iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+                    )),
+                );
+            }
+        }
+        for (i, step) in protocol.steps().iter().enumerate() {
+            let reagents = protocol.reagents_of(i, allowed);
+            if reagents.is_empty() {
+                continue;
+            }
+            let span = tree.span_of(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("op"), Seg::Field("reagent")]);
+            let transfer = protocol.transfer_serving(i);
+            let positions = transfer.map(|t| self.transfer_positions_by_kind(protocol, t)).unwrap_or_default();
+            for r in &reagents {
+                let problem = if !self.reagents.contains_key(r) {
+                    let help = match suggest(r, &known) {
+                        Some(s) => format!("did you mean `{s}`? Lab `{}` declares: {}", self.name, known.join(", ")),
+                        None if known.is_empty() => {
+                            format!("lab `{}` declares no reagents; add a `reagents` section", self.name)
+                        }
+                        None => format!("lab `{}` declares: {}", self.name, known.join(", ")),
+                    };
+                    Some((
+                        format!("step `{}` dispenses `{r}`, which lab `{}` does not declare", step.id, self.name),
+                        help,
+                    ))
+                } else if self.sources(r).is_empty() {
+                    Some((
+                        format!("step `{}` dispenses `{r}`, but no bottle in lab `{}` holds it", step.id, self.name),
+                        "put a bottle of it on a pump's `reservoir` or on a port of a valve that feeds a pump"
+                            .to_owned(),
+                    ))
+                } else if !positions.iter().any(|pos| {
+                    self.sources_at(r, pos).iter().any(|s| self.candidates(&step.on).any(|c| c.name == s.pump()))
+                }) {
+                    let pumps: Vec<String> = self.sources(r).iter().map(ToString::to_string).collect();
+                    Some((
+                        format!(
+                            "step `{}` dispenses `{r}`, but no pump that can run it and reaches `{r}` stands where the vessel may be ({})",
+                            step.id,
+                            if positions.is_empty() {
+                                "no position".to_owned()
+                            } else {
+                                positions.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                            }
+                        ),
+                        format!(
+                            "`{r}` is drawn through {}; move the transfer there, or plumb `{r}` to a pump at the vessel's position",
+                            pumps.join(", ")
+                        ),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((message, help)) = problem {
+                    failed.extend(transfer);
+                    diags.push(Diagnostic::error(codes::REAGENT_SOURCE, src, span.clone(), message).with_help(help));
+                }
+            }
+        }
+        failed
     }
 }

@@ -21,6 +21,9 @@ pub(super) struct LabHeader {
     pub(super) deck: IgnoredAny,
     #[expect(dead_code, reason = "read section by section; named here so unknown top-level fields are refused")]
     pub(super) instruments: IgnoredAny,
+    #[expect(dead_code, reason = "read section by section; named here so unknown top-level fields are refused")]
+    #[serde(default)]
+    pub(super) reagents: Option<IgnoredAny>,
     #[serde(default)]
     pub(super) simulation: Option<SimulationFile>,
 }
@@ -142,7 +145,7 @@ pub(super) enum DriverFile {
         #[serde(default)]
         top_speed: Option<u32>,
         #[serde(default)]
-        reservoir: String,
+        reservoir: BottleFile,
         #[serde(default)]
         protocol: CavroProtocol,
     },
@@ -182,7 +185,11 @@ pub(super) enum DriverFile {
         #[serde(default)]
         feeds: Option<String>,
         #[serde(default)]
-        ports: BTreeMap<u32, String>,
+        ports: BTreeMap<u32, BottleFile>,
+        #[serde(default)]
+        line: Option<String>,
+        #[serde(default)]
+        waste: Option<u32>,
     },
     ModbusTemperature {
         address: u8,
@@ -219,5 +226,63 @@ impl SettingValue {
             SettingValue::Number(v) => crate::declared::template::shortest(*v),
             SettingValue::Text(t) => t.clone(),
         }
+    }
+}
+
+/// A reagent as the lab file's `reagents` section writes it.
+#[derive(Debug, Deserialize)]
+#[serde(rename = "Reagent", deny_unknown_fields)]
+pub(super) struct ReagentFile {
+    #[serde(default)]
+    pub(super) concentration: Option<String>,
+    #[serde(default)]
+    pub(super) role: Option<String>,
+    #[serde(default)]
+    pub(super) description: String,
+}
+
+/// A bottle as a pump's `reservoir` or a valve's port writes it: the reagent's name alone (an untracked bottle, the
+/// form lab files had before stock was tracked), or `(reagent: "A", volume: "100 mL", dead: "5 mL")`.
+#[derive(Debug, Default)]
+pub(super) struct BottleFile {
+    pub(super) reagent: String,
+    pub(super) volume: Option<String>,
+    pub(super) dead: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for BottleFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A visitor rather than `untagged`, so a misspelt field is named in the error instead of "no variant
+        // matched".
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BottleFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a reagent name, or (reagent: \"A\", volume: \"100 mL\", dead: \"5 mL\")")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BottleFile, E> {
+                Ok(BottleFile { reagent: v.to_owned(), volume: None, dead: None })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<BottleFile, A::Error> {
+                let mut b = BottleFile::default();
+                let mut named = false;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "reagent" => {
+                            b.reagent = map.next_value()?;
+                            named = true;
+                        }
+                        "volume" => b.volume = Some(map.next_value()?),
+                        "dead" => b.dead = Some(map.next_value()?),
+                        other => return Err(serde::de::Error::unknown_field(other, &["reagent", "volume", "dead"])),
+                    }
+                }
+                if !named {
+                    return Err(serde::de::Error::missing_field("reagent"));
+                }
+                Ok(b)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }

@@ -56,6 +56,7 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
             }
         }
     });
+    let reagents = tree.get(&[Seg::Field("reagents")]).map(|node| reagents::section(&source, node, &mut diags));
     let mut instruments = Vec::new();
     let mut refs = References::of(&source.name);
     if let Some(node) = tree.get(&[Seg::Field("instruments")]) {
@@ -82,7 +83,10 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
             }
             match parse_section::<InstrumentFile>(&source, value.span.clone(), "instrument") {
                 Ok(f) => {
-                    if let Some(spec) = instrument(&source, &name, f, value, deck.as_ref(), &mut refs, &mut diags) {
+                    let known = reagents.as_ref();
+                    if let Some(spec) =
+                        instrument(&source, &name, f, value, deck.as_ref(), known, &mut refs, &mut diags)
+                    {
                         instruments.push(spec);
                     }
                 }
@@ -230,14 +234,30 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
         return Err(diags);
     };
     instruments.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Lab {
+    let lab = Lab {
         name: header.name,
         description: header.description,
         deck: Deck { safe_z: deck.safe_z, rack: deck.rack, positions: deck.positions },
         instruments,
+        reagents: reagents.unwrap_or_default(),
         simulation,
-        source,
-    })
+        source: Arc::clone(&source),
+    };
+    for p in reagents::check_plumbing(&lab) {
+        let span = tree.span_of(&[
+            Seg::Field("instruments"),
+            Seg::Key(&p.instrument),
+            Seg::Field("driver"),
+            Seg::Field(p.field),
+        ]);
+        let d = Diagnostic::error(codes::REAGENT, &source, span, p.message).with_help(p.hint);
+        diags.push(if p.warning { d.warning() } else { d });
+    }
+    if diags.has_errors() {
+        diags.sort();
+        return Err(diags);
+    }
+    Ok(lab)
 }
 
 fn instrument(
@@ -246,11 +266,15 @@ fn instrument(
     f: InstrumentFile,
     node: &Node,
     deck: Option<&DeckFile>,
+    reagents: Option<&BTreeMap<String, Reagent>>,
     refs: &mut References,
     diags: &mut Diagnostics,
 ) -> Option<InstrumentSpec> {
     // Diagnostics of the files the instrument refers to, added once `fail` no longer holds `diags`.
     let mut referred = Diagnostics::new();
+    // Problems with the instrument's bottles, as (the bottle's field, its field, message, hint): they are the
+    // inventory's (D0008), reported once `fail` no longer holds `diags`.
+    let mut bottles: Vec<(&'static str, String, String, String)> = Vec::new();
     let mut ok = true;
     let mut fail = |path: &[Seg<'_>], msg: String, help: String| {
         diags.push(Diagnostic::error(codes::SETTING, source, node.span_of(path), msg).with_help(help));
@@ -303,6 +327,10 @@ fn instrument(
                     "the XCalibur's V command takes 5 to 6000; its default is 1400".into(),
                 );
             }
+            let owner = format!("the reservoir of `{name}`");
+            let reservoir = reagents::bottle(&owner, reservoir, reagents, &mut |field, msg, help| {
+                bottles.push(("reservoir", field.to_owned(), msg, help));
+            });
             DriverConfig::CavroXCalibur(CavroConfig {
                 address,
                 syringe: Volume(syringe),
@@ -423,7 +451,7 @@ fn instrument(
             }
             DriverConfig::MettlerBalance(BalanceConfig { model, capacity: Mass(capacity), settle: Duration(settle) })
         }
-        DriverFile::ViciValve { positions, id, feeds, ports } => {
+        DriverFile::ViciValve { positions, id, feeds, ports, line, waste } => {
             if !(2..=40).contains(&positions) {
                 fail(
                     &[Seg::Field("driver"), Seg::Field("positions")],
@@ -447,7 +475,19 @@ fn instrument(
                     "number the ports as printed on the valve".into(),
                 );
             }
-            DriverConfig::ViciValve(ValveConfig { positions, id, feeds, ports })
+            let line = line.map(|l| Volume(quantity("line", &l, Dimension::Volume, &mut fail)));
+            let ports = ports
+                .into_iter()
+                .map(|(port, b)| {
+                    let owner = format!("port {port} of `{name}`");
+                    // Ports are numbered, so the diagnostic points at the `ports` map.
+                    let bottle = reagents::bottle(&owner, b, reagents, &mut |_, msg, help| {
+                        bottles.push(("ports", port.to_string(), msg, help));
+                    });
+                    (port, bottle)
+                })
+                .collect();
+            DriverConfig::ViciValve(ValveConfig { positions, id, feeds, ports, line, waste })
         }
         DriverFile::ModbusTemperature { address, map, max_temperature, tolerance } => {
             if !(1..=247).contains(&address) {
@@ -565,6 +605,10 @@ fn instrument(
         (None, false) => {}
     }
     diags.extend(referred);
+    if !bottles.is_empty() {
+        reagents::report_bottles(source, node, std::mem::take(&mut bottles), diags);
+        ok = false;
+    }
     let mut line = driver.default_line();
     if let Some(s) = f.serial {
         if let Some(b) = s.baud {

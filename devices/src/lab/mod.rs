@@ -23,8 +23,10 @@ use crate::transport::{LineSettings, Parity};
 mod check;
 mod file;
 mod load;
+mod reagents;
 
 pub use load::load_lab;
+pub use reagents::{Bottle, Reagent, Source};
 
 /// The current lab file format version.
 pub const FORMAT: u32 = 1;
@@ -54,6 +56,12 @@ pub mod codes {
     pub const NO_POSITION: &str = "D0103";
     /// A value or parameter range exceeds the limits of every instrument that could run the step.
     pub const LIMIT: &str = "D0104";
+    /// The reagent inventory is wrong: an undeclared reagent in a bottle, a bad concentration or volume, more dead
+    /// volume than volume, or a bottle nothing can draw from.
+    pub const REAGENT: &str = "D0008";
+    /// A protocol's dispense names a reagent the lab lacks, or one no pump standing where the vessel will be can
+    /// reach.
+    pub const REAGENT_SOURCE: &str = "D0105";
 }
 
 /// A point in the gantry's coordinates, in millimetres.
@@ -160,8 +168,8 @@ pub struct CavroConfig {
     pub syringe: Volume,
     /// The top plunger speed in half-steps per second (`V`), 5 to 6000.
     pub top_speed: u32,
-    /// What the reservoir on the pump's input port holds.
-    pub reservoir: String,
+    /// The bottle on the pump's input port (an empty reagent name when none is plumbed there).
+    pub reservoir: Bottle,
     /// The framing: DT (the default) or OEM.
     pub protocol: CavroProtocol,
 }
@@ -186,8 +194,12 @@ pub struct ValveConfig {
     pub id: Option<char>,
     /// The pump whose input the valve feeds, if any: that pump then draws from the selected port's reservoir.
     pub feeds: Option<String>,
-    /// What the reservoir on each port holds, for a valve that feeds a pump.
-    pub ports: BTreeMap<u32, String>,
+    /// The bottle on each port, for a valve that feeds a pump.
+    pub ports: BTreeMap<u32, Bottle>,
+    /// The shared tubing between the valve's common port and the pump, where the last reagent drawn stays.
+    pub line: Option<Volume>,
+    /// The port plumbed to waste, if any.
+    pub waste: Option<u32>,
 }
 
 /// Settings of a temperature controller on Modbus RTU (a heating block or jacket).
@@ -510,6 +522,8 @@ pub struct Lab {
     pub deck: Deck,
     /// The instruments, sorted by name.
     pub instruments: Vec<InstrumentSpec>,
+    /// The reagents, by name (empty for a lab that declares none).
+    pub reagents: BTreeMap<String, Reagent>,
     /// Simulator settings.
     pub simulation: Simulation,
     /// The file it was loaded from, for provenance.
@@ -543,6 +557,46 @@ impl Lab {
     /// The deck positions a transfer may take the vessel to: positions allowed by its destination where every step
     /// it serves has a candidate instrument standing there. Rack destinations return an empty list.
     pub fn transfer_positions(&self, protocol: &Protocol, transfer: usize) -> Vec<String> {
+        self.transfer_positions_with(protocol, transfer, &self.allowed_reagents(protocol, &BTreeMap::new()))
+    }
+
+    /// [`Lab::transfer_positions`] for a protocol whose reagent parameters may take the reagents in `allowed`
+    /// (see [`Lab::allowed_reagents`]): a position also needs, for every dispense the transfer serves, a pump there
+    /// that reaches each reagent the dispense may add.
+    pub fn transfer_positions_with(
+        &self,
+        protocol: &Protocol,
+        transfer: usize,
+        allowed: &BTreeMap<String, Vec<String>>,
+    ) -> Vec<String> {
+        let reachable = |pos: &str| {
+            let served = protocol.vessel_segments().iter().find(|(t, _)| *t == transfer).map(|(_, s)| s.as_slice());
+            served.unwrap_or_default().iter().all(|&s| {
+                let on = &protocol.steps()[s].on;
+                protocol.reagents_of(s, allowed).iter().all(|r| {
+                    self.sources_at(r, pos).iter().any(|src| self.candidates(on).any(|c| c.name == src.pump()))
+                })
+            })
+        };
+        self.transfer_positions_by_kind(protocol, transfer).into_iter().filter(|p| reachable(p)).collect()
+    }
+
+    /// The reagents each reagent parameter of `protocol` may take: the campaign's levels in `levels` where it
+    /// sets them, else the reagents the parameter's role or list allows in this lab.
+    pub fn allowed_reagents(
+        &self,
+        protocol: &Protocol,
+        levels: &BTreeMap<String, Vec<String>>,
+    ) -> BTreeMap<String, Vec<String>> {
+        protocol
+            .reagent_parameters()
+            .iter()
+            .map(|p| (p.name.clone(), levels.get(&p.name).cloned().unwrap_or_else(|| self.reagents_for(&p.slot))))
+            .collect()
+    }
+
+    /// The positions a transfer may go to by the instruments' kinds and names alone.
+    fn transfer_positions_by_kind(&self, protocol: &Protocol, transfer: usize) -> Vec<String> {
         let step = &protocol.steps()[transfer];
         let Op::Transfer { to } = &step.op else { return Vec::new() };
         let served =

@@ -147,3 +147,109 @@ fn lab_file_errors_point_at_the_setting() {
         ]
     );
 }
+
+fn catalysts_lab() -> Lab {
+    load_lab(SourceFile::new("catalysts.lab.ron", include_str!("../../labs/catalysts.lab.ron"))).unwrap()
+}
+
+fn catalysed_protocol() -> Protocol {
+    protocols::parse_protocol(
+        "catalysed.protocol.ron",
+        include_str!("../../../protocols/library/catalysed.protocol.ron"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_catalyst_lab_knows_its_reagents_and_where_each_bottle_stands() {
+    let lab = catalysts_lab();
+    assert_eq!(lab.reagents.len(), 8);
+    assert_eq!(lab.reagent("C2").unwrap().role.as_deref(), Some("catalyst"));
+    assert!((lab.reagent("C2").unwrap().concentration.unwrap() - 0.01).abs() < 1e-12);
+    assert_eq!(lab.sources("A"), vec![Source::Own { pump: "pump_a".into() }]);
+    let c2 = Source::Port { valve: "valve".into(), port: 2, pump: "pump_c".into() };
+    assert_eq!(lab.sources("C2"), vec![c2.clone()]);
+    assert_eq!(c2.key(), "valve:2");
+    let bottle = lab.bottle(&c2).unwrap();
+    assert_eq!(bottle.usable().unwrap().0, 19_500.0);
+    assert_eq!(lab.sources_at("C2", "dispense").len(), 1);
+    assert!(lab.sources_at("C2", "hotplate_1").is_empty());
+    let p = catalysed_protocol();
+    let d = lab.check_protocol(&p);
+    assert!(d.is_empty(), "{d}");
+    let allowed = lab.allowed_reagents(&p, &BTreeMap::new());
+    assert_eq!(allowed["catalyst"], vec!["C1", "C2", "C3", "C4", "C5", "C6"]);
+    assert_eq!(lab.transfer_positions(&p, p.step_index("load").unwrap()), vec!["dispense"]);
+}
+
+#[test]
+fn reagents_a_lab_lacks_or_cannot_reach_are_refused_against_the_protocol() {
+    let lab = catalysts_lab();
+    let p = catalysed_protocol();
+    let levels = BTreeMap::from([("catalyst".to_owned(), vec!["C1".to_owned(), "C9".to_owned()])]);
+    let msgs: Vec<String> =
+        lab.check_protocol_with(&p, &levels).iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+    assert_eq!(msgs, vec!["D0105 step `add_cat` dispenses `C9`, which lab `catalysts` does not declare"]);
+    // The valve-fed pump moved away from the dispense station: the catalysts are out of reach of the vessel.
+    let text = include_str!("../../labs/catalysts.lab.ron").replacen(
+        "top_speed: 400),\n            port: Simulated,\n            position: \"dispense\"",
+        "top_speed: 400),\n            port: Simulated,\n            position: \"uvvis\"",
+        1,
+    );
+    let moved = load_lab(SourceFile::new("catalysts.lab.ron", text)).unwrap();
+    // Each reagent is reachable somewhere, but no one position reaches them all.
+    let d = moved.check_protocol(&p);
+    let msgs: Vec<String> = d.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+    assert_eq!(msgs.len(), 1, "{d}");
+    assert!(msgs[0].starts_with("D0103 no deck position in lab `catalysts` has the instruments"), "{d}");
+    assert!(d.to_string().contains("reaching the reagents each dispense adds"), "{d}");
+    // With the vessel taken to pump_a's station by name, the catalysts are out of its reach.
+    let text = include_str!("../../../protocols/library/catalysed.protocol.ron").replace(
+        "(id: \"load\", op: Transfer(to: Kind(SyringePump)))",
+        "(id: \"load\", op: Transfer(to: Named(\"pump_a\")))",
+    );
+    let p = protocols::parse_protocol("catalysed.protocol.ron", &text).unwrap();
+    let d = moved.check_protocol(&p);
+    let msgs: Vec<String> = d.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+    assert_eq!(msgs.len(), 6, "{d}");
+    assert!(msgs[0].starts_with("D0105 step `add_cat` dispenses `C1`, but no pump that can run it and reaches `C1` stands where the vessel may be (`dispense`)"), "{d}");
+    assert!(d.to_string().contains("`C1` is drawn through port 1 of `valve` (feeding `pump_c`)"), "{d}");
+    // A role no reagent has.
+    let text = include_str!("../../../protocols/library/catalysed.protocol.ron")
+        .replace("role: \"catalyst\"", "role: \"ligand\"");
+    let p = protocols::parse_protocol("catalysed.protocol.ron", &text).unwrap();
+    let msgs: Vec<String> = lab.check_protocol(&p).iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+    assert_eq!(
+        msgs,
+        vec!["D0105 reagent parameter `catalyst` may be any reagent with role `ligand`, and lab `catalysts` has none"]
+    );
+}
+
+#[test]
+fn bad_inventories_are_refused_at_their_place() {
+    let text = include_str!("../../labs/catalysts.lab.ron")
+        .replace(
+            "(reagent: \"C2\", volume: \"20 mL\", dead: \"0.5 mL\")",
+            "(reagent: \"C2\", volume: \"2 mL\", dead: \"3 mL\")",
+        )
+        .replace("(reagent: \"C3\", volume: \"20 mL\"", "(reagent: \"C9\", volume: \"20 mL\"")
+        .replace(
+            "reservoir: (reagent: \"B\", volume: \"100 mL\", dead: \"5 mL\")",
+            "reservoir: (reagent: \"B\", volume: \"-1 mL\")",
+        )
+        .replace("\"C1\": (concentration: \"10 mM\"", "\"C1\": (concentration: \"10 mL\"")
+        .replace("waste: 6", "waste: 3");
+    let d = load_lab(SourceFile::new("catalysts.lab.ron", text)).unwrap_err();
+    let msgs: Vec<String> =
+        d.iter().map(|d| format!("{}:{} {} {}", d.line_col().0, d.line_col().1, d.code, d.message)).collect();
+    assert_eq!(
+        msgs,
+        vec![
+            "16:31 D0008 the concentration of `C1` needs a concentration, not a volume",
+            "42:114 D0008 the volume of the reservoir of `pump_b` must not be negative",
+            "59:24 D0008 port 2 of `valve` has 3000 uL of dead volume in a bottle of 2000 uL: nothing could be drawn",
+            "60:24 D0008 port 3 of `valve` holds `C9`, which the lab's `reagents` do not declare",
+        ],
+        "{d}"
+    );
+}

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use protocols::InstrumentKind;
 use serde::{Deserialize, Serialize};
 
-use super::chemistry::{AMBIENT, Chemistry, SUBSTEP, Species, plate_step, reservoir_moles, vessel_step, vial_baseline};
+use super::chemistry::{
+    AMBIENT, Chemistry, SUBSTEP, Species, plate_step, reservoir_moles_at, vessel_step, vial_baseline,
+};
 use crate::capability::Place;
 use crate::clock::Clock;
 use crate::lab::{Deck, DriverConfig, Lab, Point};
@@ -55,8 +57,12 @@ impl std::fmt::Display for Location {
 pub enum Event {
     /// Liquid from a reservoir went into a vessel.
     Dispensed {
-        /// The reservoir.
+        /// The reservoir: the reagent's name.
         reservoir: String,
+        /// The bottle it was drawn from ([`crate::lab::Source::key`]: the pump's name, or `valve:port`), if the
+        /// bench knows one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
         /// Microlitres.
         volume: f64,
         /// The vessel (its rack slot).
@@ -70,6 +76,40 @@ pub enum Event {
         volume: f64,
         /// Where it fell.
         position: String,
+    },
+    /// A pump drew from a bottle more than it held above its dead volume: the rest of the stroke was air.
+    DryDraw {
+        /// The bottle ([`crate::lab::Source::key`]).
+        source: String,
+        /// The reagent it holds.
+        reagent: String,
+        /// Microlitres asked for.
+        wanted: f64,
+        /// Microlitres of liquid that came.
+        got: f64,
+    },
+    /// A pump drew liquid from a tracked bottle (untracked bottles, which never run out, are not logged).
+    Drew {
+        /// The bottle ([`crate::lab::Source::key`]).
+        source: String,
+        /// The reagent it holds.
+        reagent: String,
+        /// Microlitres of liquid.
+        volume: f64,
+    },
+    /// A person poured liquid into a bottle.
+    Refilled {
+        /// The bottle ([`crate::lab::Source::key`]).
+        source: String,
+        /// Microlitres.
+        volume: f64,
+    },
+    /// Liquid was pushed back through a pump's input into a bottle.
+    Returned {
+        /// The bottle ([`crate::lab::Source::key`]).
+        source: String,
+        /// Microlitres.
+        volume: f64,
     },
     /// A pump drew liquid back out of a vessel (or air, when none stood there).
     Withdrew {
@@ -192,12 +232,21 @@ pub enum Event {
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Event::Dispensed { reservoir, volume, vessel } => {
+            Event::Dispensed { reservoir, volume, vessel, .. } => {
                 write!(f, "dispensed {volume:.2} uL of {reservoir} into vessel {vessel}")
             }
             Event::Spilled { reservoir, volume, position } => {
                 write!(f, "spilled {volume:.2} uL of {reservoir} at `{position}`")
             }
+            Event::DryDraw { source, reagent, wanted, got } => {
+                write!(
+                    f,
+                    "drew {got:.2} of {wanted:.2} uL of {reagent} from `{source}`, the rest air: the bottle ran dry"
+                )
+            }
+            Event::Drew { source, reagent, volume } => write!(f, "drew {volume:.2} uL of {reagent} from `{source}`"),
+            Event::Refilled { source, volume } => write!(f, "{volume:.2} uL poured into `{source}` by hand"),
+            Event::Returned { source, volume } => write!(f, "pushed {volume:.2} uL back into `{source}`"),
             Event::Withdrew { volume, vessel: Some(v) } => write!(f, "withdrew {volume:.2} uL from vessel {v}"),
             Event::Withdrew { volume, vessel: None } => write!(f, "drew {volume:.2} uL of air"),
             Event::Picked { vessel, from } => write!(f, "picked vessel {vessel} from {from}"),
@@ -312,7 +361,27 @@ struct Plate {
 struct Valve {
     position: u32,
     feeds: Option<String>,
-    ports: BTreeMap<u32, String>,
+}
+
+/// A bottle on the bench: what it holds and, if the lab file tracks it, how much is left.
+#[derive(Debug, Clone)]
+struct Stock {
+    reagent: String,
+    /// Microlitres in the bottle; none for an untracked bottle, which never runs dry.
+    left: Option<f64>,
+    /// Microlitres the pump can never reach.
+    dead: f64,
+}
+
+/// What a pump's draw brought in from a bottle.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Drawn {
+    /// The reagent.
+    pub reagent: String,
+    /// The bottle's key, if the pump draws from a known bottle.
+    pub source: Option<String>,
+    /// Microlitres of liquid (the rest of the stroke was air).
+    pub liquid: f64,
 }
 
 /// Everything behind the bench's lock.
@@ -326,6 +395,10 @@ struct State {
     gripper: Option<(usize, Place)>,
     ledger: Vec<LedgerEntry>,
     valves: BTreeMap<String, Valve>,
+    /// Every bottle, by [`crate::lab::Source::key`].
+    bottles: BTreeMap<String, Stock>,
+    /// The concentration the lab file gives each reagent, in mol/L.
+    molar: BTreeMap<String, f64>,
     /// When something last changed at each deck position (a vessel put down or taken, liquid added or drawn).
     changed: BTreeMap<String, f64>,
 }
@@ -388,10 +461,17 @@ impl Bench {
                 .instruments
                 .iter()
                 .filter_map(|i| match &i.driver {
-                    DriverConfig::ViciValve(v) => {
-                        Some((i.name.clone(), Valve { position: 1, feeds: v.feeds.clone(), ports: v.ports.clone() }))
-                    }
+                    DriverConfig::ViciValve(v) => Some((i.name.clone(), Valve { position: 1, feeds: v.feeds.clone() })),
                     _ => None,
+                })
+                .collect(),
+            molar: lab.reagents.values().filter_map(|r| Some((r.name.clone(), r.concentration?))).collect(),
+            bottles: lab
+                .bottles()
+                .into_iter()
+                .map(|(s, b)| {
+                    let stock = Stock { reagent: b.reagent.clone(), left: b.volume.map(|v| v.0), dead: b.dead.0 };
+                    (s.key(), stock)
                 })
                 .collect(),
             changed: BTreeMap::new(),
@@ -455,23 +535,97 @@ impl Bench {
         Some(vessel)
     }
 
-    /// Liquid from `reservoir` arrives at `position`: into the vessel standing there, or onto the deck. A pump
-    /// fed through a selector valve draws from the reservoir on the valve's current port instead.
-    pub(crate) fn dispense(&self, instrument: &str, position: &str, reservoir: &str, volume: f64) {
+    /// A pump draws `volume` through its input: from the bottle on the current port of a valve feeding it, else
+    /// from its own reservoir `own`. A tracked bottle gives at most what it holds above its dead volume; the rest
+    /// of the stroke is air, and the ledger says the bottle ran dry.
+    pub(crate) fn draw(&self, pump: &str, own: &str, volume: f64) -> Drawn {
+        let (mut s, now) = self.now();
+        let key = s.source_of(pump);
+        let Some(stock) = key.as_ref().and_then(|k| s.bottles.get_mut(k)) else {
+            // A pump with no known bottle draws from a reservoir the bench does not track.
+            let reagent = s.reservoir_of(pump, own);
+            return Drawn { reagent, source: key, liquid: volume.max(0.0) };
+        };
+        let reagent = stock.reagent.clone();
+        let tracked = stock.left.is_some();
+        let liquid = match &mut stock.left {
+            None => volume.max(0.0),
+            Some(left) => {
+                let got = volume.max(0.0).min((*left - stock.dead).max(0.0));
+                *left -= got;
+                got
+            }
+        };
+        if tracked && liquid > 0.0 {
+            let (source, reagent) = (key.clone().unwrap_or_default(), reagent.clone());
+            s.log(now, pump, Event::Drew { source, reagent, volume: liquid });
+        }
+        if liquid + 1e-9 < volume {
+            let source = key.clone().unwrap_or_default();
+            s.log(now, pump, Event::DryDraw { source, reagent: reagent.clone(), wanted: volume, got: liquid });
+        }
+        Drawn { reagent, source: key, liquid }
+    }
+
+    /// A pump pushes `volume` back out through its input, into the bottle on its input's current source.
+    pub(crate) fn give_back(&self, pump: &str, volume: f64) {
         if volume <= 0.0 {
             return;
         }
         let (mut s, now) = self.now();
-        let reservoir = s.reservoir_of(instrument, reservoir);
-        let reservoir = reservoir.as_str();
+        let Some(key) = s.source_of(pump) else { return };
+        if let Some(stock) = s.bottles.get_mut(&key) {
+            if let Some(left) = &mut stock.left {
+                *left += volume;
+            }
+            s.log(now, pump, Event::Returned { source: key, volume });
+        }
+    }
+
+    /// A person pours `volume` microlitres into bottle `key` ([`crate::lab::Source::key`]), as a technician
+    /// restocking it does; false if the bench has no tracked bottle of that key.
+    pub fn refill(&self, key: &str, volume: f64) -> bool {
+        let (mut s, now) = self.now();
+        let Some(left) = s.bottles.get_mut(key).and_then(|b| b.left.as_mut()) else { return false };
+        *left += volume.max(0.0);
+        s.log(now, "hands", Event::Refilled { source: key.to_owned(), volume: volume.max(0.0) });
+        true
+    }
+
+    /// Microlitres left in each tracked bottle, by [`crate::lab::Source::key`].
+    pub fn stock(&self) -> BTreeMap<String, f64> {
+        self.now().0.bottles.iter().filter_map(|(k, b)| b.left.map(|l| (k.clone(), l))).collect()
+    }
+
+    /// Liquid from `reservoir` arrives at `position`: into the vessel standing there, or onto the deck. A pump
+    /// fed through a selector valve draws from the reservoir on the valve's current port instead.
+    pub(crate) fn dispense(&self, instrument: &str, position: &str, reservoir: &str, volume: f64) {
+        let (source, reservoir) = {
+            let s = self.now().0;
+            (s.source_of(instrument), s.reservoir_of(instrument, reservoir))
+        };
+        self.dispense_drawn(instrument, position, &Drawn { reagent: reservoir, source, liquid: volume });
+    }
+
+    /// Liquid a pump drew earlier arrives at `position`: into the vessel standing there, or onto the deck.
+    pub(crate) fn dispense_drawn(&self, instrument: &str, position: &str, drawn: &Drawn) {
+        let volume = drawn.liquid;
+        if volume <= 0.0 {
+            return;
+        }
+        let (mut s, now) = self.now();
+        let source = drawn.source.clone();
+        let reservoir = drawn.reagent.as_str();
         s.changed.insert(position.to_owned(), now);
         let event = match s.standing_at(&Place::Position(position.to_owned())) {
             Some(i) => {
                 let v = &mut s.vessels[i];
                 v.volume += volume;
                 *v.contents.entry(reservoir.to_owned()).or_default() += volume;
-                v.moles = v.moles.plus(reservoir_moles(reservoir, volume));
-                Event::Dispensed { reservoir: reservoir.to_owned(), volume, vessel: i }
+                let molar = s.molar.get(reservoir).copied();
+                let v = &mut s.vessels[i];
+                v.moles = v.moles.plus(reservoir_moles_at(reservoir, volume, molar));
+                Event::Dispensed { reservoir: reservoir.to_owned(), source, volume, vessel: i }
             }
             None => Event::Spilled { reservoir: reservoir.to_owned(), volume, position: position.to_owned() },
         };
@@ -721,11 +875,19 @@ fn snapshot(slot: usize, v: &Vessel) -> VesselSnapshot {
 impl State {
     /// The reservoir a pump draws from: the one on the current port of a valve feeding it, else its own.
     fn reservoir_of(&self, pump: &str, own: &str) -> String {
-        self.valves
-            .values()
-            .find(|v| v.feeds.as_deref() == Some(pump))
-            .and_then(|v| v.ports.get(&v.position).cloned())
-            .unwrap_or_else(|| own.to_owned())
+        self.source_of(pump).and_then(|k| self.bottles.get(&k)).map_or_else(|| own.to_owned(), |b| b.reagent.clone())
+    }
+
+    /// The bottle a pump's input reaches now: the one on the current port of a valve feeding it (none on a port
+    /// without a bottle), else its own, by [`crate::lab::Source::key`].
+    fn source_of(&self, pump: &str) -> Option<String> {
+        match self.valves.iter().find(|(_, v)| v.feeds.as_deref() == Some(pump)) {
+            Some((name, v)) => {
+                let key = format!("{name}:{}", v.position);
+                self.bottles.contains_key(&key).then_some(key)
+            }
+            None => self.bottles.contains_key(pump).then(|| pump.to_owned()),
+        }
     }
 
     fn log(&mut self, at: f64, instrument: &str, event: Event) {

@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, BytesMut};
 
 use super::Simulator;
-use super::bench::Bench;
+use super::bench::{Bench, Drawn};
 use super::pty::Wire;
 use crate::clock::Clock;
 use crate::drivers::cavro::{ETX, FULL_STROKE, STX, VALVE_SWITCH, xor};
@@ -106,6 +106,8 @@ pub(crate) struct XCaliburSim {
     address: u8,
     microlitres_per_increment: f64,
     reservoir: String,
+    /// What the syringe holds, by what was drawn (reagent and bottle), oldest first: a push empties it in order.
+    held: VecDeque<Drawn>,
     position: String,
     bench: Bench,
     clock: Clock,
@@ -131,7 +133,8 @@ impl XCaliburSim {
             name: name.to_owned(),
             address: b'0'.saturating_add(config.address),
             microlitres_per_increment: config.syringe.0 / f64::from(FULL_STROKE),
-            reservoir: config.reservoir.clone(),
+            reservoir: config.reservoir.reagent.clone(),
+            held: VecDeque::new(),
             position: position.to_owned(),
             bench,
             clock,
@@ -167,7 +170,10 @@ impl XCaliburSim {
                     // output, back into the reservoir through the input.
                     let held = self.plunger * self.microlitres_per_increment;
                     if through == Valve::Output {
-                        self.bench.dispense(&self.name, &self.position, &self.reservoir, held);
+                        self.push_out(held);
+                    } else {
+                        self.take_held(held);
+                        self.bench.give_back(&self.name, held);
                     }
                     self.plunger = 0.0;
                     if let Some(v) = valve_to {
@@ -184,14 +190,50 @@ impl XCaliburSim {
                 };
                 let volume = (reached - from).abs() * self.microlitres_per_increment;
                 match (self.valve, reached < from) {
-                    (Valve::Output, true) => self.bench.dispense(&self.name, &self.position, &self.reservoir, volume),
-                    (Valve::Output, false) => self.bench.withdraw(&self.name, &self.position, volume),
-                    // Through the input the liquid goes back to, or comes from, the reservoir.
-                    _ => {}
+                    (Valve::Output, true) => self.push_out(volume),
+                    (Valve::Output, false) => {
+                        // What comes back from the vessel goes out again as the pump's own liquid, as it always did.
+                        self.bench.withdraw(&self.name, &self.position, volume);
+                        self.held.push_back(Drawn { reagent: self.reservoir.clone(), source: None, liquid: volume });
+                    }
+                    // Through the input the liquid comes from the bottle the input reaches now, or goes back to it.
+                    (_, false) => {
+                        let drawn = self.bench.draw(&self.name, &self.reservoir, volume);
+                        self.held.push_back(drawn);
+                    }
+                    (_, true) => {
+                        self.take_held(volume);
+                        self.bench.give_back(&self.name, volume);
+                    }
                 }
                 self.plunger = reached;
             }
             Op::Delay { .. } => {}
+        }
+    }
+
+    /// Takes `volume` microlitres of the syringe's contents, oldest first, as the parts drawn.
+    fn take_held(&mut self, mut volume: f64) -> Vec<Drawn> {
+        let mut out = Vec::new();
+        while volume > 1e-9 {
+            let Some(front) = self.held.front_mut() else { break };
+            let take = front.liquid.min(volume);
+            out.push(Drawn { liquid: take, ..front.clone() });
+            front.liquid -= take;
+            volume -= take;
+            if front.liquid <= 1e-9 {
+                self.held.pop_front();
+            }
+        }
+        out
+    }
+
+    /// Pushes `volume` microlitres out through the output: what the syringe holds goes into the vessel at the
+    /// pump's position. A syringe holding less than the plunger says (it drew air, or liquid from the vessel) adds
+    /// only what it holds.
+    fn push_out(&mut self, volume: f64) {
+        for part in self.take_held(volume) {
+            self.bench.dispense_drawn(&self.name, &self.position, &part);
         }
     }
 

@@ -76,7 +76,9 @@ async fn the_demo_steps_run_on_the_whole_bench_and_match_its_ledger() {
         ledger
             .iter()
             .filter_map(|e| match &e.event {
-                Event::Dispensed { reservoir, volume, vessel: v } if *v == vessel => Some((reservoir.clone(), *volume)),
+                Event::Dispensed { reservoir, volume, vessel: v, .. } if *v == vessel => {
+                    Some((reservoir.clone(), *volume))
+                }
                 _ => None,
             })
             .collect()

@@ -19,7 +19,7 @@ fn pump(mock: tokio_test::io::Mock) -> XCalibur<tokio_test::io::Mock> {
         address: 1,
         syringe: Volume(1000.0),
         top_speed: 400,
-        reservoir: "A".into(),
+        reservoir: devices::lab::Bottle { reagent: "A".into(), volume: None, dead: protocols::units::Volume(0.0) },
         protocol: devices::lab::CavroProtocol::Dt,
     };
     XCalibur::new(
@@ -150,7 +150,7 @@ fn oem_pump(mock: tokio_test::io::Mock) -> XCalibur<tokio_test::io::Mock> {
         address: 1,
         syringe: Volume(1000.0),
         top_speed: 400,
-        reservoir: "A".into(),
+        reservoir: devices::lab::Bottle { reagent: "A".into(), volume: None, dead: protocols::units::Volume(0.0) },
         protocol: devices::lab::CavroProtocol::Oem,
     };
     XCalibur::new(

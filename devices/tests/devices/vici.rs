@@ -17,7 +17,7 @@ use tokio_test::io::Builder;
 use crate::common;
 
 fn valve(mock: tokio_test::io::Mock, id: Option<char>) -> ViciValve<tokio_test::io::Mock> {
-    let config = ValveConfig { positions: 10, id, feeds: None, ports: BTreeMap::new() };
+    let config = ValveConfig { positions: 10, id, feeds: None, ports: BTreeMap::new(), line: None, waste: None };
     ViciValve::new("v", config, Link::new(mock, "v", Clock::scaled(1e5), discard(), Duration::from_millis(100)))
 }
 

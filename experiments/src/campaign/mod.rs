@@ -98,6 +98,9 @@ pub struct Campaign {
     pub proposer: ProposerConfig,
     /// The seed of every random choice the proposer makes.
     pub seed: u64,
+    /// For each reagent parameter the campaign varies, the reagent each level dispenses, in the order of the
+    /// levels' numbers (1, 2, ...: the value the parameter takes in a point).
+    pub reagents: BTreeMap<String, Vec<String>>,
     /// The file the campaign was loaded from, with its full text (for provenance and diagnostics).
     pub source: Arc<SourceFile>,
 }
@@ -122,6 +125,41 @@ impl Campaign {
         };
         for dim in self.space.dims() {
             let key = tree.span_of(&[Seg::Field("vary"), Seg::KeyOf(&dim.name)]);
+            match (self.reagents.contains_key(&dim.name), protocol.reagent_parameter(&dim.name)) {
+                (true, Some(_)) => continue,
+                (true, None) => {
+                    let help = if protocol.parameter(&dim.name).is_some() {
+                        format!(
+                            "`{}` is a number in protocol `{}`; give each level the number it takes",
+                            dim.name,
+                            protocol.name()
+                        )
+                    } else {
+                        unknown_help(&dim.name)
+                    };
+                    error(
+                        codes::UNKNOWN_PARAMETER,
+                        key,
+                        format!("protocol `{}` has no reagent parameter `{}`", protocol.name(), dim.name),
+                        help,
+                    );
+                    continue;
+                }
+                (false, Some(_)) => {
+                    error(
+                        codes::LEVELS,
+                        key,
+                        format!(
+                            "`{}` is a reagent parameter of protocol `{}`, so its levels name reagents",
+                            dim.name,
+                            protocol.name()
+                        ),
+                        format!("write `\"{}\": Categorical(levels: {{\"label\": \"reagent\", ...}})`", dim.name),
+                    );
+                    continue;
+                }
+                (false, None) => {}
+            }
             let Some(p) = protocol.parameter(&dim.name) else {
                 error(
                     codes::UNKNOWN_PARAMETER,
@@ -293,6 +331,12 @@ impl Campaign {
         self.space.labels(point)
     }
 
+    /// The reagent each reagent parameter dispenses at a point (by the level's number), for
+    /// [`protocols::Protocol::bind_with`]. Parameters the campaign leaves alone take the protocol's default.
+    pub fn reagents_at(&self, point: &Point) -> BTreeMap<String, String> {
+        reagents_at(&self.reagents, point)
+    }
+
     /// The values of every parameter the campaign sets for one experiment: the varied ones from `point`, and the
     /// fixed ones. Parameters the campaign leaves alone take the protocol's defaults when the protocol is bound.
     pub fn parameters(&self, point: &Point) -> BTreeMap<String, f64> {
@@ -304,6 +348,19 @@ impl Campaign {
         }
         values
     }
+}
+
+/// The reagent each reagent parameter in `levels` (its reagents in level order) dispenses at `point`, where the
+/// parameter's value is its level's number, from 1.
+pub fn reagents_at(levels: &BTreeMap<String, Vec<String>>, point: &Point) -> BTreeMap<String, String> {
+    levels
+        .iter()
+        .filter_map(|(name, list)| {
+            let v = point.get(name)?;
+            let i = (v.round() as usize).checked_sub(1)?;
+            Some((name.clone(), list.get(i)?.clone()))
+        })
+        .collect()
 }
 
 fn backticks(names: &[&str]) -> String {

@@ -17,8 +17,8 @@ use protocols::{Diagnostic, Diagnostics, SourceFile};
 use protocols::units::{Dimension, Quantity};
 
 use crate::file::{
-    AcquisitionFile, CampaignHeader, ConstraintFile, EncodingFile, FORMAT, ObjectiveFile, ProposerFile, RangeFile,
-    StopFile, VaryFile,
+    AcquisitionFile, CampaignHeader, ConstraintFile, EncodingFile, FORMAT, LevelFile, ObjectiveFile, ProposerFile,
+    RangeFile, StopFile, VaryFile,
 };
 use crate::objective::Objective;
 use crate::proposer::{Acquisition, ProposerConfig};
@@ -31,7 +31,8 @@ use super::{Campaign, backticks, codes};
 ///
 /// The checks that need the protocol are in [`Campaign::check_against`].
 pub fn load_campaign(source: Arc<SourceFile>) -> Result<(Campaign, Diagnostics), Diagnostics> {
-    let mut loader = Loader { src: source, diags: Diagnostics::new(), tree: Node::default() };
+    let mut loader =
+        Loader { src: source, diags: Diagnostics::new(), tree: Node::default(), reagents: BTreeMap::new() };
     let campaign = loader.run();
     loader.diags.sort();
     match campaign {
@@ -44,6 +45,8 @@ struct Loader {
     src: Arc<SourceFile>,
     diags: Diagnostics,
     tree: Node,
+    /// The reagent each level of a reagent parameter dispenses, by parameter, in level order.
+    reagents: BTreeMap<String, Vec<String>>,
 }
 
 impl Loader {
@@ -97,6 +100,7 @@ impl Loader {
             in_flight: header.in_flight,
             proposer: proposer?,
             seed: header.seed,
+            reagents: std::mem::take(&mut self.reagents),
             source: Arc::clone(&self.src),
         })
     }
@@ -269,12 +273,13 @@ impl Loader {
     fn categorical(
         &mut self,
         name: &str,
-        levels: BTreeMap<String, f64>,
+        levels: BTreeMap<String, LevelFile>,
         encoding: EncodingFile,
         value: &Node,
     ) -> Option<Dim> {
         let node = value.get(&[Seg::Field("levels")]).cloned().unwrap_or_default();
         let mut ok = true;
+        let (levels, reagents) = self.level_values(name, levels, &node)?;
         // The file's order, from the index; serde's map has the values but sorts the names.
         let mut order: Vec<String> = Vec::new();
         for (key, _) in &node.entries {
@@ -376,8 +381,50 @@ impl Loader {
                 Encoding::Descriptors(rows)
             }
         };
+        if let Some(reagents) = reagents {
+            // A reagent parameter's levels are numbered in the file's order; the number is what the proposers,
+            // the record's values and the backtests see, and the reagent is what the protocol dispenses.
+            let mut by_number: Vec<(f64, String)> = order.iter().map(|l| (levels[l], reagents[l].clone())).collect();
+            by_number.sort_by(|a, b| a.0.total_cmp(&b.0));
+            self.reagents.insert(name.to_owned(), by_number.into_iter().map(|(_, r)| r).collect());
+        }
         let levels = order.iter().map(|l| Level::new(l.clone(), levels[l])).collect();
         ok.then(|| Dim::categorical(name, levels, encoding))
+    }
+
+    /// A categorical parameter's levels as numbers; for levels that name reagents, also the reagent of each level,
+    /// the levels numbered 1, 2, ... in the file's order. `None` if numbers and reagents are mixed.
+    #[expect(clippy::type_complexity, reason = "a private helper's pair of maps")]
+    fn level_values(
+        &mut self,
+        name: &str,
+        levels: BTreeMap<String, LevelFile>,
+        node: &Node,
+    ) -> Option<(BTreeMap<String, f64>, Option<BTreeMap<String, String>>)> {
+        let named = levels.values().filter(|l| matches!(l, LevelFile::Reagent(_))).count();
+        if named == 0 {
+            let numbers = levels.into_iter().map(|(k, v)| (k, if let LevelFile::Number(n) = v { n } else { 0.0 }));
+            return Some((numbers.collect(), None));
+        }
+        if named < levels.len() {
+            self.error(
+                codes::LEVELS,
+                node.span.clone(),
+                format!("the levels of `{name}` mix numbers and reagent names"),
+                "give every level the number a numeric parameter takes, or every level the reagent a reagent parameter dispenses",
+            );
+            return None;
+        }
+        let file_order: Vec<String> = node.entries.iter().filter_map(|(k, _)| k.string.clone()).collect();
+        let mut numbers = BTreeMap::new();
+        let mut reagents = BTreeMap::new();
+        for (label, level) in levels {
+            let LevelFile::Reagent(r) = level else { continue };
+            let position = file_order.iter().position(|l| *l == label).unwrap_or(file_order.len());
+            numbers.insert(label.clone(), (position + 1) as f64);
+            reagents.insert(label, r);
+        }
+        Some((numbers, Some(reagents)))
     }
 
     /// Adds the constraints and the per-batch parameters to `space`; `None` if any had an error.

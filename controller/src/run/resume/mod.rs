@@ -27,7 +27,8 @@ use crate::schedule::components::{
     Vessel, Work,
 };
 use crate::schedule::messages::{ExperimentConcluded, Reconciled};
-use crate::schedule::resources::{Best, CampaignState, DeckState, RackState, ReadyIndex};
+use crate::schedule::resources::{Best, CampaignState, DeckState, RackState, ReadyIndex, Source};
+use crate::schedule::stock::Stock;
 use crate::schedule::systems::conclude::{return_vessel_name, return_vessel_row, return_vessel_step};
 use crate::schedule::systems::dispatch::task_for;
 
@@ -59,6 +60,9 @@ pub struct Restore {
     pub doubts: HashMap<i64, Recorded>,
     /// The next free ids.
     pub ids: CampaignIds,
+    /// What each tracked bottle held by the record (microlitres left, and whether a draw of unknown outcome was
+    /// charged in full), by bottle key.
+    pub stock: BTreeMap<String, (f64, bool)>,
     /// The references the spectrometers are given instead of taking new ones, as a vessel may stand in a holder.
     pub references: BTreeMap<String, crate::run::reference::RecordedReference>,
 }
@@ -335,9 +339,24 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
         lab_path: lab_source.name.clone().into(),
         warnings: Default::default(),
     };
+    // Every draw was charged before its dispense was sent, so a dispense cut off by the stop is already counted.
+    let mut stmt =
+        conn.prepare("SELECT bottle, left_ul, unknown FROM stock_events WHERE campaign_id = ?1 ORDER BY id")?;
+    let mut stock: BTreeMap<String, (f64, bool)> = BTreeMap::new();
+    for row in
+        stmt.query_map([campaign], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?, r.get::<_, i64>(2)?)))?
+    {
+        let (bottle, left, unknown) = row?;
+        let entry = stock.entry(bottle).or_insert((0.0, false));
+        if let Some(l) = left {
+            entry.0 = l;
+        }
+        entry.1 |= unknown != 0;
+    }
     let occupied = !running.is_empty() || !left_on_deck.is_empty();
     let references = crate::run::reference::recorded(conn, campaign, &inputs.lab, occupied)?;
     Ok(Restore {
+        stock,
         references,
         campaign,
         started_at,
@@ -592,6 +611,13 @@ pub fn apply(
 ) -> Vec<String> {
     let mut in_doubt_instruments = Vec::new();
     let mut concluded = Vec::new();
+    let levels = match world.get_resource::<Source>() {
+        Some(Source::Campaign(cs)) => cs.reagents.clone(),
+        _ => BTreeMap::new(),
+    };
+    if let Some(mut stock) = world.get_resource_mut::<Stock>() {
+        stock.restore(&r.stock);
+    }
     let mut doubts = Vec::new();
     let mut queue = CommandQueue::default();
     let mut fresh = Vec::new();
@@ -599,7 +625,7 @@ pub fn apply(
     {
         let mut commands = Commands::new(&mut queue, world);
         for x in &r.running {
-            let Ok(bound) = protocol.bind(&x.values) else {
+            let Ok(bound) = protocol.bind_with(&x.values, &experiments::reagents_at(&levels, &x.values)) else {
                 recorder.send(RecordEvent::say(
                     r.campaign,
                     now,

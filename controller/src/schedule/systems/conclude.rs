@@ -6,7 +6,11 @@
 //! or still in doubt); [`settle_reconciled`] settles what is still in doubt by policy once its instrument is
 //! reconciled; [`fail_stranded_steps`] fails steps that no working instrument or usable place can serve (or, by
 //! default, lets those that wait for a blocked place wait for a person); [`conclude_experiments`] tells the learner
-//! and carries failed experiments' vessels back to the rack.
+//! and carries failed experiments' vessels back to the rack. [`settle_draws`] frees the valve a dispense claimed and
+//! gives back a draw that never acted, and [`release_reservations`] lets go of what concluded experiments reserved.
+//!
+//! One file because the file a system lives in says when it runs: these are the *Conclude* set's systems, in its
+//! order; what they share lives in `systems/mod.rs`, and the stock's bookkeeping in `schedule::stock`.
 
 use std::collections::HashSet;
 
@@ -29,6 +33,7 @@ use crate::schedule::resources::{
 };
 use crate::schedule::resources::{BlockedPolicy, UnknownPolicy, Varied};
 use crate::schedule::settle::{Told, tell_actual};
+use crate::schedule::stock::Stock;
 
 /// Applies finished steps.
 pub fn apply_step_results(
@@ -448,9 +453,18 @@ pub fn settle_observed(
                         error: None,
                     });
                     let timeout = step.rules.timeout.map_or(step.estimate * 3.0 + 300.0, |t| t.0);
+                    // What carries on is a hold or a delivery; a pump's stroke is settled done, partial or never sent,
+                    // so no valve is turned for it.
                     carrying_on = Some((
                         e,
-                        Dispatch { step: e, step_id: step.id, task: Some(task), estimate: step.estimate, timeout },
+                        Dispatch {
+                            step: e,
+                            step_id: step.id,
+                            task: Some(task),
+                            estimate: step.estimate,
+                            timeout,
+                            turn: None,
+                        },
                     ));
                 }
                 S::Done { outcome, why, place, actual } => {
@@ -974,5 +988,85 @@ pub fn return_vessel_name(earlier: usize) -> String {
     match earlier {
         0 => "return_vessel".to_owned(),
         n => format!("return_vessel_{}", n + 1),
+    }
+}
+
+/// Settles the bottles of finished dispenses: the valve a dispense claimed is free again; a dispense that failed
+/// before it could act gives its charge back; one whose outcome is unknown stays charged in full, and the record
+/// says the bottle may hold more than the controller counts.
+pub fn settle_draws(
+    mut ended: MessageReader<StepEnded>,
+    mut stock: ResMut<Stock>,
+    mut instruments: Query<(&Instrument, &mut Availability)>,
+    steps: Query<&Step>,
+    experiments: Query<&Experiment>,
+    record: Res<Record>,
+) {
+    for ev in ended.read() {
+        let Some(draw) = stock.draws.remove(&ev.step) else { continue };
+        if let Some(v) = draw.valve
+            && let Ok((_, mut a)) = instruments.get_mut(v)
+            && *a == (Availability::Busy { step: ev.step })
+        {
+            *a = Availability::Idle;
+        }
+        let (kind, volume, unknown, note) = match &ev.result {
+            Ok(_) => continue,
+            Err(e) if !e.may_have_acted => {
+                stock.refund(&draw.key, draw.experiment, draw.volume);
+                (
+                    "adjusted",
+                    draw.volume,
+                    false,
+                    format!("given back: the dispense failed before it acted ({})", e.message),
+                )
+            }
+            Err(e) => {
+                stock.charge(&draw.key, draw.experiment, 0.0, true);
+                ("adjusted", 0.0, true, format!("charged in full: the dispense may have acted ({})", e.message))
+            }
+        };
+        let Some(b) = stock.bottles.get(&draw.key) else { continue };
+        record.recorder.send(RecordEvent::Stock {
+            campaign: record.campaign,
+            at: ev.ended,
+            bottle: draw.key.clone(),
+            reagent: b.reagent.clone(),
+            kind: kind.into(),
+            volume,
+            experiment: experiments.get(draw.experiment).ok().map(|e| e.id),
+            step: steps.get(ev.step).ok().map(|s| s.id),
+            unknown,
+            left: b.left(),
+            note,
+        });
+    }
+}
+
+/// Lets go of what concluded experiments reserved and did not draw.
+pub fn release_reservations(
+    mut concluded: MessageReader<ExperimentConcluded>,
+    mut stock: ResMut<Stock>,
+    experiments: Query<&Experiment>,
+    record: Res<Record>,
+    clock: Res<LabClock>,
+) {
+    for c in concluded.read() {
+        for (key, volume) in stock.release(c.experiment) {
+            let b = &stock.bottles[&key];
+            record.recorder.send(RecordEvent::Stock {
+                campaign: record.campaign,
+                at: clock.now(),
+                bottle: key.clone(),
+                reagent: b.reagent.clone(),
+                kind: "released".into(),
+                volume,
+                experiment: experiments.get(c.experiment).ok().map(|e| e.id),
+                step: None,
+                unknown: false,
+                left: None,
+                note: "the experiment ended without drawing it".into(),
+            });
+        }
     }
 }

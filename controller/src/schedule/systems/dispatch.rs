@@ -24,6 +24,7 @@ use crate::schedule::resources::{
     CampaignState, DeckState, LabClock, NextWake, OrderedTime, Policy, Progress, ReadyIndex, ReadyKey, Record,
     Schedule, Source,
 };
+use crate::schedule::stock::{Draw, Stock};
 
 /// Sends instruments in the unknown state to be read back, if they can be and a step on them is in doubt, or else
 /// reconciled (safe state, identify, initialize).
@@ -228,6 +229,7 @@ pub fn assign_instruments(
     clock: Res<LabClock>,
     state: Res<CampaignState>,
     mut progress: ResMut<Progress>,
+    mut stock: ResMut<Stock>,
 ) {
     schedule.idle_until = None;
     if state.aborted || state.paused || index.filed.is_empty() {
@@ -260,8 +262,13 @@ pub fn assign_instruments(
     let planned = matches!(*policy, Policy::Planned { .. }) && schedule.plans > 0 && !schedule.dirty;
 
     let mut chosen: Vec<(Entity, Entity, Option<Place>, String)> = Vec::new();
+    // Instruments given a step in this frame, and valves a dispense chosen in this frame turns.
+    let mut taken: HashSet<String> = HashSet::new();
     let mut stale = false;
     for (inst_entity, inst) in &idle {
+        if taken.contains(&inst.name) {
+            continue;
+        }
         // A kept instrument takes nothing else, however short; a held one only what ends before its hold.
         let first_hold = instruments
             .get(*inst_entity)
@@ -284,6 +291,9 @@ pub fn assign_instruments(
                 return Err(Unable::Other);
             }
             if !held_for_me && !fits_before_hold(step.estimate) {
+                return Err(Unable::Other);
+            }
+            if !source_ready(step, &inst.name, &stock, &instruments, &taken) {
                 return Err(Unable::Other);
             }
             match step.work.action() {
@@ -457,6 +467,14 @@ pub fn assign_instruments(
             deck.reserved.insert(p.clone(), exp);
         }
         index.remove(step_entity);
+        taken.insert(inst.name.clone());
+        if let Ok((_, step, _)) = steps.get(step_entity)
+            && let Some(Action::Dispense { volume, reagent: Some(r) }) = step.work.action()
+            && let Some((valve, _)) =
+                stock.pick(step.experiment, r, &inst.name, volume.0).and_then(|b| b.source.valve())
+        {
+            taken.insert(valve.to_owned());
+        }
         chosen.push((*inst_entity, step_entity, destination, reason));
     }
 
@@ -500,6 +518,13 @@ pub fn assign_instruments(
         let vessel_at = experiments.get(step.experiment).ok().and_then(|(_, v)| v.map(|v| v.at.clone()));
         let task = step.work.action().map(|a| task_for(a, vessel_at.as_ref(), destination.clone()));
         let (step_id, estimate) = (step.id, step.estimate);
+        let draw = match step.work.action() {
+            Some(Action::Dispense { volume, reagent: Some(r) }) => {
+                let exp_id = experiments.get(step.experiment).map_or(0, |(e, _)| e.id);
+                Some(Wanted { reagent: r.clone(), volume: volume.0, experiment: step.experiment, exp_id })
+            }
+            _ => None,
+        };
         let timeout = step.rules.timeout.map_or(step.estimate * 3.0 + 300.0, |t| t.0);
         let attempt = {
             let mut a = attempts.get_mut(step_entity).expect("every step has attempts");
@@ -543,10 +568,85 @@ pub fn assign_instruments(
                 place.map(|p| format!(" and {p} was free")).unwrap_or_default()
             ),
         });
-        let dispatch = Dispatch { step: step_entity, step_id, task, estimate, timeout };
+        // A dispense of a reagent draws from a bottle chosen now; through a valve, the valve is claimed with the
+        // pump for the whole step, so no other step can turn it between the turn and the draw.
+        let turn =
+            draw.and_then(|w| claim_source(step_entity, step_id, &name, w, &mut stock, &mut instruments, &record, now));
+        let dispatch = Dispatch { step: step_entity, step_id, task, estimate, timeout, turn };
         bridge.executor.dispatch(inst_entity, dispatch);
         progress.0 = true;
     }
+}
+
+/// A dispense's reagent, as dispatch needs it.
+struct Wanted {
+    reagent: String,
+    volume: f64,
+    experiment: Entity,
+    exp_id: i64,
+}
+
+/// Whether a dispense of a reagent can start on pump `pump` now: a bottle it reaches holds enough for the
+/// experiment, and a valve in between is free (idle, promised to nothing, not taken in this frame).
+fn source_ready(
+    step: &Step,
+    pump: &str,
+    stock: &Stock,
+    instruments: &Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
+    taken: &HashSet<String>,
+) -> bool {
+    let Some(Action::Dispense { volume, reagent: Some(r) }) = step.work.action() else { return true };
+    let Some(bottle) = stock.pick(step.experiment, r, pump, volume.0) else { return false };
+    match bottle.source.valve() {
+        None => true,
+        Some((valve, _)) => {
+            !taken.contains(valve)
+                && instruments.iter().any(|(_, i, a, h)| i.name == valve && *a == Availability::Idle && h.0.is_empty())
+        }
+    }
+}
+
+/// Charges a dispense to the bottle it draws from (in full, before it acts: a dispense whose outcome is never
+/// learned stays charged), records the draw, and claims the valve it turns; returns the valve and port.
+#[expect(clippy::too_many_arguments, reason = "a helper of one system, taking what the system holds")]
+fn claim_source(
+    step_entity: Entity,
+    step_id: i64,
+    pump: &str,
+    w: Wanted,
+    stock: &mut Stock,
+    instruments: &mut Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
+    record: &Record,
+    now: f64,
+) -> Option<(Entity, u32)> {
+    let key = stock.pick(w.experiment, &w.reagent, pump, w.volume)?.source.key();
+    stock.charge(&key, w.experiment, w.volume, false);
+    let b = &stock.bottles[&key];
+    let valve = b.source.valve().map(|(v, p)| (v.to_owned(), p));
+    record.recorder.send(RecordEvent::Stock {
+        campaign: record.campaign,
+        at: now,
+        bottle: key.clone(),
+        reagent: w.reagent.clone(),
+        kind: "drawn".into(),
+        volume: w.volume,
+        experiment: Some(w.exp_id),
+        step: Some(step_id),
+        unknown: false,
+        left: b.left(),
+        note: format!("by `{pump}`, charged before it acts"),
+    });
+    let mut turn = None;
+    if let Some((valve, port)) = &valve
+        && let Some((e, _, mut a, _)) = instruments.iter_mut().find(|(_, i, _, _)| &i.name == valve)
+    {
+        *a = Availability::Busy { step: step_entity };
+        turn = Some((e, *port));
+    }
+    stock
+        .draws
+        .insert(step_entity, Draw { experiment: w.experiment, key, valve: turn.map(|(e, _)| e), volume: w.volume });
+    turn
 }
 
 /// The position of the instrument the plan gave to the first vessel step after `transfer`.
@@ -702,7 +802,7 @@ pub(crate) fn task_for(action: &Action, at: Option<&Place>, destination: Option<
             let from = at.cloned().unwrap_or(Place::Rack(0));
             Task::Transfer { to: destination.unwrap_or_else(|| from.clone()), from }
         }
-        Action::Dispense { volume } => Task::Dispense { volume: *volume },
+        Action::Dispense { volume, .. } => Task::Dispense { volume: *volume },
         Action::Heat { temperature, duration, stir } => {
             Task::Heat { temperature: *temperature, duration: *duration, stir: *stir }
         }

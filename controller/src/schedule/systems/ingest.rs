@@ -15,6 +15,7 @@ use crate::schedule::messages::{
     ExperimentConcluded, Observed, OperatorAsked, ProposalsArrived, Reconciled, StepEnded,
 };
 use crate::schedule::resources::{CampaignState, DeckState, LabClock, Progress, ReadyIndex, Record, Schedule, Source};
+use crate::schedule::stock::Stock;
 
 /// Turns everything that arrived from outside into messages.
 pub fn drain_inbox(
@@ -67,6 +68,7 @@ pub fn handle_operator_requests(
     source: Res<Source>,
     record: Res<Record>,
     clock: Res<LabClock>,
+    mut stock: ResMut<Stock>,
 ) {
     for OperatorAsked(req) in asked.read() {
         let now = clock.now();
@@ -112,6 +114,9 @@ pub fn handle_operator_requests(
                 now,
             ),
             OperatorAction::Clear { place } => clear(place, req, &mut deck, &experiments, &source),
+            OperatorAction::Restock { bottle, volume, absolute } => {
+                restock(bottle, *volume, *absolute, req, &mut stock, &record, now)
+            }
         };
         schedule.dirty = true;
         record.recorder.send(RecordEvent::say(record.campaign, now, "warning", None, outcome.clone()));
@@ -125,6 +130,51 @@ pub fn handle_operator_requests(
                 outcome,
             });
         }
+    }
+}
+
+/// Carries out `lab restock`: the bottle's stock grows (or is set), the record says so, and experiments held for
+/// its reagent may start in the next frame.
+fn restock(
+    bottle: &str,
+    volume: f64,
+    absolute: bool,
+    req: &OperatorRequest,
+    stock: &mut Stock,
+    record: &Record,
+    now: f64,
+) -> String {
+    let who = format!("{} ({})", req.who, req.reason);
+    if !(volume.is_finite() && volume >= 0.0) {
+        return format!("restock of `{bottle}` by {who} ignored: {volume} uL is not a volume one can add");
+    }
+    let key = match stock.resolve(bottle) {
+        Ok(k) => k,
+        Err(e) => return format!("restock by {who} ignored: {e}"),
+    };
+    match stock.refill(&key, volume, absolute) {
+        Ok(left) => {
+            let reagent = stock.bottles[&key].reagent.clone();
+            record.recorder.send(RecordEvent::Stock {
+                campaign: record.campaign,
+                at: now,
+                bottle: key.clone(),
+                reagent: reagent.clone(),
+                kind: "refilled".into(),
+                volume,
+                experiment: None,
+                step: None,
+                unknown: false,
+                left: Some(left),
+                note: if absolute {
+                    format!("set to {volume} uL by {who}")
+                } else {
+                    format!("{volume} uL added by {who}")
+                },
+            });
+            format!("restocked `{key}` ({reagent}): {left:.0} uL usable now (asked by {})", req.who)
+        }
+        Err(e) => format!("restock by {who} ignored: {e}"),
     }
 }
 

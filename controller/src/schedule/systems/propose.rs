@@ -14,8 +14,73 @@ use crate::schedule::components::{
 };
 use crate::schedule::messages::ProposalsArrived;
 use crate::schedule::resources::{
-    CampaignState, Estimates, Job, LabClock, Progress, RackState, ReadyIndex, Record, Schedule, Source,
+    CampaignSource, CampaignState, Estimates, Job, LabClock, Progress, RackState, ReadyIndex, Record, Schedule, Source,
 };
+use crate::schedule::stock::{self, Stock};
+
+/// The place in the queue of the first proposal whose dispenses the bottles can serve now; says once in the record
+/// what the others wait for. A proposal that does not bind is left for [`start_experiments`] to refuse.
+fn startable(
+    cs: &CampaignSource,
+    state: &CampaignState,
+    stock: &mut Stock,
+    record: &Record,
+    now: f64,
+) -> Option<usize> {
+    let mut short = std::collections::BTreeMap::new();
+    let mut found = None;
+    for (k, (_, proposal)) in state.queue.iter().enumerate() {
+        let mut values = cs.fixed.clone();
+        values.extend(proposal.values.clone());
+        let Ok(bound) = cs.protocol.bind_with(&values, &cs.reagents_at(&values)) else {
+            found = Some(k);
+            break;
+        };
+        match stock.shortage(&stock::needs(bound.steps.iter().map(|s| &s.action))) {
+            None => {
+                found = Some(k);
+                break;
+            }
+            Some((reagent, s)) => {
+                short.entry(reagent).or_insert(s);
+            }
+        }
+    }
+    // With the whole queue read, a reagent no queued proposal is short of is waited for no more.
+    if found.is_none() {
+        stock.waiting.retain(|r, _| short.contains_key(r));
+    }
+    for (reagent, s) in &short {
+        if stock.waiting.get(reagent) != Some(s) {
+            record.recorder.send(RecordEvent::say(
+                record.campaign,
+                now,
+                "warning",
+                None,
+                stock::waiting_message(reagent, s),
+            ));
+            stock.waiting.insert(reagent.clone(), s.clone());
+        }
+    }
+    found
+}
+
+/// Where a step runs: a dispense of a reagent that only one of the step's candidate pumps reaches runs on that pump,
+/// so the planner never plans it on a pump that cannot draw it.
+fn reagent_pump(lab: &devices::Lab, on: &InstrumentRef, action: &protocols::Action) -> InstrumentRef {
+    let protocols::Action::Dispense { reagent: Some(r), .. } = action else { return on.clone() };
+    let mut pumps: Vec<String> = lab
+        .sources(r)
+        .iter()
+        .map(|s| s.pump().to_owned())
+        .filter(|p| lab.candidates(on).any(|c| &c.name == p))
+        .collect();
+    pumps.dedup();
+    match pumps.as_slice() {
+        [one] => InstrumentRef::Named(one.clone()),
+        _ => on.clone(),
+    }
+}
 
 /// Takes the learner's proposals into the queue.
 pub fn receive_proposals(
@@ -77,6 +142,7 @@ pub fn start_experiments(
     mut state: ResMut<CampaignState>,
     mut rack: ResMut<RackState>,
     mut source: ResMut<Source>,
+    mut stock: ResMut<Stock>,
     estimates: Res<Estimates>,
     mut schedule: ResMut<Schedule>,
     mut index: ResMut<ReadyIndex>,
@@ -88,13 +154,17 @@ pub fn start_experiments(
         let now = clock.now();
         let seq = state.started + 1;
         let exp_id = state.next_experiment;
+        let mut needs = std::collections::BTreeMap::new();
         let (job, values, proposal, slot, params) = match &mut *source {
             Source::Jobs(jobs) => {
                 let Some(job) = jobs.pop_front() else { break };
                 (job, Default::default(), None, None, Vec::new())
             }
             Source::Campaign(cs) => {
-                let Some((proposal_id, proposal)) = state.queue.pop_front() else { break };
+                // The first queued proposal whose reagents can be reserved starts; one that needs a reagent its
+                // bottles cannot give waits in the queue (and the record says what for, once), while others start.
+                let Some(k) = startable(cs, &state, &mut stock, &record, now) else { break };
+                let Some((proposal_id, proposal)) = state.queue.remove(k) else { break };
                 let Some(slot) = rack.fresh.pop_front() else {
                     state.queue.push_front((proposal_id, proposal));
                     state.stopping = true;
@@ -103,7 +173,7 @@ pub fn start_experiments(
                 };
                 let mut values = cs.fixed.clone();
                 values.extend(proposal.values.clone());
-                let bound = match cs.protocol.bind(&values) {
+                let bound = match cs.protocol.bind_with(&values, &cs.reagents_at(&values)) {
                     Ok(b) => b,
                     Err(e) => {
                         // The campaign was checked against the protocol, so this is a proposer bug.
@@ -125,7 +195,7 @@ pub fn start_experiments(
                         .iter()
                         .map(|s| crate::schedule::resources::JobStep {
                             name: s.id.clone(),
-                            on: s.on.clone(),
+                            on: reagent_pump(&cs.lab, &s.on, &s.action),
                             duration: crate::schedule::estimate::action(&cs.lab, &s.on, &s.action) * 1.0,
                             action: Some(s.action.clone()),
                             after: s.after.clone(),
@@ -133,17 +203,47 @@ pub fn start_experiments(
                         })
                         .collect(),
                 };
-                let params = cs
-                    .protocol
-                    .parameters()
-                    .iter()
-                    .map(|p| (p.name.clone(), bound.values[&p.name], p.unit.symbol.to_owned()))
-                    .collect();
+                needs = stock::needs(bound.steps.iter().map(|s| &s.action));
+                let params =
+                    cs.protocol
+                        .parameters()
+                        .iter()
+                        .map(|p| (p.name.clone(), bound.values[&p.name], p.unit.symbol.to_owned()))
+                        // A reagent parameter the campaign varies is recorded as its level's number (the learner's
+                        // value, and what a resumed campaign binds again); the reagent is in `stock_events`.
+                        .chain(cs.protocol.reagent_parameters().iter().filter_map(|p| {
+                            bound.values.get(&p.name).map(|v| (p.name.clone(), *v, "level".to_owned()))
+                        }))
+                        .collect();
                 (job, bound.values, Some(proposal_id), Some(slot), params)
             }
         };
         state.next_experiment += 1;
         let exp_entity = commands.spawn_empty().id();
+        match stock.reserve(exp_entity, &needs) {
+            Ok(reserved) => {
+                for (key, volume) in reserved {
+                    let b = &stock.bottles[&key];
+                    record.recorder.send(RecordEvent::Stock {
+                        campaign: record.campaign,
+                        at: now,
+                        bottle: key.clone(),
+                        reagent: b.reagent.clone(),
+                        kind: "reserved".into(),
+                        volume,
+                        experiment: Some(exp_id),
+                        step: None,
+                        unknown: false,
+                        left: None,
+                        note: format!("for experiment #{seq}, before it started"),
+                    });
+                }
+            }
+            // `startable` checked this experiment's needs against the same stock a moment ago.
+            Err((reagent, _)) => {
+                unreachable!("the reservation of `{reagent}` was checked before the experiment started")
+            }
+        }
         let step_entities: Vec<Entity> = job.steps.iter().map(|_| commands.spawn_empty().id()).collect();
         let mut dependents: Vec<Vec<Entity>> = vec![Vec::new(); job.steps.len()];
         for (j, s) in job.steps.iter().enumerate() {

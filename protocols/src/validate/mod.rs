@@ -18,9 +18,12 @@ use crate::file::{
 };
 use crate::op::{Arg, Destination, InstrumentRef, Op, Operation};
 use crate::protocol::{Output, Parameter, Protocol, Step, StepRules, expected_dimension};
+use crate::reagent::ReagentParameter;
 use crate::ron_file::{check_syntax, parse_section, suggest};
 use crate::source::{Node, Seg, index};
 use crate::units::{Dimension, Duration, Quantity, QuantityError, Unit, trim_float};
+
+mod reagents;
 
 /// Diagnostic codes for protocols. Each has an entry in GUIDE.md.
 pub mod codes {
@@ -58,7 +61,7 @@ pub mod codes {
 
 /// Loads and validates a protocol. On success the result may still carry warnings.
 pub fn load_protocol(source: Arc<SourceFile>) -> Result<(Protocol, Diagnostics), Diagnostics> {
-    let mut v = Validator { src: source, diags: Diagnostics::new(), tree: Node::default() };
+    let mut v = Validator { src: source, diags: Diagnostics::new(), tree: Node::default(), reagents: BTreeMap::new() };
     let protocol = v.run();
     v.diags.sort();
     match protocol {
@@ -71,6 +74,8 @@ struct Validator {
     src: Arc<SourceFile>,
     diags: Diagnostics,
     tree: Node,
+    /// The reagent parameters; `None` marks one whose declaration had an error.
+    reagents: BTreeMap<String, Option<ReagentParameter>>,
 }
 
 /// A step as parsed, with where it came from.
@@ -112,6 +117,12 @@ impl Validator {
                 .with_help_mut(format!("this version of lab reads `format: {FORMAT}`"));
         }
         let parameters = self.parameters();
+        self.reagents = reagents::declarations(&self.src, &self.tree, &mut self.diags);
+        for name in self.reagents.keys().filter(|n| parameters.contains_key(*n)).cloned().collect::<Vec<_>>() {
+            let span = self.span(&[Seg::Field("reagents"), Seg::KeyOf(&name)]);
+            self.error(codes::NAME, span, format!("`{name}` is both a parameter and a reagent parameter"))
+                .with_help_mut("rename one of them");
+        }
         let outputs = self.outputs();
         let parsed = self.parse_steps();
         if header.is_some() && self.tree.get(&[Seg::Field("steps")]).is_none() {
@@ -148,6 +159,7 @@ impl Validator {
             name: header.name,
             description: header.description,
             parameters: parameters.into_values().flatten().collect(),
+            reagents: std::mem::take(&mut self.reagents).into_values().flatten().collect(),
             outputs: outputs.into_values().flatten().collect(),
             steps: steps.into_iter().flatten().collect(),
             graph,
@@ -438,9 +450,19 @@ impl Validator {
                     DestinationFile::Named(n) => Destination::Named(n.clone()),
                 },
             }),
-            OpFile::Dispense { volume } => {
+            OpFile::Dispense { volume, reagent } => {
                 let volume = q(self, "volume", volume);
-                Some(Op::Dispense { volume: typed(volume?)? })
+                let reagent = match reagent {
+                    None => None,
+                    Some(text) => {
+                        let span =
+                            self.span(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("op"), Seg::Field("reagent")]);
+                        let numeric: Vec<&str> = params.keys().map(String::as_str).collect();
+                        let arg = reagents::argument(&self.src, span, text, &self.reagents, &numeric, &mut self.diags);
+                        Some(arg?)
+                    }
+                };
+                Some(Op::Dispense { volume: typed(volume?)?, reagent })
             }
             OpFile::Heat { temperature, duration, stir } => {
                 let temperature = q(self, "temperature", temperature);
@@ -524,6 +546,15 @@ impl Validator {
         let span = self.span(&[Seg::Field("steps"), Seg::Index(i), Seg::Field("op"), Seg::Field(field)]);
         let want = expected_dimension(field);
         if let Some(name) = text.trim().strip_prefix('$') {
+            if self.reagents.contains_key(name) {
+                self.error(
+                    codes::DIMENSION,
+                    span,
+                    format!("`{field}` needs a {}, but `{name}` is a reagent", want.name()),
+                )
+                .with_help_mut(format!("use a parameter in {}", want.examples()));
+                return None;
+            }
             let Some(decl) = params.get(name) else {
                 let known: Vec<&str> = params.keys().map(String::as_str).collect();
                 let help = match suggest(name, &known) {
@@ -809,7 +840,10 @@ impl Validator {
             };
             match &s.op {
                 Op::Transfer { .. } => {}
-                Op::Dispense { volume } => add(param_name(volume)),
+                Op::Dispense { volume, reagent } => {
+                    add(param_name(volume));
+                    add(reagent.as_ref().and_then(param_name));
+                }
                 Op::Heat { temperature, duration, stir } => {
                     add(param_name(temperature));
                     add(param_name(duration));
@@ -831,9 +865,10 @@ impl Validator {
         if steps.iter().filter(|s| s.is_some()).count() < parsed_all {
             return;
         }
-        for name in params.keys() {
+        let reagents: Vec<(&str, &str)> = self.reagents.keys().map(|n| (n.as_str(), "reagents")).collect();
+        for (name, section) in params.keys().map(|n| (n.as_str(), "parameters")).chain(reagents) {
             if !used.contains(name) {
-                let span = self.span(&[Seg::Field("parameters"), Seg::KeyOf(name)]);
+                let span = self.span(&[Seg::Field(section), Seg::KeyOf(name)]);
                 let d = Diagnostic::error(codes::UNUSED, &self.src, span, format!("parameter `{name}` is never used"))
                     .with_help(format!("use it as \"${name}\" in a step, or remove it"))
                     .warning();
