@@ -60,7 +60,7 @@ fn main() -> ExitCode {
             operating::confirm(&who, step, done, not_done, failed, vessel_at)
         }
         Command::Clear { place, who } => operating::operator_command(&who, OperatorAction::Clear { place }),
-        Command::Plan { lab, file, count, set } => planning::plan_command(&lab, &file, count, &set),
+        Command::Plan(args) => planning::plan_command(&args),
         Command::Bench { command: BenchCommand::Learn { seeds } } => planning::bench_learn(seeds),
         Command::Bench {
             command: BenchCommand::Schedule { workload, best_known, generated, noise_seeds, planner_seeds },

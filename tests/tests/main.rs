@@ -4,6 +4,7 @@ mod architecture;
 mod campaign;
 mod faults;
 mod fuzz;
+mod plan_accuracy;
 mod ron_files;
 mod soak;
 mod tamper;

@@ -236,6 +236,9 @@ pub struct Schedule {
     pub plans: usize,
     /// Wall time spent planning.
     pub planning: Duration,
+    /// The planner's work so far, in operations touched (`planner::Plan::work`): its time, independent of the
+    /// machine.
+    pub work: u64,
     /// Just after the earliest time an idle instrument waits for, because its plan has it wait for a step due then.
     /// A real run looks again every quarter second of wall time anyway; a simulation moves its clock to this time
     /// if nothing happens before, so that it too stops waiting for a step that is late.

@@ -289,6 +289,7 @@ pub fn page(data: &ReportData, db: &Path, svgs: &[(Plot, String)]) -> String {
         );
     }
     let _ = writeln!(h, "</tbody>\n</table>\n</div>\n</section>");
+    h.push_str(&super::durations::section(&data.durations));
     let _ = writeln!(
         h,
         "<footer>Made by <code>lab report</code> from the record alone; check the record with \
