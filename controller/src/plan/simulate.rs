@@ -253,8 +253,17 @@ impl Setup {
             let next = earliest(next_event, wake);
             // An instrument its plan holds idle for a step due later stops waiting once that step is late, as in a
             // real run, which looks again every quarter second. Without this wake the simulation jumped to its next
-            // event (a heat ending an hour later) or, with none, ended with work left.
-            let next = earliest(next, self.world.resource::<resources::Schedule>().idle_until);
+            // event (a heat ending an hour later) or, with none, ended with work left. A real run notices at its
+            // first frame after the step is due: a frame runs on every event and, with none, a tick after the last
+            // frame; with the lab's pace known, the simulation waits for that tick too.
+            let idle = self.world.resource::<resources::Schedule>().idle_until.map(|due| match &self.physics {
+                Some(p) if p.durations.tick > 0.0 => {
+                    let tick = p.durations.tick;
+                    now + ((due - now) / tick).ceil().max(1.0) * tick
+                }
+                _ => due,
+            });
+            let next = earliest(next, idle);
             let Some(t) = next else { break false };
             if t > now {
                 self.clock.advance(t - now);

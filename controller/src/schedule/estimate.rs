@@ -238,6 +238,9 @@ pub struct Durations {
     /// Lab seconds per unit of the planner's work (`planner::Plan::work`): the time the controller plans while
     /// instruments wait for their next step, which in a simulated lab's accelerated time is not negligible.
     pub planner: f64,
+    /// Lab seconds between the frames a run makes when nothing happens (`resources::IDLE_TICK` at the lab's pace): an
+    /// instrument held for a planned step that is late stops waiting only at the next frame.
+    pub tick: f64,
 }
 
 impl Durations {
@@ -247,6 +250,7 @@ impl Durations {
             rates: lab.instruments.iter().map(|i| (i.name.clone(), Rates::of(lab, i))).collect(),
             startup: default_startup(lab),
             planner: PLANNER_WALL_PER_WORK * time_scale(lab),
+            tick: crate::schedule::resources::IDLE_TICK.as_secs_f64() * time_scale(lab),
         }
     }
 

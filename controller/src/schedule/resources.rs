@@ -279,6 +279,10 @@ impl Estimates {
 #[derive(Resource, Debug, Default)]
 pub struct Progress(pub bool);
 
+/// How long the main loop waits for news before it runs a frame anyway: an instrument its plan holds for a step
+/// that is now late stops waiting at the next frame. `lab plan` follows the same rhythm in lab time.
+pub const IDLE_TICK: Duration = Duration::from_millis(250);
+
 /// The earliest lab time at which a waiting step may start (a minimum wait), so the main loop can wake then.
 #[derive(Resource, Debug, Default)]
 pub struct NextWake(pub Option<f64>);
