@@ -99,11 +99,21 @@ mod tests {
     }
 
     /// As the benchmark does it: the scheduler's thread is pinned, then starts the writer, which inherits its core and
-    /// must move to its own.
+    /// must move to its own. On a machine (or in a process) with one core there is no other core to move to: the
+    /// test then checks the rest (pinning, inheriting, and no choice offered) and says what it left out.
     #[cfg(target_os = "linux")]
     #[test]
     fn a_thread_started_from_a_pinned_one_moves_to_its_own_core() {
-        let Some(cores) = for_this_thread() else { return };
+        let allowed_here = allowed();
+        assert!(!allowed_here.is_empty(), "this thread may run on no core at all");
+        let cores = match for_this_thread() {
+            Some(cores) => cores,
+            None => {
+                assert_eq!(allowed_here.len(), 1, "no choice although {allowed_here:?} are allowed");
+                eprintln!("one core only: a thread cannot be shown to move to a core of its own here");
+                Cores { scheduler: allowed_here[0], writer: allowed_here[0] }
+            }
+        };
         std::thread::spawn(move || {
             pin_this_thread(cores.scheduler).unwrap();
             assert_eq!(allowed(), vec![cores.scheduler]);
@@ -118,6 +128,20 @@ mod tests {
             // Moving the writer left the scheduler where it was.
             assert_eq!(allowed(), vec![cores.scheduler]);
             assert_eq!(current(), Some(cores.scheduler));
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A thread kept on one core (as a one-core machine keeps every thread) is offered no pair of cores, on any
+    /// machine.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_kept_on_one_core_is_offered_no_pair() {
+        let core = allowed()[0];
+        std::thread::spawn(move || {
+            pin_this_thread(core).unwrap();
+            assert_eq!(for_this_thread(), None);
         })
         .join()
         .unwrap();

@@ -12,6 +12,7 @@
 //! have acted physically is never repeated; every instrument is left in its safe state when a campaign ends.
 
 pub mod cores;
+pub mod fleet;
 pub mod init;
 pub mod inspect;
 pub mod load;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::args::{BenchCommand, Cli, Command, DevicesCommand, KeyCommand};
+use cli::fleet;
 use cli::{devices, exit_code, inspecting, operating, planning, running, setup};
 use controller::schedule::bridge::OperatorAction;
 
@@ -48,9 +49,30 @@ fn main() -> ExitCode {
             running::resume(&who, campaign, lab, time_scale, &unknown, sign_with, quiet)
         }
         Command::Status { db, campaign } => inspecting::status_command(&db, campaign),
-        Command::Report { db, campaign, out } => inspecting::report_command(&db, campaign, &out),
+        Command::Report { hub: Some(hub), fleet_campaign: Some(name), out, .. } => fleet::report(&hub, &name, &out),
+        Command::Report { db, campaign, out, .. } => inspecting::report_command(&db, campaign, &out),
         Command::Verify { db, public_key } => inspecting::verify_command(&db, public_key.as_deref()),
-        Command::Export { db, campaign, format, out } => inspecting::export_command(&db, campaign, &format, &out),
+        Command::Export { hub: Some(hub), fleet_campaign: Some(name), format, out, .. } => {
+            fleet::export(&hub, &name, &format, &out)
+        }
+        Command::Export { db, campaign, format, out, .. } => inspecting::export_command(&db, campaign, &format, &out),
+        Command::Fleet(command) => fleet::fleet_command(command, quiet),
+        Command::Workcell {
+            hub,
+            lab,
+            db,
+            name,
+            campaign,
+            prefetch,
+            time_scale,
+            unknown,
+            sign_with,
+            ship_wait,
+            ship_only,
+        } => {
+            let run = fleet::WorkcellRun { name, campaign, prefetch, time_scale, sign_with, ship_wait, ship_only };
+            fleet::workcell(&hub, lab, db, run, &unknown, quiet)
+        }
         Command::Replay { db, campaign, instrument, transcript, lab } => {
             inspecting::replay_command(&db, campaign, instrument.as_deref(), transcript.as_deref(), lab.as_deref())
         }
@@ -61,7 +83,9 @@ fn main() -> ExitCode {
         }
         Command::Clear { place, who } => operating::operator_command(&who, OperatorAction::Clear { place }),
         Command::Plan(args) => planning::plan_command(&args),
-        Command::Bench { command: BenchCommand::Learn { seeds } } => planning::bench_learn(seeds),
+        Command::Bench { command: BenchCommand::Learn { seeds, landscapes } } => {
+            planning::bench_learn(seeds, landscapes)
+        }
         Command::Bench {
             command: BenchCommand::Schedule { workload, best_known, generated, noise_seeds, planner_seeds },
         } => planning::bench_schedule(&workload, &best_known, generated, noise_seeds, planner_seeds),
@@ -73,6 +97,9 @@ fn main() -> ExitCode {
         }
         Command::Sim { lab, lab_out, hands } => devices::sim_command(&lab, lab_out.as_deref(), hands),
         Command::Devices { command: DevicesCommand::List } => devices::list_command(),
+        Command::Devices { command: DevicesCommand::Probe { lab } } if !lab.to_string_lossy().ends_with(".ron") => {
+            devices::probe_port_command(&lab)
+        }
         Command::Devices { command: DevicesCommand::Probe { lab } } => devices::probe_command(&lab),
     })
 }

@@ -10,6 +10,11 @@
 //! output gives each path's median, mean and 99th percentile round trip and the ratio of medians; the target is
 //! at most 1.3.
 //!
+//! A second comparison times a declared instrument against the Rust driver of the same protocol: an MT-SICS balance
+//! weighing (`S`, answered `S S <weight> g`) through `MettlerBalance` and its simulator, and through the declaration
+//! `mettler_sics_level0` (`devices/instruments/`) and the simulator made from it, one of each in turn on one
+//! runtime. The target is a ratio of medians (declared over Rust) of at most 1.3.
+//!
 //! Run with `cargo bench -p devices --bench command_path`; `-- --rounds N` changes the number of rounds of
 //! [`PER_ROUND`] round trips each.
 
@@ -123,5 +128,63 @@ fn main() {
         println!("ratio of medians: {:.2} (target <= 1.30)", d.as_secs_f64() / b.as_secs_f64());
         println!("ratio of medians, nothing recorded: {:.2}", q.as_secs_f64() / b.as_secs_f64());
         sims.stop().await;
+        declared_against_rust(rounds).await;
     });
+}
+
+/// Two balances on empty pans, one driven by `MettlerBalance`, one declared in RON, same protocol and line.
+const BALANCES: &str = r#"Lab(
+    format: 1,
+    name: "balances",
+    deck: (
+        safe_z: 90,
+        rack: (origin: (x: 20, y: 20, z: 8), pitch_x: 22, pitch_y: 22, columns: 2, rows: 1),
+        positions: {"pan_1": (x: 100, y: 100, z: 10), "pan_2": (x: 200, y: 100, z: 10)},
+    ),
+    instruments: {
+        "rust": (driver: MettlerBalance(model: "XS205", capacity: "220 g"), port: Simulated, position: "pan_1"),
+        "declared": (
+            driver: Declared(instrument: "mettler_sics_level0", model: "XS205"),
+            port: Simulated,
+            position: "pan_2",
+        ),
+    },
+)"#;
+
+/// One weighing.
+async fn weigh(i: &mut Box<dyn devices::capability::Instrument>) {
+    i.as_weigh().expect("a balance").weigh().await.expect("a weight");
+}
+
+/// The Rust MT-SICS driver and the declared one, each weighing an empty pan on its simulator.
+async fn declared_against_rust(rounds: usize) {
+    use devices::capability::Instrument;
+    let lab = load_lab(SourceFile::new("balances.lab.ron", BALANCES)).expect("the balances' lab");
+    let clock = Clock::scaled(1.0);
+    let sims = devices::sim::start(&lab, clock.clone()).await.expect("simulators");
+    let connect = |name: &str| -> Box<dyn Instrument> {
+        let spec = lab.instrument(name).expect("instrument");
+        devices::drivers::connect(spec, &lab.deck, &sims.ports[name], clock.clone(), discard()).expect("port")
+    };
+    let (mut rust, mut declared) = (connect("rust"), connect("declared"));
+    for _ in 0..WARM_UP {
+        weigh(&mut rust).await;
+        weigh(&mut declared).await;
+    }
+    let (mut r, mut d) = (Vec::new(), Vec::new());
+    // One of each in turn: on a virtual machine a round trip's wake-ups take one of two very different times
+    // depending on the load, which may change within a round (BENCHMARKS.md), so the two alternate closely.
+    for _ in 0..rounds * PER_ROUND {
+        let t = Instant::now();
+        weigh(&mut rust).await;
+        r.push(t.elapsed());
+        let t = Instant::now();
+        weigh(&mut declared).await;
+        d.push(t.elapsed());
+    }
+    println!("declared instrument against the Rust driver of the same protocol (MT-SICS weigh, `S`)");
+    let r = summary("Rust driver (MettlerBalance)", r);
+    let d = summary("declared (mettler_sics_level0)", d);
+    println!("ratio of medians, declared / Rust: {:.2} (target <= 1.30)", d.as_secs_f64() / r.as_secs_f64());
+    sims.stop().await;
 }

@@ -37,6 +37,14 @@ impl DeviceError {
         self.may_have_acted |= may_have_acted;
         self
     }
+    /// Whether the instrument's answer went missing on the wire (no reply, a garbled one, or a port that closed and
+    /// reopened mid-command), as opposed to an answer that refused or reported a fault.
+    pub fn reply_was_lost(&self) -> bool {
+        matches!(
+            self.kind,
+            DeviceErrorKind::Timeout { .. } | DeviceErrorKind::Garbled { .. } | DeviceErrorKind::Reconnected { .. }
+        )
+    }
 }
 
 /// The kinds of instrument error.
@@ -113,6 +121,15 @@ pub enum DeviceErrorKind {
         /// The reply that said so; empty when the driver concluded it from waiting.
         received: Vec<u8>,
     },
+    /// The instrument does not know the command: it said so, or (for instruments that ignore what they do not
+    /// know) it stayed silent.
+    #[error("does not know the command {}{}", Printable(sent), unknown_note(received))]
+    UnknownCommand {
+        /// The command.
+        sent: Vec<u8>,
+        /// What the instrument answered; empty if it stayed silent.
+        received: Vec<u8>,
+    },
     /// The request is outside the instrument's limits and was not sent.
     #[error("outside the instrument's limits: {0}")]
     Limit(String),
@@ -138,6 +155,14 @@ pub enum DeviceErrorKind {
 
 fn reply_note(received: &[u8]) -> String {
     if received.is_empty() { String::new() } else { format!(" (reply {})", Printable(received)) }
+}
+
+fn unknown_note(received: &[u8]) -> String {
+    if received.is_empty() {
+        " (it stayed silent)".to_owned()
+    } else {
+        format!(" (it answered {})", Printable(received))
+    }
 }
 
 fn partial_note(received: &[u8]) -> String {

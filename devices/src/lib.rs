@@ -21,9 +21,14 @@
 
 pub mod capability;
 pub mod clock;
+pub mod declared;
 pub mod drivers;
 pub mod error;
 pub mod lab;
+pub mod modbus_map;
+pub mod models;
+pub mod probe;
+pub mod references;
 pub mod replay;
 pub mod sim;
 pub mod transport;

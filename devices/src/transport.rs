@@ -426,6 +426,57 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         Err(gone())
     }
 
+    /// Sends `command` and relays every byte the instrument answers into `forward` until `done` finishes, within the
+    /// line's timeout: for a protocol library that frames replies itself (tokio-modbus's client, reading the other
+    /// end of `forward`). The exchange is reported with every byte received and `done`'s result, which is returned
+    /// with those bytes; if `done` does not finish in time, the error is a timeout carrying the bytes that came.
+    pub async fn relay<W, F, R>(
+        &mut self,
+        command: &[u8],
+        forward: &mut W,
+        done: F,
+    ) -> Result<(R, Vec<u8>), DeviceError>
+    where
+        W: AsyncWrite + Unpin,
+        F: std::future::Future<Output = R>,
+        R: Debug,
+    {
+        let sent_at = self.deliver(command).await?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        tokio::pin!(done);
+        let mut received = Vec::new();
+        let failure = loop {
+            tokio::select! {
+                biased;
+                result = &mut done => {
+                    let parsed = Some(format!("{result:?}"));
+                    self.report(sent_at, command, Some(self.clock.now()), &received, parsed, None);
+                    return Ok((result, received));
+                }
+                read = tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)) => match read {
+                    Err(_) => {
+                        let kind = DeviceErrorKind::Timeout {
+                            sent: command.to_vec(),
+                            received: received.clone(),
+                            timeout: self.timeout,
+                        };
+                        break DeviceError::after_acting(&*self.instrument, kind);
+                    }
+                    Ok(Ok(0)) => break DeviceError::after_acting(&*self.instrument, DeviceErrorKind::Disconnected),
+                    Ok(Ok(_)) => {
+                        let chunk = self.buf.split();
+                        received.extend_from_slice(&chunk);
+                        // The reader is in this process; if it is gone, `done` has finished and says how.
+                        let _ = forward.write_all(&chunk).await;
+                    }
+                    Ok(Err(e)) => break self.io_error(e, true),
+                },
+            }
+        };
+        self.report(sent_at, command, Some(self.clock.now()), &received, None, Some(failure.kind.to_string()));
+        Err(self.after_loss(failure).await)
+    }
+
     /// Waits up to `timeout` for an unrequested frame (a second reply line, a stream), reported as an exchange with
     /// nothing sent.
     pub async fn receive<D>(&mut self, decoder: &mut D, timeout: Duration) -> Result<D::Item, DeviceError>

@@ -2,9 +2,10 @@
 //!
 //! The suite itself lives in `experiments::bench` (pure, so `lab bench learn` runs the same code); this harness
 //! only supplies the clock and the options. `LEARN_SEEDS` sets the number of seeds (10 by default), and
-//! `LEARN_ONLY` a comma-separated subset of `analytic`, `lookup`, `multi`, `latency`. Two more narrow a run down
-//! for studying one problem: `LEARN_FUNCTIONS`, the analytic functions by name (`Branin`, `Hartmann6`), and
-//! `LEARN_IN_FLIGHT`, the numbers of experiments in flight (`1,4,8` by default).
+//! `LEARN_ONLY` a comma-separated subset of `analytic`, `lookup`, `multi`, `latency`, `landscapes`. Three more
+//! narrow a run down for studying one problem: `LEARN_FUNCTIONS`, the analytic functions by name (`Branin`,
+//! `Hartmann6`), `LEARN_IN_FLIGHT`, the numbers of experiments in flight (`1,4,8` by default), and `LEARN_LANDSCAPES`, the
+//! landscapes by name (`ridge`, `needle/table/noisy`).
 
 use std::time::Instant;
 
@@ -20,12 +21,16 @@ fn main() {
         options.analytic = parts.contains(&"analytic");
         options.lookup = parts.contains(&"lookup");
         options.multi_objective = parts.contains(&"multi");
+        options.landscapes = parts.contains(&"landscapes");
         if !parts.contains(&"latency") {
             options.latency_at.clear();
         }
     }
     if let Ok(names) = std::env::var("LEARN_FUNCTIONS") {
         options.functions = names.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    }
+    if let Ok(names) = std::env::var("LEARN_LANDSCAPES") {
+        options.landscape_names = names.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
     }
     if let Ok(flights) = std::env::var("LEARN_IN_FLIGHT") {
         let parsed: Vec<usize> = flights.split(',').filter_map(|s| s.trim().parse().ok()).filter(|q| *q > 0).collect();

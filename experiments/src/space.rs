@@ -675,6 +675,29 @@ impl Space {
         out
     }
 
+    /// For each feature, the length-scale group a model gives it: the one-hot features of a categorical parameter
+    /// share one (its levels differ from one another by one amount, learned from every pair measured), every
+    /// other feature has its own. Groups are numbered from 0 in feature order.
+    pub fn feature_groups(&self) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.feature_len());
+        let mut next = 0;
+        for d in &self.dims {
+            match &d.kind {
+                Kind::Categorical { encoding: Encoding::OneHot, .. } => {
+                    out.extend(std::iter::repeat_n(next, d.feature_width()));
+                    next += usize::from(d.feature_width() > 0);
+                }
+                _ => {
+                    for _ in 0..d.feature_width() {
+                        out.push(next);
+                        next += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// For each dimension, the feature that equals its coordinate (continuous and integer dimensions), so gradients
     /// with respect to features carry over to coordinates.
     pub fn coordinate_features(&self) -> Vec<Option<usize>> {
@@ -714,6 +737,19 @@ mod tests {
 
     fn space() -> Space {
         Space::new(vec![Dim::new("volume", 50.0, 500.0), Dim::new("temperature", 30.0, 150.0)])
+    }
+
+    #[test]
+    fn one_hot_features_share_a_length_scale_group() {
+        let levels = vec![Level::new("a", 0.0), Level::new("b", 1.0), Level::new("c", 2.0)];
+        let space = Space::new(vec![
+            Dim::new("t", 0.0, 1.0),
+            Dim::categorical("cat", levels.clone(), Encoding::OneHot),
+            Dim::categorical("d", levels, Encoding::Descriptors(vec![vec![1.0, 2.0], vec![0.0, 1.0], vec![3.0, 0.0]])),
+            Dim::integer("n", 0.0, 4.0, 1.0),
+        ]);
+        assert_eq!(space.feature_groups(), vec![0, 1, 1, 1, 2, 3, 4]);
+        assert_eq!(space.feature_groups().len(), space.feature_len());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`lab_text`], [`campaign_text`]: `devices::load_lab` and `experiments::load_campaign` on any text; what loads is
 //!   checked against the repository's demo protocol.
 //! - [`transcript_text`]: `devices::replay::Transcript::parse`; what parses prints and parses back to the same text.
+//! - [`declaration_text`], [`map_text`]: `devices::declared::load_declaration` and `devices::modbus_map::load_map`
+//!   on any text; a declaration that loads reads back every reply its simulator writes, as the loader promises.
 //! - [`codec`]: every instrument's reply decoder (a `tokio_util` [`Decoder`]) on any bytes in any chunking. It never
 //!   panics, never holds more than its frame limit while it waits, and yields the same replies whether the bytes
 //!   come one at a time or all at once; an answer encoded by the simulators' encoders decodes to itself.
@@ -102,6 +104,40 @@ pub fn lab_text(data: &[u8]) {
     }
 }
 
+/// `devices::declared::load_declaration` on any text. A declaration that loads keeps the loader's promise: every
+/// command's reply, as its simulator writes it for the first model, matches the command's own pattern.
+pub fn declaration_text(data: &[u8]) {
+    use devices::declared::{load_declaration, sample_value};
+    match load_declaration(SourceFile::new("fuzz.instrument.ron", text(data))) {
+        Err(diags) => check_refused(&diags),
+        Ok(d) => {
+            let model = d.variants.keys().next().expect("a loaded declaration has a model").clone();
+            let settings = d.sample_settings(&model);
+            for c in d.commands.values() {
+                let Some(reply) = &c.reply else { continue };
+                let look = |n: &str| settings.get(n).cloned().or_else(|| sample_value(&d, c, n));
+                let written = reply.render(&look).expect("the loader checked the reply can be written");
+                assert!(reply.matches(&written).is_some(), "`{}` does not read `{written}`", reply.text);
+            }
+        }
+    }
+}
+
+/// `devices::modbus_map::load_map` on any text; every point of a map that loads encodes and decodes its initial
+/// value without a panic.
+pub fn map_text(data: &[u8]) {
+    match devices::modbus_map::load_map(SourceFile::new("fuzz.modbus.ron", text(data))) {
+        Err(diags) => check_refused(&diags),
+        Ok(map) => {
+            for p in map.points.values() {
+                if let Ok(words) = p.encode(p.initial, 0) {
+                    let _ = p.decode(&words, 0);
+                }
+            }
+        }
+    }
+}
+
 /// `experiments::load_campaign` on any text; a campaign that loads is checked against the demo protocol.
 pub fn campaign_text(data: &[u8]) {
     match experiments::load_campaign(SourceFile::new("fuzz.campaign.ron", text(data))) {
@@ -131,7 +167,7 @@ pub fn transcript_text(data: &[u8]) {
 pub const CODEC_HEADER: usize = 10;
 
 /// How many decoders and encoder round trips [`codec`] chooses among.
-pub const CODECS: u8 = 15;
+pub const CODECS: u8 = 18;
 
 /// The most pixels `devices::load_lab` accepts for a spectrometer; a Flame decoder for more is still checked for
 /// panics, but not for its bound.
@@ -165,10 +201,7 @@ pub fn codec(data: &[u8]) {
         6 => framing(gantry::MarlinDecoder::default, bytes, &chunks, 256 * 1024 + 2 * 1024 + 2),
         7 => framing(|| ika::NamurDecoder, bytes, &chunks, 84),
         8 => framing(|| mettler::SicsDecoder, bytes, &chunks, 256),
-        9 => {
-            let request = settings.to_le_bytes();
-            framing(|| modbus::RtuDecoder::for_request(&request[..2]), bytes, &chunks, 256);
-        }
+        9 => register_round_trip(settings, bytes),
         10 => {
             let terminator = [Terminator::Lf, Terminator::Cr, Terminator::CrLf][(settings % 3) as usize];
             framing(|| scpi::ScpiDecoder::new(terminator), bytes, &chunks, 512);
@@ -176,8 +209,58 @@ pub fn codec(data: &[u8]) {
         11 => framing(|| vici::ViciDecoder, bytes, &chunks, 128),
         12 => dt_round_trip(settings as u8, bytes, seed, false),
         13 => dt_round_trip(settings as u8, bytes, seed, true),
-        _ => spectrum_round_trip(settings, bytes, seed),
+        14 => spectrum_round_trip(settings, bytes, seed),
+        15 => {
+            let (d, c) = declared_command(settings);
+            let Some(cmd) = d.commands.values().nth(c) else { return };
+            let bound = match &d.frame {
+                devices::declared::Frame::Terminated { max, .. }
+                | devices::declared::Frame::Delimited { max, .. }
+                | devices::declared::Frame::Prompt { max, .. } => *max,
+                devices::declared::Frame::Fixed(n) => *n,
+            };
+            framing(|| devices::declared::ReplyDecoder::new(&d.frame, &cmd.lines, &d.classes), bytes, &chunks, bound);
+        }
+        16 => framing(|| mettler::SicsListDecoder, bytes, &chunks, mettler::MAX_LINES * 258 + 258),
+        _ => frame_round_trip(settings, bytes, seed),
     }
+}
+
+/// A built-in instrument declaration and one of its commands, chosen by `settings`.
+fn declared_command(settings: u64) -> (Arc<devices::declared::Declaration>, usize) {
+    static ALL: OnceLock<Vec<Arc<devices::declared::Declaration>>> = OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        devices::declared::BUILT_IN
+            .iter()
+            .map(|(name, _)| devices::declared::resolve(name, None).expect("a built-in declaration loads"))
+            .collect()
+    });
+    let d = Arc::clone(&all[(settings % all.len() as u64) as usize]);
+    let c = ((settings >> 8) % d.commands.len().max(1) as u64) as usize;
+    (d, c)
+}
+
+/// Printable text from the input, framed as a built-in declaration's simulator frames a reply, is framed back to
+/// itself in any chunking (text that holds the frame's own end cannot be one frame, and is skipped).
+fn frame_round_trip(settings: u64, bytes: &[u8], seed: u8) {
+    use devices::declared::{Frame, Lines, ReplyDecoder};
+    let (d, _) = declared_command(settings);
+    let (ends, room): (Vec<&[u8]>, usize) = match &d.frame {
+        Frame::Terminated { end, max, .. } => (vec![end], max.saturating_sub(end.len())),
+        Frame::Delimited { start, end, max, .. } => (vec![start, end], max.saturating_sub(start.len() + end.len())),
+        Frame::Prompt { prompts, max } => (prompts.iter().map(Vec::as_slice).collect(), *max),
+        Frame::Fixed(_) => return,
+    };
+    let room = room.saturating_sub(d.frame.checksum().map_or(0, |c| c.width()));
+    let text: String = bytes.iter().map(|b| char::from(0x20 + b % 0x5F)).take(room.min(40)).collect();
+    if ends.iter().any(|e| text.as_bytes().windows(e.len()).any(|w| w == *e)) {
+        return;
+    }
+    let (wire, _) = d.frame.wrap(&text);
+    let chunks = chunking(seed, wire.len());
+    let decoded = decode_chunked(ReplyDecoder::new(&d.frame, &Lines::One, &[]), &wire, &chunks, usize::MAX);
+    let lines: Vec<Vec<String>> = decoded.items.iter().map(|r| r.lines.clone()).collect();
+    assert_eq!(lines, vec![vec![text]], "error: {:?}", decoded.error);
 }
 
 /// Chunk lengths that add up to `len`, from a seed: 0 means one chunk, anything else chunks of 1 to `seed` bytes.
@@ -262,6 +345,36 @@ where
     );
 }
 
+/// Register words read through a map point of any type, word order and fixed scale, written back, are the same
+/// words (floats that are not numbers aside, and a float's negative zero written as zero): the driver never changes
+/// a value it only reads.
+fn register_round_trip(settings: u64, bytes: &[u8]) {
+    use devices::modbus_map::{Kind, Point, Table, WordOrder};
+    let kinds = [Kind::U16, Kind::I16, Kind::U32, Kind::I32, Kind::F32, Kind::Bit((settings >> 8) as u8 % 16)];
+    let orders = [WordOrder::ABCD, WordOrder::CDAB, WordOrder::BADC, WordOrder::DCBA];
+    let kind = kinds[(settings % 6) as usize];
+    let point = Point { order: orders[((settings >> 4) % 4) as usize], ..Point::new("p", Table::Holding, 0, kind) };
+    for chunk in bytes.chunks(4) {
+        let words: Vec<u16> = chunk.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])).collect();
+        if words.len() < usize::from(kind.width()) {
+            continue;
+        }
+        let words = &words[..usize::from(kind.width())];
+        let Some(value) = point.decode(words, 0) else { continue };
+        let again = point.encode(value, 0).expect("a value read from registers writes back");
+        let expected: Vec<u16> = match kind {
+            Kind::Bit(n) => vec![words[0] & (1 << n)],
+            _ => words.to_vec(),
+        };
+        if value == 0.0 {
+            // A float's negative zero reads as zero and writes back as the positive one: the same value.
+            assert_eq!(point.decode(&again, 0), Some(0.0), "{kind:?}: zero writes back as zero");
+            continue;
+        }
+        assert_eq!(again, expected, "{kind:?} {:?}: {words:04X?} read as {value}", point.order);
+    }
+}
+
 /// A Cavro answer made from the input (status byte and printable data), encoded as the simulator does (DT or OEM),
 /// decodes to itself in any chunking.
 fn dt_round_trip(status: u8, bytes: &[u8], seed: u8, oem: bool) {
@@ -318,6 +431,17 @@ pub fn reply_parsers(data: &[u8]) {
     let _ = vici::number_after(&line, "CP");
     let _ = vici::number_after(&line, "");
     let _ = protocols::units::Quantity::parse(&line);
+    // A template read from the text, matched against the text and written back with what it captured.
+    if let Ok(t) = devices::declared::Template::parse(&line)
+        && let Some(captures) = t.matches(&line)
+    {
+        let _ = t.render(&|n| captures.get(n).cloned());
+    }
+    for spec in ["d2", "f", "+9.4", "sig4", "X4", "c2", "l3", "s", "*"] {
+        if let Ok(t) = devices::declared::Template::parse(&format!("{{v:{spec}}}")) {
+            let _ = t.matches(&line);
+        }
+    }
     let word = u16::from_le_bytes([first, data.get(1).copied().unwrap_or(0)]);
     let _ = flame::version(word);
     if let Some(e) = cavro::CavroError::from_code(first) {
@@ -327,10 +451,13 @@ pub fn reply_parsers(data: &[u8]) {
     let _ = modbus::ModbusException::from_code(first).message();
     let code = i32::from_le_bytes([first, word as u8, (word >> 8) as u8, data.get(2).copied().unwrap_or(0)]);
     let _ = scpi::ScpiError::from_code(code);
-    // A frame followed by its CRC (low byte first) checks to zero, whatever the frame.
+    // A frame followed by its CRC (low byte first) checks to zero, whatever the frame, and never counts as a frame
+    // with a bad CRC.
     let mut framed = data.to_vec();
-    framed.extend_from_slice(&modbus::crc16(data).to_le_bytes());
-    assert_eq!(modbus::crc16(&framed), 0, "the CRC of a frame with its CRC appended");
+    framed.extend_from_slice(&modbus::crc(data).to_le_bytes());
+    assert_eq!(modbus::crc(&framed), 0, "the CRC of a frame with its CRC appended");
+    assert!(!modbus::bad_crc(&framed), "a frame with its own CRC is not damaged");
+    let _ = modbus::bad_crc(data);
     let mut oem = data.to_vec();
     oem.push(cavro::xor(data));
     assert_eq!(cavro::xor(&oem), 0, "the XOR of a frame with its XOR appended");
@@ -343,6 +470,8 @@ pub const RON_TOKENS: &[&str] = &[
     "Lab(",
     "Campaign(",
     "Transcript(",
+    "Instrument(",
+    "ModbusMap(",
     "format: 1,",
     "name: \"x\",",
     "description: \"\",",
@@ -395,6 +524,14 @@ pub const RON_TOKENS: &[&str] = &[
     "ViciValve(",
     "ModbusTemperature(",
     "ScpiThermometer(",
+    "Declared(instrument: \"new_era_ne1000\", settings: {\"diameter\": 14.57})",
+    "commands: {",
+    "(send: \"RAT{rate:sig4}UM\", reply: \"{address:d2}{state:c1}\")",
+    "{x:X4}",
+    "{{",
+    "Terminated(end: \"\\r\")",
+    "Delimited(start: \"\\u{2}\", end: \"\\u{3}\")",
+    "(table: Holding, address: 0, kind: F32, order: CDAB)",
     "port: Simulated",
     "port: Serial(\"/dev/ttyUSB0\")",
     "faults: (",

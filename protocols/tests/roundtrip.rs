@@ -1,20 +1,27 @@
-//! The loader and the printer are inverses: a valid protocol printed with [`protocols::to_ron`] and loaded again is
-//! the same protocol.
+//! The loader reads exactly what a file says, and the printer is its inverse: a valid protocol loads to the protocol
+//! the file describes, and printed with [`protocols::to_ron`] and loaded again it is the same protocol.
 //!
 //! The property runs over random valid protocols: random parameters of every dimension and unit, random DAGs of
 //! steps over the whole operation vocabulary (vessel steps grouped behind the transfers that put the vessel where
 //! they act, valve selections hanging anywhere), literal quantities in any unit, timing, retry and hold rules, and
 //! arbitrary Unicode in every free-text field. Generated files are shuffled, so step order in the file is not
-//! dependency order. The same check runs on the repository's own protocols.
+//! dependency order. What the loader returns is compared field by field with the specification the file was written
+//! from (each quantity converted to its canonical unit by this file's own table), so a loader that drops or changes a
+//! field (`keep`, `within`, a unit) fails even if it does so consistently; then the printed text must load to the
+//! same protocol. The round trip also runs on the repository's own protocols.
 //!
 //! Cases are few and the seed is fixed, so `cargo test` is quick and repeatable; `PROPTEST_CASES` and
 //! `PROPTEST_RNG_SEED` explore further (see RELIABILITY.md).
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
-use protocols::{InstrumentKind, Protocol, SourceFile, load_protocol, to_ron};
+use protocols::units::{Duration, Speed, Temperature, Volume, Wavelength};
+use protocols::{
+    Arg, Destination, InstrumentKind, InstrumentRef, Op, Protocol, SourceFile, Step, StepRules, load_protocol, to_ron,
+};
 
 /// The default case count and a fixed seed, unless `PROPTEST_CASES` or `PROPTEST_RNG_SEED` say otherwise.
 fn config(cases: u32) -> ProptestConfig {
@@ -410,10 +417,10 @@ impl Spec {
         }
     }
 
-    /// The protocol file: every step of every segment, then the selections, in a shuffled order.
-    fn text(&self) -> String {
-        let mut steps: Vec<String> = Vec::new();
-        let mut outputs = std::collections::BTreeSet::new();
+    /// Every step of every segment, then the selections, in dependency order, with the outputs they write.
+    fn step_defs(&self) -> (Vec<StepDef<'_>>, BTreeSet<&'static str>) {
+        let mut steps = Vec::new();
+        let mut outputs = BTreeSet::new();
         let mut previous: Vec<String> = Vec::new();
         for (j, seg) in self.segments.iter().enumerate() {
             let id = format!("t{j}");
@@ -422,20 +429,15 @@ impl Spec {
                 after.push(format!("t{}", j - 1));
                 after.extend((0..self.segments[j - 1].steps.len()).map(|k| format!("v{}_{k}", j - 1)));
             }
-            let to = match &seg.dest {
-                Dest::Rack => "Rack".to_owned(),
-                Dest::Kind(k) => format!("Kind({})", k.name()),
-                Dest::Named(n) => format!("Named({})", ron_string(n)),
-            };
-            steps.push(step(
-                &id,
-                &seg.on,
-                InstrumentKind::Gantry,
-                &format!("Transfer(to: {to})"),
-                &after,
-                &seg.rules,
-                false,
-            ));
+            steps.push(StepDef {
+                id: id.clone(),
+                on: &seg.on,
+                kind: InstrumentKind::Gantry,
+                op: OpDef::Transfer(&seg.dest),
+                after,
+                rules: &seg.rules,
+                repeat_safe: false,
+            });
             previous.push(id.clone());
             for (k, v) in seg.steps.iter().enumerate() {
                 let vid = format!("v{j}_{k}");
@@ -444,7 +446,15 @@ impl Spec {
                 if let OpSpec::Measure(_, o) | OpSpec::Weigh(o) | OpSpec::ReadTemperature(o) = &v.op {
                     outputs.insert(OUTPUTS[*o]);
                 }
-                steps.push(step(&vid, &v.on, v.op.kind(), &self.op(&v.op), &after, &v.rules, v.op.repeat_safe()));
+                steps.push(StepDef {
+                    id: vid.clone(),
+                    on: &v.on,
+                    kind: v.op.kind(),
+                    op: OpDef::Vessel(&v.op),
+                    after,
+                    rules: &v.rules,
+                    repeat_safe: v.op.repeat_safe(),
+                });
                 previous.push(vid);
             }
         }
@@ -453,10 +463,24 @@ impl Spec {
             after.sort();
             after.dedup();
             let id = format!("sel{s}");
-            let op = format!("Select(position: {})", sel.position);
-            steps.push(step(&id, &OnSpec::Omitted, InstrumentKind::Valve, &op, &after, &sel.rules, true));
+            steps.push(StepDef {
+                id: id.clone(),
+                on: &OnSpec::Omitted,
+                kind: InstrumentKind::Valve,
+                op: OpDef::Select(sel.position),
+                after,
+                rules: &sel.rules,
+                repeat_safe: true,
+            });
             previous.push(id);
         }
+        (steps, outputs)
+    }
+
+    /// The protocol file: every step of every segment, then the selections, in a shuffled order.
+    fn text(&self) -> String {
+        let (defs, outputs) = self.step_defs();
+        let steps: Vec<String> = defs.iter().map(|d| d.text(self)).collect();
         let mut order: Vec<usize> = (0..steps.len()).collect();
         order.sort_by_key(|&i| (self.order[i % self.order.len()], i));
         let mut out = format!("Protocol(\n    format: 1,\n    name: {},\n", ron_string(&self.name));
@@ -485,6 +509,158 @@ impl Spec {
         }
         out.push_str("    ],\n)\n");
         out
+    }
+
+    /// A quantity argument as the loader must return it: a parameter reference by name, or the literal in its
+    /// dimension's canonical unit. Mirrors [`Spec::quantity`], which writes it.
+    fn arg<T>(&self, q: &Quantity, dimension: usize, make: fn(f64) -> T) -> Arg<T> {
+        let of_dimension: Vec<usize> =
+            (0..self.params.len()).filter(|&i| self.params[i].dimension == dimension).collect();
+        match q {
+            Quantity::Param(i) if !of_dimension.is_empty() => {
+                Arg::Param(format!("p{}", of_dimension[i % of_dimension.len()]))
+            }
+            Quantity::Literal(v, unit) => Arg::Value(make(canonical(*v, unit))),
+            Quantity::Param(_) => Arg::Value(make(canonical(1.0, UNITS[dimension][0]))),
+        }
+    }
+
+    /// The operation a vessel step must load as.
+    fn expected_op(&self, op: &OpSpec) -> Op {
+        match op {
+            OpSpec::Dispense(v) => Op::Dispense { volume: self.arg(v, VOLUME, Volume) },
+            OpSpec::Heat(t, d, s) => Op::Heat {
+                temperature: self.arg(t, TEMPERATURE, Temperature),
+                duration: self.arg(d, DURATION, Duration),
+                stir: s.as_ref().map(|s| self.arg(s, SPEED, Speed)),
+            },
+            OpSpec::Stir(s, d) => {
+                Op::Stir { speed: self.arg(s, SPEED, Speed), duration: self.arg(d, DURATION, Duration) }
+            }
+            OpSpec::Measure(w, o) => {
+                Op::Measure { wavelength: self.arg(w, WAVELENGTH, Wavelength), output: OUTPUTS[*o].to_owned() }
+            }
+            OpSpec::Weigh(o) => Op::Weigh { output: OUTPUTS[*o].to_owned() },
+            OpSpec::ReadTemperature(o) => Op::ReadTemperature { output: OUTPUTS[*o].to_owned() },
+            OpSpec::HoldTemperature(t, d) => Op::HoldTemperature {
+                temperature: self.arg(t, TEMPERATURE, Temperature),
+                duration: self.arg(d, DURATION, Duration),
+            },
+        }
+    }
+
+    /// Asserts that `p`, loaded from [`Spec::text`], is the protocol this specification describes: its name,
+    /// description, parameters, outputs, and every step with its instrument, operation, dependencies and rules.
+    #[track_caller]
+    fn assert_loaded(&self, p: &Protocol, text: &str) {
+        let context = format!("--- file ---\n{text}");
+        assert_eq!(p.name(), self.name, "{context}");
+        assert_eq!(p.description(), self.description, "{context}");
+        assert_eq!(p.parameters().len(), self.params.len(), "{context}");
+        for (i, spec) in self.params.iter().enumerate() {
+            let name = format!("p{i}");
+            let got = p.parameter(&name).unwrap_or_else(|| panic!("parameter `{name}` is missing\n{context}"));
+            let want = (spec.unit, spec.min, spec.max, spec.default, spec.description.as_str());
+            let loaded = (got.unit.symbol, got.min, got.max, got.default, got.description.as_str());
+            assert_eq!(loaded, want, "parameter `{name}`\n{context}");
+        }
+        let (defs, outputs) = self.step_defs();
+        let mut loaded: Vec<(&str, &str, &str)> =
+            p.outputs().iter().map(|o| (o.name.as_str(), o.unit.symbol, o.description.as_str())).collect();
+        loaded.sort_unstable();
+        let declared: Vec<(&str, &str, &str)> = outputs.iter().map(|o| (*o, "AU", "")).collect();
+        assert_eq!(loaded, declared, "outputs\n{context}");
+        assert_eq!(p.steps().len(), defs.len(), "{context}");
+        for def in &defs {
+            let i = p.step_index(&def.id).unwrap_or_else(|| panic!("step `{}` is missing\n{context}", def.id));
+            assert_eq!(p.steps()[i], def.expected(self), "step `{}`\n{context}", def.id);
+            let mut after: Vec<&str> = p.dependencies(i).into_iter().map(|d| p.steps()[d].id.as_str()).collect();
+            after.sort_unstable();
+            let mut want: Vec<&str> = def.after.iter().map(String::as_str).collect();
+            want.sort_unstable();
+            assert_eq!(after, want, "dependencies of `{}`\n{context}", def.id);
+        }
+    }
+}
+
+/// A value written in `unit`, in its dimension's canonical unit: this file's own table, so a loader that converts a
+/// unit wrongly does not agree with it.
+fn canonical(value: f64, unit: &str) -> f64 {
+    let (scale, offset) = match unit {
+        "nL" | "mM" | "mg" | "ms" => (1e-3, 0.0),
+        "mL" | "kg" => (1e3, 0.0),
+        "K" => (1.0, -273.15),
+        "min" => (60.0, 0.0),
+        "h" => (3600.0, 0.0),
+        "uL" | "µL" | "degC" | "°C" | "s" | "rpm" | "nm" | "M" | "g" | "1" | "AU" => (1.0, 0.0),
+        other => panic!("no conversion for `{other}` in this test's table"),
+    };
+    value * scale + offset
+}
+
+/// What a step does, as generated.
+#[derive(Debug, Clone, Copy)]
+enum OpDef<'a> {
+    Transfer(&'a Dest),
+    Vessel(&'a OpSpec),
+    Select(u32),
+}
+
+/// One step of the file as the specification gives it, before it is written.
+#[derive(Debug)]
+struct StepDef<'a> {
+    id: String,
+    on: &'a OnSpec,
+    kind: InstrumentKind,
+    op: OpDef<'a>,
+    after: Vec<String>,
+    rules: &'a Rules,
+    repeat_safe: bool,
+}
+
+impl StepDef<'_> {
+    fn text(&self, spec: &Spec) -> String {
+        let op = match self.op {
+            OpDef::Transfer(dest) => {
+                let to = match dest {
+                    Dest::Rack => "Rack".to_owned(),
+                    Dest::Kind(k) => format!("Kind({})", k.name()),
+                    Dest::Named(n) => format!("Named({})", ron_string(n)),
+                };
+                format!("Transfer(to: {to})")
+            }
+            OpDef::Vessel(op) => spec.op(op),
+            OpDef::Select(position) => format!("Select(position: {position})"),
+        };
+        step(&self.id, self.on, self.kind, &op, &self.after, self.rules, self.repeat_safe)
+    }
+
+    /// The checked step this one must load as: rules the file leaves out (see [`step`]) are absent.
+    fn expected(&self, spec: &Spec) -> Step {
+        let on = match self.on {
+            OnSpec::Omitted | OnSpec::OwnKind => InstrumentRef::Kind(self.kind),
+            OnSpec::Named(n) => InstrumentRef::Named(n.clone()),
+        };
+        let op = match self.op {
+            OpDef::Transfer(dest) => Op::Transfer {
+                to: match dest {
+                    Dest::Rack => Destination::Rack,
+                    Dest::Kind(k) => Destination::Kind(*k),
+                    Dest::Named(n) => Destination::Named(n.clone()),
+                },
+            },
+            OpDef::Vessel(op) => spec.expected_op(op),
+            OpDef::Select(position) => Op::Select { position },
+        };
+        let timed = self.rules.within_wait.filter(|_| !self.after.is_empty());
+        let rules = StepRules {
+            within: timed.map(|(within, _)| Duration(within)),
+            wait: timed.map(|(_, wait)| Duration(wait)),
+            timeout: self.rules.timeout.map(Duration),
+            retry: if self.repeat_safe { self.rules.retry } else { 0 },
+            keep: self.rules.keep,
+        };
+        Step { id: self.id.clone(), on, op, rules }
     }
 }
 
@@ -532,11 +708,13 @@ fn step(
 proptest! {
     #![proptest_config(config(200))]
 
-    /// A random valid protocol, printed and loaded again, is the same protocol, and prints the same.
+    /// A random valid protocol loads to the protocol its specification describes, and printed and loaded again is
+    /// the same protocol, and prints the same.
     #[test]
-    fn proptest_printed_protocol_loads_to_the_same_protocol(spec in spec()) {
+    fn proptest_a_protocol_loads_as_written_and_survives_printing(spec in spec()) {
         let text = spec.text();
         let p = load(&text);
+        spec.assert_loaded(&p, &text);
         check_round_trip(&p);
     }
 }

@@ -14,6 +14,10 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_owned()
 }
 
+/// How long a campaign run by [`CampaignTest::run`] or [`CampaignTest::try_run`] may take before the test fails
+/// instead of waiting for ever: the demo's short campaigns take seconds.
+pub const CAMPAIGN_BOUND: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// A campaign to run in a temporary folder.
 pub struct CampaignTest {
     /// The folder holding the campaign file and the record.
@@ -57,7 +61,7 @@ impl CampaignTest {
         self
     }
 
-    /// Runs the campaign to its end.
+    /// Runs the campaign to its end (within [`CAMPAIGN_BOUND`]).
     pub fn run(&self) -> Summary {
         self.try_run().expect("the campaign runs")
     }
@@ -68,15 +72,19 @@ impl CampaignTest {
     }
 
     /// Runs the campaign with options changed by `change` (a signing key, a policy), returning its error if it
-    /// cannot run.
+    /// cannot run; fails the test if it has not ended within [`CAMPAIGN_BOUND`] of wall time.
     pub fn try_run_with(
         &self,
         change: impl FnOnce(&mut CampaignOptions),
     ) -> Result<Summary, controller::run::RunError> {
-        let mut opts = CampaignOptions::new(self.campaign.clone(), self.db.clone());
-        opts.time_scale = Some(self.time_scale);
-        change(&mut opts);
-        run_campaign(&opts)
+        self.run_with_within(change, CAMPAIGN_BOUND)
+    }
+
+    /// Keeps the folder (the campaign, the record, the ledger) after the test, even a failed one, and says where it
+    /// is: for a look at what a failure left.
+    pub fn keep(&mut self) {
+        self.dir.disable_cleanup(true);
+        eprintln!("keeping {}", self.dir.path().display());
     }
 
     /// Opens the record for reading.
@@ -119,8 +127,18 @@ impl CampaignTest {
     /// Runs the campaign on a thread of its own, failing the test if it has not ended within `bound` of wall
     /// time: a campaign must terminate whatever its instruments do.
     pub fn run_within(&self, bound: std::time::Duration) -> Result<Summary, controller::run::RunError> {
+        self.run_with_within(|_| {}, bound)
+    }
+
+    /// [`CampaignTest::run_within`] with options changed by `change`.
+    fn run_with_within(
+        &self,
+        change: impl FnOnce(&mut CampaignOptions),
+        bound: std::time::Duration,
+    ) -> Result<Summary, controller::run::RunError> {
         let mut opts = CampaignOptions::new(self.campaign.clone(), self.db.clone());
         opts.time_scale = Some(self.time_scale);
+        change(&mut opts);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(run_campaign(&opts));

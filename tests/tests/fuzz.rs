@@ -71,6 +71,16 @@ fn the_campaign_loader_survives_mutated_campaigns() {
 }
 
 #[test]
+fn the_declaration_loader_survives_mutated_declarations() {
+    run(lab_fuzz::declaration_text, &ron_seeds(".instrument.ron"), RON_TOKENS, 8);
+}
+
+#[test]
+fn the_map_loader_survives_mutated_maps() {
+    run(lab_fuzz::map_text, &ron_seeds(".modbus.ron"), RON_TOKENS, 9);
+}
+
+#[test]
 fn the_transcript_parser_survives_mutated_transcripts() {
     run(lab_fuzz::transcript_text, &seed_files("transcript_text"), RON_TOKENS, 4);
 }

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod campaign;
+mod declared;
 mod faults;
 mod fuzz;
 mod plan_accuracy;

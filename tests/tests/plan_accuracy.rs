@@ -8,6 +8,8 @@
 //! ```sh
 //! cargo test --release -p tests --test integration plan_accuracy -- --ignored --nocapture
 //! ```
+//!
+//! `LAB_PLAN_CASES=first,declared` runs only those campaigns of the table, `LAB_PLAN_SEEDS=1,2` only those seeds.
 
 use std::path::{Path, PathBuf};
 
@@ -44,7 +46,34 @@ fn cases() -> Vec<Case> {
             campaign: root.join("experiments/campaigns/load.campaign.ron"),
             lab: root.join("devices/labs/load.lab.ron"),
         },
+        Case {
+            name: "declared",
+            campaign: root.join("experiments/campaigns/declared.campaign.ron"),
+            lab: root.join("devices/labs/declared.lab.ron"),
+        },
     ]
+}
+
+/// The campaigns `LAB_PLAN_CASES` names (a comma-separated list of the names in [`cases`]), or all of them.
+fn selected_cases() -> Vec<Case> {
+    match std::env::var("LAB_PLAN_CASES") {
+        Ok(names) => {
+            let names: Vec<&str> = names.split(',').map(str::trim).collect();
+            cases().into_iter().filter(|c| names.iter().any(|n| c.name.split(' ').next() == Some(*n))).collect()
+        }
+        Err(_) => cases(),
+    }
+}
+
+/// The seeds `LAB_PLAN_SEEDS` names (comma-separated), or 1 to 5.
+fn selected_seeds() -> Vec<u64> {
+    match std::env::var("LAB_PLAN_SEEDS") {
+        Ok(seeds) => seeds
+            .split(',')
+            .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("LAB_PLAN_SEEDS: `{s}` is not a seed")))
+            .collect(),
+        Err(_) => (1..=5).collect(),
+    }
 }
 
 /// One row of the table.
@@ -127,9 +156,9 @@ fn plan_against_run_for_every_campaign_with_both_proposers_over_five_seeds() {
     );
     println!("|---|---|---|---|---|---|");
     let mut misses = Vec::new();
-    for case in cases() {
+    for case in selected_cases() {
         for space_filling in [true, false] {
-            for seed in 1..=5 {
+            for &seed in &selected_seeds() {
                 let what = format!(
                     "{}, {}, seed {seed}",
                     case.name,

@@ -10,6 +10,14 @@ fn every_ron_file_in_the_repository_validates() {
     for expected in [
         "protocols/library/condensation.protocol.ron",
         "devices/labs/sim.lab.ron",
+        "devices/labs/declared.lab.ron",
+        "devices/instruments/new_era_ne1000.instrument.ron",
+        "devices/instruments/huber_pilot_one.instrument.ron",
+        "devices/instruments/sartorius_entris_ii.instrument.ron",
+        "devices/instruments/alicat_mc.instrument.ron",
+        "protocols/library/sparged_hold.protocol.ron",
+        "experiments/campaigns/declared.campaign.ron",
+        "devices/maps/omron_e5cc.modbus.ron",
         "experiments/campaigns/demo.campaign.ron",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} is missing from {names:?}");

@@ -114,13 +114,22 @@ pub enum Command {
     /// Example: lab report --db lab.db --out report
     ///
     /// Example: lab report --db lab.db --campaign 3 --out reports/3
+    ///
+    /// Example: lab report --hub postgresql://reader@hub.example/lab --fleet-campaign demo --out report
     Report {
         /// The record.
         #[arg(long, default_value = "lab.db")]
         db: PathBuf,
         /// The campaign (default: the latest).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "fleet_campaign")]
         campaign: Option<i64>,
+        /// With --fleet-campaign: the hub to read it from.
+        #[arg(long, value_name = "URL", env = "LAB_HUB", hide_env_values = true)]
+        hub: Option<String>,
+        /// A fleet campaign, read from the hub instead of a record: every workcell's experiments, in the fleet's
+        /// order.
+        #[arg(long, value_name = "NAME", requires = "hub")]
+        fleet_campaign: Option<String>,
         /// The folder to write into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -164,6 +173,61 @@ pub enum Command {
         #[arg(long, value_name = "KEY")]
         public_key: Option<String>,
     },
+    /// Run one campaign across several workcells with one learner, on a PostgreSQL hub (FLEET.md).
+    ///
+    /// The hub arbitrates proposals and keeps a verified copy of every workcell's record; `lab fleet learn` runs
+    /// the campaign's learner, `lab workcell` runs a lab PC as one of the fleet's workcells. The hub is named by a
+    /// postgresql:// URL, in --hub or in LAB_HUB (which keeps a password off the command line); TLS is used where
+    /// the URL asks (`?sslmode=require&sslrootcert=ca.pem`). Nothing prints the password.
+    ///
+    /// Example: lab fleet init --hub postgresql://lab@hub.example/lab
+    ///
+    /// Example: lab fleet learn experiments/campaigns/demo.campaign.ron --hub postgresql://lab@hub.example/lab
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+    /// Run this lab PC as a workcell of a fleet: claim the hub's proposals this lab can run, run them with the same
+    /// scheduler and record as `lab campaign`, and ship the record's journal to the hub.
+    ///
+    /// The record (--db) stays the source of truth: a workcell that loses the hub keeps running what it claimed and
+    /// ships what it recorded when the hub answers again; one stopped by a crash continues with `lab workcell` again.
+    /// It runs the fleet's campaigns its lab can run, one after another, and ends when none is left.
+    ///
+    /// Example: lab workcell --hub postgresql://lab@hub.example/lab --lab devices/labs/sim.lab.ron --db lab.db
+    Workcell {
+        #[command(flatten)]
+        hub: HubArg,
+        /// This workcell's lab file.
+        #[arg(long)]
+        lab: PathBuf,
+        /// The record; created if missing.
+        #[arg(long, default_value = "lab.db")]
+        db: PathBuf,
+        /// This workcell's name in the fleet (default: the lab file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Run only this fleet campaign (default: every campaign this lab can run).
+        #[arg(long, value_name = "NAME")]
+        campaign: Option<String>,
+        /// Claims to hold beyond what the scheduler asks for, so work goes on through a short outage of the hub.
+        #[arg(long, default_value_t = 1)]
+        prefetch: usize,
+        /// Lab seconds per wall second (simulated labs only); overrides the lab file.
+        #[arg(long)]
+        time_scale: Option<f64>,
+        /// As for `lab campaign`.
+        #[arg(long, default_value = "fail", value_parser = ["fail", "wait"])]
+        unknown: String,
+        /// Sign the record's checkpoints with this key.
+        #[arg(long, value_name = "KEY")]
+        sign_with: Option<PathBuf>,
+        /// How long to wait at the end for the hub to take the whole journal, in seconds (default: until it has).
+        #[arg(long, value_name = "SECONDS")]
+        ship_wait: Option<f64>,
+        /// Only ship the record's journal to the hub and end: claim nothing, run nothing (a stopped workcell's
+        /// record, before `lab fleet retire`).
+        #[arg(long)]
+        ship_only: bool,
+    },
     /// Make keys that sign the record's checkpoints.
     ///
     /// A campaign run with `--sign-with KEY` signs its checkpoints (every hour of lab time and at its end);
@@ -176,13 +240,22 @@ pub enum Command {
     /// Write the experiment table (one row per experiment, a column per parameter and output) for notebooks.
     ///
     /// Example: lab export --format parquet --out results.parquet
+    ///
+    /// Example: lab export --hub postgresql://reader@hub.example/lab --fleet-campaign demo --out results.csv
     Export {
         /// The record.
         #[arg(long, default_value = "lab.db")]
         db: PathBuf,
         /// Only this campaign (default: all).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "fleet_campaign")]
         campaign: Option<i64>,
+        /// With --fleet-campaign: the hub to read it from.
+        #[arg(long, value_name = "URL", env = "LAB_HUB", hide_env_values = true)]
+        hub: Option<String>,
+        /// A fleet campaign, read from the hub instead of a record: every workcell's experiments, in the fleet's
+        /// order.
+        #[arg(long, value_name = "NAME", requires = "hub")]
+        fleet_campaign: Option<String>,
         /// `csv` or `parquet`.
         #[arg(long, default_value = "csv", value_parser = ["csv", "parquet"])]
         format: String,
@@ -265,7 +338,8 @@ pub enum Command {
     ///
     /// Example: lab check protocols/library/*.protocol.ron devices/labs/sim.lab.ron
     Check {
-        /// Files to check; the kind is read from each file's first word (`Protocol(`, `Lab(`, `Campaign(`).
+        /// Files to check; the kind is read from each file's first word (`Protocol(`, `Lab(`, `Campaign(`,
+        /// `ModbusMap(`, `Instrument(`).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -364,11 +438,16 @@ pub enum BenchCommand {
     },
     /// The proposer's benchmark suite: Branin, Hartmann6, the Buchwald-Hartwig pool, batches, latency.
     ///
-    /// Example: lab bench learn --seeds 3
+    /// Also the landscapes: ridge, Michalewicz, needle and kinetics; continuous, table-restricted and noisy.
+    ///
+    /// Example: lab bench learn --seeds 3 --landscapes ridge,kinetics/table
     Learn {
         /// Seeds per figure (medians over them).
         #[arg(long, default_value_t = 10)]
         seeds: usize,
+        /// Only these landscapes, by name (such as `ridge`, `needle/table/noisy`); `none` runs none.
+        #[arg(long, value_delimiter = ',')]
+        landscapes: Vec<String>,
     },
     /// The controller's own time per step, with zero-latency simulated instruments.
     ///
@@ -411,11 +490,12 @@ pub enum DevicesCommand {
     ///
     /// Example: lab devices list
     List,
-    /// Open every instrument of a lab, ask who it is, and print a table (starts simulators for simulated ports).
+    /// Open every instrument of a lab, ask who it is, and print a table (starts simulators for simulated ports); or,
+    /// given a serial port, try the known identity queries at their usual line settings and say what answered.
     ///
-    /// Example: lab devices probe devices/labs/sim.lab.ron
+    /// Example: lab devices probe devices/labs/sim.lab.ron, or lab devices probe /dev/ttyUSB0
     Probe {
-        /// The lab file.
+        /// A lab file (`*.lab.ron`), or a serial port.
         lab: PathBuf,
     },
 }
@@ -441,4 +521,92 @@ pub struct PlanArgs {
     /// choices at random; the plan gives the median and the spread.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub draws: u16,
+}
+
+/// The hub a fleet command talks to.
+#[derive(Args)]
+pub struct HubArg {
+    /// The hub: a postgresql:// URL (LAB_HUB keeps its password off the command line).
+    #[arg(long = "hub", value_name = "URL", env = "LAB_HUB", hide_env_values = true)]
+    pub url: String,
+}
+
+/// `lab fleet ...`.
+#[derive(Subcommand)]
+pub enum FleetCommand {
+    /// Create the hub's schema, or migrate it to this lab's version (a hub from a newer lab is refused).
+    ///
+    /// The database must exist and be UTF-8; the user needs the right to create schemas in it.
+    ///
+    /// Example: lab fleet init --hub postgresql://lab@hub.example/lab
+    Init {
+        #[command(flatten)]
+        hub: HubArg,
+    },
+    /// Run a campaign's learner for the whole fleet; a second one started for the same campaign waits as a standby
+    /// and takes over if the first one stops.
+    ///
+    /// The campaign is published to the hub with its protocol; a campaign of the same name published from another
+    /// file is refused. The learner ends when the campaign is finished and every proposal settled.
+    ///
+    /// Example: lab fleet learn experiments/campaigns/demo.campaign.ron --hub postgresql://lab@hub.example/lab
+    Learn {
+        /// The campaign file.
+        campaign: PathBuf,
+        #[command(flatten)]
+        hub: HubArg,
+        /// This learner's name, as `lab fleet status` shows it (default: host and process id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show the fleet: each campaign's progress, each workcell's silence, journal head, claims and results.
+    ///
+    /// Example: lab fleet status --hub postgresql://reader@hub.example/lab
+    Status {
+        #[command(flatten)]
+        hub: HubArg,
+        /// Only this campaign.
+        #[arg(long, value_name = "NAME")]
+        campaign: Option<String>,
+    },
+    /// Retire a workcell that will not act again (lost, broken): its claims it never started open again for others;
+    /// those it started wait for `lab fleet settle`. If it comes back, what it ships is flagged as a conflict.
+    ///
+    /// Example: lab fleet retire wc-b --hub postgresql://lab@hub.example/lab --by "A. Operator" --reason "PC died"
+    Retire {
+        /// The workcell.
+        workcell: String,
+        #[command(flatten)]
+        hub: HubArg,
+        /// Who decides.
+        #[arg(long, default_value = "operator")]
+        by: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Settle a proposal a retired workcell started: it ran (`--done`: its result is lost with the workcell) or it
+    /// did not (`--not-done`: it opens again for another workcell).
+    ///
+    /// Example: lab fleet settle demo 17 --not-done --hub postgresql://lab@hub.example/lab --reason "vial was empty"
+    Settle {
+        /// The fleet campaign.
+        campaign: String,
+        /// The proposal's number.
+        seq: i64,
+        /// It ran.
+        #[arg(long, conflicts_with = "not_done", required_unless_present = "not_done")]
+        done: bool,
+        /// It did not run.
+        #[arg(long)]
+        not_done: bool,
+        #[command(flatten)]
+        hub: HubArg,
+        /// Who decides.
+        #[arg(long, default_value = "operator")]
+        by: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
 }

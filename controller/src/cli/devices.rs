@@ -176,3 +176,25 @@ pub fn probe_command(path: &Path) -> u8 {
         if failures > 0 { exit_code::CANNOT_RUN } else { exit_code::OK }
     })
 }
+
+/// `lab devices probe PORT`: the probe's report, exit 0 if anything answered.
+pub fn probe_port_command(port: &Path) -> u8 {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lab: cannot start the runtime: {e}");
+            return exit_code::CANNOT_RUN;
+        }
+    };
+    let port = port.to_string_lossy();
+    match rt.block_on(devices::probe::probe_port(&port, devices::probe::ProbeOptions::default())) {
+        Ok(report) => {
+            println!("{report}");
+            if report.found().next().is_some() { exit_code::OK } else { exit_code::CANNOT_RUN }
+        }
+        Err(e) => {
+            eprintln!("lab: {e}");
+            exit_code::CANNOT_RUN
+        }
+    }
+}

@@ -3,11 +3,13 @@
 //! [`args`] holds the clap types; `main.rs` parses them and dispatches each command to its family: [`running`]
 //! (campaigns, resuming from the record, backtests), [`inspecting`] (status, report, verify, export, replay),
 //! [`operating`] (pause, resume, abort, confirm and clear requests to a running controller), [`planning`] (plan and
-//! benchmarks), [`devices`] (simulators and serial ports) and [`setup`] (init, check, keys, completions). Each
+//! benchmarks), [`devices`] (simulators and serial ports), [`fleet`] (`lab fleet ...` and `lab workcell`, on a
+//! PostgreSQL hub) and [`setup`] (init, check, keys, completions). Each
 //! command prints for people and returns a documented exit code ([`exit_code`]).
 
 pub mod args;
 pub mod devices;
+pub mod fleet;
 pub mod inspecting;
 pub mod operating;
 pub mod planning;

@@ -228,8 +228,13 @@ pub fn bench_load(instruments: usize, experiments: usize, in_flight: usize, db: 
 }
 
 /// `lab bench learn`: the proposers' benchmark suite.
-pub fn bench_learn(seeds: usize) -> u8 {
-    let options = experiments::bench::LearnOptions { seeds, ..Default::default() };
+pub fn bench_learn(seeds: usize, landscapes: Vec<String>) -> u8 {
+    let options = experiments::bench::LearnOptions {
+        seeds,
+        landscapes: landscapes != ["none"],
+        landscape_names: landscapes,
+        ..Default::default()
+    };
     print!("{}", experiments::bench::learn_suite(&options, &std::time::Instant::now));
     exit_code::OK
 }

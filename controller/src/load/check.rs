@@ -1,6 +1,8 @@
 //! `lab check`: validating any technician-written file, whatever its kind.
 //!
-//! The kind is read from the file's first word (`Protocol(`, `Lab(`, `Campaign(`), falling back to its extension.
+//! The kind is read from the file's first word (`Protocol(`, `Lab(`, `Campaign(`, `ModbusMap(`,
+//! `Instrument(`), falling back to
+//! its extension.
 //! A campaign is checked together with the protocol and lab it names.
 
 use std::path::Path;
@@ -26,6 +28,10 @@ pub fn check_file(path: &Path) -> Result<(String, Diagnostics), CheckError> {
         let name = path.to_string_lossy();
         if name.ends_with(".lab.ron") {
             "Lab"
+        } else if name.ends_with(".modbus.ron") {
+            "ModbusMap"
+        } else if name.ends_with(".instrument.ron") {
+            "Instrument"
         } else if name.ends_with(".campaign.ron") {
             "Campaign"
         } else {
@@ -41,6 +47,26 @@ pub fn check_file(path: &Path) -> Result<(String, Diagnostics), CheckError> {
                     lab.name,
                     lab.instruments.len(),
                     lab.deck.rack.slots()
+                ),
+                Diagnostics::new(),
+            ))
+        }
+        "ModbusMap" => {
+            let map = devices::modbus_map::load_map(source).map_err(CheckError::Invalid)?;
+            Ok((
+                format!("register map `{}`: {} points, {} sequences", map.name, map.points.len(), map.sequences.len()),
+                Diagnostics::new(),
+            ))
+        }
+        "Instrument" => {
+            let d = devices::declared::load_declaration(source).map_err(CheckError::Invalid)?;
+            Ok((
+                format!(
+                    "instrument `{}`: {}, {} commands, models {}",
+                    d.name,
+                    d.kind.phrase(),
+                    d.commands.len(),
+                    d.variants.keys().cloned().collect::<Vec<_>>().join(", ")
                 ),
                 Diagnostics::new(),
             ))

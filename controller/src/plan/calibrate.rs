@@ -91,6 +91,23 @@ pub fn fit(lab: &Lab, records: &[PathBuf]) -> Result<Fit, String> {
                     .collect();
                 median(&rest).map(|m| Rates::Spectrometer { integration, fixed: m.max(0.0) })
             }
+            Rates::Flow { rate, poll, per_poll, stall, .. } => {
+                // The rate is the one the instrument is told; what remains beyond the flow and its looks is fixed.
+                let rest: Vec<f64> = samples
+                    .iter()
+                    .flat_map(|(_, s)| s.iter())
+                    .filter_map(|s| match &s.task {
+                        Task::Dispense { volume } => {
+                            // Without the expected cost of lost replies, which the median step did not meet.
+                            let zero = Rates::Flow { rate, poll, per_poll, stall, fixed: 0.0 };
+                            let action = protocols::Action::Dispense { volume: *volume };
+                            Some(s.finished - s.started - zero.least(lab, spec, &action, &[]))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                median(&rest).map(|m| Rates::Flow { rate, poll, per_poll, stall, fixed: m.max(0.0) })
+            }
             Rates::Fixed(s) => {
                 let all: Vec<f64> =
                     samples.iter().flat_map(|(_, x)| x.iter()).map(|x| x.finished - x.started).collect();
@@ -187,7 +204,7 @@ struct HeatSample {
 }
 
 fn fit_thermal(samples: &[(&Run, Vec<&Recorded>)], prior: Rates) -> Option<Rates> {
-    let Rates::Thermal { ramp, cooling, settle, poll, tolerance, fixed } = prior else { return None };
+    let Rates::Thermal { ramp, cooling, settle, poll, tolerance, stall, fixed } = prior else { return None };
     let mut heats = Vec::new();
     let mut stirs = Vec::new();
     for (_, steps) in samples {
@@ -218,7 +235,7 @@ fn fit_thermal(samples: &[(&Run, Vec<&Recorded>)], prior: Rates) -> Option<Rates
     let mut best = (ramp, cooling, settle);
     if !with_ramp.is_empty() {
         let loss = |(r, c, s): (f64, f64, f64)| -> f64 {
-            let rates = Rates::Thermal { ramp: r, cooling: c, settle: s, poll, tolerance, fixed };
+            let rates = Rates::Thermal { ramp: r, cooling: c, settle: s, poll, tolerance, stall, fixed };
             with_ramp
                 .iter()
                 .map(|h| {
@@ -255,7 +272,7 @@ fn fit_thermal(samples: &[(&Run, Vec<&Recorded>)], prior: Rates) -> Option<Rates
             span = (span.0.sqrt(), span.1.sqrt(), span.2 / 4.0);
         }
     }
-    Some(Rates::Thermal { ramp: best.0, cooling: best.1, settle: best.2, poll, tolerance, fixed })
+    Some(Rates::Thermal { ramp: best.0, cooling: best.1, settle: best.2, poll, tolerance, stall, fixed })
 }
 
 /// Least squares pulled gently toward `prior` (a tenth of the data's weight), refitted once without the points more
@@ -370,6 +387,7 @@ fn describe(before: &Rates, after: &Rates) -> String {
         (Rates::Spectrometer { fixed: f0, .. }, Rates::Spectrometer { fixed: f1, .. }) => {
             pair("beyond integration", "s", *f0, *f1)
         }
+        (Rates::Flow { fixed: f0, .. }, Rates::Flow { fixed: f1, .. }) => pair("beyond the flow", "s", *f0, *f1),
         (Rates::Fixed(a), Rates::Fixed(b)) => pair("per action", "s", *a, *b),
         _ => "changed kind".to_owned(),
     }

@@ -16,16 +16,17 @@ use devices::{Clock, Outcome, Task};
 
 use crate::record::Recorder;
 use crate::schedule::bridge::{Bridge, Dispatch, Executor, Inbound};
-use crate::schedule::components::{Availability, Holds, Instrument};
+use crate::schedule::components::{Availability, Experiment, Holds, Instrument, Step};
 use crate::schedule::estimate::{Durations, State};
 use crate::schedule::resources::{CampaignState, Job, LabClock, NextWake, Policy, Progress, Record, Source};
 use crate::schedule::{install, resources};
 
-/// How durations in a simulation relate to the estimates.
+/// How durations in a simulation relate to what the work says.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Noise {
-    /// Real durations are drawn uniformly within this fraction of the estimate (0.3 means ±30%); 0 runs exactly the
-    /// estimates.
+    /// Real durations are drawn uniformly within this fraction of the step's own duration (0.3 means ±30%): a job's
+    /// step's `duration`, or for a campaign the estimate it starts with. 0 runs exactly those durations. What the
+    /// scheduler learns from earlier steps changes its estimates, never the simulated lab.
     pub spread: f64,
     /// Seeds the draws. Each step's draw depends only on the seed and the step's id, so two runs with different
     /// policies see the same durations.
@@ -102,6 +103,9 @@ pub struct Setup {
     inbox_tx: Sender<Inbound>,
     queue: Queue,
     names: HashMap<Entity, String>,
+    /// Each job's steps' own durations, by job (the experiment's number less one) and step index: what a simulated
+    /// step takes before noise, whatever the scheduler's estimate has become.
+    durations: Vec<Vec<f64>>,
     physics: Option<Physics>,
 }
 
@@ -148,7 +152,7 @@ impl Setup {
         world.insert_resource(LabClock(clock.clone()));
         world.insert_resource(Record { recorder, campaign: 0 });
         world.insert_resource(policy);
-        Setup { world, schedule, clock, inbox, inbox_tx, queue, names, physics: None }
+        Setup { world, schedule, clock, inbox, inbox_tx, queue, names, durations: Vec::new(), physics: None }
     }
 
     /// The sending end of the inbox (for a learner thread).
@@ -166,10 +170,18 @@ impl Setup {
     /// their rows land in that record.
     pub fn recorded_jobs(&mut self, jobs: Vec<Job>, in_flight: usize, ids: crate::record::CampaignIds) {
         let n = jobs.len();
+        self.durations = jobs.iter().map(|j| j.steps.iter().map(|s| s.duration).collect()).collect();
         self.world.insert_resource(Source::Jobs(VecDeque::from(jobs)));
         self.world.insert_resource(CampaignState::new(n, in_flight.max(1), ids));
         self.world.resource_mut::<resources::Record>().campaign = ids.campaign;
         self.world.insert_resource(resources::RackState { fresh: VecDeque::new() });
+    }
+
+    /// The own duration of the job step `step`, if the work is a list of jobs.
+    fn duration(&self, step: Entity) -> Option<f64> {
+        let step = self.world.get::<Step>(step)?;
+        let seq = self.world.get::<Experiment>(step.experiment)?.seq;
+        self.durations.get(seq.checked_sub(1)?)?.get(step.index).copied()
     }
 
     /// Predicts each step's duration from `durations` and the state of its instrument in `lab` (see
@@ -213,12 +225,13 @@ impl Setup {
             }
             let now = self.clock.now();
             for (instrument, d) in self.queue.0.lock().expect("queue lock").drain(..) {
+                let own = self.duration(d.step).unwrap_or(d.estimate);
                 let expected = match (&mut self.physics, &d.task) {
                     (Some(p), Some(task)) => match p.states.get_mut(&instrument) {
                         Some((index, state)) => p.durations.run(&p.lab, &p.lab.instruments[*index], state, task, now),
-                        None => d.estimate,
+                        None => own,
                     },
-                    _ => d.estimate,
+                    _ => own,
                 };
                 let duration = (expected * noise.factor(d.step_id)).max(0.0);
                 *busy.entry(instrument).or_default() += duration;

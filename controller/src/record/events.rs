@@ -111,6 +111,21 @@ pub struct ProposalRow {
     /// The level names of categorical parameters' values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The fleet's claim this proposal carries, when a hub's learner proposed it and this workcell claimed it
+    /// (`lab workcell`); recording it is the workcell's record of the claim, before any experiment starts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<FleetClaim>,
+}
+
+/// A claim on one proposal of a fleet's campaign, as a workcell holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetClaim {
+    /// The fleet campaign's name at the hub.
+    pub campaign: String,
+    /// The proposal's number in the fleet campaign.
+    pub seq: i64,
+    /// The claim's epoch: one more each time the proposal is claimed.
+    pub epoch: i64,
 }
 
 impl ProposalRow {
@@ -126,6 +141,7 @@ impl ProposalRow {
             reason: p.reason.clone(),
             trained_on,
             labels: p.labels.clone(),
+            claim: None,
         }
     }
 }
@@ -336,6 +352,20 @@ pub enum RecordEvent {
         /// What was done.
         outcome: String,
     },
+    /// A workcell gave a fleet claim back without starting an experiment from it (its campaign ended first, or it
+    /// cannot run the proposal); the hub opens the proposal again when this row arrives.
+    ClaimReleased {
+        /// Campaign id (the local campaign the claim was taken for).
+        campaign: i64,
+        /// Lab time.
+        at: f64,
+        /// The claim.
+        claim: FleetClaim,
+        /// Why: the workcell cannot run it (a refusal: it is never claimed here again), or only the campaign ended.
+        reason: String,
+        /// Whether this is a refusal.
+        refused: bool,
+    },
     /// The campaign ended, or stopped.
     CampaignFinished {
         /// Campaign id.
@@ -366,6 +396,7 @@ impl RecordEvent {
             RecordEvent::Event { .. } => "Event",
             RecordEvent::RequestHandled { .. } => "RequestHandled",
             RecordEvent::CampaignFinished { .. } => "CampaignFinished",
+            RecordEvent::ClaimReleased { .. } => "ClaimReleased",
         }
     }
 
@@ -381,7 +412,8 @@ impl RecordEvent {
             | RecordEvent::ExperimentFinished { at, .. }
             | RecordEvent::Event { at, .. }
             | RecordEvent::RequestHandled { at, .. }
-            | RecordEvent::CampaignFinished { at, .. } => Some(*at),
+            | RecordEvent::CampaignFinished { at, .. }
+            | RecordEvent::ClaimReleased { at, .. } => Some(*at),
             RecordEvent::Command { sent_at, .. } => Some(*sent_at),
             RecordEvent::CampaignStarted(_) | RecordEvent::Instrument { .. } => None,
         }
@@ -397,7 +429,8 @@ impl RecordEvent {
             | RecordEvent::Decision { campaign, .. }
             | RecordEvent::Command { campaign, .. }
             | RecordEvent::Event { campaign, .. }
-            | RecordEvent::CampaignFinished { campaign, .. } => Some(*campaign),
+            | RecordEvent::CampaignFinished { campaign, .. }
+            | RecordEvent::ClaimReleased { campaign, .. } => Some(*campaign),
             _ => None,
         }
     }

@@ -33,7 +33,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OptionalExtension};
 use rusqlite_migration::{M, Migrations};
 
-pub use events::{CampaignStarted, Hex, IdentityRow, ProposalRow, RecordEvent, StepRow};
+pub use events::{CampaignStarted, FleetClaim, Hex, IdentityRow, ProposalRow, RecordEvent, StepRow};
 use journal::Tail;
 use packed::Packed;
 use prepared::Prepared;

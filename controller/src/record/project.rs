@@ -62,22 +62,7 @@ pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()
             ])?;
         }
         RecordEvent::Proposal { id, campaign, at, proposal } => {
-            let model = match &proposal.model {
-                Some(m) => {
-                    let mut m = m.clone();
-                    if let Some(o) = m.as_object_mut() {
-                        o.insert("trained_on".into(), serde_json::json!(proposal.trained_on));
-                        if !proposal.labels.is_empty() {
-                            o.insert("labels".into(), serde_json::json!(proposal.labels));
-                        }
-                    }
-                    Some(m.to_string())
-                }
-                None if !proposal.trained_on.is_empty() => {
-                    Some(serde_json::json!({ "trained_on": proposal.trained_on }).to_string())
-                }
-                None => None,
-            };
+            let model = model_text(proposal);
             sql.get(
                 "INSERT INTO proposals (id, campaign_id, at, strategy, params, predicted_mean, predicted_sd, acquisition,
                      model, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -226,12 +211,36 @@ pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()
             )?
             .execute(params![request, at])?;
         }
+        RecordEvent::ClaimReleased { .. } => {
+            // A fleet's bookkeeping: the hub's tables follow it; lab.db's tables have nothing to change.
+        }
         RecordEvent::CampaignFinished { campaign, at, status, note } => {
             sql.get("UPDATE campaigns SET status = ?2, finished_at = ?3, note = ?4 WHERE id = ?1")?
                 .execute(params![campaign, status, at, note])?;
         }
     }
     Ok(())
+}
+
+/// A proposal's `model` column: the model's provenance with what it was trained on (and the level names of
+/// categorical values), as JSON text.
+pub fn model_text(proposal: &super::ProposalRow) -> Option<String> {
+    match &proposal.model {
+        Some(m) => {
+            let mut m = m.clone();
+            if let Some(o) = m.as_object_mut() {
+                o.insert("trained_on".into(), serde_json::json!(proposal.trained_on));
+                if !proposal.labels.is_empty() {
+                    o.insert("labels".into(), serde_json::json!(proposal.labels));
+                }
+            }
+            Some(m.to_string())
+        }
+        None if !proposal.trained_on.is_empty() => {
+            Some(serde_json::json!({ "trained_on": proposal.trained_on }).to_string())
+        }
+        None => None,
+    }
 }
 
 /// The tables [`apply`] writes, with the columns `lab verify` compares (every column, in a stable order).

@@ -132,7 +132,31 @@ pub(super) async fn connect_all(
                         Err(e) => return Err(e.to_string()),
                     }
                 };
-                inst.initialize().await.map_err(|e| e.to_string())?;
+                // Initializing drives an instrument to a known state (a pump's plunger home, a gantry homed, a valve
+                // to its first port), so doing it again reaches the same state: a reply lost on the way (no answer,
+                // a garbled one, a port that blinked) is asked again rather than taking the instrument offline.
+                let mut attempt = 1;
+                loop {
+                    match inst.initialize().await {
+                        Ok(()) => break,
+                        Err(e) if attempt < IDENTIFY_ATTEMPTS && e.reply_was_lost() => {
+                            recorder.send(RecordEvent::say(
+                                campaign,
+                                clock.now(),
+                                "warning",
+                                Some(&name),
+                                format!(
+                                    "{name} did not confirm its initialization ({e}); initializing again (attempt {} \
+                                     of {IDENTIFY_ATTEMPTS})",
+                                    attempt + 1
+                                ),
+                            ));
+                            tokio::time::sleep(IDENTIFY_SETTLE).await;
+                            attempt += 1;
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
                 Ok::<_, String>(inst)
             }
             .await;

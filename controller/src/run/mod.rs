@@ -13,7 +13,7 @@ pub mod resume;
 
 use instruments::{TaskExecutor, connect_all, instrument_task, missing_capability};
 use learner::spawn_learner;
-pub use learner::spawn_proposer;
+pub use learner::{ProposalFeed, spawn_proposer};
 use operator::spawn_request_poller;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -57,6 +57,8 @@ pub struct CampaignOptions {
     pub unknown: UnknownPolicy,
     /// A key file to sign the record's checkpoints with.
     pub sign_with: Option<PathBuf>,
+    /// Where proposals come from instead of the campaign's own learner (a fleet's hub), if not from it.
+    pub feed: Option<Arc<dyn ProposalFeed>>,
 }
 
 impl CampaignOptions {
@@ -71,6 +73,7 @@ impl CampaignOptions {
             policy: Policy::Planned { replan: true, budget: None },
             unknown: UnknownPolicy::Fail,
             sign_with: None,
+            feed: None,
         }
     }
 }
@@ -432,7 +435,10 @@ fn execute(
         ));
     }
 
-    let (learner_tx, learner) = spawn_learner(&campaign, inbound_tx.clone())?;
+    let (learner_tx, learner) = match &opts.feed {
+        Some(feed) => feed.spawn(inbound_tx.clone(), recorder.clone(), campaign_id, clock.clone())?,
+        None => spawn_learner(&campaign, inbound_tx.clone())?,
+    };
     if let Some(r) = &restore {
         // The learner is refit from the recorded results, in the order they came, before it proposes again.
         for (_, values, outputs, _, _) in &r.concluded {

@@ -92,8 +92,12 @@ pub struct LeftVessel {
     /// Its `return_vessel` steps that never started (step id, step name): the resumed campaign settles them as skipped
     /// and decides anew how the vessel goes back.
     pub unstarted_returns: Vec<(i64, String)>,
-    /// The places it may stand at: one if it is known, both ends of a transfer in doubt otherwise.
+    /// The deck positions it may stand at: one if it is known, the ends of a transfer in doubt or failed otherwise
+    /// (its rack slot, which is never used again, is not listed).
     pub places: Vec<String>,
+    /// Whether its place is known: false when a transfer of it failed or was in doubt, even if one of its ends is
+    /// the rack.
+    pub known: bool,
     /// The experiment's transfers that were running when the controller stopped (step id, step name, instrument).
     pub in_doubt: Vec<(i64, String, Option<String>)>,
 }
@@ -386,6 +390,7 @@ fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rus
             _ => {}
         }
     }
+    let known = at.len() == 1;
     let places: Vec<String> = at
         .into_iter()
         .filter_map(|p| match p {
@@ -400,6 +405,7 @@ fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rus
         slot,
         returns,
         unstarted_returns,
+        known,
         places,
         in_doubt,
     }))
@@ -535,7 +541,7 @@ pub fn apply(
                                 attempt: None,
                                 outcome: None,
                                 error: Some(
-                                    "in doubt: its intent was recorded but not its outcome when the controller stopped; \\
+                                    "in doubt: its intent was recorded but not its outcome when the controller stopped; \
                                      it may have acted, so it is not repeated"
                                         .to_owned(),
                                 ),
@@ -627,7 +633,7 @@ pub fn apply(
                 )),
             });
         }
-        if let ([place], []) = (&left.places[..], &left.in_doubt[..]) {
+        if let ([place], [], true) = (&left.places[..], &left.in_doubt[..], left.known) {
             // Its place is known: it is carried back to its rack slot, as when it failed.
             let holder = return_vessel(world, left, place, recorder, now);
             deck.occupant.entry(place.clone()).or_insert(holder);
@@ -721,6 +727,12 @@ mod tests {
 
     /// A failed experiment whose vessel stands at `dispense`, with `returns` return steps added that never started.
     fn failed_with_unstarted_returns(returns: usize) -> (tempfile::TempDir, Connection, i64) {
+        failed_after_transfer("succeeded", returns)
+    }
+
+    /// A failed experiment whose transfer from its rack slot to `dispense` ended `ended`, with `returns` return steps
+    /// added that never started.
+    fn failed_after_transfer(ended: &'static str, returns: usize) -> (tempfile::TempDir, Connection, i64) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lab.db");
         let mut record = Record::open(&path).unwrap();
@@ -757,7 +769,7 @@ mod tests {
             outcome: None,
             error: None,
         });
-        recorder.send(RecordEvent::step(step, 2.0, "succeeded"));
+        recorder.send(RecordEvent::step(step, 2.0, ended));
         recorder.send(RecordEvent::ExperimentFinished { id: exp, at: 3.0, objective: None, error: Some("x".into()) });
         for n in 0..returns {
             recorder.send(RecordEvent::StepAdded {
@@ -776,7 +788,7 @@ mod tests {
     fn return_steps_that_never_started_count_so_the_next_has_a_new_name() {
         let (_dir, conn, exp) = failed_with_unstarted_returns(0);
         let left = left_vessel(&conn, exp, 1, 0).unwrap().unwrap();
-        assert_eq!((left.returns, left.places.clone()), (0, vec!["dispense".to_owned()]));
+        assert_eq!((left.returns, left.places.clone(), left.known), (0, vec!["dispense".to_owned()], true));
         assert!(left.unstarted_returns.is_empty());
 
         // The controller stopped after adding the return step and before running it (it has no task yet).
@@ -786,5 +798,16 @@ mod tests {
         let names: Vec<&str> = left.unstarted_returns.iter().map(|(_, n)| n.as_str()).collect();
         assert_eq!(names, ["return_vessel", "return_vessel_2"]);
         assert_eq!(left.places, ["dispense"]);
+    }
+
+    /// A transfer out of the rack that failed (as an earlier resume settles one left in doubt) may have left the vessel
+    /// in its slot, in the gripper or at the station: its place is not known, so the next resume does not send the
+    /// gantry to fetch it from the station. Found by the crash test's whole-ledger audit: the gantry closed on nothing
+    /// at the dispense station, where another experiment's vial could have stood.
+    #[test]
+    fn a_vessel_whose_transfer_from_the_rack_failed_is_not_known_to_be_at_the_station() {
+        let (_dir, conn, exp) = failed_after_transfer("failed", 0);
+        let left = left_vessel(&conn, exp, 1, 0).unwrap().unwrap();
+        assert_eq!((left.places.clone(), left.known), (vec!["dispense".to_owned()], false));
     }
 }

@@ -33,6 +33,8 @@ pub enum Inbound {
         proposals: Vec<Proposal>,
         /// Why the proposer thinks the campaign should stop (a target reached, no improvement left), if it does.
         stop: Option<String>,
+        /// The fleet claim each proposal carries, by position (empty when the campaign's own learner proposed them).
+        claims: Vec<crate::record::FleetClaim>,
     },
     /// An operator's request, from the terminal or from another process.
     Operator(OperatorRequest),

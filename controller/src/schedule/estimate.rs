@@ -65,6 +65,8 @@ pub enum Rates {
         poll: f64,
         /// The driver's tolerance around the set point, in degrees.
         tolerance: f64,
+        /// Lab seconds each reading is expected to add by a lost reply (see [`Pace::stall`]).
+        stall: f64,
         /// Lab seconds of commands per action (watchdog, set points read back, start and stop).
         fixed: f64,
     },
@@ -82,6 +84,21 @@ pub enum Rates {
         /// Lab seconds per reading beyond the integration.
         fixed: f64,
     },
+    /// A dispenser that runs at a set rate until the volume has passed (a syringe pump told a rate and a volume, a
+    /// flow controller whose flow is integrated): a declared instrument's `dispense`.
+    Flow {
+        /// Microlitres per lab second.
+        rate: f64,
+        /// Lab seconds between the driver's looks at whether the volume has passed: it is seen to end at the first
+        /// look after it ends (0 when the driver waits exactly for what is left).
+        poll: f64,
+        /// Lab seconds of commands per look.
+        per_poll: f64,
+        /// Lab seconds each look is expected to add by a lost reply ([`Pace::stall`]).
+        stall: f64,
+        /// Lab seconds per dispense beyond its flow and looks (set-up commands, the intent's commit).
+        fixed: f64,
+    },
     /// Anything else: a fixed time per action.
     Fixed(f64),
 }
@@ -97,6 +114,7 @@ impl Rates {
             settle: 10.0,
             poll,
             tolerance,
+            stall: pace.stall,
             // The watchdog armed, two set points written and read back, heater and stirrer started and stopped.
             fixed: 5.0 + pace.commit + 8.0 * pace.command,
         };
@@ -118,6 +136,7 @@ impl Rates {
                 integration: f.integration.0 * f64::from(f.scans),
                 fixed: 1.0 + pace.commit + 4.0 * pace.command,
             },
+            DriverConfig::Declared(d) => declared(d, thermal, pace),
             _ => Rates::Fixed(10.0 + pace.commit),
         }
     }
@@ -150,6 +169,12 @@ impl Rates {
             }
             (Rates::Thermal { fixed, .. }, Action::Stir { duration, .. }) => duration.0 + fixed,
             (Rates::Spectrometer { integration, fixed }, Action::Measure { .. }) => integration + fixed,
+            (Rates::Flow { rate, poll, per_poll, stall, fixed }, Action::Dispense { volume }) => {
+                let flowing = volume.0.max(0.0) / rate.max(1e-9);
+                let looks = if *poll > 0.0 { (flowing / poll).ceil().max(1.0) } else { 1.0 };
+                let seen = if *poll > 0.0 { looks * poll } else { flowing };
+                seen + looks * (per_poll + stall) + fixed
+            }
             (Rates::Fixed(s), _) => *s,
             _ => 10.0,
         }
@@ -158,10 +183,11 @@ impl Rates {
     /// Lab seconds of a heat to `target` held for `hold`, from a plate at `from` degC. With `polled`, the ramp is
     /// seen to end at the driver's first reading after it ends, as in a run; without, it ends when it ends.
     fn heat(&self, from: f64, target: f64, hold: f64, polled: bool) -> f64 {
-        let Rates::Thermal { poll, fixed, .. } = *self else { return hold + 10.0 };
+        let Rates::Thermal { poll, fixed, stall, .. } = *self else { return hold + 10.0 };
         let reach = self.reach(from, target);
         let seen = if polled && reach > 0.0 && poll > 0.0 { (reach / poll).ceil() * poll } else { reach };
-        fixed + seen + hold
+        let readings = if poll > 0.0 { ((seen + hold) / poll).ceil() } else { 0.0 };
+        fixed + seen + hold + readings * stall
     }
 
     /// Lab seconds until a plate at `from` degC is within its tolerance of `target`: heating at its ramp and
@@ -203,8 +229,48 @@ impl Rates {
                     .fold(f64::INFINITY, f64::min);
                 if shortest.is_finite() { shortest / speed + fixed } else { *fixed }
             }
+            // A run may lose no reply at all.
+            (Rates::Flow { rate, poll, per_poll, fixed, .. }, _) => {
+                Rates::Flow { rate: *rate, poll: *poll, per_poll: *per_poll, stall: 0.0, fixed: *fixed }
+                    .stateless(spec, action)
+            }
             _ => self.stateless(spec, action),
         }
+    }
+}
+
+/// The default rates of an instrument declared in RON, from its declaration and settings: a temperature it holds
+/// as any plate ([`Rates::Thermal`], its declared poll and tolerance), a dispense at its declared rate
+/// ([`Rates::Flow`]: a pump's `rate_value`, a flow controller's `rate` times its `scale`), and anything else (a
+/// balance's weighing, a thermometer's reading) a couple of its commands, since a reading answers at once and a
+/// balance has settled by the time the gantry has let go of the vial and risen. A setting that does not give a
+/// number (which `lab check` reports) falls back to ten seconds an action.
+fn declared(d: &devices::lab::DeclaredConfig, thermal: impl Fn(f64, f64) -> Rates, pace: Pace) -> Rates {
+    use devices::declared::Dispense;
+    let decl = &d.declaration;
+    let fallback = Rates::Fixed(10.0 + pace.commit);
+    if let Some(h) = &decl.hold_temperature {
+        return d.number(&h.tolerance).map_or(fallback, |t| thermal(t.abs(), h.poll));
+    }
+    match &decl.dispense {
+        // Clear, rate, volume and start before it runs; a status read each poll; the volume delivered read after.
+        Some(Dispense::Run { rate_value, poll, clear, .. }) => d.number(rate_value).map_or(fallback, |r| Rates::Flow {
+            rate: r.max(1e-9) / 60.0,
+            poll: poll.max(pace.min_pause),
+            per_poll: pace.command,
+            stall: pace.stall,
+            fixed: pace.commit + (4.0 + f64::from(u8::from(clear.is_some()))) * pace.command,
+        }),
+        // The flow set, read each poll, set to zero; the driver waits exactly for what is left unless its shortest
+        // pause is longer than its poll.
+        Some(Dispense::Flow { rate, scale, poll, .. }) => d.number(rate).map_or(fallback, |r| Rates::Flow {
+            rate: (r * scale).max(1e-9) / 60.0,
+            poll: if *poll < pace.min_pause { pace.min_pause } else { 0.0 },
+            per_poll: pace.command,
+            stall: pace.stall,
+            fixed: pace.commit + 2.0 * pace.command,
+        }),
+        None => Rates::Fixed(pace.commit + 2.0 * pace.command),
     }
 }
 
@@ -296,6 +362,7 @@ impl Durations {
                 state.gantry = Some(Point { x: b.x, y: b.y, z: safe });
                 path / speed + fixed
             }
+            (Rates::Fixed(s), _) => s,
             (_, task) => match action_of(task) {
                 Some(a) => rates.stateless(spec, &a),
                 None => 10.0,
@@ -385,8 +452,11 @@ fn default_startup(lab: &Lab) -> f64 {
 pub struct Pace {
     /// Lab seconds from a step's dispatch to its first command: its intent committed to disk.
     pub commit: f64,
-    /// Lab seconds of one command's round trip.
+    /// Lab seconds of one command's round trip, with its simulator's latency and damaged replies asked again.
     pub command: f64,
+    /// Lab seconds a reading (a command that cannot act, so the driver asks it again) is expected to add by a lost
+    /// reply, each waited for until the line's timeout. A lost reply to a command that acts fails its step instead.
+    pub stall: f64,
     /// The shortest pause a driver makes, in lab seconds.
     pub min_pause: f64,
 }
@@ -413,12 +483,32 @@ impl Pace {
     /// The pace of `spec` in a run of `lab` at the lab's own time scale.
     pub fn of(lab: &Lab, spec: &InstrumentSpec) -> Pace {
         let scale = time_scale(lab);
+        let (command, stall) = if spec.port.is_simulated() {
+            let (trip, stall) = simulated_round_trip(spec);
+            (trip * scale, stall * scale)
+        } else {
+            (SERIAL_ROUND_TRIP, 0.0)
+        };
         Pace {
             commit: COMMIT_WALL * scale,
-            command: if spec.port.is_simulated() { SIMULATOR_ROUND_TRIP_WALL * scale } else { SERIAL_ROUND_TRIP },
+            command,
+            stall,
             min_pause: devices::drivers::MIN_POLL_WALL.as_secs_f64() * scale,
         }
     }
+}
+
+/// Wall seconds of a command's mean round trip to a simulator with the faults the lab file gives it, and apart the
+/// wall seconds lost replies add: its latency before each reply, a damaged or busy reply asked again at once, and a
+/// reply lost (or cut short, so that its end never comes) waited for until the line's timeout and asked again. A
+/// drawn fault is luck a plan cannot know; this is its expected cost, which at a simulated lab's pace is large (one
+/// lost reply is a second of wall time, hundreds of lab seconds).
+fn simulated_round_trip(spec: &InstrumentSpec) -> (f64, f64) {
+    let Some(f) = &spec.faults else { return (SIMULATOR_ROUND_TRIP_WALL, 0.0) };
+    let lost = (f.no_reply + f.truncated).clamp(0.0, 1.0);
+    let again = (f.garbled + f.bad_checksum + f.busy).clamp(0.0, 1.0);
+    let one = SIMULATOR_ROUND_TRIP_WALL + f.latency.mean().as_secs_f64();
+    (one * (1.0 + lost + again), lost * spec.line.timeout.as_secs_f64())
 }
 
 /// The lab seconds per wall second a run of `lab` takes by default: its simulation's time scale when every

@@ -35,6 +35,8 @@ pub struct ProposalsArrived {
     pub proposals: Vec<Proposal>,
     /// Why the proposer thinks the campaign should stop, if it does.
     pub stop: Option<String>,
+    /// The fleet claim each proposal carries, by position (empty for the campaign's own learner).
+    pub claims: Vec<crate::record::FleetClaim>,
 }
 
 /// An operator asked for something.

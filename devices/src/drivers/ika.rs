@@ -1,4 +1,8 @@
-//! IKA hotplate-stirrer (RCT digital and relatives), NAMUR protocol.
+//! IKA hotplate-stirrer (RCT digital, RET control-visc and relatives), NAMUR protocol.
+//!
+//! The driver asks only what every NAMUR hotplate of [`crate::models::namur`] has (`IN_NAME`, `IN_PV_2`, `IN_SP_1`,
+//! `IN_SP_4`, `OUT_SP_1`, `OUT_SP_4`, `START_n`, `STOP_n`, `OUT_WD1@m`), checks a set point against its model's
+//! ranges, and expects the name its model answers (`IKARET` for a RET control-visc).
 //!
 //! The line is 9600 baud, 7 data bits, even parity (the lab file's line settings). Commands are `CMD[ value]`
 //! followed by CR LF. Reads (`IN_*`) are answered `value index` CR LF; writes (`OUT_*`, `START_*`, `STOP_*`,
@@ -22,10 +26,11 @@ use protocols::units::{Duration, Speed, Temperature};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Decoder;
 
-use super::{Deadline, FrameError, error, garbled, number, pause, with_acted};
+use super::{FrameError, Hold, Probe, error, garbled, number, pause, reach_and_hold, with_acted};
 use crate::capability::{Heat, Identity, Instrument, Outcome, Stir};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::IkaConfig;
+use crate::models::namur::profile;
 use crate::transport::Link;
 
 /// Lab seconds between two readings while heating, ramping or holding.
@@ -36,13 +41,6 @@ pub const WATCHDOG: f64 = 120.0;
 
 /// The longest reply line NAMUR allows.
 const MAX_LINE: usize = 80;
-
-/// Lab seconds a ramp may take: this much, plus [`RAMP_PER_DEGREE`] for every degree to go.
-const RAMP_BASE: f64 = 1800.0;
-
-/// Lab seconds of ramp allowed per degree between the plate and its set point (1 degC/min, a tenth of a typical
-/// plate's heating rate).
-const RAMP_PER_DEGREE: f64 = 60.0;
 
 /// Frames NAMUR reply lines: bytes up to LF, without CR, LF and surrounding spaces.
 #[derive(Debug, Clone, Default)]
@@ -175,6 +173,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> IkaHotplate<T> {
         {
             return limit(format!("speed {s} is outside 0..={}", self.config.max_speed));
         }
+        // A model whose motor has a lowest speed (50 rpm on a RET control-visc) cannot stir slower.
+        let lowest = profile(&self.config.model).map_or(0.0, |p| p.speed.0);
+        if let Some(s) = speed
+            && s.0 > 0.0
+            && s.0 < lowest
+        {
+            return limit(format!("speed {s} is below the {lowest} rpm this model stirs at least"));
+        }
         if !(duration.0.is_finite() && duration.0 >= 0.0) {
             return limit(format!("cannot hold for {duration}"));
         }
@@ -196,49 +202,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> IkaHotplate<T> {
             self.write("START_4").await?;
         }
         let clock = self.link.clock().clone();
-        let start = clock.now();
         let tolerance = self.config.tolerance.0.abs();
-        let mut pv = self.read_value("IN_PV_2", 2, true).await?;
-        let budget = RAMP_BASE + RAMP_PER_DEGREE * (t - pv).abs();
-        let deadline = Deadline::after(&clock, budget);
-        while (pv - t).abs() > tolerance {
-            if deadline.expired() {
-                return Err(error(
-                    &self.name,
-                    DeviceErrorKind::Physical(format!(
-                        "the plate reached only {pv:.1} degC of {t} degC in {budget:.0} lab s"
-                    )),
-                    true,
-                ));
-            }
-            pause(&clock, POLL).await;
-            pv = self.read_value("IN_PV_2", 2, true).await?;
-        }
-        let ramp = clock.now() - start;
-        let end = clock.now() + hold;
-        let (mut sum, mut n) = (0.0, 0u32);
-        let drift = (5.0 * tolerance).max(10.0);
-        loop {
-            let left = end - clock.now();
-            if left <= 0.0 {
-                break;
-            }
-            pause(&clock, left.min(POLL)).await;
-            pv = self.read_value("IN_PV_2", 2, true).await?;
-            if (pv - t).abs() > drift {
-                return Err(error(
-                    &self.name,
-                    DeviceErrorKind::Physical(format!("the plate drifted to {pv:.1} degC during a hold at {t} degC")),
-                    true,
-                ));
-            }
-            sum += pv;
-            n += 1;
-        }
+        let name = self.name.clone();
+        let plan = Hold { what: "the plate ", target: t, tolerance, hold, poll: POLL };
+        let held = reach_and_hold(self, &name, &clock, plan).await?;
         self.write("STOP_1").await?;
         self.write("STOP_4").await?;
-        let mean = if n == 0 { pv } else { sum / f64::from(n) };
-        Ok(Outcome::Held { mean_temperature: Some(Temperature(mean)), ramp: Duration(ramp) })
+        Ok(held)
     }
 
     async fn run_stir(&mut self, rpm: f64, duration: f64) -> Result<(), DeviceError> {
@@ -267,6 +237,12 @@ pub fn watchdog_seconds(scale: f64) -> u32 {
     (if m.is_finite() { m.ceil() } else { 1500.0 }).clamp(20.0, 1500.0) as u32
 }
 
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Probe for IkaHotplate<T> {
+    fn celsius(&mut self) -> impl std::future::Future<Output = Result<f64, DeviceError>> + Send {
+        self.read_value("IN_PV_2", 2, true)
+    }
+}
+
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for IkaHotplate<T> {
     fn name(&self) -> &str {
         &self.name
@@ -279,10 +255,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for IkaHotplate<T> {
     fn identify(&mut self) -> BoxFuture<'_, Result<Identity, DeviceError>> {
         Box::pin(async move {
             let name = self.read("IN_NAME", false).await?;
-            if name != self.config.model {
+            // A model with a profile answers its own name (a RET control-visc says `IKARET`); any other is taken
+            // to answer the lab file's `model`.
+            let expected = profile(&self.config.model).map_or(self.config.model.as_str(), |p| p.name);
+            if name != expected {
                 return Err(error(
                     &self.name,
-                    DeviceErrorKind::WrongIdentity { expected: format!("an IKA `{}`", self.config.model), found: name },
+                    DeviceErrorKind::WrongIdentity {
+                        expected: format!("an IKA `{}`, which answers `{expected}`", self.config.model),
+                        found: name,
+                    },
                     false,
                 ));
             }

@@ -8,19 +8,27 @@
 //! (`ES` syntax, `ET` transmission, `EL` logical), each a named [`SicsError`].
 //!
 //! Identification reads `I2` (type and capacity) and `I4` (serial number) and refuses a balance whose type is
-//! not the lab file's `model`; initialization resets with `@` and zeroes the empty pan with `Z` (nothing stands on
-//! a balance when the lab starts). A weighing is `S`, which the balance answers once the reading is stable: the
-//! driver waits for it the line's timeout plus the lab file's `settle` time on the lab clock. The mass returned is
-//! the gross load on the pan (vessel and contents) in grams. Nothing here moves anything, so every error carries
-//! `may_have_acted = false`.
+//! not the lab file's `model`. Initialization resets with `@`, asks `I0` which commands the balance implements (a
+//! level-0 command every balance answers, line by line: `I0 B <level> "<command>"` until the last, `I0 A ...`), sets
+//! the host unit to grams with `M21 0 0` only if the list has `M21` (a balance without it answers `ES`), and zeroes
+//! the empty pan with `Z` (nothing stands on a balance when the lab starts). A weighing is `S`, which the balance
+//! answers once the reading is stable: the driver waits for it the line's timeout plus the lab file's `settle` time
+//! on the lab clock. The mass returned is the gross load on the pan (vessel and contents) in grams; a weight in
+//! `mg` or `kg` is converted, so a balance left in another host unit still weighs right. Nothing here moves
+//! anything, so every error carries `may_have_acted = false`.
+//!
+//! [`crate::models::sics::PROFILES`] records, for each model the simulator can be, the commands of that model this project has evidence
+//! for (the level-0 and level-1 sets every MT-SICS balance implements, and the level-2 commands the driver uses),
+//! which is what the simulator lists for `I0` and answers; a real balance lists more.
 //!
 //! Choices where the notes leave the hardware unverified [U]:
 //! - `I2` is taken to answer one quoted parameter, `"<type> <capacity> <unit>"`, whose first word is the type.
 //! - `I3` (the software version) is read for the record; a balance that refuses it with `ES` still identifies.
-//! - `S I` is reported as `Busy` (the balance could not give a stable weight in time); a weight in `mg` or `kg` is
-//!   converted, any other unit is a garbled reply.
+//! - `S I` is reported as `Busy` (the balance could not give a stable weight in time); a weight in any unit other
+//!   than `g`, `mg` or `kg` is a garbled reply.
+//! - The host unit codes of `M21` are taken as 0 g, 1 kg, 3 mg; the driver only ever sends `M21 0 0` (grams).
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures::future::BoxFuture;
 use protocols::InstrumentKind;
 use protocols::units::Mass;
@@ -31,6 +39,7 @@ use super::{FrameError, error, garbled, not_acted};
 use crate::capability::{Identity, Instrument, Weigh};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::BalanceConfig;
+pub use crate::models::sics::MAX_LINES;
 use crate::transport::Link;
 
 /// The longest reply line accepted.
@@ -113,15 +122,53 @@ impl Decoder for SicsDecoder {
             return Ok(None);
         };
         let line = src.split_to(end + 1);
-        let text = line[..end].strip_suffix(b"\r").unwrap_or(&line[..end]);
-        if let Some(b) = text.iter().find(|b| !(0x20..=0x7e).contains(*b)) {
-            return Err(FrameError::Malformed(format!("the line holds the byte 0x{b:02X}")));
+        parse_line(&line[..end]).map(Some)
+    }
+}
+
+/// One reply line without its LF (a CR before it is dropped), split into ID, status and parameters.
+fn parse_line(line: &[u8]) -> Result<SicsReply, FrameError> {
+    let text = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(b) = text.iter().find(|b| !(0x20..=0x7e).contains(*b)) {
+        return Err(FrameError::Malformed(format!("the line holds the byte 0x{b:02X}")));
+    }
+    let text = String::from_utf8_lossy(text);
+    let mut tokens = tokens(&text).into_iter();
+    let Some(id) = tokens.next() else { return Err(FrameError::Malformed("an empty line".into())) };
+    let status = tokens.next().unwrap_or_default();
+    Ok(SicsReply { id, status, params: tokens.collect() })
+}
+
+/// Frames a multi-line reply (`I0`) as one: lines with status `B` up to the first line with another status (or an
+/// error line), all yielded together once that last line has come, so the record keeps the whole reply as one
+/// exchange. At most [`MAX_LINES`] lines.
+#[derive(Debug, Clone, Default)]
+pub struct SicsListDecoder;
+
+impl Decoder for SicsListDecoder {
+    type Item = Vec<SicsReply>;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Vec<SicsReply>>, FrameError> {
+        let mut lines = Vec::new();
+        let mut start = 0;
+        while let Some(end) = src[start..].iter().position(|&b| b == b'\n').map(|e| start + e) {
+            let reply = parse_line(&src[start..end])?;
+            let last = reply.status != "B";
+            lines.push(reply);
+            start = end + 1;
+            if last {
+                src.advance(start);
+                return Ok(Some(lines));
+            }
+            if lines.len() >= MAX_LINES {
+                return Err(FrameError::Malformed(format!("more than {MAX_LINES} lines without a last one")));
+            }
         }
-        let text = String::from_utf8_lossy(text);
-        let mut tokens = tokens(&text).into_iter();
-        let Some(id) = tokens.next() else { return Err(FrameError::Malformed("an empty line".into())) };
-        let status = tokens.next().unwrap_or_default();
-        Ok(Some(SicsReply { id, status, params: tokens.collect() }))
+        if src.len() - start > MAX_LINE {
+            return Err(FrameError::Malformed(format!("no line end within {MAX_LINE} bytes")));
+        }
+        Ok(None)
     }
 }
 
@@ -166,12 +213,39 @@ pub struct MettlerBalance<T> {
     name: String,
     config: BalanceConfig,
     link: Link<T>,
+    /// The commands the balance listed for `I0` at the last initialization.
+    commands: Vec<String>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> MettlerBalance<T> {
     /// A driver for the balance `name` with the lab file's settings, talking over `link`.
     pub fn new(name: &str, config: BalanceConfig, link: Link<T>) -> Self {
-        MettlerBalance { name: name.to_owned(), config, link }
+        MettlerBalance { name: name.to_owned(), config, link, commands: Vec::new() }
+    }
+
+    /// The commands the balance listed for `I0` when it was last initialized.
+    pub fn commands(&self) -> &[String] {
+        &self.commands
+    }
+
+    /// Asks `I0` for the implemented commands: `I0 B` lines, then the last as `I0 A`, at most [`MAX_LINES`], read
+    /// as one reply.
+    async fn implemented(&mut self) -> Result<Vec<String>, DeviceError> {
+        let lines = self.link.request(b"I0\r\n", &mut SicsListDecoder).await.map_err(not_acted)?;
+        let mut commands = Vec::new();
+        for (i, reply) in lines.iter().enumerate() {
+            if let Some(e) = reply.error() {
+                return Err(self.refused("I0", reply, e));
+            }
+            let last = i + 1 == lines.len();
+            match (reply.id.as_str(), reply.status.as_str(), reply.params.as_slice()) {
+                ("I0", "A" | "B", [level, command]) if level.parse::<u8>().is_ok() => commands.push(command.clone()),
+                // Some balances end the list with a bare `I0 A` (a third-party parser's tests show one).
+                ("I0", "A", []) if last => {}
+                _ => return Err(self.garbled("I0", reply, "expected `I0 B|A <level> \"<command>\"`")),
+            }
+        }
+        Ok(commands)
     }
 
     /// Sends `command` and returns its reply, waiting up to `extra` lab seconds beyond the line's timeout.
@@ -257,6 +331,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for MettlerBalance<T> 
             let reset = self.ask("@", 0.0).await?;
             if reset.id != "I4" || reset.status != "A" {
                 return Err(self.garbled("@", &reset, "expected the serial number, `I4 A`"));
+            }
+            self.commands = self.implemented().await?;
+            if self.commands.iter().any(|c| c == "M21") {
+                self.expect("M21 0 0", &["A"], 0.0).await?;
             }
             let settle = self.config.settle.0;
             self.expect("Z", &["A"], settle).await?;

@@ -1,7 +1,7 @@
 //! Drivers, one module per instrument model: [`cavro`] (Tecan Cavro XCalibur, DT and OEM), [`ika`] (IKA NAMUR
 //! hotplates), [`flame`] (Ocean Optics Flame), [`gantry`] (Marlin G-code), [`mettler`] (Mettler Toledo MT-SICS
-//! balances), [`vici`] (VICI selector valves), [`modbus`] (temperature controllers on Modbus RTU) and [`scpi`]
-//! (SCPI thermometers).
+//! balances), [`vici`] (VICI selector valves), [`modbus`] (temperature controllers on Modbus RTU), [`scpi`]
+//! (SCPI thermometers) and [`declared`] (every instrument declared in RON).
 //!
 //! Every driver has the same shape: a `tokio_util` [`Decoder`](tokio_util::codec::Decoder) that frames the
 //! instrument's replies (and rejects bytes that cannot be a reply), and a struct generic over the stream that talks
@@ -14,6 +14,7 @@
 //! time, so a fast clock cannot flood a serial line, and every loop gives up after a bound ([`Deadline`]).
 
 pub mod cavro;
+pub mod declared;
 pub mod flame;
 pub mod gantry;
 pub mod ika;
@@ -62,6 +63,7 @@ pub fn build_on<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         DriverConfig::ViciValve(c) => Box::new(vici::ViciValve::new(&spec.name, c.clone(), link)),
         DriverConfig::ModbusTemperature(c) => Box::new(modbus::ModbusTemperature::new(&spec.name, c.clone(), link)),
         DriverConfig::ScpiThermometer(c) => Box::new(scpi::ScpiThermometer::new(&spec.name, c.clone(), link)),
+        DriverConfig::Declared(c) => Box::new(declared::Declared::new(&spec.name, c.clone(), link)),
     }
 }
 
@@ -116,6 +118,80 @@ impl Deadline {
     pub fn expired(&self) -> bool {
         self.clock.now() > self.lab_until && tokio::time::Instant::now() > self.wall_until
     }
+}
+
+/// Lab seconds a ramp to a set point may take: this much, plus [`RAMP_PER_DEGREE`] for every degree to go.
+pub const RAMP_BASE: f64 = 1800.0;
+
+/// Lab seconds of ramp allowed per degree between the temperature and the set point (1 degC/min, a tenth of a
+/// typical hotplate's heating rate).
+pub const RAMP_PER_DEGREE: f64 = 60.0;
+
+/// Something whose temperature a hold watches.
+pub(crate) trait Probe: Send {
+    /// The temperature now, degC; an error after control started may have acted.
+    fn celsius(&mut self) -> impl std::future::Future<Output = Result<f64, DeviceError>> + Send;
+}
+
+/// What a hold aims at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hold {
+    /// What is held, for messages, with a trailing space (`"the plate "`), or empty.
+    pub what: &'static str,
+    /// The set point, degC.
+    pub target: f64,
+    /// How close counts as there, degC.
+    pub tolerance: f64,
+    /// Lab seconds to hold once there.
+    pub hold: f64,
+    /// Lab seconds between readings.
+    pub poll: f64,
+}
+
+/// The part of a hold after control is on: reads `probe` every `poll` lab seconds until it is within `tolerance`
+/// of `target` (giving up after the ramp budget), then holds for `hold` lab seconds, failing if the temperature
+/// drifts far (five tolerances, and at least 10 degC); what was held, with the ramp's lab duration and the mean over the hold. Switching control off is
+/// the caller's.
+pub(crate) async fn reach_and_hold<P: Probe>(
+    probe: &mut P,
+    name: &str,
+    clock: &Clock,
+    plan: Hold,
+) -> Result<crate::capability::Outcome, DeviceError> {
+    use protocols::units::{Duration as LabDuration, Temperature};
+    let Hold { what, target, tolerance, hold, poll } = plan;
+    let start = clock.now();
+    let mut pv = probe.celsius().await?;
+    let budget = RAMP_BASE + RAMP_PER_DEGREE * (target - pv).abs();
+    let deadline = Deadline::after(clock, budget);
+    while (pv - target).abs() > tolerance {
+        if deadline.expired() {
+            let msg = format!("{what}reached only {pv:.1} degC of {target} degC in {budget:.0} lab s");
+            return Err(error(name, DeviceErrorKind::Physical(msg), true));
+        }
+        pause(clock, poll).await;
+        pv = probe.celsius().await?;
+    }
+    let ramp = clock.now() - start;
+    let end = clock.now() + hold;
+    let (mut sum, mut n) = (0.0, 0u32);
+    let drift = (5.0 * tolerance).max(10.0);
+    loop {
+        let left = end - clock.now();
+        if left <= 0.0 {
+            break;
+        }
+        pause(clock, left.min(poll)).await;
+        pv = probe.celsius().await?;
+        if (pv - target).abs() > drift {
+            let msg = format!("{what}drifted to {pv:.1} degC during a hold at {target} degC");
+            return Err(error(name, DeviceErrorKind::Physical(msg), true));
+        }
+        sum += pv;
+        n += 1;
+    }
+    let mean = if n == 0 { pv } else { sum / f64::from(n) };
+    Ok(crate::capability::Outcome::Held { mean_temperature: Some(Temperature(mean)), ramp: LabDuration(ramp) })
 }
 
 /// Why a decoder rejected bytes.

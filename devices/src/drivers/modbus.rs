@@ -1,72 +1,72 @@
-//! A temperature controller on Modbus RTU (a heating block or jacket controller), through `tokio-modbus`.
+//! A temperature controller on Modbus RTU (a heating block or jacket), driven through its register map.
 //!
-//! `tokio-modbus` builds the requests, checks the replies' headers and decodes values and exception codes. It
-//! owns its stream, so each call gets an in-memory pipe: the driver reads the request the client wrote into it,
-//! sends those bytes through the instrument's [`Link`] (which frames the reply with [`RtuDecoder`]: the length the
-//! function code implies, then the CRC-16/MODBUS), and writes the reply back into the pipe for the client to
-//! decode. Every byte thus crosses the one transport layer and is recorded, a reply with a bad CRC is a typed
-//! `Checksum` error with its bytes, and every call is bounded twice: by the link's reply timeout, and by a
-//! `tokio::time::timeout` around the client call itself, which has none of its own.
+//! The lab file names the controller's map ([`crate::modbus_map`]): where the process value and the set point are,
+//! how they are encoded, which writes run and stop control, how to check identity. The driver asks only what the
+//! map has, in the map's encoding; the same driver serves a Eurotherm 3200, an Omron E5CC and a Watlow EZ-ZONE PM.
+//!
+//! `tokio-modbus` builds the requests and frames and checks the replies (function, CRC, exception codes). It owns
+//! its stream, so each call gets an in-memory pipe: the driver polls the client once, which writes its whole
+//! request into the pipe, takes those bytes and sends them through the instrument's [`Link`], and relays what the
+//! instrument answers back into the pipe until the client has its reply ([`Link::relay`]). Every byte thus crosses
+//! the one transport layer and is recorded, and every call is bounded by the link's reply timeout. A reply the
+//! client cannot take (tokio-modbus resynchronises past a bad CRC and waits for more) ends at that timeout; the
+//! driver then tells a reply whose CRC-16/MODBUS does not match from one that never finished ([`DeviceErrorKind::Checksum`]
+//! or [`DeviceErrorKind::Timeout`], both with the bytes).
 //!
 //! Exception replies become named [`ModbusException`]s: 6 (server busy) is `Busy`, the others `Firmware` errors
-//! with their code.
+//! with their code; an exception means the controller refused the request, so nothing of it was done.
 //!
-//! Choices where the notes leave the hardware unverified [U]: controllers differ in their register maps, and
-//! this driver assumes a common layout of holding registers: [`PROCESS_VALUE`] and [`SET_POINT`] in tenths of a
-//! degree Celsius as signed 16-bit values, [`RUN`] (1 heats, 0 stops), and an identity block of [`MODEL`] (a
-//! model code the lab file states) and [`FIRMWARE`] (the version times 100). The line defaults to 19200 baud, 8
-//! data bits, even parity, 1 stop bit, the Modbus serial line specification's default. A hold is: set point,
-//! read it back, run, poll the process value every [`POLL`] lab seconds until it is within the tolerance, hold,
-//! stop; the safe state writes `RUN = 0`.
+//! A hold is: write the set point (a point kept in EEPROM is read first and written only if it differs, as its
+//! write cycles are limited), read it back, run the map's `run` sequence, poll the process value every [`POLL`] lab
+//! seconds until it is within the tolerance, hold, and run `stop`; temperatures are converted from the map's units
+//! (a Watlow reports degrees Fahrenheit). Initialization runs the map's `init` sequence (Omron: communications
+//! writing on; Eurotherm: remote set point) and `stop`, reads the decimal-point registers the map's scales use, and
+//! reads the process value. The safe state is `stop`.
 
-use bytes::BytesMut;
+use std::collections::BTreeMap;
+
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use protocols::InstrumentKind;
 use protocols::units::{Duration, Temperature};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
 use tokio_modbus::client::{Reader, Writer};
-use tokio_modbus::prelude::{ExceptionCode, Slave, rtu};
-use tokio_util::codec::Decoder;
+use tokio_modbus::prelude::{Slave, rtu};
 
-use super::{Deadline, FrameError, error, garbled, pause, with_acted};
+use super::{Hold, Probe, error, garbled, reach_and_hold, with_acted};
 use crate::capability::{HoldTemperature, Identity, Instrument, Outcome, Stop};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::ModbusConfig;
+use crate::modbus_map::{self, Kind, Point, Table};
 use crate::transport::Link;
-
-/// Holding register: the process value, tenths of a degree Celsius.
-pub const PROCESS_VALUE: u16 = 0x0000;
-/// Holding register: the set point, tenths of a degree Celsius.
-pub const SET_POINT: u16 = 0x0001;
-/// Holding register: 1 while the controller heats, 0 when it is off.
-pub const RUN: u16 = 0x0002;
-/// Holding register: the model code.
-pub const MODEL: u16 = 0x0100;
-/// Holding register: the firmware version times 100.
-pub const FIRMWARE: u16 = 0x0101;
 
 /// Lab seconds between two readings while ramping or holding.
 pub const POLL: f64 = 10.0;
 
-/// Lab seconds a ramp may take: this much, plus [`RAMP_PER_DEGREE`] per degree to go.
-const RAMP_BASE: f64 = 1800.0;
-
-/// Lab seconds of ramp allowed per degree between the process value and the set point.
-const RAMP_PER_DEGREE: f64 = 60.0;
-
-/// The longest RTU frame.
+/// The longest RTU frame, and so the most the client can write as one request.
 const MAX_FRAME: usize = 256;
 
-/// CRC-16/MODBUS of `bytes` (initial 0xFFFF, reflected polynomial 0xA001); sent low byte first.
-pub fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc = 0xFFFF_u16;
-    for &b in bytes {
-        crc ^= u16::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xA001 } else { crc >> 1 };
-        }
+/// CRC-16/MODBUS of `bytes`, as the crc crate computes it; a frame carries it low byte first.
+pub fn crc(bytes: &[u8]) -> u16 {
+    const CRC: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_MODBUS);
+    CRC.checksum(bytes)
+}
+
+/// Whether `bytes` are a whole RTU frame whose CRC-16/MODBUS (sent low byte first) does not match: a reply that
+/// came complete but damaged, as opposed to one cut short.
+pub fn bad_crc(bytes: &[u8]) -> bool {
+    if bytes.len() < 5 {
+        return false;
     }
-    crc
+    // The length a reply of its function code has: an exception 5, a read 5 plus its byte count, a write 8.
+    let whole = match bytes[1] {
+        f if f & 0x80 != 0 => 5,
+        1..=4 => 5 + usize::from(bytes[2]),
+        5 | 6 | 15 | 16 => 8,
+        _ => bytes.len(),
+    };
+    let (body, crc) = bytes.split_at(bytes.len() - 2);
+    bytes.len() == whole && self::crc(body).to_le_bytes() != [crc[0], crc[1]]
 }
 
 /// A Modbus exception code from a controller.
@@ -128,145 +128,54 @@ impl ModbusException {
     }
 }
 
-/// Frames one RTU reply to a request of function `function` from slave `address`: a normal reply of the length
-/// the function implies, or a 5-byte exception, checked by its CRC.
-#[derive(Debug, Clone)]
-pub struct RtuDecoder {
-    address: u8,
-    function: u8,
-}
-
-impl RtuDecoder {
-    /// A decoder for the reply to `request` (a whole request frame).
-    pub fn for_request(request: &[u8]) -> Self {
-        RtuDecoder { address: request.first().copied().unwrap_or(0), function: request.get(1).copied().unwrap_or(0) }
-    }
-}
-
-impl Decoder for RtuDecoder {
-    type Item = Vec<u8>;
-    type Error = FrameError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Vec<u8>>, FrameError> {
-        if src.len() < 2 {
-            return Ok(None);
-        }
-        if src[0] != self.address {
-            return Err(FrameError::Malformed(format!("reply from slave {}, not {}", src[0], self.address)));
-        }
-        let len = match src[1] {
-            f if f == self.function | 0x80 => 5,
-            f if f != self.function => {
-                return Err(FrameError::Malformed(format!(
-                    "function 0x{f:02X} in the reply to 0x{:02X}",
-                    self.function
-                )));
-            }
-            1..=4 => match src.get(2) {
-                Some(&n) => 5 + usize::from(n),
-                None => return Ok(None),
-            },
-            _ => 8,
-        };
-        if len > MAX_FRAME {
-            return Err(FrameError::Malformed(format!("a {len}-byte frame is longer than Modbus allows")));
-        }
-        if src.len() < len {
-            return Ok(None);
-        }
-        let frame = src.split_to(len).to_vec();
-        let (body, crc) = frame.split_at(len - 2);
-        let (want, found) = (crc16(body), u16::from_le_bytes([crc[0], crc[1]]));
-        if want != found {
-            return Err(FrameError::Checksum(format!("CRC 0x{found:04X}, expected 0x{want:04X}")));
-        }
-        Ok(Some(frame))
-    }
-}
-
-/// The length of the request frame `tokio-modbus` writes for function `function`, from its first bytes.
-fn request_len(head: &[u8]) -> Option<usize> {
-    match head.get(1)? {
-        1..=6 => Some(8),
-        15 | 16 => head.get(6).map(|&n| 9 + usize::from(n)),
-        _ => None,
-    }
-}
-
-/// What a bridged call returned.
-enum Called<R> {
-    Value(R),
-    Exception(ExceptionCode, Vec<u8>),
-}
-
 /// A Modbus RTU temperature controller on a serial line.
 pub struct ModbusTemperature<T> {
     name: String,
     config: ModbusConfig,
     link: Link<T>,
+    /// The decimals read from the map's decimal-point registers, by point.
+    decimals: BTreeMap<String, u16>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusTemperature<T> {
     /// A driver for the controller `name` with the lab file's settings, talking over `link`.
     pub fn new(name: &str, config: ModbusConfig, link: Link<T>) -> Self {
-        ModbusTemperature { name: name.to_owned(), config, link }
-    }
-
-    /// Carries one request from the client's pipe over the link and its reply back; returns the reply's bytes.
-    async fn carry(&mut self, pipe: &mut DuplexStream) -> Result<Vec<u8>, DeviceError> {
-        let mut request = Vec::with_capacity(16);
-        let mut chunk = [0u8; MAX_FRAME];
-        let len = loop {
-            if let Some(len) = request_len(&request)
-                && request.len() >= len
-            {
-                break len;
-            }
-            let n = pipe.read(&mut chunk).await.unwrap_or(0);
-            if n == 0 || request.len() > MAX_FRAME {
-                return Err(garbled(&self.name, &request, &[], "the Modbus client wrote no whole request", false));
-            }
-            request.extend_from_slice(&chunk[..n]);
-        };
-        request.truncate(len);
-        let reply = self.link.request(&request, &mut RtuDecoder::for_request(&request)).await?;
-        // The pipe only fails if the client is gone, and then its result is discarded anyway.
-        let _ = pipe.write_all(&reply).await;
-        Ok(reply)
+        ModbusTemperature { name: name.to_owned(), config, link, decimals: BTreeMap::new() }
     }
 
     /// Runs one `tokio-modbus` call against the link. `acted` marks errors after a write that may have acted.
     async fn call<R, F, Fut>(&mut self, acted: bool, f: F) -> Result<R, DeviceError>
     where
+        R: std::fmt::Debug,
         F: FnOnce(tokio_modbus::client::Context) -> Fut,
-        Fut: std::future::Future<Output = Result<tokio_modbus::Result<R>, tokio::time::error::Elapsed>>,
+        Fut: std::future::Future<Output = tokio_modbus::Result<R>>,
     {
-        let (client_end, mut pipe) = tokio::io::duplex(2 * MAX_FRAME);
+        let (client_end, mut pipe) = tokio::io::duplex(4 * MAX_FRAME);
         let context = rtu::attach_slave(client_end, Slave(self.config.address));
         let client = f(context);
         tokio::pin!(client);
-        let reply = tokio::select! {
-            carried = self.carry(&mut pipe) => carried.map_err(|e| with_acted(e, acted))?,
-            early = &mut client => {
-                let why = match early {
-                    Err(_) => "the Modbus client timed out before sending".to_owned(),
-                    Ok(Err(e)) => format!("the Modbus client failed before sending: {e}"),
-                    Ok(Ok(_)) => "the Modbus client answered before the instrument did".to_owned(),
-                };
-                return Err(garbled(&self.name, &[], &[], why, acted));
-            }
+        // One poll writes the whole request (the pipe has room for any frame) and leaves the client waiting for
+        // its reply; what it wrote is the request, with no framing knowledge of ours.
+        if let Some(early) = (&mut client).now_or_never() {
+            return Err(garbled(
+                &self.name,
+                &[],
+                &[],
+                format!("the Modbus client ended before sending: {early:?}"),
+                false,
+            ));
+        }
+        let request = drain(&mut pipe);
+        if request.is_empty() {
+            return Err(garbled(&self.name, &[], &[], "the Modbus client wrote no request", false));
+        }
+        let (result, received) = match self.link.relay(&request, &mut pipe, client).await {
+            Ok(r) => r,
+            Err(e) => return Err(with_acted(self.checked(e), acted)),
         };
-        let called = match client.await {
-            Ok(Ok(Ok(value))) => Called::Value(value),
-            Ok(Ok(Err(code))) => Called::Exception(code, reply.clone()),
-            Ok(Err(e)) => return Err(garbled(&self.name, &[], &reply, e.to_string(), acted)),
-            Err(_) => {
-                return Err(garbled(&self.name, &[], &reply, "the Modbus client did not decode the reply", acted));
-            }
-        };
-        match called {
-            Called::Value(v) => Ok(v),
-            Called::Exception(code, received) => {
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(code)) => {
                 let e = ModbusException::from_code(u8::from(code));
                 let message = format!("exception {}: {}", u8::from(code), e.message());
                 let kind = match e {
@@ -276,104 +185,206 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusTemperature<T> {
                 // An exception means the controller refused the request: nothing of it was done.
                 Err(error(&self.name, kind, false))
             }
+            Err(e) => Err(garbled(&self.name, &request, &received, e.to_string(), acted)),
         }
     }
 
-    /// The bound on one client call: the link's reply timeout and a margin.
-    fn budget(&self) -> std::time::Duration {
-        self.link.timeout() * 2 + std::time::Duration::from_millis(100)
+    /// A timeout whose bytes are a whole frame with a bad CRC is a checksum error; anything else stays as it is.
+    fn checked(&self, e: DeviceError) -> DeviceError {
+        match e.kind {
+            DeviceErrorKind::Timeout { sent, received, .. } if bad_crc(&received) => DeviceError {
+                kind: DeviceErrorKind::Checksum {
+                    sent,
+                    received,
+                    reason: "the reply's CRC-16/MODBUS does not match its bytes".into(),
+                },
+                ..e
+            },
+            _ => e,
+        }
     }
 
-    async fn read(&mut self, register: u16, count: u16, acted: bool) -> Result<Vec<u16>, DeviceError> {
-        let budget = self.budget();
-        let words = self
-            .call(acted, |mut c| async move {
-                tokio::time::timeout(budget, c.read_holding_registers(register, count)).await
-            })
-            .await?;
-        if words.len() != usize::from(count) {
-            return Err(garbled(&self.name, &[], &[], format!("{} registers instead of {count}", words.len()), acted));
+    /// The point `name` of the map; the loader checked every name the map and the driver use.
+    fn point(&self, name: &str) -> Result<Point, DeviceError> {
+        self.config.map.point(name).cloned().ok_or_else(|| {
+            error(&self.name, DeviceErrorKind::Unsupported(format!("use the point `{name}` its map lacks")), false)
+        })
+    }
+
+    /// Reads the registers (or bits, as 0 and 1) of `point`.
+    async fn read_raw(&mut self, point: &Point, acted: bool) -> Result<Vec<u16>, DeviceError> {
+        let (address, count) = (point.address, point.kind.width());
+        let words = match point.table {
+            Table::Holding => {
+                self.call(acted, |mut c| async move { c.read_holding_registers(address, count).await }).await?
+            }
+            Table::Input => {
+                self.call(acted, |mut c| async move { c.read_input_registers(address, count).await }).await?
+            }
+            Table::Coil => {
+                let bits = self.call(acted, |mut c| async move { c.read_coils(address, count).await }).await?;
+                bits.into_iter().map(u16::from).collect()
+            }
+            Table::Discrete => {
+                let bits =
+                    self.call(acted, |mut c| async move { c.read_discrete_inputs(address, count).await }).await?;
+                bits.into_iter().map(u16::from).collect()
+            }
+        };
+        if words.len() < usize::from(count) {
+            return Err(garbled(&self.name, &[], &[], format!("{} values instead of {count}", words.len()), acted));
         }
         Ok(words)
     }
 
-    async fn write(&mut self, register: u16, value: u16) -> Result<(), DeviceError> {
-        let budget = self.budget();
-        self.call(
-            true,
-            |mut c| async move { tokio::time::timeout(budget, c.write_single_register(register, value)).await },
-        )
-        .await
+    /// The decimals of `point`'s scale, read once from its decimal-point register and kept.
+    async fn decimals(&mut self, point: &Point, acted: bool) -> Result<u16, DeviceError> {
+        let Some(dp) = self.config.map.decimals_of(point).cloned() else { return Ok(0) };
+        if let Some(d) = self.decimals.get(&dp.name) {
+            return Ok(*d);
+        }
+        let words = self.read_raw(&dp, acted).await?;
+        let d = dp.decode(&words, 0).filter(|d| (0.0..=9.0).contains(d)).ok_or_else(|| {
+            garbled(&self.name, &[], &[], format!("decimal-point register `{}` holds {words:?}", dp.name), acted)
+        })? as u16;
+        self.decimals.insert(dp.name.clone(), d);
+        Ok(d)
+    }
+
+    /// The engineering value of the point `name`.
+    pub async fn read_point(&mut self, name: &str) -> Result<f64, DeviceError> {
+        self.read_value(name, false).await
+    }
+
+    async fn read_value(&mut self, name: &str, acted: bool) -> Result<f64, DeviceError> {
+        let point = self.point(name)?;
+        let decimals = self.decimals(&point, acted).await?;
+        let words = self.read_raw(&point, acted).await?;
+        point
+            .decode(&words, decimals)
+            .ok_or_else(|| garbled(&self.name, &[], &[], format!("`{name}` holds {words:?}, not a number"), acted))
+    }
+
+    /// Writes `value` to the point `name`, with its write function; a point kept in EEPROM is read first and left
+    /// alone if it already holds the value.
+    async fn write_value(&mut self, name: &str, value: f64) -> Result<(), DeviceError> {
+        let point = self.point(name)?;
+        let decimals = self.decimals(&point, true).await?;
+        let limit = |msg: String| error(&self.name, DeviceErrorKind::Limit(msg), false);
+        if let Some((lo, hi)) = point.range
+            && !(lo..=hi).contains(&value)
+        {
+            return Err(limit(format!("`{name}` takes {lo} to {hi}, not {value}")));
+        }
+        let mut words = point.encode(value, decimals).map_err(|why| limit(format!("`{name}`: {why}")))?;
+        if point.eeprom || matches!(point.kind, Kind::Bit(_)) {
+            let now = self.read_raw(&point, true).await?;
+            if let Kind::Bit(n) = point.kind {
+                words = vec![(now[0] & !(1 << n)) | words[0]];
+            }
+            if point.eeprom && now == words {
+                return Ok(());
+            }
+        }
+        let address = point.address;
+        match (point.table, point.multiple) {
+            (Table::Holding, false) => {
+                let w = words[0];
+                self.call(true, |mut c| async move { c.write_single_register(address, w).await }).await
+            }
+            (Table::Holding, true) => {
+                self.call(true, |mut c| async move { c.write_multiple_registers(address, &words).await }).await
+            }
+            (Table::Coil, false) => {
+                let on = words[0] != 0;
+                self.call(true, |mut c| async move { c.write_single_coil(address, on).await }).await
+            }
+            (Table::Coil, true) => {
+                let bits = [words[0] != 0];
+                self.call(true, |mut c| async move { c.write_multiple_coils(address, &bits).await }).await
+            }
+            (table, _) => Err(error(
+                &self.name,
+                DeviceErrorKind::Unsupported(format!("write the {} point `{name}`", table.name())),
+                false,
+            )),
+        }
+    }
+
+    /// Runs the map's sequence `name`.
+    async fn run_sequence(&mut self, name: &str) -> Result<(), DeviceError> {
+        let steps = self.config.map.sequence(name).to_vec();
+        for step in steps {
+            self.write_value(&step.point, step.value).await?;
+        }
+        Ok(())
     }
 
     /// The process value, degC.
     async fn temperature(&mut self, acted: bool) -> Result<f64, DeviceError> {
-        Ok(tenths(self.read(PROCESS_VALUE, 1, acted).await?[0]))
+        let pv = self.config.map.temperature.pv.clone();
+        let value = self.read_value(&pv, acted).await?;
+        let point = self.point(&pv)?;
+        Ok(point.to_celsius(value).unwrap_or(value))
+    }
+
+    async fn stop_control(&mut self) -> Result<(), DeviceError> {
+        let stop = self.config.map.temperature.stop.clone();
+        self.run_sequence(&stop).await
     }
 
     async fn run_hold(&mut self, t: f64, hold: f64) -> Result<Outcome, DeviceError> {
-        let sent = (t * 10.0).round() as i16;
-        self.write(SET_POINT, sent as u16).await?;
-        let back = self.read(SET_POINT, 1, true).await?[0] as i16;
-        if back != sent {
+        let binding = self.config.map.temperature.clone();
+        let sp = self.point(&binding.sp)?;
+        let sent = sp.from_celsius(t).unwrap_or(t);
+        // The set point is encoded at the point's resolution; what reads back is compared at that resolution.
+        let decimals = self.decimals(&sp, true).await?;
+        let resolution = match &sp.scale {
+            modbus_map::Scale::Fixed(f) if sp.kind != Kind::F32 => f.abs(),
+            modbus_map::Scale::Decimals(_) => 10f64.powi(-i32::from(decimals)),
+            _ => 1e-3 * sent.abs().max(1.0),
+        };
+        let rounded = if sp.kind == Kind::F32 { sent } else { (sent / resolution).round() * resolution };
+        self.write_value(&binding.sp, rounded).await?;
+        let back = self.read_value(&binding.sp, true).await?;
+        if (back - rounded).abs() > resolution / 2.0 + 1e-9 {
             return Err(error(
                 &self.name,
                 DeviceErrorKind::Physical(format!(
-                    "set point reads back as {} degC, not the {} degC sent",
-                    f64::from(back) / 10.0,
-                    f64::from(sent) / 10.0
+                    "set point reads back as {back}, not the {rounded} sent ({})",
+                    sp.unit.as_deref().unwrap_or("")
                 )),
                 true,
             ));
         }
-        self.write(RUN, 1).await?;
+        self.run_sequence(&binding.run).await?;
         let clock = self.link.clock().clone();
-        let start = clock.now();
         let tolerance = self.config.tolerance.0.abs();
-        let mut pv = self.temperature(true).await?;
-        let budget = RAMP_BASE + RAMP_PER_DEGREE * (t - pv).abs();
-        let deadline = Deadline::after(&clock, budget);
-        while (pv - t).abs() > tolerance {
-            if deadline.expired() {
-                return Err(error(
-                    &self.name,
-                    DeviceErrorKind::Physical(format!("reached only {pv:.1} degC of {t} degC in {budget:.0} lab s")),
-                    true,
-                ));
-            }
-            pause(&clock, POLL).await;
-            pv = self.temperature(true).await?;
-        }
-        let ramp = clock.now() - start;
-        let end = clock.now() + hold;
-        let (mut sum, mut n) = (0.0, 0u32);
-        let drift = (5.0 * tolerance).max(10.0);
-        loop {
-            let left = end - clock.now();
-            if left <= 0.0 {
-                break;
-            }
-            pause(&clock, left.min(POLL)).await;
-            pv = self.temperature(true).await?;
-            if (pv - t).abs() > drift {
-                return Err(error(
-                    &self.name,
-                    DeviceErrorKind::Physical(format!("drifted to {pv:.1} degC during a hold at {t} degC")),
-                    true,
-                ));
-            }
-            sum += pv;
-            n += 1;
-        }
-        self.write(RUN, 0).await?;
-        let mean = if n == 0 { pv } else { sum / f64::from(n) };
-        Ok(Outcome::Held { mean_temperature: Some(Temperature(mean)), ramp: Duration(ramp) })
+        let name = self.name.clone();
+        let plan = Hold { what: "", target: t, tolerance, hold, poll: POLL };
+        let held = reach_and_hold(self, &name, &clock, plan).await?;
+        self.stop_control().await?;
+        Ok(held)
     }
 }
 
-/// A register holding tenths of a degree as a signed value, in degC.
-fn tenths(word: u16) -> f64 {
-    f64::from(word as i16) / 10.0
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Probe for ModbusTemperature<T> {
+    fn celsius(&mut self) -> impl std::future::Future<Output = Result<f64, DeviceError>> + Send {
+        self.temperature(true)
+    }
+}
+
+/// Everything in the pipe now: the request the client just wrote.
+fn drain(pipe: &mut DuplexStream) -> Vec<u8> {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; MAX_FRAME];
+    while let Some(Ok(n)) = pipe.read(&mut chunk).now_or_never() {
+        if n == 0 || request.len() > MAX_FRAME {
+            break;
+        }
+        request.extend_from_slice(&chunk[..n]);
+    }
+    request
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for ModbusTemperature<T> {
@@ -387,37 +398,75 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for ModbusTemperature<
 
     fn identify(&mut self) -> BoxFuture<'_, Result<Identity, DeviceError>> {
         Box::pin(async move {
-            let words = self.read(MODEL, 2, false).await?;
-            let (model, firmware) = (words[0], words[1]);
-            if model != self.config.model_code {
-                return Err(error(
-                    &self.name,
-                    DeviceErrorKind::WrongIdentity {
-                        expected: format!("a temperature controller with model code {}", self.config.model_code),
-                        found: format!("model code {model}"),
-                    },
-                    false,
-                ));
+            let map = self.config.map.clone();
+            let name = self.name.clone();
+            let wrong = |found: String| {
+                error(&name, DeviceErrorKind::WrongIdentity { expected: format!("a {}", map.name), found }, false)
+            };
+            match &map.identity {
+                modbus_map::Identity::None => {
+                    // Nothing to check but that a controller answers at this address with the map's process value.
+                    let pv = self.temperature(false).await?;
+                    Ok(Identity {
+                        model: map.name.clone(),
+                        serial: None,
+                        firmware: None,
+                        raw: format!("no identity to read; the process value reads {pv:.1} degC"),
+                    })
+                }
+                modbus_map::Identity::Fc43 { vendor, product } => {
+                    let reply = self
+                        .call(false, |mut c| async move {
+                            c.read_device_identification(tokio_modbus::prelude::ReadCode::Basic, 0).await
+                        })
+                        .await?;
+                    let object = |id: u8| {
+                        reply
+                            .device_id_objects
+                            .iter()
+                            .find(|o| o.id == id)
+                            .and_then(|o| o.value_as_str().map(str::to_owned))
+                    };
+                    let (found_vendor, found_product) = (object(0).unwrap_or_default(), object(1).unwrap_or_default());
+                    let raw = format!("{found_vendor} {found_product}");
+                    if !found_product.starts_with(product.as_str())
+                        || vendor.as_ref().is_some_and(|v| *v != found_vendor)
+                    {
+                        return Err(wrong(raw));
+                    }
+                    Ok(Identity { model: found_product, serial: None, firmware: object(2), raw })
+                }
+                modbus_map::Identity::Register { point, equals } => {
+                    let value = self.read_value(point, false).await?;
+                    if (value - equals).abs() > 1e-9 {
+                        return Err(wrong(format!("`{point}` = {value}")));
+                    }
+                    Ok(Identity {
+                        model: map.name.clone(),
+                        serial: None,
+                        firmware: None,
+                        raw: format!("{point} = {value}"),
+                    })
+                }
             }
-            Ok(Identity {
-                model: format!("Modbus temperature controller {model}"),
-                serial: None,
-                firmware: Some(format!("{}.{:02}", firmware / 100, firmware % 100)),
-                raw: format!("{words:?}"),
-            })
         })
     }
 
     fn initialize(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
         Box::pin(async move {
-            self.write(RUN, 0).await?;
+            // Decimal points are read again: the controller may have been set up since.
+            self.decimals.clear();
+            if let Some(init) = self.config.map.temperature.init.clone() {
+                self.run_sequence(&init).await?;
+            }
+            self.stop_control().await?;
             self.temperature(false).await?;
             Ok(())
         })
     }
 
     fn safe_state(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
-        Box::pin(async move { self.write(RUN, 0).await })
+        Box::pin(async move { self.stop_control().await })
     }
 
     fn set_tag(&mut self, tag: Option<u64>) {
@@ -448,7 +497,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> HoldTemperature for ModbusTempera
         Box::pin(async move {
             let t = temperature.0;
             let max = self.config.max_temperature.0;
-            if !(t.is_finite() && (-50.0..=max).contains(&t) && t * 10.0 <= f64::from(i16::MAX)) {
+            if !(t.is_finite() && (-50.0..=max).contains(&t)) {
                 return Err(error(
                     &self.name,
                     DeviceErrorKind::Limit(format!("set point {temperature} is outside -50..={max} degC")),
@@ -461,7 +510,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> HoldTemperature for ModbusTempera
             let result = self.run_hold(t, duration.0).await;
             if result.as_ref().is_err_and(|e| e.may_have_acted) {
                 // The hold failed with heat possibly on; the error that ended it matters more than this one's.
-                let _ = self.write(RUN, 0).await;
+                let _ = self.stop_control().await;
             }
             result
         })
@@ -473,35 +522,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_crc_matches_the_specification_vectors() {
-        assert_eq!(crc16(&[0x01, 0x03, 0x00, 0x00, 0x00, 0x0A]).to_le_bytes(), [0xC5, 0xCD]);
-        assert_eq!(crc16(&[0x01, 0x03, 0x08, 0x2B, 0x00, 0x02]), 0x63B6);
-        assert_eq!(crc16(&[0x01, 0x03, 0x04, 0x00, 0x20, 0x00, 0x00]), 0xF9FB);
-    }
-
-    fn decode(request: &[u8], reply: &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
-        RtuDecoder::for_request(request).decode(&mut BytesMut::from(reply))
-    }
-
-    #[test]
-    fn replies_frame_by_function_and_crc() {
-        let fc3 = [0x01, 0x03, 0x00, 0x00, 0x00, 0x02, 0xC4, 0x0B];
+    fn a_whole_frame_with_a_wrong_crc_is_told_from_a_short_one() {
         let ok = [0x01, 0x03, 0x04, 0x00, 0xFA, 0x00, 0x01, 0x1B, 0xC2];
-        assert_eq!(decode(&fc3, &ok).unwrap().unwrap(), ok);
-        assert_eq!(decode(&fc3, &ok[..6]).unwrap(), None);
-        assert_eq!(decode(&fc3, &[0x01, 0x83, 0x02, 0xC0, 0xF1]).unwrap().unwrap().len(), 5);
+        assert!(!bad_crc(&ok), "the notes' FC3 reply is right");
         let mut bad = ok;
         bad[8] ^= 0x01;
-        assert!(matches!(decode(&fc3, &bad), Err(FrameError::Checksum(_))));
-        assert!(matches!(decode(&fc3, &[0x02, 0x03]), Err(FrameError::Malformed(_))));
-        let fc6 = [0x01, 0x06, 0x00, 0x10, 0x01, 0x2C, 0x88, 0x42];
-        assert_eq!(decode(&fc6, &fc6).unwrap().unwrap(), fc6);
-        assert_eq!(decode(&fc6, &[0x01, 0x86, 0x03, 0x02, 0x61]).unwrap().unwrap().len(), 5);
-    }
-
-    #[test]
-    fn signed_tenths_read_as_degrees() {
-        assert_eq!(tenths(250), 25.0);
-        assert_eq!(tenths((-105_i16) as u16), -10.5);
+        assert!(bad_crc(&bad));
+        assert!(!bad_crc(&bad[..7]), "a reply cut short is not a checksum error");
+        assert!(bad_crc(&[0x01, 0x83, 0x02, 0xC0, 0xF2]));
+        assert!(!bad_crc(&[0x01, 0x83, 0x02, 0xC0, 0xF1]));
     }
 }

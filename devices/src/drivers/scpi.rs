@@ -8,13 +8,13 @@
 //! reports the queued error as a named [`ScpiError`] when there is one.
 //!
 //! Identification reads `*IDN?` (`manufacturer,model,serial,firmware`) and refuses an instrument whose model field
-//! is not the lab file's `model`. Initialization sends `*RST` and `*CLS` (neither is answered) and then empties the
+//! is not the lab file's `model`. Initialization sends `*RST` and `*CLS` (neither is answered), then
+//! `UNIT:TEMP C` if the model's profile ([`crate::models::scpi`]) says it has the command (a Model 2000 does; a
+//! meter without a profile is left in its default unit, taken to be degrees Celsius [U]), and then empties the
 //! error queue, at most [`QUEUE_DRAIN`] entries. A reading is `MEAS:TEMP?`, an NR3 number in degrees Celsius. A
 //! thermometer moves nothing, so every error carries `may_have_acted = false`.
 //!
 //! Choices where the notes leave the hardware unverified [U]:
-//! - The temperature unit is the instrument's default, taken to be degrees Celsius; the driver does not send
-//!   `UNIT:TEMP C`, which not every meter has.
 //! - The line defaults to 9600 8N1; a Keithley 2000's factory rate is 4800, set in the lab file's `serial`.
 //! - `SYST:REM` (needed by some HP/Agilent meters before RS-232 control) is not sent.
 
@@ -232,7 +232,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for ScpiThermometer<T>
 
     fn initialize(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
         Box::pin(async move {
-            for command in ["*RST", "*CLS"] {
+            let celsius = crate::models::scpi::profile(&self.config.model).is_some_and(|p| p.unit_temperature);
+            let commands: &[&str] = if celsius { &["*RST", "*CLS", "UNIT:TEMP C"] } else { &["*RST", "*CLS"] };
+            for command in commands {
                 let bytes = self.bytes(command);
                 self.link.send(&bytes).await.map_err(not_acted)?;
             }

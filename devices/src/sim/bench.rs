@@ -171,6 +171,17 @@ pub enum Event {
         /// The gross mass on the pan, in grams.
         grams: f64,
     },
+    /// Gas bubbled through a vessel (or into the air, when none stood at the flow controller's position).
+    Sparged {
+        /// The gas.
+        gas: String,
+        /// Microlitres of gas at standard conditions.
+        volume: f64,
+        /// The vessel, if one stood there.
+        vessel: Option<usize>,
+        /// The flow controller's position.
+        position: String,
+    },
     /// A selector valve reached a port.
     ValveMoved {
         /// The port, from 1.
@@ -215,6 +226,12 @@ impl std::fmt::Display for Event {
             }
             Event::Weighed { vessel: None, position, grams } => {
                 write!(f, "weighed the empty pan at `{position}`: {grams:.4} g")
+            }
+            Event::Sparged { gas, volume, vessel: Some(v), .. } => {
+                write!(f, "bubbled {volume:.1} uL of {gas} through vessel {v}")
+            }
+            Event::Sparged { gas, volume, vessel: None, position } => {
+                write!(f, "let {volume:.1} uL of {gas} out at `{position}`")
             }
             Event::ValveMoved { position } => write!(f, "valve turned to port {position}"),
         }
@@ -458,6 +475,17 @@ impl Bench {
             }
             None => Event::Spilled { reservoir: reservoir.to_owned(), volume, position: position.to_owned() },
         };
+        s.log(now, instrument, event);
+    }
+
+    /// Gas from a flow controller at `position` bubbles through the vessel standing there (or escapes).
+    pub(crate) fn sparge(&self, instrument: &str, position: &str, gas: &str, volume: f64) {
+        if volume <= 0.0 {
+            return;
+        }
+        let (mut s, now) = self.now();
+        let vessel = s.standing_at(&Place::Position(position.to_owned()));
+        let event = Event::Sparged { gas: gas.to_owned(), volume, vessel, position: position.to_owned() };
         s.log(now, instrument, event);
     }
 

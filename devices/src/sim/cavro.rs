@@ -255,7 +255,10 @@ impl XCaliburSim {
         if wire.firmware_error() {
             return self.answer(now, 6, "");
         }
-        let partial = wire.partial();
+        // Only a string that moves the plunger can stop halfway; drawing the fault for any other would put a fault
+        // in the ledger that changed nothing.
+        let moves = body.iter().any(|c| matches!(c.letter, b'A' | b'P' | b'D' | b'a' | b'p' | b'd'));
+        let partial = moves && wire.partial();
         self.deferred = None;
         // The answer carries the status from before the string runs: only `Q` reports busy reliably.
         let ready = self.answer(now, 0, "");

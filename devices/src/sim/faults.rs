@@ -115,6 +115,12 @@ impl Injector {
 
     /// Applies the wire faults to a reply: the bytes to send (none for silence) and what was done, if anything.
     pub fn corrupt(&mut self, bytes: &[u8]) -> (Vec<u8>, Option<WireFault>) {
+        self.corrupt_at(bytes, bytes.len().saturating_sub(1))
+    }
+
+    /// As [`Injector::corrupt`], with the reply's checksum ending at byte `checksum` (a text frame's checksum comes
+    /// before its terminator).
+    pub fn corrupt_at(&mut self, bytes: &[u8], checksum: usize) -> (Vec<u8>, Option<WireFault>) {
         if bytes.is_empty() {
             return (Vec::new(), None);
         }
@@ -127,8 +133,8 @@ impl Injector {
         }
         if self.roll(self.faults.bad_checksum) {
             let mut v = bytes.to_vec();
-            if let Some(last) = v.last_mut() {
-                *last ^= self.rng.gen_range(1..=255u8);
+            if let Some(at) = v.get_mut(checksum) {
+                *at ^= self.rng.gen_range(1..=255u8);
             }
             return (v, Some(WireFault::BadChecksum));
         }

@@ -1,9 +1,15 @@
-//! A simulated IKA hotplate-stirrer (NAMUR, RCT digital command set).
+//! A simulated IKA hotplate-stirrer (NAMUR), answering as the model of its profile ([`crate::models::namur`]).
 //!
 //! A command ends at LF; CR and spaces around it are stripped, so `\n`, `\r\n` and `\r \n` all end a line, and
-//! lines longer than 80 characters are ignored. Reads answer `value index` CR LF (`25.3 2`); writes and unknown
-//! commands get no answer at all, as on the real plate; set points outside the RCT digital's ranges (0..=310 degC,
-//! 0..=1500 rpm) are ignored. `OUT_WD1@m` (m in 20..=1500) arms the watchdog and echoes `m`; the bench switches
+//! lines longer than 80 characters are ignored. Reads answer `value index` CR LF (`25.3 2`); writes, unknown
+//! commands and commands the model lacks (`IN_PV_7` on an RCT digital) get no answer at all, as on the real plate;
+//! set points outside the model's ranges (0..=310 degC and 0..=1500 rpm on an RCT digital) are ignored. A RET
+//! control-visc also answers `IN_TYPE`, `IN_VERSION`, the safety sensor `IN_PV_3`, the second external sensor
+//! `IN_PV_7` (the vessel, as `IN_PV_1`), pH `IN_PV_80` (14.00, no probe), its integrated weighing `IN_PV_90` (the
+//! load on the plate, g), the plate set point `IN_SP_2`/`OUT_SP_2`, and `STATUS_1`/`STATUS_4` (`11` on, `12`
+//! off), and takes a new name of up to six characters with `OUT_NAME` [U: the `IN_TYPE` and `STATUS_n` replies
+//! are not documented; ika-control calls `STATUS_n` "undocumented in
+//! manual"]. `OUT_WD1@m` (m in 20..=1500) arms the watchdog and echoes `m`; the bench switches
 //! heating and stirring off when no command has arrived for `m` lab seconds. `IN_PV_1` (the external probe)
 //! reads the vessel on the plate, as if the probe were always immersed [U]. `OUT_WD2@m`, `OUT_SP_12@n` and
 //! `OUT_SP_42@n` are echoed but their safety fallbacks are not simulated.
@@ -13,27 +19,25 @@ use bytes::BytesMut;
 use super::Simulator;
 use super::bench::{Bench, PlateCommand};
 use super::pty::Wire;
-use crate::lab::IkaConfig;
+use crate::models::namur::NamurProfile;
 
 /// The longest command line NAMUR allows.
 const MAX_LINE: usize = 80;
 
-/// The RCT digital's own set-point ranges.
-const MAX_TEMPERATURE: f64 = 310.0;
-const MAX_SPEED: f64 = 1500.0;
-
-/// The safety temperature `IN_SP_3` reports.
-const SAFETY_TEMPERATURE: f64 = 350.0;
+/// The firmware version a RET control-visc reports (pylabware recognises the model by a version starting `110`).
+const VERSION: &str = "110.05";
 
 pub(crate) struct IkaSim {
-    model: String,
+    profile: &'static NamurProfile,
+    /// What `IN_NAME` answers: the model's name until `OUT_NAME` sets another.
+    name: String,
     position: String,
     bench: Bench,
 }
 
 impl IkaSim {
-    pub(crate) fn new(config: &IkaConfig, position: &str, bench: Bench) -> Self {
-        IkaSim { model: config.model.clone(), position: position.to_owned(), bench }
+    pub(crate) fn new(profile: &'static NamurProfile, position: &str, bench: Bench) -> Self {
+        IkaSim { profile, name: profile.name.to_owned(), position: position.to_owned(), bench }
     }
 
     /// The answer to one command line, if it has one.
@@ -43,6 +47,17 @@ impl IkaSim {
         b.plate_command(p, PlateCommand::Contact);
         let mut words = line.split_whitespace();
         let command = words.next()?;
+        if !self.profile.has(command) {
+            return None;
+        }
+        if command == "OUT_NAME" {
+            // A name of at most six characters [D: pylabware]; the plate keeps it and answers it to `IN_NAME`.
+            if let Some(name) = words.next().filter(|n| n.len() <= 6 && words.next().is_none()) {
+                self.name = name.to_owned();
+            }
+            return None;
+        }
+        let profile = self.profile;
         let value = words.next().map(str::parse::<f64>);
         if words.next().is_some() {
             return None;
@@ -62,19 +77,33 @@ impl IkaSim {
             };
         }
         let readings = b.plate_readings(p)?;
+        let status = |on: bool| if on { "11" } else { "12" };
         match (command, value) {
-            ("IN_NAME", None) => Some(self.model.clone()),
+            ("IN_NAME", None) => Some(self.name.clone()),
+            ("IN_TYPE", None) => Some(profile.model.to_owned()),
+            ("IN_VERSION", None) => Some(VERSION.to_owned()),
+            ("IN_PV_3", None) => Some(format!("{:.1} 3", readings.temperature + 5.0)),
+            ("IN_PV_7", None) => Some(format!("{:.1} 7", readings.medium)),
+            ("IN_PV_80", None) => Some("14.00 80".to_owned()),
+            ("IN_PV_90", None) => Some(format!("{:.1} 90", b.load_at(p).0)),
+            ("IN_SP_2", None) => Some(format!("{:.1} 2", readings.set_point)),
+            ("OUT_SP_2", Some(Ok(t))) if (0.0..=profile.max_temperature).contains(&t) => {
+                b.plate_command(p, PlateCommand::SetPoint(t));
+                None
+            }
+            ("STATUS_1", None) => Some(status(b.plate(p).is_some_and(|s| s.heater_on)).to_owned()),
+            ("STATUS_4", None) => Some(status(b.plate(p).is_some_and(|s| s.motor_on)).to_owned()),
             ("IN_PV_1", None) => Some(format!("{:.1} 1", readings.medium)),
             ("IN_PV_2", None) => Some(format!("{:.1} 2", readings.temperature)),
             ("IN_PV_4", None) => Some(format!("{:.0} 4", readings.speed)),
             ("IN_SP_1", None) => Some(format!("{:.1} 1", readings.set_point)),
-            ("IN_SP_3", None) => Some(format!("{SAFETY_TEMPERATURE:.0} 3")),
+            ("IN_SP_3", None) => Some(format!("{:.0} 3", profile.safety_temperature)),
             ("IN_SP_4", None) => Some(format!("{:.0} 4", readings.speed_set_point)),
-            ("OUT_SP_1", Some(Ok(t))) if (0.0..=MAX_TEMPERATURE).contains(&t) => {
+            ("OUT_SP_1", Some(Ok(t))) if (0.0..=profile.max_temperature).contains(&t) => {
                 b.plate_command(p, PlateCommand::SetPoint(t));
                 None
             }
-            ("OUT_SP_4", Some(Ok(rpm))) if (0.0..=MAX_SPEED).contains(&rpm) => {
+            ("OUT_SP_4", Some(Ok(rpm))) if rpm == 0.0 || (profile.speed.0..=profile.speed.1).contains(&rpm) => {
                 b.plate_command(p, PlateCommand::Speed(rpm));
                 None
             }

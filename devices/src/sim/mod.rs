@@ -19,6 +19,7 @@ pub mod faults;
 pub mod pty;
 
 mod cavro;
+mod declared;
 mod flame;
 mod gantry;
 mod ika;
@@ -250,7 +251,10 @@ pub async fn start(lab: &Lab, clock: Clock) -> Result<SimLab, DeviceError> {
         let (b, c) = (bench.clone(), clock.clone());
         let task = match &spec.driver {
             DriverConfig::CavroXCalibur(x) => spawn(cavro::XCaliburSim::new(&spec.name, x, &position, b, c), pty, cx),
-            DriverConfig::IkaHotplate(x) => spawn(ika::IkaSim::new(x, &position, b), pty, cx),
+            DriverConfig::IkaHotplate(x) => {
+                let profile = crate::models::namur::profile(&x.model).ok_or_else(|| no_profile(spec))?;
+                spawn(ika::IkaSim::new(profile, &position, b), pty, cx)
+            }
             DriverConfig::OceanFlame(x) => {
                 spawn(flame::FlameSim::new(&spec.name, x, &position, lab.simulation.seed, b, c), pty, cx)
             }
@@ -258,16 +262,32 @@ pub async fn start(lab: &Lab, clock: Clock) -> Result<SimLab, DeviceError> {
                 spawn(gantry::GantrySim::new(&spec.name, x, lab.simulation.seed, b, c), pty, cx)
             }
             DriverConfig::MettlerBalance(x) => {
-                spawn(mettler::BalanceSim::new(&spec.name, x, &position, seed, b, c), pty, cx)
+                let profile = crate::models::sics::profile(&x.model).ok_or_else(|| no_profile(spec))?;
+                spawn(mettler::BalanceSim::new(&spec.name, x, profile, &position, seed, b, c), pty, cx)
             }
             DriverConfig::ViciValve(x) => spawn(vici::ValveSim::new(&spec.name, x, b, c), pty, cx),
             DriverConfig::ModbusTemperature(x) => spawn(modbus::ModbusSim::new(x, &position, b), pty, cx),
-            DriverConfig::ScpiThermometer(x) => spawn(scpi::ScpiSim::new(x, &position, seed, b), pty, cx),
+            DriverConfig::ScpiThermometer(x) => {
+                let profile = crate::models::scpi::profile(&x.model).ok_or_else(|| no_profile(spec))?;
+                spawn(scpi::ScpiSim::new(x, profile, &position, seed, b), pty, cx)
+            }
+            DriverConfig::Declared(x) => spawn(declared::DeclaredSim::new(&spec.name, x, &position, b, c), pty, cx),
         };
         sims.ports.insert(spec.name.clone(), path);
         sims.tasks.push(task);
     }
     Ok(sims)
+}
+
+/// The error for an instrument whose model has no simulator profile (`lab check` refuses such a lab file first).
+fn no_profile(spec: &crate::lab::InstrumentSpec) -> DeviceError {
+    DeviceError::before_acting(
+        &spec.name,
+        DeviceErrorKind::Open {
+            port: "a simulator".into(),
+            message: format!("no simulator profile for this model of {}", spec.kind().phrase()),
+        },
+    )
 }
 
 fn spawn<S: Simulator>(sim: S, pty: Pty, cx: Context) -> JoinHandle<()> {
@@ -281,7 +301,7 @@ async fn run<S: Simulator>(mut sim: S, first: Pty, cx: Context) {
     loop {
         let Pty { master, slave, .. } = pty;
         let mut wire = Wire::new(master, Arc::clone(&cx.injector)).logging(cx.log.clone(), &cx.name, cx.clock.clone());
-        let down = serve(&mut wire, &mut sim).await;
+        let down = sim.serve(&mut wire).await;
         // Both sides close, so the client sees its port end, as when a cable is pulled.
         drop(wire);
         drop(slave);
@@ -310,19 +330,18 @@ trait Simulator: Send + 'static {
     /// Acts on one command, answering through `wire`; false once the line is gone.
     fn handle(&mut self, command: Vec<u8>, wire: &mut Wire) -> impl Future<Output = bool> + Send;
 
-    /// Whether input left unframed when the line fell silent for [`SILENCE`] is dropped, as a Modbus RTU device
-    /// ends a frame at 3.5 characters of silence; protocols framed by their bytes alone keep it.
-    fn ends_frames_at_silence(&self) -> bool {
-        false
+    /// Serves the line until it closes (`None`) or the disconnect fault takes the port away (how long for): by
+    /// default command by command, through [`Simulator::frame`] and [`Simulator::handle`].
+    fn serve(&mut self, wire: &mut Wire) -> impl Future<Output = Option<Duration>> + Send
+    where
+        Self: Sized,
+    {
+        serve_commands(wire, self)
     }
 }
 
-/// A gap on the line long enough to end an unfinished frame, for protocols that frame by silence: the 3.5
-/// characters of Modbus RTU at 9600 baud are about 4 ms.
-pub const SILENCE: Duration = Duration::from_millis(4);
-
-/// Serves commands until the line closes (`None`) or the disconnect fault takes the port away (how long for).
-async fn serve<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Duration> {
+/// Serves commands one by one until the line closes (`None`) or the disconnect fault takes the port away.
+async fn serve_commands<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Duration> {
     loop {
         while let Some(command) = sim.frame(&mut wire.input) {
             if !sim.handle(command, wire).await {
@@ -332,12 +351,8 @@ async fn serve<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Duration> {
                 return Some(down);
             }
         }
-        let (stale, since) = (wire.input.len(), std::time::Instant::now());
         if !wire.fill().await {
             return None;
-        }
-        if stale > 0 && since.elapsed() >= SILENCE && sim.ends_frames_at_silence() {
-            bytes::Buf::advance(&mut wire.input, stale);
         }
     }
 }

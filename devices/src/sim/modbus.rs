@@ -1,175 +1,405 @@
-//! A simulated temperature controller on Modbus RTU: a heating block at a deck position.
+//! A simulated Modbus RTU temperature controller, generated from its register map: a heating block at a deck
+//! position.
 //!
-//! Frames are slave address, function code, data, CRC-16/MODBUS low byte first. Bytes arriving together are
-//! framed as the client library does, by the length the function code implies, checked by the CRC, dropping
-//! bytes that do not start a valid frame one at a time; and an unfinished frame is dropped when the line falls
-//! silent (see [`super::SILENCE`]), as the 3.5-character gap ends a frame on a real line. Requests for another
-//! slave address are ignored; broadcasts (address 0) are executed without a reply.
+//! The map ([`crate::modbus_map`]) is the simulator's whole description: its points are the registers and bits
+//! it serves, with the map's initial values, at the map's addresses, in the map's encodings; anything else is
+//! answered with exception 2 (illegal data address). A read of a write-only point (a command register) is
+//! exception 2 too, a write to a read-only one as well, and a value outside a point's range exception 3. The
+//! process value is the heating block's temperature, in the point's unit and encoding; a write to the set point
+//! sets the block's set point, and a write that completes the map's `run` sequence switches heating on, one that
+//! completes `stop` switches it off. An identity by function 43/14 answers the map's vendor and product; one by
+//! register is the register's value. A mistake in a map thus shows in simulation as it would on the controller.
 //!
-//! Holding registers (the register map of [`crate::drivers::modbus`]): process value and set point in tenths of a
-//! degree Celsius, the run flag (heating on or off), the model code and the firmware version. Function codes 3
-//! (read holding registers), 6 (write one) and 16 (write several) are served; any other is answered with
-//! exception 1, an address outside the map with exception 2, a value out of range with exception 3. Faults:
-//! `busy` answers exception 6 (server busy) and `firmware_error` exception 4 (server device failure), without
-//! acting.
-//!
-//! The block heats the vessel standing at its position through the bench, as a hotplate does (without a stirrer).
+//! Framing is tokio-modbus's RTU server's: it runs on one side of a private pseudo-terminal pair, and the simulator
+//! relays bytes between the lab's port and the other side. Requests go over as they arrive (the server frames
+//! them by function code and CRC, and resynchronises past garbage as the RTU decoder does); each reply is gathered
+//! until the server's side has been quiet for [`QUIET`] and sent through [`Wire::reply`], where wire faults are
+//! injected. Requests for another slave address get no reply; broadcasts (address 0) are executed without one.
+//! Faults: `busy` answers exception 6 (server busy) and `firmware_error` exception 4 (server device failure),
+//! without acting.
 
-use bytes::{Buf, BytesMut};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+use tokio_modbus::prelude::{
+    ConformityLevel, DeviceIdObject, ExceptionCode, ReadDeviceIdentificationResponse, Request, Response, SlaveRequest,
+};
 
 use super::Simulator;
 use super::bench::{Bench, PlateCommand};
-use super::pty::Wire;
-use crate::drivers::modbus::{FIRMWARE, MODEL, PROCESS_VALUE, RUN, SET_POINT, crc16};
+use super::pty::{Draws, Wire};
 use crate::lab::ModbusConfig;
+use crate::modbus_map::{Identity, Kind, ModbusMap, Point, Table};
+use crate::transport::SerialStream;
 
-/// The block's own set-point range, degC.
-const RANGE: (f64, f64) = (0.0, 400.0);
+/// How long the server's side must stay quiet for a reply to count as complete.
+pub const QUIET: Duration = Duration::from_millis(2);
 
-/// The firmware version register's value: 1.05.
-const FIRMWARE_VERSION: u16 = 105;
+/// The software revision a function 43/14 identity reports (object 2).
+const REVISION: &str = "1.00";
 
-pub(crate) struct ModbusSim {
+/// The registers and bits the controller holds, by table and address.
+type Store = BTreeMap<(Table, u16), u16>;
+
+/// What the server asks of the simulated controller.
+struct Controller {
+    map: Arc<ModbusMap>,
     address: u8,
-    model_code: u16,
     position: String,
     bench: Bench,
+    draws: Draws,
+    store: Mutex<Store>,
 }
 
-/// Why a request was refused, as a Modbus exception code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Exception {
-    IllegalFunction = 1,
-    IllegalAddress = 2,
-    IllegalValue = 3,
-    DeviceFailure = 4,
-    Busy = 6,
+impl Controller {
+    /// The decimals a point's scale reads, from its decimal-point register.
+    fn decimals(&self, store: &Store, point: &Point) -> u16 {
+        self.map.decimals_of(point).map_or(0, |dp| {
+            let words = words_of(store, dp);
+            dp.decode(&words, 0).map_or(0, |d| d.clamp(0.0, 9.0) as u16)
+        })
+    }
+
+    /// The words of `point` now: the process value from the heating block, anything else as stored.
+    fn current(&self, store: &Store, point: &Point) -> Vec<u16> {
+        if point.name == self.map.temperature.pv {
+            let celsius = self.bench.plate_readings(&self.position).map_or(22.0, |r| r.temperature);
+            let value = point.from_celsius(celsius).unwrap_or(celsius);
+            if let Ok(words) =
+                point.encode(round_to(point, value, self.decimals(store, point)), self.decimals(store, point))
+            {
+                return words;
+            }
+        }
+        words_of(store, point)
+    }
+
+    /// Reads `count` registers or bits of `table` from `address`.
+    fn read(&self, table: Table, address: u16, count: u16, max: u16) -> Result<Vec<u16>, ExceptionCode> {
+        if !(1..=max).contains(&count) {
+            return Err(ExceptionCode::IllegalDataValue);
+        }
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::with_capacity(usize::from(count));
+        for a in address..address.saturating_add(count) {
+            let point =
+                self.map.point_at(table, a).filter(|p| p.readable()).ok_or(ExceptionCode::IllegalDataAddress)?;
+            let words = self.current(&store, point);
+            let word = words[usize::from(a - point.address).min(words.len() - 1)];
+            out.push(match point.kind {
+                Kind::Bit(n) => word & (1 << n),
+                _ => word,
+            });
+        }
+        // Flags alias bits of their word: a word read whole shows every bit stored, which `current` gave.
+        Ok(out)
+    }
+
+    /// Writes `words` to `table` from `address`: every address must belong to a writable point, and every value
+    /// be one its point takes.
+    fn write(&self, table: Table, address: u16, words: &[u16]) -> Result<(), ExceptionCode> {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = store.clone();
+        for (i, w) in words.iter().enumerate() {
+            let a = address.checked_add(i as u16).ok_or(ExceptionCode::IllegalDataAddress)?;
+            // A word may hold several points (a status word and its flags); every one at it must be writable.
+            let at: Vec<&Point> = self.map.points.values().filter(|p| covers(p, table, a)).collect();
+            if at.is_empty() || at.iter().any(|p| !p.writable()) {
+                return Err(ExceptionCode::IllegalDataAddress);
+            }
+            next.insert((table, a), *w);
+        }
+        // Every point touched must take its new value.
+        for p in self.map.points.values().filter(|p| {
+            p.table == table
+                && (p.address..p.address.saturating_add(p.kind.width()))
+                    .any(|a| a >= address && u32::from(a) < u32::from(address) + words.len() as u32)
+        }) {
+            let value =
+                p.decode(&words_of(&next, p), self.decimals(&next, p)).ok_or(ExceptionCode::IllegalDataValue)?;
+            if p.range.is_some_and(|(lo, hi)| !(lo..=hi).contains(&value)) {
+                return Err(ExceptionCode::IllegalDataValue);
+            }
+        }
+        *store = next;
+        self.act(&store, table, address, words.len());
+        Ok(())
+    }
+
+    /// The physical effect of a write: a new set point, or heating switched on or off by a completed sequence.
+    fn act(&self, store: &Store, table: Table, address: u16, count: usize) {
+        let binding = &self.map.temperature;
+        if let Some(sp) = self.map.point(&binding.sp)
+            && sp.table == table
+            && u32::from(sp.address) < u32::from(address) + count as u32
+            && address < sp.address.saturating_add(sp.kind.width())
+            && let Some(value) = sp.decode(&words_of(store, sp), self.decimals(store, sp))
+        {
+            self.bench.plate_command(&self.position, PlateCommand::SetPoint(sp.to_celsius(value).unwrap_or(value)));
+        }
+        let holds = |sequence: &str| {
+            let steps = self.map.sequence(sequence);
+            !steps.is_empty()
+                && steps.iter().all(|s| {
+                    self.map.point(&s.point).is_some_and(|p| {
+                        p.encode(s.value, self.decimals(store, p)).is_ok_and(|w| match p.kind {
+                            Kind::Bit(n) => words_of(store, p)[0] & (1 << n) == w[0],
+                            _ => words_of(store, p) == w,
+                        })
+                    })
+                })
+        };
+        if holds(&binding.run) {
+            self.bench.plate_command(&self.position, PlateCommand::Heater(true));
+        } else if holds(&binding.stop) {
+            self.bench.plate_command(&self.position, PlateCommand::Heater(false));
+        } else {
+            self.bench.plate_command(&self.position, PlateCommand::Contact);
+        }
+    }
+
+    /// The answer to one request addressed to this controller.
+    fn answer(&self, request: Request<'_>) -> Result<Response, ExceptionCode> {
+        match request {
+            Request::ReadHoldingRegisters(a, n) => {
+                self.read(Table::Holding, a, n, 125).map(Response::ReadHoldingRegisters)
+            }
+            Request::ReadInputRegisters(a, n) => self.read(Table::Input, a, n, 125).map(Response::ReadInputRegisters),
+            Request::ReadCoils(a, n) => {
+                self.read(Table::Coil, a, n, 2000).map(|w| Response::ReadCoils(w.iter().map(|b| *b != 0).collect()))
+            }
+            Request::ReadDiscreteInputs(a, n) => self
+                .read(Table::Discrete, a, n, 2000)
+                .map(|w| Response::ReadDiscreteInputs(w.iter().map(|b| *b != 0).collect())),
+            Request::WriteSingleRegister(a, w) => {
+                self.write(Table::Holding, a, &[w]).map(|()| Response::WriteSingleRegister(a, w))
+            }
+            Request::WriteMultipleRegisters(a, words) => {
+                if !(1..=123).contains(&words.len()) {
+                    return Err(ExceptionCode::IllegalDataValue);
+                }
+                self.write(Table::Holding, a, &words).map(|()| Response::WriteMultipleRegisters(a, words.len() as u16))
+            }
+            Request::WriteSingleCoil(a, on) => {
+                self.write(Table::Coil, a, &[u16::from(on)]).map(|()| Response::WriteSingleCoil(a, on))
+            }
+            Request::WriteMultipleCoils(a, bits) => {
+                let words: Vec<u16> = bits.iter().map(|b| u16::from(*b)).collect();
+                self.write(Table::Coil, a, &words).map(|()| Response::WriteMultipleCoils(a, bits.len() as u16))
+            }
+            Request::ReadDeviceIdentification(code, _) => match &self.map.identity {
+                Identity::Fc43 { vendor, product } => {
+                    let object = |id: u8, text: &str| DeviceIdObject { id, value: bytes::Bytes::from(text.to_owned()) };
+                    Ok(Response::ReadDeviceIdentification(ReadDeviceIdentificationResponse {
+                        read_code: code,
+                        conformity_level: ConformityLevel::BasicIdentificationStreamOnly,
+                        more_follows: false,
+                        next_object_id: 0,
+                        device_id_objects: vec![
+                            object(0, vendor.as_deref().unwrap_or_default()),
+                            object(1, product),
+                            object(2, REVISION),
+                        ],
+                    }))
+                }
+                _ => Err(ExceptionCode::IllegalFunction),
+            },
+            _ => Err(ExceptionCode::IllegalFunction),
+        }
+    }
+}
+
+/// Whether `point` holds `address` of `table`.
+fn covers(point: &Point, table: Table, address: u16) -> bool {
+    point.table == table
+        && address >= point.address
+        && u32::from(address) < u32::from(point.address) + u32::from(point.kind.width())
+}
+
+/// The stored words of `point` (zero where nothing was stored).
+fn words_of(store: &Store, point: &Point) -> Vec<u16> {
+    (0..point.kind.width()).map(|i| store.get(&(point.table, point.address + i)).copied().unwrap_or(0)).collect()
+}
+
+/// `value` at the resolution `point` holds it, so a live reading always encodes.
+fn round_to(point: &Point, value: f64, decimals: u16) -> f64 {
+    match (&point.scale, point.kind) {
+        (_, Kind::F32) => value,
+        (crate::modbus_map::Scale::Fixed(f), _) => (value / f).round() * f,
+        (crate::modbus_map::Scale::Decimals(_), _) => {
+            let k = 10f64.powi(i32::from(decimals));
+            (value * k).round() / k
+        }
+    }
+}
+
+/// The server's service: the controller, for requests addressed to it.
+#[derive(Clone)]
+struct Service(Arc<Controller>);
+
+impl tokio_modbus::server::Service for Service {
+    type Request = SlaveRequest<'static>;
+    type Response = Option<Response>;
+    type Exception = ExceptionCode;
+    type Future = std::future::Ready<Result<Option<Response>, ExceptionCode>>;
+
+    fn call(&self, req: Self::Request) -> Self::Future {
+        let c = &self.0;
+        let broadcast = req.slave == 0;
+        if req.slave != c.address && !broadcast {
+            return std::future::ready(Ok(None));
+        }
+        let result = if c.draws.busy() {
+            Err(ExceptionCode::ServerDeviceBusy)
+        } else if c.draws.firmware_error() {
+            Err(ExceptionCode::ServerDeviceFailure)
+        } else {
+            c.answer(req.request)
+        };
+        // A broadcast is carried out but never answered, an exception included.
+        std::future::ready(if broadcast { Ok(None) } else { result.map(Some) })
+    }
+}
+
+/// The private line to the server: its pseudo-terminal pair, and the server's task.
+struct Inner {
+    relay: SerialStream,
+    /// The server's side, kept open with it.
+    task: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub(crate) struct ModbusSim {
+    controller: Option<Arc<Controller>>,
+    config: ModbusConfig,
+    position: String,
+    bench: Bench,
+    inner: Option<Inner>,
 }
 
 impl ModbusSim {
     pub(crate) fn new(config: &ModbusConfig, position: &str, bench: Bench) -> Self {
-        ModbusSim { address: config.address, model_code: config.model_code, position: position.to_owned(), bench }
+        ModbusSim { controller: None, config: config.clone(), position: position.to_owned(), bench, inner: None }
     }
 
-    fn read(&self, register: u16) -> Result<u16, Exception> {
-        let r = self.bench.plate_readings(&self.position).ok_or(Exception::DeviceFailure)?;
-        let tenths = |t: f64| ((t * 10.0).round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16) as u16;
-        match register {
-            PROCESS_VALUE => Ok(tenths(r.temperature)),
-            SET_POINT => Ok(tenths(r.set_point)),
-            RUN => Ok(u16::from(self.bench.plate(&self.position).is_some_and(|p| p.heater_on))),
-            MODEL => Ok(self.model_code),
-            FIRMWARE => Ok(FIRMWARE_VERSION),
-            _ => Err(Exception::IllegalAddress),
+    /// The controller, made on first use with the wire's fault draws and the map's initial values.
+    fn controller(&mut self, draws: Draws) -> Arc<Controller> {
+        if let Some(c) = &self.controller {
+            return Arc::clone(c);
         }
-    }
-
-    fn write(&self, register: u16, value: u16) -> Result<(), Exception> {
-        match register {
-            SET_POINT => {
-                let t = f64::from(value as i16) / 10.0;
-                if !(RANGE.0..=RANGE.1).contains(&t) {
-                    return Err(Exception::IllegalValue);
+        let map = Arc::clone(&self.config.map);
+        let mut store = Store::new();
+        // Decimal-point registers first, so the values scaled by them encode at their decimals.
+        let mut points: Vec<&Point> = map.points.values().collect();
+        points.sort_by_key(|p| map.points.values().all(|q| map.decimals_of(q).is_none_or(|dp| dp.name != p.name)));
+        for p in points {
+            let decimals = map
+                .decimals_of(p)
+                .map_or(0, |dp| dp.decode(&words_of(&store, dp), 0).map_or(0, |d| d.clamp(0.0, 9.0) as u16));
+            let value = match &map.identity {
+                Identity::Register { point, equals } if *point == p.name => *equals,
+                _ => p.initial,
+            };
+            if let Ok(words) = p.encode(round_to(p, value, decimals), decimals) {
+                for (i, w) in words.iter().enumerate() {
+                    let word = match p.kind {
+                        Kind::Bit(_) => store.get(&(p.table, p.address)).copied().unwrap_or(0) | w,
+                        _ => *w,
+                    };
+                    store.insert((p.table, p.address + i as u16), word);
                 }
-                self.bench.plate_command(&self.position, PlateCommand::SetPoint(t));
-                Ok(())
             }
-            RUN if value <= 1 => {
-                self.bench.plate_command(&self.position, PlateCommand::Heater(value == 1));
-                Ok(())
-            }
-            RUN => Err(Exception::IllegalValue),
-            _ => Err(Exception::IllegalAddress),
         }
-    }
-
-    /// The reply PDU to a request PDU (function code first).
-    fn execute(&self, pdu: &[u8]) -> Result<Vec<u8>, Exception> {
-        let word = |i: usize| u16::from_be_bytes([pdu[i], pdu[i + 1]]);
-        match pdu[0] {
-            3 => {
-                let (start, count) = (word(1), word(3));
-                if !(1..=125).contains(&count) {
-                    return Err(Exception::IllegalValue);
-                }
-                let mut out = vec![3, (count * 2) as u8];
-                for r in start..start.saturating_add(count) {
-                    out.extend_from_slice(&self.read(r)?.to_be_bytes());
-                }
-                Ok(out)
+        if let Some(sp) = map.point(&map.temperature.sp) {
+            let decimals = map.decimals_of(sp).map_or(0, |dp| dp.initial.clamp(0.0, 9.0) as u16);
+            if let Some(v) = sp.decode(&words_of(&store, sp), decimals) {
+                self.bench.plate_command(&self.position, PlateCommand::SetPoint(sp.to_celsius(v).unwrap_or(v)));
             }
-            6 => {
-                self.write(word(1), word(3))?;
-                Ok(pdu.to_vec())
-            }
-            16 => {
-                let (start, count) = (word(1), word(3));
-                if !(1..=123).contains(&count) || usize::from(pdu[5]) != 2 * usize::from(count) {
-                    return Err(Exception::IllegalValue);
-                }
-                for k in 0..count {
-                    self.write(start + k, word(6 + 2 * usize::from(k)))?;
-                }
-                Ok(pdu[..5].to_vec())
-            }
-            _ => Err(Exception::IllegalFunction),
         }
+        let c = Arc::new(Controller {
+            map,
+            address: self.config.address,
+            position: self.position.clone(),
+            bench: self.bench.clone(),
+            draws,
+            store: Mutex::new(store),
+        });
+        self.controller = Some(Arc::clone(&c));
+        c
     }
-}
 
-/// The length of the request frame starting `input`, if its function code says (or needs more bytes to say).
-fn request_len(input: &[u8]) -> Option<usize> {
-    match input.get(1)? {
-        1..=6 => Some(8),
-        15 | 16 => input.get(6).map(|&n| 9 + usize::from(n)),
-        // An unknown function: the shortest frame a CRC could end; exception 1 answers it.
-        _ => Some(4),
+    /// Starts tokio-modbus's RTU server on a private pseudo-terminal pair; `None` if the pair cannot be opened.
+    fn start_server(&mut self, controller: Arc<Controller>) -> Option<Inner> {
+        let (server_side, relay) = SerialStream::pair().ok()?;
+        let server = tokio_modbus::server::rtu::Server::new(server_side);
+        let task = tokio::spawn(async move {
+            // The server stops when its decoder gives up on garbage; the relay starts another.
+            let _ = server.serve_forever(Service(controller)).await;
+        });
+        Some(Inner { relay, task })
     }
 }
 
 impl Simulator for ModbusSim {
     fn frame(&mut self, input: &mut BytesMut) -> Option<Vec<u8>> {
-        loop {
-            let len = request_len(input)?;
-            if input.len() < len {
-                return None;
-            }
-            let (body, crc) = input[..len].split_at(len - 2);
-            if crc16(body).to_le_bytes() == [crc[0], crc[1]] {
-                return Some(input.split_to(len).to_vec());
-            }
-            // Not a frame here: resynchronise one byte later, as the client library does.
-            input.advance(1);
-        }
+        // The server frames requests; this simulator only relays (see `serve`).
+        (!input.is_empty()).then(|| input.split().to_vec())
     }
 
-    fn ends_frames_at_silence(&self) -> bool {
+    async fn handle(&mut self, _command: Vec<u8>, _wire: &mut Wire) -> bool {
         true
     }
 
-    async fn handle(&mut self, command: Vec<u8>, wire: &mut Wire) -> bool {
-        let address = command[0];
-        if address != self.address && address != 0 {
-            return true;
+    async fn serve(&mut self, wire: &mut Wire) -> Option<Duration> {
+        let controller = self.controller(wire.draws());
+        let mut buf = [0u8; 512];
+        loop {
+            if self.inner.as_ref().is_none_or(|i| i.task.is_finished()) {
+                self.inner = Some(self.start_server(Arc::clone(&controller))?);
+            }
+            let inner = self.inner.as_mut()?;
+            tokio::select! {
+                alive = wire.fill() => {
+                    if !alive {
+                        return None;
+                    }
+                    let request = wire.input.split();
+                    if inner.relay.write_all(&request).await.is_err() {
+                        self.inner = None;
+                    }
+                }
+                read = inner.relay.read(&mut buf) => {
+                    let n = match read {
+                        Ok(n) if n > 0 => n,
+                        _ => {
+                            self.inner = None;
+                            continue;
+                        }
+                    };
+                    let mut reply = buf[..n].to_vec();
+                    while let Ok(Ok(n)) = tokio::time::timeout(QUIET, inner.relay.read(&mut buf)).await {
+                        if n == 0 {
+                            break;
+                        }
+                        reply.extend_from_slice(&buf[..n]);
+                    }
+                    if !wire.reply(&reply).await {
+                        return None;
+                    }
+                    if let Some(down) = wire.count_command() {
+                        return Some(down);
+                    }
+                }
+            }
         }
-        let pdu = &command[1..command.len() - 2];
-        let result = if wire.busy() {
-            Err(Exception::Busy)
-        } else if wire.firmware_error() {
-            Err(Exception::DeviceFailure)
-        } else {
-            self.execute(pdu)
-        };
-        if address == 0 {
-            return true;
-        }
-        let mut reply = vec![self.address];
-        match result {
-            Ok(p) => reply.extend_from_slice(&p),
-            Err(e) => reply.extend_from_slice(&[pdu[0] | 0x80, e as u8]),
-        }
-        let crc = crc16(&reply);
-        reply.extend_from_slice(&crc.to_le_bytes());
-        wire.reply(&reply).await
     }
 }

@@ -51,34 +51,21 @@ pub struct Wire {
     port: SerialStream,
     /// Received bytes not yet taken as commands.
     pub input: BytesMut,
+    draws: Draws,
+}
+
+/// Draws the faults that mean something in an instrument's protocol (busy, an error code, a partial move) and
+/// records each; a clone can live where the wire cannot (inside a protocol library's server).
+#[derive(Clone)]
+pub struct Draws {
     faults: SharedInjector,
     log: Option<(FaultLog, String, Clock)>,
 }
 
-impl Wire {
-    /// Wraps the master side of a pseudo-terminal, injecting the faults of `faults`.
-    pub fn new(master: SerialStream, faults: SharedInjector) -> Self {
-        Wire { port: master, input: BytesMut::with_capacity(256), faults, log: None }
-    }
-
+impl Draws {
     /// The injector, locked; a poisoned lock still holds a usable generator.
     fn injector(&self) -> std::sync::MutexGuard<'_, Option<Injector>> {
         self.faults.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Counts a handled command; returns how long the port goes away if the disconnect fault strikes now.
-    pub fn count_command(&mut self) -> Option<std::time::Duration> {
-        let down = self.injector().as_mut().and_then(Injector::count_command);
-        if down.is_some() {
-            self.note(WireFault::Disconnected);
-        }
-        down
-    }
-
-    /// Records every injected fault in `log`, as done by `instrument` at `clock`'s time.
-    pub fn logging(mut self, log: FaultLog, instrument: &str, clock: Clock) -> Self {
-        self.log = Some((log, instrument.to_owned(), clock));
-        self
     }
 
     /// Records an injected fault.
@@ -88,7 +75,7 @@ impl Wire {
         }
     }
 
-    fn draw(&mut self, fault: WireFault, roll: fn(&mut Injector) -> bool) -> bool {
+    fn draw(&self, fault: WireFault, roll: fn(&mut Injector) -> bool) -> bool {
         let hit = self.injector().as_mut().is_some_and(roll);
         if hit {
             self.note(fault);
@@ -97,23 +84,70 @@ impl Wire {
     }
 
     /// Whether the instrument answers this command as busy.
-    pub fn busy(&mut self) -> bool {
+    pub fn busy(&self) -> bool {
         self.draw(WireFault::Busy, Injector::busy)
     }
 
     /// Whether the instrument answers this command with a firmware error.
-    pub fn firmware_error(&mut self) -> bool {
+    pub fn firmware_error(&self) -> bool {
         self.draw(WireFault::Firmware, Injector::firmware_error)
     }
 
     /// Whether a pump's move stops halfway.
-    pub fn partial(&mut self) -> bool {
+    pub fn partial(&self) -> bool {
         self.draw(WireFault::Partial, Injector::partial)
+    }
+}
+
+impl Wire {
+    /// Wraps the master side of a pseudo-terminal, injecting the faults of `faults`.
+    pub fn new(master: SerialStream, faults: SharedInjector) -> Self {
+        Wire { port: master, input: BytesMut::with_capacity(256), draws: Draws { faults, log: None } }
+    }
+
+    /// Counts a handled command; returns how long the port goes away if the disconnect fault strikes now.
+    pub fn count_command(&mut self) -> Option<std::time::Duration> {
+        let down = self.draws.injector().as_mut().and_then(Injector::count_command);
+        if down.is_some() {
+            self.note(WireFault::Disconnected);
+        }
+        down
+    }
+
+    /// Records every injected fault in `log`, as done by `instrument` at `clock`'s time.
+    pub fn logging(mut self, log: FaultLog, instrument: &str, clock: Clock) -> Self {
+        self.draws.log = Some((log, instrument.to_owned(), clock));
+        self
+    }
+
+    /// Records an injected fault.
+    pub fn note(&self, fault: WireFault) {
+        self.draws.note(fault);
+    }
+
+    /// The protocol faults' draws, to hand to code that answers without the wire.
+    pub fn draws(&self) -> Draws {
+        self.draws.clone()
+    }
+
+    /// Whether the instrument answers this command as busy.
+    pub fn busy(&mut self) -> bool {
+        self.draws.busy()
+    }
+
+    /// Whether the instrument answers this command with a firmware error.
+    pub fn firmware_error(&mut self) -> bool {
+        self.draws.firmware_error()
+    }
+
+    /// Whether a pump's move stops halfway.
+    pub fn partial(&mut self) -> bool {
+        self.draws.partial()
     }
 
     /// Picks one of `choices` with the fault generator; the first without one.
     pub fn choose<T: Copy>(&mut self, choices: &[T]) -> Option<T> {
-        match self.injector().as_mut() {
+        match self.draws.injector().as_mut() {
             Some(f) => f.choose(choices),
             None => choices.first().copied(),
         }
@@ -130,7 +164,12 @@ impl Wire {
     /// Sends a reply, with whatever wire faults the injector draws. Every byte a simulator sends goes through
     /// here; false once the line is gone.
     pub async fn reply(&mut self, bytes: &[u8]) -> bool {
-        let drawn = self.injector().as_mut().map(|f| (f.latency(), f.corrupt(bytes)));
+        self.reply_with_checksum_at(bytes, bytes.len().saturating_sub(1)).await
+    }
+
+    /// As [`Wire::reply`], for a reply whose checksum ends at byte `checksum` rather than at its last.
+    pub async fn reply_with_checksum_at(&mut self, bytes: &[u8], checksum: usize) -> bool {
+        let drawn = self.draws.injector().as_mut().map(|f| (f.latency(), f.corrupt_at(bytes, checksum)));
         let Some((delay, (bytes, fault))) = drawn else { return self.write(bytes).await };
         if let Some(f) = fault {
             self.note(f);

@@ -94,3 +94,36 @@ pub async fn start(lab: &Lab) -> (SimLab, Clock) {
     let sims = sim::start(lab, clock.clone()).await.expect("the simulators start");
     (sims, clock)
 }
+
+/// Writes `bytes` to a port and reads until `done` holds for what came back: `Ok` with it, or `Err` with what came
+/// if `within` passed first.
+pub async fn write_and_read(
+    port: &mut devices::transport::SerialStream,
+    bytes: &[u8],
+    within: std::time::Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<u8>, Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    port.write_all(bytes).await.expect("the port takes the bytes");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    while !done(&got) {
+        match tokio::time::timeout_at(deadline, port.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => return Err(got),
+        }
+    }
+    Ok(got)
+}
+
+/// Counts the line feeds in `bytes`.
+pub fn lines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count()
+}
+
+/// Opens the simulated port of `name` as a bare serial port, to talk to its simulator byte by byte.
+pub fn open(lab: &Lab, sims: &SimLab, name: &str) -> devices::transport::SerialStream {
+    let spec = lab.instrument(name).expect("instrument in the lab");
+    open_serial(name, &sims.ports[name], &spec.line).expect("the pseudo-terminal opens")
+}

@@ -6,7 +6,7 @@ use devices::capability::{Heat, Instrument, Outcome};
 use devices::clock::Clock;
 use devices::drivers::ika::IkaHotplate;
 use devices::error::DeviceErrorKind;
-use devices::lab::IkaConfig;
+use devices::lab::{DriverConfig, IkaConfig};
 use devices::sim::Event;
 use devices::transport::{Link, discard};
 use protocols::units::{Duration as LabDuration, Speed, Temperature};
@@ -154,5 +154,51 @@ async fn the_simulated_watchdog_switches_a_forgotten_plate_off() {
             .iter()
             .any(|e| e.event == Event::WatchdogTripped { position: "hotplate_3".into() } && e.at == 30.0)
     );
+    sims.stop().await;
+}
+
+/// Sends `command` and waits `wait` for an answer line; `None` if the plate stayed silent.
+async fn answer(port: &mut devices::transport::SerialStream, command: &str, wait: Duration) -> Option<String> {
+    let line = format!("{command}\r\n");
+    let got = common::write_and_read(port, line.as_bytes(), wait, |b| b.ends_with(b"\r\n")).await.ok()?;
+    Some(String::from_utf8(got).unwrap().trim_end().to_owned())
+}
+
+#[tokio::test]
+async fn each_simulated_model_answers_only_its_own_commands() {
+    let mut lab = common::lab_with(&["hotplate_1", "hotplate_2"]);
+    let DriverConfig::IkaHotplate(c) = &mut lab.instruments[1].driver else { panic!("a hotplate") };
+    c.model = "RET control-visc".into();
+    let (sims, _clock) = common::start(&lab).await;
+    let open = |name: &str| common::open(&lab, &sims, name);
+    let quiet = Duration::from_millis(150);
+    let mut rct = open("hotplate_1");
+    for lacking in ["IN_PV_7", "IN_TYPE", "STATUS_1", "IN_SP_2"] {
+        assert_eq!(answer(&mut rct, lacking, quiet).await, None, "an RCT digital is silent on {lacking}");
+    }
+    assert_eq!(answer(&mut rct, "IN_NAME", quiet).await.as_deref(), Some("RCT digital"));
+    let mut ret = open("hotplate_2");
+    assert_eq!(answer(&mut ret, "IN_NAME", quiet).await.as_deref(), Some("IKARET"));
+    assert_eq!(answer(&mut ret, "IN_TYPE", quiet).await.as_deref(), Some("RET control-visc"));
+    assert_eq!(answer(&mut ret, "IN_PV_7", quiet).await.as_deref(), Some("22.0 7"));
+    assert_eq!(answer(&mut ret, "STATUS_1", quiet).await.as_deref(), Some("12"));
+    answer(&mut ret, "START_1", quiet).await;
+    assert_eq!(answer(&mut ret, "STATUS_1", quiet).await.as_deref(), Some("11"));
+    // Its motor turns from 50 rpm: a lower set point is ignored, as one outside its range.
+    answer(&mut ret, "OUT_SP_4 30", quiet).await;
+    assert_eq!(answer(&mut ret, "IN_SP_4", quiet).await.as_deref(), Some("0 4"));
+    sims.stop().await;
+}
+
+#[tokio::test]
+async fn the_driver_knows_a_ret_control_visc_by_its_name_and_speed_range() {
+    let mut lab = common::lab_with(&["hotplate_2"]);
+    let DriverConfig::IkaHotplate(c) = &mut lab.instruments[0].driver else { panic!("a hotplate") };
+    c.model = "RET control-visc".into();
+    let (sims, clock) = common::start(&lab).await;
+    let mut hp = common::connect(&lab, &sims, "hotplate_2", &clock, discard());
+    assert_eq!(hp.identify().await.unwrap().model, "IKARET");
+    let err = hp.as_stir().unwrap().stir(Speed(20.0), LabDuration(5.0)).await.unwrap_err();
+    assert!(matches!(err.kind, DeviceErrorKind::Limit(_)) && !err.may_have_acted, "{err}");
     sims.stop().await;
 }

@@ -5,13 +5,16 @@
 mod bench;
 mod cavro;
 mod common;
+mod declared;
 mod faults;
 mod flame;
 mod gantry;
 mod garbage;
 mod ika;
+mod independent;
 mod mettler;
 mod modbus;
+mod probe;
 mod replay;
 mod scpi;
 mod vici;

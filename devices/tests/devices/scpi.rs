@@ -8,8 +8,7 @@ use devices::clock::Clock;
 use devices::drivers::scpi::ScpiThermometer;
 use devices::error::DeviceErrorKind;
 use devices::lab::{ScpiConfig, Terminator};
-use devices::transport::{Link, discard, open_serial};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use devices::transport::{Link, discard};
 use tokio_test::io::Builder;
 
 use crate::common;
@@ -36,6 +35,7 @@ async fn initialize_resets_and_empties_the_error_queue() {
     let mock = Builder::new()
         .write(b"*RST\n")
         .write(b"*CLS\n")
+        .write(b"UNIT:TEMP C\n")
         .write(b"SYST:ERR?\n")
         .read(b"-113,\"Undefined header\"\n")
         .write(b"SYST:ERR?\n")
@@ -93,15 +93,41 @@ async fn the_thermometer_reads_the_vial_warmed_on_a_block() {
 async fn the_simulator_queues_errors_for_unknown_headers_in_either_form() {
     let lab = common::clean_lab_with(&["probe_1"]);
     let (sims, _clock) = common::start(&lab).await;
-    let spec = lab.instrument("probe_1").unwrap();
-    let mut port = open_serial("probe_1", &sims.ports["probe_1"], &spec.line).unwrap();
-    port.write_all(b"FOO:BAR\nsystem:error?\nSYST:ERR?\n").await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 256];
-    while got.iter().filter(|&&b| b == b'\n').count() < 2 {
-        let n = tokio::time::timeout(Duration::from_secs(1), port.read(&mut buf)).await.unwrap().unwrap();
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert_eq!(got, b"-113,\"Undefined header\"\n0,\"No error\"\n");
+    let mut port = common::open(&lab, &sims, "probe_1");
+    let got = exchange(&mut port, b"FOO:BAR\nsystem:error?\nSYST:ERR?\n", 2).await;
+    assert_eq!(got, "-113,\"Undefined header\"\n0,\"No error\"\n");
+    sims.stop().await;
+}
+
+/// Writes `messages` to a port and reads `lines` reply lines (a second at most).
+async fn exchange(port: &mut devices::transport::SerialStream, messages: &[u8], lines: usize) -> String {
+    let got = common::write_and_read(port, messages, Duration::from_secs(1), |b| common::lines(b) >= lines).await;
+    String::from_utf8(got.expect("the replies in time")).unwrap()
+}
+
+#[tokio::test]
+async fn the_simulated_model_2000_answers_its_core_measurement_set() {
+    let lab = common::clean_lab_with(&["probe_1"]);
+    let (sims, _clock) = common::start(&lab).await;
+    let mut port = common::open(&lab, &sims, "probe_1");
+    // Its *RST function is DC volts; a thermocouple at room temperature gives no thermoelectric voltage.
+    let volts = exchange(&mut port, b"*RST\nCONF?\nMEAS:VOLT:DC?\n", 2).await;
+    let mut lines = volts.lines();
+    assert_eq!(lines.next(), Some("\"VOLT:DC\""));
+    let v: f64 = lines.next().unwrap().parse().unwrap();
+    assert!(v.abs() < 1e-5, "{v} V");
+    // The thermocouple loop's resistance, 2- and 4-wire, through CONF then READ?, and FETC? after INIT.
+    let ohms = exchange(&mut port, b"CONF:RES\nREAD?\nconfigure:fresistance 10,0.001\nINIT\nFETC?\n", 2).await;
+    let r: Vec<f64> = ohms.lines().map(|l| l.parse().unwrap()).collect();
+    assert!((r[0] - 5.2).abs() < 0.01 && (r[1] - 4.9).abs() < 0.01, "{r:?}");
+    // Temperature in each unit; frequency without a signal reads 0.
+    let t = exchange(&mut port, b"UNIT:TEMP K;:MEAS:TEMP?;:UNIT:TEMP?\nMEAS:FREQ?\n", 2).await;
+    let first: Vec<&str> = t.lines().next().unwrap().split(';').collect();
+    let kelvin: f64 = first[0].parse().unwrap();
+    assert!((kelvin - 295.15).abs() < 0.5 && first[1] == "K", "{t}");
+    assert_eq!(t.lines().nth(1), Some("+0.00000000E+00"));
+    // FETC? after the function changed has no reading: no reply, and -230 queued; then the queue is empty.
+    let stale = exchange(&mut port, b"FUNC \"CURR:AC\"\nFETC?\nSYST:ERR?\nSYST:ERR?\n", 2).await;
+    assert_eq!(stale, "-230,\"Data corrupt or stale\"\n0,\"No error\"\n");
     sims.stop().await;
 }

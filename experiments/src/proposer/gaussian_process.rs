@@ -1,7 +1,7 @@
 //! The Gaussian-process proposer: Bayesian optimisation with a space-filling start.
 //!
-//! The first `initial` proposals are a space-filling design (a maximin Latin hypercube, or over a pool the
-//! farthest-point sequence of the pool), handed out in order across asks. After that, and once enough successful
+//! The first `initial` proposals are a space-filling design (a maximin Latin hypercube, or over a pool a
+//! k-means++-weighted draw of its members), handed out in order across asks. After that, and once enough successful
 //! results at different points exist (one more than the number of parameters, or the design's size if that is
 //! smaller, and at least two), every proposal comes from a Gaussian-process model of the results
 //! ([`crate::surrogate::gp`]: one length scale per feature, learned noise, and the kernel, Matérn 5/2 or squared
@@ -337,17 +337,18 @@ impl GpProposer {
             Some(gp) => (gp, false),
             None => {
                 let d = features[0].len();
+                let groups = self.history.space.feature_groups();
                 let mut starts: Vec<Hyper> = self.hyper.iter().map(|(h, _)| h.clone()).collect();
                 let gp = if size <= FULL_REFIT_UNTIL || starts.is_empty() {
                     // Besides the last estimate, fixed starts from short to long length scales, so that a model
                     // which once wrongly found a parameter irrelevant is not stuck with that; both kernels.
                     let root = (d as f64).sqrt();
                     starts.extend([0.1, 0.3, 1.0].map(|l| Hyper::new(d, l * root, 1e-4)));
-                    Gp::fit_map(&features, &outputs, &starts, &KERNELS, 100)?
+                    Gp::fit_map_tied(&features, &outputs, &starts, &KERNELS, 100, &groups)?
                 } else {
                     // With many results the estimate moves little between refits: one climb from the last one.
                     let kernel = starts[0].kernel;
-                    Gp::fit_map(&features, &outputs, &starts, &[kernel], 30)?
+                    Gp::fit_map_tied(&features, &outputs, &starts, &[kernel], 30, &groups)?
                 };
                 self.hyper = Some((gp.hyper().clone(), size));
                 (gp, true)

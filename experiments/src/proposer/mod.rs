@@ -42,6 +42,7 @@ use crate::stop::{StopReason, StopRules};
 pub use acquisition::{expected_improvement, log_expected_improvement, log_h, normal_cdf, normal_pdf};
 pub use gaussian_process::{GpProposer, ModelError};
 pub use random::RandomProposer;
+pub(crate) use search::sobol as sobol_points;
 pub use space_filling::{SpaceFillingProposer, latin_hypercube};
 
 /// The smallest distance, in coordinates, between a proposal and any told point, pending point or other

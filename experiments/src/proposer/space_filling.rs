@@ -7,7 +7,7 @@
 //! swapping coordinates between points. When more points are wanted than the design holds,
 //! the proposer takes the candidate farthest from everything already measured or in flight. Designs live in the
 //! unit cube and are mapped to allowed values ([`Space::from_cube`], then [`Space::repair`] onto the constraints);
-//! over a finite pool, the design is the farthest-point sequence of the pool itself.
+//! over a finite pool, the design is drawn from the pool itself, spread by k-means++ weighting ([`pool_design`]).
 //!
 //! The work is bounded (a few million distance computations per design), so a design for a budget of thousands
 //! of experiments is still produced quickly: it is then a plain Latin hypercube, without the maximin search.
@@ -188,8 +188,8 @@ pub(crate) fn maximin_reason(distance: f64, from_pool: bool) -> String {
     }
 }
 
-/// A space-filling design of `n` points for `space`: a maximin Latin hypercube mapped to allowed values (with a
-/// pool, the farthest-point sequence of the pool instead). Design points that cannot be made feasible are dropped.
+/// A space-filling design of `n` points for `space`: a maximin Latin hypercube mapped to allowed values, or with a
+/// pool, [`pool_design`]. Design points that cannot be made feasible are dropped.
 pub(crate) fn design(
     space: &Space,
     pool: Option<&[Vec<f64>]>,
@@ -197,12 +197,7 @@ pub(crate) fn design(
     rng: &mut Xoshiro256PlusPlus,
 ) -> Vec<Vec<f64>> {
     if let Some(pool) = pool {
-        let mut chosen: Vec<Vec<f64>> = Vec::with_capacity(n);
-        while chosen.len() < n {
-            let Some((u, _)) = maximin_point(space, &chosen, Some(pool), (None, &[]), rng) else { break };
-            chosen.push(u);
-        }
-        return chosen;
+        return pool_design(space, pool, n, rng);
     }
     let mut out: Vec<Vec<f64>> = Vec::with_capacity(n);
     for c in latin_hypercube(n, space.len(), rng) {
@@ -213,6 +208,46 @@ pub(crate) fn design(
         }
     }
     out
+}
+
+/// `n` members of `pool` drawn as k-means++ draws its seeds (Arthur and Vassilvitskii 2007): the first uniformly,
+/// each next with probability proportional to its squared feature distance from the nearest one drawn so far.
+///
+/// A pool's farthest-point sequence, the obvious space-filling design, picks its extremes: over a table of
+/// conditions, the corners (hottest and shortest, most and least concentrated), where yields are often near zero
+/// and say little about the interior; a model fitted to them saw a flat landscape and settled on the first hill it
+/// met (the learning benchmark's kinetics and ridge tables, BENCHMARKS.md). Weighting by squared distance still
+/// spreads the design, but draws from where the pool's conditions are, as a uniform sample would, and never twice
+/// from one spot.
+pub(crate) fn pool_design(space: &Space, pool: &[Vec<f64>], n: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<Vec<f64>> {
+    if pool.is_empty() || n == 0 {
+        return Vec::new();
+    }
+    let features: Vec<Vec<f64>> = pool.iter().map(|u| space.features(u)).collect();
+    let first = rng.gen_range(0..pool.len());
+    let mut chosen = vec![pool[first].clone()];
+    let mut d2: Vec<f64> = features.iter().map(|f| distance2(f, &features[first])).collect();
+    while chosen.len() < n {
+        let total: f64 = d2.iter().sum();
+        if total.is_nan() || total <= 0.0 {
+            break;
+        }
+        let mut r = rng.r#gen::<f64>() * total;
+        // The last member with weight, should rounding leave `r` past the end.
+        let mut pick = d2.iter().rposition(|w| *w > 0.0).unwrap_or(0);
+        for (i, w) in d2.iter().enumerate() {
+            if r < *w {
+                pick = i;
+                break;
+            }
+            r -= w;
+        }
+        for (w, f) in d2.iter_mut().zip(&features) {
+            *w = w.min(distance2(f, &features[pick]));
+        }
+        chosen.push(pool[pick].clone());
+    }
+    chosen
 }
 
 /// Proposes a Latin hypercube spread over the whole budget, handed out in order, then the emptiest points.
@@ -365,5 +400,30 @@ mod tests {
     fn the_same_seed_gives_the_same_design() {
         assert_eq!(latin_hypercube(8, 3, &mut rng(11)), latin_hypercube(8, 3, &mut rng(11)));
         assert_ne!(latin_hypercube(8, 3, &mut rng(11)), latin_hypercube(8, 3, &mut rng(12)));
+    }
+
+    #[test]
+    fn a_pool_design_draws_distinct_members_spread_out_and_not_only_the_extremes() {
+        let space = Space::new(vec![crate::space::Dim::new("a", 0.0, 1.0), crate::space::Dim::new("b", 0.0, 1.0)]);
+        let pool: Vec<Vec<f64>> =
+            (0..21).flat_map(|i| (0..21).map(move |j| vec![i as f64 / 20.0, j as f64 / 20.0])).collect();
+        let mut interior = 0;
+        for seed in 0..20 {
+            let d = pool_design(&space, &pool, 9, &mut rng(seed));
+            assert_eq!(d, pool_design(&space, &pool, 9, &mut rng(seed)));
+            assert_eq!(d.len(), 9);
+            for (i, u) in d.iter().enumerate() {
+                assert!(pool.contains(u));
+                assert!(d[..i].iter().all(|v| distance2(u, v) > 0.0), "{d:?}");
+            }
+            // Spread: no two of nine points closer than a grid step.
+            assert!(min_distance(&d) >= 0.05 - 1e-12);
+            interior += d.iter().filter(|u| u.iter().all(|c| *c > 0.0 && *c < 1.0)).count();
+        }
+        // Most of the pool is inside the square's border, and so is most of the design (a farthest-point sequence
+        // starts with corners).
+        assert!(interior > 20 * 9 / 2, "{interior}");
+        assert!(pool_design(&space, &pool, 0, &mut rng(1)).is_empty());
+        assert_eq!(pool_design(&space, &pool[..3], 9, &mut rng(1)).len(), 3);
     }
 }

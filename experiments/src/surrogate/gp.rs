@@ -293,7 +293,7 @@ impl Gp {
     /// Fits the hyperparameters by maximum a posteriori from each of `starts` (the best four after one
     /// evaluation each, when there are more), for each of `kernels` in turn, and returns the model at the best optimum: the
     /// kernel too is chosen by the posterior, so a smooth function gets a smooth kernel and a rough one a rough
-    /// kernel.
+    /// kernel. Every input has its own length scale.
     pub fn fit_map(
         x: &[Vec<f64>],
         y: &[f64],
@@ -301,36 +301,55 @@ impl Gp {
         kernels: &[Kernel],
         iterations: usize,
     ) -> Result<Gp, GpError> {
+        let d = starts.first().map_or(0, |h| h.log_length_scales.len());
+        Gp::fit_map_tied(x, y, starts, kernels, iterations, &(0..d).collect::<Vec<_>>())
+    }
+
+    /// [`Gp::fit_map`] with inputs that share length scales: input `j` uses length scale `groups[j]` (numbered
+    /// from 0, each number used). The length-scale prior is scaled by the number of groups. A campaign's
+    /// categorical parameter, one-hot encoded, is one group: its levels are then all as different from one
+    /// another as the data say any two are, whereas with a length scale per level, a level measured once or twice
+    /// gets the prior's long one and the model takes it to behave like every other level, and never tries it
+    /// where the others did well (the learning benchmark's kinetics, BENCHMARKS.md).
+    pub fn fit_map_tied(
+        x: &[Vec<f64>],
+        y: &[f64],
+        starts: &[Hyper],
+        kernels: &[Kernel],
+        iterations: usize,
+        groups: &[usize],
+    ) -> Result<Gp, GpError> {
         let n = y.len();
         let d = starts.first().map_or(0, |h| h.log_length_scales.len());
-        if n == 0 || x.len() != n || x.iter().any(|r| r.len() != d) {
-            return Err(GpError::Data(format!("{} inputs, {n} outputs", x.len())));
+        let g = groups.iter().max().map_or(0, |m| m + 1);
+        if n == 0 || x.len() != n || x.iter().any(|r| r.len() != d) || groups.len() != d {
+            return Err(GpError::Data(format!("{} inputs, {n} outputs, {} groups", x.len(), groups.len())));
         }
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
-        let prior = length_scale_prior(d);
+        let prior = length_scale_prior(g);
         let settings = Lbfgs { iterations, memory: 8, first_step: 1.0, x_tolerance: 1e-6, f_tolerance: 1e-10 };
         let mut best: Option<(f64, Kernel, Vec<f64>)> = None;
         for &kernel in kernels {
-            let mut objective = |v: &[f64]| neg_log_posterior(&flat, n, d, y, v, kernel, prior);
+            let mut objective = |w: &[f64]| neg_log_posterior(&flat, n, y, &expand(w, groups), groups, kernel, prior);
             let mut scored: Vec<(f64, Vec<f64>)> = starts
                 .iter()
                 .map(|h| {
-                    let mut v = h.to_vec();
-                    Hyper::clamp(&mut v);
-                    (objective(&v).map_or(f64::INFINITY, |(f, _)| f), v)
+                    let mut w = compress(&h.to_vec(), groups, g);
+                    Hyper::clamp(&mut w);
+                    (objective(&w).map_or(f64::INFINITY, |(f, _)| f), w)
                 })
                 .collect();
             scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-            for (f0, v) in scored.iter().take(4).filter(|(f, _)| f.is_finite()) {
-                let found = minimize(&mut objective, v, &|v: &mut [f64]| Hyper::clamp(v), settings);
-                let (f, v) = found.map_or((*f0, v.clone()), |m| (m.value, m.x));
+            for (f0, w) in scored.iter().take(4).filter(|(f, _)| f.is_finite()) {
+                let found = minimize(&mut objective, w, &|w: &mut [f64]| Hyper::clamp(w), settings);
+                let (f, w) = found.map_or((*f0, w.clone()), |m| (m.value, m.x));
                 if best.as_ref().is_none_or(|(b, _, _)| f < *b) {
-                    best = Some((f, kernel, v));
+                    best = Some((f, kernel, w));
                 }
             }
         }
-        let (_, kernel, v) = best.ok_or(GpError::NoLikelihood)?;
-        Gp::fit(x, y, &Hyper::from_vec(kernel, &v), Mean::Profiled)
+        let (_, kernel, w) = best.ok_or(GpError::NoLikelihood)?;
+        Gp::fit(x, y, &Hyper::from_vec(kernel, &expand(&w, groups)), Mean::Profiled)
     }
 
     /// The hyperparameters.
@@ -466,6 +485,27 @@ impl Gp {
     }
 }
 
+/// Per-input hyperparameters (`ln ℓ` per input, `ln s²`, `ln σ²`) from per-group ones.
+fn expand(w: &[f64], groups: &[usize]) -> Vec<f64> {
+    let g = w.len() - 2;
+    let mut v: Vec<f64> = groups.iter().map(|k| w[*k]).collect();
+    v.extend_from_slice(&w[g..]);
+    v
+}
+
+/// Per-group hyperparameters from per-input ones: each group's log length scale is the mean of its inputs'.
+fn compress(v: &[f64], groups: &[usize], g: usize) -> Vec<f64> {
+    let d = groups.len();
+    let mut sums = vec![(0.0, 0usize); g];
+    for (k, l) in groups.iter().zip(&v[..d]) {
+        sums[*k].0 += l;
+        sums[*k].1 += 1;
+    }
+    let mut w: Vec<f64> = sums.iter().map(|(s, c)| s / (*c).max(1) as f64).collect();
+    w.extend_from_slice(&v[d..]);
+    w
+}
+
 /// The generalised-least-squares constant mean, `1ᵀK⁻¹y / 1ᵀK⁻¹1`, from the factor `l` of `K`.
 fn profiled_mean(l: &[f64], n: usize, y: &[f64]) -> f64 {
     let mut ones = vec![1.0; n];
@@ -477,17 +517,20 @@ fn profiled_mean(l: &[f64], n: usize, y: &[f64]) -> f64 {
     if den > 0.0 && (num / den).is_finite() { num / den } else { 0.0 }
 }
 
-/// The negative log posterior of hyperparameters `v` (`ln ℓ`…, `ln s²`, `ln σ²`) and its gradient, or `None`
-/// where the covariance cannot be factorised.
+/// The negative log posterior of hyperparameters `v` (`ln ℓ` per input, `ln s²`, `ln σ²`) whose inputs share
+/// length scales by `groups`, and its gradient with respect to the per-group values (`ln ℓ` per group, `ln s²`,
+/// `ln σ²`), or `None` where the covariance cannot be factorised.
 fn neg_log_posterior(
     x: &[f64],
     n: usize,
-    d: usize,
     y: &[f64],
     v: &[f64],
+    groups: &[usize],
     kernel: Kernel,
     prior: (f64, f64),
 ) -> Option<(f64, Vec<f64>)> {
+    let d = groups.len();
+    let g = groups.iter().max().map_or(0, |m| m + 1);
     let inv_ls2: Vec<f64> = v[..d].iter().map(|l| (-2.0 * l).exp()).collect();
     let signal = v[d].exp();
     let noise = v[d + 1].exp();
@@ -510,9 +553,15 @@ fn neg_log_posterior(
     let (mu, sd) = prior;
     let mut value = 0.5 * quad + 0.5 * log_det + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
     let mut grad = vec![0.0; d + 2];
-    for j in 0..d {
-        value += 0.5 * ((v[j] - mu) / sd).powi(2);
-        grad[j] += (v[j] - mu) / (sd * sd);
+    // The prior applies once per group, at the group's first input (whose gradient then goes to the group), in
+    // the same order of operations as with a length scale per input.
+    let mut seen = vec![false; g];
+    for (j, k) in groups.iter().enumerate() {
+        if !seen[*k] {
+            seen[*k] = true;
+            value += 0.5 * ((v[j] - mu) / sd).powi(2);
+            grad[j] += (v[j] - mu) / (sd * sd);
+        }
     }
     value += 0.5 * (v[d] / LOG_SIGNAL_PRIOR_SD).powi(2);
     grad[d] += v[d] / (LOG_SIGNAL_PRIOR_SD * LOG_SIGNAL_PRIOR_SD);
@@ -529,10 +578,10 @@ fn neg_log_posterior(
             let w = inv[i * n + j] - alpha[i] * alpha[j];
             let xj = &x[j * d..(j + 1) * d];
             let r2 = scaled_distance2(xi, xj, &inv_ls2);
-            let (c, g) = kernel.eval(r2.sqrt());
+            let (c, slope) = kernel.eval(r2.sqrt());
             // Both triangles, times ½.
             grad[d] += w * signal * c;
-            let ws = w * signal * g;
+            let ws = w * signal * slope;
             for q in 0..d {
                 let delta = xi[q] - xj[q];
                 grad[q] += ws * delta * delta * inv_ls2[q];
@@ -541,7 +590,14 @@ fn neg_log_posterior(
     }
     grad[d] += 0.5 * diag * signal;
     grad[d + 1] += 0.5 * diag * noise;
-    Some((value, grad))
+    // Per group, the inputs' gradients add up (with one input per group, exactly the input's gradient).
+    let mut grouped = vec![0.0; g + 2];
+    for (j, k) in groups.iter().enumerate() {
+        grouped[*k] += grad[j];
+    }
+    grouped[g] = grad[d];
+    grouped[g + 1] = grad[d + 1];
+    Some((value, grouped))
 }
 
 #[cfg(test)]
@@ -561,15 +617,15 @@ mod tests {
         let v = vec![-1.0, 0.4, 0.2, -5.0];
         let prior = length_scale_prior(2);
         for kernel in [Kernel::Matern52, Kernel::SquaredExponential] {
-            let (f, g) = neg_log_posterior(&flat, 12, 2, &y, &v, kernel, prior).unwrap();
+            let (f, g) = neg_log_posterior(&flat, 12, &y, &v, &[0, 1], kernel, prior).unwrap();
             for k in 0..4 {
                 let h = 1e-6;
                 let mut up = v.clone();
                 up[k] += h;
                 let mut down = v.clone();
                 down[k] -= h;
-                let fd = (neg_log_posterior(&flat, 12, 2, &y, &up, kernel, prior).unwrap().0
-                    - neg_log_posterior(&flat, 12, 2, &y, &down, kernel, prior).unwrap().0)
+                let fd = (neg_log_posterior(&flat, 12, &y, &up, &[0, 1], kernel, prior).unwrap().0
+                    - neg_log_posterior(&flat, 12, &y, &down, &[0, 1], kernel, prior).unwrap().0)
                     / (2.0 * h);
                 assert!((fd - g[k]).abs() < 1e-5 * (1.0 + fd.abs()), "component {k}: {fd} vs {}", g[k]);
             }
@@ -580,6 +636,31 @@ mod tests {
                 + v[3].exp() / NOISE_PENALTY_SCALE;
             assert!((f - prior_terms + gp.log_likelihood()).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn tied_length_scales_have_the_summed_gradient_and_fit() {
+        let x: Vec<Vec<f64>> = (0..10).map(|i| vec![i as f64 / 9.0, (i % 2) as f64, 1.0 - (i % 2) as f64]).collect();
+        let y: Vec<f64> = x.iter().map(|p| (4.0 * p[0]).sin() + 0.8 * p[1]).collect();
+        let flat: Vec<f64> = x.iter().flatten().copied().collect();
+        let groups = [0, 1, 1];
+        let w = vec![-0.7, 0.3, 0.1, -6.0];
+        let prior = length_scale_prior(2);
+        let at = |w: &[f64]| neg_log_posterior(&flat, 10, &y, &expand(w, &groups), &groups, Kernel::Matern52, prior);
+        let (_, g) = at(&w).unwrap();
+        assert_eq!(g.len(), 4);
+        for k in 0..4 {
+            let (mut up, mut down) = (w.clone(), w.clone());
+            up[k] += 1e-6;
+            down[k] -= 1e-6;
+            let fd = (at(&up).unwrap().0 - at(&down).unwrap().0) / 2e-6;
+            assert!((fd - g[k]).abs() < 1e-5 * (1.0 + fd.abs()), "component {k}: {fd} vs {}", g[k]);
+        }
+        let start = Hyper::new(3, 0.5, 1e-3);
+        let fitted = Gp::fit_map_tied(&x, &y, &[start], &[Kernel::Matern52], 80, &groups).unwrap();
+        let ls = fitted.hyper().length_scales();
+        assert_eq!(ls[1], ls[2]);
+        assert!(Gp::fit_map_tied(&x, &y, &[Hyper::new(3, 0.5, 1e-3)], &[Kernel::Matern52], 5, &[0, 1]).is_err());
     }
 
     #[test]

@@ -75,10 +75,9 @@ pub fn apply_step_results(
                     let (_, s, st) = steps.get(e).ok()?;
                     (s.index > step.index && st.is_pending() && inst.matches(&s.on)).then_some((e, s.estimate))
                 });
-                // A promise already made to another experiment's step with a maximum wait comes first: keeping the
-                // instrument would break it.
-                let promised =
-                    holds.0.iter().any(|h| steps.get(h.step).is_ok_and(|(_, s, _)| s.experiment != step.experiment));
+                // A promise already made to another step with a maximum wait (of another experiment, or a later step of
+                // this one) comes first: keeping the instrument for the next step would break it.
+                let promised = holds.0.iter().any(|h| !h.kept && next.is_none_or(|(n, _)| h.step != n));
                 match next {
                     Some(_) if promised => record.recorder.send(RecordEvent::say(
                         record.campaign,
@@ -87,7 +86,7 @@ pub fn apply_step_results(
                         Some(&inst.name),
                         format!(
                             "`{}` asked to keep {} for its experiment, but the keep was let go: {} is promised to \
-                             another experiment's step that must start within its maximum wait",
+                             another step that must start within its maximum wait",
                             step.name, inst.name, inst.name
                         ),
                     )),

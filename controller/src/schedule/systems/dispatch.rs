@@ -298,7 +298,7 @@ pub fn assign_instruments(
                 _ => Ok(None),
             }
         };
-        let mut pick: Option<(Entity, Option<Place>, (Vec<(Entity, Hold)>, Held), String)> = None;
+        let mut pick: Option<(Entity, Option<Place>, (Vec<(Entity, Hold)>, Held, Vec<Entity>), String)> = None;
         // When the plan has this instrument wait for a step that is not ready yet, the time that step is due.
         let mut due: Option<f64> = None;
         if planned {
@@ -324,7 +324,9 @@ pub fn assign_instruments(
                 }
                 match feasible(e, &deck, &schedule) {
                     Ok(dest) => {
-                        if let Some(holds) = follower_holds(e, now, &steps, &dependents, &instruments, &schedule) {
+                        if let Some(holds) =
+                            follower_holds(e, now, &steps, &dependents, &instruments, &schedule, &chosen)
+                        {
                             pick = Some((
                                 e,
                                 dest,
@@ -383,7 +385,7 @@ pub fn assign_instruments(
                 let holds = if elsewhere || in_gap {
                     None
                 } else {
-                    follower_holds(key.step, now, &steps, &dependents, &instruments, &schedule)
+                    follower_holds(key.step, now, &steps, &dependents, &instruments, &schedule, &chosen)
                 };
                 let Some(holds) = holds else {
                     passed += 1;
@@ -407,7 +409,7 @@ pub fn assign_instruments(
                 index.remove(step);
             }
         }
-        let Some((step_entity, destination, (holds, held), reason)) = pick else {
+        let Some((step_entity, destination, (holds, held, unheld), reason)) = pick else {
             // Held idle for a planned step due at `t`: look again just after it, when the gap is over and the
             // instrument may take other work if that step is late.
             if let Some(t) = due.filter(|&t| t >= now - DUE_SLACK) {
@@ -419,6 +421,22 @@ pub fn assign_instruments(
         // A step that must be followed within a maximum wait starts only with its followers' instruments held.
         if matches!(held, Held::Elsewhere) {
             stale = true;
+        }
+        // ... or, where waiting could last forever, with what it could hold: the record says which follower may
+        // start late, before it does.
+        if !unheld.is_empty()
+            && let Ok((_, step, _)) = steps.get(step_entity)
+        {
+            let seq = experiments.get(step.experiment).map_or(0, |(e, _)| e.seq);
+            for (_, f, _) in unheld.iter().filter_map(|&f| steps.get(f).ok()) {
+                let within = f.rules.within.map_or_else(String::new, |w| w.to_string());
+                let message = format!(
+                    "`{}` of experiment #{seq} starts although no instrument could be held for `{}`, which must start \
+                     within {within} of it: `{}` may start late",
+                    step.name, f.name, f.name
+                );
+                record.recorder.send(RecordEvent::say(record.campaign, now, "warning", Some(&inst.name), message));
+            }
         }
         for (e, h) in holds {
             if let Ok((_, _, _, mut hs)) = instruments.get_mut(e) {
@@ -551,8 +569,8 @@ enum Held {
     Elsewhere,
 }
 
-/// The holds to make on instruments for the steps that must follow `step` within a maximum wait; `None` if one
-/// cannot be held, in which case `step` must not start yet. A follower is held on its planned instrument if that one can be held,
+/// The holds to make on instruments for the steps that must follow `step` within a maximum wait, and the followers
+/// left without one; `None` if one cannot be held, in which case `step` must not start yet. A follower is held on its planned instrument if that one can be held,
 /// else on any other that can run it; `step`'s own holds do not count against its followers' (they go when it
 /// starts).
 fn follower_holds(
@@ -562,27 +580,46 @@ fn follower_holds(
     dependents: &Query<&Dependents>,
     instruments: &Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
     schedule: &Schedule,
-) -> Option<(Vec<(Entity, Hold)>, Held)> {
-    let Ok((_, s, _)) = steps.get(step) else { return Some((Vec::new(), Held::AsPlanned)) };
+    chosen: &[(Entity, Entity, Option<Place>, String)],
+) -> Option<(Vec<(Entity, Hold)>, Held, Vec<Entity>)> {
+    let Ok((_, s, _)) = steps.get(step) else { return Some((Vec::new(), Held::AsPlanned, Vec::new())) };
     if !s.leads_within {
-        return Some((Vec::new(), Held::AsPlanned));
+        return Some((Vec::new(), Held::AsPlanned, Vec::new()));
     }
+    // The followers whose last dependency to start is `step`: every other one has succeeded, runs, or was given an
+    // instrument in this frame.
+    let started =
+        |p: Entity| chosen.iter().any(|c| c.1 == p) || matches!(steps.get(p), Ok((_, _, StepState::Running { .. })));
     let followers: Vec<(Entity, Step)> = dependents
         .get(step)
         .map(|d| d.0.as_slice())
         .unwrap_or_default()
         .iter()
         .filter_map(|&d| steps.get(d).ok())
-        .filter(|(_, f, st)| f.rules.within.is_some() && matches!(st, StepState::Waiting { remaining: 1 }))
+        .filter(|(_, f, st)| {
+            f.rules.within.is_some()
+                && matches!(st, StepState::Waiting { remaining }
+                    if *remaining == 1 + f.after.iter().filter(|&&p| p != step && started(p)).count())
+        })
         .map(|(e, f, _)| (e, f.clone()))
         .collect();
     // Which instrument each follower would be held on: honouring the holds already made (`existing`), or only
     // those among the followers themselves; `partial` skips a follower that cannot be held instead of failing.
-    let choose = |existing: bool, partial: bool| -> Option<(Vec<(Entity, Hold)>, Held)> {
+    let choose = |existing: bool, partial: bool| -> Option<(Vec<(Entity, Hold)>, Held, Vec<Entity>)> {
         let mut holds: Vec<(Entity, Hold)> = Vec::new();
         let mut held = Held::AsPlanned;
+        let mut unheld = Vec::new();
         for (fe, f) in &followers {
-            let from = now + s.estimate * 0.8;
+            // When the follower is expected to be ready (its dependencies' expected ends), the hold's start a fifth
+            // of the way before that, and the latest the follower may start.
+            let ready = f
+                .after
+                .iter()
+                .filter(|&&p| p != step)
+                .map(|&p| expected_end(p, now, steps, chosen))
+                .fold(now + s.estimate, f64::max);
+            let from = ready - (ready - now) * 0.2;
+            let latest = ready + f.rules.within.map_or(f64::INFINITY, |w| w.0);
             let planned = schedule.assigned.get(fe).map(|a| a.0);
             let mut candidates: Vec<(bool, usize, Entity)> = instruments
                 .iter()
@@ -590,6 +627,10 @@ fn follower_holds(
                     i.matches(&f.on)
                         && !matches!(a, Availability::Offline { .. } | Availability::Unknown { .. })
                         && !h.0.iter().any(|k| k.kept && k.step != *fe)
+                        // An instrument busy past the follower's latest start cannot be held for it yet, as a hold
+                        // in the way cannot; both go in time, so this too is only a reason to wait.
+                        && (!existing || !matches!(a, Availability::Busy { step } if expected_end(*step, now, steps, chosen) > latest))
+                        && (!existing || !chosen.iter().any(|c| c.0 == *e && expected_end(c.1, now, steps, chosen) > latest))
                         && h.0
                             .iter()
                             .filter(|_| existing)
@@ -607,11 +648,11 @@ fn follower_holds(
                     }
                     holds.push((e, Hold { step: *fe, from, duration: f.estimate, kept: false }));
                 }
-                None if partial => {}
+                None if partial => unheld.push(*fe),
                 None => return None,
             }
         }
-        Some((holds, held))
+        Some((holds, held, unheld))
     };
     // Waiting is right only while another step's hold is in the way, since that hold goes when its step starts. If
     // the followers cannot all be held even among themselves (two must follow at once on one instrument), or if this
@@ -622,6 +663,21 @@ fn follower_holds(
         Some(chosen) => Some(chosen),
         None if self_held || choose(false, false).is_none() => choose(true, true),
         None => None,
+    }
+}
+
+/// When step `p` is expected to end: given an instrument in this frame (`chosen`), now plus its estimate; running,
+/// its start plus its estimate (or now, if late); otherwise now.
+fn expected_end(
+    p: Entity,
+    now: f64,
+    steps: &Query<(Entity, &Step, &mut StepState)>,
+    chosen: &[(Entity, Entity, Option<Place>, String)],
+) -> f64 {
+    match steps.get(p) {
+        Ok((_, s, _)) if chosen.iter().any(|c| c.1 == p) => now + s.estimate,
+        Ok((_, s, StepState::Running { started, .. })) => (started + s.estimate).max(now),
+        _ => now,
     }
 }
 

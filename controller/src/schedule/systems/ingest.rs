@@ -33,8 +33,8 @@ pub fn drain_inbox(
             Inbound::StepEnded { step, result, started, ended: at } => {
                 ended.write(StepEnded { step, result, started, ended: at });
             }
-            Inbound::Proposals { asked: n, proposals, stop } => {
-                arrived.write(ProposalsArrived { asked: n, proposals, stop });
+            Inbound::Proposals { asked: n, proposals, stop, claims } => {
+                arrived.write(ProposalsArrived { asked: n, proposals, stop, claims });
             }
             Inbound::Operator(r) => {
                 asked.write(OperatorAsked(r));

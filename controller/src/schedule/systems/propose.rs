@@ -36,14 +36,15 @@ pub fn receive_proposals(
             state.stopping = true;
             state.stop_reason = Some("the proposer has nothing more to propose".to_owned());
         }
-        for p in &a.proposals {
+        for (i, p) in a.proposals.iter().enumerate() {
             let id = state.next_proposal;
             state.next_proposal += 1;
+            let row = ProposalRow { claim: a.claims.get(i).cloned(), ..ProposalRow::new(p, state.told.clone()) };
             record.recorder.send(RecordEvent::Proposal {
                 id,
                 campaign: record.campaign,
                 at: clock.now(),
-                proposal: Box::new(ProposalRow::new(p, state.told.clone())),
+                proposal: Box::new(row),
             });
             state.queue.push_back((id, p.clone()));
         }

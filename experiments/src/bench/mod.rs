@@ -9,11 +9,20 @@
 //!   result is told and one new experiment is asked for), which measures what batching costs per evaluation.
 //! - Two objectives (Branin–Currin): the hypervolume of the Pareto front found in 30 evaluations.
 //! - Proposal latency with 50 and 200 observations.
+//! - Landscapes shaped like a lab's problems ([`landscape`]: a narrow ridge beside a decoy, Michalewicz, a needle in
+//!   a categorical table, catalyst kinetics), continuous, table-restricted and noisy: how many seeds reach the
+//!   target within the budget, and how soon.
 //!
 //! Every figure is a median (or a count) over seeds `0..seeds`, since single runs of any optimiser vary widely.
 //! The suite is pure computation except for latency, which needs a clock: the caller passes one, so this crate
 //! still reads none itself. `lab bench learn` and `cargo bench -p experiments` run it and print
 //! [`LearnReport`]'s table.
+
+pub mod kinetics;
+pub mod landscape;
+pub mod michalewicz;
+pub mod needle;
+pub mod ridge;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,7 +34,7 @@ use crate::space::{Dim, Encoding, Level};
 use crate::{Objective, Point, Space, hypervolume};
 
 /// The Buchwald–Hartwig lookup table (see `experiments/datasets/README.md` for its source and licence).
-pub const BUCHWALD_A: &str = include_str!("../datasets/buchwald_a.csv");
+pub const BUCHWALD_A: &str = include_str!("../../datasets/buchwald_a.csv");
 
 /// A test function to minimise over a box.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +130,10 @@ pub struct LearnOptions {
     pub multi_objective: bool,
     /// The numbers of observations to measure proposal latency at (empty for none).
     pub latency_at: Vec<usize>,
+    /// Whether to run the landscapes ([`suite`]).
+    pub landscapes: bool,
+    /// Which landscapes to run, by name (`ridge`, `ridge/table/noisy`); empty runs them all.
+    pub landscape_names: Vec<String>,
 }
 
 impl Default for LearnOptions {
@@ -134,6 +147,8 @@ impl Default for LearnOptions {
             lookup: true,
             multi_objective: true,
             latency_at: vec![50, 200],
+            landscapes: true,
+            landscape_names: Vec::new(),
         }
     }
 }
@@ -257,6 +272,37 @@ pub struct LearnReport {
     pub multi: Vec<MultiRow>,
     /// Latency.
     pub latency: Vec<LatencyRow>,
+    /// Landscapes.
+    pub landscapes: Vec<LandscapeRow>,
+}
+
+/// One landscape with one method, over every seed.
+#[derive(Debug, Clone)]
+pub struct LandscapeRow {
+    /// The landscape's name.
+    pub landscape: String,
+    /// The method.
+    pub method: String,
+    /// The budget.
+    pub budget: usize,
+    /// How the target was set.
+    pub rule: String,
+    /// The experiment at which each seed first reached the target, if it did.
+    pub hits: Vec<Option<usize>>,
+}
+
+impl LandscapeRow {
+    /// How many seeds reached the target.
+    pub fn hit_count(&self) -> usize {
+        self.hits.iter().filter(|h| h.is_some()).count()
+    }
+
+    /// The median over all seeds of the experiments to reach the target (seeds that never did count as
+    /// infinite; `None` when fewer than half did).
+    pub fn median(&self) -> Option<f64> {
+        let v: Vec<f64> = self.hits.iter().map(|h| h.map_or(f64::INFINITY, |n| n as f64)).collect();
+        Some(quantile(&v, 0.5)).filter(|m| m.is_finite())
+    }
 }
 
 /// The `q`-quantile (linear interpolation) of `values`; infinite values sort last.
@@ -489,6 +535,21 @@ pub fn learn_suite(options: &LearnOptions, clock: &dyn Fn() -> Instant) -> Learn
             report.multi.push(MultiRow { method, budget, hypervolumes, best });
         }
     }
+    if options.landscapes {
+        let chosen =
+            |l: &landscape::Landscape| options.landscape_names.is_empty() || options.landscape_names.contains(&l.name);
+        for l in suite().into_iter().filter(chosen) {
+            let mut methods = vec![("GP LogEI".to_owned(), default_gp(l.dims()))];
+            if options.random {
+                methods.insert(0, ("random".to_owned(), ProposerConfig::Random));
+            }
+            for (method, config) in methods {
+                let hits = (0..seeds).map(|seed| landscape::landscape_run(&config, &l, seed)).collect();
+                let (landscape, budget, rule) = (l.name.clone(), l.budget, l.rule.clone());
+                report.landscapes.push(LandscapeRow { landscape, method, budget, rule, hits });
+            }
+        }
+    }
     for &n in &options.latency_at {
         let mut samples = Vec::new();
         let mut refits = 0;
@@ -603,6 +664,30 @@ impl fmt::Display for LearnReport {
             }
             writeln!(f)?;
         }
+        if !self.landscapes.is_empty() {
+            writeln!(f, "Landscapes: experiments until a true value reaches the target (one at a time)")?;
+            writeln!(f, "| landscape | method | budget | target | hits | median | worst | per seed |")?;
+            writeln!(f, "|---|---|---|---|---|---|---|---|")?;
+            for r in &self.landscapes {
+                let per_seed: Vec<String> =
+                    r.hits.iter().map(|h| h.map_or("-".to_owned(), |n| n.to_string())).collect();
+                let worst = r.hits.iter().try_fold(0, |m, h| h.map(|h| m.max(h)));
+                writeln!(
+                    f,
+                    "| {} | {} | {} | {} | {}/{} | {} | {} | {} |",
+                    r.landscape,
+                    r.method,
+                    r.budget,
+                    r.rule,
+                    r.hit_count(),
+                    r.hits.len(),
+                    r.median().map_or(format!(">{}", r.budget), |m| format!("{m}")),
+                    worst.map_or(format!(">{}", r.budget), |m| m.to_string()),
+                    per_seed.join(" ")
+                )?;
+            }
+            writeln!(f)?;
+        }
         if !self.latency.is_empty() {
             writeln!(f, "Proposal latency (GP LogEI, one proposal after each result, Hartmann-6)")?;
             writeln!(f, "| observations | proposals timed | p50 | p95 | max | with hyperparameter re-estimation |")?;
@@ -631,6 +716,32 @@ pub fn random_within(n: usize, k: usize, draws: usize) -> f64 {
         miss *= (n - k).saturating_sub(i) as f64 / (n - i) as f64;
     }
     1.0 - miss
+}
+
+/// Every landscape of the suite: each kind in its continuous (or mixed) form where it has one and its
+/// table-restricted form, each also noisy.
+pub fn suite() -> Vec<landscape::Landscape> {
+    let clean = vec![
+        ridge::landscape(),
+        ridge::table(),
+        michalewicz::landscape(),
+        michalewicz::table(),
+        needle::table(),
+        kinetics::landscape(),
+        kinetics::table(),
+    ];
+    let noisy: Vec<landscape::Landscape> = clean.iter().map(|l| l.noisy(noise_for(l.kind))).collect();
+    clean.into_iter().chain(noisy).collect()
+}
+
+/// The noise of a kind's noisy version: about 3% of its optimum.
+fn noise_for(kind: &str) -> f64 {
+    match kind {
+        "ridge" => ridge::NOISE,
+        "michalewicz" => michalewicz::NOISE,
+        "needle" => needle::NOISE,
+        _ => kinetics::NOISE,
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,373 @@
+//! The fleet's figures on a throwaway PostgreSQL cluster (BENCHMARKS.md, "Fleet"): claim latency, proposals per
+//! second through the whole path, result to learner, catch-up after an outage, and learner failover.
+//!
+//! `cargo bench -p controller --bench fleet` runs them all (about five minutes, most of it the 60 s outage);
+//! `LAB_BENCH_OUTAGE=10` shortens the outage. Each figure is printed with what it measured.
+
+#[path = "../tests/fleet/pg.rs"]
+mod pg;
+#[path = "../tests/fleet/proxy.rs"]
+mod proxy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use controller::fleet::Hub;
+use controller::fleet::ship::Shipper;
+use controller::record::{Hex, Record, RecordEvent};
+
+const LAB: &str = env!("CARGO_BIN_EXE_lab");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn write_campaign(dir: &Path, name: &str, budget: usize, in_flight: usize) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("experiments/campaigns/demo.campaign.ron"))
+        .unwrap()
+        .replace("name: \"demo\"", &format!("name: {name:?}"))
+        .replace(
+            "\"../../protocols/library/condensation.protocol.ron\"",
+            &format!("{:?}", repo().join("protocols/library/condensation.protocol.ron").display().to_string()),
+        )
+        .replace(
+            "\"../../devices/labs/sim.lab.ron\"",
+            &format!("{:?}", repo().join("devices/labs/sim.lab.ron").display().to_string()),
+        )
+        .replace("budget: 24", &format!("budget: {budget}"))
+        .replace("in_flight: 4", &format!("in_flight: {in_flight}"))
+        .replace("proposer: GaussianProcess(initial: 8, acquisition: LogExpectedImprovement)", "proposer: Random");
+    let p = dir.join(format!("{name}.campaign.ron"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn spawn(args: &[&str], hub: &str, dir: &Path, log: &str) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(log)).unwrap();
+    Command::new(LAB)
+        .args(args)
+        .env("LAB_HUB", hub)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn wait(child: &mut Child, bound: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < bound {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// Claims through `fleet.claim` as a workcell does, 32 proposals kept open by a publisher: the transaction's latency,
+/// and the latency from a publisher's commit (with its NOTIFY) to the claim's commit.
+fn claim_latency(pg: &pg::PgCluster) {
+    let url = pg.url();
+    let publisher = pg::Sql::connect(&url);
+    let mut claimer = pg::Sql::connect(&url);
+    publisher.execute(
+        "INSERT INTO fleet.campaigns (name, campaign_path, campaign_text, campaign_sha256, protocol_path, protocol_text,
+             protocol_sha256, needs, budget, in_flight) VALUES ('claims', '-', '-', '-', '-', '-', '-', '{kind:Hotplate}', 100000, 32);
+         INSERT INTO fleet.workcells (name, lab_name, lab_sha256, capabilities) VALUES ('bench', 'sim', '', '{kind:Hotplate}');
+         INSERT INTO fleet.proposals (campaign, seq, needs, params, proposal)
+             SELECT 'claims', s, '{kind:Hotplate}', '{}', '{}' FROM generate_series(1, 32) s",
+    );
+    claimer.execute("LISTEN fleet_open");
+    let mut tx_ms = Vec::new();
+    let mut notify_ms = Vec::new();
+    let mut next = 33;
+    for i in 0..2000 {
+        let t = Instant::now();
+        let n = claimer.count("SELECT count(*) FROM fleet.claim('bench', 'claims', 1)");
+        tx_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(n, 1);
+        if i % 10 == 0 {
+            // Every tenth time the claimer drains the open set and waits for the publisher's NOTIFY, so that the
+            // latency is measured from the publisher's commit.
+            let drained = claimer.count("SELECT count(*) FROM fleet.claim('bench', 'claims', 100)");
+            let t = Instant::now();
+            publisher.execute(&format!(
+                "BEGIN; INSERT INTO fleet.proposals (campaign, seq, needs, params, proposal)
+                 SELECT 'claims', s, '{{kind:Hotplate}}', '{{}}', '{{}}' FROM generate_series({next}, {}) s;
+                 SELECT pg_notify('fleet_open', 'claims'); COMMIT",
+                next + drained
+            ));
+            next += drained + 1;
+            let note =
+                claimer.rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), claimer.notes.recv()).await });
+            assert!(note.is_ok());
+            let n = claimer.count("SELECT count(*) FROM fleet.claim('bench', 'claims', 1)");
+            assert_eq!(n, 1);
+            notify_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        // The publisher refills the open set, as the learner does.
+        let k = if i % 10 == 0 { 1 } else { 0 };
+        publisher.execute(&format!(
+            "INSERT INTO fleet.proposals (campaign, seq, needs, params, proposal)
+             SELECT 'claims', s, '{{kind:Hotplate}}', '{{}}', '{{}}' FROM generate_series({next}, {}) s",
+            next + k
+        ));
+        next += k + 1;
+    }
+    // The claims campaign is no campaign a workcell could run: close it before the next figure.
+    publisher.execute(
+        "UPDATE fleet.proposals SET state = 'withdrawn' WHERE campaign = 'claims' AND state = 'open';
+         UPDATE fleet.proposals SET state = 'succeeded' WHERE campaign = 'claims' AND state = 'claimed';
+         UPDATE fleet.campaigns SET status = 'finished' WHERE name = 'claims';",
+    );
+    println!(
+        "claim: fleet.claim transaction p50 {:.2} ms p95 {:.2} ms ({} claims, 32 open); publish+NOTIFY to claim committed p50 {:.2} ms p95 {:.2} ms ({} times)",
+        percentile(&mut tx_ms.clone(), 0.5),
+        percentile(&mut tx_ms, 0.95),
+        2000,
+        percentile(&mut notify_ms.clone(), 0.5),
+        percentile(&mut notify_ms, 0.95),
+        notify_ms.len()
+    );
+}
+
+/// A whole fleet on simulators at a very high time scale: a learner and three workcells of the demo lab. Proposals
+/// per second from the first publication to the last result told; and, per result, the wall time from the workcell's
+/// `ExperimentFinished` to the learner's tell.
+fn whole_path(pg: &pg::PgCluster, budget: usize) {
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = write_campaign(dir.path(), "throughput", budget, 16);
+    let sql = pg::Sql::connect(&url);
+    sql.execute("ALTER TABLE fleet.results ADD COLUMN IF NOT EXISTS told_at timestamptz");
+    sql.execute(
+        "CREATE OR REPLACE FUNCTION bench_told() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.told IS NOT NULL AND OLD.told IS NULL THEN NEW.told_at := clock_timestamp(); END IF; RETURN NEW; END $$;
+         DROP TRIGGER IF EXISTS bench_told ON fleet.results;
+         CREATE TRIGGER bench_told BEFORE UPDATE ON fleet.results FOR EACH ROW EXECUTE FUNCTION bench_told();",
+    );
+    let lab_text = std::fs::read_to_string(repo().join("devices/labs/sim.lab.ron"))
+        .unwrap()
+        .replace("simulation: (seed: 7, time_scale: 400)", "simulation: (seed: 7, time_scale: 200000)");
+    let mut cells = Vec::new();
+    for name in ["wc-1", "wc-2", "wc-3"] {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("lab.ron"), &lab_text).unwrap();
+        cells.push(d);
+    }
+    let t0 = Instant::now();
+    let mut learner = spawn(&["fleet", "learn", campaign.to_str().unwrap(), "-q"], &url, dir.path(), "learner.log");
+    let mut workcells: Vec<Child> = cells
+        .iter()
+        .zip(["wc-1", "wc-2", "wc-3"])
+        .map(|(d, n)| {
+            spawn(&["workcell", "--lab", "lab.ron", "--db", "lab.db", "--name", n, "-q"], &url, d, "workcell.log")
+        })
+        .collect();
+    let finished = wait(&mut learner, Duration::from_secs(900));
+    let wall = t0.elapsed().as_secs_f64();
+    for w in workcells.iter_mut() {
+        wait(w, Duration::from_secs(120));
+    }
+    let told = sql.count("SELECT count(*) FROM fleet.results WHERE told IS NOT NULL");
+    let span: Vec<f64> = sql.floats(
+        "SELECT extract(epoch FROM max(r.told_at) - min(p.published_at))::float8 FROM fleet.results r, fleet.proposals p
+         WHERE r.campaign = 'throughput' AND p.campaign = 'throughput'",
+    );
+    // Each result's ExperimentFinished, in wall time: the local campaign's start plus its lab time over its scale.
+    let mut latency = Vec::new();
+    for (d, name) in cells.iter().zip(["wc-1", "wc-2", "wc-3"]) {
+        let conn = rusqlite::Connection::open(d.join("lab.db")).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.id, c.started_at, e.finished_at, c.time_scale FROM experiments e JOIN campaigns c ON c.id = e.campaign_id
+                 WHERE e.finished_at IS NOT NULL",
+            )
+            .unwrap();
+        let rows: Vec<(i64, String, f64, f64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (id, started, at, scale) in rows {
+            let start = humantime::parse_rfc3339(&started).unwrap();
+            let finished = start + Duration::from_secs_f64(at / scale);
+            let finished = finished.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+            let told: Vec<f64> = sql.floats(&format!(
+                "SELECT extract(epoch FROM r.told_at)::float8 FROM fleet.results r JOIN fleet.links l
+                 ON l.campaign = r.campaign AND l.seq = r.seq AND l.workcell = r.workcell
+                 WHERE l.workcell = '{name}' AND l.local_experiment = {id}"
+            ));
+            if let Some(t) = told.first() {
+                latency.push((t - finished) * 1e3);
+            }
+        }
+    }
+    println!(
+        "whole path: {told} of {budget} proposals published, claimed, run on 3 workcells (demo lab at 200,000x), shipped and told in {:.1} s from first publication to last tell ({:.1}/s); learner {}",
+        span.first().copied().unwrap_or(wall),
+        told as f64 / span.first().copied().unwrap_or(wall),
+        if finished { "finished" } else { "DID NOT FINISH" }
+    );
+    println!(
+        "result to learner: ExperimentFinished in lab.db to the learner's tell p50 {:.0} ms p95 {:.0} ms ({} results)",
+        percentile(&mut latency.clone(), 0.5),
+        percentile(&mut latency, 0.95),
+        latency.len()
+    );
+}
+
+/// A workcell's record grows through an outage of `outage`; then the link returns. Time to the first row at the
+/// hub, and rows per second until the hub has them all.
+fn catch_up(pg: &pg::PgCluster, outage: Duration, rows: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lab.db");
+    let proxy = proxy::Proxy::start(pg.port);
+    let sql = pg::Sql::connect(&pg.url());
+    sql.execute(
+        "INSERT INTO fleet.workcells (name, lab_name, lab_sha256, capabilities) VALUES ('outage', 'sim', '', '{}')",
+    );
+    let mut record = Record::open(&db).unwrap();
+    let ids = record.begin_campaign(&controller::record::CampaignRow::bench()).unwrap();
+    let shipper =
+        Shipper::spawn(Hub::parse(&pg.url_via(proxy.port)).unwrap(), "outage".into(), db.clone(), true).unwrap();
+    shipper.wait_caught_up(Some(Duration::from_secs(30)), |_, _| {});
+    proxy.set(proxy::Mode::Cut);
+    // What a workcell records meanwhile: wire exchanges, the commonest row of a real journal.
+    let t0 = Instant::now();
+    let mut written = 0;
+    while written < rows {
+        let batch: Vec<RecordEvent> = (0..2000)
+            .map(|i| RecordEvent::Command {
+                campaign: ids.campaign,
+                instrument: "hotplate_1".into(),
+                step: None,
+                sent_at: (written + i) as f64,
+                sent: Hex(b"IN_PV_1\r\n".to_vec()),
+                replied_at: Some((written + i) as f64 + 0.01),
+                received: Hex(b"80.0 1\r\n".to_vec()),
+                parsed: Some("{\"temperature\":80.0}".into()),
+                error: None,
+            })
+            .collect();
+        record.write(&batch).unwrap();
+        written += batch.len();
+    }
+    drop(record);
+    std::thread::sleep(outage.saturating_sub(t0.elapsed()));
+    let before = shipper.status().hub_head;
+    let target = shipper.local_head();
+    let back = Instant::now();
+    proxy.set(proxy::Mode::Pass);
+    let mut first = None;
+    loop {
+        let s = shipper.status();
+        if first.is_none() && s.hub_head > before {
+            first = Some(back.elapsed());
+        }
+        if s.hub_head >= target {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(600), "catch-up did not end");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let all = back.elapsed();
+    let first = first.unwrap_or(all);
+    shipper.stop();
+    let n = (target - before) as f64;
+    println!(
+        "catch-up after a {:.0} s outage: first row at the hub {:.2} s after the link returned; {:.0} rows in {:.1} s \
+         more, {:.0} rows/s (journal and projection, one connection)",
+        outage.as_secs_f64(),
+        first.as_secs_f64(),
+        n,
+        (all - first).as_secs_f64(),
+        n / (all - first).as_secs_f64().max(1e-9)
+    );
+}
+
+/// The leading learner is killed (SIGKILL) while workcells wait for proposals; the time until the standby has
+/// published the next one.
+fn failover(pg: &pg::PgCluster, rounds: usize) {
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = write_campaign(dir.path(), "failover", 100_000, 4);
+    let sql = pg::Sql::connect(&url);
+    sql.execute("INSERT INTO fleet.workcells (name, lab_name, lab_sha256, capabilities) VALUES ('fo', 'sim', '', '{kind:Gantry,kind:Hotplate,kind:Spectrometer,kind:SyringePump,instrument:pump_a,instrument:pump_b}')");
+    let mut learners =
+        vec![spawn(&["fleet", "learn", campaign.to_str().unwrap(), "--name", "L0", "-q"], &url, dir.path(), "l.log")];
+    let t0 = Instant::now();
+    while sql.count("SELECT count(*) FROM fleet.proposals WHERE campaign = 'failover'") == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut times = Vec::new();
+    for i in 1..=rounds {
+        learners.push(spawn(
+            &["fleet", "learn", campaign.to_str().unwrap(), "--name", &format!("L{i}"), "-q"],
+            &url,
+            dir.path(),
+            "l.log",
+        ));
+        std::thread::sleep(Duration::from_millis(500));
+        // Claim everything open, so the next learner step must publish.
+        sql.count("SELECT count(*) FROM fleet.claim('fo', 'failover', 1000)");
+        let before = sql.count("SELECT max(seq) FROM fleet.proposals WHERE campaign = 'failover'");
+        let leader = learners.len() - 2;
+        let kill = Instant::now();
+        let _ = learners[leader].kill();
+        let _ = learners[leader].wait();
+        sql.count("SELECT count(*) FROM fleet.claim('fo', 'failover', 1000)");
+        loop {
+            if sql.count("SELECT max(seq) FROM fleet.proposals WHERE campaign = 'failover'") > before {
+                break;
+            }
+            assert!(kill.elapsed() < Duration::from_secs(60), "no learner took over");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        times.push(kill.elapsed().as_secs_f64());
+    }
+    for mut l in learners {
+        let _ = l.kill();
+        let _ = l.wait();
+    }
+    println!(
+        "learner failover: kill -9 of the leading learner to the standby's next proposal: median {:.2} s, max {:.2} s ({} times)",
+        percentile(&mut times.clone(), 0.5),
+        percentile(&mut times, 1.0),
+        times.len()
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and must not run for minutes.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let Some(pg) = pg::PgCluster::start() else { return };
+    let out = Command::new(LAB).args(["fleet", "init"]).env("LAB_HUB", pg.url()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!(
+        "machine: {} cores; PostgreSQL in a throwaway cluster on loopback, fsync on",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    claim_latency(&pg);
+    whole_path(&pg, 300);
+    let outage = std::env::var("LAB_BENCH_OUTAGE").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    catch_up(&pg, Duration::from_secs(outage), 200_000);
+    failover(&pg, 5);
+}
