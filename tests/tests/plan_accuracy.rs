@@ -9,7 +9,8 @@
 //! cargo test --release -p tests --test integration plan_accuracy -- --ignored --nocapture
 //! ```
 //!
-//! `LAB_PLAN_CASES=first,declared` runs only those campaigns of the table, `LAB_PLAN_SEEDS=1,2` only those seeds.
+//! `LAB_PLAN_CASES=first,declared` runs only those campaigns of the table, `LAB_PLAN_SEEDS=1,2` only those seeds,
+//! `LAB_PLAN_PROPOSERS=own` (or `SpaceFilling`) only that proposer.
 
 use std::path::{Path, PathBuf};
 
@@ -157,7 +158,12 @@ fn plan_against_run_for_every_campaign_with_both_proposers_over_five_seeds() {
     println!("|---|---|---|---|---|---|");
     let mut misses = Vec::new();
     for case in selected_cases() {
-        for space_filling in [true, false] {
+        let proposers = std::env::var("LAB_PLAN_PROPOSERS").unwrap_or_default();
+        for space_filling in [true, false].into_iter().filter(|sf| match proposers.as_str() {
+            "own" => !sf,
+            "SpaceFilling" => *sf,
+            _ => true,
+        }) {
             for &seed in &selected_seeds() {
                 let what = format!(
                     "{}, {}, seed {seed}",

@@ -77,8 +77,8 @@ pub enum Parameters {
     Given,
     /// The campaign's own proposer, which chooses without looking at results: the run proposes the same.
     Own(String),
-    /// The first `known` from the proposer's own design, the rest drawn uniformly at random in place of its model,
-    /// once per draw.
+    /// The first `known` from the proposer's own design, the rest its model's choices on a landscape drawn in place
+    /// of the results, once per draw.
     Drawn {
         /// The proposer.
         proposer: String,
@@ -143,8 +143,8 @@ impl fmt::Display for PlanResult {
                 writeln!(
                     f,
                     "  parameters          {known} from the {proposer}'s own design, as the run will propose them; its model \
-                     chooses the other {drawn} from results a plan cannot know, so each of {} draws puts them at \
-                     random in the space",
+                     chooses the other {drawn} from results a plan cannot know, so each of {} draws tells it results \
+                     from a landscape with one peak at a random place, and it chooses there",
                     self.draws.len()
                 )?;
             }

@@ -1,5 +1,5 @@
-//! `lab plan`'s tests: plans that are the same however slow the proposer, bounds no simulated run beats, and a lab
-//! with many hotplates.
+//! `lab plan`'s tests: plans that are the same however slow the proposer, bounds no simulated run beats, a lab
+//! with many hotplates, declared instruments' durations, and the landscapes a model's choices are drawn on.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use experiments::{Observation, Outcome, Point, Proposal, Proposer, ProposerConfig};
 
 use super::*;
+use crate::schedule::estimate::Rates;
 
 /// The repository's root.
 fn root() -> PathBuf {
@@ -227,4 +228,62 @@ fn a_lab_with_many_hotplates_and_one_spectrometer_runs_every_experiment() {
         let fair = 1.25 * (moves + plan.bounds.chain);
         assert!(plan.report.makespan <= fair, "{what}: makespan above {fair:.0} s:\n{plan}");
     }
+}
+
+#[test]
+fn declared_instruments_take_the_durations_their_declarations_give() {
+    let path = root().join("devices/labs/declared.lab.ron");
+    let text = std::fs::read_to_string(&path).expect("the declared lab");
+    let lab = devices::load_lab(protocols::SourceFile::new(path.display().to_string(), text)).expect("it loads");
+    let durations = Durations::of(&lab);
+    let spec = |name: &str| lab.instrument(name).unwrap_or_else(|| panic!("{name} in the lab"));
+    let dispense = |volume: f64| protocols::Action::Dispense { volume: protocols::units::Volume(volume) };
+    // The NE-1000 pumps at its `dispense_rate` (1000 uL/min by default): 300 uL take 18 s of flow, seen at the
+    // driver's next status poll, and a few commands.
+    let Rates::Flow { rate, .. } = durations.rates(spec("syringe")) else { panic!("the pump is not a flow") };
+    assert!((rate - 1000.0 / 60.0).abs() < 1e-9, "{rate}");
+    let fill = durations.least(&lab, spec("syringe"), &dispense(300.0), &[]);
+    assert!((18.0..30.0).contains(&fill), "{fill}");
+    // The Alicat passes its `flow` setting (50 sccm) times the declaration's scale: 5 mL in about 6 s. Its lost
+    // replies cost a plan their expected time, never the bound.
+    let Rates::Flow { rate, stall, .. } = durations.rates(spec("mfc")) else { panic!("the flow controller") };
+    assert!((rate - 50.0 * 1000.0 / 60.0).abs() < 1e-9, "{rate}");
+    assert!(stall > 0.0, "3% of its replies are lost");
+    let sparge = durations.least(&lab, spec("mfc"), &dispense(5000.0), &[]);
+    let mut state = durations.initial(&lab, spec("mfc"));
+    let expected = durations.run(
+        &lab,
+        spec("mfc"),
+        &mut state,
+        &devices::Task::Dispense { volume: protocols::units::Volume(5000.0) },
+        0.0,
+    );
+    assert!(sparge >= 6.0 && expected > sparge, "least {sparge}, expected {expected}");
+    // The Huber holds as a plate does, at its declared poll and tolerance; the balance weighs in a few seconds.
+    let Rates::Thermal { poll, tolerance, .. } = durations.rates(spec("circulator")) else { panic!("the circulator") };
+    assert_eq!((poll, tolerance), (10.0, 0.5));
+    let weigh = durations.least(&lab, spec("balance"), &protocols::Action::Weigh { output: "mass".into() }, &[]);
+    assert!(weigh > 0.0 && weigh < 10.0, "{weigh}");
+}
+
+#[test]
+fn a_drawn_landscape_has_one_peak_and_turns_it_over_for_an_output_to_make_small() {
+    let inputs = load(
+        &root().join("experiments/campaigns/demo.campaign.ron"),
+        &root().join("devices/labs/sim.lab.ron"),
+        None,
+        None,
+    );
+    let mut problem = inputs.campaign.problem(None);
+    let a = draws::Landscape::draw(&problem, 1);
+    let b = draws::Landscape::draw(&problem, 2);
+    let point: Point = [("volume_b", 100.0), ("temperature", 60.0), ("duration", 30.0)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let (va, vb) = (a.at("absorbance", &point), b.at("absorbance", &point));
+    assert!(va > 0.0 && va <= 1.0 && vb > 0.0 && vb <= 1.0 && va != vb, "{va} {vb}");
+    problem.objectives[0].direction = experiments::Direction::Minimize;
+    let c = draws::Landscape::draw(&problem, 1);
+    assert_eq!(c.at("absorbance", &point), -va);
 }
