@@ -1,4 +1,5 @@
-//! Expected against real step durations, per instrument and operation: the report's "Durations" section.
+//! Expected against real step durations, per instrument and operation: what the report's "Step durations"
+//! section shows (`html` writes it).
 //!
 //! "Expected" is what `lab plan` predicts from the lab file the campaign ran with (`schedule::estimate`), with each
 //! instrument's state followed through the run as it really went (how hot each plate still was when a heat began,
@@ -6,12 +7,10 @@
 //! `lab plan --calibrate` corrects. The same reading of the record's steps serves that calibration.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use devices::{Lab, Task};
 use rusqlite::{Connection, OptionalExtension};
 
-use super::html::escape;
 use crate::schedule::estimate::{Durations, Recorded};
 
 /// One instrument's steps of one operation: how many, and their mean expected and real durations.
@@ -96,36 +95,4 @@ pub fn compare(lab: &Lab, steps: &[Recorded], durations: &Durations) -> Vec<Dura
             real: r / n as f64,
         })
         .collect()
-}
-
-/// The report's section: a table of expected against real durations.
-pub fn section(rows: &[DurationRow]) -> String {
-    let mut h = String::new();
-    if rows.is_empty() {
-        return h;
-    }
-    let _ = writeln!(
-        h,
-        "<section id=\"durations\">\n<h2>Step durations</h2>\n<p class=\"what\">Each instrument's steps: the mean \
-         duration <code>lab plan</code> expects from the lab file (each plate's temperature and the gantry's place \
-         followed through this run) against the mean real one. Where they differ, <code>lab plan --calibrate</code> \
-         fits the rates to this record.</p>\n<div class=\"scroll\">\n<table>\n<thead><tr><th>instrument</th>\
-         <th>operation</th><th class=\"num\">steps</th><th class=\"num\">expected, s</th><th class=\"num\">real, s</th>\
-         <th class=\"num\">real / expected</th></tr></thead>\n<tbody>"
-    );
-    for r in rows {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.1}</td>\
-             <td class=\"num\">{:.2}</td></tr>",
-            escape(&r.instrument),
-            escape(&r.operation),
-            r.steps,
-            r.expected,
-            r.real,
-            r.real / r.expected.max(1e-9)
-        );
-    }
-    let _ = writeln!(h, "</tbody>\n</table>\n</div>\n</section>");
-    h
 }
