@@ -42,11 +42,13 @@ fn main() -> ExitCode {
         Command::Campaign { campaign, backtest: Some(dataset), seed, .. } => {
             running::backtest_command(&campaign, &dataset, seed)
         }
-        Command::Campaign { campaign, db, lab, time_scale, policy, unknown, sign_with, .. } => {
-            running::campaign(campaign, db, lab, time_scale, &policy, &unknown, sign_with, quiet)
+        Command::Campaign { campaign, db, lab, time_scale, policy, unknown, blocked, read_back, sign_with, .. } => {
+            let settling = running::Settling { unknown: &unknown, blocked: &blocked, read_back: &read_back };
+            running::campaign(campaign, db, lab, time_scale, &policy, settling, sign_with, quiet)
         }
-        Command::Resume { who, campaign, lab, time_scale, unknown, sign_with } => {
-            running::resume(&who, campaign, lab, time_scale, &unknown, sign_with, quiet)
+        Command::Resume { who, campaign, lab, time_scale, unknown, blocked, read_back, sign_with } => {
+            let settling = running::Settling { unknown: &unknown, blocked: &blocked, read_back: &read_back };
+            running::resume(&who, campaign, lab, time_scale, settling, sign_with, quiet)
         }
         Command::Status { db, campaign } => inspecting::status_command(&db, campaign),
         Command::Report { hub: Some(hub), fleet_campaign: Some(name), out, .. } => fleet::report(&hub, &name, &out),

@@ -318,32 +318,42 @@ struct StepRow {
     instrument: Option<String>,
     status: String,
     action: serde_json::Value,
-    task: Option<Task>,
+    /// Every task it was sent, in order, from the journal: a transfer carried on after a kill is sent as a
+    /// delivery of the vessel the gripper holds, so its row's task no longer says where the vessel was picked.
+    tasks: Vec<Task>,
     /// Whether its intent (`running`) was recorded: only such a step may have acted.
     dispatched: bool,
 }
 
 fn step_rows(conn: &Connection) -> Vec<StepRow> {
+    let mut sent: HashMap<i64, Vec<Task>> = HashMap::new();
+    let mut bodies = conn.prepare("SELECT body FROM journal WHERE kind = 'StepStatus' ORDER BY id").unwrap();
+    for body in bodies.query_map([], |r| r.get::<_, String>(0)).unwrap() {
+        let body: serde_json::Value = serde_json::from_str(&body.unwrap()).expect("a journal body is JSON");
+        if let (Some(step), Some(task)) = (body["step"].as_i64(), body["task"].as_str()) {
+            sent.entry(step).or_default().push(serde_json::from_str(task).expect("a sent task is a Task"));
+        }
+    }
     let mut stmt = conn
         .prepare(
-            "SELECT s.id, e.vessel, s.step, s.op, s.instrument, s.status, s.action, s.task,
+            "SELECT s.id, e.vessel, s.step, s.op, s.instrument, s.status, s.action,
              EXISTS (SELECT 1 FROM step_events v WHERE v.step_id = s.id AND v.status = 'running')
              FROM steps s JOIN experiments e ON e.id = s.experiment_id ORDER BY s.id",
         )
         .unwrap();
     stmt.query_map([], |r| {
         let action: String = r.get(6)?;
-        let task: Option<String> = r.get(7)?;
+        let id = r.get(0)?;
         Ok(StepRow {
-            id: r.get(0)?,
+            id,
+            tasks: sent.get(&id).cloned().unwrap_or_default(),
             vessel: r.get::<_, i64>(1)? as usize,
             name: r.get(2)?,
             op: r.get(3)?,
             instrument: r.get(4)?,
             status: r.get(5)?,
             action: serde_json::from_str(&action).expect("a step's action is JSON"),
-            task: task.map(|t| serde_json::from_str(&t).expect("a step's task is a Task")),
-            dispatched: r.get(8)?,
+            dispatched: r.get(7)?,
         })
     })
     .unwrap()
@@ -424,7 +434,7 @@ fn audit(conn: &Connection, ledger: &LedgerFile) -> Audit {
                 assert!(
                     steps.iter().any(|s| s.dispatched
                         && s.vessel == *vessel
-                        && matches!(&s.task, Some(Task::Transfer { from: f, .. }) if f == from)),
+                        && s.tasks.iter().any(|t| matches!(t, Task::Transfer { from: f, .. } if f == from))),
                     "{what}: no transfer of vessel {vessel} from {from} ran in the record"
                 );
                 out.held = Some(*vessel);
@@ -437,7 +447,9 @@ fn audit(conn: &Connection, ledger: &LedgerFile) -> Audit {
                     s.dispatched
                         && s.vessel == *vessel
                         && s.instrument.as_deref() == Some(e.instrument.as_str())
-                        && matches!(&s.task, Some(Task::Transfer { from: f, to: t }) if f == from && t == to)
+                        && s.tasks
+                            .iter()
+                            .any(|t| matches!(t, Task::Transfer { from: f, to: t } if f == from && t == to))
                         && !moved.contains_key(&s.id)
                 });
                 let step = candidates.min_by_key(|s| s.status != "succeeded").unwrap_or_else(|| {
@@ -666,7 +678,8 @@ fn an_operator_settles_a_dispense_left_in_doubt() {
     );
     let db = bench.db();
 
-    let mut resumed = bench.controller_with(false, &["--unknown", "wait"]);
+    // Without reading the instruments back, so the step stays in doubt for a person (reading back would settle it).
+    let mut resumed = bench.controller_with(false, &["--unknown", "wait", "--read-back", "off"]);
     let unknown = wait_for(
         &db,
         &format!("SELECT id FROM steps WHERE id = {step} AND status = 'unknown'"),
@@ -748,7 +761,8 @@ fn an_operator_clears_the_places_of_a_vial_lost_in_transit() {
     );
     let db = bench.db();
 
-    let mut resumed = bench.controller_with(false, &["--unknown", "wait"]);
+    // Without reading the instruments back, so the step stays in doubt for a person (reading back would settle it).
+    let mut resumed = bench.controller_with(false, &["--unknown", "wait", "--read-back", "off"]);
     let (confirmed, cleared) = attend(&bench, &mut resumed, true);
     let status = lab_status(&bench);
     assert!(
@@ -793,6 +807,74 @@ fn an_operator_clears_the_places_of_a_vial_lost_in_transit() {
     assert_eq!(audit.held, None, "a vessel was left in the gripper");
     assert!(audit.removals >= 1, "{audit:?}");
     let dir = keep_if_asked(dir, "the vial lost in transit");
+    drop(dir);
+}
+
+/// A controller killed while the spectrometer measures leaves the vial in its holder. The resumed one must not take
+/// its reference spectrum through that vial (every absorbance after it would be wrong, unseen): it reuses the
+/// reference its predecessor took with the holder empty, says so in the record, measures the vial again (a reading
+/// is safe to repeat), and the campaign loses nothing. On the bench, the holder was read empty exactly once.
+/// The spectrometer answers slowly (150 ms a reply), so a measurement can be caught in the act.
+#[test]
+fn a_resume_with_a_vial_in_the_spectrometer_takes_no_reference_through_it() {
+    let (bench, step) = killed_during(
+        "calibration: [339.2, 0.2737, -1.2e-5, 0]),\n            port: Simulated,",
+        "150 ms",
+        "SELECT min(id) FROM steps WHERE op = 'Measure' AND status = 'running'",
+    );
+    let db = bench.db();
+    let ended = bench.controller(false).wait_for(FINISH_BOUND);
+    assert!(ended.is_some(), "the resumed campaign did not finish:\n{}", lab_status(&bench));
+    let (dir, ledger) = bench.stop();
+    let dir = keep_if_asked(dir, "the vial in the spectrometer");
+    let report = controller::record::verify::verify(&db).unwrap();
+    assert!(report.is_intact(), "{:#?}", report.problems);
+    let conn = Connection::open(&db).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    // Heats caught by the kill may be lost to their plates' watchdogs while the slow spectrometer starts (a second
+    // of wall time is a quarter of an hour of lab time here); the measurement's experiment is not.
+    let (status, error): (String, Option<String>) = conn
+        .query_row(
+            "SELECT e.status, e.error FROM experiments e JOIN steps s ON s.experiment_id = e.id WHERE s.id = ?1",
+            [step],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(status, "succeeded", "measuring step {step} again: {error:?}");
+    assert_eq!(count("SELECT count(*) FROM steps WHERE op = 'Measure' AND status NOT IN ('succeeded', 'skipped')"), 0);
+    let empty_reads = ledger.ledger.iter().filter(|e| matches!(e.event, Event::Measured { vessel: None, .. })).count();
+    assert_eq!(empty_reads, 1, "the holder was read empty once, for the first controller's reference");
+    // Each vial was read once, and the one in the holder at the kill twice (the reading cut short, and its repeat):
+    // a reference taken through it would be a third.
+    let interrupted: i64 = conn
+        .query_row(
+            "SELECT e.vessel FROM experiments e JOIN steps s ON s.experiment_id = e.id WHERE s.id = ?1",
+            [step],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut reads: BTreeMap<usize, usize> = BTreeMap::new();
+    for e in &ledger.ledger {
+        if let Event::Measured { vessel: Some(v), .. } = e.event {
+            *reads.entry(v).or_default() += 1;
+        }
+    }
+    for (v, n) in &reads {
+        let most = if *v as i64 == interrupted { 2 } else { 1 };
+        assert!(*n <= most, "vessel {v} was read {n} times in the spectrometer: {reads:?}");
+    }
+    // One reference in the record (the spectrometer's `S` outside any step): the first controller's.
+    assert_eq!(
+        count("SELECT count(*) FROM commands WHERE instrument = 'uvvis' AND step_id IS NULL AND sent = X'53'"),
+        1,
+        "the resumed controller took no reference of its own"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM events WHERE message LIKE '%no reference spectrum is taken through it%'"),
+        1,
+        "the record says the resumed controller reused the reference"
+    );
+    audit(&conn, &ledger);
     drop(dir);
 }
 

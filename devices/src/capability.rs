@@ -3,8 +3,13 @@
 //! The controller never knows a vendor. It holds a `Box<dyn Instrument>` and a [`Task`], and [`execute`] finds the
 //! capability the task needs ([`Dispense`], [`Heat`], [`Stir`], [`Measure`], [`Transfer`], [`Weigh`], [`Select`],
 //! [`ReadTemperature`], [`HoldTemperature`]) through the instrument's `as_*` getters, which return `None` unless
-//! the driver implements that capability. [`Stop`] is the one capability no task asks for: it halts whatever the
-//! instrument is doing, for drivers' safe states and for tools that need an immediate stop.
+//! the driver implements that capability. [`Stop`] and [`ReadBack`] are the capabilities no task asks for: the
+//! first halts whatever the instrument is doing, for drivers' safe states and for tools that need an immediate
+//! stop; the second reads the instrument's physical state back, to settle a step left in doubt (see
+//! [`crate::readback`]). The tasks that carry on with a step left in doubt ([`Task::ContinueHeat`],
+//! [`Task::ContinueHold`], [`Task::Deliver`]) run through default methods of the capabilities they continue, which
+//! refuse unless the driver implements them. What [`ReadBack`] reports ([`Observed`]) is defined here with it; how a
+//! step is settled from it is [`crate::readback`]'s.
 //!
 //! What a new driver must provide: [`Instrument`] (name, kind, identify, initialize, safe state, tag) and the
 //! capability traits for what the hardware does. Each capability method must be safe to call with any value the
@@ -102,6 +107,32 @@ pub enum Task {
         /// The hold, counted from reaching the set point.
         duration: Duration,
     },
+    /// Carry on with a heat that was left running when its step's outcome went in doubt: the plate was read back
+    /// heating at `temperature` (stirring at `stir`), and nothing is written to it before that is confirmed again.
+    ContinueHeat {
+        /// The set point it heats at.
+        temperature: Temperature,
+        /// The hold still to go: from now if `at_set_point`, else from reaching the set point.
+        hold: Duration,
+        /// Stirring while heating.
+        stir: Option<Speed>,
+        /// Whether the plate had already reached its set point (the hold is under way).
+        at_set_point: bool,
+    },
+    /// Carry on with a temperature hold that was left running, as [`Task::ContinueHeat`] does for a heat.
+    ContinueHold {
+        /// The set point it holds.
+        temperature: Temperature,
+        /// The hold still to go: from now if `at_set_point`, else from reaching the set point.
+        hold: Duration,
+        /// Whether the set point had already been reached.
+        at_set_point: bool,
+    },
+    /// Put down the vessel the gripper holds at `to` (a transfer left in doubt with its vessel in the gripper).
+    Deliver {
+        /// Where it goes.
+        to: Place,
+    },
 }
 
 impl Task {
@@ -117,6 +148,9 @@ impl Task {
             Task::Select { .. } => "select a valve port",
             Task::ReadTemperature => "read a temperature",
             Task::HoldTemperature { .. } => "hold a temperature",
+            Task::ContinueHeat { .. } => "carry on with a heat",
+            Task::ContinueHold { .. } => "carry on with a temperature hold",
+            Task::Deliver { .. } => "put down a held vessel",
         }
     }
 }
@@ -208,6 +242,10 @@ pub trait Instrument: Send {
     fn as_stop(&mut self) -> Option<&mut dyn Stop> {
         None
     }
+    /// The read-back capability, if the instrument can report its physical state.
+    fn as_read_back(&mut self) -> Option<&mut dyn ReadBack> {
+        None
+    }
 }
 
 /// Dispenses liquid into the vessel at the instrument's position.
@@ -226,6 +264,22 @@ pub trait Heat: Send {
         duration: Duration,
         stir: Option<Speed>,
     ) -> BoxFuture<'_, Result<Outcome, DeviceError>>;
+
+    /// Carries on with a heat the plate is still running (see [`Task::ContinueHeat`]): first reads the plate back
+    /// and, unless it heats at `temperature` (stirring at `stir`), fails without sending anything that acts; then
+    /// holds for `hold` (after reaching the set point, unless `at_set_point`) and turns heating and stirring off.
+    fn continue_heat(
+        &mut self,
+        temperature: Temperature,
+        hold: Duration,
+        stir: Option<Speed>,
+        at_set_point: bool,
+    ) -> BoxFuture<'_, Result<Outcome, DeviceError>> {
+        let _ = (temperature, hold, stir, at_set_point);
+        Box::pin(async {
+            Err(DeviceError::before_acting("", DeviceErrorKind::Unsupported("carry on with a heat".into())))
+        })
+    }
 }
 
 /// Stirs the vessel standing on the instrument.
@@ -238,12 +292,34 @@ pub trait Stir: Send {
 pub trait Measure: Send {
     /// The absorbance at `wavelength`, in absorbance units.
     fn absorbance(&mut self, wavelength: Wavelength) -> BoxFuture<'_, Result<f64, DeviceError>>;
+
+    /// Whether readings rest on a reference taken with the holder empty (a spectrometer's), which initializing takes
+    /// when the driver holds none: a vessel in the holder then would spoil every reading after it.
+    fn takes_reference(&self) -> bool {
+        false
+    }
+
+    /// Uses the reference an earlier driver took, from the bytes the instrument answered then (a recorded reply),
+    /// so that initializing takes none: what a controller resuming with a vessel perhaps in the holder does. Says
+    /// why it cannot.
+    fn restore_reference(&mut self, received: &[u8]) -> Result<(), String> {
+        let _ = received;
+        Err("it takes no reference".to_owned())
+    }
 }
 
 /// Moves vessels between deck places.
 pub trait Transfer: Send {
     /// Picks the vessel at `from` and places it at `to`.
     fn transfer<'a>(&'a mut self, from: &'a Place, to: &'a Place) -> BoxFuture<'a, Result<(), DeviceError>>;
+
+    /// Puts down the vessel the gripper already holds at `to`, wherever the head stands.
+    fn deliver<'a>(&'a mut self, to: &'a Place) -> BoxFuture<'a, Result<(), DeviceError>> {
+        let _ = to;
+        Box::pin(async {
+            Err(DeviceError::before_acting("", DeviceErrorKind::Unsupported("put down a held vessel".into())))
+        })
+    }
 }
 
 /// Weighs the vessel standing on the instrument's pan.
@@ -273,12 +349,186 @@ pub trait HoldTemperature: Send {
         temperature: Temperature,
         duration: Duration,
     ) -> BoxFuture<'_, Result<Outcome, DeviceError>>;
+
+    /// Carries on with a hold the instrument is still running, as [`Heat::continue_heat`] does for a heat.
+    fn continue_hold(
+        &mut self,
+        temperature: Temperature,
+        hold: Duration,
+        at_set_point: bool,
+    ) -> BoxFuture<'_, Result<Outcome, DeviceError>> {
+        let _ = (temperature, hold, at_set_point);
+        Box::pin(async {
+            Err(DeviceError::before_acting("", DeviceErrorKind::Unsupported("carry on with a temperature hold".into())))
+        })
+    }
 }
 
 /// Stops whatever the instrument is doing physically, at once.
 pub trait Stop: Send {
     /// Stops motion, heating or flow; safe to call at any time and to repeat.
     fn stop(&mut self) -> BoxFuture<'_, Result<(), DeviceError>>;
+}
+
+/// An error from a capability's default method, which does not know its instrument's name, named.
+fn named(mut e: DeviceError, name: &str) -> DeviceError {
+    if e.instrument.is_empty() {
+        e.instrument = name.to_owned();
+    }
+    e
+}
+
+/// An instrument's physical state, as it reported it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Observed {
+    /// A hotplate or a temperature controller.
+    Heater(HeaterState),
+    /// A syringe pump.
+    Pump(PumpState),
+    /// A gantry with a gripper.
+    Gantry(GantryState),
+}
+
+/// Whether a heater is heating, as far as the instrument can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Heating {
+    /// It is heating.
+    On,
+    /// It is switched off.
+    Off,
+    /// The instrument has no way to say.
+    Unknown,
+}
+
+/// A hotplate or temperature controller, as read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeaterState {
+    /// The temperature set point.
+    pub set_point: Temperature,
+    /// The temperature the driver regulates on (the plate, or the controller's process value).
+    pub temperature: Temperature,
+    /// Whether it heats.
+    pub heating: Heating,
+    /// How `heating` was read: a register, a status reply, or what it was inferred from.
+    pub heating_from: String,
+    /// The stirrer's actual speed, if the instrument stirs.
+    pub stirring: Option<Speed>,
+    /// How close to the set point counts as at it (the lab file's tolerance).
+    pub tolerance: Temperature,
+}
+
+impl HeaterState {
+    /// Whether the temperature is within the tolerance of the set point.
+    pub fn at_set_point(&self) -> bool {
+        (self.temperature.0 - self.set_point.0).abs() <= self.tolerance.0.abs()
+    }
+}
+
+/// Where a pump's valve connects the syringe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Valve {
+    /// To the reservoir.
+    Input,
+    /// To the vessel at the pump's position.
+    Output,
+    /// Input to output, past the syringe.
+    Bypass,
+}
+
+/// A syringe pump, as read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PumpState {
+    /// The plunger's position, in increments from home (an empty syringe).
+    pub plunger: u32,
+    /// Microlitres per increment of this pump's syringe.
+    pub microlitres_per_increment: f64,
+    /// The valve's position, if the pump reported one.
+    pub valve: Option<Valve>,
+    /// Whether the pump is ready (not moving).
+    pub ready: bool,
+    /// The error the pump reports, if any: its code and what it means.
+    pub error: Option<(u8, String)>,
+    /// Lab seconds the driver waited for a move still under way before reading the rest.
+    pub waited: f64,
+}
+
+/// What a gantry's gripper is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Gripper {
+    /// Closed: holding whatever stood where it closed.
+    Closed,
+    /// Open: holding nothing.
+    Open,
+    /// The servo reports an angle that is neither the lab file's grip nor its release.
+    Between(f64),
+}
+
+/// A gantry, as read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GantryState {
+    /// Where the head is, once its queued moves have finished: X, Y and Z in millimetres, in the gantry's frame.
+    pub position: (f64, f64, f64),
+    /// The gripper.
+    pub gripper: Gripper,
+    /// The deck place the head stands over (X and Y within the gripper's reach), if any.
+    pub over: Option<Place>,
+}
+
+impl std::fmt::Display for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Observed::Heater(h) => {
+                write!(f, "set point {}, at {}, heating ", h.set_point, h.temperature)?;
+                match h.heating {
+                    Heating::On => write!(f, "on ({})", h.heating_from)?,
+                    Heating::Off => write!(f, "off ({})", h.heating_from)?,
+                    Heating::Unknown => write!(f, "unknown ({})", h.heating_from)?,
+                }
+                if let Some(s) = h.stirring {
+                    write!(f, ", stirrer at {s}")?;
+                }
+                Ok(())
+            }
+            Observed::Pump(p) => {
+                write!(f, "plunger at {} increments", p.plunger)?;
+                if let Some(v) = p.valve {
+                    let v = match v {
+                        Valve::Input => "input",
+                        Valve::Output => "output",
+                        Valve::Bypass => "bypass",
+                    };
+                    write!(f, ", valve to {v}")?;
+                }
+                f.write_str(if p.ready { ", ready" } else { ", busy" })?;
+                match &p.error {
+                    Some((code, message)) => write!(f, ", error {code} ({message})")?,
+                    None => f.write_str(", no error")?,
+                }
+                if p.waited > 0.0 {
+                    write!(f, ", after waiting {:.1} lab s for a move under way", p.waited)?;
+                }
+                Ok(())
+            }
+            Observed::Gantry(g) => {
+                write!(f, "head at ({}, {}, {})", g.position.0, g.position.1, g.position.2)?;
+                if let Some(p) = &g.over {
+                    write!(f, " over {p}")?;
+                }
+                match g.gripper {
+                    Gripper::Closed => f.write_str(", gripper closed"),
+                    Gripper::Open => f.write_str(", gripper open"),
+                    Gripper::Between(a) => write!(f, ", gripper servo at {a} degrees"),
+                }
+            }
+        }
+    }
+}
+
+/// Reads an instrument's physical state back without changing it.
+pub trait ReadBack: Send {
+    /// What the instrument reports now. Sends only queries; waits (bounded) for motion already under way to end.
+    /// An instrument that does not answer, or answers with what cannot be its state, is an error.
+    fn observe(&mut self) -> BoxFuture<'_, Result<Observed, DeviceError>>;
 }
 
 /// Runs `task` on `instrument` through the capability it needs.
@@ -319,6 +569,18 @@ pub async fn execute(instrument: &mut dyn Instrument, task: &Task) -> Result<Out
         }
         Task::HoldTemperature { temperature, duration } => {
             instrument.as_hold_temperature().ok_or_else(unsupported)?.hold_temperature(*temperature, *duration).await
+        }
+        Task::ContinueHeat { temperature, hold, stir, at_set_point } => {
+            let heat = instrument.as_heat().ok_or_else(unsupported)?;
+            heat.continue_heat(*temperature, *hold, *stir, *at_set_point).await.map_err(|e| named(e, &name))
+        }
+        Task::ContinueHold { temperature, hold, at_set_point } => {
+            let h = instrument.as_hold_temperature().ok_or_else(unsupported)?;
+            h.continue_hold(*temperature, *hold, *at_set_point).await.map_err(|e| named(e, &name))
+        }
+        Task::Deliver { to } => {
+            instrument.as_transfer().ok_or_else(unsupported)?.deliver(to).await.map_err(|e| named(e, &name))?;
+            Ok(Outcome::Done)
         }
     }
 }

@@ -15,7 +15,8 @@
 //! Simulators inject the faults a lab file configures (latency, silence, garbled, truncated or badly checksummed
 //! replies, busy instruments, firmware errors, disconnects, partial moves), and keep a ledger of what physically
 //! happened, so tests can compare the record with the truth. [`replay`] runs a driver against a recorded session
-//! and reports where its bytes differ.
+//! and reports where its bytes differ. [`readback`] settles a step left in doubt (the controller stopped while it
+//! ran) from what its instrument reports of its state and what the record holds of the step.
 //!
 //! This crate knows nothing of scheduling, ECS or SQLite. Time comes from an injected [`clock::Clock`].
 
@@ -28,6 +29,7 @@ pub mod lab;
 pub mod modbus_map;
 pub mod models;
 pub mod probe;
+pub mod readback;
 pub mod references;
 pub mod replay;
 pub mod sim;

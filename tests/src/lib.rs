@@ -138,6 +138,9 @@ impl CampaignTest {
     ) -> Result<Summary, controller::run::RunError> {
         let mut opts = CampaignOptions::new(self.campaign.clone(), self.db.clone());
         opts.time_scale = Some(self.time_scale);
+        // Nobody attends a test's campaign: an experiment that can only go to places a lost vessel blocks fails
+        // rather than waiting for a person (`--blocked fail`).
+        opts.blocked = controller::schedule::resources::BlockedPolicy::Fail;
         change(&mut opts);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -200,8 +200,8 @@ fn a_missing_hotplate_port_leaves_the_others_working() {
     let t = CampaignTest::demo(6, 3, 3);
     let broken = lab
         .replace(
-            "max_speed: \"1500 rpm\"),\n            port: Simulated,\n            position: \"hotplate_2\",",
-            "max_speed: \"1500 rpm\"),\n            port: Serial(\"/dev/ttyDOES_NOT_EXIST\"),\n            position: \"hotplate_2\",",
+            "watchdog: \"25 min\"),\n            port: Simulated,\n            position: \"hotplate_2\",",
+            "watchdog: \"25 min\"),\n            port: Serial(\"/dev/ttyDOES_NOT_EXIST\"),\n            position: \"hotplate_2\",",
         )
         .replace("time_scale: 400", "time_scale: 1");
     assert!(broken.contains("ttyDOES_NOT_EXIST"));

@@ -415,8 +415,9 @@ fn check_fault(
     }
 }
 
-/// The record agrees with the ledger: every dispense the record calls a success poured its volume, nothing was
-/// poured that the record did not ask for, and every weight read is the vial and what the ledger says is in it.
+/// The record agrees with the ledger: every dispense the record calls a success poured the volume its outcome says
+/// (what was asked, or what a stroke settled as partial moved), nothing was poured that the record did not ask for,
+/// and every weight read is the vial and what the ledger says is in it.
 fn check_ledger(conn: &Connection, ledger: &devices::sim::LedgerFile) {
     let mut poured: BTreeMap<(String, usize), f64> = BTreeMap::new();
     for e in &ledger.ledger {
@@ -436,12 +437,16 @@ fn check_ledger(conn: &Connection, ledger: &devices::sim::LedgerFile) {
         .map(Result::unwrap)
         .collect();
     let mut asked: BTreeMap<(String, usize), f64> = BTreeMap::new();
-    for (vessel, op, instrument, status, action, _) in &rows {
+    for (vessel, op, instrument, status, action, outcome) in &rows {
         let (Some(instrument), "Dispense") = (instrument, op.as_str()) else { continue };
         let action: serde_json::Value = serde_json::from_str(action).unwrap();
-        let volume = action["volume"].as_f64().unwrap();
         let key = (instrument.clone(), *vessel as usize);
-        *asked.entry(key.clone()).or_default() += volume;
+        *asked.entry(key.clone()).or_default() += action["volume"].as_f64().unwrap();
+        // What the record says was poured: the outcome's volume (a stroke that stopped partway and was settled from
+        // the pump's read-back moved less than asked), or what was asked.
+        let outcome: Option<serde_json::Value> = outcome.as_deref().and_then(|o| serde_json::from_str(o).ok());
+        let poured_volume = outcome.as_ref().and_then(|o| o["Dispensed"]["volume"].as_f64());
+        let volume = poured_volume.unwrap_or_else(|| action["volume"].as_f64().unwrap());
         if status == "succeeded" {
             let got = poured.get(&key).copied().unwrap_or_default();
             assert!((got - volume).abs() < 1.0, "{key:?}: the record says {volume} uL, the ledger {got} uL");

@@ -78,6 +78,15 @@ pub enum Command {
         /// its experiment (unattended labs), `wait` waits for an operator's `lab confirm`.
         #[arg(long, default_value = "fail", value_parser = ["fail", "wait"])]
         unknown: String,
+        /// An experiment whose next step can only take its vessel to places a lost vessel blocks: `wait` (it waits
+        /// for a person to look and `lab clear` the place; nothing of the budget is spent meanwhile) or `fail` (it
+        /// fails as stranded, so an unattended lab goes on with what it can do).
+        #[arg(long, default_value = "wait", value_parser = ["wait", "fail"])]
+        blocked: String,
+        /// A step in doubt is first settled from what its instrument reports when read back (a plate still heating
+        /// carries on, a finished stroke is done); `off` leaves every step in doubt to `--unknown`.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        read_back: String,
         /// Run the campaign's proposer against this lookup table (CSV: a column per parameter and per objective)
         /// instead of instruments: the lab-independent way to choose a strategy. Nothing is recorded.
         #[arg(long, value_name = "DATASET.csv")]
@@ -288,6 +297,14 @@ pub enum Command {
         /// their experiments (unattended labs), `wait` waits for an operator's `lab confirm`.
         #[arg(long, default_value = "fail", value_parser = ["fail", "wait"])]
         unknown: String,
+        /// An experiment whose next step can only take its vessel to places a lost vessel blocks: `wait` for a
+        /// person's `lab clear`, or `fail` as stranded.
+        #[arg(long, default_value = "wait", value_parser = ["wait", "fail"])]
+        blocked: String,
+        /// Settle steps in doubt from what their instruments report when read back (`on`), or leave them all to
+        /// `--unknown` (`off`).
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        read_back: String,
         /// Sign the record's checkpoints with this key (made by `lab key new`).
         #[arg(long, value_name = "KEY")]
         sign_with: Option<PathBuf>,

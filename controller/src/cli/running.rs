@@ -9,7 +9,7 @@ use super::print_diagnostics;
 use controller::load::LoadError;
 use controller::run::{CampaignOptions, RunError, Summary, run_campaign};
 use controller::schedule::bridge::OperatorAction;
-use controller::schedule::resources::{Policy, UnknownPolicy};
+use controller::schedule::resources::{BlockedPolicy, Policy, UnknownPolicy};
 
 /// Runs a campaign with its options and prints its summary, or its files' problems.
 pub fn campaign_command(opts: CampaignOptions) -> u8 {
@@ -104,6 +104,24 @@ pub fn backtest_command(campaign: &Path, dataset: &Path, seed: Option<u64>) -> u
     }
 }
 
+/// How steps in doubt and experiments stuck at blocked places are settled, as the command line says.
+pub struct Settling<'a> {
+    /// `--unknown`: `fail` or `wait`.
+    pub unknown: &'a str,
+    /// `--blocked`: `wait` or `fail`.
+    pub blocked: &'a str,
+    /// `--read-back`: `on` or `off`.
+    pub read_back: &'a str,
+}
+
+impl Settling<'_> {
+    fn apply(&self, opts: &mut CampaignOptions) {
+        opts.unknown = if self.unknown == "wait" { UnknownPolicy::Wait } else { UnknownPolicy::Fail };
+        opts.blocked = if self.blocked == "fail" { BlockedPolicy::Fail } else { BlockedPolicy::Wait };
+        opts.read_back = self.read_back != "off";
+    }
+}
+
 /// `lab campaign`: runs a campaign on its lab's instruments, with the scheduling and settling policies asked for.
 pub fn campaign(
     campaign: PathBuf,
@@ -111,7 +129,7 @@ pub fn campaign(
     lab: Option<PathBuf>,
     time_scale: Option<f64>,
     policy: &str,
-    unknown: &str,
+    settling: Settling<'_>,
     sign_with: Option<PathBuf>,
     quiet: bool,
 ) -> u8 {
@@ -125,7 +143,7 @@ pub fn campaign(
         "blind" => Policy::Planned { replan: false, budget: None },
         _ => Policy::Planned { replan: true, budget: None },
     };
-    opts.unknown = if unknown == "wait" { UnknownPolicy::Wait } else { UnknownPolicy::Fail };
+    settling.apply(&mut opts);
     campaign_command(opts)
 }
 
@@ -135,7 +153,7 @@ pub fn resume(
     campaign: Option<i64>,
     lab: Option<PathBuf>,
     time_scale: Option<f64>,
-    unknown: &str,
+    settling: Settling<'_>,
     sign_with: Option<PathBuf>,
     quiet: bool,
 ) -> u8 {
@@ -158,7 +176,7 @@ pub fn resume(
             let mut opts = CampaignOptions::new(PathBuf::new(), who.db.clone());
             opts.time_scale = time_scale;
             opts.progress = !quiet;
-            opts.unknown = if unknown == "wait" { UnknownPolicy::Wait } else { UnknownPolicy::Fail };
+            settling.apply(&mut opts);
             opts.sign_with = sign_with;
             let resume = controller::run::ResumeOptions { db: who.db.clone(), campaign, lab };
             match controller::run::resume_campaign(&resume, &opts) {

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, Config, Notification};
 
 /// The hub's migrations, oldest first. Append only.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001-hub.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("migrations/001-hub.sql"), include_str!("migrations/002-settlements.sql")];
 
 /// The most one operation on the hub may take before the connection counts as lost.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);

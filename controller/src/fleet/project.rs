@@ -5,8 +5,8 @@
 //! This is the one place that repeats `record/project.rs`, in PostgreSQL's dialect, so the two can drift: the fleet
 //! suite checks that the hub's tables equal each workcell's `lab.db` row by row. Values are the ones the SQLite
 //! projection stores, computed by the same code (JSON text by the same serializer), and the ids SQLite assigns to
-//! rows without one of their own (step events, decisions, measurements, commands, events) are assigned here in the
-//! same order, from the largest id the hub holds for the workcell ([`AutoIds`]).
+//! rows without one of their own (step events, decisions, measurements, commands, events, settlements) are assigned
+//! here in the same order, from the largest id the hub holds for the workcell ([`AutoIds`]).
 //!
 //! Statements are prepared once per connection ([`Statements`]) and sent pipelined, each with its values owned, so a
 //! batch of rows costs about one round trip.
@@ -52,6 +52,8 @@ pub struct Statements {
     experiment_finished: Statement,
     command: Statement,
     event: Statement,
+    settlement: Statement,
+    actual: Statement,
     campaign_finished: Statement,
     on_proposal: Statement,
     on_started: Statement,
@@ -172,6 +174,17 @@ impl Statements {
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .await?,
+            settlement: client
+                .prepare(
+                    "INSERT INTO record.settlements (workcell, id, step_id, at, instrument, decision, observed, reason,
+                         evidence, read_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .await?,
+            actual: client
+                .prepare(
+                    "UPDATE record.parameters SET actual = $4 WHERE workcell = $1 AND experiment_id = $2 AND name = $3",
+                )
+                .await?,
             campaign_finished: client
                 .prepare(
                     "UPDATE record.campaigns SET status = $3, finished_at = $4, note = $5 WHERE workcell = $1 AND id = $2",
@@ -193,6 +206,7 @@ pub struct AutoIds {
     measurements: i64,
     commands: i64,
     events: i64,
+    settlements: i64,
 }
 
 impl AutoIds {
@@ -204,7 +218,8 @@ impl AutoIds {
                         (SELECT coalesce(max(id), 0) FROM record.decisions WHERE workcell = $1),
                         (SELECT coalesce(max(id), 0) FROM record.measurements WHERE workcell = $1),
                         (SELECT coalesce(max(id), 0) FROM record.commands WHERE workcell = $1),
-                        (SELECT coalesce(max(id), 0) FROM record.events WHERE workcell = $1)",
+                        (SELECT coalesce(max(id), 0) FROM record.events WHERE workcell = $1),
+                        (SELECT coalesce(max(id), 0) FROM record.settlements WHERE workcell = $1)",
                 &[&workcell],
             )
             .await?;
@@ -214,6 +229,7 @@ impl AutoIds {
             measurements: row.get(2),
             commands: row.get(3),
             events: row.get(4),
+            settlements: row.get(5),
         })
     }
 }
@@ -452,6 +468,26 @@ pub fn project<'a>(
             &st.event,
             values![wc, next(&mut ids.events), *campaign, *at, level.clone(), instrument.clone(), message.clone()],
         ),
+        RecordEvent::Settled { step, at, instrument, decision, observed, reason, evidence, read_from, actual } => {
+            push(
+                &st.settlement,
+                values![
+                    wc.clone(),
+                    next(&mut ids.settlements),
+                    *step,
+                    *at,
+                    instrument.clone(),
+                    decision.clone(),
+                    observed.clone(),
+                    reason.clone(),
+                    serde_json::to_string(evidence).unwrap_or_else(|_| "[]".to_owned()),
+                    *read_from
+                ],
+            );
+            if let Some((experiment, name, value)) = actual {
+                push(&st.actual, values![wc, *experiment, name.clone(), *value]);
+            }
+        }
         RecordEvent::RequestHandled { .. } => {
             // lab.db marks the person's request row handled; the hub holds no request rows (people write them into
             // the workcell's lab.db, outside the journal), so nothing changes here.

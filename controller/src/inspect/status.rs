@@ -4,7 +4,8 @@
 //! running on which instrument and since when, what is ready and waiting for an instrument, which steps failed,
 //! which are unknown (they may have acted, and wait for `lab confirm` with the ids shown), which deck places a lost
 //! vessel blocks (they wait for `lab clear`), which instruments are offline, which operator requests the controller
-//! has not carried out yet, and how far the campaign has come.
+//! has not carried out yet, and how far the campaign has come; and the steps in doubt the controller settled by
+//! reading their instruments back, each with its decision and the recorded exchanges that prove it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,27 @@ pub struct StepLine {
     pub since: Option<f64>,
     /// Why it failed or is unknown.
     pub error: Option<String>,
+}
+
+/// A step in doubt settled from what its instrument reported (a row of `settlements`).
+#[derive(Debug, Clone)]
+pub struct SettledLine {
+    /// The step's id in the record.
+    pub id: i64,
+    /// The experiment's number.
+    pub experiment: i64,
+    /// The step's id in the protocol.
+    pub step: String,
+    /// The instrument read back.
+    pub instrument: String,
+    /// Lab seconds.
+    pub at: f64,
+    /// `resumed`, `done`, `partial`, `overran`, `not_done`, `in_doubt`, `contradiction` or `unanswered`.
+    pub decision: String,
+    /// Why, in words.
+    pub reason: String,
+    /// The ids of the exchanges it rests on (`commands.id`), as JSON: the earlier ones it names and the reading.
+    pub evidence: String,
 }
 
 /// An instrument that is not available.
@@ -113,6 +135,10 @@ pub struct Status {
     pub recent: Vec<(f64, String, String)>,
     /// Deck places blocked by a vessel the controller lost track of, not cleared since: (place, why).
     pub blocked: Vec<(String, String)>,
+    /// Running experiments that wait for a blocked place to be cleared, by number.
+    pub waiting_for_places: Vec<i64>,
+    /// Steps in doubt settled by reading their instruments back, the latest last.
+    pub settled: Vec<SettledLine>,
     /// Why the campaign stopped, if the record says.
     pub note: Option<String>,
 }
@@ -264,6 +290,8 @@ fn read_status(conn: &Connection, id: i64) -> rusqlite::Result<Option<Status>> {
         v
     };
     let blocked = blocked_places(conn, id)?;
+    let waiting_for_places = if blocked.is_empty() { Vec::new() } else { waiting_for_places(conn, id)? };
+    let settled = settled(conn, id)?;
     // An operator's pause holds until a resume or an abort; the controller says each in the events.
     let paused = status == "running"
         && conn
@@ -308,8 +336,57 @@ fn read_status(conn: &Connection, id: i64) -> rusqlite::Result<Option<Status>> {
         pending,
         recent,
         blocked,
+        waiting_for_places,
+        settled,
         note,
     }))
+}
+
+/// How many settled steps the status lists.
+const SETTLED_SHOWN: i64 = 12;
+
+/// The latest steps in doubt settled by reading their instruments back; none in a record older than schema
+/// version 6, which has no `settlements`.
+fn settled(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<SettledLine>> {
+    let has_table: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'settlements'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT * FROM (SELECT s.step_id, t.experiment, t.step, s.instrument, s.at, s.decision, s.reason,
+             (SELECT json_group_array(id) FROM (SELECT value AS id FROM json_each(s.evidence)
+                 UNION SELECT c.id FROM commands c WHERE c.step_id = s.step_id AND c.instrument = s.instrument
+                 AND c.sent_at >= s.read_from AND c.sent_at <= s.at ORDER BY id))
+         FROM settlements s JOIN step_timeline t ON t.step_id = s.step_id WHERE t.campaign_id = ?1
+         ORDER BY s.id DESC LIMIT ?2) ORDER BY at",
+    )?;
+    stmt.query_map(rusqlite::params![campaign, SETTLED_SHOWN], |r| {
+        Ok(SettledLine {
+            id: r.get(0)?,
+            experiment: r.get(1)?,
+            step: r.get(2)?,
+            instrument: r.get(3)?,
+            at: r.get(4)?,
+            decision: r.get(5)?,
+            reason: r.get(6)?,
+            evidence: r.get(7)?,
+        })
+    })?
+    .collect()
+}
+
+/// Running experiments the controller said wait for a blocked place (`experiment #N waits: ...`).
+fn waiting_for_places(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT e.seq FROM events v JOIN experiments e ON e.campaign_id = v.campaign_id
+         AND v.message LIKE 'experiment #' || e.seq || ' waits: %'
+         WHERE v.campaign_id = ?1 AND e.status = 'running' ORDER BY e.seq",
+    )?;
+    stmt.query_map([campaign], |r| r.get(0))?.collect()
 }
 
 /// A step's line in a table: id, instrument, experiment, step and operation, and a time column.
@@ -451,6 +528,36 @@ impl fmt::Display for Status {
             }
             for (place, why) in &self.blocked {
                 writeln!(f, "  {place:<14} {why}")?;
+            }
+            if !self.waiting_for_places.is_empty() {
+                let which: Vec<String> = self.waiting_for_places.iter().map(|s| format!("#{s}")).collect();
+                writeln!(
+                    f,
+                    "  experiments waiting for a place to be cleared (nothing of the budget is spent meanwhile): {}",
+                    which.join(", ")
+                )?;
+            }
+        }
+        if !self.settled.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "steps in doubt settled by reading their instruments back (the latest {}; evidence: commands.id)",
+                self.settled.len()
+            )?;
+            for s in &self.settled {
+                writeln!(
+                    f,
+                    "  {:>6}  {:<12} #{:<4} {:<14} {:>9}  {:<13} evidence {}",
+                    s.id,
+                    s.instrument,
+                    s.experiment,
+                    s.step,
+                    human_seconds(s.at),
+                    s.decision,
+                    s.evidence
+                )?;
+                writeln!(f, "          {}", s.reason)?;
             }
         }
         if !self.recent.is_empty() {

@@ -352,6 +352,30 @@ pub enum RecordEvent {
         /// What was done.
         outcome: String,
     },
+    /// A step in doubt was settled from what its instrument reported when read back (or from its silence).
+    Settled {
+        /// Step id.
+        step: i64,
+        /// Lab time.
+        at: f64,
+        /// The instrument read back.
+        instrument: String,
+        /// `resumed`, `done`, `partial`, `overran`, `not_done`, `in_doubt`, `contradiction` or `unanswered`.
+        decision: String,
+        /// What the instrument reported, in words; none if it did not answer.
+        observed: Option<String>,
+        /// Why the decision follows, in words.
+        reason: String,
+        /// The record ids of earlier exchanges the decision rests on (the reading that marked a hold's start, the
+        /// stroke a pump accepted).
+        evidence: Vec<i64>,
+        /// Lab time the read-back began: the step's exchanges with the instrument from then to `at` are the reading
+        /// itself.
+        read_from: f64,
+        /// A parameter whose value came out other than asked: the experiment, the parameter, and the value (in the
+        /// parameter's unit) the learner is told.
+        actual: Option<(i64, String, f64)>,
+    },
     /// A workcell gave a fleet claim back without starting an experiment from it (its campaign ended first, or it
     /// cannot run the proposal); the hub opens the proposal again when this row arrives.
     ClaimReleased {
@@ -395,6 +419,7 @@ impl RecordEvent {
             RecordEvent::Command { .. } => "Command",
             RecordEvent::Event { .. } => "Event",
             RecordEvent::RequestHandled { .. } => "RequestHandled",
+            RecordEvent::Settled { .. } => "Settled",
             RecordEvent::CampaignFinished { .. } => "CampaignFinished",
             RecordEvent::ClaimReleased { .. } => "ClaimReleased",
         }
@@ -412,6 +437,7 @@ impl RecordEvent {
             | RecordEvent::ExperimentFinished { at, .. }
             | RecordEvent::Event { at, .. }
             | RecordEvent::RequestHandled { at, .. }
+            | RecordEvent::Settled { at, .. }
             | RecordEvent::CampaignFinished { at, .. }
             | RecordEvent::ClaimReleased { at, .. } => Some(*at),
             RecordEvent::Command { sent_at, .. } => Some(*sent_at),

@@ -45,6 +45,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/003-step-status-check.sql")),
     M::up(include_str!("../../migrations/004-clear-requests.sql")),
     M::up(include_str!("../../migrations/005-signed-checkpoints.sql")),
+    M::up(include_str!("../../migrations/006-settlements.sql")),
 ];
 
 /// The schema version this build writes.

@@ -211,6 +211,26 @@ pub fn apply(sql: &mut Prepared<'_>, event: &RecordEvent) -> rusqlite::Result<()
             )?
             .execute(params![request, at])?;
         }
+        RecordEvent::Settled { step, at, instrument, decision, observed, reason, evidence, read_from, actual } => {
+            sql.get(
+                "INSERT INTO settlements (step_id, at, instrument, decision, observed, reason, evidence, read_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                step,
+                at,
+                instrument,
+                decision,
+                observed,
+                reason,
+                serde_json::to_string(evidence).unwrap_or_else(|_| "[]".to_owned()),
+                read_from
+            ])?;
+            if let Some((experiment, name, value)) = actual {
+                sql.get("UPDATE parameters SET actual = ?3 WHERE experiment_id = ?1 AND name = ?2")?
+                    .execute(params![experiment, name, value])?;
+            }
+        }
         RecordEvent::ClaimReleased { .. } => {
             // A fleet's bookkeeping: the hub's tables follow it; lab.db's tables have nothing to change.
         }
@@ -256,4 +276,5 @@ pub const PROJECTED: &[(&str, &str)] = &[
     ("measurements", "id"),
     ("commands", "id"),
     ("events", "id"),
+    ("settlements", "id"),
 ];

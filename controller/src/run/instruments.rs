@@ -3,7 +3,8 @@
 //! [`connect_all`] opens every instrument's port, reads what a newly opened port already holds, and asks each who
 //! it is (retrying a few times, since an instrument may still be waking), recording every answer. Each instrument
 //! then gets one tokio task ([`instrument_task`]) that owns its driver and runs one piece of work at a time: a step,
-//! within its timeout, or a reconciliation (safe state, identify, initialize); it puts the instrument in its safe
+//! within its timeout, a read-back of its physical state (for a step in doubt), or a reconciliation (safe state,
+//! identify, initialize); it puts the instrument in its safe
 //! state after a failed step and at the end, and reports every outcome over the bridge. [`TaskExecutor`] is the
 //! scheduler's executor in a real run: it sends a step to its task only once the step's intent is committed.
 
@@ -26,6 +27,8 @@ use crate::schedule::bridge::{Dispatch, Executor, Inbound, StepError};
 pub(super) enum Work {
     Step(Dispatch),
     Reconcile,
+    /// Read the instrument's physical state back, tagging the exchanges with a step in doubt's id.
+    Observe(i64),
 }
 
 /// The executor of a real run: steps go to instrument tasks, each only after its intent is committed to the record.
@@ -55,9 +58,54 @@ impl Executor for TaskExecutor {
         }
     }
 
+    fn observe(&self, instrument: Entity, step_id: i64) {
+        if let Some(tx) = self.senders.get(&instrument).cloned() {
+            self.recorder.after_commit(move || {
+                let _ = tx.send(Work::Observe(step_id));
+            });
+        }
+    }
+
     fn abort(&self) {
         let _ = self.abort.send(true);
     }
+}
+
+/// Gives a spectrometer whose holder a vessel may occupy the reference its predecessor took with the holder empty
+/// (`reference`, from the record), so that initializing takes none through the vessel; says so in the record. Without
+/// one the instrument is not used: a reading against a reference taken through a vessel would be wrong unseen.
+fn reuse_reference(
+    inst: &mut dyn DeviceInstrument,
+    reference: crate::run::reference::RecordedReference,
+    recorder: &Recorder,
+    campaign: i64,
+    now: f64,
+) -> Result<(), String> {
+    let name = inst.name().to_owned();
+    let Some(measure) = inst.as_measure() else { return Ok(()) };
+    let why = "the campaign stopped with vessels on the deck, so one may stand in its holder";
+    let Some((exchange, received)) = reference else {
+        return Err(format!(
+            "{why}, and the record holds no reference spectrum taken with the holder empty; it is left out of this \
+             run, as a reference taken now could be taken through a vessel"
+        ));
+    };
+    measure.restore_reference(&received).map_err(|e| {
+        format!(
+            "{why}, and the reference spectrum taken with the holder empty (exchange {exchange}) cannot be used: {e}"
+        )
+    })?;
+    recorder.send(RecordEvent::say(
+        campaign,
+        now,
+        "info",
+        Some(&name),
+        format!(
+            "{name}: {why}; no reference spectrum is taken through it: the one taken with the holder empty (exchange \
+             {exchange}) is used"
+        ),
+    ));
+    Ok(())
 }
 
 /// How many times an instrument is asked who it is before it counts as offline.
@@ -67,13 +115,18 @@ pub(super) const IDENTIFY_ATTEMPTS: u32 = 3;
 /// waiting.
 pub(super) const IDENTIFY_SETTLE: Duration = Duration::from_millis(500);
 
-/// Opens, identifies and initializes every instrument, all at once.
+/// Opens, identifies and initializes every instrument, all at once, except that the instruments named in
+/// `read_first` (a step on them was in doubt when the controller stopped) are only opened: initializing would stop a
+/// plate that still heats or move a pump, and any command restarts a plate's watchdog, so they are identified and
+/// read back together, before anything changes them.
 pub(super) async fn connect_all(
     lab: &Lab,
     ports: &BTreeMap<String, String>,
     clock: &Clock,
     recorder: &Recorder,
     campaign: i64,
+    read_first: &[String],
+    references: &BTreeMap<String, crate::run::reference::RecordedReference>,
 ) -> Vec<(String, Result<Box<dyn DeviceInstrument>, String>)> {
     let mut handles = Vec::new();
     // Exchanges are gathered with the record's other events: waking the writer for every command would cost as much
@@ -86,11 +139,20 @@ pub(super) async fn connect_all(
         let clock = clock.clone();
         let recorder = recorder.clone();
         let sink = Arc::clone(&exchanges);
+        let read_first = read_first.contains(&spec.name);
+        let reference = references.get(&spec.name).cloned();
         handles.push(tokio::spawn(async move {
             let name = spec.name.clone();
             let Some(path) = path else {
                 return (name, Err("no port: its simulator did not start".to_owned()));
             };
+            if read_first {
+                // Every command restarts a hotplate's watchdog, and a plate left heating past its hold must not be
+                // kept going by questions: an instrument a step was in doubt on is asked who it is only when it is
+                // read back, just before it is read (its row of `instruments` keeps the identity it gave before).
+                let opened = devices::drivers::connect(&spec, &deck, &path, clock.clone(), Arc::clone(&sink));
+                return (name, opened.map_err(|e| e.to_string()));
+            }
             let mut identity = None;
             let result = async {
                 let mut attempt = 1;
@@ -132,6 +194,9 @@ pub(super) async fn connect_all(
                         Err(e) => return Err(e.to_string()),
                     }
                 };
+                if let Some(reference) = reference {
+                    reuse_reference(inst.as_mut(), reference, &recorder, campaign, clock.now())?;
+                }
                 // Initializing drives an instrument to a known state (a pump's plunger home, a gantry homed, a valve
                 // to its first port), so doing it again reaches the same state: a reply lost on the way (no answer,
                 // a garbled one, a port that blinked) is asked again rather than taking the instrument offline.
@@ -237,6 +302,34 @@ pub(super) async fn instrument_task(
         let Some(work) = next else { break };
         let d = match work {
             Work::Step(d) => d,
+            Work::Observe(step_id) => {
+                // Only queries go out, who it is first and then its state; the exchanges carry the step's id, so the
+                // record keeps them as its evidence.
+                let from = clock.now();
+                inst.set_tag(Some(step_id as u64));
+                // A slow instrument's late answer to the dead controller's last command can still arrive; asking who
+                // it is again, after it has had time to come, moves nothing.
+                let mut identified = inst.identify().await;
+                for _ in 1..IDENTIFY_ATTEMPTS {
+                    if identified.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(IDENTIFY_SETTLE).await;
+                    identified = inst.identify().await;
+                }
+                let result = match identified {
+                    Err(e) => Err(format!("it did not identify itself: {e}")),
+                    Ok(_) => match inst.as_read_back() {
+                        Some(r) => r.observe().await.map_err(|e| e.to_string()),
+                        None => Err(format!("{name} cannot be read back")),
+                    },
+                };
+                inst.set_tag(None);
+                if inbound.send(Inbound::Observed { instrument: entity, result, from }).is_err() {
+                    break;
+                }
+                continue;
+            }
             Work::Reconcile => {
                 let result = async {
                     inst.safe_state().await.map_err(|e| e.to_string())?;

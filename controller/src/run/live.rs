@@ -168,7 +168,7 @@ fn doing(world: &World, availability: &Availability, lab_now: f64) -> String {
             };
             format!("{:<9} {} of #{seq}{since}", s.work.name(), s.name)
         }
-        Availability::Unknown { reason } => format!("UNKNOWN, waits to be reconciled: {reason}"),
+        Availability::Unknown { reason } => format!("UNKNOWN, read back and reconciled before other work: {reason}"),
         Availability::Offline { reason } => format!("OFFLINE: {reason}"),
     }
 }

@@ -9,6 +9,7 @@ mod instruments;
 mod learner;
 pub mod live;
 pub mod operator;
+pub mod reference;
 pub mod resume;
 
 use instruments::{TaskExecutor, connect_all, instrument_task, missing_capability};
@@ -31,12 +32,12 @@ use tokio::sync::{mpsc, watch};
 use crate::load::{Inputs, LoadError, load_campaign_inputs};
 use crate::record::{CampaignIds, CampaignRow, Record as RecordFile, RecordError, RecordEvent, Recorder};
 use crate::schedule::bridge::{Bridge, Inbound, LearnerRequest, OperatorAction, OperatorRequest};
-use crate::schedule::components::{Availability, Holds, Instrument};
+use crate::schedule::components::{Availability, Holds, Instrument, ReadsBack, Unrestored};
 use crate::schedule::install;
-use crate::schedule::resources::UnknownPolicy;
 use crate::schedule::resources::{
     Best, CampaignSource, CampaignState, LabClock, NextWake, Policy, Progress, RackState, Record, Source,
 };
+use crate::schedule::resources::{BlockedPolicy, UnknownPolicy};
 
 /// How to run a campaign.
 #[derive(Debug, Clone)]
@@ -55,6 +56,10 @@ pub struct CampaignOptions {
     pub policy: Policy,
     /// What happens to a step whose outcome is unknown once its instrument is reconciled.
     pub unknown: UnknownPolicy,
+    /// What happens to an experiment whose next step can only go to places a lost vessel blocks.
+    pub blocked: BlockedPolicy,
+    /// Whether a step in doubt is first settled from what its instrument reports when read back.
+    pub read_back: bool,
     /// A key file to sign the record's checkpoints with.
     pub sign_with: Option<PathBuf>,
     /// Where proposals come from instead of the campaign's own learner (a fleet's hub), if not from it.
@@ -72,6 +77,8 @@ impl CampaignOptions {
             progress: false,
             policy: Policy::Planned { replan: true, budget: None },
             unknown: UnknownPolicy::Fail,
+            blocked: BlockedPolicy::Wait,
+            read_back: true,
             sign_with: None,
             feed: None,
         }
@@ -343,7 +350,15 @@ fn execute(
         })
         .collect();
 
-    let connected = runtime.block_on(connect_all(&lab, &ports, &clock, &recorder, campaign_id));
+    // Instruments a step was in doubt on are read back before anything changes them: identified, not initialized.
+    let read_first = match &restore {
+        Some(r) if opts.read_back => r.in_doubt_instruments(),
+        _ => Vec::new(),
+    };
+    let no_references = BTreeMap::new();
+    let references = restore.as_ref().map_or(&no_references, |r| &r.references);
+    let connected =
+        runtime.block_on(connect_all(&lab, &ports, &clock, &recorder, campaign_id, &read_first, references));
     let mut offline = Vec::new();
     let mut ready = Vec::new();
     for (name, result) in connected {
@@ -389,6 +404,8 @@ fn execute(
     let (abort_tx, abort_rx) = watch::channel(false);
     let mut world = World::new();
     world.insert_resource(opts.unknown);
+    world.insert_resource(opts.blocked);
+    world.insert_resource(crate::schedule::resources::Varied(campaign.space.clone()));
     let mut schedule = bevy_ecs::prelude::Schedule::default();
     install(&mut world, &mut schedule);
     let mut senders = HashMap::new();
@@ -408,6 +425,12 @@ fn execute(
                 Holds::default(),
             ))
             .id();
+        if opts.read_back && devices::drivers::reads_back(spec) {
+            world.entity_mut(entity).insert(ReadsBack);
+        }
+        if read_first.contains(&name) {
+            world.entity_mut(entity).insert(Unrestored);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         senders.insert(entity, tx);
         tasks.push(runtime.spawn(instrument_task(

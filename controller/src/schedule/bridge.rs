@@ -45,6 +45,15 @@ pub enum Inbound {
         /// What came of it.
         result: Result<(), String>,
     },
+    /// An instrument with a step in doubt was read back (its physical state, or why it could not be read).
+    Observed {
+        /// The instrument entity.
+        instrument: Entity,
+        /// What it reported.
+        result: Result<devices::readback::Observed, String>,
+        /// Lab time the read-back began.
+        from: f64,
+    },
     /// Nothing happened, but time passed (a minimum wait may have ended).
     Tick,
 }
@@ -154,6 +163,14 @@ pub trait Executor: Send + Sync {
     /// Reconciles an instrument whose state is unknown: safe state, identify, initialize. The result comes back as
     /// [`Inbound::Reconciled`].
     fn reconcile(&self, instrument: Entity);
+
+    /// Reads back the physical state of an instrument with a step in doubt, tagging the exchanges with the step's
+    /// id, without changing anything. The result comes back as [`Inbound::Observed`]. An executor whose instruments
+    /// cannot be read reconciles them instead.
+    fn observe(&self, instrument: Entity, step_id: i64) {
+        let _ = step_id;
+        self.reconcile(instrument);
+    }
 
     /// Cancels every running step (an abort); each reports back as failed.
     fn abort(&self) {}

@@ -289,6 +289,34 @@ mod tests {
     }
 }
 
+/// A step whose outcome is in doubt (its state is `Unknown`), with what settling it from its instrument needs: the
+/// task the instrument was sent, when, and what the record held of the step's exchanges when the controller stopped.
+#[derive(Component, Debug, Clone)]
+pub struct InDoubt {
+    /// The task as sent.
+    pub task: devices::Task,
+    /// The task the step asked for (`task`, unless `task` carries it on after a read-back).
+    pub asked: devices::Task,
+    /// Lab time its intent was recorded.
+    pub started: f64,
+    /// The step's recorded exchanges, when the controller stopped while it ran; `None` when it failed in this run
+    /// (its exchanges are still on their way to the record).
+    pub exchanges: Option<Vec<devices::readback::RecordedExchange>>,
+    /// The instrument's exchanges just before the step, from the record, when the controller stopped while it ran.
+    pub before: Option<Vec<devices::readback::RecordedExchange>>,
+    /// How many times it was carried on already after being read back.
+    pub carried_on: u32,
+}
+
+/// Marks an instrument whose driver can read its physical state back.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct ReadsBack;
+
+/// Marks an instrument that was not initialized in this run (a step on it was in doubt when the controller stopped,
+/// so it was read back first): once it is free, it is put in its safe state and initialized before other work.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct Unrestored;
+
 /// Marks a failed experiment whose vessel is being returned to the rack.
 #[derive(Component, Debug, Clone, Copy)]
 pub struct CleaningUp;

@@ -43,6 +43,17 @@ pub struct ProposalsArrived {
 #[derive(Message, Debug, Clone)]
 pub struct OperatorAsked(pub OperatorRequest);
 
+/// An instrument with a step in doubt was read back, or did not answer.
+#[derive(Message, Debug, Clone)]
+pub struct Observed {
+    /// The instrument entity.
+    pub instrument: Entity,
+    /// What it reported, or why it could not be read.
+    pub result: Result<devices::readback::Observed, String>,
+    /// Lab time the read-back began.
+    pub from: f64,
+}
+
 /// An instrument in the unknown state was reconciled, or could not be.
 #[derive(Message, Debug, Clone)]
 pub struct Reconciled {

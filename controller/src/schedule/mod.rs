@@ -12,13 +12,14 @@ pub mod estimate;
 pub mod messages;
 pub mod planner;
 pub mod resources;
+pub mod settle;
 pub mod systems;
 
 use bevy_ecs::message::{MessageRegistry, message_update_system};
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::SingleThreadedExecutor;
 
-use messages::{ExperimentConcluded, OperatorAsked, ProposalsArrived, Reconciled, StepEnded};
+use messages::{ExperimentConcluded, Observed, OperatorAsked, ProposalsArrived, Reconciled, StepEnded};
 use resources::{DeckState, Estimates, NextWake, Progress};
 
 /// The phases of a frame.
@@ -41,6 +42,7 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
     MessageRegistry::register_message::<ProposalsArrived>(world);
     MessageRegistry::register_message::<OperatorAsked>(world);
     MessageRegistry::register_message::<Reconciled>(world);
+    MessageRegistry::register_message::<Observed>(world);
     world.init_resource::<Progress>();
     world.init_resource::<NextWake>();
     world.init_resource::<DeckState>();
@@ -50,6 +52,7 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
     if !world.contains_resource::<resources::UnknownPolicy>() {
         world.insert_resource(resources::UnknownPolicy::Fail);
     }
+    world.init_resource::<resources::BlockedPolicy>();
     // One thread: the systems are chained anyway, and a deterministic order makes runs reproducible.
     schedule.set_executor(SingleThreadedExecutor::new());
     schedule.configure_sets(
@@ -64,6 +67,7 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
     schedule.add_systems(
         (
             systems::conclude::apply_step_results,
+            systems::conclude::settle_observed,
             systems::conclude::settle_reconciled,
             systems::conclude::fail_stranded_steps,
             systems::conclude::conclude_experiments,

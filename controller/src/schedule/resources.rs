@@ -355,6 +355,21 @@ impl std::hash::Hash for OrderedTime {
     }
 }
 
+/// The campaign's search space: which parameters the learner varies, and the values it can be told.
+#[derive(Resource, Debug, Clone)]
+pub struct Varied(pub experiments::Space);
+
+/// What happens to an experiment whose next step can only take its vessel to places a lost vessel blocks.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlockedPolicy {
+    /// It waits for a person to look and `lab clear` the place; the record and `lab status` say so. Nothing of the
+    /// budget is spent meanwhile.
+    #[default]
+    Wait,
+    /// It fails as stranded, so an unattended lab goes on with what it can do.
+    Fail,
+}
+
 /// What to do with a step whose outcome is unknown once its instrument is reconciled.
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownPolicy {

@@ -28,7 +28,8 @@ fn the_hub_refuses_what_it_cannot_take_with_clear_errors() {
     assert!(!ok && err.contains("run `lab fleet init --hub URL` first"), "{err}");
     assert!(!err.contains(pg::PASSWORD), "the password never shows: {err}");
     let (ok, out, err) = lab(&["fleet", "init"], &url);
-    assert!(ok && out.contains("created fleet schema version 1"), "{out}{err}");
+    let version = controller::fleet::hub::schema_version();
+    assert!(ok && out.contains(&format!("created fleet schema version {version}")), "{out}{err}");
     let (ok, out, _) = lab(&["fleet", "init"], &url);
     assert!(ok && out.contains("nothing to do"), "{out}");
     // Wrong credentials, and a hub that does not answer.
@@ -42,7 +43,7 @@ fn the_hub_refuses_what_it_cannot_take_with_clear_errors() {
     let hub = client(&pg);
     hub.execute("INSERT INTO fleet.schema (version, software) VALUES (99, 'lab from the future')");
     let (ok, _, err) = lab(&["fleet", "status"], &url);
-    assert!(!ok && err.contains("fleet schema version 99, newer than this lab's 1"), "{err}");
+    assert!(!ok && err.contains(&format!("fleet schema version 99, newer than this lab's {version}")), "{err}");
     let (ok, _, err) = lab(&["fleet", "init"], &url);
     assert!(!ok && err.contains("newer than this lab's"), "{err}");
     hub.execute("DELETE FROM fleet.schema WHERE version = 99");

@@ -11,8 +11,11 @@
 //! busy reliably, so the driver polls `Q` after every move.
 //!
 //! A dispense fills and empties the syringe once per stroke with one command string, `I A{n} O A0 R`: valve to
-//! the reservoir, plunger to `n` increments (3000 per full stroke), valve to the output, plunger home. The volume
-//! returned is what was commanded, quantised to whole increments.
+//! the reservoir, plunger to `n` increments (3000 per full stroke), valve to the output, plunger home. A stroke that
+//! starts with the valve already to the output ends by turning it back to the input (`I A{n} O A0 I R`), so every
+//! stroke leaves the valve the other way than it found it: a pump read back after its controller stopped then shows
+//! whether the stroke ran, which an empty syringe alone cannot (it is empty before a stroke and after one). The
+//! volume returned is what was commanded, quantised to whole increments.
 //!
 //! Choices where the notes leave the hardware unverified [U]:
 //! - The `&` firmware report is taken as free text and recorded as the firmware version; the pump does not report
@@ -29,6 +32,12 @@
 //!   nothing; every other code is a `Firmware` error.
 //! - In OEM the driver repeats a frame at most [`OEM_ATTEMPTS`] times, 100 ms apart as the manual says, whatever
 //!   the line timeout; a frame to the broadcast address is never sent.
+//!
+//! Reading back ([`ReadBack`]): `Q` (busy and error; polled until a move under way ends, within a bound), `?`
+//! (the plunger's position) and `?6` (the valve). A pump found holding liquid in its syringe is initialized with its
+//! valve to the input first (`w`, then `W`, which homes the plunger through the valve as it stands [U]), so what the
+//! syringe holds goes back to the reservoir, never to the vessel. [`recorded_strokes`] reads the stroke commands a
+//! dispense sent from the record, and [`strokes`] the strokes a volume takes.
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
@@ -37,10 +46,11 @@ use protocols::units::Volume;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Decoder;
 
-use super::{Deadline, FrameError, error, pause, with_acted};
+use super::{Deadline, FrameError, error, garbled, not_acted, pause, with_acted};
 use crate::capability::{Dispense, Identity, Instrument, Stop};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::{CavroConfig, CavroProtocol};
+use crate::readback::{Observed, PumpState, ReadBack, RecordedExchange, RecordedStroke, Valve};
 use crate::transport::Link;
 
 /// Plunger increments in one full stroke (standard resolution, `N0`).
@@ -296,6 +306,90 @@ impl Decoder for OemDecoder {
     }
 }
 
+/// The plunger increments a volume is on the configured syringe, rounded (unchecked: see [`XCalibur::increments`]).
+pub fn increments_of(config: &CavroConfig, volume: Volume) -> f64 {
+    (volume.0 * f64::from(FULL_STROKE) / config.syringe.0).round()
+}
+
+/// The strokes, in plunger increments, that a dispense of `total` increments takes: full strokes, then the rest.
+pub fn strokes(total: u32) -> Vec<u32> {
+    let mut out = vec![FULL_STROKE; (total / FULL_STROKE) as usize];
+    if !total.is_multiple_of(FULL_STROKE) {
+        out.push(total % FULL_STROKE);
+    }
+    out
+}
+
+/// The command string of a stroke of `n` increments with the valve at `valve` before it, and where the valve stands
+/// after it: the other way (a valve not known is taken to be to the input, as after initializing).
+pub fn stroke_command(n: u32, valve: Option<Valve>) -> (String, Valve) {
+    match valve {
+        Some(Valve::Output) => (format!("IA{n}OA0IR"), Valve::Input),
+        _ => (format!("IA{n}OA0R"), Valve::Output),
+    }
+}
+
+/// A command string as sent, without its framing, and whether it was an OEM repeat; `None` if the bytes are not a
+/// command frame.
+fn command_data(sent: &[u8]) -> Option<(&str, bool)> {
+    let (data, repeat) = match sent.first() {
+        Some(&STX) if sent.len() >= 5 => (&sent[3..sent.len() - 2], sent[2] & 0x08 != 0),
+        Some(b'/') if sent.len() >= 3 => (&sent[2..sent.len() - 1], false),
+        _ => return None,
+    };
+    std::str::from_utf8(data).ok().map(|d| (d, repeat))
+}
+
+/// Whether a recorded answer accepted its command: it decodes, with no error code.
+fn accepted(sent: &[u8], received: &[u8]) -> bool {
+    let mut bytes = bytes::BytesMut::from(received);
+    let answer = match sent.first() {
+        Some(&STX) => OemDecoder.decode(&mut bytes).ok().flatten(),
+        _ => DtDecoder.decode(&mut bytes).ok().flatten(),
+    };
+    answer.is_some_and(|a| a.error().is_none())
+}
+
+/// Where the valve stood after the last accepted command that set it, among a pump's recorded exchanges: a stroke
+/// ([`stroke_command`]), or an initialization (`Z`, `Y`, `w`: to the input); `None` if none is recorded.
+pub fn valve_after(exchanges: &[RecordedExchange]) -> Option<Valve> {
+    exchanges.iter().rev().filter(|e| accepted(&e.sent, &e.received)).find_map(|e| {
+        let (data, _) = command_data(&e.sent)?;
+        if data.starts_with("IA") && data.ends_with("OA0IR") {
+            Some(Valve::Input)
+        } else if data.starts_with("IA") && data.ends_with("OA0R") {
+            Some(Valve::Output)
+        } else if data.starts_with('Z') || data.starts_with('Y') || data.starts_with('w') {
+            Some(Valve::Input)
+        } else {
+            None
+        }
+    })
+}
+
+/// The stroke commands (`IA{n}OA0R` or `IA{n}OA0IR`) a dispense sent, from its recorded exchanges, in order, each with
+/// whether the pump's answer accepted it. An OEM frame repeated with the repeat bit is the same command, not another
+/// stroke.
+pub fn recorded_strokes(exchanges: &[RecordedExchange]) -> Vec<RecordedStroke> {
+    let mut out: Vec<RecordedStroke> = Vec::new();
+    for e in exchanges {
+        let Some((data, repeat)) = command_data(&e.sent) else { continue };
+        let Some(n) = data
+            .strip_prefix("IA")
+            .and_then(|d| d.strip_suffix("OA0IR").or_else(|| d.strip_suffix("OA0R")))
+            .and_then(|d| d.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let accepted = accepted(&e.sent, &e.received);
+        match out.last_mut() {
+            Some(last) if repeat && last.increments == n => last.accepted |= accepted,
+            _ => out.push(RecordedStroke { id: e.id, increments: n, accepted }),
+        }
+    }
+    out
+}
+
 /// A Cavro XCalibur on a serial line.
 pub struct XCalibur<T> {
     name: String,
@@ -303,12 +397,16 @@ pub struct XCalibur<T> {
     link: Link<T>,
     /// The last OEM sequence number used, 1 to 7.
     seq: u8,
+    /// Increments of liquid the syringe held when last read back, which initializing returns to the reservoir.
+    held: u32,
+    /// Where the valve stands, when the driver knows (after initializing, a stroke, or a read-back).
+    valve: Option<Valve>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> XCalibur<T> {
     /// A driver for the pump `name` with the lab file's settings, talking over `link`.
     pub fn new(name: &str, config: CavroConfig, link: Link<T>) -> Self {
-        XCalibur { name: name.to_owned(), config, link, seq: 0 }
+        XCalibur { name: name.to_owned(), config, link, seq: 0, held: 0, valve: None }
     }
 
     /// Sends `data` in the configured framing and returns the answer, repeating OEM frames as the protocol says.
@@ -413,7 +511,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> XCalibur<T> {
         if !(syringe.is_finite() && syringe > 0.0) {
             return Err(limit(format!("the syringe volume {} is not positive", self.config.syringe)));
         }
-        let n = (volume.0 * f64::from(FULL_STROKE) / syringe).round();
+        let n = increments_of(&self.config, volume);
         if n > f64::from(FULL_STROKE * MAX_STROKES) {
             return Err(limit(format!(
                 "{volume} takes more than {MAX_STROKES} strokes of the {} syringe",
@@ -426,6 +524,39 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> XCalibur<T> {
         }
         // The bound above keeps `n` within u32.
         Ok(n as u32)
+    }
+
+    /// Reads the pump back: waits (within a bound) for a move under way to end, then the plunger and the valve.
+    async fn read_back(&mut self) -> Result<PumpState, DeviceError> {
+        let started = self.link.clock().now();
+        let deadline = Deadline::after(self.link.clock(), 2.0 * self.move_time(FULL_STROKE) + 10.0);
+        let mut status = self.request("Q").await.map_err(not_acted)?;
+        while !status.ready() && !deadline.expired() {
+            pause(self.link.clock(), POLL).await;
+            status = self.request("Q").await.map_err(not_acted)?;
+        }
+        let waited = self.link.clock().now() - started;
+        let plunger = self.request("?").await.map_err(not_acted)?;
+        let valve = self.request("?6").await.map_err(not_acted)?;
+        let position: u32 = plunger.text().trim().parse().ok().filter(|p| *p <= FULL_STROKE * 8).ok_or_else(|| {
+            garbled(&self.name, &self.frame("?"), &self.wire_bytes(&plunger), "not a plunger position", false)
+        })?;
+        let valve = match valve.text().trim() {
+            "i" => Some(Valve::Input),
+            "o" => Some(Valve::Output),
+            "b" => Some(Valve::Bypass),
+            _ => None,
+        };
+        self.held = position;
+        self.valve = valve;
+        Ok(PumpState {
+            plunger: position,
+            microlitres_per_increment: self.config.syringe.0 / f64::from(FULL_STROKE),
+            valve,
+            ready: status.ready(),
+            error: status.error().map(|e| (e.code(), e.message().to_owned())),
+            waited: if status.ready() && waited <= POLL { 0.0 } else { waited },
+        })
     }
 
     /// The lab seconds a plunger move of `increments` takes at the configured top speed.
@@ -471,10 +602,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for XCalibur<T> {
 
     fn initialize(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
         Box::pin(async move {
-            self.exchange("ZR", true, false).await?;
-            self.wait_ready(INIT_BUDGET, "initialization").await?;
+            if self.held > 0 {
+                // Initializing homes the plunger through the valve: turned to the input first, the syringe empties
+                // into the reservoir, not into the vessel at the output.
+                self.exchange("wR", true, false).await?;
+                self.wait_ready(INIT_BUDGET, "initializing the valve").await?;
+                self.exchange("WR", true, false).await?;
+                self.wait_ready(INIT_BUDGET, "initializing the plunger").await?;
+                self.held = 0;
+            } else {
+                self.exchange("ZR", true, false).await?;
+                self.wait_ready(INIT_BUDGET, "initialization").await?;
+            }
             let speed = format!("V{}R", self.config.top_speed);
             self.exchange(&speed, true, true).await?;
+            self.valve = Some(Valve::Input);
             Ok(())
         })
     }
@@ -498,6 +640,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for XCalibur<T> {
     fn as_stop(&mut self) -> Option<&mut dyn Stop> {
         Some(self)
     }
+
+    fn as_read_back(&mut self) -> Option<&mut dyn ReadBack> {
+        Some(self)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ReadBack for XCalibur<T> {
+    fn observe(&mut self) -> BoxFuture<'_, Result<Observed, DeviceError>> {
+        Box::pin(async move { self.read_back().await.map(Observed::Pump) })
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stop for XCalibur<T> {
@@ -510,14 +662,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Dispense for XCalibur<T> {
     fn dispense(&mut self, volume: Volume) -> BoxFuture<'_, Result<Volume, DeviceError>> {
         Box::pin(async move {
             let total = self.increments(volume)?;
-            let mut done = 0;
-            while done < total {
-                let n = (total - done).min(FULL_STROKE);
-                self.exchange(&format!("IA{n}OA0R"), true, done > 0).await?;
+            for (k, n) in strokes(total).into_iter().enumerate() {
+                let (string, after) = stroke_command(n, self.valve);
+                // Where the valve stands is not known once a stroke string was sent, until it has finished.
+                self.valve = None;
+                // A refused first stroke has moved nothing; a refused later one follows strokes that did.
+                self.exchange(&string, true, k > 0).await?;
                 let expected = 2.0 * self.move_time(n) + 2.0 * VALVE_SWITCH;
                 pause(self.link.clock(), expected).await;
                 self.wait_ready(expected.max(10.0), &format!("a stroke of {n} increments")).await?;
-                done += n;
+                self.valve = Some(after);
             }
             Ok(Volume(f64::from(total) * self.config.syringe.0 / f64::from(FULL_STROKE)))
         })

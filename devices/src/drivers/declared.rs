@@ -384,7 +384,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Declared<T> {
         }
         let clock = self.link.clock().clone();
         let name = self.name.clone();
-        let plan = super::Hold { what: "", target: t, tolerance, hold, poll: h.poll };
+        let plan = super::Hold { what: "", target: t, tolerance, hold, poll: h.poll, under_way: false };
         let held = reach_and_hold(self, &name, &clock, plan).await?;
         if let Some(stop) = &h.stop {
             self.run_call(stop).await.map_err(|e| with_acted(e, true))?;

@@ -7,7 +7,11 @@
 //! in ms, baseline MSW, baseline LSW, pixel mode (0: all pixels), the pixel values, and 0xFFFD.
 //!
 //! Absorbance needs a reference: [`Instrument::initialize`] takes one and keeps it, assuming the holder is empty
-//! when the lab starts (nothing on the deck stands in the spectrometer at power-up). Each spectrum is corrected
+//! when the lab starts (nothing on the deck stands in the spectrometer at power-up). Initializing again (a
+//! reconciliation after a failed reading, whose vessel still stands in the holder) keeps the reference the driver
+//! holds, and a controller that resumes while a vessel may stand in the holder gives the driver the reference its
+//! predecessor took ([`Measure::restore_reference`], from the recorded reply to [`ACQUIRE`]) instead of taking one
+//! through that vessel. Each spectrum is corrected
 //! for its dark level with the mean of the optically masked pixels 2..=18 of the ILX511 detector; that range is
 //! [U], taken from the detector family's description, not checked against a Flame's data sheet. The absorbance at
 //! λ is the mean of `log10((R - dR) / (S - dS))` over the pixels within ±1 nm of λ (the nearest pixel if none is).
@@ -240,6 +244,19 @@ pub fn version(word: u16) -> String {
     format!("{}.{:02}.{}", word / 1000, (word / 10) % 100, word % 10)
 }
 
+/// The command that acquires a spectrum, whose recorded replies hold the references a driver took.
+pub const ACQUIRE: &[u8] = b"S";
+
+/// A spectrum's dark-corrected counts per scan; a saturated pixel is NaN, so a reading over it fails instead of
+/// being silently low.
+fn corrected(spectrum: &Spectrum) -> Vec<f64> {
+    let n = f64::from(spectrum.scans.max(1));
+    let per_scan: Vec<f64> = spectrum.counts.iter().map(|&c| f64::from(c) / n).collect();
+    let masked: Vec<f64> = per_scan.iter().enumerate().filter(|(p, _)| MASKED.contains(p)).map(|(_, &c)| c).collect();
+    let dark = if masked.is_empty() { 0.0 } else { masked.iter().sum::<f64>() / masked.len() as f64 };
+    per_scan.iter().map(|&c| if c >= SATURATED { f64::NAN } else { c - dark }).collect()
+}
+
 /// A Flame spectrometer on a serial line.
 pub struct Flame<T> {
     name: String,
@@ -307,17 +324,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Flame<T> {
             + self.link.clock().wall(self.config.integration.0 * scans)
             + Duration::from_secs_f64(bytes * 10.0 / f64::from(self.line.baud.max(1)));
         let mut decoder = self.decoder(Expect::Spectrum);
-        let spectrum = match self.link.request_within(b"S", &mut decoder, timeout).await.map_err(not_acted)? {
+        let spectrum = match self.link.request_within(ACQUIRE, &mut decoder, timeout).await.map_err(not_acted)? {
             FlameReply::Spectrum(s) => s,
-            other => return Err(self.refused(b"S", &other)),
+            other => return Err(self.refused(ACQUIRE, &other)),
         };
-        let n = f64::from(spectrum.scans);
-        let per_scan: Vec<f64> = spectrum.counts.iter().map(|&c| f64::from(c) / n).collect();
-        let masked: Vec<f64> =
-            per_scan.iter().enumerate().filter(|(p, _)| MASKED.contains(p)).map(|(_, &c)| c).collect();
-        let dark = if masked.is_empty() { 0.0 } else { masked.iter().sum::<f64>() / masked.len() as f64 };
-        // A saturated pixel is marked NaN so a reading over it fails instead of being silently low.
-        Ok(per_scan.iter().map(|&c| if c >= SATURATED { f64::NAN } else { c - dark }).collect())
+        Ok(corrected(&spectrum))
     }
 
     /// The pixels averaged for a reading at `lambda`.
@@ -370,8 +381,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for Flame<T> {
             let mut a = vec![b'A'];
             a.extend_from_slice(&self.config.scans.to_be_bytes());
             self.acknowledged(&a).await?;
-            self.reference = None;
-            self.reference = Some(self.acquire().await?);
+            // The holder may not be empty now: a reference this driver took, or was given, is kept.
+            if self.reference.is_none() {
+                self.reference = Some(self.acquire().await?);
+            }
             Ok(())
         })
     }
@@ -391,6 +404,33 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for Flame<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Measure for Flame<T> {
+    fn takes_reference(&self) -> bool {
+        true
+    }
+
+    fn restore_reference(&mut self, received: &[u8]) -> Result<(), String> {
+        let mut decoder = self.decoder(Expect::Spectrum);
+        let mut bytes = BytesMut::from(received);
+        let spectrum = match decoder.decode(&mut bytes) {
+            Ok(Some(FlameReply::Spectrum(s))) if s.scans == self.config.scans.max(1) => s,
+            Ok(Some(FlameReply::Spectrum(s))) => {
+                return Err(format!("it summed {} scans, not the {} this lab sets", s.scans, self.config.scans));
+            }
+            Ok(Some(_)) => return Err("it is no spectrum".to_owned()),
+            Ok(None) => return Err(format!("its {} bytes are not a whole spectrum", received.len())),
+            Err(e) => return Err(e.to_string()),
+        };
+        let integration = (self.config.integration.0 * 1000.0).round();
+        if f64::from(spectrum.integration_ms) != integration {
+            return Err(format!(
+                "it was integrated for {} ms, not the {integration} ms this lab sets",
+                spectrum.integration_ms
+            ));
+        }
+        self.reference = Some(corrected(&spectrum));
+        Ok(())
+    }
+
     fn absorbance(&mut self, wavelength: Wavelength) -> BoxFuture<'_, Result<f64, DeviceError>> {
         Box::pin(async move {
             let (lo, hi) = self.config.range();

@@ -19,6 +19,14 @@
 //!   lose steps, so the driver forgets that it homed: transfers fail with `NotReady` until the next initialize.
 //! - After a transfer `M114` must report the gantry at the destination's XY at the travel height, within
 //!   [`POSITION_TOLERANCE`].
+//!
+//! Reading back ([`ReadBack`]): `M400` (queued moves finish; nothing new moves), `M114` (where the head is) and
+//! `M280 P0` (the servo's angle, which Marlin reports as `echo: Servo 0: <angle>`). A servo gripper cannot feel a
+//! vessel; but this driver closes it only over a transfer's origin and opens it only over its destination, so the
+//! angle and the place under the head tell where the vessel of a transfer left in doubt is. A gantry read back
+//! knows where it stands, so it may put down a vessel it holds ([`Transfer::deliver`]) before it is homed again.
+//! Initializing reads the servo first and refuses while the gripper is closed, since homing and then opening it
+//! would drop at home whatever it holds.
 
 use std::time::Duration;
 
@@ -35,7 +43,14 @@ use super::{FrameError, error, garbled, not_acted, number, with_acted};
 use crate::capability::{Identity, Instrument, Place, Transfer};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::{Deck, GantryConfig, Point};
+use crate::readback::{GantryState, Gripper, Observed, ReadBack};
 use crate::transport::Link;
+
+/// How far the servo's reported angle may be from the lab file's grip or release and still count as that, in degrees.
+const SERVO_TOLERANCE: f64 = 5.0;
+
+/// How far across (X and Y) the head may be from a place and stand over it, in millimetres.
+const OVER_TOLERANCE: f64 = 1.0;
 
 /// How far `M114` may place the gantry from where it was sent, in millimetres.
 pub const POSITION_TOLERANCE: f64 = 0.05;
@@ -200,6 +215,8 @@ pub struct Gantry<T> {
     link: Link<T>,
     decoder: MarlinDecoder,
     homed: bool,
+    /// Whether the head's position was read back since the last quickstop, so it may put down a held vessel.
+    located: bool,
     /// Where the last queued move ends, if known.
     at: Option<Point>,
     /// Lab seconds of motion queued since motion last finished.
@@ -216,6 +233,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Gantry<T> {
             link,
             decoder: MarlinDecoder::default(),
             homed: false,
+            located: false,
             at: None,
             queued: 0.0,
         }
@@ -344,7 +362,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Gantry<T> {
         self.move_to(None, None, Some(a.z), false, true).await?;
         self.finish_moves().await?;
         self.servo(self.config.grip).await?;
-        self.move_to(None, None, Some(safe), false, true).await?;
+        self.place(b, false).await
+    }
+
+    /// Carries what the gripper holds to `b` from wherever the head is, puts it down and checks where the head ended.
+    async fn place(&mut self, b: Point, feed: bool) -> Result<(), DeviceError> {
+        let safe = self.deck.safe_z;
+        self.move_to(None, None, Some(safe), feed, true).await?;
         self.move_to(Some(b.x), Some(b.y), None, false, true).await?;
         self.move_to(None, None, Some(b.z), false, true).await?;
         self.finish_moves().await?;
@@ -368,6 +392,56 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Gantry<T> {
         }
         self.at = Some(p);
         Ok(())
+    }
+
+    /// The gripper's state, from the servo's angle (`M280 P0`).
+    async fn gripper(&mut self) -> Result<Gripper, DeviceError> {
+        let reply = self.gcode("M280 P0", 0.0, false, true).await?;
+        let angle = reply
+            .echoes
+            .iter()
+            .chain(reply.lines.iter())
+            .find_map(|l| l.split("Servo 0:").nth(1).and_then(|v| v.trim().parse::<f64>().ok()))
+            .filter(|a| a.is_finite())
+            .ok_or_else(|| {
+                garbled(
+                    &self.name,
+                    b"M280 P0\n",
+                    reply.echoes.join("\n").as_bytes(),
+                    "no `Servo 0: <angle>` line",
+                    false,
+                )
+            })?;
+        let gripper = if (angle - self.config.grip).abs() <= SERVO_TOLERANCE {
+            Gripper::Closed
+        } else if (angle - self.config.release).abs() <= SERVO_TOLERANCE {
+            Gripper::Open
+        } else {
+            Gripper::Between(angle)
+        };
+        Ok(gripper)
+    }
+
+    /// Reads the gantry back: finishes queued moves, then the head's position and the gripper's servo.
+    async fn read_back(&mut self) -> Result<GantryState, DeviceError> {
+        // Nothing the driver queued is known after a controller stopped: wait as long as the longest move could.
+        let wait = self.queued + self.travel_time(self.diagonal());
+        self.gcode("M400", wait, false, true).await?;
+        self.queued = 0.0;
+        let position = self.position(false).await?;
+        let gripper = self.gripper().await?;
+        let deck = &self.deck;
+        let over = (0..deck.rack.slots())
+            .map(Place::Rack)
+            .chain(deck.positions.keys().cloned().map(Place::Position))
+            .find(|p| {
+                deck.point(p).is_some_and(|q| {
+                    (q.x - position.x).abs() <= OVER_TOLERANCE && (q.y - position.y).abs() <= OVER_TOLERANCE
+                })
+            });
+        self.at = Some(position);
+        self.located = true;
+        Ok(GantryState { position: (position.x, position.y, position.z), gripper, over })
     }
 }
 
@@ -420,6 +494,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for Gantry<T> {
     fn initialize(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
         Box::pin(async move {
             self.homed = false;
+            // Initializing opens the gripper at home; a closed one may hold a vessel (a controller stopped while it
+            // carried one, and nothing put it down), which would fall there. A person must take it first.
+            if self.gripper().await? == Gripper::Closed {
+                return Err(error(
+                    &self.name,
+                    DeviceErrorKind::NotReady(format!(
+                        "its gripper is closed and may hold a vessel, which initializing would drop at home: take \
+                         any vessel out of the gripper and open it (`M280 P0 S{}`) before the gantry is used",
+                        number(self.config.release, 1)
+                    )),
+                    false,
+                ));
+            }
             // Homing runs each axis to its end stop, at worst the whole travel at a fifth of the feed rate.
             let t = self.config.travel;
             let home = 5.0 * self.travel_time(t.x + t.y + t.z) + 10.0;
@@ -440,6 +527,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for Gantry<T> {
     fn safe_state(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
         Box::pin(async move {
             self.homed = false;
+            self.located = false;
             self.at = None;
             self.queued = 0.0;
             self.gcode("M410", 0.0, true, false).await?;
@@ -454,6 +542,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for Gantry<T> {
 
     fn as_transfer(&mut self) -> Option<&mut dyn Transfer> {
         Some(self)
+    }
+
+    fn as_read_back(&mut self) -> Option<&mut dyn ReadBack> {
+        Some(self)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ReadBack for Gantry<T> {
+    fn observe(&mut self) -> BoxFuture<'_, Result<Observed, DeviceError>> {
+        Box::pin(async move { self.read_back().await.map(Observed::Gantry) })
     }
 }
 
@@ -479,6 +577,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transfer for Gantry<T> {
             let result = self.run_transfer(a, b).await;
             if result.is_err() {
                 // Where the gantry is and what is queued are no longer known.
+                self.at = None;
+            }
+            result
+        })
+    }
+
+    fn deliver<'a>(&'a mut self, to: &'a Place) -> BoxFuture<'a, Result<(), DeviceError>> {
+        Box::pin(async move {
+            let b = self.resolve(to)?;
+            if !(self.homed || self.located) {
+                return Err(error(
+                    &self.name,
+                    DeviceErrorKind::NotReady("where the head is has not been read back".into()),
+                    false,
+                ));
+            }
+            // Whatever fails from here on, the vessel was in the gripper: the error says it may have moved.
+            let result = self.place(b, true).await.map_err(|e| with_acted(e, true));
+            if result.is_err() {
                 self.at = None;
             }
             result

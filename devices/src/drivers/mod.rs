@@ -27,10 +27,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::capability::Instrument;
+use protocols::units::Duration as LabDuration;
+
+use crate::capability::{Instrument, Task};
 use crate::clock::Clock;
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::{Deck, DriverConfig, InstrumentSpec};
+use crate::readback::{Doubt, HeatWant, Observed, Settlement, Verdict, settle_dispense, settle_heat, settle_transfer};
 use crate::transport::{ExchangeSink, Link};
 
 /// Builds the driver the lab file names for `spec`, talking over `io`.
@@ -83,6 +86,76 @@ pub fn connect(
     Ok(build_on(spec, deck, link))
 }
 
+/// The command whose replies are the references the driver the lab file names for `spec` takes at initialization
+/// ([`crate::capability::Measure::takes_reference`]), if it takes one: their recorded replies can be given back to
+/// a later driver ([`crate::capability::Measure::restore_reference`]).
+pub fn reference_command(spec: &InstrumentSpec) -> Option<&'static [u8]> {
+    match spec.driver {
+        DriverConfig::OceanFlame(_) => Some(flame::ACQUIRE),
+        _ => None,
+    }
+}
+
+/// Whether the driver the lab file names for `spec` can read its instrument back ([`crate::readback::ReadBack`]).
+pub fn reads_back(spec: &InstrumentSpec) -> bool {
+    matches!(
+        spec.driver,
+        DriverConfig::CavroXCalibur(_)
+            | DriverConfig::IkaHotplate(_)
+            | DriverConfig::GcodeGantry(_)
+            | DriverConfig::ModbusTemperature(_)
+    )
+}
+
+/// Settles a step in doubt on the instrument `spec` from what it reported (`observed`), what the record holds of the
+/// step (`doubt`), and the lab time `now`, on a clock running `scale` lab seconds per wall second. Each driver knows
+/// what its own commands leave behind, so the driver's module decides; a task no driver here can settle from what
+/// its instrument reports stays in doubt.
+pub fn settle(spec: &InstrumentSpec, scale: f64, doubt: &Doubt<'_>, observed: &Observed, now: f64) -> Verdict {
+    let since = doubt.since_start();
+    let last_contact = since.iter().map(|e| e.sent_at).reduce(f64::max);
+    let want = HeatWant::of(doubt.task, doubt.started);
+    let asked = HeatWant::of(doubt.asked, doubt.started).map_or(LabDuration(0.0), |w| w.hold);
+    match (&spec.driver, observed, doubt.task) {
+        (DriverConfig::IkaHotplate(c), Observed::Heater(h), _) if want.is_some_and(|w| w.plate) => {
+            // All the step's readings, before a continuation's start too: they trace the same ramp.
+            let readings = ika::recorded_temperatures(doubt.exchanges.unwrap_or_default());
+            let facts = ika::heat_facts(c, scale);
+            settle_heat(h, &want.expect("checked"), asked, &readings, last_contact, &facts, now)
+        }
+        (DriverConfig::ModbusTemperature(c), Observed::Heater(h), _) if want.is_some_and(|w| !w.plate) => {
+            let readings = modbus::recorded_temperatures(c, doubt.exchanges.unwrap_or_default());
+            settle_heat(h, &want.expect("checked"), asked, &readings, last_contact, &modbus::heat_facts(), now)
+        }
+        (DriverConfig::CavroXCalibur(c), Observed::Pump(p), Task::Dispense { volume }) => {
+            let total = cavro::increments_of(c, *volume);
+            if !(total.is_finite() && (0.0..=f64::from(cavro::FULL_STROKE * cavro::MAX_STROKES)).contains(&total)) {
+                return Settlement::InDoubt {
+                    why: format!("{volume} is not a volume this pump dispenses"),
+                    contradiction: None,
+                }
+                .into();
+            }
+            let recorded = doubt.exchanges.map(|_| cavro::recorded_strokes(&since));
+            let before = doubt.before.and_then(cavro::valve_after);
+            settle_dispense(p, &cavro::strokes(total as u32), recorded.as_deref(), before)
+        }
+        (DriverConfig::GcodeGantry(_), Observed::Gantry(g), Task::Transfer { from, to }) => {
+            settle_transfer(g, Some(from), to)
+        }
+        (DriverConfig::GcodeGantry(_), Observed::Gantry(g), Task::Deliver { to }) => settle_transfer(g, None, to),
+        (driver, observed, task) => Settlement::InDoubt {
+            why: format!(
+                "{} reads back {observed}, which does not settle a step that was to {}",
+                driver.name(),
+                task.verb()
+            ),
+            contradiction: None,
+        }
+        .into(),
+    }
+}
+
 /// The shortest wall time between two polls of an instrument, whatever the clock's scale.
 pub const MIN_POLL_WALL: Duration = Duration::from_millis(5);
 
@@ -131,6 +204,14 @@ pub const RAMP_PER_DEGREE: f64 = 60.0;
 pub(crate) trait Probe: Send {
     /// The temperature now, degC; an error after control started may have acted.
     fn celsius(&mut self) -> impl std::future::Future<Output = Result<f64, DeviceError>> + Send;
+
+    /// Told, as the hold begins and after each reading in it, how many lab seconds of the hold are left: an IKA
+    /// plate re-arms its watchdog with them (a reading restarts it), so a plate whose controller is gone stops at
+    /// the hold's end. Nothing to do for most.
+    fn holding(&mut self, left: f64) -> impl std::future::Future<Output = Result<(), DeviceError>> + Send {
+        let _ = left;
+        std::future::ready(Ok(()))
+    }
 }
 
 /// What a hold aims at.
@@ -146,6 +227,9 @@ pub(crate) struct Hold {
     pub hold: f64,
     /// Lab seconds between readings.
     pub poll: f64,
+    /// Whether the hold is already under way (a hold carried on after the controller was away), so it begins at
+    /// once, without waiting to be within the tolerance.
+    pub under_way: bool,
 }
 
 /// The part of a hold after control is on: reads `probe` every `poll` lab seconds until it is within `tolerance`
@@ -159,9 +243,9 @@ pub(crate) async fn reach_and_hold<P: Probe>(
     plan: Hold,
 ) -> Result<crate::capability::Outcome, DeviceError> {
     use protocols::units::{Duration as LabDuration, Temperature};
-    let Hold { what, target, tolerance, hold, poll } = plan;
+    let Hold { what, target, tolerance, hold, poll, under_way } = plan;
     let start = clock.now();
-    let mut pv = probe.celsius().await?;
+    let mut pv = if under_way { target } else { probe.celsius().await? };
     let budget = RAMP_BASE + RAMP_PER_DEGREE * (target - pv).abs();
     let deadline = Deadline::after(clock, budget);
     while (pv - target).abs() > tolerance {
@@ -176,6 +260,7 @@ pub(crate) async fn reach_and_hold<P: Probe>(
     let end = clock.now() + hold;
     let (mut sum, mut n) = (0.0, 0u32);
     let drift = (5.0 * tolerance).max(10.0);
+    probe.holding(hold).await?;
     loop {
         let left = end - clock.now();
         if left <= 0.0 {
@@ -189,6 +274,10 @@ pub(crate) async fn reach_and_hold<P: Probe>(
         }
         sum += pv;
         n += 1;
+        let left = end - clock.now();
+        if left > 0.0 {
+            probe.holding(left).await?;
+        }
     }
     let mean = if n == 0 { pv } else { sum / f64::from(n) };
     Ok(crate::capability::Outcome::Held { mean_temperature: Some(Temperature(mean)), ramp: LabDuration(ramp) })

@@ -22,6 +22,13 @@
 //! (a Watlow reports degrees Fahrenheit). Initialization runs the map's `init` sequence (Omron: communications
 //! writing on; Eurotherm: remote set point) and `stop`, reads the decimal-point registers the map's scales use, and
 //! reads the process value. The safe state is `stop`.
+//!
+//! Reading back ([`ReadBack`]): the process value, the set point, and whether control runs, read from the points
+//! the map's `run` and `stop` sequences write (a Eurotherm's loop mode, a Watlow's control mode): all at their `run`
+//! values is heating, all at their `stop` values is not. A map whose `run` writes a point that cannot be read (an
+//! Omron's write-only operation command) cannot tell, and a hold in doubt on it goes to the policy. These
+//! controllers have no watchdog, so one whose controller is gone holds on until someone stops it.
+//! [`recorded_temperatures`] reads the process values a hold recorded.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +45,7 @@ use crate::capability::{HoldTemperature, Identity, Instrument, Outcome, Stop};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::ModbusConfig;
 use crate::modbus_map::{self, Kind, Point, Table};
+use crate::readback::{HeaterState, Heating, Observed, ReadBack, RecordedExchange, RecordedReading};
 use crate::transport::Link;
 
 /// Lab seconds between two readings while ramping or holding.
@@ -358,14 +366,152 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusTemperature<T> {
             ));
         }
         self.run_sequence(&binding.run).await?;
+        self.reach_and_stop(t, hold, false).await
+    }
+
+    /// Reaches `t` (unless the hold is `under_way`, carried on after the controller was away), holds it for `hold`
+    /// lab seconds, and stops control.
+    async fn reach_and_stop(&mut self, t: f64, hold: f64, under_way: bool) -> Result<Outcome, DeviceError> {
         let clock = self.link.clock().clone();
         let tolerance = self.config.tolerance.0.abs();
         let name = self.name.clone();
-        let plan = Hold { what: "", target: t, tolerance, hold, poll: POLL };
+        let plan = Hold { what: "", target: t, tolerance, hold, poll: POLL, under_way };
         let held = reach_and_hold(self, &name, &clock, plan).await?;
         self.stop_control().await?;
         Ok(held)
     }
+
+    /// Reads the controller back: process value, set point (both in degC), and whether control runs.
+    async fn read_back(&mut self) -> Result<HeaterState, DeviceError> {
+        let binding = self.config.map.temperature.clone();
+        let temperature = self.temperature(false).await?;
+        let sp = self.point(&binding.sp)?;
+        let raw_sp = self.read_value(&binding.sp, false).await?;
+        let set_point = sp.to_celsius(raw_sp).unwrap_or(raw_sp);
+        if !(-300.0..=3000.0).contains(&temperature) || !(-300.0..=3000.0).contains(&set_point) {
+            return Err(garbled(
+                &self.name,
+                &[],
+                &[],
+                format!("{temperature} degC at a set point of {set_point} degC is no controller's reading"),
+                false,
+            ));
+        }
+        let (heating, heating_from) = self.run_state(&binding.run, &binding.stop).await?;
+        Ok(HeaterState {
+            set_point: Temperature(set_point),
+            temperature: Temperature(temperature),
+            heating,
+            heating_from,
+            stirring: None,
+            tolerance: self.config.tolerance,
+        })
+    }
+
+    /// Whether control runs, from the points the map's `run` and `stop` sequences write: every one at its `run`
+    /// value is on, every one at its `stop` value off; anything else, or a point that cannot be read, cannot tell.
+    async fn run_state(&mut self, run: &str, stop: &str) -> Result<(Heating, String), DeviceError> {
+        let (run, stop) = (self.config.map.sequence(run).to_vec(), self.config.map.sequence(stop).to_vec());
+        let mut read = BTreeMap::new();
+        for step in run.iter().chain(&stop) {
+            if read.contains_key(&step.point) {
+                continue;
+            }
+            let point = self.point(&step.point)?;
+            if !point.readable() {
+                return Ok((
+                    Heating::Unknown,
+                    format!("its map starts and stops control through `{}`, which cannot be read", step.point),
+                ));
+            }
+            let value = self.read_value(&step.point, false).await?;
+            read.insert(step.point.clone(), value);
+        }
+        let holds = |steps: &[modbus_map::Step]| {
+            !steps.is_empty() && steps.iter().all(|s| read.get(&s.point).is_some_and(|v| (v - s.value).abs() < 1e-6))
+        };
+        let found = read.iter().map(|(p, v)| format!("`{p}` reads {v}")).collect::<Vec<_>>().join(", ");
+        Ok(if holds(&run) {
+            (Heating::On, format!("{found}, as its map's `run` leaves it"))
+        } else if holds(&stop) {
+            (Heating::Off, format!("{found}, as its map's `stop` leaves it"))
+        } else {
+            (Heating::Unknown, format!("{found}, which is neither what its map's `run` nor its `stop` leaves"))
+        })
+    }
+
+    /// Carries on with a hold the controller still runs; see [`HoldTemperature::continue_hold`].
+    async fn carry_on(&mut self, t: f64, hold: f64, at_set_point: bool) -> Result<Outcome, DeviceError> {
+        let h = self.read_back().await?;
+        if (h.set_point.0 - t).abs() > 0.05 || h.heating != Heating::On {
+            return Err(error(
+                &self.name,
+                DeviceErrorKind::Physical(format!(
+                    "cannot carry on the hold: the set point reads {} and {}",
+                    h.set_point, h.heating_from
+                )),
+                false,
+            ));
+        }
+        self.reach_and_stop(t, hold, at_set_point).await
+    }
+}
+
+/// The process values (degC) a step read of the controller `config` describes, from its recorded exchanges: each
+/// read of the map's process value whose reply frames with a good CRC. A process value scaled by a decimal-point
+/// register is read only where the exchanges hold a read of that register too.
+pub fn recorded_temperatures(config: &ModbusConfig, exchanges: &[RecordedExchange]) -> Vec<RecordedReading> {
+    let map = &config.map;
+    let Some(pv) = map.point(&map.temperature.pv) else { return Vec::new() };
+    let decimals = match map.decimals_of(pv) {
+        None => Some(0),
+        Some(dp) => recorded_reads(config.address, dp, exchanges)
+            .last()
+            .and_then(|(_, _, words)| dp.decode(words, 0))
+            .filter(|d| (0.0..=9.0).contains(d))
+            .map(|d| d as u16),
+    };
+    let Some(decimals) = decimals else { return Vec::new() };
+    recorded_reads(config.address, pv, exchanges)
+        .into_iter()
+        .filter_map(|(id, at, words)| {
+            let value = pv.decode(&words, decimals)?;
+            Some(RecordedReading { id, at, value: pv.to_celsius(value).unwrap_or(value) })
+        })
+        .collect()
+}
+
+/// The recorded reads of `point` from the slave `address` whose replies frame with a good CRC: each exchange's id,
+/// when its reply came, and the words it carried.
+fn recorded_reads(address: u8, point: &Point, exchanges: &[RecordedExchange]) -> Vec<(i64, f64, Vec<u16>)> {
+    let function = match point.table {
+        Table::Holding => 3,
+        Table::Input => 4,
+        Table::Coil | Table::Discrete => return Vec::new(),
+    };
+    let width = point.kind.width();
+    let [a_hi, a_lo] = point.address.to_be_bytes();
+    let [w_hi, w_lo] = width.to_be_bytes();
+    exchanges
+        .iter()
+        .filter(|e| e.sent.len() == 8 && e.sent[..6] == [address, function, a_hi, a_lo, w_hi, w_lo])
+        .filter_map(|e| {
+            let r = &e.received;
+            let n = 2 * usize::from(width);
+            let framed = r.len() == 5 + n
+                && r[..3] == [address, function, n as u8]
+                && crc(&r[..3 + n]).to_le_bytes() == [r[3 + n], r[4 + n]];
+            framed.then(|| {
+                let words = r[3..3 + n].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+                (e.id, e.replied_at.unwrap_or(e.sent_at), words)
+            })
+        })
+        .collect()
+}
+
+/// What settling a hold needs to know of this driver: it has no watchdog, and no stirrer.
+pub fn heat_facts() -> crate::readback::HeatFacts {
+    crate::readback::HeatFacts { watchdog: None, stirrer_tells_heater: false, poll: POLL }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Probe for ModbusTemperature<T> {
@@ -480,6 +626,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for ModbusTemperature<
     fn as_stop(&mut self) -> Option<&mut dyn Stop> {
         Some(self)
     }
+
+    fn as_read_back(&mut self) -> Option<&mut dyn ReadBack> {
+        Some(self)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ReadBack for ModbusTemperature<T> {
+    fn observe(&mut self) -> BoxFuture<'_, Result<Observed, DeviceError>> {
+        Box::pin(async move { self.read_back().await.map(Observed::Heater) })
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stop for ModbusTemperature<T> {
@@ -510,6 +666,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> HoldTemperature for ModbusTempera
             let result = self.run_hold(t, duration.0).await;
             if result.as_ref().is_err_and(|e| e.may_have_acted) {
                 // The hold failed with heat possibly on; the error that ended it matters more than this one's.
+                let _ = self.stop_control().await;
+            }
+            result
+        })
+    }
+
+    fn continue_hold(
+        &mut self,
+        temperature: Temperature,
+        hold: Duration,
+        at_set_point: bool,
+    ) -> BoxFuture<'_, Result<Outcome, DeviceError>> {
+        Box::pin(async move {
+            if !(hold.0.is_finite() && hold.0 >= 0.0) {
+                return Err(error(&self.name, DeviceErrorKind::Limit(format!("cannot hold for {hold}")), false));
+            }
+            let result = self.carry_on(temperature.0, hold.0, at_set_point).await;
+            if result.as_ref().is_err_and(|e| e.may_have_acted) {
                 let _ = self.stop_control().await;
             }
             result

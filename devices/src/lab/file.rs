@@ -153,6 +153,8 @@ pub(super) enum DriverFile {
         max_speed: String,
         #[serde(default)]
         tolerance: Option<String>,
+        #[serde(default)]
+        watchdog: Option<String>,
     },
     OceanFlame {
         integration: String,

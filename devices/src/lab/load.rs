@@ -311,10 +311,21 @@ fn instrument(
                 protocol,
             })
         }
-        DriverFile::IkaHotplate { model, max_temperature, max_speed, tolerance } => {
+        DriverFile::IkaHotplate { model, max_temperature, max_speed, tolerance, watchdog } => {
             let t = quantity("max_temperature", &max_temperature, Dimension::Temperature, &mut fail);
             let s = quantity("max_speed", &max_speed, Dimension::RotationalSpeed, &mut fail);
             let tol = tolerance.map_or(1.0, |t| quantity("tolerance", &t, Dimension::Temperature, &mut fail));
+            let watchdog = watchdog.map(|w| quantity("watchdog", &w, Dimension::Duration, &mut fail));
+            if let Some(w) = watchdog
+                && w.is_finite()
+                && !(IKA_WATCHDOG_RANGE.0..=IKA_WATCHDOG_RANGE.1).contains(&w)
+            {
+                fail(
+                    &[Seg::Field("driver"), Seg::Field("watchdog")],
+                    format!("watchdog of `{name}` is {w} s; an IKA plate's watchdog takes 20 s to 25 min"),
+                    "`watchdog: \"25 min\"` lets a controller come back within 25 minutes and carry on a heat".into(),
+                );
+            }
             let model = model.unwrap_or_else(|| "RCT digital".to_owned());
             if let Some(p) = crate::models::namur::profile(&model) {
                 if t > p.max_temperature {
@@ -337,6 +348,7 @@ fn instrument(
                 max_temperature: Temperature(t),
                 max_speed: Speed(s),
                 tolerance: Temperature(tol),
+                watchdog: watchdog.map(Duration),
             })
         }
         DriverFile::OceanFlame { integration, scans, calibration, pixels } => {

@@ -267,7 +267,14 @@ pub struct IkaConfig {
     pub max_speed: Speed,
     /// How close to the set point the plate must be to count as having reached it.
     pub tolerance: Temperature,
+    /// The longest the plate keeps heating and stirring without hearing from the controller, if the lab file sets
+    /// it (`OUT_WD1@m`, 20 s to 25 min): within a hold the driver shortens it to the hold's time left, so a plate
+    /// whose controller is gone stops at the end of its hold. Without it the driver arms a short watchdog.
+    pub watchdog: Option<Duration>,
 }
+
+/// The watchdog times an IKA plate accepts (`OUT_WD1@m`), in seconds.
+pub const IKA_WATCHDOG_RANGE: (f64, f64) = (20.0, 1500.0);
 
 /// The most pixels a spectrometer's detector may have: more than any Ocean Optics detector, few enough that a
 /// spectrum's size is bounded (a spectrum of `pixels` four-byte words is what the driver waits for, and what the

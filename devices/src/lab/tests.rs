@@ -115,6 +115,17 @@ fn a_simulated_model_needs_a_profile_and_its_limits() {
 }
 
 #[test]
+fn an_ika_watchdog_outside_what_the_plate_takes_is_refused() {
+    let text = include_str!("../../labs/sim.lab.ron").replacen("watchdog: \"25 min\"", "watchdog: \"2 h\"", 1);
+    let d = load_lab(SourceFile::new("sim.lab.ron", text)).unwrap_err();
+    let msgs: Vec<String> = d.iter().map(|d| format!("{} {}", d.code, d.message)).collect();
+    assert_eq!(msgs, ["D0004 watchdog of `hotplate_1` is 7200 s; an IKA plate's watchdog takes 20 s to 25 min"]);
+    let lab = sim_lab();
+    let DriverConfig::IkaHotplate(c) = &lab.instrument("hotplate_1").unwrap().driver else { panic!() };
+    assert_eq!(c.watchdog, Some(Duration(1500.0)));
+}
+
+#[test]
 fn lab_file_errors_point_at_the_setting() {
     let text = include_str!("../../labs/sim.lab.ron")
         .replace(
@@ -131,8 +142,8 @@ fn lab_file_errors_point_at_the_setting() {
         vec![
             "25:44 D0004 address 0 of `pump_a` is not a pump address",
             "25:56 D0004 `syringe` of `pump_a` needs a volume, not a duration",
-            "52:23 D0003 position `hotplate_5` of `hotplate_4` is not on the deck",
-            "64:39 D0006 time_scale must be positive, not 0",
+            "55:23 D0003 position `hotplate_5` of `hotplate_4` is not on the deck",
+            "67:39 D0006 time_scale must be positive, not 0",
         ]
     );
 }

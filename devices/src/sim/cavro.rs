@@ -2,7 +2,10 @@
 //!
 //! Frames are `/`, address, data, CR; anything before the last `/` of a line is line noise and ignored, and frames
 //! for another address are ignored (the broadcast address `_` runs without answering). Commands:
-//! `Z`/`Y`/`W` initialize (2 lab s: plunger home, valve to input), `I`/`O`/`B` valve, `A`/`P`/`D` and the
+//! `Z`/`Y` initialize (2 lab s: plunger home, pushing what the syringe holds through the output, then valve to
+//! input), `W` initializes the plunger only (home through the valve as it stands) and `w` the valve only (to the
+//! input) [U: the manual's operands of `w` choose a port on distribution valves; this three-way valve has one
+//! input], `I`/`O`/`B` valve, `A`/`P`/`D` and the
 //! non-busy `a`/`p`/`d` plunger moves (0..=3000 increments), `V` top speed, `M` delay, `R` run, `T` terminate, and
 //! the reports `Q`, `?`, `?1`..`?4`, `?6`, `?10`/`F`, `?23`/`&`. Without `R` an action string is stored, a second
 //! overwriting the first. Errors follow the manual: unknown commands 2, bad operands 3, moves before initializing
@@ -74,7 +77,7 @@ struct Command {
 /// Something scheduled to happen.
 #[derive(Debug, Clone, Copy)]
 enum Op {
-    Init { end: f64 },
+    Init { end: f64, through: Valve, valve_to: Option<Valve> },
     Valve { end: f64, to: Valve },
     Plunger { start: f64, end: f64, from: f64, to: f64 },
     Delay { end: f64 },
@@ -158,13 +161,18 @@ impl XCaliburSim {
     /// Completes `op`, or cuts a plunger move short at lab time `cut`.
     fn finish(&mut self, op: Op, cut: Option<f64>) {
         match op {
-            Op::Init { .. } => {
+            Op::Init { through, valve_to, .. } => {
                 if cut.is_none() {
-                    // Homing pushes whatever the syringe holds out through the output.
+                    // Homing pushes whatever the syringe holds out through the valve: into the vessel through the
+                    // output, back into the reservoir through the input.
                     let held = self.plunger * self.microlitres_per_increment;
-                    self.bench.dispense(&self.name, &self.position, &self.reservoir, held);
+                    if through == Valve::Output {
+                        self.bench.dispense(&self.name, &self.position, &self.reservoir, held);
+                    }
                     self.plunger = 0.0;
-                    self.valve = Valve::Input;
+                    if let Some(v) = valve_to {
+                        self.valve = v;
+                    }
                     self.initialized = true;
                 }
             }
@@ -322,11 +330,26 @@ impl XCaliburSim {
                 if c.args.len() > 3 || arg.is_some_and(|f| f > 40) {
                     return Err(3);
                 }
-                plan.ops.push(Op::Init { end: plan.t + INIT_TIME });
+                let (through, valve_to) =
+                    if c.letter == b'W' { (plan.valve, None) } else { (Valve::Output, Some(Valve::Input)) };
+                plan.ops.push(Op::Init { end: plan.t + INIT_TIME, through, valve_to });
                 plan.t += INIT_TIME;
                 plan.busy_end = plan.t;
                 plan.initialized = true;
                 plan.plunger = 0.0;
+                if let Some(v) = valve_to {
+                    plan.valve = v;
+                }
+            }
+            b'w' => {
+                if c.args.len() > 2 {
+                    return Err(3);
+                }
+                if plan.valve != Valve::Input {
+                    plan.t += VALVE_SWITCH;
+                    plan.busy_end = plan.t;
+                }
+                plan.ops.push(Op::Valve { end: plan.t, to: Valve::Input });
                 plan.valve = Valve::Input;
             }
             b'I' | b'O' | b'B' => {

@@ -9,7 +9,9 @@
 //! upward so the gripper clears the deck), at [`HOMING_FEED`]. `M114` reports the last queued target and the
 //! stepper counts of where the head actually is; `M115` reports the firmware; `M410` stops at once and discards
 //! the queue. `M280 P0 S<angle>` moves the gripper servo at once, wherever the head is: an angle nearer the lab
-//! file's `grip` than its `release` closes it (picking what stands within reach), otherwise it opens.
+//! file's `grip` than its `release` closes it (picking what stands within reach), otherwise it opens; `M280 P0`
+//! without an angle reports the servo's angle as Marlin does, `echo: Servo 0: <angle>` [U: the spacing]. The
+//! servo starts at the lab file's `release`.
 
 use std::collections::VecDeque;
 
@@ -57,6 +59,8 @@ pub(crate) struct GantrySim {
     target: Point,
     feed: f64,
     relative: bool,
+    /// The gripper servo's angle.
+    servo: f64,
 }
 
 fn distance(a: Point, b: Point) -> f64 {
@@ -80,6 +84,7 @@ impl GantrySim {
             target: start,
             feed: DEFAULT_FEED,
             relative: false,
+            servo: config.release,
         }
     }
 
@@ -246,15 +251,18 @@ impl GantrySim {
                 wire.reply(report.as_bytes()).await
             }
             "M280" => {
-                if params.get(&'P').copied().unwrap_or(0.0) == 0.0
-                    && let Some(&angle) = params.get(&'S')
-                {
-                    let at = self.actual(now);
-                    if (angle - self.grip).abs() < (angle - self.release).abs() {
-                        self.bench.grip(&self.name, at);
-                    } else {
-                        self.bench.release(&self.name, at);
-                    }
+                if params.get(&'P').copied().unwrap_or(0.0) != 0.0 {
+                    return true;
+                }
+                let Some(&angle) = params.get(&'S') else {
+                    return wire.reply(format!("echo: Servo 0: {:.0}\n", self.servo).as_bytes()).await;
+                };
+                self.servo = angle;
+                let at = self.actual(now);
+                if (angle - self.grip).abs() < (angle - self.release).abs() {
+                    self.bench.grip(&self.name, at);
+                } else {
+                    self.bench.release(&self.name, at);
                 }
                 true
             }

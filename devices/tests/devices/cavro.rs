@@ -78,12 +78,13 @@ async fn a_refused_stroke_has_not_acted_but_a_failed_one_has() {
 
 #[tokio::test]
 async fn a_large_volume_takes_several_strokes() {
+    // Each stroke turns the valve back the other way at its end, so the second ends with it to the input.
     let mock = Builder::new()
         .write(b"/1IA3000OA0R\r")
         .read(b"/0`\x03\r\n")
         .write(b"/1Q\r")
         .read(b"/0`\x03\r\n")
-        .write(b"/1IA1500OA0R\r")
+        .write(b"/1IA1500OA0IR\r")
         .read(b"/0`\x03\r\n")
         .write(b"/1Q\r")
         .read(b"/0`\x03\r\n")

@@ -64,6 +64,34 @@ async fn absorbance_is_dark_corrected_against_the_reference_from_split_reads() {
     assert!((a - 1.0).abs() < 1e-9, "log10(30000 / 3000) = 1, got {a}");
 }
 
+/// A driver given the reference an earlier one took (its recorded reply) takes none when initialized, nor when
+/// initialized again, so a vessel standing in the holder is never taken for the reference; a reply that is not a
+/// spectrum of this lab's settings is refused.
+#[tokio::test]
+async fn a_restored_reference_is_used_and_initializing_takes_none_through_the_holder() {
+    let reference = spectrum(30_000);
+    let sample = spectrum(3000);
+    let settings = |b: &mut Builder| {
+        b.write(b"bB").read(&[ACK]).write(&[b'I', 0, 100]).read(&[ACK]).write(&[b'A', 0, 4]).read(&[ACK]);
+    };
+    let mut builder = Builder::new();
+    settings(&mut builder);
+    settings(&mut builder);
+    let mut f = flame(builder.write(b"S").read(&sample).build());
+    f.restore_reference(&reference).unwrap();
+    f.initialize().await.unwrap();
+    f.initialize().await.unwrap();
+    let a = f.absorbance(Wavelength(540.0)).await.unwrap();
+    assert!((a - 1.0).abs() < 1e-9, "log10(30000 / 3000) = 1, got {a}");
+    let mut g = flame(Builder::new().build());
+    let two_scans = Spectrum { scans: 2, integration_ms: 100, baseline: 0, counts: vec![0; PIXELS] }.to_bytes();
+    assert!(g.restore_reference(&two_scans).unwrap_err().contains("2 scans"));
+    let longer = Spectrum { scans: 4, integration_ms: 200, baseline: 0, counts: vec![0; PIXELS] }.to_bytes();
+    assert!(g.restore_reference(&longer).unwrap_err().contains("200 ms"));
+    assert!(g.restore_reference(&reference[..50]).unwrap_err().contains("not a whole spectrum"));
+    assert!(g.restore_reference(&[ACK]).is_err());
+}
+
 #[tokio::test]
 async fn a_spectrum_with_a_bad_end_marker_is_garbled() {
     let mut bad = spectrum(30_000);

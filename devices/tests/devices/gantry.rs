@@ -25,7 +25,9 @@ fn gantry(mock: tokio_test::io::Mock) -> Gantry<tokio_test::io::Mock> {
 }
 
 fn initialized(b: &mut Builder) -> &mut Builder {
-    b.write(b"G28\n")
+    b.write(b"M280 P0\n")
+        .read(b"echo: Servo 0: 0\nok\n")
+        .write(b"G28\n")
         .read(b"echo:busy: processing\n")
         .read(b"echo:busy: processing\nok\n")
         .write(b"G90\n")
@@ -102,6 +104,16 @@ async fn a_transfer_descends_grips_carries_releases_and_checks_the_position() {
     let mut g = gantry(mock);
     g.initialize().await.unwrap();
     g.transfer(&Place::Rack(0), &Place::Position("dispense".into())).await.unwrap();
+}
+
+/// A gripper found closed may hold a vessel (a controller stopped while it carried one): initializing, which homes
+/// and then opens the gripper, would drop it at home, so it refuses and moves nothing.
+#[tokio::test]
+async fn initializing_with_the_gripper_closed_is_refused_before_anything_moves() {
+    let mock = Builder::new().write(b"M280 P0\n").read(b"echo: Servo 0: 90\nok\n").build();
+    let err = gantry(mock).initialize().await.unwrap_err();
+    assert!(matches!(&err.kind, DeviceErrorKind::NotReady(m) if m.contains("may hold a vessel")), "{err}");
+    assert!(!err.may_have_acted);
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ fn plate(mock: tokio_test::io::Mock) -> IkaHotplate<tokio_test::io::Mock> {
         max_temperature: Temperature(310.0),
         max_speed: Speed(1500.0),
         tolerance: Temperature(1.0),
+        watchdog: None,
     };
     // At this scale the watchdog is 1500 s and every poll is the 5 ms wall minimum.
     IkaHotplate::new("hp", config, Link::new(mock, "hp", Clock::scaled(1e5), discard(), Duration::from_millis(100)))

@@ -1,10 +1,12 @@
 //! The *Conclude* set: finished steps are applied and finished experiments concluded.
 //!
 //! [`apply_step_results`] frees instruments, moves vessels, keeps readings, releases the steps that waited, retries
-//! what is safe to retry and puts what may have acted and failed into the unknown state; [`settle_reconciled`]
-//! settles steps in doubt once their instrument is reconciled; [`fail_stranded_steps`] fails steps that no working
-//! instrument or usable place can serve; [`conclude_experiments`] tells the learner and carries failed experiments'
-//! vessels back to the rack.
+//! what is safe to retry and puts what may have acted and failed into the unknown state; [`settle_observed`] settles
+//! steps in doubt from what their instrument reported when read back (carrying on, done, partly done, never done,
+//! or still in doubt); [`settle_reconciled`] settles what is still in doubt by policy once its instrument is
+//! reconciled; [`fail_stranded_steps`] fails steps that no working instrument or usable place can serve (or, by
+//! default, lets those that wait for a blocked place wait for a person); [`conclude_experiments`] tells the learner
+//! and carries failed experiments' vessels back to the rack.
 
 use std::collections::HashSet;
 
@@ -12,19 +14,21 @@ use bevy_ecs::prelude::*;
 use devices::{Outcome, Place};
 use protocols::{Action, Destination, InstrumentRef};
 
+use super::dispatch::task_for;
 use super::{position_usable, record_step, release_dependents, skip_unstarted, skip_unstarted_entities, still_running};
 use crate::record::{RecordEvent, StepRow};
-use crate::schedule::bridge::{Bridge, LearnerRequest};
+use crate::schedule::bridge::{Bridge, Dispatch, LearnerRequest};
 use crate::schedule::components::CleaningUp;
 use crate::schedule::components::{
-    Attempts, Availability, Dependents, Experiment, ExperimentState, Hold, Holds, Instrument, Readings, Step,
-    StepState, Vessel, Work,
+    Attempts, Availability, Dependents, Experiment, ExperimentState, Hold, Holds, InDoubt, Instrument, Readings, Step,
+    StepState, Unrestored, Vessel, Work,
 };
-use crate::schedule::messages::{ExperimentConcluded, Reconciled, StepEnded};
-use crate::schedule::resources::UnknownPolicy;
+use crate::schedule::messages::{ExperimentConcluded, Observed, Reconciled, StepEnded};
 use crate::schedule::resources::{
     Best, CampaignState, DeckState, Estimates, LabClock, Policy, ReadyIndex, Record, Schedule, Source,
 };
+use crate::schedule::resources::{BlockedPolicy, UnknownPolicy, Varied};
+use crate::schedule::settle::{Told, tell_actual};
 
 /// Applies finished steps.
 pub fn apply_step_results(
@@ -33,8 +37,9 @@ pub fn apply_step_results(
     mut steps: Query<(Entity, &Step, &mut StepState)>,
     attempts: Query<&mut Attempts>,
     dependents: Query<&Dependents>,
-    mut instruments: Query<(&Instrument, &mut Availability, &mut Holds)>,
+    mut instruments: Query<(&Instrument, &mut Availability, &mut Holds, Has<Unrestored>)>,
     mut experiments: Query<(&mut Experiment, &mut ExperimentState, Option<&mut Vessel>, &mut Readings)>,
+    doubts: Query<&InDoubt>,
     mut deck: ResMut<DeckState>,
     mut estimates: ResMut<Estimates>,
     mut schedule: ResMut<Schedule>,
@@ -42,13 +47,14 @@ pub fn apply_step_results(
     mut index: ResMut<ReadyIndex>,
     policy: Res<Policy>,
     record: Res<Record>,
+    mut commands: Commands,
 ) {
     for ev in ended.read() {
         let Ok((_, step, st)) = steps.get(ev.step) else { continue };
-        let StepState::Running { instrument, destination, .. } = st.clone() else { continue };
+        let StepState::Running { instrument, destination, started } = st.clone() else { continue };
         let step = step.clone();
         let mut instrument_name = None;
-        if let Ok((inst, mut avail, mut holds)) = instruments.get_mut(instrument) {
+        if let Ok((inst, mut avail, mut holds, unrestored)) = instruments.get_mut(instrument) {
             instrument_name = Some(inst.name.clone());
             match &ev.result {
                 Err(e) if e.instrument_fault => {
@@ -63,6 +69,14 @@ pub fn apply_step_results(
                 }
                 Err(e) if e.may_have_acted && !step.work.repeat_safe() => {
                     *avail = Availability::Unknown { reason: e.message.clone() };
+                }
+                // An instrument that was read back instead of initialized after the controller restarted is
+                // restored (safe state, identify, initialize) before anything else runs on it.
+                _ if unrestored => {
+                    *avail = Availability::Unknown {
+                        reason: "not initialized since the controller restarted; it is restored before other work"
+                            .to_owned(),
+                    };
                 }
                 _ => *avail = Availability::Idle,
             }
@@ -132,6 +146,9 @@ pub fn apply_step_results(
                         deck.occupant.insert(p.clone(), step.experiment);
                     }
                     v.at = dest.clone();
+                    // A transfer that was in doubt and carried on (its vessel read back in the gripper) ends with
+                    // the vessel's place known again.
+                    v.known = true;
                 }
                 if let (Some(output), Outcome::Measured { value, unit }) =
                     (step.work.action().and_then(Action::output), outcome)
@@ -186,9 +203,20 @@ pub fn apply_step_results(
                     && *exp_state == ExperimentState::Running
                 {
                     // It may have acted: never repeat it, and hold the experiment until someone or something
-                    // establishes what happened.
+                    // establishes what happened. Its instrument is read back if it can be, with the task it was
+                    // sent (a continuation keeps the task it was carrying on).
                     if let Ok((_, _, mut st)) = steps.get_mut(ev.step) {
                         *st = StepState::Unknown { instrument: Some(instrument) };
+                    }
+                    let doubt = match doubts.get(ev.step) {
+                        Ok(d) => Some(InDoubt { started, exchanges: None, before: None, ..d.clone() }),
+                        Err(_) => step.work.action().map(|a| {
+                            let task = task_for(a, vessel.as_ref().map(|v| &v.at), destination.clone());
+                            InDoubt { asked: task.clone(), task, started, exchanges: None, before: None, carried_on: 0 }
+                        }),
+                    };
+                    if let Some(doubt) = doubt {
+                        commands.entity(ev.step).insert(doubt);
                     }
                     state.unknown += 1;
                     if let (Some(Action::Transfer { .. }), Some(v)) = (step.work.action(), vessel.as_mut()) {
@@ -261,8 +289,293 @@ pub fn apply_step_results(
     }
 }
 
+/// How many times a step in doubt is carried on after being read back before it is left to the policy: a
+/// continuation that fails puts the step in doubt again, and an instrument that keeps failing must not loop.
+const CARRY_ON_AT_MOST: u32 = 2;
+
+/// Settles the steps in doubt on instruments that were read back, from what each reported: the instrument's driver
+/// says whether the step carries on (a plate still heating: its continuation is sent, its intent recorded first),
+/// is done (with its outcome, and for a transfer where the vessel stands), came out other than asked (a partial
+/// stroke: the learner is told the actual value if it can be), never happened (it runs again), or is still in doubt
+/// (a contradiction is a warning naming both sides). Every decision is recorded with what the instrument reported
+/// and the exchanges it rests on. An instrument that carries nothing on is then reconciled (safe state, identify,
+/// initialize), and what is still in doubt on it goes to the policy.
+pub fn settle_observed(
+    mut observed: MessageReader<Observed>,
+    mut instruments: Query<(&Instrument, &mut Availability)>,
+    mut steps: Query<(Entity, &Step, &mut StepState)>,
+    mut doubts: Query<&mut InDoubt>,
+    mut experiments: Query<(&mut Experiment, &mut ExperimentState, Option<&mut Vessel>, Has<CleaningUp>)>,
+    mut attempts: Query<&mut Attempts>,
+    dependents: Query<&Dependents>,
+    mut deck: ResMut<DeckState>,
+    mut state: ResMut<CampaignState>,
+    mut index: ResMut<ReadyIndex>,
+    mut concluded: MessageWriter<ExperimentConcluded>,
+    source: Res<Source>,
+    varied: Option<Res<Varied>>,
+    bridge: Res<Bridge>,
+    record: Res<Record>,
+    clock: Res<LabClock>,
+) {
+    for o in observed.read() {
+        let now = clock.now();
+        let Ok((inst, _)) = instruments.get(o.instrument) else { continue };
+        let name = inst.name.clone();
+        let in_doubt: Vec<Entity> = steps
+            .iter()
+            .filter(|(e, _, st)| {
+                matches!(st, StepState::Unknown { instrument: Some(i) } if *i == o.instrument) && doubts.contains(*e)
+            })
+            .map(|(e, _, _)| e)
+            .collect();
+        let mut carrying_on = None;
+        for e in in_doubt {
+            let (step, doubt) = match (steps.get(e), doubts.get(e)) {
+                (Ok((_, step, _)), Ok(d)) => (step.clone(), d.clone()),
+                _ => continue,
+            };
+            let settled = |decision: &str, observed: Option<String>, reason: String, evidence: Vec<i64>, actual| {
+                RecordEvent::Settled {
+                    step: step.id,
+                    at: now,
+                    instrument: name.clone(),
+                    decision: decision.to_owned(),
+                    observed,
+                    reason,
+                    evidence,
+                    read_from: o.from,
+                    actual,
+                }
+            };
+            let reading = match &o.result {
+                Ok(reading) => reading,
+                Err(e) => {
+                    record.recorder.send(settled(
+                        "unanswered",
+                        None,
+                        format!("{name} could not be read back ({e}); the step stays in doubt"),
+                        Vec::new(),
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            let verdict = match &*source {
+                Source::Campaign(c) => match c.lab.instrument(&name) {
+                    Some(spec) => devices::drivers::settle(
+                        spec,
+                        clock.0.scale(),
+                        &devices::readback::Doubt {
+                            task: &doubt.task,
+                            asked: &doubt.asked,
+                            started: doubt.started,
+                            exchanges: doubt.exchanges.as_deref(),
+                            before: doubt.before.as_deref(),
+                        },
+                        reading,
+                        now,
+                    ),
+                    None => continue,
+                },
+                Source::Jobs(_) => continue,
+            };
+            let Ok((mut exp, mut exp_state, mut vessel, cleaning)) = experiments.get_mut(step.experiment) else {
+                continue;
+            };
+            // An experiment that failed meanwhile (another of its steps) carries nothing on and runs nothing again,
+            // except a vessel's way back to the rack; what the instrument still does is stopped when it is restored.
+            // A vessel in the gripper is put down all the same: the gantry cannot be restored holding it.
+            let holding = matches!(
+                &verdict.settlement,
+                devices::readback::Settlement::Continue { task: devices::Task::Deliver { .. }, .. }
+            );
+            let going_on = *exp_state == ExperimentState::Running || cleaning || holding;
+            let mut settlement = verdict.settlement;
+            match &settlement {
+                devices::readback::Settlement::Continue { why, .. }
+                    if doubt.carried_on >= CARRY_ON_AT_MOST || carrying_on.is_some() =>
+                {
+                    settlement = devices::readback::Settlement::InDoubt {
+                        why: format!("{why}; but it was carried on {} times already", doubt.carried_on),
+                        contradiction: None,
+                    };
+                }
+                devices::readback::Settlement::Continue { why, .. }
+                | devices::readback::Settlement::NotDone { why, .. }
+                    if !going_on =>
+                {
+                    settlement = devices::readback::Settlement::InDoubt {
+                        why: format!("{why}; but its experiment has failed meanwhile, so nothing of it goes on"),
+                        contradiction: None,
+                    };
+                }
+                _ => {}
+            }
+            let label = settlement.label();
+            let observed_text = Some(reading.to_string());
+            use devices::readback::Settlement as S;
+            match settlement {
+                S::Continue { task, why } => {
+                    record.recorder.send(settled(label, observed_text, why, verdict.evidence, None));
+                    state.unknown = state.unknown.saturating_sub(1);
+                    let destination = match &task {
+                        devices::Task::Deliver { to } => Some(to.clone()),
+                        _ => None,
+                    };
+                    if let Ok((_, _, mut st)) = steps.get_mut(e) {
+                        *st = StepState::Running { instrument: o.instrument, destination, started: now };
+                    }
+                    if let Ok(mut d) = doubts.get_mut(e) {
+                        d.task = task.clone();
+                        d.started = now;
+                        d.exchanges = None;
+                        d.before = None;
+                        d.carried_on += 1;
+                    }
+                    let attempt = attempts.get_mut(e).map(|mut a| {
+                        a.0 += 1;
+                        a.0
+                    });
+                    record.recorder.send(RecordEvent::StepStatus {
+                        step: step.id,
+                        at: now,
+                        status: "running".into(),
+                        instrument: Some(name.clone()),
+                        task: serde_json::to_string(&task).ok(),
+                        attempt: attempt.ok(),
+                        outcome: None,
+                        error: None,
+                    });
+                    let timeout = step.rules.timeout.map_or(step.estimate * 3.0 + 300.0, |t| t.0);
+                    carrying_on = Some((
+                        e,
+                        Dispatch { step: e, step_id: step.id, task: Some(task), estimate: step.estimate, timeout },
+                    ));
+                }
+                S::Done { outcome, why, place, actual } => {
+                    let told = actual.map(|a| match &*source {
+                        Source::Campaign(c) => {
+                            tell_actual(&c.protocol, varied.as_deref().map(|v| &v.0), step.index, &exp.values, &a)
+                        }
+                        Source::Jobs(_) => Told::OffProtocol("a workload has no parameters".to_owned()),
+                    });
+                    let actual_row = match &told {
+                        Some(Told::Parameter { parameter, value }) => Some((exp.id, parameter.clone(), *value)),
+                        _ => None,
+                    };
+                    record.recorder.send(settled(label, observed_text, why.clone(), verdict.evidence, actual_row));
+                    state.unknown = state.unknown.saturating_sub(1);
+                    if let (Some(place), Some(v)) = (place, vessel.as_mut()) {
+                        place_vessel(&mut deck, step.experiment, v, place);
+                    }
+                    if let Some(Told::OffProtocol(off)) = told {
+                        let why = format!("{why}; {off}, so the experiment no longer matches its protocol");
+                        if let Ok((_, _, mut st)) = steps.get_mut(e) {
+                            *st = StepState::Failed;
+                        }
+                        record_step(&record, step.id, now, "failed", Some(&name), Some(why.clone()));
+                        if *exp_state == ExperimentState::Running {
+                            *exp_state = ExperimentState::Failed(format!("step `{}`: {why}", step.name));
+                            skip_unstarted_entities(
+                                &exp.steps,
+                                &mut steps,
+                                &record,
+                                now,
+                                "an earlier step came out other than asked",
+                            );
+                        }
+                        if still_running(&exp.steps, &steps) == 0 {
+                            concluded.write(ExperimentConcluded { experiment: step.experiment });
+                        }
+                        continue;
+                    }
+                    if let Some(Told::Parameter { parameter, value }) = told {
+                        exp.values.insert(parameter, value);
+                    }
+                    if let Ok((_, _, mut st)) = steps.get_mut(e) {
+                        *st = StepState::Succeeded;
+                    }
+                    record.recorder.send(RecordEvent::StepStatus {
+                        step: step.id,
+                        at: now,
+                        status: "succeeded".into(),
+                        instrument: Some(name.clone()),
+                        task: None,
+                        attempt: None,
+                        outcome: serde_json::to_string(&outcome).ok(),
+                        error: None,
+                    });
+                    exp.unfinished = exp.unfinished.saturating_sub(1);
+                    if *exp_state == ExperimentState::Running {
+                        release_dependents(e, now, &mut steps, &dependents, &record, &mut index.fresh);
+                        if exp.unfinished == 0 {
+                            *exp_state = ExperimentState::Succeeded;
+                            concluded.write(ExperimentConcluded { experiment: step.experiment });
+                        }
+                    } else if still_running(&exp.steps, &steps) == 0 {
+                        concluded.write(ExperimentConcluded { experiment: step.experiment });
+                    }
+                }
+                S::NotDone { why, place } => {
+                    record.recorder.send(settled(label, observed_text, why.clone(), verdict.evidence, None));
+                    state.unknown = state.unknown.saturating_sub(1);
+                    if let (Some(place), Some(v)) = (place, vessel.as_mut()) {
+                        place_vessel(&mut deck, step.experiment, v, place);
+                    }
+                    if let Ok((_, _, mut st)) = steps.get_mut(e) {
+                        *st = StepState::Ready { since: now, not_before: now, deadline: None };
+                    }
+                    index.fresh.push(e);
+                    record_step(&record, step.id, now, "ready", None, Some(format!("read back: {why}; it runs")));
+                }
+                S::InDoubt { why, contradiction } => {
+                    if let Some(both) = &contradiction {
+                        record.recorder.send(RecordEvent::say(
+                            record.campaign,
+                            now,
+                            "warning",
+                            Some(&name),
+                            format!(
+                                "{name} contradicts the record for step `{}` of experiment #{}: {both}; the step is \
+                                 not settled as done",
+                                step.name, exp.seq
+                            ),
+                        ));
+                    }
+                    record.recorder.send(settled(label, observed_text, why, verdict.evidence, None));
+                }
+            }
+        }
+        match carrying_on {
+            Some((step, dispatch)) => {
+                if let Ok((_, mut avail)) = instruments.get_mut(o.instrument) {
+                    *avail = Availability::Busy { step };
+                }
+                bridge.executor.dispatch(o.instrument, dispatch);
+            }
+            // Nothing carries on: the instrument is put in its safe state and initialized, and whatever is still in
+            // doubt on it goes to the policy when that comes back.
+            None => bridge.executor.reconcile(o.instrument),
+        }
+    }
+}
+
+/// Records that the vessel of `experiment` stands at `place`: the places it may have stood at while it was in doubt
+/// are freed, and the one it stands at is held for it.
+fn place_vessel(deck: &mut DeckState, experiment: Entity, vessel: &mut Vessel, place: Place) {
+    deck.occupant.retain(|_, e| *e != experiment);
+    deck.reserved.retain(|_, e| *e != experiment);
+    if let Place::Position(p) = &place {
+        deck.occupant.insert(p.clone(), experiment);
+    }
+    vessel.at = place;
+    vessel.known = true;
+}
+
 /// Handles instruments that came back from reconciliation, and settles the unknown steps on them by policy.
 pub fn settle_reconciled(
+    mut commands: Commands,
     mut reconciled: MessageReader<Reconciled>,
     mut instruments: Query<(&Instrument, &mut Availability)>,
     mut steps: Query<(Entity, &Step, &mut StepState)>,
@@ -280,6 +593,7 @@ pub fn settle_reconciled(
         match &r.result {
             Ok(()) => {
                 *avail = Availability::Idle;
+                commands.entity(r.instrument).remove::<Unrestored>();
                 record.recorder.send(RecordEvent::say(
                     record.campaign,
                     now,
@@ -355,7 +669,7 @@ pub fn fail_stranded_steps(
     mut concluded: MessageWriter<ExperimentConcluded>,
     record: Res<Record>,
     clock: Res<LabClock>,
-    policy: Res<UnknownPolicy>,
+    blocked_places: Res<BlockedPolicy>,
     mut waiting: Local<HashSet<Entity>>,
 ) {
     let offline: HashSet<&str> = instruments
@@ -436,12 +750,13 @@ pub fn fail_stranded_steps(
                 _ => None,
             };
             let reachable = places.as_ref().is_none_or(|(working, blocked)| working.len() > blocked.len());
-            // With someone to ask (`--unknown wait`), a step whose only places are blocked by a lost vessel waits
-            // for them to be cleared, and the record says which: unattended, it fails like any other it cannot run.
+            // A step whose only places are blocked by a lost vessel waits for a person to clear them, and the record
+            // says which and how, so no experiment is spent on a place nobody has looked at; with `--blocked fail` it
+            // fails like any other it cannot run.
             if let Some((working, blocked)) = &places
                 && !reachable
                 && !working.is_empty()
-                && *policy == UnknownPolicy::Wait
+                && *blocked_places == BlockedPolicy::Wait
             {
                 if waiting.insert(s) {
                     record.recorder.send(RecordEvent::say(

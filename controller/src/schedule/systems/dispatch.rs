@@ -1,6 +1,6 @@
 //! The *Dispatch* set: idle instruments get their next step.
 //!
-//! [`reconcile_instruments`] sends instruments in an unknown state to be reconciled, [`index_ready_steps`] files
+//! [`reconcile_instruments`] sends instruments in an unknown state to be read back or reconciled, [`index_ready_steps`] files
 //! ready steps under every instrument that can run them, [`replan`] replans when the work or the expected durations
 //! changed, [`assign_instruments`] gives each idle instrument the step the plan (or, without one, the critical path)
 //! says it runs next, and [`compute_next_wake`] says when the main loop must wake for a minimum wait.
@@ -16,7 +16,8 @@ use super::position_usable;
 use crate::record::RecordEvent;
 use crate::schedule::bridge::{Bridge, Dispatch};
 use crate::schedule::components::{
-    Attempts, Availability, Dependents, Experiment, Hold, Holds, Instrument, Step, StepState, Vessel,
+    Attempts, Availability, Dependents, Experiment, Hold, Holds, InDoubt, Instrument, ReadsBack, Step, StepState,
+    Vessel,
 };
 use crate::schedule::planner;
 use crate::schedule::resources::{
@@ -24,17 +25,26 @@ use crate::schedule::resources::{
     Schedule, Source,
 };
 
-/// Sends instruments in the unknown state to be reconciled (safe state, identify, initialize).
+/// Sends instruments in the unknown state to be read back, if they can be and a step on them is in doubt, or else
+/// reconciled (safe state, identify, initialize).
 pub fn reconcile_instruments(
-    instruments: Query<(Entity, &Instrument, &Availability)>,
+    instruments: Query<(Entity, &Instrument, &Availability, Has<ReadsBack>)>,
+    doubts: Query<(&Step, &StepState), With<InDoubt>>,
     mut pending: Local<HashSet<Entity>>,
     bridge: Res<Bridge>,
 ) {
-    for (e, _, a) in &instruments {
+    for (e, _, a, reads_back) in &instruments {
         match a {
             Availability::Unknown { .. } => {
                 if pending.insert(e) {
-                    bridge.executor.reconcile(e);
+                    let in_doubt = doubts
+                        .iter()
+                        .find(|(_, st)| matches!(st, StepState::Unknown { instrument: Some(i) } if *i == e))
+                        .map(|(s, _)| s.id);
+                    match in_doubt {
+                        Some(step) if reads_back => bridge.executor.observe(e, step),
+                        _ => bridge.executor.reconcile(e),
+                    }
                 }
             }
             _ => {
@@ -687,7 +697,7 @@ pub fn compute_next_wake(index: Res<ReadyIndex>, mut wake: ResMut<NextWake>) {
 }
 
 /// The instrument task for a step's action, with places resolved.
-fn task_for(action: &Action, at: Option<&Place>, destination: Option<Place>) -> Task {
+pub(crate) fn task_for(action: &Action, at: Option<&Place>, destination: Option<Place>) -> Task {
     match action {
         Action::Transfer { .. } => {
             let from = at.cloned().unwrap_or(Place::Rack(0));

@@ -11,7 +11,9 @@ use super::{record_step, release_dependents, skip_unstarted, skip_unstarted_enti
 use crate::record::RecordEvent;
 use crate::schedule::bridge::{Bridge, Inbound, OperatorAction, OperatorRequest, Verdict};
 use crate::schedule::components::{Dependents, Experiment, ExperimentState, Step, StepState, Vessel};
-use crate::schedule::messages::{ExperimentConcluded, OperatorAsked, ProposalsArrived, Reconciled, StepEnded};
+use crate::schedule::messages::{
+    ExperimentConcluded, Observed, OperatorAsked, ProposalsArrived, Reconciled, StepEnded,
+};
 use crate::schedule::resources::{CampaignState, DeckState, LabClock, Progress, ReadyIndex, Record, Schedule, Source};
 
 /// Turns everything that arrived from outside into messages.
@@ -21,6 +23,7 @@ pub fn drain_inbox(
     mut arrived: MessageWriter<ProposalsArrived>,
     mut asked: MessageWriter<OperatorAsked>,
     mut reconciled: MessageWriter<Reconciled>,
+    mut observed: MessageWriter<Observed>,
     mut progress: ResMut<Progress>,
 ) {
     let mut items = std::mem::take(&mut bridge.backlog);
@@ -41,6 +44,9 @@ pub fn drain_inbox(
             }
             Inbound::Reconciled { instrument, result } => {
                 reconciled.write(Reconciled { instrument, result });
+            }
+            Inbound::Observed { instrument, result, from } => {
+                observed.write(Observed { instrument, result, from });
             }
             Inbound::Tick => {}
         }

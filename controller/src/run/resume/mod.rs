@@ -13,21 +13,23 @@ use std::time::SystemTime;
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::world::CommandQueue;
+use devices::readback::RecordedExchange;
 use devices::{Lab, Place, Task};
 use experiments::{Campaign, Point, Proposal};
-use protocols::{Protocol, SourceFile};
+use protocols::{Action, Protocol, SourceFile};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::load::Inputs;
 use crate::record::{CampaignIds, RecordEvent, Recorder};
 use crate::schedule::components::CleaningUp;
 use crate::schedule::components::{
-    Attempts, Availability, Dependents, Experiment, ExperimentState, Instrument, Readings, Step, StepState, Vessel,
-    Work,
+    Attempts, Availability, Dependents, Experiment, ExperimentState, InDoubt, Instrument, Readings, Step, StepState,
+    Vessel, Work,
 };
 use crate::schedule::messages::{ExperimentConcluded, Reconciled};
 use crate::schedule::resources::{Best, CampaignState, DeckState, RackState, ReadyIndex};
 use crate::schedule::systems::conclude::{return_vessel_name, return_vessel_row, return_vessel_step};
+use crate::schedule::systems::dispatch::task_for;
 
 /// An unfinished campaign, as the record holds it.
 #[derive(Debug, Clone)]
@@ -52,8 +54,13 @@ pub struct Restore {
     pub used_slots: HashSet<usize>,
     /// Vessels of concluded experiments that were not back in the rack when the controller stopped.
     pub left_on_deck: Vec<LeftVessel>,
+    /// Steps in doubt (their intent recorded, not their outcome, and not safe to repeat), by step id: what the
+    /// record holds of them, for settling them from a read-back.
+    pub doubts: HashMap<i64, Recorded>,
     /// The next free ids.
     pub ids: CampaignIds,
+    /// The references the spectrometers are given instead of taking new ones, as a vessel may stand in a holder.
+    pub references: BTreeMap<String, crate::run::reference::RecordedReference>,
 }
 
 /// An experiment that was running.
@@ -98,9 +105,25 @@ pub struct LeftVessel {
     /// Whether its place is known: false when a transfer of it failed or was in doubt, even if one of its ends is
     /// the rack.
     pub known: bool,
-    /// The experiment's transfers that were running when the controller stopped (step id, step name, instrument).
-    pub in_doubt: Vec<(i64, String, Option<String>)>,
+    /// The experiment's transfers that were running when the controller stopped (step id, step name, instrument,
+    /// the task as sent).
+    pub in_doubt: Vec<(i64, String, Option<String>, Task)>,
 }
+
+/// What the record holds of a step in doubt.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Lab time its intent was last recorded.
+    pub started: f64,
+    /// Its exchanges, in order.
+    pub exchanges: Vec<RecordedExchange>,
+    /// Its instrument's exchanges just before the intent, in order.
+    pub before: Vec<RecordedExchange>,
+}
+
+/// How many of an instrument's exchanges before a step in doubt are read: enough to find the last command that set
+/// its state (a pump's last stroke), as a step runs at most a few before it.
+const EXCHANGES_BEFORE: i64 = 32;
 
 /// Why a campaign cannot be resumed.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +215,10 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
         .query_map([campaign], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
         .collect::<Result<_, _>>()?;
     let values_of = |id: i64| -> rusqlite::Result<Point> {
-        let mut s = conn.prepare_cached("SELECT name, value FROM parameters WHERE experiment_id = ?1")?;
+        // A value that came out other than asked (a partial stroke) is what the experiment ran with, and what the
+        // learner was told.
+        let mut s =
+            conn.prepare_cached("SELECT name, coalesce(actual, value) FROM parameters WHERE experiment_id = ?1")?;
         s.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?.collect()
     };
     let readings_of = |id: i64| -> rusqlite::Result<BTreeMap<String, f64>> {
@@ -252,6 +278,20 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
             left_on_deck.push(left);
         }
     }
+    // What the record holds of every step in doubt, to settle it from what its instrument reports.
+    let mut doubtful: Vec<i64> = running
+        .iter()
+        .flat_map(|x| x.steps.values())
+        .filter(|(_, status, _, task, _)| {
+            (status == "running" || status == "unknown") && task.as_ref().is_some_and(|t| !repeat_safe(t))
+        })
+        .map(|s| s.0)
+        .collect();
+    doubtful.extend(left_on_deck.iter().flat_map(|l| l.in_doubt.iter().map(|d| d.0)));
+    let mut doubts = HashMap::new();
+    for step in doubtful {
+        doubts.insert(step, recorded_exchanges(conn, campaign, step)?);
+    }
     // Proposals never started.
     let mut stmt = conn.prepare(
         "SELECT p.id, p.strategy, p.params, p.predicted_mean, p.predicted_sd, p.acquisition, p.model, p.reason
@@ -295,7 +335,10 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
         lab_path: lab_source.name.clone().into(),
         warnings: Default::default(),
     };
+    let occupied = !running.is_empty() || !left_on_deck.is_empty();
+    let references = crate::run::reference::recorded(conn, campaign, &inputs.lab, occupied)?;
     Ok(Restore {
+        references,
         campaign,
         started_at,
         time_scale,
@@ -306,45 +349,77 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
         started: rows.len(),
         used_slots,
         left_on_deck,
+        doubts,
         ids,
     })
+}
+
+/// Whether running a task again is physically harmless (a reading).
+fn repeat_safe(task: &Task) -> bool {
+    matches!(task, Task::Measure { .. } | Task::Weigh | Task::ReadTemperature)
+}
+
+/// What the record holds of step `step`: when its intent was last recorded, its exchanges, and its instrument's
+/// exchanges just before it.
+fn recorded_exchanges(conn: &Connection, campaign: i64, step: i64) -> rusqlite::Result<Recorded> {
+    let (started, instrument): (Option<f64>, Option<String>) = conn
+        .prepare_cached("SELECT started_at, instrument FROM steps WHERE id = ?1")?
+        .query_row([step], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or_default();
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(RecordedExchange {
+            id: r.get(0)?,
+            sent_at: r.get(1)?,
+            sent: r.get(2)?,
+            replied_at: r.get(3)?,
+            received: r.get(4)?,
+        })
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, sent_at, sent, replied_at, received FROM commands WHERE step_id = ?1 ORDER BY id",
+    )?;
+    let exchanges = stmt.query_map([step], row)?.collect::<Result<Vec<_>, _>>()?;
+    let first = exchanges.first().map_or(i64::MAX, |e| e.id);
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, sent_at, sent, replied_at, received FROM commands
+         WHERE campaign_id = ?1 AND instrument = ?2 AND id < ?3 AND (step_id IS NULL OR step_id != ?4)
+         ORDER BY id DESC LIMIT ?5",
+    )?;
+    let mut before = stmt
+        .query_map(rusqlite::params![campaign, instrument, first, step, EXCHANGES_BEFORE], row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    before.reverse();
+    Ok(Recorded { started: started.unwrap_or(0.0), exchanges, before })
+}
+
+impl Restore {
+    /// The instruments a step was in doubt on when the controller stopped: they are read back before anything
+    /// changes them, so they are identified but not initialized at start.
+    pub fn in_doubt_instruments(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .running
+            .iter()
+            .flat_map(|x| x.steps.values())
+            .filter(|(id, _, _, _, _)| self.doubts.contains_key(id))
+            .filter_map(|s| s.2.clone())
+            .chain(self.left_on_deck.iter().flat_map(|l| l.in_doubt.iter().filter_map(|d| d.2.clone())))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 /// Spawns a concluded experiment whose vessel stands at `place` with one step, `return_vessel`, which carries it back
 /// to its rack slot (the cleanup [`crate::schedule::systems::conclude::conclude_experiments`] gives a failed experiment).
 fn return_vessel(world: &mut World, left: &LeftVessel, place: &str, recorder: &Recorder, now: f64) -> Entity {
-    let id = {
-        let mut state = world.resource_mut::<CampaignState>();
-        state.cleanups += 1;
-        state.next_step += 1;
-        state.next_step - 1
-    };
+    let id = world.resource::<CampaignState>().next_step;
+    world.resource_mut::<CampaignState>().next_step += 1;
     let name = return_vessel_name(left.returns);
-    let exp = world.spawn_empty().id();
-    let step = world
-        .spawn((
-            return_vessel_step(exp, id, &name),
-            StepState::Ready { since: now, not_before: now, deadline: None },
-            Attempts(0),
-            Dependents::default(),
-        ))
-        .id();
-    world.entity_mut(exp).insert((
-        Experiment {
-            id: left.id,
-            seq: left.seq,
-            values: BTreeMap::new(),
-            proposal: None,
-            slot: Some(left.slot),
-            steps: vec![step],
-            unfinished: 1,
-            started_at: now,
-        },
-        ExperimentState::Failed("concluded before the controller stopped".to_owned()),
-        Readings::default(),
-        Vessel { at: Place::Position(place.to_owned()), known: true },
-        CleaningUp,
-    ));
+    let ready = StepState::Ready { since: now, not_before: now, deadline: None };
+    let vessel = Vessel { at: Place::Position(place.to_owned()), known: true };
+    let (exp, step) = cleanup(world, left, id, &name, (ready, Attempts(0)), vessel, now);
     world.resource_mut::<ReadyIndex>().fresh.push(step);
     recorder.send(RecordEvent::StepAdded {
         experiment: left.id,
@@ -356,6 +431,58 @@ fn return_vessel(world: &mut World, left: &LeftVessel, place: &str, recorder: &R
         ),
     });
     exp
+}
+
+/// Spawns a concluded experiment whose vessel was being carried back when the controller stopped, with that carry in
+/// doubt: it is settled from what the gantry reports, and carried on, run again or left to the policy from there.
+fn unfinished_return(world: &mut World, left: &LeftVessel, id: i64, name: &str, task: &Task, rec: &Recorded) -> Entity {
+    let from = match task {
+        Task::Transfer { from, .. } => from.clone(),
+        _ => Place::Rack(left.slot),
+    };
+    let doubt = InDoubt {
+        task: task.clone(),
+        asked: task.clone(),
+        started: rec.started,
+        exchanges: Some(rec.exchanges.clone()),
+        before: Some(rec.before.clone()),
+        carried_on: 0,
+    };
+    let state = (StepState::Unknown { instrument: None }, Attempts(1), doubt);
+    cleanup(world, left, id, name, state, Vessel { at: from, known: false }, rec.started).0
+}
+
+/// Spawns a concluded experiment cleaning up after itself: its one step, `return_vessel` named `name` with record id
+/// `id` and the components `state`, carries `vessel` back to its rack slot. Returns the experiment and the step.
+fn cleanup(
+    world: &mut World,
+    left: &LeftVessel,
+    id: i64,
+    name: &str,
+    state: impl Bundle,
+    vessel: Vessel,
+    started_at: f64,
+) -> (Entity, Entity) {
+    world.resource_mut::<CampaignState>().cleanups += 1;
+    let exp = world.spawn_empty().id();
+    let step = world.spawn((return_vessel_step(exp, id, name), Dependents::default(), state)).id();
+    world.entity_mut(exp).insert((
+        Experiment {
+            id: left.id,
+            seq: left.seq,
+            values: BTreeMap::new(),
+            proposal: None,
+            slot: Some(left.slot),
+            steps: vec![step],
+            unfinished: 1,
+            started_at,
+        },
+        ExperimentState::Failed("concluded before the controller stopped".to_owned()),
+        Readings::default(),
+        vessel,
+        CleaningUp,
+    ));
+    (exp, step)
 }
 
 /// Where a concluded experiment's vessel was left, from its recorded transfers, if not in the rack: a transfer that
@@ -378,19 +505,35 @@ fn left_vessel(conn: &Connection, experiment: i64, seq: usize, slot: i64) -> rus
     let returns = returning.clone().count();
     let unstarted_returns: Vec<(i64, String)> =
         returning.filter(|r| r.2 == "waiting" || r.2 == "ready").map(|r| (r.0, r.1.clone())).collect();
+    let mut known = true;
     for (id, name, status, task, instrument) in rows {
-        let Some(Ok(Task::Transfer { from, to })) = task.map(|t| serde_json::from_str::<Task>(&t)) else { continue };
-        match status.as_str() {
-            "succeeded" => at = vec![to],
-            "running" | "unknown" => {
-                in_doubt.push((id, name, instrument));
-                at = vec![from, to];
+        // A transfer carried on after a kill was sent as a delivery of the vessel already in the gripper: it was at
+        // neither end but in the gripper, and a delivery goes to one place.
+        let (task, ends) = match task.map(|t| serde_json::from_str::<Task>(&t)) {
+            Some(Ok(Task::Transfer { from, to })) => {
+                (Task::Transfer { from: from.clone(), to: to.clone() }, vec![from, to])
             }
-            "failed" => at = vec![from, to],
+            Some(Ok(Task::Deliver { to })) => (Task::Deliver { to: to.clone() }, vec![to]),
+            _ => continue,
+        };
+        match status.as_str() {
+            "succeeded" => {
+                at = vec![ends.last().cloned().expect("a transfer has an end")];
+                known = true;
+            }
+            "running" | "unknown" => {
+                in_doubt.push((id, name, instrument, task));
+                at = ends;
+                known = false;
+            }
+            "failed" => {
+                at = ends;
+                known = false;
+            }
             _ => {}
         }
     }
-    let known = at.len() == 1;
+    let known = known && at.len() == 1;
     let places: Vec<String> = at
         .into_iter()
         .filter_map(|p| match p {
@@ -449,6 +592,7 @@ pub fn apply(
 ) -> Vec<String> {
     let mut in_doubt_instruments = Vec::new();
     let mut concluded = Vec::new();
+    let mut doubts = Vec::new();
     let mut queue = CommandQueue::default();
     let mut fresh = Vec::new();
     let mut deck = DeckState::default();
@@ -494,7 +638,7 @@ pub fn apply(
                 let work = Work::Action(s.action.clone());
                 let state = match status.as_str() {
                     "succeeded" => {
-                        if let Some(Task::Transfer { to, .. }) = &task {
+                        if let Some(Task::Transfer { to, .. } | Task::Deliver { to }) = &task {
                             vessel.at = to.clone();
                         }
                         StepState::Succeeded
@@ -521,14 +665,20 @@ pub fn apply(
                         if let Some(name) = &instrument {
                             in_doubt_instruments.push(name.clone());
                         }
-                        if let Some(Task::Transfer { from, to }) = &task {
+                        let ends = match &task {
                             // The vessel may be at either place, or in the gripper: both places stay blocked (the
                             // place it left as much as the one it was going to; a vial may still stand there).
+                            Some(Task::Transfer { from, to }) => vec![from, to],
+                            // A delivery carried on a transfer with the vessel already in the gripper.
+                            Some(Task::Deliver { to }) => vec![to],
+                            _ => Vec::new(),
+                        };
+                        if !ends.is_empty() {
                             vessel.known = false;
-                            for place in [from, to] {
-                                if let Place::Position(p) = place {
-                                    deck.occupant.insert(p.clone(), exp_entity);
-                                }
+                        }
+                        for place in ends {
+                            if let Place::Position(p) = place {
+                                deck.occupant.insert(p.clone(), exp_entity);
                             }
                         }
                         if status == "running" {
@@ -546,6 +696,24 @@ pub fn apply(
                                         .to_owned(),
                                 ),
                             });
+                        }
+                        if let (Some(task), Some(rec)) = (&task, r.doubts.get(&id)) {
+                            // A continuation in doubt carries on what the step's own action asked.
+                            let asked = match &s.action {
+                                a @ (Action::Heat { .. } | Action::HoldTemperature { .. }) => task_for(a, None, None),
+                                _ => task.clone(),
+                            };
+                            doubts.push((
+                                entities[i],
+                                InDoubt {
+                                    task: task.clone(),
+                                    asked,
+                                    started: rec.started,
+                                    exchanges: Some(rec.exchanges.clone()),
+                                    before: Some(rec.before.clone()),
+                                    carried_on: 0,
+                                },
+                            ));
                         }
                         StepState::Unknown { instrument: None }
                     }
@@ -613,6 +781,9 @@ pub fn apply(
         }
     }
     queue.apply(world);
+    for (step, doubt) in doubts {
+        world.entity_mut(step).insert(doubt);
+    }
     // Vessels concluded experiments left on the deck keep their places: nothing may be put where a vessel may stand.
     // The places stay blocked until a person clears them (an entity that is no experiment holds them), and a
     // transfer that was under way is settled as failed, never repeated.
@@ -639,11 +810,24 @@ pub fn apply(
             deck.occupant.entry(place.clone()).or_insert(holder);
             continue;
         }
+        // One transfer in doubt on an instrument that can be read back: its vessel is settled from what the
+        // instrument reports, as a running experiment's would be (its places stay held meanwhile).
+        if let [(step, name, Some(instrument), task)] = &left.in_doubt[..]
+            && lab.instrument(instrument).is_some_and(devices::drivers::reads_back)
+            && let Some(rec) = r.doubts.get(step)
+        {
+            in_doubt_instruments.push(instrument.clone());
+            let holder = unfinished_return(world, left, *step, name, task, rec);
+            for p in &left.places {
+                deck.occupant.entry(p.clone()).or_insert(holder);
+            }
+            continue;
+        }
         let holder = world.spawn_empty().id();
         for p in &left.places {
             deck.occupant.entry(p.clone()).or_insert(holder);
         }
-        for (step, name, instrument) in &left.in_doubt {
+        for (step, name, instrument, _) in &left.in_doubt {
             // The instrument stopped mid-transfer: it is reconciled (safe state, identify, initialize) before use.
             in_doubt_instruments.extend(instrument.iter().cloned());
             recorder.send(RecordEvent::StepStatus {
@@ -708,11 +892,12 @@ pub fn apply(
         world.query::<(Entity, &Instrument)>().iter(world).map(|(e, i)| (i.name.clone(), e)).collect();
     let mut q = world.query::<(&Step, &mut StepState)>();
     for (step, mut st) in q.iter_mut(world) {
-        if let StepState::Unknown { instrument: None } = *st
-            && let Some(x) = r.running.iter().find(|x| x.steps.values().any(|v| v.0 == step.id))
-            && let Some((_, _, Some(name), _, _)) = x.steps.values().find(|v| v.0 == step.id)
-        {
-            *st = StepState::Unknown { instrument: names.get(name).copied() };
+        if let StepState::Unknown { instrument: None } = *st {
+            let running = r.running.iter().flat_map(|x| x.steps.values()).find(|v| v.0 == step.id).map(|v| &v.2);
+            let left = r.left_on_deck.iter().flat_map(|l| l.in_doubt.iter()).find(|d| d.0 == step.id).map(|d| &d.2);
+            if let Some(Some(name)) = running.or(left) {
+                *st = StepState::Unknown { instrument: names.get(name).copied() };
+            }
         }
     }
     let unknown = world.query::<&StepState>().iter(world).filter(|s| matches!(s, StepState::Unknown { .. })).count();
@@ -721,93 +906,4 @@ pub fn apply(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::{CampaignRow, Record, StepRow};
-
-    /// A failed experiment whose vessel stands at `dispense`, with `returns` return steps added that never started.
-    fn failed_with_unstarted_returns(returns: usize) -> (tempfile::TempDir, Connection, i64) {
-        failed_after_transfer("succeeded", returns)
-    }
-
-    /// A failed experiment whose transfer from its rack slot to `dispense` ended `ended`, with `returns` return steps
-    /// added that never started.
-    fn failed_after_transfer(ended: &'static str, returns: usize) -> (tempfile::TempDir, Connection, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lab.db");
-        let mut record = Record::open(&path).unwrap();
-        let ids = record.begin_campaign(&CampaignRow::bench()).unwrap();
-        let (recorder, writer) = record.start_writer();
-        let (exp, step) = (ids.first_experiment, ids.first_step);
-        let row = |id: i64, name: &str| StepRow {
-            id,
-            step: name.to_owned(),
-            op: "Transfer".to_owned(),
-            action: "{}".to_owned(),
-            after: Vec::new(),
-            repeat_safe: false,
-            ready: true,
-        };
-        recorder.send(RecordEvent::ExperimentStarted {
-            id: exp,
-            campaign: ids.campaign,
-            seq: 1,
-            proposal: None,
-            params: Vec::new(),
-            vessel: 0,
-            at: 0.0,
-            steps: vec![row(step, "to_dispense")],
-        });
-        let task = Task::Transfer { from: Place::Rack(0), to: Place::Position("dispense".into()) };
-        recorder.send(RecordEvent::StepStatus {
-            step,
-            at: 1.0,
-            status: "running".into(),
-            instrument: Some("gantry".into()),
-            task: Some(serde_json::to_string(&task).unwrap()),
-            attempt: Some(1),
-            outcome: None,
-            error: None,
-        });
-        recorder.send(RecordEvent::step(step, 2.0, ended));
-        recorder.send(RecordEvent::ExperimentFinished { id: exp, at: 3.0, objective: None, error: Some("x".into()) });
-        for n in 0..returns {
-            recorder.send(RecordEvent::StepAdded {
-                experiment: exp,
-                at: 3.0,
-                step: return_vessel_row(step + 1 + n as i64, &return_vessel_name(n)),
-                why: "test".into(),
-            });
-        }
-        drop(recorder);
-        writer.finish().unwrap();
-        (dir, Connection::open(&path).unwrap(), exp)
-    }
-
-    #[test]
-    fn return_steps_that_never_started_count_so_the_next_has_a_new_name() {
-        let (_dir, conn, exp) = failed_with_unstarted_returns(0);
-        let left = left_vessel(&conn, exp, 1, 0).unwrap().unwrap();
-        assert_eq!((left.returns, left.places.clone(), left.known), (0, vec!["dispense".to_owned()], true));
-        assert!(left.unstarted_returns.is_empty());
-
-        // The controller stopped after adding the return step and before running it (it has no task yet).
-        let (_dir, conn, exp) = failed_with_unstarted_returns(2);
-        let left = left_vessel(&conn, exp, 1, 0).unwrap().unwrap();
-        assert_eq!(left.returns, 2, "the next return step is return_vessel_3");
-        let names: Vec<&str> = left.unstarted_returns.iter().map(|(_, n)| n.as_str()).collect();
-        assert_eq!(names, ["return_vessel", "return_vessel_2"]);
-        assert_eq!(left.places, ["dispense"]);
-    }
-
-    /// A transfer out of the rack that failed (as an earlier resume settles one left in doubt) may have left the vessel
-    /// in its slot, in the gripper or at the station: its place is not known, so the next resume does not send the
-    /// gantry to fetch it from the station. Found by the crash test's whole-ledger audit: the gantry closed on nothing
-    /// at the dispense station, where another experiment's vial could have stood.
-    #[test]
-    fn a_vessel_whose_transfer_from_the_rack_failed_is_not_known_to_be_at_the_station() {
-        let (_dir, conn, exp) = failed_after_transfer("failed", 0);
-        let left = left_vessel(&conn, exp, 1, 0).unwrap().unwrap();
-        assert_eq!((left.places.clone(), left.known), (vec!["dispense".to_owned()], false));
-    }
-}
+mod tests;
