@@ -1,8 +1,9 @@
 //! The fleet's figures on a throwaway PostgreSQL cluster (BENCHMARKS.md, "Fleet"): claim latency, proposals per
 //! second through the whole path, result to learner, catch-up after an outage, and learner failover.
 //!
-//! `cargo bench -p controller --bench fleet` runs them all (about five minutes, most of it the 60 s outage);
-//! `LAB_BENCH_OUTAGE=10` shortens the outage. Each figure is printed with what it measured.
+//! `cargo bench -p controller --bench fleet` runs them all (about six minutes, most of it the two 60 s outages);
+//! `LAB_BENCH_OUTAGE=10` shortens the outages and `LAB_BENCH_FLEET=instant,catchup` picks figures. Each figure is
+//! printed with what it measured and the machine's load.
 
 #[path = "../tests/fleet/pg.rs"]
 mod pg;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use controller::fleet::Hub;
 use controller::fleet::ship::Shipper;
-use controller::record::{Hex, Record, RecordEvent};
+use controller::record::{Hex, Record, RecordEvent, StepRow};
 
 const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
@@ -144,13 +145,16 @@ fn claim_latency(pg: &pg::PgCluster) {
     );
 }
 
-/// A whole fleet on simulators at a very high time scale: a learner and three workcells of the demo lab. Proposals
-/// per second from the first publication to the last result told; and, per result, the wall time from the workcell's
-/// `ExperimentFinished` to the learner's tell.
-fn whole_path(pg: &pg::PgCluster, budget: usize) {
+/// A whole fleet: a learner and three workcells of the demo lab, either on the simulators over pseudo-terminals at a
+/// very high time scale, or `--instant` (every step on the planner's simulation, no wall time). Proposals per second
+/// from the first publication to the last result told; and, on simulators, per result, the wall time from the
+/// workcell's `ExperimentFinished` to the learner's tell.
+fn whole_path(pg: &pg::PgCluster, budget: usize, instant: bool, scale: u32) {
     let url = pg.url();
     let dir = tempfile::tempdir().unwrap();
-    let campaign = write_campaign(dir.path(), "throughput", budget, 16);
+    let name = if instant { "instant".to_owned() } else { format!("at{scale}") };
+    let name = name.as_str();
+    let campaign = write_campaign(dir.path(), name, budget, 16);
     let sql = pg::Sql::connect(&url);
     sql.execute("ALTER TABLE fleet.results ADD COLUMN IF NOT EXISTS told_at timestamptz");
     sql.execute(
@@ -161,9 +165,9 @@ fn whole_path(pg: &pg::PgCluster, budget: usize) {
     );
     let lab_text = std::fs::read_to_string(repo().join("devices/labs/sim.lab.ron"))
         .unwrap()
-        .replace("simulation: (seed: 7, time_scale: 400)", "simulation: (seed: 7, time_scale: 200000)");
+        .replace("simulation: (seed: 7, time_scale: 400)", &format!("simulation: (seed: 7, time_scale: {scale})"));
     let mut cells = Vec::new();
-    for name in ["wc-1", "wc-2", "wc-3"] {
+    for name in ["1", "2", "3"] {
         let d = dir.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("lab.ron"), &lab_text).unwrap();
@@ -171,11 +175,16 @@ fn whole_path(pg: &pg::PgCluster, budget: usize) {
     }
     let t0 = Instant::now();
     let mut learner = spawn(&["fleet", "learn", campaign.to_str().unwrap(), "-q"], &url, dir.path(), "learner.log");
+    let names = ["1", "2", "3"].map(|n| format!("{name}-{n}"));
     let mut workcells: Vec<Child> = cells
         .iter()
-        .zip(["wc-1", "wc-2", "wc-3"])
+        .zip(&names)
         .map(|(d, n)| {
-            spawn(&["workcell", "--lab", "lab.ron", "--db", "lab.db", "--name", n, "-q"], &url, d, "workcell.log")
+            let mut args = vec!["workcell", "--lab", "lab.ron", "--db", "lab.db", "--name", n, "-q"];
+            if instant {
+                args.push("--instant");
+            }
+            spawn(&args, &url, d, "workcell.log")
         })
         .collect();
     let finished = wait(&mut learner, Duration::from_secs(900));
@@ -183,14 +192,28 @@ fn whole_path(pg: &pg::PgCluster, budget: usize) {
     for w in workcells.iter_mut() {
         wait(w, Duration::from_secs(120));
     }
-    let told = sql.count("SELECT count(*) FROM fleet.results WHERE told IS NOT NULL");
-    let span: Vec<f64> = sql.floats(
+    let told = sql.count(&format!("SELECT count(*) FROM fleet.results WHERE campaign = '{name}' AND told IS NOT NULL"));
+    let span: Vec<f64> = sql.floats(&format!(
         "SELECT extract(epoch FROM max(r.told_at) - min(p.published_at))::float8 FROM fleet.results r, fleet.proposals p
-         WHERE r.campaign = 'throughput' AND p.campaign = 'throughput'",
-    );
+         WHERE r.campaign = '{name}' AND p.campaign = '{name}'"
+    ));
+    let span = span.first().copied().unwrap_or(wall);
+    if instant {
+        let rows = sql.count("SELECT count(*) FROM fleet.journal WHERE workcell LIKE 'instant-%'");
+        println!(
+            "whole path, instant: {told} of {budget} proposals published, claimed, run on 3 `lab workcell --instant` \
+             (the demo protocol's 8 steps each on the planner's simulation), recorded, shipped and told in {span:.1} s \
+             from first publication to last tell: {:.0} proposals/s ({rows} journal rows shipped, {:.0} rows/s); \
+             learner {}",
+            told as f64 / span,
+            rows as f64 / span,
+            if finished { "finished" } else { "DID NOT FINISH" }
+        );
+        return;
+    }
     // Each result's ExperimentFinished, in wall time: the local campaign's start plus its lab time over its scale.
-    let mut latency = Vec::new();
-    for (d, name) in cells.iter().zip(["wc-1", "wc-2", "wc-3"]) {
+    let (mut latency, mut shipped, mut heard) = (Vec::new(), Vec::new(), Vec::new());
+    for (d, name) in cells.iter().zip(&names) {
         let conn = rusqlite::Connection::open(d.join("lab.db")).unwrap();
         let mut stmt = conn
             .prepare(
@@ -208,62 +231,181 @@ fn whole_path(pg: &pg::PgCluster, budget: usize) {
             let finished = start + Duration::from_secs_f64(at / scale);
             let finished = finished.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
             let told: Vec<f64> = sql.floats(&format!(
-                "SELECT extract(epoch FROM r.told_at)::float8 FROM fleet.results r JOIN fleet.links l
+                "SELECT unnest(ARRAY[extract(epoch FROM r.arrived_at), extract(epoch FROM r.told_at)])::float8
+                 FROM fleet.results r JOIN fleet.links l
                  ON l.campaign = r.campaign AND l.seq = r.seq AND l.workcell = r.workcell
                  WHERE l.workcell = '{name}' AND l.local_experiment = {id}"
             ));
-            if let Some(t) = told.first() {
-                latency.push((t - finished) * 1e3);
+            if let [arrived, told] = told[..] {
+                latency.push((told - finished) * 1e3);
+                shipped.push((arrived - finished) * 1e3);
+                heard.push((told - arrived) * 1e3);
             }
         }
     }
     println!(
-        "whole path: {told} of {budget} proposals published, claimed, run on 3 workcells (demo lab at 200,000x), shipped and told in {:.1} s from first publication to last tell ({:.1}/s); learner {}",
-        span.first().copied().unwrap_or(wall),
-        told as f64 / span.first().copied().unwrap_or(wall),
+        "whole path, simulators: {told} of {budget} proposals published, claimed, run on 3 workcells (demo lab at \
+         {scale}x over pseudo-terminals), shipped and told in {span:.1} s from first publication to last tell \
+         ({:.1}/s); learner {}",
+        told as f64 / span,
         if finished { "finished" } else { "DID NOT FINISH" }
     );
     println!(
-        "result to learner: ExperimentFinished in lab.db to the learner's tell p50 {:.0} ms p95 {:.0} ms ({} results)",
+        "result to learner: ExperimentFinished in lab.db to the learner's tell p50 {:.0} ms p95 {:.0} ms ({} results); \
+         of which to the hub (shipped) p50 {:.0} ms p95 {:.0} ms, and from the hub to the tell p50 {:.0} ms p95 {:.0} ms",
         percentile(&mut latency.clone(), 0.5),
         percentile(&mut latency, 0.95),
-        latency.len()
+        latency.len(),
+        percentile(&mut shipped.clone(), 0.5),
+        percentile(&mut shipped, 0.95),
+        percentile(&mut heard.clone(), 0.5),
+        percentile(&mut heard, 0.95),
     );
+}
+
+/// The chain check of schema version 3 (each arrived row joined to the hub's journal) against today's (each row's
+/// predecessor taken from the same statement), in turn on one hub whose journal grows between runs: catch-up of
+/// 100,000 wire exchanges after a 10 s outage, twice each, alternating.
+fn chain_check(pg: &pg::PgCluster) {
+    let sql = pg::Sql::connect(&pg.url());
+    let v3 = include_str!("../src/fleet/migrations/003-batches-and-roles.sql");
+    let start = v3.find("CREATE FUNCTION fleet.check_chain()").unwrap();
+    let end = start + v3[start..].find("\n$$;").unwrap() + 4;
+    let v3 = v3[start..end].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION");
+    let v4 = include_str!("../src/fleet/migrations/004-chain-check-per-batch.sql");
+    for round in 0..2 {
+        for (label, function) in [("version 3", v3.as_str()), ("version 4", v4)] {
+            sql.execute(function);
+            catch_up(
+                pg,
+                Duration::from_secs(10),
+                100_000,
+                Backlog::Exchanges,
+                &format!(", {label}'s chain check ({round})"),
+            );
+        }
+    }
+}
+
+/// What a workcell's record gains during an outage: wire exchanges only (the commonest row of a real journal, and
+/// the cheapest to ship), or the mix of a campaign's journal.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Backlog {
+    Exchanges,
+    Mix,
+}
+
+/// The next `n` or so rows of a backlog; `next` holds the next experiment and step ids.
+fn backlog(kind: Backlog, campaign: i64, at: f64, next: &mut (i64, i64), n: usize) -> Vec<RecordEvent> {
+    let exchange = |step: Option<i64>, at: f64| RecordEvent::Command {
+        campaign,
+        instrument: "hotplate_1".into(),
+        step,
+        sent_at: at,
+        sent: Hex(b"IN_PV_1\r\n".to_vec()),
+        replied_at: Some(at + 0.01),
+        received: Hex(b"80.0 1\r\n".to_vec()),
+        parsed: Some("{\"temperature\":80.0}".into()),
+        error: None,
+    };
+    if kind == Backlog::Exchanges {
+        return (0..n).map(|i| exchange(None, at + i as f64)).collect();
+    }
+    // Experiments of eight steps in a chain, as the demo protocol's: each step made ready, decided, started, a few
+    // exchanges, ended; a reading at the end; about 58 rows an experiment.
+    let status =
+        |step: i64, at: f64, s: &'static str, task: Option<&str>, outcome: Option<&str>| RecordEvent::StepStatus {
+            step,
+            at,
+            status: s.into(),
+            instrument: (s == "running").then(|| "hotplate_1".to_owned()),
+            task: task.map(str::to_owned),
+            attempt: (s == "running").then_some(1),
+            outcome: outcome.map(str::to_owned),
+            error: None,
+        };
+    let mut out = Vec::with_capacity(n + 64);
+    while out.len() < n {
+        let (e, s0) = *next;
+        *next = (e + 1, s0 + 8);
+        let t = at + out.len() as f64;
+        let names = ["dispense_a", "dispense_b", "move_in", "heat", "stir", "move_out", "sample", "read"];
+        out.push(RecordEvent::ExperimentStarted {
+            id: e,
+            campaign,
+            seq: e,
+            proposal: None,
+            params: vec![("temperature".into(), 80.0, "degC".into()), ("time".into(), 600.0, "s".into())],
+            vessel: e % 48,
+            at: t,
+            steps: (0..8)
+                .map(|j| StepRow {
+                    id: s0 + j,
+                    step: names[j as usize].into(),
+                    op: "Heat".into(),
+                    action: "{\"Heat\":{\"temperature\":80.0,\"duration\":600.0}}".into(),
+                    after: if j == 0 { Vec::new() } else { vec![names[j as usize - 1].to_owned()] },
+                    repeat_safe: j == 7,
+                    ready: j == 0,
+                })
+                .collect(),
+        });
+        for j in 0..8 {
+            let step = s0 + j;
+            if j > 0 {
+                out.push(status(step, t, "ready", None, None));
+            }
+            out.push(RecordEvent::Decision {
+                campaign,
+                at: t,
+                step,
+                instrument: "hotplate_1".into(),
+                place: None,
+                waited: 0.0,
+                reason: "first in the plan".into(),
+            });
+            out.push(status(step, t, "running", Some("{\"Heat\":{\"temperature\":80.0}}"), None));
+            for k in 0..3 {
+                out.push(exchange(Some(step), t + f64::from(k)));
+            }
+            out.push(status(step, t + 3.0, "succeeded", None, Some("\"Done\"")));
+        }
+        out.push(RecordEvent::Measurement {
+            experiment: e,
+            step: s0 + 7,
+            name: "absorbance".into(),
+            value: 0.5,
+            unit: "AU".into(),
+            at: t + 4.0,
+        });
+        out.push(RecordEvent::ExperimentFinished { id: e, at: t + 4.0, objective: Some(0.5), error: None });
+    }
+    out
 }
 
 /// A workcell's record grows through an outage of `outage`; then the link returns. Time to the first row at the
 /// hub, and rows per second until the hub has them all.
-fn catch_up(pg: &pg::PgCluster, outage: Duration, rows: usize) {
+fn catch_up(pg: &pg::PgCluster, outage: Duration, rows: usize, kind: Backlog, label: &str) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("lab.db");
     let proxy = proxy::Proxy::start(pg.port);
     let sql = pg::Sql::connect(&pg.url());
-    sql.execute(
-        "INSERT INTO fleet.workcells (name, lab_name, lab_sha256, capabilities) VALUES ('outage', 'sim', '', '{}')",
-    );
+    let tag: String = label.chars().filter(char::is_ascii_alphanumeric).collect();
+    let workcell = format!("outage-{kind:?}{tag}").to_lowercase();
+    sql.execute(&format!(
+        "INSERT INTO fleet.workcells (name, lab_name, lab_sha256, capabilities) VALUES ('{workcell}', 'sim', '', '{{}}')"
+    ));
     let mut record = Record::open(&db).unwrap();
     let ids = record.begin_campaign(&controller::record::CampaignRow::bench()).unwrap();
     let shipper =
-        Shipper::spawn(Hub::parse(&pg.url_via(proxy.port)).unwrap(), "outage".into(), db.clone(), true).unwrap();
+        Shipper::spawn(Hub::parse(&pg.url_via(proxy.port)).unwrap(), workcell.clone(), db.clone(), true).unwrap();
     shipper.wait_caught_up(Some(Duration::from_secs(30)), |_, _| {});
     proxy.set(proxy::Mode::Cut);
-    // What a workcell records meanwhile: wire exchanges, the commonest row of a real journal.
     let t0 = Instant::now();
     let mut written = 0;
+    let mut next = (ids.first_experiment, ids.first_step);
     while written < rows {
-        let batch: Vec<RecordEvent> = (0..2000)
-            .map(|i| RecordEvent::Command {
-                campaign: ids.campaign,
-                instrument: "hotplate_1".into(),
-                step: None,
-                sent_at: (written + i) as f64,
-                sent: Hex(b"IN_PV_1\r\n".to_vec()),
-                replied_at: Some((written + i) as f64 + 0.01),
-                received: Hex(b"80.0 1\r\n".to_vec()),
-                parsed: Some("{\"temperature\":80.0}".into()),
-                error: None,
-            })
-            .collect();
+        let batch = backlog(kind, ids.campaign, written as f64, &mut next, 2000);
         record.write(&batch).unwrap();
         written += batch.len();
     }
@@ -290,9 +432,13 @@ fn catch_up(pg: &pg::PgCluster, outage: Duration, rows: usize) {
     shipper.stop();
     let n = (target - before) as f64;
     println!(
-        "catch-up after a {:.0} s outage: first row at the hub {:.2} s after the link returned; {:.0} rows in {:.1} s \
-         more, {:.0} rows/s (journal and projection, one connection)",
+        "catch-up after a {:.0} s outage, {}{label}: first rows at the hub {:.2} s after the link returned; {:.0} rows \
+         in {:.1} s more, {:.0} rows/s (journal checked and projected, one connection)",
         outage.as_secs_f64(),
+        match kind {
+            Backlog::Exchanges => "wire exchanges only",
+            Backlog::Mix => "a campaign's mix of rows",
+        },
         first.as_secs_f64(),
         n,
         (all - first).as_secs_f64(),
@@ -358,16 +504,41 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    // `LAB_BENCH_FLEET=claim,instant,path,catchup,failover` (the default) picks the figures to measure;
+    // `chaincheck` compares the hub's chain check of schema version 3 with today's.
+    let only = std::env::var("LAB_BENCH_FLEET").unwrap_or_else(|_| "claim,instant,path,catchup,failover".into());
+    let wanted = |f: &str| only.split(',').any(|x| x.trim() == f);
     let Some(pg) = pg::PgCluster::start() else { return };
     let out = Command::new(LAB).args(["fleet", "init"]).env("LAB_HUB", pg.url()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "machine: {} cores; PostgreSQL in a throwaway cluster on loopback, fsync on",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "machine: {} cores, load average {}; PostgreSQL in a throwaway cluster on loopback, fsync on",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
-    claim_latency(&pg);
-    whole_path(&pg, 300);
+    if wanted("claim") {
+        claim_latency(&pg);
+    }
+    if wanted("instant") {
+        let budget = std::env::var("LAB_BENCH_INSTANT").ok().and_then(|s| s.parse().ok()).unwrap_or(3000);
+        whole_path(&pg, budget, true, 1);
+    }
+    if wanted("path") {
+        // As fast as the simulators go, which loads the path most; and at a lab clock still far faster than a real
+        // lab's, where each result is a small round of shipping rather than the tail of a large one.
+        whole_path(&pg, 300, false, 200_000);
+        whole_path(&pg, 60, false, 2_000);
+    }
     let outage = std::env::var("LAB_BENCH_OUTAGE").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-    catch_up(&pg, Duration::from_secs(outage), 200_000);
-    failover(&pg, 5);
+    if wanted("catchup") {
+        catch_up(&pg, Duration::from_secs(outage), 200_000, Backlog::Mix, "");
+        catch_up(&pg, Duration::from_secs(outage), 200_000, Backlog::Exchanges, "");
+    }
+    if wanted("chaincheck") {
+        chain_check(&pg);
+    }
+    if wanted("failover") {
+        failover(&pg, 5);
+    }
 }

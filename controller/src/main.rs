@@ -68,11 +68,24 @@ fn main() -> ExitCode {
             prefetch,
             time_scale,
             unknown,
+            read_back,
             sign_with,
             ship_wait,
             ship_only,
+            instant,
         } => {
-            let run = fleet::WorkcellRun { name, campaign, prefetch, time_scale, sign_with, ship_wait, ship_only };
+            let read_back = read_back != "off";
+            let run = fleet::WorkcellRun {
+                name,
+                campaign,
+                prefetch,
+                time_scale,
+                read_back,
+                sign_with,
+                ship_wait,
+                ship_only,
+                instant,
+            };
             fleet::workcell(&hub, lab, db, run, &unknown, quiet)
         }
         Command::Replay { db, campaign, instrument, transcript, lab } => {

@@ -676,8 +676,8 @@ impl Space {
     }
 
     /// For each feature, the length-scale group a model gives it: the one-hot features of a categorical parameter
-    /// share one (its levels differ from one another by one amount, learned from every pair measured), every
-    /// other feature has its own. Groups are numbered from 0 in feature order.
+    /// form one group (whose levels' length scales the model relates, `surrogate::gp::Sharing`), every other
+    /// feature is a group of its own. Groups are numbered from 0 in feature order.
     pub fn feature_groups(&self) -> Vec<usize> {
         let mut out = Vec::with_capacity(self.feature_len());
         let mut next = 0;

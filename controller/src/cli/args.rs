@@ -226,6 +226,9 @@ pub enum Command {
         /// As for `lab campaign`.
         #[arg(long, default_value = "fail", value_parser = ["fail", "wait"])]
         unknown: String,
+        /// As for `lab campaign`. (A place a lost vessel blocks always makes the workcell wait for `lab clear`.)
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        read_back: String,
         /// Sign the record's checkpoints with this key.
         #[arg(long, value_name = "KEY")]
         sign_with: Option<PathBuf>,
@@ -236,6 +239,11 @@ pub enum Command {
         /// record, before `lab fleet retire`).
         #[arg(long)]
         ship_only: bool,
+        /// Run every step on a simulation of its expected duration instead of the instruments, which are never
+        /// opened: each step takes no wall time, every reading is 0, and the record says so. For rehearsing a fleet
+        /// and measuring its own cost; starts only on a record with nothing to resume.
+        #[arg(long, conflicts_with = "ship_only")]
+        instant: bool,
     },
     /// Make keys that sign the record's checkpoints.
     ///
@@ -625,5 +633,42 @@ pub enum FleetCommand {
         /// Why.
         #[arg(long)]
         reason: String,
+    },
+    /// Give a machine or a person its own login at the hub: a workcell's login may ship and claim only as that
+    /// workcell (row-level security), a learner's may publish and tell, a reader's may only read.
+    ///
+    /// Prints a new password once (the hub keeps only a SCRAM verifier of it), unless `--password-file` gives one.
+    /// Run again to give the login a new password. Needs a hub user with CREATEROLE.
+    ///
+    /// Example: lab fleet grant wc-b --as workcell --hub postgresql://admin@hub.example/lab
+    Grant {
+        /// The login (for a workcell: the workcell's name, as `lab workcell --name` gives it).
+        login: String,
+        /// What it may do.
+        #[arg(long = "as", value_name = "ROLE", value_parser = ["workcell", "learner", "reader"])]
+        role: String,
+        /// Read the password from this file instead of making one.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        hub: HubArg,
+    },
+    /// Verify the hub's copy of each workcell's record: its hash chain, its checkpoints (and their signatures), and
+    /// the hub's tables against a replay of the journal, as `lab verify` checks a lab.db.
+    ///
+    /// With `--public-key`, every workcell's checkpoints must be signed by that key (or give one key per workcell
+    /// with `--public-key WORKCELL=KEY`).
+    ///
+    /// Example: lab fleet verify --hub postgresql://reader@hub.example/lab --public-key lab.key.pub
+    Verify {
+        #[command(flatten)]
+        hub: HubArg,
+        /// Only this workcell.
+        #[arg(long, value_name = "NAME")]
+        workcell: Option<String>,
+        /// The public key (hex, or a file holding it) that must have signed the checkpoints; `WORKCELL=KEY` for one
+        /// workcell's.
+        #[arg(long, value_name = "KEY")]
+        public_key: Vec<String>,
     },
 }

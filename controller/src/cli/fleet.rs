@@ -1,4 +1,4 @@
-//! The fleet's commands: `lab fleet init|learn|status|retire|settle`, `lab workcell`, and `lab report` and `lab
+//! The fleet's commands: `lab fleet init|learn|status|retire|settle|grant|verify`, `lab workcell`, and `lab report` and `lab
 //! export` of a fleet campaign read from the hub. Every message names the hub by its redacted URL.
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::args::{FleetCommand, HubArg};
 use super::exit_code;
 use controller::fleet::workcell::{WorkcellOptions, run_workcell};
-use controller::fleet::{FleetError, Hub, learner, operate};
+use controller::fleet::{FleetError, Hub, learner, operate, verify};
 use controller::schedule::resources::{Policy, UnknownPolicy};
 
 /// The exit code for a fleet error: a refusal is the input's fault, the rest could not run.
@@ -50,6 +50,39 @@ pub fn fleet_command(command: FleetCommand, quiet: bool) -> u8 {
             Ok(h) => printed(operate::settle(&h, &campaign, seq, done, &by, &reason)),
             Err(code) => code,
         },
+        FleetCommand::Grant { login, role, password_file, hub: HubArg { url } } => {
+            let h = match hub(&url) {
+                Ok(h) => h,
+                Err(code) => return code,
+            };
+            let password = match password_file.map(|p| std::fs::read_to_string(&p).map(|t| (p, t))).transpose() {
+                Ok(Some((_, text))) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+                Ok(Some((p, _))) => {
+                    eprintln!("lab: {} holds no password", p.display());
+                    return exit_code::USAGE;
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    eprintln!("lab: --password-file: {e}");
+                    return exit_code::USAGE;
+                }
+            };
+            printed(operate::grant(&h, &login, &role, password))
+        }
+        FleetCommand::Verify { hub: HubArg { url }, workcell, public_key } => {
+            let h = match hub(&url) {
+                Ok(h) => h,
+                Err(code) => return code,
+            };
+            match verify::verify(&h, workcell.as_deref(), &public_key) {
+                Ok(verdicts) => {
+                    let (text, intact) = verify::describe(&verdicts);
+                    print!("{text}");
+                    if intact { exit_code::OK } else { exit_code::INVALID_INPUT }
+                }
+                Err(e) => fail(&e),
+            }
+        }
         FleetCommand::Learn { campaign, hub: HubArg { url }, name } => {
             let h = match hub(&url) {
                 Ok(h) => h,
@@ -87,17 +120,21 @@ pub struct WorkcellRun {
     pub prefetch: usize,
     /// Lab seconds per wall second.
     pub time_scale: Option<f64>,
+    /// Whether steps in doubt are first settled by reading their instruments back.
+    pub read_back: bool,
     /// A key to sign checkpoints with.
     pub sign_with: Option<PathBuf>,
     /// Seconds to wait for the hub at the end.
     pub ship_wait: Option<f64>,
     /// Ship and end.
     pub ship_only: bool,
+    /// Simulate the steps.
+    pub instant: bool,
 }
 
 /// `lab workcell`.
 pub fn workcell(hub_arg: &HubArg, lab: PathBuf, db: PathBuf, run: WorkcellRun, unknown: &str, quiet: bool) -> u8 {
-    let WorkcellRun { name, campaign, prefetch, time_scale, sign_with, ship_wait, ship_only } = run;
+    let WorkcellRun { name, campaign, prefetch, time_scale, read_back, sign_with, ship_wait, ship_only, instant } = run;
     let h = match hub(&hub_arg.url) {
         Ok(h) => h,
         Err(code) => return code,
@@ -113,9 +150,11 @@ pub fn workcell(hub_arg: &HubArg, lab: PathBuf, db: PathBuf, run: WorkcellRun, u
         progress: !quiet,
         policy: Policy::Planned { replan: true, budget: None },
         unknown: if unknown == "wait" { UnknownPolicy::Wait } else { UnknownPolicy::Fail },
+        read_back,
         sign_with,
         ship_wait: ship_wait.map(Duration::from_secs_f64),
         ship_only,
+        instant,
     };
     match run_workcell(&opts) {
         Ok(s) => {

@@ -24,6 +24,7 @@ use devices::Lab;
 use protocols::Protocol;
 
 use super::hub::{Connection, FleetError, Hub};
+use super::ship::Poke;
 use crate::record::{FleetClaim, RecordEvent, Recorder};
 use crate::run::{ProposalFeed, RunError};
 use crate::schedule::bridge::{Inbound, LearnerRequest};
@@ -52,6 +53,8 @@ pub struct HubFeed {
     pub recorded: HashSet<(i64, i64)>,
     /// How many claims to hold beyond what the world asks for, so work goes on through a short outage.
     pub prefetch: usize,
+    /// The workcell's shipper, poked once a result is committed to `lab.db` so the learner hears of it at once.
+    pub shipper: Option<Poke>,
     /// This workcell's lab, for the limits.
     pub lab: Arc<Lab>,
     /// The campaign's protocol.
@@ -93,6 +96,7 @@ impl ProposalFeed for HubFeed {
                 .chain(self.adopted.iter().map(|c| (c.claim.seq, c.claim.epoch)))
                 .collect(),
             prefetch: self.prefetch,
+            shipper: self.shipper.clone(),
             lab: Arc::clone(&self.lab),
             protocol: Arc::clone(&self.protocol),
             fixed: self.fixed.clone(),
@@ -120,6 +124,7 @@ struct Serve {
     /// Every claim this feed handed over or holds, and those the record held when it started.
     known: HashSet<(i64, i64)>,
     prefetch: usize,
+    shipper: Option<Poke>,
     lab: Arc<Lab>,
     protocol: Arc<Protocol>,
     fixed: experiments::Point,
@@ -151,15 +156,12 @@ impl Serve {
         loop {
             if asked == 0 {
                 match requests.recv().await {
-                    Some(LearnerRequest::Ask { n, .. }) => asked += n,
-                    Some(LearnerRequest::Tell(_)) => continue,
+                    Some(r) => asked += self.take(r),
                     None => break,
                 }
             }
             while let Ok(r) = requests.try_recv() {
-                if let LearnerRequest::Ask { n, .. } = r {
-                    asked += n;
-                }
+                asked += self.take(r);
             }
             if self.held.is_empty() {
                 let want = asked + self.prefetch;
@@ -196,8 +198,7 @@ impl Serve {
                             _ = c.notifications.recv() => {}
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                             r = requests.recv() => match r {
-                                Some(LearnerRequest::Ask { n, .. }) => asked += n,
-                                Some(LearnerRequest::Tell(_)) => {}
+                                Some(r) => asked += self.take(r),
                                 None => break,
                             },
                         }
@@ -214,8 +215,7 @@ impl Serve {
                         tokio::select! {
                             _ = tokio::time::sleep(backoff) => {}
                             r = requests.recv() => match r {
-                                Some(LearnerRequest::Ask { n, .. }) => asked += n,
-                                Some(LearnerRequest::Tell(_)) => {}
+                                Some(r) => asked += self.take(r),
                                 None => break,
                             },
                         }
@@ -243,6 +243,22 @@ impl Serve {
         // Claims held ahead and never handed over stay claimed at the hub; `lab workcell` releases them through the
         // record when the campaign ends, and adopts them if it stopped first.
         self.recorder.flush();
+    }
+
+    /// How many proposals a request of the world asks for. A tell means an experiment ended and its result was sent
+    /// to the record: once that is committed, the shipper is poked, so the result reaches the hub (and the learner)
+    /// without waiting for the shipper's next look.
+    fn take(&self, request: LearnerRequest) -> usize {
+        match request {
+            LearnerRequest::Ask { n, .. } => n,
+            LearnerRequest::Tell(_) => {
+                if let Some(shipper) = &self.shipper {
+                    let shipper = shipper.clone();
+                    self.recorder.after_commit(move || shipper.poke());
+                }
+                0
+            }
+        }
     }
 
     /// Claims up to `want` proposals; refuses those beyond this lab's limits.

@@ -19,7 +19,12 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, Config, Notification};
 
 /// The hub's migrations, oldest first. Append only.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001-hub.sql"), include_str!("migrations/002-settlements.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001-hub.sql"),
+    include_str!("migrations/002-settlements.sql"),
+    include_str!("migrations/003-batches-and-roles.sql"),
+    include_str!("migrations/004-chain-check-per-batch.sql"),
+];
 
 /// The most one operation on the hub may take before the connection counts as lost.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,6 +167,26 @@ impl Hub {
         config.keepalives(true).keepalives_idle(Duration::from_secs(5)).tcp_user_timeout(Duration::from_secs(5));
         config.application_name("lab");
         Ok(Hub { config, redacted, root_cert })
+    }
+
+    /// A URL to this hub's database for another login (host, port and database as this hub's).
+    pub fn url_for(&self, login: &str, password: &str) -> String {
+        use tokio_postgres::config::Host;
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(h)) if h.contains(':') => format!("[{h}]"),
+            Some(Host::Tcp(h)) => h.clone(),
+            _ => "localhost".to_owned(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let db = self.config.get_dbname().unwrap_or(login);
+        let mut url = format!("postgresql://{login}:{password}@{host}:{port}/{db}");
+        if self.config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            url.push_str("?sslmode=require");
+            if let Some(ca) = &self.root_cert {
+                url.push_str(&format!("&sslrootcert={}", ca.display()));
+            }
+        }
+        url
     }
 
     /// The URL with its password hidden, for messages and logs.

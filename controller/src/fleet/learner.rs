@@ -310,12 +310,15 @@ async fn step(
             &[name],
         ))
         .await?;
-    let mut told_now = *told;
-    for r in &results {
-        told_now += 1;
+    let told_now = *told + results.len() as i32;
+    if !results.is_empty() {
+        // Numbered in arrival order, in one statement.
+        let seqs: Vec<i64> = results.iter().map(|r| r.get(0)).collect();
+        let numbers: Vec<i32> = (*told + 1..=told_now).collect();
         hub.bounded(tx.execute(
-            "UPDATE fleet.results SET told = $3 WHERE campaign = $1 AND seq = $2",
-            &[name, &r.get::<_, i64>(0), &told_now],
+            "UPDATE fleet.results r SET told = u.told FROM unnest($2::bigint[], $3::int[]) AS u(seq, told)
+             WHERE r.campaign = $1 AND r.seq = u.seq",
+            &[name, &seqs, &numbers],
         ))
         .await?;
     }
@@ -396,19 +399,18 @@ async fn step(
                 &[name, &(asks as i32 + 1), &told_now, &(k as i32), &serde_json::to_value(&pending).unwrap_or_default(), &(max_seq + 1), &learner],
             ))
             .await?;
-            for (i, p) in proposals.iter().enumerate() {
-                hub.bounded(tx.execute(
-                    "INSERT INTO fleet.proposals (campaign, seq, needs, params, proposal) VALUES ($1, $2, $3, $4, $5)",
-                    &[
-                        name,
-                        &(max_seq + 1 + i as i64),
-                        &f.needs,
-                        &serde_json::to_value(&p.values).unwrap_or_default(),
-                        &serde_json::to_value(p).unwrap_or_default(),
-                    ],
-                ))
-                .await?;
-            }
+            let seqs: Vec<i64> = (0..proposals.len() as i64).map(|i| max_seq + 1 + i).collect();
+            let params: Vec<serde_json::Value> =
+                proposals.iter().map(|p| serde_json::to_value(&p.values).unwrap_or_default()).collect();
+            let published: Vec<serde_json::Value> =
+                proposals.iter().map(|p| serde_json::to_value(p).unwrap_or_default()).collect();
+            hub.bounded(tx.execute(
+                "INSERT INTO fleet.proposals (campaign, seq, needs, params, proposal)
+                 SELECT $1, u.seq, $3, u.params, u.proposal FROM unnest($2::bigint[], $4::jsonb[], $5::jsonb[])
+                     AS u(seq, params, proposal)",
+                &[name, &seqs, &f.needs, &params, &published],
+            ))
+            .await?;
             hub.bounded(tx.execute("SELECT pg_notify('fleet_open', $1)", &[name])).await?;
         }
         if let Some(why) = &stop {

@@ -20,10 +20,12 @@
 pub mod capability;
 pub mod feed;
 pub mod hub;
+pub mod instant;
 pub mod learner;
 pub mod operate;
 pub mod project;
 pub mod ship;
+pub mod verify;
 pub mod workcell;
 
 pub use hub::{FleetError, Hub};

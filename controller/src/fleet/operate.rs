@@ -365,3 +365,45 @@ pub fn materialize(hub: &Hub, campaign: &str, out: &Path) -> Result<usize, Fleet
     tx.commit().map_err(sqlite)?;
     Ok(experiments.len())
 }
+
+/// `lab fleet grant`: a login of its own for a workcell, a learner or a reader. Returns what to tell its user,
+/// with the password when this made one.
+pub fn grant(hub: &Hub, login: &str, role: &str, password: Option<String>) -> Result<String, FleetError> {
+    let valid = !login.is_empty()
+        && login.len() <= 63
+        && login.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Err(FleetError::Refused(format!(
+            "`{login}` cannot be a login: use 1 to 63 letters, digits, `-`, `_` or `.` (a workcell's login is its \
+             name; give the workcell such a name with `lab workcell --name`)"
+        )));
+    }
+    let made = password.is_none();
+    let password = match password {
+        Some(p) => p,
+        None => {
+            let mut bytes = [0u8; 24];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| FleetError::Local(format!("the system gave no randomness for a password: {e}")))?;
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    };
+    // The server gets only a SCRAM verifier: the password never reaches it, its logs or its statistics.
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    let rt = super::hub::runtime()?;
+    rt.block_on(async {
+        let c = hub.connect().await?;
+        hub.bounded(c.client.execute("SELECT fleet.grant_login($1, $2, $3)", &[&login, &verifier, &role])).await
+    })?;
+    let what = match role {
+        "workcell" => format!("workcell {login}: it ships its own journal and claims in its own name only"),
+        "learner" => "a learner: it publishes campaigns and proposals and reads everything".to_owned(),
+        _ => "a reader: it reads everything and changes nothing".to_owned(),
+    };
+    let mut out = format!("login {login} may now act at the hub as {what}\n");
+    if made {
+        let _ = writeln!(out, "password (shown once; the hub keeps only a SCRAM verifier of it): {password}");
+        let _ = writeln!(out, "its hub URL: {}", hub.url_for(login, &password));
+    }
+    Ok(out)
+}

@@ -1,15 +1,21 @@
 //! Journal shipping: a workcell's `lab.db` journal to the hub, in order, idempotently, whatever the link does.
 //!
-//! The shipper runs on its own thread with its own connection. Each round it reads the hub's head for the workcell
-//! (its last row and that row's hash), checks that `lab.db` holds the same row (else this is not the record the hub
-//! knows under this name, and nothing is shipped), reads up to [`BATCH`] rows after it, and sends them in one
-//! transaction: each row into `fleet.journal`, where a trigger refuses any row that does not chain, and through
-//! [`super::project`] into the hub's tables; the checkpoints they reach go too. A round that fails leaves the hub
-//! as it was, and the next one starts from the hub's head again, so a row is never shipped twice or skipped.
+//! The shipper runs on its own thread with its own connection. On each new connection it reads the hub's head for
+//! the workcell (its last row and that row's hash) and checks that `lab.db` holds the same row (else this is not the
+//! record the hub knows under this name, and nothing is shipped). Each round then reads up to [`BATCH`] rows after
+//! the head and sends them in one transaction: into `fleet.journal`, where a trigger refuses rows that do not chain,
+//! and through [`super::project`] into the hub's tables, a few multi-row statements per batch, pipelined; the
+//! checkpoints they reach go too. A round that fails leaves the hub as it was, and the next connection starts from
+//! the hub's head again, so a row is never shipped twice or skipped. A round with nothing new in `lab.db` asks the
+//! hub nothing.
 //!
-//! A lost link is retried with a backoff of at most one second; `lab.db` keeps everything meanwhile. A refused row
-//! stops the shipper for good: the refusal is recorded at the hub (`fleet.rejections`, with the workcell and the row)
-//! and reported, since shipping past it would break the copy's chain.
+//! The shipper looks at `lab.db` every [`IDLE`], and at once when poked: `lab workcell` pokes it as soon as a
+//! result is committed to `lab.db`, so the learner hears of it within a round trip or two.
+//!
+//! A lost link is retried with a backoff of at most one second; `lab.db` keeps everything meanwhile. A batch that
+//! does not go through within the bound of one operation is halved for the next try, so a slow link still moves.
+//! A refused row stops the shipper for good: the refusal is recorded at the hub (`fleet.rejections`, with the
+//! workcell and the row) and reported, since shipping past it would break the copy's chain.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,11 +26,14 @@ use rusqlite::OptionalExtension;
 use tokio::sync::Notify;
 
 use super::hub::{Connection, FleetError, Hub, OP_TIMEOUT, describe};
-use super::project::{AutoIds, Pending, Statements, project, values};
+use super::project::{AutoIds, Batch, Pending, Statements, values};
 use crate::record::RecordEvent;
 
 /// The most journal rows one transaction ships.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = 4096;
+
+/// The fewest rows a batch is cut to on a slow link (see [`round`]).
+const MIN_BATCH: usize = 64;
 
 /// How long the shipper waits for news before it looks at `lab.db` again.
 const IDLE: Duration = Duration::from_millis(50);
@@ -77,6 +86,11 @@ impl Shipper {
         self.poke.notify_one();
     }
 
+    /// A handle that pokes this shipper from any thread (see [`Shipper::poke`]).
+    pub fn poker(&self) -> Poke {
+        Poke(Arc::clone(&self.poke))
+    }
+
     /// Where shipping stands.
     pub fn status(&self) -> ShipStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
@@ -121,6 +135,17 @@ impl Shipper {
     }
 }
 
+/// Pokes a shipper: it looks at `lab.db` at once rather than at its next round.
+#[derive(Debug, Clone)]
+pub struct Poke(Arc<Notify>);
+
+impl Poke {
+    /// Pokes the shipper.
+    pub fn poke(&self) {
+        self.0.notify_one();
+    }
+}
+
 impl Drop for Shipper {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -138,6 +163,8 @@ pub fn local_head(db: &std::path::Path) -> rusqlite::Result<i64> {
 enum ShipError {
     /// The link: try again.
     Link(String),
+    /// Reading `lab.db`: try again.
+    Local(String),
     /// The hub refused the rows, or `lab.db` is not the record the hub knows: stop.
     Refused { detail: String, row: Option<i64> },
 }
@@ -161,21 +188,26 @@ async fn run(
             eprintln!("lab: {what}");
         }
     };
-    let mut link: Option<(Connection, Statements, AutoIds)> = None;
+    let mut link: Option<Link> = None;
+    let mut local: Option<rusqlite::Connection> = None;
     let mut backoff = Duration::from_millis(50);
     let mut was_down = false;
+    let mut size = BATCH;
     loop {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let local = match rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) {
-            Ok(c) => c,
-            Err(e) => {
-                set(&|s| s.error = Some(format!("cannot read {}: {e}", db.display())));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+        if local.is_none() {
+            match rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) {
+                Ok(c) => local = Some(c),
+                Err(e) => {
+                    set(&|s| s.error = Some(format!("cannot read {}: {e}", db.display())));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
             }
-        };
+        }
+        let reader = local.as_ref().expect("opened above");
         if link.is_none() {
             match open(&hub, &workcell).await {
                 Ok(l) => {
@@ -212,22 +244,32 @@ async fn run(
                 }
             }
         }
-        let (conn, statements, ids) = link.as_mut().expect("connected above");
-        match round(&hub, conn, statements, ids, &workcell, &local).await {
+        let l = link.as_mut().expect("connected above");
+        let asked = size;
+        match round(&hub, l, &workcell, reader, asked).await {
             Ok((head, n)) => {
+                size = (size * 2).min(BATCH);
                 set(&|s| {
                     s.hub_head = head;
                     s.shipped += n as u64;
                 });
-                if n < BATCH {
+                if n < asked {
                     tokio::select! {
                         _ = tokio::time::sleep(IDLE) => {}
                         _ = poke.notified() => {}
                     }
                 }
             }
+            Err(ShipError::Local(e)) => {
+                // The record could not be read (a moment's lock, a file replaced): read it afresh next round.
+                local = None;
+                set(&|s| s.error = Some(e.clone()));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             Err(ShipError::Link(e)) => {
                 link = None;
+                // A link too slow for a batch within the bound gets smaller batches; they grow again after.
+                size = (size / 2).max(MIN_BATCH);
                 if !was_down {
                     say(format!(
                         "lost the hub at {}: {e}; lab.db keeps every row, and shipping resumes when it answers",
@@ -243,9 +285,9 @@ async fn run(
             Err(ShipError::Refused { detail, row }) => {
                 let message = format!("the hub refused workcell {workcell}'s journal: {detail}");
                 eprintln!("lab: {message}; shipping has stopped (lab.db is unchanged)");
-                if let Some((conn, ..)) = &link {
+                if let Some(l) = &link {
                     let _ = hub
-                        .bounded(conn.client.execute(
+                        .bounded(l.conn.client.execute(
                             "INSERT INTO fleet.rejections (workcell, journal_id, detail) VALUES ($1, $2, $3)",
                             &[&workcell, &row.unwrap_or(0), &detail],
                         ))
@@ -258,12 +300,22 @@ async fn run(
     }
 }
 
+/// A connection to the hub, with the shipper's statements, the ids it numbers rows from, and how far the hub's copy
+/// reaches once it has been read on this connection.
+struct Link {
+    conn: Connection,
+    statements: Statements,
+    ids: AutoIds,
+    /// The hub's last journal row and last checkpoint of this workcell, as the last round left them.
+    head: Option<(i64, i64)>,
+}
+
 /// Connects and prepares the shipper's statements.
-async fn open(hub: &Hub, workcell: &str) -> Result<(Connection, Statements, AutoIds), FleetError> {
+async fn open(hub: &Hub, workcell: &str) -> Result<Link, FleetError> {
     let conn = hub.connect().await?;
     let statements = hub.bounded(Statements::prepare(&conn.client)).await?;
     let ids = hub.bounded(AutoIds::read(&conn.client, workcell)).await?;
-    Ok((conn, statements, ids))
+    Ok(Link { conn, statements, ids, head: None })
 }
 
 /// One journal row of `lab.db`.
@@ -276,16 +328,16 @@ struct Row {
     hash: String,
 }
 
-/// Ships one batch; returns the hub's head after it and how many rows it shipped.
-async fn round(
+/// A checkpoint row of `lab.db`.
+type Checkpoint = (i64, i64, String, String, String, Option<String>, Option<String>);
+
+/// Reads the hub's copy's head and checks that `lab.db` holds the same row there.
+async fn hub_head(
     hub: &Hub,
-    conn: &mut Connection,
-    st: &Statements,
-    ids: &mut AutoIds,
+    conn: &Connection,
     workcell: &str,
     local: &rusqlite::Connection,
-) -> Result<(i64, usize), ShipError> {
-    let link = |e: FleetError| ShipError::Link(e.to_string());
+) -> Result<(i64, i64), ShipError> {
     let head = hub
         .bounded(conn.client.query_one(
             "SELECT (SELECT id FROM fleet.journal WHERE workcell = $1 ORDER BY id DESC LIMIT 1),
@@ -294,15 +346,14 @@ async fn round(
             &[&workcell],
         ))
         .await
-        .map_err(link)?;
+        .map_err(|e| ShipError::Link(e.to_string()))?;
     let (head_id, head_hash, checkpoint): (Option<i64>, Option<String>, i64) = (head.get(0), head.get(1), head.get(2));
     let head_id = head_id.unwrap_or(0);
-    let sqlite = |e: rusqlite::Error| ShipError::Link(format!("reading lab.db: {e}"));
     if let Some(hub_hash) = head_hash {
         let mine: Option<String> = local
             .query_row("SELECT hash FROM journal WHERE id = ?1", [head_id], |r| r.get(0))
             .optional()
-            .map_err(sqlite)?;
+            .map_err(|e| ShipError::Local(format!("reading lab.db: {e}")))?;
         match mine {
             Some(h) if h == hub_hash => {}
             Some(_) => {
@@ -326,13 +377,44 @@ async fn round(
             }
         }
     }
+    Ok((head_id, checkpoint))
+}
+
+/// Ships one batch of at most `size` rows; returns the hub's head after it and how many rows it shipped.
+async fn round(
+    hub: &Hub,
+    link: &mut Link,
+    workcell: &str,
+    local: &rusqlite::Connection,
+    size: usize,
+) -> Result<(i64, usize), ShipError> {
+    let sqlite = |e: rusqlite::Error| ShipError::Local(format!("reading lab.db: {e}"));
+    // Nothing new in lab.db since the last round: no need to ask the hub anything.
+    let (local_head, local_checkpoint): (i64, i64) = local
+        .query_row(
+            "SELECT (SELECT coalesce(max(id), 0) FROM journal), (SELECT coalesce(max(id), 0) FROM checkpoints)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sqlite)?;
+    let (head_id, checkpoint) = match link.head {
+        Some(h) => h,
+        None => {
+            let h = hub_head(hub, &link.conn, workcell, local).await?;
+            link.head = Some(h);
+            h
+        }
+    };
+    if local_head <= head_id && local_checkpoint <= checkpoint {
+        return Ok((head_id, 0));
+    }
     let rows: Vec<Row> = {
         let mut s = local
             .prepare_cached(
                 "SELECT id, campaign_id, at, kind, body, hash FROM journal WHERE id > ?1 ORDER BY id LIMIT ?2",
             )
             .map_err(sqlite)?;
-        s.query_map(rusqlite::params![head_id, BATCH as i64], |r| {
+        s.query_map(rusqlite::params![head_id, size as i64], |r| {
             Ok(Row {
                 id: r.get(0)?,
                 campaign: r.get(1)?,
@@ -347,7 +429,6 @@ async fn round(
         .map_err(sqlite)?
     };
     let reach = rows.last().map_or(head_id, |r| r.id);
-    type Checkpoint = (i64, i64, String, String, String, Option<String>, Option<String>);
     let checkpoints: Vec<Checkpoint> = {
         let mut s = local
             .prepare_cached(
@@ -365,7 +446,7 @@ async fn round(
     if rows.is_empty() && checkpoints.is_empty() {
         return Ok((head_id, 0));
     }
-    let mut events = Vec::with_capacity(rows.len());
+    let mut batch = Batch::new(&link.statements, workcell, link.ids);
     for r in &rows {
         let event: RecordEvent = serde_json::from_str(&r.body).map_err(|e| ShipError::Refused {
             detail: format!(
@@ -374,44 +455,48 @@ async fn round(
             ),
             row: Some(r.id),
         })?;
-        events.push(event);
+        batch.add(r.id, r.campaign, r.at, &r.kind, &r.body, &r.hash, &event);
     }
-    let tx = hub.bounded(conn.client.transaction()).await.map_err(link)?;
-    let mut next_ids = *ids;
+    let (statements, next_ids) = batch.statements();
+    let reached_checkpoint = checkpoints.last().map_or(checkpoint, |c| c.0);
+    let tx = hub.bounded(link.conn.client.transaction()).await.map_err(|e| ShipError::Link(e.to_string()))?;
     let outcome = {
-        let mut pending: Vec<Pending<'_>> = Vec::with_capacity(rows.len() * 3);
-        for (r, event) in rows.iter().zip(&events) {
-            pending.push(Box::pin(tx.execute_raw(
-                &st.journal,
-                values![workcell.to_owned(), r.id, r.campaign, r.at, r.kind.clone(), r.body.clone(), r.hash.clone()],
-            )));
-            project(&tx, st, workcell, &mut next_ids, r.id, event, &mut pending);
+        let mut pending: Vec<Pending<'_>> = Vec::with_capacity(statements.len() + checkpoints.len() + 1);
+        for (statement, values) in statements {
+            pending.push(Box::pin(tx.execute_raw(statement, values)));
         }
         for c in &checkpoints {
             pending.push(Box::pin(tx.execute_raw(
-                &st.checkpoint,
+                &link.statements.checkpoint,
                 values![workcell.to_owned(), c.0, c.1, c.2.clone(), c.3.clone(), c.4.clone(), c.5.clone(), c.6.clone()],
             )));
         }
-        pending.push(Box::pin(tx.execute_raw(
-            "UPDATE fleet.workcells SET last_seen = now() WHERE name = $1",
-            values![workcell.to_owned()],
-        )));
+        pending.push(Box::pin(tx.execute_raw("SELECT fleet.seen($1)", values![workcell.to_owned()])));
         tokio::time::timeout(OP_TIMEOUT, futures::future::try_join_all(pending)).await
     };
     match outcome {
         Err(_) => return Err(ShipError::Link(format!("no answer within {} s", OP_TIMEOUT.as_secs()))),
-        Ok(Err(e)) => {
-            return Err(match e.as_db_error() {
-                Some(db) => ShipError::Refused { detail: db.message().to_owned(), row: row_named(db.message()) },
-                None => ShipError::Link(describe(&e)),
-            });
-        }
+        Ok(Err(e)) => return Err(classify(&e)),
         Ok(Ok(_)) => {}
     }
-    hub.bounded(tx.commit()).await.map_err(link)?;
-    *ids = next_ids;
+    hub.bounded(tx.commit()).await.map_err(|e| ShipError::Link(e.to_string()))?;
+    link.ids = next_ids;
+    link.head = Some((reach, reached_checkpoint));
     Ok((reach, rows.len()))
+}
+
+/// A failed round: the link or a passing conflict (try again from the hub's head), or a refusal (stop).
+fn classify(e: &tokio_postgres::Error) -> ShipError {
+    let Some(db) = e.as_db_error() else { return ShipError::Link(describe(e)) };
+    let code = db.code().code();
+    // Another shipper of this workcell's record got there first (a killed workcell's process not yet gone, or an
+    // operator's `--ship-only`), the server is shutting down, or a transaction lost a race: none of it is this
+    // journal's fault, and the next round starts again from the hub's head.
+    let raced = code == "23505" && db.constraint() == Some("journal_pkey");
+    if raced || ["40", "53", "57", "08"].iter().any(|c| code.starts_with(c)) {
+        return ShipError::Link(db.message().to_owned());
+    }
+    ShipError::Refused { detail: db.message().to_owned(), row: row_named(db.message()) }
 }
 
 /// The journal row a refusal names (`journal row N of workcell ...`).

@@ -23,7 +23,7 @@ use super::ship::{ShipStatus, Shipper};
 use crate::load::Inputs;
 use crate::record::{FleetClaim, Record, RecordEvent};
 use crate::run::{CampaignOptions, ResumeOptions, Summary};
-use crate::schedule::resources::{Policy, UnknownPolicy};
+use crate::schedule::resources::{BlockedPolicy, Policy, UnknownPolicy};
 
 /// How to run a workcell.
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub struct WorkcellOptions {
     pub policy: Policy,
     /// What happens to steps whose outcome is unknown.
     pub unknown: UnknownPolicy,
+    /// Whether steps in doubt are first settled by reading their instruments back.
+    pub read_back: bool,
     /// A key to sign checkpoints with.
     pub sign_with: Option<PathBuf>,
     /// How long to wait at the end for the hub to take the whole journal (`None`: until it has).
@@ -55,6 +57,8 @@ pub struct WorkcellOptions {
     /// Only ship the record's journal, claim nothing, run nothing (a stopped workcell's record, before an operator
     /// retires it).
     pub ship_only: bool,
+    /// Run each step on a simulation of its expected duration instead of the instruments ([`super::instant`]).
+    pub instant: bool,
 }
 
 /// What a workcell did.
@@ -231,11 +235,7 @@ async fn register(hub: &Hub, name: &str, lab: &devices::Lab, caps: &[String]) ->
     let c = hub.connect().await?;
     let row = hub
         .bounded(c.client.query_one(
-            "INSERT INTO fleet.workcells (name, lab_name, lab_sha256, capabilities) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (name) DO UPDATE SET lab_name = EXCLUDED.lab_name, lab_sha256 = EXCLUDED.lab_sha256,
-                 capabilities = EXCLUDED.capabilities, last_seen = now()
-             RETURNING CASE WHEN retired_at IS NOT NULL
-                 THEN format('at %s by %s: %s', retired_at, retired_by, retired_reason) END",
+            "SELECT fleet.register($1, $2, $3, $4)",
             &[&name, &lab.name, &crate::record::sha256_hex(lab.source.text.as_bytes()), &caps],
         ))
         .await?;
@@ -434,6 +434,7 @@ fn run_one(
             .map(|l| (l.claim.seq, l.claim.epoch))
             .collect(),
         prefetch: opts.prefetch,
+        shipper: Some(shipper.poker()),
         lab: Arc::clone(lab),
         protocol: Arc::clone(&protocol),
         fixed: campaign.fixed.clone(),
@@ -443,6 +444,10 @@ fn run_one(
     copts.progress = opts.progress;
     copts.policy = opts.policy;
     copts.unknown = opts.unknown;
+    // A place blocked by a lost vessel makes this workcell wait for `lab clear` instead of failing each proposal it
+    // claims at its first transfer: the rest of the fleet runs them meanwhile.
+    copts.blocked = BlockedPolicy::Wait;
+    copts.read_back = opts.read_back;
     copts.sign_with = opts.sign_with.clone();
     copts.feed = Some(Arc::new(feed));
     if opts.progress {
@@ -454,6 +459,14 @@ fn run_one(
         );
     }
     let summary = match next.resume {
+        Some(id) if opts.instant => {
+            return Err(FleetError::Refused(format!(
+                "{} holds fleet campaign {} (local campaign {id}) unfinished: an instant workcell does not resume; \
+                 give it another --db",
+                opts.db.display(),
+                next.campaign
+            )));
+        }
         Some(id) => crate::run::resume_campaign(
             &ResumeOptions { db: opts.db.clone(), campaign: Some(id), lab: Some(opts.lab.clone()) },
             &copts,
@@ -468,7 +481,7 @@ fn run_one(
                 lab_path: opts.lab.clone(),
                 warnings: Default::default(),
             };
-            crate::run::run_inputs(inputs, &copts)
+            if opts.instant { super::instant::run(inputs, &copts) } else { crate::run::run_inputs(inputs, &copts) }
         }
     }
     .map_err(|e| FleetError::Local(e.to_string()))?;

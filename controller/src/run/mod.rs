@@ -149,7 +149,6 @@ pub fn run_campaign(opts: &CampaignOptions) -> Result<Summary, RunError> {
 pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, RunError> {
     let wall = Instant::now();
     let lab = Arc::clone(&inputs.lab);
-    let protocol = Arc::clone(&inputs.protocol);
     let campaign = inputs.campaign.clone();
     // Accelerated time is for simulators only: a real instrument would hold its heat for a fraction of the time
     // the protocol asks. A real instrument that answers in an accelerated run is therefore refused (see
@@ -171,10 +170,17 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
         }
         return resume_in(record, id, None, opts);
     }
-    let ids = record.begin_campaign(&CampaignRow {
+    let ids = record.begin_campaign(&campaign_row(&inputs, clock.epoch(), scale))?;
+    execute(inputs, opts, record, ids, clock, None, None, wall)
+}
+
+/// The record's row for a campaign of `inputs` that starts now, at lab time zero = `started_at`.
+pub fn campaign_row(inputs: &Inputs, started_at: std::time::SystemTime, time_scale: f64) -> CampaignRow {
+    let campaign = &inputs.campaign;
+    CampaignRow {
         name: campaign.name.clone(),
-        started_at: clock.epoch(),
-        time_scale: scale,
+        started_at,
+        time_scale,
         seed: campaign.seed,
         objective_output: campaign.objective.output.clone(),
         objective_direction: match campaign.objective.direction {
@@ -184,10 +190,9 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
         budget: campaign.budget,
         in_flight: campaign.in_flight,
         campaign: (inputs.campaign_path.display().to_string(), campaign.source.text.clone()),
-        protocol: (inputs.protocol_path.display().to_string(), protocol.source().text.clone()),
-        lab: (inputs.lab_path.display().to_string(), lab.source.text.clone()),
-    })?;
-    execute(inputs, opts, record, ids, clock, None, None, wall)
+        protocol: (inputs.protocol_path.display().to_string(), inputs.protocol.source().text.clone()),
+        lab: (inputs.lab_path.display().to_string(), inputs.lab.source.text.clone()),
+    }
 }
 
 /// Opens the record at `db`, signing its checkpoints with the key the options name, if any. The key is read first,

@@ -54,12 +54,20 @@ pub struct Cell {
     /// Its folder.
     pub dir: PathBuf,
     sim: Option<Child>,
+    /// The simulators' hands (`lab sim --hands`): a technician takes a lost vessel off the deck through them.
+    hands: Option<std::process::ChildStdin>,
+    /// The record's lost-vessel warnings a technician has answered (event ids), and the places cleared.
+    attended: std::collections::BTreeSet<i64>,
+    /// How many places a technician cleared.
+    pub cleared: usize,
     /// Its link to the hub.
     pub proxy: Proxy,
     /// The running `lab workcell`, if any.
     pub process: Option<Child>,
     /// How many times it was started.
     pub starts: usize,
+    /// Its own login's password at the hub (`lab fleet grant`), if it has one; else it logs in as the hub's owner.
+    pub password: Option<String>,
 }
 
 impl Cell {
@@ -74,8 +82,8 @@ impl Cell {
         );
         assert!(lab.contains("ledger:"), "the demo lab's simulation line changed; update the fleet harness");
         std::fs::write(dir.join("base.lab.ron"), lab).unwrap();
-        let sim = Command::new(LAB)
-            .args(["sim", "base.lab.ron", "--lab-out", "ext.lab.ron"])
+        let mut sim = Command::new(LAB)
+            .args(["sim", "base.lab.ron", "--lab-out", "ext.lab.ron", "--hands"])
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -87,7 +95,62 @@ impl Cell {
             assert!(t0.elapsed() < Duration::from_secs(30), "`lab sim` for {name} did not write its lab file");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Cell { name: name.to_owned(), dir, sim: Some(sim), proxy: Proxy::start(hub_port), process: None, starts: 0 }
+        let proxy = Proxy::start(hub_port);
+        let hands = sim.stdin.take();
+        Cell {
+            name: name.to_owned(),
+            dir,
+            sim: Some(sim),
+            hands,
+            attended: Default::default(),
+            cleared: 0,
+            proxy,
+            process: None,
+            starts: 0,
+            password: None,
+        }
+    }
+
+    /// A technician's round: each place the record says a lost vessel blocks (a kill in the middle of a transfer) is
+    /// looked at, emptied on the simulated deck and cleared with `lab clear PLACE`, as FLEET.md tells an operator to.
+    /// Until then the workcell waits with what it holds.
+    pub fn attend(&mut self) {
+        const LOST: &str =
+            "SELECT id, message FROM events WHERE message LIKE 'the vessel of experiment #% may still stand at %'";
+        let read = |c: rusqlite::Connection| -> rusqlite::Result<Vec<(i64, String)>> {
+            c.prepare(LOST)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        };
+        let warnings = rusqlite::Connection::open_with_flags(self.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(read)
+            .unwrap_or_default();
+        for (id, message) in warnings {
+            if !self.attended.insert(id) {
+                continue;
+            }
+            let before = message.split("; blocked").next().unwrap_or_default();
+            for place in before.split('`').skip(1).step_by(2) {
+                use std::io::Write;
+                if let Some(hands) = self.hands.as_mut() {
+                    let _ = writeln!(hands, "remove {place}").and_then(|()| hands.flush());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                let out = Command::new(LAB)
+                    .args(["clear", place, "--db", "lab.db", "--by", "technician", "--reason", "lost vial taken away"])
+                    .current_dir(&self.dir)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "lab clear {place}: {}", String::from_utf8_lossy(&out.stderr));
+                self.cleared += 1;
+            }
+        }
+    }
+
+    /// Its URL of the hub: through its proxy, as its own login if it has one.
+    pub fn hub_url(&self, pg: &PgCluster) -> String {
+        match &self.password {
+            Some(p) => pg.url_as(&self.name, p, self.proxy.port),
+            None => pg.url_via(self.proxy.port),
+        }
     }
 
     /// The record.
@@ -97,10 +160,16 @@ impl Cell {
 
     /// Starts `lab workcell` through the proxy.
     pub fn start(&mut self, hub_url: &str) {
+        self.start_with(hub_url, &[]);
+    }
+
+    /// Starts `lab workcell` through the proxy, with `more` arguments.
+    pub fn start_with(&mut self, hub_url: &str, more: &[&str]) {
         assert!(self.process.is_none(), "{} runs already", self.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("workcell.log")).unwrap();
         let child = Command::new(LAB)
             .args(["workcell", "--lab", "ext.lab.ron", "--db", "lab.db", "--name", &self.name, "--ship-wait", "120"])
+            .args(more)
             .env("LAB_HUB", hub_url)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -142,6 +211,7 @@ impl Cell {
 
     /// Stops its simulators, which write their ledger, and reads it.
     pub fn ledger(&mut self) -> devices::sim::LedgerFile {
+        self.hands = None;
         if let Some(mut sim) = self.sim.take() {
             let _ = Command::new("kill").args(["-INT", &sim.id().to_string()]).status();
             let t0 = Instant::now();
@@ -236,6 +306,36 @@ pub fn lab(args: &[&str], hub_url: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Gives `login` its own login at the hub as `role` (`lab fleet grant`, by the hub's owner); returns its password.
+pub fn grant(owner_url: &str, login: &str, role: &str) -> String {
+    let (ok, out, err) = lab(&["fleet", "grant", login, "--as", role], owner_url);
+    assert!(ok, "lab fleet grant {login}: {out}{err}");
+    out.lines()
+        .find_map(|l| l.split_once("): ").filter(|(a, _)| a.starts_with("password")).map(|(_, p)| p.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no password in {out}"))
+}
+
+/// A throwaway cluster with the fleet's schema: the cluster, its owner's URL, and a client for the oracle; `None`
+/// (after saying why) where PostgreSQL is not installed and the test may skip.
+pub fn hub() -> Option<(PgCluster, String, Sql)> {
+    let pg = PgCluster::start()?;
+    let url = pg.url();
+    let (ok, out, err) = lab(&["fleet", "init"], &url);
+    assert!(ok, "lab fleet init: {out}{err}");
+    let sql = client(&pg);
+    Some((pg, url, sql))
+}
+
+/// Ships the record at `db` as workcell `workcell` to the hub at `url` until the hub holds all of it, the hub refuses
+/// it, or a minute passes; returns where shipping stood.
+pub fn ship(url: &str, workcell: &str, db: &Path) -> controller::fleet::ship::ShipStatus {
+    let hub = controller::fleet::Hub::parse(url).unwrap();
+    let shipper = controller::fleet::ship::Shipper::spawn(hub, workcell.into(), db.to_owned(), true).unwrap();
+    let s = shipper.wait_caught_up(Some(Duration::from_secs(60)), |_, _| {});
+    shipper.stop();
+    s
 }
 
 /// A client for the oracle.
@@ -377,4 +477,22 @@ pub fn dispensed(ledger: &devices::sim::LedgerFile) -> BTreeMap<(usize, String),
         }
     }
     out
+}
+
+/// How many journal rows the record at `db` holds (0 if it has none yet).
+pub fn journal_rows(db: &Path) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("SELECT count(*) FROM journal", [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+/// Why each failed experiment of the record at `db` failed.
+pub fn failures(db: &Path) -> Vec<String> {
+    let Ok(conn) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = conn.prepare("SELECT coalesce(error, '') FROM experiments WHERE status = 'failed'") else {
+        return Vec::new();
+    };
+    stmt.query_map([], |r| r.get::<_, String>(0)).map(|rows| rows.flatten().collect()).unwrap_or_default()
 }

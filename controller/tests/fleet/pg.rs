@@ -185,6 +185,11 @@ impl PgCluster {
         format!("postgresql://lab:{PASSWORD}@127.0.0.1:{port}/lab")
     }
 
+    /// The URL of database `lab` on this cluster for `login` with `password`, through `port`.
+    pub fn url_as(&self, login: &str, password: &str, port: u16) -> String {
+        format!("postgresql://{login}:{password}@127.0.0.1:{port}/lab")
+    }
+
     /// The URL of database `lab` on this cluster.
     pub fn url(&self) -> String {
         self.url_via(self.port)
@@ -309,6 +314,14 @@ impl Sql {
     /// Runs statements.
     pub fn execute(&self, sql: &str) {
         self.rt.block_on(self.client.batch_execute(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs statements, returning the server's refusal.
+    pub fn try_execute(&self, sql: &str) -> Result<(), String> {
+        self.rt.block_on(self.client.batch_execute(sql)).map_err(|e| match e.as_db_error() {
+            Some(db) => db.message().to_owned(),
+            None => e.to_string(),
+        })
     }
 
     /// Runs a query.

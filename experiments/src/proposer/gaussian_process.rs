@@ -4,8 +4,9 @@
 //! k-means++-weighted draw of its members), handed out in order across asks. After that, and once enough successful
 //! results at different points exist (one more than the number of parameters, or the design's size if that is
 //! smaller, and at least two), every proposal comes from a Gaussian-process model of the results
-//! ([`crate::surrogate::gp`]: one length scale per feature, learned noise, and the kernel, Matérn 5/2 or squared
-//! exponential, chosen by the posterior) and an acquisition function (log expected improvement by default):
+//! ([`crate::surrogate::gp`]: one length scale per feature, a categorical parameter's levels pooled around one
+//! ([`Sharing::pooled`]), learned noise, and the kernel, Matérn 5/2 or squared exponential, chosen by the
+//! posterior) and an acquisition function (log expected improvement by default):
 //! - in a continuous or mixed space, maximised by multi-start L-BFGS from scrambled Sobol candidates
 //!   (the private `search` module); over a pool or a small discrete space, by scoring every untried point;
 //! - experiments in flight and points already chosen for the same ask are added to the model as if measured at
@@ -47,7 +48,7 @@ use crate::pareto::pareto_front;
 use crate::space::Space;
 use crate::stop::{StopReason, StopTracker};
 use crate::surrogate::classifier::Feasibility;
-use crate::surrogate::gp::{Gp, GpError, Hyper, Kernel, Mean};
+use crate::surrogate::gp::{Gp, GpError, Hyper, Kernel, Mean, Sharing};
 
 /// The kernels a model chooses among by their posterior probability.
 const KERNELS: [Kernel; 2] = [Kernel::Matern52, Kernel::SquaredExponential];
@@ -65,6 +66,10 @@ const LOCAL_RADII: [f64; 2] = [0.1, 0.01];
 const CANDIDATE_WORK: f64 = 2e7;
 /// The range of the feasibility classifier's length scales, taken from the objective model's.
 const CLASSIFIER_LENGTH: (f64, f64) = (0.05, 1.0);
+/// The spread, in `ln ℓ`, of a categorical parameter's per-level length scales around the parameter's own
+/// ([`Sharing::pooled`]); chosen on the learning benchmark's categorical landscapes against 0.25, 0.5 and 2, and
+/// against tying the levels or leaving them apart (BENCHMARKS.md, "Why the GP got stuck").
+const LEVEL_SPREAD: f64 = 1.0;
 
 /// Why no model could be used for a proposal.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -337,18 +342,18 @@ impl GpProposer {
             Some(gp) => (gp, false),
             None => {
                 let d = features[0].len();
-                let groups = self.history.space.feature_groups();
+                let sharing = Sharing::pooled(&self.history.space.feature_groups(), LEVEL_SPREAD);
                 let mut starts: Vec<Hyper> = self.hyper.iter().map(|(h, _)| h.clone()).collect();
                 let gp = if size <= FULL_REFIT_UNTIL || starts.is_empty() {
                     // Besides the last estimate, fixed starts from short to long length scales, so that a model
                     // which once wrongly found a parameter irrelevant is not stuck with that; both kernels.
                     let root = (d as f64).sqrt();
                     starts.extend([0.1, 0.3, 1.0].map(|l| Hyper::new(d, l * root, 1e-4)));
-                    Gp::fit_map_tied(&features, &outputs, &starts, &KERNELS, 100, &groups)?
+                    Gp::fit_map_shared(&features, &outputs, &starts, &KERNELS, 100, &sharing)?
                 } else {
                     // With many results the estimate moves little between refits: one climb from the last one.
                     let kernel = starts[0].kernel;
-                    Gp::fit_map_tied(&features, &outputs, &starts, &[kernel], 30, &groups)?
+                    Gp::fit_map_shared(&features, &outputs, &starts, &[kernel], 30, &sharing)?
                 };
                 self.hyper = Some((gp.hyper().clone(), size));
                 (gp, true)
@@ -577,7 +582,10 @@ impl GpProposer {
             .collect();
         json!({
             "surrogate": "Gaussian process (lab experiments crate)",
-            "kernel": format!("{}, one length scale per parameter", hyper.kernel.name()),
+            "kernel": format!(
+                "{}, one length scale per feature (a categorical parameter's levels pooled around one)",
+                hyper.kernel.name()
+            ),
             "mean": "constant (generalised least squares)",
             "training_size": model.inputs.len(),
             "data_hash": model.data_hash,

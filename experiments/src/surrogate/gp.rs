@@ -7,6 +7,9 @@
 //! classifier). The constant mean `m` is profiled out (its generalised-least-squares estimate for the current
 //! kernel), so it needs no search.
 //!
+//! Inputs may be grouped ([`Sharing`]): a categorical parameter's one-hot features then have length scales tied
+//! to one value or pooled around one.
+//!
 //! The hyperparameters `ln ℓ_j`, `ln s²` and `ln σ²` are fitted by maximising the log marginal likelihood plus
 //! weak log-normal priors: on the length scales the dimension-scaled prior of Hvarfner et al. (2024, "Vanilla
 //! Bayesian optimization performs great in high dimensions"), which BoTorch uses by default, so that with few
@@ -302,39 +305,34 @@ impl Gp {
         iterations: usize,
     ) -> Result<Gp, GpError> {
         let d = starts.first().map_or(0, |h| h.log_length_scales.len());
-        Gp::fit_map_tied(x, y, starts, kernels, iterations, &(0..d).collect::<Vec<_>>())
+        Gp::fit_map_shared(x, y, starts, kernels, iterations, &Sharing::separate(d))
     }
 
-    /// [`Gp::fit_map`] with inputs that share length scales: input `j` uses length scale `groups[j]` (numbered
-    /// from 0, each number used). The length-scale prior is scaled by the number of groups. A campaign's
-    /// categorical parameter, one-hot encoded, is one group: its levels are then all as different from one
-    /// another as the data say any two are, whereas with a length scale per level, a level measured once or twice
-    /// gets the prior's long one and the model takes it to behave like every other level, and never tries it
-    /// where the others did well (the learning benchmark's kinetics, BENCHMARKS.md).
-    pub fn fit_map_tied(
+    /// [`Gp::fit_map`] with inputs whose length scales are related as `sharing` says (tied to one value, or
+    /// pooled around one). The length-scale prior is scaled by the number of groups.
+    pub fn fit_map_shared(
         x: &[Vec<f64>],
         y: &[f64],
         starts: &[Hyper],
         kernels: &[Kernel],
         iterations: usize,
-        groups: &[usize],
+        sharing: &Sharing,
     ) -> Result<Gp, GpError> {
         let n = y.len();
         let d = starts.first().map_or(0, |h| h.log_length_scales.len());
-        let g = groups.iter().max().map_or(0, |m| m + 1);
-        if n == 0 || x.len() != n || x.iter().any(|r| r.len() != d) || groups.len() != d {
-            return Err(GpError::Data(format!("{} inputs, {n} outputs, {} groups", x.len(), groups.len())));
+        if n == 0 || x.len() != n || x.iter().any(|r| r.len() != d) || sharing.groups.len() != d {
+            return Err(GpError::Data(format!("{} inputs, {n} outputs, {} groups", x.len(), sharing.groups.len())));
         }
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
-        let prior = length_scale_prior(g);
+        let prior = length_scale_prior(sharing.count);
         let settings = Lbfgs { iterations, memory: 8, first_step: 1.0, x_tolerance: 1e-6, f_tolerance: 1e-10 };
         let mut best: Option<(f64, Kernel, Vec<f64>)> = None;
         for &kernel in kernels {
-            let mut objective = |w: &[f64]| neg_log_posterior(&flat, n, y, &expand(w, groups), groups, kernel, prior);
+            let mut objective = |w: &[f64]| neg_log_posterior(&flat, n, y, w, sharing, kernel, prior);
             let mut scored: Vec<(f64, Vec<f64>)> = starts
                 .iter()
                 .map(|h| {
-                    let mut w = compress(&h.to_vec(), groups, g);
+                    let mut w = sharing.compress(&h.to_vec());
                     Hyper::clamp(&mut w);
                     (objective(&w).map_or(f64::INFINITY, |(f, _)| f), w)
                 })
@@ -349,7 +347,7 @@ impl Gp {
             }
         }
         let (_, kernel, w) = best.ok_or(GpError::NoLikelihood)?;
-        Gp::fit(x, y, &Hyper::from_vec(kernel, &expand(&w, groups)), Mean::Profiled)
+        Gp::fit(x, y, &Hyper::from_vec(kernel, &sharing.expand(&w)), Mean::Profiled)
     }
 
     /// The hyperparameters.
@@ -485,25 +483,89 @@ impl Gp {
     }
 }
 
-/// Per-input hyperparameters (`ln ℓ` per input, `ln s²`, `ln σ²`) from per-group ones.
-fn expand(w: &[f64], groups: &[usize]) -> Vec<f64> {
-    let g = w.len() - 2;
-    let mut v: Vec<f64> = groups.iter().map(|k| w[*k]).collect();
-    v.extend_from_slice(&w[g..]);
-    v
+/// How inputs share length scales: each input belongs to a group, and the inputs of a group with several
+/// members (a categorical parameter's one-hot features) either share one length scale (*tied*) or each have their
+/// own, drawn from a log-normal around a fitted group value (*pooled*: a hierarchical prior). Groups of one input
+/// have the plain prior either way.
+///
+/// Pooling is what the proposer uses. With a length scale per level and the plain prior, a level measured once
+/// or twice keeps the prior's long scale, and the model takes it to behave like every other level (a catalyst
+/// never tried where it is best); tied, the levels differ by one amount, and an interaction of particular levels
+/// (a needle in a table) is smoothed away. Pooled, a level the data say little about keeps about its group's
+/// scale, learned from the levels that were measured, while the data can still set a level apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sharing {
+    groups: Vec<usize>,
+    count: usize,
+    /// The spread (in `ln ℓ`) of pooled levels around their group's value; `None` ties them.
+    spread: Option<f64>,
+    /// Per group, whether it has several members.
+    several: Vec<bool>,
 }
 
-/// Per-group hyperparameters from per-input ones: each group's log length scale is the mean of its inputs'.
-fn compress(v: &[f64], groups: &[usize], g: usize) -> Vec<f64> {
-    let d = groups.len();
-    let mut sums = vec![(0.0, 0usize); g];
-    for (k, l) in groups.iter().zip(&v[..d]) {
-        sums[*k].0 += l;
-        sums[*k].1 += 1;
+impl Sharing {
+    /// Every one of `d` inputs with its own length scale and the plain prior.
+    pub fn separate(d: usize) -> Self {
+        Sharing { groups: (0..d).collect(), count: d, spread: None, several: vec![false; d] }
     }
-    let mut w: Vec<f64> = sums.iter().map(|(s, c)| s / (*c).max(1) as f64).collect();
-    w.extend_from_slice(&v[d..]);
-    w
+
+    /// Input `j` in group `groups[j]` (numbered from 0, each number used); the members of a group share one length
+    /// scale.
+    pub fn tied(groups: &[usize]) -> Self {
+        Sharing::new(groups, None)
+    }
+
+    /// Input `j` in group `groups[j]`; the members of a group have their own length scales, log-normal with spread
+    /// `spread` around a group value, which has the plain prior.
+    pub fn pooled(groups: &[usize], spread: f64) -> Self {
+        Sharing::new(groups, Some(spread))
+    }
+
+    fn new(groups: &[usize], spread: Option<f64>) -> Self {
+        let count = groups.iter().max().map_or(0, |m| m + 1);
+        let mut members = vec![0usize; count];
+        groups.iter().for_each(|k| members[*k] += 1);
+        Sharing { groups: groups.to_vec(), count, spread, several: members.iter().map(|m| *m > 1).collect() }
+    }
+
+    /// The index, among the fitted values, of group `k`'s pooled value (after the inputs' own).
+    fn pooled_index(&self, k: usize) -> Option<usize> {
+        self.spread?;
+        self.several[k].then(|| self.groups.len() + self.several[..k].iter().filter(|s| **s).count())
+    }
+
+    /// Per-input hyperparameters (`ln ℓ` per input, `ln s²`, `ln σ²`) from the fitted values.
+    fn expand(&self, w: &[f64]) -> Vec<f64> {
+        let tail = &w[w.len() - 2..];
+        let mut v: Vec<f64> = match self.spread {
+            None => self.groups.iter().map(|k| w[*k]).collect(),
+            Some(_) => w[..self.groups.len()].to_vec(),
+        };
+        v.extend_from_slice(tail);
+        v
+    }
+
+    /// The fitted values from per-input hyperparameters: a tied group's log length scale, or a pooled group's
+    /// value, is the mean of its inputs'.
+    fn compress(&self, v: &[f64]) -> Vec<f64> {
+        let d = self.groups.len();
+        let mut sums = vec![(0.0, 0usize); self.count];
+        for (k, l) in self.groups.iter().zip(&v[..d]) {
+            sums[*k].0 += l;
+            sums[*k].1 += 1;
+        }
+        let means = sums.iter().map(|(s, c)| s / (*c).max(1) as f64);
+        let mut w: Vec<f64> = match self.spread {
+            None => means.collect(),
+            Some(_) => {
+                let mut w = v[..d].to_vec();
+                w.extend(means.zip(&self.several).filter(|(_, s)| **s).map(|(m, _)| m));
+                w
+            }
+        };
+        w.extend_from_slice(&v[d..]);
+        w
+    }
 }
 
 /// The generalised-least-squares constant mean, `1ᵀK⁻¹y / 1ᵀK⁻¹1`, from the factor `l` of `K`.
@@ -517,20 +579,22 @@ fn profiled_mean(l: &[f64], n: usize, y: &[f64]) -> f64 {
     if den > 0.0 && (num / den).is_finite() { num / den } else { 0.0 }
 }
 
-/// The negative log posterior of hyperparameters `v` (`ln ℓ` per input, `ln s²`, `ln σ²`) whose inputs share
-/// length scales by `groups`, and its gradient with respect to the per-group values (`ln ℓ` per group, `ln s²`,
-/// `ln σ²`), or `None` where the covariance cannot be factorised.
+/// The negative log posterior of the fitted values `w` (per `sharing`: `ln ℓ` per tied group, or per input and
+/// pooled group, then `ln s²`, `ln σ²`), and its gradient with respect to them, or `None` where the covariance
+/// cannot be factorised.
 fn neg_log_posterior(
     x: &[f64],
     n: usize,
     y: &[f64],
-    v: &[f64],
-    groups: &[usize],
+    w: &[f64],
+    sharing: &Sharing,
     kernel: Kernel,
     prior: (f64, f64),
 ) -> Option<(f64, Vec<f64>)> {
+    let groups = &sharing.groups;
     let d = groups.len();
-    let g = groups.iter().max().map_or(0, |m| m + 1);
+    let g = sharing.count;
+    let v = &sharing.expand(w)[..];
     let inv_ls2: Vec<f64> = v[..d].iter().map(|l| (-2.0 * l).exp()).collect();
     let signal = v[d].exp();
     let noise = v[d + 1].exp();
@@ -553,15 +617,31 @@ fn neg_log_posterior(
     let (mu, sd) = prior;
     let mut value = 0.5 * quad + 0.5 * log_det + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
     let mut grad = vec![0.0; d + 2];
-    // The prior applies once per group, at the group's first input (whose gradient then goes to the group), in
-    // the same order of operations as with a length scale per input.
+    // A tied group's prior applies once, at the group's first input (whose gradient then goes to the group); a
+    // pooled input's is centred on its group's value, which has the plain prior. Inputs of their own come in the
+    // same order of operations as always, so a space without categorical parameters fits exactly as before.
+    let mut pooled = vec![0.0; if sharing.spread.is_some() { w.len() - d - 2 } else { 0 }];
     let mut seen = vec![false; g];
     for (j, k) in groups.iter().enumerate() {
-        if !seen[*k] {
-            seen[*k] = true;
-            value += 0.5 * ((v[j] - mu) / sd).powi(2);
-            grad[j] += (v[j] - mu) / (sd * sd);
+        match (sharing.pooled_index(*k), sharing.spread) {
+            (Some(p), Some(tau)) => {
+                let z = (v[j] - w[p]) / tau;
+                value += 0.5 * z * z;
+                grad[j] += z / tau;
+                pooled[p - d] -= z / tau;
+            }
+            _ if !seen[*k] => {
+                seen[*k] = true;
+                value += 0.5 * ((v[j] - mu) / sd).powi(2);
+                grad[j] += (v[j] - mu) / (sd * sd);
+            }
+            _ => {}
         }
+    }
+    for (i, p) in pooled.iter_mut().enumerate() {
+        let z = (w[d + i] - mu) / sd;
+        value += 0.5 * z * z;
+        *p += z / sd;
     }
     value += 0.5 * (v[d] / LOG_SIGNAL_PRIOR_SD).powi(2);
     grad[d] += v[d] / (LOG_SIGNAL_PRIOR_SD * LOG_SIGNAL_PRIOR_SD);
@@ -590,7 +670,14 @@ fn neg_log_posterior(
     }
     grad[d] += 0.5 * diag * signal;
     grad[d + 1] += 0.5 * diag * noise;
-    // Per group, the inputs' gradients add up (with one input per group, exactly the input's gradient).
+    if sharing.spread.is_some() {
+        let tail = [grad[d], grad[d + 1]];
+        grad.truncate(d);
+        grad.extend(pooled);
+        grad.extend(tail);
+        return Some((value, grad));
+    }
+    // Per tied group, the inputs' gradients add up (with one input per group, exactly the input's gradient).
     let mut grouped = vec![0.0; g + 2];
     for (j, k) in groups.iter().enumerate() {
         grouped[*k] += grad[j];
@@ -617,15 +704,16 @@ mod tests {
         let v = vec![-1.0, 0.4, 0.2, -5.0];
         let prior = length_scale_prior(2);
         for kernel in [Kernel::Matern52, Kernel::SquaredExponential] {
-            let (f, g) = neg_log_posterior(&flat, 12, &y, &v, &[0, 1], kernel, prior).unwrap();
+            let separate = Sharing::separate(2);
+            let (f, g) = neg_log_posterior(&flat, 12, &y, &v, &separate, kernel, prior).unwrap();
             for k in 0..4 {
                 let h = 1e-6;
                 let mut up = v.clone();
                 up[k] += h;
                 let mut down = v.clone();
                 down[k] -= h;
-                let fd = (neg_log_posterior(&flat, 12, &y, &up, &[0, 1], kernel, prior).unwrap().0
-                    - neg_log_posterior(&flat, 12, &y, &down, &[0, 1], kernel, prior).unwrap().0)
+                let fd = (neg_log_posterior(&flat, 12, &y, &up, &separate, kernel, prior).unwrap().0
+                    - neg_log_posterior(&flat, 12, &y, &down, &separate, kernel, prior).unwrap().0)
                     / (2.0 * h);
                 assert!((fd - g[k]).abs() < 1e-5 * (1.0 + fd.abs()), "component {k}: {fd} vs {}", g[k]);
             }
@@ -638,29 +726,79 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tied_length_scales_have_the_summed_gradient_and_fit() {
-        let x: Vec<Vec<f64>> = (0..10).map(|i| vec![i as f64 / 9.0, (i % 2) as f64, 1.0 - (i % 2) as f64]).collect();
-        let y: Vec<f64> = x.iter().map(|p| (4.0 * p[0]).sin() + 0.8 * p[1]).collect();
+    /// The finite-difference check of `neg_log_posterior`'s gradient with respect to the fitted values `w`.
+    fn check_gradient(x: &[Vec<f64>], y: &[f64], w: &[f64], sharing: &Sharing) {
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
-        let groups = [0, 1, 1];
-        let w = vec![-0.7, 0.3, 0.1, -6.0];
-        let prior = length_scale_prior(2);
-        let at = |w: &[f64]| neg_log_posterior(&flat, 10, &y, &expand(w, &groups), &groups, Kernel::Matern52, prior);
-        let (_, g) = at(&w).unwrap();
-        assert_eq!(g.len(), 4);
-        for k in 0..4 {
-            let (mut up, mut down) = (w.clone(), w.clone());
+        let prior = length_scale_prior(sharing.count);
+        let at = |w: &[f64]| neg_log_posterior(&flat, y.len(), y, w, sharing, Kernel::Matern52, prior).unwrap();
+        let (_, g) = at(w);
+        assert_eq!(g.len(), w.len());
+        for k in 0..w.len() {
+            let (mut up, mut down) = (w.to_vec(), w.to_vec());
             up[k] += 1e-6;
             down[k] -= 1e-6;
-            let fd = (at(&up).unwrap().0 - at(&down).unwrap().0) / 2e-6;
+            let fd = (at(&up).0 - at(&down).0) / 2e-6;
             assert!((fd - g[k]).abs() < 1e-5 * (1.0 + fd.abs()), "component {k}: {fd} vs {}", g[k]);
         }
-        let start = Hyper::new(3, 0.5, 1e-3);
-        let fitted = Gp::fit_map_tied(&x, &y, &[start], &[Kernel::Matern52], 80, &groups).unwrap();
+    }
+
+    /// One continuous input and a three-level categorical one, one-hot; the first two levels are measured four
+    /// times each and matter, the third is measured twice.
+    fn categorical_data() -> (Vec<Vec<f64>>, Vec<f64>) {
+        let x: Vec<Vec<f64>> = (0..10)
+            .map(|i| {
+                let level = [0, 1, 0, 1, 0, 1, 0, 1, 2, 2][i];
+                let mut row = vec![i as f64 / 9.0, 0.0, 0.0, 0.0];
+                row[1 + level] = 1.0;
+                row
+            })
+            .collect();
+        let y: Vec<f64> = x.iter().map(|p| (4.0 * p[0]).sin() + 0.8 * p[1] - 0.3 * p[3]).collect();
+        (x, y)
+    }
+
+    #[test]
+    fn tied_length_scales_have_the_summed_gradient_and_fit() {
+        let (x, y) = categorical_data();
+        let tied = Sharing::tied(&[0, 1, 1, 1]);
+        check_gradient(&x, &y, &[-0.7, 0.3, 0.1, -6.0], &tied);
+        let start = Hyper::new(4, 0.5, 1e-3);
+        let fitted = Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 80, &tied).unwrap();
         let ls = fitted.hyper().length_scales();
-        assert_eq!(ls[1], ls[2]);
-        assert!(Gp::fit_map_tied(&x, &y, &[Hyper::new(3, 0.5, 1e-3)], &[Kernel::Matern52], 5, &[0, 1]).is_err());
+        assert!(ls[1] == ls[2] && ls[2] == ls[3], "{ls:?}");
+        let wrong = Sharing::tied(&[0, 1]);
+        assert!(Gp::fit_map_shared(&x, &y, &[Hyper::new(4, 0.5, 1e-3)], &[Kernel::Matern52], 5, &wrong).is_err());
+    }
+
+    #[test]
+    fn pooled_length_scales_have_the_exact_gradient_and_stay_near_their_group() {
+        let (x, y) = categorical_data();
+        let pooled = Sharing::pooled(&[0, 1, 1, 1], 1.0);
+        // Per input, then the group's value, then the signal and the noise.
+        check_gradient(&x, &y, &[-0.7, 0.3, 0.9, 2.0, 0.5, 0.1, -6.0], &pooled);
+        let start = Hyper::new(4, 0.5, 1e-3);
+        let fitted = Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 100, &pooled).unwrap();
+        let ls: Vec<f64> = fitted.hyper().length_scales().iter().map(|l| l.ln()).collect();
+        // The levels keep scales of their own, but within a few spreads of one another, whereas with a scale per
+        // level and the plain prior nothing holds the rarely measured ones together.
+        assert!(ls[1] != ls[2] && ls[2] != ls[3], "{ls:?}");
+        let spread = |ls: &[f64]| {
+            ls[1..].iter().fold(f64::MIN, |a, b| a.max(*b)) - ls[1..].iter().fold(f64::MAX, |a, b| a.min(*b))
+        };
+        assert!(spread(&ls) < 3.0, "{ls:?}");
+        // Without categorical parameters, pooling changes nothing: the same fit as a scale per input.
+        let (x, y) = data();
+        let a = Gp::fit_map(&x, &y, &[Hyper::new(2, 0.5, 1e-3)], &[Kernel::Matern52], 60).unwrap();
+        let b = Gp::fit_map_shared(
+            &x,
+            &y,
+            &[Hyper::new(2, 0.5, 1e-3)],
+            &[Kernel::Matern52],
+            60,
+            &Sharing::pooled(&[0, 1], 1.0),
+        )
+        .unwrap();
+        assert_eq!(a.hyper(), b.hyper());
     }
 
     #[test]
