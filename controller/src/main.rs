@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         }
         Command::Clear { place, who } => operating::operator_command(&who, OperatorAction::Clear { place }),
         Command::Restock { bottle, volume, set, who } => operating::restock(&who, &bottle, &volume, set),
-        Command::Plan { lab, file, count, set } => planning::plan_command(&lab, &file, count, &set),
+        Command::Plan(args) => planning::plan_command(&args),
         Command::Bench { command: BenchCommand::Learn { seeds, landscapes } } => {
             planning::bench_learn(seeds, landscapes)
         }

@@ -126,8 +126,28 @@ fn a_new_lab_folder_runs_and_reports_from_an_empty_folder() {
     .unwrap_or_else(|e| panic!("report.html is not well-formed: {e}"));
     assert_eq!(doc.root_element().tag_name().name(), "html");
     assert_eq!(count(&doc, "svg"), 4, "the four plots are inlined");
-    assert_eq!(count(&doc, "table"), 1);
-    assert_eq!(count(&doc, "tr"), experiments + 1, "a row per experiment under the header");
+    assert_eq!(count(&doc, "table"), 2);
+    let section = |id: &str| {
+        doc.descendants()
+            .find(|n| n.tag_name().name() == "section" && n.attribute("id") == Some(id))
+            .unwrap_or_else(|| panic!("no section `{id}`"))
+    };
+    let rows = |id: &str| -> Vec<Vec<String>> {
+        section(id)
+            .descendants()
+            .filter(|n| n.tag_name().name() == "tr")
+            .map(|tr| tr.children().filter(|c| c.is_element()).map(|c| c.text().unwrap_or("").to_owned()).collect())
+            .collect()
+    };
+    assert_eq!(rows("experiments").len(), experiments + 1, "a row per experiment under the header");
+    // Expected against real step durations: a row per instrument (each runs one operation), and the plates' heats,
+    // which the heating and cooling model follows, within a tenth of the truth.
+    let durations = rows("durations");
+    assert_eq!(durations.len(), 6 + 1, "{durations:?}");
+    for row in durations.iter().filter(|r| r[1] == "heat") {
+        let ratio: f64 = row[5].parse().expect("a ratio");
+        assert!((0.9..=1.1).contains(&ratio), "heats on {} took {ratio} times the expected", row[0]);
+    }
     assert!(count(&doc, "h2") >= 6);
     for node in doc.descendants().filter(|n| n.is_element()) {
         for attr in node.attributes() {

@@ -210,18 +210,7 @@ pub enum Command {
     /// Estimate a protocol's or a campaign's schedule in a lab without touching an instrument.
     ///
     /// Example: lab plan devices/labs/sim.lab.ron experiments/campaigns/demo.campaign.ron
-    Plan {
-        /// The lab file.
-        lab: PathBuf,
-        /// A protocol (`*.protocol.ron`) or a campaign (`*.campaign.ron`).
-        file: PathBuf,
-        /// For a protocol: how many experiments to plan at once.
-        #[arg(long, default_value_t = 1)]
-        count: usize,
-        /// For a protocol: a parameter value, as NAME=VALUE in the parameter's unit (repeatable).
-        #[arg(long = "set", value_name = "NAME=VALUE")]
-        set: Vec<String>,
-    },
+    Plan(PlanArgs),
     /// Check that a record was not edited: the hash chain, the checkpoints, and every table against the journal.
     ///
     /// Example: lab verify --db lab.db
@@ -618,6 +607,29 @@ pub enum DevicesCommand {
         /// A lab file (`*.lab.ron`), or a serial port.
         lab: PathBuf,
     },
+}
+
+/// `lab plan`'s arguments.
+#[derive(Args)]
+pub struct PlanArgs {
+    /// The lab file.
+    pub lab: PathBuf,
+    /// A protocol (`*.protocol.ron`) or a campaign (`*.campaign.ron`).
+    pub file: PathBuf,
+    /// For a protocol: how many experiments to plan at once.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    /// For a protocol: a parameter value, as NAME=VALUE in the parameter's unit (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Fit each instrument's durations (ramp and cooling rates, transfer speed, strokes, fixed times) to the runs
+    /// this record holds before planning, and say how much the estimate moved (repeatable).
+    #[arg(long, value_name = "DB")]
+    pub calibrate: Vec<PathBuf>,
+    /// For a campaign whose proposer chooses from results (a Gaussian process): how many times to draw those
+    /// choices at random; the plan gives the median and the spread.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub draws: u16,
 }
 
 /// The hub a fleet command talks to.

@@ -1,13 +1,19 @@
 //! Planning and benchmarks: `lab plan` and `lab bench`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::exit_code;
 use super::print_diagnostics;
 
 /// `lab plan`: a protocol's or campaign's estimated schedule in a lab.
-pub fn plan_command(lab: &Path, file: &Path, count: usize, set: &[String]) -> u8 {
-    match controller::plan::plan_file(lab, file, count, set) {
+pub fn plan_command(args: &super::args::PlanArgs) -> u8 {
+    let options = controller::plan::PlanOptions {
+        count: args.count,
+        set: args.set.clone(),
+        calibrate: args.calibrate.clone(),
+        draws: usize::from(args.draws),
+    };
+    match controller::plan::plan_file(&args.lab, &args.file, &options) {
         Ok(r) => {
             print!("{r}");
             exit_code::OK

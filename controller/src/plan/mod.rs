@@ -1,25 +1,36 @@
 //! `lab plan`: the schedule of a protocol or a campaign in a lab, estimated before anything moves.
 //!
-//! It runs the scheduler itself (the same world and policy as a real run) in simulated time on the lab's expected
-//! durations, and reports the estimated makespan, each instrument's utilisation, and the lower bounds: the longest
-//! experiment alone, and the busiest instrument's total work.
+//! It runs the scheduler itself (the same world and policy as a real run) in simulated time, each step lasting what
+//! the lab's instruments are expected to take in the state the run leaves them in (`schedule::estimate`), and
+//! reports the estimated lab time, each instrument's utilisation, and lower bounds no run can beat ([`bound`]).
+//! The same files and seed give the same plan, however busy the computer: the simulation never lets the wall clock
+//! decide anything ([`simulate`]). Durations may be fitted to recorded runs first ([`calibrate`]). Where the
+//! campaign's proposer chooses from results, which a plan cannot know, the plan draws those choices several times
+//! and gives the spread ([`draws`]).
 
 pub mod bench;
+pub mod bound;
+pub mod calibrate;
+pub mod draws;
 pub mod simulate;
 pub mod workload;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use devices::Lab;
-use experiments::{Observation, Outcome, Point, Proposal, Proposer};
+use experiments::{Observation, Outcome, Point, Proposal, Proposer, ProposerConfig};
 use protocols::{Diagnostics, Protocol};
 
 use crate::load::{LoadError, load_campaign_inputs, read_source};
+use crate::plan::bound::{Bounds, Counted};
+use crate::plan::calibrate::Fit;
+use crate::plan::draws::{Drawn, Planned, ProposedLog};
 use crate::plan::simulate::{Noise, Report, Setup};
 use crate::run::CampaignParts;
+use crate::schedule::estimate::Durations;
 use crate::schedule::resources::Policy;
 
 /// Why a plan could not be made.
@@ -40,6 +51,44 @@ impl From<LoadError> for PlanError {
     }
 }
 
+/// What to plan, beyond the files.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// For a protocol: how many experiments at once.
+    pub count: usize,
+    /// For a protocol: parameter values, as `NAME=VALUE`.
+    pub set: Vec<String>,
+    /// Records whose runs the durations are fitted to first (none: the lab file's defaults).
+    pub calibrate: Vec<PathBuf>,
+    /// For a campaign whose proposer chooses from results: how many draws of those choices.
+    pub draws: usize,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { count: 1, set: Vec::new(), calibrate: Vec::new(), draws: 5 }
+    }
+}
+
+/// Where a plan's parameter values came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parameters {
+    /// Given on the command line (a protocol planned `count` times).
+    Given,
+    /// The campaign's own proposer, which chooses without looking at results: the run proposes the same.
+    Own(String),
+    /// The first `known` from the proposer's own design, the rest its model's choices on a landscape drawn in place
+    /// of the results, once per draw.
+    Drawn {
+        /// The proposer.
+        proposer: String,
+        /// How many proposals the plan knows.
+        known: usize,
+        /// How many it drew.
+        drawn: usize,
+    },
+}
+
 /// A plan's figures.
 #[derive(Debug, Clone)]
 pub struct PlanResult {
@@ -49,35 +98,111 @@ pub struct PlanResult {
     pub lab: String,
     /// Experiments planned.
     pub experiments: usize,
-    /// The scheduler's report.
+    /// Experiments at once.
+    pub in_flight: usize,
+    /// The scheduler's report (of the median draw, when parameters were drawn). Its makespan is the estimated lab
+    /// time, start-up included.
     pub report: Report,
-    /// The longest single experiment, alone in the lab.
-    pub critical_path: f64,
+    /// The lab seconds a run takes to start before its first step.
+    pub startup: f64,
+    /// Where the parameter values came from.
+    pub parameters: Parameters,
+    /// Each draw's estimated lab time, in the order drawn (empty when nothing was drawn).
+    pub draws: Vec<f64>,
+    /// The lower bounds.
+    pub bounds: Bounds,
+    /// The durations' fit to recorded runs, and the estimate with the lab file's defaults, when calibrated.
+    pub calibration: Option<(Fit, f64)>,
+    /// Why the campaign may stop before its budget, which the plan does not simulate.
+    pub may_stop: Option<String>,
+}
+
+impl PlanResult {
+    /// The estimated lab time: the run's, or the median draw's.
+    pub fn estimate(&self) -> f64 {
+        self.report.makespan
+    }
 }
 
 impl fmt::Display for PlanResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.report;
-        let busiest = r.busy.iter().map(|(_, b)| *b).fold(0.0, f64::max);
-        let bound = self.critical_path.max(busiest);
+        let b = &self.bounds;
+        let bound = b.best();
         writeln!(
             f,
             "plan of {} in lab `{}`: {} experiments, {} steps",
             self.what, self.lab, self.experiments, r.steps
         )?;
-        writeln!(f, "  estimated makespan  {} ({:.0} s)", hms(r.makespan), r.makespan)?;
+        match &self.parameters {
+            Parameters::Given => writeln!(f, "  parameters          as given")?,
+            Parameters::Own(p) => {
+                writeln!(f, "  parameters          the campaign's own proposer ({p}); the run will propose the same")?
+            }
+            Parameters::Drawn { proposer, known, drawn } => {
+                writeln!(
+                    f,
+                    "  parameters          {known} from the {proposer}'s own design, as the run will propose them; its model \
+                     chooses the other {drawn} from results a plan cannot know, so each of {} draws tells it results \
+                     from a landscape with one peak at a random place, and it chooses there",
+                    self.draws.len()
+                )?;
+            }
+        }
+        if let Some((fit, before)) = &self.calibration {
+            writeln!(
+                f,
+                "  durations           fitted to {} recorded steps of {} run(s); the estimate moved from {} to {} ({:+.1}%)",
+                fit.steps,
+                fit.runs,
+                hms(*before),
+                hms(self.estimate()),
+                100.0 * (self.estimate() / before.max(1e-9) - 1.0)
+            )?;
+            for line in &fit.changes {
+                writeln!(f, "    {line}")?;
+            }
+        }
+        if self.draws.len() > 1 {
+            let mut sorted = self.draws.clone();
+            sorted.sort_by(f64::total_cmp);
+            writeln!(
+                f,
+                "  estimated lab time  {} ({:.0} s), the median of {} draws; lowest {}, highest {}",
+                hms(self.estimate()),
+                self.estimate(),
+                sorted.len(),
+                hms(sorted[0]),
+                hms(sorted[sorted.len() - 1])
+            )?;
+        } else {
+            writeln!(f, "  estimated lab time  {} ({:.0} s)", hms(self.estimate()), self.estimate())?;
+        }
+        writeln!(f, "    of which start-up {} (opening and initializing the instruments)", hms(self.startup))?;
+        if let Some(why) = &self.may_stop {
+            writeln!(f, "    if it runs its whole budget: {why}")?;
+        }
+        writeln!(f, "  lower bound         {} ({:.0} s), the largest of:", hms(bound), bound)?;
+        writeln!(f, "    {:<36} {}", "the longest experiment alone", hms(b.chain))?;
+        let flight = format!("{} experiments, {} at a time", b.counted, self.in_flight);
+        writeln!(f, "    {flight:<36} {}", hms(b.in_flight))?;
+        writeln!(f, "    {:<36} {}", format!("work shared by {}", b.instruments.1.join(", ")), hms(b.instruments.0))?;
+        if let Some(limit) = b.limit {
+            writeln!(f, "    (capped by the campaign's time limit, {})", hms(limit))?;
+        }
+        if b.counted < self.experiments {
+            writeln!(
+                f,
+                "    (counting the {} experiments certain to run, since the campaign may stop early)",
+                b.counted
+            )?;
+        }
         writeln!(
             f,
-            "  lower bound         {} (longest experiment alone {}, busiest instrument {})",
-            hms(bound),
-            hms(self.critical_path),
-            hms(busiest)
-        )?;
-        writeln!(
-            f,
-            "  within {:.1}% of the bound; planned in {:.1} ms",
-            100.0 * (r.makespan / bound.max(1e-9) - 1.0),
-            r.decision.as_secs_f64() * 1e3
+            "  {:.1}% above the bound; simulated with {} plans in {:.1} ms of planning",
+            100.0 * (self.estimate() / bound.max(1e-9) - 1.0),
+            r.plans,
+            r.planning.as_secs_f64() * 1e3
         )?;
         writeln!(f, "  instrument      busy        utilisation")?;
         for (name, busy) in &r.busy {
@@ -125,32 +250,20 @@ impl Proposer for Fixed {
 }
 
 /// Plans a protocol (`count` experiments with the `set` values) or a campaign file in a lab.
-pub fn plan_file(lab_path: &Path, file: &Path, count: usize, set: &[String]) -> Result<PlanResult, PlanError> {
+pub fn plan_file(lab_path: &Path, file: &Path, options: &PlanOptions) -> Result<PlanResult, PlanError> {
     let lab = Arc::new(crate::load::load_lab_file(lab_path)?);
+    let (durations, calibration) = durations_for(&lab, &options.calibrate)?;
     let source = read_source(file)?;
     let kind = protocols::source::index(&source.text).name.unwrap_or_default();
     if kind == "Campaign" {
         let inputs = load_campaign_inputs(file, Some(lab_path))?;
-        let mut spacefill = inputs.campaign.clone();
-        spacefill.proposer = experiments::ProposerConfig::SpaceFilling;
-        let parts = CampaignParts::from(&inputs.campaign);
-        let (setup, learner) = Setup::campaign(
-            &parts,
-            spacefill.build_proposer(),
-            &inputs.protocol,
-            &lab,
-            Policy::Planned { replan: true, budget: None },
-        )
-        .map_err(PlanError::Other)?;
-        let report = setup.run(Noise::NONE);
-        let _ = learner.join();
-        return Ok(PlanResult {
-            what: format!("campaign `{}` (parameters from a space-filling design)", inputs.campaign.name),
-            lab: lab.name.clone(),
-            experiments: report.experiments,
-            critical_path: critical_path(&inputs.protocol, &lab, &parts.fixed)?,
-            report,
-        });
+        let mut plan = plan_campaign(&inputs.campaign, &inputs.protocol, &lab, &durations, options.draws, &|p| p)?;
+        if let Some(fit) = calibration {
+            let defaults = Durations::of(&lab);
+            let before = plan_campaign(&inputs.campaign, &inputs.protocol, &lab, &defaults, options.draws, &|p| p)?;
+            plan.calibration = Some((fit, before.estimate()));
+        }
+        return Ok(plan);
     }
     let (protocol, _) = protocols::load_protocol(source).map_err(PlanError::Invalid)?;
     let problems = lab.check_protocol(&protocol);
@@ -158,7 +271,7 @@ pub fn plan_file(lab_path: &Path, file: &Path, count: usize, set: &[String]) -> 
         return Err(PlanError::Invalid(problems));
     }
     let mut values = BTreeMap::new();
-    for s in set {
+    for s in &options.set {
         let (name, value) =
             s.split_once('=').ok_or_else(|| PlanError::Other(format!("`--set {s}`: write NAME=VALUE")))?;
         let v: f64 =
@@ -167,149 +280,191 @@ pub fn plan_file(lab_path: &Path, file: &Path, count: usize, set: &[String]) -> 
     }
     protocol.bind(&values).map_err(|e| PlanError::Other(format!("{e}; give values with --set NAME=VALUE")))?;
     let protocol = Arc::new(protocol);
+    let count = options.count.max(1);
     let parts = CampaignParts {
         fixed: BTreeMap::new(),
         objective: protocol.outputs().first().map(|o| o.name.clone()).unwrap_or_default(),
         direction: experiments::Direction::Maximize,
         objectives: Vec::new(),
         stop: experiments::StopRules::default(),
-        budget: count.max(1),
-        in_flight: count.max(1),
+        budget: count,
+        in_flight: count,
         reagents: BTreeMap::new(),
     };
-    let (setup, learner) = Setup::campaign(
-        &parts,
-        Box::new(Fixed(values.clone())),
-        &protocol,
-        &lab,
-        Policy::Planned { replan: true, budget: None },
-    )
-    .map_err(PlanError::Other)?;
-    let report = setup.run(Noise::NONE);
-    let _ = learner.join();
-    Ok(PlanResult {
+    let report = simulate(&parts, Box::new(Fixed(values.clone())), &protocol, &lab, &durations)?;
+    let counted = vec![Counted::Known(values.clone()); count];
+    let bounds =
+        bound::bounds(&bounds_input(&protocol, &lab, &durations, &parts, None), &counted).map_err(PlanError::Other)?;
+    let mut plan = PlanResult {
         what: format!("protocol `{}`", protocol.name()),
         lab: lab.name.clone(),
         experiments: report.experiments,
-        critical_path: critical_path(&protocol, &lab, &values)?,
+        in_flight: parts.in_flight,
+        startup: durations.startup,
         report,
+        parameters: Parameters::Given,
+        draws: Vec::new(),
+        bounds,
+        calibration: None,
+        may_stop: None,
+    };
+    if let Some(fit) = calibration {
+        let before = simulate(&parts, Box::new(Fixed(values)), &protocol, &lab, &Durations::of(&lab))?;
+        plan.calibration = Some((fit, before.makespan));
+    }
+    Ok(plan)
+}
+
+/// The durations to plan with: the lab file's defaults, or fitted to the runs `records` hold.
+fn durations_for(lab: &Lab, records: &[PathBuf]) -> Result<(Durations, Option<Fit>), PlanError> {
+    if records.is_empty() {
+        return Ok((Durations::of(lab), None));
+    }
+    let fit = calibrate::fit(lab, records).map_err(PlanError::Other)?;
+    Ok((fit.durations.clone(), Some(fit)))
+}
+
+/// A proposer change applied before a planned run uses it (a test slows it down; `lab plan` leaves it).
+pub type Wrap<'a> = &'a dyn Fn(Box<dyn Proposer>) -> Box<dyn Proposer>;
+
+/// Plans a loaded campaign: its own proposer where the plan can know its choices, else `draws` draws of them.
+pub fn plan_campaign(
+    campaign: &experiments::Campaign,
+    protocol: &Arc<Protocol>,
+    lab: &Arc<Lab>,
+    durations: &Durations,
+    draws: usize,
+    wrap: Wrap,
+) -> Result<PlanResult, PlanError> {
+    let parts = CampaignParts::from(campaign);
+    let problem = campaign.problem(None);
+    let (parameters, mut runs) = match campaign.proposer {
+        ProposerConfig::GaussianProcess { initial, .. } => {
+            // With a design as large as the budget, the model chooses nothing and one run knows every experiment.
+            let draws = if initial >= campaign.budget { 1 } else { draws.max(1) };
+            let mut runs = Vec::new();
+            for draw in 0..draws as u64 {
+                let log = ProposedLog::default();
+                let seed = campaign.seed.wrapping_add(draw).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED;
+                let drawn = Drawn::new(campaign.build_proposer(), initial, &problem, seed, Arc::clone(&log));
+                let report = simulate(&parts, wrap(Box::new(drawn)), protocol, lab, durations)?;
+                runs.push((report, log));
+            }
+            let known = initial.min(campaign.budget);
+            (
+                Parameters::Drawn {
+                    proposer: "Gaussian process".to_owned(),
+                    known,
+                    drawn: campaign.budget.saturating_sub(known),
+                },
+                runs,
+            )
+        }
+        ProposerConfig::Random | ProposerConfig::SpaceFilling => {
+            let log = ProposedLog::default();
+            let planned = Planned::new(campaign.build_proposer(), Arc::clone(&log));
+            let report = simulate(&parts, wrap(Box::new(planned)), protocol, lab, durations)?;
+            let name = match campaign.proposer {
+                ProposerConfig::Random => "Random",
+                _ => "SpaceFilling",
+            };
+            (Parameters::Own(format!("{name}, seed {}", campaign.seed)), vec![(report, log)])
+        }
+    };
+    let drawn: Vec<f64> = runs.iter().map(|(r, _)| r.makespan).collect();
+    // The median draw (the lower of the middle two for an even count) is the plan shown.
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| drawn[a].total_cmp(&drawn[b]));
+    let median = order[(order.len() - 1) / 2];
+    let (report, log) = runs.swap_remove(median);
+    let proposed = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).points.clone();
+    let may_stop = early_stop(campaign);
+    let certain = certain_experiments(campaign);
+    let counted: Vec<Counted> = proposed
+        .iter()
+        .take(certain)
+        .map(|(values, known)| if *known { Counted::Known(values.clone()) } else { Counted::Unknown })
+        .collect();
+    let bounds = bound::bounds(&bounds_input(protocol, lab, durations, &parts, Some(&campaign.space)), &counted)
+        .map_err(PlanError::Other)?;
+    Ok(PlanResult {
+        what: format!("campaign `{}`", campaign.name),
+        lab: lab.name.clone(),
+        experiments: report.experiments,
+        in_flight: parts.in_flight,
+        startup: durations.startup,
+        report,
+        parameters,
+        draws: if drawn.len() > 1 { drawn } else { Vec::new() },
+        bounds,
+        calibration: None,
+        may_stop,
     })
 }
 
-/// The longest path through one experiment, on expected durations.
-fn critical_path(protocol: &Protocol, lab: &Lab, values: &Point) -> Result<f64, PlanError> {
-    let mut v = values.clone();
-    for p in protocol.parameters() {
-        v.entry(p.name.clone()).or_insert_with(|| p.default.unwrap_or((p.min + p.max) / 2.0));
+/// One simulated run of a campaign's experiments, proposed by `proposer`, on `durations`.
+fn simulate(
+    parts: &CampaignParts,
+    proposer: Box<dyn Proposer>,
+    protocol: &Arc<Protocol>,
+    lab: &Arc<Lab>,
+    durations: &Durations,
+) -> Result<Report, PlanError> {
+    let (mut setup, learner) =
+        Setup::campaign(parts, proposer, protocol, lab, Policy::Planned { replan: true, budget: None })
+            .map_err(PlanError::Other)?;
+    setup.with_durations(Arc::clone(lab), durations.clone());
+    let report = setup.run(Noise::NONE);
+    let _ = learner.join();
+    Ok(report)
+}
+
+fn bounds_input<'a>(
+    protocol: &'a Protocol,
+    lab: &'a Lab,
+    durations: &'a Durations,
+    parts: &'a CampaignParts,
+    space: Option<&experiments::Space>,
+) -> bound::Campaign<'a> {
+    bound::Campaign {
+        protocol,
+        lab,
+        durations,
+        fixed: &parts.fixed,
+        corners: space.map(|s| bound::corners(s, 4096)).unwrap_or_default(),
+        in_flight: parts.in_flight,
+        limit: parts.stop.max_time,
     }
-    let bound = protocol.bind(&v).map_err(|e| PlanError::Other(e.to_string()))?;
-    let mut finish = vec![0.0f64; bound.steps.len()];
-    for &i in protocol.topological_order() {
-        let s = &bound.steps[i];
-        let start = s.after.iter().map(|&a| finish[a]).fold(0.0, f64::max) + s.rules.wait.map_or(0.0, |w| w.0);
-        finish[i] = start + crate::schedule::estimate::action(lab, &s.on, &s.action);
+}
+
+/// Why a campaign may end before its budget, on results the plan cannot know.
+fn early_stop(campaign: &experiments::Campaign) -> Option<String> {
+    let s = &campaign.stop;
+    let mut why = Vec::new();
+    if let Some(t) = s.target {
+        why.push(format!("it stops once a result reaches {t}"));
     }
-    Ok(finish.iter().copied().fold(0.0, f64::max))
+    if s.min_expected_improvement.is_some() && matches!(campaign.proposer, ProposerConfig::GaussianProcess { .. }) {
+        why.push("it stops once its model expects too little improvement".to_owned());
+    }
+    (!why.is_empty()).then(|| why.join(", and "))
+}
+
+/// How many experiments a campaign runs whatever its results: its budget, unless a rule on results may stop it (a
+/// target may be reached by the first result, so only the first experiments in flight are certain; a model that
+/// expects too little improvement may stop as soon as its design is handed out).
+fn certain_experiments(campaign: &experiments::Campaign) -> usize {
+    let mut n = campaign.budget;
+    if campaign.stop.target.is_some() {
+        n = n.min(campaign.in_flight);
+    }
+    if campaign.stop.min_expected_improvement.is_some()
+        && let ProposerConfig::GaussianProcess { initial, .. } = campaign.proposer
+    {
+        n = n.min(initial);
+    }
+    n
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The demo's bench with `n` hotplates in place of its four: two pumps over one dispense station, one
-    /// spectrometer and `gantries` gantries serve them all.
-    fn lab_with_hotplates(n: usize, gantries: usize) -> String {
-        let positions: String = (1..=n)
-            .map(|i| format!("\"hotplate_{i}\": (x: {}, y: {}, z: 14),\n", 40 + (i % 12) * 30, 120 + (i / 12) * 20))
-            .collect();
-        let hotplates: String = (1..=n)
-            .map(|i| {
-                format!(
-                    "\"hotplate_{i}\": (driver: IkaHotplate(model: \"RCT digital\", max_temperature: \"310 degC\", \
-                     max_speed: \"1500 rpm\"), port: Simulated, position: \"hotplate_{i}\"),\n"
-                )
-            })
-            .collect();
-        let gantries: String = (1..=gantries)
-            .map(|i| {
-                format!(
-                    "\"gantry_{i}\": (driver: GcodeGantry(feed_rate: 3000, travel: (x: 450, y: 300, z: 120), \
-                     grip: 90, release: 0), port: Simulated),\n"
-                )
-            })
-            .collect();
-        format!(
-            r#"Lab(
-    format: 1,
-    name: "many_hotplates",
-    deck: (
-        safe_z: 90,
-        rack: (origin: (x: 20, y: 20, z: 8), pitch_x: 8, pitch_y: 8, columns: 24, rows: 4),
-        positions: {{ "dispense": (x: 250, y: 40, z: 10), "uvvis": (x: 440, y: 40, z: 20), {positions} }},
-    ),
-    instruments: {{
-        "pump_a": (driver: CavroXCalibur(address: 1, syringe: "1 mL", top_speed: 400, reservoir: "A"),
-                   port: Simulated, position: "dispense"),
-        "pump_b": (driver: CavroXCalibur(address: 1, syringe: "1 mL", top_speed: 400, reservoir: "B"),
-                   port: Simulated, position: "dispense"),
-        "uvvis": (driver: OceanFlame(integration: "100 ms", scans: 4, calibration: [339.2, 0.2737, -1.2e-5, 0]),
-                  port: Simulated, position: "uvvis"),
-        {gantries}
-        {hotplates}
-    }},
-    simulation: (seed: 7, time_scale: 400),
-)"#
-        )
-    }
-
-    /// Plans a campaign of `n` experiments, all in flight at once, in a lab with `n` hotplates.
-    fn plan_many_hotplates(n: usize, gantries: usize) -> PlanResult {
-        let dir = tempfile::tempdir().unwrap();
-        let lab = dir.path().join("many.lab.ron");
-        std::fs::write(&lab, lab_with_hotplates(n, gantries)).unwrap();
-        let protocol = Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocols/library/condensation.protocol.ron");
-        let campaign = dir.path().join("many.campaign.ron");
-        std::fs::write(
-            &campaign,
-            format!(
-                r#"Campaign(
-    format: 1,
-    name: "many",
-    protocol: {protocol:?},
-    lab: "many.lab.ron",
-    vary: {{ "volume_b": (min: 50, max: 500), "temperature": (min: 30, max: 150), "duration": (min: 5, max: 90) }},
-    objective: Maximize("absorbance"),
-    budget: {n},
-    in_flight: {n},
-    proposer: GaussianProcess(initial: {n}),
-    seed: 1,
-)"#
-            ),
-        )
-        .unwrap();
-        plan_file(&lab, &campaign, 1, &[]).unwrap_or_else(|e| panic!("{e:?}"))
-    }
-
-    #[test]
-    fn a_lab_with_many_hotplates_and_one_spectrometer_runs_every_experiment() {
-        // Vials end their heats close together and wait for the one spectrometer, so the gantry's ready steps are
-        // mostly moves to the spectrometer that only its least urgent step (taking the vial there back to the rack)
-        // can make possible. With 96, more than 32 such moves stood before that step, and the scheduler stopped
-        // looking before it reached it. With two gantries, the pumps' plan had them wait for a vial that the vial
-        // already at the dispense station kept out, and the simulation jumped to its next event, a heat ending an
-        // hour and a half later, where a real run stops waiting as soon as the step is late (in a lab like this one,
-        // 18,370 lab s instead of 8,922).
-        for (n, gantries) in [(48, 1), (96, 1), (96, 2)] {
-            let plan = plan_many_hotplates(n, gantries);
-            let what = format!("{n} hotplates, {gantries} gantries");
-            assert!(plan.report.completed, "{what}: the simulated run stopped with work left:\n{plan}");
-            assert_eq!(plan.experiments, n, "{what}");
-            // Every gantry move one after another, then one experiment at the protocol's default values alone, with
-            // a quarter to spare: instruments idling for a plan that cannot be met take longer.
-            let moves: f64 =
-                plan.report.busy.iter().filter(|(name, _)| name.starts_with("gantry")).map(|(_, busy)| busy).sum();
-            let fair = 1.25 * (moves + plan.critical_path);
-            assert!(plan.report.makespan <= fair, "{what}: makespan above {fair:.0} s:\n{plan}");
-        }
-    }
-}
+mod tests;

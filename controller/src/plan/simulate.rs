@@ -17,6 +17,7 @@ use devices::{Clock, Outcome, Task};
 use crate::record::Recorder;
 use crate::schedule::bridge::{Bridge, Dispatch, Executor, Inbound};
 use crate::schedule::components::{Availability, Experiment, Holds, Instrument, Step};
+use crate::schedule::estimate::{Durations, State};
 use crate::schedule::resources::{CampaignState, Job, LabClock, NextWake, Policy, Progress, Record, Source};
 use crate::schedule::{install, resources};
 
@@ -86,6 +87,10 @@ impl Executor for Queue {
     fn reconcile(&self, _instrument: Entity) {}
 }
 
+/// How long the simulation waits for the proposer's answer (wall time) before it gives up and reports the run as
+/// unfinished. A Gaussian process over a few hundred results answers in well under a second.
+const PROPOSER_PATIENCE: Duration = Duration::from_secs(300);
+
 /// A world ready to simulate: instruments spawned, resources inserted except the source and campaign state.
 pub struct Setup {
     /// The world.
@@ -101,6 +106,15 @@ pub struct Setup {
     /// Each job's steps' own durations, by job (the experiment's number less one) and step index: what a simulated
     /// step takes before noise, whatever the scheduler's estimate has become.
     durations: Vec<Vec<f64>>,
+    physics: Option<Physics>,
+}
+
+/// The simulation's prediction of how long each step takes: every instrument's rates, and its state as the run goes
+/// on (how hot a plate still is, where the gantry stands). Without it, each step takes the scheduler's own estimate.
+struct Physics {
+    lab: Arc<devices::Lab>,
+    durations: Durations,
+    states: HashMap<Entity, (usize, State)>,
 }
 
 impl Setup {
@@ -127,16 +141,18 @@ impl Setup {
                 .id();
             names.insert(e, name.clone());
         }
+        // The world never reads the learner's channel itself: the event loop hands each answer over at a point that
+        // depends only on lab time (see `run`), so a proposer that answers faster or slower changes nothing.
         world.insert_resource(Bridge {
             backlog: Vec::new(),
-            inbox: inbox.clone(),
+            inbox: crossbeam_channel::never(),
             executor: Box::new(queue.clone()),
             learner: None,
         });
         world.insert_resource(LabClock(clock.clone()));
         world.insert_resource(Record { recorder, campaign: 0 });
         world.insert_resource(policy);
-        Setup { world, schedule, clock, inbox, inbox_tx, queue, names, durations: Vec::new() }
+        Setup { world, schedule, clock, inbox, inbox_tx, queue, names, durations: Vec::new(), physics: None }
     }
 
     /// The sending end of the inbox (for a learner thread).
@@ -168,6 +184,20 @@ impl Setup {
         self.durations.get(seq.checked_sub(1)?)?.get(step.index).copied()
     }
 
+    /// Predicts each step's duration from `durations` and the state of its instrument in `lab` (see
+    /// [`Durations::run`]) instead of taking the scheduler's estimate, and starts the run after `durations.startup`
+    /// lab seconds, as a real run starts after opening and initializing its instruments.
+    pub fn with_durations(&mut self, lab: Arc<devices::Lab>, durations: Durations) {
+        let mut states = HashMap::new();
+        for (e, name) in &self.names {
+            if let Some(index) = lab.instruments.iter().position(|i| &i.name == name) {
+                states.insert(*e, (index, durations.initial(&lab, &lab.instruments[index])));
+            }
+        }
+        self.clock.advance(durations.startup.max(0.0));
+        self.physics = Some(Physics { lab, durations, states });
+    }
+
     /// Runs the world to the end in virtual time.
     pub fn run(mut self, noise: Noise) -> Report {
         let mut heap: BinaryHeap<Reverse<(Key, i64, Entity, Entity, u64)>> = BinaryHeap::new();
@@ -180,12 +210,30 @@ impl Setup {
         let mut seq = 0u64;
         let completed = loop {
             let t0 = Instant::now();
+            let work = self.world.resource::<resources::Schedule>().work;
             self.schedule.run(&mut self.world);
             decision += t0.elapsed();
             frames += 1;
+            // A frame that planned takes the planner's time, which a simulated lab's acceleration makes lab time:
+            // the steps it dispatches start after it, and events meanwhile wait for the next frame.
+            let thinking = match &self.physics {
+                Some(p) => (self.world.resource::<resources::Schedule>().work - work) as f64 * p.durations.planner,
+                None => 0.0,
+            };
+            if thinking > 0.0 {
+                self.clock.advance(thinking);
+            }
             let now = self.clock.now();
             for (instrument, d) in self.queue.0.lock().expect("queue lock").drain(..) {
-                let duration = (self.duration(d.step).unwrap_or(d.estimate) * noise.factor(d.step_id)).max(0.0);
+                let own = self.duration(d.step).unwrap_or(d.estimate);
+                let expected = match (&mut self.physics, &d.task) {
+                    (Some(p), Some(task)) => match p.states.get_mut(&instrument) {
+                        Some((index, state)) => p.durations.run(&p.lab, &p.lab.instruments[*index], state, task, now),
+                        None => own,
+                    },
+                    _ => own,
+                };
+                let duration = (expected * noise.factor(d.step_id)).max(0.0);
                 *busy.entry(instrument).or_default() += duration;
                 steps += 1;
                 seq += 1;
@@ -202,25 +250,33 @@ impl Setup {
             if std::mem::take(&mut self.world.resource_mut::<Progress>().0) {
                 continue;
             }
-            let learner_busy = self.world.resource::<CampaignState>().requested > 0;
-            let next_event = heap.peek().map(|Reverse((Key(t), ..))| *t);
-            let wake = self.world.resource::<NextWake>().0;
-            let next = earliest(next_event, wake);
-            if learner_busy && next.is_none() {
-                // The proposer is thinking; virtual time stands still until it answers.
-                match self.inbox.recv_timeout(Duration::from_secs(60)) {
+            if self.world.resource::<CampaignState>().requested > 0 {
+                // The proposer has been asked and has not answered. Lab time stands still until it does, whatever
+                // else is due: the answer arrives at the lab time of the question, as it does in a real run of a
+                // proposer that answers within a poll. Moving on would let the wall clock decide at which lab time
+                // the answer lands, and so the plan (a slow or busy machine made hotplates wait for proposals).
+                match self.inbox.recv_timeout(PROPOSER_PATIENCE) {
                     Ok(item) => self.world.resource_mut::<Bridge>().backlog.push(item),
                     Err(_) => break false,
                 }
                 continue;
             }
+            let next_event = heap.peek().map(|Reverse((Key(t), ..))| *t);
+            let wake = self.world.resource::<NextWake>().0;
+            let next = earliest(next_event, wake);
             // An instrument its plan holds idle for a step due later stops waiting once that step is late, as in a
             // real run, which looks again every quarter second. Without this wake the simulation jumped to its next
-            // event (a heat ending an hour later) or, with none, ended with work left.
-            let next = earliest(next, self.world.resource::<resources::Schedule>().idle_until);
-            while let Ok(item) = self.inbox.try_recv() {
-                self.world.resource_mut::<Bridge>().backlog.push(item);
-            }
+            // event (a heat ending an hour later) or, with none, ended with work left. A real run notices at its
+            // first frame after the step is due: a frame runs on every event and, with none, a tick after the last
+            // frame; with the lab's pace known, the simulation waits for that tick too.
+            let idle = self.world.resource::<resources::Schedule>().idle_until.map(|due| match &self.physics {
+                Some(p) if p.durations.tick > 0.0 => {
+                    let tick = p.durations.tick;
+                    now + ((due - now) / tick).ceil().max(1.0) * tick
+                }
+                _ => due,
+            });
+            let next = earliest(next, idle);
             let Some(t) = next else { break false };
             if t > now {
                 self.clock.advance(t - now);

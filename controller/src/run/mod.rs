@@ -710,8 +710,8 @@ pub fn drive(
             continue;
         }
         let wait = match world.resource::<NextWake>().0 {
-            Some(t) => clock.wall(t - clock.now()).min(Duration::from_millis(250)),
-            None => Duration::from_millis(250),
+            Some(t) => clock.wall(t - clock.now()).min(crate::schedule::resources::IDLE_TICK),
+            None => crate::schedule::resources::IDLE_TICK,
         };
         match inbox.recv_timeout(wait) {
             Ok(item) => world.resource_mut::<Bridge>().backlog.push(item),

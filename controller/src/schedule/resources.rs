@@ -246,6 +246,9 @@ pub struct Schedule {
     pub plans: usize,
     /// Wall time spent planning.
     pub planning: Duration,
+    /// The planner's work so far, in operations touched (`planner::Plan::work`): its time, independent of the
+    /// machine.
+    pub work: u64,
     /// Just after the earliest time an idle instrument waits for, because its plan has it wait for a step due then.
     /// A real run looks again every quarter second of wall time anyway; a simulation moves its clock to this time
     /// if nothing happens before, so that it too stops waiting for a step that is late.
@@ -285,6 +288,10 @@ impl Estimates {
 /// waiting for news from outside.
 #[derive(Resource, Debug, Default)]
 pub struct Progress(pub bool);
+
+/// How long the main loop waits for news before it runs a frame anyway: an instrument its plan holds for a step
+/// that is now late stops waiting at the next frame. `lab plan` follows the same rhythm in lab time.
+pub const IDLE_TICK: Duration = Duration::from_millis(250);
 
 /// The earliest lab time at which a waiting step may start (a minimum wait), so the main loop can wake then.
 #[derive(Resource, Debug, Default)]

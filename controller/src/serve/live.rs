@@ -662,6 +662,8 @@ pub fn plot_data(conn: &Connection, campaign: i64, wanted: Steps) -> rusqlite::R
         instruments,
         head: None,
         lab_now,
+        // The live page draws no table of expected against real durations; `lab report` does.
+        durations: Vec::new(),
     };
     Ok(Some((data, from)))
 }

@@ -253,9 +253,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Declared<T> {
 
     /// A template over the settings, as a number.
     fn setting_number(&self, t: &crate::declared::Template) -> Result<f64, DeviceError> {
-        let settings = &self.config.settings;
-        let text = t.render(&|n| settings.get(n).cloned()).map_err(|e| self.limit(e))?;
-        text.trim().parse().map_err(|_| self.limit(format!("`{}` gives `{text}`, not a number", t.text)))
+        self.config.number(t).map_err(|e| self.limit(e))
     }
 
     async fn stop_all(&mut self) -> Result<(), DeviceError> {

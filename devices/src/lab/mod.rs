@@ -226,6 +226,15 @@ pub struct DeclaredConfig {
     pub settings: BTreeMap<String, crate::declared::Value>,
 }
 
+impl DeclaredConfig {
+    /// A template of the declaration over this instrument's settings (a rate, a tolerance, a settling time), as a
+    /// number, or why it is not one.
+    pub fn number(&self, template: &crate::declared::Template) -> Result<f64, String> {
+        let text = template.render(&|n| self.settings.get(n).cloned())?;
+        text.trim().parse().map_err(|_| format!("`{}` gives `{text}`, not a number", template.text))
+    }
+}
+
 /// Message terminator of a text protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename = "Terminator")]
@@ -480,6 +489,17 @@ pub enum Latency {
         /// The mean.
         mean: std::time::Duration,
     },
+}
+
+impl Latency {
+    /// The mean extra wall time before a reply.
+    pub fn mean(&self) -> std::time::Duration {
+        match *self {
+            Latency::None => std::time::Duration::ZERO,
+            Latency::Fixed(d) | Latency::Exponential { mean: d } => d,
+            Latency::Uniform { min, max } => (min + max) / 2,
+        }
+    }
 }
 
 /// A simulated unplugging: the port disappears after `after` commands and comes back after `down` of wall time,

@@ -119,6 +119,8 @@ pub struct ReportData {
     pub head: Option<String>,
     /// Lab seconds from the campaign's start to its end, or to now while it runs.
     pub lab_now: f64,
+    /// Expected against real step durations, per instrument and operation.
+    pub durations: Vec<super::durations::DurationRow>,
 }
 
 impl ReportData {
@@ -220,7 +222,18 @@ impl ReportData {
             })
             .unwrap_or(last_recorded)
             .max(last_recorded);
-        Ok(Some(ReportData { campaign, parameters, objective_unit, experiments, steps, instruments, head, lab_now }))
+        let durations = super::durations::expected_against_real(conn, id)?;
+        Ok(Some(ReportData {
+            campaign,
+            parameters,
+            objective_unit,
+            experiments,
+            steps,
+            instruments,
+            head,
+            lab_now,
+            durations,
+        }))
     }
 
     /// The experiments with a measured objective, as (number, value).

@@ -289,11 +289,44 @@ pub fn page(data: &ReportData, db: &Path, svgs: &[(Plot, String)]) -> String {
         );
     }
     let _ = writeln!(h, "</tbody>\n</table>\n</div>\n</section>");
+    h.push_str(&durations_section(&data.durations));
     let _ = writeln!(
         h,
         "<footer>Made by <code>lab report</code> from the record alone; check the record with \
          <code>lab verify --db {}</code> against the head above.</footer>\n</main>\n</body>\n</html>",
         escape(&db.display().to_string())
     );
+    h
+}
+
+/// The report's section: a table of expected against real durations.
+fn durations_section(rows: &[super::durations::DurationRow]) -> String {
+    let mut h = String::new();
+    if rows.is_empty() {
+        return h;
+    }
+    let _ = writeln!(
+        h,
+        "<section id=\"durations\">\n<h2>Step durations</h2>\n<p class=\"what\">Each instrument's steps: the mean \
+         duration <code>lab plan</code> expects from the lab file (each plate's temperature and the gantry's place \
+         followed through this run) against the mean real one. Where they differ, <code>lab plan --calibrate</code> \
+         fits the rates to this record.</p>\n<div class=\"scroll\">\n<table>\n<thead><tr><th>instrument</th>\
+         <th>operation</th><th class=\"num\">steps</th><th class=\"num\">expected, s</th><th class=\"num\">real, s</th>\
+         <th class=\"num\">real / expected</th></tr></thead>\n<tbody>"
+    );
+    for r in rows {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.1}</td>\
+             <td class=\"num\">{:.2}</td></tr>",
+            escape(&r.instrument),
+            escape(&r.operation),
+            r.steps,
+            r.expected,
+            r.real,
+            r.real / r.expected.max(1e-9)
+        );
+    }
+    let _ = writeln!(h, "</tbody>\n</table>\n</div>\n</section>");
     h
 }

@@ -6,6 +6,7 @@
 //! writer) and the record is never changed by it.
 
 pub mod data;
+pub mod durations;
 mod html;
 pub mod plots;
 

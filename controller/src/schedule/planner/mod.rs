@@ -68,6 +68,9 @@ pub struct Plan {
     pub sequences: Vec<Vec<usize>>,
     /// How many schedules were evaluated to find this one.
     pub evaluations: usize,
+    /// The planner's work to find it, in operations touched: a measure of its time that does not depend on the
+    /// machine (a simulation turns it into lab time, as a simulated lab's acceleration does with the wall time).
+    pub work: u64,
 }
 
 impl Plan {
@@ -298,7 +301,9 @@ fn evaluate(p: &Problem, shape: &Shape, keys: &[f64]) -> Plan {
     for &i in &placed {
         sequences[resource[i]].push(i);
     }
-    Plan { start, resource, makespan, lateness, sequences, evaluations: 1 }
+    // Each placement scans every resource, and the chosen resource's ready operations.
+    let work = (n * (p.resources + 1)) as u64;
+    Plan { start, resource, makespan, lateness, sequences, evaluations: 1, work }
 }
 
 /// How a plan is scored: makespan, with lateness against maximum waits weighted so heavily that any plan meeting
@@ -369,13 +374,16 @@ pub fn plan(p: &Problem, budget: usize, seed: u64) -> Plan {
             lateness: 0.0,
             sequences: vec![Vec::new(); p.resources],
             evaluations: 0,
+            work: 0,
         };
     }
     let mut evaluations = 0;
+    let mut work = 0;
     let mut best: Option<(Vec<f64>, Plan)> = None;
     for keys in rules(p, &shape) {
         let plan = evaluate(p, &shape, &keys);
         evaluations += 1;
+        work += plan.work;
         if best.as_ref().is_none_or(|(_, b)| cost(&plan) < cost(b)) {
             best = Some((keys, plan));
         }
@@ -391,6 +399,7 @@ pub fn plan(p: &Problem, budget: usize, seed: u64) -> Plan {
             let keys: Vec<f64> = base.iter().zip(&p.ops).map(|(k, o)| if o.job == j { k + lift } else { *k }).collect();
             let plan = evaluate(p, &shape, &keys);
             evaluations += 1;
+            work += plan.work;
             if cost(&plan) < cost(&best_plan) {
                 best_keys = keys;
                 best_plan = plan;
@@ -401,11 +410,12 @@ pub fn plan(p: &Problem, budget: usize, seed: u64) -> Plan {
     // the search stays in the space of priority keys, where every plan the Giffler–Thompson builder makes respects
     // them as well as it can.
     if n <= TABU_MAX_OPS && p.ops.iter().all(|o| o.max_wait.is_none()) {
-        if let Some(better) = tabu(p, &shape, &best_plan, TABU_ITERATIONS, seed) {
+        if let Some(better) = tabu(p, &shape, &best_plan, TABU_ITERATIONS, seed, &mut work) {
             evaluations += better.evaluations;
             best_plan = better;
         }
         best_plan.evaluations = evaluations;
+        best_plan.work = work;
         return best_plan;
     }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
@@ -422,6 +432,7 @@ pub fn plan(p: &Problem, budget: usize, seed: u64) -> Plan {
         }
         let plan = evaluate(p, &shape, &keys);
         evaluations += 1;
+        work += plan.work;
         if cost(&plan) <= cost(&current_plan) || rng.gen_bool(0.05) {
             // Equal moves are taken to drift across plateaus; an occasional step uphill leaves a local optimum.
             if cost(&plan) < cost(&best_plan) {
@@ -434,6 +445,7 @@ pub fn plan(p: &Problem, budget: usize, seed: u64) -> Plan {
     }
     let _ = best_keys;
     best_plan.evaluations = evaluations;
+    best_plan.work = work;
     best_plan
 }
 
@@ -456,15 +468,18 @@ pub fn replan(p: &Problem, previous: &[Option<f64>], budget: usize, seed: u64) -
     let keys: Vec<f64> = previous.iter().map(|s| -s.unwrap_or(0.0)).collect();
     let mut best = evaluate(p, &shape, &keys);
     let by_rule = evaluate(p, &shape, &rules(p, &shape)[0]);
+    let by_rule_work = by_rule.work;
     if cost(&by_rule) < cost(&best) {
         best = by_rule;
     }
     let mut evaluations = 2;
-    if let Some(better) = tabu(p, &shape, &best, WARM_ITERATIONS, seed) {
+    let mut work = best.work + by_rule_work;
+    if let Some(better) = tabu(p, &shape, &best, WARM_ITERATIONS, seed, &mut work) {
         evaluations += better.evaluations;
         best = better;
     }
     best.evaluations = evaluations;
+    best.work = work;
     best
 }
 

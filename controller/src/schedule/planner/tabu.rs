@@ -235,12 +235,22 @@ pub(super) const TABU_MAX_OPS: usize = 2_000;
 /// first or last operation into it (the neighbourhood of Zhang et al.), choosing the move with the best estimated
 /// makespan; reversing a recent move's order is tabu unless it beats the best. When the search stalls it restarts
 /// from the best sequences. Runs `iterations` moves. Operations already running stay first on their resources.
-/// Returns `None` if it finds nothing better.
-pub(super) fn tabu(p: &Problem, shape: &Shape, plan: &Plan, iterations: usize, seed: u64) -> Option<Plan> {
+/// Returns `None` if it finds nothing better. Adds the operations it touched to `work` either way.
+pub(super) fn tabu(
+    p: &Problem,
+    shape: &Shape,
+    plan: &Plan,
+    iterations: usize,
+    seed: u64,
+    work: &mut u64,
+) -> Option<Plan> {
     let n = p.ops.len();
     if n > TABU_MAX_OPS {
         return None;
     }
+    // The table of tabu orders is cleared a word at a time, eight entries per touch.
+    let table = (n * n / 8) as u64;
+    *work += table;
     let movable = |i: usize| p.ops[i].fixed.is_none();
     let mut seq = Sequencing::from_plan(p, plan);
     let mut current = seq.evaluate(p, shape)?;
@@ -282,10 +292,13 @@ pub(super) fn tabu(p: &Problem, shape: &Shape, plan: &Plan, iterations: usize, s
                 }
             }
             tabu.iter_mut().for_each(|t| *t = 0);
+            *work += table;
             since_best = 0;
             continue;
         }
         seq.critical_path(p, current, &mut path);
+        // The critical path and the evaluation of the chosen move each pass over the operations.
+        *work += 2 * n as u64;
         moves.clear();
         // Blocks: runs of path operations one after another on one resource.
         let mut k = 0;
@@ -344,6 +357,7 @@ pub(super) fn tabu(p: &Problem, shape: &Shape, plan: &Plan, iterations: usize, s
             // A tiny random share breaks ties between equal estimates, so the search does not walk the same plateau
             // in the same order each time.
             let estimate = seq.estimate(p, m, &seg, ends, &mut heads) + rng.gen_range(0.0..1e-6);
+            *work += seg.len() as u64;
             entry.0 = estimate;
             if until > now && estimate >= best.0 - 1e-9 {
                 if oldest.is_none_or(|(_, t)| until < t) {
@@ -411,7 +425,7 @@ pub(super) fn tabu(p: &Problem, shape: &Shape, plan: &Plan, iterations: usize, s
             i = seq.next[i];
         }
     }
-    Some(Plan { start, resource: seq.resource, makespan, lateness: 0.0, sequences, evaluations: iterations })
+    Some(Plan { start, resource: seq.resource, makespan, lateness: 0.0, sequences, evaluations: iterations, work: 0 })
 }
 
 /// An operation on the critical chain of `plan`: walk back from the operation that ends last through whichever

@@ -136,6 +136,7 @@ pub fn replan(
     schedule.makespan = plan.makespan;
     schedule.dirty = false;
     schedule.plans += 1;
+    schedule.work += plan.work;
     schedule.planning += t0.elapsed();
 }
 

@@ -1,0 +1,162 @@
+//! What a plan cannot know, drawn: the proposers a simulated campaign runs instead of, or around, its own.
+//!
+//! A simulated run measures nothing, so a proposer that chooses from results cannot choose there as it will in the
+//! run. A model-free proposer (`SpaceFilling`, `Random`) chooses from its seed and from which points are taken,
+//! never from values, so the plan runs it as it is and knows every experiment the run will make ([`Planned`]). A
+//! Gaussian-process proposer starts with a space-filling design of its own, also fixed by its seed; after that
+//! its model chooses. The plan runs the proposer itself throughout, but tells it results from a landscape it draws:
+//! one smooth peak at a random place ([`Landscape`]), so the model's choices gather around a region as they do in a
+//! run, and which region (long holds or short, hot or cool) is what the draws vary ([`Drawn`]). The plan draws
+//! several landscapes and gives the spread of the results. Choices drawn uniformly over the space instead averaged
+//! the model's wish away: on the demo campaign the run took longer than every draw.
+//!
+//! Either way the proposer's wish to stop is ignored, except when no untried point is left: the values a simulated
+//! run "measures" are placeholders, and a target reached or an improvement no longer expected would be noise.
+
+use std::sync::{Arc, Mutex};
+
+use experiments::{Direction, Observation, Outcome, Point, Problem, Proposal, Proposer, Space, StopReason};
+use rand::{Rng, SeedableRng};
+
+/// Every proposal a planned run received, in order, and how many of them the plan knew (the rest were drawn).
+#[derive(Debug, Clone, Default)]
+pub struct Proposed {
+    /// Each proposal's values, and whether the run will propose the same (false: drawn in place of a model).
+    pub points: Vec<(Point, bool)>,
+}
+
+/// Shared between a planned run's proposer (on the learner's thread) and the plan.
+pub type ProposedLog = Arc<Mutex<Proposed>>;
+
+/// The campaign's own proposer, run as it is, its proposals logged.
+pub struct Planned {
+    inner: Box<dyn Proposer>,
+    log: ProposedLog,
+}
+
+impl Planned {
+    /// Wraps `inner`, logging its proposals to `log`.
+    pub fn new(inner: Box<dyn Proposer>, log: ProposedLog) -> Self {
+        Planned { inner, log }
+    }
+}
+
+impl Proposer for Planned {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn tell(&mut self, observation: Observation) {
+        self.inner.tell(observation);
+    }
+
+    fn tell_outcome(&mut self, outcome: Outcome) {
+        self.inner.tell_outcome(outcome);
+    }
+
+    fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal> {
+        let out = self.inner.ask(n, pending);
+        log(&self.log, &out, true);
+        out
+    }
+
+    fn should_stop(&self) -> Option<StopReason> {
+        exhausted(self.inner.should_stop())
+    }
+}
+
+/// Results a plan cannot know, drawn: one smooth peak of unit height at a random place of the space's unit cube,
+/// of a random width, for every output.
+#[derive(Debug, Clone)]
+pub struct Landscape {
+    space: Space,
+    centre: Vec<f64>,
+    width: f64,
+    /// Outputs to make small (they get the peak upside down, so a model seeks its centre either way).
+    minimized: Vec<String>,
+}
+
+impl Landscape {
+    /// A landscape over `problem`'s space drawn from `seed`.
+    pub fn draw(problem: &Problem, seed: u64) -> Self {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+        let centre = (0..problem.space.len()).map(|_| rng.gen_range(0.0..1.0)).collect();
+        let minimized = problem
+            .objectives
+            .iter()
+            .filter(|o| o.direction == Direction::Minimize)
+            .map(|o| o.output.clone())
+            .collect();
+        Landscape { space: problem.space.clone(), centre, width: rng.gen_range(0.15..0.5), minimized }
+    }
+
+    /// The value of `output` at `point` (0 for a point outside the space).
+    pub fn at(&self, output: &str, point: &Point) -> f64 {
+        let Ok(u) = self.space.to_unit(point) else { return 0.0 };
+        let d2: f64 = u.iter().zip(&self.centre).map(|(a, b)| (a - b).powi(2)).sum();
+        let peak = (-d2 / (2.0 * self.width * self.width)).exp();
+        if self.minimized.iter().any(|m| m == output) { -peak } else { peak }
+    }
+}
+
+/// A model-based proposer run as it is, told results from a drawn [`Landscape`] in place of the placeholders a
+/// simulated run measures. Its first `design` proposals (its space-filling start, fixed by its seed) are the run's
+/// own; the rest are the model's choices on the drawn landscape.
+pub struct Drawn {
+    inner: Box<dyn Proposer>,
+    /// Proposals still from the design.
+    left: usize,
+    landscape: Landscape,
+    objective: String,
+    log: ProposedLog,
+}
+
+impl Drawn {
+    /// `proposer`, whose first `design` proposals are its design, told results from a landscape drawn for `problem`
+    /// from `seed`.
+    pub fn new(proposer: Box<dyn Proposer>, design: usize, problem: &Problem, seed: u64, log: ProposedLog) -> Self {
+        let objective = problem.objectives.first().map(|o| o.output.clone()).unwrap_or_default();
+        Drawn { inner: proposer, left: design, landscape: Landscape::draw(problem, seed), objective, log }
+    }
+}
+
+impl Proposer for Drawn {
+    fn name(&self) -> &str {
+        "the proposer on a drawn landscape"
+    }
+
+    fn tell(&mut self, observation: Observation) {
+        let objective = observation.objective.map(|_| self.landscape.at(&self.objective, &observation.values));
+        self.inner.tell(Observation { objective, ..observation });
+    }
+
+    fn tell_outcome(&mut self, outcome: Outcome) {
+        let outputs = outcome.outputs.map(|outputs| {
+            outputs.into_keys().map(|name| (name.clone(), self.landscape.at(&name, &outcome.values))).collect()
+        });
+        self.inner.tell_outcome(Outcome { outputs, ..outcome });
+    }
+
+    fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal> {
+        let out = self.inner.ask(n, pending);
+        let known = out.len().min(self.left);
+        self.left -= known;
+        log(&self.log, &out[..known], true);
+        log(&self.log, &out[known..], false);
+        out
+    }
+
+    fn should_stop(&self) -> Option<StopReason> {
+        exhausted(self.inner.should_stop())
+    }
+}
+
+fn log(log: &ProposedLog, proposals: &[Proposal], known: bool) {
+    let mut l = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    l.points.extend(proposals.iter().map(|p| (p.values.clone(), known)));
+}
+
+/// Only "no untried point is left" stops a planned run; every other reason comes from placeholder results.
+fn exhausted(reason: Option<StopReason>) -> Option<StopReason> {
+    reason.filter(|r| matches!(r, StopReason::Exhausted))
+}

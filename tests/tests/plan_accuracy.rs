@@ -1,0 +1,229 @@
+//! `lab plan` against real runs: every campaign of the repository planned, then run on its simulators over
+//! pseudo-terminals at its lab's own time scale, with the same seed.
+//!
+//! The default suite runs the short version (the campaign `lab init` writes, with a space-filling design, one seed).
+//! The full table (every campaign, with `SpaceFilling` and with its own proposer, seeds 1 to 5) takes about half an
+//! hour of wall time and is ignored; BENCHMARKS.md ("Planning") holds its results:
+//!
+//! ```sh
+//! cargo test --release -p tests --test integration plan_accuracy -- --ignored --nocapture
+//! ```
+//!
+//! `LAB_PLAN_CASES=first,declared` runs only those campaigns of the table, `LAB_PLAN_SEEDS=1,2` only those seeds,
+//! `LAB_PLAN_PROPOSERS=own` (or `SpaceFilling`) only that proposer.
+
+use std::path::{Path, PathBuf};
+
+use controller::plan::{PlanOptions, PlanResult, plan_file};
+use tests::{CampaignTest, replace_field, repo_root};
+
+/// A campaign of the repository, its lab, and the lab's time scale.
+struct Case {
+    name: &'static str,
+    campaign: PathBuf,
+    lab: PathBuf,
+    /// Whether each seed also seeds the lab's simulation. A lab whose simulators inject faults draws them from its
+    /// own seed, so without this every row of the campaign meets the same lost replies, each of which costs a
+    /// second of wall time (hundreds of lab seconds); with it, the rows sample them as the plan's expected cost
+    /// assumes.
+    fault_seeds: bool,
+}
+
+fn cases() -> Vec<Case> {
+    let root = repo_root();
+    vec![
+        Case {
+            name: "first (lab init)",
+            campaign: root.join("controller/templates/first.campaign.ron"),
+            lab: root.join("controller/templates/bench.lab.ron"),
+            fault_seeds: false,
+        },
+        Case {
+            name: "demo",
+            campaign: root.join("experiments/campaigns/demo.campaign.ron"),
+            lab: root.join("devices/labs/sim.lab.ron"),
+            fault_seeds: false,
+        },
+        Case {
+            name: "plate",
+            campaign: root.join("experiments/campaigns/plate.campaign.ron"),
+            lab: root.join("devices/labs/sim.lab.ron"),
+            fault_seeds: false,
+        },
+        Case {
+            name: "load",
+            campaign: root.join("experiments/campaigns/load.campaign.ron"),
+            lab: root.join("devices/labs/load.lab.ron"),
+            fault_seeds: false,
+        },
+        Case {
+            name: "declared",
+            campaign: root.join("experiments/campaigns/declared.campaign.ron"),
+            lab: root.join("devices/labs/declared.lab.ron"),
+            fault_seeds: true,
+        },
+    ]
+}
+
+/// The campaigns `LAB_PLAN_CASES` names (a comma-separated list of the names in [`cases`]), or all of them.
+fn selected_cases() -> Vec<Case> {
+    match std::env::var("LAB_PLAN_CASES") {
+        Ok(names) => {
+            let names: Vec<&str> = names.split(',').map(str::trim).collect();
+            cases().into_iter().filter(|c| names.iter().any(|n| c.name.split(' ').next() == Some(*n))).collect()
+        }
+        Err(_) => cases(),
+    }
+}
+
+/// The seeds `LAB_PLAN_SEEDS` names (comma-separated), or 1 to 5.
+fn selected_seeds() -> Vec<u64> {
+    match std::env::var("LAB_PLAN_SEEDS") {
+        Ok(seeds) => seeds
+            .split(',')
+            .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("LAB_PLAN_SEEDS: `{s}` is not a seed")))
+            .collect(),
+        Err(_) => (1..=5).collect(),
+    }
+}
+
+/// One row of the table.
+struct Row {
+    plan: PlanResult,
+    run: f64,
+    failed: usize,
+}
+
+/// `case`'s campaign with `seed`, with its own proposer or (`space_filling`) a space-filling design, run at its lab's
+/// own time scale.
+fn campaign_in(case: &Case, space_filling: bool, seed: u64) -> CampaignTest {
+    let text = std::fs::read_to_string(&case.campaign).expect("the campaign file");
+    let start = text.find("protocol: \"").expect("a protocol line") + "protocol: \"".len();
+    let rel = &text[start..start + text[start..].find('"').expect("a quoted path")];
+    let protocol = case.campaign.parent().expect("a folder").join(rel);
+    let mut text = replace_field(&text, "protocol", &format!("{:?}", protocol.display().to_string()));
+    text = replace_field(&text, "seed", &seed.to_string());
+    if space_filling {
+        text = replace_field(&text, "proposer", "SpaceFilling");
+    }
+    let mut lab_text = std::fs::read_to_string(&case.lab).expect("the lab file");
+    if case.fault_seeds {
+        let at = lab_text.find("simulation: (seed: ").expect("a simulation seed") + "simulation: (seed: ".len();
+        let end = at + lab_text[at..].find(',').expect("a comma after the seed");
+        lab_text.replace_range(at..end, &(1000 + seed).to_string());
+    }
+    let t = CampaignTest::from_text("");
+    let lab_path = t.dir.path().join("test.lab.ron");
+    std::fs::write(&lab_path, &lab_text).expect("writing the lab");
+    text = replace_field(&text, "lab", &format!("{:?}", lab_path.display().to_string()));
+    std::fs::write(&t.campaign, &text).expect("writing the campaign");
+    let lab =
+        devices::load_lab(protocols::SourceFile::new(lab_path.display().to_string(), lab_text)).expect("the lab loads");
+    t.time_scale(lab.simulation.time_scale)
+}
+
+/// Plans and then runs `case` with `seed` (see [`campaign_in`]), the plan calibrated on `calibrate` if given.
+fn plan_and_run(case: &Case, space_filling: bool, seed: u64, calibrate: Option<&Path>) -> (CampaignTest, Row) {
+    let t = campaign_in(case, space_filling, seed);
+    let options = PlanOptions { calibrate: calibrate.into_iter().map(Path::to_owned).collect(), ..Default::default() };
+    let plan = plan_file(&t.dir.path().join("test.lab.ron"), &t.campaign, &options).unwrap_or_else(|e| panic!("{e:?}"));
+    let summary = t.run();
+    (t, Row { plan, run: summary.lab_seconds, failed: summary.failed })
+}
+
+/// The table's line for a row, and whether it holds: plan within 10% of the run, the run not below the bound.
+fn line(what: &str, row: &Row) -> (String, bool) {
+    let diff = (row.plan.estimate() - row.run) / row.run;
+    let bound = row.plan.bounds.best();
+    let spread = if row.plan.draws.is_empty() {
+        String::new()
+    } else {
+        let lo = row.plan.draws.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = row.plan.draws.iter().copied().fold(0.0, f64::max);
+        format!(" (draws {lo:.0} to {hi:.0})")
+    };
+    let failed = if row.failed > 0 { format!(", {} experiments failed in the run", row.failed) } else { String::new() };
+    let ok = diff.abs() <= 0.10 && row.run >= bound;
+    (
+        format!(
+            "| {what} | {:.0}{spread} | {:.0} | {:+.1}% | {:.0} | {}{failed} |",
+            row.plan.estimate(),
+            row.run,
+            100.0 * diff,
+            bound,
+            if ok { "yes" } else { "NO" }
+        ),
+        ok,
+    )
+}
+
+#[test]
+fn the_plan_of_the_first_campaign_is_within_a_tenth_of_its_run_and_below_its_bound_never() {
+    let case = &cases()[0];
+    let (_, row) = plan_and_run(case, true, 1, None);
+    let (text, ok) = line("first, SpaceFilling, seed 1", &row);
+    assert_eq!(row.failed, 0, "{text}");
+    assert!(ok, "{text}\n{}", row.plan);
+}
+
+#[test]
+#[ignore = "half an hour of real campaigns; cargo test --release -p tests --test integration plan_accuracy -- --ignored --nocapture"]
+fn plan_against_run_for_every_campaign_with_both_proposers_over_five_seeds() {
+    println!(
+        "| campaign, proposer, seed | plan, lab s | run, lab s | plan - run | lower bound | within 10%, bound held |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut misses = Vec::new();
+    for case in selected_cases() {
+        let proposers = std::env::var("LAB_PLAN_PROPOSERS").unwrap_or_default();
+        for space_filling in [true, false].into_iter().filter(|sf| match proposers.as_str() {
+            "own" => !sf,
+            "SpaceFilling" => *sf,
+            _ => true,
+        }) {
+            for &seed in &selected_seeds() {
+                let what = format!(
+                    "{}, {}, seed {seed}",
+                    case.name,
+                    if space_filling { "SpaceFilling" } else { "own proposer" }
+                );
+                let (_, row) = plan_and_run(&case, space_filling, seed, None);
+                let (text, ok) = line(&what, &row);
+                println!("{text}");
+                if !ok {
+                    misses.push(text);
+                }
+            }
+        }
+    }
+    assert!(misses.is_empty(), "rows that missed:\n{}", misses.join("\n"));
+}
+
+#[test]
+#[ignore = "four real campaigns; cargo test --release -p tests --test integration plan_accuracy -- --ignored --nocapture"]
+fn durations_calibrated_on_one_run_predict_the_next_within_five_percent() {
+    println!("| campaign | run 2, lab s | plan from the lab file | plan calibrated on run 1 |");
+    println!("|---|---|---|---|");
+    for case in &cases()[..2] {
+        // The first run writes the record the durations are fitted to; the second, with another seed, is predicted.
+        let (first, _) = plan_and_run(case, true, 1, None);
+        let (_, second) = plan_and_run(case, true, 2, Some(&first.db));
+        let (fit, before) = second.plan.calibration.clone().expect("a calibrated plan");
+        let off = |plan: f64| 100.0 * (plan - second.run) / second.run;
+        println!(
+            "| {} | {:.0} | {before:.0} ({:+.1}%) | {:.0} ({:+.1}%) |",
+            case.name,
+            second.run,
+            off(before),
+            second.plan.estimate(),
+            off(second.plan.estimate())
+        );
+        println!("{}", fit.changes.join("\n"));
+        assert!(
+            off(second.plan.estimate()).abs() <= 5.0,
+            "{}: the calibrated plan is off:\n{}",
+            case.name,
+            second.plan
+        );
+    }
+}
