@@ -406,9 +406,7 @@ pub fn paused(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
 /// Each tracked bottle's stock, and what experiments wait for, from `stock_events` (empty for a record older than
 /// schema version 7, which tracked no stock).
 fn stock_of(conn: &Connection, id: i64) -> rusqlite::Result<(Vec<(String, String, f64)>, Vec<String>)> {
-    let has: i64 =
-        conn.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'stock_events'", [], |r| r.get(0))?;
-    if has == 0 {
+    if !crate::record::has_table(conn, "stock_events")? {
         return Ok((Vec::new(), Vec::new()));
     }
     let mut stmt = conn.prepare("SELECT bottle, reagent, left_ul FROM stock WHERE campaign_id = ?1 ORDER BY bottle")?;
@@ -441,12 +439,7 @@ const SETTLED_SHOWN: i64 = 12;
 /// The latest steps in doubt settled by reading their instruments back; none in a record older than schema
 /// version 6, which has no `settlements`.
 fn settled(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<SettledLine>> {
-    let has_table: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'settlements'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_table {
+    if !crate::record::has_table(conn, "settlements")? {
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare(

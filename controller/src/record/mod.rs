@@ -54,6 +54,12 @@ pub fn schema_version() -> usize {
     MIGRATIONS.len()
 }
 
+/// Whether a record has table `name`: readers of an older record, written before the table's migration, find
+/// none and show nothing of it.
+pub fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1", [name], |r| r.get(0))
+}
+
 /// How many events may wait for the writer before senders wait in turn. In a lab the writer is idle almost all the
 /// time and the queue holds a handful; it fills only when the scheduler makes events faster than the disk takes them,
 /// which happens in simulations running days of lab time a second. There, waiting holds back the scheduler, so the

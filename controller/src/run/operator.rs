@@ -69,10 +69,8 @@ pub fn pending(conn: &Connection, campaign: i64) -> rusqlite::Result<Vec<Operato
 pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> Result<(i64, Option<i64>), String> {
     let conn = Connection::open(db).map_err(|e| format!("{}: {e}", db.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    let has_table: bool = conn
-        .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'operator_requests'", [], |r| r.get::<_, i64>(0))
-        .map(|n| n > 0)
-        .map_err(|e| format!("{}: {e}", db.display()))?;
+    let has_table =
+        crate::record::has_table(&conn, "operator_requests").map_err(|e| format!("{}: {e}", db.display()))?;
     if !has_table {
         return Err(format!(
             "{} is not a lab record (or is older than this lab); run a campaign on it first",
@@ -169,10 +167,7 @@ pub fn restock(
     let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("{}: {e}", db.display()))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    let has_stock: bool = conn
-        .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'stock_events'", [], |r| r.get::<_, i64>(0))
-        .map(|n| n > 0)
-        .map_err(|e| format!("{}: {e}", db.display()))?;
+    let has_stock = crate::record::has_table(&conn, "stock_events").map_err(|e| format!("{}: {e}", db.display()))?;
     if has_stock {
         let mut stmt = conn
             .prepare(

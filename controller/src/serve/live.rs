@@ -23,9 +23,7 @@ use tokio::sync::watch;
 
 use super::record::{Reader, RecordProblem};
 use super::view::Show;
-use crate::inspect::report::data::{
-    ExperimentRow, InstrumentRow, ReportData, StepSpan, lab_seconds_since, read_campaign,
-};
+use crate::inspect::report::data::{ExperimentRow, ReportData, StepSpan, lab_seconds_since, read_campaign};
 use crate::inspect::status::{Pending, Status, StepLine, lab_seconds_left};
 
 /// An instrument and what it does now.
@@ -595,17 +593,8 @@ pub fn plot_data(conn: &Connection, campaign: i64, wanted: Steps) -> rusqlite::R
              AND s.instrument IS NOT NULL AND s.started_at IS NOT NULL
              ORDER BY s.started_at, s.id",
         )?;
-        stmt.query_map(rusqlite::params![campaign, threshold.unwrap_or(0)], |r| {
-            Ok(StepSpan {
-                instrument: r.get(0)?,
-                op: r.get(1)?,
-                experiment: r.get(2)?,
-                started_at: r.get(3)?,
-                finished_at: r.get(4)?,
-                status: r.get(5)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?
+        stmt.query_map(rusqlite::params![campaign, threshold.unwrap_or(0)], StepSpan::from_row)?
+            .collect::<Result<Vec<_>, _>>()?
     };
     let experiments = {
         let mut stmt = conn.prepare_cached(
@@ -631,12 +620,7 @@ pub fn plot_data(conn: &Connection, campaign: i64, wanted: Steps) -> rusqlite::R
         })?
         .collect::<Result<Vec<_>, _>>()?
     };
-    let instruments = {
-        let mut stmt =
-            conn.prepare_cached("SELECT name, kind, status FROM instruments WHERE campaign_id = ?1 ORDER BY name")?;
-        stmt.query_map([campaign], |r| Ok(InstrumentRow { name: r.get(0)?, kind: r.get(1)?, status: r.get(2)? }))?
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let instruments = crate::inspect::report::data::instruments(conn, campaign)?;
     let objective_unit: String = conn
         .query_row(
             "SELECT m.unit FROM measurements m JOIN experiments e ON e.id = m.experiment_id

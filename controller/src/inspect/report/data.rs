@@ -123,6 +123,28 @@ pub struct ReportData {
     pub durations: Vec<super::durations::DurationRow>,
 }
 
+impl StepSpan {
+    /// A span from a row of `instrument, op, experiment, started_at, finished_at, status`, the columns every query
+    /// of spans selects in that order.
+    pub fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepSpan> {
+        Ok(StepSpan {
+            instrument: r.get(0)?,
+            op: r.get(1)?,
+            experiment: r.get(2)?,
+            started_at: r.get(3)?,
+            finished_at: r.get(4)?,
+            status: r.get(5)?,
+        })
+    }
+}
+
+/// The instruments of campaign `id`, by name. The statement is cached, since the live page asks on every frame.
+pub fn instruments(conn: &Connection, id: i64) -> rusqlite::Result<Vec<InstrumentRow>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT name, kind, status FROM instruments WHERE campaign_id = ?1 ORDER BY name")?;
+    stmt.query_map([id], |r| Ok(InstrumentRow { name: r.get(0)?, kind: r.get(1)?, status: r.get(2)? }))?.collect()
+}
+
 impl ReportData {
     /// Reads a campaign (the latest if `campaign` is `None`); `Ok(None)` if the record holds no such campaign.
     pub fn read(conn: &Connection, campaign: Option<i64>) -> rusqlite::Result<Option<ReportData>> {
@@ -188,24 +210,9 @@ impl ReportData {
                  WHERE campaign_id = ?1 AND instrument IS NOT NULL AND started_at IS NOT NULL
                  ORDER BY started_at, step_id",
             )?;
-            stmt.query_map([id], |r| {
-                Ok(StepSpan {
-                    instrument: r.get(0)?,
-                    op: r.get(1)?,
-                    experiment: r.get(2)?,
-                    started_at: r.get(3)?,
-                    finished_at: r.get(4)?,
-                    status: r.get(5)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?
+            stmt.query_map([id], StepSpan::from_row)?.collect::<Result<Vec<_>, _>>()?
         };
-        let instruments = {
-            let mut stmt =
-                conn.prepare("SELECT name, kind, status FROM instruments WHERE campaign_id = ?1 ORDER BY name")?;
-            stmt.query_map([id], |r| Ok(InstrumentRow { name: r.get(0)?, kind: r.get(1)?, status: r.get(2)? }))?
-                .collect::<Result<Vec<_>, _>>()?
-        };
+        let instruments = instruments(conn, id)?;
         let head = conn.query_row("SELECT hash FROM journal ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).optional()?;
         let last_recorded = steps
             .iter()
