@@ -36,7 +36,7 @@ fn startable(
             found = Some(k);
             break;
         };
-        match stock.shortage(&stock::needs(bound.steps.iter().map(|s| &s.action))) {
+        match stock.shortage(&stock.needs(bound.steps.iter().map(|s| &s.action))) {
             None => {
                 found = Some(k);
                 break;
@@ -67,7 +67,7 @@ fn startable(
 
 /// Where a step runs: a dispense of a reagent that only one of the step's candidate pumps reaches runs on that pump,
 /// so the planner never plans it on a pump that cannot draw it.
-fn reagent_pump(lab: &devices::Lab, on: &InstrumentRef, action: &protocols::Action) -> InstrumentRef {
+pub(crate) fn reagent_pump(lab: &devices::Lab, on: &InstrumentRef, action: &protocols::Action) -> InstrumentRef {
     let protocols::Action::Dispense { reagent: Some(r), .. } = action else { return on.clone() };
     let mut pumps: Vec<String> = lab
         .sources(r)
@@ -203,7 +203,7 @@ pub fn start_experiments(
                         })
                         .collect(),
                 };
-                needs = stock::needs(bound.steps.iter().map(|s| &s.action));
+                needs = stock.needs(bound.steps.iter().map(|s| &s.action));
                 let params =
                     cs.protocol
                         .parameters()
