@@ -18,6 +18,19 @@ use crate::schedule::resources::{
 };
 use crate::schedule::stock::{self, Stock};
 
+/// The first reagent of a queued proposal's dispenses that the bottles cannot give now, with how short it is; `None`
+/// for a proposal that can start, or that does not bind (which [`start_experiments`] refuses).
+fn shortage_of(
+    cs: &CampaignSource,
+    stock: &Stock,
+    proposal: &experiments::Proposal,
+) -> Option<(String, stock::Shortage)> {
+    let mut values = cs.fixed.clone();
+    values.extend(proposal.values.clone());
+    let bound = cs.protocol.bind_with(&values, &cs.reagents_at(&values)).ok()?;
+    stock.shortage(&stock::needs(bound.steps.iter().map(|s| &s.action)))
+}
+
 /// The place in the queue of the first proposal whose dispenses the bottles can serve now; says once in the record
 /// what the others wait for. A proposal that does not bind is left for [`start_experiments`] to refuse.
 fn startable(
@@ -30,13 +43,7 @@ fn startable(
     let mut short = std::collections::BTreeMap::new();
     let mut found = None;
     for (k, (_, proposal)) in state.queue.iter().enumerate() {
-        let mut values = cs.fixed.clone();
-        values.extend(proposal.values.clone());
-        let Ok(bound) = cs.protocol.bind_with(&values, &cs.reagents_at(&values)) else {
-            found = Some(k);
-            break;
-        };
-        match stock.shortage(&stock::needs(bound.steps.iter().map(|s| &s.action))) {
+        match shortage_of(cs, stock, proposal) {
             None => {
                 found = Some(k);
                 break;
@@ -117,21 +124,54 @@ pub fn receive_proposals(
 }
 
 /// Asks the learner for enough proposals to keep the in-flight limit full, while experiments still run.
-pub fn request_proposals(mut state: ResMut<CampaignState>, bridge: Res<Bridge>, experiments: Query<&Experiment>) {
+///
+/// A queued proposal held for a reagent the bottles cannot give does not take an in-flight place: the learner is
+/// asked for others, told which levels of the reagent parameters it should avoid until a restock (the reagents the
+/// record says experiments wait for), so the instruments keep working while the held ones wait. At most `in_flight`
+/// proposals are held at once, so a long wait does not spend the budget on proposals that cannot start.
+pub fn request_proposals(
+    mut state: ResMut<CampaignState>,
+    bridge: Res<Bridge>,
+    experiments: Query<&Experiment>,
+    source: Res<Source>,
+    stock: Res<Stock>,
+) {
     let Some(learner) = &bridge.learner else { return };
     if state.stopping {
         return;
     }
+    let (held, unavailable) = match &*source {
+        Source::Campaign(cs) if !stock.waiting.is_empty() => {
+            let held = state.queue.iter().filter(|(_, p)| shortage_of(cs, &stock, p).is_some()).count();
+            let unavailable: Vec<(String, f64)> = cs
+                .reagents
+                .iter()
+                .flat_map(|(name, levels)| {
+                    levels
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| stock.waiting.contains_key(*r))
+                        .map(move |(i, _)| (name.clone(), (i + 1) as f64))
+                })
+                .collect();
+            (held, unavailable)
+        }
+        _ => (0, Vec::new()),
+    };
     let planned = state.started + state.queue.len() + state.requested;
     let by_budget = state.budget.saturating_sub(planned);
-    let by_flight = state.in_flight.saturating_sub(state.running + state.queue.len() + state.requested);
+    let startable = state.queue.len() - held;
+    let by_flight = state
+        .in_flight
+        .saturating_sub(state.running + startable + state.requested)
+        .min((2 * state.in_flight).saturating_sub(state.running + state.queue.len() + state.requested));
     let n = by_budget.min(by_flight);
     if n == 0 {
         return;
     }
     let pending: Vec<experiments::Point> =
         experiments.iter().map(|e| e.values.clone()).chain(state.queue.iter().map(|(_, p)| p.values.clone())).collect();
-    if learner.send(LearnerRequest::Ask { n, pending }).is_ok() {
+    if learner.send(LearnerRequest::Ask { n, pending, unavailable }).is_ok() {
         state.requested += n;
     }
 }
