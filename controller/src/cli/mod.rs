@@ -2,7 +2,7 @@
 //!
 //! [`args`] holds the clap types; `main.rs` parses them and dispatches each command to its family: [`running`]
 //! (campaigns, resuming from the record, backtests), [`inspecting`] (status, report, verify, export, replay),
-//! [`operating`] (pause, resume, abort, confirm and clear requests to a running controller), [`planning`] (plan and
+//! [`operating`] (pause, resume, abort, confirm, clear and restock requests to a running controller), [`planning`] (plan and
 //! benchmarks), [`serving`] (the record in a browser), [`devices`] (simulators and serial ports), [`fleet`] (`lab
 //! fleet ...` and `lab workcell`, on a PostgreSQL hub) and [`setup`] (init, check, keys, completions). Each command
 //! prints for people and returns a documented exit code ([`exit_code`]).

@@ -68,7 +68,7 @@ async fn act(
     if let Some(fleet) = app.fleet() {
         // The hub holds copies of the workcells' records, not a controller's requests: nothing is written anywhere.
         return Err(PageError::Conflict(format!(
-            "this server shows the fleet hub {} and takes no actions: pause, resume, abort, confirm and clear act on \
+            "this server shows the fleet hub {} and takes no actions: pause, resume, abort, confirm, clear and restock act on \
              one workcell's controller, from `lab serve --db lab.db` on that workcell's PC (or `lab pause` there); \
              a workcell lost for good is retired with `lab fleet retire`, and what it started settled with `lab \
              fleet settle`",
