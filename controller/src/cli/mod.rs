@@ -34,6 +34,16 @@ pub mod exit_code {
     pub const CANNOT_RUN: u8 = 3;
     /// The operator aborted the campaign; instruments were put in their safe state.
     pub const ABORTED: u8 = 4;
+
+    /// The exit code of a run that ended `status` (`finished`, `aborted`, or `stopped`: an instrument a step needs
+    /// went offline, so the run stopped safely without finishing the campaign, for `lab resume`).
+    pub fn of(status: &str) -> u8 {
+        match status {
+            "aborted" => ABORTED,
+            "stopped" => CANNOT_RUN,
+            _ => OK,
+        }
+    }
 }
 
 /// Whether to colour what goes to stderr: on a terminal, unless `NO_COLOR` is set.

@@ -10,7 +10,8 @@ use protocols::InstrumentRef;
 use crate::record::{ProposalRow, RecordEvent, StepRow};
 use crate::schedule::bridge::{Bridge, LearnerRequest};
 use crate::schedule::components::{
-    Attempts, Dependents, Experiment, ExperimentState, Readings, Step, StepState, Vessel, Work,
+    Attempts, Availability, Dependents, Experiment, ExperimentState, Instrument, Readings, Step, StepState, Vessel,
+    Work,
 };
 use crate::schedule::messages::ProposalsArrived;
 use crate::schedule::resources::{
@@ -176,7 +177,37 @@ pub fn request_proposals(
     }
 }
 
+/// The first step of the protocol that no working instrument can run, with why: every instrument it may run on is
+/// offline for the rest of this run. An experiment started now would do its first steps (dispense reagents, heat a
+/// vial) and fail at that one, so none starts.
+fn unrunnable(cs: &CampaignSource, instruments: &Query<(&Instrument, &Availability)>) -> Option<String> {
+    let working = |on: &InstrumentRef| {
+        instruments.iter().any(|(i, a)| !matches!(a, Availability::Offline { .. }) && i.matches(on))
+    };
+    cs.protocol.steps().iter().find(|s| !working(&s.on)).map(|s| {
+        let offline: Vec<String> = instruments
+            .iter()
+            .filter(|(i, a)| matches!(a, Availability::Offline { .. }) && i.matches(&s.on))
+            .map(|(i, _)| format!("`{}`", i.name))
+            .collect();
+        format!(
+            "step `{}` needs {}, offline for the rest of this run ({})",
+            s.id,
+            match &s.on {
+                InstrumentRef::Kind(k) => format!("a {}", k.name()),
+                InstrumentRef::Named(n) => format!("`{n}`"),
+            },
+            offline.join(", ")
+        )
+    })
+}
+
 /// Starts experiments up to the in-flight limit: queued proposals bound to the protocol, or jobs of a fixed list.
+///
+/// Once an instrument a step needs is offline for the rest of the run (nothing else can run that step), no new
+/// experiment starts: the campaign is halted, the running ones end, and the run stops without finishing the
+/// campaign, so that `lab resume` carries it on once the instrument works again. The budget is not spent on
+/// experiments that could only fail.
 pub fn start_experiments(
     mut commands: Commands,
     mut state: ResMut<CampaignState>,
@@ -189,7 +220,24 @@ pub fn start_experiments(
     record: Res<Record>,
     clock: Res<LabClock>,
     mut progress: ResMut<Progress>,
+    instruments: Query<(&Instrument, &Availability)>,
 ) {
+    if let Source::Campaign(cs) = &*source
+        && state.may_start()
+        && let Some(why) = unrunnable(cs, &instruments)
+    {
+        record.recorder.send(RecordEvent::say(
+            record.campaign,
+            clock.now(),
+            "error",
+            None,
+            format!(
+                "no new experiment starts: {why}. The running ones finish, then the controller stops without \
+                 finishing the campaign; repair or replace the instrument, then `lab resume` carries it on"
+            ),
+        ));
+        state.halted = Some(why);
+    }
     while state.may_start() && state.running < state.in_flight {
         let now = clock.now();
         let seq = state.started + 1;
