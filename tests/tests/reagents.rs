@@ -327,7 +327,9 @@ fn an_undersized_bottle_is_warned_about_holds_its_experiments_and_restock_releas
     controller::run::operator::restock(&t.db, "C2", 1000.0, false, "a technician", "new stock").expect("restock");
     let s = run.join().unwrap().expect("the campaign runs");
     rt.block_on(sims.stop());
-    assert_eq!((s.started, s.succeeded), (10, 10), "{s:?}");
+    let failed: Vec<String> =
+        query(&t.record(), "SELECT step || ': ' || coalesce(error, '') FROM steps WHERE status = 'failed'");
+    assert_eq!((s.started, s.succeeded), (10, 10), "{s:?}; failed steps: {failed:?}");
     assert!(held < 10, "the campaign was holding experiments when C2 was restocked");
     let conn = t.record();
     let refills: Vec<String> =
