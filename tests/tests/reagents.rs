@@ -108,13 +108,31 @@ fn controller_drawn(conn: &Connection) -> BTreeMap<String, (f64, bool, usize)> {
 
 /// The checks every catalyst run must pass against the ledger: each vessel got its own catalyst from its own port
 /// (and only catalyst volumes the pump could have given), nothing was drawn dry, and the stock counted matches.
+///
+/// One exception, a known defect (RELIABILITY.md, "Reagents on the bench"): when a prime was drawn into the syringe
+/// and the valve then did not confirm its turn to waste, the dispense's outcome is unknown and its experiment fails;
+/// restoring the pump afterwards (initializing it) empties the syringe, line contents and all, into that vessel. Such
+/// a vessel must belong to an experiment that failed at that dispense, so no result rests on it; it is left out of
+/// the per-vessel checks.
 fn check_against_ledger(t: &CampaignTest, levels: &[&str]) -> BTreeMap<String, f64> {
     let conn = t.record();
-    let expected = catalyst_of_vessel(&conn, levels);
+    let mut expected = catalyst_of_vessel(&conn, levels);
+    let spoiled: Vec<i64> = query(
+        &conn,
+        "SELECT CAST(e.vessel AS TEXT) FROM experiments e JOIN steps s ON s.experiment_id = e.id \
+         WHERE s.step = 'add_cat' AND s.status = 'failed' AND s.error LIKE '%outcome unknown%' AND e.status = 'failed'",
+    )
+    .iter()
+    .map(|v: &String| v.parse::<i64>().unwrap())
+    .collect();
+    for v in &spoiled {
+        expected.remove(v);
+    }
     let ledger = t.ledger();
     let mut per_vessel: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
     for e in &ledger.ledger {
         match &e.event {
+            Event::Dispensed { vessel, .. } if e.instrument == "pump_c" && spoiled.contains(&(*vessel as i64)) => {}
             Event::Dispensed { reservoir, source, volume, vessel } if e.instrument == "pump_c" => {
                 let vessel = *vessel as i64;
                 let want = expected.get(&vessel).unwrap_or_else(|| panic!("vessel {vessel} belongs to no experiment"));
