@@ -115,6 +115,9 @@ pub struct PlanResult {
     pub calibration: Option<(Fit, f64)>,
     /// Why the campaign may stop before its budget, which the plan does not simulate.
     pub may_stop: Option<String>,
+    /// The warnings `lab check` gives the campaign (a bottle too small for its worst case, ...), which `lab plan`
+    /// prints before the plan.
+    pub warnings: protocols::Diagnostics,
 }
 
 impl PlanResult {
@@ -258,6 +261,7 @@ pub fn plan_file(lab_path: &Path, file: &Path, options: &PlanOptions) -> Result<
     if kind == "Campaign" {
         let inputs = load_campaign_inputs(file, Some(lab_path))?;
         let mut plan = plan_campaign(&inputs.campaign, &inputs.protocol, &lab, &durations, options.draws, &|p| p)?;
+        plan.warnings = inputs.warnings;
         if let Some(fit) = calibration {
             let defaults = Durations::of(&lab);
             let before = plan_campaign(&inputs.campaign, &inputs.protocol, &lab, &defaults, options.draws, &|p| p)?;
@@ -307,6 +311,7 @@ pub fn plan_file(lab_path: &Path, file: &Path, options: &PlanOptions) -> Result<
         bounds,
         calibration: None,
         may_stop: None,
+        warnings: protocols::Diagnostics::new(),
     };
     if let Some(fit) = calibration {
         let before = simulate(&parts, Box::new(Fixed(values)), &protocol, &lab, &Durations::of(&lab))?;
@@ -399,6 +404,7 @@ pub fn plan_campaign(
         bounds,
         calibration: None,
         may_stop,
+        warnings: protocols::Diagnostics::new(),
     })
 }
 
