@@ -883,9 +883,10 @@ fn a_resume_with_a_vial_in_the_spectrometer_takes_no_reference_through_it() {
 }
 
 /// A gantry that stops answering for good in the middle of a campaign (its cable pulled and not put back): nothing can
-/// be carried any more, so every experiment ends, failed with its reason, including those whose vials wait on the
-/// hotplates to be carried back; the campaign ends instead of waiting for a carry that can never happen, and
-/// `lab status` names the places where vials were left.
+/// be carried any more, so no experiment starts, every running one ends, failed with its reason, including those whose
+/// vials wait on the hotplates to be carried back; the run stops instead of waiting for a carry that can never
+/// happen, leaving the campaign for `lab resume` after the repair, and `lab status` names the places where vials were
+/// left.
 #[test]
 fn a_campaign_whose_gantry_goes_silent_ends_and_names_the_vials_left_on_the_deck() {
     let bench = Bench::start(8);
@@ -905,7 +906,15 @@ fn a_campaign_whose_gantry_goes_silent_ends_and_names_the_vials_left_on_the_deck
     let running: i64 =
         conn.query_row("SELECT count(*) FROM experiments WHERE status = 'running'", [], |r| r.get(0)).unwrap();
     assert_eq!(running, 0, "every experiment ended:\n{status}");
-    assert!(status.contains("places left blocked"), "`lab status` names the vials left on the deck:\n{status}");
+    assert!(status.contains("BLOCKED places"), "`lab status` names the vials left on the deck:\n{status}");
+    assert!(status.contains("the controller stopped without finishing the campaign"), "{status}");
+    let (campaign, started): (String, i64) = conn
+        .query_row("SELECT status, (SELECT count(*) FROM experiments) FROM campaigns", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(campaign, "running", "the campaign is left for `lab resume`:\n{status}");
+    assert!(started < 8, "no experiment started once nothing could carry a vial:\n{status}");
     // A muted gantry still moves: only its answers are lost. So the bench may hold moves that the record calls
     // failed, and the gripper may still hold the vial it had when the answers stopped; everything else matches.
     audit(&conn, &ledger);

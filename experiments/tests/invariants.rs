@@ -269,3 +269,29 @@ fn provenance_names_the_data_and_the_hyperparameters_and_seeds_reproduce() {
     let last = a.last().unwrap().model.as_ref().unwrap();
     assert_ne!(modelled[0].model.as_ref().unwrap()["data_hash"], last["data_hash"]);
 }
+
+/// A catalyst that ran out: while a level is avoided the model proposes none of it, and it may again after.
+#[test]
+fn an_avoided_level_is_not_proposed_until_it_is_allowed_again() {
+    let levels = (1..=4).map(|i| Level::new(format!("C{i}"), f64::from(i))).collect();
+    let space = Space::new(vec![Dim::categorical("catalyst", levels, Encoding::OneHot), Dim::new("t", 0.0, 1.0)]);
+    // Level 2 is far better than the others, best at low t.
+    let f = |p: &Point| -> f64 { if p["catalyst"] == 2.0 { 10.0 - p["t"] } else { p["t"] } };
+    let trained = || {
+        let mut proposer =
+            GpProposer::new(space.clone(), Objective::maximize("y"), 8, Acquisition::LogExpectedImprovement, 3);
+        run(&mut proposer, &space, 12, 1, &|p| Some(f(p)));
+        proposer
+    };
+    let catalysts = |ps: &[Proposal]| ps.iter().map(|p| p.values["catalyst"]).collect::<Vec<_>>();
+    let free = catalysts(&trained().ask(4, &[]));
+    assert!(free.contains(&2.0), "the model proposes C2 when it may: {free:?}");
+    let mut proposer = trained();
+    proposer.avoid(&[("catalyst".to_owned(), 2.0)]);
+    let avoiding = catalysts(&proposer.ask(4, &[]));
+    assert_eq!(avoiding.len(), 4);
+    assert!(!avoiding.contains(&2.0), "{avoiding:?}");
+    proposer.avoid(&[]);
+    let again = catalysts(&proposer.ask(4, &[]));
+    assert!(again.contains(&2.0), "C2 is proposed again once it is back: {again:?}");
+}

@@ -113,3 +113,75 @@ fn a_campaign_on_the_faulty_bench_ends_and_its_record_matches_the_ledger() {
         .unwrap();
     assert_eq!(loaded, 3);
 }
+
+/// The only spectrometer goes for good (its cable pulled, every reconnection refused) in the middle of the demo
+/// campaign: no experiment starts after that (each would dispense and heat, then fail at the measurement), the ones
+/// running end, and the run stops without finishing the campaign, so `lab resume` carries it on after a repair.
+#[test]
+fn an_instrument_offline_for_good_stops_new_experiments_and_leaves_the_campaign_to_resume() {
+    let root = tests::repo_root();
+    let lab_text = std::fs::read_to_string(root.join("devices/labs/sim.lab.ron")).unwrap();
+    let uvvis = "            position: \"uvvis\",\n";
+    assert!(lab_text.contains(uvvis), "the demo lab's spectrometer stands at `uvvis`");
+    let lab_text = lab_text.replacen(
+        uvvis,
+        &format!(
+            "{uvvis}            faults: (disconnect: (after: 12, down: \"10 min\")),\n            serial: (reconnect: \
+             (attempts: 2, delay: \"20 ms\")),\n"
+        ),
+        1,
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let lab = scratch.path().join("sim.lab.ron");
+    std::fs::write(&lab, lab_text).unwrap();
+    let protocol = std::fs::read_to_string(root.join("protocols/library/condensation.protocol.ron")).unwrap();
+    let campaign = std::fs::read_to_string(root.join("experiments/campaigns/demo.campaign.ron")).unwrap();
+    let campaign = tests::replace_field(&campaign, "budget", "16");
+    let campaign = tests::replace_field(&campaign, "in_flight", "2");
+    let t = CampaignTest::on_lab(&lab, &protocol, &campaign);
+    let s = t.run_within(Duration::from_secs(300)).expect("the run ends safely");
+    assert_eq!(s.status, "stopped", "{s:?}");
+    assert!(s.started < 16, "the budget was not spent on experiments that could only fail: {s:?}");
+    let reason = s.stop_reason.clone().unwrap_or_default();
+    assert!(reason.contains("`uvvis`"), "{reason}");
+    let conn = t.record();
+    let status: String = conn.query_row("SELECT status FROM campaigns", [], |r| r.get(0)).unwrap();
+    assert_eq!(status, "running", "the campaign is left for `lab resume`");
+    let halted_at: f64 = conn
+        .query_row("SELECT at FROM events WHERE message LIKE 'no new experiment starts: %uvvis%'", [], |r| r.get(0))
+        .expect("the record says why nothing more starts");
+    let later: i64 =
+        conn.query_row("SELECT count(*) FROM experiments WHERE started_at > ?1", [halted_at], |r| r.get(0)).unwrap();
+    assert_eq!(later, 0, "no experiment started after the spectrometer went");
+    let said: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM events WHERE message LIKE 'the controller stopped without finishing%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(said, 1);
+    drop(conn);
+
+    // The spectrometer repaired (the lab file without the fault), `lab resume` carries the campaign to its budget.
+    let test_lab = t.dir.path().join("test.lab.ron");
+    let repaired = scratch.path().join("repaired.lab.ron");
+    let text = std::fs::read_to_string(&test_lab).unwrap();
+    let fault = text.lines().find(|l| l.contains("disconnect: (after: 12")).expect("the fault's line").to_owned();
+    std::fs::write(&repaired, text.replace(&format!("{fault}\n"), "")).unwrap();
+    let resume = controller::run::ResumeOptions { db: t.db.clone(), campaign: None, lab: Some(repaired) };
+    let mut opts = controller::run::CampaignOptions::new(std::path::PathBuf::new(), t.db.clone());
+    opts.time_scale = Some(400.0);
+    opts.blocked = controller::schedule::resources::BlockedPolicy::Fail;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || drop(tx.send(controller::run::resume_campaign(&resume, &opts))));
+    let resumed = rx.recv_timeout(Duration::from_secs(300)).expect("the resumed run ends").expect("it resumes");
+    assert_eq!(resumed.status, "finished", "{resumed:?}");
+    let conn = t.record();
+    let (status, experiments): (String, i64) = conn
+        .query_row("SELECT status, (SELECT count(*) FROM experiments) FROM campaigns", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((status.as_str(), experiments), ("finished", 16));
+}

@@ -219,7 +219,7 @@ fn an_undersized_bottle_is_warned_about_holds_its_experiments_and_restock_releas
             "2: (reagent: \"C2\", volume: \"200 uL\", dead: \"100 uL\")",
         )
     };
-    let t = catalysts(8, 2, 5, small);
+    let t = catalysts(10, 2, 5, small);
     // Two catalysts, C2 and C3, each chosen about half the time, and 100 uL of catalyst in every experiment.
     let text = std::fs::read_to_string(&t.campaign).unwrap();
     let (start, end) = (text.find("\"catalyst\": Categorical(").unwrap(), text.find("\"volume_cat\": (min").unwrap());
@@ -236,7 +236,7 @@ fn an_undersized_bottle_is_warned_about_holds_its_experiments_and_restock_releas
     assert_eq!(
         warning.as_deref(),
         Some(
-            "`C2` may run out: 100 uL usable in `valve:2` is 1 experiments' worth at up to 100 uL each, and the budget is 8 experiments"
+            "`C2` may run out: 100 uL usable in `valve:2` is 1 experiments' worth at up to 100 uL each, and the budget is 10 experiments"
         )
     );
     // The simulators run here, outside the controller, so this test's hands can refill the bottle on the bench as a
@@ -270,13 +270,26 @@ fn an_undersized_bottle_is_warned_about_holds_its_experiments_and_restock_releas
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(waiting.contains("the next experiment needs 100 uL"), "{waiting}");
-    let held: i64 = t.record().query_row("SELECT count(*) FROM experiments", [], |r| r.get(0)).unwrap();
+    let started = || -> i64 { t.record().query_row("SELECT count(*) FROM experiments", [], |r| r.get(0)).unwrap() };
+    // While C2 waits, the learner is steered to C3 and the instruments keep working: three more experiments start
+    // before anyone restocks (bounded), rather than every in-flight place filling with experiments that need C2.
+    let at_wait = started();
+    let start = Instant::now();
+    while started() < at_wait + 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no other experiment started while C2 waited ({} since)",
+            started() - at_wait
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let held = started();
     assert!(sims.bench().refill("valve:2", 1000.0), "the bench has the bottle");
     controller::run::operator::restock(&t.db, "C2", 1000.0, false, "a technician", "new stock").expect("restock");
     let s = run.join().unwrap().expect("the campaign runs");
     rt.block_on(sims.stop());
-    assert_eq!((s.started, s.succeeded), (8, 8), "{s:?}");
-    assert!(held < 8, "the campaign was holding experiments when C2 was restocked");
+    assert_eq!((s.started, s.succeeded), (10, 10), "{s:?}");
+    assert!(held < 10, "the campaign was holding experiments when C2 was restocked");
     let conn = t.record();
     let refills: Vec<String> =
         query(&conn, "SELECT bottle || ' ' || CAST(volume_ul AS INTEGER) FROM stock_events WHERE kind = 'refilled'");

@@ -187,7 +187,16 @@ pub(crate) fn check(
     });
     let conn = t.record();
     let status: String = conn.query_row("SELECT status FROM campaigns", [], |r| r.get(0)).unwrap();
-    assert_eq!(status, "finished", "{summary:?}");
+    // A run whose faults took every instrument of a step offline stops without finishing, for `lab resume`, and
+    // says so; any other run finishes.
+    if summary.status == "stopped" {
+        assert_eq!(status, "running", "{summary:?}");
+        let said: Vec<String> =
+            query(&conn, "SELECT message FROM events WHERE message LIKE 'the controller stopped without finishing%'");
+        assert_eq!(said.len(), 1, "{summary:?}");
+    } else {
+        assert_eq!(status, "finished", "{summary:?}");
+    }
     let ledger = t.ledger();
     let mut out = Soaked::default();
 
@@ -474,8 +483,9 @@ fn check_ledger(conn: &Connection, ledger: &devices::sim::LedgerFile) {
 /// The short soak CI runs: two campaigns of 12 experiments on a variant of the faulty bench whose pump_2 loses its
 /// port every 8 commands instead of 25 and whose pump_1 stops a stroke halfway three times as often, so that the
 /// fault seeds 10 and 27 inject every kind of fault (each at least three times in every run seen). It must have
-/// tested what it is for: every kind of fault was injected and accounted for, the campaigns ran their budget, and
-/// steps failed and were followed by their instruments' safe states.
+/// tested what it is for: every kind of fault was injected and accounted for, the campaigns ran their budget (or
+/// stopped, saying why, when no instrument was left for a step), and steps failed and were followed by their
+/// instruments' safe states.
 #[test]
 fn a_short_fault_soak_injects_every_kind_of_fault_and_accounts_for_each() {
     let variant = |lab: String| {
@@ -498,7 +508,10 @@ fn a_short_fault_soak_injects_every_kind_of_fault_and_accounts_for_each() {
     for kind in ["Dropped", "Garbled", "Truncated", "BadChecksum", "Busy", "Firmware", "Partial", "Disconnected"] {
         assert!(total.faults.get(kind).is_some_and(|n| *n >= 1), "no {kind} fault was injected: {total:?}");
     }
-    assert_eq!(total.experiments, 24, "{total:?}");
+    // Each campaign runs its budget, or stops once faults have taken every instrument of a step offline (seed 10
+    // loses its three temperature blocks to firmware faults after 10 experiments; `check` requires the record to
+    // say so), rather than starting experiments that could only fail.
+    assert!(total.experiments >= 20, "{total:?}");
     assert!(total.steps_failed >= 1 && total.safe_states > total.steps_failed, "{total:?}");
 }
 

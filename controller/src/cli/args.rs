@@ -147,8 +147,9 @@ pub enum Command {
     /// health; or a fleet's hub, every workcell at once.
     ///
     /// A campaign's live page shows its instruments and what each does, the Gantt chart growing, the best so far,
-    /// the experiments in flight, steps in doubt, blocked places and warnings, and takes pause, resume, abort,
-    /// confirm and clear; the record's health page shows `lab verify`'s result and the signed checkpoints.
+    /// the experiments in flight, steps in doubt, blocked places, reagent stock and warnings, and takes pause, resume,
+    /// abort, confirm, clear and restock; the record's health page shows `lab verify`'s result and the signed
+    /// checkpoints.
     ///
     /// It reads the record and never writes it, so it runs beside a campaign and costs it nothing. It listens on
     /// 127.0.0.1 (this machine only) unless told otherwise, and prints a link with a token: viewing needs no token

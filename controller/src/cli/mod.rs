@@ -2,7 +2,7 @@
 //!
 //! [`args`] holds the clap types; `main.rs` parses them and dispatches each command to its family: [`running`]
 //! (campaigns, resuming from the record, backtests), [`inspecting`] (status, report, verify, export, replay),
-//! [`operating`] (pause, resume, abort, confirm and clear requests to a running controller), [`planning`] (plan and
+//! [`operating`] (pause, resume, abort, confirm, clear and restock requests to a running controller), [`planning`] (plan and
 //! benchmarks), [`serving`] (the record in a browser), [`devices`] (simulators and serial ports), [`fleet`] (`lab
 //! fleet ...` and `lab workcell`, on a PostgreSQL hub) and [`setup`] (init, check, keys, completions). Each command
 //! prints for people and returns a documented exit code ([`exit_code`]).
@@ -34,6 +34,16 @@ pub mod exit_code {
     pub const CANNOT_RUN: u8 = 3;
     /// The operator aborted the campaign; instruments were put in their safe state.
     pub const ABORTED: u8 = 4;
+
+    /// The exit code of a run that ended `status` (`finished`, `aborted`, or `stopped`: an instrument a step needs
+    /// went offline, so the run stopped safely without finishing the campaign, for `lab resume`).
+    pub fn of(status: &str) -> u8 {
+        match status {
+            "aborted" => ABORTED,
+            "stopped" => CANNOT_RUN,
+            _ => OK,
+        }
+    }
 }
 
 /// Whether to colour what goes to stderr: on a terminal, unless `NO_COLOR` is set.

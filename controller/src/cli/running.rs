@@ -19,7 +19,7 @@ pub fn campaign_command(opts: CampaignOptions) -> u8 {
     match run_campaign(&opts) {
         Ok(summary) => {
             print_summary(&summary);
-            if summary.status == "aborted" { exit_code::ABORTED } else { exit_code::OK }
+            exit_code::of(summary.status)
         }
         Err(RunError::Load(LoadError::Invalid(d))) => {
             print_diagnostics(&d);
@@ -182,7 +182,7 @@ pub fn resume(
             match controller::run::resume_campaign(&resume, &opts) {
                 Ok(summary) => {
                     print_summary(&summary);
-                    if summary.status == "aborted" { exit_code::ABORTED } else { exit_code::OK }
+                    exit_code::of(summary.status)
                 }
                 Err(e) => {
                     eprintln!("lab: {e}");

@@ -55,7 +55,7 @@ pub fn serve(
             let _ = writeln!(
                 out,
                 "  listening on {} only: this machine can look without the token; pausing, resuming, aborting, \
-                 confirming and clearing need the link above",
+                 confirming, clearing and restocking need the link above",
                 l.addr
             );
         }

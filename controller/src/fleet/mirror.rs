@@ -28,6 +28,8 @@ pub struct HubCampaign {
     instruments: Vec<Row>,
     events: Vec<Row>,
     commands: Vec<Row>,
+    /// The scheduler's decisions (where and when each step was placed, and why), read with the exchanges.
+    decisions: Vec<Row>,
     /// Each workcell's number, in the order the workcells registered.
     workcells: HashMap<String, i64>,
     /// Each workcell's start of the campaign (wall clock, RFC 3339).
@@ -48,8 +50,8 @@ pub async fn campaign_names(hub: &Hub, client: &Client) -> Result<Vec<String>, F
 }
 
 /// Reads fleet campaign `campaign` from the hub: every workcell's experiments, steps, parameters, measurements,
-/// proposals, instruments and events, and with `exchanges` every command on the wire. `None` when no workcell has
-/// shipped any of it yet.
+/// proposals, instruments and events, and with `exchanges` every command on the wire and every scheduling decision
+/// (what a drill-down to a step shows). `None` when no workcell has shipped any of it yet.
 pub async fn read_campaign(
     hub: &Hub,
     client: &Client,
@@ -121,6 +123,13 @@ pub async fn read_campaign(
     } else {
         Vec::new()
     };
+    let decisions = if exchanges {
+        q("SELECT d.workcell, d.id, d.at, d.step_id, d.instrument, d.place, d.waited, d.reason FROM record.decisions d
+           JOIN record.campaigns k ON k.workcell = d.workcell AND k.id = d.campaign_id WHERE k.name = $1")
+        .await?
+    } else {
+        Vec::new()
+    };
     let workcells = hub
         .bounded(client.query("SELECT name FROM fleet.workcells ORDER BY registered_at, name", &[]))
         .await?
@@ -139,6 +148,7 @@ pub async fn read_campaign(
         instruments,
         events,
         commands,
+        decisions,
         workcells,
         starts,
     }))
@@ -343,6 +353,23 @@ pub fn write_campaign(
                 v.get::<_, String>(3),
                 named(&wc, v.get(4)),
                 format!("{wc}: {}", v.get::<_, String>(5)),
+            ],
+        )?;
+    }
+    for d in &data.decisions {
+        let wc: String = d.get(0);
+        tx.execute(
+            "INSERT INTO decisions (id, campaign_id, at, step_id, instrument, place, waited, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![
+                key(&wc, d.get(1)),
+                id,
+                shift(&wc, d.get(2)),
+                key(&wc, d.get(3)),
+                format!("{wc}/{}", d.get::<_, String>(4)),
+                d.get::<_, Option<String>>(5),
+                d.get::<_, f64>(6),
+                d.get::<_, String>(7),
             ],
         )?;
     }

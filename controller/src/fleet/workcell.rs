@@ -151,8 +151,21 @@ pub fn run_workcell(opts: &WorkcellOptions) -> Result<WorkcellSummary, FleetErro
         }
         let summary = run_one(opts, &rt, &name, &lab, next, &shipper)?;
         shipper.poke();
+        // An instrument a step needs went offline for good: the run stopped safely and gave back every claim it had
+        // not started, so the rest of the fleet runs them. This workcell claims nothing more until it is repaired
+        // and started again (which resumes its campaign), rather than resuming at once into the same fault.
+        let stopped = summary.status == "stopped";
+        if stopped && opts.progress {
+            eprintln!(
+                "lab: workcell {name} stops: {}; repair it, then start `lab workcell` again",
+                summary.stop_reason.as_deref().unwrap_or("an instrument went offline")
+            );
+        }
         campaigns.push(summary);
         pinned_done = true;
+        if stopped {
+            break;
+        }
     }
     if opts.campaign.is_some() && campaigns.is_empty() {
         shipper.stop();

@@ -403,9 +403,10 @@ pub fn paused(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
         .is_some_and(|m| m.starts_with("paused:")))
 }
 
-/// Each tracked bottle's stock, and what experiments wait for, from `stock_events` (empty for a record older than
-/// schema version 7, which tracked no stock).
-fn stock_of(conn: &Connection, id: i64) -> rusqlite::Result<(Vec<(String, String, f64)>, Vec<String>)> {
+/// Each tracked bottle's stock as (bottle, reagent, microlitres left), and what experiments wait for, from
+/// `stock_events` (empty for a record older than schema version 7, which tracked no stock). `lab status` and the
+/// live page of `lab serve` both show it.
+pub(crate) fn stock_of(conn: &Connection, id: i64) -> rusqlite::Result<(Vec<(String, String, f64)>, Vec<String>)> {
     if !crate::record::has_table(conn, "stock_events")? {
         return Ok((Vec::new(), Vec::new()));
     }

@@ -44,11 +44,19 @@ pub fn spawn_proposer(
     let handle = std::thread::Builder::new()
         .name("lab-learner".into())
         .spawn(move || {
+            // Points proposed and not yet told. An ask's `pending` is what the world had when it asked, so it lacks
+            // the answer to an earlier ask still on its way: these keep two asks from proposing the same point.
+            let mut handed: Vec<experiments::Point> = Vec::new();
             while let Ok(req) = rx.recv() {
                 match req {
-                    LearnerRequest::Tell(o) => proposer.tell_outcome(o),
-                    LearnerRequest::Ask { n, pending } => {
-                        let proposals = proposer.ask(n, &pending);
+                    LearnerRequest::Tell(o) => {
+                        handed.retain(|p| !p.iter().all(|(k, v)| o.values.get(k) == Some(v)));
+                        proposer.tell_outcome(o);
+                    }
+                    LearnerRequest::Ask { n, mut pending, unavailable } => {
+                        pending.extend(handed.iter().filter(|p| !pending.contains(p)).cloned().collect::<Vec<_>>());
+                        let proposals = ask_avoiding(proposer.as_mut(), n, pending, &unavailable);
+                        handed.extend(proposals.iter().map(|p| p.values.clone()));
                         let stop = proposer.should_stop().map(|r| r.to_string());
                         if inbound.send(Inbound::Proposals { asked: n, proposals, stop, claims: Vec::new() }).is_err() {
                             break;
@@ -59,4 +67,143 @@ pub fn spawn_proposer(
         })
         .map_err(|e| RunError::System(format!("cannot start the learner thread: {e}")))?;
     Ok((tx, handle))
+}
+
+/// How many times the proposer is asked again for points that avoid unavailable levels.
+const AVOID_ROUNDS: usize = 3;
+
+/// Asks `proposer` for `n` points, keeping those that use none of the `unavailable` levels: a point that does is
+/// put among the pending ones (so the proposer moves away from it) and the proposer asked again, a few times. If
+/// every point it gives uses one, they are all returned, to wait for the restock like any held proposal: a campaign
+/// whose only levels are out of stock waits rather than stops.
+fn ask_avoiding(
+    proposer: &mut dyn experiments::Proposer,
+    n: usize,
+    mut pending: Vec<experiments::Point>,
+    unavailable: &[(String, f64)],
+) -> Vec<experiments::Proposal> {
+    let uses_unavailable =
+        |p: &experiments::Proposal| unavailable.iter().any(|(name, level)| p.values.get(name) == Some(level));
+    proposer.avoid(unavailable);
+    let first = proposer.ask(n, &pending);
+    if unavailable.is_empty() || !first.iter().any(uses_unavailable) {
+        return first;
+    }
+    let mut kept: Vec<experiments::Proposal> = Vec::new();
+    let mut asked = first.clone();
+    for round in 0..=AVOID_ROUNDS {
+        let (good, bad): (Vec<_>, Vec<_>) = asked.into_iter().partition(|p| !uses_unavailable(p));
+        kept.extend(good);
+        if kept.len() >= n || bad.is_empty() || round == AVOID_ROUNDS {
+            break;
+        }
+        pending.extend(bad.into_iter().map(|p| p.values));
+        pending.extend(kept.iter().map(|p| p.values.clone()));
+        asked = proposer.ask(n - kept.len(), &pending);
+        pending.truncate(pending.len() - kept.len());
+    }
+    if kept.is_empty() { first } else { kept }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A proposer that proposes levels 1, 2, 3, ... of `catalyst` in turn, skipping pending ones.
+    struct Levels(f64);
+
+    /// A proposer that proposes the lowest level of `catalyst` neither told nor pending, as a model-based one
+    /// proposes its favourite point.
+    struct Lowest(Vec<f64>);
+
+    impl experiments::Proposer for Lowest {
+        fn name(&self) -> &str {
+            "lowest"
+        }
+        fn tell(&mut self, _: experiments::Observation) {}
+        fn tell_outcome(&mut self, o: experiments::Outcome) {
+            self.0.push(o.values["catalyst"]);
+        }
+        fn ask(&mut self, n: usize, pending: &[experiments::Point]) -> Vec<experiments::Proposal> {
+            let taken: Vec<f64> = self.0.iter().copied().chain(pending.iter().map(|p| p["catalyst"])).collect();
+            (1..=6).map(f64::from).filter(|l| !taken.contains(l)).take(n).map(proposal).collect()
+        }
+    }
+
+    fn proposal(level: f64) -> experiments::Proposal {
+        experiments::Proposal {
+            values: [("catalyst".to_owned(), level)].into_iter().collect(),
+            strategy: "test".into(),
+            predicted_mean: None,
+            predicted_sd: None,
+            acquisition: None,
+            model: None,
+            reason: String::new(),
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn two_asks_in_flight_never_propose_the_same_point() {
+        let (inbound, answers) = crossbeam_channel::unbounded();
+        let (asks, handle) = spawn_proposer(Box::new(Lowest(Vec::new())), inbound).unwrap();
+        let ask = || LearnerRequest::Ask { n: 1, pending: Vec::new(), unavailable: Vec::new() };
+        // Both asks leave before either answer arrives, so neither pending names the other's point.
+        asks.send(ask()).unwrap();
+        asks.send(ask()).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match answers.recv_timeout(std::time::Duration::from_secs(10)).unwrap() {
+                Inbound::Proposals { proposals, .. } => got.extend(levels(&proposals)),
+                _ => panic!("only proposals come back"),
+            }
+        }
+        assert_eq!(got, vec![1.0, 2.0]);
+        // Once level 1 is told, it is the proposer's own to avoid; level 2 is still out, so 3 comes next.
+        let told = experiments::Outcome { values: proposal(1.0).values, outputs: None };
+        asks.send(LearnerRequest::Tell(told)).unwrap();
+        asks.send(ask()).unwrap();
+        match answers.recv_timeout(std::time::Duration::from_secs(10)).unwrap() {
+            Inbound::Proposals { proposals, .. } => assert_eq!(levels(&proposals), vec![3.0]),
+            _ => panic!("only proposals come back"),
+        }
+        drop(asks);
+        handle.join().unwrap();
+    }
+
+    impl experiments::Proposer for Levels {
+        fn name(&self) -> &str {
+            "levels"
+        }
+        fn tell(&mut self, _: experiments::Observation) {}
+        fn tell_outcome(&mut self, _: experiments::Outcome) {}
+        fn ask(&mut self, n: usize, pending: &[experiments::Point]) -> Vec<experiments::Proposal> {
+            let mut out = Vec::new();
+            while out.len() < n && self.0 < 6.0 {
+                self.0 += 1.0;
+                let values: experiments::Point = [("catalyst".to_owned(), self.0)].into_iter().collect();
+                if !pending.contains(&values) {
+                    out.push(proposal(values["catalyst"]));
+                }
+            }
+            out
+        }
+    }
+
+    fn levels(ps: &[experiments::Proposal]) -> Vec<f64> {
+        ps.iter().map(|p| p.values["catalyst"]).collect()
+    }
+
+    #[test]
+    fn unavailable_levels_are_avoided_where_the_proposer_has_others() {
+        let out = ask_avoiding(&mut Levels(0.0), 2, Vec::new(), &[("catalyst".into(), 1.0), ("catalyst".into(), 3.0)]);
+        assert_eq!(levels(&out), vec![2.0, 4.0]);
+        assert_eq!(levels(&ask_avoiding(&mut Levels(0.0), 2, Vec::new(), &[])), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn a_proposer_with_nothing_else_gives_what_it_has() {
+        let all: Vec<(String, f64)> = (1..=6).map(|l| ("catalyst".to_owned(), f64::from(l))).collect();
+        assert_eq!(levels(&ask_avoiding(&mut Levels(4.0), 1, Vec::new(), &all)), vec![5.0]);
+    }
 }

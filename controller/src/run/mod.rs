@@ -112,7 +112,8 @@ pub struct Summary {
     pub lab_seconds: f64,
     /// Wall seconds it took.
     pub wall_seconds: f64,
-    /// How it ended: `finished`, `aborted`.
+    /// How it ended: `finished`, `aborted`, or `stopped` (an instrument a step needs went offline for the rest of the
+    /// run: the campaign is left for `lab resume`).
     pub status: &'static str,
     /// Why it stopped early, if it did.
     pub stop_reason: Option<String>,
@@ -548,9 +549,28 @@ fn execute(
     if let Some(s) = sims {
         runtime.block_on(s.stop());
     }
-    let status = if state.aborted { "aborted" } else { "finished" };
+    let status = match (&state.halted, state.aborted) {
+        (_, true) => "aborted",
+        (Some(_), false) => "stopped",
+        (None, false) => "finished",
+    };
     let failure = recorder.failure();
-    finish_record(&recorder, campaign_id, lab_seconds, status, state.stop_reason.clone().or(failure));
+    if status == "stopped" {
+        // The campaign stays `running` in the record, as after a crash, so `lab resume` carries it on; the events
+        // say why it stopped, and every instrument was put in its safe state above.
+        recorder.send(RecordEvent::say(
+            campaign_id,
+            lab_seconds,
+            "warning",
+            None,
+            format!(
+                "the controller stopped without finishing the campaign: {}; `lab resume` carries it on",
+                state.halted.as_deref().unwrap_or_default()
+            ),
+        ));
+    } else {
+        finish_record(&recorder, campaign_id, lab_seconds, status, state.stop_reason.clone().or(failure));
+    }
     recorder.checkpoint(checkpoint_reason(campaign_id, status));
     recorder.flush();
     drop(recorder);
@@ -576,7 +596,7 @@ fn execute(
         lab_seconds,
         wall_seconds: wall.elapsed().as_secs_f64(),
         status,
-        stop_reason: state.stop_reason,
+        stop_reason: state.halted.clone().or(state.stop_reason),
         offline,
         head,
     })

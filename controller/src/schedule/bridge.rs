@@ -206,12 +206,15 @@ pub trait Executor: Send + Sync {
 pub enum LearnerRequest {
     /// A result to learn from: every output measured, or none if the experiment failed.
     Tell(Result_),
-    /// Propose `n` points, avoiding `pending`.
+    /// Propose `n` points, avoiding `pending`, and where it can, the levels in `unavailable`.
     Ask {
         /// How many.
         n: usize,
         /// Points already running or queued.
         pending: Vec<Point>,
+        /// Levels (parameter, level number) of reagent parameters whose reagent the bottles cannot give until a
+        /// restock: proposals that use one would wait.
+        unavailable: Vec<(String, f64)>,
     },
 }
 

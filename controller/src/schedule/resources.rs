@@ -175,6 +175,9 @@ pub struct CampaignState {
     pub unknown: usize,
     /// Failed experiments whose vessels are being returned to the rack.
     pub cleanups: usize,
+    /// Why no new experiment may start until the controller runs again: an instrument a step needs is offline for
+    /// the rest of this run. The run then ends without finishing the campaign, so `lab resume` carries it on.
+    pub halted: Option<String>,
 }
 
 impl CampaignState {
@@ -201,17 +204,21 @@ impl CampaignState {
             peak_in_flight: 0,
             unknown: 0,
             cleanups: 0,
+            halted: None,
         }
     }
 
     /// Whether the campaign has nothing left to do.
     pub fn is_finished(&self) -> bool {
-        self.running == 0 && self.cleanups == 0 && !self.paused && (self.stopping || self.started >= self.budget)
+        self.running == 0
+            && self.cleanups == 0
+            && !self.paused
+            && (self.stopping || self.halted.is_some() || self.started >= self.budget)
     }
 
     /// Whether new experiments may start.
     pub fn may_start(&self) -> bool {
-        !self.stopping && !self.paused && self.started < self.budget
+        !self.stopping && !self.paused && self.halted.is_none() && self.started < self.budget
     }
 }
 

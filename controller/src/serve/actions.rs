@@ -1,4 +1,5 @@
-//! The operator's actions from the pages: pause, resume, abort, confirm a step, clear a place; and signing in.
+//! The operator's actions from the pages: pause, resume, abort, confirm a step, clear a place, restock a bottle;
+//! and signing in.
 //!
 //! An action is written exactly as `lab pause` writes it: one row of `operator_requests`, through
 //! [`crate::run::operator::request`], with the operator's name and reason; the controller carries it out and records
@@ -6,11 +7,9 @@
 //! cookie, the same origin, the form's anti-forgery value), and its fields and its campaign are checked; a request
 //! that fails is refused with a page saying why, and the record is not touched.
 //!
-//! Restocking a reagent is not here yet: this record's schema has no reagents and `OperatorAction` no restock
-//! (issue 16 brings both). The seam is ready on both sides: the live page's stock section (`live::stock_levels`,
-//! drawn by the `stock` part of `live_sections.html`) shows levels once the record has them, and a restock is one
-//! more handler here, `act(app, &c, &headers, &body, |f| ...)` building the new action from the form, routed as
-//! `POST /campaigns/{id}/restock` in `mod.rs`, with its form in the stock section for a signed-in browser.
+//! Restocking a bottle (`POST /campaigns/ID/restock`, the form in the live page's stock section) goes through
+//! [`crate::run::operator::restock`], as `lab restock` does, which also refuses a bottle the running campaign does
+//! not track.
 //! A server of a fleet's hub takes no actions at all (`App::fleet`).
 
 use std::path::PathBuf;
@@ -69,7 +68,7 @@ async fn act(
     if let Some(fleet) = app.fleet() {
         // The hub holds copies of the workcells' records, not a controller's requests: nothing is written anywhere.
         return Err(PageError::Conflict(format!(
-            "this server shows the fleet hub {} and takes no actions: pause, resume, abort, confirm and clear act on \
+            "this server shows the fleet hub {} and takes no actions: pause, resume, abort, confirm, clear and restock act on \
              one workcell's controller, from `lab serve --db lab.db` on that workcell's PC (or `lab pause` there); \
              a workcell lost for good is retired with `lab fleet retire`, and what it started settled with `lab \
              fleet settle`",
@@ -123,7 +122,13 @@ async fn act(
     }
     let db: PathBuf = app.reader().path().to_owned();
     let name = action.name();
-    let written = tokio::task::spawn_blocking(move || crate::run::operator::request(&db, &action, &who, &reason)).await;
+    let written = tokio::task::spawn_blocking(move || match action {
+        OperatorAction::Restock { bottle, volume, absolute } => {
+            crate::run::operator::restock(&db, &bottle, volume, absolute, &who, &reason)
+        }
+        action => crate::run::operator::request(&db, &action, &who, &reason),
+    })
+    .await;
     match written {
         Ok(Ok((request, _))) => Ok(see_other(&format!("/campaigns/{campaign}?sent={request}&action={name}"))),
         Ok(Err(e)) => Err(PageError::Conflict(format!("the request could not be written: {e}"))),
@@ -181,6 +186,38 @@ pub async fn clear(State(app): State<App>, Path(c): Path<String>, headers: Heade
     act(app, &c, &headers, &body, |f| Ok(OperatorAction::Clear { place: f.required("place", "the place", 100)? }))
         .await
         .into_response()
+}
+
+/// `POST /campaigns/ID/restock`: a bottle was topped up by a volume, or (the form's "set" box) now holds it.
+pub async fn restock(State(app): State<App>, Path(c): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    act(app, &c, &headers, &body, |f| {
+        let bottle = f.required("bottle", "which bottle", 100)?;
+        let text = f.required("volume", "the volume", 40)?;
+        let volume = match protocols::units::Quantity::parse(&text) {
+            Ok(q) if q.dimension == protocols::units::Dimension::Volume && q.value.is_finite() && q.value >= 0.0 => {
+                q.value
+            }
+            Ok(q) if q.dimension == protocols::units::Dimension::Volume => {
+                return Err(PageError::BadRequest(format!(
+                    "`{text}` is negative: a restock adds liquid (or says how much is there); nothing was sent"
+                )));
+            }
+            Ok(q) => {
+                return Err(PageError::BadRequest(format!(
+                    "`{text}` is a {}, not a volume: write it as \"10 mL\" or \"500 uL\"; nothing was sent",
+                    q.dimension.name()
+                )));
+            }
+            Err(e) => {
+                return Err(PageError::BadRequest(format!(
+                    "`{text}` is not a volume ({e}): write it as \"10 mL\" or \"500 uL\"; nothing was sent"
+                )));
+            }
+        };
+        Ok(OperatorAction::Restock { bottle, volume, absolute: f.get("set") == Some("yes") })
+    })
+    .await
+    .into_response()
 }
 
 /// `POST /login`: signs the browser in with the token typed into the form.

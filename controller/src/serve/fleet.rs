@@ -28,8 +28,9 @@ use crate::fleet::{FleetError, Hub, mirror};
 const POLL: Duration = Duration::from_secs(1);
 
 /// The tables of the copy, emptied before each reading is written (children first).
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "commands",
+    "decisions",
     "measurements",
     "step_events",
     "steps",

@@ -169,11 +169,44 @@ fn gantt_window(conn: &Connection, campaign: i64) -> rusqlite::Result<(f64, Opti
     Ok((from.unwrap_or(0.0), Some(threshold)))
 }
 
-/// Stock levels, where the record tracks them. Records of this version have no stock (reagents, bottles and their
-/// levels come with a later schema), so the page shows no stock section; the section appears, drawn by the
-/// `stock` part of `live_sections.html`, for a record that has them.
-fn stock_levels(_conn: &Connection, _campaign: i64) -> rusqlite::Result<Option<Vec<StockLevel>>> {
-    Ok(None)
+/// Stock levels, where the record tracks them: each tracked bottle's stock as `lab status` reads it, what running
+/// experiments still hold reserved there (reserved, less what they drew or let go, plus what a dispense that never
+/// acted gave back), and whether it runs low (nothing free, or an experiment waits for a restock of its reagent).
+/// `None` for a record older than schema version 7 or a campaign with no tracked bottle, so the page shows no stock
+/// section.
+fn stock_levels(conn: &Connection, campaign: i64) -> rusqlite::Result<Option<Vec<StockLevel>>> {
+    let (stock, waiting) = crate::inspect::status::stock_of(conn, campaign)?;
+    if stock.is_empty() {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT bottle, sum(max(held, 0)) FROM (
+             SELECT bottle, sum(CASE kind WHEN 'reserved' THEN volume_ul WHEN 'drawn' THEN -volume_ul
+                 WHEN 'released' THEN -volume_ul WHEN 'adjusted' THEN CASE unknown WHEN 0 THEN volume_ul ELSE 0 END
+                 ELSE 0 END) AS held
+             FROM stock_events WHERE campaign_id = ?1 AND experiment_id IS NOT NULL GROUP BY bottle, experiment_id)
+         GROUP BY bottle",
+    )?;
+    let reserved: HashMap<String, f64> =
+        stmt.query_map([campaign], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    // A waiting message names its reagent between the first pair of backquotes.
+    let short: Vec<&str> = waiting.iter().filter_map(|m| m.split('`').nth(1)).collect();
+    Ok(Some(
+        stock
+            .into_iter()
+            .map(|(bottle, reagent, left)| {
+                let reserved = reserved.get(&bottle).copied().unwrap_or(0.0);
+                StockLevel {
+                    low: left - reserved <= 0.0 || short.contains(&reagent.as_str()),
+                    reagent,
+                    source: bottle,
+                    left: left / 1000.0,
+                    reserved: reserved / 1000.0,
+                    unit: "mL".to_owned(),
+                }
+            })
+            .collect(),
+    ))
 }
 
 /// Parameters of experiments by id, as `name value unit` text.

@@ -230,6 +230,7 @@ pub fn router(app: App) -> Router {
         .route("/campaigns/{id}/resume", post(actions::resume))
         .route("/campaigns/{id}/abort", post(actions::abort))
         .route("/campaigns/{id}/clear", post(actions::clear))
+        .route("/campaigns/{id}/restock", post(actions::restock))
         .route("/campaigns/{id}/steps/{step}/confirm", post(actions::confirm))
         .route("/steps/{id}", get(pages::step))
         .route("/exchanges/{id}", get(pages::exchange))

@@ -372,3 +372,105 @@ fn a_stock_section_appears_only_where_stock_is_tracked() {
     let stock = some.stock.expect("a stock section");
     assert!(stock.contains("catalyst C1") && stock.contains("12.5 mL"), "{stock}");
 }
+
+/// A running record whose campaign tracks two bottles: a catalyst on a valve's port with 4.8 mL left of which
+/// 0.3 mL is reserved, and a base in a pump's own reservoir with less left than experiments reserved.
+fn record_with_stock(dir: &Path) -> PathBuf {
+    let db = running_record(dir);
+    let mut record = crate::record::Record::open(&db).expect("the record opens");
+    let stock = |at: f64, bottle: &str, reagent: &str, kind: &str, volume: f64, experiment, left| {
+        crate::record::RecordEvent::Stock {
+            campaign: 2,
+            at,
+            bottle: bottle.into(),
+            reagent: reagent.into(),
+            kind: kind.into(),
+            volume,
+            experiment,
+            step: None,
+            unknown: false,
+            left,
+            note: String::new(),
+        }
+    };
+    record
+        .write(&[
+            stock(0.0, "valve:2", "C1", "declared", 5000.0, None, Some(5000.0)),
+            stock(0.0, "pump_b", "base", "declared", 800.0, None, Some(800.0)),
+            stock(1.0, "valve:2", "C1", "reserved", 500.0, Some(1), None),
+            stock(1.0, "pump_b", "base", "reserved", 900.0, Some(2), None),
+            stock(2.0, "valve:2", "C1", "drawn", 200.0, Some(1), Some(4800.0)),
+        ])
+        .expect("the stock is recorded");
+    drop(record);
+    db
+}
+
+#[tokio::test]
+async fn stock_is_shown_and_a_bottle_is_restocked_from_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = record_with_stock(dir.path());
+    let s = Server::new(&db);
+    let signed_in = s
+        .send(
+            Server::request("GET", "/campaigns/2")
+                .header("cookie", format!("lab_token_{PORT}={TOKEN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(signed_in.status, StatusCode::OK);
+    let page = &signed_in.body;
+    assert!(page.contains("Reagent stock"), "{page}");
+    for shown in ["C1", "valve:2", "4.8 mL", "0.3 mL", "base", "0.8 mL", "0.9 mL", "/campaigns/2/restock"] {
+        assert!(page.contains(shown), "the page shows {shown}: {page}");
+    }
+    assert!(page.contains(r#"<tr class="offline"><td>base</td>"#), "the base runs low: {page}");
+    assert!(page.contains(r#"<tr class=""><td>C1</td>"#), "the catalyst does not: {page}");
+    let anonymous = s.get("/campaigns/2").await;
+    assert!(anonymous.body.contains("4.8 mL") && !anonymous.body.contains("/campaigns/2/restock"));
+
+    let csrf = s.csrf();
+    let form = format!("csrf={csrf}&who=Ada+Lovelace&reason=new+bottle");
+    for (body, status, why) in [
+        (format!("{form}&bottle=valve%3A7&volume=10+mL"), StatusCode::CONFLICT, "tracks no bottle"),
+        (format!("{form}&bottle=valve%3A2&volume=-5+mL"), StatusCode::BAD_REQUEST, "negative"),
+        (format!("{form}&bottle=valve%3A2&volume=3+s"), StatusCode::BAD_REQUEST, "not a volume"),
+        (format!("{form}&bottle=valve%3A2&volume=lots"), StatusCode::BAD_REQUEST, "not a volume"),
+        (format!("{form}&bottle=valve%3A2"), StatusCode::BAD_REQUEST, "the volume"),
+        (format!("{form}&volume=10+mL"), StatusCode::BAD_REQUEST, "which bottle"),
+    ] {
+        let r = s.post("/campaigns/2/restock", &body).await;
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert!(r.body.contains(why), "{body}: {}", r.body);
+    }
+    let unsigned = Server::request("POST", "/campaigns/2/restock")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("{form}&bottle=valve%3A2&volume=10+mL")))
+        .unwrap();
+    assert_eq!(s.send(unsigned).await.status, StatusCode::FORBIDDEN);
+    assert!(requests(&db).is_empty(), "nothing was written");
+
+    let r = s.post("/campaigns/2/restock", &format!("{form}&bottle=valve%3A2&volume=10+mL")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.headers["location"], "/campaigns/2?sent=1&action=restock");
+    let r = s.post("/campaigns/2/restock", &format!("{form}&bottle=C1&volume=250+uL&set=yes")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let conn = crate::inspect::report::open_read_only(&db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT campaign_id, action, place, volume, absolute, who FROM operator_requests ORDER BY id")
+        .unwrap();
+    let rows: Vec<(i64, String, String, f64, i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let ada = "Ada Lovelace".to_owned();
+    assert_eq!(
+        rows,
+        vec![
+            (2, "restock".into(), "valve:2".into(), 10_000.0, 0, ada.clone()),
+            (2, "restock".into(), "C1".into(), 250.0, 1, ada),
+        ]
+    );
+}

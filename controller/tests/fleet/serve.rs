@@ -160,6 +160,20 @@ fn lab_serve_hub_shows_every_workcell_and_takes_no_action() {
     assert!(exchange.contains(&format!("Sent: {} bytes", row.get::<_, i32>(3))), "{exchange}");
     assert!(exchange.contains(&format!("Received: {} bytes", row.get::<_, i32>(4))), "{exchange}");
 
+    // A step's page shows where and why the workcell's scheduler placed it, as on that workcell's own server.
+    let row = &hub
+        .query("SELECT workcell, step_id, instrument, reason FROM record.decisions ORDER BY workcell, id LIMIT 1", &[])
+        [0];
+    let (wc, local, instrument, reason): (String, i64, String, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let number = order.iter().position(|n| *n == wc).unwrap() as i64 + 1;
+    let (code, step) = curl(&format!("{base}/steps/{}", (number << 40) | local), &[]);
+    assert_eq!(code, 200, "{step}");
+    assert!(step.contains("The scheduler's decisions"), "{step}");
+    assert!(step.contains(&format!("{wc}/{instrument}")), "{step}");
+    let shown = reason.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\'', "&#39;");
+    assert!(step.contains(&shown), "the decision's reason `{reason}`: {step}");
+
     // The health page shows each workcell's head at the hub, hash for hash, once the server has read the last rows
     // the workcells shipped as they ended.
     let heads: Vec<(String, String)> = hub

@@ -140,6 +140,14 @@ struct ModelScorer<'a> {
     acquisition: Acquisition,
     feasibility: Option<&'a Feasibility>,
     coordinate_features: Vec<Option<usize>>,
+    /// Levels not to propose now (dimension, level's unit value): they score minus infinity.
+    avoid: &'a [(usize, f64)],
+}
+
+impl ModelScorer<'_> {
+    fn avoided(&self, unit: &[f64]) -> bool {
+        self.avoid.iter().any(|&(j, u)| unit.get(j).is_some_and(|&v| (self.space.dims()[j].snap(v) - u).abs() < 1e-9))
+    }
 }
 
 impl Scorer for ModelScorer<'_> {
@@ -151,6 +159,9 @@ impl Scorer for ModelScorer<'_> {
             .iter()
             .enumerate()
             .map(|(i, (m, v))| {
+                if self.avoided(&units[i]) {
+                    return f64::NEG_INFINITY;
+                }
                 let a = self.acquisition.value(*m, *v, self.best);
                 match &feasible {
                     None => a,
@@ -212,6 +223,9 @@ pub struct GpProposer {
     feasibility: Option<(usize, Option<Feasibility>)>,
     stop: StopTracker,
     seed: u64,
+    /// Levels of categorical parameters not to propose for now (dimension, level's unit value), from
+    /// [`Proposer::avoid`].
+    avoid: Vec<(usize, f64)>,
 }
 
 impl GpProposer {
@@ -246,6 +260,7 @@ impl GpProposer {
             feasibility: None,
             stop,
             seed,
+            avoid: Vec::new(),
         }
     }
 
@@ -674,6 +689,17 @@ impl Proposer for GpProposer {
         }
     }
 
+    fn avoid(&mut self, levels: &[(String, f64)]) {
+        let space = &self.history.space;
+        self.avoid = levels
+            .iter()
+            .filter_map(|(name, level)| {
+                let j = space.index_of(name)?;
+                Some((j, space.dims()[j].to_unit(*level)?))
+            })
+            .collect();
+    }
+
     fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal> {
         let mut taken = self.history.taken(pending);
         let told = self.history.told.len();
@@ -758,6 +784,7 @@ impl Proposer for GpProposer {
                 }
             };
             let feasibility = self.feasibility(&model);
+            let avoid = self.avoid.clone();
             let scorer = ModelScorer {
                 space: &space,
                 gp: &gp,
@@ -765,6 +792,7 @@ impl Proposer for GpProposer {
                 acquisition: self.acquisition,
                 feasibility: feasibility.as_ref(),
                 coordinate_features: coordinate_features.clone(),
+                avoid: &avoid,
             };
             let frozen = batch.frozen.clone();
             let found = match &self.history.pool {

@@ -121,6 +121,11 @@ pub trait Proposer: Send {
     /// left (every point of a finite space or pool tried, or a space whose every dimension has zero width).
     fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal>;
 
+    /// Levels (parameter name, level number) of categorical parameters that later asks should not propose, until
+    /// the next call: a reagent that ran out, say. A proposer that can steer its search away from them does; the
+    /// others ignore it (the default), and their caller filters what they propose.
+    fn avoid(&mut self, _levels: &[(String, f64)]) {}
+
     /// Whether the campaign should stop before its budget: a result reached the target, the model expects no
     /// worthwhile improvement anywhere, or no untried point is left. The time limit is the controller's to check
     /// ([`StopRules::check_time`]).

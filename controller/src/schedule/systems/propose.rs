@@ -10,13 +10,27 @@ use protocols::InstrumentRef;
 use crate::record::{ProposalRow, RecordEvent, StepRow};
 use crate::schedule::bridge::{Bridge, LearnerRequest};
 use crate::schedule::components::{
-    Attempts, Dependents, Experiment, ExperimentState, Readings, Step, StepState, Vessel, Work,
+    Attempts, Availability, Dependents, Experiment, ExperimentState, Instrument, Readings, Step, StepState, Vessel,
+    Work,
 };
 use crate::schedule::messages::ProposalsArrived;
 use crate::schedule::resources::{
     CampaignSource, CampaignState, Estimates, Job, LabClock, Progress, RackState, ReadyIndex, Record, Schedule, Source,
 };
 use crate::schedule::stock::{self, Stock};
+
+/// The first reagent of a queued proposal's dispenses that the bottles cannot give now, with how short it is; `None`
+/// for a proposal that can start, or that does not bind (which [`start_experiments`] refuses).
+fn shortage_of(
+    cs: &CampaignSource,
+    stock: &Stock,
+    proposal: &experiments::Proposal,
+) -> Option<(String, stock::Shortage)> {
+    let mut values = cs.fixed.clone();
+    values.extend(proposal.values.clone());
+    let bound = cs.protocol.bind_with(&values, &cs.reagents_at(&values)).ok()?;
+    stock.shortage(&stock::needs(bound.steps.iter().map(|s| &s.action)))
+}
 
 /// The place in the queue of the first proposal whose dispenses the bottles can serve now; says once in the record
 /// what the others wait for. A proposal that does not bind is left for [`start_experiments`] to refuse.
@@ -30,13 +44,7 @@ fn startable(
     let mut short = std::collections::BTreeMap::new();
     let mut found = None;
     for (k, (_, proposal)) in state.queue.iter().enumerate() {
-        let mut values = cs.fixed.clone();
-        values.extend(proposal.values.clone());
-        let Ok(bound) = cs.protocol.bind_with(&values, &cs.reagents_at(&values)) else {
-            found = Some(k);
-            break;
-        };
-        match stock.shortage(&stock::needs(bound.steps.iter().map(|s| &s.action))) {
+        match shortage_of(cs, stock, proposal) {
             None => {
                 found = Some(k);
                 break;
@@ -117,26 +125,89 @@ pub fn receive_proposals(
 }
 
 /// Asks the learner for enough proposals to keep the in-flight limit full, while experiments still run.
-pub fn request_proposals(mut state: ResMut<CampaignState>, bridge: Res<Bridge>, experiments: Query<&Experiment>) {
+///
+/// A queued proposal held for a reagent the bottles cannot give does not take an in-flight place: the learner is
+/// asked for others, told which levels of the reagent parameters it should avoid until a restock (the reagents the
+/// record says experiments wait for), so the instruments keep working while the held ones wait. At most `in_flight`
+/// proposals are held at once, so a long wait does not spend the budget on proposals that cannot start.
+pub fn request_proposals(
+    mut state: ResMut<CampaignState>,
+    bridge: Res<Bridge>,
+    experiments: Query<&Experiment>,
+    source: Res<Source>,
+    stock: Res<Stock>,
+) {
     let Some(learner) = &bridge.learner else { return };
     if state.stopping {
         return;
     }
+    let (held, unavailable) = match &*source {
+        Source::Campaign(cs) if !stock.waiting.is_empty() => {
+            let held = state.queue.iter().filter(|(_, p)| shortage_of(cs, &stock, p).is_some()).count();
+            let unavailable: Vec<(String, f64)> = cs
+                .reagents
+                .iter()
+                .flat_map(|(name, levels)| {
+                    levels
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| stock.waiting.contains_key(*r))
+                        .map(move |(i, _)| (name.clone(), (i + 1) as f64))
+                })
+                .collect();
+            (held, unavailable)
+        }
+        _ => (0, Vec::new()),
+    };
     let planned = state.started + state.queue.len() + state.requested;
     let by_budget = state.budget.saturating_sub(planned);
-    let by_flight = state.in_flight.saturating_sub(state.running + state.queue.len() + state.requested);
+    let startable = state.queue.len() - held;
+    let by_flight = state
+        .in_flight
+        .saturating_sub(state.running + startable + state.requested)
+        .min((2 * state.in_flight).saturating_sub(state.running + state.queue.len() + state.requested));
     let n = by_budget.min(by_flight);
     if n == 0 {
         return;
     }
     let pending: Vec<experiments::Point> =
         experiments.iter().map(|e| e.values.clone()).chain(state.queue.iter().map(|(_, p)| p.values.clone())).collect();
-    if learner.send(LearnerRequest::Ask { n, pending }).is_ok() {
+    if learner.send(LearnerRequest::Ask { n, pending, unavailable }).is_ok() {
         state.requested += n;
     }
 }
 
+/// The first step of the protocol that no working instrument can run, with why: every instrument it may run on is
+/// offline for the rest of this run. An experiment started now would do its first steps (dispense reagents, heat a
+/// vial) and fail at that one, so none starts.
+fn unrunnable(cs: &CampaignSource, instruments: &Query<(&Instrument, &Availability)>) -> Option<String> {
+    let working = |on: &InstrumentRef| {
+        instruments.iter().any(|(i, a)| !matches!(a, Availability::Offline { .. }) && i.matches(on))
+    };
+    cs.protocol.steps().iter().find(|s| !working(&s.on)).map(|s| {
+        let offline: Vec<String> = instruments
+            .iter()
+            .filter(|(i, a)| matches!(a, Availability::Offline { .. }) && i.matches(&s.on))
+            .map(|(i, _)| format!("`{}`", i.name))
+            .collect();
+        format!(
+            "step `{}` needs {}, offline for the rest of this run ({})",
+            s.id,
+            match &s.on {
+                InstrumentRef::Kind(k) => format!("a {}", k.name()),
+                InstrumentRef::Named(n) => format!("`{n}`"),
+            },
+            offline.join(", ")
+        )
+    })
+}
+
 /// Starts experiments up to the in-flight limit: queued proposals bound to the protocol, or jobs of a fixed list.
+///
+/// Once an instrument a step needs is offline for the rest of the run (nothing else can run that step), no new
+/// experiment starts: the campaign is halted, the running ones end, and the run stops without finishing the
+/// campaign, so that `lab resume` carries it on once the instrument works again. The budget is not spent on
+/// experiments that could only fail.
 pub fn start_experiments(
     mut commands: Commands,
     mut state: ResMut<CampaignState>,
@@ -149,7 +220,24 @@ pub fn start_experiments(
     record: Res<Record>,
     clock: Res<LabClock>,
     mut progress: ResMut<Progress>,
+    instruments: Query<(&Instrument, &Availability)>,
 ) {
+    if let Source::Campaign(cs) = &*source
+        && state.may_start()
+        && let Some(why) = unrunnable(cs, &instruments)
+    {
+        record.recorder.send(RecordEvent::say(
+            record.campaign,
+            clock.now(),
+            "error",
+            None,
+            format!(
+                "no new experiment starts: {why}. The running ones finish, then the controller stops without \
+                 finishing the campaign; repair or replace the instrument, then `lab resume` carries it on"
+            ),
+        ));
+        state.halted = Some(why);
+    }
     while state.may_start() && state.running < state.in_flight {
         let now = clock.now();
         let seq = state.started + 1;
