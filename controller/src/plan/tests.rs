@@ -310,10 +310,11 @@ fn a_plan_says_how_far_a_runs_luck_with_lost_replies_may_take_it() {
     );
     assert!(plan(&calm, 1, &|p| p).lost_replies().is_none());
     // A reply lost early in a long hold costs nothing: the hold goes on while the driver waits for it.
-    let rates = Durations::of(&inputs.lab).rates(inputs.lab.instrument("circulator").expect("the circulator"));
+    let circulator = inputs.lab.instrument("circulator").expect("the circulator");
+    let rates = Durations::of(&inputs.lab).rates(circulator);
     let Rates::Thermal { stall, wait, .. } = rates else { panic!("the circulator holds as a plate") };
     let (short, long) = (rates.heat(25.0, 25.0, 60.0, true), rates.heat(25.0, 25.0, 3600.0, true));
-    let calm = Rates::Thermal { stall: 0.0, ..rates };
+    let calm = Durations::of(&inputs.lab).calm().rates(circulator);
     let (short_calm, long_calm) = (calm.heat(25.0, 25.0, 60.0, true), calm.heat(25.0, 25.0, 3600.0, true));
     let p = stall / wait;
     // Readings at the start, and every 10 s to the end; only the last 400 s of the hour's readings risk anything.

@@ -118,7 +118,7 @@ mod tests {
     fn absorbance(minutes: f64) -> f64 {
         let clock = Clock::manual();
         let bench = DryBench::new(&lab(), clock.clone()).expect("the simulated lab's instruments are modelled");
-        let mut step = |instrument: &str, task: Task, seconds: f64| {
+        let step = |instrument: &str, task: Task, seconds: f64| {
             bench.start(instrument, &task);
             clock.advance(seconds);
             bench.end(instrument, &task)
