@@ -2,8 +2,9 @@
 //! second through the whole path, result to learner, catch-up after an outage, and learner failover.
 //!
 //! `cargo bench -p controller --bench fleet` runs them all (about six minutes, most of it the two 60 s outages);
-//! `LAB_BENCH_OUTAGE=10` shortens the outages and `LAB_BENCH_FLEET=instant,catchup` picks figures. Each figure is
-//! printed with what it measured and the machine's load.
+//! `LAB_BENCH_OUTAGE=10` shortens the outages and `LAB_BENCH_FLEET=instant,catchup` picks figures (`serve`, after
+//! `instant`, measures `lab serve --hub` on what the instant path left). Each figure is printed with what it measured
+//! and the machine's load.
 
 #[path = "../tests/fleet/pg.rs"]
 mod pg;
@@ -263,6 +264,93 @@ fn whole_path(pg: &pg::PgCluster, budget: usize, instant: bool, scale: u32) {
     );
 }
 
+/// `lab serve --hub` on the hub the instant whole path filled (3,000 experiments of three workcells by default): how
+/// long the server's reading of every fleet campaign into its copy took (the campaigns page says), the pages' time
+/// to first byte and to the last byte, and the server's memory.
+fn serve_hub(pg: &pg::PgCluster) {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(LAB)
+        .args(["serve", "--hub", "--addr", "127.0.0.1:0"])
+        .env("LAB_HUB", pg.url())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let t0 = Instant::now();
+    let link = loop {
+        assert!(t0.elapsed() < Duration::from_secs(60), "lab serve --hub printed no link");
+        if let Ok(l) = rx.recv_timeout(Duration::from_secs(1))
+            && let Some(link) = l.trim().strip_prefix("open ")
+        {
+            break link.to_owned();
+        }
+    };
+    let base = link.split("/?token=").next().unwrap().to_owned();
+    let curl = |path: &str| -> (f64, f64, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{time_starttransfer} %{time_total}", &format!("{base}{path}")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, times) = text.rsplit_once('\n').unwrap_or(("", "0 0"));
+        let mut t = times.split_whitespace().map(|x| x.parse::<f64>().unwrap_or(f64::NAN) * 1e3);
+        (t.next().unwrap_or(f64::NAN), t.next().unwrap_or(f64::NAN), body.to_owned())
+    };
+    // The first reading of the hub: the campaigns page says how long it took once it has one.
+    let read_ms = loop {
+        assert!(t0.elapsed() < Duration::from_secs(300), "lab serve --hub never read the hub");
+        let (_, _, page) = curl("/");
+        if let Some(at) = page.find("reading every campaign took ") {
+            let rest = &page[at + "reading every campaign took ".len()..];
+            break rest.split_whitespace().next().unwrap_or("?").to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let first = t0.elapsed().as_secs_f64();
+    let experiments = {
+        let (_, _, csv) = curl("/campaigns/1/experiments.csv");
+        csv.lines().count().saturating_sub(1)
+    };
+    let mut figures = Vec::new();
+    for path in ["/", "/campaigns/1", "/campaigns/1/experiments", "/campaigns/1/experiments/1"] {
+        let (mut ttfb, mut total) = (Vec::new(), Vec::new());
+        for _ in 0..10 {
+            let (a, b, _) = curl(path);
+            ttfb.push(a);
+            total.push(b);
+        }
+        figures.push(format!(
+            "{path} first byte p50 {:.0} ms, whole p50 {:.0} ms (worst {:.0})",
+            percentile(&mut ttfb, 0.5),
+            percentile(&mut total.clone(), 0.5),
+            percentile(&mut total, 1.0)
+        ));
+    }
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .map(|l| l.trim_start_matches("VmRSS:").trim().to_owned())
+        .unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "lab serve --hub on {experiments} fleet experiments: first reading of the hub {read_ms} ms (pages served {first:.1} s \
+         after start); {}; server memory {rss}",
+        figures.join("; ")
+    );
+}
+
 /// The chain check of schema version 3 (each arrived row joined to the hub's journal) against today's (each row's
 /// predecessor taken from the same statement), in turn on one hub whose journal grows between runs: catch-up of
 /// 100,000 wire exchanges after a 10 s outage, twice each, alternating.
@@ -504,7 +592,8 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    // `LAB_BENCH_FLEET=claim,instant,path,catchup,failover` (the default) picks the figures to measure;
+    // `LAB_BENCH_FLEET=claim,instant,path,catchup,failover` (the default) picks the figures to measure (`serve`, after
+    // `instant`, serves the hub it filled);
     // `chaincheck` compares the hub's chain check of schema version 3 with today's.
     let only = std::env::var("LAB_BENCH_FLEET").unwrap_or_else(|_| "claim,instant,path,catchup,failover".into());
     let wanted = |f: &str| only.split(',').any(|x| x.trim() == f);
@@ -523,6 +612,9 @@ fn main() {
     if wanted("instant") {
         let budget = std::env::var("LAB_BENCH_INSTANT").ok().and_then(|s| s.parse().ok()).unwrap_or(3000);
         whole_path(&pg, budget, true, 1);
+    }
+    if wanted("serve") {
+        serve_hub(&pg);
     }
     if wanted("path") {
         // As fast as the simulators go, which loads the path most; and at a lab clock still far faster than a real

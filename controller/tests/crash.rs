@@ -1,5 +1,7 @@
 //! Crash injection: a simulated campaign whose controller is killed (SIGKILL) at random points and resumed from
-//! `lab.db` each time, checked against the simulators' own ledger of what physically happened.
+//! `lab.db` each time, checked against the simulators' own ledger of what physically happened. One file because
+//! every test here shares the harness (a `lab sim` process that outlives the controllers it serves, controllers
+//! killed and resumed) and the ledger audit.
 //!
 //! The simulators run in their own `lab sim` process, so the simulated bench (vessels, what is in them, where they
 //! stand) outlives every controller, as a real bench would. After the last resume lets the campaign finish, the
@@ -50,6 +52,36 @@ impl Lcg {
     }
 }
 
+/// A demo's files, and what the crash tests change in its campaign.
+struct Demo {
+    lab: &'static str,
+    campaign: &'static str,
+    protocol: &'static str,
+    /// The campaign's budget line, replaced by the test's.
+    budget: &'static str,
+    /// A proposer to put in place of the campaign's, if any.
+    proposer: Option<(&'static str, &'static str)>,
+}
+
+/// The first demo: the condensation on the simulated bench.
+const DEMO: Demo = Demo {
+    lab: "sim.lab.ron",
+    campaign: "demo.campaign.ron",
+    protocol: "condensation.protocol.ron",
+    budget: "budget: 24",
+    proposer: None,
+};
+
+/// The catalyst demo on the bench with a valve-fed catalyst pump, proposing at random (so the catalyst changes
+/// often).
+const CATALYSTS: Demo = Demo {
+    lab: "catalysts.lab.ron",
+    campaign: "catalysts.campaign.ron",
+    protocol: "catalysed.protocol.ron",
+    budget: "budget: 32",
+    proposer: Some(("proposer: GaussianProcess(initial: 8, acquisition: LogExpectedImprovement)", "proposer: Random")),
+};
+
 struct Bench {
     /// Declared first, so it is stopped before the folder it writes to is removed.
     sim: Process,
@@ -66,9 +98,14 @@ impl Bench {
 
     /// [`Bench::start`] on the demo lab as `edit` changes it.
     fn start_with(budget: usize, edit: impl FnOnce(String) -> String) -> Bench {
+        Bench::start_demo(&DEMO, budget, edit)
+    }
+
+    /// The simulators of `demo`'s lab as `edit` changes it, and its campaign with `budget` experiments.
+    fn start_demo(demo: &Demo, budget: usize, edit: impl FnOnce(String) -> String) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let ledger = dir.path().join("ledger.ron");
-        let lab = edit(std::fs::read_to_string(repo().join("devices/labs/sim.lab.ron")).unwrap()).replace(
+        let lab = edit(std::fs::read_to_string(repo().join(format!("devices/labs/{}", demo.lab))).unwrap()).replace(
             "simulation: (seed: 7, time_scale: 400)",
             &format!("simulation: (seed: 7, time_scale: 1000, ledger: {:?})", ledger.display().to_string()),
         );
@@ -90,14 +127,18 @@ impl Bench {
             assert!(t0.elapsed() < STOP_BOUND, "`lab sim` did not write its lab file");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let campaign = std::fs::read_to_string(repo().join("experiments/campaigns/demo.campaign.ron")).unwrap();
+        let campaign =
+            std::fs::read_to_string(repo().join(format!("experiments/campaigns/{}", demo.campaign))).unwrap();
+        let protocol = format!("protocols/library/{}", demo.protocol);
         let campaign = campaign
-            .replace(
-                "\"../../protocols/library/condensation.protocol.ron\"",
-                &format!("{:?}", repo().join("protocols/library/condensation.protocol.ron").display().to_string()),
-            )
-            .replace("\"../../devices/labs/sim.lab.ron\"", &format!("{:?}", out.display().to_string()))
-            .replace("budget: 24", &format!("budget: {budget}"));
+            .replace(&format!("\"../../{protocol}\""), &format!("{:?}", repo().join(&protocol).display().to_string()))
+            .replace(&format!("\"../../devices/labs/{}\"", demo.lab), &format!("{:?}", out.display().to_string()))
+            .replace(demo.budget, &format!("budget: {budget}"));
+        let campaign = match demo.proposer {
+            Some((from, to)) => campaign.replace(from, to),
+            None => campaign,
+        };
+        assert!(campaign.contains(&format!("budget: {budget}")), "the demo campaign changed; update this test");
         std::fs::write(dir.path().join("c.campaign.ron"), campaign).unwrap();
         let hands = std::sync::Mutex::new(sim.child.stdin.take());
         Bench { sim, hands, dir }
@@ -516,6 +557,7 @@ fn audit(conn: &Connection, ledger: &LedgerFile) -> Audit {
             | Event::Drew { .. }
             | Event::DryDraw { .. }
             | Event::Returned { .. }
+            | Event::Drained { .. }
             | Event::Refilled { .. } => panic!("{what}: this must never happen on this bench"),
         }
     }
@@ -969,5 +1011,83 @@ fn a_signed_campaign_killed_and_resumed_is_proven_to_its_end_only_when_resumed_w
     let audit = audit(&conn, &ledger);
     assert_eq!(audit.held, None, "a vessel was left in the gripper");
     let dir = keep_if_asked(dir, "the signed campaign");
+    drop(dir);
+}
+
+/// The catalyst demo killed while its valve-fed pump dispenses, with other experiments started and not yet served:
+/// the resumed campaign reserves again what the experiments it carries on still need (their reservations died with
+/// the controller), keeps the dispense in doubt charged in full, and finishes its budget with no bottle drawn dry,
+/// every vessel holding only its own catalyst (the line primed again, as what it holds is not known after a
+/// resume), and the stock counted never more than what the bench's bottles hold.
+#[test]
+fn a_resumed_catalyst_campaign_reserves_again_for_the_experiments_it_carries_on() {
+    // pump_c answers slowly, so a dispense lasts long enough to be caught.
+    let pump_c =
+        "driver: CavroXCalibur(address: 2, syringe: \"250 uL\", top_speed: 400),\n            port: Simulated,";
+    let bench = Bench::start_demo(&CATALYSTS, 8, |lab| {
+        assert!(lab.contains(pump_c), "the catalyst lab changed at pump_c; update this test");
+        lab.replace(pump_c, &format!("{pump_c}\n            faults: (latency: Fixed(\"60 ms\")),"))
+    });
+    let mut first = bench.controller(true);
+    let running = "SELECT s.id FROM steps s WHERE s.instrument = 'pump_c' AND s.status = 'running' \
+                   AND (SELECT count(*) FROM experiments WHERE status = 'running') >= 3";
+    let step = wait_for(&bench.db(), running, Duration::from_secs(60)).expect("a catalyst dispense started");
+    first.kill();
+    let last = bench.controller(false).wait_for(FINISH_BOUND);
+    assert!(last.is_some(), "the resumed campaign did not finish within {FINISH_BOUND:?}");
+    let db = bench.db();
+    let (dir, ledger) = bench.stop();
+    let dir = keep_if_asked(dir, "catalysts");
+    let report = controller::record::verify::verify(&db).unwrap();
+    assert!(report.is_intact(), "{:#?}", report.problems);
+    let conn = Connection::open(&db).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM experiments"), 8);
+    assert!(
+        count(
+            "SELECT count(*) FROM stock_events WHERE kind = 'reserved' AND note LIKE '%again as the campaign resumed'"
+        ) >= 1,
+        "the experiments carried on reserved their draws again"
+    );
+    let charged = format!(
+        "SELECT count(*) FROM stock_events WHERE step_id = {step} AND unknown = 1 AND note LIKE '%in doubt when the \
+         controller stopped'"
+    );
+    assert_eq!(count(&charged), 1, "the dispense in doubt stays charged in full");
+    // Against the bench: each vessel's catalyst is its experiment's, nothing ran dry, and the bottles hold at least
+    // what the controller counts.
+    let catalyst: HashMap<usize, String> = conn
+        .prepare(
+            "SELECT e.vessel, p.value FROM experiments e JOIN parameters p ON p.experiment_id = e.id \
+             WHERE p.name = 'catalyst'",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as usize, format!("C{}", r.get::<_, f64>(1)?.round() as i64))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut bench_drew: BTreeMap<String, f64> = BTreeMap::new();
+    for e in &ledger.ledger {
+        match &e.event {
+            Event::Dispensed { reservoir, vessel, .. } if e.instrument == "pump_c" => {
+                assert_eq!(Some(reservoir), catalyst.get(vessel), "vessel {vessel} got {reservoir}");
+            }
+            Event::DryDraw { source, .. } => panic!("`{source}` ran dry"),
+            Event::Drew { source, volume, .. } => *bench_drew.entry(source.clone()).or_default() += volume,
+            Event::Returned { source, volume } => *bench_drew.entry(source.clone()).or_default() -= volume,
+            _ => {}
+        }
+    }
+    for (bottle, drew) in &bench_drew {
+        let counted: f64 = conn
+            .query_row(
+                "SELECT coalesce(sum(CASE WHEN kind = 'drawn' THEN volume_ul WHEN kind = 'adjusted' AND unknown = 0 \
+                 THEN -volume_ul ELSE 0 END), 0) FROM stock_events WHERE bottle = ?1",
+                [bottle],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(counted + 0.5 >= *drew, "`{bottle}`: the controller counts {counted} uL drawn, the bench drew {drew}");
+    }
     drop(dir);
 }

@@ -246,6 +246,19 @@ pub trait Instrument: Send {
     fn as_read_back(&mut self) -> Option<&mut dyn ReadBack> {
         None
     }
+    /// The prime capability, if the instrument is a pump that can push liquid back out through its input.
+    fn as_prime(&mut self) -> Option<&mut dyn Prime> {
+        None
+    }
+}
+
+/// Primes a line shared through a selector valve: the pump draws through its input, the valve turns to waste, and
+/// the pump pushes everything back out through its input. The caller turns the valve in between.
+pub trait Prime: Send {
+    /// Draws `volume` in through the input and keeps it in the syringe; waits until the pump is idle.
+    fn fill(&mut self, volume: Volume) -> BoxFuture<'_, Result<(), DeviceError>>;
+    /// Pushes everything the syringe holds back out through the input; waits until the pump is idle.
+    fn empty_to_input(&mut self) -> BoxFuture<'_, Result<(), DeviceError>>;
 }
 
 /// Dispenses liquid into the vessel at the instrument's position.

@@ -2,7 +2,9 @@
 //! by a selector valve with a catalyst on each port) runs campaigns that choose the catalyst, and each run is checked
 //! against the simulators' ledger, not against the record:
 //!
-//! - every experiment's vessel received its own level's catalyst, from that catalyst's port, and no other;
+//! - every experiment's vessel received its own level's catalyst, from that catalyst's port, and no other (the
+//!   bench's line carries the last catalyst into the next draw, so this holds only because the controller primes
+//!   the line when the catalyst changes, pushing the old one out through the waste port);
 //! - with faults injected at 8 experiments in flight, no dispense ever draws from another experiment's port, and
 //!   the stock the controller counts drawn from each bottle equals what the bench drew (it exceeds it only where a
 //!   dispense's outcome was unknown and was charged in full);
@@ -106,13 +108,31 @@ fn controller_drawn(conn: &Connection) -> BTreeMap<String, (f64, bool, usize)> {
 
 /// The checks every catalyst run must pass against the ledger: each vessel got its own catalyst from its own port
 /// (and only catalyst volumes the pump could have given), nothing was drawn dry, and the stock counted matches.
+///
+/// One exception, a known defect (RELIABILITY.md, "Reagents on the bench"): when a prime was drawn into the syringe
+/// and the valve then did not confirm its turn to waste, the dispense's outcome is unknown and its experiment fails;
+/// restoring the pump afterwards (initializing it) empties the syringe, line contents and all, into that vessel. Such
+/// a vessel must belong to an experiment that failed at that dispense, so no result rests on it; it is left out of
+/// the per-vessel checks.
 fn check_against_ledger(t: &CampaignTest, levels: &[&str]) -> BTreeMap<String, f64> {
     let conn = t.record();
-    let expected = catalyst_of_vessel(&conn, levels);
+    let mut expected = catalyst_of_vessel(&conn, levels);
+    let spoiled: Vec<i64> = query(
+        &conn,
+        "SELECT CAST(e.vessel AS TEXT) FROM experiments e JOIN steps s ON s.experiment_id = e.id \
+         WHERE s.step = 'add_cat' AND s.status = 'failed' AND s.error LIKE '%outcome unknown%' AND e.status = 'failed'",
+    )
+    .iter()
+    .map(|v: &String| v.parse::<i64>().unwrap())
+    .collect();
+    for v in &spoiled {
+        expected.remove(v);
+    }
     let ledger = t.ledger();
     let mut per_vessel: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
     for e in &ledger.ledger {
         match &e.event {
+            Event::Dispensed { vessel, .. } if e.instrument == "pump_c" && spoiled.contains(&(*vessel as i64)) => {}
             Event::Dispensed { reservoir, source, volume, vessel } if e.instrument == "pump_c" => {
                 let vessel = *vessel as i64;
                 let want = expected.get(&vessel).unwrap_or_else(|| panic!("vessel {vessel} belongs to no experiment"));
@@ -122,8 +142,33 @@ fn check_against_ledger(t: &CampaignTest, levels: &[&str]) -> BTreeMap<String, f
                 *per_vessel.entry(vessel).or_default().entry(reservoir.clone()).or_default() += volume;
             }
             Event::DryDraw { source, wanted, got, .. } => panic!("`{source}` ran dry: {got} of {wanted} uL"),
+            Event::Drained { port, valve, .. } => assert_eq!((valve.as_str(), *port), ("valve", 10), "only to waste"),
             _ => {}
         }
+    }
+    // Every prime the record charges went out through the waste port, and nothing else did.
+    let primes: f64 = conn
+        .query_row(
+            "SELECT coalesce(sum(volume_ul), 0) FROM stock_events WHERE note LIKE '%to prime the line%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let drained: f64 = ledger
+        .ledger
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Drained { volume, .. } => Some(*volume),
+            _ => None,
+        })
+        .sum();
+    let unknown: bool =
+        conn.query_row("SELECT count(*) > 0 FROM stock_events WHERE unknown = 1", [], |r| r.get(0)).unwrap();
+    let says = format!("the record charges {primes} uL of primes, {drained} uL went to waste");
+    if unknown {
+        assert!(drained <= primes + 1.0, "{says}");
+    } else {
+        assert!((drained - primes).abs() <= 1.0, "{says}");
     }
     let counted = controller_drawn(&conn);
     let drawn = bench_drawn(&ledger);
@@ -152,6 +197,11 @@ fn every_level_of_a_campaign_dispenses_its_own_catalyst() {
     assert_eq!((s.started, s.succeeded), (12, 12), "{s:?}");
     let totals = check_against_ledger(&t, &ALL);
     assert!(totals.len() >= 4, "most levels were tried: {totals:?}");
+    let primes: i64 = t
+        .record()
+        .query_row("SELECT count(*) FROM stock_events WHERE note LIKE '%to prime the line%'", [], |r| r.get(0))
+        .unwrap();
+    assert!(primes >= 4, "the line was primed whenever the catalyst changed ({primes} primes)");
     // Each vessel got exactly the catalyst volume its experiment asked for, to the syringe's resolution.
     let conn = t.record();
     let asked: Vec<(i64, f64)> = {
@@ -212,7 +262,8 @@ fn a_fault_soak_at_eight_in_flight_never_draws_from_the_wrong_port() {
 
 #[test]
 fn an_undersized_bottle_is_warned_about_holds_its_experiments_and_restock_releases_them() {
-    // C2 holds one experiment's worth; every experiment adds 100 uL of its catalyst.
+    // C2 holds less than one experiment's worth: 100 uL usable, and every experiment adds 100 uL of its catalyst and
+    // may prime the line with 80 uL first.
     let small = |text: &str| {
         text.replace(
             "2: (reagent: \"C2\", volume: \"20 mL\", dead: \"0.5 mL\")",
@@ -236,9 +287,15 @@ fn an_undersized_bottle_is_warned_about_holds_its_experiments_and_restock_releas
     assert_eq!(
         warning.as_deref(),
         Some(
-            "`C2` may run out: 100 uL usable in `valve:2` is 1 experiments' worth at up to 100 uL each, and the budget is 10 experiments"
+            "`C2` may run out: 100 uL usable in `valve:2` is 0 experiments' worth at up to 180 uL each (80 uL of it priming the line), and the budget is 10 experiments"
         )
     );
+    // `lab plan` gives the same warning before its plan.
+    let options = controller::plan::PlanOptions { draws: 1, ..Default::default() };
+    let plan =
+        controller::plan::plan_file(&t.dir.path().join("test.lab.ron"), &t.campaign, &options).expect("it plans");
+    let planned = plan.warnings.iter().find(|d| d.code == "C0103").map(|d| d.message.clone());
+    assert_eq!(planned, warning, "lab plan warns as lab check does");
     // The simulators run here, outside the controller, so this test's hands can refill the bottle on the bench as a
     // technician would before telling the controller (`lab sim --hands` does the same from a terminal).
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -269,7 +326,7 @@ fn an_undersized_bottle_is_warned_about_holds_its_experiments_and_restock_releas
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(waiting.contains("the next experiment needs 100 uL"), "{waiting}");
+    assert!(waiting.contains("the next experiment needs 180 uL"), "{waiting}");
     let started = || -> i64 { t.record().query_row("SELECT count(*) FROM experiments", [], |r| r.get(0)).unwrap() };
     // While C2 waits, the learner is steered to C3 and the instruments keep working: three more experiments start
     // before anyone restocks (bounded), rather than every in-flight place filling with experiments that need C2.
@@ -288,7 +345,9 @@ fn an_undersized_bottle_is_warned_about_holds_its_experiments_and_restock_releas
     controller::run::operator::restock(&t.db, "C2", 1000.0, false, "a technician", "new stock").expect("restock");
     let s = run.join().unwrap().expect("the campaign runs");
     rt.block_on(sims.stop());
-    assert_eq!((s.started, s.succeeded), (10, 10), "{s:?}");
+    let failed: Vec<String> =
+        query(&t.record(), "SELECT step || ': ' || coalesce(error, '') FROM steps WHERE status = 'failed'");
+    assert_eq!((s.started, s.succeeded), (10, 10), "{s:?}; failed steps: {failed:?}");
     assert!(held < 10, "the campaign was holding experiments when C2 was restocked");
     let conn = t.record();
     let refills: Vec<String> =
@@ -303,13 +362,14 @@ fn an_undersized_bottle_is_warned_about_holds_its_experiments_and_restock_releas
 }
 
 /// The catalyst campaign on 100 seeds, each checked against its ledger: no bottle is ever drawn dry, and every vessel
-/// got its own catalyst. Minutes: `cargo test -p tests --test integration -- --ignored no_dry_draw_in_a_hundred`.
+/// got its own catalyst. Each bottle holds 1.6 mL above its dead volume, just over the worst case of eight
+/// experiments choosing it (100 uL and an 80 uL prime each), so the stock is tight. Minutes: `cargo test -p tests --test integration -- --ignored no_dry_draw_in_a_hundred`.
 #[test]
 #[ignore = "a hundred campaigns take minutes; run with --ignored"]
 fn no_dry_draw_in_a_hundred_seeded_runs() {
     for seed in 0..100 {
         let t = catalysts(8, 4, seed, |text: &str| {
-            text.replace("volume: \"20 mL\", dead: \"0.5 mL\"", "volume: \"1.3 mL\", dead: \"0.5 mL\"")
+            text.replace("volume: \"20 mL\", dead: \"0.5 mL\"", "volume: \"2.1 mL\", dead: \"0.5 mL\"")
         });
         let s = t.run();
         assert_eq!(s.started, 8, "seed {seed}: {s:?}");

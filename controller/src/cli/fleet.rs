@@ -173,7 +173,8 @@ pub fn workcell(hub_arg: &HubArg, lab: PathBuf, db: PathBuf, run: WorkcellRun, u
                     .map(|e| format!(" (hub: {e}; the rest ships next time)"))
                     .unwrap_or_default()
             );
-            exit_code::OK
+            // A campaign left for `lab resume` (an instrument it needs is gone) is this workcell's to repair.
+            s.campaigns.iter().map(|c| exit_code::of(c.status)).max().unwrap_or(exit_code::OK)
         }
         Err(e) => fail(&e),
     }

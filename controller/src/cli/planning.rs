@@ -15,6 +15,11 @@ pub fn plan_command(args: &super::args::PlanArgs) -> u8 {
     };
     match controller::plan::plan_file(&args.lab, &args.file, &options) {
         Ok(r) => {
+            // The same warnings `lab check` gives (a bottle too small for the campaign's worst case, ...): a plan
+            // that runs out of a reagent waits for a restock it does not show.
+            if !r.warnings.is_empty() {
+                print_diagnostics(&r.warnings);
+            }
             print!("{r}");
             exit_code::OK
         }

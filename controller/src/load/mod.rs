@@ -304,7 +304,7 @@ fn unknown_level_reagents(
 }
 
 /// C0103: a bottle holds less than the campaign's worst case needs (every experiment adding the most it can of each
-/// reagent it may add), counted in experiments' worth. The campaign still runs: experiments that cannot be served wait
+/// reagent it may add, each dispense through a valve's line after priming it), counted in experiments' worth. The campaign still runs: experiments that cannot be served wait
 /// for `lab restock`.
 fn stock_warnings(
     campaign: &Campaign,
@@ -314,6 +314,10 @@ fn stock_warnings(
 ) -> Vec<Diagnostic> {
     let allowed = lab.allowed_reagents(protocol, &campaign.reagents);
     let mut per_experiment: BTreeMap<String, f64> = BTreeMap::new();
+    let mut primes: BTreeMap<String, f64> = BTreeMap::new();
+    let prime_of = |reagent: &str| {
+        lab.sources(reagent).iter().filter_map(|s| lab.prime_of(s.valve()?.0)).map(|(_, v)| v.0).fold(0.0, f64::max)
+    };
     for (i, step) in protocol.steps().iter().enumerate() {
         let protocols::Op::Dispense { volume, .. } = &step.op else { continue };
         let most = match volume {
@@ -329,7 +333,9 @@ fn stock_warnings(
             }
         };
         for r in protocol.reagents_of(i, &allowed) {
-            *per_experiment.entry(r).or_default() += most;
+            let prime = prime_of(&r);
+            *primes.entry(r.clone()).or_default() += prime;
+            *per_experiment.entry(r).or_default() += most + prime;
         }
     }
     let tree = protocols::source::index(&source.text);
@@ -352,11 +358,15 @@ fn stock_warnings(
                 source,
                 tree.span_of(&[Seg::Field("budget")]),
                 format!(
-                    "`{reagent}` may run out: {} usable in {} is {worth} experiments' worth at up to {} each, and the \
-                     budget is {} experiments",
+                    "`{reagent}` may run out: {} usable in {} is {worth} experiments' worth at up to {} each{}, and \
+                     the budget is {} experiments",
                     protocols::units::Volume(usable),
                     names.join(", "),
                     protocols::units::Volume(most),
+                    match primes.get(&reagent) {
+                        Some(p) if *p > 0.0 => format!(" ({} of it priming the line)", protocols::units::Volume(*p)),
+                        _ => String::new(),
+                    },
                     campaign.budget
                 ),
             )

@@ -128,6 +128,9 @@ pub struct PlanResult {
     pub may_stop: Option<String>,
     /// Each experiment's parameter values, in the order proposed (of the median draw, when drawn).
     pub proposals: Vec<Point>,
+    /// The warnings `lab check` gives the campaign (a bottle too small for its worst case, ...), which `lab plan`
+    /// prints before the plan.
+    pub warnings: protocols::Diagnostics,
 }
 
 impl PlanResult {
@@ -338,6 +341,7 @@ pub fn plan_file(lab_path: &Path, file: &Path, options: &PlanOptions) -> Result<
     if kind == "Campaign" {
         let inputs = load_campaign_inputs(file, Some(lab_path))?;
         let mut plan = plan_campaign(&inputs.campaign, &inputs.protocol, &lab, &durations, options.draws, &|p| p)?;
+        plan.warnings = inputs.warnings;
         if let Some(fit) = calibration {
             let defaults = Durations::of(&lab);
             let before = plan_campaign(&inputs.campaign, &inputs.protocol, &lab, &defaults, options.draws, &|p| p)?;
@@ -388,6 +392,7 @@ pub fn plan_file(lab_path: &Path, file: &Path, options: &PlanOptions) -> Result<
         calibration: None,
         may_stop: None,
         proposals: vec![values.clone(); count],
+        warnings: protocols::Diagnostics::new(),
     };
     if let Some(fit) = calibration {
         let before = simulate(&parts, Box::new(Fixed(values)), &protocol, &lab, &Durations::of(&lab), false)?;
@@ -490,6 +495,7 @@ pub fn plan_campaign(
         calibration: None,
         may_stop,
         proposals: proposed.iter().map(|(p, _)| p.clone()).collect(),
+        warnings: protocols::Diagnostics::new(),
     })
 }
 

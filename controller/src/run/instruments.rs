@@ -371,6 +371,13 @@ pub(super) async fn instrument_task(
                 r = async {
                     if let (Some((_, port)), Some(valve)) = (d.turn, &valve) {
                         turn_valve(valve, port, d.step_id, &name).await?;
+                        if let Some((waste, volume)) = d.prime {
+                            prime_line(&mut *inst, valve, port, waste, volume, d.step_id).await?;
+                            say("info", format!(
+                                "{name}: primed the line from port {port}: drew {volume:.1} uL and pushed it out to \
+                                 waste port {waste}"
+                            ));
+                        }
                     }
                     devices::execute(&mut *inst, task).await.map_err(|e| step_error(&e))
                 } => r,
@@ -405,6 +412,35 @@ pub(super) async fn instrument_task(
         Ok(()) => say("info", format!("{name} left in its safe state")),
         Err(e) => say("error", format!("{name} could NOT be put in its safe state at the end: {e}")),
     }
+}
+
+/// Primes the line between a valve and pump `inst` (the valve already at `port`): draws `volume` through it, turns
+/// the valve to `waste`, pushes everything back out there, and turns the valve back to `port`. Once the pump has
+/// been asked to draw, any failure may have moved liquid.
+async fn prime_line(
+    inst: &mut dyn DeviceInstrument,
+    valve: &mpsc::UnboundedSender<Work>,
+    port: u32,
+    waste: u32,
+    volume: f64,
+    tag: i64,
+) -> Result<(), StepError> {
+    let name = inst.name().to_owned();
+    let acted = |mut e: StepError| {
+        e.may_have_acted = true;
+        e
+    };
+    let Some(pump) = inst.as_prime() else {
+        return Err(StepError {
+            message: format!("{name}: cannot prime the line (it cannot push back through its input)"),
+            may_have_acted: false,
+            instrument_fault: false,
+        });
+    };
+    pump.fill(protocols::units::Volume(volume)).await.map_err(|e| step_error(&e))?;
+    turn_valve(valve, waste, tag, &name).await.map_err(acted)?;
+    pump.empty_to_input().await.map_err(|e| acted(step_error(&e)))?;
+    turn_valve(valve, port, tag, &name).await.map_err(acted)
 }
 
 /// Asks the task of the valve feeding pump `pump` to turn to `port`, and waits for it. A valve that does not turn

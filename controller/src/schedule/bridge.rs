@@ -178,6 +178,9 @@ pub struct Dispatch {
     pub timeout: f64,
     /// For a dispense through a selector valve: the valve, claimed with the pump, and the port it turns to first.
     pub turn: Option<(Entity, u32)>,
+    /// For a dispense through a valve whose line holds another reagent: the waste port, and the microlitres to draw
+    /// from the port and push out there before the dispense.
+    pub prime: Option<(u32, f64)>,
 }
 
 /// Where dispatched steps go.

@@ -7,6 +7,11 @@
 //! cannot be reserved waits, and the others run. A dispense resolves to a source at dispatch: a bottle the pump
 //! reaches, where the experiment's reservation stands. A dispense that may have acted and failed is charged in
 //! full, so the stock the controller believes is never more than what is in the bottle (it may be less).
+//!
+//! A valve with a `line` and a `waste` keeps the last reagent drawn in its tubing ([`Line`]). A dispense of another
+//! reagent through it primes first (draws [`devices::lab::PRIME_LINES`] line volumes from its bottle and pushes them
+//! to waste), which is charged to that bottle; an experiment reserves a prime for every such dispense, since which
+//! reagent the line holds when it runs depends on the order others ran in.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -58,13 +63,31 @@ pub struct Draw {
     pub valve: Option<Entity>,
     /// Microlitres asked for.
     pub volume: f64,
+    /// Microlitres drawn to prime the line before it (charged to the same bottle), if it primes.
+    pub primed: f64,
+    /// What the valve's line held before (to put back if the dispense never acted).
+    pub line_before: Option<String>,
+}
+
+/// The shared tubing of a valve that can prime it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// The waste port.
+    pub waste: u32,
+    /// Microlitres a prime draws.
+    pub prime: f64,
+    /// The reagent the tubing holds for certain; `None` when not known (at the start, after a resume, after a
+    /// dispense that failed or another step on the valve), which primes.
+    pub holds: Option<String>,
 }
 
 /// A reagent some experiment waits for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shortage {
-    /// Microlitres free in its bottles.
+    /// Microlitres free in the fullest of its bottles.
     pub free: f64,
+    /// Microlitres free in all its bottles together, when it has more than one.
+    pub across: Option<f64>,
     /// Microlitres the next experiment needs.
     pub needs: f64,
 }
@@ -78,6 +101,8 @@ pub struct Stock {
     pub draws: HashMap<Entity, Draw>,
     /// Reagents an experiment waits for, and how short they are (said once in the record until it changes).
     pub waiting: BTreeMap<String, Shortage>,
+    /// The lines of valves that prime, by valve name.
+    pub lines: BTreeMap<String, Line>,
 }
 
 impl Stock {
@@ -98,7 +123,58 @@ impl Stock {
                 (source.key(), bottle)
             })
             .collect();
-        Stock { bottles, draws: HashMap::new(), waiting: BTreeMap::new() }
+        let lines = lab
+            .bottles()
+            .into_iter()
+            .filter_map(|(source, _)| {
+                let (valve, _) = source.valve()?;
+                let (waste, prime) = lab.prime_of(valve)?;
+                Some((valve.to_owned(), Line { waste, prime: prime.0, holds: None }))
+            })
+            .collect();
+        Stock { bottles, draws: HashMap::new(), waiting: BTreeMap::new(), lines }
+    }
+
+    /// The prime a draw from bottle `key` needs first: the valve, its waste port and the microlitres; `None` if the
+    /// bottle's line already holds its reagent, or it has no line that primes.
+    pub fn prime_for(&self, key: &str) -> Option<(String, u32, f64)> {
+        let b = self.bottles.get(key)?;
+        let (valve, _) = b.source.valve()?;
+        let line = self.lines.get(valve)?;
+        (line.holds.as_deref() != Some(b.reagent.as_str())).then(|| (valve.to_owned(), line.waste, line.prime))
+    }
+
+    /// Forgets what the lines of `instrument` hold (a valve, or a pump a valve feeds) when it runs a step that is not
+    /// a dispense of a reagent: a literal `Select`, or a dispense from whatever port the valve stands at.
+    pub fn line_in_doubt(&mut self, instrument: &str) {
+        for b in self.bottles.values() {
+            if let Some((valve, _)) = b.source.valve()
+                && (valve == instrument || b.source.pump() == instrument)
+                && let Some(l) = self.lines.get_mut(valve)
+            {
+                l.holds = None;
+            }
+        }
+    }
+
+    /// The microlitres each reagent an experiment's steps dispense, summed, with a prime for every dispense of a
+    /// reagent that some bottle of it would be primed for (the worst case: which reagent a line holds when the
+    /// dispense runs is not known before).
+    pub fn needs<'a>(&self, actions: impl IntoIterator<Item = &'a protocols::Action>) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for a in actions {
+            if let protocols::Action::Dispense { volume, reagent: Some(r) } = a {
+                let prime = self
+                    .bottles
+                    .values()
+                    .filter(|b| &b.reagent == r)
+                    .filter_map(|b| self.lines.get(b.source.valve()?.0))
+                    .map(|l| l.prime)
+                    .fold(0.0, f64::max);
+                *out.entry(r.clone()).or_default() += volume.0 + prime;
+            }
+        }
+        out
     }
 
     /// Sets each tracked bottle to what the record says it held (microlitres left, and whether an unknown draw
@@ -160,7 +236,9 @@ impl Stock {
                 Some((key, b)) if b.free().unwrap_or(0.0) + EPSILON >= volume => plan.push(((*key).clone(), volume)),
                 _ => {
                     let free = candidates.iter().filter_map(|(_, b)| b.free()).fold(0.0_f64, f64::max).max(0.0);
-                    return Err((reagent.clone(), Shortage { free, needs: volume }));
+                    let across = (candidates.len() > 1)
+                        .then(|| candidates.iter().filter_map(|(_, b)| b.free()).map(|f| f.max(0.0)).sum());
+                    return Err((reagent.clone(), Shortage { free, across, needs: volume }));
                 }
             }
         }
@@ -179,13 +257,16 @@ impl Stock {
     }
 
     /// The source a dispense of `volume` of `reagent` for `experiment` on pump `pump` draws from: a bottle the pump
-    /// reaches where the experiment holds a reservation big enough, or an untracked one, or one with enough free.
+    /// reaches where the experiment holds a reservation big enough (with the prime it would need), or an untracked
+    /// one, or one with enough free.
     pub fn pick(&self, experiment: Entity, reagent: &str, pump: &str, volume: f64) -> Option<&Bottle> {
-        let reachable = || self.bottles.values().filter(|b| b.reagent == reagent && b.source.pump() == pump);
+        let reachable = || self.bottles.iter().filter(|(_, b)| b.reagent == reagent && b.source.pump() == pump);
+        let need = |key: &str| volume + self.prime_for(key).map_or(0.0, |(_, _, v)| v);
         reachable()
-            .find(|b| b.reserved.get(&experiment).is_some_and(|r| *r + EPSILON >= volume))
-            .or_else(|| reachable().find(|b| b.usable.is_none()))
-            .or_else(|| reachable().find(|b| b.free().is_some_and(|f| f + EPSILON >= volume)))
+            .find(|(k, b)| b.reserved.get(&experiment).is_some_and(|r| *r + EPSILON >= need(k.as_str())))
+            .or_else(|| reachable().find(|(_, b)| b.usable.is_none()))
+            .or_else(|| reachable().find(|(k, b)| b.free().is_some_and(|f| f + EPSILON >= need(k.as_str()))))
+            .map(|(_, b)| b)
     }
 
     /// Charges `volume` drawn from bottle `key` for `experiment`, out of its reservation there first.
@@ -260,23 +341,79 @@ impl Stock {
     }
 }
 
-/// What the record and `lab status` say while experiments wait for a reagent.
+/// What the record and `lab status` say while experiments wait for a reagent. A reagent in several bottles whose
+/// free stock together would cover the need says so: an experiment's draws of one reagent come from one bottle (a
+/// dispense is one pump's strokes from one source), so it still waits.
 pub fn waiting_message(reagent: &str, s: &Shortage) -> String {
+    let split = match s.across {
+        Some(all) if all + EPSILON >= s.needs => format!(
+            "; {all:.0} uL are free across its bottles, but an experiment draws each reagent from one bottle, so \
+             restock one of them"
+        ),
+        _ => String::new(),
+    };
+    // A reagent in several bottles is restocked by naming the bottle.
+    let which = if s.across.is_some() { "BOTTLE" } else { reagent };
     format!(
-        "waiting for restock: `{reagent}` ({:.0} uL free, the next experiment needs {:.0} uL); experiments that need it \
-         are held while the others run (`lab restock {reagent} VOLUME`)",
+        "waiting for restock: `{reagent}` ({:.0} uL free, the next experiment needs {:.0} uL{split}); experiments that \
+         need it are held while the others run (`lab restock {which} VOLUME`)",
         s.free.max(0.0),
         s.needs
     )
 }
 
-/// The microlitres each reagent an experiment's steps dispense, summed.
-pub fn needs<'a>(actions: impl IntoIterator<Item = &'a protocols::Action>) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for a in actions {
-        if let protocols::Action::Dispense { volume, reagent: Some(r) } = a {
-            *out.entry(r.clone()).or_default() += volume.0;
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocols::units::Volume;
+
+    /// The catalyst bench with a second bottle of `C1` on port 7 and both `C1` bottles holding 500 uL usable.
+    fn stock() -> Stock {
+        let text = include_str!("../../../devices/labs/catalysts.lab.ron")
+            .replace(
+                "1: (reagent: \"C1\", volume: \"20 mL\", dead: \"0.5 mL\"),",
+                "1: (reagent: \"C1\", volume: \"1 mL\", dead: \"0.5 mL\"),\n                    7: (reagent: \"C1\", volume: \"1 mL\", dead: \"0.5 mL\"),",
+            );
+        let lab = devices::load_lab(protocols::SourceFile::new("catalysts.lab.ron", text)).expect("the lab loads");
+        Stock::of(&lab)
     }
-    out
+
+    fn dispense(reagent: &str, volume: f64) -> protocols::Action {
+        protocols::Action::Dispense { volume: Volume(volume), reagent: Some(reagent.to_owned()) }
+    }
+
+    #[test]
+    fn a_dispense_through_a_line_needs_a_prime_until_the_line_holds_its_reagent() {
+        let mut s = stock();
+        // Twice the 40 uL line, for every dispense of a catalyst; none for A, which has no line.
+        let needs = s.needs([&dispense("C2", 30.0), &dispense("C2", 20.0), &dispense("A", 250.0)]);
+        assert_eq!(needs, BTreeMap::from([("A".to_owned(), 250.0), ("C2".to_owned(), 210.0)]));
+        assert_eq!(s.prime_for("valve:2"), Some(("valve".to_owned(), 10, 80.0)));
+        s.lines.get_mut("valve").unwrap().holds = Some("C2".into());
+        assert_eq!(s.prime_for("valve:2"), None);
+        assert_eq!(s.prime_for("valve:3"), Some(("valve".to_owned(), 10, 80.0)));
+        s.line_in_doubt("pump_c");
+        assert_eq!(s.prime_for("valve:2"), Some(("valve".to_owned(), 10, 80.0)), "a plain step on the pump forgets");
+        assert_eq!(s.prime_for("pump_a"), None, "a pump's own reservoir has no line");
+    }
+
+    #[test]
+    fn a_need_two_bottles_could_cover_together_waits_and_says_why() {
+        let mut s = stock();
+        let needs = s.needs([&dispense("C1", 520.0)]);
+        let (reagent, short) = s.reserve(Entity::PLACEHOLDER, &needs).unwrap_err();
+        assert_eq!((reagent.as_str(), short.free, short.across, short.needs), ("C1", 500.0, Some(1000.0), 600.0));
+        let message = waiting_message(&reagent, &short);
+        assert!(
+            message
+                .contains("1000 uL are free across its bottles, but an experiment draws each reagent from one bottle")
+                && message.contains("`lab restock BOTTLE VOLUME`"),
+            "{message}"
+        );
+        // One bottle that covers it is reserved whole.
+        let needs = s.needs([&dispense("C1", 400.0)]);
+        let reserved = s.reserve(Entity::PLACEHOLDER, &needs).unwrap();
+        assert_eq!(reserved.len(), 1);
+        assert!((reserved[0].1 - 480.0).abs() < 1e-9, "{reserved:?}");
+    }
 }

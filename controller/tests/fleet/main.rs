@@ -4,7 +4,8 @@
 //! a workcell and start it again, cut, blackhole, delay and flap a link, restart PostgreSQL, kill -9 the learner,
 //! retire a workcell), checked against the simulators' ledgers and the hub. The hub's projection is checked against
 //! the record's on every kind of row ([`projection`]), the fleet's logins against each other ([`roles`]), a
-//! workcell that lost track of a vial waits for a technician rather than failing what it claimed ([`blocked`]), and
+//! workcell that lost track of a vial waits for a technician rather than failing what it claimed ([`blocked`]), one
+//! whose spectrometer is gone stops and gives back what it claimed ([`gone`]), and
 //! `lab serve --hub` runs on a real fleet ([`serve`]).
 //!
 //! `cargo test -p controller --test fleet` runs the short round. The long soak is
@@ -12,6 +13,7 @@
 //! long_fleet_soak_run_with_lab_fleet_faults` (RELIABILITY.md has its figures).
 
 mod blocked;
+mod gone;
 mod harness;
 mod pg;
 #[path = "../process/mod.rs"]

@@ -17,6 +17,10 @@
 //! whether the stroke ran, which an empty syringe alone cannot (it is empty before a stroke and after one). The
 //! volume returned is what was commanded, quantised to whole increments.
 //!
+//! Priming a line shared through a selector valve ([`Prime`]) is two strings with the valve turned between them:
+//! `I A{n} R` draws through the input and keeps the liquid, and `I A0 R` pushes it all back out through the input
+//! (to the selector's waste port). Neither is a stroke, and both leave the valve to the input.
+//!
 //! Choices where the notes leave the hardware unverified [U]:
 //! - The `&` firmware report is taken as free text and recorded as the firmware version; the pump does not report
 //!   its model, so the identity's model is always `Cavro XCalibur`.
@@ -47,7 +51,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Decoder;
 
 use super::{Deadline, FrameError, error, garbled, not_acted, pause, with_acted};
-use crate::capability::{Dispense, Identity, Instrument, Stop};
+use crate::capability::{Dispense, Identity, Instrument, Prime, Stop};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::{CavroConfig, CavroProtocol};
 use crate::readback::{Observed, PumpState, ReadBack, RecordedExchange, RecordedStroke, Valve};
@@ -359,12 +363,26 @@ pub fn valve_after(exchanges: &[RecordedExchange]) -> Option<Valve> {
             Some(Valve::Input)
         } else if data.starts_with("IA") && data.ends_with("OA0R") {
             Some(Valve::Output)
-        } else if data.starts_with('Z') || data.starts_with('Y') || data.starts_with('w') {
+        } else if data.starts_with('Z') || data.starts_with('Y') || data.starts_with('w') || is_prime(data) {
             Some(Valve::Input)
         } else {
             None
         }
     })
+}
+
+/// Whether a command string is half of a prime ([`Prime`]): `IA{n}R`, the valve to the input and the plunger moved.
+fn is_prime(data: &str) -> bool {
+    data.strip_prefix("IA").and_then(|d| d.strip_suffix('R')).is_some_and(|n| n.parse::<u32>().is_ok())
+}
+
+/// The ids of the accepted commands of a prime (`IA{n}R`, `IA0R`) among a dispense's recorded exchanges.
+pub fn recorded_primes(exchanges: &[RecordedExchange]) -> Vec<i64> {
+    exchanges
+        .iter()
+        .filter(|e| command_data(&e.sent).is_some_and(|(d, _)| is_prime(d)) && accepted(&e.sent, &e.received))
+        .map(|e| e.id)
+        .collect()
 }
 
 /// The stroke commands (`IA{n}OA0R` or `IA{n}OA0IR`) a dispense sent, from its recorded exchanges, in order, each with
@@ -643,6 +661,43 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for XCalibur<T> {
 
     fn as_read_back(&mut self) -> Option<&mut dyn ReadBack> {
         Some(self)
+    }
+
+    fn as_prime(&mut self) -> Option<&mut dyn Prime> {
+        Some(self)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Prime for XCalibur<T> {
+    fn fill(&mut self, volume: Volume) -> BoxFuture<'_, Result<(), DeviceError>> {
+        Box::pin(async move {
+            let n = self.increments(volume)?;
+            if n > FULL_STROKE {
+                let limit =
+                    format!("a prime of {volume} is more than one stroke of the {} syringe", self.config.syringe);
+                return Err(error(&self.name, DeviceErrorKind::Limit(limit), false));
+            }
+            self.valve = None;
+            self.exchange(&format!("IA{n}R"), true, false).await?;
+            let expected = self.move_time(n) + VALVE_SWITCH;
+            pause(self.link.clock(), expected).await;
+            self.wait_ready(expected.max(10.0), &format!("drawing {n} increments to prime")).await?;
+            self.valve = Some(Valve::Input);
+            Ok(())
+        })
+    }
+
+    fn empty_to_input(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
+        Box::pin(async move {
+            // The syringe holds what the fill drew: whatever this does, liquid may have moved.
+            self.valve = None;
+            self.exchange("IA0R", true, true).await?;
+            let expected = self.move_time(FULL_STROKE) + VALVE_SWITCH;
+            pause(self.link.clock(), VALVE_SWITCH).await;
+            self.wait_ready(expected.max(10.0), "pushing the prime back out through the input").await?;
+            self.valve = Some(Valve::Input);
+            Ok(())
+        })
     }
 }
 

@@ -33,7 +33,9 @@ use crate::capability::{Instrument, Task};
 use crate::clock::Clock;
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::lab::{Deck, DriverConfig, InstrumentSpec};
-use crate::readback::{Doubt, HeatWant, Observed, Settlement, Verdict, settle_dispense, settle_heat, settle_transfer};
+use crate::readback::{
+    Doubt, HeatWant, Observed, Settlement, Valve, Verdict, settle_dispense, settle_heat, settle_transfer,
+};
 use crate::transport::{ExchangeSink, Link};
 
 /// Builds the driver the lab file names for `spec`, talking over `io`.
@@ -137,7 +139,24 @@ pub fn settle(spec: &InstrumentSpec, scale: f64, doubt: &Doubt<'_>, observed: &O
                 .into();
             }
             let recorded = doubt.exchanges.map(|_| cavro::recorded_strokes(&since));
-            let before = doubt.before.and_then(cavro::valve_after);
+            // A dispense that primed the valve's line first left the pump's valve to the input before its strokes.
+            let primes = cavro::recorded_primes(&since);
+            let stroked = recorded.as_deref().unwrap_or_default().iter().any(|s| s.accepted);
+            if !primes.is_empty() && !stroked && p.ready && p.error.is_none() && p.plunger > 0 {
+                return Verdict {
+                    settlement: Settlement::NotDone {
+                        why: format!(
+                            "the pump stopped while priming the line: its plunger rests at {} increments, drawn \
+                             through the input, and no stroke of the dispense was accepted, so nothing reached the \
+                             vessel; what the syringe holds goes back out through the input",
+                            p.plunger
+                        ),
+                        place: None,
+                    },
+                    evidence: primes,
+                };
+            }
+            let before = if primes.is_empty() { doubt.before.and_then(cavro::valve_after) } else { Some(Valve::Input) };
             settle_dispense(p, &cavro::strokes(total as u32), recorded.as_deref(), before)
         }
         (DriverConfig::GcodeGantry(_), Observed::Gantry(g), Task::Transfer { from, to }) => {

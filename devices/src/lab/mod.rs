@@ -26,7 +26,7 @@ mod load;
 mod reagents;
 
 pub use load::load_lab;
-pub use reagents::{Bottle, Reagent, Source};
+pub use reagents::{Bottle, PRIME_LINES, Reagent, Source};
 
 /// The current lab file format version.
 pub const FORMAT: u32 = 1;

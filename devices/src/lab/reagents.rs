@@ -55,6 +55,12 @@ impl Bottle {
     }
 }
 
+/// A prime draws this many line volumes from the new bottle and pushes them back out to waste: the first line's
+/// worth brings the last reagent out of the tubing into the syringe, and the second is what the tubing holds once
+/// the syringe has pushed everything back (the syringe empties in the order it filled), so afterwards the line
+/// holds only the new reagent.
+pub const PRIME_LINES: f64 = 2.0;
+
 /// Where a pump draws a reagent from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Source {
@@ -179,6 +185,16 @@ impl Lab {
     pub fn line_of(&self, valve: &str) -> Option<(Option<Volume>, Option<u32>)> {
         match &self.instrument(valve)?.driver {
             DriverConfig::ViciValve(v) => Some((v.line, v.waste)),
+            _ => None,
+        }
+    }
+
+    /// How valve `valve` primes its shared line: the waste port and the microlitres drawn through the line and
+    /// pushed back out to waste ([`PRIME_LINES`] times the line's volume); `None` for a valve without both a
+    /// `line` and a `waste`, which cannot prime.
+    pub fn prime_of(&self, valve: &str) -> Option<(u32, Volume)> {
+        match self.line_of(valve)? {
+            (Some(line), Some(waste)) if line.0 > 0.0 => Some((waste, Volume(PRIME_LINES * line.0))),
             _ => None,
         }
     }
@@ -411,6 +427,28 @@ pub(super) fn check_plumbing(lab: &Lab) -> Vec<Plumbing> {
                 ),
                 "give the shared tubing's volume and the waste port: `line: \"40 uL\", waste: 6`".into(),
             );
+        }
+    }
+    // A prime must fit in one stroke: the syringe pushes back what it drew, and a stroke shorter than the prime
+    // leaves the last reagent in the line.
+    for valve in &lab.instruments {
+        let DriverConfig::ViciValve(v) = &valve.driver else { continue };
+        let (Some(pump), Some((_, prime))) = (&v.feeds, lab.prime_of(&valve.name)) else { continue };
+        if let Some(p) = lab.instrument(pump)
+            && let DriverConfig::CavroXCalibur(c) = &p.driver
+            && c.syringe.0 + 1e-9 < prime.0
+        {
+            out.push(Plumbing {
+                warning: false,
+                instrument: valve.name.clone(),
+                field: "line",
+                message: format!(
+                    "priming the line of `{}` takes {prime} in one stroke ({PRIME_LINES} times the line), more than \
+                     the {} syringe of `{pump}` holds",
+                    valve.name, c.syringe
+                ),
+                hint: format!("use a syringe of at least {prime} on `{pump}`, or shorter tubing"),
+            });
         }
     }
     out

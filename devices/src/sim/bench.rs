@@ -5,6 +5,8 @@
 //! places by coordinates, so a gantry sent to the wrong place picks nothing or drops a vial. Tests compare what the
 //! controller recorded with the [`Bench::ledger`], the bench's own account of what happened.
 //!
+//! A valve's shared tubing carries the last reagent drawn into the next draw unless it was primed (`line.rs`).
+//!
 //! Physics is integrated lazily: whenever a simulator touches the bench, everything is advanced from the last
 //! update to the clock's present in fixed steps of [`SUBSTEP`] lab seconds, so results do not depend on how often
 //! anyone looks. The lock is never held across an await.
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::chemistry::{
     AMBIENT, Chemistry, SUBSTEP, Species, plate_step, reservoir_moles_at, vessel_step, vial_baseline,
 };
+use super::line::{Drawn, Valve};
 use crate::capability::Place;
 use crate::clock::Clock;
 use crate::lab::{Deck, DriverConfig, Lab, Point};
@@ -222,6 +225,17 @@ pub enum Event {
         /// The flow controller's position.
         position: String,
     },
+    /// A pump pushed liquid back through a valve's port without a bottle (its waste, when priming the line).
+    Drained {
+        /// The valve.
+        valve: String,
+        /// The port, from 1.
+        port: u32,
+        /// The reagent it was.
+        reagent: String,
+        /// Microlitres.
+        volume: f64,
+    },
     /// A selector valve reached a port.
     ValveMoved {
         /// The port, from 1.
@@ -281,6 +295,9 @@ impl std::fmt::Display for Event {
             }
             Event::Sparged { gas, volume, vessel: None, position } => {
                 write!(f, "let {volume:.1} uL of {gas} out at `{position}`")
+            }
+            Event::Drained { valve, port, reagent, volume } => {
+                write!(f, "pushed {volume:.2} uL of {reagent} out through port {port} of `{valve}`")
             }
             Event::ValveMoved { position } => write!(f, "valve turned to port {position}"),
         }
@@ -356,13 +373,6 @@ struct Plate {
     last_contact: f64,
 }
 
-/// A selector valve, and the pump whose input it feeds.
-#[derive(Debug, Clone)]
-struct Valve {
-    position: u32,
-    feeds: Option<String>,
-}
-
 /// A bottle on the bench: what it holds and, if the lab file tracks it, how much is left.
 #[derive(Debug, Clone)]
 struct Stock {
@@ -371,17 +381,6 @@ struct Stock {
     left: Option<f64>,
     /// Microlitres the pump can never reach.
     dead: f64,
-}
-
-/// What a pump's draw brought in from a bottle.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Drawn {
-    /// The reagent.
-    pub reagent: String,
-    /// The bottle's key, if the pump draws from a known bottle.
-    pub source: Option<String>,
-    /// Microlitres of liquid (the rest of the stroke was air).
-    pub liquid: f64,
 }
 
 /// Everything behind the bench's lock.
@@ -461,7 +460,7 @@ impl Bench {
                 .instruments
                 .iter()
                 .filter_map(|i| match &i.driver {
-                    DriverConfig::ViciValve(v) => Some((i.name.clone(), Valve { position: 1, feeds: v.feeds.clone() })),
+                    DriverConfig::ViciValve(v) => Some((i.name.clone(), Valve::new(&i.name, v))),
                     _ => None,
                 })
                 .collect(),
@@ -537,8 +536,21 @@ impl Bench {
 
     /// A pump draws `volume` through its input: from the bottle on the current port of a valve feeding it, else
     /// from its own reservoir `own`. A tracked bottle gives at most what it holds above its dead volume; the rest
-    /// of the stroke is air, and the ledger says the bottle ran dry.
-    pub(crate) fn draw(&self, pump: &str, own: &str, volume: f64) -> Drawn {
+    /// of the stroke is air, and the ledger says the bottle ran dry. Through a valve with a `line`, what reaches the
+    /// syringe first is what the tubing held (the last reagent drawn, unless the line was primed), and the tubing
+    /// keeps the last of the new liquid; the parts are returned in the order they arrive.
+    pub(crate) fn draw(&self, pump: &str, own: &str, volume: f64) -> Vec<Drawn> {
+        let drawn = self.draw_from_bottle(pump, own, volume);
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.valves.values_mut().find(|v| v.feeds.as_deref() == Some(pump) && v.line > 0.0) {
+            // A dry draw moves only the liquid that came; the air that made up the stroke is not followed.
+            Some(valve) => valve.shift(vec![drawn], true),
+            None => vec![drawn],
+        }
+    }
+
+    /// What a draw takes out of the bottle the pump's input reaches (see [`Bench::draw`]).
+    fn draw_from_bottle(&self, pump: &str, own: &str, volume: f64) -> Drawn {
         let (mut s, now) = self.now();
         let key = s.source_of(pump);
         let Some(stock) = key.as_ref().and_then(|k| s.bottles.get_mut(k)) else {
@@ -567,18 +579,37 @@ impl Bench {
         Drawn { reagent, source: key, liquid }
     }
 
-    /// A pump pushes `volume` back out through its input, into the bottle on its input's current source.
-    pub(crate) fn give_back(&self, pump: &str, volume: f64) {
+    /// A pump pushes `parts` of what its syringe held back out through its input: through a valve with a `line`,
+    /// into the tubing, whose far end gives the same volume to the valve's current port; the liquid that comes out
+    /// there goes into the bottle on that port, or out through a port without one (the waste, when priming).
+    pub(crate) fn give_back(&self, pump: &str, parts: Vec<Drawn>) {
+        let (mut s, now) = self.now();
+        let valve = s.valves.iter_mut().find(|(_, v)| v.feeds.as_deref() == Some(pump));
+        let (out, port) = match valve {
+            Some((name, v)) if v.line > 0.0 => (v.shift(parts, false), Some((name.clone(), v.position))),
+            Some((name, v)) => (parts, Some((name.clone(), v.position))),
+            None => (parts, None),
+        };
+        let volume: f64 = out.iter().map(|p| p.liquid).sum();
         if volume <= 0.0 {
             return;
         }
-        let (mut s, now) = self.now();
-        let Some(key) = s.source_of(pump) else { return };
-        if let Some(stock) = s.bottles.get_mut(&key) {
-            if let Some(left) = &mut stock.left {
-                *left += volume;
+        match s.source_of(pump) {
+            Some(key) => {
+                if let Some(left) = s.bottles.get_mut(&key).and_then(|b| b.left.as_mut()) {
+                    *left += volume;
+                }
+                s.log(now, pump, Event::Returned { source: key, volume });
             }
-            s.log(now, pump, Event::Returned { source: key, volume });
+            None => {
+                // Out through a port that holds no bottle: the waste (or an open port, which spills the same way).
+                if let Some((valve, port)) = port {
+                    for p in out {
+                        let event = Event::Drained { valve: valve.clone(), port, reagent: p.reagent, volume: p.liquid };
+                        s.log(now, pump, event);
+                    }
+                }
+            }
         }
     }
 

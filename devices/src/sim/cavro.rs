@@ -32,7 +32,8 @@ use std::collections::VecDeque;
 use bytes::{Buf, BytesMut};
 
 use super::Simulator;
-use super::bench::{Bench, Drawn};
+use super::bench::Bench;
+use super::line::Drawn;
 use super::pty::Wire;
 use crate::clock::Clock;
 use crate::drivers::cavro::{ETX, FULL_STROKE, STX, VALVE_SWITCH, xor};
@@ -172,8 +173,8 @@ impl XCaliburSim {
                     if through == Valve::Output {
                         self.push_out(held);
                     } else {
-                        self.take_held(held);
-                        self.bench.give_back(&self.name, held);
+                        let parts = self.take_held(held);
+                        self.bench.give_back(&self.name, parts);
                     }
                     self.plunger = 0.0;
                     if let Some(v) = valve_to {
@@ -199,11 +200,11 @@ impl XCaliburSim {
                     // Through the input the liquid comes from the bottle the input reaches now, or goes back to it.
                     (_, false) => {
                         let drawn = self.bench.draw(&self.name, &self.reservoir, volume);
-                        self.held.push_back(drawn);
+                        self.held.extend(drawn);
                     }
                     (_, true) => {
-                        self.take_held(volume);
-                        self.bench.give_back(&self.name, volume);
+                        let parts = self.take_held(volume);
+                        self.bench.give_back(&self.name, parts);
                     }
                 }
                 self.plunger = reached;

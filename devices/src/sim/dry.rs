@@ -53,8 +53,9 @@ impl DryBench {
         let position = spec.position.as_deref().unwrap_or_default();
         match (&spec.driver, task) {
             (DriverConfig::CavroXCalibur(c), Task::Dispense { volume }) => {
-                let drawn = self.bench.draw(instrument, &c.reservoir.reagent, volume.0);
-                self.bench.dispense_drawn(instrument, position, &drawn);
+                for part in self.bench.draw(instrument, &c.reservoir.reagent, volume.0) {
+                    self.bench.dispense_drawn(instrument, position, &part);
+                }
             }
             (DriverConfig::IkaHotplate(_), Task::Heat { temperature, stir, .. }) => {
                 self.bench.plate_command(position, PlateCommand::SetPoint(temperature.0));

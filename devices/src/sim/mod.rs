@@ -24,6 +24,7 @@ mod declared;
 mod flame;
 mod gantry;
 mod ika;
+mod line;
 mod mettler;
 mod modbus;
 mod scpi;

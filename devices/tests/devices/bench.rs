@@ -1,10 +1,13 @@
 //! The whole simulated bench through pseudo-terminals: the demo protocol's physical steps for two vials, checked
-//! against the bench's ledger and the hidden chemistry.
+//! against the bench's ledger and the hidden chemistry; and the catalyst bench's shared line, which carries the last
+//! reagent over until it is primed.
 
 use std::collections::BTreeMap;
 
 use devices::capability::{Instrument, Outcome, Place, Task, execute};
+use devices::lab::load_lab;
 use devices::sim::{Event, Location, expected_absorbance};
+use protocols::diagnostic::SourceFile;
 use protocols::units::{Duration, Speed, Temperature, Volume, Wavelength};
 
 use crate::common;
@@ -112,4 +115,57 @@ async fn the_demo_steps_run_on_the_whole_bench_and_match_its_ledger() {
     let hot = sims.bench().vessel(0).unwrap().temperature_history.iter().map(|&(_, t)| t).fold(f64::MIN, f64::max);
     assert!((85.0..=91.0).contains(&hot), "vial 0 peaked at {hot} degC");
     sims.stop().await;
+}
+
+/// The catalyst bench's valve-fed pump through pseudo-terminals: the shared line carries the last reagent into the
+/// next draw unless it is primed (drawn through, pushed out to the waste port), which the ledger shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_valves_line_carries_the_last_reagent_over_until_it_is_primed() {
+    let lab = load_lab(SourceFile::new("catalysts.lab.ron", include_str!("../../labs/catalysts.lab.ron")))
+        .expect("the catalyst lab loads");
+    let (sims, clock) = common::start(&lab).await;
+    let mut bench = common::ready(&lab, &sims, &clock, devices::transport::discard()).await;
+    step(&mut bench, "gantry", Task::Transfer { from: Place::Rack(0), to: Place::Position("dispense".into()) }).await;
+    // The line starts full of port 1's catalyst; a dispense of 30 uL from port 2 without priming gets only that.
+    step(&mut bench, "valve", Task::Select { position: 2 }).await;
+    step(&mut bench, "pump_c", Task::Dispense { volume: Volume(30.0) }).await;
+    let first = sims.bench().vessel(0).unwrap().contents;
+    assert!((first.get("C1").copied().unwrap_or(0.0) - 30.0).abs() < 0.1, "carried over: {first:?}");
+    assert!(!first.contains_key("C2"), "{first:?}");
+    // Priming: 80 uL (twice the 40 uL line) drawn from port 2, pushed out through waste port 10, back to port 2.
+    let pump = bench.get_mut("pump_c").unwrap();
+    pump.as_prime().expect("a Cavro pump primes").fill(Volume(80.0)).await.unwrap();
+    step(&mut bench, "valve", Task::Select { position: 10 }).await;
+    let pump = bench.get_mut("pump_c").unwrap();
+    pump.as_prime().expect("a Cavro pump primes").empty_to_input().await.unwrap();
+    step(&mut bench, "valve", Task::Select { position: 2 }).await;
+    step(&mut bench, "pump_c", Task::Dispense { volume: Volume(30.0) }).await;
+    let second = sims.bench().vessel(0).unwrap().contents;
+    assert!((second.get("C2").copied().unwrap_or(0.0) - 30.0).abs() < 0.1, "primed: {second:?}");
+    assert!((second["C1"] - first["C1"]).abs() < 1e-9, "no more C1 after priming: {second:?}");
+    // The ledger: what went to waste (the line's C1 among it), and what the bottle gave.
+    let ledger = sims.bench().ledger();
+    let drained: BTreeMap<String, f64> = ledger.iter().fold(BTreeMap::new(), |mut acc, e| {
+        if let Event::Drained { port: 10, reagent, volume, .. } = &e.event {
+            *acc.entry(reagent.clone()).or_default() += volume;
+        }
+        acc
+    });
+    let total: f64 = drained.values().sum();
+    assert!((total - 80.0).abs() < 0.1 && drained.contains_key("C1"), "{drained:?}");
+    let drew: f64 = ledger
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Drew { source, volume, .. } if source == "valve:2" => Some(*volume),
+            _ => None,
+        })
+        .sum();
+    assert!((drew - 140.0).abs() < 0.2, "the bottle gave both dispenses and the prime: {drew}");
+    sims.stop().await;
+}
+
+/// Runs `task` on instrument `name` of `bench`, which must succeed.
+async fn step(bench: &mut BTreeMap<String, Box<dyn Instrument>>, name: &str, task: Task) {
+    let instrument = bench.get_mut(name).unwrap().as_mut();
+    execute(instrument, &task).await.unwrap_or_else(|e| panic!("{name} failed {task:?}: {e}"));
 }

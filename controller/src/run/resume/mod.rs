@@ -19,6 +19,7 @@ use experiments::{Campaign, Point, Proposal};
 use protocols::{Action, Protocol, SourceFile};
 use rusqlite::{Connection, OptionalExtension};
 
+use self::stock::{Carried, reserve_again};
 use crate::load::Inputs;
 use crate::record::{CampaignIds, RecordEvent, Recorder};
 use crate::schedule::components::CleaningUp;
@@ -65,6 +66,8 @@ pub struct Restore {
     pub stock: BTreeMap<String, (f64, bool)>,
     /// The references the spectrometers are given instead of taking new ones, as a vessel may stand in a holder.
     pub references: BTreeMap<String, crate::run::reference::RecordedReference>,
+    /// The bottle each dispense drew from, by step id (its `drawn` row, written before the pump moved).
+    pub drawn_by_step: HashMap<i64, String>,
 }
 
 /// An experiment that was running.
@@ -353,10 +356,17 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
         }
         entry.1 |= unknown != 0;
     }
+    let mut stmt = conn.prepare(
+        "SELECT step_id, bottle FROM stock_events WHERE campaign_id = ?1 AND kind = 'drawn' AND step_id IS NOT NULL \
+         ORDER BY id",
+    )?;
+    let drawn_by_step =
+        stmt.query_map([campaign], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?.collect::<Result<_, _>>()?;
     let occupied = !running.is_empty() || !left_on_deck.is_empty();
     let references = crate::run::reference::recorded(conn, campaign, &inputs.lab, occupied)?;
     Ok(Restore {
         stock,
+        drawn_by_step,
         references,
         campaign,
         started_at,
@@ -619,6 +629,7 @@ pub fn apply(
         stock.restore(&r.stock);
     }
     let mut doubts = Vec::new();
+    let mut carried: Vec<Carried> = Vec::new();
     let mut queue = CommandQueue::default();
     let mut fresh = Vec::new();
     let mut deck = DeckState::default();
@@ -764,7 +775,8 @@ pub fn apply(
                         experiment: exp_entity,
                         index: i,
                         name: s.id.clone(),
-                        on: s.on.clone(),
+                        // As when it started: a dispense of a reagent only one pump reaches runs on that pump.
+                        on: crate::schedule::systems::propose::reagent_pump(lab, &s.on, &s.action),
                         work,
                         rules: s.rules,
                         estimate: est[i],
@@ -788,6 +800,18 @@ pub fn apply(
             };
             if failed.is_some() {
                 concluded.push(exp_entity);
+            } else {
+                let mut pending = Vec::new();
+                let mut in_doubt = Vec::new();
+                for s in &bound.steps {
+                    let Action::Dispense { reagent: Some(_), .. } = &s.action else { continue };
+                    match x.steps.get(&s.id) {
+                        Some((_, status, ..)) if status == "succeeded" => {}
+                        Some((id, status, ..)) if status == "running" || status == "unknown" => in_doubt.push(*id),
+                        _ => pending.push(s.action.clone()),
+                    }
+                }
+                carried.push(Carried { entity: exp_entity, id: x.id, seq: x.seq, pending, in_doubt });
             }
             commands.entity(exp_entity).insert((
                 Experiment {
@@ -809,6 +833,9 @@ pub fn apply(
     queue.apply(world);
     for (step, doubt) in doubts {
         world.entity_mut(step).insert(doubt);
+    }
+    if let Some(mut stock) = world.get_resource_mut::<Stock>() {
+        reserve_again(&mut stock, &carried, r, recorder, now);
     }
     // Vessels concluded experiments left on the deck keep their places: nothing may be put where a vessel may stand.
     // The places stay blocked until a person clears them (an entity that is no experiment holds them), and a
@@ -931,5 +958,6 @@ pub fn apply(
     in_doubt_instruments
 }
 
+mod stock;
 #[cfg(test)]
 mod tests;

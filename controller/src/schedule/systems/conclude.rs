@@ -464,6 +464,7 @@ pub fn settle_observed(
                             estimate: step.estimate,
                             timeout,
                             turn: None,
+                            prime: None,
                         },
                     ));
                 }
@@ -992,8 +993,10 @@ pub fn return_vessel_name(earlier: usize) -> String {
 }
 
 /// Settles the bottles of finished dispenses: the valve a dispense claimed is free again; a dispense that failed
-/// before it could act gives its charge back; one whose outcome is unknown stays charged in full, and the record
-/// says the bottle may hold more than the controller counts.
+/// before it could act gives its charge back (with its prime's) and leaves the line as it was; one whose outcome is
+/// unknown stays charged in full, the record says the bottle may hold more than the controller counts, and what
+/// the line holds is not known (the next dispense through it primes). One that succeeded left its reagent in the
+/// line.
 pub fn settle_draws(
     mut ended: MessageReader<StepEnded>,
     mut stock: ResMut<Stock>,
@@ -1010,13 +1013,26 @@ pub fn settle_draws(
         {
             *a = Availability::Idle;
         }
+        let line = stock.bottles.get(&draw.key).and_then(|b| Some((b.source.valve()?.0.to_owned(), b.reagent.clone())));
         let (kind, volume, unknown, note) = match &ev.result {
-            Ok(_) => continue,
+            Ok(_) => {
+                if let Some((valve, reagent)) = line
+                    && let Some(l) = stock.lines.get_mut(&valve)
+                {
+                    l.holds = Some(reagent);
+                }
+                continue;
+            }
             Err(e) if !e.may_have_acted => {
-                stock.refund(&draw.key, draw.experiment, draw.volume);
+                stock.refund(&draw.key, draw.experiment, draw.volume + draw.primed);
+                if let Some((valve, _)) = line
+                    && let Some(l) = stock.lines.get_mut(&valve)
+                {
+                    l.holds = draw.line_before.clone();
+                }
                 (
                     "adjusted",
-                    draw.volume,
+                    draw.volume + draw.primed,
                     false,
                     format!("given back: the dispense failed before it acted ({})", e.message),
                 )

@@ -571,9 +571,13 @@ pub fn assign_instruments(
         });
         // A dispense of a reagent draws from a bottle chosen now; through a valve, the valve is claimed with the
         // pump for the whole step, so no other step can turn it between the turn and the draw.
-        let turn =
+        if draw.is_none() {
+            stock.line_in_doubt(&name);
+        }
+        let claimed =
             draw.and_then(|w| claim_source(step_entity, step_id, &name, w, &mut stock, &mut instruments, &record, now));
-        let dispatch = Dispatch { step: step_entity, step_id, task, estimate, timeout, turn };
+        let (turn, prime) = claimed.map_or((None, None), |(turn, prime)| (Some(turn), prime));
+        let dispatch = Dispatch { step: step_entity, step_id, task, estimate, timeout, turn, prime };
         bridge.executor.dispatch(inst_entity, dispatch);
         progress.0 = true;
     }
@@ -608,7 +612,9 @@ fn source_ready(
 }
 
 /// Charges a dispense to the bottle it draws from (in full, before it acts: a dispense whose outcome is never
-/// learned stays charged), records the draw, and claims the valve it turns; returns the valve and port.
+/// learned stays charged), records the draw, and claims the valve it turns; returns the valve and port, and the
+/// prime (waste port and microlitres) when the valve's line holds another reagent or one not known. A prime is
+/// charged and recorded as a draw of its own.
 #[expect(clippy::too_many_arguments, reason = "a helper of one system, taking what the system holds")]
 fn claim_source(
     step_entity: Entity,
@@ -619,24 +625,43 @@ fn claim_source(
     instruments: &mut Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
     record: &Record,
     now: f64,
-) -> Option<(Entity, u32)> {
+) -> Option<((Entity, u32), Option<(u32, f64)>)> {
     let key = stock.pick(w.experiment, &w.reagent, pump, w.volume)?.source.key();
+    let prime = stock.prime_for(&key);
+    // One `drawn` row per draw, with the stock left after it.
+    let drawn = |stock: &Stock, volume: f64, note: String| {
+        record.recorder.send(RecordEvent::Stock {
+            campaign: record.campaign,
+            at: now,
+            bottle: key.clone(),
+            reagent: w.reagent.clone(),
+            kind: "drawn".into(),
+            volume,
+            experiment: Some(w.exp_id),
+            step: Some(step_id),
+            unknown: false,
+            left: stock.bottles[&key].left(),
+            note,
+        })
+    };
+    let mut line_before = None;
+    if let Some((valve, waste, volume)) = &prime {
+        stock.charge(&key, w.experiment, *volume, false);
+        let line = stock.lines.get_mut(valve).expect("a prime comes from a line");
+        // Until the dispense ends well, what the line holds is not known for certain.
+        line_before = line.holds.take();
+        let held = match &line_before {
+            Some(r) => format!("it held `{r}`"),
+            None => "what it held is not known".to_owned(),
+        };
+        let note = format!(
+            "by `{pump}` to prime the line of `{valve}` ({held}), pushed out to waste port {waste}, charged before it acts"
+        );
+        drawn(stock, *volume, note);
+    }
     stock.charge(&key, w.experiment, w.volume, false);
-    let b = &stock.bottles[&key];
-    let valve = b.source.valve().map(|(v, p)| (v.to_owned(), p));
-    record.recorder.send(RecordEvent::Stock {
-        campaign: record.campaign,
-        at: now,
-        bottle: key.clone(),
-        reagent: w.reagent.clone(),
-        kind: "drawn".into(),
-        volume: w.volume,
-        experiment: Some(w.exp_id),
-        step: Some(step_id),
-        unknown: false,
-        left: b.left(),
-        note: format!("by `{pump}`, charged before it acts"),
-    });
+    drawn(stock, w.volume, format!("by `{pump}`, charged before it acts"));
+    let valve = stock.bottles[&key].source.valve().map(|(v, p)| (v.to_owned(), p));
     let mut turn = None;
     if let Some((valve, port)) = &valve
         && let Some((e, _, mut a, _)) = instruments.iter_mut().find(|(_, i, _, _)| &i.name == valve)
@@ -644,10 +669,11 @@ fn claim_source(
         *a = Availability::Busy { step: step_entity };
         turn = Some((e, *port));
     }
-    stock
-        .draws
-        .insert(step_entity, Draw { experiment: w.experiment, key, valve: turn.map(|(e, _)| e), volume: w.volume });
-    turn
+    let primed = prime.as_ref().map_or(0.0, |(_, _, v)| *v);
+    let draw =
+        Draw { experiment: w.experiment, key, valve: turn.map(|(e, _)| e), volume: w.volume, primed, line_before };
+    stock.draws.insert(step_entity, draw);
+    turn.map(|t| (t, prime.map(|(_, waste, v)| (waste, v))))
 }
 
 /// The position of the instrument the plan gave to the first vessel step after `transfer`.

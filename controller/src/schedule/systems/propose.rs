@@ -29,7 +29,7 @@ fn shortage_of(
     let mut values = cs.fixed.clone();
     values.extend(proposal.values.clone());
     let bound = cs.protocol.bind_with(&values, &cs.reagents_at(&values)).ok()?;
-    stock.shortage(&stock::needs(bound.steps.iter().map(|s| &s.action)))
+    stock.shortage(&stock.needs(bound.steps.iter().map(|s| &s.action)))
 }
 
 /// The place in the queue of the first proposal whose dispenses the bottles can serve now; says once in the record
@@ -75,7 +75,7 @@ fn startable(
 
 /// Where a step runs: a dispense of a reagent that only one of the step's candidate pumps reaches runs on that pump,
 /// so the planner never plans it on a pump that cannot draw it.
-fn reagent_pump(lab: &devices::Lab, on: &InstrumentRef, action: &protocols::Action) -> InstrumentRef {
+pub(crate) fn reagent_pump(lab: &devices::Lab, on: &InstrumentRef, action: &protocols::Action) -> InstrumentRef {
     let protocols::Action::Dispense { reagent: Some(r), .. } = action else { return on.clone() };
     let mut pumps: Vec<String> = lab
         .sources(r)
@@ -291,7 +291,7 @@ pub fn start_experiments(
                         })
                         .collect(),
                 };
-                needs = stock::needs(bound.steps.iter().map(|s| &s.action));
+                needs = stock.needs(bound.steps.iter().map(|s| &s.action));
                 let params =
                     cs.protocol
                         .parameters()
