@@ -124,6 +124,8 @@ pub fn fit(lab: &Lab, records: &[PathBuf]) -> Result<Fit, String> {
     if let Some(m) = median(&starts) {
         changes.push(format!("start-up     {} runs: {:.0} s -> {:.0} s", starts.len(), defaults.startup, m));
         durations.startup = m;
+        // The recorded starts took what they took, lost replies and all.
+        durations.lost_at_startup = (0.0, 0.0);
     }
     Ok(Fit { durations, runs: runs.len(), steps: used, changes })
 }
@@ -204,7 +206,7 @@ struct HeatSample {
 }
 
 fn fit_thermal(samples: &[(&Run, Vec<&Recorded>)], prior: Rates) -> Option<Rates> {
-    let Rates::Thermal { ramp, cooling, settle, poll, tolerance, stall, fixed } = prior else { return None };
+    let Rates::Thermal { ramp, cooling, settle, poll, tolerance, stall, wait, fixed } = prior else { return None };
     let mut heats = Vec::new();
     let mut stirs = Vec::new();
     for (_, steps) in samples {
@@ -235,7 +237,7 @@ fn fit_thermal(samples: &[(&Run, Vec<&Recorded>)], prior: Rates) -> Option<Rates
     let mut best = (ramp, cooling, settle);
     if !with_ramp.is_empty() {
         let loss = |(r, c, s): (f64, f64, f64)| -> f64 {
-            let rates = Rates::Thermal { ramp: r, cooling: c, settle: s, poll, tolerance, stall, fixed };
+            let rates = Rates::Thermal { ramp: r, cooling: c, settle: s, poll, tolerance, stall, wait, fixed };
             with_ramp
                 .iter()
                 .map(|h| {
@@ -272,7 +274,7 @@ fn fit_thermal(samples: &[(&Run, Vec<&Recorded>)], prior: Rates) -> Option<Rates
             span = (span.0.sqrt(), span.1.sqrt(), span.2 / 4.0);
         }
     }
-    Some(Rates::Thermal { ramp: best.0, cooling: best.1, settle: best.2, poll, tolerance, stall, fixed })
+    Some(Rates::Thermal { ramp: best.0, cooling: best.1, settle: best.2, poll, tolerance, stall, wait, fixed })
 }
 
 /// Least squares pulled gently toward `prior` (a tenth of the data's weight), refitted once without the points more

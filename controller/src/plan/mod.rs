@@ -5,8 +5,9 @@
 //! reports the estimated lab time, each instrument's utilisation, and lower bounds no run can beat ([`bound`]).
 //! The same files and seed give the same plan, however busy the computer: the simulation never lets the wall clock
 //! decide anything ([`simulate`]). Durations may be fitted to recorded runs first ([`calibrate`]). Where the
-//! campaign's proposer chooses from results, which a plan cannot know, the plan draws those choices several times
-//! and gives the spread ([`draws`]).
+//! campaign's proposer chooses from results, the plan of a simulated lab measures them on a simulated bench as the
+//! run will; for any other lab, which a plan cannot know, it draws those choices several times and gives the spread
+//! ([`draws`]).
 
 pub mod bench;
 pub mod bound;
@@ -77,6 +78,16 @@ pub enum Parameters {
     Given,
     /// The campaign's own proposer, which chooses without looking at results: the run proposes the same.
     Own(String),
+    /// The first `known` from the proposer's own design, the rest its model's choices on the results a simulated
+    /// bench of the lab gives (the lab's instruments are all simulators whose chemistry the lab file fixes).
+    Measured {
+        /// The proposer.
+        proposer: String,
+        /// How many proposals the plan knows.
+        known: usize,
+        /// How many its model chose on the bench's results.
+        chosen: usize,
+    },
     /// The first `known` from the proposer's own design, the rest its model's choices on a landscape drawn in place
     /// of the results, once per draw.
     Drawn {
@@ -115,6 +126,8 @@ pub struct PlanResult {
     pub calibration: Option<(Fit, f64)>,
     /// Why the campaign may stop before its budget, which the plan does not simulate.
     pub may_stop: Option<String>,
+    /// Each experiment's parameter values, in the order proposed (of the median draw, when drawn).
+    pub proposals: Vec<Point>,
     /// The warnings `lab check` gives the campaign (a bottle too small for its worst case, ...), which `lab plan`
     /// prints before the plan.
     pub warnings: protocols::Diagnostics,
@@ -125,6 +138,50 @@ impl PlanResult {
     pub fn estimate(&self) -> f64 {
         self.report.makespan
     }
+
+    /// Where a run's luck with lost replies may take it, if the lab's simulators lose any: the lab time with as few
+    /// and as many of them as one run in ten meets either way (a Poisson count around the expected number), each
+    /// costing its mean. The estimate counts their expected cost; any one run meets a whole number of them, each of
+    /// which costs the line's timeout at the lab's pace (a second of wall time is hundreds of lab seconds), and a
+    /// campaign with one experiment at a time waits for every one.
+    pub fn lost_replies(&self) -> Option<LostReplies> {
+        let (expected, seconds) = self.report.lost;
+        if expected < 1e-3 {
+            return None;
+        }
+        let each = seconds / expected;
+        let (few, many) = (poisson_quantile(expected, 0.1), poisson_quantile(expected, 0.9));
+        let at = |n: usize| self.estimate() + (n as f64 - expected) * each;
+        Some(LostReplies { expected, each, few, many, range: (at(few), at(many)) })
+    }
+}
+
+/// What a plan says of the replies a run's simulators are expected to lose ([`PlanResult::lost_replies`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LostReplies {
+    /// How many a run is expected to meet.
+    pub expected: f64,
+    /// The lab seconds each costs, on average (less than its wait where the heat it interrupts goes on).
+    pub each: f64,
+    /// As few as one run in ten meets.
+    pub few: usize,
+    /// As many as one run in ten meets.
+    pub many: usize,
+    /// The estimate with `few` and with `many` of them.
+    pub range: (f64, f64),
+}
+
+/// The smallest count whose Poisson probability up to it, for a mean of `lambda`, reaches `q`.
+fn poisson_quantile(lambda: f64, q: f64) -> usize {
+    let (mut term, mut sum) = ((-lambda).exp(), 0.0);
+    for k in 0..10_000 {
+        sum += term;
+        if sum >= q {
+            return k;
+        }
+        term *= lambda / (k + 1) as f64;
+    }
+    10_000
 }
 
 impl fmt::Display for PlanResult {
@@ -141,6 +198,14 @@ impl fmt::Display for PlanResult {
             Parameters::Given => writeln!(f, "  parameters          as given")?,
             Parameters::Own(p) => {
                 writeln!(f, "  parameters          the campaign's own proposer ({p}); the run will propose the same")?
+            }
+            Parameters::Measured { proposer, known, chosen } => {
+                writeln!(
+                    f,
+                    "  parameters          {known} from the {proposer}'s own design, as the run will propose them; its model \
+                     chooses the other {chosen} from what the lab's simulated bench measures in the plan, as it will in the \
+                     run (the run's noise aside, which may lead it elsewhere)"
+                )?;
             }
             Parameters::Drawn { proposer, known, drawn } => {
                 writeln!(
@@ -182,6 +247,20 @@ impl fmt::Display for PlanResult {
             writeln!(f, "  estimated lab time  {} ({:.0} s)", hms(self.estimate()), self.estimate())?;
         }
         writeln!(f, "    of which start-up {} (opening and initializing the instruments)", hms(self.startup))?;
+        if let Some(l) = self.lost_replies() {
+            writeln!(
+                f,
+                "    counting {:.1} lost replies, the mean of the faults the lab file gives its simulators, each waited \
+                 for its line's timeout at the lab's pace and costing {:.0} s on average; a run that meets {} or {} of \
+                 them (one run in ten either way) takes about {} to {}",
+                l.expected,
+                l.each,
+                l.few,
+                l.many,
+                hms(l.range.0),
+                hms(l.range.1)
+            )?;
+        }
         if let Some(why) = &self.may_stop {
             writeln!(f, "    if it runs its whole budget: {why}")?;
         }
@@ -202,10 +281,11 @@ impl fmt::Display for PlanResult {
         }
         writeln!(
             f,
-            "  {:.1}% above the bound; simulated with {} plans in {:.1} ms of planning",
+            "  {:.1}% above the bound; simulated with {} plans in {:.1} ms of planning ({:.1} ns per unit of its work)",
             100.0 * (self.estimate() / bound.max(1e-9) - 1.0),
             r.plans,
-            r.planning.as_secs_f64() * 1e3
+            r.planning.as_secs_f64() * 1e3,
+            r.planning.as_secs_f64() * 1e9 / r.work.max(1) as f64
         )?;
         writeln!(f, "  instrument      busy        utilisation")?;
         for (name, busy) in &r.busy {
@@ -295,7 +375,7 @@ pub fn plan_file(lab_path: &Path, file: &Path, options: &PlanOptions) -> Result<
         in_flight: count,
         reagents: BTreeMap::new(),
     };
-    let report = simulate(&parts, Box::new(Fixed(values.clone())), &protocol, &lab, &durations)?;
+    let report = simulate(&parts, Box::new(Fixed(values.clone())), &protocol, &lab, &durations, false)?;
     let counted = vec![Counted::Known(values.clone()); count];
     let bounds =
         bound::bounds(&bounds_input(&protocol, &lab, &durations, &parts, None), &counted).map_err(PlanError::Other)?;
@@ -311,10 +391,11 @@ pub fn plan_file(lab_path: &Path, file: &Path, options: &PlanOptions) -> Result<
         bounds,
         calibration: None,
         may_stop: None,
+        proposals: vec![values.clone(); count],
         warnings: protocols::Diagnostics::new(),
     };
     if let Some(fit) = calibration {
-        let before = simulate(&parts, Box::new(Fixed(values)), &protocol, &lab, &Durations::of(&lab))?;
+        let before = simulate(&parts, Box::new(Fixed(values)), &protocol, &lab, &Durations::of(&lab), false)?;
         plan.calibration = Some((fit, before.makespan));
     }
     Ok(plan)
@@ -344,6 +425,15 @@ pub fn plan_campaign(
     let parts = CampaignParts::from(campaign);
     let problem = campaign.problem(None);
     let (parameters, mut runs) = match campaign.proposer {
+        ProposerConfig::GaussianProcess { initial, .. } if devices::sim::DryBench::models(lab) => {
+            // The lab's chemistry is the simulators', so the plan measures what the run will, and one run does.
+            let log = ProposedLog::default();
+            let measured = Planned::measured(campaign.build_proposer(), initial, Arc::clone(&log));
+            let report = simulate(&parts, wrap(Box::new(measured)), protocol, lab, durations, true)?;
+            let known = initial.min(campaign.budget);
+            let chosen = report.experiments.saturating_sub(known);
+            (Parameters::Measured { proposer: "Gaussian process".to_owned(), known, chosen }, vec![(report, log)])
+        }
         ProposerConfig::GaussianProcess { initial, .. } => {
             // With a design as large as the budget, the model chooses nothing and one run knows every experiment.
             let draws = if initial >= campaign.budget { 1 } else { draws.max(1) };
@@ -352,7 +442,7 @@ pub fn plan_campaign(
                 let log = ProposedLog::default();
                 let seed = campaign.seed.wrapping_add(draw).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED;
                 let drawn = Drawn::new(campaign.build_proposer(), initial, &problem, seed, Arc::clone(&log));
-                let report = simulate(&parts, wrap(Box::new(drawn)), protocol, lab, durations)?;
+                let report = simulate(&parts, wrap(Box::new(drawn)), protocol, lab, durations, false)?;
                 runs.push((report, log));
             }
             let known = initial.min(campaign.budget);
@@ -368,7 +458,7 @@ pub fn plan_campaign(
         ProposerConfig::Random | ProposerConfig::SpaceFilling => {
             let log = ProposedLog::default();
             let planned = Planned::new(campaign.build_proposer(), Arc::clone(&log));
-            let report = simulate(&parts, wrap(Box::new(planned)), protocol, lab, durations)?;
+            let report = simulate(&parts, wrap(Box::new(planned)), protocol, lab, durations, false)?;
             let name = match campaign.proposer {
                 ProposerConfig::Random => "Random",
                 _ => "SpaceFilling",
@@ -404,21 +494,27 @@ pub fn plan_campaign(
         bounds,
         calibration: None,
         may_stop,
+        proposals: proposed.iter().map(|(p, _)| p.clone()).collect(),
         warnings: protocols::Diagnostics::new(),
     })
 }
 
-/// One simulated run of a campaign's experiments, proposed by `proposer`, on `durations`.
+/// One simulated run of a campaign's experiments, proposed by `proposer`, on `durations`; with `measure`, its
+/// measurements made on a simulated bench of the lab (see [`Setup::with_bench`]).
 fn simulate(
     parts: &CampaignParts,
     proposer: Box<dyn Proposer>,
     protocol: &Arc<Protocol>,
     lab: &Arc<Lab>,
     durations: &Durations,
+    measure: bool,
 ) -> Result<Report, PlanError> {
     let (mut setup, learner) =
         Setup::campaign(parts, proposer, protocol, lab, Policy::Planned { replan: true, budget: None })
             .map_err(PlanError::Other)?;
+    if measure {
+        setup.with_bench(lab);
+    }
     setup.with_durations(Arc::clone(lab), durations.clone());
     let report = setup.run(Noise::NONE);
     let _ = learner.join();

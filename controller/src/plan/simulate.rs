@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bevy_ecs::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
+use devices::sim::DryBench;
 use devices::{Clock, Outcome, Task};
 
 use crate::record::Recorder;
@@ -70,6 +71,12 @@ pub struct Report {
     pub plans: usize,
     /// Wall time the planner took, within `decision`.
     pub planning: Duration,
+    /// Lost replies the run is expected to meet (each waited for until its line's timeout), and the lab seconds
+    /// they are expected to cost, which the durations count in: their mean, not any one run's luck. A lost reply
+    /// costs less than its wait where the heat it interrupts goes on meanwhile.
+    pub lost: (f64, f64),
+    /// The planner's work in all (`resources::Schedule::work`), which `planning` measures the pace of.
+    pub work: u64,
     /// Whether it ran to the end (false: it deadlocked, which is a bug worth reporting).
     pub completed: bool,
 }
@@ -107,6 +114,11 @@ pub struct Setup {
     /// step takes before noise, whatever the scheduler's estimate has become.
     durations: Vec<Vec<f64>>,
     physics: Option<Physics>,
+    /// Replies the start-up is expected to lose, and their lab seconds ([`Durations::lost_at_startup`]).
+    lost_at_startup: (f64, f64),
+    /// The simulated bench the steps act on, whose measurements the run's results are (`None`: every measurement is
+    /// a placeholder).
+    bench: Option<DryBench>,
 }
 
 /// The simulation's prediction of how long each step takes: every instrument's rates, and its state as the run goes
@@ -114,6 +126,10 @@ pub struct Setup {
 struct Physics {
     lab: Arc<devices::Lab>,
     durations: Durations,
+    /// `durations` with no reply lost, and with every lost reply's wait counted whole: how much of each step is the
+    /// expected cost of lost replies, and how many it is expected to meet.
+    calm: Durations,
+    whole: Durations,
     states: HashMap<Entity, (usize, State)>,
 }
 
@@ -152,7 +168,19 @@ impl Setup {
         world.insert_resource(LabClock(clock.clone()));
         world.insert_resource(Record { recorder, campaign: 0 });
         world.insert_resource(policy);
-        Setup { world, schedule, clock, inbox, inbox_tx, queue, names, durations: Vec::new(), physics: None }
+        Setup {
+            world,
+            schedule,
+            clock,
+            inbox,
+            inbox_tx,
+            queue,
+            names,
+            durations: Vec::new(),
+            physics: None,
+            lost_at_startup: (0.0, 0.0),
+            bench: None,
+        }
     }
 
     /// The sending end of the inbox (for a learner thread).
@@ -195,19 +223,29 @@ impl Setup {
             }
         }
         self.clock.advance(durations.startup.max(0.0));
-        self.physics = Some(Physics { lab, durations, states });
+        let (calm, whole) = (durations.calm(), durations.whole_waits());
+        self.lost_at_startup = durations.lost_at_startup;
+        self.physics = Some(Physics { lab, durations, calm, whole, states });
+    }
+
+    /// Makes every step act on a simulated bench of `lab` on this simulation's clock, and every measurement read
+    /// there ([`DryBench`]); false (and nothing changes) if the bench does not model the lab's instruments.
+    pub fn with_bench(&mut self, lab: &devices::Lab) -> bool {
+        self.bench = DryBench::new(lab, self.clock.clone());
+        self.bench.is_some()
     }
 
     /// Runs the world to the end in virtual time.
     pub fn run(mut self, noise: Noise) -> Report {
         let mut heap: BinaryHeap<Reverse<(Key, i64, Entity, Entity, u64)>> = BinaryHeap::new();
-        let mut started: HashMap<Entity, (f64, Outcome)> = HashMap::new();
+        let mut started: HashMap<Entity, (f64, Entity, Option<Task>)> = HashMap::new();
         let mut busy: HashMap<Entity, f64> = HashMap::new();
         let mut decision = Duration::ZERO;
         let mut frames = 0;
         let mut steps = 0;
         let mut makespan = 0.0f64;
         let mut seq = 0u64;
+        let mut lost = self.lost_at_startup;
         let completed = loop {
             let t0 = Instant::now();
             let work = self.world.resource::<resources::Schedule>().work;
@@ -228,7 +266,18 @@ impl Setup {
                 let own = self.duration(d.step).unwrap_or(d.estimate);
                 let expected = match (&mut self.physics, &d.task) {
                     (Some(p), Some(task)) => match p.states.get_mut(&instrument) {
-                        Some((index, state)) => p.durations.run(&p.lab, &p.lab.instruments[*index], state, task, now),
+                        Some((index, state)) => {
+                            let spec = &p.lab.instruments[*index];
+                            let calm = p.calm.run(&p.lab, spec, &mut state.clone(), task, now);
+                            let whole = p.whole.run(&p.lab, spec, &mut state.clone(), task, now);
+                            let expected = p.durations.run(&p.lab, spec, state, task, now);
+                            let wait = Durations::lost_reply(&p.lab, spec);
+                            if whole > calm && wait > 0.0 {
+                                lost.0 += (whole - calm) / wait;
+                                lost.1 += expected - calm;
+                            }
+                            expected
+                        }
                         None => own,
                     },
                     _ => own,
@@ -237,11 +286,10 @@ impl Setup {
                 *busy.entry(instrument).or_default() += duration;
                 steps += 1;
                 seq += 1;
-                let outcome = match &d.task {
-                    Some(Task::Measure { .. }) => Outcome::Measured { value: 0.0, unit: "AU" },
-                    _ => Outcome::Done,
-                };
-                started.insert(d.step, (now, outcome));
+                if let (Some(bench), Some(task), Some(name)) = (&self.bench, &d.task, self.names.get(&instrument)) {
+                    bench.start(name, task);
+                }
+                started.insert(d.step, (now, instrument, d.task.clone()));
                 heap.push(Reverse((Key(now + duration), d.step_id, d.step, instrument, seq)));
             }
             if self.world.resource::<CampaignState>().is_finished() {
@@ -288,7 +336,15 @@ impl Setup {
                 }
                 heap.pop();
                 makespan = makespan.max(end);
-                let (start, outcome) = started.remove(&step).unwrap_or((end, Outcome::Done));
+                let (start, instrument, task) = started.remove(&step).unwrap_or((end, Entity::PLACEHOLDER, None));
+                let measured = match (&self.bench, &task, self.names.get(&instrument)) {
+                    (Some(bench), Some(task), Some(name)) => bench.end(name, task),
+                    _ => None,
+                };
+                let outcome = match task {
+                    Some(Task::Measure { .. }) => Outcome::Measured { value: measured.unwrap_or(0.0), unit: "AU" },
+                    _ => Outcome::Done,
+                };
                 ended.push(Inbound::StepEnded { step, result: Ok(outcome), started: start, ended: end });
             }
             let backlog = &mut self.world.resource_mut::<Bridge>().backlog;
@@ -311,6 +367,8 @@ impl Setup {
             frames,
             plans: schedule.plans,
             planning: schedule.planning,
+            work: schedule.work,
+            lost,
             completed,
         }
     }

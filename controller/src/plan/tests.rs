@@ -1,5 +1,6 @@
 //! `lab plan`'s tests: plans that are the same however slow the proposer, bounds no simulated run beats, a lab
-//! with many hotplates, declared instruments' durations, and the landscapes a model's choices are drawn on.
+//! with many hotplates, declared instruments' durations, the landscapes a model's choices are drawn on, a model in
+//! a simulated lab choosing from what a simulated bench measures, and the range a run's lost replies may take it to.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -287,4 +288,55 @@ fn a_drawn_landscape_has_one_peak_and_turns_it_over_for_an_output_to_make_small(
     problem.objectives[0].direction = experiments::Direction::Minimize;
     let c = draws::Landscape::draw(&problem, 1);
     assert_eq!(c.at("absorbance", &point), -va);
+}
+
+#[test]
+fn a_plan_says_how_far_a_runs_luck_with_lost_replies_may_take_it() {
+    let campaign = root().join("experiments/campaigns/declared.campaign.ron");
+    let inputs = load(&campaign, &root().join("devices/labs/declared.lab.ron"), None, None);
+    let p = plan(&inputs, 1, &|p| p);
+    let l = p.lost_replies().unwrap_or_else(|| panic!("the declared lab's simulators lose replies:\n{p}"));
+    // Each is waited for a second of wall time, 400 lab s at the lab's pace, less what a hold spends anyway.
+    assert!(l.each > 100.0 && l.each < 400.0, "{l:?}");
+    assert!(l.expected > 0.1 && l.few as f64 <= l.expected && l.many as f64 >= l.expected, "{l:?}");
+    assert!(l.range.0 <= p.estimate() && p.estimate() <= l.range.1, "{l:?} around {}", p.estimate());
+    assert!(p.to_string().contains("lost replies"), "{p}");
+    // A lab whose simulators lose nothing has no such range.
+    let calm = load(
+        &root().join("experiments/campaigns/demo.campaign.ron"),
+        &root().join("devices/labs/sim.lab.ron"),
+        None,
+        None,
+    );
+    assert!(plan(&calm, 1, &|p| p).lost_replies().is_none());
+    // A reply lost early in a long hold costs nothing: the hold goes on while the driver waits for it.
+    let circulator = inputs.lab.instrument("circulator").expect("the circulator");
+    let rates = Durations::of(&inputs.lab).rates(circulator);
+    let Rates::Thermal { stall, wait, .. } = rates else { panic!("the circulator holds as a plate") };
+    let (short, long) = (rates.heat(25.0, 25.0, 60.0, true), rates.heat(25.0, 25.0, 3600.0, true));
+    let calm = Durations::of(&inputs.lab).calm().rates(circulator);
+    let (short_calm, long_calm) = (calm.heat(25.0, 25.0, 60.0, true), calm.heat(25.0, 25.0, 3600.0, true));
+    let p = stall / wait;
+    // Readings at the start, and every 10 s to the end; only the last 400 s of the hour's readings risk anything.
+    assert!((long - long_calm) < p * wait * 42.0, "{long} against {long_calm}");
+    assert!((short - short_calm) > p * (wait - 60.0) * 6.0, "{short} against {short_calm}");
+    // Poisson counts: with a mean of 2, none at all is one run in seven, and four or fewer nineteen in twenty.
+    assert_eq!((poisson_quantile(2.0, 0.1), poisson_quantile(2.0, 0.9)), (0, 4));
+    assert_eq!(poisson_quantile(0.0, 0.9), 0);
+}
+
+#[test]
+fn a_model_in_a_simulated_lab_chooses_from_what_the_simulated_bench_measures() {
+    let inputs = load(
+        &root().join("experiments/campaigns/plate.campaign.ron"),
+        &root().join("devices/labs/sim.lab.ron"),
+        None,
+        None,
+    );
+    let p = plan(&inputs, 3, &|p| p);
+    assert!(matches!(p.parameters, Parameters::Measured { known: 8, .. }), "{p}");
+    assert!(p.draws.is_empty() && p.report.completed, "{p}");
+    // The bench's chemistry gives every experiment a real absorbance, so the model has something to choose from.
+    let again = plan(&inputs, 3, &|p| p);
+    assert_eq!(figures(&p), figures(&again), "two plans differ:\n{p}\n{again}");
 }

@@ -65,8 +65,11 @@ pub enum Rates {
         poll: f64,
         /// The driver's tolerance around the set point, in degrees.
         tolerance: f64,
-        /// Lab seconds each reading is expected to add by a lost reply (see [`Pace::stall`]).
+        /// Lab seconds each reading is expected to add by a lost reply (see [`Pace::stall`]), were none of the wait
+        /// for it time the plate spends heating or holding anyway.
         stall: f64,
+        /// Lab seconds a lost reply is waited for ([`Pace::wait`]).
+        wait: f64,
         /// Lab seconds of commands per action (watchdog, set points read back, start and stop).
         fixed: f64,
     },
@@ -115,6 +118,7 @@ impl Rates {
             poll,
             tolerance,
             stall: pace.stall,
+            wait: pace.wait,
             // The watchdog armed, two set points written and read back, heater and stirrer started and stopped.
             fixed: 5.0 + pace.commit + 8.0 * pace.command,
         };
@@ -173,7 +177,7 @@ impl Rates {
                 let flowing = volume.0.max(0.0) / rate.max(1e-9);
                 let looks = if *poll > 0.0 { (flowing / poll).ceil().max(1.0) } else { 1.0 };
                 let seen = if *poll > 0.0 { looks * poll } else { flowing };
-                seen + looks * (per_poll + stall) + fixed
+                seen + looks * (per_poll + stall) + FLOW_WRITES * stall + fixed
             }
             (Rates::Fixed(s), _) => *s,
             _ => 10.0,
@@ -182,12 +186,14 @@ impl Rates {
 
     /// Lab seconds of a heat to `target` held for `hold`, from a plate at `from` degC. With `polled`, the ramp is
     /// seen to end at the driver's first reading after it ends, as in a run; without, it ends when it ends.
-    fn heat(&self, from: f64, target: f64, hold: f64, polled: bool) -> f64 {
-        let Rates::Thermal { poll, fixed, stall, .. } = *self else { return hold + 10.0 };
+    pub fn heat(&self, from: f64, target: f64, hold: f64, polled: bool) -> f64 {
+        let Rates::Thermal { poll, fixed, stall, wait, .. } = *self else { return hold + 10.0 };
         let reach = self.reach(from, target);
         let seen = if polled && reach > 0.0 && poll > 0.0 { (reach / poll).ceil() * poll } else { reach };
-        let readings = if poll > 0.0 { ((seen + hold) / poll).ceil() } else { 0.0 };
-        fixed + seen + hold + readings * stall
+        // The ramp is read at its start and every poll until it is seen to end; the hold every poll to its end. The
+        // writes are asked again after a lost reply (a set point and the control switched are safe to repeat).
+        let writes = HEAT_WRITES * stall;
+        fixed + seen + hold + writes + stalls(seen, poll, stall, wait, true) + stalls(hold, poll, stall, wait, false)
     }
 
     /// Lab seconds until a plate at `from` degC is within its tolerance of `target`: heating at its ramp and
@@ -237,6 +243,31 @@ impl Rates {
             _ => self.stateless(spec, action),
         }
     }
+}
+
+/// Commands of a heat that act and are asked again after a lost reply (safe to repeat): the set point written, the
+/// control started and stopped. In the `declared` lab's runs, a lost reply to either write cost its whole wait.
+const HEAT_WRITES: f64 = 3.0;
+/// Commands of a dispense at a rate that act and are asked again after a lost reply: the rate set, and set to zero.
+const FLOW_WRITES: f64 = 2.0;
+
+/// The lab seconds lost replies are expected to add to a phase of a heat `length` lab seconds long, read every
+/// `poll` (and at its start, if `at_start`), each reading's reply lost with the probability `stall / wait` and then
+/// waited for `wait` lab seconds. The phase goes on during the wait (the plate heats, the hold's end is fixed in lab
+/// time), so only the part of the wait beyond what the phase still had to go is lost: a lost reply early in a long
+/// hold costs nothing. Counting the whole wait for every reading made the `declared` lab's plans about 350 lab s too
+/// long a run, against runs that met as many lost replies as the plan expected.
+fn stalls(length: f64, poll: f64, stall: f64, wait: f64, at_start: bool) -> f64 {
+    if stall <= 0.0 || poll <= 0.0 || length < 0.0 {
+        return 0.0;
+    }
+    let readings = (length / poll).ceil();
+    if wait <= 0.0 {
+        return (readings + f64::from(u8::from(at_start))) * stall;
+    }
+    let p = stall / wait;
+    let first = if at_start { 0 } else { 1 };
+    (first..=readings as u64).map(|k| p * (wait - (length - (k as f64 * poll).min(length))).max(0.0)).sum()
 }
 
 /// The default rates of an instrument declared in RON, from its declaration and settings: a temperature it holds
@@ -307,17 +338,59 @@ pub struct Durations {
     /// Lab seconds between the frames a run makes when nothing happens (`resources::IDLE_TICK` at the lab's pace): an
     /// instrument held for a planned step that is late stops waiting only at the next frame.
     pub tick: f64,
+    /// Replies the start-up is expected to lose (each instrument's identity and initialization asked over a line
+    /// whose simulator loses some), and the lab seconds they add, which `startup` counts in.
+    pub lost_at_startup: (f64, f64),
 }
 
 impl Durations {
     /// The lab file's default rates for every instrument.
     pub fn of(lab: &Lab) -> Self {
+        let lost_at_startup = lab.instruments.iter().fold((0.0, 0.0), |(n, s), spec| {
+            let pace = Pace::of(lab, spec);
+            let lost = if pace.wait > 0.0 { startup_replies(spec) * pace.stall / pace.wait } else { 0.0 };
+            (n + lost, s + lost * pace.wait)
+        });
         Durations {
             rates: lab.instruments.iter().map(|i| (i.name.clone(), Rates::of(lab, i))).collect(),
-            startup: default_startup(lab),
+            startup: default_startup(lab) + lost_at_startup.1,
             planner: PLANNER_WALL_PER_WORK * time_scale(lab),
             tick: crate::schedule::resources::IDLE_TICK.as_secs_f64() * time_scale(lab),
+            lost_at_startup,
         }
+    }
+
+    /// These durations with no reply lost: what a run takes that meets none of the lost replies whose expected cost
+    /// the rates count ([`Pace::stall`]).
+    pub fn calm(&self) -> Durations {
+        let mut calm = self.clone();
+        calm.startup -= calm.lost_at_startup.1;
+        calm.lost_at_startup = (0.0, 0.0);
+        for rates in calm.rates.values_mut() {
+            match rates {
+                Rates::Thermal { stall, .. } | Rates::Flow { stall, .. } => *stall = 0.0,
+                _ => {}
+            }
+        }
+        calm
+    }
+
+    /// These durations with every lost reply's wait counted whole, none of it spent on the heat's own time: their
+    /// excess over [`Durations::calm`] is the expected number of lost replies times the wait for each.
+    pub fn whole_waits(&self) -> Durations {
+        let mut whole = self.clone();
+        for rates in whole.rates.values_mut() {
+            if let Rates::Thermal { wait, .. } = rates {
+                *wait = 0.0;
+            }
+        }
+        whole
+    }
+
+    /// The lab seconds one lost reply of `spec` is waited for: the line's timeout at the lab's pace, before the
+    /// driver asks again.
+    pub fn lost_reply(lab: &Lab, spec: &InstrumentSpec) -> f64 {
+        Pace::of(lab, spec).wait
     }
 
     /// The rates of an instrument (ten seconds an action if these durations do not name it).
@@ -423,6 +496,18 @@ pub fn plate_temperature(plate: Option<(f64, f64)>, now: f64, cooling: f64) -> f
     }
 }
 
+/// The replies an instrument's start-up asks for: its identity (every line of it) and each initialization call; a
+/// built-in driver's, about two.
+fn startup_replies(spec: &InstrumentSpec) -> f64 {
+    let DriverConfig::Declared(d) = &spec.driver else { return 2.0 };
+    let decl = &d.declaration;
+    let lines = match decl.commands.get(&decl.identify.command).map(|c| &c.lines) {
+        Some(devices::declared::Lines::Count(n)) => f64::from(*n),
+        _ => 1.0,
+    };
+    lines + decl.init.len() as f64
+}
+
 /// A run's start before its first step: starting simulators, opening the record and the ports, then every
 /// instrument identified and initialized at once, the slowest a gantry homing from the far corner of its travel and
 /// rising to the travel height, then the first step's intent committed.
@@ -457,6 +542,8 @@ pub struct Pace {
     /// Lab seconds a reading (a command that cannot act, so the driver asks it again) is expected to add by a lost
     /// reply, each waited for until the line's timeout. A lost reply to a command that acts fails its step instead.
     pub stall: f64,
+    /// Lab seconds a lost reply is waited for: the line's timeout, at the lab's pace for a simulator.
+    pub wait: f64,
     /// The shortest pause a driver makes, in lab seconds.
     pub min_pause: f64,
 }
@@ -493,6 +580,7 @@ impl Pace {
             commit: COMMIT_WALL * scale,
             command,
             stall,
+            wait: spec.line.timeout.as_secs_f64() * if spec.port.is_simulated() { scale } else { 1.0 },
             min_pause: devices::drivers::MIN_POLL_WALL.as_secs_f64() * scale,
         }
     }

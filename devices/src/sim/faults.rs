@@ -140,9 +140,10 @@ impl Injector {
         }
         if self.roll(self.faults.garbled) {
             let mut v = bytes.to_vec();
-            // The last byte ends the frame in every text protocol; keeping it makes the garbling show as a bad
-            // reply rather than as a missing one.
-            let i = self.rng.gen_range(0..v.len().saturating_sub(1).max(1));
+            // The terminator ends the frame in every text protocol (the last byte, or the last two of a `\r\n`);
+            // keeping all of it makes the garbling show as a bad reply rather than as a missing one. A garbled `\r`
+            // of a `\r\n` left the frame without its end, and the driver waited for it until the line's timeout.
+            let i = self.rng.gen_range(0..terminated_at(&v).max(1));
             v[i] = GARBLE;
             return (v, Some(WireFault::Garbled));
         }
@@ -181,6 +182,12 @@ impl Injector {
     }
 }
 
+/// Where a reply's terminator begins: its trailing `\r` and `\n` bytes, or at least its last byte.
+fn terminated_at(bytes: &[u8]) -> usize {
+    let body = bytes.iter().rposition(|b| !matches!(b, b'\r' | b'\n')).map_or(0, |i| i + 1);
+    body.min(bytes.len().saturating_sub(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,8 +213,11 @@ mod tests {
         for _ in 0..50 {
             let (v, f) = i.corrupt(b"S S 1.0 g\r\n");
             assert_eq!(f, Some(WireFault::Garbled));
-            assert!(v.contains(&GARBLE) && v.ends_with(b"\n"));
+            assert!(v.contains(&GARBLE) && v.ends_with(b"\r\n"), "{v:?}");
         }
+        // A frame of one byte, or one that is all terminator, still gets a garbled byte.
+        assert_eq!(i.corrupt(b"\r\n").0, [GARBLE, b'\n']);
+        assert_eq!(i.corrupt(b"\x06").0, [GARBLE]);
         let mut i = Injector::new(Faults { truncated: 1.0, ..faults() }, 0);
         let (v, _) = i.corrupt(b"S S 1.0 g\r\n");
         assert!(v.len() < 11);

@@ -15,6 +15,7 @@
 
 pub mod bench;
 pub mod chemistry;
+pub mod dry;
 pub mod faults;
 pub mod pty;
 
@@ -40,6 +41,7 @@ use tokio::task::JoinHandle;
 
 pub use bench::{Bench, Event, LedgerEntry, Location, PlateSnapshot, VesselSnapshot};
 pub use chemistry::expected_absorbance;
+pub use dry::DryBench;
 pub use faults::{FaultLog, InjectedFault, WireFault};
 
 use crate::clock::Clock;

@@ -1,0 +1,153 @@
+//! The simulated bench acted on by tasks directly, without drivers or wires: what `lab plan` measures on.
+//!
+//! A campaign run on simulators measures what the bench's hidden chemistry makes of each experiment, and a proposer
+//! that chooses from results goes where those results lead it. A plan of that run cannot know the results of a
+//! real lab, but a simulated lab's chemistry is fixed by its file: the plan can make each step happen on a bench of
+//! its own, on its own clock, and read the vessel's absorbance where the run's spectrometer will. [`DryBench`] does
+//! what each task does to the bench, at the task's start and end, as the simulators do when their drivers command
+//! them: liquid from a pump's reservoir into the vessel at its position, a plate's heater and stirrer on for a heat
+//! and off after it, a vessel picked up and put down by the gantry, the absorbance of the vessel in the holder.
+//!
+//! It knows the instruments whose simulators act on the bench in those ways ([`DryBench::new`] answers `None` for a
+//! lab with any other): the scheduler of a plan never sees a measurement the bench cannot make. What it leaves out is
+//! the run's noise (the spectrometer's counts, the small differences of timing), so a proposer sees nearly, not
+//! exactly, what it will see in the run.
+
+use crate::capability::Task;
+use crate::clock::Clock;
+use crate::lab::{DriverConfig, Lab};
+use crate::sim::bench::{Bench, PlateCommand};
+
+/// A bench of a simulated lab, driven by tasks at the times a plan gives them (see the module's documentation).
+#[derive(Debug, Clone)]
+pub struct DryBench {
+    bench: Bench,
+    lab: Lab,
+}
+
+impl DryBench {
+    /// A bench for `lab` on `clock`, or `None` if the lab has an instrument that is not simulated or whose effect on
+    /// the bench this does not model (only syringe pumps, hotplates, a gantry and a spectrometer are).
+    pub fn new(lab: &Lab, clock: Clock) -> Option<Self> {
+        Self::models(lab).then(|| DryBench { bench: Bench::new(lab, clock), lab: lab.clone() })
+    }
+
+    /// Whether every instrument of `lab` is simulated without faults and acts on the bench in a way this models.
+    pub fn models(lab: &Lab) -> bool {
+        lab.instruments.iter().all(|i| {
+            i.port.is_simulated()
+                && i.faults.is_none()
+                && matches!(
+                    i.driver,
+                    DriverConfig::CavroXCalibur(_)
+                        | DriverConfig::IkaHotplate(_)
+                        | DriverConfig::GcodeGantry(_)
+                        | DriverConfig::OceanFlame(_)
+                )
+        })
+    }
+
+    /// `task` starts on `instrument` at the clock's present.
+    pub fn start(&self, instrument: &str, task: &Task) {
+        let Some(spec) = self.lab.instrument(instrument) else { return };
+        let position = spec.position.as_deref().unwrap_or_default();
+        match (&spec.driver, task) {
+            (DriverConfig::CavroXCalibur(c), Task::Dispense { volume }) => {
+                for part in self.bench.draw(instrument, &c.reservoir.reagent, volume.0) {
+                    self.bench.dispense_drawn(instrument, position, &part);
+                }
+            }
+            (DriverConfig::IkaHotplate(_), Task::Heat { temperature, stir, .. }) => {
+                self.bench.plate_command(position, PlateCommand::SetPoint(temperature.0));
+                self.bench.plate_command(position, PlateCommand::Heater(true));
+                if let Some(speed) = stir {
+                    self.bench.plate_command(position, PlateCommand::Speed(speed.0));
+                    self.bench.plate_command(position, PlateCommand::Motor(true));
+                }
+            }
+            (DriverConfig::IkaHotplate(_), Task::Stir { speed, .. }) => {
+                self.bench.plate_command(position, PlateCommand::Speed(speed.0));
+                self.bench.plate_command(position, PlateCommand::Motor(true));
+            }
+            (DriverConfig::GcodeGantry(_), Task::Transfer { from, .. }) => {
+                if let Some(at) = self.lab.deck.point(from) {
+                    self.bench.grip(instrument, at);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `task` ends on `instrument` at the clock's present; a measurement's value, if it is one.
+    pub fn end(&self, instrument: &str, task: &Task) -> Option<f64> {
+        let spec = self.lab.instrument(instrument)?;
+        let position = spec.position.as_deref().unwrap_or_default();
+        match (&spec.driver, task) {
+            (DriverConfig::IkaHotplate(_), Task::Heat { .. } | Task::Stir { .. }) => {
+                self.bench.plate_command(position, PlateCommand::Heater(false));
+                self.bench.plate_command(position, PlateCommand::Motor(false));
+                None
+            }
+            (DriverConfig::GcodeGantry(_), Task::Transfer { to, .. }) => {
+                if let Some(at) = self.lab.deck.point(to) {
+                    self.bench.release(instrument, at);
+                }
+                None
+            }
+            (DriverConfig::OceanFlame(_), Task::Measure { wavelength }) => {
+                self.bench.absorbance(instrument, position, &[wavelength.0]).first().copied()
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protocols::units::{Duration, Speed, Temperature, Volume, Wavelength};
+
+    use super::*;
+    use crate::capability::Place;
+
+    fn lab() -> Lab {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/labs/sim.lab.ron");
+        let text = std::fs::read_to_string(path).expect("the simulated lab");
+        crate::load_lab(protocols::SourceFile::new(path.to_owned(), text)).expect("it loads")
+    }
+
+    /// One experiment of the demo protocol on the bench: A and B dispensed, heated for `minutes`, measured.
+    fn absorbance(minutes: f64) -> f64 {
+        let clock = Clock::manual();
+        let bench = DryBench::new(&lab(), clock.clone()).expect("the simulated lab's instruments are modelled");
+        let step = |instrument: &str, task: Task, seconds: f64| {
+            bench.start(instrument, &task);
+            clock.advance(seconds);
+            bench.end(instrument, &task)
+        };
+        let to = |place: &str| Place::Position(place.to_owned());
+        step("gantry", Task::Transfer { from: Place::Rack(0), to: to("dispense") }, 20.0);
+        step("pump_a", Task::Dispense { volume: Volume(250.0) }, 10.0);
+        step("pump_b", Task::Dispense { volume: Volume(300.0) }, 10.0);
+        step("gantry", Task::Transfer { from: to("dispense"), to: to("hotplate_1") }, 20.0);
+        let heat =
+            Task::Heat { temperature: Temperature(80.0), duration: Duration(60.0 * minutes), stir: Some(Speed(600.0)) };
+        step("hotplate_1", heat, 60.0 * (minutes + 6.0));
+        step("gantry", Task::Transfer { from: to("hotplate_1"), to: to("uvvis") }, 20.0);
+        step("uvvis", Task::Measure { wavelength: Wavelength(520.0) }, 2.0).expect("a measurement")
+    }
+
+    #[test]
+    fn a_heated_mixture_reads_more_absorbance_the_longer_it_reacted() {
+        let (short, long) = (absorbance(5.0), absorbance(40.0));
+        assert!(short > 0.0 && long > short * 1.2, "5 min: {short}, 40 min: {long}");
+    }
+
+    #[test]
+    fn a_lab_with_faults_or_other_instruments_is_not_modelled() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/labs/declared.lab.ron");
+        let text = std::fs::read_to_string(path).expect("the declared lab");
+        let declared = crate::load_lab(protocols::SourceFile::new(path.to_owned(), text)).expect("it loads");
+        assert!(!DryBench::models(&declared));
+        assert!(DryBench::models(&lab()));
+    }
+}
