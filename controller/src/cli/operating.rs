@@ -25,14 +25,10 @@ pub fn operator_command(a: &OperatorArgs, action: OperatorAction) -> u8 {
 
 /// `lab restock BOTTLE VOLUME`: counts a bottle refilled, for the running campaign (or the next to resume).
 pub fn restock(who: &OperatorArgs, bottle: &str, volume: &str, set: bool) -> u8 {
-    let microlitres = match protocols::units::Quantity::parse(volume) {
-        Ok(q) if q.dimension == protocols::units::Dimension::Volume => q.value,
-        Ok(q) => {
-            eprintln!("lab: `{volume}` is a {}, not a volume; write it as \"10 mL\" or \"500 uL\"", q.dimension.name());
-            return exit_code::USAGE;
-        }
+    let microlitres = match controller::run::operator::restock_volume(volume) {
+        Ok(v) => v,
         Err(e) => {
-            eprintln!("lab: `{volume}` is not a volume ({e}); write it as \"10 mL\" or \"500 uL\"");
+            eprintln!("lab: {e}");
             return exit_code::USAGE;
         }
     };

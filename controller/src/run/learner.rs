@@ -97,10 +97,12 @@ fn ask_avoiding(
         if kept.len() >= n || bad.is_empty() || round == AVOID_ROUNDS {
             break;
         }
+        // What it proposed that uses an unavailable level is pending from now on, so it moves away from it; what
+        // it kept is pending for this ask only.
         pending.extend(bad.into_iter().map(|p| p.values));
-        pending.extend(kept.iter().map(|p| p.values.clone()));
-        asked = proposer.ask(n - kept.len(), &pending);
-        pending.truncate(pending.len() - kept.len());
+        let with_kept: Vec<experiments::Point> =
+            pending.iter().cloned().chain(kept.iter().map(|p| p.values.clone())).collect();
+        asked = proposer.ask(n - kept.len(), &with_kept);
     }
     if kept.is_empty() { first } else { kept }
 }

@@ -145,6 +145,18 @@ pub fn request(db: &Path, action: &OperatorAction, who: &str, reason: &str) -> R
     Ok((conn.last_insert_rowid(), campaign))
 }
 
+/// Reads a restock's amount as a technician types it (`10 mL`, `500 uL`) into microlitres; the error says why not and
+/// how to write it. `lab restock` and the live page's restock form both read it here.
+pub fn restock_volume(text: &str) -> Result<f64, String> {
+    match protocols::units::Quantity::parse(text) {
+        Ok(q) if q.dimension == protocols::units::Dimension::Volume => Ok(q.value),
+        Ok(q) => {
+            Err(format!("`{text}` is a {}, not a volume; write it as \"10 mL\" or \"500 uL\"", q.dimension.name()))
+        }
+        Err(e) => Err(format!("`{text}` is not a volume ({e}); write it as \"10 mL\" or \"500 uL\"")),
+    }
+}
+
 /// Asks the running campaign (or the next one to resume) of record `db` to count a bottle refilled: `bottle` is a
 /// bottle's key (`pump_a`, `valve:2`) or the reagent one bottle holds; `volume_ul` microlitres were added, or, with
 /// `absolute`, the bottle now holds that much above its dead volume. Refused before anything is written if the

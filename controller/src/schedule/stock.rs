@@ -341,6 +341,35 @@ impl Stock {
     }
 }
 
+/// Records, as `reserved` rows of `stock_events`, what [`Stock::reserve`] set aside for experiment `experiment` (its
+/// record id) at lab time `at`, with `note` saying when.
+pub fn record_reserved(
+    recorder: &crate::record::Recorder,
+    campaign: i64,
+    at: f64,
+    stock: &Stock,
+    reserved: Vec<(String, f64)>,
+    experiment: i64,
+    note: &str,
+) {
+    for (key, volume) in reserved {
+        let Some(b) = stock.bottles.get(&key) else { continue };
+        recorder.send(crate::record::RecordEvent::Stock {
+            campaign,
+            at,
+            bottle: key.clone(),
+            reagent: b.reagent.clone(),
+            kind: "reserved".into(),
+            volume,
+            experiment: Some(experiment),
+            step: None,
+            unknown: false,
+            left: None,
+            note: note.to_owned(),
+        });
+    }
+}
+
 /// What the record and `lab status` say while experiments wait for a reagent. A reagent in several bottles whose
 /// free stock together would cover the need says so: an experiment's draws of one reagent come from one bottle (a
 /// dispense is one pump's strokes from one source), so it still waits.

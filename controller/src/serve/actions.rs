@@ -193,27 +193,13 @@ pub async fn restock(State(app): State<App>, Path(c): Path<String>, headers: Hea
     act(app, &c, &headers, &body, |f| {
         let bottle = f.required("bottle", "which bottle", 100)?;
         let text = f.required("volume", "the volume", 40)?;
-        let volume = match protocols::units::Quantity::parse(&text) {
-            Ok(q) if q.dimension == protocols::units::Dimension::Volume && q.value.is_finite() && q.value >= 0.0 => {
-                q.value
-            }
-            Ok(q) if q.dimension == protocols::units::Dimension::Volume => {
-                return Err(PageError::BadRequest(format!(
-                    "`{text}` is negative: a restock adds liquid (or says how much is there); nothing was sent"
-                )));
-            }
-            Ok(q) => {
-                return Err(PageError::BadRequest(format!(
-                    "`{text}` is a {}, not a volume: write it as \"10 mL\" or \"500 uL\"; nothing was sent",
-                    q.dimension.name()
-                )));
-            }
-            Err(e) => {
-                return Err(PageError::BadRequest(format!(
-                    "`{text}` is not a volume ({e}): write it as \"10 mL\" or \"500 uL\"; nothing was sent"
-                )));
-            }
-        };
+        let volume = crate::run::operator::restock_volume(&text)
+            .map_err(|e| PageError::BadRequest(format!("{e}; nothing was sent")))?;
+        if !(volume.is_finite() && volume >= 0.0) {
+            return Err(PageError::BadRequest(format!(
+                "`{text}` is negative: a restock adds liquid (or says how much is there); nothing was sent"
+            )));
+        }
         Ok(OperatorAction::Restock { bottle, volume, absolute: f.get("set") == Some("yes") })
     })
     .await

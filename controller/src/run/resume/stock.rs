@@ -46,24 +46,15 @@ pub(super) fn reserve_again(stock: &mut Stock, carried: &[Carried], r: &Restore,
         }
         let needs = stock.needs(pending.iter());
         match stock.reserve(*exp_entity, &needs) {
-            Ok(reserved) => {
-                for (key, volume) in reserved {
-                    let b = &stock.bottles[&key];
-                    recorder.send(RecordEvent::Stock {
-                        campaign: r.campaign,
-                        at: now,
-                        bottle: key.clone(),
-                        reagent: b.reagent.clone(),
-                        kind: "reserved".into(),
-                        volume,
-                        experiment: Some(*id),
-                        step: None,
-                        unknown: false,
-                        left: None,
-                        note: format!("for experiment #{seq}, again as the campaign resumed"),
-                    });
-                }
-            }
+            Ok(reserved) => crate::schedule::stock::record_reserved(
+                recorder,
+                r.campaign,
+                now,
+                stock,
+                reserved,
+                *id,
+                &format!("for experiment #{seq}, again as the campaign resumed"),
+            ),
             Err((reagent, short)) => recorder.send(RecordEvent::say(
                 r.campaign,
                 now,

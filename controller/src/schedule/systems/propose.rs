@@ -181,6 +181,10 @@ pub fn request_proposals(
 /// offline for the rest of this run. An experiment started now would do its first steps (dispense reagents, heat a
 /// vial) and fail at that one, so none starts.
 fn unrunnable(cs: &CampaignSource, instruments: &Query<(&Instrument, &Availability)>) -> Option<String> {
+    // Every frame asks, so the common answer (nothing is offline) costs one pass over the instruments.
+    if !instruments.iter().any(|(_, a)| matches!(a, Availability::Offline { .. })) {
+        return None;
+    }
     let working = |on: &InstrumentRef| {
         instruments.iter().any(|(i, a)| !matches!(a, Availability::Offline { .. }) && i.matches(on))
     };
@@ -309,24 +313,15 @@ pub fn start_experiments(
         state.next_experiment += 1;
         let exp_entity = commands.spawn_empty().id();
         match stock.reserve(exp_entity, &needs) {
-            Ok(reserved) => {
-                for (key, volume) in reserved {
-                    let b = &stock.bottles[&key];
-                    record.recorder.send(RecordEvent::Stock {
-                        campaign: record.campaign,
-                        at: now,
-                        bottle: key.clone(),
-                        reagent: b.reagent.clone(),
-                        kind: "reserved".into(),
-                        volume,
-                        experiment: Some(exp_id),
-                        step: None,
-                        unknown: false,
-                        left: None,
-                        note: format!("for experiment #{seq}, before it started"),
-                    });
-                }
-            }
+            Ok(reserved) => stock::record_reserved(
+                &record.recorder,
+                record.campaign,
+                now,
+                &stock,
+                reserved,
+                exp_id,
+                &format!("for experiment #{seq}, before it started"),
+            ),
             // `startable` checked this experiment's needs against the same stock a moment ago.
             Err((reagent, _)) => {
                 unreachable!("the reservation of `{reagent}` was checked before the experiment started")
