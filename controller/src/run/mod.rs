@@ -415,6 +415,7 @@ fn execute(
     let mut schedule = bevy_ecs::prelude::Schedule::default();
     install(&mut world, &mut schedule);
     let mut senders = HashMap::new();
+    let mut entities = HashMap::new();
     let mut tasks = Vec::new();
     let index_of = |name: &str| lab.instruments.iter().position(|i| i.name == name).unwrap_or(usize::MAX);
     for (name, inst) in ready {
@@ -439,6 +440,7 @@ fn execute(
         }
         let (tx, rx) = mpsc::unbounded_channel();
         senders.insert(entity, tx);
+        entities.insert(name.clone(), entity);
         tasks.push(runtime.spawn(instrument_task(
             inst,
             entity,
@@ -478,7 +480,12 @@ fn execute(
     world.insert_resource(Bridge {
         backlog: Vec::new(),
         inbox: inbound_rx.clone(),
-        executor: Box::new(TaskExecutor { senders, recorder: recorder.clone(), abort: abort_tx.clone() }),
+        executor: Box::new(TaskExecutor {
+            feeders: instruments::feeders(&lab, &entities, &senders),
+            senders,
+            recorder: recorder.clone(),
+            abort: abort_tx.clone(),
+        }),
         learner: Some(learner_tx),
     });
     insert_campaign(

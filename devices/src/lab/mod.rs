@@ -172,6 +172,10 @@ pub struct CavroConfig {
     pub reservoir: Bottle,
     /// The framing: DT (the default) or OEM.
     pub protocol: CavroProtocol,
+    /// Whether a selector valve feeds the pump's input (the lab file says so on the valve, `feeds`): what the
+    /// syringe holds may then be another reagent than the vessel's, and it leaves only through the valve's waste
+    /// port, which the driver cannot turn to itself.
+    pub fed: bool,
 }
 
 /// Settings of a Mettler Toledo balance (MT-SICS).
