@@ -681,7 +681,7 @@ pub fn insert_campaign(
         stop: campaign.stop.clone(),
         reagents: campaign.reagents.clone(),
     }));
-    world.insert_resource(crate::schedule::stock::Stock::of(lab));
+    world.insert_resource(crate::schedule::stock::Stock::for_protocol(lab, protocol));
     world.insert_resource(RackState { fresh: (0..lab.deck.rack.slots()).collect::<VecDeque<_>>() });
     world.insert_resource(CampaignState::new(campaign.budget, campaign.in_flight, ids));
     world.insert_resource(policy);

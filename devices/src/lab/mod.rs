@@ -619,6 +619,24 @@ impl Lab {
             .collect()
     }
 
+    /// The bottles ([`Source::key`]) that can serve step `step` of `protocol`, a dispense of a reagent: those a pump
+    /// that can run the step reaches, standing at a position the vessel may be taken to for it. A bottle elsewhere
+    /// holds the reagent, but no pump where the vessel stands can draw from it.
+    pub fn bottles_serving(&self, protocol: &Protocol, step: usize) -> std::collections::BTreeSet<String> {
+        let Some(transfer) = protocol.transfer_serving(step) else { return Default::default() };
+        let positions = self.transfer_positions(protocol, transfer);
+        let on = &protocol.steps()[step].on;
+        self.bottles()
+            .into_iter()
+            .filter(|(s, _)| {
+                let pump = self.instrument(s.pump());
+                self.candidates(on).any(|c| c.name == s.pump())
+                    && pump.and_then(|p| p.position.as_deref()).is_some_and(|p| positions.iter().any(|q| q == p))
+            })
+            .map(|(s, _)| s.key())
+            .collect()
+    }
+
     /// The positions a transfer may go to by the instruments' kinds and names alone.
     fn transfer_positions_by_kind(&self, protocol: &Protocol, transfer: usize) -> Vec<String> {
         let step = &protocol.steps()[transfer];
