@@ -34,6 +34,10 @@
 //!   not checked.
 //! - Error 15 (command overflow: the pump was still moving) is reported as `Busy`, with the pump having run
 //!   nothing; every other code is a `Firmware` error.
+//! - `W` homes the plunger through the valve as it stands and leaves the valve working, as the notes give the
+//!   XCalibur's command set (and as Tricontinent's drivers use it: `w`, a valve move, `W`). The older XP 3000's manual
+//!   warns that after `W` on a pump with a valve the valve does not move until the power is cycled; if an XCalibur
+//!   did the same, a pump emptied to waste this way would need a power cycle before its next dispense.
 //! - In OEM the driver repeats a frame at most [`OEM_ATTEMPTS`] times, 100 ms apart as the manual says, whatever
 //!   the line timeout; a frame to the broadcast address is never sent.
 //!
