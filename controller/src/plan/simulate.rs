@@ -226,6 +226,18 @@ impl Setup {
         self.durations.get(seq.checked_sub(1)?)?.get(step.index).copied()
     }
 
+    /// The lab seconds a prime of `volume` microlitres adds on `instrument` ([`Durations::prime`]), with this
+    /// simulation's rates (the lab file's defaults without them); zero outside a campaign.
+    fn prime(&self, instrument: Entity, volume: f64) -> f64 {
+        let (lab, durations) = match (&self.physics, self.world.get_resource::<Source>()) {
+            (Some(p), _) => (Arc::clone(&p.lab), p.durations.clone()),
+            (None, Some(Source::Campaign(cs))) => (Arc::clone(&cs.lab), Durations::of(&cs.lab)),
+            _ => return 0.0,
+        };
+        let Some(spec) = self.names.get(&instrument).and_then(|n| lab.instrument(n)) else { return 0.0 };
+        durations.prime(&lab, spec, volume)
+    }
+
     /// Predicts each step's duration from `durations` and the state of its instrument in `lab` (see
     /// [`Durations::run`]) instead of taking the scheduler's estimate, and starts the run after `durations.startup`
     /// lab seconds, as a real run starts after opening and initializing its instruments.
@@ -296,7 +308,10 @@ impl Setup {
                     },
                     _ => own,
                 };
-                let duration = (expected * noise.factor(d.step_id)).max(0.0);
+                // A dispense that primes the line of the valve feeding its pump first (the stock's line held another
+                // reagent, or one not known) takes the prime's draw, turns and push too.
+                let primed = d.prime.map_or(0.0, |(_, volume)| self.prime(instrument, volume));
+                let duration = ((expected + primed) * noise.factor(d.step_id)).max(0.0);
                 *busy.entry(instrument).or_default() += duration;
                 steps += 1;
                 seq += 1;

@@ -28,20 +28,46 @@ pub(super) enum Work {
     /// A step; for a dispense through a selector valve, with the valve's task, which the pump's task asks to turn
     /// first (the scheduler claimed the valve with the pump, so nothing else turns it meanwhile).
     Step(Dispatch, Option<mpsc::UnboundedSender<Work>>),
-    Reconcile,
+    /// Safe state, identify, initialize; for a pump fed by a selector valve, with that valve, so that a syringe that
+    /// may hold liquid is emptied through the waste port first.
+    Reconcile(Option<Feeder>),
     /// Turn this valve to a port for the step tagged `tag` (running on the pump the valve feeds), and answer.
-    Turn {
-        position: u32,
-        tag: i64,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
+    Turn { position: u32, tag: i64, reply: oneshot::Sender<Result<(), String>> },
     /// Read the instrument's physical state back, tagging the exchanges with a step in doubt's id.
     Observe(i64),
+    /// Turn this valve to a port for the pump it feeds, answer, and then turn nothing else until `release` is
+    /// dropped (the pump pushes through the port meanwhile).
+    Hold { position: u32, reply: oneshot::Sender<Result<(), String>>, release: oneshot::Receiver<()> },
+}
+
+/// The selector valve that feeds a pump's input: its name, its task (none if it is offline), and its waste port.
+#[derive(Clone)]
+pub(super) struct Feeder {
+    pub(super) valve: String,
+    pub(super) sender: Option<mpsc::UnboundedSender<Work>>,
+    pub(super) waste: Option<u32>,
+}
+
+/// The valve feeding each pump of the lab that one feeds, by the pump's entity.
+pub(super) fn feeders(
+    lab: &Lab,
+    entities: &HashMap<String, Entity>,
+    senders: &HashMap<Entity, mpsc::UnboundedSender<Work>>,
+) -> HashMap<Entity, Feeder> {
+    let mut out = HashMap::new();
+    for spec in &lab.instruments {
+        let devices::lab::DriverConfig::ViciValve(v) = &spec.driver else { continue };
+        let Some(pump) = v.feeds.as_ref().and_then(|p| entities.get(p)) else { continue };
+        let sender = entities.get(&spec.name).and_then(|e| senders.get(e)).cloned();
+        out.insert(*pump, Feeder { valve: spec.name.clone(), sender, waste: v.waste });
+    }
+    out
 }
 
 /// The executor of a real run: steps go to instrument tasks, each only after its intent is committed to the record.
 pub(super) struct TaskExecutor {
     pub(super) senders: HashMap<Entity, mpsc::UnboundedSender<Work>>,
+    pub(super) feeders: HashMap<Entity, Feeder>,
     pub(super) recorder: Recorder,
     pub(super) abort: watch::Sender<bool>,
 }
@@ -61,8 +87,9 @@ impl Executor for TaskExecutor {
 
     fn reconcile(&self, instrument: Entity) {
         if let Some(tx) = self.senders.get(&instrument).cloned() {
+            let feeder = self.feeders.get(&instrument).cloned();
             self.recorder.after_commit(move || {
-                let _ = tx.send(Work::Reconcile);
+                let _ = tx.send(Work::Reconcile(feeder));
             });
         }
     }
@@ -346,11 +373,31 @@ pub(super) async fn instrument_task(
                 }
                 continue;
             }
-            Work::Reconcile => {
+            Work::Hold { position, reply, release } => {
+                let r = devices::execute(&mut *inst, &devices::Task::Select { position }).await;
+                let turned = r.is_ok();
+                let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                if turned {
+                    // Nothing else turns the valve until the pump has pushed through it (or the run aborts).
+                    tokio::select! {
+                        _ = release => {}
+                        _ = abort.wait_for(|a| *a) => {}
+                    }
+                }
+                continue;
+            }
+            Work::Reconcile(feeder) => {
                 let result = async {
                     inst.safe_state().await.map_err(|e| e.to_string())?;
                     inst.identify().await.map_err(|e| e.to_string())?;
-                    inst.initialize().await.map_err(|e| e.to_string())
+                    match (feeder, inst.as_prime()) {
+                        (Some(feeder), Some(pump)) if pump.may_hold() => {
+                            let said = empty_to_waste(pump, &feeder, &name).await?;
+                            say("warning", said);
+                            Ok(())
+                        }
+                        _ => inst.initialize().await.map_err(|e| e.to_string()),
+                    }
                 }
                 .await;
                 if inbound.send(Inbound::Reconciled { instrument: entity, result }).is_err() {
@@ -441,6 +488,71 @@ async fn prime_line(
     turn_valve(valve, waste, tag, &name).await.map_err(acted)?;
     pump.empty_to_input().await.map_err(|e| acted(step_error(&e)))?;
     turn_valve(valve, port, tag, &name).await.map_err(acted)
+}
+
+/// Empties the syringe of a pump fed by a selector valve through the valve's waste port, as it is initialized: the
+/// valve is turned to waste and confirmed there (the driver reads its position back) and held there while the pump
+/// initializes through its input; the valve's line then holds what the syringe held last. Without a waste port, a
+/// valve that is offline or does not confirm the turn, nothing is pushed: the error says why, and the pump goes
+/// offline with its syringe as it was. Returns what the record says on success.
+async fn empty_to_waste(
+    pump: &mut dyn devices::capability::Prime,
+    feeder: &Feeder,
+    name: &str,
+) -> Result<String, String> {
+    let valve = &feeder.valve;
+    let why =
+        "its syringe may hold liquid that is not the vessel's (a prime, or a draw whose push was never confirmed)";
+    let Some(waste) = feeder.waste else {
+        return Err(format!(
+            "{why}, and `{valve}`, which feeds it, has no waste port to empty it through; it was not initialized \
+             (initializing pushes the syringe out), so it holds what it held"
+        ));
+    };
+    let Some(sender) = &feeder.sender else {
+        return Err(format!(
+            "{why}, and `{valve}`, which feeds it, is offline, so it cannot be turned to its waste port {waste}; it was \
+             not initialized (initializing pushes the syringe out), so it holds what it held"
+        ));
+    };
+    let not_turned = |e: String| {
+        format!(
+            "{why}, and `{valve}`, which feeds it, was not confirmed at its waste port {waste} ({e}); it was not \
+             initialized (initializing pushes the syringe out), so it holds what it held"
+        )
+    };
+    // Turning the valve moves no liquid while the pump stands still, so a turn that was not confirmed (a reply
+    // lost) is asked again, a bounded number of times; the pump pushes only once the valve is confirmed at waste.
+    let mut attempt = 1;
+    let _release = loop {
+        let (reply, turned) = oneshot::channel();
+        let (release, held) = oneshot::channel::<()>();
+        sender
+            .send(Work::Hold { position: waste, reply, release: held })
+            .map_err(|_| not_turned("its task has stopped".to_owned()))?;
+        let e = match turned.await {
+            Ok(Ok(())) => break release,
+            Ok(Err(e)) => e,
+            Err(_) => "its task stopped before turning".to_owned(),
+        };
+        if attempt >= IDENTIFY_ATTEMPTS {
+            return Err(not_turned(format!("{e}; tried {attempt} times")));
+        }
+        attempt += 1;
+        tokio::time::sleep(IDENTIFY_SETTLE).await;
+    };
+    pump.empty_to_waste().await.map_err(|e| {
+        format!("{why}; `{valve}` was confirmed at its waste port {waste}, but emptying through it failed: {e}")
+    })?;
+    let tries = if attempt > 1 {
+        format!(" (on attempt {attempt}: a turn that is not confirmed is asked again)")
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "{name}: {why}, so before it was initialized `{valve}` was turned to its waste port {waste}, confirmed \
+         there{tries}, and the syringe was emptied through it"
+    ))
 }
 
 /// Asks the task of the valve feeding pump `pump` to turn to `port`, and waits for it. A valve that does not turn

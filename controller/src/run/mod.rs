@@ -415,6 +415,7 @@ fn execute(
     let mut schedule = bevy_ecs::prelude::Schedule::default();
     install(&mut world, &mut schedule);
     let mut senders = HashMap::new();
+    let mut entities = HashMap::new();
     let mut tasks = Vec::new();
     let index_of = |name: &str| lab.instruments.iter().position(|i| i.name == name).unwrap_or(usize::MAX);
     for (name, inst) in ready {
@@ -439,6 +440,7 @@ fn execute(
         }
         let (tx, rx) = mpsc::unbounded_channel();
         senders.insert(entity, tx);
+        entities.insert(name.clone(), entity);
         tasks.push(runtime.spawn(instrument_task(
             inst,
             entity,
@@ -478,7 +480,12 @@ fn execute(
     world.insert_resource(Bridge {
         backlog: Vec::new(),
         inbox: inbound_rx.clone(),
-        executor: Box::new(TaskExecutor { senders, recorder: recorder.clone(), abort: abort_tx.clone() }),
+        executor: Box::new(TaskExecutor {
+            feeders: instruments::feeders(&lab, &entities, &senders),
+            senders,
+            recorder: recorder.clone(),
+            abort: abort_tx.clone(),
+        }),
         learner: Some(learner_tx),
     });
     insert_campaign(
@@ -674,7 +681,7 @@ pub fn insert_campaign(
         stop: campaign.stop.clone(),
         reagents: campaign.reagents.clone(),
     }));
-    world.insert_resource(crate::schedule::stock::Stock::of(lab));
+    world.insert_resource(crate::schedule::stock::Stock::for_protocol(lab, protocol));
     world.insert_resource(RackState { fresh: (0..lab.deck.rack.slots()).collect::<VecDeque<_>>() });
     world.insert_resource(CampaignState::new(campaign.budget, campaign.in_flight, ids));
     world.insert_resource(policy);

@@ -393,6 +393,32 @@ impl Durations {
         Pace::of(lab, spec).wait
     }
 
+    /// The lab seconds a prime of `volume` microlitres adds to a dispense on pump `spec`, which a selector valve
+    /// feeds. The pump draws it through its input (a valve switch and the plunger's travel, waited for and then
+    /// polled once); the selector turns to its waste port; the pump pushes it all back out (the driver waits its
+    /// shortest pause and polls until the travel is over, which on a fast clock is two pauses); and the selector turns
+    /// back to the reagent's port. A selector turn is its commands (the move and the position asked until it is there,
+    /// about three round trips) and its travel, a quarter of the ports on average by the shortest route at
+    /// [`VALVE_PORT`] a port, seen at the driver's next poll. Zero for a pump no valve feeds.
+    pub fn prime(&self, lab: &Lab, spec: &InstrumentSpec, volume: f64) -> f64 {
+        let Rates::Pump { speed, min_pause, .. } = self.rates(spec) else { return 0.0 };
+        let Some((valve, ports)) = lab.instruments.iter().find_map(|i| match &i.driver {
+            DriverConfig::ViciValve(v) if v.feeds.as_deref() == Some(spec.name.as_str()) => Some((i, v.positions)),
+            _ => None,
+        }) else {
+            return 0.0;
+        };
+        let (increments, _) = strokes(spec, volume);
+        let (travel, switch) = (increments / speed, devices::drivers::cavro::VALVE_SWITCH);
+        let command = Pace::of(lab, spec).command;
+        let fill = (travel + switch).max(min_pause) + command;
+        let push = (travel + switch).max(2.0 * min_pause) + 2.0 * command;
+        let pace = Pace::of(lab, valve);
+        let turn = 3.0 * pace.command
+            + (f64::from(ports) / 4.0 * VALVE_PORT).max(devices::drivers::vici::POLL).max(pace.min_pause);
+        fill + push + 2.0 * turn
+    }
+
     /// The rates of an instrument (ten seconds an action if these durations do not name it).
     pub fn rates(&self, spec: &InstrumentSpec) -> Rates {
         self.rates.get(&spec.name).copied().unwrap_or(Rates::Fixed(10.0))
@@ -548,6 +574,9 @@ pub struct Pace {
     pub min_pause: f64,
 }
 
+/// Lab seconds a selector valve takes per port it passes: the simulated actuator's figure (a real one is of that order:
+/// a 10-port turn within a second or two).
+const VALVE_PORT: f64 = 0.1;
 /// Wall seconds to commit a step's intent (a synchronous write to the record's disk).
 const COMMIT_WALL: f64 = 0.004;
 /// Wall seconds of a command's round trip to a simulator on a pseudo-terminal.

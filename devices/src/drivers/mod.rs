@@ -148,7 +148,7 @@ pub fn settle(spec: &InstrumentSpec, scale: f64, doubt: &Doubt<'_>, observed: &O
                         why: format!(
                             "the pump stopped while priming the line: its plunger rests at {} increments, drawn \
                              through the input, and no stroke of the dispense was accepted, so nothing reached the \
-                             vessel; what the syringe holds goes back out through the input",
+                             vessel; what the syringe holds is emptied through the valve's waste port before the pump is initialized",
                             p.plunger
                         ),
                         place: None,
