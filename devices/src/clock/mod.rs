@@ -4,16 +4,26 @@
 //! serial line do not. A [`Clock`] maps between the two: [`Clock::real`] is wall time, [`Clock::scaled`] runs lab
 //! time faster than the wall by a factor (a simulated campaign of five lab hours in half a minute), and
 //! [`Clock::manual`] only moves when a test advances it, and [`Clock::stepping`] jumps to the end of every wait at
-//! once (for replaying a recorded session, where every reply is already known). The controller, the drivers and
-//! the simulators share
+//! once (for replaying a recorded session, where every reply is already known), and [`Clock::discrete`] moves
+//! only when nothing in the lab has anything left to do at the present instant ([`events`]): a simulated lab whose
+//! simulators run in this process, whose lab time is then the sum of its physical durations and so depends on the
+//! files and seeds alone, not on how fast the machine computes. The controller, the drivers and the simulators share
 //! one clock, so a simulated plate reaches its set point after the same lab time the driver waits for.
 //!
-//! Communication timeouts are deliberately *not* on this clock: a reply that does not come within 1 s of wall time
-//! is missing, however fast lab time runs.
+//! Communication timeouts are deliberately *not* on the scaled clocks: a reply that does not come within 1 s of wall
+//! time is missing, however fast lab time runs. On a discrete-event clock a simulator answers in no lab time at all,
+//! and wall time says nothing about the lab, so a timeout (and any other wall-time delay of a simulated instrument:
+//! its latency, a port away, a reconnection's backoff) lasts its wall duration at the lab's scale in lab time
+//! ([`Clock::within`], [`Clock::wall_wait`]): a lost reply costs what it costs on the scaled clock, by definition
+//! rather than by the machine's pace.
+
+pub mod events;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+pub(crate) use events::Events;
+pub use events::{Alarm, Hold, IdleHook, Toward, adopt, party, waiting};
 use tokio::sync::watch;
 
 /// A source of lab time, cheap to clone and shared by everything in one lab.
@@ -24,6 +34,7 @@ enum Inner {
     Scaled { start: Instant, epoch: SystemTime, scale: f64, offset: f64 },
     Manual { now: Mutex<f64>, tick: watch::Sender<f64>, epoch: SystemTime },
     Stepping { now: Mutex<f64>, epoch: SystemTime, scale: f64 },
+    Discrete(Arc<Events>),
 }
 
 impl std::fmt::Debug for Clock {
@@ -32,6 +43,7 @@ impl std::fmt::Debug for Clock {
             Inner::Scaled { scale, .. } => write!(f, "Clock(scaled {scale}x, now {:.3} s)", self.now()),
             Inner::Manual { .. } => write!(f, "Clock(manual, now {:.3} s)", self.now()),
             Inner::Stepping { scale, .. } => write!(f, "Clock(stepping as {scale}x, now {:.3} s)", self.now()),
+            Inner::Discrete(e) => write!(f, "Clock(discrete as {}x, now {:.3} s)", e.scale, self.now()),
         }
     }
 }
@@ -76,11 +88,37 @@ impl Clock {
         Clock(Arc::new(Inner::Stepping { now: Mutex::new(0.0), epoch: SystemTime::now(), scale }))
     }
 
+    /// Lab time that moves only when nothing in the lab has anything left to do at the present instant (see
+    /// [`events`]), starting at zero; `scale` is the lab seconds a wall second of a simulated instrument's own delays
+    /// is worth (a timeout, a latency), and what drivers that size their settings by the clock's speed see.
+    ///
+    /// # Panics
+    /// If `scale` is not a positive finite number.
+    pub fn discrete(scale: f64) -> Self {
+        Self::discrete_from(0.0, SystemTime::now(), scale)
+    }
+
+    /// A discrete-event clock that starts at lab time `now` of a campaign that began at `epoch` (a campaign
+    /// resumed after a crash).
+    ///
+    /// # Panics
+    /// If `scale` is not a positive finite number.
+    pub fn discrete_from(now: f64, epoch: SystemTime, scale: f64) -> Self {
+        assert!(scale.is_finite() && scale > 0.0, "time scale must be positive, got {scale}");
+        Clock(Arc::new(Inner::Discrete(Events::new(now, epoch, scale))))
+    }
+
+    /// Whether this is a discrete-event clock, on which wall time means nothing for the lab.
+    pub fn is_discrete(&self) -> bool {
+        matches!(&*self.0, Inner::Discrete(_))
+    }
+
     /// Lab seconds since the clock started.
     pub fn now(&self) -> f64 {
         match &*self.0 {
             Inner::Scaled { start, scale, offset, .. } => offset + start.elapsed().as_secs_f64() * scale,
             Inner::Manual { now, .. } | Inner::Stepping { now, .. } => *now.lock().expect("clock lock"),
+            Inner::Discrete(e) => e.now(),
         }
     }
 
@@ -88,6 +126,7 @@ impl Clock {
     pub fn scale(&self) -> f64 {
         match &*self.0 {
             Inner::Scaled { scale, .. } | Inner::Stepping { scale, .. } => *scale,
+            Inner::Discrete(e) => e.scale,
             Inner::Manual { .. } => f64::INFINITY,
         }
     }
@@ -96,6 +135,7 @@ impl Clock {
     pub fn epoch(&self) -> SystemTime {
         match &*self.0 {
             Inner::Scaled { epoch, .. } | Inner::Manual { epoch, .. } | Inner::Stepping { epoch, .. } => *epoch,
+            Inner::Discrete(e) => e.epoch,
         }
     }
 
@@ -105,7 +145,102 @@ impl Clock {
             Inner::Scaled { scale, .. } | Inner::Stepping { scale, .. } => {
                 std::time::Duration::from_secs_f64((lab_seconds / scale).max(0.0))
             }
+            Inner::Discrete(e) => std::time::Duration::from_secs_f64((lab_seconds / e.scale).max(0.0)),
             Inner::Manual { .. } => std::time::Duration::ZERO,
+        }
+    }
+
+    /// A unit of work in hand, which keeps a discrete-event clock's lab time still while it lives; nothing on other
+    /// clocks.
+    pub fn hold(&self) -> Hold {
+        match &*self.0 {
+            Inner::Discrete(e) => e.hold(),
+            _ => Hold::none(),
+        }
+    }
+
+    /// Calls `action` with a hold once a discrete-event clock reaches lab time `t`, unless the returned alarm is
+    /// dropped first; `None` on other clocks, whose time moves by itself.
+    pub fn alarm(&self, t: f64, action: impl FnOnce(Hold) + Send + 'static) -> Option<Alarm> {
+        match &*self.0 {
+            Inner::Discrete(e) => Some(e.at(t, action)),
+            _ => None,
+        }
+    }
+
+    /// Asks `pending` whenever nothing holds a discrete-event clock whether it has work, and if so hands `wake` a
+    /// hold to do it before lab time moves on (the controller's inbox); `None` on other clocks.
+    pub fn on_idle(
+        &self,
+        pending: impl Fn() -> bool + Send + 'static,
+        wake: impl Fn(Hold) + Send + Sync + 'static,
+    ) -> Option<IdleHook> {
+        match &*self.0 {
+            Inner::Discrete(e) => Some(e.on_idle(pending, wake)),
+            _ => None,
+        }
+    }
+
+    /// Makes a discrete-event clock look again whether an idle hook has work or an alarm is due, for work that came
+    /// from outside the lab while nothing held it.
+    pub fn poke(&self) {
+        if let Inner::Discrete(e) = &*self.0 {
+            e.poke();
+        }
+    }
+
+    /// The discrete-event clock's shared state, for the simulated lines' accounting; `None` on other clocks.
+    pub(crate) fn events(&self) -> Option<&Arc<Events>> {
+        match &*self.0 {
+            Inner::Discrete(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Waits a wall duration that a simulated instrument or a link spends (a latency, a backoff): on a
+    /// discrete-event clock that duration at the lab's scale in lab time, as a wait of the party this task is;
+    /// elsewhere wall time.
+    pub async fn wall_wait(&self, wall: Duration) {
+        match &*self.0 {
+            Inner::Discrete(e) => self.sleep(wall.as_secs_f64() * e.scale).await,
+            _ => tokio::time::sleep(wall).await,
+        }
+    }
+
+    /// Awaits `what` for at most `wall` of wall time, or on a discrete-event clock for at most that duration at the
+    /// lab's scale in lab time (a simulator answers in no lab time, so only a reply that never comes reaches it).
+    /// `what` should wait through [`waiting`] where it blocks.
+    pub async fn within<F: std::future::Future>(&self, wall: Duration, what: F) -> Result<F::Output, Elapsed> {
+        match &*self.0 {
+            Inner::Discrete(e) => {
+                let until = self.now() + wall.as_secs_f64() * e.scale;
+                tokio::select! {
+                    biased;
+                    out = what => Ok(out),
+                    () = self.deadline(until) => Err(Elapsed),
+                }
+            }
+            _ => tokio::time::timeout(wall, what).await.map_err(|_| Elapsed),
+        }
+    }
+
+    /// Waits until lab time reaches `t` without waiting as a party: for a bound raced against work that waits by
+    /// itself (a step's timeout).
+    pub async fn deadline(&self, t: f64) {
+        match &*self.0 {
+            Inner::Discrete(e) => {
+                if t <= e.now() {
+                    return;
+                }
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _alarm = e.at(t, move |hold| {
+                    let _ = tx.send(hold);
+                });
+                if let Ok(hold) = rx.await {
+                    adopt(hold);
+                }
+            }
+            _ => self.sleep_until(t).await,
         }
     }
 
@@ -133,6 +268,20 @@ impl Clock {
                 let mut n = now.lock().expect("clock lock");
                 *n = n.max(t);
             }
+            Inner::Discrete(e) => {
+                if t <= e.now() {
+                    return;
+                }
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                // The alarm is set before the party lets go, so that lab time cannot pass it meanwhile.
+                let _alarm = e.at(t, move |hold| {
+                    let _ = tx.send(hold);
+                });
+                events::release_party();
+                if let Ok(hold) = rx.await {
+                    adopt(hold);
+                }
+            }
         }
     }
 
@@ -145,6 +294,10 @@ impl Clock {
         }
     }
 }
+
+/// A wait that [`Clock::within`] gave up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
 
 #[cfg(test)]
 mod tests {
