@@ -432,11 +432,14 @@ pub(super) async fn instrument_task(
 /// Waits out a step's timeout of `lab_seconds`: lab time, but on a paced clock never less than 30 s of wall time,
 /// since on a fast clock the serial exchanges themselves (which are never accelerated) would otherwise eat it; on a
 /// discrete-event clock, whose exchanges take no lab time, lab time alone.
-async fn step_timeout(clock: &Clock, lab_seconds: f64) {
-    if clock.is_discrete() {
-        clock.deadline(clock.now() + lab_seconds).await;
-    } else {
-        tokio::time::sleep(clock.wall(lab_seconds).max(Duration::from_secs(30))).await;
+/// The bound is armed when this is called, before the step starts (`Clock::sleep` says why).
+fn step_timeout(clock: &Clock, lab_seconds: f64) -> impl std::future::Future<Output = ()> + Send + '_ {
+    let deadline = clock.is_discrete().then(|| clock.deadline(clock.now() + lab_seconds));
+    async move {
+        match deadline {
+            Some(deadline) => deadline.await,
+            None => tokio::time::sleep(clock.wall(lab_seconds).max(Duration::from_secs(30))).await,
+        }
     }
 }
 

@@ -187,8 +187,7 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
 /// (a real port, a simulator in another process) runs at `scale` against the wall, and so does a simulated one
 /// whose options ask for it ([`CampaignOptions::paced`]: to watch or interrupt a run as it goes).
 fn lab_clock(lab: &Lab, scale: f64, epoch: Option<std::time::SystemTime>, opts: &CampaignOptions) -> Clock {
-    let in_process = lab.instruments.iter().all(|i| i.port == PortSpec::Simulated);
-    match (in_process && !opts.paced, epoch) {
+    match (lab.simulated_in_process() && !opts.paced, epoch) {
         (true, None) => Clock::discrete(scale),
         (true, Some(epoch)) => {
             // A resumed campaign's lab time goes on from where the wall says it would be at its scale: the time it
@@ -865,6 +864,7 @@ impl Turn {
                     }
                 }
                 drop(g);
+                tracing::debug!("the controller waits for its turn: {clock:?}");
                 clock.poke();
                 g = self.given.lock().unwrap_or_else(|p| p.into_inner());
             }

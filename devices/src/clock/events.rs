@@ -56,6 +56,12 @@ struct Hook {
 #[derive(Default)]
 struct Line {
     to_simulator: usize,
+    /// Whether the simulator waits for its next command: only then do bytes on their way to it hold lab time (one
+    /// busy with a command reads the next when it is done, as an instrument does, and may wait on the clock
+    /// meanwhile).
+    simulator_waits: bool,
+    /// Whether bytes to the simulator hold lab time now.
+    simulator_held: bool,
     to_driver: usize,
     /// Whether the driver listens for a reply (bytes sent otherwise are read later, as stale, and hold nothing).
     listening: bool,
@@ -166,6 +172,25 @@ impl Events {
         self.lock().now
     }
 
+    /// What holds lab time now, for a message about a run that does not move.
+    pub(super) fn describe(&self) -> String {
+        let s = self.lock();
+        let lines: Vec<String> = s
+            .wires
+            .iter()
+            .filter(|(_, l)| l.to_simulator > 0 || l.to_driver > 0)
+            .map(|(n, l)| format!("{n}: {} bytes to its simulator, {} to its driver", l.to_simulator, l.to_driver))
+            .collect();
+        format!(
+            "lab time {:.3} s, {} holds ({}), {} alarms, the first at {:?}",
+            s.now,
+            s.busy,
+            if lines.is_empty() { "no line".to_owned() } else { lines.join("; ") },
+            s.alarms.len(),
+            s.alarms.keys().next().map(|k| k.0.0)
+        )
+    }
+
     /// A new hold.
     pub(super) fn hold(self: &Arc<Self>) -> Hold {
         self.lock().busy += 1;
@@ -251,41 +276,73 @@ impl Events {
         }
     }
 
-    /// `n` bytes were written on `line` toward `to`; unread, they hold lab time (a reply only while the driver
-    /// listens).
+    /// `n` bytes were written on `line` toward `to`; unread, they hold lab time while their reader waits for them
+    /// (a reply only while the driver listens).
     pub(crate) fn wire_sent(&self, line: &str, n: usize, to: Toward) {
         if n == 0 {
             return;
         }
         let mut s = self.lock();
-        let mut busy = 0;
         let l = s.wires.entry(line.to_owned()).or_default();
-        let count = match to {
-            Toward::Simulator => &mut l.to_simulator,
-            Toward::Driver if l.listening => &mut l.to_driver,
-            Toward::Driver => return,
+        let busy = match to {
+            Toward::Simulator => {
+                l.to_simulator += n;
+                let hold = l.simulator_waits && !l.simulator_held;
+                l.simulator_held |= hold;
+                usize::from(hold)
+            }
+            Toward::Driver if l.listening => {
+                l.to_driver += n;
+                usize::from(l.to_driver == n)
+            }
+            Toward::Driver => 0,
         };
-        if *count == 0 {
-            busy = 1;
-        }
-        *count += n;
         s.busy += busy;
     }
 
-    /// `n` bytes on `line` were read at its `by` end; once none is left unread, the hold they kept passes to the
-    /// reader.
+    /// The simulator of `line` waits for its next command (`true`), or stops waiting without reading (`false`):
+    /// bytes already on their way hold lab time from now on, or no longer.
+    pub(crate) fn wire_simulator_waits(self: &Arc<Self>, line: &str, waits: bool) {
+        let fired = {
+            let mut s = self.lock();
+            let l = s.wires.entry(line.to_owned()).or_default();
+            l.simulator_waits = waits;
+            if waits && l.to_simulator > 0 && !l.simulator_held {
+                l.simulator_held = true;
+                s.busy += 1;
+                Vec::new()
+            } else if !waits && l.simulator_held {
+                l.simulator_held = false;
+                s.busy = s.busy.saturating_sub(1);
+                self.settle(&mut s)
+            } else {
+                Vec::new()
+            }
+        };
+        for fire in fired {
+            fire();
+        }
+    }
+
+    /// `n` bytes on `line` were read at its `by` end. The simulator, having read, stops waiting, and the hold its
+    /// bytes kept passes to it; the driver keeps listening, and the hold passes to it once none is left unread.
     pub(crate) fn wire_read(self: &Arc<Self>, line: &str, n: usize, by: Toward) -> Option<Hold> {
         let mut s = self.lock();
         let l = s.wires.get_mut(line)?;
-        let count = match by {
-            Toward::Simulator => &mut l.to_simulator,
-            Toward::Driver => &mut l.to_driver,
-        };
-        if *count == 0 {
-            return None;
+        match by {
+            Toward::Simulator => {
+                l.to_simulator = l.to_simulator.saturating_sub(n);
+                l.simulator_waits = false;
+                std::mem::take(&mut l.simulator_held).then(|| Hold(Some(Arc::clone(self))))
+            }
+            Toward::Driver => {
+                if l.to_driver == 0 {
+                    return None;
+                }
+                l.to_driver = l.to_driver.saturating_sub(n);
+                (l.to_driver == 0).then(|| Hold(Some(Arc::clone(self))))
+            }
         }
-        *count = count.saturating_sub(n);
-        (*count == 0).then(|| Hold(Some(Arc::clone(self))))
     }
 
     /// `line` closed (its simulator took the port away): what was on it is gone and holds nothing.
@@ -293,8 +350,8 @@ impl Events {
         let fired = {
             let mut s = self.lock();
             let Some(l) = s.wires.get_mut(line) else { return };
-            let held = usize::from(l.to_simulator > 0) + usize::from(l.to_driver > 0);
-            (l.to_simulator, l.to_driver) = (0, 0);
+            let held = usize::from(l.simulator_held) + usize::from(l.to_driver > 0);
+            (l.to_simulator, l.to_driver, l.simulator_held, l.simulator_waits) = (0, 0, false, false);
             s.busy = s.busy.saturating_sub(held);
             if held > 0 { self.settle(&mut s) } else { Vec::new() }
         };
@@ -379,17 +436,33 @@ mod tests {
         let events = Events::new(0.0, SystemTime::now(), 400.0);
         let hold = events.hold();
         let _alarm = events.at(1.0, drop);
+        events.wire_simulator_waits("pump", true);
         events.wire_sent("pump", 4, Toward::Simulator);
         drop(hold);
-        assert_eq!(events.now(), 0.0, "four bytes on their way");
-        assert!(events.wire_read("pump", 3, Toward::Simulator).is_none());
-        let passed = events.wire_read("pump", 1, Toward::Simulator).expect("the last byte passes the hold");
+        assert_eq!(events.now(), 0.0, "four bytes on their way to a waiting simulator");
+        let passed = events.wire_read("pump", 3, Toward::Simulator).expect("reading passes the hold");
         assert_eq!(events.now(), 0.0);
         drop(passed);
-        assert_eq!(events.now(), 1.0);
+        assert_eq!(events.now(), 1.0, "the simulator busy with its command lets time move");
+        let _next = events.at(2.0, drop);
+        events.wire_simulator_waits("pump", true);
+        assert_eq!(events.now(), 1.0, "the byte left holds time once the simulator waits again");
+        events.wire_simulator_waits("pump", false);
+        assert_eq!(events.now(), 2.0);
+        events.wire_listening("pump", true);
+        let hold = events.hold();
+        let _later = events.at(3.0, drop);
         events.wire_sent("pump", 4, Toward::Driver);
-        let _later = events.at(2.0, drop);
-        assert_eq!(events.now(), 2.0, "a reply nobody listens for holds nothing");
+        drop(hold);
+        assert_eq!(events.now(), 2.0, "a reply on its way to a listening driver");
+        assert!(events.wire_read("pump", 3, Toward::Driver).is_none());
+        let passed = events.wire_read("pump", 1, Toward::Driver).expect("the last byte passes the hold");
+        drop(passed);
+        assert_eq!(events.now(), 3.0);
+        events.wire_listening("pump", false);
+        events.wire_sent("pump", 4, Toward::Driver);
+        let _last = events.at(4.0, drop);
+        assert_eq!(events.now(), 4.0, "a reply nobody listens for holds nothing");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! time is missing, however fast lab time runs. On a discrete-event clock a simulator answers in no lab time at all,
 //! and wall time says nothing about the lab, so a timeout (and any other wall-time delay of a simulated instrument:
 //! its latency, a port away, a reconnection's backoff) lasts its wall duration at the lab's scale in lab time
-//! ([`Clock::within`], [`Clock::wall_wait`]): a lost reply costs what it costs on the scaled clock, by definition
+//! (the link's reply timeouts, [`Clock::wall_wait`]): a lost reply costs what it costs on the scaled clock, by definition
 //! rather than by the machine's pace.
 
 pub mod events;
@@ -43,7 +43,7 @@ impl std::fmt::Debug for Clock {
             Inner::Scaled { scale, .. } => write!(f, "Clock(scaled {scale}x, now {:.3} s)", self.now()),
             Inner::Manual { .. } => write!(f, "Clock(manual, now {:.3} s)", self.now()),
             Inner::Stepping { scale, .. } => write!(f, "Clock(stepping as {scale}x, now {:.3} s)", self.now()),
-            Inner::Discrete(e) => write!(f, "Clock(discrete as {}x, now {:.3} s)", e.scale, self.now()),
+            Inner::Discrete(e) => write!(f, "Clock(discrete as {}x, {})", e.scale, e.describe()),
         }
     }
 }
@@ -207,51 +207,64 @@ impl Clock {
         }
     }
 
-    /// Awaits `what` for at most `wall` of wall time, or on a discrete-event clock for at most that duration at the
-    /// lab's scale in lab time (a simulator answers in no lab time, so only a reply that never comes reaches it).
-    /// `what` should wait through [`waiting`] where it blocks.
-    pub async fn within<F: std::future::Future>(&self, wall: Duration, what: F) -> Result<F::Output, Elapsed> {
-        match &*self.0 {
-            Inner::Discrete(e) => {
-                let until = self.now() + wall.as_secs_f64() * e.scale;
-                tokio::select! {
-                    biased;
-                    out = what => Ok(out),
-                    () = self.deadline(until) => Err(Elapsed),
-                }
-            }
-            _ => tokio::time::timeout(wall, what).await.map_err(|_| Elapsed),
-        }
-    }
-
     /// Waits until lab time reaches `t` without waiting as a party: for a bound raced against work that waits by
-    /// itself (a step's timeout).
-    pub async fn deadline(&self, t: f64) {
-        match &*self.0 {
-            Inner::Discrete(e) => {
-                if t <= e.now() {
-                    return;
+    /// itself (a step's timeout, a reply's). Armed when called, as [`Clock::sleep`] says.
+    pub fn deadline(&self, t: f64) -> impl std::future::Future<Output = ()> + Send + '_ {
+        let armed = self.arm(t);
+        async move {
+            match armed {
+                Some(rx) => {
+                    if let Ok(hold) = rx.await {
+                        adopt(hold);
+                    }
                 }
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let _alarm = e.at(t, move |hold| {
-                    let _ = tx.send(hold);
-                });
-                if let Ok(hold) = rx.await {
-                    adopt(hold);
-                }
+                None => self.sleep_until_paced(t).await,
             }
-            _ => self.sleep_until(t).await,
         }
     }
 
     /// Waits until `lab_seconds` of lab time have passed.
-    pub async fn sleep(&self, lab_seconds: f64) {
+    ///
+    /// On a discrete-event clock the alarm is set when this is called, before the returned future is first polled:
+    /// a sleep raced in a `select!` against a wait that lets lab time go (a read through [`waiting`]) is then never
+    /// passed by lab time before it is armed.
+    pub fn sleep(&self, lab_seconds: f64) -> impl std::future::Future<Output = ()> + Send + '_ {
         let until = self.now() + lab_seconds.max(0.0);
-        self.sleep_until(until).await;
+        self.sleep_until(until)
     }
 
-    /// Waits until lab time reaches `t`.
-    pub async fn sleep_until(&self, t: f64) {
+    /// Waits until lab time reaches `t` (on a discrete-event clock, as a wait of the party this task is; armed when
+    /// called, as [`Clock::sleep`] says).
+    pub fn sleep_until(&self, t: f64) -> impl std::future::Future<Output = ()> + Send + '_ {
+        let armed = self.arm(t);
+        async move {
+            match armed {
+                Some(rx) => {
+                    events::release_party();
+                    if let Ok(hold) = rx.await {
+                        adopt(hold);
+                    }
+                }
+                None => self.sleep_until_paced(t).await,
+            }
+        }
+    }
+
+    /// On a discrete-event clock whose time has not reached `t`, an alarm at `t` that answers with the hold of the
+    /// one it wakes (the alarm goes if the answer is dropped unread).
+    fn arm(&self, t: f64) -> Option<Armed> {
+        let Inner::Discrete(e) = &*self.0 else { return None };
+        if t <= e.now() {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let alarm = e.at(t, move |hold| {
+            let _ = tx.send(hold);
+        });
+        Some(Armed { rx, _alarm: alarm })
+    }
+
+    async fn sleep_until_paced(&self, t: f64) {
         match &*self.0 {
             Inner::Scaled { .. } => {
                 let now = self.now();
@@ -268,20 +281,8 @@ impl Clock {
                 let mut n = now.lock().expect("clock lock");
                 *n = n.max(t);
             }
-            Inner::Discrete(e) => {
-                if t <= e.now() {
-                    return;
-                }
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                // The alarm is set before the party lets go, so that lab time cannot pass it meanwhile.
-                let _alarm = e.at(t, move |hold| {
-                    let _ = tx.send(hold);
-                });
-                events::release_party();
-                if let Ok(hold) = rx.await {
-                    adopt(hold);
-                }
-            }
+            // Armed by `sleep_until`, or already past.
+            Inner::Discrete(_) => {}
         }
     }
 
@@ -295,9 +296,19 @@ impl Clock {
     }
 }
 
-/// A wait that [`Clock::within`] gave up on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Elapsed;
+/// An alarm armed on a discrete-event clock and the answer it gives when it fires.
+struct Armed {
+    rx: tokio::sync::oneshot::Receiver<Hold>,
+    _alarm: Alarm,
+}
+
+impl std::future::Future for Armed {
+    type Output = Result<Hold, tokio::sync::oneshot::error::RecvError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.rx).poll(cx)
+    }
+}
 
 #[cfg(test)]
 mod tests {

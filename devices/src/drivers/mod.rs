@@ -184,11 +184,16 @@ pub const MIN_WAIT_WALL: Duration = Duration::from_secs(1);
 
 /// Waits `lab_seconds` of lab time, and at least [`MIN_POLL_WALL`] of wall time (on a discrete-event clock, whose
 /// lab time cannot run away from a poll, lab time alone).
-pub async fn pause(clock: &Clock, lab_seconds: f64) {
-    if clock.is_discrete() {
-        clock.sleep(lab_seconds).await;
-    } else {
-        tokio::join!(clock.sleep(lab_seconds), tokio::time::sleep(MIN_POLL_WALL));
+/// Armed when called, as [`Clock::sleep`] says.
+pub fn pause(clock: &Clock, lab_seconds: f64) -> impl std::future::Future<Output = ()> + Send + '_ {
+    let sleep = clock.sleep(lab_seconds);
+    let discrete = clock.is_discrete();
+    async move {
+        if discrete {
+            sleep.await;
+        } else {
+            tokio::join!(sleep, tokio::time::sleep(MIN_POLL_WALL));
+        }
     }
 }
 

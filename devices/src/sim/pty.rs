@@ -45,6 +45,22 @@ pub fn open(instrument: &str) -> Result<Pty, DeviceError> {
     Ok(Pty { master, slave, path })
 }
 
+/// A simulator waiting on its line for a discrete-event clock (see `crate::clock::events`), until dropped.
+struct SimulatorWaits(std::sync::Arc<crate::clock::Events>, String);
+
+impl SimulatorWaits {
+    fn new(events: &std::sync::Arc<crate::clock::Events>, line: &str) -> Self {
+        events.wire_simulator_waits(line, true);
+        SimulatorWaits(std::sync::Arc::clone(events), line.to_owned())
+    }
+}
+
+impl Drop for SimulatorWaits {
+    fn drop(&mut self) {
+        self.0.wire_simulator_waits(&self.1, false);
+    }
+}
+
 /// A simulator's end of its serial line: the bytes received and not yet framed, the way out for replies, and the
 /// faults injected into them.
 pub struct Wire {
@@ -167,10 +183,13 @@ impl Wire {
         if self.input.len() > MAX_INPUT {
             self.input.clear();
         }
-        // The simulator waits for its next command; the bytes of that command hold lab time until read.
+        // The simulator waits for its next command; the bytes of that command hold lab time until read (and no
+        // longer, if this wait is given up for another).
+        let events = self.line.as_ref().and_then(|(name, clock)| Some((name.clone(), clock.events()?.clone())));
+        let _waits = events.as_ref().map(|(name, e)| SimulatorWaits::new(e, name));
         let read = crate::clock::waiting(self.port.read_buf(&mut self.input)).await;
-        if let (Ok(n), Some((name, clock))) = (&read, &self.line)
-            && let Some(hold) = clock.events().and_then(|e| e.wire_read(name, *n, Toward::Simulator))
+        if let Some((name, e)) = &events
+            && let Some(hold) = e.wire_read(name, *read.as_ref().unwrap_or(&0), Toward::Simulator)
         {
             crate::clock::adopt(hold);
         }
