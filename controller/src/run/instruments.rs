@@ -429,19 +429,24 @@ pub(super) async fn instrument_task(
     }
 }
 
-/// Waits out a step's timeout of `lab_seconds`: lab time, but on a paced clock never less than 30 s of wall time,
-/// since on a fast clock the serial exchanges themselves (which are never accelerated) would otherwise eat it; on a
-/// discrete-event clock, whose exchanges take no lab time, lab time alone.
-/// The bound is armed when this is called, before the step starts (`Clock::sleep` says why).
+/// Waits out a step's timeout of `lab_seconds`: lab time, but never less than [`STEP_TIMEOUT_FLOOR`] of wall time,
+/// since on a fast clock the serial exchanges themselves (which are never accelerated) would otherwise eat it. On a
+/// discrete-event clock the floor is that wall time at the lab's scale in lab time, so that a run's bounds are the
+/// ones a paced run of the same lab has. The bound is armed when this is called, before the step starts
+/// (`Clock::sleep` says why).
 fn step_timeout(clock: &Clock, lab_seconds: f64) -> impl std::future::Future<Output = ()> + Send + '_ {
-    let deadline = clock.is_discrete().then(|| clock.deadline(clock.now() + lab_seconds));
+    let floor = STEP_TIMEOUT_FLOOR.as_secs_f64() * clock.scale();
+    let deadline = clock.is_discrete().then(|| clock.deadline(clock.now() + lab_seconds.max(floor)));
     async move {
         match deadline {
             Some(deadline) => deadline.await,
-            None => tokio::time::sleep(clock.wall(lab_seconds).max(Duration::from_secs(30))).await,
+            None => tokio::time::sleep(clock.wall(lab_seconds).max(STEP_TIMEOUT_FLOOR)).await,
         }
     }
 }
+
+/// The least wall time a step's timeout lasts.
+const STEP_TIMEOUT_FLOOR: Duration = Duration::from_secs(30);
 
 /// Primes the line between a valve and pump `inst` (the valve already at `port`): draws `volume` through it, turns
 /// the valve to `waste`, pushes everything back out there, and turns the valve back to `port`. Once the pump has

@@ -419,6 +419,8 @@ fn execute(
     if let Some(problem) = missing_capability(&protocol, &lab, &ready) {
         say("error", None, problem.clone());
         let mut instruments: Vec<Box<dyn DeviceInstrument>> = ready.into_iter().map(|(_, i)| i).collect();
+        // Lab time moves for their safe states.
+        drop(setup);
         runtime.block_on(async {
             for i in &mut instruments {
                 let _ = i.safe_state().await;

@@ -100,6 +100,11 @@ impl Ord for Time {
 pub struct Hold(Option<Arc<Events>>);
 
 impl Hold {
+    /// A hold on `events`, counted by the caller.
+    fn new(events: &Arc<Events>) -> Hold {
+        Hold(Some(Arc::clone(events)))
+    }
+
     /// A hold that holds nothing (for clocks that are not discrete-event).
     pub fn none() -> Hold {
         Hold(None)
@@ -194,7 +199,7 @@ impl Events {
     /// A new hold.
     pub(super) fn hold(self: &Arc<Self>) -> Hold {
         self.lock().busy += 1;
-        Hold(Some(Arc::clone(self)))
+        Hold::new(self)
     }
 
     fn release(self: &Arc<Self>) {
@@ -216,7 +221,7 @@ impl Events {
         }
         if let Some(hook) = s.hooks.values().find(|h| (h.pending)()) {
             s.busy += 1;
-            let (wake, hold) = (Arc::clone(&hook.wake), Hold(Some(Arc::clone(self))));
+            let (wake, hold) = (Arc::clone(&hook.wake), Hold::new(self));
             return vec![Box::new(move || wake(hold))];
         }
         let Some(&(first, _)) = s.alarms.keys().next() else { return Vec::new() };
@@ -228,7 +233,7 @@ impl Events {
             }
             let action = entry.remove();
             s.busy += 1;
-            let hold = Hold(Some(Arc::clone(self)));
+            let hold = Hold::new(self);
             fired.push(Box::new(move || action(hold)));
         }
         fired
@@ -333,14 +338,14 @@ impl Events {
             Toward::Simulator => {
                 l.to_simulator = l.to_simulator.saturating_sub(n);
                 l.simulator_waits = false;
-                std::mem::take(&mut l.simulator_held).then(|| Hold(Some(Arc::clone(self))))
+                std::mem::take(&mut l.simulator_held).then(|| Hold::new(self))
             }
             Toward::Driver => {
                 if l.to_driver == 0 {
                     return None;
                 }
                 l.to_driver = l.to_driver.saturating_sub(n);
-                (l.to_driver == 0).then(|| Hold(Some(Arc::clone(self))))
+                (l.to_driver == 0).then(|| Hold::new(self))
             }
         }
     }

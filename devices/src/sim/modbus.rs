@@ -401,8 +401,12 @@ impl Simulator for ModbusSim {
                         }
                         reply.extend_from_slice(&buf[..n]);
                     }
+                    // The answer is in hand: the simulator holds lab time as any party does, until it waits again
+                    // (a latency before the reply is such a wait).
+                    if let Some(hold) = answering.take() {
+                        crate::clock::adopt(hold);
+                    }
                     let replied = wire.reply(&reply).await;
-                    answering = None;
                     if !replied {
                         return None;
                     }
