@@ -620,8 +620,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
                 () = clock.deadline(t) => Err(Elapsed),
             },
         };
-        if let (Ok(Ok(n)), Some(e)) = (&read, clock.events())
-            && let Some(hold) = e.wire_read(instrument, *n, Toward::Driver)
+        // A read that finds the port gone (nothing, or an error) takes all that was on its way: none of it comes.
+        let taken = match &read {
+            Ok(Ok(n)) if *n > 0 => Some(*n),
+            Ok(_) => Some(usize::MAX),
+            Err(_) => None,
+        };
+        if let (Some(n), Some(e)) = (taken, clock.events())
+            && let Some(hold) = e.wire_read(instrument, n, Toward::Driver)
         {
             adopt(hold);
         }

@@ -350,13 +350,15 @@ impl Events {
         }
     }
 
-    /// `line` closed (its simulator took the port away): what was on it is gone and holds nothing.
+    /// `line` closed at its simulator's end (the port taken away, or a write that failed): what was on its way to
+    /// the simulator is gone and holds nothing. What was on its way to a listening driver still holds lab time
+    /// until the driver reads it or finds the port gone ([`Events::wire_read`] with all of it).
     pub(crate) fn wire_closed(self: &Arc<Self>, line: &str) {
         let fired = {
             let mut s = self.lock();
             let Some(l) = s.wires.get_mut(line) else { return };
-            let held = usize::from(l.simulator_held) + usize::from(l.to_driver > 0);
-            (l.to_simulator, l.to_driver, l.simulator_held, l.simulator_waits) = (0, 0, false, false);
+            let held = usize::from(l.simulator_held);
+            (l.to_simulator, l.simulator_held, l.simulator_waits) = (0, false, false);
             s.busy = s.busy.saturating_sub(held);
             if held > 0 { self.settle(&mut s) } else { Vec::new() }
         };
