@@ -451,8 +451,8 @@ mod tests {
         assert_eq!(events.now(), 0.0);
         drop(passed);
         assert_eq!(events.now(), 1.0, "the simulator busy with its command lets time move");
-        let _next = events.at(2.0, drop);
         events.wire_simulator_waits("pump", true);
+        let _next = events.at(2.0, drop);
         assert_eq!(events.now(), 1.0, "the byte left holds time once the simulator waits again");
         events.wire_simulator_waits("pump", false);
         assert_eq!(events.now(), 2.0);
