@@ -365,6 +365,6 @@ async fn serve_commands<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Du
 }
 
 /// A stable 64-bit hash of a name, for seeding per-instrument noise.
-fn name_hash(name: &str) -> u64 {
+pub(crate) fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
