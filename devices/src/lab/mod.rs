@@ -578,6 +578,13 @@ impl Lab {
         self.instruments.iter().all(|i| i.port.is_simulated())
     }
 
+    /// Whether every instrument is simulated in the controller's own process (`port: Simulated`): such a lab runs
+    /// on a discrete-event clock ([`crate::Clock::discrete`]), whose lab time the controller's own pace never adds
+    /// to.
+    pub fn simulated_in_process(&self) -> bool {
+        self.instruments.iter().all(|i| i.port == PortSpec::Simulated)
+    }
+
     /// The deck positions a transfer may take the vessel to: positions allowed by its destination where every step
     /// it serves has a candidate instrument standing there. Rack destinations return an empty list.
     pub fn transfer_positions(&self, protocol: &Protocol, transfer: usize) -> Vec<String> {

@@ -136,6 +136,7 @@ pub fn request_proposals(
     experiments: Query<&Experiment>,
     source: Res<Source>,
     stock: Res<Stock>,
+    clock: Res<LabClock>,
 ) {
     let Some(learner) = &bridge.learner else { return };
     if state.stopping {
@@ -172,7 +173,7 @@ pub fn request_proposals(
     }
     let pending: Vec<experiments::Point> =
         experiments.iter().map(|e| e.values.clone()).chain(state.queue.iter().map(|(_, p)| p.values.clone())).collect();
-    if learner.send(LearnerRequest::Ask { n, pending, unavailable }).is_ok() {
+    if learner.send(LearnerRequest::Ask { n, pending, unavailable, hold: clock.0.hold() }).is_ok() {
         state.requested += n;
     }
 }
