@@ -276,23 +276,33 @@ fn serve_hub(pg: &pg::PgCluster) {
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    // The link is said on standard error, with the rest of what the server tells its operator.
     let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let tx2 = tx.clone();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
+        std::io::BufReader::new(stdout).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l)))
+    });
+    std::thread::spawn(move || {
+        std::io::BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| drop(tx2.send(l)))
     });
     let t0 = Instant::now();
+    let mut said = Vec::new();
     let link = loop {
-        assert!(t0.elapsed() < Duration::from_secs(60), "lab serve --hub printed no link");
-        if let Ok(l) = rx.recv_timeout(Duration::from_secs(1))
-            && let Some(link) = l.trim().strip_prefix("open ")
-        {
-            break link.to_owned();
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "lab serve --hub printed no link; it said:\n{}",
+            said.join("\n")
+        );
+        if let Ok(l) = rx.recv_timeout(Duration::from_secs(1)) {
+            if let Some(link) = l.trim().strip_prefix("open ") {
+                break link.to_owned();
+            }
+            said.push(l);
         }
     };
     let base = link.split("/?token=").next().unwrap().to_owned();
