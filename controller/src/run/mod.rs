@@ -827,6 +827,9 @@ pub fn drive(
     }
 }
 
+/// How long lab time may stand still, in wall time, while the controller waits for its turn before it says so.
+const STALL: Duration = Duration::from_secs(60);
+
 /// The main loop's turn on a discrete-event clock: the holds handed to it (by the idle hook when its inbox has
 /// something, by its alarm when a wait ends), and whether an alarm woke it.
 #[derive(Default)]
@@ -852,10 +855,23 @@ impl Turn {
         inbox: &Receiver<Inbound>,
     ) -> Option<(Vec<devices::clock::Hold>, bool, Option<Inbound>)> {
         let mut g = self.given.lock().unwrap_or_else(|p| p.into_inner());
+        // Lab time that stands still for a minute of wall time while the controller waits means something in the
+        // lab holds the clock and will not let go: the run would hang without a word, so it is said, once.
+        let (since, at) = (Instant::now(), clock.now());
+        let mut said = false;
         loop {
             if !g.0.is_empty() {
                 let (holds, ticked) = std::mem::take(&mut *g);
                 return Some((holds, ticked, None));
+            }
+            if !said && since.elapsed() >= STALL && clock.now() == at {
+                said = true;
+                tracing::warn!(
+                    "lab time has stood still for {} s of wall time while the controller waited for its turn ({clock:?}); \
+                     something in the simulated lab holds the clock and the run cannot go on: stop it (Ctrl-C) and \
+                     report this line",
+                    STALL.as_secs()
+                );
             }
             let (next, timeout) =
                 self.woken.wait_timeout(g, crate::schedule::resources::IDLE_TICK).unwrap_or_else(|p| p.into_inner());
