@@ -259,6 +259,14 @@ pub trait Prime: Send {
     fn fill(&mut self, volume: Volume) -> BoxFuture<'_, Result<(), DeviceError>>;
     /// Pushes everything the syringe holds back out through the input; waits until the pump is idle.
     fn empty_to_input(&mut self) -> BoxFuture<'_, Result<(), DeviceError>>;
+    /// Whether the syringe may hold liquid: a draw was sent and its push out was not confirmed (a prime, a stroke
+    /// that failed), or a read-back found some. Such a pump, fed by a valve, is not initialized as usual (that may
+    /// push the syringe into the vessel): it is emptied to waste first ([`Prime::empty_to_waste`]).
+    fn may_hold(&self) -> bool;
+    /// Initializes the pump so that whatever the syringe holds leaves through the input: for a caller that has
+    /// turned the selector valve feeding the pump to its waste port and confirmed it there. Waits until the pump is
+    /// idle; it is then initialized.
+    fn empty_to_waste(&mut self) -> BoxFuture<'_, Result<(), DeviceError>>;
 }
 
 /// Dispenses liquid into the vessel at the instrument's position.

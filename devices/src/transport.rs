@@ -3,7 +3,8 @@
 //! Drivers never open ports and never touch a stream directly. [`open_serial`] is the only place in the workspace
 //! that opens a serial port (real hardware and simulators on pseudo-terminals alike go through it), and a
 //! [`Link`] is the only thing a driver reads and writes through. A link frames replies with the driver's
-//! [`Decoder`], enforces a wall-clock timeout on every reply, and reports every exchange (bytes sent, bytes
+//! [`Decoder`], enforces a wall-clock timeout on every reply (on a discrete-event clock, that timeout at the lab's
+//! scale in lab time: see [`crate::clock`]), and reports every exchange (bytes sent, bytes
 //! received, the parsed reply or the error, with lab times) to an [`ExchangeSink`], so the record holds the exact
 //! bytes of every command an instrument ever received.
 //!
@@ -25,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_serial::SerialPortBuilderExt;
 use tokio_util::codec::Decoder;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Toward, adopt, waiting};
 use crate::error::{DeviceError, DeviceErrorKind};
 
 /// Parity of a serial line.
@@ -233,6 +234,17 @@ pub trait FrameFault: Display {
 
 impl FrameFault for std::io::Error {}
 
+/// When a wait for bytes gives up: a wall instant, or on a discrete-event clock a lab time.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    Wall(tokio::time::Instant),
+    Lab(f64),
+}
+
+/// A wait for bytes that reached its bound.
+#[derive(Debug)]
+struct Elapsed;
+
 /// How long a newly opened port must stay quiet before its first command is written.
 const PENDING_QUIET: Duration = Duration::from_millis(30);
 
@@ -328,8 +340,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         D::Item: Debug,
         D::Error: FrameFault + From<std::io::Error>,
     {
-        let sent_at = self.deliver(command).await?;
-        let result = self.read_frame(command, decoder, timeout).await;
+        self.listening(true);
+        let sent_at = self.deliver(command).await;
+        let result = match sent_at {
+            Ok(_) => Some(self.read_frame(command, decoder, timeout).await),
+            Err(_) => None,
+        };
+        self.listening(false);
+        let (sent_at, result) = match (sent_at, result) {
+            (Ok(at), Some(r)) => (at, r),
+            (Err(e), _) => return Err(e),
+            (Ok(_), None) => unreachable!("a delivered command is read for"),
+        };
         let replied_at = Some(self.clock.now());
         match result {
             Ok((item, raw)) => {
@@ -405,7 +427,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         let Some(opener) = self.opener.clone() else { return Err(gone()) };
         let attempts = self.reconnect.attempts;
         for n in 1..=attempts {
-            tokio::time::sleep(self.reconnect.delay_before(n)).await;
+            self.clock.wall_wait(self.reconnect.delay_before(n)).await;
             let at = self.clock.now();
             match opener() {
                 Ok(io) => {
@@ -441,8 +463,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         F: std::future::Future<Output = R>,
         R: Debug,
     {
+        self.listening(true);
+        let result = self.relay_listening(command, forward, done).await;
+        self.listening(false);
+        result
+    }
+
+    async fn relay_listening<W, F, R>(
+        &mut self,
+        command: &[u8],
+        forward: &mut W,
+        done: F,
+    ) -> Result<(R, Vec<u8>), DeviceError>
+    where
+        W: AsyncWrite + Unpin,
+        F: std::future::Future<Output = R>,
+        R: Debug,
+    {
         let sent_at = self.deliver(command).await?;
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let until = self.until(self.timeout);
         tokio::pin!(done);
         let mut received = Vec::new();
         let failure = loop {
@@ -453,7 +492,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
                     self.report(sent_at, command, Some(self.clock.now()), &received, parsed, None);
                     return Ok((result, received));
                 }
-                read = tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)) => match read {
+                read = Self::read_until(&mut self.io, &mut self.buf, &self.clock, &self.instrument, until) => match read {
                     Err(_) => {
                         let kind = DeviceErrorKind::Timeout {
                             sent: command.to_vec(),
@@ -489,7 +528,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
             self.reopen().await?;
         }
         let at = self.clock.now();
-        match self.read_frame(&[], decoder, timeout).await {
+        self.listening(true);
+        let read = self.read_frame(&[], decoder, timeout).await;
+        self.listening(false);
+        match read {
             Ok((item, raw)) => {
                 self.report(at, &[], Some(self.clock.now()), &raw, Some(format!("{item:?}")), None);
                 Ok(item)
@@ -531,9 +573,65 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
     }
 
     async fn write(&mut self, command: &[u8]) -> Result<(), DeviceError> {
+        // Counted before they go, so that the simulator cannot read them before they hold lab time.
+        let events = self.clock.events().cloned();
+        if let Some(e) = &events {
+            e.wire_sent(&self.instrument, command.len(), Toward::Simulator);
+        }
         // No flush: the streams a link drives do not buffer, and flushing a serial port is `tcdrain`, which would
         // block a runtime thread until the bytes are on the wire; the reply timeout covers their transmission.
-        self.io.write_all(command).await.map_err(|e| self.io_error(e, false))
+        let written = self.io.write_all(command).await.map_err(|e| self.io_error(e, false));
+        if let (Err(_), Some(e)) = (&written, &events) {
+            e.wire_closed(&self.instrument);
+        }
+        written
+    }
+
+    /// The driver listens for replies, or stops: on a discrete-event clock, bytes on their way to a listening
+    /// driver hold lab time.
+    fn listening(&self, on: bool) {
+        if let Some(e) = self.clock.events() {
+            e.wire_listening(&self.instrument, on);
+        }
+    }
+
+    /// When a wait for a reply that may take `timeout` gives up.
+    fn until(&self, timeout: Duration) -> Until {
+        match self.clock.events() {
+            Some(_) => Until::Lab(self.clock.now() + timeout.as_secs_f64() * self.clock.scale()),
+            None => Until::Wall(tokio::time::Instant::now() + timeout),
+        }
+    }
+
+    /// Reads what the instrument sent into `buf`, waiting until `until` at most (`Err` then): a wait of the party
+    /// this task is, which a reply's last byte ends by handing it the hold that byte kept.
+    async fn read_until(
+        io: &mut T,
+        buf: &mut BytesMut,
+        clock: &Clock,
+        instrument: &str,
+        until: Until,
+    ) -> Result<std::io::Result<usize>, Elapsed> {
+        let read = match until {
+            Until::Wall(at) => tokio::time::timeout_at(at, io.read_buf(buf)).await.map_err(|_| Elapsed),
+            Until::Lab(t) => tokio::select! {
+                biased;
+                r = waiting(io.read_buf(buf)) => Ok(r),
+                () = clock.deadline(t) => Err(Elapsed),
+            },
+        };
+        // A read that finds the port gone (nothing, or an error) takes all that was on its way: none of it comes.
+        let taken = match &read {
+            Ok(Ok(n)) if *n > 0 => Some(*n),
+            Ok(_) => Some(usize::MAX),
+            Err(_) => None,
+        };
+        if let (Some(n), Some(e)) = (taken, clock.events())
+            && let Some(hold) = e.wire_read(instrument, n, Toward::Driver)
+        {
+            adopt(hold);
+        }
+        read
     }
 
     fn io_error(&self, e: std::io::Error, acted: bool) -> DeviceError {
@@ -558,7 +656,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         D: Decoder,
         D::Error: FrameFault + From<std::io::Error>,
     {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let until = self.until(timeout);
         loop {
             if !self.buf.is_empty() {
                 let before = self.buf.to_vec();
@@ -581,7 +679,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
                     }
                 }
             }
-            let read = tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await;
+            let read = Self::read_until(&mut self.io, &mut self.buf, &self.clock, &self.instrument, until).await;
             match read {
                 Err(_) => {
                     let received = self.buf.split().to_vec();

@@ -1,9 +1,10 @@
 //! `lab plan` against real runs: every campaign of the repository planned, then run on its simulators over
-//! pseudo-terminals at its lab's own time scale, with the same seed.
+//! pseudo-terminals on a discrete-event clock (`devices::clock::events`, timeouts at its lab's own time scale), with
+//! the same seed. A run's lab time depends on the files and seeds alone, so each row is the same on any machine.
 //!
 //! The default suite runs the short version (the campaign `lab init` writes, with a space-filling design, one seed).
-//! The full table (every campaign, with `SpaceFilling` and with its own proposer, seeds 1 to 5) takes about half an
-//! hour of wall time and is ignored; BENCHMARKS.md ("Planning") holds its results:
+//! The full table (every campaign, with `SpaceFilling` and with its own proposer, seeds 1 to 5) takes several minutes
+//! of wall time and is ignored; BENCHMARKS.md ("Planning") holds its results:
 //!
 //! ```sh
 //! cargo test --release -p tests --test integration plan_accuracy -- --ignored --nocapture
@@ -24,9 +25,9 @@ struct Case {
     campaign: PathBuf,
     lab: PathBuf,
     /// Whether each seed also seeds the lab's simulation. A lab whose simulators inject faults draws them from its
-    /// own seed, so without this every row of the campaign meets the same lost replies, each of which costs a
-    /// second of wall time (hundreds of lab seconds); with it, the rows sample them as the plan's expected cost
-    /// assumes.
+    /// own seed, so without this every row of the campaign meets the same lost replies, each of which costs its
+    /// line's timeout at the lab's scale (hundreds of lab seconds); with it, the rows sample them as the plan's
+    /// expected cost assumes.
     fault_seeds: bool,
 }
 
@@ -274,7 +275,7 @@ fn the_plan_of_the_first_campaign_is_within_a_tenth_of_its_run_and_below_its_bou
 }
 
 #[test]
-#[ignore = "half an hour of real campaigns; cargo test --release -p tests --test integration plan_accuracy -- --ignored --nocapture"]
+#[ignore = "every campaign planned and run, minutes; cargo test --release -p tests --test integration plan_accuracy -- --ignored --nocapture"]
 fn plan_against_run_for_every_campaign_with_both_proposers_over_five_seeds() {
     println!(
         "| campaign, proposer, seed | plan, lab s | run, lab s | plan - run | lower bound | within 10%, bound held |"

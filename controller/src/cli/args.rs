@@ -67,7 +67,9 @@ pub enum Command {
         /// Use this lab file instead of the one the campaign names.
         #[arg(long)]
         lab: Option<PathBuf>,
-        /// Lab seconds per wall second (simulated labs only); overrides the lab file.
+        /// Lab seconds per wall second (simulated labs only): runs lab time against the wall at this pace,
+        /// overriding the lab file. Without it, a lab simulated in this process runs as fast as it computes, its lab
+        /// time the sum of its physical durations (the same every run of the same files and seeds).
         #[arg(long)]
         time_scale: Option<f64>,
         /// How the scheduler chooses: `planned` (plan, replan as reality departs), `blind` (follow the first plan),
@@ -264,7 +266,9 @@ pub enum Command {
         /// Claims to hold beyond what the scheduler asks for, so work goes on through a short outage of the hub.
         #[arg(long, default_value_t = 1)]
         prefetch: usize,
-        /// Lab seconds per wall second (simulated labs only); overrides the lab file.
+        /// Lab seconds per wall second (simulated labs only): runs lab time against the wall at this pace,
+        /// overriding the lab file. Without it, a lab simulated in this process runs as fast as it computes, its lab
+        /// time the sum of its physical durations (the same every run of the same files and seeds).
         #[arg(long)]
         time_scale: Option<f64>,
         /// As for `lab campaign`.
@@ -342,7 +346,8 @@ pub enum Command {
         /// Use this lab file instead of the recorded one (instruments moved to other ports).
         #[arg(long)]
         lab: Option<PathBuf>,
-        /// Lab seconds per wall second (simulated labs only); default: the campaign's.
+        /// Lab seconds per wall second (simulated labs only): runs lab time against the wall at this pace; default:
+        /// a lab simulated in this process runs as fast as it computes, timeouts counted at the campaign's scale.
         #[arg(long)]
         time_scale: Option<f64>,
         /// Steps left in doubt by the stop are never repeated; once their instrument is reconciled, `fail` fails

@@ -137,6 +137,8 @@ pub fn campaign(
     opts.sign_with = sign_with;
     opts.lab = lab;
     opts.time_scale = time_scale;
+    // A time scale asked for is a pace against the wall (to watch the run, or to stop it part-way).
+    opts.paced = time_scale.is_some();
     opts.progress = !quiet;
     opts.policy = match policy {
         "greedy" => Policy::Greedy,
@@ -175,6 +177,7 @@ pub fn resume(
             drop(record);
             let mut opts = CampaignOptions::new(PathBuf::new(), who.db.clone());
             opts.time_scale = time_scale;
+            opts.paced = time_scale.is_some();
             opts.progress = !quiet;
             settling.apply(&mut opts);
             opts.sign_with = sign_with;

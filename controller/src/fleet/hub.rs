@@ -24,6 +24,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002-settlements.sql"),
     include_str!("migrations/003-batches-and-roles.sql"),
     include_str!("migrations/004-chain-check-per-batch.sql"),
+    include_str!("migrations/005-stock-events.sql"),
+    include_str!("migrations/006-indexes-for-reading.sql"),
 ];
 
 /// The most one operation on the hub may take before the connection counts as lost.

@@ -55,6 +55,7 @@ pub fn run(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, RunError> 
             .to_owned(),
     ));
     let mut setup = Setup::new(&instruments, opts.policy, recorder.clone());
+    setup.go_on_without_answers();
     setup.world.insert_resource(opts.unknown);
     setup.world.insert_resource(opts.blocked);
     setup.world.insert_resource(resources::Varied(campaign.space.clone()));
@@ -78,7 +79,10 @@ pub fn run(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, RunError> 
     let (status, note) = if report.completed {
         ("finished", None)
     } else {
-        ("aborted", Some("the simulation stopped with work left (no proposal came within a minute)".to_owned()))
+        (
+            "aborted",
+            Some("the simulation stopped with work left (the hub gave no proposal within five minutes)".to_owned()),
+        )
     };
     recorder.send(RecordEvent::CampaignFinished {
         campaign: ids.campaign,

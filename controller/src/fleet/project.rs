@@ -6,7 +6,8 @@
 //! suite checks that the hub's tables equal each workcell's `lab.db` row by row, and `lab fleet verify` replays the
 //! hub's copy of each journal through `record/project.rs` and compares. Values are the ones the SQLite projection
 //! stores, computed by the same code (JSON text by the same serializer), and the ids SQLite assigns to rows without
-//! one of their own (step events, decisions, measurements, commands, events, settlements) are assigned here in the
+//! one of their own (step events, decisions, measurements, commands, events, settlements, stock events) are assigned
+//! here in the
 //! same order, from the largest id the hub holds for the workcell ([`AutoIds`]).
 //!
 //! A shipped batch of rows becomes a few statements, not a few per row ([`Batch`]): the rows of each table are
@@ -158,6 +159,23 @@ rows!(
     EventRows { id: i64, campaign: i64, at: f64, level: String, instrument: Option<String>, message: String }
 );
 rows!(
+    /// `record.stock_events`.
+    StockRows {
+        id: i64,
+        campaign: i64,
+        at: f64,
+        bottle: String,
+        reagent: String,
+        kind: String,
+        volume: f64,
+        experiment: Option<i64>,
+        step: Option<i64>,
+        unknown: i64,
+        left: Option<f64>,
+        note: String,
+    }
+);
+rows!(
     /// Merged state changes of `record.steps`, one per step ([`StepChange`]).
     StepChangeRows {
         id: i64,
@@ -228,10 +246,6 @@ impl StepChange {
     }
 }
 
-/// The record's tables the hub keeps no twin of: a workcell's reagent stock is its own bench's (the journal rows are
-/// shipped all the same, so the hub holds every fact).
-pub const NOT_TWINNED: &[&str] = &["stock_events"];
-
 /// The statements a shipper uses, prepared once per connection.
 pub struct Statements {
     journal: Statement,
@@ -248,6 +262,7 @@ pub struct Statements {
     measurements: Statement,
     commands: Statement,
     events: Statement,
+    stock_events: Statement,
     step_changes: Statement,
     experiment_finished: Statement,
     settlement: Statement,
@@ -365,6 +380,14 @@ impl Statements {
                     "bigint, bigint, float8, text, text, text",
                 ))
                 .await?,
+            stock_events: client
+                .prepare(&insert(
+                    "record.stock_events",
+                    "id, campaign_id, at, bottle, reagent, kind, volume_ul, experiment_id, step_id, unknown, left_ul, \
+                     note",
+                    "bigint, bigint, float8, text, text, text, float8, bigint, bigint, bigint, float8, text",
+                ))
+                .await?,
             step_changes: client
                 .prepare(
                     "UPDATE record.steps s SET status = c.status,
@@ -421,6 +444,7 @@ pub struct AutoIds {
     commands: i64,
     events: i64,
     settlements: i64,
+    stock_events: i64,
 }
 
 impl AutoIds {
@@ -433,7 +457,8 @@ impl AutoIds {
                         (SELECT coalesce(max(id), 0) FROM record.measurements WHERE workcell = $1),
                         (SELECT coalesce(max(id), 0) FROM record.commands WHERE workcell = $1),
                         (SELECT coalesce(max(id), 0) FROM record.events WHERE workcell = $1),
-                        (SELECT coalesce(max(id), 0) FROM record.settlements WHERE workcell = $1)",
+                        (SELECT coalesce(max(id), 0) FROM record.settlements WHERE workcell = $1),
+                        (SELECT coalesce(max(id), 0) FROM record.stock_events WHERE workcell = $1)",
                 &[&workcell],
             )
             .await?;
@@ -444,6 +469,7 @@ impl AutoIds {
             commands: row.get(3),
             events: row.get(4),
             settlements: row.get(5),
+            stock_events: row.get(6),
         })
     }
 }
@@ -469,6 +495,7 @@ pub struct Batch<'s> {
     measurements: MeasurementRows,
     commands: CommandRows,
     events: EventRows,
+    stock_events: StockRows,
     /// Rare inserts, in order, before the gathered ones (a campaign's row).
     first: Vec<(&'s Statement, Values)>,
     /// Merged state changes of steps, by step.
@@ -496,6 +523,7 @@ impl<'s> Batch<'s> {
             measurements: MeasurementRows::default(),
             commands: CommandRows::default(),
             events: EventRows::default(),
+            stock_events: StockRows::default(),
             first: Vec::new(),
             changes: BTreeMap::new(),
             then: Vec::new(),
@@ -544,6 +572,7 @@ impl<'s> Batch<'s> {
             (&st.measurements, self.measurements.take(&wc)),
             (&st.commands, self.commands.take(&wc)),
             (&st.events, self.events.take(&wc)),
+            (&st.stock_events, self.stock_events.take(&wc)),
         ];
         for (statement, values) in gathered {
             if let Some(v) = values {
@@ -787,9 +816,35 @@ impl<'s> Batch<'s> {
                     self.then.push((&st.actual, values![wc, *experiment, name.clone(), *value]));
                 }
             }
-            // A workcell's reagent stock is its own bench's: the hub keeps no twin of `stock_events` (the journal row
-            // itself is shipped, so nothing is lost, and `lab verify` on the workcell checks the table).
-            RecordEvent::Stock { .. } => {}
+            RecordEvent::Stock {
+                campaign,
+                at,
+                bottle,
+                reagent,
+                kind,
+                volume,
+                experiment,
+                step,
+                unknown,
+                left,
+                note,
+            } => {
+                let n = next(&mut self.ids.stock_events);
+                self.stock_events.push(
+                    n,
+                    *campaign,
+                    *at,
+                    bottle.clone(),
+                    reagent.clone(),
+                    kind.clone(),
+                    *volume,
+                    *experiment,
+                    *step,
+                    i64::from(*unknown),
+                    *left,
+                    note.clone(),
+                );
+            }
             RecordEvent::RequestHandled { .. } => {
                 // lab.db marks the person's request row handled; the hub holds no request rows (people write them
                 // into the workcell's lab.db, outside the journal), so nothing changes here.

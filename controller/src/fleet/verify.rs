@@ -63,10 +63,7 @@ pub fn verify(hub: &Hub, only: Option<&str>, keys: &[String]) -> Result<Vec<Verd
             // the last signed checkpoint are unproven, not a problem (see the module's documentation).
             let record = crate::record::Record::open(&path).map_err(|e| FleetError::Local(e.to_string()))?;
             copy(hub, &c, &w, record.connection(), &path).await?;
-            // The hub keeps no twin of some tables (a workcell's stock): their rows are in the shipped journal, and
-            // the workcell's own `lab verify` compares them.
-            let mut report = crate::record::verify::verify_except(&path, key, crate::fleet::project::NOT_TWINNED)
-                .map_err(FleetError::Local)?;
+            let mut report = crate::record::verify::verify_with(&path, key).map_err(FleetError::Local)?;
             drop(record);
             for p in &mut report.problems {
                 p.what = p.what.replace("in the file", "at the hub");
@@ -127,9 +124,6 @@ async fn copy(hub: &Hub, c: &Connection, w: &str, file: &rusqlite::Connection, p
     )
     .await?;
     for (table, key) in crate::record::project::PROJECTED {
-        if crate::fleet::project::NOT_TWINNED.contains(table) {
-            continue;
-        }
         let columns: Vec<String> = tx
             .prepare(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())

@@ -454,6 +454,7 @@ fn run_one(
     };
     let mut copts = CampaignOptions::new(PathBuf::from(&next.campaign_path), opts.db.clone());
     copts.time_scale = opts.time_scale;
+    copts.paced = opts.time_scale.is_some();
     copts.progress = opts.progress;
     copts.policy = opts.policy;
     copts.unknown = opts.unknown;

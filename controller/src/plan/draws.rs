@@ -52,7 +52,7 @@ impl Planned {
     }
 
     /// Wraps `inner`, a model told what a simulated bench measured (`devices::sim::DryBench`): the results the run's
-    /// own simulators will give, the run's noise aside. Its first `design` proposals are the run's own; its wish to
+    /// own simulators will give, with their noise. Its first `design` proposals are the run's own; its wish to
     /// stop is honoured, as the run's will be.
     pub fn measured(inner: Box<dyn Proposer>, design: usize, log: ProposedLog) -> Self {
         Planned { inner, known: design, stops: true, log }

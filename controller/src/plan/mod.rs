@@ -203,8 +203,9 @@ impl fmt::Display for PlanResult {
                 writeln!(
                     f,
                     "  parameters          {known} from the {proposer}'s own design, as the run will propose them; its model \
-                     chooses the other {chosen} from what the lab's simulated bench measures in the plan, as it will in the \
-                     run (the run's noise aside, which may lead it elsewhere)"
+                     chooses the other {chosen} from what the lab's simulated bench measures in the plan, with the run's own \
+                     noise, as it will in the run (seconds of difference in when a vessel is measured may lead it \
+                     elsewhere)"
                 )?;
             }
             Parameters::Drawn { proposer, known, drawn } => {

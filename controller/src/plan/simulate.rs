@@ -119,6 +119,10 @@ pub struct Setup {
     /// The simulated bench the steps act on, whose measurements the run's results are (`None`: every measurement is
     /// a placeholder).
     bench: Option<DryBench>,
+    /// Whether lab time stands still while a question to the proposer is unanswered (a plan's own proposer, which
+    /// always answers) or goes on with what is due (a fleet's hub, which may have nothing to give until this very
+    /// simulation has finished the experiments it holds).
+    hold_for_answers: bool,
 }
 
 /// The simulation's prediction of how long each step takes: every instrument's rates, and its state as the run goes
@@ -180,7 +184,17 @@ impl Setup {
             physics: None,
             lost_at_startup: (0.0, 0.0),
             bench: None,
+            hold_for_answers: true,
         }
+    }
+
+    /// Lets lab time go on while the proposals' source has not answered, for a source that may have nothing to give
+    /// for a while: a fleet's hub whose last proposals are all claimed waits for the results of the experiments this
+    /// simulation holds, so holding lab time for its answer would wait for ever. The run is then no longer
+    /// independent of the wall clock (when an answer arrives decides at which lab time it lands), which a rehearsal
+    /// of a fleet does not need.
+    pub fn go_on_without_answers(&mut self) {
+        self.hold_for_answers = false;
     }
 
     /// The sending end of the inbox (for a learner thread).
@@ -210,6 +224,18 @@ impl Setup {
         let step = self.world.get::<Step>(step)?;
         let seq = self.world.get::<Experiment>(step.experiment)?.seq;
         self.durations.get(seq.checked_sub(1)?)?.get(step.index).copied()
+    }
+
+    /// The lab seconds a prime of `volume` microlitres adds on `instrument` ([`Durations::prime`]), with this
+    /// simulation's rates (the lab file's defaults without them); zero outside a campaign.
+    fn prime(&self, instrument: Entity, volume: f64) -> f64 {
+        let (lab, durations) = match (&self.physics, self.world.get_resource::<Source>()) {
+            (Some(p), _) => (Arc::clone(&p.lab), p.durations.clone()),
+            (None, Some(Source::Campaign(cs))) => (Arc::clone(&cs.lab), Durations::of(&cs.lab)),
+            _ => return 0.0,
+        };
+        let Some(spec) = self.names.get(&instrument).and_then(|n| lab.instrument(n)) else { return 0.0 };
+        durations.prime(&lab, spec, volume)
     }
 
     /// Predicts each step's duration from `durations` and the state of its instrument in `lab` (see
@@ -282,7 +308,10 @@ impl Setup {
                     },
                     _ => own,
                 };
-                let duration = (expected * noise.factor(d.step_id)).max(0.0);
+                // A dispense that primes the line of the valve feeding its pump first (the stock's line held another
+                // reagent, or one not known) takes the prime's draw, turns and push too.
+                let primed = d.prime.map_or(0.0, |(_, volume)| self.prime(instrument, volume));
+                let duration = ((expected + primed) * noise.factor(d.step_id)).max(0.0);
                 *busy.entry(instrument).or_default() += duration;
                 steps += 1;
                 seq += 1;
@@ -298,7 +327,8 @@ impl Setup {
             if std::mem::take(&mut self.world.resource_mut::<Progress>().0) {
                 continue;
             }
-            if self.world.resource::<CampaignState>().requested > 0 {
+            let asked = self.world.resource::<CampaignState>().requested > 0;
+            if asked && self.hold_for_answers {
                 // The proposer has been asked and has not answered. Lab time stands still until it does, whatever
                 // else is due: the answer arrives at the lab time of the question, as it does in a real run of a
                 // proposer that answers within a poll. Moving on would let the wall clock decide at which lab time
@@ -307,6 +337,10 @@ impl Setup {
                     Ok(item) => self.world.resource_mut::<Bridge>().backlog.push(item),
                     Err(_) => break false,
                 }
+                continue;
+            }
+            if asked && let Ok(item) = self.inbox.try_recv() {
+                self.world.resource_mut::<Bridge>().backlog.push(item);
                 continue;
             }
             let next_event = heap.peek().map(|Reverse((Key(t), ..))| *t);
@@ -325,7 +359,14 @@ impl Setup {
                 _ => due,
             });
             let next = earliest(next, idle);
-            let Some(t) = next else { break false };
+            let Some(t) = next else {
+                // Nothing is due: a source that was asked is waited for, as long as a plan's proposer would be.
+                if asked && let Ok(item) = self.inbox.recv_timeout(PROPOSER_PATIENCE) {
+                    self.world.resource_mut::<Bridge>().backlog.push(item);
+                    continue;
+                }
+                break false;
+            };
             if t > now {
                 self.clock.advance(t - now);
             }

@@ -78,15 +78,6 @@ pub fn verify(path: &Path) -> Result<Report, String> {
 /// Verifies the record at `path` without changing it; with `trusted`, every checkpoint must also be signed by that
 /// key (a public key the lab keeps outside the record), so that a record rewritten with its checkpoints is caught.
 pub fn verify_with(path: &Path, trusted: Option<&ed25519_dalek::VerifyingKey>) -> Result<Report, String> {
-    verify_except(path, trusted, &[])
-}
-
-/// [`verify_with`], leaving the tables in `skip` uncompared (a fleet hub's copy, which has no twin of them).
-pub fn verify_except(
-    path: &Path,
-    trusted: Option<&ed25519_dalek::VerifyingKey>,
-    skip: &[&str],
-) -> Result<Report, String> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let sql = |e: rusqlite::Error| format!("{}: {e}", path.display());
@@ -278,9 +269,6 @@ pub fn verify_except(
     }
     let mut compared = 0;
     for (table, key) in project::PROJECTED {
-        if skip.contains(table) {
-            continue;
-        }
         // A record older than a table (`settlements` came with schema version 6) is read as it is: the table is
         // missing, and so must be every row its journal would have put there.
         let exists = |c: &Connection| {

@@ -27,23 +27,68 @@ use crate::schedule::bridge::{Dispatch, Executor, Inbound, StepError};
 pub(super) enum Work {
     /// A step; for a dispense through a selector valve, with the valve's task, which the pump's task asks to turn
     /// first (the scheduler claimed the valve with the pump, so nothing else turns it meanwhile).
-    Step(Dispatch, Option<mpsc::UnboundedSender<Work>>),
-    Reconcile,
+    Step(Dispatch, Option<WorkSender>),
+    /// Safe state, identify, initialize; for a pump fed by a selector valve, with that valve, so that a syringe that
+    /// may hold liquid is emptied through the waste port first.
+    Reconcile(Option<Feeder>),
     /// Turn this valve to a port for the step tagged `tag` (running on the pump the valve feeds), and answer.
-    Turn {
-        position: u32,
-        tag: i64,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
+    Turn { position: u32, tag: i64, reply: Answer },
     /// Read the instrument's physical state back, tagging the exchanges with a step in doubt's id.
     Observe(i64),
+    /// Turn this valve to a port for the pump it feeds, answer, and then turn nothing else until `release` is
+    /// dropped (the pump pushes through the port meanwhile).
+    Hold { position: u32, reply: Answer, release: oneshot::Receiver<()> },
 }
+
+/// A valve task's answer to a turn, with the hold that keeps a discrete-event clock's lab time still until the pump
+/// that asked has taken it up.
+type Answer = oneshot::Sender<(Result<(), String>, devices::clock::Hold)>;
+
+/// The selector valve that feeds a pump's input: its name, its task (none if it is offline), and its waste port.
+#[derive(Clone)]
+pub(super) struct Feeder {
+    pub(super) valve: String,
+    pub(super) sender: Option<WorkSender>,
+    pub(super) waste: Option<u32>,
+}
+
+/// The valve feeding each pump of the lab that one feeds, by the pump's entity.
+pub(super) fn feeders(
+    lab: &Lab,
+    entities: &HashMap<String, Entity>,
+    senders: &HashMap<Entity, WorkSender>,
+) -> HashMap<Entity, Feeder> {
+    let mut out = HashMap::new();
+    for spec in &lab.instruments {
+        let devices::lab::DriverConfig::ViciValve(v) = &spec.driver else { continue };
+        let Some(pump) = v.feeds.as_ref().and_then(|p| entities.get(p)) else { continue };
+        let sender = entities.get(&spec.name).and_then(|e| senders.get(e)).cloned();
+        out.insert(*pump, Feeder { valve: spec.name.clone(), sender, waste: v.waste });
+    }
+    out
+}
+
+/// Work for an instrument's task, with the hold that keeps a discrete-event clock's lab time still until the task
+/// has taken it up (see `devices::clock::events`).
+pub(super) type WorkSender = mpsc::UnboundedSender<(Work, devices::clock::Hold)>;
 
 /// The executor of a real run: steps go to instrument tasks, each only after its intent is committed to the record.
 pub(super) struct TaskExecutor {
-    pub(super) senders: HashMap<Entity, mpsc::UnboundedSender<Work>>,
+    pub(super) senders: HashMap<Entity, WorkSender>,
+    pub(super) feeders: HashMap<Entity, Feeder>,
     pub(super) recorder: Recorder,
     pub(super) abort: watch::Sender<bool>,
+    pub(super) clock: Clock,
+}
+
+impl TaskExecutor {
+    /// Sends `work` to `instrument`'s task once everything recorded so far is committed.
+    fn send_after_commit(&self, tx: WorkSender, work: Work) {
+        let hold = self.clock.hold();
+        self.recorder.after_commit(move || {
+            let _ = tx.send((work, hold));
+        });
+    }
 }
 
 impl Executor for TaskExecutor {
@@ -53,25 +98,20 @@ impl Executor for TaskExecutor {
             return false;
         }
         let valve = dispatch.turn.and_then(|(v, _)| self.senders.get(&v).cloned());
-        self.recorder.after_commit(move || {
-            let _ = tx.send(Work::Step(dispatch, valve));
-        });
+        self.send_after_commit(tx, Work::Step(dispatch, valve));
         true
     }
 
     fn reconcile(&self, instrument: Entity) {
         if let Some(tx) = self.senders.get(&instrument).cloned() {
-            self.recorder.after_commit(move || {
-                let _ = tx.send(Work::Reconcile);
-            });
+            let feeder = self.feeders.get(&instrument).cloned();
+            self.send_after_commit(tx, Work::Reconcile(feeder));
         }
     }
 
     fn observe(&self, instrument: Entity, step_id: i64) {
         if let Some(tx) = self.senders.get(&instrument).cloned() {
-            self.recorder.after_commit(move || {
-                let _ = tx.send(Work::Observe(step_id));
-            });
+            self.send_after_commit(tx, Work::Observe(step_id));
         }
     }
 
@@ -136,6 +176,7 @@ pub(super) async fn connect_all(
     campaign: i64,
     read_first: &[String],
     references: &BTreeMap<String, crate::run::reference::RecordedReference>,
+    setup: devices::clock::Hold,
 ) -> Vec<(String, Result<Box<dyn DeviceInstrument>, String>)> {
     let mut handles = Vec::new();
     // Exchanges are gathered with the record's other events: waking the writer for every command would cost as much
@@ -150,7 +191,9 @@ pub(super) async fn connect_all(
         let sink = Arc::clone(&exchanges);
         let read_first = read_first.contains(&spec.name);
         let reference = references.get(&spec.name).cloned();
-        handles.push(tokio::spawn(async move {
+        // Each start-up holds lab time from the outset, as a party of the lab (the controller's hold goes after).
+        let holds = vec![clock.hold()];
+        handles.push(tokio::spawn(devices::clock::party(holds, async move {
             let name = spec.name.clone();
             let Some(path) = path else {
                 return (name, Err("no port: its simulator did not start".to_owned()));
@@ -197,7 +240,7 @@ pub(super) async fn connect_all(
                                 ),
                             ));
                             drop(inst);
-                            tokio::time::sleep(IDENTIFY_SETTLE).await;
+                            clock.wall_wait(IDENTIFY_SETTLE).await;
                             attempt += 1;
                         }
                         Err(e) => return Err(e.to_string()),
@@ -225,7 +268,7 @@ pub(super) async fn connect_all(
                                     attempt + 1
                                 ),
                             ));
-                            tokio::time::sleep(IDENTIFY_SETTLE).await;
+                            clock.wall_wait(IDENTIFY_SETTLE).await;
                             attempt += 1;
                         }
                         Err(e) => return Err(e.to_string()),
@@ -254,8 +297,9 @@ pub(super) async fn connect_all(
                 });
             }
             (name, result)
-        }));
+        })));
     }
+    drop(setup);
     let mut out = Vec::new();
     for h in handles {
         match h.await {
@@ -288,11 +332,11 @@ pub(super) fn missing_capability(
 }
 
 /// One instrument's I/O task: runs dispatched steps one at a time (each within its timeout) and reports each end;
-/// reconciles the instrument when asked.
+/// reconciles the instrument when asked. It runs as a party of the lab's time (`devices::clock::party`).
 pub(super) async fn instrument_task(
     mut inst: Box<dyn DeviceInstrument>,
     entity: Entity,
-    mut rx: mpsc::UnboundedReceiver<Work>,
+    mut rx: mpsc::UnboundedReceiver<(Work, devices::clock::Hold)>,
     inbound: Sender<Inbound>,
     clock: Clock,
     recorder: Recorder,
@@ -304,18 +348,22 @@ pub(super) async fn instrument_task(
         recorder.send(RecordEvent::say(campaign, clock.now(), level, Some(&name), message))
     };
     loop {
-        let next = tokio::select! {
-            w = rx.recv() => w,
-            _ = abort.wait_for(|a| *a) => None,
-        };
-        let Some(work) = next else { break };
+        let next = devices::clock::waiting(async {
+            tokio::select! {
+                w = rx.recv() => w,
+                _ = abort.wait_for(|a| *a) => None,
+            }
+        })
+        .await;
+        let Some((work, hold)) = next else { break };
+        devices::clock::adopt(hold);
         let (d, valve) = match work {
             Work::Step(d, valve) => (d, valve),
             Work::Turn { position, tag, reply } => {
                 inst.set_tag(Some(tag as u64));
                 let r = devices::execute(&mut *inst, &devices::Task::Select { position }).await;
                 inst.set_tag(None);
-                let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                let _ = reply.send((r.map(|_| ()).map_err(|e| e.to_string()), clock.hold()));
                 continue;
             }
             Work::Observe(step_id) => {
@@ -330,7 +378,7 @@ pub(super) async fn instrument_task(
                     if identified.is_ok() {
                         break;
                     }
-                    tokio::time::sleep(IDENTIFY_SETTLE).await;
+                    clock.wall_wait(IDENTIFY_SETTLE).await;
                     identified = inst.identify().await;
                 }
                 let result = match identified {
@@ -346,11 +394,35 @@ pub(super) async fn instrument_task(
                 }
                 continue;
             }
-            Work::Reconcile => {
+            Work::Hold { position, reply, release } => {
+                let r = devices::execute(&mut *inst, &devices::Task::Select { position }).await;
+                let turned = r.is_ok();
+                let _ = reply.send((r.map(|_| ()).map_err(|e| e.to_string()), clock.hold()));
+                if turned {
+                    // Nothing else turns the valve until the pump has pushed through it (or the run aborts). The
+                    // valve waits meanwhile, so a discrete-event clock's lab time goes on for the pump's push.
+                    devices::clock::waiting(async {
+                        tokio::select! {
+                            _ = release => {}
+                            _ = abort.wait_for(|a| *a) => {}
+                        }
+                    })
+                    .await;
+                }
+                continue;
+            }
+            Work::Reconcile(feeder) => {
                 let result = async {
                     inst.safe_state().await.map_err(|e| e.to_string())?;
                     inst.identify().await.map_err(|e| e.to_string())?;
-                    inst.initialize().await.map_err(|e| e.to_string())
+                    match (feeder, inst.as_prime()) {
+                        (Some(feeder), Some(pump)) if pump.may_hold() => {
+                            let said = empty_to_waste(pump, &feeder, &name, &clock).await?;
+                            say("warning", said);
+                            Ok(())
+                        }
+                        _ => inst.initialize().await.map_err(|e| e.to_string()),
+                    }
                 }
                 .await;
                 if inbound.send(Inbound::Reconciled { instrument: entity, result }).is_err() {
@@ -370,9 +442,9 @@ pub(super) async fn instrument_task(
             Some(task) => tokio::select! {
                 r = async {
                     if let (Some((_, port)), Some(valve)) = (d.turn, &valve) {
-                        turn_valve(valve, port, d.step_id, &name).await?;
+                        turn_valve(valve, port, d.step_id, &name, &clock).await?;
                         if let Some((waste, volume)) = d.prime {
-                            prime_line(&mut *inst, valve, port, waste, volume, d.step_id).await?;
+                            prime_line(&mut *inst, valve, port, waste, volume, d.step_id, &clock).await?;
                             say("info", format!(
                                 "{name}: primed the line from port {port}: drew {volume:.1} uL and pushed it out to \
                                  waste port {waste}"
@@ -381,9 +453,7 @@ pub(super) async fn instrument_task(
                     }
                     devices::execute(&mut *inst, task).await.map_err(|e| step_error(&e))
                 } => r,
-                // The timeout is lab time, but never less than 30 s of wall time: on a fast clock the serial
-                // exchanges themselves (which are never accelerated) would otherwise eat it.
-                _ = tokio::time::sleep(clock.wall(d.timeout).max(Duration::from_secs(30))) => Err(StepError {
+                () = step_timeout(&clock, d.timeout) => Err(StepError {
                     message: format!("{name}: the step did not finish within its timeout of {:.0} s (lab time)", d.timeout),
                     may_have_acted: true,
                     instrument_fault: false,
@@ -414,16 +484,36 @@ pub(super) async fn instrument_task(
     }
 }
 
+/// Waits out a step's timeout of `lab_seconds`: lab time, but never less than [`STEP_TIMEOUT_FLOOR`] of wall time,
+/// since on a fast clock the serial exchanges themselves (which are never accelerated) would otherwise eat it. On a
+/// discrete-event clock the floor is that wall time at the lab's scale in lab time, so that a run's bounds are the
+/// ones a paced run of the same lab has. The bound is armed when this is called, before the step starts
+/// (`Clock::sleep` says why).
+fn step_timeout(clock: &Clock, lab_seconds: f64) -> impl std::future::Future<Output = ()> + Send + '_ {
+    let floor = STEP_TIMEOUT_FLOOR.as_secs_f64() * clock.scale();
+    let deadline = clock.is_discrete().then(|| clock.deadline(clock.now() + lab_seconds.max(floor)));
+    async move {
+        match deadline {
+            Some(deadline) => deadline.await,
+            None => tokio::time::sleep(clock.wall(lab_seconds).max(STEP_TIMEOUT_FLOOR)).await,
+        }
+    }
+}
+
+/// The least wall time a step's timeout lasts.
+const STEP_TIMEOUT_FLOOR: Duration = Duration::from_secs(30);
+
 /// Primes the line between a valve and pump `inst` (the valve already at `port`): draws `volume` through it, turns
 /// the valve to `waste`, pushes everything back out there, and turns the valve back to `port`. Once the pump has
 /// been asked to draw, any failure may have moved liquid.
 async fn prime_line(
     inst: &mut dyn DeviceInstrument,
-    valve: &mpsc::UnboundedSender<Work>,
+    valve: &WorkSender,
     port: u32,
     waste: u32,
     volume: f64,
     tag: i64,
+    clock: &Clock,
 ) -> Result<(), StepError> {
     let name = inst.name().to_owned();
     let acted = |mut e: StepError| {
@@ -438,20 +528,94 @@ async fn prime_line(
         });
     };
     pump.fill(protocols::units::Volume(volume)).await.map_err(|e| step_error(&e))?;
-    turn_valve(valve, waste, tag, &name).await.map_err(acted)?;
+    turn_valve(valve, waste, tag, &name, clock).await.map_err(acted)?;
     pump.empty_to_input().await.map_err(|e| acted(step_error(&e)))?;
-    turn_valve(valve, port, tag, &name).await.map_err(acted)
+    turn_valve(valve, port, tag, &name, clock).await.map_err(acted)
+}
+
+/// Empties the syringe of a pump fed by a selector valve through the valve's waste port, as it is initialized: the
+/// valve is turned to waste and confirmed there (the driver reads its position back) and held there while the pump
+/// initializes through its input; the valve's line then holds what the syringe held last. Without a waste port, a
+/// valve that is offline or does not confirm the turn, nothing is pushed: the error says why, and the pump goes
+/// offline with its syringe as it was. Returns what the record says on success.
+async fn empty_to_waste(
+    pump: &mut dyn devices::capability::Prime,
+    feeder: &Feeder,
+    name: &str,
+    clock: &Clock,
+) -> Result<String, String> {
+    let valve = &feeder.valve;
+    let why =
+        "its syringe may hold liquid that is not the vessel's (a prime, or a draw whose push was never confirmed)";
+    let Some(waste) = feeder.waste else {
+        return Err(format!(
+            "{why}, and `{valve}`, which feeds it, has no waste port to empty it through; it was not initialized \
+             (initializing pushes the syringe out), so it holds what it held"
+        ));
+    };
+    let Some(sender) = &feeder.sender else {
+        return Err(format!(
+            "{why}, and `{valve}`, which feeds it, is offline, so it cannot be turned to its waste port {waste}; it was \
+             not initialized (initializing pushes the syringe out), so it holds what it held"
+        ));
+    };
+    let not_turned = |e: String| {
+        format!(
+            "{why}, and `{valve}`, which feeds it, was not confirmed at its waste port {waste} ({e}); it was not \
+             initialized (initializing pushes the syringe out), so it holds what it held"
+        )
+    };
+    // Turning the valve moves no liquid while the pump stands still, so a turn that was not confirmed (a reply
+    // lost) is asked again, a bounded number of times; the pump pushes only once the valve is confirmed at waste.
+    let mut attempt = 1;
+    let _release = loop {
+        let (reply, turned) = oneshot::channel();
+        let (release, held) = oneshot::channel::<()>();
+        sender
+            .send((Work::Hold { position: waste, reply, release: held }, clock.hold()))
+            .map_err(|_| not_turned("its task has stopped".to_owned()))?;
+        let answer = devices::clock::waiting(turned).await.map(|(answer, hold)| {
+            devices::clock::adopt(hold);
+            answer
+        });
+        let e = match answer {
+            Ok(Ok(())) => break release,
+            Ok(Err(e)) => e,
+            Err(_) => "its task stopped before turning".to_owned(),
+        };
+        if attempt >= IDENTIFY_ATTEMPTS {
+            return Err(not_turned(format!("{e}; tried {attempt} times")));
+        }
+        attempt += 1;
+        clock.wall_wait(IDENTIFY_SETTLE).await;
+    };
+    pump.empty_to_waste().await.map_err(|e| {
+        format!("{why}; `{valve}` was confirmed at its waste port {waste}, but emptying through it failed: {e}")
+    })?;
+    let tries = if attempt > 1 {
+        format!(" (on attempt {attempt}: a turn that is not confirmed is asked again)")
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "{name}: {why}, so before it was initialized `{valve}` was turned to its waste port {waste}, confirmed \
+         there{tries}, and the syringe was emptied through it"
+    ))
 }
 
 /// Asks the task of the valve feeding pump `pump` to turn to `port`, and waits for it. A valve that does not turn
 /// fails the step before the pump has moved, so nothing was drawn.
-async fn turn_valve(valve: &mpsc::UnboundedSender<Work>, port: u32, tag: i64, pump: &str) -> Result<(), StepError> {
+async fn turn_valve(valve: &WorkSender, port: u32, tag: i64, pump: &str, clock: &Clock) -> Result<(), StepError> {
     let failed = |message: String| StepError { message, may_have_acted: false, instrument_fault: false };
     let (tx, rx) = oneshot::channel();
     valve
-        .send(Work::Turn { position: port, tag, reply: tx })
+        .send((Work::Turn { position: port, tag, reply: tx }, clock.hold()))
         .map_err(|_| failed(format!("{pump}: the valve feeding it is not running")))?;
-    match rx.await {
+    let answer = devices::clock::waiting(rx).await.map(|(answer, hold)| {
+        devices::clock::adopt(hold);
+        answer
+    });
+    match answer {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(failed(format!("{pump}: the valve feeding it did not turn to port {port}: {e}"))),
         Err(_) => Err(failed(format!("{pump}: the valve feeding it stopped before turning to port {port}"))),

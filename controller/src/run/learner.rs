@@ -53,12 +53,16 @@ pub fn spawn_proposer(
                         handed.retain(|p| !p.iter().all(|(k, v)| o.values.get(k) == Some(v)));
                         proposer.tell_outcome(o);
                     }
-                    LearnerRequest::Ask { n, mut pending, unavailable } => {
+                    LearnerRequest::Ask { n, mut pending, unavailable, hold } => {
                         pending.extend(handed.iter().filter(|p| !pending.contains(p)).cloned().collect::<Vec<_>>());
                         let proposals = ask_avoiding(proposer.as_mut(), n, pending, &unavailable);
                         handed.extend(proposals.iter().map(|p| p.values.clone()));
                         let stop = proposer.should_stop().map(|r| r.to_string());
-                        if inbound.send(Inbound::Proposals { asked: n, proposals, stop, claims: Vec::new() }).is_err() {
+                        let sent = inbound.send(Inbound::Proposals { asked: n, proposals, stop, claims: Vec::new() });
+                        // Let go only once the answer is in the inbox, so that it is taken at the lab time it was
+                        // asked at.
+                        drop(hold);
+                        if sent.is_err() {
                             break;
                         }
                     }
@@ -149,7 +153,12 @@ mod tests {
     fn two_asks_in_flight_never_propose_the_same_point() {
         let (inbound, answers) = crossbeam_channel::unbounded();
         let (asks, handle) = spawn_proposer(Box::new(Lowest(Vec::new())), inbound).unwrap();
-        let ask = || LearnerRequest::Ask { n: 1, pending: Vec::new(), unavailable: Vec::new() };
+        let ask = || LearnerRequest::Ask {
+            n: 1,
+            pending: Vec::new(),
+            unavailable: Vec::new(),
+            hold: devices::clock::Hold::none(),
+        };
         // Both asks leave before either answer arrives, so neither pending names the other's point.
         asks.send(ask()).unwrap();
         asks.send(ask()).unwrap();

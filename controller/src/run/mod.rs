@@ -64,6 +64,9 @@ pub struct CampaignOptions {
     pub sign_with: Option<PathBuf>,
     /// Where proposals come from instead of the campaign's own learner (a fleet's hub), if not from it.
     pub feed: Option<Arc<dyn ProposalFeed>>,
+    /// Whether a lab simulated in this process runs its lab time at its scale against the wall rather than as
+    /// discrete events (see `lab_clock`): for watching a run, or stopping it part-way.
+    pub paced: bool,
 }
 
 impl CampaignOptions {
@@ -81,6 +84,7 @@ impl CampaignOptions {
             read_back: true,
             sign_with: None,
             feed: None,
+            paced: false,
         }
     }
 }
@@ -158,7 +162,7 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     if !(scale.is_finite() && scale > 0.0) {
         return Err(RunError::Lab(format!("time scale must be positive, not {scale}")));
     }
-    let clock = Clock::scaled(scale);
+    let clock = lab_clock(&lab, scale, None, opts);
 
     let mut record = open_record(&opts.db, opts)?;
     // A campaign this record holds unfinished (the controller stopped) is resumed, not started again.
@@ -173,6 +177,27 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     }
     let ids = record.begin_campaign(&campaign_row(&inputs, clock.epoch(), scale))?;
     execute(inputs, opts, record, ids, clock, None, None, wall)
+}
+
+/// The clock of a run of `lab` at `scale` lab seconds a wall second, begun at `epoch` if it is resumed.
+///
+/// A lab whose instruments are all simulated in this process runs on a discrete-event clock ([`Clock::discrete`]):
+/// its lab time is the sum of its physical durations, so the same files and seeds give the same run however busy
+/// the machine is, and the run takes only the wall time the controller and the simulators compute. Any other lab
+/// (a real port, a simulator in another process) runs at `scale` against the wall, and so does a simulated one
+/// whose options ask for it ([`CampaignOptions::paced`]: to watch or interrupt a run as it goes).
+fn lab_clock(lab: &Lab, scale: f64, epoch: Option<std::time::SystemTime>, opts: &CampaignOptions) -> Clock {
+    match (lab.simulated_in_process() && !opts.paced, epoch) {
+        (true, None) => Clock::discrete(scale),
+        (true, Some(epoch)) => {
+            // A resumed campaign's lab time goes on from where the wall says it would be at its scale: the time it
+            // was down counts, as on a paced clock.
+            let since = std::time::SystemTime::now().duration_since(epoch).map_or(0.0, |d| d.as_secs_f64());
+            Clock::discrete_from(since * scale, epoch, scale)
+        }
+        (false, None) => Clock::scaled(scale),
+        (false, Some(epoch)) => Clock::scaled_from(epoch, scale),
+    }
 }
 
 /// The record's row for a campaign of `inputs` that starts now, at lab time zero = `started_at`.
@@ -251,7 +276,8 @@ fn resume_in(
     let wall = Instant::now();
     let restore = crate::run::resume::read(record.connection(), id, lab)
         .map_err(|e| RunError::Lab(format!("cannot resume campaign {id}: {e}")))?;
-    let clock = Clock::scaled_from(restore.started_at, opts.time_scale.unwrap_or(restore.time_scale));
+    let clock =
+        lab_clock(&restore.inputs.lab, opts.time_scale.unwrap_or(restore.time_scale), Some(restore.started_at), opts);
     let inputs = restore.inputs.clone();
     let ids = restore.ids;
     let signing = signing_change(&record, id);
@@ -300,6 +326,8 @@ fn execute(
     let lab = Arc::clone(&inputs.lab);
     let protocol = Arc::clone(&inputs.protocol);
     let campaign = inputs.campaign.clone();
+    // Lab time stands still while the controller sets up (a discrete-event clock's; see `lab_clock`).
+    let setup = clock.hold();
     let (recorder, writer) = record.start_writer();
     let campaign_id = ids.campaign;
     if let Some(r) = &restore {
@@ -363,8 +391,10 @@ fn execute(
     };
     let no_references = BTreeMap::new();
     let references = restore.as_ref().map_or(&no_references, |r| &r.references);
+    // The instruments' start-up tasks hold lab time from here; the controller waits for them.
     let connected =
-        runtime.block_on(connect_all(&lab, &ports, &clock, &recorder, campaign_id, &read_first, references));
+        runtime.block_on(connect_all(&lab, &ports, &clock, &recorder, campaign_id, &read_first, references, setup));
+    let setup = clock.hold();
     let mut offline = Vec::new();
     let mut ready = Vec::new();
     for (name, result) in connected {
@@ -389,6 +419,8 @@ fn execute(
     if let Some(problem) = missing_capability(&protocol, &lab, &ready) {
         say("error", None, problem.clone());
         let mut instruments: Vec<Box<dyn DeviceInstrument>> = ready.into_iter().map(|(_, i)| i).collect();
+        // Lab time moves for their safe states.
+        drop(setup);
         runtime.block_on(async {
             for i in &mut instruments {
                 let _ = i.safe_state().await;
@@ -415,6 +447,7 @@ fn execute(
     let mut schedule = bevy_ecs::prelude::Schedule::default();
     install(&mut world, &mut schedule);
     let mut senders = HashMap::new();
+    let mut entities = HashMap::new();
     let mut tasks = Vec::new();
     let index_of = |name: &str| lab.instruments.iter().position(|i| i.name == name).unwrap_or(usize::MAX);
     for (name, inst) in ready {
@@ -439,15 +472,19 @@ fn execute(
         }
         let (tx, rx) = mpsc::unbounded_channel();
         senders.insert(entity, tx);
-        tasks.push(runtime.spawn(instrument_task(
-            inst,
-            entity,
-            rx,
-            inbound_tx.clone(),
-            clock.clone(),
-            recorder.clone(),
-            campaign_id,
-            abort_rx.clone(),
+        entities.insert(name.clone(), entity);
+        tasks.push(runtime.spawn(devices::clock::party(
+            Vec::new(),
+            instrument_task(
+                inst,
+                entity,
+                rx,
+                inbound_tx.clone(),
+                clock.clone(),
+                recorder.clone(),
+                campaign_id,
+                abort_rx.clone(),
+            ),
         )));
     }
     for (name, reason) in &offline {
@@ -477,8 +514,16 @@ fn execute(
     }
     world.insert_resource(Bridge {
         backlog: Vec::new(),
-        inbox: inbound_rx.clone(),
-        executor: Box::new(TaskExecutor { senders, recorder: recorder.clone(), abort: abort_tx.clone() }),
+        // On a discrete-event clock only the main loop reads the inbox, when nothing else in the lab has anything
+        // left to do at the present instant (see `drive`).
+        inbox: if clock.is_discrete() { crossbeam_channel::never() } else { inbound_rx.clone() },
+        executor: Box::new(TaskExecutor {
+            feeders: instruments::feeders(&lab, &entities, &senders),
+            senders,
+            recorder: recorder.clone(),
+            abort: abort_tx.clone(),
+            clock: clock.clone(),
+        }),
         learner: Some(learner_tx),
     });
     insert_campaign(
@@ -528,7 +573,7 @@ fn execute(
     drop(inbound_tx);
 
     let mut live = crate::run::live::LiveView::for_stderr(opts.progress);
-    drive(&mut world, &mut schedule, &inbound_rx, &clock, &recorder, |world| print_progress(world, &mut live));
+    drive(&mut world, &mut schedule, &inbound_rx, &clock, &recorder, setup, |world| print_progress(world, &mut live));
 
     let state = world.remove_resource::<CampaignState>().expect("inserted above");
     let lab_seconds = clock.now();
@@ -674,7 +719,7 @@ pub fn insert_campaign(
         stop: campaign.stop.clone(),
         reagents: campaign.reagents.clone(),
     }));
-    world.insert_resource(crate::schedule::stock::Stock::of(lab));
+    world.insert_resource(crate::schedule::stock::Stock::for_protocol(lab, protocol));
     world.insert_resource(RackState { fresh: (0..lab.deck.rack.slots()).collect::<VecDeque<_>>() });
     world.insert_resource(CampaignState::new(campaign.budget, campaign.in_flight, ids));
     world.insert_resource(policy);
@@ -684,17 +729,36 @@ pub fn insert_campaign(
 const CHECKPOINT_EVERY: f64 = 3600.0;
 
 /// Runs the world until the campaign has nothing left to do: a frame whenever something arrives (or a minimum wait
-/// ends), and again while frames make progress. `after_frame` sees the world after each frame.
+/// ends), and again while frames make progress. `after_frame` sees the world after each frame. `hold` is the hold
+/// the caller kept a discrete-event clock's lab time with, which the loop takes over.
+///
+/// On a discrete-event clock the loop keeps lab time still while it runs frames and lets go when it waits. It is
+/// handed the inbox only when nothing else in the lab has anything left to do at the present instant (the idle
+/// hook), and then takes everything in it at once, in an order that depends only on what arrived (`in_order`): so
+/// the facts of one instant reach the world together, however the threads that sent them were scheduled.
 pub fn drive(
     world: &mut World,
     schedule: &mut bevy_ecs::prelude::Schedule,
     inbox: &Receiver<Inbound>,
     clock: &Clock,
     recorder: &Recorder,
+    hold: devices::clock::Hold,
     mut after_frame: impl FnMut(&World),
 ) {
     let mut aborted_for_record = false;
     let mut last_checkpoint = clock.now();
+    let mut held = vec![hold];
+    let turn = Arc::new(Turn::default());
+    let _hook = clock.on_idle(
+        {
+            let inbox = inbox.clone();
+            move || !inbox.is_empty()
+        },
+        {
+            let turn = Arc::clone(&turn);
+            move |hold| turn.give(hold, false)
+        },
+    );
     loop {
         schedule.run(world);
         after_frame(world);
@@ -729,6 +793,28 @@ pub fn drive(
         if std::mem::take(&mut world.resource_mut::<Progress>().0) {
             continue;
         }
+        if clock.is_discrete() {
+            // An instrument the plan holds for a step due later looks again when it is due, as the plan does.
+            let due = world.resource::<crate::schedule::resources::Schedule>().idle_until;
+            let wake = match (world.resource::<NextWake>().0, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let alarm = wake.and_then(|t| {
+                let turn = Arc::clone(&turn);
+                clock.alarm(t, move |hold| turn.give(hold, true))
+            });
+            held.clear();
+            let Some((holds, ticked, taken)) = turn.take(clock, inbox) else { break };
+            held = holds;
+            drop(alarm);
+            let backlog = &mut world.resource_mut::<Bridge>().backlog;
+            backlog.extend(in_order(taken.into_iter().chain(inbox.try_iter()).collect()));
+            if ticked {
+                backlog.push(Inbound::Tick);
+            }
+            continue;
+        }
         let wait = match world.resource::<NextWake>().0 {
             Some(t) => clock.wall(t - clock.now()).min(crate::schedule::resources::IDLE_TICK),
             None => crate::schedule::resources::IDLE_TICK,
@@ -739,6 +825,71 @@ pub fn drive(
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
+}
+
+/// The main loop's turn on a discrete-event clock: the holds handed to it (by the idle hook when its inbox has
+/// something, by its alarm when a wait ends), and whether an alarm woke it.
+#[derive(Default)]
+struct Turn {
+    given: std::sync::Mutex<(Vec<devices::clock::Hold>, bool)>,
+    woken: std::sync::Condvar,
+}
+
+impl Turn {
+    fn give(&self, hold: devices::clock::Hold, alarm: bool) {
+        let mut g = self.given.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.push(hold);
+        g.1 |= alarm;
+        self.woken.notify_one();
+    }
+
+    /// Waits for the loop's turn; `None` once nothing can send to the inbox any more and it is empty. Every idle
+    /// tick of wall time it makes the clock look again, for an operator's request that came from outside the lab;
+    /// what it had to take from the inbox to learn whether it is closed comes back with the turn.
+    fn take(
+        &self,
+        clock: &Clock,
+        inbox: &Receiver<Inbound>,
+    ) -> Option<(Vec<devices::clock::Hold>, bool, Option<Inbound>)> {
+        let mut g = self.given.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if !g.0.is_empty() {
+                let (holds, ticked) = std::mem::take(&mut *g);
+                return Some((holds, ticked, None));
+            }
+            let (next, timeout) =
+                self.woken.wait_timeout(g, crate::schedule::resources::IDLE_TICK).unwrap_or_else(|p| p.into_inner());
+            g = next;
+            if timeout.timed_out() && g.0.is_empty() {
+                if inbox.is_empty() {
+                    match inbox.try_recv() {
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                        Err(crossbeam_channel::TryRecvError::Empty) => {}
+                        Ok(item) => return Some((vec![clock.hold()], false, Some(item))),
+                    }
+                }
+                drop(g);
+                tracing::debug!("the controller waits for its turn: {clock:?}");
+                clock.poke();
+                g = self.given.lock().unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+}
+
+/// The facts of one instant in an order that depends only on what they are: proposals first (in the order they
+/// were asked), then instruments' results by entity, then operators' requests as they came.
+fn in_order(mut items: Vec<Inbound>) -> Vec<Inbound> {
+    let key = |i: &Inbound| match i {
+        Inbound::Proposals { .. } => (0, 0),
+        Inbound::StepEnded { step, .. } => (1, step.to_bits()),
+        Inbound::Observed { instrument, .. } => (2, instrument.to_bits()),
+        Inbound::Reconciled { instrument, .. } => (3, instrument.to_bits()),
+        Inbound::Operator(_) => (4, 0),
+        Inbound::Tick => (5, 0),
+    };
+    items.sort_by_key(key);
+    items
 }
 
 fn finish_record(recorder: &Recorder, campaign: i64, at: f64, status: &str, note: Option<String>) {

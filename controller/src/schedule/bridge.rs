@@ -205,7 +205,7 @@ pub trait Executor: Send + Sync {
 }
 
 /// A request to the learner thread.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum LearnerRequest {
     /// A result to learn from: every output measured, or none if the experiment failed.
     Tell(Result_),
@@ -218,6 +218,9 @@ pub enum LearnerRequest {
         /// Levels (parameter, level number) of reagent parameters whose reagent the bottles cannot give until a
         /// restock: proposals that use one would wait.
         unavailable: Vec<(String, f64)>,
+        /// Keeps a discrete-event clock's lab time still until the answer is in the inbox: proposals asked at a lab
+        /// time arrive at that lab time, however long the model takes.
+        hold: devices::clock::Hold,
     },
 }
 

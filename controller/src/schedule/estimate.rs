@@ -354,8 +354,8 @@ impl Durations {
         Durations {
             rates: lab.instruments.iter().map(|i| (i.name.clone(), Rates::of(lab, i))).collect(),
             startup: default_startup(lab) + lost_at_startup.1,
-            planner: PLANNER_WALL_PER_WORK * time_scale(lab),
-            tick: crate::schedule::resources::IDLE_TICK.as_secs_f64() * time_scale(lab),
+            planner: PLANNER_WALL_PER_WORK * paced_scale(lab),
+            tick: crate::schedule::resources::IDLE_TICK.as_secs_f64() * paced_scale(lab),
             lost_at_startup,
         }
     }
@@ -391,6 +391,32 @@ impl Durations {
     /// driver asks again.
     pub fn lost_reply(lab: &Lab, spec: &InstrumentSpec) -> f64 {
         Pace::of(lab, spec).wait
+    }
+
+    /// The lab seconds a prime of `volume` microlitres adds to a dispense on pump `spec`, which a selector valve
+    /// feeds. The pump draws it through its input (a valve switch and the plunger's travel, waited for and then
+    /// polled once); the selector turns to its waste port; the pump pushes it all back out (the driver waits its
+    /// shortest pause and polls until the travel is over, which on a fast clock is two pauses); and the selector turns
+    /// back to the reagent's port. A selector turn is its commands (the move and the position asked until it is there,
+    /// about three round trips) and its travel, a quarter of the ports on average by the shortest route at
+    /// [`VALVE_PORT`] a port, seen at the driver's next poll. Zero for a pump no valve feeds.
+    pub fn prime(&self, lab: &Lab, spec: &InstrumentSpec, volume: f64) -> f64 {
+        let Rates::Pump { speed, min_pause, .. } = self.rates(spec) else { return 0.0 };
+        let Some((valve, ports)) = lab.instruments.iter().find_map(|i| match &i.driver {
+            DriverConfig::ViciValve(v) if v.feeds.as_deref() == Some(spec.name.as_str()) => Some((i, v.positions)),
+            _ => None,
+        }) else {
+            return 0.0;
+        };
+        let (increments, _) = strokes(spec, volume);
+        let (travel, switch) = (increments / speed, devices::drivers::cavro::VALVE_SWITCH);
+        let command = Pace::of(lab, spec).command;
+        let fill = (travel + switch).max(min_pause) + command;
+        let push = (travel + switch).max(2.0 * min_pause) + 2.0 * command;
+        let pace = Pace::of(lab, valve);
+        let turn = 3.0 * pace.command
+            + (f64::from(ports) / 4.0 * VALVE_PORT).max(devices::drivers::vici::POLL).max(pace.min_pause);
+        fill + push + 2.0 * turn
     }
 
     /// The rates of an instrument (ten seconds an action if these durations do not name it).
@@ -512,7 +538,6 @@ fn startup_replies(spec: &InstrumentSpec) -> f64 {
 /// instrument identified and initialized at once, the slowest a gantry homing from the far corner of its travel and
 /// rising to the travel height, then the first step's intent committed.
 fn default_startup(lab: &Lab) -> f64 {
-    let scale = time_scale(lab);
     let homing = lab
         .instruments
         .iter()
@@ -525,14 +550,17 @@ fn default_startup(lab: &Lab) -> f64 {
             _ => 2.0,
         })
         .fold(0.0, f64::max);
-    (STARTUP_WALL + STARTUP_WALL_PER_INSTRUMENT * lab.instruments.len() as f64 + COMMIT_WALL) * scale + homing
+    (STARTUP_WALL + STARTUP_WALL_PER_INSTRUMENT * lab.instruments.len() as f64 + COMMIT_WALL) * paced_scale(lab)
+        + homing
 }
 
-/// What the pace of a run adds to each action, in lab seconds. A simulated lab runs its lab time hundreds of times
-/// faster than the wall, so the wall time the controller itself takes becomes lab time at that rate: the commit of a
-/// step's intent before it is sent, each command's round trip, and the drivers' shortest pause between polls
-/// (`devices::drivers::MIN_POLL_WALL`). At one lab second per second (any lab with a real instrument) they are
-/// milliseconds, except a real serial line's round trip.
+/// What the pace of a run adds to each action, in lab seconds. A simulated lab run against the wall runs its lab time
+/// hundreds of times faster than the wall, so the wall time the controller itself takes becomes lab time at that
+/// rate: the commit of a step's intent before it is sent, each command's round trip, and the drivers' shortest pause
+/// between polls (`devices::drivers::MIN_POLL_WALL`). At one lab second per second (any lab with a real instrument)
+/// they are milliseconds, except a real serial line's round trip. A lab simulated in the controller's process runs
+/// on a discrete-event clock, where none of that is lab time: only what its simulators' faults cost (a latency, a
+/// lost reply's wait), which the clock counts at the lab's scale.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pace {
     /// Lab seconds from a step's dispatch to its first command: its intent committed to disk.
@@ -548,6 +576,9 @@ pub struct Pace {
     pub min_pause: f64,
 }
 
+/// Lab seconds a selector valve takes per port it passes: the simulated actuator's figure (a real one is of that order:
+/// a 10-port turn within a second or two).
+const VALVE_PORT: f64 = 0.1;
 /// Wall seconds to commit a step's intent (a synchronous write to the record's disk).
 const COMMIT_WALL: f64 = 0.004;
 /// Wall seconds of a command's round trip to a simulator on a pseudo-terminal.
@@ -569,19 +600,19 @@ const STARTUP_WALL_PER_INSTRUMENT: f64 = 0.0085;
 impl Pace {
     /// The pace of `spec` in a run of `lab` at the lab's own time scale.
     pub fn of(lab: &Lab, spec: &InstrumentSpec) -> Pace {
-        let scale = time_scale(lab);
+        let (scale, paced) = (time_scale(lab), paced_scale(lab));
         let (command, stall) = if spec.port.is_simulated() {
-            let (trip, stall) = simulated_round_trip(spec);
+            let (trip, stall) = simulated_round_trip(spec, lab.simulated_in_process());
             (trip * scale, stall * scale)
         } else {
             (SERIAL_ROUND_TRIP, 0.0)
         };
         Pace {
-            commit: COMMIT_WALL * scale,
+            commit: COMMIT_WALL * paced,
             command,
             stall,
             wait: spec.line.timeout.as_secs_f64() * if spec.port.is_simulated() { scale } else { 1.0 },
-            min_pause: devices::drivers::MIN_POLL_WALL.as_secs_f64() * scale,
+            min_pause: devices::drivers::MIN_POLL_WALL.as_secs_f64() * paced,
         }
     }
 }
@@ -590,12 +621,14 @@ impl Pace {
 /// wall seconds lost replies add: its latency before each reply, a damaged or busy reply asked again at once, and a
 /// reply lost (or cut short, so that its end never comes) waited for until the line's timeout and asked again. A
 /// drawn fault is luck a plan cannot know; this is its expected cost, which at a simulated lab's pace is large (one
-/// lost reply is a second of wall time, hundreds of lab seconds).
-fn simulated_round_trip(spec: &InstrumentSpec) -> (f64, f64) {
-    let Some(f) = &spec.faults else { return (SIMULATOR_ROUND_TRIP_WALL, 0.0) };
+/// lost reply is a second of wall time, hundreds of lab seconds). On a discrete-event clock (`discrete`) the trip
+/// itself costs nothing; the faults cost the same.
+fn simulated_round_trip(spec: &InstrumentSpec, discrete: bool) -> (f64, f64) {
+    let trip = if discrete { 0.0 } else { SIMULATOR_ROUND_TRIP_WALL };
+    let Some(f) = &spec.faults else { return (trip, 0.0) };
     let lost = (f.no_reply + f.truncated).clamp(0.0, 1.0);
     let again = (f.garbled + f.bad_checksum + f.busy).clamp(0.0, 1.0);
-    let one = SIMULATOR_ROUND_TRIP_WALL + f.latency.mean().as_secs_f64();
+    let one = trip + f.latency.mean().as_secs_f64();
     (one * (1.0 + lost + again), lost * spec.line.timeout.as_secs_f64())
 }
 
@@ -603,6 +636,12 @@ fn simulated_round_trip(spec: &InstrumentSpec) -> (f64, f64) {
 /// instrument is simulated, else real time.
 pub fn time_scale(lab: &Lab) -> f64 {
     if lab.all_simulated() { lab.simulation.time_scale } else { 1.0 }
+}
+
+/// The lab seconds a wall second of the controller's own work (a commit, the planner, a round trip) adds to a run of
+/// `lab`: its time scale, but nothing on the discrete-event clock of a lab simulated in the controller's process.
+pub fn paced_scale(lab: &Lab) -> f64 {
+    if lab.simulated_in_process() { 0.0 } else { time_scale(lab) }
 }
 
 /// The protocol action a task carries out, for durations that do not depend on places.

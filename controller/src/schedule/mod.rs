@@ -90,6 +90,7 @@ pub fn install(world: &mut World, schedule: &mut Schedule) {
             systems::dispatch::index_ready_steps,
             systems::dispatch::replan,
             systems::dispatch::assign_instruments,
+            systems::dispatch::say_stranded_dispenses,
             systems::dispatch::compute_next_wake,
         )
             .chain()

@@ -13,7 +13,7 @@
 //! to waste), which is charged to that bottle; an experiment reserves a prime for every such dispense, since which
 //! reagent the line holds when it runs depends on the order others ran in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bevy_ecs::prelude::*;
 use devices::Lab;
@@ -92,6 +92,16 @@ pub struct Shortage {
     pub needs: f64,
 }
 
+/// What an experiment's dispenses will draw: microlitres by reagent, and the bottles that can serve every dispense of
+/// each reagent (a pump where the vessel stands reaches them; none listed: any bottle of it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Needs {
+    /// Microlitres by reagent, a prime included for each dispense through a line that primes.
+    pub volume: BTreeMap<String, f64>,
+    /// The bottles ([`Source::key`]) each reagent may be reserved in.
+    pub bottles: BTreeMap<String, BTreeSet<String>>,
+}
+
 /// Every bottle, the draws under way, and what experiments wait for.
 #[derive(Resource, Debug, Clone, Default)]
 pub struct Stock {
@@ -103,6 +113,11 @@ pub struct Stock {
     pub waiting: BTreeMap<String, Shortage>,
     /// The lines of valves that prime, by valve name.
     pub lines: BTreeMap<String, Line>,
+    /// The bottles that can serve each dispense of a reagent, by the step's index in the protocol: those a pump
+    /// standing where the vessel may be reaches ([`devices::Lab::bottles_serving`]).
+    pub serving: BTreeMap<usize, BTreeSet<String>>,
+    /// Dispenses said in the record to be waiting for a bottle where their vessel stands, by step entity.
+    pub stranded: BTreeMap<Entity, String>,
 }
 
 impl Stock {
@@ -132,7 +147,26 @@ impl Stock {
                 Some((valve.to_owned(), Line { waste, prime: prime.0, holds: None }))
             })
             .collect();
-        Stock { bottles, draws: HashMap::new(), waiting: BTreeMap::new(), lines }
+        Stock {
+            bottles,
+            draws: HashMap::new(),
+            waiting: BTreeMap::new(),
+            lines,
+            serving: BTreeMap::new(),
+            stranded: BTreeMap::new(),
+        }
+    }
+
+    /// Every bottle of `lab`, full, with the bottles that can serve each dispense of a reagent in `protocol`, so an
+    /// experiment reserves each reagent in a bottle a pump where its vessel will stand reaches.
+    pub fn for_protocol(lab: &Lab, protocol: &protocols::Protocol) -> Self {
+        let mut stock = Stock::of(lab);
+        for (i, step) in protocol.steps().iter().enumerate() {
+            if let protocols::Op::Dispense { reagent: Some(_), .. } = &step.op {
+                stock.serving.insert(i, lab.bottles_serving(protocol, i));
+            }
+        }
+        stock
     }
 
     /// The prime a draw from bottle `key` needs first: the valve, its waste port and the microlitres; `None` if the
@@ -157,13 +191,30 @@ impl Stock {
         }
     }
 
-    /// The microlitres each reagent an experiment's steps dispense, summed, with a prime for every dispense of a
-    /// reagent that some bottle of it would be primed for (the worst case: which reagent a line holds when the
-    /// dispense runs is not known before).
-    pub fn needs<'a>(&self, actions: impl IntoIterator<Item = &'a protocols::Action>) -> BTreeMap<String, f64> {
+    /// The microlitres each reagent an experiment's steps (each with its index in the protocol) dispense, summed,
+    /// with a prime for every dispense of a reagent that some bottle of it would be primed for (the worst case: which
+    /// reagent a line holds when the dispense runs is not known before); and the bottles that can serve every
+    /// dispense of the reagent (where no one bottle serves them all, those that serve any).
+    pub fn needs<'a>(&self, actions: impl IntoIterator<Item = (usize, &'a protocols::Action)>) -> Needs {
         let mut out = BTreeMap::new();
-        for a in actions {
+        let mut every: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut any: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (i, a) in actions {
             if let protocols::Action::Dispense { volume, reagent: Some(r) } = a {
+                if let Some(serving) = self.serving.get(&i) {
+                    let mine: BTreeSet<String> = serving
+                        .iter()
+                        .filter(|k| self.bottles.get(*k).is_some_and(|b| &b.reagent == r))
+                        .cloned()
+                        .collect();
+                    any.entry(r.clone()).or_default().extend(mine.iter().cloned());
+                    match every.get_mut(r) {
+                        Some(e) => e.retain(|k| mine.contains(k)),
+                        None => {
+                            every.insert(r.clone(), mine);
+                        }
+                    }
+                }
                 let prime = self
                     .bottles
                     .values()
@@ -174,7 +225,15 @@ impl Stock {
                 *out.entry(r.clone()).or_default() += volume.0 + prime;
             }
         }
-        out
+        let bottles = every
+            .into_iter()
+            .map(|(r, e)| {
+                let chosen = if e.is_empty() { any.remove(&r).unwrap_or_default() } else { e };
+                (r, chosen)
+            })
+            .filter(|(_, b)| !b.is_empty())
+            .collect();
+        Needs { volume: out, bottles }
     }
 
     /// Sets each tracked bottle to what the record says it held (microlitres left, and whether an unknown draw
@@ -216,17 +275,17 @@ impl Stock {
     }
 
     /// Reserves, for `experiment`, `needs` (microlitres by reagent), each reagent in one bottle that can hold the
-    /// whole of it (untracked bottles always can). Nothing is reserved unless everything is; on failure, the first
-    /// reagent that is short, with how short.
-    pub fn reserve(
-        &mut self,
-        experiment: Entity,
-        needs: &BTreeMap<String, f64>,
-    ) -> Result<Vec<(String, f64)>, (String, Shortage)> {
+    /// whole of it (untracked bottles always can) and that a pump where the vessel will stand reaches. Nothing is
+    /// reserved unless everything is; on failure, the first reagent that is short, with how short.
+    pub fn reserve(&mut self, experiment: Entity, needs: &Needs) -> Result<Vec<(String, f64)>, (String, Shortage)> {
         let mut plan = Vec::new();
-        for (reagent, &volume) in needs {
-            let candidates: Vec<(&String, &Bottle)> =
-                self.bottles.iter().filter(|(_, b)| &b.reagent == reagent).collect();
+        for (reagent, &volume) in &needs.volume {
+            let allowed = needs.bottles.get(reagent);
+            let candidates: Vec<(&String, &Bottle)> = self
+                .bottles
+                .iter()
+                .filter(|(k, b)| &b.reagent == reagent && allowed.is_none_or(|a| a.contains(*k)))
+                .collect();
             // A bottle that cannot be tracked needs no reservation; among tracked ones, the fullest is taken.
             if candidates.iter().any(|(_, b)| b.usable.is_none()) {
                 continue;
@@ -251,7 +310,7 @@ impl Stock {
     }
 
     /// The first reagent of `needs` that [`Stock::reserve`] could not reserve now, with how short it is.
-    pub fn shortage(&self, needs: &BTreeMap<String, f64>) -> Option<(String, Shortage)> {
+    pub fn shortage(&self, needs: &Needs) -> Option<(String, Shortage)> {
         let mut trial = self.clone();
         trial.reserve(Entity::PLACEHOLDER, needs).err()
     }
@@ -415,8 +474,9 @@ mod tests {
     fn a_dispense_through_a_line_needs_a_prime_until_the_line_holds_its_reagent() {
         let mut s = stock();
         // Twice the 40 uL line, for every dispense of a catalyst; none for A, which has no line.
-        let needs = s.needs([&dispense("C2", 30.0), &dispense("C2", 20.0), &dispense("A", 250.0)]);
-        assert_eq!(needs, BTreeMap::from([("A".to_owned(), 250.0), ("C2".to_owned(), 210.0)]));
+        let needs =
+            s.needs([&dispense("C2", 30.0), &dispense("C2", 20.0), &dispense("A", 250.0)].into_iter().enumerate());
+        assert_eq!(needs.volume, BTreeMap::from([("A".to_owned(), 250.0), ("C2".to_owned(), 210.0)]));
         assert_eq!(s.prime_for("valve:2"), Some(("valve".to_owned(), 10, 80.0)));
         s.lines.get_mut("valve").unwrap().holds = Some("C2".into());
         assert_eq!(s.prime_for("valve:2"), None);
@@ -429,7 +489,7 @@ mod tests {
     #[test]
     fn a_need_two_bottles_could_cover_together_waits_and_says_why() {
         let mut s = stock();
-        let needs = s.needs([&dispense("C1", 520.0)]);
+        let needs = s.needs([&dispense("C1", 520.0)].into_iter().enumerate());
         let (reagent, short) = s.reserve(Entity::PLACEHOLDER, &needs).unwrap_err();
         assert_eq!((reagent.as_str(), short.free, short.across, short.needs), ("C1", 500.0, Some(1000.0), 600.0));
         let message = waiting_message(&reagent, &short);
@@ -440,9 +500,27 @@ mod tests {
             "{message}"
         );
         // One bottle that covers it is reserved whole.
-        let needs = s.needs([&dispense("C1", 400.0)]);
+        let needs = s.needs([&dispense("C1", 400.0)].into_iter().enumerate());
         let reserved = s.reserve(Entity::PLACEHOLDER, &needs).unwrap();
         assert_eq!(reserved.len(), 1);
         assert!((reserved[0].1 - 480.0).abs() < 1e-9, "{reserved:?}");
+    }
+
+    #[test]
+    fn a_reagent_is_reserved_only_in_a_bottle_a_pump_where_the_vessel_stands_reaches() {
+        let mut s = stock();
+        // Port 7's C1 is the fuller, but only port 1's serves the dispense (step 3) where its vessel will stand.
+        s.bottles.get_mut("valve:1").unwrap().drawn = 100.0;
+        s.serving.insert(3, BTreeSet::from(["valve:1".to_owned(), "valve:2".to_owned()]));
+        let needs = s.needs([(3, &dispense("C1", 100.0))]);
+        assert_eq!(needs.bottles["C1"], BTreeSet::from(["valve:1".to_owned()]));
+        let reserved = s.reserve(Entity::PLACEHOLDER, &needs).unwrap();
+        assert_eq!(reserved[0].0, "valve:1");
+        // More than the serving bottle has free waits, however much the other holds, and says how much is free there.
+        let needs = s.needs([(3, &dispense("C1", 300.0))]);
+        let (_, short) = s.shortage(&needs).unwrap();
+        assert!((short.free - 220.0).abs() < 1e-9 && short.across.is_none(), "{short:?}");
+        // A dispense the map knows nothing of (a workload's) may draw from any bottle.
+        assert!(s.needs([(0, &dispense("C1", 100.0))]).bottles.is_empty());
     }
 }

@@ -427,9 +427,6 @@ pub fn check_copy(hub: &Sql, name: &str, db: &Path) -> usize {
     assert_eq!((hub_id, &hub_hash), (local_id, &local_hash), "workcell {name}'s chain head at the hub and in lab.db");
     let mut compared = 0;
     for (table, keys) in controller::record::project::PROJECTED {
-        if controller::fleet::project::NOT_TWINNED.contains(table) {
-            continue;
-        }
         let (columns, local) = sqlite_rows(&conn, table, keys);
         let remote = hub_rows(hub, name, table, &columns, keys);
         assert_eq!(

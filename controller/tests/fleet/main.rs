@@ -5,7 +5,8 @@
 //! retire a workcell), checked against the simulators' ledgers and the hub. The hub's projection is checked against
 //! the record's on every kind of row ([`projection`]), the fleet's logins against each other ([`roles`]), a
 //! workcell that lost track of a vial waits for a technician rather than failing what it claimed ([`blocked`]), one
-//! whose spectrometer is gone stops and gives back what it claimed ([`gone`]), and
+//! whose spectrometer is gone stops and gives back what it claimed ([`gone`]), workcells of `--instant` take a
+//! campaign to its end ([`instant`]), and
 //! `lab serve --hub` runs on a real fleet ([`serve`]).
 //!
 //! `cargo test -p controller --test fleet` runs the short round. The long soak is
@@ -15,6 +16,7 @@
 mod blocked;
 mod gone;
 mod harness;
+mod instant;
 mod pg;
 #[path = "../process/mod.rs"]
 mod process;

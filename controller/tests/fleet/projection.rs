@@ -168,6 +168,19 @@ fn every_kind_of_journal_row_projects_at_the_hub_as_in_lab_db() {
             unit: "AU".into(),
             at: 9.7,
         },
+        RecordEvent::Stock {
+            campaign: c,
+            at: 1.0,
+            bottle: "valve:2".into(),
+            reagent: "C2".into(),
+            kind: "drawn".into(),
+            volume: 100.0 / 3.0,
+            experiment: Some(e1),
+            step: Some(s),
+            unknown: false,
+            left: Some(19_466.25),
+            note: "by `pump_c`, charged before it acts".into(),
+        },
         RecordEvent::Event {
             campaign: c,
             at: 9.8,
@@ -205,6 +218,19 @@ fn every_kind_of_journal_row_projects_at_the_hub_as_in_lab_db() {
             step: step(s + 3, "return", true, &[]),
             why: "return the vial to the rack".into(),
         },
+        RecordEvent::Stock {
+            campaign: c,
+            at: 12.0,
+            bottle: "valve:2".into(),
+            reagent: "C2".into(),
+            kind: "adjusted".into(),
+            volume: 0.0,
+            experiment: Some(e2),
+            step: None,
+            unknown: true,
+            left: None,
+            note: "charged in full: the dispense may have acted".into(),
+        },
         RecordEvent::ExperimentFinished { id: e2, at: 13.0, objective: None, error: Some("step heat in doubt".into()) },
         RecordEvent::RequestHandled {
             request: 1,
@@ -224,7 +250,11 @@ fn every_kind_of_journal_row_projects_at_the_hub_as_in_lab_db() {
         RecordEvent::CampaignFinished { campaign: c, at: 15.0, status: "finished".into(), note: Some("done".into()) },
     ];
     let kinds: std::collections::BTreeSet<&str> = first.iter().chain(&second).map(RecordEvent::kind).collect();
-    assert_eq!(kinds.len() + 1, 14, "every kind of row but CampaignStarted (begun above) is here: {kinds:?}");
+    assert_eq!(
+        kinds.len() + 2,
+        16,
+        "every kind of row but CampaignStarted (begun above) and Settled is here: {kinds:?}"
+    );
 
     let ship = || {
         let s = harness::ship(&url, "wc-k", &db);
@@ -253,4 +283,19 @@ fn every_kind_of_journal_row_projects_at_the_hub_as_in_lab_db() {
 
     let (ok, out, err) = lab(&["fleet", "verify", "--workcell", "wc-k"], &url);
     assert!(ok && out.contains("workcell wc-k: intact at the hub"), "{out}{err}");
+
+    // The stock ledger is twinned, and the migration that brought the twin (005) fills it, on a hub that held stock
+    // events only in the journal, with exactly the rows shipping writes.
+    assert_eq!(hub.count("SELECT count(*) FROM record.stock_events WHERE workcell = 'wc-k'"), 2);
+    let migration = include_str!("../../src/fleet/migrations/005-stock-events.sql");
+    let backfill =
+        migration.split("-- backfill begins").nth(1).and_then(|b| b.split("-- backfill ends").next()).unwrap();
+    let select = backfill[backfill.find("SELECT").unwrap()..].trim().trim_end_matches(';');
+    let text = |sql: &str| -> Vec<String> { hub.query(sql, &[]).iter().map(|r| r.get(0)).collect() };
+    let replayed = text(&format!(
+        "SELECT b::text FROM ({select}) AS b(workcell, id, campaign_id, at, bottle, reagent, kind, volume_ul, \
+         experiment_id, step_id, unknown, left_ul, note) WHERE b.workcell = 'wc-k' ORDER BY b.id"
+    ));
+    let twin = text("SELECT s::text FROM record.stock_events s WHERE s.workcell = 'wc-k' ORDER BY s.id");
+    assert_eq!(replayed, twin);
 }

@@ -73,6 +73,13 @@ fn a_workcells_login_writes_only_its_own_rows_and_claims_only_in_its_own_name() 
     );
     assert_eq!(wb.count("SELECT count(*) FROM fleet.journal"), 0, "wc-b sees none of wc-a's journal");
     assert_eq!(wb.count("SELECT count(*) FROM record.steps"), 0);
+    // The stock ledger's twin (hub schema version 5) is held the same way.
+    denied(
+        &wb,
+        "INSERT INTO record.stock_events (workcell, id, campaign_id, at, bottle, reagent, kind, volume_ul)
+         VALUES ('wc-a', 999, 1, 1.0, 'pump_a', 'A', 'refilled', 1.0)",
+        "row-level security",
+    );
     wb.execute("UPDATE record.steps SET status = 'failed'");
     denied(&wb, "DELETE FROM fleet.checkpoints", "permission denied");
     assert!(wa.count("SELECT count(*) FROM fleet.journal") > 0, "wc-a sees its own");

@@ -34,14 +34,25 @@
 //!   not checked.
 //! - Error 15 (command overflow: the pump was still moving) is reported as `Busy`, with the pump having run
 //!   nothing; every other code is a `Firmware` error.
+//! - `W` homes the plunger through the valve as it stands and leaves the valve working, as the notes give the
+//!   XCalibur's command set (and as Tricontinent's drivers use it: `w`, a valve move, `W`). The older XP 3000's manual
+//!   warns that after `W` on a pump with a valve the valve does not move until the power is cycled; if an XCalibur
+//!   did the same, a pump emptied to waste this way would need a power cycle before its next dispense.
 //! - In OEM the driver repeats a frame at most [`OEM_ATTEMPTS`] times, 100 ms apart as the manual says, whatever
 //!   the line timeout; a frame to the broadcast address is never sent.
 //!
 //! Reading back ([`ReadBack`]): `Q` (busy and error; polled until a move under way ends, within a bound), `?`
-//! (the plunger's position) and `?6` (the valve). A pump found holding liquid in its syringe is initialized with its
-//! valve to the input first (`w`, then `W`, which homes the plunger through the valve as it stands [U]), so what the
-//! syringe holds goes back to the reservoir, never to the vessel. [`recorded_strokes`] reads the stroke commands a
-//! dispense sent from the record, and [`strokes`] the strokes a volume takes.
+//! (the plunger's position) and `?6` (the valve). [`recorded_strokes`] reads the stroke commands a dispense sent from
+//! the record, and [`strokes`] the strokes a volume takes.
+//!
+//! Initializing: `Z` homes the plunger through the output (into the vessel at the pump's position) and the valve,
+//! so it is sent only when the syringe is known to be empty. The driver counts the syringe as possibly holding
+//! liquid from the moment it sends a string that draws until a push out finishes well (or a read-back of the pump at
+//! rest says otherwise), whether or not any read-back ever comes. Such a pump is initialized with its valve to the
+//! input first (`w`, then `W`, which homes the plunger through the valve as it stands [U]): its own reservoir takes
+//! the liquid back. A pump fed by a selector valve ([`CavroConfig::fed`]) refuses to initialize then, since through
+//! its input the liquid would reach whichever bottle the selector stands at: the caller turns the selector to its
+//! waste port, confirms it there, and asks for [`Prime::empty_to_waste`], which initializes through the input.
 
 use bytes::BytesMut;
 use futures::future::BoxFuture;
@@ -415,8 +426,13 @@ pub struct XCalibur<T> {
     link: Link<T>,
     /// The last OEM sequence number used, 1 to 7.
     seq: u8,
-    /// Increments of liquid the syringe held when last read back, which initializing returns to the reservoir.
+    /// Increments of liquid the syringe held when last read back.
     held: u32,
+    /// Whether a draw was sent whose push out has not been confirmed since (a fill, a stroke that did not end
+    /// well): the syringe may then hold liquid, whatever the last read-back said, and initializing must not push it
+    /// through the output. Only a finished push, an initialization through the input, or a read-back of a pump at
+    /// rest clears it.
+    unconfirmed: bool,
     /// Where the valve stands, when the driver knows (after initializing, a stroke, or a read-back).
     valve: Option<Valve>,
 }
@@ -424,7 +440,53 @@ pub struct XCalibur<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> XCalibur<T> {
     /// A driver for the pump `name` with the lab file's settings, talking over `link`.
     pub fn new(name: &str, config: CavroConfig, link: Link<T>) -> Self {
-        XCalibur { name: name.to_owned(), config, link, seq: 0, held: 0, valve: None }
+        XCalibur { name: name.to_owned(), config, link, seq: 0, held: 0, unconfirmed: false, valve: None }
+    }
+
+    /// Whether the syringe may hold liquid: a read-back found some, or a draw was sent whose push out was not
+    /// confirmed.
+    fn may_hold(&self) -> bool {
+        self.held > 0 || self.unconfirmed
+    }
+
+    /// Why the syringe may hold liquid, for messages.
+    fn holding(&self) -> String {
+        if self.held > 0 {
+            let ul = f64::from(self.held) * self.config.syringe.0 / f64::from(FULL_STROKE);
+            format!("it was read back holding {ul:.1} uL")
+        } else {
+            "a draw was sent and its push out was never confirmed".to_owned()
+        }
+    }
+
+    /// Sends a command string that draws into the syringe: from then on the syringe may hold liquid, unless the pump
+    /// refused the string outright (an answer with an error code: it cleared its buffer before moving).
+    async fn draw_command(&mut self, data: &str, acted_if_refused: bool) -> Result<DtAnswer, DeviceError> {
+        let before = self.unconfirmed;
+        self.unconfirmed = true;
+        let result = self.exchange(data, true, acted_if_refused).await;
+        if let Err(e) = &result
+            && matches!(e.kind, DeviceErrorKind::Firmware { .. } | DeviceErrorKind::Busy { .. })
+        {
+            self.unconfirmed = before;
+        }
+        result
+    }
+
+    /// Initializes with the valve to the input first (`w`, then `W`, which homes the plunger through the valve as it
+    /// stands [U]), so what the syringe holds leaves through the input, never through the output to the vessel.
+    async fn initialize_through_input(&mut self) -> Result<(), DeviceError> {
+        self.valve = None;
+        self.exchange("wR", true, false).await?;
+        self.wait_ready(INIT_BUDGET, "initializing the valve").await?;
+        self.exchange("WR", true, true).await?;
+        self.wait_ready(INIT_BUDGET, "initializing the plunger through the input").await?;
+        self.held = 0;
+        self.unconfirmed = false;
+        let speed = format!("V{}R", self.config.top_speed);
+        self.exchange(&speed, true, true).await?;
+        self.valve = Some(Valve::Input);
+        Ok(())
     }
 
     /// Sends `data` in the configured framing and returns the answer, repeating OEM frames as the protocol says.
@@ -566,6 +628,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> XCalibur<T> {
             _ => None,
         };
         self.held = position;
+        // A pump at rest without error holds what its plunger says; one still moving or in error may hold more.
+        if status.ready() && status.error().is_none() {
+            self.unconfirmed = false;
+        }
         self.valve = valve;
         Ok(PumpState {
             plunger: position,
@@ -620,18 +686,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for XCalibur<T> {
 
     fn initialize(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
         Box::pin(async move {
-            if self.held > 0 {
-                // Initializing homes the plunger through the valve: turned to the input first, the syringe empties
-                // into the reservoir, not into the vessel at the output.
-                self.exchange("wR", true, false).await?;
-                self.wait_ready(INIT_BUDGET, "initializing the valve").await?;
-                self.exchange("WR", true, false).await?;
-                self.wait_ready(INIT_BUDGET, "initializing the plunger").await?;
-                self.held = 0;
-            } else {
-                self.exchange("ZR", true, false).await?;
-                self.wait_ready(INIT_BUDGET, "initialization").await?;
+            if self.may_hold() && self.config.fed {
+                // Through the input the syringe would empty into whatever port the selector valve stands at (another
+                // catalyst's bottle), and `Z` pushes through the output into the vessel: only the caller can turn
+                // the valve to waste first ([`Prime::empty_to_waste`]).
+                return Err(error(
+                    &self.name,
+                    DeviceErrorKind::Limit(format!(
+                        "its syringe may hold liquid drawn through the valve feeding it ({}), and initializing would                          push it out; it is emptied only through the valve's waste port, once the valve is confirmed                          there",
+                        self.holding()
+                    )),
+                    false,
+                ));
             }
+            if self.may_hold() {
+                // Its input leads back to its own reservoir: the syringe empties there, not into the vessel.
+                return self.initialize_through_input().await;
+            }
+            self.exchange("ZR", true, false).await?;
+            self.wait_ready(INIT_BUDGET, "initialization").await?;
             let speed = format!("V{}R", self.config.top_speed);
             self.exchange(&speed, true, true).await?;
             self.valve = Some(Valve::Input);
@@ -678,7 +751,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Prime for XCalibur<T> {
                 return Err(error(&self.name, DeviceErrorKind::Limit(limit), false));
             }
             self.valve = None;
-            self.exchange(&format!("IA{n}R"), true, false).await?;
+            self.draw_command(&format!("IA{n}R"), false).await?;
             let expected = self.move_time(n) + VALVE_SWITCH;
             pause(self.link.clock(), expected).await;
             self.wait_ready(expected.max(10.0), &format!("drawing {n} increments to prime")).await?;
@@ -696,8 +769,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Prime for XCalibur<T> {
             pause(self.link.clock(), VALVE_SWITCH).await;
             self.wait_ready(expected.max(10.0), "pushing the prime back out through the input").await?;
             self.valve = Some(Valve::Input);
+            self.held = 0;
+            self.unconfirmed = false;
             Ok(())
         })
+    }
+
+    fn may_hold(&self) -> bool {
+        XCalibur::may_hold(self)
+    }
+
+    fn empty_to_waste(&mut self) -> BoxFuture<'_, Result<(), DeviceError>> {
+        Box::pin(self.initialize_through_input())
     }
 }
 
@@ -722,10 +805,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Dispense for XCalibur<T> {
                 // Where the valve stands is not known once a stroke string was sent, until it has finished.
                 self.valve = None;
                 // A refused first stroke has moved nothing; a refused later one follows strokes that did.
-                self.exchange(&string, true, k > 0).await?;
+                self.draw_command(&string, k > 0).await?;
                 let expected = 2.0 * self.move_time(n) + 2.0 * VALVE_SWITCH;
                 pause(self.link.clock(), expected).await;
                 self.wait_ready(expected.max(10.0), &format!("a stroke of {n} increments")).await?;
+                // The stroke ended with the plunger home and the pump at rest without error: the syringe is empty.
+                self.unconfirmed = false;
+                self.held = 0;
                 self.valve = Some(after);
             }
             Ok(Volume(f64::from(total) * self.config.syringe.0 / f64::from(FULL_STROKE)))
@@ -747,6 +833,7 @@ mod tests {
             top_speed: 400,
             reservoir: crate::lab::Bottle { reagent: "A".into(), volume: None, dead: Volume(0.0) },
             protocol: CavroProtocol::Dt,
+            fed: false,
         }
     }
 

@@ -249,7 +249,7 @@ pub const ACQUIRE: &[u8] = b"S";
 
 /// A spectrum's dark-corrected counts per scan; a saturated pixel is NaN, so a reading over it fails instead of
 /// being silently low.
-fn corrected(spectrum: &Spectrum) -> Vec<f64> {
+pub(crate) fn corrected(spectrum: &Spectrum) -> Vec<f64> {
     let n = f64::from(spectrum.scans.max(1));
     let per_scan: Vec<f64> = spectrum.counts.iter().map(|&c| f64::from(c) / n).collect();
     let masked: Vec<f64> = per_scan.iter().enumerate().filter(|(p, _)| MASKED.contains(p)).map(|(_, &c)| c).collect();
@@ -333,18 +333,37 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Flame<T> {
 
     /// The pixels averaged for a reading at `lambda`.
     pub fn band(&self, lambda: f64) -> Vec<usize> {
-        let pixels: Vec<usize> =
-            (0..self.config.pixels).filter(|&p| (self.config.wavelength(p) - lambda).abs() <= HALF_BAND).collect();
-        if !pixels.is_empty() {
-            return pixels;
-        }
-        let nearest = (0..self.config.pixels).min_by(|&a, &b| {
-            let da = (self.config.wavelength(a) - lambda).abs();
-            let db = (self.config.wavelength(b) - lambda).abs();
-            da.total_cmp(&db)
-        });
-        nearest.into_iter().collect()
+        band(&self.config, lambda)
     }
+}
+
+/// The pixels of a spectrometer set up as `config` averaged for a reading at `lambda`.
+pub(crate) fn band(config: &FlameConfig, lambda: f64) -> Vec<usize> {
+    let pixels: Vec<usize> =
+        (0..config.pixels).filter(|&p| (config.wavelength(p) - lambda).abs() <= HALF_BAND).collect();
+    if !pixels.is_empty() {
+        return pixels;
+    }
+    let nearest = (0..config.pixels).min_by(|&a, &b| {
+        let da = (config.wavelength(a) - lambda).abs();
+        let db = (config.wavelength(b) - lambda).abs();
+        da.total_cmp(&db)
+    });
+    nearest.into_iter().collect()
+}
+
+/// The absorbance a reading over `band` gives from a `reference` and a `sample` spectrum, both corrected; `None`
+/// where the driver would refuse the reading (a saturated or dark pixel).
+pub(crate) fn band_absorbance(reference: &[f64], sample: &[f64], band: &[usize]) -> Option<f64> {
+    let mut sum = 0.0;
+    for &p in band {
+        let (r, s) = (*reference.get(p)?, *sample.get(p)?);
+        if r.is_nan() || s.is_nan() || s <= 0.0 || r <= 0.0 {
+            return None;
+        }
+        sum += (r / s).log10();
+    }
+    (!band.is_empty()).then(|| sum / band.len() as f64)
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Instrument for Flame<T> {

@@ -148,7 +148,7 @@ pub fn settle(spec: &InstrumentSpec, scale: f64, doubt: &Doubt<'_>, observed: &O
                         why: format!(
                             "the pump stopped while priming the line: its plunger rests at {} increments, drawn \
                              through the input, and no stroke of the dispense was accepted, so nothing reached the \
-                             vessel; what the syringe holds goes back out through the input",
+                             vessel; what the syringe holds is emptied through the valve's waste port before the pump is initialized",
                             p.plunger
                         ),
                         place: None,
@@ -182,9 +182,19 @@ pub const MIN_POLL_WALL: Duration = Duration::from_millis(5);
 /// milliseconds of wall time can be many lab seconds) is not mistaken for an instrument that never finishes.
 pub const MIN_WAIT_WALL: Duration = Duration::from_secs(1);
 
-/// Waits `lab_seconds` of lab time, and at least [`MIN_POLL_WALL`] of wall time.
-pub async fn pause(clock: &Clock, lab_seconds: f64) {
-    tokio::join!(clock.sleep(lab_seconds), tokio::time::sleep(MIN_POLL_WALL));
+/// Waits `lab_seconds` of lab time, and at least [`MIN_POLL_WALL`] of wall time (on a discrete-event clock, whose
+/// lab time cannot run away from a poll, lab time alone).
+/// Armed when called, as [`Clock::sleep`] says.
+pub fn pause(clock: &Clock, lab_seconds: f64) -> impl std::future::Future<Output = ()> + Send + '_ {
+    let sleep = clock.sleep(lab_seconds);
+    let discrete = clock.is_discrete();
+    async move {
+        if discrete {
+            sleep.await;
+        } else {
+            tokio::join!(sleep, tokio::time::sleep(MIN_POLL_WALL));
+        }
+    }
 }
 
 /// The bound of a wait: it expires once both `lab_budget` lab seconds and [`MIN_WAIT_WALL`] of wall time have
@@ -206,9 +216,9 @@ impl Deadline {
         }
     }
 
-    /// Whether the wait should give up.
+    /// Whether the wait should give up (on a discrete-event clock, whose lab time has no jitter, by lab time alone).
     pub fn expired(&self) -> bool {
-        self.clock.now() > self.lab_until && tokio::time::Instant::now() > self.wall_until
+        self.clock.now() > self.lab_until && (self.clock.is_discrete() || tokio::time::Instant::now() > self.wall_until)
     }
 }
 

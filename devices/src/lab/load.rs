@@ -208,6 +208,7 @@ pub fn load_lab(source: Arc<SourceFile>) -> Result<Lab, Diagnostics> {
             );
         }
     }
+    reagents::mark_fed_pumps(&mut instruments);
     let real = instruments.iter().any(|i| !i.port.is_simulated());
     if real && simulation.time_scale != 1.0 {
         err(
@@ -337,6 +338,7 @@ fn instrument(
                 top_speed,
                 reservoir,
                 protocol,
+                fed: false, // set once every valve has been read
             })
         }
         DriverFile::IkaHotplate { model, max_temperature, max_speed, tolerance, watchdog } => {

@@ -172,6 +172,10 @@ pub struct CavroConfig {
     pub reservoir: Bottle,
     /// The framing: DT (the default) or OEM.
     pub protocol: CavroProtocol,
+    /// Whether a selector valve feeds the pump's input (the lab file says so on the valve, `feeds`): what the
+    /// syringe holds may then be another reagent than the vessel's, and it leaves only through the valve's waste
+    /// port, which the driver cannot turn to itself.
+    pub fed: bool,
 }
 
 /// Settings of a Mettler Toledo balance (MT-SICS).
@@ -574,6 +578,13 @@ impl Lab {
         self.instruments.iter().all(|i| i.port.is_simulated())
     }
 
+    /// Whether every instrument is simulated in the controller's own process (`port: Simulated`): such a lab runs
+    /// on a discrete-event clock ([`crate::Clock::discrete`]), whose lab time the controller's own pace never adds
+    /// to.
+    pub fn simulated_in_process(&self) -> bool {
+        self.instruments.iter().all(|i| i.port == PortSpec::Simulated)
+    }
+
     /// The deck positions a transfer may take the vessel to: positions allowed by its destination where every step
     /// it serves has a candidate instrument standing there. Rack destinations return an empty list.
     pub fn transfer_positions(&self, protocol: &Protocol, transfer: usize) -> Vec<String> {
@@ -612,6 +623,24 @@ impl Lab {
             .reagent_parameters()
             .iter()
             .map(|p| (p.name.clone(), levels.get(&p.name).cloned().unwrap_or_else(|| self.reagents_for(&p.slot))))
+            .collect()
+    }
+
+    /// The bottles ([`Source::key`]) that can serve step `step` of `protocol`, a dispense of a reagent: those a pump
+    /// that can run the step reaches, standing at a position the vessel may be taken to for it. A bottle elsewhere
+    /// holds the reagent, but no pump where the vessel stands can draw from it.
+    pub fn bottles_serving(&self, protocol: &Protocol, step: usize) -> std::collections::BTreeSet<String> {
+        let Some(transfer) = protocol.transfer_serving(step) else { return Default::default() };
+        let positions = self.transfer_positions(protocol, transfer);
+        let on = &protocol.steps()[step].on;
+        self.bottles()
+            .into_iter()
+            .filter(|(s, _)| {
+                let pump = self.instrument(s.pump());
+                self.candidates(on).any(|c| c.name == s.pump())
+                    && pump.and_then(|p| p.position.as_deref()).is_some_and(|p| positions.iter().any(|q| q == p))
+            })
+            .map(|(s, _)| s.key())
             .collect()
     }
 

@@ -200,6 +200,22 @@ impl Lab {
     }
 }
 
+/// Marks each syringe pump a selector valve feeds ([`super::CavroConfig::fed`]).
+pub(super) fn mark_fed_pumps(instruments: &mut [super::InstrumentSpec]) {
+    let fed: Vec<String> = instruments
+        .iter()
+        .filter_map(|i| match &i.driver {
+            DriverConfig::ViciValve(v) => v.feeds.clone(),
+            _ => None,
+        })
+        .collect();
+    for i in instruments {
+        if let DriverConfig::CavroXCalibur(c) = &mut i.driver {
+            c.fed = fed.contains(&i.name);
+        }
+    }
+}
+
 /// Parses `text` as a quantity of `dimension`, or says why not.
 fn quantity(text: &str, dimension: Dimension) -> Result<f64, String> {
     match Quantity::parse(text) {

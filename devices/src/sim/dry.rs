@@ -9,13 +9,22 @@
 //! and off after it, a vessel picked up and put down by the gantry, the absorbance of the vessel in the holder.
 //!
 //! It knows the instruments whose simulators act on the bench in those ways ([`DryBench::new`] answers `None` for a
-//! lab with any other): the scheduler of a plan never sees a measurement the bench cannot make. What it leaves out is
-//! the run's noise (the spectrometer's counts, the small differences of timing), so a proposer sees nearly, not
-//! exactly, what it will see in the run.
+//! lab with any other): the scheduler of a plan never sees a measurement the bench cannot make. A spectrometer reads
+//! as its simulator does, with the shot and read noise its simulator draws from the lab's seed, in the same order
+//! (its reference at start-up, then one spectrum a reading), and as its driver makes an absorbance of them: a run on
+//! a discrete-event clock takes its readings at the lab times the plan does, so a proposer sees what it will see in
+//! the run for as long as the plan's schedule is the run's (a reading's lab time differs by the spectrometer's
+//! integration, and the product of a reaction at room temperature hardly changes in a second).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::capability::Task;
 use crate::clock::Clock;
-use crate::lab::{DriverConfig, Lab};
+use crate::drivers::flame::{band, band_absorbance, corrected};
+use crate::lab::{DriverConfig, FlameConfig, Lab};
 use crate::sim::bench::{Bench, PlateCommand};
 
 /// A bench of a simulated lab, driven by tasks at the times a plan gives them (see the module's documentation).
@@ -23,13 +32,55 @@ use crate::sim::bench::{Bench, PlateCommand};
 pub struct DryBench {
     bench: Bench,
     lab: Lab,
+    spectrometers: Arc<Mutex<BTreeMap<String, Spectrometer>>>,
+}
+
+/// A spectrometer of the dry bench: its simulator's noise, its settings, and the reference its driver took.
+struct Spectrometer {
+    noise: Xoshiro256PlusPlus,
+    config: FlameConfig,
+    wavelengths: Vec<f64>,
+    reference: Vec<f64>,
+}
+
+impl std::fmt::Debug for Spectrometer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spectrometer").field("pixels", &self.wavelengths.len()).finish_non_exhaustive()
+    }
+}
+
+impl Spectrometer {
+    /// One spectrum through `absorbance`, corrected as the driver corrects it.
+    fn read(&mut self, absorbance: &[f64]) -> Vec<f64> {
+        let ms = (self.config.integration.0 * 1000.0).round().clamp(1.0, 65_000.0) as u16;
+        corrected(&super::flame::acquire(absorbance, &self.wavelengths, &mut self.noise, ms, self.config.scans))
+    }
 }
 
 impl DryBench {
     /// A bench for `lab` on `clock`, or `None` if the lab has an instrument that is not simulated or whose effect on
     /// the bench this does not model (only syringe pumps, hotplates, a gantry and a spectrometer are).
     pub fn new(lab: &Lab, clock: Clock) -> Option<Self> {
-        Self::models(lab).then(|| DryBench { bench: Bench::new(lab, clock), lab: lab.clone() })
+        if !Self::models(lab) {
+            return None;
+        }
+        let bench = Bench::new(lab, clock);
+        let mut spectrometers = BTreeMap::new();
+        for spec in &lab.instruments {
+            let DriverConfig::OceanFlame(config) = &spec.driver else { continue };
+            let wavelengths: Vec<f64> = (0..config.pixels).map(|p| config.wavelength(p)).collect();
+            let position = spec.position.as_deref().unwrap_or_default();
+            let mut s = Spectrometer {
+                noise: super::flame::noise(lab.simulation.seed, &spec.name),
+                config: config.clone(),
+                reference: Vec::new(),
+                wavelengths,
+            };
+            // The driver takes its reference at start-up, through the empty holder.
+            s.reference = s.read(&bench.absorbance(&spec.name, position, &s.wavelengths));
+            spectrometers.insert(spec.name.clone(), s);
+        }
+        Some(DryBench { bench, lab: lab.clone(), spectrometers: Arc::new(Mutex::new(spectrometers)) })
     }
 
     /// Whether every instrument of `lab` is simulated without faults and acts on the bench in a way this models.
@@ -95,7 +146,14 @@ impl DryBench {
                 None
             }
             (DriverConfig::OceanFlame(_), Task::Measure { wavelength }) => {
-                self.bench.absorbance(instrument, position, &[wavelength.0]).first().copied()
+                let mut spectrometers = self.spectrometers.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(s) = spectrometers.get_mut(instrument) else {
+                    return self.bench.absorbance(instrument, position, &[wavelength.0]).first().copied();
+                };
+                let sample = s.read(&self.bench.absorbance(instrument, position, &s.wavelengths));
+                // Where the driver would refuse the reading (no light, a saturated pixel), the noiseless value.
+                band_absorbance(&s.reference, &sample, &band(&s.config, wavelength.0))
+                    .or_else(|| self.bench.absorbance(instrument, position, &[wavelength.0]).first().copied())
             }
             _ => None,
         }

@@ -56,7 +56,7 @@ impl FlameSim {
             wavelengths: (0..config.pixels).map(|p| config.wavelength(p)).collect(),
             bench,
             clock,
-            rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ name_hash(name)),
+            rng: noise(seed, name),
             integration_ms: 100,
             scans: 1,
         }
@@ -65,25 +65,43 @@ impl FlameSim {
     /// Acquires and sums `scans` spectra of whatever is in the holder.
     fn acquire(&mut self) -> Spectrum {
         let absorbance = self.bench.absorbance(&self.name, &self.position, &self.wavelengths);
-        let exposure = f64::from(self.integration_ms) / 100.0;
-        let read = Normal::new(0.0, READ_NOISE).ok();
-        let mut counts = vec![0u32; self.wavelengths.len()];
-        for _ in 0..self.scans {
-            for (p, c) in counts.iter_mut().enumerate() {
-                let light = if MASKED.contains(&p) {
-                    0.0
-                } else {
-                    lamp(self.wavelengths[p]) * exposure * 10f64.powf(-absorbance[p].max(0.0))
-                };
-                let shot = Normal::new(0.0, (light.max(0.0) / GAIN).sqrt()).map_or(0.0, |n| n.sample(&mut self.rng));
-                let noise = read.map_or(0.0, |n| n.sample(&mut self.rng));
-                let value = (DARK + light + shot + noise).round().clamp(0.0, 65535.0);
-                // The clamp above keeps the value within u32.
-                *c += value as u32;
-            }
-        }
-        Spectrum { scans: self.scans, integration_ms: self.integration_ms, baseline: 0, counts }
+        acquire(&absorbance, &self.wavelengths, &mut self.rng, self.integration_ms, self.scans)
     }
+}
+
+/// The noise generator of the spectrometer `name` in a lab simulated with `seed`.
+pub(crate) fn noise(seed: u64, name: &str) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(seed ^ name_hash(name))
+}
+
+/// `scans` spectra summed, of light through `absorbance` (by pixel, at `wavelengths`), each integrated for
+/// `integration_ms`, with the detector's shot and read noise drawn from `rng`: what the simulator answers to `S`,
+/// and what a plan's dry bench reads ([`crate::sim::DryBench`]).
+pub(crate) fn acquire(
+    absorbance: &[f64],
+    wavelengths: &[f64],
+    rng: &mut Xoshiro256PlusPlus,
+    integration_ms: u16,
+    scans: u16,
+) -> Spectrum {
+    let exposure = f64::from(integration_ms) / 100.0;
+    let read = Normal::new(0.0, READ_NOISE).ok();
+    let mut counts = vec![0u32; wavelengths.len()];
+    for _ in 0..scans {
+        for (p, c) in counts.iter_mut().enumerate() {
+            let light = if MASKED.contains(&p) {
+                0.0
+            } else {
+                lamp(wavelengths[p]) * exposure * 10f64.powf(-absorbance[p].max(0.0))
+            };
+            let shot = Normal::new(0.0, (light.max(0.0) / GAIN).sqrt()).map_or(0.0, |n| n.sample(rng));
+            let noise = read.map_or(0.0, |n| n.sample(rng));
+            let value = (DARK + light + shot + noise).round().clamp(0.0, 65535.0);
+            // The clamp above keeps the value within u32.
+            *c += value as u32;
+        }
+    }
+    Spectrum { scans, integration_ms, baseline: 0, counts }
 }
 
 /// The data word after a command letter; 0, which every ranged command refuses, if it is missing.

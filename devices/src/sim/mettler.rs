@@ -302,11 +302,8 @@ impl BalanceSim {
                 }
                 last = Some(gross);
             }
-            let pause = async {
-                tokio::join!(self.clock.sleep(REPEAT), tokio::time::sleep(crate::drivers::MIN_POLL_WALL));
-            };
             tokio::select! {
-                () = pause => {}
+                () = crate::drivers::pause(&self.clock, REPEAT) => {}
                 alive = wire.fill() => return alive,
             }
         }

@@ -294,7 +294,8 @@ fn no_profile(spec: &crate::lab::InstrumentSpec) -> DeviceError {
 }
 
 fn spawn<S: Simulator>(sim: S, pty: Pty, cx: Context) -> JoinHandle<()> {
-    tokio::spawn(run(sim, pty, cx))
+    // A party of the lab's time: on a discrete-event clock it holds lab time while it handles a command.
+    tokio::spawn(crate::clock::party(Vec::new(), run(sim, pty, cx)))
 }
 
 /// Runs a simulator across disconnections until its line closes or it is stopped. The simulated instrument keeps
@@ -308,11 +309,14 @@ async fn run<S: Simulator>(mut sim: S, first: Pty, cx: Context) {
         // Both sides close, so the client sees its port end, as when a cable is pulled.
         drop(wire);
         drop(slave);
+        if let Some(events) = cx.clock.events() {
+            events.wire_closed(&cx.name);
+        }
         let Some(down) = down else { return };
         if let Some(link) = &cx.link {
             let _ = std::fs::remove_file(link);
         }
-        tokio::time::sleep(down).await;
+        cx.clock.wall_wait(down).await;
         pty = match pty::open(&cx.name) {
             Ok(p) => p,
             Err(_) => return,
@@ -361,6 +365,6 @@ async fn serve_commands<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Du
 }
 
 /// A stable 64-bit hash of a name, for seeding per-instrument noise.
-fn name_hash(name: &str) -> u64 {
+pub(crate) fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

@@ -32,12 +32,16 @@ use tokio_modbus::prelude::{
 use super::Simulator;
 use super::bench::{Bench, PlateCommand};
 use super::pty::{Draws, Wire};
+use crate::clock::Clock;
 use crate::lab::ModbusConfig;
 use crate::modbus_map::{Identity, Kind, ModbusMap, Point, Table};
 use crate::transport::SerialStream;
 
 /// How long the server's side must stay quiet for a reply to count as complete.
 pub const QUIET: Duration = Duration::from_millis(2);
+
+/// Wall time after which a request the server has not answered stops holding a discrete-event clock's lab time.
+const UNANSWERED: Duration = Duration::from_millis(500);
 
 /// The software revision a function 43/14 identity reports (object 2).
 const REVISION: &str = "1.00";
@@ -362,6 +366,9 @@ impl Simulator for ModbusSim {
     async fn serve(&mut self, wire: &mut Wire) -> Option<Duration> {
         let controller = self.controller(wire.draws());
         let mut buf = [0u8; 512];
+        // A request handed to the server holds a discrete-event clock's lab time until its answer is relayed (the
+        // server is no party of the lab's time); one the server never answers, for a while of wall time.
+        let mut answering: Option<crate::clock::Hold> = None;
         loop {
             if self.inner.as_ref().is_none_or(|i| i.task.is_finished()) {
                 self.inner = Some(self.start_server(Arc::clone(&controller))?);
@@ -373,10 +380,12 @@ impl Simulator for ModbusSim {
                         return None;
                     }
                     let request = wire.input.split();
+                    answering = wire.clock().map(Clock::hold);
                     if inner.relay.write_all(&request).await.is_err() {
                         self.inner = None;
                     }
                 }
+                () = tokio::time::sleep(UNANSWERED), if answering.is_some() => answering = None,
                 read = inner.relay.read(&mut buf) => {
                     let n = match read {
                         Ok(n) if n > 0 => n,
@@ -392,7 +401,13 @@ impl Simulator for ModbusSim {
                         }
                         reply.extend_from_slice(&buf[..n]);
                     }
-                    if !wire.reply(&reply).await {
+                    // The answer is in hand: the simulator holds lab time as any party does, until it waits again
+                    // (a latency before the reply is such a wait).
+                    if let Some(hold) = answering.take() {
+                        crate::clock::adopt(hold);
+                    }
+                    let replied = wire.reply(&reply).await;
+                    if !replied {
                         return None;
                     }
                     if let Some(down) = wire.count_command() {

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialPort;
 
 use super::faults::{FaultLog, InjectedFault, Injector, SharedInjector, WireFault};
-use crate::clock::Clock;
+use crate::clock::{Clock, Toward};
 use crate::error::{DeviceError, DeviceErrorKind};
 use crate::transport::SerialStream;
 
@@ -45,6 +45,22 @@ pub fn open(instrument: &str) -> Result<Pty, DeviceError> {
     Ok(Pty { master, slave, path })
 }
 
+/// A simulator waiting on its line for a discrete-event clock (see `crate::clock::events`), until dropped.
+struct SimulatorWaits(std::sync::Arc<crate::clock::Events>, String);
+
+impl SimulatorWaits {
+    fn new(events: &std::sync::Arc<crate::clock::Events>, line: &str) -> Self {
+        events.wire_simulator_waits(line, true);
+        SimulatorWaits(std::sync::Arc::clone(events), line.to_owned())
+    }
+}
+
+impl Drop for SimulatorWaits {
+    fn drop(&mut self) {
+        self.0.wire_simulator_waits(&self.1, false);
+    }
+}
+
 /// A simulator's end of its serial line: the bytes received and not yet framed, the way out for replies, and the
 /// faults injected into them.
 pub struct Wire {
@@ -52,6 +68,9 @@ pub struct Wire {
     /// Received bytes not yet taken as commands.
     pub input: BytesMut,
     draws: Draws,
+    /// The line's instrument and the lab's clock, once known ([`Wire::logging`]): a discrete-event clock counts the
+    /// bytes on the line, and a fault's latency is a wait on it.
+    line: Option<(String, Clock)>,
 }
 
 /// Draws the faults that mean something in an instrument's protocol (busy, an error code, a partial move) and
@@ -102,7 +121,7 @@ impl Draws {
 impl Wire {
     /// Wraps the master side of a pseudo-terminal, injecting the faults of `faults`.
     pub fn new(master: SerialStream, faults: SharedInjector) -> Self {
-        Wire { port: master, input: BytesMut::with_capacity(256), draws: Draws { faults, log: None } }
+        Wire { port: master, input: BytesMut::with_capacity(256), draws: Draws { faults, log: None }, line: None }
     }
 
     /// Counts a handled command; returns how long the port goes away if the disconnect fault strikes now.
@@ -116,6 +135,7 @@ impl Wire {
 
     /// Records every injected fault in `log`, as done by `instrument` at `clock`'s time.
     pub fn logging(mut self, log: FaultLog, instrument: &str, clock: Clock) -> Self {
+        self.line = Some((instrument.to_owned(), clock.clone()));
         self.draws.log = Some((log, instrument.to_owned(), clock));
         self
     }
@@ -123,6 +143,11 @@ impl Wire {
     /// Records an injected fault.
     pub fn note(&self, fault: WireFault) {
         self.draws.note(fault);
+    }
+
+    /// The lab's clock, once known ([`Wire::logging`]).
+    pub fn clock(&self) -> Option<&Clock> {
+        self.line.as_ref().map(|(_, c)| c)
     }
 
     /// The protocol faults' draws, to hand to code that answers without the wire.
@@ -158,7 +183,17 @@ impl Wire {
         if self.input.len() > MAX_INPUT {
             self.input.clear();
         }
-        matches!(self.port.read_buf(&mut self.input).await, Ok(n) if n > 0)
+        // The simulator waits for its next command; the bytes of that command hold lab time until read (and no
+        // longer, if this wait is given up for another).
+        let events = self.line.as_ref().and_then(|(name, clock)| Some((name.clone(), clock.events()?.clone())));
+        let _waits = events.as_ref().map(|(name, e)| SimulatorWaits::new(e, name));
+        let read = crate::clock::waiting(self.port.read_buf(&mut self.input)).await;
+        if let Some((name, e)) = &events
+            && let Some(hold) = e.wire_read(name, *read.as_ref().unwrap_or(&0), Toward::Simulator)
+        {
+            crate::clock::adopt(hold);
+        }
+        matches!(read, Ok(n) if n > 0)
     }
 
     /// Sends a reply, with whatever wire faults the injector draws. Every byte a simulator sends goes through
@@ -175,12 +210,20 @@ impl Wire {
             self.note(f);
         }
         if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+            match &self.line {
+                Some((_, clock)) => clock.wall_wait(delay).await,
+                None => tokio::time::sleep(delay).await,
+            }
         }
         bytes.is_empty() || self.write(&bytes).await
     }
 
     async fn write(&mut self, bytes: &[u8]) -> bool {
+        if let Some((name, clock)) = &self.line
+            && let Some(events) = clock.events()
+        {
+            events.wire_sent(name, bytes.len(), Toward::Driver);
+        }
         // No flush: a pseudo-terminal does not buffer, and flushing is `tcdrain`, a blocking call.
         self.port.write_all(bytes).await.is_ok()
     }

@@ -164,6 +164,63 @@ async fn the_valves_line_carries_the_last_reagent_over_until_it_is_primed() {
     sims.stop().await;
 }
 
+/// A pump fed by a valve whose syringe holds a prime (its push never confirmed) is not initialized as usual: `Z`
+/// pushes through the output into the vessel, as the simulator does and as the defect did. The driver refuses, and
+/// empties the syringe through its input only when asked to, after the valve was turned to waste and confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primed_syringe_is_emptied_only_through_the_waste_port() {
+    let lab = load_lab(SourceFile::new("catalysts.lab.ron", include_str!("../../labs/catalysts.lab.ron")))
+        .expect("the catalyst lab loads");
+    let (sims, clock) = common::start(&lab).await;
+    let mut bench = common::ready(&lab, &sims, &clock, devices::transport::discard()).await;
+    step(&mut bench, "gantry", Task::Transfer { from: Place::Rack(0), to: Place::Position("dispense".into()) }).await;
+    // The prime is drawn (the line's C1 and then C4), and the turn to waste is never confirmed.
+    step(&mut bench, "valve", Task::Select { position: 4 }).await;
+    let pump = bench.get_mut("pump_c").unwrap();
+    pump.as_prime().expect("a Cavro pump primes").fill(Volume(80.0)).await.unwrap();
+    assert!(pump.as_prime().unwrap().may_hold(), "the driver knows its syringe holds the prime");
+    // Restoring it as any instrument (safe state, identify, initialize) moves nothing.
+    pump.safe_state().await.unwrap();
+    pump.identify().await.unwrap();
+    let e = pump.initialize().await.expect_err("initializing would push the prime out");
+    assert!(e.to_string().contains("emptied only through the valve's waste port"), "{e}");
+    let moved = |ledger: &[devices::sim::LedgerEntry]| {
+        ledger
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.event,
+                    Event::Dispensed { .. } | Event::Spilled { .. } | Event::Returned { .. } | Event::Drained { .. }
+                )
+            })
+            .count()
+    };
+    assert_eq!(moved(&sims.bench().ledger()), 0, "nothing left the syringe");
+    assert!(sims.bench().vessel(0).unwrap().contents.is_empty());
+    // With the valve confirmed at waste, it empties there, and is initialized.
+    step(&mut bench, "valve", Task::Select { position: 10 }).await;
+    let pump = bench.get_mut("pump_c").unwrap();
+    pump.as_prime().unwrap().empty_to_waste().await.unwrap();
+    assert!(!pump.as_prime().unwrap().may_hold());
+    let ledger = sims.bench().ledger();
+    let drained: f64 = ledger
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Drained { port: 10, volume, .. } => Some(*volume),
+            _ => None,
+        })
+        .sum();
+    assert!((drained - 80.0).abs() < 0.1, "the prime went to waste: {drained}");
+    assert_eq!(moved(&ledger), ledger.iter().filter(|e| matches!(e.event, Event::Drained { .. })).count());
+    assert!(sims.bench().vessel(0).unwrap().contents.is_empty(), "the vessel got nothing");
+    // A dispense after it runs as usual.
+    step(&mut bench, "valve", Task::Select { position: 4 }).await;
+    step(&mut bench, "pump_c", Task::Dispense { volume: Volume(30.0) }).await;
+    let contents = sims.bench().vessel(0).unwrap().contents;
+    assert!((contents.get("C4").copied().unwrap_or(0.0) - 30.0).abs() < 0.1, "{contents:?}");
+    sims.stop().await;
+}
+
 /// Runs `task` on instrument `name` of `bench`, which must succeed.
 async fn step(bench: &mut BTreeMap<String, Box<dyn Instrument>>, name: &str, task: Task) {
     let instrument = bench.get_mut(name).unwrap().as_mut();

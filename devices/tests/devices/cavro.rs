@@ -21,6 +21,7 @@ fn pump(mock: tokio_test::io::Mock) -> XCalibur<tokio_test::io::Mock> {
         top_speed: 400,
         reservoir: devices::lab::Bottle { reagent: "A".into(), volume: None, dead: protocols::units::Volume(0.0) },
         protocol: devices::lab::CavroProtocol::Dt,
+        fed: false,
     };
     XCalibur::new(
         "pump_a",
@@ -152,6 +153,7 @@ fn oem_pump(mock: tokio_test::io::Mock) -> XCalibur<tokio_test::io::Mock> {
         top_speed: 400,
         reservoir: devices::lab::Bottle { reagent: "A".into(), volume: None, dead: protocols::units::Volume(0.0) },
         protocol: devices::lab::CavroProtocol::Oem,
+        fed: false,
     };
     XCalibur::new(
         "pump_a",

@@ -803,12 +803,12 @@ pub fn apply(
             } else {
                 let mut pending = Vec::new();
                 let mut in_doubt = Vec::new();
-                for s in &bound.steps {
+                for (i, s) in bound.steps.iter().enumerate() {
                     let Action::Dispense { reagent: Some(_), .. } = &s.action else { continue };
                     match x.steps.get(&s.id) {
                         Some((_, status, ..)) if status == "succeeded" => {}
                         Some((id, status, ..)) if status == "running" || status == "unknown" => in_doubt.push(*id),
-                        _ => pending.push(s.action.clone()),
+                        _ => pending.push((i, s.action.clone())),
                     }
                 }
                 carried.push(Carried { entity: exp_entity, id: x.id, seq: x.seq, pending, in_doubt });

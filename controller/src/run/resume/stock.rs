@@ -13,8 +13,8 @@ pub(super) struct Carried {
     pub(super) entity: Entity,
     pub(super) id: i64,
     pub(super) seq: usize,
-    /// The actions of its dispenses still to run.
-    pub(super) pending: Vec<Action>,
+    /// The actions of its dispenses still to run, each with its step's index in the protocol.
+    pub(super) pending: Vec<(usize, Action)>,
     /// Its dispenses in doubt (the controller stopped while they ran), by step id.
     pub(super) in_doubt: Vec<i64>,
 }
@@ -44,7 +44,7 @@ pub(super) fn reserve_again(stock: &mut Stock, carried: &[Carried], r: &Restore,
                 note: "charged in full: the dispense was in doubt when the controller stopped".into(),
             });
         }
-        let needs = stock.needs(pending.iter());
+        let needs = stock.needs(pending.iter().map(|(i, a)| (*i, a)));
         match stock.reserve(*exp_entity, &needs) {
             Ok(reserved) => crate::schedule::stock::record_reserved(
                 recorder,

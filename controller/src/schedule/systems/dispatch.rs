@@ -55,6 +55,88 @@ pub fn reconcile_instruments(
     }
 }
 
+/// Says in the record (a warning, which `lab status` lists) when a ready dispense of a reagent cannot start because no
+/// pump where its vessel stands reaches a bottle with enough of it for the experiment: its reservation is in a bottle
+/// only a pump elsewhere reaches (the vessel was taken to another of the places its transfer may go to), and the
+/// bottles here have too little free. It would otherwise wait in silence. Said once per step, and again if what it
+/// waits for changes; a restock of a bottle here lets it start.
+pub fn say_stranded_dispenses(
+    instruments: Query<(Entity, &Instrument, &Availability)>,
+    steps: Query<(&Step, &StepState)>,
+    experiments: Query<(&Experiment, Option<&Vessel>)>,
+    index: Res<ReadyIndex>,
+    mut stock: ResMut<Stock>,
+    record: Res<Record>,
+    clock: Res<LabClock>,
+) {
+    if stock.bottles.is_empty() {
+        return;
+    }
+    stock.stranded.retain(|e, _| steps.get(*e).is_ok_and(|(_, st)| matches!(st, StepState::Ready { .. })));
+    let mut said = Vec::new();
+    for (e, inst, a) in &instruments {
+        if *a != Availability::Idle {
+            continue;
+        }
+        let Some(queue) = index.queues.get(&e) else { continue };
+        for key in queue.iter().take(8) {
+            let Ok((step, StepState::Ready { .. })) = steps.get(key.step) else { continue };
+            let Some(Action::Dispense { volume, reagent: Some(r) }) = step.work.action() else { continue };
+            let Ok((exp, Some(vessel))) = experiments.get(step.experiment) else { continue };
+            if !(vessel.known && inst.is_at(&vessel.at)) {
+                continue;
+            }
+            let here: Vec<&str> = instruments
+                .iter()
+                .filter(|(_, i, a)| i.is_at(&vessel.at) && !matches!(a, Availability::Offline { .. }))
+                .map(|(_, i, _)| i.name.as_str())
+                .collect();
+            if here.iter().any(|p| stock.pick(step.experiment, r, p, volume.0).is_some()) {
+                continue;
+            }
+            let near: Vec<String> = stock
+                .bottles
+                .iter()
+                .filter(|(_, b)| &b.reagent == r && here.contains(&b.source.pump()))
+                .map(|(k, b)| format!("`{k}` has {:.0} uL free", b.free().unwrap_or(0.0).max(0.0)))
+                .collect();
+            let reserved: Vec<String> = stock
+                .bottles
+                .iter()
+                .filter(|(_, b)| &b.reagent == r && b.reserved.contains_key(&step.experiment))
+                .map(|(k, b)| format!("`{k}` (reached by `{}`)", b.source.pump()))
+                .collect();
+            let place = match &vessel.at {
+                Place::Position(p) => p.clone(),
+                other => format!("{other:?}"),
+            };
+            let message = format!(
+                "waiting for `{r}` where its vessel stands: `{}` of experiment #{} needs {:.0} uL of `{r}` at `{place}`, \
+                 where {}; its reservation is in {}, which no pump at `{place}` reaches. It starts once a bottle here \
+                 is restocked (`lab restock BOTTLE VOLUME`)",
+                step.name,
+                exp.seq,
+                volume.0,
+                if near.is_empty() { "no pump reaches a bottle of it".to_owned() } else { near.join(", ") },
+                if reserved.is_empty() { "no bottle".to_owned() } else { reserved.join(", ") },
+            );
+            if stock.stranded.get(&key.step) != Some(&message) {
+                said.push((key.step, inst.name.clone(), message));
+            }
+        }
+    }
+    for (step, instrument, message) in said {
+        record.recorder.send(RecordEvent::say(
+            record.campaign,
+            clock.now(),
+            "warning",
+            Some(&instrument),
+            message.clone(),
+        ));
+        stock.stranded.insert(step, message);
+    }
+}
+
 /// Makes a new plan when the work or the expected durations changed.
 pub fn replan(
     policy: Res<Policy>,
@@ -306,13 +388,21 @@ pub fn assign_instruments(
                         return Err(Unable::Place);
                     }
                     let Some(choices) = cs.transfer_positions.get(&step.index) else { return Err(Unable::Other) };
-                    // Prefer where the plan put the steps this transfer serves.
+                    // Prefer where the plan put the steps this transfer serves; but first, a place where a pump reaches
+                    // a bottle with enough for each dispense there (where the experiment's reservation stands), so a
+                    // dispense never waits at one station while its reagent is set aside at another.
                     let preferred = planned_position(e, &steps, &dependents, schedule, &instruments);
-                    let pick = preferred.into_iter().chain(choices.iter().cloned()).find(|p| {
+                    let usable = |p: &String| {
                         choices.contains(p)
                             && deck.is_free_for(p, step.experiment)
                             && position_usable(cs, p, &offline_ref)
-                    });
+                    };
+                    let ordered: Vec<String> = preferred.into_iter().chain(choices.iter().cloned()).collect();
+                    let pick = ordered
+                        .iter()
+                        .find(|p| usable(p) && dispenses_served_at(p, e, exp, cs, &steps, &stock, &instruments))
+                        .or_else(|| ordered.iter().find(|p| usable(p)))
+                        .cloned();
                     pick.map(|p| Some(Place::Position(p))).ok_or(Unable::Place)
                 }
                 _ => Ok(None),
@@ -589,6 +679,31 @@ struct Wanted {
     volume: f64,
     experiment: Entity,
     exp_id: i64,
+}
+
+/// Whether every dispense of a reagent that transfer `transfer` of experiment `exp` serves could draw at position
+/// `position`: a pump standing there reaches a bottle holding the experiment's reservation, or enough free stock.
+fn dispenses_served_at(
+    position: &str,
+    transfer: Entity,
+    exp: &Experiment,
+    cs: &crate::schedule::resources::CampaignSource,
+    steps: &Query<(Entity, &Step, &mut StepState)>,
+    stock: &Stock,
+    instruments: &Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
+) -> bool {
+    let Ok((_, t, _)) = steps.get(transfer) else { return true };
+    let experiment = t.experiment;
+    let pumps: Vec<&str> = instruments
+        .iter()
+        .filter(|(_, i, a, _)| i.position.as_deref() == Some(position) && !matches!(**a, Availability::Offline { .. }))
+        .map(|(_, i, _, _)| i.name.as_str())
+        .collect();
+    exp.steps.iter().filter_map(|&e| steps.get(e).ok()).all(|(_, s, _)| {
+        let Some(Action::Dispense { volume, reagent: Some(r) }) = s.work.action() else { return true };
+        cs.protocol.transfer_serving(s.index) != Some(t.index)
+            || pumps.iter().any(|p| stock.pick(experiment, r, p, volume.0).is_some())
+    })
 }
 
 /// Whether a dispense of a reagent can start on pump `pump` now: a bottle it reaches holds enough for the

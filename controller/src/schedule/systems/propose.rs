@@ -29,7 +29,7 @@ fn shortage_of(
     let mut values = cs.fixed.clone();
     values.extend(proposal.values.clone());
     let bound = cs.protocol.bind_with(&values, &cs.reagents_at(&values)).ok()?;
-    stock.shortage(&stock.needs(bound.steps.iter().map(|s| &s.action)))
+    stock.shortage(&stock.needs(bound.steps.iter().map(|s| &s.action).enumerate()))
 }
 
 /// The place in the queue of the first proposal whose dispenses the bottles can serve now; says once in the record
@@ -136,6 +136,7 @@ pub fn request_proposals(
     experiments: Query<&Experiment>,
     source: Res<Source>,
     stock: Res<Stock>,
+    clock: Res<LabClock>,
 ) {
     let Some(learner) = &bridge.learner else { return };
     if state.stopping {
@@ -172,7 +173,7 @@ pub fn request_proposals(
     }
     let pending: Vec<experiments::Point> =
         experiments.iter().map(|e| e.values.clone()).chain(state.queue.iter().map(|(_, p)| p.values.clone())).collect();
-    if learner.send(LearnerRequest::Ask { n, pending, unavailable }).is_ok() {
+    if learner.send(LearnerRequest::Ask { n, pending, unavailable, hold: clock.0.hold() }).is_ok() {
         state.requested += n;
     }
 }
@@ -246,7 +247,7 @@ pub fn start_experiments(
         let now = clock.now();
         let seq = state.started + 1;
         let exp_id = state.next_experiment;
-        let mut needs = std::collections::BTreeMap::new();
+        let mut needs = stock::Needs::default();
         let (job, values, proposal, slot, params) = match &mut *source {
             Source::Jobs(jobs) => {
                 let Some(job) = jobs.pop_front() else { break };
@@ -295,7 +296,7 @@ pub fn start_experiments(
                         })
                         .collect(),
                 };
-                needs = stock.needs(bound.steps.iter().map(|s| &s.action));
+                needs = stock.needs(bound.steps.iter().map(|s| &s.action).enumerate());
                 let params =
                     cs.protocol
                         .parameters()
