@@ -13,7 +13,13 @@
 //! The hyperparameters `ln ℓ_j`, `ln s²` and `ln σ²` are fitted by maximising the log marginal likelihood plus
 //! weak log-normal priors: on the length scales the dimension-scaled prior of Hvarfner et al. (2024, "Vanilla
 //! Bayesian optimization performs great in high dimensions"), which BoTorch uses by default, so that with few
-//! observations in many dimensions the model prefers smooth functions; on `s²` a wide prior around 1 (outputs
+//! observations in many dimensions the model prefers smooth functions. An input of its own has that prior as a
+//! density over `ℓ` itself, as BoTorch (GPyTorch) evaluates it: the density in `ℓ` carries a factor `1/ℓ` that
+//! the density in `ln ℓ` does not, so the most probable length scale is `exp(μ - s²)`, about 0.35 in three
+//! dimensions, rather than the median `exp(μ)`, about 7. With the median as the mode, a model of a few results
+//! took narrow ridges and valleys for noise on a smooth hill and never looked closely (BENCHMARKS.md, "Why the GP
+//! got stuck", point 6). A categorical parameter's levels keep the prior in `ln ℓ` around their group's value
+//! ([`Sharing`]), which the categorical landscapes were tuned on; on `s²` a wide prior around 1 (outputs
 //! are standardised); on `σ²` a penalty `σ² / 0.1`, which leaves small noise levels equally likely (on a
 //! noise-free function the noise falls to its floor, and the model interpolates) but stops a handful of points
 //! from being explained as pure noise. The noise is learned between that floor, which keeps the factorisation
@@ -634,6 +640,11 @@ fn neg_log_posterior(
                 seen[*k] = true;
                 value += 0.5 * ((v[j] - mu) / sd).powi(2);
                 grad[j] += (v[j] - mu) / (sd * sd);
+                if !sharing.several[*k] {
+                    // The log-normal density over ℓ: -ln p(ℓ) = (ln ℓ - μ)² / 2s² + ln ℓ + constant.
+                    value += v[j];
+                    grad[j] += 1.0;
+                }
             }
             _ => {}
         }
@@ -718,8 +729,11 @@ mod tests {
                 assert!((fd - g[k]).abs() < 1e-5 * (1.0 + fd.abs()), "component {k}: {fd} vs {}", g[k]);
             }
             let gp = Gp::fit(&x, &y, &Hyper::from_vec(kernel, &v), Mean::Profiled).unwrap();
+            // Each length scale's log-normal density over ℓ, which has the `ln ℓ` term.
             let prior_terms = 0.5 * ((v[0] - prior.0) / prior.1).powi(2)
+                + v[0]
                 + 0.5 * ((v[1] - prior.0) / prior.1).powi(2)
+                + v[1]
                 + 0.5 * (v[2] / LOG_SIGNAL_PRIOR_SD).powi(2)
                 + v[3].exp() / NOISE_PENALTY_SCALE;
             assert!((f - prior_terms + gp.log_likelihood()).abs() < 1e-9);
@@ -799,6 +813,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.hyper(), b.hyper());
+    }
+
+    #[test]
+    fn with_one_point_the_length_scales_sit_at_the_priors_mode_over_l() {
+        // One point says nothing about length scales, so the fit returns the prior's most probable ℓ: the mode of
+        // the log-normal density over ℓ, exp(μ - s²), not its median exp(μ).
+        let start = Hyper::new(3, 1.0, 1e-3);
+        let fitted = Gp::fit_map(&[vec![0.2, 0.5, 0.9]], &[0.3], &[start], &[Kernel::Matern52], 100).unwrap();
+        let (mu, sd) = length_scale_prior(3);
+        for l in fitted.hyper().length_scales() {
+            assert!((l.ln() - (mu - sd * sd)).abs() < 1e-3, "{l} vs {}", (mu - sd * sd).exp());
+        }
     }
 
     #[test]
