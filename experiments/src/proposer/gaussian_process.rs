@@ -11,7 +11,9 @@
 //!   (the private `search` module); over a pool or a small discrete space, by scoring every untried point;
 //! - experiments in flight and points already chosen for the same ask are added to the model as if measured at
 //!   its predicted mean (the Kriging believer): the model's uncertainty collapses around them, so the next point
-//!   goes elsewhere and a lab with eight hotplates gets eight different, useful experiments;
+//!   goes elsewhere and a lab with eight hotplates gets eight different, useful experiments; and no proposal comes
+//!   within [`CROWD`] of one of them, since a confident model's improvement stays slightly positive right beside a
+//!   believed point and filled whole batches with twins of one experiment;
 //! - failed experiments train a feasibility classifier ([`crate::surrogate::classifier`]) once there is one, and
 //!   the acquisition is weighted by the probability of success (multiplied for EI, added as `ln P` on log
 //!   scales), so the search steers away from where experiments fail; a failed point is also believed at the
@@ -142,7 +144,15 @@ struct ModelScorer<'a> {
     coordinate_features: Vec<Option<usize>>,
     /// Levels not to propose now (dimension, level's unit value): they score minus infinity.
     avoid: &'a [(usize, f64)],
+    /// Experiments in flight and proposals of this ask: a point within [`CROWD`] of one scores minus infinity.
+    crowd: &'a [Vec<f64>],
 }
+
+/// How close (in coordinates) a proposal may come to an experiment in flight or another proposal of its batch: 2 %
+/// of a parameter's range. Closer, the two are one experiment as far as a lab can tell (48.0 and 48.4 uL of a
+/// 10 to 100 uL range), and a confident model's expected improvement, which the believed pending points leave
+/// slightly positive beside each of them, filled whole batches with such twins.
+const CROWD: f64 = 0.02;
 
 impl ModelScorer<'_> {
     fn avoided(&self, unit: &[f64]) -> bool {
@@ -159,7 +169,7 @@ impl Scorer for ModelScorer<'_> {
             .iter()
             .enumerate()
             .map(|(i, (m, v))| {
-                if self.avoided(&units[i]) {
+                if self.avoided(&units[i]) || self.crowd.iter().any(|c| distance2(&units[i], c) < CROWD * CROWD) {
                     return f64::NEG_INFINITY;
                 }
                 let a = self.acquisition.value(*m, *v, self.best);
@@ -793,6 +803,7 @@ impl Proposer for GpProposer {
                 feasibility: feasibility.as_ref(),
                 coordinate_features: coordinate_features.clone(),
                 avoid: &avoid,
+                crowd: &taken[told..],
             };
             let frozen = batch.frozen.clone();
             let found = match &self.history.pool {
