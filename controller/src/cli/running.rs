@@ -56,7 +56,11 @@ pub fn print_summary(s: &Summary) {
         Some(b) => {
             println!("  best              experiment #{}", b.seq);
             for (name, value) in &b.values {
-                println!("    {name:<16} {:>10.3} {}", value, s.units.get(name).map_or("", String::as_str));
+                let level = s.levels.get(name).and_then(|l| l.iter().find(|(v, _)| (v - value).abs() < 1e-9));
+                match level {
+                    Some((_, label)) => println!("    {name:<16} {label}"),
+                    None => println!("    {name:<16} {:>10.3} {}", value, s.units.get(name).map_or("", String::as_str)),
+                }
             }
             println!("    {:<16} {:>10.4} {}", s.objective.0, b.objective, s.objective.1);
         }

@@ -115,6 +115,7 @@ pub fn run(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, RunError> 
         best: None,
         objective: (campaign.objective.output.clone(), String::new()),
         units: Default::default(),
+        levels: crate::run::level_names(&campaign),
         lab_seconds,
         wall_seconds: wall.elapsed().as_secs_f64(),
         status,

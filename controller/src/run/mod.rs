@@ -112,6 +112,8 @@ pub struct Summary {
     pub objective: (String, String),
     /// Each parameter's unit, by name.
     pub units: BTreeMap<String, String>,
+    /// For each categorical parameter, by name, each level's value and what a person calls it ([`level_names`]).
+    pub levels: BTreeMap<String, Vec<(f64, String)>>,
     /// Lab seconds the campaign took.
     pub lab_seconds: f64,
     /// Wall seconds it took.
@@ -125,6 +127,26 @@ pub struct Summary {
     pub offline: Vec<(String, String)>,
     /// The head of the record's hash chain when the campaign ended.
     pub head: Option<String>,
+}
+
+/// For each categorical parameter of `campaign`, each level's value and its label, with the reagent it names where
+/// it names one (`Pd2dba3/SPhos (C2)`): a summary speaks of catalysts, not of level 2.
+pub fn level_names(campaign: &experiments::Campaign) -> BTreeMap<String, Vec<(f64, String)>> {
+    let mut out = BTreeMap::new();
+    for d in campaign.space.dims() {
+        let Some(levels) = d.levels() else { continue };
+        let reagents = campaign.reagents.get(&d.name);
+        let names = levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match reagents.and_then(|r| r.get(i)) {
+                Some(reagent) if *reagent != l.label => (l.value, format!("{} ({reagent})", l.label)),
+                _ => (l.value, l.label.clone()),
+            })
+            .collect();
+        out.insert(d.name.clone(), names);
+    }
+    out
 }
 
 /// Why a campaign could not run.
@@ -638,6 +660,7 @@ fn execute(
         best: state.best.clone(),
         objective: (campaign.objective.output.clone(), objective_unit),
         units: protocol.parameters().iter().map(|p| (p.name.clone(), p.unit.symbol.to_owned())).collect(),
+        levels: level_names(&campaign),
         lab_seconds,
         wall_seconds: wall.elapsed().as_secs_f64(),
         status,
@@ -916,4 +939,19 @@ fn finish_record(recorder: &Recorder, campaign: i64, at: f64, status: &str, note
 /// Shows the campaign's progress in the live view (bars on a terminal, plain lines otherwise, or nothing).
 fn print_progress(world: &World, live: &mut crate::run::live::LiveView) {
     live.update(world);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_summary_names_a_reagent_level_by_its_label_and_reagent() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+        let inputs =
+            super::load_campaign_inputs(&root.join("experiments/campaigns/catalysts.campaign.ron"), None).unwrap();
+        let names = super::level_names(&inputs.campaign);
+        let catalyst = &names["catalyst"];
+        assert_eq!(catalyst.len(), 6);
+        assert!(catalyst.contains(&(2.0, "Pd2dba3/SPhos (C2)".to_owned())), "{catalyst:?}");
+        assert!(!names.contains_key("temperature"), "only categorical parameters have level names");
+    }
 }
