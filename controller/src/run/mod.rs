@@ -135,13 +135,14 @@ pub fn level_names(campaign: &experiments::Campaign) -> BTreeMap<String, Vec<(f6
     let mut out = BTreeMap::new();
     for d in campaign.space.dims() {
         let Some(levels) = d.levels() else { continue };
-        let reagents = campaign.reagents.get(&d.name);
         let names = levels
             .iter()
-            .enumerate()
-            .map(|(i, l)| match reagents.and_then(|r| r.get(i)) {
-                Some(reagent) if *reagent != l.label => (l.value, format!("{} ({reagent})", l.label)),
-                _ => (l.value, l.label.clone()),
+            .map(|l| {
+                let point = BTreeMap::from([(d.name.clone(), l.value)]);
+                match campaign.reagents_at(&point).remove(&d.name) {
+                    Some(reagent) if reagent != l.label => (l.value, format!("{} ({reagent})", l.label)),
+                    _ => (l.value, l.label.clone()),
+                }
             })
             .collect();
         out.insert(d.name.clone(), names);

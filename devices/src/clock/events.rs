@@ -203,10 +203,18 @@ impl Events {
     }
 
     fn release(self: &Arc<Self>) {
+        self.change(|s| {
+            s.busy = s.busy.saturating_sub(1);
+            true
+        });
+    }
+
+    /// Changes the state under the lock and, where `change` says a hold may have gone (it returns true), settles;
+    /// what settling fired is called outside the lock, since an action may take it again.
+    fn change(self: &Arc<Self>, change: impl FnOnce(&mut State) -> bool) {
         let fired = {
             let mut s = self.lock();
-            s.busy = s.busy.saturating_sub(1);
-            self.settle(&mut s)
+            if change(&mut s) { self.settle(&mut s) } else { Vec::new() }
         };
         for fire in fired {
             fire();
@@ -272,13 +280,7 @@ impl Events {
     /// Looks again whether anything is pending or due, for work that arrived from outside the lab (an operator's
     /// request) while nothing held lab time.
     pub(super) fn poke(self: &Arc<Self>) {
-        let fired = {
-            let mut s = self.lock();
-            self.settle(&mut s)
-        };
-        for fire in fired {
-            fire();
-        }
+        self.change(|_| true);
     }
 
     /// `n` bytes were written on `line` toward `to`; unread, they hold lab time while their reader waits for them
@@ -308,25 +310,21 @@ impl Events {
     /// The simulator of `line` waits for its next command (`true`), or stops waiting without reading (`false`):
     /// bytes already on their way hold lab time from now on, or no longer.
     pub(crate) fn wire_simulator_waits(self: &Arc<Self>, line: &str, waits: bool) {
-        let fired = {
-            let mut s = self.lock();
+        self.change(|s| {
             let l = s.wires.entry(line.to_owned()).or_default();
             l.simulator_waits = waits;
             if waits && l.to_simulator > 0 && !l.simulator_held {
                 l.simulator_held = true;
                 s.busy += 1;
-                Vec::new()
+                false
             } else if !waits && l.simulator_held {
                 l.simulator_held = false;
                 s.busy = s.busy.saturating_sub(1);
-                self.settle(&mut s)
+                true
             } else {
-                Vec::new()
+                false
             }
-        };
-        for fire in fired {
-            fire();
-        }
+        });
     }
 
     /// `n` bytes on `line` were read at its `by` end. The simulator, having read, stops waiting, and the hold its
@@ -354,36 +352,28 @@ impl Events {
     /// the simulator is gone and holds nothing. What was on its way to a listening driver still holds lab time
     /// until the driver reads it or finds the port gone ([`Events::wire_read`] with all of it).
     pub(crate) fn wire_closed(self: &Arc<Self>, line: &str) {
-        let fired = {
-            let mut s = self.lock();
-            let Some(l) = s.wires.get_mut(line) else { return };
+        self.change(|s| {
+            let Some(l) = s.wires.get_mut(line) else { return false };
             let held = usize::from(l.simulator_held);
             (l.to_simulator, l.simulator_held, l.simulator_waits) = (0, false, false);
             s.busy = s.busy.saturating_sub(held);
-            if held > 0 { self.settle(&mut s) } else { Vec::new() }
-        };
-        for fire in fired {
-            fire();
-        }
+            held > 0
+        });
     }
 
     /// The driver listens on `line` for replies, or stops; bytes it did not read then hold nothing.
     pub(crate) fn wire_listening(self: &Arc<Self>, line: &str, on: bool) {
-        let fired = {
-            let mut s = self.lock();
+        self.change(|s| {
             let l = s.wires.entry(line.to_owned()).or_default();
             l.listening = on;
             if !on && l.to_driver > 0 {
                 l.to_driver = 0;
                 s.busy = s.busy.saturating_sub(1);
-                self.settle(&mut s)
+                true
             } else {
-                Vec::new()
+                false
             }
-        };
-        for fire in fired {
-            fire();
-        }
+        });
     }
 }
 
