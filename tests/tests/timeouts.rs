@@ -58,8 +58,8 @@ fn a_heat_at_30_degc_after_one_at_90_on_a_simulated_plate_waits_for_it_to_cool_a
         .expect("the warm step's row");
     assert_eq!(status, "succeeded");
     // The plate cooled from 90 degC for most of that: a bound built from a heat at 30 degC from a cold plate (about
-    // 10 minutes) would have failed it, and without the paced clock's floor of 30 s of wall time at the lab's scale
-    // nothing else stands in for it.
+    // 10 minutes) would have failed it, and the discrete-event clock, like a real lab, has no floor of 30 s of wall
+    // time at the lab's time scale to stand in for it.
     let lab = devices::load_lab(protocols::SourceFile::new(
         lab.display().to_string(),
         std::fs::read_to_string(&lab).expect("the demo lab"),

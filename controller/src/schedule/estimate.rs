@@ -422,8 +422,8 @@ impl Durations {
         whole
     }
 
-    /// The lab seconds one lost reply of `spec` is waited for: the line's timeout at the lab's pace, before the
-    /// driver asks again.
+    /// The lab seconds one lost reply of `spec` is waited for before the driver asks again: the line's timeout (at
+    /// the lab's time scale for a simulator paced against the wall, [`fault_scale`]).
     pub fn lost_reply(lab: &Lab, spec: &InstrumentSpec) -> f64 {
         Pace::of(lab, spec).wait
     }

@@ -1,5 +1,9 @@
 //! Reading an instrument declaration into a checked [`Declaration`], every problem reported with its place, and
 //! finding the declaration a lab file names.
+//!
+//! One file because it is one pass over one file: the header, the commands, the bindings and calls checked against
+//! the commands, and the replies read back all report into the same list through the loader's state (`Cx`), in the
+//! order a technician reads the declaration.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
