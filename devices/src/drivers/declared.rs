@@ -224,8 +224,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Declared<T> {
                     }
                 }
                 Err(e) => {
-                    // Silence where the instrument ignores what it does not know: it does not know the command.
+                    // Silence where the instrument ignores what it does not know: it does not know the command. Not
+                    // after a command that acts, whose silence may be a reply lost once it had acted (its read-back
+                    // tells, or the error stands as one that may have acted).
                     if decl.silence == Silence::UnknownCommand
+                        && !cmd.acts
                         && let DeviceErrorKind::Timeout { received, .. } = &e.kind
                         && received.is_empty()
                     {

@@ -293,13 +293,35 @@ async fn alicat_identify_reads_ten_lines_of_manufacturing_data_as_one_exchange()
     assert!(matches!(err.kind, DeviceErrorKind::Limit(_)), "{err}");
 }
 
-/// The Alicat's driver on a scripted line and a discrete-event clock, where a reply that does not come is missing
-/// as soon as nothing else could happen first (no wall time passes for it).
+/// The driver of built-in declaration `name` as `model` on a scripted line and a discrete-event clock, where a reply
+/// that does not come is missing as soon as nothing else could happen first (no wall time passes for it).
+fn on_discrete_clock(name: &str, model: &str, mock: Mock) -> Declared<Mock> {
+    let declaration = resolve(name, None).expect("built in");
+    let settings = declaration.settings_for(model, &BTreeMap::new()).expect("the settings are right");
+    let config = DeclaredConfig { declaration, model: model.into(), settings };
+    Declared::new("inst", config, Link::new(mock, "inst", Clock::discrete(), discard(), Duration::from_millis(100)))
+}
+
 fn alicat_on_discrete_clock(mock: Mock) -> Declared<Mock> {
-    let declaration = resolve("alicat_mc", None).expect("built in");
-    let settings = declaration.settings_for("MC-100SCCM-D", &BTreeMap::new()).expect("the settings are right");
-    let config = DeclaredConfig { declaration, model: "MC-100SCCM-D".into(), settings };
-    Declared::new("mfc", config, Link::new(mock, "mfc", Clock::discrete(), discard(), Duration::from_millis(100)))
+    on_discrete_clock("alicat_mc", "MC-100SCCM-D", mock)
+}
+
+#[tokio::test]
+async fn the_hubers_set_point_and_control_are_read_back_through_pb_reads() {
+    // 35.00 degC is 0DAC; its answer lost, `{M00****` shows it in place.
+    let mock = Builder::new().write(b"{M000DAC\r\n").write(b"{M00****\r\n").read(b"{S000DAC\r\n").build();
+    let mut huber = on_discrete_clock("huber_pilot_one", "Pilot ONE", mock);
+    huber.call("set_point", &[("set_point", Value::Number(35.0))]).await.unwrap();
+    // Control switched on, its answer lost and the read showing it still off: switched on again, once.
+    let mock = Builder::new()
+        .write(b"{M140001\r\n")
+        .write(b"{M14****\r\n")
+        .read(b"{S140000\r\n")
+        .write(b"{M140001\r\n")
+        .read(b"{S140001\r\n")
+        .build();
+    let mut huber = on_discrete_clock("huber_pilot_one", "Pilot ONE", mock);
+    huber.call("control", &[("control", Value::Number(1.0))]).await.unwrap();
 }
 
 /// The Alicat's data frame with `set_point` sccm set (and flowing).
