@@ -253,7 +253,7 @@ impl fmt::Display for PlanResult {
             writeln!(
                 f,
                 "    counting {:.1} lost replies, the mean of the faults the lab file gives its simulators, each waited \
-                 for its line's timeout at the lab's pace and costing {:.0} s on average; a run that meets {} or {} of \
+                 for its line's timeout at the lab's pace and costing {:.1} s on average; a run that meets {} or {} of \
                  them (one run in ten either way) takes about {} to {}",
                 l.expected,
                 l.each,
