@@ -251,20 +251,22 @@ pub(super) async fn connect_all(
                 }
                 // Initializing drives an instrument to a known state (a pump's plunger home, a gantry homed, a valve
                 // to its first port), so doing it again reaches the same state: a reply lost on the way (no answer,
-                // a garbled one, a port that blinked) is asked again rather than taking the instrument offline.
+                // a garbled one, a port that blinked) is asked again rather than taking the instrument offline, and
+                // so is a refusal as busy that ran nothing (a plunger still moving), after a pause.
                 let mut attempt = 1;
                 loop {
                     match inst.initialize().await {
                         Ok(()) => break,
-                        Err(e) if attempt < IDENTIFY_ATTEMPTS && e.reply_was_lost() => {
+                        Err(e) if attempt < IDENTIFY_ATTEMPTS && (e.reply_was_lost() || e.refused_as_busy()) => {
+                            let what = if e.refused_as_busy() { "answered busy to" } else { "did not confirm" };
                             recorder.send(RecordEvent::say(
                                 campaign,
                                 clock.now(),
                                 "warning",
                                 Some(&name),
                                 format!(
-                                    "{name} did not confirm its initialization ({e}); initializing again (attempt {} \
-                                     of {IDENTIFY_ATTEMPTS})",
+                                    "{name} {what} its initialization ({e}); initializing again (attempt {} of \
+                                     {IDENTIFY_ATTEMPTS})",
                                     attempt + 1
                                 ),
                             ));
