@@ -10,6 +10,10 @@
 //! cargo test --release -p tests --test integration plan_accuracy -- --ignored --nocapture
 //! ```
 //!
+//! Where the plan drew a model's choices, each row also says whether the run fell between the lowest and highest
+//! draw. A third ignored test runs each model-based campaign six times with only its readings' noise changed, to
+//! show how far apart runs of the same files land (`plan_accuracy::runs`, `LAB_PLAN_NOISES=5`).
+//!
 //! `LAB_PLAN_CASES=first,declared` runs only those campaigns of the table, `LAB_PLAN_SEEDS=1,2` only those seeds,
 //! `LAB_PLAN_PROPOSERS=own` (or `SpaceFilling`) only that proposer; `LAB_PLAN_DRAWS=20` plans with that many draws
 //! in place of `lab plan`'s default; `LAB_PLAN_KEEP=1` keeps each run's folder (its record) and says where.

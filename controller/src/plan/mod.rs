@@ -6,8 +6,8 @@
 //! The same files and seed give the same plan, however busy the computer: the simulation never lets the wall clock
 //! decide anything ([`simulate`]). Durations may be fitted to recorded runs first ([`calibrate`]). Where the
 //! campaign's proposer chooses from results, the plan of a simulated lab measures them on a simulated bench as the
-//! run will; for any other lab, which a plan cannot know, it draws those choices several times and gives the spread
-//! ([`draws`]).
+//! run will, several times with the readings' noise and the steps' ends drawn; for any other lab, which a plan cannot
+//! know, it draws those choices several times; either way it gives the median draw and the spread ([`draws`]).
 
 pub mod bench;
 pub mod bound;
@@ -55,7 +55,8 @@ impl From<LoadError> for PlanError {
 
 /// How many draws a plan makes of what it cannot know, unless told: enough that a run falls outside the lowest and
 /// highest of them about one time in eleven were they alike (2 / (n + 1)), an odd number so that the median is a
-/// draw, and a few seconds of planning for the repository's campaigns.
+/// draw, and 2.3 s of planning for the repository's largest model-based campaigns in a release build on two cores
+/// (BENCHMARKS.md, "Planning").
 pub const DEFAULT_DRAWS: usize = 21;
 
 /// What to plan, beyond the files.
@@ -454,7 +455,8 @@ pub fn plan_campaign(
     let (mut parameters, mut runs) = match campaign.proposer {
         ProposerConfig::GaussianProcess { initial, .. } if devices::sim::DryBench::models(lab) => {
             // The lab's chemistry is the simulators', so the plan measures what the run will; what it cannot know
-            // is the noise in the third decimal of each reading, which the model's choices follow, so it draws that.
+            // is the third decimal of each reading (the noise, and how much product formed by when the step ended),
+            // which the model's choices follow, so it draws both (`BenchDraws`).
             let draws = if initial >= campaign.budget { 1 } else { draws.max(1) };
             let bench = BenchDraws::new(lab.simulation.seed, draws);
             let runs = draws::each(draws, |draw| {
@@ -472,14 +474,14 @@ pub fn plan_campaign(
         ProposerConfig::GaussianProcess { initial, .. } => {
             // With a design as large as the budget, the model chooses nothing and one run knows every experiment.
             let draws = if initial >= campaign.budget { 1 } else { draws.max(1) };
-            let mut runs = Vec::new();
-            for draw in 0..draws as u64 {
+            let runs = draws::each(draws, |draw| {
                 let log = ProposedLog::default();
-                let seed = campaign.seed.wrapping_add(draw).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED;
+                let seed = campaign.seed.wrapping_add(draw as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED;
                 let drawn = Drawn::new(campaign.build_proposer(), initial, &problem, seed, Arc::clone(&log));
-                let report = simulate(&parts, wrap(Box::new(drawn)), protocol, lab, durations, Measure::NOT)?;
-                runs.push((report, log));
-            }
+                simulate(&parts, wrap(Box::new(drawn)), protocol, lab, durations, Measure::NOT).map(|r| (r, log))
+            })
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
             let known = initial.min(campaign.budget);
             (
                 Parameters::Drawn {
