@@ -1,5 +1,5 @@
 //! `lab plan` against real runs: every campaign of the repository planned, then run on its simulators over
-//! pseudo-terminals on a discrete-event clock (`devices::clock::events`, timeouts at its lab's own time scale), with
+//! pseudo-terminals on a discrete-event clock (`devices::clock::events`, timeouts as long as on the real lab), with
 //! the same seed. A run's lab time depends on the files and seeds alone, so each row is the same on any machine.
 //!
 //! The default suite runs the short version (the campaign `lab init` writes, with a space-filling design, one seed).
@@ -30,8 +30,8 @@ struct Case {
     lab: PathBuf,
     /// Whether each seed also seeds the lab's simulation. A lab whose simulators inject faults draws them from its
     /// own seed, so without this every row of the campaign meets the same lost replies, each of which costs its
-    /// line's timeout at the lab's scale (hundreds of lab seconds); with it, the rows sample them as the plan's
-    /// expected cost assumes.
+    /// line's timeout (a second, as on the real lab); with it, the rows sample them as the plan's expected cost
+    /// assumes.
     fault_seeds: bool,
 }
 

@@ -482,7 +482,8 @@ fn check_ledger(conn: &Connection, ledger: &devices::sim::LedgerFile) {
 
 /// The short soak CI runs: two campaigns of 12 experiments on a variant of the faulty bench whose pump_2 loses its
 /// port every 8 commands instead of 25 and whose pump_1 stops a stroke halfway three times as often, so that the
-/// fault seeds 10 and 27 inject every kind of fault (each at least three times in every run seen). It must have
+/// fault seeds 27 and 32 inject every kind of fault (each at least three times in every run seen; chosen again when
+/// a lost reply came to cost its own second of lab time on the discrete-event clock, not 400). It must have
 /// tested what it is for: every kind of fault was injected and accounted for, the campaigns ran their budget (or
 /// stopped, saying why, when no instrument was left for a step), and steps failed and were followed by their
 /// instruments' safe states.
@@ -501,7 +502,7 @@ fn a_short_fault_soak_injects_every_kind_of_fault_and_accounts_for_each() {
     };
     let mut total = Soaked::default();
     let mut ran = Vec::new();
-    for seed in [10, 27] {
+    for seed in [27, 32] {
         let s = soak_on(seed, 12, 4, variant);
         eprintln!("seed {seed}: {s:?}");
         ran.push(s.experiments);
@@ -510,10 +511,10 @@ fn a_short_fault_soak_injects_every_kind_of_fault_and_accounts_for_each() {
     for kind in ["Dropped", "Garbled", "Truncated", "BadChecksum", "Busy", "Firmware", "Partial", "Disconnected"] {
         assert!(total.faults.get(kind).is_some_and(|n| *n >= 1), "no {kind} fault was injected: {total:?}");
     }
-    // Each campaign runs its budget, or stops once faults have taken every instrument of a step offline (seed 10
-    // loses its three temperature blocks to firmware faults after 7 experiments; `check` requires the record to say
-    // so), rather than starting experiments that could only fail.
-    assert!(ran[0] >= 5 && ran[1] == 12, "experiments run with seeds 10 and 27: {ran:?}; {total:?}");
+    // Each campaign runs its budget, or stops once faults have taken every instrument of a step offline (seed 27
+    // loses its three temperature blocks to lost replies and bad checksums after 11 experiments; `check` requires
+    // the record to say so), rather than starting experiments that could only fail.
+    assert!(ran[0] >= 5 && ran[1] == 12, "experiments run with seeds 27 and 32: {ran:?}; {total:?}");
     assert!(total.steps_failed >= 1 && total.safe_states > total.steps_failed, "{total:?}");
 }
 

@@ -151,8 +151,9 @@ impl PlanResult {
     /// Where a run's luck with lost replies may take it, if the lab's simulators lose any: the lab time with as few
     /// and as many of them as one run in ten meets either way (a Poisson count around the expected number), each
     /// costing its mean. The estimate counts their expected cost; any one run meets a whole number of them, each of
-    /// which costs the line's timeout at the lab's pace (a second of wall time is hundreds of lab seconds), and a
-    /// campaign with one experiment at a time waits for every one.
+    /// which costs the line's timeout (a second on the discrete-event clock, as on the real lab; hundreds of lab
+    /// seconds on a clock paced against the wall at the lab's time scale), and a campaign with one experiment at a
+    /// time waits for every one.
     pub fn lost_replies(&self) -> Option<LostReplies> {
         let (expected, seconds) = self.report.lost;
         if expected < 1e-3 {
@@ -279,7 +280,7 @@ impl fmt::Display for PlanResult {
             writeln!(
                 f,
                 "    counting {:.1} lost replies, the mean of the faults the lab file gives its simulators, each waited \
-                 for its line's timeout at the lab's pace and costing {:.0} s on average; a run that meets {} or {} of \
+                 for its line's timeout at the lab's pace and costing {:.1} s on average; a run that meets {} or {} of \
                  them (one run in ten either way) takes about {} to {}",
                 l.expected,
                 l.each,
