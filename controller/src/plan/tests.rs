@@ -1,6 +1,7 @@
 //! `lab plan`'s tests: plans that are the same however slow the proposer, bounds no simulated run beats, a lab
 //! with many hotplates, declared instruments' durations, the landscapes a model's choices are drawn on, a model in
-//! a simulated lab choosing from what a simulated bench measures, and the range a run's lost replies may take it to.
+//! a simulated lab choosing from what a simulated bench measures (drawn several times, and said in JSON too), and
+//! the range a run's lost replies may take it to.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -348,11 +349,43 @@ fn a_model_in_a_simulated_lab_chooses_from_what_the_simulated_bench_measures() {
         None,
     );
     let p = plan(&inputs, 3, &|p| p);
-    assert!(matches!(p.parameters, Parameters::Measured { known: 8, .. }), "{p}");
-    assert!(p.draws.is_empty() && p.report.completed, "{p}");
-    // The bench's chemistry gives every experiment a real absorbance, so the model has something to choose from.
+    let Parameters::Measured { known: 8, drawn, .. } = &p.parameters else { panic!("not measured:\n{p}") };
+    assert!(p.report.completed, "{p}");
+    // Three draws of the spectrometer's noise (the run's own first) and of when steps end; the plan shown is the
+    // median draw's.
+    assert_eq!((drawn.count, p.draws.len()), (3, 3), "{p}");
+    assert_eq!(drawn.noise(0), inputs.lab.simulation.seed);
+    assert!(drawn.noise(1) != drawn.noise(0) && drawn.noise(2) != drawn.noise(1));
+    assert_eq!(drawn.steps(0), simulate::Noise::NONE, "the first draw's steps end as estimated");
+    let mut sorted = p.draws.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(p.estimate(), sorted[1], "{p}");
+    let text = p.to_string();
+    assert!(text.contains("the median of 3 draws") && text.contains("spectrometers' noise"), "{text}");
+    // The bench's chemistry gives every experiment a real absorbance, so the model has something to choose from, and
+    // the same files give the same draws.
     let again = plan(&inputs, 3, &|p| p);
     assert_eq!(figures(&p), figures(&again), "two plans differ:\n{p}\n{again}");
+    // `--json` says the same: the median, every draw, and what was drawn.
+    let json = json::to_json(&p);
+    assert_eq!(json["estimate_s"].as_f64(), Some(p.estimate()));
+    assert_eq!(json["central"], "median of the draws");
+    assert_eq!(json["draws"]["count"], 3);
+    assert_eq!(json["draws"]["lowest_s"].as_f64(), Some(sorted[0]));
+    assert_eq!(json["draws"]["highest_s"].as_f64(), Some(sorted[2]));
+    assert_eq!(json["draws"]["drawn"]["spectrometer_noise"]["run_seed"], inputs.lab.simulation.seed);
+    assert_eq!(json["parameters"]["known"], 8);
+}
+
+#[test]
+fn draws_come_back_in_order_whichever_thread_ran_them() {
+    let squares = draws::each(37, |i| {
+        // Early draws take longest, so the threads finish out of order.
+        std::thread::sleep(Duration::from_millis(if i < 4 { 20 } else { 0 }));
+        i * i
+    });
+    assert_eq!(squares, (0..37).map(|i| i * i).collect::<Vec<_>>());
+    assert!(draws::each(0, |i| i).is_empty());
 }
 
 #[test]
