@@ -176,8 +176,9 @@ fn job(max: usize) -> impl Strategy<Value = Vec<StepSpec>> {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (lab(), prop::collection::vec(job(7), 1..10), 1usize..6, prop_oneof![Just(0.0), Just(0.3)], any::<u64>())
-        .prop_map(|(lab, jobs, in_flight, spread, seed)| Case { lab, jobs, in_flight, noise: Noise { spread, seed } })
+    (lab(), prop::collection::vec(job(7), 1..10), 1usize..6, prop_oneof![Just(0.0), Just(0.3)], any::<u64>()).prop_map(
+        |(lab, jobs, in_flight, spread, seed)| Case { lab, jobs, in_flight, noise: Noise { spread, seed, bias: 0.0 } },
+    )
 }
 
 /// One step as the record has it.

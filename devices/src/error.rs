@@ -45,6 +45,12 @@ impl DeviceError {
             DeviceErrorKind::Timeout { .. } | DeviceErrorKind::Garbled { .. } | DeviceErrorKind::Reconnected { .. }
         )
     }
+
+    /// Whether the instrument refused the command as busy and ran none of it (a pump still moving answers so), which
+    /// makes asking again later as safe as not having asked.
+    pub fn refused_as_busy(&self) -> bool {
+        matches!(self.kind, DeviceErrorKind::Busy { .. }) && !self.may_have_acted
+    }
 }
 
 /// The kinds of instrument error.

@@ -109,8 +109,8 @@ fn the_same_campaign_and_seed_take_the_same_lab_time_and_choices_however_slow_th
 
 #[test]
 fn a_lab_whose_simulators_lose_replies_loses_the_same_ones_each_run() {
-    // Lost and garbled replies are drawn per instrument from the lab's seed, and each costs its line's timeout at
-    // the lab's scale in lab time, so the run with faults is as reproducible as the others.
+    // Lost and garbled replies are drawn per instrument from the lab's seed, and each costs its line's timeout in
+    // lab time, as on the real lab, so the run with faults is as reproducible as the others.
     runs_alike("declared (faults), seed 1", true, || {
         campaign("experiments/campaigns/declared.campaign.ron", "devices/labs/declared.lab.ron", 1)
     });

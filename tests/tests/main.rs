@@ -11,3 +11,4 @@ mod reagents;
 mod ron_files;
 mod soak;
 mod tamper;
+mod timeouts;

@@ -632,10 +632,14 @@ pub struct PlanArgs {
     /// this record holds before planning, and say how much the estimate moved (repeatable).
     #[arg(long, value_name = "DB")]
     pub calibrate: Vec<PathBuf>,
-    /// For a campaign whose proposer chooses from results (a Gaussian process): how many times to draw those
-    /// choices at random; the plan gives the median and the spread.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=100))]
+    /// For a campaign whose proposer chooses from results (a Gaussian process): how many times to draw what the plan
+    /// cannot know (in a simulated lab, the spectrometers' noise and when each step ends; else the results); the
+    /// plan gives the median and the lowest and highest draw.
+    #[arg(long, default_value_t = controller::plan::DEFAULT_DRAWS as u16, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub draws: u16,
+    /// Print the plan as JSON (lab seconds; every draw's figure) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The hub a fleet command talks to.

@@ -20,7 +20,11 @@ pub fn plan_command(args: &super::args::PlanArgs) -> u8 {
             if !r.warnings.is_empty() {
                 print_diagnostics(&r.warnings);
             }
-            print!("{r}");
+            if args.json {
+                println!("{:#}", controller::plan::json::to_json(&r));
+            } else {
+                print!("{r}");
+            }
             exit_code::OK
         }
         Err(controller::plan::PlanError::Invalid(d)) => {

@@ -94,7 +94,7 @@ pub fn schedule(w: &Workload, best_known: Option<f64>, noise_seeds: u64, planner
         let (mut online, mut blind, mut wins) = (0.0, 0.0, 0);
         let (mut plans, mut planning) = (0, std::time::Duration::ZERO);
         for seed in 0..noise_seeds {
-            let noise = Noise { spread: 0.3, seed };
+            let noise = Noise { spread: 0.3, seed, bias: 0.0 };
             let o = run_workload(w, Policy::Planned { replan: true, budget: None }, noise, Recorder::null());
             let b = run_workload(w, Policy::Planned { replan: false, budget: None }, noise, Recorder::null());
             online += o.makespan;
@@ -264,7 +264,7 @@ pub fn load(
     let (recorder, writer) = record.start_writer();
     let mut setup = Setup::new(&load_lab(instruments), Policy::Greedy, recorder.clone());
     setup.recorded_jobs(load_jobs(experiments), in_flight, ids);
-    let run = setup.run(Noise { spread: 0.2, seed: 1 });
+    let run = setup.run(Noise { spread: 0.2, seed: 1, bias: 0.0 });
     recorder.flush();
     drop(recorder);
     writer.finish().map_err(|e| e.to_string())?;

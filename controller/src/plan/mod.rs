@@ -6,13 +6,14 @@
 //! The same files and seed give the same plan, however busy the computer: the simulation never lets the wall clock
 //! decide anything ([`simulate`]). Durations may be fitted to recorded runs first ([`calibrate`]). Where the
 //! campaign's proposer chooses from results, the plan of a simulated lab measures them on a simulated bench as the
-//! run will; for any other lab, which a plan cannot know, it draws those choices several times and gives the spread
-//! ([`draws`]).
+//! run will, several times with the readings' noise and the steps' ends drawn; for any other lab, which a plan cannot
+//! know, it draws those choices several times; either way it gives the median draw and the spread ([`draws`]).
 
 pub mod bench;
 pub mod bound;
 pub mod calibrate;
 pub mod draws;
+pub mod json;
 pub mod simulate;
 pub mod workload;
 
@@ -28,7 +29,7 @@ use protocols::{Diagnostics, Protocol};
 use crate::load::{LoadError, load_campaign_inputs, read_source};
 use crate::plan::bound::{Bounds, Counted};
 use crate::plan::calibrate::Fit;
-use crate::plan::draws::{Drawn, Planned, ProposedLog};
+use crate::plan::draws::{BenchDraws, Drawn, Planned, ProposedLog};
 use crate::plan::simulate::{Noise, Report, Setup};
 use crate::run::CampaignParts;
 use crate::schedule::estimate::Durations;
@@ -52,6 +53,12 @@ impl From<LoadError> for PlanError {
     }
 }
 
+/// How many draws a plan makes of what it cannot know, unless told: enough that a run falls outside the lowest and
+/// highest of them about one time in eleven were they alike (2 / (n + 1)), an odd number so that the median is a
+/// draw, and 2.3 s of planning for the repository's largest model-based campaigns in a release build on two cores
+/// (BENCHMARKS.md, "Planning").
+pub const DEFAULT_DRAWS: usize = 21;
+
 /// What to plan, beyond the files.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -67,7 +74,7 @@ pub struct PlanOptions {
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { count: 1, set: Vec::new(), calibrate: Vec::new(), draws: 5 }
+        PlanOptions { count: 1, set: Vec::new(), calibrate: Vec::new(), draws: DEFAULT_DRAWS }
     }
 }
 
@@ -85,8 +92,10 @@ pub enum Parameters {
         proposer: String,
         /// How many proposals the plan knows.
         known: usize,
-        /// How many its model chose on the bench's results.
+        /// How many its model chose on the bench's results (in the median draw).
         chosen: usize,
+        /// What the plan drew, since the run's readings differ from any plan's in the third decimal.
+        drawn: BenchDraws,
     },
     /// The first `known` from the proposer's own design, the rest its model's choices on a landscape drawn in place
     /// of the results, once per draw.
@@ -142,8 +151,9 @@ impl PlanResult {
     /// Where a run's luck with lost replies may take it, if the lab's simulators lose any: the lab time with as few
     /// and as many of them as one run in ten meets either way (a Poisson count around the expected number), each
     /// costing its mean. The estimate counts their expected cost; any one run meets a whole number of them, each of
-    /// which costs the line's timeout at the lab's pace (a second of wall time is hundreds of lab seconds), and a
-    /// campaign with one experiment at a time waits for every one.
+    /// which costs the line's timeout (a second on the discrete-event clock, as on the real lab; hundreds of lab
+    /// seconds on a clock paced against the wall at the lab's time scale), and a campaign with one experiment at a
+    /// time waits for every one.
     pub fn lost_replies(&self) -> Option<LostReplies> {
         let (expected, seconds) = self.report.lost;
         if expected < 1e-3 {
@@ -199,14 +209,32 @@ impl fmt::Display for PlanResult {
             Parameters::Own(p) => {
                 writeln!(f, "  parameters          the campaign's own proposer ({p}); the run will propose the same")?
             }
-            Parameters::Measured { proposer, known, chosen } => {
+            Parameters::Measured { proposer, known, chosen, drawn } => {
                 writeln!(
                     f,
                     "  parameters          {known} from the {proposer}'s own design, as the run will propose them; its model \
-                     chooses the other {chosen} from what the lab's simulated bench measures in the plan, with the run's own \
-                     noise, as it will in the run (seconds of difference in when a vessel is measured may lead it \
-                     elsewhere)"
+                     chooses the other {chosen} from what the lab's simulated bench measures in the plan, as it will in the \
+                     run"
                 )?;
+                if drawn.count > 1 {
+                    let steps = if drawn.spread > 0.0 || drawn.bias > 0.0 {
+                        format!(
+                            "; and when each step ends, all of them within {:.1}% of their estimates and each within \
+                             {:.1}% of that, since a plan's steps end seconds away from the run's",
+                            100.0 * drawn.bias,
+                            100.0 * drawn.spread
+                        )
+                    } else {
+                        String::new()
+                    };
+                    writeln!(
+                        f,
+                        "  drawn               the spectrometers' noise, which the model's choices follow once its design is \
+                         measured: the run's own (simulation seed {}) and {} other seeds{steps}",
+                        drawn.seed,
+                        drawn.count - 1
+                    )?;
+                }
             }
             Parameters::Drawn { proposer, known, drawn } => {
                 writeln!(
@@ -252,7 +280,7 @@ impl fmt::Display for PlanResult {
             writeln!(
                 f,
                 "    counting {:.1} lost replies, the mean of the faults the lab file gives its simulators, each waited \
-                 for its line's timeout at the lab's pace and costing {:.0} s on average; a run that meets {} or {} of \
+                 for its line's timeout at the lab's pace and costing {:.1} s on average; a run that meets {} or {} of \
                  them (one run in ten either way) takes about {} to {}",
                 l.expected,
                 l.each,
@@ -376,7 +404,7 @@ pub fn plan_file(lab_path: &Path, file: &Path, options: &PlanOptions) -> Result<
         in_flight: count,
         reagents: BTreeMap::new(),
     };
-    let report = simulate(&parts, Box::new(Fixed(values.clone())), &protocol, &lab, &durations, false)?;
+    let report = simulate(&parts, Box::new(Fixed(values.clone())), &protocol, &lab, &durations, Measure::NOT)?;
     let counted = vec![Counted::Known(values.clone()); count];
     let bounds =
         bound::bounds(&bounds_input(&protocol, &lab, &durations, &parts, None), &counted).map_err(PlanError::Other)?;
@@ -396,7 +424,7 @@ pub fn plan_file(lab_path: &Path, file: &Path, options: &PlanOptions) -> Result<
         warnings: protocols::Diagnostics::new(),
     };
     if let Some(fit) = calibration {
-        let before = simulate(&parts, Box::new(Fixed(values)), &protocol, &lab, &Durations::of(&lab), false)?;
+        let before = simulate(&parts, Box::new(Fixed(values)), &protocol, &lab, &Durations::of(&lab), Measure::NOT)?;
         plan.calibration = Some((fit, before.makespan));
     }
     Ok(plan)
@@ -412,7 +440,7 @@ fn durations_for(lab: &Lab, records: &[PathBuf]) -> Result<(Durations, Option<Fi
 }
 
 /// A proposer change applied before a planned run uses it (a test slows it down; `lab plan` leaves it).
-pub type Wrap<'a> = &'a dyn Fn(Box<dyn Proposer>) -> Box<dyn Proposer>;
+pub type Wrap<'a> = &'a (dyn Fn(Box<dyn Proposer>) -> Box<dyn Proposer> + Sync);
 
 /// Plans a loaded campaign: its own proposer where the plan can know its choices, else `draws` draws of them.
 pub fn plan_campaign(
@@ -425,27 +453,36 @@ pub fn plan_campaign(
 ) -> Result<PlanResult, PlanError> {
     let parts = CampaignParts::from(campaign);
     let problem = campaign.problem(None);
-    let (parameters, mut runs) = match campaign.proposer {
+    let (mut parameters, mut runs) = match campaign.proposer {
         ProposerConfig::GaussianProcess { initial, .. } if devices::sim::DryBench::models(lab) => {
-            // The lab's chemistry is the simulators', so the plan measures what the run will, and one run does.
-            let log = ProposedLog::default();
-            let measured = Planned::measured(campaign.build_proposer(), initial, Arc::clone(&log));
-            let report = simulate(&parts, wrap(Box::new(measured)), protocol, lab, durations, true)?;
+            // The lab's chemistry is the simulators', so the plan measures what the run will; what it cannot know
+            // is the third decimal of each reading (the noise, and how much product formed by when the step ended),
+            // which the model's choices follow, so it draws both (`BenchDraws`).
+            let draws = if initial >= campaign.budget { 1 } else { draws.max(1) };
+            let bench = BenchDraws::new(lab.simulation.seed, draws);
+            let runs = draws::each(draws, |draw| {
+                let log = ProposedLog::default();
+                let measured = Planned::measured(campaign.build_proposer(), initial, Arc::clone(&log));
+                let how = Measure { bench: Some(bench.noise(draw)), steps: bench.steps(draw) };
+                simulate(&parts, wrap(Box::new(measured)), protocol, lab, durations, how).map(|r| (r, log))
+            })
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
             let known = initial.min(campaign.budget);
-            let chosen = report.experiments.saturating_sub(known);
-            (Parameters::Measured { proposer: "Gaussian process".to_owned(), known, chosen }, vec![(report, log)])
+            let proposer = "Gaussian process".to_owned();
+            (Parameters::Measured { proposer, known, chosen: 0, drawn: bench }, runs)
         }
         ProposerConfig::GaussianProcess { initial, .. } => {
             // With a design as large as the budget, the model chooses nothing and one run knows every experiment.
             let draws = if initial >= campaign.budget { 1 } else { draws.max(1) };
-            let mut runs = Vec::new();
-            for draw in 0..draws as u64 {
+            let runs = draws::each(draws, |draw| {
                 let log = ProposedLog::default();
-                let seed = campaign.seed.wrapping_add(draw).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED;
+                let seed = campaign.seed.wrapping_add(draw as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED;
                 let drawn = Drawn::new(campaign.build_proposer(), initial, &problem, seed, Arc::clone(&log));
-                let report = simulate(&parts, wrap(Box::new(drawn)), protocol, lab, durations, false)?;
-                runs.push((report, log));
-            }
+                simulate(&parts, wrap(Box::new(drawn)), protocol, lab, durations, Measure::NOT).map(|r| (r, log))
+            })
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
             let known = initial.min(campaign.budget);
             (
                 Parameters::Drawn {
@@ -459,7 +496,7 @@ pub fn plan_campaign(
         ProposerConfig::Random | ProposerConfig::SpaceFilling => {
             let log = ProposedLog::default();
             let planned = Planned::new(campaign.build_proposer(), Arc::clone(&log));
-            let report = simulate(&parts, wrap(Box::new(planned)), protocol, lab, durations, false)?;
+            let report = simulate(&parts, wrap(Box::new(planned)), protocol, lab, durations, Measure::NOT)?;
             let name = match campaign.proposer {
                 ProposerConfig::Random => "Random",
                 _ => "SpaceFilling",
@@ -473,6 +510,9 @@ pub fn plan_campaign(
     order.sort_by(|&a, &b| drawn[a].total_cmp(&drawn[b]));
     let median = order[(order.len() - 1) / 2];
     let (report, log) = runs.swap_remove(median);
+    if let Parameters::Measured { known, chosen, .. } = &mut parameters {
+        *chosen = report.experiments.saturating_sub(*known);
+    }
     let proposed = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).points.clone();
     let may_stop = early_stop(campaign);
     let certain = certain_experiments(campaign);
@@ -500,24 +540,36 @@ pub fn plan_campaign(
     })
 }
 
-/// One simulated run of a campaign's experiments, proposed by `proposer`, on `durations`; with `measure`, its
-/// measurements made on a simulated bench of the lab (see [`Setup::with_bench`]).
+/// How a simulated run measures: on a simulated bench of the lab whose spectrometers draw their noise from `bench`
+/// (none: every measurement is a placeholder), each step lasting its expected duration perturbed by `steps`.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    bench: Option<u64>,
+    steps: Noise,
+}
+
+impl Measure {
+    /// Placeholder measurements, steps as expected.
+    const NOT: Measure = Measure { bench: None, steps: Noise::NONE };
+}
+
+/// One simulated run of a campaign's experiments, proposed by `proposer`, on `durations`, measuring as `how` says.
 fn simulate(
     parts: &CampaignParts,
     proposer: Box<dyn Proposer>,
     protocol: &Arc<Protocol>,
     lab: &Arc<Lab>,
     durations: &Durations,
-    measure: bool,
+    how: Measure,
 ) -> Result<Report, PlanError> {
     let (mut setup, learner) =
         Setup::campaign(parts, proposer, protocol, lab, Policy::Planned { replan: true, budget: None })
             .map_err(PlanError::Other)?;
-    if measure {
-        setup.with_bench(lab);
+    if let Some(noise) = how.bench {
+        setup.with_bench(lab, noise);
     }
     setup.with_durations(Arc::clone(lab), durations.clone());
-    let report = setup.run(Noise::NONE);
+    let report = setup.run(how.steps);
     let _ = learner.join();
     Ok(report)
 }

@@ -32,15 +32,18 @@ pub struct Noise {
     /// Seeds the draws. Each step's draw depends only on the seed and the step's id, so two runs with different
     /// policies see the same durations.
     pub seed: u64,
+    /// Every step lasts this fraction longer (shorter, if negative) before its own draw: an error common to all
+    /// the estimates, as a lab file's typical figures make.
+    pub bias: f64,
 }
 
 impl Noise {
     /// Durations exactly as estimated.
-    pub const NONE: Noise = Noise { spread: 0.0, seed: 0 };
+    pub const NONE: Noise = Noise { spread: 0.0, seed: 0, bias: 0.0 };
 
     fn factor(&self, step_id: i64) -> f64 {
         if self.spread == 0.0 {
-            return 1.0;
+            return 1.0 + self.bias;
         }
         // SplitMix64 of (seed, step): a fixed, well-spread value per step.
         let mut z = self.seed ^ (step_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -48,7 +51,7 @@ impl Noise {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
         let u = (z >> 11) as f64 / (1u64 << 53) as f64;
-        1.0 + self.spread * (2.0 * u - 1.0)
+        (1.0 + self.bias) * (1.0 + self.spread * (2.0 * u - 1.0))
     }
 }
 
@@ -255,9 +258,10 @@ impl Setup {
     }
 
     /// Makes every step act on a simulated bench of `lab` on this simulation's clock, and every measurement read
-    /// there ([`DryBench`]); false (and nothing changes) if the bench does not model the lab's instruments.
-    pub fn with_bench(&mut self, lab: &devices::Lab) -> bool {
-        self.bench = DryBench::new(lab, self.clock.clone());
+    /// there, its spectrometers drawing their noise as a run of the lab with the simulation seed `noise` would
+    /// ([`DryBench::with_noise`]); false (and nothing changes) if the bench does not model the lab's instruments.
+    pub fn with_bench(&mut self, lab: &devices::Lab, noise: u64) -> bool {
+        self.bench = DryBench::with_noise(lab, self.clock.clone(), noise);
         self.bench.is_some()
     }
 

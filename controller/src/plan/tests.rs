@@ -1,6 +1,7 @@
 //! `lab plan`'s tests: plans that are the same however slow the proposer, bounds no simulated run beats, a lab
 //! with many hotplates, declared instruments' durations, the landscapes a model's choices are drawn on, a model in
-//! a simulated lab choosing from what a simulated bench measures, and the range a run's lost replies may take it to.
+//! a simulated lab choosing from what a simulated bench measures (drawn several times, and said in JSON too), and
+//! the range a run's lost replies may take it to.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -241,8 +242,7 @@ fn declared_instruments_take_the_durations_their_declarations_give() {
     let dispense =
         |volume: f64| protocols::Action::Dispense { volume: protocols::units::Volume(volume), reagent: None };
     // The NE-1000 pumps at its `dispense_rate` (1000 uL/min by default): 300 uL take 18 s of flow, seen at the
-    // driver's next status poll, and its commands, each answered after the simulator's latency (up to 3 ms, 1.2 lab
-    // s at the lab's scale).
+    // driver's next status poll, and its commands, each answered after the simulator's latency (up to 3 ms).
     let Rates::Flow { rate, .. } = durations.rates(spec("syringe")) else { panic!("the pump is not a flow") };
     assert!((rate - 1000.0 / 60.0).abs() < 1e-9, "{rate}");
     let fill = durations.least(&lab, spec("syringe"), &dispense(300.0), &[]);
@@ -297,8 +297,9 @@ fn a_plan_says_how_far_a_runs_luck_with_lost_replies_may_take_it() {
     let inputs = load(&campaign, &root().join("devices/labs/declared.lab.ron"), None, None);
     let p = plan(&inputs, 1, &|p| p);
     let l = p.lost_replies().unwrap_or_else(|| panic!("the declared lab's simulators lose replies:\n{p}"));
-    // Each is waited for a second of wall time, 400 lab s at the lab's pace, less what a hold spends anyway.
-    assert!(l.each > 100.0 && l.each < 400.0, "{l:?}");
+    // Each is waited for its line's timeout, a second, as on the real lab (the discrete-event clock does not
+    // multiply it by the lab's time scale), less what a hold spends anyway.
+    assert!(l.each > 0.1 && l.each <= 1.0 + 1e-9, "{l:?}");
     assert!(l.expected > 0.1 && l.few as f64 <= l.expected && l.many as f64 >= l.expected, "{l:?}");
     assert!(l.range.0 <= p.estimate() && p.estimate() <= l.range.1, "{l:?} around {}", p.estimate());
     assert!(p.to_string().contains("lost replies"), "{p}");
@@ -310,14 +311,27 @@ fn a_plan_says_how_far_a_runs_luck_with_lost_replies_may_take_it() {
         None,
     );
     assert!(plan(&calm, 1, &|p| p).lost_replies().is_none());
-    // A reply lost early in a long hold costs nothing: the hold goes on while the driver waits for it.
+    // A reply lost early in a long hold costs nothing: the hold goes on while the driver waits for it. Shown with
+    // the wait of the same lab paced against the wall at its time scale (400 lab s), long beside the readings.
     let circulator = inputs.lab.instrument("circulator").expect("the circulator");
-    let rates = Durations::of(&inputs.lab).rates(circulator);
-    let Rates::Thermal { stall, wait, .. } = rates else { panic!("the circulator holds as a plate") };
-    let (short, long) = (rates.heat(25.0, 25.0, 60.0, true), rates.heat(25.0, 25.0, 3600.0, true));
-    let calm = Durations::of(&inputs.lab).calm().rates(circulator);
-    let (short_calm, long_calm) = (calm.heat(25.0, 25.0, 60.0, true), calm.heat(25.0, 25.0, 3600.0, true));
+    let Rates::Thermal { stall, wait, .. } = Durations::of(&inputs.lab).rates(circulator) else {
+        panic!("the circulator holds as a plate")
+    };
     let p = stall / wait;
+    let paced = |mut rates: Rates| {
+        if let Rates::Thermal { stall, wait, .. } = &mut rates {
+            *wait = 400.0;
+            *stall = if *stall > 0.0 { p * 400.0 } else { 0.0 };
+        }
+        rates
+    };
+    let (rates, calm) = (
+        paced(Durations::of(&inputs.lab).rates(circulator)),
+        paced(Durations::of(&inputs.lab).calm().rates(circulator)),
+    );
+    let wait = 400.0;
+    let (short, long) = (rates.heat(25.0, 25.0, 60.0, true), rates.heat(25.0, 25.0, 3600.0, true));
+    let (short_calm, long_calm) = (calm.heat(25.0, 25.0, 60.0, true), calm.heat(25.0, 25.0, 3600.0, true));
     // Readings at the start, and every 10 s to the end; only the last 400 s of the hour's readings risk anything.
     assert!((long - long_calm) < p * wait * 42.0, "{long} against {long_calm}");
     assert!((short - short_calm) > p * (wait - 60.0) * 6.0, "{short} against {short_calm}");
@@ -335,11 +349,43 @@ fn a_model_in_a_simulated_lab_chooses_from_what_the_simulated_bench_measures() {
         None,
     );
     let p = plan(&inputs, 3, &|p| p);
-    assert!(matches!(p.parameters, Parameters::Measured { known: 8, .. }), "{p}");
-    assert!(p.draws.is_empty() && p.report.completed, "{p}");
-    // The bench's chemistry gives every experiment a real absorbance, so the model has something to choose from.
+    let Parameters::Measured { known: 8, drawn, .. } = &p.parameters else { panic!("not measured:\n{p}") };
+    assert!(p.report.completed, "{p}");
+    // Three draws of the spectrometer's noise (the run's own first) and of when steps end; the plan shown is the
+    // median draw's.
+    assert_eq!((drawn.count, p.draws.len()), (3, 3), "{p}");
+    assert_eq!(drawn.noise(0), inputs.lab.simulation.seed);
+    assert!(drawn.noise(1) != drawn.noise(0) && drawn.noise(2) != drawn.noise(1));
+    assert_eq!(drawn.steps(0), simulate::Noise::NONE, "the first draw's steps end as estimated");
+    let mut sorted = p.draws.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(p.estimate(), sorted[1], "{p}");
+    let text = p.to_string();
+    assert!(text.contains("the median of 3 draws") && text.contains("spectrometers' noise"), "{text}");
+    // The bench's chemistry gives every experiment a real absorbance, so the model has something to choose from, and
+    // the same files give the same draws.
     let again = plan(&inputs, 3, &|p| p);
     assert_eq!(figures(&p), figures(&again), "two plans differ:\n{p}\n{again}");
+    // `--json` says the same: the median, every draw, and what was drawn.
+    let json = json::to_json(&p);
+    assert_eq!(json["estimate_s"].as_f64(), Some(p.estimate()));
+    assert_eq!(json["central"], "median of the draws");
+    assert_eq!(json["draws"]["count"], 3);
+    assert_eq!(json["draws"]["lowest_s"].as_f64(), Some(sorted[0]));
+    assert_eq!(json["draws"]["highest_s"].as_f64(), Some(sorted[2]));
+    assert_eq!(json["draws"]["drawn"]["spectrometer_noise"]["run_seed"], inputs.lab.simulation.seed);
+    assert_eq!(json["parameters"]["known"], 8);
+}
+
+#[test]
+fn draws_come_back_in_order_whichever_thread_ran_them() {
+    let squares = draws::each(37, |i| {
+        // Early draws take longest, so the threads finish out of order.
+        std::thread::sleep(Duration::from_millis(if i < 4 { 20 } else { 0 }));
+        i * i
+    });
+    assert_eq!(squares, (0..37).map(|i| i * i).collect::<Vec<_>>());
+    assert!(draws::each(0, |i| i).is_empty());
 }
 
 #[test]

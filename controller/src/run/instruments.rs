@@ -251,20 +251,22 @@ pub(super) async fn connect_all(
                 }
                 // Initializing drives an instrument to a known state (a pump's plunger home, a gantry homed, a valve
                 // to its first port), so doing it again reaches the same state: a reply lost on the way (no answer,
-                // a garbled one, a port that blinked) is asked again rather than taking the instrument offline.
+                // a garbled one, a port that blinked) is asked again rather than taking the instrument offline, and
+                // so is a refusal as busy that ran nothing (a plunger still moving), after a pause.
                 let mut attempt = 1;
                 loop {
                     match inst.initialize().await {
                         Ok(()) => break,
-                        Err(e) if attempt < IDENTIFY_ATTEMPTS && e.reply_was_lost() => {
+                        Err(e) if attempt < IDENTIFY_ATTEMPTS && (e.reply_was_lost() || e.refused_as_busy()) => {
+                            let what = if e.refused_as_busy() { "answered busy to" } else { "did not confirm" };
                             recorder.send(RecordEvent::say(
                                 campaign,
                                 clock.now(),
                                 "warning",
                                 Some(&name),
                                 format!(
-                                    "{name} did not confirm its initialization ({e}); initializing again (attempt {} \
-                                     of {IDENTIFY_ATTEMPTS})",
+                                    "{name} {what} its initialization ({e}); initializing again (attempt {} of \
+                                     {IDENTIFY_ATTEMPTS})",
                                     attempt + 1
                                 ),
                             ));
@@ -484,14 +486,14 @@ pub(super) async fn instrument_task(
     }
 }
 
-/// Waits out a step's timeout of `lab_seconds`: lab time, but never less than [`STEP_TIMEOUT_FLOOR`] of wall time,
-/// since on a fast clock the serial exchanges themselves (which are never accelerated) would otherwise eat it. On a
-/// discrete-event clock the floor is that wall time at the lab's scale in lab time, so that a run's bounds are the
-/// ones a paced run of the same lab has. The bound is armed when this is called, before the step starts
-/// (`Clock::sleep` says why).
+/// Waits out a step's timeout of `lab_seconds`: lab time, but on a clock paced against the wall never less than
+/// [`STEP_TIMEOUT_FLOOR`] of wall time, since on a fast clock the serial exchanges themselves (which are never
+/// accelerated) would otherwise eat it. A discrete-event clock has no such jitter and stands for the real lab, so
+/// its bound is the timeout alone, which the scheduler builds from what the step is expected to take in its
+/// instrument's condition (`schedule::systems::step_timeout`). The bound is armed when this is called, before the
+/// step starts (`Clock::sleep` says why).
 fn step_timeout(clock: &Clock, lab_seconds: f64) -> impl std::future::Future<Output = ()> + Send + '_ {
-    let floor = STEP_TIMEOUT_FLOOR.as_secs_f64() * clock.scale();
-    let deadline = clock.is_discrete().then(|| clock.deadline(clock.now() + lab_seconds.max(floor)));
+    let deadline = clock.is_discrete().then(|| clock.deadline(clock.now() + lab_seconds.max(0.0)));
     async move {
         match deadline {
             Some(deadline) => deadline.await,
@@ -619,5 +621,23 @@ async fn turn_valve(valve: &WorkSender, port: u32, tag: i64, pump: &str, clock: 
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(failed(format!("{pump}: the valve feeding it did not turn to port {port}: {e}"))),
         Err(_) => Err(failed(format!("{pump}: the valve feeding it stopped before turning to port {port}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_step_that_never_ends_is_cut_at_its_timeout_on_a_discrete_clock_without_a_floor() {
+        // A plate stuck short of its set point never ends its step; the bound fires at the step's own timeout in
+        // lab time, as on the real lab, not at 30 s of wall time times the lab's scale.
+        let clock = Clock::discrete();
+        let never = std::future::pending::<()>();
+        tokio::select! {
+            () = never => unreachable!("a pending future never ends"),
+            () = step_timeout(&clock, 12.5) => {}
+        }
+        assert_eq!(clock.now(), 12.5);
     }
 }

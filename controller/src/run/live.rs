@@ -55,7 +55,7 @@ pub struct Snapshot {
     pub objective: (String, String),
     /// Lab seconds since the campaign started.
     pub lab_now: f64,
-    /// Lab seconds per wall second.
+    /// Lab seconds per wall second (infinite on a discrete-event clock, which keeps no pace against the wall).
     pub scale: f64,
     /// Every instrument, in the lab's order.
     pub instruments: Vec<InstrumentLine>,
@@ -71,8 +71,9 @@ impl Snapshot {
     /// Reads the campaign's progress from a world.
     pub fn of(world: &World) -> Snapshot {
         let state = world.resource::<CampaignState>();
-        let (lab_now, scale) =
-            world.get_resource::<LabClock>().map_or((0.0, 1.0), |c| (c.now(), c.0.scale().max(f64::MIN_POSITIVE)));
+        // A discrete-event clock has no pace against the wall: its lab time runs as fast as the machine computes.
+        let pace = |c: &devices::Clock| if c.is_discrete() { f64::INFINITY } else { c.scale().max(f64::MIN_POSITIVE) };
+        let (lab_now, scale) = world.get_resource::<LabClock>().map_or((0.0, 1.0), |c| (c.now(), pace(&c.0)));
         let objective = match world.get_resource::<Source>() {
             Some(Source::Campaign(c)) => {
                 let unit = c.protocol.output(&c.objective).map(|o| o.unit.symbol.to_owned()).unwrap_or_default();
@@ -133,7 +134,10 @@ impl Snapshot {
     /// The estimated time left, for people: `about 6 s (3.4 h of lab time)`.
     pub fn eta_text(&self) -> String {
         match lab_seconds_left(self.done(), self.budget, self.lab_now) {
-            Some(left) => format!("about {} ({} of lab time)", human_seconds(left / self.scale), human_seconds(left)),
+            Some(left) if self.scale.is_finite() => {
+                format!("about {} ({} of lab time)", human_seconds(left / self.scale), human_seconds(left))
+            }
+            Some(left) => format!("{} of lab time", human_seconds(left)),
             None => "after the first experiment".to_owned(),
         }
     }
@@ -347,6 +351,9 @@ mod tests {
         let s = snapshot();
         assert_eq!(s.eta_text(), "about 14 s (8.0 h of lab time)");
         assert_eq!(lab_seconds_left(0, 24, 100.0), None);
+        // A discrete-event clock keeps no pace against the wall, so only the lab time left is said.
+        let discrete = Snapshot { scale: f64::INFINITY, ..snapshot() };
+        assert_eq!(discrete.eta_text(), "8.0 h of lab time");
     }
 
     #[test]

@@ -206,17 +206,18 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
 ///
 /// A lab whose instruments are all simulated in this process runs on a discrete-event clock ([`Clock::discrete`]):
 /// its lab time is the sum of its physical durations, so the same files and seeds give the same run however busy
-/// the machine is, and the run takes only the wall time the controller and the simulators compute. Any other lab
+/// the machine is, and the run takes only the wall time the controller and the simulators compute; its simulators'
+/// own delays (a lost reply's timeout) last what they would on the real lab, not `scale` times more. Any other lab
 /// (a real port, a simulator in another process) runs at `scale` against the wall, and so does a simulated one
 /// whose options ask for it ([`CampaignOptions::paced`]: to watch or interrupt a run as it goes).
 fn lab_clock(lab: &Lab, scale: f64, epoch: Option<std::time::SystemTime>, opts: &CampaignOptions) -> Clock {
     match (lab.simulated_in_process() && !opts.paced, epoch) {
-        (true, None) => Clock::discrete(scale),
+        (true, None) => Clock::discrete(),
         (true, Some(epoch)) => {
             // A resumed campaign's lab time goes on from where the wall says it would be at its scale: the time it
             // was down counts, as on a paced clock.
             let since = std::time::SystemTime::now().duration_since(epoch).map_or(0.0, |d| d.as_secs_f64());
-            Clock::discrete_from(since * scale, epoch, scale)
+            Clock::discrete_from(since * scale, epoch)
         }
         (false, None) => Clock::scaled(scale),
         (false, Some(epoch)) => Clock::scaled_from(epoch, scale),

@@ -269,6 +269,13 @@ pub struct Attempts(pub u32);
 #[derive(Component, Debug, Clone, Default)]
 pub struct Dependents(pub Vec<Entity>);
 
+/// What the last step on an instrument left it in, as far as the next step's duration goes: a plate's set point and
+/// when its heater went off (a heat at 30 degC after one at 90 waits for the plate to cool). A step's default
+/// timeout is built from it ([`super::systems::step_timeout`]); an instrument without one is taken as `lab plan`
+/// takes it at the start of a run (a plate at room temperature).
+#[derive(Component, Debug, Clone, Copy, Default, PartialEq)]
+pub struct Condition(pub crate::schedule::estimate::State);
+
 #[cfg(test)]
 mod tests {
     use super::*;

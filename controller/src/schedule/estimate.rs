@@ -243,6 +243,41 @@ impl Rates {
             _ => self.stateless(spec, action),
         }
     }
+
+    /// The lab seconds `task` takes on `spec` if it starts at lab time `now` with the instrument in `state`, and the
+    /// state it leaves the instrument in.
+    pub fn run(self, lab: &Lab, spec: &InstrumentSpec, state: &mut State, task: &Task, now: f64) -> f64 {
+        let rates = self;
+        let duration = match (rates, task) {
+            (Rates::Thermal { cooling, .. }, Task::Heat { temperature, duration, .. })
+            | (Rates::Thermal { cooling, .. }, Task::HoldTemperature { temperature, duration }) => {
+                let from = plate_temperature(state.plate, now, cooling);
+                let d = rates.heat(from, temperature.0, duration.0, true);
+                state.plate = Some((temperature.0, now + d));
+                return d;
+            }
+            (Rates::Gantry { speed, fixed }, Task::Transfer { from, to }) => {
+                let (Some(a), Some(b)) = (lab.deck.point(from), lab.deck.point(to)) else {
+                    return rates.cold(lab, spec, &transfer_action(to));
+                };
+                let safe = lab.deck.safe_z;
+                let approach = match state.gantry {
+                    Some(p) => (safe - p.z).abs() + ((p.x - a.x).powi(2) + (p.y - a.y).powi(2)).sqrt(),
+                    None => 0.0,
+                };
+                let across = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
+                let path = approach + 2.0 * (safe - a.z).max(0.0) + across + 2.0 * (safe - b.z).max(0.0);
+                state.gantry = Some(Point { x: b.x, y: b.y, z: safe });
+                path / speed + fixed
+            }
+            (Rates::Fixed(s), _) => s,
+            (_, task) => match action_of(task) {
+                Some(a) => rates.stateless(spec, &a),
+                None => 10.0,
+            },
+        };
+        duration.max(0.0)
+    }
 }
 
 /// Commands of a heat that act and are asked again after a lost reply (safe to repeat): the set point written, the
@@ -387,8 +422,8 @@ impl Durations {
         whole
     }
 
-    /// The lab seconds one lost reply of `spec` is waited for: the line's timeout at the lab's pace, before the
-    /// driver asks again.
+    /// The lab seconds one lost reply of `spec` is waited for before the driver asks again: the line's timeout (at
+    /// the lab's time scale for a simulator paced against the wall, [`fault_scale`]).
     pub fn lost_reply(lab: &Lab, spec: &InstrumentSpec) -> f64 {
         Pace::of(lab, spec).wait
     }
@@ -438,36 +473,7 @@ impl Durations {
     /// The lab seconds `task` takes on `spec` if it starts at lab time `now` with the instrument in `state`, and the
     /// state it leaves the instrument in.
     pub fn run(&self, lab: &Lab, spec: &InstrumentSpec, state: &mut State, task: &Task, now: f64) -> f64 {
-        let rates = self.rates(spec);
-        let duration = match (rates, task) {
-            (Rates::Thermal { cooling, .. }, Task::Heat { temperature, duration, .. })
-            | (Rates::Thermal { cooling, .. }, Task::HoldTemperature { temperature, duration }) => {
-                let from = plate_temperature(state.plate, now, cooling);
-                let d = rates.heat(from, temperature.0, duration.0, true);
-                state.plate = Some((temperature.0, now + d));
-                return d;
-            }
-            (Rates::Gantry { speed, fixed }, Task::Transfer { from, to }) => {
-                let (Some(a), Some(b)) = (lab.deck.point(from), lab.deck.point(to)) else {
-                    return rates.cold(lab, spec, &transfer_action(to));
-                };
-                let safe = lab.deck.safe_z;
-                let approach = match state.gantry {
-                    Some(p) => (safe - p.z).abs() + ((p.x - a.x).powi(2) + (p.y - a.y).powi(2)).sqrt(),
-                    None => 0.0,
-                };
-                let across = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
-                let path = approach + 2.0 * (safe - a.z).max(0.0) + across + 2.0 * (safe - b.z).max(0.0);
-                state.gantry = Some(Point { x: b.x, y: b.y, z: safe });
-                path / speed + fixed
-            }
-            (Rates::Fixed(s), _) => s,
-            (_, task) => match action_of(task) {
-                Some(a) => rates.stateless(spec, &a),
-                None => 10.0,
-            },
-        };
-        duration.max(0.0)
+        self.rates(spec).run(lab, spec, state, task, now)
     }
 
     /// The least lab seconds `action` can take on `spec`, whatever the state (see [`Rates::least`]).
@@ -560,7 +566,8 @@ fn default_startup(lab: &Lab) -> f64 {
 /// between polls (`devices::drivers::MIN_POLL_WALL`). At one lab second per second (any lab with a real instrument)
 /// they are milliseconds, except a real serial line's round trip. A lab simulated in the controller's process runs
 /// on a discrete-event clock, where none of that is lab time: only what its simulators' faults cost (a latency, a
-/// lost reply's wait), which the clock counts at the lab's scale.
+/// lost reply's wait), which that clock counts as the real lab would, a second of it a lab second
+/// ([`fault_scale`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pace {
     /// Lab seconds from a step's dispatch to its first command: its intent committed to disk.
@@ -570,7 +577,8 @@ pub struct Pace {
     /// Lab seconds a reading (a command that cannot act, so the driver asks it again) is expected to add by a lost
     /// reply, each waited for until the line's timeout. A lost reply to a command that acts fails its step instead.
     pub stall: f64,
-    /// Lab seconds a lost reply is waited for: the line's timeout, at the lab's pace for a simulator.
+    /// Lab seconds a lost reply is waited for: the line's timeout, at the lab's pace for a simulator paced against
+    /// the wall ([`fault_scale`]).
     pub wait: f64,
     /// The shortest pause a driver makes, in lab seconds.
     pub min_pause: f64,
@@ -600,7 +608,7 @@ const STARTUP_WALL_PER_INSTRUMENT: f64 = 0.0085;
 impl Pace {
     /// The pace of `spec` in a run of `lab` at the lab's own time scale.
     pub fn of(lab: &Lab, spec: &InstrumentSpec) -> Pace {
-        let (scale, paced) = (time_scale(lab), paced_scale(lab));
+        let (scale, paced) = (fault_scale(lab), paced_scale(lab));
         let (command, stall) = if spec.port.is_simulated() {
             let (trip, stall) = simulated_round_trip(spec, lab.simulated_in_process());
             (trip * scale, stall * scale)
@@ -620,9 +628,9 @@ impl Pace {
 /// Wall seconds of a command's mean round trip to a simulator with the faults the lab file gives it, and apart the
 /// wall seconds lost replies add: its latency before each reply, a damaged or busy reply asked again at once, and a
 /// reply lost (or cut short, so that its end never comes) waited for until the line's timeout and asked again. A
-/// drawn fault is luck a plan cannot know; this is its expected cost, which at a simulated lab's pace is large (one
-/// lost reply is a second of wall time, hundreds of lab seconds). On a discrete-event clock (`discrete`) the trip
-/// itself costs nothing; the faults cost the same.
+/// drawn fault is luck a plan cannot know; this is its expected cost, which at a simulated lab's pace against the
+/// wall is large (one lost reply is a second of wall time, hundreds of lab seconds). On a discrete-event clock
+/// (`discrete`) the trip itself costs nothing, and the faults cost their wall seconds as lab seconds.
 fn simulated_round_trip(spec: &InstrumentSpec, discrete: bool) -> (f64, f64) {
     let trip = if discrete { 0.0 } else { SIMULATOR_ROUND_TRIP_WALL };
     let Some(f) = &spec.faults else { return (trip, 0.0) };
@@ -636,6 +644,13 @@ fn simulated_round_trip(spec: &InstrumentSpec, discrete: bool) -> (f64, f64) {
 /// instrument is simulated, else real time.
 pub fn time_scale(lab: &Lab) -> f64 {
     if lab.all_simulated() { lab.simulation.time_scale } else { 1.0 }
+}
+
+/// The lab seconds a wall second of a simulated instrument's own delays (its latency, a lost reply's timeout) adds to
+/// a run of `lab`: its time scale when paced against the wall, but one on the discrete-event clock of a lab simulated
+/// in the controller's process, which stands for the real lab (`devices::clock`).
+pub fn fault_scale(lab: &Lab) -> f64 {
+    if lab.simulated_in_process() { 1.0 } else { time_scale(lab) }
 }
 
 /// The lab seconds a wall second of the controller's own work (a commit, the planner, a round trip) adds to a run of

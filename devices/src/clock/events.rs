@@ -28,8 +28,6 @@ use std::time::SystemTime;
 /// The shared state of a discrete-event clock.
 pub(crate) struct Events {
     state: Mutex<State>,
-    /// Lab seconds a wall second of a simulated instrument's own delays (latency, a timeout, a port away) is worth.
-    pub(super) scale: f64,
     pub(super) epoch: SystemTime,
 }
 
@@ -153,7 +151,7 @@ impl Drop for IdleHook {
 }
 
 impl Events {
-    pub(super) fn new(now: f64, epoch: SystemTime, scale: f64) -> Arc<Self> {
+    pub(super) fn new(now: f64, epoch: SystemTime) -> Arc<Self> {
         Arc::new(Events {
             state: Mutex::new(State {
                 now,
@@ -163,7 +161,6 @@ impl Events {
                 hooks: BTreeMap::new(),
                 wires: HashMap::new(),
             }),
-            scale,
             epoch,
         })
     }
@@ -410,7 +407,7 @@ mod tests {
 
     #[test]
     fn time_moves_to_the_earliest_alarm_only_when_nothing_holds_it() {
-        let events = Events::new(0.0, SystemTime::now(), 400.0);
+        let events = Events::new(0.0, SystemTime::now());
         let hold = events.hold();
         let fired = Arc::new(Mutex::new(Vec::new()));
         let log = |at: &'static str| {
@@ -430,7 +427,7 @@ mod tests {
 
     #[test]
     fn bytes_unread_hold_time_and_pass_their_hold_to_the_reader() {
-        let events = Events::new(0.0, SystemTime::now(), 400.0);
+        let events = Events::new(0.0, SystemTime::now());
         let hold = events.hold();
         let _alarm = events.at(1.0, drop);
         events.wire_simulator_waits("pump", true);
@@ -464,7 +461,7 @@ mod tests {
 
     #[test]
     fn an_idle_hook_with_work_is_woken_before_time_moves_on() {
-        let events = Events::new(0.0, SystemTime::now(), 400.0);
+        let events = Events::new(0.0, SystemTime::now());
         let hold = events.hold();
         let inbox = Arc::new(Mutex::new(1usize));
         let woken = Arc::new(Mutex::new(None));

@@ -11,11 +11,14 @@
 //! one clock, so a simulated plate reaches its set point after the same lab time the driver waits for.
 //!
 //! Communication timeouts are deliberately *not* on the scaled clocks: a reply that does not come within 1 s of wall
-//! time is missing, however fast lab time runs. On a discrete-event clock a simulator answers in no lab time at all,
-//! and wall time says nothing about the lab, so a timeout (and any other wall-time delay of a simulated instrument:
-//! its latency, a port away, a reconnection's backoff) lasts its wall duration at the lab's scale in lab time
-//! (the link's reply timeouts, [`Clock::wall_wait`]): a lost reply costs what it costs on the scaled clock, by definition
-//! rather than by the machine's pace.
+//! time is missing, however fast lab time runs. A discrete-event clock stands for the real lab it simulates, at one
+//! lab second per second: a simulator answers in no lab time at all, and a timeout (or any other wall-time delay of
+//! a simulated instrument: its latency, a port away, a reconnection's backoff; the link's reply timeouts,
+//! [`Clock::wall_wait`]) lasts its own duration in lab time, as it would on the real line. A lost reply then costs
+//! what it costs a real lab (its timeout, about a second, and the command asked again), not the hundreds of lab
+//! seconds a second of wall time is worth on a clock paced at the lab's time scale, which would make one lost byte
+//! a quarter of a simulated run that a real lab would not notice. Drivers that size a setting by the clock's speed
+//! ([`Clock::scale`], 1 here) size it as for the real lab too.
 
 pub mod events;
 
@@ -43,7 +46,7 @@ impl std::fmt::Debug for Clock {
             Inner::Scaled { scale, .. } => write!(f, "Clock(scaled {scale}x, now {:.3} s)", self.now()),
             Inner::Manual { .. } => write!(f, "Clock(manual, now {:.3} s)", self.now()),
             Inner::Stepping { scale, .. } => write!(f, "Clock(stepping as {scale}x, now {:.3} s)", self.now()),
-            Inner::Discrete(e) => write!(f, "Clock(discrete as {}x, {})", e.scale, e.describe()),
+            Inner::Discrete(e) => write!(f, "Clock(discrete, {})", e.describe()),
         }
     }
 }
@@ -89,23 +92,17 @@ impl Clock {
     }
 
     /// Lab time that moves only when nothing in the lab has anything left to do at the present instant (see
-    /// [`events`]), starting at zero; `scale` is the lab seconds a wall second of a simulated instrument's own delays
-    /// is worth (a timeout, a latency), and what drivers that size their settings by the clock's speed see.
-    ///
-    /// # Panics
-    /// If `scale` is not a positive finite number.
-    pub fn discrete(scale: f64) -> Self {
-        Self::discrete_from(0.0, SystemTime::now(), scale)
+    /// [`events`]), starting at zero. A simulated instrument's own wall-time delays (a timeout, a latency) last their
+    /// duration in lab time, as on the real lab, and drivers that size their settings by the clock's speed see one
+    /// lab second per second (the module's documentation says why).
+    pub fn discrete() -> Self {
+        Self::discrete_from(0.0, SystemTime::now())
     }
 
     /// A discrete-event clock that starts at lab time `now` of a campaign that began at `epoch` (a campaign
     /// resumed after a crash).
-    ///
-    /// # Panics
-    /// If `scale` is not a positive finite number.
-    pub fn discrete_from(now: f64, epoch: SystemTime, scale: f64) -> Self {
-        assert!(scale.is_finite() && scale > 0.0, "time scale must be positive, got {scale}");
-        Clock(Arc::new(Inner::Discrete(Events::new(now, epoch, scale))))
+    pub fn discrete_from(now: f64, epoch: SystemTime) -> Self {
+        Clock(Arc::new(Inner::Discrete(Events::new(now, epoch))))
     }
 
     /// Whether this is a discrete-event clock, on which wall time means nothing for the lab.
@@ -122,11 +119,11 @@ impl Clock {
         }
     }
 
-    /// How many lab seconds pass per wall second.
+    /// How many lab seconds pass per wall second: on a discrete-event clock, which stands for the real lab, one.
     pub fn scale(&self) -> f64 {
         match &*self.0 {
             Inner::Scaled { scale, .. } | Inner::Stepping { scale, .. } => *scale,
-            Inner::Discrete(e) => e.scale,
+            Inner::Discrete(_) => 1.0,
             Inner::Manual { .. } => f64::INFINITY,
         }
     }
@@ -145,7 +142,7 @@ impl Clock {
             Inner::Scaled { scale, .. } | Inner::Stepping { scale, .. } => {
                 std::time::Duration::from_secs_f64((lab_seconds / scale).max(0.0))
             }
-            Inner::Discrete(e) => std::time::Duration::from_secs_f64((lab_seconds / e.scale).max(0.0)),
+            Inner::Discrete(_) => std::time::Duration::from_secs_f64(lab_seconds.max(0.0)),
             Inner::Manual { .. } => std::time::Duration::ZERO,
         }
     }
@@ -198,11 +195,11 @@ impl Clock {
     }
 
     /// Waits a wall duration that a simulated instrument or a link spends (a latency, a backoff): on a
-    /// discrete-event clock that duration at the lab's scale in lab time, as a wait of the party this task is;
+    /// discrete-event clock that duration in lab time, as on the real lab, as a wait of the party this task is;
     /// elsewhere wall time.
     pub async fn wall_wait(&self, wall: Duration) {
         match &*self.0 {
-            Inner::Discrete(e) => self.sleep(wall.as_secs_f64() * e.scale).await,
+            Inner::Discrete(_) => self.sleep(wall.as_secs_f64()).await,
             _ => tokio::time::sleep(wall).await,
         }
     }

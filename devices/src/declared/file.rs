@@ -188,6 +188,8 @@ pub(super) struct CommandFile {
     #[serde(default)]
     pub acts: bool,
     #[serde(default)]
+    pub read_back: Option<FieldFile>,
+    #[serde(default)]
     pub timeout: Option<String>,
     #[serde(default)]
     pub sim: BTreeMap<String, String>,

@@ -1,5 +1,9 @@
 //! Reading an instrument declaration into a checked [`Declaration`], every problem reported with its place, and
 //! finding the declaration a lab file names.
+//!
+//! One file because it is one pass over one file: the header, the commands, the bindings and calls checked against
+//! the commands, and the replies read back all report into the same list through the loader's state (`Cx`), in the
+//! order a technician reads the declaration.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -50,6 +54,10 @@ pub mod codes {
     pub const MISSING: &str = "D0308";
     /// A framing that cannot work: an empty terminator, a zero length, a maximum of nothing.
     pub const FRAME: &str = "D0309";
+    /// A read-back that cannot settle a lost reply: on a command that does not act (it is asked again anyway), that
+    /// sends no value of the field's name or sets more than that one, or through a query that acts or takes
+    /// arguments.
+    pub const READ_BACK: &str = "D0310";
 }
 
 /// The declarations built into `lab`, by the name a lab file gives (`instrument: "new_era_ne1000"`), with their
@@ -273,6 +281,7 @@ pub fn load_declaration(source: Arc<SourceFile>) -> Result<Declaration, Diagnost
         }
     }
     let mut b = Bindings { cx: &mut cx, commands: &commands, named: &named, is_setting: &is_setting };
+    b.read_backs();
     let init = b.calls("init", header.init);
     let safe_state = b.calls("safe_state", header.safe_state);
     let identify = b.identify(header.identify);
@@ -644,7 +653,20 @@ fn command(cx: &mut Cx<'_>, name: &str, f: CommandFile, is_setting: &dyn Fn(&str
             }
         }
     }
-    ok.then(|| Command { name: name.to_owned(), send, reply, lines, args, values, acts: f.acts, timeout, sim })
+    // Checked against the other commands once they are all read (`Bindings::read_backs`).
+    let read_back = f.read_back.map(|r| Field { command: r.command, field: r.field });
+    ok.then(|| Command {
+        name: name.to_owned(),
+        send,
+        reply,
+        lines,
+        args,
+        values,
+        acts: f.acts,
+        read_back,
+        timeout,
+        sim,
+    })
 }
 
 /// Checks the bindings and calls against the commands.
@@ -783,6 +805,54 @@ impl Bindings<'_, '_> {
             return None;
         }
         Some(Field { command: f.command, field: f.field })
+    }
+
+    /// Checks every command's read-back: a query (it neither acts nor takes arguments) whose reply captures the
+    /// field, of a command that acts and sends that one value (its argument, or a setting) under the field's name.
+    fn read_backs(&mut self) {
+        let commands = self.commands;
+        for cmd in commands.values() {
+            let Some(check) = &cmd.read_back else { continue };
+            let path = [Seg::Field("commands"), Seg::Key(&cmd.name), Seg::Field("read_back")];
+            let Some(query) =
+                self.field(&path, FieldFile { command: check.command.clone(), field: check.field.clone() })
+            else {
+                continue;
+            };
+            if !cmd.acts {
+                self.cx.fail(
+                    codes::READ_BACK,
+                    &path,
+                    format!("`{}` has a read-back but does not act", cmd.name),
+                    "a command that cannot act is asked again after a lost reply; mark it `acts: true` (a set point                      acts), or remove `read_back`",
+                );
+            }
+            if !cmd.send.names().any(|n| n == check.field) {
+                self.cx.fail(
+                    codes::READ_BACK,
+                    &path,
+                    format!("`{}` sends no `{{{}}}` for the read-back to compare", cmd.name, check.field),
+                    "a read-back's field is named as the value the command sends: `set_point` reads back                      `S{set_point:.2}`",
+                );
+            } else if cmd.args.iter().any(|a| *a != check.field) {
+                self.cx.fail(
+                    codes::READ_BACK,
+                    &path,
+                    format!("`{}` sends more than `{}`, and a read-back compares only that", cmd.name, check.field),
+                    "give a read-back only to a command that sets one value, such as a set point",
+                );
+            }
+            if let Some(q) = self.commands.get(&query.command)
+                && (q.acts || !q.args.is_empty())
+            {
+                self.cx.fail(
+                    codes::READ_BACK,
+                    &path,
+                    format!("`{}` reads `{}` back through `{}`, which is not a query", cmd.name, check.field, q.name),
+                    "read back through a command that neither acts nor takes arguments (`poll`, `read_set_point`)",
+                );
+            }
+        }
     }
 
     fn identify(&mut self, f: super::file::IdentifyFile) -> Option<Identify> {

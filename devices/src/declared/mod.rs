@@ -174,6 +174,10 @@ pub struct Command {
     pub values: BTreeMap<String, ValueSpec>,
     /// Whether it may act physically (an error after it may follow an action).
     pub acts: bool,
+    /// For a command that acts and is idempotent (a set point), the query whose reply says what is in place: its
+    /// `field` against the command's one argument. A reply to the command lost or damaged on the way is settled by
+    /// asking it rather than by sending the command again blindly ([`crate::drivers::declared`]).
+    pub read_back: Option<Field>,
     /// Extra lab seconds to wait for its reply, beyond the line's timeout.
     pub timeout: f64,
     /// Values the simulator answers for captures nothing else gives.

@@ -8,14 +8,18 @@
 //! becomes a typed error (busy, a firmware error or alarm with its text, an unknown command), as does silence where
 //! the instrument ignores what it does not know; and the reply is matched against the command's pattern, its
 //! captures scaled to engineering values. A reply that matches nothing is [`DeviceErrorKind::Garbled`] with its
-//! bytes. A command that cannot act (`acts` is false: a query, a set point) is asked again, twice at most, when its
-//! reply is lost, damaged or busy; one that may act is never repeated.
+//! bytes. A command that cannot act (`acts` is false: a query) is asked again, twice at most, when its reply is lost,
+//! damaged or busy; one that may act is never repeated blindly. A command that acts and sets a value the instrument
+//! can be asked for (a set point, `read_back`) whose reply is lost or damaged on the way is settled by asking: it
+//! took (the call goes on, with the query's captures), it did not (it is sent once more; a second miss has not
+//! acted), or the instrument cannot say (the error stands, as one that may have acted).
 //!
 //! The capabilities are the declaration's bindings, with the behaviour that stays in Rust: a syringe pump sets its
 //! rate and volume, runs, polls its status until it is idle and reads what it delivered; a flow controller sets a
-//! flow, integrates the flow it reads until the volume has passed, and sets the flow back to zero; a temperature
-//! controller sets its set point, starts control, waits for the temperature and holds it
-//! ([`super::reach_and_hold`]); a balance reads until the weight is stable (its unit no longer blank); a
+//! flow, integrates the flow it reads until the volume has passed, and sets the flow back to zero (a look at either
+//! whose replies a noisy line ate even after asking again is one look missed, and the next tells; two in a row end
+//! the dispense); a temperature controller sets its set point, starts control, waits for the temperature and holds
+//! it ([`super::reach_and_hold`]); a balance reads until the weight is stable (its unit no longer blank); a
 //! thermometer reads. Identify reads the model from the identify command's reply and refuses an instrument that is
 //! not the lab file's model; initialize runs the declaration's `init` calls and zeroes a balance; the safe state
 //! runs `safe_state`, or stops the pump or control.
@@ -56,6 +60,34 @@ fn repeatable(e: &DeviceError) -> bool {
             | DeviceErrorKind::Checksum { .. }
             | DeviceErrorKind::Busy { .. }
     )
+}
+
+/// Whether an error of a command means its reply was lost or damaged on the way, so that the command may have
+/// acted (or not) without saying so: a timeout or a reply that does not read; not a busy or refused command, nor an
+/// alarm.
+fn lost_on_the_way(e: &DeviceError) -> bool {
+    matches!(
+        e.kind,
+        DeviceErrorKind::Timeout { .. } | DeviceErrorKind::Garbled { .. } | DeviceErrorKind::Checksum { .. }
+    )
+}
+
+/// Whether a look at a running dispense (its status, its flow) that failed can be let go: one whose replies a noisy
+/// line lost or damaged, even after asking again, is one look missed while the pump or the flow goes on as set, and
+/// the next look tells; a second in a row, or any other error, ends the dispense (it may have acted). `missed` says
+/// whether the last look was missed.
+fn look_missed(e: DeviceError, missed: &mut bool) -> Result<(), DeviceError> {
+    if repeatable(&e) && !std::mem::replace(missed, true) { Ok(()) } else { Err(with_acted(e, true)) }
+}
+
+/// What a read-back says of a command that acts, whose reply was lost.
+enum ReadBack {
+    /// What it sets is in place: it took (with the query's captures).
+    Took(Captures),
+    /// What is in place is something else: it did not take.
+    NotTaken,
+    /// The query did not answer, or its answer cannot be compared.
+    Unknown,
 }
 
 /// A declared instrument.
@@ -150,9 +182,40 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Declared<T> {
         // A command that cannot act is asked again when its reply is lost, damaged or says busy: a status poll
         // whose reply a noisy line ate must not end a dispense. One that may act is never repeated blindly.
         let attempts = if cmd.acts { 1 } else { 1 + RETRIES };
+        let mut result = self.ask(&decl, cmd, pattern, &bytes, attempts).await;
+        let Some(check) = cmd.read_back.as_ref().filter(|_| cmd.acts) else { return result };
+        // A command that acts and can be read back (a set point), whose reply was lost or damaged on the way, may
+        // or may not have taken: the instrument is asked what is in place, and the command is sent again only if
+        // the answer shows it did not take, once. What cannot be read back stays in doubt.
+        for again in [true, false] {
+            let e = match result {
+                Err(e) if lost_on_the_way(&e) => e,
+                settled => return settled,
+            };
+            match self.read_back(&decl, cmd, check, &wire, &body).await {
+                ReadBack::Took(captures) => return Ok(captures),
+                ReadBack::NotTaken if again => result = self.ask(&decl, cmd, pattern, &bytes, 1).await,
+                ReadBack::NotTaken => return Err(DeviceError { may_have_acted: false, ..e }),
+                ReadBack::Unknown => return Err(e),
+            }
+        }
+        result
+    }
+
+    /// Asks `cmd` (its request `bytes`) up to `attempts` times while its reply is lost, damaged or busy, and returns
+    /// the last reply's captures or error (silence, where the instrument ignores what it does not know, as an
+    /// unknown command).
+    async fn ask(
+        &mut self,
+        decl: &Declaration,
+        cmd: &Command,
+        pattern: &Template,
+        bytes: &[u8],
+        attempts: u32,
+    ) -> Result<Captures, DeviceError> {
         let mut attempt = 1;
         loop {
-            match self.exchange(&decl, cmd, pattern, &bytes).await {
+            match self.exchange(decl, cmd, pattern, bytes).await {
                 Err(e) if attempt < attempts && repeatable(&e) => {
                     attempt += 1;
                     if matches!(e.kind, DeviceErrorKind::Busy { .. }) {
@@ -161,18 +224,58 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Declared<T> {
                     }
                 }
                 Err(e) => {
-                    // Silence where the instrument ignores what it does not know: it does not know the command.
+                    // Silence where the instrument ignores what it does not know: it does not know the command. Not
+                    // after a command that acts, whose silence may be a reply lost once it had acted (its read-back
+                    // tells, or the error stands as one that may have acted).
                     if decl.silence == Silence::UnknownCommand
+                        && !cmd.acts
                         && let DeviceErrorKind::Timeout { received, .. } = &e.kind
                         && received.is_empty()
                     {
-                        let kind = DeviceErrorKind::UnknownCommand { sent: bytes, received: Vec::new() };
+                        let kind = DeviceErrorKind::UnknownCommand { sent: bytes.to_vec(), received: Vec::new() };
                         return Err(error(&self.name, kind, false));
                     }
                     return Err(e);
                 }
                 Ok(captures) => return Ok(captures),
             }
+        }
+    }
+
+    /// Whether `cmd` (sent with the wire values `wire`, written as `body`) is in place, by the query `check`: the
+    /// field it reads, written back through `cmd`'s own template in place of the value of that name (an argument or
+    /// a setting), gives the same request, so both sides are compared at the precision the command is sent with.
+    async fn read_back(
+        &mut self,
+        decl: &Declaration,
+        cmd: &Command,
+        check: &Field,
+        wire: &[(&str, Value)],
+        body: &str,
+    ) -> ReadBack {
+        let Some(query) = decl.command(&check.command) else { return ReadBack::Unknown };
+        let arg = &check.field;
+        let Some(pattern) = &query.reply else { return ReadBack::Unknown };
+        let Ok(asked) = query.send.render(&|n| self.config.settings.get(n).cloned()) else { return ReadBack::Unknown };
+        let bytes = self.request(&asked);
+        let Ok(captures) = self.ask(decl, query, pattern, &bytes, 1 + RETRIES).await else { return ReadBack::Unknown };
+        let Some(found) = captures.get(&check.field) else { return ReadBack::Unknown };
+        let found = match found {
+            Value::Number(x) => Value::Number(x / cmd.value(arg).scale),
+            text => text.clone(),
+        };
+        let settings = &self.config.settings;
+        let written = cmd.send.render(&|n| {
+            if n == arg.as_str() {
+                Some(found.clone())
+            } else {
+                wire.iter().find(|(w, _)| *w == n).map(|(_, v)| v.clone()).or_else(|| settings.get(n).cloned())
+            }
+        });
+        match written {
+            Ok(w) if w == body => ReadBack::Took(captures),
+            Ok(_) => ReadBack::NotTaken,
+            Err(_) => ReadBack::Unknown,
         }
     }
 
@@ -309,8 +412,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Declared<T> {
         let clock = self.link.clock().clone();
         let budget = 60.0 * volume / r * 2.0 + DISPENSE_SLACK;
         let deadline = Deadline::after(&clock, budget);
+        let mut missed = false;
         loop {
-            let state = self.read(running).await.map_err(|e| with_acted(e, true))?.text();
+            let state = match self.read(running).await {
+                Ok(v) => v.text(),
+                Err(e) => {
+                    look_missed(e, &mut missed)?;
+                    pause(&clock, *poll).await;
+                    continue;
+                }
+            };
+            missed = false;
             if !running_values.contains(&state) {
                 break;
             }
@@ -346,20 +458,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Declared<T> {
         // A flow controller reaches its set point within a second or so: the flow is taken to be the set point from
         // the moment it is set, then what it reads, averaged between readings.
         let (mut passed, mut last, mut flow) = (0.0, (before + clock.now()) / 2.0, r * scale);
+        let mut missed = false;
         while passed < volume {
             if deadline.expired() {
                 let _ = self.call(&set.command, &[(set.arg.as_str(), Value::Number(0.0))]).await;
                 let msg = format!("only {passed:.1} of {volume} uL passed in {budget:.0} lab s");
                 return Err(error(&self.name, DeviceErrorKind::Physical(msg), true));
             }
-            // Wait for what is left at the last flow read, no longer than a poll; close as soon as it has passed.
-            let left = if flow > 0.0 { 60.0 * (volume - passed) / flow } else { *poll };
+            // Wait for what is left at the last flow read (counting what has flowed since that reading, which a
+            // missed look leaves long), no longer than a poll; close as soon as it has passed.
+            let so_far = passed + (clock.now() - last).max(0.0) / 60.0 * flow;
+            let left = if flow > 0.0 { 60.0 * (volume - so_far) / flow } else { *poll };
             pause(&clock, left.clamp(0.0, *poll)).await;
             if flow > 0.0 && passed + (clock.now() - last) / 60.0 * flow >= volume {
                 break;
             }
             let before = clock.now();
-            let now_flow = self.number(read).await.map_err(|e| with_acted(e, true))?.max(0.0) * scale;
+            let now_flow = match self.number(read).await {
+                Ok(v) => v.max(0.0) * scale,
+                // Taken as the flow last read until the next look.
+                Err(e) => {
+                    look_missed(e, &mut missed)?;
+                    continue;
+                }
+            };
+            missed = false;
             let now = (before + clock.now()) / 2.0;
             passed += (now - last) / 60.0 * (flow + now_flow) / 2.0;
             last = now;

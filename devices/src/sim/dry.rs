@@ -58,9 +58,17 @@ impl Spectrometer {
 }
 
 impl DryBench {
-    /// A bench for `lab` on `clock`, or `None` if the lab has an instrument that is not simulated or whose effect on
-    /// the bench this does not model (only syringe pumps, hotplates, a gantry and a spectrometer are).
+    /// A bench for `lab` on `clock`, its spectrometers reading with the noise their simulators draw in a run of the
+    /// lab, or `None` if the lab has an instrument that is not simulated or whose effect on the bench this does not
+    /// model (only syringe pumps, hotplates, a gantry and a spectrometer are).
     pub fn new(lab: &Lab, clock: Clock) -> Option<Self> {
+        Self::with_noise(lab, clock, lab.simulation.seed)
+    }
+
+    /// A bench as [`DryBench::new`] makes it, but whose spectrometers draw their shot and read noise as a run of the
+    /// lab with the simulation seed `noise` would: the chemistry stays the lab's own. A plan draws several, since a
+    /// model's choices follow the third decimal of what it reads and that decimal is the noise's.
+    pub fn with_noise(lab: &Lab, clock: Clock, noise: u64) -> Option<Self> {
         if !Self::models(lab) {
             return None;
         }
@@ -71,7 +79,7 @@ impl DryBench {
             let wavelengths: Vec<f64> = (0..config.pixels).map(|p| config.wavelength(p)).collect();
             let position = spec.position.as_deref().unwrap_or_default();
             let mut s = Spectrometer {
-                noise: super::flame::noise(lab.simulation.seed, &spec.name),
+                noise: super::flame::noise(noise, &spec.name),
                 config: config.clone(),
                 reference: Vec::new(),
                 wavelengths,

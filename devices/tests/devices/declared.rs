@@ -161,6 +161,11 @@ async fn the_new_era_simulator_fills_the_vial_at_its_station_through_a_pseudo_te
     let mut port = common::open(&lab, &sims, "syringe");
     let got = common::write_and_read(&mut port, b"0DIA\r", Duration::from_secs(5), |b| b.ends_with(b"\x03")).await;
     assert_eq!(got.unwrap(), b"\x0200S14.57\x03");
+    // And the rate and volume of the dispense, with their units, as a read-back of either asks them.
+    let got = common::write_and_read(&mut port, b"0RAT\r", Duration::from_secs(5), |b| b.ends_with(b"\x03")).await;
+    assert_eq!(got.unwrap(), b"\x0200S1000UM\x03");
+    let got = common::write_and_read(&mut port, b"0VOL\r", Duration::from_secs(5), |b| b.ends_with(b"\x03")).await;
+    assert_eq!(got.unwrap(), b"\x0200S250UL\x03");
     let got = common::write_and_read(&mut port, b"0XYZ\r", Duration::from_secs(5), |b| b.ends_with(b"\x03")).await;
     assert_eq!(got.unwrap(), b"\x0200S?\x03", "an unknown command");
     let got = common::write_and_read(&mut port, b"1VER\r", Duration::from_millis(200), |b| !b.is_empty()).await;
@@ -286,6 +291,120 @@ async fn alicat_identify_reads_ten_lines_of_manufacturing_data_as_one_exchange()
     assert!(matches!(mfc.call("xx", &[]).await.unwrap_err().kind, DeviceErrorKind::Unsupported(_)));
     let err = mfc.call("set_flow", &[("set_point", Value::Number(250.0))]).await.unwrap_err();
     assert!(matches!(err.kind, DeviceErrorKind::Limit(_)), "{err}");
+}
+
+/// The driver of built-in declaration `name` as `model` on a scripted line and a discrete-event clock, where a reply
+/// that does not come is missing as soon as nothing else could happen first (no wall time passes for it).
+fn on_discrete_clock(name: &str, model: &str, mock: Mock) -> Declared<Mock> {
+    let declaration = resolve(name, None).expect("built in");
+    let settings = declaration.settings_for(model, &BTreeMap::new()).expect("the settings are right");
+    let config = DeclaredConfig { declaration, model: model.into(), settings };
+    Declared::new("inst", config, Link::new(mock, "inst", Clock::discrete(), discard(), Duration::from_millis(100)))
+}
+
+fn alicat_on_discrete_clock(mock: Mock) -> Declared<Mock> {
+    on_discrete_clock("alicat_mc", "MC-100SCCM-D", mock)
+}
+
+#[tokio::test]
+async fn the_hubers_set_point_and_control_are_read_back_through_pb_reads() {
+    // 35.00 degC is 0DAC; its answer lost, `{M00****` shows it in place.
+    let mock = Builder::new().write(b"{M000DAC\r\n").write(b"{M00****\r\n").read(b"{S000DAC\r\n").build();
+    let mut huber = on_discrete_clock("huber_pilot_one", "Pilot ONE", mock);
+    huber.call("set_point", &[("set_point", Value::Number(35.0))]).await.unwrap();
+    // Control switched on, its answer lost and the read showing it still off: switched on again, once.
+    let mock = Builder::new()
+        .write(b"{M140001\r\n")
+        .write(b"{M14****\r\n")
+        .read(b"{S140000\r\n")
+        .write(b"{M140001\r\n")
+        .read(b"{S140001\r\n")
+        .build();
+    let mut huber = on_discrete_clock("huber_pilot_one", "Pilot ONE", mock);
+    huber.call("control", &[("control", Value::Number(1.0))]).await.unwrap();
+}
+
+/// The Alicat's data frame with `set_point` sccm set (and flowing).
+fn frame(set_point: &str) -> Vec<u8> {
+    format!("A +014.70 +025.00 {set_point} {set_point} {set_point}     N2\r").into_bytes()
+}
+
+#[tokio::test]
+async fn a_set_point_whose_reply_was_lost_is_read_back_and_not_sent_again_when_it_took() {
+    // The set point's answer never comes; a poll (a query) shows 50 in place: the call goes on with the poll's frame.
+    let mock = Builder::new().write(b"AS50.00\r").write(b"A\r").read(&frame("+050.00")).build();
+    let got = alicat_on_discrete_clock(mock).call("set_flow", &[("set_point", Value::Number(50.0))]).await.unwrap();
+    assert_eq!(got["set_point"], Value::Number(50.0));
+    // A damaged answer is settled the same way (the poll's own damaged answer asked again, as a query is).
+    let mock = Builder::new()
+        .write(b"AS50.00\r")
+        .read(b"A +014.70 +025.00 +050.00 +050.00 +050\xff00     N2\r")
+        .write(b"A\r")
+        .read(b"A +014.70 +0\xff5.00\r")
+        .write(b"A\r")
+        .read(&frame("+050.00"))
+        .build();
+    alicat_on_discrete_clock(mock).call("set_flow", &[("set_point", Value::Number(50.0))]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_set_point_that_did_not_take_is_sent_once_more_and_a_second_miss_has_not_acted() {
+    // The poll shows the old set point: the command did not take, and is sent again, once.
+    let mock = Builder::new()
+        .write(b"AS50.00\r")
+        .write(b"A\r")
+        .read(&frame("+000.00"))
+        .write(b"AS50.00\r")
+        .read(&frame("+050.00"))
+        .build();
+    let got = alicat_on_discrete_clock(mock).call("set_flow", &[("set_point", Value::Number(50.0))]).await.unwrap();
+    assert_eq!(got["mass_flow"], Value::Number(50.0));
+    // Lost again and still not in place: the error stands, and the read-back says nothing was set.
+    let mock = Builder::new()
+        .write(b"AS50.00\r")
+        .write(b"A\r")
+        .read(&frame("+000.00"))
+        .write(b"AS50.00\r")
+        .write(b"A\r")
+        .read(&frame("+000.00"))
+        .build();
+    let err = alicat_on_discrete_clock(mock).call("set_flow", &[("set_point", Value::Number(50.0))]).await.unwrap_err();
+    assert!(matches!(err.kind, DeviceErrorKind::Timeout { .. }) && !err.may_have_acted, "{err}");
+}
+
+#[tokio::test]
+async fn a_set_point_that_cannot_be_read_back_fails_as_one_that_may_have_acted() {
+    // The set point's answer and three polls' answers are lost: nothing says whether 50 took, so nothing is sent
+    // again and the error says it may have acted.
+    let mock = Builder::new().write(b"AS50.00\r").write(b"A\r").write(b"A\r").write(b"A\r").build();
+    let err = alicat_on_discrete_clock(mock).call("set_flow", &[("set_point", Value::Number(50.0))]).await.unwrap_err();
+    assert!(matches!(err.kind, DeviceErrorKind::Timeout { .. }) && err.may_have_acted, "{err}");
+}
+
+#[tokio::test]
+async fn a_flow_look_whose_replies_are_lost_is_one_look_missed_and_two_in_a_row_end_the_dispense() {
+    // 1000 uL at 50 sccm take 1.2 s: the look at 1 s is lost three times (0.1 s each), and by then the volume has
+    // passed at the flow set, so the flow is closed without another look.
+    let lost_look = |b: &mut Builder| {
+        b.write(b"A\r").write(b"A\r").write(b"A\r");
+    };
+    let mut b = Builder::new();
+    b.write(b"AS50.00\r").read(&frame("+050.00"));
+    lost_look(&mut b);
+    b.write(b"AS0.00\r").read(&frame("+000.00"));
+    let mut mfc = alicat_on_discrete_clock(b.build());
+    let out = mfc.as_dispense().expect("a flow controller dispenses").dispense(Volume(1000.0)).await.unwrap();
+    // What flowed while the look was lost counts: less than a poll's flow (50 mL/min for a second) beyond.
+    assert!(out.0 >= 1000.0 && out.0 < 1000.0 + 50_000.0 / 60.0, "{out:?}");
+    // 5000 uL take 6 s: two looks lost in a row end the dispense, which may have acted, and the flow is closed.
+    let mut b = Builder::new();
+    b.write(b"AS50.00\r").read(&frame("+050.00"));
+    lost_look(&mut b);
+    lost_look(&mut b);
+    b.write(b"AS0.00\r").read(&frame("+000.00"));
+    let mut mfc = alicat_on_discrete_clock(b.build());
+    let err = mfc.as_dispense().expect("a flow controller dispenses").dispense(Volume(5000.0)).await.unwrap_err();
+    assert!(matches!(err.kind, DeviceErrorKind::Timeout { .. }) && err.may_have_acted, "{err}");
 }
 
 /// The declared lab's simulators on a clock of `scale` lab seconds per wall second, without their faults.

@@ -19,7 +19,10 @@ use devices::{Outcome, Place};
 use protocols::{Action, Destination, InstrumentRef};
 
 use super::dispatch::task_for;
-use super::{position_usable, record_step, release_dependents, skip_unstarted, skip_unstarted_entities, still_running};
+use super::{
+    condition_after, position_usable, record_step, release_dependents, skip_unstarted, skip_unstarted_entities,
+    step_timeout, still_running,
+};
 use crate::record::{RecordEvent, StepRow};
 use crate::schedule::bridge::{Bridge, Dispatch, LearnerRequest};
 use crate::schedule::components::CleaningUp;
@@ -114,6 +117,9 @@ pub fn apply_step_results(
                     }
                     None => {}
                 }
+            }
+            if let Some(condition) = condition_after(step.work.action(), ev.ended) {
+                commands.entity(instrument).insert(condition);
             }
             if ev.result.is_ok() {
                 let surprised = estimates.observe(step.work.name(), &inst.name, step.estimate, ev.ended - ev.started);
@@ -452,7 +458,8 @@ pub fn settle_observed(
                         outcome: None,
                         error: None,
                     });
-                    let timeout = step.rules.timeout.map_or(step.estimate * 3.0 + 300.0, |t| t.0);
+                    // What the plate was left in before is no guide to a heat that carries on where it stood.
+                    let timeout = step_timeout(&step, &source, &name, None, Some(&task), now);
                     // What carries on is a hold or a delivery; a pump's stroke is settled done, partial or never sent,
                     // so no valve is turned for it.
                     carrying_on = Some((

@@ -12,12 +12,12 @@ use bevy_ecs::prelude::*;
 use devices::{Place, Task};
 use protocols::{Action, Destination};
 
-use super::position_usable;
+use super::{position_usable, step_timeout};
 use crate::record::RecordEvent;
 use crate::schedule::bridge::{Bridge, Dispatch};
 use crate::schedule::components::{
-    Attempts, Availability, Dependents, Experiment, Hold, Holds, InDoubt, Instrument, ReadsBack, Step, StepState,
-    Vessel,
+    Attempts, Availability, Condition, Dependents, Experiment, Hold, Holds, InDoubt, Instrument, ReadsBack, Step,
+    StepState, Vessel,
 };
 use crate::schedule::planner;
 use crate::schedule::resources::{
@@ -306,7 +306,8 @@ pub fn assign_instruments(
     mut index: ResMut<ReadyIndex>,
     source: Res<Source>,
     mut schedule: ResMut<Schedule>,
-    policy: Res<Policy>,
+    // Paired, since a system takes at most sixteen parameters.
+    (policy, conditions): (Res<Policy>, Query<&Condition>),
     bridge: Res<Bridge>,
     record: Res<Record>,
     clock: Res<LabClock>,
@@ -616,7 +617,9 @@ pub fn assign_instruments(
             }
             _ => None,
         };
-        let timeout = step.rules.timeout.map_or(step.estimate * 3.0 + 300.0, |t| t.0);
+        let timeout = instruments.get(inst_entity).map_or(step.estimate * 3.0 + 300.0, |(_, inst, _, _)| {
+            step_timeout(step, &source, &inst.name, conditions.get(inst_entity).ok(), task.as_ref(), now)
+        });
         let attempt = {
             let mut a = attempts.get_mut(step_entity).expect("every step has attempts");
             a.0 += 1;
