@@ -119,8 +119,9 @@ impl Rates {
             tolerance,
             stall: pace.stall,
             wait: pace.wait,
-            // The watchdog armed, two set points written and read back, heater and stirrer started and stopped.
-            fixed: 5.0 + pace.commit + 8.0 * pace.command,
+            // The watchdog armed, two set points written and read back, heater and stirrer started and stopped, and
+            // a real plate's typical time to take them.
+            fixed: PLATE_HANDLING * pace.handling + pace.commit + 8.0 * pace.command,
         };
         match &spec.driver {
             DriverConfig::CavroXCalibur(c) => Rates::Pump {
@@ -138,7 +139,7 @@ impl Rates {
             }
             DriverConfig::OceanFlame(f) => Rates::Spectrometer {
                 integration: f.integration.0 * f64::from(f.scans),
-                fixed: 1.0 + pace.commit + 4.0 * pace.command,
+                fixed: SPECTRUM_TRANSFER * pace.handling + pace.commit + 4.0 * pace.command,
             },
             DriverConfig::Declared(d) => declared(d, thermal, pace),
             _ => Rates::Fixed(10.0 + pace.commit),
@@ -582,7 +583,17 @@ pub struct Pace {
     pub wait: f64,
     /// The shortest pause a driver makes, in lab seconds.
     pub min_pause: f64,
+    /// How much of a real instrument's typical handling time (a plate taking its set points, a spectrum's transfer)
+    /// the run spends: all of it, but none on the discrete-event clock, whose simulators answer in no lab time (a
+    /// run there spent none: `lab plan --calibrate` fitted these to 0 on the repository's simulated campaigns).
+    pub handling: f64,
 }
+
+/// Lab seconds a real hotplate's action spends beyond its commands' round trips: the lab file's typical figure,
+/// which `lab plan --calibrate` fits to a lab's own record.
+const PLATE_HANDLING: f64 = 5.0;
+/// Lab seconds a real spectrometer's reading spends beyond its integration and its commands: the spectrum's transfer.
+const SPECTRUM_TRANSFER: f64 = 1.0;
 
 /// Lab seconds a selector valve takes per port it passes: the simulated actuator's figure (a real one is of that order:
 /// a 10-port turn within a second or two).
@@ -621,6 +632,7 @@ impl Pace {
             stall,
             wait: spec.line.timeout.as_secs_f64() * if spec.port.is_simulated() { scale } else { 1.0 },
             min_pause: devices::drivers::MIN_POLL_WALL.as_secs_f64() * paced,
+            handling: if lab.simulated_in_process() { 0.0 } else { 1.0 },
         }
     }
 }
