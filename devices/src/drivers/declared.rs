@@ -53,13 +53,7 @@ const BUSY_PAUSE: f64 = 0.5;
 
 /// Whether an error of a command that cannot act is worth asking again: the reply was lost, damaged, or busy.
 fn repeatable(e: &DeviceError) -> bool {
-    matches!(
-        e.kind,
-        DeviceErrorKind::Timeout { .. }
-            | DeviceErrorKind::Garbled { .. }
-            | DeviceErrorKind::Checksum { .. }
-            | DeviceErrorKind::Busy { .. }
-    )
+    lost_on_the_way(e) || matches!(e.kind, DeviceErrorKind::Busy { .. })
 }
 
 /// Whether an error of a command means its reply was lost or damaged on the way, so that the command may have

@@ -617,15 +617,13 @@ pub fn assign_instruments(
             }
             _ => None,
         };
-        let timeout = instruments.get(inst_entity).map_or(step.estimate * 3.0 + 300.0, |(_, inst, _, _)| {
-            step_timeout(step, &source, &inst.name, conditions.get(inst_entity).ok(), task.as_ref(), now)
-        });
         let attempt = {
             let mut a = attempts.get_mut(step_entity).expect("every step has attempts");
             a.0 += 1;
             a.0
         };
         let Ok((_, inst, mut avail, _)) = instruments.get_mut(inst_entity) else { continue };
+        let timeout = step_timeout(step, &source, &inst.name, conditions.get(inst_entity).ok(), task.as_ref(), now);
         *avail = Availability::Busy { step: step_entity };
         let name = inst.name.clone();
         if let Ok((_, _, mut st)) = steps.get_mut(step_entity) {
