@@ -73,3 +73,60 @@ fn a_hotplate_holding_a_vial_ready_to_heat_heats_it() {
         "instruments stood idle while a step ready on them waited (experiment, step, instrument, idle lab s): {idle:?}"
     );
 }
+
+/// The demo's protocol with maximum waits (`within`), as GUIDE.md suggests them: the vial taken to the spectrometer
+/// within two minutes of its heat's end, and read within a minute of arriving.
+fn with_maximum_waits(lab: &str, in_flight: usize, budget: usize, seed: u64) -> CampaignTest {
+    let root = repo_root();
+    let protocol = std::fs::read_to_string(root.join("protocols/library/condensation.protocol.ron")).unwrap();
+    let protocol = protocol
+        .replace("after: [\"react\"])", "after: [\"react\"], within: \"2 min\")")
+        .replace("after: [\"to_uvvis\"])", "after: [\"to_uvvis\"], within: \"1 min\")");
+    assert_eq!(protocol.matches("within").count(), 2, "both maximum waits are in");
+    let campaign = std::fs::read_to_string(root.join("experiments/campaigns/demo.campaign.ron")).unwrap();
+    let campaign = replace_field(&campaign, "proposer", "SpaceFilling");
+    let campaign = replace_field(&campaign, "in_flight", &in_flight.to_string());
+    let campaign = replace_field(&campaign, "budget", &budget.to_string());
+    let campaign = replace_field(&campaign, "seed", &seed.to_string());
+    CampaignTest::on_lab(&root.join(lab), &protocol, &campaign)
+}
+
+/// Steps that started after their maximum wait: `(experiment, step, lab s after its dependency ended)`.
+fn late(t: &CampaignTest) -> Vec<(i64, String, f64)> {
+    t.record()
+        .prepare(
+            "SELECT e.seq, s.step, s.started_at - p.finished_at FROM steps s JOIN experiments e ON e.id = \
+             s.experiment_id JOIN steps p ON p.experiment_id = s.experiment_id AND ((s.step = 'to_uvvis' AND \
+             p.step = 'react') OR (s.step = 'read' AND p.step = 'to_uvvis')) WHERE s.started_at - p.finished_at > \
+             CASE s.step WHEN 'to_uvvis' THEN 120 ELSE 60 END",
+        )
+        .expect("a query of the steps")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("the steps")
+        .collect::<Result<_, _>>()
+        .expect("every row reads")
+}
+
+/// Runs `t` to its end, failing the test if it has not ended within two minutes of wall time (a few seconds in a
+/// debug build when nothing is wrong): a lab that stopped for good would otherwise wait for ever.
+fn run_to_its_end(t: &CampaignTest, budget: usize) {
+    let s = t.run_within(std::time::Duration::from_secs(120)).expect("the campaign runs");
+    assert_eq!((s.status, s.started, s.failed), ("finished", budget, 0), "{s:?}");
+    assert!(late(t).is_empty(), "steps started after their maximum wait: {:?}", late(t));
+}
+
+#[test]
+fn a_gantry_held_for_a_move_to_the_spectrometer_first_takes_the_vial_standing_there_away() {
+    // Eight vials in flight on the demo's four hotplates: a vial's heat ends while another's stands at the
+    // spectrometer, read, waiting to go back to the rack. The gantry, held for the move to the spectrometer,
+    // would take nothing else, so the vial there never left and the lab stopped for good at 5,828 lab s.
+    run_to_its_end(&with_maximum_waits("devices/labs/sim.lab.ron", 8, 24, 1), 24);
+}
+
+#[test]
+fn a_gantry_held_for_steps_far_down_its_queue_runs_them() {
+    // 96 vials in flight on `load`'s 96 hotplates: the gantry's queue holds the loads of 73 experiments before the
+    // first move to the spectrometer it is held for, and its search stopped after 32 it could not start, so it
+    // never reached the moves it was held for, and the lab stopped for good at 6,548 lab s.
+    run_to_its_end(&with_maximum_waits("devices/labs/load.lab.ron", 96, 96, 1), 96);
+}

@@ -12,6 +12,11 @@ use bevy_ecs::prelude::*;
 use devices::{Place, Task};
 use protocols::{Action, Destination};
 
+mod holds;
+mod places;
+
+use self::holds::{Held, follower_holds};
+use self::places::{freeing_step, kept_out_by_occupant, planned_position};
 use super::{position_usable, step_timeout};
 use crate::record::RecordEvent;
 use crate::schedule::bridge::{Bridge, Dispatch};
@@ -359,7 +364,11 @@ pub fn assign_instruments(
             .ok()
             .and_then(|(_, _, _, h)| if h.0.iter().any(|h| h.kept) { Some(f64::NEG_INFINITY) } else { h.first() });
         let fits_before_hold = |est: f64| first_hold.is_none_or(|t| now + est * 1.25 <= t);
-        let feasible = |e: Entity, deck: &DeckState, schedule: &Schedule| -> Result<Option<Place>, Unable> {
+        let feasible = |e: Entity,
+                        deck: &DeckState,
+                        schedule: &Schedule,
+                        past_holds: bool|
+         -> Result<Option<Place>, Unable> {
             let Ok((_, step, st)) = steps.get(e) else { return Err(Unable::Other) };
             if !matches!(st, StepState::Ready { .. }) {
                 return Err(Unable::Other);
@@ -374,7 +383,7 @@ pub fn assign_instruments(
             if instruments.iter().any(|(ie, _, _, h)| ie != *inst_entity && h.0.iter().any(|h| h.step == e && h.kept)) {
                 return Err(Unable::Other);
             }
-            if !held_for_me && !fits_before_hold(step.estimate) {
+            if !held_for_me && !past_holds && !fits_before_hold(step.estimate) {
                 return Err(Unable::Other);
             }
             if !source_ready(step, &inst.name, &stock, &instruments, &taken) {
@@ -410,9 +419,46 @@ pub fn assign_instruments(
             }
         };
         let mut pick: Option<(Entity, Option<Place>, (Vec<(Entity, Hold)>, Held, Vec<Entity>), String)> = None;
+        // A step this instrument is held for that is ready but cannot start for want of a place waits for the step
+        // that frees the place. When that step is this instrument's to run, it runs first, past the holds: the hold
+        // otherwise kept the instrument from the one step that lets the held one start. A gantry held for a vial's
+        // move to the spectrometer (a maximum wait after its heat) would not take the vial standing at the
+        // spectrometer back to the rack, and the lab stopped for good.
+        // A ready step this instrument is held for runs before anything else: its maximum wait is running. It may
+        // stand far down the instrument's queue (a gantry's queue of 96 loads, each with a longer path ahead), past
+        // where the searches below stop, and the lab stopped for good with the gantry held for steps it never saw.
+        let mut held_ready: Vec<(f64, Entity)> = instruments
+            .get(*inst_entity)
+            .map(|(_, _, _, h)| h.0.iter().map(|h| h.step).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| index.filed.get(e).is_some_and(|(_, under)| under.contains(inst_entity)))
+            .filter_map(|e| match steps.get(e) {
+                Ok((_, _, StepState::Ready { deadline, .. })) => Some((deadline.unwrap_or(f64::INFINITY), e)),
+                _ => None,
+            })
+            .collect();
+        held_ready.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, e) in held_ready {
+            if let Ok(dest) = feasible(e, &deck, &schedule, false)
+                && let Some(holds) = follower_holds(e, now, &steps, &dependents, &instruments, &schedule, &chosen)
+            {
+                pick = Some((e, dest, holds, format!("`{}` was held for it", inst.name)));
+                break;
+            }
+        }
+        if pick.is_none()
+            && let Some((freeing, place, held)) =
+                freeing_step(*inst_entity, &steps, &instruments, &experiments, &deck, &index, &source)
+            && let Ok(dest) = feasible(freeing, &deck, &schedule, true)
+            && let Some(holds) = follower_holds(freeing, now, &steps, &dependents, &instruments, &schedule, &chosen)
+        {
+            let held = steps.get(held).map_or_else(|_| "a step".to_owned(), |(_, s, _)| format!("`{}`", s.name));
+            pick = Some((freeing, dest, holds, format!("frees {place} for {held}, which `{}` is held for", inst.name)));
+        }
         // When the plan has this instrument wait for a step that is not ready yet, the time that step is due.
         let mut due: Option<f64> = None;
-        if planned {
+        if planned && pick.is_none() {
             let queue: Vec<Entity> =
                 schedule.queues.get(inst_entity).map(|q| q.iter().take(8).copied().collect()).unwrap_or_default();
             // The next planned step that can start now, unless an earlier planned step that is not ready yet is due
@@ -440,7 +486,7 @@ pub fn assign_instruments(
                 if due.is_some_and(|t| now + est > t + DUE_SLACK) {
                     continue;
                 }
-                match feasible(e, &deck, &schedule) {
+                match feasible(e, &deck, &schedule, false) {
                     Ok(dest) => {
                         if let Some(holds) =
                             follower_holds(e, now, &steps, &dependents, &instruments, &schedule, &chosen)
@@ -482,7 +528,7 @@ pub fn assign_instruments(
                     gone.push(key.step);
                     continue;
                 }
-                let dest = match feasible(key.step, &deck, &schedule) {
+                let dest = match feasible(key.step, &deck, &schedule, false) {
                     Ok(dest) => dest,
                     Err(Unable::Place) => continue,
                     Err(Unable::Other) => {
@@ -797,168 +843,6 @@ fn claim_source(
         Draw { experiment: w.experiment, key, valve: turn.map(|(e, _)| e), volume: w.volume, primed, line_before };
     stock.draws.insert(step_entity, draw);
     turn.map(|t| (t, prime.map(|(_, waste, v)| (waste, v))))
-}
-
-/// Whether planned step `step` on instrument `inst` is kept out by the vessel standing there: the step acts on a
-/// vessel of its own experiment, and another experiment's vessel occupies the instrument's position with a ready
-/// step filed on it. That vessel leaves only after its step runs.
-fn kept_out_by_occupant(
-    step: Entity,
-    inst: &Instrument,
-    deck: &DeckState,
-    steps: &Query<(Entity, &Step, &mut StepState)>,
-    index: &ReadyIndex,
-    inst_entity: &Entity,
-) -> bool {
-    let Some(occupant) = inst.position.as_ref().and_then(|p| deck.occupant.get(p)) else { return false };
-    let Ok((_, s, _)) = steps.get(step) else { return false };
-    s.work.acts_on_vessel()
-        && s.experiment != *occupant
-        && index
-            .queues
-            .get(inst_entity)
-            .is_some_and(|q| q.iter().any(|k| steps.get(k.step).is_ok_and(|(_, o, _)| o.experiment == *occupant)))
-}
-
-/// The position of the instrument the plan gave to the first vessel step after `transfer`.
-fn planned_position(
-    transfer: Entity,
-    steps: &Query<(Entity, &Step, &mut StepState)>,
-    dependents: &Query<&Dependents>,
-    schedule: &Schedule,
-    instruments: &Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
-) -> Option<String> {
-    let follower = dependents
-        .get(transfer)
-        .ok()?
-        .0
-        .iter()
-        .filter_map(|&d| steps.get(d).ok())
-        .filter(|(_, s, _)| s.work.acts_on_vessel())
-        .min_by_key(|(_, s, _)| s.index)?;
-    let (inst, _) = schedule.assigned.get(&follower.0)?;
-    instruments.get(*inst).ok()?.1.position.clone()
-}
-
-/// Where [`follower_holds`] would hold the followers' instruments.
-enum Held {
-    /// On the instruments the plan gave them (or on any, with no plan).
-    AsPlanned,
-    /// At least one on an instrument other than its planned one, because that one could not be held: the plan is
-    /// stale.
-    Elsewhere,
-}
-
-/// The holds to make on instruments for the steps that must follow `step` within a maximum wait, and the followers
-/// left without one; `None` if one cannot be held, in which case `step` must not start yet. A follower is held on its planned instrument if that one can be held,
-/// else on any other that can run it; `step`'s own holds do not count against its followers' (they go when it
-/// starts).
-fn follower_holds(
-    step: Entity,
-    now: f64,
-    steps: &Query<(Entity, &Step, &mut StepState)>,
-    dependents: &Query<&Dependents>,
-    instruments: &Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
-    schedule: &Schedule,
-    chosen: &[(Entity, Entity, Option<Place>, String)],
-) -> Option<(Vec<(Entity, Hold)>, Held, Vec<Entity>)> {
-    let Ok((_, s, _)) = steps.get(step) else { return Some((Vec::new(), Held::AsPlanned, Vec::new())) };
-    if !s.leads_within {
-        return Some((Vec::new(), Held::AsPlanned, Vec::new()));
-    }
-    // The followers whose last dependency to start is `step`: every other one has succeeded, runs, or was given an
-    // instrument in this frame.
-    let started =
-        |p: Entity| chosen.iter().any(|c| c.1 == p) || matches!(steps.get(p), Ok((_, _, StepState::Running { .. })));
-    let followers: Vec<(Entity, Step)> = dependents
-        .get(step)
-        .map(|d| d.0.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|&d| steps.get(d).ok())
-        .filter(|(_, f, st)| {
-            f.rules.within.is_some()
-                && matches!(st, StepState::Waiting { remaining }
-                    if *remaining == 1 + f.after.iter().filter(|&&p| p != step && started(p)).count())
-        })
-        .map(|(e, f, _)| (e, f.clone()))
-        .collect();
-    // Which instrument each follower would be held on: honouring the holds already made (`existing`), or only
-    // those among the followers themselves; `partial` skips a follower that cannot be held instead of failing.
-    let choose = |existing: bool, partial: bool| -> Option<(Vec<(Entity, Hold)>, Held, Vec<Entity>)> {
-        let mut holds: Vec<(Entity, Hold)> = Vec::new();
-        let mut held = Held::AsPlanned;
-        let mut unheld = Vec::new();
-        for (fe, f) in &followers {
-            // When the follower is expected to be ready (its dependencies' expected ends), the hold's start a fifth
-            // of the way before that, and the latest the follower may start.
-            let ready = f
-                .after
-                .iter()
-                .filter(|&&p| p != step)
-                .map(|&p| expected_end(p, now, steps, chosen))
-                .fold(now + s.estimate, f64::max);
-            let from = ready - (ready - now) * 0.2;
-            let latest = ready + f.rules.within.map_or(f64::INFINITY, |w| w.0);
-            let planned = schedule.assigned.get(fe).map(|a| a.0);
-            let mut candidates: Vec<(bool, usize, Entity)> = instruments
-                .iter()
-                .filter(|(e, i, a, h)| {
-                    i.matches(&f.on)
-                        && !matches!(a, Availability::Offline { .. } | Availability::Unknown { .. })
-                        && !h.0.iter().any(|k| k.kept && k.step != *fe)
-                        // An instrument busy past the follower's latest start cannot be held for it yet, as a hold
-                        // in the way cannot; both go in time, so this too is only a reason to wait.
-                        && (!existing || !matches!(a, Availability::Busy { step } if expected_end(*step, now, steps, chosen) > latest))
-                        && (!existing || !chosen.iter().any(|c| c.0 == *e && expected_end(c.1, now, steps, chosen) > latest))
-                        && h.0
-                            .iter()
-                            .filter(|_| existing)
-                            .chain(holds.iter().filter(|(he, _)| he == e).map(|(_, h)| h))
-                            .filter(|other| other.step != step)
-                            .all(|other| (other.from - from).abs() >= other.duration.max(f.estimate) * 1.5)
-                })
-                .map(|(e, i, ..)| (planned.is_some_and(|p| p != e), i.index, e))
-                .collect();
-            candidates.sort();
-            match candidates.first() {
-                Some(&(elsewhere, _, e)) => {
-                    if elsewhere {
-                        held = Held::Elsewhere;
-                    }
-                    holds.push((e, Hold { step: *fe, from, duration: f.estimate, kept: false }));
-                }
-                None if partial => unheld.push(*fe),
-                None => return None,
-            }
-        }
-        Some((holds, held, unheld))
-    };
-    // Waiting is right only while another step's hold is in the way, since that hold goes when its step starts. If
-    // the followers cannot all be held even among themselves (two must follow at once on one instrument), or if this
-    // step is itself held (it is some step's follower and must start now), waiting could last forever: it starts,
-    // holding what it can, and a follower that could not be held may start late.
-    let self_held = instruments.iter().any(|(_, _, _, h)| h.0.iter().any(|h| h.step == step));
-    match choose(true, false) {
-        Some(chosen) => Some(chosen),
-        None if self_held || choose(false, false).is_none() => choose(true, true),
-        None => None,
-    }
-}
-
-/// When step `p` is expected to end: given an instrument in this frame (`chosen`), now plus its estimate; running,
-/// its start plus its estimate (or now, if late); otherwise now.
-fn expected_end(
-    p: Entity,
-    now: f64,
-    steps: &Query<(Entity, &Step, &mut StepState)>,
-    chosen: &[(Entity, Entity, Option<Place>, String)],
-) -> f64 {
-    match steps.get(p) {
-        Ok((_, s, _)) if chosen.iter().any(|c| c.1 == p) => now + s.estimate,
-        Ok((_, s, StepState::Running { started, .. })) => (started + s.estimate).max(now),
-        _ => now,
-    }
 }
 
 /// The earliest minimum wait still running, so the main loop wakes up then.
