@@ -161,6 +161,8 @@ fn an_instrument_offline_for_good_stops_new_experiments_and_leaves_the_campaign_
         )
         .unwrap();
     assert_eq!(said, 1);
+    let (last_id, last_at): (i64, f64) =
+        conn.query_row("SELECT MAX(id), MAX(at) FROM journal", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     drop(conn);
 
     // The spectrometer repaired (the lab file without the fault), `lab resume` carries the campaign to its budget.
@@ -184,4 +186,9 @@ fn an_instrument_offline_for_good_stops_new_experiments_and_leaves_the_campaign_
         })
         .unwrap();
     assert_eq!((status.as_str(), experiments), ("finished", 16));
+    // The resumed run's lab time goes on from where the record stopped, never from before: the first run, on the
+    // discrete-event clock, was far ahead of the wall at the lab's scale.
+    let first_after: f64 =
+        conn.query_row("SELECT MIN(at) FROM journal WHERE id > ?1", [last_id], |r| r.get(0)).unwrap();
+    assert!(first_after >= last_at, "the resumed run recorded at {first_after} lab s, after {last_at} before it");
 }

@@ -5,6 +5,7 @@ mod campaign;
 mod declared;
 mod faults;
 mod fuzz;
+mod idle;
 mod lab_time;
 mod plan_accuracy;
 mod reagents;

@@ -202,7 +202,8 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
     execute(inputs, opts, record, ids, clock, None, None, wall)
 }
 
-/// The clock of a run of `lab` at `scale` lab seconds a wall second, begun at `epoch` if it is resumed.
+/// The clock of a run of `lab` at `scale` lab seconds a wall second; `resumed` is the wall-clock time a resumed
+/// campaign began and the last lab time its record holds.
 ///
 /// A lab whose instruments are all simulated in this process runs on a discrete-event clock ([`Clock::discrete`]):
 /// its lab time is the sum of its physical durations, so the same files and seeds give the same run however busy
@@ -210,17 +211,20 @@ pub fn run_inputs(inputs: Inputs, opts: &CampaignOptions) -> Result<Summary, Run
 /// own delays (a lost reply's timeout) last what they would on the real lab, not `scale` times more. Any other lab
 /// (a real port, a simulator in another process) runs at `scale` against the wall, and so does a simulated one
 /// whose options ask for it ([`CampaignOptions::paced`]: to watch or interrupt a run as it goes).
-fn lab_clock(lab: &Lab, scale: f64, epoch: Option<std::time::SystemTime>, opts: &CampaignOptions) -> Clock {
-    match (lab.simulated_in_process() && !opts.paced, epoch) {
+///
+/// A resumed campaign's lab time goes on from where the wall says it would be at its scale, so the time it was down
+/// counts; but never from before the last lab time its record holds. A run on the discrete-event clock may be far
+/// ahead of the wall (a day of lab time in minutes), and going back would record new facts before old ones.
+fn lab_clock(lab: &Lab, scale: f64, resumed: Option<(std::time::SystemTime, f64)>, opts: &CampaignOptions) -> Clock {
+    let from = resumed.map(|(epoch, last)| {
+        let since = std::time::SystemTime::now().duration_since(epoch).map_or(0.0, |d| d.as_secs_f64());
+        (epoch, (since * scale).max(last))
+    });
+    match (lab.simulated_in_process() && !opts.paced, from) {
         (true, None) => Clock::discrete(),
-        (true, Some(epoch)) => {
-            // A resumed campaign's lab time goes on from where the wall says it would be at its scale: the time it
-            // was down counts, as on a paced clock.
-            let since = std::time::SystemTime::now().duration_since(epoch).map_or(0.0, |d| d.as_secs_f64());
-            Clock::discrete_from(since * scale, epoch)
-        }
+        (true, Some((epoch, now))) => Clock::discrete_from(now, epoch),
         (false, None) => Clock::scaled(scale),
-        (false, Some(epoch)) => Clock::scaled_from(epoch, scale),
+        (false, Some((epoch, now))) => Clock::scaled_from(now, epoch, scale),
     }
 }
 
@@ -300,8 +304,8 @@ fn resume_in(
     let wall = Instant::now();
     let restore = crate::run::resume::read(record.connection(), id, lab)
         .map_err(|e| RunError::Lab(format!("cannot resume campaign {id}: {e}")))?;
-    let clock =
-        lab_clock(&restore.inputs.lab, opts.time_scale.unwrap_or(restore.time_scale), Some(restore.started_at), opts);
+    let scale = opts.time_scale.unwrap_or(restore.time_scale);
+    let clock = lab_clock(&restore.inputs.lab, scale, Some((restore.started_at, restore.last_at)), opts);
     let inputs = restore.inputs.clone();
     let ids = restore.ids;
     let signing = signing_change(&record, id);

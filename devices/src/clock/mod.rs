@@ -66,12 +66,11 @@ impl Clock {
         Clock(Arc::new(Inner::Scaled { start: Instant::now(), epoch: SystemTime::now(), scale, offset: 0.0 }))
     }
 
-    /// Lab time that began at the wall-clock time `epoch` and has run `scale` times faster than the wall since: a
-    /// campaign resumed after a crash continues its own lab time, including the time it was down.
-    pub fn scaled_from(epoch: SystemTime, scale: f64) -> Self {
+    /// Lab time of a campaign that began at the wall-clock time `epoch`, at lab time `now`, running `scale` times
+    /// faster than the wall from here: a campaign resumed after a crash continues its own lab time.
+    pub fn scaled_from(now: f64, epoch: SystemTime, scale: f64) -> Self {
         assert!(scale.is_finite() && scale > 0.0, "time scale must be positive, got {scale}");
-        let since = SystemTime::now().duration_since(epoch).map_or(0.0, |d| d.as_secs_f64());
-        Clock(Arc::new(Inner::Scaled { start: Instant::now(), epoch, scale, offset: since * scale }))
+        Clock(Arc::new(Inner::Scaled { start: Instant::now(), epoch, scale, offset: now }))
     }
 
     /// A clock that stands still until [`Clock::advance`] moves it; for deterministic tests.

@@ -42,6 +42,8 @@ pub struct Restore {
     pub started_at: SystemTime,
     /// Lab seconds per wall second.
     pub time_scale: f64,
+    /// The last lab time the campaign's journal holds: a resumed run's lab time goes on from no earlier.
+    pub last_at: f64,
     /// The campaign, protocol and lab, from the texts recorded when it started.
     pub inputs: Inputs,
     /// Experiments still running when the controller stopped.
@@ -213,6 +215,8 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
     let lab_source = lab_override.unwrap_or_else(|| SourceFile::new(lab_path.clone(), lab_text));
     let lab = devices::load_lab(Arc::clone(&lab_source)).map_err(files)?;
     let started_at = humantime::parse_rfc3339(&started_at).unwrap_or_else(|_| SystemTime::now());
+    let last_at: f64 =
+        conn.query_row("SELECT COALESCE(MAX(at), 0.0) FROM journal WHERE campaign_id = ?1", [campaign], |r| r.get(0))?;
 
     // Experiments.
     let mut stmt = conn.prepare(
@@ -371,6 +375,7 @@ pub fn read(conn: &Connection, campaign: i64, lab_override: Option<Arc<SourceFil
         campaign,
         started_at,
         time_scale,
+        last_at,
         inputs,
         running,
         concluded,

@@ -425,6 +425,13 @@ pub fn assign_instruments(
             for (k, &e) in queue.iter().enumerate() {
                 let est = steps.get(e).map_or(0.0, |(_, s, _)| s.estimate);
                 if !index.filed.contains_key(&e) {
+                    // A planned step whose vessel must still be brought here cannot start while another
+                    // experiment's vessel stands here with a ready step of its own: the planner does not see who
+                    // stands where, and only that step's run frees the place. Waiting for the first step left a
+                    // hotplate idle for an hour with a vial on it ready to heat (`load`, seed 2).
+                    if !blocked && kept_out_by_occupant(e, inst, &deck, &steps, &index, inst_entity) {
+                        blocked = true;
+                    }
                     if !blocked && let Some((_, start)) = schedule.assigned.get(&e) {
                         due = Some(due.map_or(*start, |d: f64| d.min(*start)));
                     }
@@ -790,6 +797,27 @@ fn claim_source(
         Draw { experiment: w.experiment, key, valve: turn.map(|(e, _)| e), volume: w.volume, primed, line_before };
     stock.draws.insert(step_entity, draw);
     turn.map(|t| (t, prime.map(|(_, waste, v)| (waste, v))))
+}
+
+/// Whether planned step `step` on instrument `inst` is kept out by the vessel standing there: the step acts on a
+/// vessel of its own experiment, and another experiment's vessel occupies the instrument's position with a ready
+/// step filed on it. That vessel leaves only after its step runs.
+fn kept_out_by_occupant(
+    step: Entity,
+    inst: &Instrument,
+    deck: &DeckState,
+    steps: &Query<(Entity, &Step, &mut StepState)>,
+    index: &ReadyIndex,
+    inst_entity: &Entity,
+) -> bool {
+    let Some(occupant) = inst.position.as_ref().and_then(|p| deck.occupant.get(p)) else { return false };
+    let Ok((_, s, _)) = steps.get(step) else { return false };
+    s.work.acts_on_vessel()
+        && s.experiment != *occupant
+        && index
+            .queues
+            .get(inst_entity)
+            .is_some_and(|q| q.iter().any(|k| steps.get(k.step).is_ok_and(|(_, o, _)| o.experiment == *occupant)))
 }
 
 /// The position of the instrument the plan gave to the first vessel step after `transfer`.
