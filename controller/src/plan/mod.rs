@@ -297,7 +297,7 @@ impl fmt::Display for PlanResult {
         writeln!(f, "    {:<36} {}", "the longest experiment alone", hms(b.chain))?;
         let flight = format!("{} experiments, {} at a time", b.counted, self.in_flight);
         writeln!(f, "    {flight:<36} {}", hms(b.in_flight))?;
-        writeln!(f, "    {:<36} {}", format!("work shared by {}", b.instruments.1.join(", ")), hms(b.instruments.0))?;
+        writeln!(f, "    {:<36} {}", format!("work shared by {}", shared_by(&b.instruments.1)), hms(b.instruments.0))?;
         if let Some(limit) = b.limit {
             writeln!(f, "    (capped by the campaign's time limit, {})", hms(limit))?;
         }
@@ -325,6 +325,23 @@ impl fmt::Display for PlanResult {
             writeln!(f, "  WARNING: the simulated run did not finish; the lab cannot run this work as planned")?;
         }
         Ok(())
+    }
+}
+
+/// The instruments a kind's work is shared by, as a line can hold them: all by name up to four, else how many and
+/// the first and last in their numbers' order (`hotplate_1, hotplate_2, …, hotplate_96`).
+fn shared_by(names: &[String]) -> String {
+    let mut names: Vec<&String> = names.iter().collect();
+    // Numbered names in the order of their numbers: `hotplate_2` before `hotplate_10`.
+    names.sort_by_key(|n| {
+        let stem = n.trim_end_matches(|c: char| c.is_ascii_digit());
+        (stem.to_owned(), n[stem.len()..].parse::<u64>().ok(), (*n).clone())
+    });
+    match names.as_slice() {
+        [first, second, .., last] if names.len() > 4 => {
+            format!("{} instruments ({first}, {second}, …, {last})", names.len())
+        }
+        _ => names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
     }
 }
 

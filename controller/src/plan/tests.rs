@@ -1,7 +1,7 @@
 //! `lab plan`'s tests: plans that are the same however slow the proposer, bounds no simulated run beats, a lab
 //! with many hotplates, declared instruments' durations, the landscapes a model's choices are drawn on, a model in
-//! a simulated lab choosing from what a simulated bench measures (drawn several times, and said in JSON too), and
-//! the range a run's lost replies may take it to.
+//! a simulated lab choosing from what a simulated bench measures (drawn several times, and said in JSON too),
+//! the range a run's lost replies may take it to, and the bound's line for a kind many instruments share.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -426,4 +426,12 @@ fn a_dispense_that_primes_the_line_takes_the_primes_draw_turns_and_push() {
         (extra - primes as f64 * each).abs() < 1e-6,
         "{primes} primes of {each} lab s each, but the pump was busy {extra} lab s longer ({levels:?})"
     );
+}
+
+#[test]
+fn a_kind_shared_by_many_instruments_is_said_in_a_line() {
+    let many: Vec<String> = (1..=96).rev().map(|i| format!("hotplate_{i}")).collect();
+    assert_eq!(super::shared_by(&many), "96 instruments (hotplate_1, hotplate_2, …, hotplate_96)");
+    let few: Vec<String> = ["hotplate_2", "hotplate_10", "hotplate_1"].map(String::from).to_vec();
+    assert_eq!(super::shared_by(&few), "hotplate_1, hotplate_2, hotplate_10");
 }
