@@ -7,6 +7,16 @@ use devices::Place;
 use crate::schedule::components::{Availability, Dependents, Hold, Holds, Instrument, Step, StepState};
 use crate::schedule::resources::Schedule;
 
+/// How long before a follower is expected to be ready its instrument is held, for a wait of `wait` lab seconds: a
+/// twentieth of the wait, at least a minute, at most a fifth (all of it below five minutes). A step may end before
+/// its estimate (a plate that heats faster than its figures), and the instrument must be free by then; but a fifth of
+/// a 90-minute heat kept the gantry from all other work for 18 minutes before each heat's end, and with a vial on
+/// each of 96 plates the gantry was held nearly all the time (`load` with a maximum wait after its heats: 18,600 lab
+/// s, three times its lower bound, the gantry busy 29% of it).
+fn hold_margin(wait: f64) -> f64 {
+    (0.05 * wait).max(60.0).min(0.2 * wait)
+}
+
 /// Where [`follower_holds`] would hold the followers' instruments.
 pub(super) enum Held {
     /// On the instruments the plan gave them (or on any, with no plan).
@@ -57,15 +67,15 @@ pub(super) fn follower_holds(
         let mut held = Held::AsPlanned;
         let mut unheld = Vec::new();
         for (fe, f) in &followers {
-            // When the follower is expected to be ready (its dependencies' expected ends), the hold's start a fifth
-            // of the way before that, and the latest the follower may start.
+            // When the follower is expected to be ready (its dependencies' expected ends), the hold's start
+            // `HOLD_MARGIN` before that, and the latest the follower may start.
             let ready = f
                 .after
                 .iter()
                 .filter(|&&p| p != step)
                 .map(|&p| expected_end(p, now, steps, chosen))
                 .fold(now + s.estimate, f64::max);
-            let from = ready - (ready - now) * 0.2;
+            let from = ready - hold_margin(ready - now);
             let latest = ready + f.rules.within.map_or(f64::INFINITY, |w| w.0);
             let planned = schedule.assigned.get(fe).map(|a| a.0);
             let mut candidates: Vec<(bool, usize, Entity)> = instruments
