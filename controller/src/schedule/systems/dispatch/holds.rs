@@ -68,7 +68,7 @@ pub(super) fn follower_holds(
         let mut unheld = Vec::new();
         for (fe, f) in &followers {
             // When the follower is expected to be ready (its dependencies' expected ends), the hold's start
-            // `HOLD_MARGIN` before that, and the latest the follower may start.
+            // [`hold_margin`] before that, and the latest the follower may start.
             let ready = f
                 .after
                 .iter()

@@ -419,11 +419,6 @@ pub fn assign_instruments(
             }
         };
         let mut pick: Option<(Entity, Option<Place>, (Vec<(Entity, Hold)>, Held, Vec<Entity>), String)> = None;
-        // A step this instrument is held for that is ready but cannot start for want of a place waits for the step
-        // that frees the place. When that step is this instrument's to run, it runs first, past the holds: the hold
-        // otherwise kept the instrument from the one step that lets the held one start. A gantry held for a vial's
-        // move to the spectrometer (a maximum wait after its heat) would not take the vial standing at the
-        // spectrometer back to the rack, and the lab stopped for good.
         // A ready step this instrument is held for runs before anything else: its maximum wait is running. It may
         // stand far down the instrument's queue (a gantry's queue of 96 loads, each with a longer path ahead), past
         // where the searches below stop, and the lab stopped for good with the gantry held for steps it never saw.
@@ -447,6 +442,11 @@ pub fn assign_instruments(
                 break;
             }
         }
+        // Else, a held step that is ready but cannot start for want of a place waits for the step that frees the
+        // place. When that step is this instrument's to run, it runs first, past the holds: the hold otherwise kept
+        // the instrument from the one step that lets the held one start. A gantry held for a vial's move to the
+        // spectrometer (a maximum wait after its heat) would not take the vial standing at the spectrometer back to
+        // the rack, and the lab stopped for good.
         if pick.is_none()
             && let Some((freeing, place, held)) =
                 freeing_step(*inst_entity, &steps, &instruments, &experiments, &deck, &index, &source)
