@@ -536,7 +536,8 @@ fn a_short_fault_soak_injects_every_kind_of_fault_and_accounts_for_each() {
 /// The long soak, ignored by default: campaigns on the faulty bench as the repository has it, a new fault seed each
 /// (from 100), for `LAB_SOAK_MINUTES` minutes (default 8). Run it with
 /// `LAB_SOAK_MINUTES=8 cargo test -p tests --test integration long_fault_soak -- --ignored --nocapture`;
-/// `LAB_SOAK_KEEP=1` keeps every campaign's folder.
+/// `LAB_SOAK_KEEP=1` keeps every campaign's folder; `LAB_SOAK_FROM=N` starts at seed N (`LAB_SOAK_MINUTES=0.01` then
+/// runs that one seed).
 #[test]
 #[ignore = "long: LAB_SOAK_MINUTES=8 cargo test -p tests --test integration long_fault_soak -- --ignored --nocapture"]
 fn long_fault_soak_run_with_ignored() {
@@ -545,7 +546,8 @@ fn long_fault_soak_run_with_ignored() {
     let until = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
     let mut total = Soaked::default();
     let mut campaigns = 0;
-    let mut seed = 100;
+    // `LAB_SOAK_FROM` starts elsewhere than seed 100: to run one seed that failed again, with a minute that short.
+    let mut seed: u64 = std::env::var("LAB_SOAK_FROM").map_or(100, |s| s.parse().expect("LAB_SOAK_FROM is a seed"));
     while Instant::now() < until {
         let s = soak(seed, 12, 4);
         eprintln!("seed {seed}: {s:?}");

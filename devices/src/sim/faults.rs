@@ -20,7 +20,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use crate::lab::{Faults, Latency};
 
 /// The byte a garbled reply carries in place of one of its own: never valid in any simulated text protocol, and
-/// it breaks any checksum it lands under.
+/// it breaks any checksum it lands under. Where the byte already is this one (a binary frame's data), the reply
+/// carries `GARBLE - 1` there instead, so a garbled reply always differs from the true one.
 pub const GARBLE: u8 = 0xFF;
 
 /// A fault a simulator injected, for tests and for the simulators' own account.
@@ -144,7 +145,10 @@ impl Injector {
             // keeping all of it makes the garbling show as a bad reply rather than as a missing one. A garbled `\r`
             // of a `\r\n` left the frame without its end, and the driver waited for it until the line's timeout.
             let i = self.rng.gen_range(0..terminated_at(&v).max(1));
-            v[i] = GARBLE;
+            // A binary frame (Modbus RTU) may hold GARBLE as data: replacing it with itself changed nothing, and a
+            // fault logged as injected was never on the wire (a soak's check found no error for it, seed 420). Such
+            // a byte becomes 0xFE instead, which its checksum catches as it catches any one byte changed.
+            v[i] = if v[i] == GARBLE { GARBLE - 1 } else { GARBLE };
             return (v, Some(WireFault::Garbled));
         }
         (bytes.to_vec(), None)
@@ -218,6 +222,8 @@ mod tests {
         // A frame of one byte, or one that is all terminator, still gets a garbled byte.
         assert_eq!(i.corrupt(b"\r\n").0, [GARBLE, b'\n']);
         assert_eq!(i.corrupt(b"\x06").0, [GARBLE]);
+        // A byte that already is GARBLE (data of a binary frame) still changes.
+        assert_eq!(i.corrupt(&[GARBLE]).0, [GARBLE - 1]);
         let mut i = Injector::new(Faults { truncated: 1.0, ..faults() }, 0);
         let (v, _) = i.corrupt(b"S S 1.0 g\r\n");
         assert!(v.len() < 11);
