@@ -13,16 +13,17 @@ use std::collections::HashMap;
 
 use tests::{CampaignTest, replace_field, repo_root};
 
-/// The repository's `load` campaign with `seed`, its protocol and lab by absolute path.
+/// The repository's `load` campaign with `seed`, on its own protocol and lab.
 fn load_campaign(seed: u64) -> CampaignTest {
     let root = repo_root();
     let text = std::fs::read_to_string(root.join("experiments/campaigns/load.campaign.ron")).expect("the campaign");
-    let protocol = root.join("protocols/library/condensation.protocol.ron");
-    let lab = root.join("devices/labs/load.lab.ron");
-    let text = replace_field(&text, "protocol", &format!("{:?}", protocol.display().to_string()));
-    let text = replace_field(&text, "lab", &format!("{:?}", lab.display().to_string()));
-    let text = replace_field(&text, "seed", &seed.to_string());
-    CampaignTest::from_text(&text)
+    let protocol =
+        std::fs::read_to_string(root.join("protocols/library/condensation.protocol.ron")).expect("its protocol");
+    CampaignTest::on_lab(
+        &root.join("devices/labs/load.lab.ron"),
+        &protocol,
+        &replace_field(&text, "seed", &seed.to_string()),
+    )
 }
 
 /// For each step that ran on an instrument with a place (not a move), the lab seconds between its being ready and
@@ -116,7 +117,8 @@ fn late(t: &CampaignTest) -> Vec<(i64, String, f64)> {
 fn run_to_its_end(t: &CampaignTest, budget: usize) {
     let s = t.run_within(std::time::Duration::from_secs(120)).expect("the campaign runs");
     assert_eq!((s.status, s.started, s.failed), ("finished", budget, 0), "{s:?}");
-    assert!(late(t).is_empty(), "steps started after their maximum wait: {:?}", late(t));
+    let late = late(t);
+    assert!(late.is_empty(), "steps started after their maximum wait: {late:?}");
 }
 
 #[test]

@@ -424,9 +424,8 @@ pub fn assign_instruments(
         // where the searches below stop, and the lab stopped for good with the gantry held for steps it never saw.
         let mut held_ready: Vec<(f64, Entity)> = instruments
             .get(*inst_entity)
-            .map(|(_, _, _, h)| h.0.iter().map(|h| h.step).collect::<Vec<_>>())
-            .unwrap_or_default()
             .into_iter()
+            .flat_map(|(_, _, _, h)| h.0.iter().map(|h| h.step))
             .filter(|e| index.filed.get(e).is_some_and(|(_, under)| under.contains(inst_entity)))
             .filter_map(|e| match steps.get(e) {
                 Ok((_, _, StepState::Ready { deadline, .. })) => Some((deadline.unwrap_or(f64::INFINITY), e)),
@@ -449,7 +448,7 @@ pub fn assign_instruments(
         // the rack, and the lab stopped for good.
         if pick.is_none()
             && let Some((freeing, place, held)) =
-                freeing_step(*inst_entity, &steps, &instruments, &experiments, &deck, &index, &source)
+                freeing_step(*inst_entity, &steps, &instruments, &deck, &index, &source)
             && let Ok(dest) = feasible(freeing, &deck, &schedule, true)
             && let Some(holds) = follower_holds(freeing, now, &steps, &dependents, &instruments, &schedule, &chosen)
         {
@@ -475,7 +474,7 @@ pub fn assign_instruments(
                     // experiment's vessel stands here with a ready step of its own: the planner does not see who
                     // stands where, and only that step's run frees the place. Waiting for the first step left a
                     // hotplate idle for an hour with a vial on it ready to heat (`load`, seed 2).
-                    if !blocked && kept_out_by_occupant(e, inst, &deck, &steps, &index, inst_entity) {
+                    if !blocked && kept_out_by_occupant(e, inst, &deck, &steps, &index, *inst_entity) {
                         blocked = true;
                     }
                     if !blocked && let Some((_, start)) = schedule.assigned.get(&e) {

@@ -4,7 +4,7 @@
 use bevy_ecs::prelude::*;
 use protocols::{Action, Destination};
 
-use crate::schedule::components::{Availability, Dependents, Experiment, Holds, Instrument, Step, StepState, Vessel};
+use crate::schedule::components::{Availability, Dependents, Holds, Instrument, Step, StepState};
 use crate::schedule::resources::{DeckState, ReadyIndex, Schedule, Source};
 
 /// The step to run first on instrument `inst`, held for a move that cannot start for want of a place: the move of
@@ -14,7 +14,6 @@ pub(super) fn freeing_step(
     inst: Entity,
     steps: &Query<(Entity, &Step, &mut StepState)>,
     instruments: &Query<(Entity, &Instrument, &mut Availability, &mut Holds)>,
-    experiments: &Query<(&Experiment, Option<&Vessel>)>,
     deck: &DeckState,
     index: &ReadyIndex,
     source: &Source,
@@ -38,7 +37,7 @@ pub(super) fn freeing_step(
         }
         choices.iter().find_map(|p| {
             let occupant = *deck.occupant.get(p)?;
-            if occupant == held.experiment || experiments.get(occupant).is_err() {
+            if occupant == held.experiment {
                 return None;
             }
             queue
@@ -64,7 +63,7 @@ pub(super) fn kept_out_by_occupant(
     deck: &DeckState,
     steps: &Query<(Entity, &Step, &mut StepState)>,
     index: &ReadyIndex,
-    inst_entity: &Entity,
+    inst_entity: Entity,
 ) -> bool {
     let Some(occupant) = inst.position.as_ref().and_then(|p| deck.occupant.get(p)) else { return false };
     let Ok((_, s, _)) = steps.get(step) else { return false };
@@ -72,7 +71,7 @@ pub(super) fn kept_out_by_occupant(
         && s.experiment != *occupant
         && index
             .queues
-            .get(inst_entity)
+            .get(&inst_entity)
             .is_some_and(|q| q.iter().any(|k| steps.get(k.step).is_ok_and(|(_, o, _)| o.experiment == *occupant)))
 }
 
