@@ -345,6 +345,18 @@ impl Events {
         }
     }
 
+    /// `line` is about to close at its simulator's end: a driver listening for a reply then finds its port gone, and
+    /// that discovery holds lab time as a reply's last byte would, until the driver reads past the end
+    /// ([`Events::wire_read`] with all of it) or stops listening. Without it lab time could move on between the
+    /// hang-up and the driver's waking to it, as far as the driver's own reply timeout on a busy machine.
+    pub(crate) fn wire_hung_up(&self, line: &str) {
+        let mut s = self.lock();
+        let Some(l) = s.wires.get_mut(line).filter(|l| l.listening) else { return };
+        l.to_driver += 1;
+        let held = usize::from(l.to_driver == 1);
+        s.busy += held;
+    }
+
     /// `line` closed at its simulator's end (the port taken away, or a write that failed): what was on its way to
     /// the simulator is gone and holds nothing. What was on its way to a listening driver still holds lab time
     /// until the driver reads it or finds the port gone ([`Events::wire_read`] with all of it).
@@ -457,6 +469,26 @@ mod tests {
         events.wire_sent("pump", 4, Toward::Driver);
         let _last = events.at(4.0, drop);
         assert_eq!(events.now(), 4.0, "a reply nobody listens for holds nothing");
+    }
+
+    #[test]
+    fn a_hang_up_holds_time_until_the_listening_driver_finds_its_port_gone() {
+        let events = Events::new(0.0, SystemTime::now());
+        events.wire_listening("pump", true);
+        let hold = events.hold();
+        let _timeout = events.at(1.0, drop);
+        events.wire_hung_up("pump");
+        events.wire_closed("pump");
+        drop(hold);
+        assert_eq!(events.now(), 0.0, "the driver has not yet found its port gone");
+        let passed = events.wire_read("pump", usize::MAX, Toward::Driver).expect("finding it gone passes the hold");
+        assert_eq!(events.now(), 0.0);
+        drop(passed);
+        assert_eq!(events.now(), 1.0);
+        events.wire_listening("pump", false);
+        events.wire_hung_up("pump");
+        let _later = events.at(2.0, drop);
+        assert_eq!(events.now(), 2.0, "a hang-up nobody listens on holds nothing");
     }
 
     #[test]

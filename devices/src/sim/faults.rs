@@ -4,8 +4,9 @@
 //! at [`super::pty::Wire::reply`], so no simulator has to know about them. Faults with a meaning in the
 //! instrument's own protocol (busy, a firmware error code, a pump's move stopping halfway) are asked for by the
 //! simulator through [`Injector::busy`], [`Injector::firmware_error`] and [`Injector::partial`], which answer as
-//! the real instrument would. The disconnect fault is counted per command by the serving loop in [`super`], which
-//! closes the pseudo-terminal and opens a new one once the port's time away has passed.
+//! the real instrument would. The disconnect fault is counted per command by the serving loop in [`super`]: the
+//! cable comes out while the instrument handles the command it strikes on (it acts, and its answer is lost with the
+//! port), then the loop closes the pseudo-terminal and opens a new one once the port's time away has passed.
 //!
 //! Every draw comes from one generator per instrument, seeded by the fault settings or the lab's seed and the
 //! instrument's name, so the same lab file gives the same faults in the same order of commands.
@@ -169,7 +170,7 @@ impl Injector {
         self.roll(self.faults.partial)
     }
 
-    /// Counts a handled command; returns how long the port goes away if it disconnects now.
+    /// Counts a command; returns how long the port goes away if it disconnects on this one.
     pub fn count_command(&mut self) -> Option<Duration> {
         let d = self.faults.disconnect?;
         self.commands += 1;

@@ -306,16 +306,23 @@ async fn run<S: Simulator>(mut sim: S, first: Pty, cx: Context) {
         let Pty { master, slave, .. } = pty;
         let mut wire = Wire::new(master, Arc::clone(&cx.injector)).logging(cx.log.clone(), &cx.name, cx.clock.clone());
         let down = sim.serve(&mut wire).await;
+        // The link goes first, so a driver that finds its port gone cannot reopen the old pseudo-terminal's path.
+        if let (Some(link), Some(_)) = (&cx.link, down) {
+            let _ = std::fs::remove_file(link);
+        }
+        // A driver waiting for a reply holds lab time until it finds its port gone, counted before the port closes
+        // so that the driver cannot find it first.
+        let events = cx.clock.events();
+        if let Some(events) = events {
+            events.wire_hung_up(&cx.name);
+        }
         // Both sides close, so the client sees its port end, as when a cable is pulled.
         drop(wire);
         drop(slave);
-        if let Some(events) = cx.clock.events() {
+        if let Some(events) = events {
             events.wire_closed(&cx.name);
         }
         let Some(down) = down else { return };
-        if let Some(link) = &cx.link {
-            let _ = std::fs::remove_file(link);
-        }
         cx.clock.wall_wait(down).await;
         pty = match pty::open(&cx.name) {
             Ok(p) => p,
@@ -351,10 +358,11 @@ trait Simulator: Send + 'static {
 async fn serve_commands<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Duration> {
     loop {
         while let Some(command) = sim.frame(&mut wire.input) {
+            wire.count_command();
             if !sim.handle(command, wire).await {
                 return None;
             }
-            if let Some(down) = wire.count_command() {
+            if let Some(down) = wire.unplugged() {
                 return Some(down);
             }
         }
@@ -367,4 +375,59 @@ async fn serve_commands<S: Simulator>(wire: &mut Wire, sim: &mut S) -> Option<Du
 /// A stable 64-bit hash of a name, for seeding per-instrument noise.
 pub(crate) fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::lab::Disconnect;
+
+    /// Answers every line with itself, and remembers each it acted on.
+    struct Echo(Vec<Vec<u8>>);
+
+    impl Simulator for Echo {
+        fn frame(&mut self, input: &mut BytesMut) -> Option<Vec<u8>> {
+            let end = input.iter().position(|b| *b == b'\r')?;
+            Some(input.split_to(end + 1).to_vec())
+        }
+
+        async fn handle(&mut self, command: Vec<u8>, wire: &mut Wire) -> bool {
+            self.0.push(command.clone());
+            wire.reply(&command).await
+        }
+    }
+
+    /// The cable pulled on a command: the instrument acts on it, and its reply never reaches the driver however the
+    /// threads run. Here the port stays open after the pull until the driver's end has read all the simulator sent,
+    /// the order a loaded machine may give (the driver reading the reply before the hang-up, which discarded it when
+    /// it came first); a line written after the pull marks the end of what was sent.
+    #[tokio::test]
+    async fn the_reply_to_the_command_the_cable_is_pulled_on_never_reaches_the_driver() {
+        let pty = pty::open("echo").expect("a pseudo-terminal");
+        let down = Duration::from_millis(300);
+        let faults = Faults { disconnect: Some(Disconnect { after: 2, down }), ..Faults::none() };
+        let log = FaultLog::default();
+        let injector = Arc::new(Mutex::new(Some(Injector::new(faults, 1))));
+        let mut wire = Wire::new(pty.master, injector).logging(log.clone(), "echo", Clock::manual());
+        let mut driver = pty.slave;
+        driver.write_all(b"one\rtwo\r").await.expect("the driver writes");
+        let mut sim = Echo(Vec::new());
+        let served = tokio::time::timeout(Duration::from_secs(10), serve_commands(&mut wire, &mut sim)).await;
+        assert_eq!(served.expect("served within 10 s"), Some(down), "the cable came out on the second command");
+        assert_eq!(sim.0, [b"one\r".to_vec(), b"two\r".to_vec()], "the instrument acted on both");
+        assert!(wire.reply(b"end\r").await);
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            if got.ends_with(b"end\r") {
+                break;
+            }
+            let read = tokio::time::timeout(Duration::from_secs(10), driver.read_buf(&mut got)).await;
+            assert!(matches!(read, Ok(Ok(n)) if n > 0), "the driver's end read {got:?}, then {read:?}");
+        }
+        assert_eq!(String::from_utf8_lossy(&got), "one\rend\r", "only the first command's reply was sent");
+        let faults: Vec<WireFault> = log.entries().iter().map(|f| f.fault).collect();
+        assert_eq!(faults, [WireFault::Disconnected]);
+    }
 }

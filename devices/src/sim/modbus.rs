@@ -406,11 +406,12 @@ impl Simulator for ModbusSim {
                     if let Some(hold) = answering.take() {
                         crate::clock::adopt(hold);
                     }
+                    wire.count_command();
                     let replied = wire.reply(&reply).await;
                     if !replied {
                         return None;
                     }
-                    if let Some(down) = wire.count_command() {
+                    if let Some(down) = wire.unplugged() {
                         return Some(down);
                     }
                 }

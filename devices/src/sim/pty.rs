@@ -11,6 +11,12 @@
 //! garbles, truncates or corrupts the checksum of replies as the lab file's `faults` ask. Faults that mean
 //! something in an instrument's protocol (busy, an error code, a partial move) are drawn by the simulator through
 //! the wire's [`Wire::busy`], [`Wire::firmware_error`] and [`Wire::partial`].
+//!
+//! The disconnect fault pulls the cable while the instrument handles a command ([`Wire::count_command`]): the
+//! instrument acts, and nothing it answers reaches the driver. A reply written before the port closed would reach
+//! the driver or be discarded by the hang-up as the machine's threads happened to run, so a loaded machine would
+//! give another record of the same run (fault seed 345 of the soak: the reply to the controller's last command got
+//! through, and the port lost after it was never seen).
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,6 +77,8 @@ pub struct Wire {
     /// The line's instrument and the lab's clock, once known ([`Wire::logging`]): a discrete-event clock counts the
     /// bytes on the line, and a fault's latency is a wait on it.
     line: Option<(String, Clock)>,
+    /// The cable is out while the command counted last is handled, for this long once it is back.
+    unplugged: Option<std::time::Duration>,
 }
 
 /// Draws the faults that mean something in an instrument's protocol (busy, an error code, a partial move) and
@@ -121,16 +129,28 @@ impl Draws {
 impl Wire {
     /// Wraps the master side of a pseudo-terminal, injecting the faults of `faults`.
     pub fn new(master: SerialStream, faults: SharedInjector) -> Self {
-        Wire { port: master, input: BytesMut::with_capacity(256), draws: Draws { faults, log: None }, line: None }
+        Wire {
+            port: master,
+            input: BytesMut::with_capacity(256),
+            draws: Draws { faults, log: None },
+            line: None,
+            unplugged: None,
+        }
     }
 
-    /// Counts a handled command; returns how long the port goes away if the disconnect fault strikes now.
-    pub fn count_command(&mut self) -> Option<std::time::Duration> {
-        let down = self.draws.injector().as_mut().and_then(Injector::count_command);
-        if down.is_some() {
-            self.note(WireFault::Disconnected);
-        }
-        down
+    /// Counts the command the simulator is about to handle (or the reply it is about to send, for one that answers
+    /// without [`super::Simulator::handle`]). If the disconnect fault strikes on it, the cable is out until the
+    /// command is handled: the instrument acts on it, and its answer goes nowhere ([`Wire::reply`] sends nothing).
+    pub fn count_command(&mut self) {
+        self.unplugged = self.draws.injector().as_mut().and_then(Injector::count_command);
+    }
+
+    /// Once the command counted last is handled: if the disconnect fault struck on it, records the fault and returns
+    /// how long the port goes away, for the serving loop to close it now.
+    pub fn unplugged(&mut self) -> Option<std::time::Duration> {
+        let down = self.unplugged.take()?;
+        self.note(WireFault::Disconnected);
+        Some(down)
     }
 
     /// Records every injected fault in `log`, as done by `instrument` at `clock`'s time.
@@ -197,7 +217,8 @@ impl Wire {
     }
 
     /// Sends a reply, with whatever wire faults the injector draws. Every byte a simulator sends goes through
-    /// here; false once the line is gone.
+    /// here; false once the line is gone. While the cable is out ([`Wire::count_command`]) the reply is drawn as
+    /// any other, so the faults after it come as they would, but nothing is sent and no fault on it is recorded.
     pub async fn reply(&mut self, bytes: &[u8]) -> bool {
         self.reply_with_checksum_at(bytes, bytes.len().saturating_sub(1)).await
     }
@@ -206,7 +227,7 @@ impl Wire {
     pub async fn reply_with_checksum_at(&mut self, bytes: &[u8], checksum: usize) -> bool {
         let drawn = self.draws.injector().as_mut().map(|f| (f.latency(), f.corrupt_at(bytes, checksum)));
         let Some((delay, (bytes, fault))) = drawn else { return self.write(bytes).await };
-        if let Some(f) = fault {
+        if let Some(f) = fault.filter(|_| self.unplugged.is_none()) {
             self.note(f);
         }
         if !delay.is_zero() {
@@ -219,6 +240,9 @@ impl Wire {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> bool {
+        if self.unplugged.is_some() {
+            return true;
+        }
         if let Some((name, clock)) = &self.line
             && let Some(events) = clock.events()
         {
