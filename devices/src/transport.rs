@@ -428,6 +428,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         let attempts = self.reconnect.attempts;
         for n in 1..=attempts {
             self.clock.wall_wait(self.reconnect.delay_before(n)).await;
+            // A port that comes back at the lab instant of an attempt (a simulator's, after its time away) is found
+            // there, whichever thread the two wake on runs first.
+            self.clock.after_instant().await;
             let at = self.clock.now();
             match opener() {
                 Ok(io) => {

@@ -38,6 +38,12 @@ pub(super) enum Work {
     /// Turn this valve to a port for the pump it feeds, answer, and then turn nothing else until `release` is
     /// dropped (the pump pushes through the port meanwhile).
     Hold { position: u32, reply: Answer, release: oneshot::Receiver<()> },
+    /// The run is over: put the instrument in its safe state and stop. Sent when the executor goes, with a hold as
+    /// any work is, so that a discrete-event clock's lab time cannot move on between the run's end and the task's
+    /// waking to it (a closed channel wakes the task with no hold, and lab time would then move to whatever is due
+    /// next as the threads happen to run, so the final safe states would start at a different lab time from run
+    /// to run).
+    End,
 }
 
 /// A valve task's answer to a turn, with the hold that keeps a discrete-event clock's lab time still until the pump
@@ -88,6 +94,16 @@ impl TaskExecutor {
         self.recorder.after_commit(move || {
             let _ = tx.send((work, hold));
         });
+    }
+}
+
+impl Drop for TaskExecutor {
+    /// Ends every instrument's task, each after everything recorded so far is committed (after any work sent
+    /// before it).
+    fn drop(&mut self) {
+        for tx in self.senders.values() {
+            self.send_after_commit(tx.clone(), Work::End);
+        }
     }
 }
 
@@ -361,6 +377,7 @@ pub(super) async fn instrument_task(
         devices::clock::adopt(hold);
         let (d, valve) = match work {
             Work::Step(d, valve) => (d, valve),
+            Work::End => break,
             Work::Turn { position, tag, reply } => {
                 inst.set_tag(Some(tag as u64));
                 let r = devices::execute(&mut *inst, &devices::Task::Select { position }).await;
@@ -479,6 +496,12 @@ pub(super) async fn instrument_task(
         if inbound.send(Inbound::StepEnded { step: d.step, result, started, ended }).is_err() {
             break;
         }
+    }
+    // Nothing more is taken: work still queued goes now, its hold taken up, so that it cannot keep a discrete-event
+    // clock's lab time still while the instrument is made safe (its replies' timeouts are waits on that time).
+    rx.close();
+    while let Ok((_, hold)) = rx.try_recv() {
+        devices::clock::adopt(hold);
     }
     match inst.safe_state().await {
         Ok(()) => say("info", format!("{name} left in its safe state")),
@@ -626,7 +649,79 @@ async fn turn_valve(valve: &WorkSender, port: u32, tag: i64, pump: &str, clock: 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use devices::{DeviceError, Identity};
+    use protocols::kind::InstrumentKind;
+
     use super::*;
+
+    type Answer<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, DeviceError>> + Send + 'a>>;
+
+    /// An instrument that notes the lab time of every safe state it is put in, and answers everything else at once.
+    struct Noted {
+        clock: Clock,
+        safe: Arc<Mutex<Vec<f64>>>,
+    }
+
+    impl DeviceInstrument for Noted {
+        fn name(&self) -> &str {
+            "noted"
+        }
+
+        fn kind(&self) -> InstrumentKind {
+            InstrumentKind::Hotplate
+        }
+
+        fn identify(&mut self) -> Answer<'_, Identity> {
+            let id = Identity { model: "noted".into(), serial: None, firmware: None, raw: String::new() };
+            Box::pin(async move { Ok(id) })
+        }
+
+        fn initialize(&mut self) -> Answer<'_, ()> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn safe_state(&mut self) -> Answer<'_, ()> {
+            self.safe.lock().unwrap().push(self.clock.now());
+            Box::pin(async { Ok(()) })
+        }
+
+        fn set_tag(&mut self, _: Option<u64>) {}
+    }
+
+    /// The end of a run on a discrete-event clock: lab time stands still from the main loop's last frame until the
+    /// instrument's task has woken to the end, so its final safe state starts at the run's end. The task is made to
+    /// wake late (this runtime has one thread and runs it only when the test waits), the order a loaded machine may
+    /// give; before the end carried a hold, lab time moved on to the next thing due meanwhile (here 5 s).
+    #[tokio::test]
+    async fn the_final_safe_state_starts_when_the_run_ends_however_late_the_task_wakes() {
+        let clock = Clock::discrete();
+        let last_frame = clock.hold();
+        let safe = Arc::new(Mutex::new(Vec::new()));
+        let entity = World::new().spawn_empty().id();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (inbound, _inbox) = crossbeam_channel::unbounded();
+        let (abort, abort_rx) = watch::channel(false);
+        let inst = Box::new(Noted { clock: clock.clone(), safe: Arc::clone(&safe) });
+        let task = tokio::spawn(devices::clock::party(
+            Vec::new(),
+            instrument_task(inst, entity, rx, inbound, clock.clone(), Recorder::null(), 1, abort_rx),
+        ));
+        tokio::task::yield_now().await;
+        let _due_later = clock.alarm(5.0, drop);
+        let executor = TaskExecutor {
+            senders: HashMap::from([(entity, tx)]),
+            feeders: HashMap::new(),
+            recorder: Recorder::null(),
+            abort,
+            clock: clock.clone(),
+        };
+        drop(executor);
+        drop(last_frame);
+        tokio::time::timeout(Duration::from_secs(10), task).await.expect("the task ends").expect("it did not panic");
+        assert_eq!(*safe.lock().unwrap(), [0.0], "the final safe state started at the run's end");
+    }
 
     #[tokio::test]
     async fn a_step_that_never_ends_is_cut_at_its_timeout_on_a_discrete_clock_without_a_floor() {

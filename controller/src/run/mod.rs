@@ -601,16 +601,21 @@ fn execute(
     drop(inbound_tx);
 
     let mut live = crate::run::live::LiveView::for_stderr(opts.progress);
-    drive(&mut world, &mut schedule, &inbound_rx, &clock, &recorder, setup, |world| print_progress(world, &mut live));
+    let end = drive(&mut world, &mut schedule, &inbound_rx, &clock, &recorder, setup, |world| {
+        print_progress(world, &mut live)
+    });
 
     let state = world.remove_resource::<CampaignState>().expect("inserted above");
     let lab_seconds = clock.now();
     if state.aborted {
         let _ = abort_tx.send(true);
     }
-    // Dropping the bridge closes every instrument's channel: each task puts its instrument in its safe state and ends.
+    // Dropping the bridge tells every instrument's task the run is over: each puts its instrument in its safe state
+    // and ends. Lab time stands still from the last frame until every task has taken that up (each message carries
+    // its own hold), so the final safe states start at the run's end whatever the machine's load.
     drop(world.remove_resource::<Bridge>());
     drop(world);
+    drop(end);
     signals.abort();
     requests.stop();
     runtime.block_on(async {
@@ -759,7 +764,9 @@ const CHECKPOINT_EVERY: f64 = 3600.0;
 
 /// Runs the world until the campaign has nothing left to do: a frame whenever something arrives (or a minimum wait
 /// ends), and again while frames make progress. `after_frame` sees the world after each frame. `hold` is the hold
-/// the caller kept a discrete-event clock's lab time with, which the loop takes over.
+/// the caller kept a discrete-event clock's lab time with, which the loop takes over; it returns the holds it keeps
+/// lab time with when the campaign has finished (none if its inbox closed), for the caller to keep until the
+/// instruments' tasks have been told the run is over.
 ///
 /// On a discrete-event clock the loop keeps lab time still while it runs frames and lets go when it waits. It is
 /// handed the inbox only when nothing else in the lab has anything left to do at the present instant (the idle
@@ -773,7 +780,7 @@ pub fn drive(
     recorder: &Recorder,
     hold: devices::clock::Hold,
     mut after_frame: impl FnMut(&World),
-) {
+) -> Vec<devices::clock::Hold> {
     let mut aborted_for_record = false;
     let mut last_checkpoint = clock.now();
     let mut held = vec![hold];
@@ -800,7 +807,7 @@ pub fn drive(
             last_checkpoint = now;
         }
         if world.resource::<CampaignState>().is_finished() {
-            break;
+            return held;
         }
         if let Some(failure) = recorder.failure()
             && !aborted_for_record
@@ -834,7 +841,7 @@ pub fn drive(
                 clock.alarm(t, move |hold| turn.give(hold, true))
             });
             held.clear();
-            let Some((holds, ticked, taken)) = turn.take(clock, inbox) else { break };
+            let Some((holds, ticked, taken)) = turn.take(clock, inbox) else { return held };
             held = holds;
             drop(alarm);
             let backlog = &mut world.resource_mut::<Bridge>().backlog;
@@ -851,7 +858,7 @@ pub fn drive(
         match inbox.recv_timeout(wait) {
             Ok(item) => world.resource_mut::<Bridge>().backlog.push(item),
             Err(RecvTimeoutError::Timeout) => world.resource_mut::<Bridge>().backlog.push(Inbound::Tick),
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => return held,
         }
     }
 }

@@ -18,7 +18,10 @@
 //! - whatever an *idle hook* ([`Events::on_idle`]) says is pending when everything else is idle: the controller's
 //!   inbox, so that every fact of an instant is handed over at once, before lab time moves on.
 //!
-//! Alarms due at the same lab time fire together; lab time never moves backwards.
+//! Alarms due at the same lab time fire together; lab time never moves backwards. A party whose act would reach
+//! another differently as their threads happened to run within one instant (a simulated port closing while its
+//! driver writes, a driver reopening a port just as it comes back) waits for the instant's end first
+//! ([`super::Clock::after_instant`], an alarm at the present time, which fires only once nothing holds lab time).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};

@@ -246,6 +246,20 @@ impl Clock {
         }
     }
 
+    /// Waits, as a wait of the party this task is, until everything else in the lab has done what it does at the
+    /// present lab instant (on a discrete-event clock: until nothing else holds lab time, the controller's inbox
+    /// included, before lab time moves on); at once on other clocks, which have no instants. For an act whose
+    /// outcome for others would otherwise depend on which thread ran first within the instant (a simulated port
+    /// that closes while a driver writes to it).
+    pub async fn after_instant(&self) {
+        let Inner::Discrete(e) = &*self.0 else { return };
+        let armed = Self::alarm_at(e, e.now());
+        events::release_party();
+        if let Ok(hold) = armed.await {
+            adopt(hold);
+        }
+    }
+
     /// On a discrete-event clock whose time has not reached `t`, an alarm at `t` that answers with the hold of the
     /// one it wakes (the alarm goes if the answer is dropped unread).
     fn arm(&self, t: f64) -> Option<Armed> {
@@ -253,11 +267,15 @@ impl Clock {
         if t <= e.now() {
             return None;
         }
+        Some(Self::alarm_at(e, t))
+    }
+
+    fn alarm_at(events: &Arc<Events>, t: f64) -> Armed {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let alarm = e.at(t, move |hold| {
+        let alarm = events.at(t, move |hold| {
             let _ = tx.send(hold);
         });
-        Some(Armed { rx, _alarm: alarm })
+        Armed { rx, _alarm: alarm }
     }
 
     async fn sleep_until_paced(&self, t: f64) {
@@ -325,6 +343,37 @@ mod tests {
         c.sleep_until(5.0).await;
         assert_eq!(c.now(), 10.0);
         assert_eq!(c.scale(), 400.0);
+    }
+
+    /// Two parties woken at the same lab time: one acts (a simulator bringing its port back), the other looks (a
+    /// driver's attempt to reopen it). This runtime has one thread and runs them in the order they were woken, the
+    /// one that looks first, the order a loaded machine may give; waiting for the end of the instant, it sees the
+    /// act all the same.
+    #[tokio::test]
+    async fn a_party_that_waits_for_the_end_of_the_instant_sees_what_others_did_at_it() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let clock = Clock::discrete();
+        let setup = clock.hold();
+        let acted = Arc::new(AtomicBool::new(false));
+        let looks = tokio::spawn(events::party(Vec::new(), {
+            let (clock, acted) = (clock.clone(), Arc::clone(&acted));
+            async move {
+                clock.sleep(1.0).await;
+                clock.after_instant().await;
+                (clock.now(), acted.load(Ordering::SeqCst))
+            }
+        }));
+        let acts = tokio::spawn(events::party(Vec::new(), {
+            let (clock, acted) = (clock.clone(), Arc::clone(&acted));
+            async move {
+                clock.sleep(1.0).await;
+                acted.store(true, Ordering::SeqCst);
+            }
+        }));
+        tokio::task::yield_now().await;
+        drop(setup);
+        assert_eq!(looks.await.unwrap(), (1.0, true));
+        acts.await.unwrap();
     }
 
     #[tokio::test]

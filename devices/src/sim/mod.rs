@@ -306,6 +306,14 @@ async fn run<S: Simulator>(mut sim: S, first: Pty, cx: Context) {
         let Pty { master, slave, .. } = pty;
         let mut wire = Wire::new(master, Arc::clone(&cx.injector)).logging(cx.log.clone(), &cx.name, cx.clock.clone());
         let down = sim.serve(&mut wire).await;
+        if down.is_some() {
+            // The cable is out from the command it struck on, and the port closes once everything else in the lab
+            // has done what it does at this lab instant: what the driver writes meanwhile (the next command after
+            // one that has no reply) goes nowhere, and it finds the port gone at its next read, or at a write after
+            // lab time has moved on, as the OS would tell it. Closed at once, the port would take such a write or
+            // refuse it as the threads happened to run, and the driver would lose the command or send it again.
+            cx.clock.after_instant().await;
+        }
         // The link goes first, so a driver that finds its port gone cannot reopen the old pseudo-terminal's path.
         if let (Some(link), Some(_)) = (&cx.link, down) {
             let _ = std::fs::remove_file(link);

@@ -16,7 +16,10 @@
 //! instrument acts, and nothing it answers reaches the driver. A reply written before the port closed would reach
 //! the driver or be discarded by the hang-up as the machine's threads happened to run, so a loaded machine would
 //! give another record of the same run (fault seed 345 of the soak: the reply to the controller's last command got
-//! through, and the port lost after it was never seen).
+//! through, and the port lost after it was never seen). On a discrete-event clock the port then closes at the end
+//! of that lab instant ([`crate::clock::Clock::after_instant`]): a command the driver writes at the same instant
+//! (the next one after a command that has no reply) goes nowhere, and the driver finds the port gone when it reads,
+//! or when it writes again after lab time has moved on.
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

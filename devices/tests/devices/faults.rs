@@ -272,3 +272,66 @@ async fn a_busy_controller_and_balance_refuse_their_step() {
     assert!(matches!(&err.kind, DeviceErrorKind::Busy { received, .. } if received == b"S I\r\n"), "{err}");
     sims.stop().await;
 }
+
+/// The cable pulled on a command that has no reply (the valve's `GO3`), and the driver's next command (`CP`) written
+/// at the same lab instant: `CP` goes nowhere and the driver finds the port gone when it reads for the reply,
+/// whether it wrote `CP` before the simulator handled `GO3` (the order an idle machine gives; this runtime has one
+/// thread and runs the simulator only when the driver waits) or after (the order a loaded machine may give, forced
+/// here). Before, the port closed as soon as `GO3` was handled, so a `CP` written after that failed to write, was
+/// sent again on the reopened port and succeeded: one run, two records.
+#[tokio::test]
+async fn a_command_after_a_pull_on_one_without_reply_goes_nowhere_whoever_runs_first() {
+    let idle = pull_on_a_command_without_reply(false).await;
+    let loaded = pull_on_a_command_without_reply(true).await;
+    assert_eq!(idle, loaded, "one outcome and one record whatever ran first");
+    let (error, exchanges) = idle;
+    assert!(error.starts_with("Reconnected"), "the port was lost after `CP` was written: {error}");
+    let cp = exchanges.iter().filter(|e| e.sent == b"CP\r").count();
+    assert_eq!(cp, 2, "`CP` written once before the pull and once after it, never again: {exchanges:#?}");
+}
+
+/// Asks a valve where it is, turns it to port 3 (the cable comes out as it does) and asks again, at one lab
+/// instant; first waits until the simulator has handled the turn if `simulator_first`. The error of the last
+/// question and every exchange.
+async fn pull_on_a_command_without_reply(simulator_first: bool) -> (String, Vec<devices::transport::Exchange>) {
+    use devices::transport::{Link, Terminated, open_serial, serial_opener};
+    let down = Disconnect { after: 2, down: Duration::from_millis(300) };
+    let lab = common::with_faults(
+        common::clean_lab_with(&["valve"]),
+        "valve",
+        Faults { disconnect: Some(down), ..Faults::none() },
+    );
+    let clock = devices::Clock::discrete();
+    let sims = devices::sim::start(&lab, clock.clone()).await.expect("the simulator starts");
+    let (line, path) = (&lab.instrument("valve").expect("in the lab").line, sims.ports["valve"].clone());
+    let (sink, log) = common::collector();
+    let port = open_serial("valve", &path, line).expect("the pseudo-terminal opens");
+    let mut link = Link::new(port, "valve", clock.clone(), sink, line.timeout)
+        .reopening(serial_opener("valve", &path, line), line.reconnect);
+    let mut cr = Terminated::new(b"\r", 64);
+    let asked = devices::clock::party(vec![clock.hold()], async {
+        link.request(b"CP\r", &mut cr).await.expect("the valve answers");
+        link.send(b"GO3\r").await.expect("the turn is written");
+        if simulator_first {
+            let pulled = || sims.faults().iter().any(|f| f.fault == WireFault::Disconnected);
+            for _ in 0..1000 {
+                if pulled() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert!(pulled(), "the simulator handled the turn, and the cable came out");
+        }
+        tokio::time::timeout(BOUND, link.request(b"CP\r", &mut cr)).await.expect("bounded")
+    })
+    .await;
+    drop(link);
+    sims.stop().await;
+    let error = format!("{:?}", asked.expect_err("the answer to `CP` is lost with the port").kind);
+    let mut exchanges = log.lock().unwrap().clone();
+    // Each run's port has a path of its own.
+    for e in &mut exchanges {
+        e.error = e.error.as_ref().map(|m| m.replace(path.as_str(), "<port>"));
+    }
+    (error, exchanges)
+}
