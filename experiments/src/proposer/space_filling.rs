@@ -411,6 +411,28 @@ mod tests {
     }
 
     #[test]
+    fn the_gaussian_process_starts_from_a_seeded_sobol_design_even_over_each_range() {
+        let space = Space::new(vec![
+            crate::Dim::new("a", 0.0, 10.0),
+            crate::Dim::new("b", -1.0, 1.0),
+            crate::Dim::new("c", 5.0, 6.0),
+        ]);
+        let start = sobol_design(&space, None, 8, &mut rng(3));
+        assert_eq!(start.len(), 8);
+        assert_eq!(start, sobol_design(&space, None, 8, &mut rng(3)), "the seed fixes the start");
+        assert_ne!(start, sobol_design(&space, None, 8, &mut rng(4)));
+        // The first 2^k points of a scrambled Sobol sequence put one point in each of 2^k equal slices of every
+        // coordinate, as a Latin hypercube does, without pushing every pair apart.
+        for j in 0..3 {
+            let mut slices: Vec<usize> = start.iter().map(|u| (u[j] * 8.0).floor() as usize).collect();
+            slices.sort_unstable();
+            assert_eq!(slices, (0..8).collect::<Vec<_>>(), "coordinate {j}: {start:?}");
+        }
+        let pool: Vec<Vec<f64>> = (0..20).map(|i| vec![i as f64 / 19.0, 0.5, 0.5]).collect();
+        assert_eq!(sobol_design(&space, Some(&pool), 5, &mut rng(3)), pool_design(&space, &pool, 5, &mut rng(3)));
+    }
+
+    #[test]
     fn a_latin_hypercube_has_one_point_per_slice_of_every_dimension() {
         let design = latin_hypercube(10, 3, &mut rng(7));
         assert_eq!(design.len(), 10);
