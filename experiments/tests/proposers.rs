@@ -201,7 +201,7 @@ fn a_restarted_proposer_skips_design_points_already_measured() {
     restarted.tell(Observation { values: design[0].values.clone(), objective: Some(1.0) });
     let next = restarted.ask(2, &[design[1].values.clone()]);
     assert_eq!(next[0].values, design[2].values);
-    assert!(next[1].reason.starts_with("Point 4 of a 5-point Latin hypercube"), "{}", next[1].reason);
+    assert!(next[1].reason.starts_with("Point 4 of a 5-point scrambled Sobol design"), "{}", next[1].reason);
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn the_gaussian_process_beats_random_search_on_branin() {
     assert!(gp_regret < 0.05, "GP regret {gp_regret}");
     assert!(random_regret > 0.05, "random regret {random_regret}");
     // The first five points are the design; every later one is chosen by the model, with provenance.
-    assert!(gp[..5].iter().all(|p| p.strategy == "space-filling (LHS)"));
+    assert!(gp[..5].iter().all(|p| p.strategy == "space-filling (Sobol)"));
     for p in &gp[5..] {
         assert_eq!(p.strategy, "GP LogEI", "{}", p.reason);
         let model = p.model.as_ref().expect("provenance");
@@ -264,7 +264,7 @@ fn a_proposal_after_fifty_results_is_fitted_on_all_of_them() {
     }
     // The space-filling start comes first, whatever was told (its points are asked for and dropped here).
     let design = proposer.ask(5, &[]);
-    assert!(design.iter().all(|p| p.strategy == "space-filling (LHS)"), "{design:#?}");
+    assert!(design.iter().all(|p| p.strategy == "space-filling (Sobol)"), "{design:#?}");
     let one = proposer.ask(1, &[]);
     assert_promises(&space, &one, 1, &told, &[]);
     let model = one[0].model.as_ref().expect("a model-based proposal says what model chose it");

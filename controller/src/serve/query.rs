@@ -316,7 +316,7 @@ pub struct Output {
 /// How an experiment was proposed.
 #[derive(Debug, Clone)]
 pub struct Proposal {
-    /// The strategy (`space-filling (LHS)`, `GP LogEI`, ...).
+    /// The strategy (`space-filling (Sobol)`, `GP LogEI`, ...).
     pub strategy: String,
     /// The model's predicted mean of the objective.
     pub mean: Option<f64>,

@@ -1,6 +1,6 @@
 //! The Gaussian-process proposer: Bayesian optimisation with a space-filling start.
 //!
-//! The first `initial` proposals are a space-filling design (a maximin Latin hypercube, or over a pool a
+//! The first `initial` proposals are a space-filling design (a scrambled Sobol sequence, or over a pool a
 //! k-means++-weighted draw of its members), handed out in order across asks. After that, and once enough successful
 //! results at different points exist (one more than the number of parameters, or the design's size if that is
 //! smaller, and at least two), every proposal comes from a Gaussian-process model of the results
@@ -40,7 +40,7 @@ use serde_json::json;
 
 use super::acquisition::expected_improvement;
 use super::search::{Found, Scorer, Search, around, best_in_pool, maximize};
-use super::space_filling::{design, design_reason, maximin_point, maximin_reason};
+use super::space_filling::{maximin_point, maximin_reason, sobol_design, start_reason};
 use super::{
     Acquisition, History, MIN_DISTANCE, Observation, Outcome, Point, Problem, Proposal, Proposer, Status, distance2,
     rng, short, too_close,
@@ -239,7 +239,7 @@ pub struct GpProposer {
 }
 
 impl GpProposer {
-    /// A proposer over `space` optimising `objective`, starting with an `initial`-point Latin hypercube, choosing
+    /// A proposer over `space` optimising `objective`, starting with an `initial`-point Sobol design, choosing
     /// later points by `acquisition`, seeded with `seed`.
     pub fn new(space: Space, objective: Objective, initial: usize, acquisition: Acquisition, seed: u64) -> Self {
         GpProposer::for_problem(&Problem::new(space, objective, 0), initial, acquisition, seed)
@@ -250,7 +250,7 @@ impl GpProposer {
     pub fn for_problem(problem: &Problem, initial: usize, acquisition: Acquisition, seed: u64) -> Self {
         let mut rng = rng(seed);
         let history = History::new(problem);
-        let design = design(&history.space, history.pool.as_deref(), initial, &mut rng);
+        let design = sobol_design(&history.space, history.pool.as_deref(), initial, &mut rng);
         let name = if problem.objectives.len() > 1 {
             format!("gaussian process (ParEGO, {})", acquisition.short_name())
         } else {
@@ -725,7 +725,8 @@ impl Proposer for GpProposer {
             let Some(unit) = space.repair(&u, &batch.frozen).filter(|u| !too_close(u, &taken)) else { continue };
             batch.fix(&space, &unit);
             taken.push(unit.clone());
-            out.push(self.history.proposal(&unit, "space-filling (LHS)", design_reason(index, self.design.len())));
+            let (strategy, reason) = start_reason(index, self.design.len(), self.history.pool.is_some());
+            out.push(self.history.proposal(&unit, strategy, reason));
         }
         if out.len() == n {
             return out;

@@ -78,7 +78,7 @@ pub struct Proposal {
     /// The varied parameters' values, in each parameter's own unit (a categorical parameter's value is its
     /// level's number). Fixed parameters are not included; see [`crate::Campaign::parameters`].
     pub values: Point,
-    /// How the point was chosen, such as `"space-filling (LHS)"` or `"GP LogEI"`.
+    /// How the point was chosen, such as `"space-filling (Sobol)"` or `"GP LogEI"`.
     pub strategy: String,
     /// The model's prediction of the objective at this point, in the objective's units, if a model was used
     /// (for several objectives: of the scalarised objective the point was chosen for).

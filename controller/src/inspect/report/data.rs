@@ -62,7 +62,7 @@ pub struct ExperimentRow {
     pub objective: Option<f64>,
     /// The proposer's predicted mean and standard deviation of the objective, for model-based proposals.
     pub predicted: Option<(f64, f64)>,
-    /// How the proposal was chosen (`space-filling (LHS)`, `GP LogEI`, ...).
+    /// How the proposal was chosen (`space-filling (Sobol)`, `GP LogEI`, ...).
     pub strategy: Option<String>,
     /// Lab seconds from the campaign's start.
     pub started_at: f64,
