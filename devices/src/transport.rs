@@ -15,6 +15,10 @@
 //! [`DeviceErrorKind::Reconnected`], because whether it ran is unknown, and the next command finds the port
 //! working. When every attempt fails the command fails with [`DeviceErrorKind::Disconnected`]. No wait is
 //! unbounded: every reply has its timeout and every reconnection its number of attempts.
+//!
+//! Before each command a link reads and records as stale what the instrument sent since the reply before (the rest
+//! of a garbled reply, a late one), as a careful driver flushes its input, so that it is not taken for the command's
+//! reply; on a discrete-event clock, every byte sent before the command, whichever thread ran first.
 
 use std::fmt::{Debug, Display};
 use std::sync::Arc;
@@ -269,6 +273,8 @@ pub struct Link<T> {
     lost: bool,
     /// No command has been written since the port was opened.
     fresh: bool,
+    /// The last reply was not read to its end (a garbled one, a timeout): the instrument may still be sending.
+    unsettled: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
@@ -287,6 +293,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
             reconnect: Reconnect { attempts: 0, ..Reconnect::DEFAULT },
             lost: false,
             fresh: true,
+            unsettled: false,
         }
     }
 
@@ -340,8 +347,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         D::Item: Debug,
         D::Error: FrameFault + From<std::io::Error>,
     {
-        self.listening(true);
-        let sent_at = self.deliver(command).await;
+        let sent_at = self.deliver(command, true).await;
         let result = match sent_at {
             Ok(_) => Some(self.read_frame(command, decoder, timeout).await),
             Err(_) => None,
@@ -360,6 +366,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
             }
             Err((e, raw)) => {
                 self.report(sent_at, command, replied_at, &raw, None, Some(e.kind.to_string()));
+                self.unsettled = true;
                 Err(self.after_loss(e).await)
             }
         }
@@ -367,22 +374,33 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
 
     /// Sends `command`, which the instrument does not answer.
     pub async fn send(&mut self, command: &[u8]) -> Result<(), DeviceError> {
-        let sent_at = self.deliver(command).await?;
+        let sent_at = self.deliver(command, false).await?;
         self.report(sent_at, command, None, &[], None, None);
         Ok(())
     }
 
-    /// Writes `command` on a working port and returns the lab time it was sent. A port that is gone, or goes
-    /// while the bytes are written (so they never reached the instrument), is reopened first and the command
-    /// written again; failures are reported and returned.
-    async fn deliver(&mut self, command: &[u8]) -> Result<f64, DeviceError> {
+    /// Writes `command` on a working port and returns the lab time it was sent, listening for a reply from before
+    /// it is written if `listen`. A port that is gone, or goes while the bytes are written (so they never reached
+    /// the instrument), is reopened first and the command written again; failures are reported and returned.
+    /// Whatever the instrument sent before the command is read and logged as stale first.
+    async fn deliver(&mut self, command: &[u8], listen: bool) -> Result<f64, DeviceError> {
         if self.lost {
             self.reopen().await?;
+        }
+        if std::mem::take(&mut self.unsettled) {
+            // An instrument still answering the command before at this lab instant (the line after a garbled one,
+            // a reply in two writes) has finished by its end, so what it sends is read below, not taken for the
+            // reply to this command or not, as the threads happen to run.
+            self.clock.after_instant().await;
+        }
+        if listen {
+            self.listening(true);
         }
         if self.fresh {
             self.fresh = false;
             self.take_pending().await;
         }
+        self.take_sent().await;
         self.discard_stale();
         let sent_at = self.clock.now();
         match self.write(command).await {
@@ -426,6 +444,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         let gone = || DeviceError::before_acting(self.instrument.to_string(), DeviceErrorKind::Disconnected);
         let Some(opener) = self.opener.clone() else { return Err(gone()) };
         let attempts = self.reconnect.attempts;
+        // Nothing more is read from the port that went: what was on its way to the driver there holds nothing.
+        self.forget_sent();
         for n in 1..=attempts {
             self.clock.wall_wait(self.reconnect.delay_before(n)).await;
             // A port that comes back at the lab instant of an attempt (a simulator's, after its time away) is found
@@ -466,7 +486,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         F: std::future::Future<Output = R>,
         R: Debug,
     {
-        self.listening(true);
         let result = self.relay_listening(command, forward, done).await;
         self.listening(false);
         result
@@ -483,7 +502,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
         F: std::future::Future<Output = R>,
         R: Debug,
     {
-        let sent_at = self.deliver(command).await?;
+        let sent_at = self.deliver(command, true).await?;
         let until = self.until(self.timeout);
         tokio::pin!(done);
         let mut received = Vec::new();
@@ -516,6 +535,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
             }
         };
         self.report(sent_at, command, Some(self.clock.now()), &received, None, Some(failure.kind.to_string()));
+        self.unsettled = true;
         Err(self.after_loss(failure).await)
     }
 
@@ -541,6 +561,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
             }
             Err((e, raw)) => {
                 self.report(at, &[], Some(self.clock.now()), &raw, None, Some(e.kind.to_string()));
+                self.unsettled = true;
                 Err(self.after_loss(e).await)
             }
         }
@@ -560,10 +581,50 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link<T> {
             }
             // `read_buf` is cancel-safe: a read cut short by the timeout loses nothing.
             match tokio::time::timeout(window, self.io.read_buf(&mut self.buf)).await {
-                Ok(Ok(n)) if n > 0 => {}
+                Ok(Ok(n)) if n > 0 => self.taken(n),
                 _ => break,
             }
         }
+    }
+
+    /// Reads what the instrument sent before this command and the driver has not read (the rest of a reply it gave
+    /// up on, a late reply), for [`Link::discard_stale`] to log and drop, as a careful driver flushes its input
+    /// before a command: read after it, it would be taken for the command's reply. On a discrete-event clock the
+    /// line counts those bytes, and all of them are read, however late the simulator's thread writes them (a party
+    /// holds lab time meanwhile, and so do they while the link listens); elsewhere, what the port holds already.
+    async fn take_sent(&mut self) {
+        use futures::FutureExt;
+        let Some(events) = self.clock.events().cloned() else {
+            while let Some(Ok(n)) = self.io.read_buf(&mut self.buf).now_or_never()
+                && n > 0
+            {}
+            return;
+        };
+        // Counted before they are written, they come; the bound is for a simulator that stopped in between.
+        let bound = tokio::time::Instant::now() + self.timeout;
+        while events.wire_unread(&self.instrument) > 0 {
+            match tokio::time::timeout_at(bound, self.io.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => self.taken(n),
+                // The port is gone: none of the rest comes, and the write that follows finds it so.
+                Ok(_) => return self.forget_sent(),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// `n` bytes were read outside a wait for a reply: a discrete-event clock counts them, and a hold they kept
+    /// passes to the party this task is.
+    fn taken(&self, n: usize) {
+        if let Some(e) = self.clock.events()
+            && let Some(hold) = e.wire_read(&self.instrument, n, Toward::Driver)
+        {
+            adopt(hold);
+        }
+    }
+
+    /// What was on its way to the driver is never read (its port went): it holds nothing more.
+    fn forget_sent(&self) {
+        self.taken(usize::MAX);
     }
 
     /// Reads and discards whatever the instrument sent unasked; logged so nothing on the wire goes unrecorded.
@@ -880,6 +941,49 @@ mod tests {
         let err = link.request(b"START_1\r\n", &mut Terminated::new(b"\r\n", 80)).await.unwrap_err();
         hang_up.await.unwrap();
         assert!(matches!(err.kind, DeviceErrorKind::Reconnected { attempts: 1 }) && err.may_have_acted, "{err}");
+    }
+
+    /// Writes `bytes` from the instrument's end of a line, counted on a discrete-event clock as a simulator's are.
+    async fn answer(clock: &Clock, instrument: &mut tokio::io::DuplexStream, bytes: &[u8]) {
+        clock.events().expect("a discrete-event clock").wire_sent("balance", bytes.len(), Toward::Driver);
+        instrument.write_all(bytes).await.expect("the instrument's end writes");
+    }
+
+    /// Reads one command at the instrument's end of a line and answers it with `reply`.
+    async fn serve_one(clock: &Clock, instrument: &mut tokio::io::DuplexStream, reply: &[u8]) -> Vec<u8> {
+        let mut command = Vec::new();
+        while !command.ends_with(b"\r\n") {
+            assert!(instrument.read_buf(&mut command).await.expect("the instrument's end reads") > 0);
+        }
+        answer(clock, instrument, reply).await;
+        command
+    }
+
+    /// Bytes that reach the port while the driver does not listen (the rest of a garbled reply, a late one) are read
+    /// before its next command and logged as stale, never taken for that command's reply. Here they are in the port
+    /// before the command is written and not in the link's buffer, the order a loaded machine gave soak seed 346
+    /// (the balance's answer to one `@` taken for the answer to the next); before the fix the link read them as the
+    /// reply to `B`. The first command's stale bytes are read from a fresh port and counted too: the line has nothing
+    /// left unread at the end.
+    #[tokio::test]
+    async fn bytes_sent_while_the_driver_did_not_listen_are_read_before_its_next_command() {
+        let clock = Clock::discrete();
+        // Lab time stands still throughout: no reply times out, and only the order of the bytes is tested.
+        let _still = clock.hold();
+        let (client, mut instrument) = tokio::io::duplex(256);
+        let (sink, log) = collector();
+        let mut link = Link::new(client, "balance", clock.clone(), sink, Duration::from_secs(1));
+        let mut lf = Terminated::new(b"\r\n", 80);
+        answer(&clock, &mut instrument, b"hello\r\n").await;
+        let (a, command) = tokio::join!(link.request(b"A\r\n", &mut lf), serve_one(&clock, &mut instrument, b"a\r\n"));
+        assert_eq!((a.expect("answered"), command), (b"a".to_vec(), b"A\r\n".to_vec()));
+        answer(&clock, &mut instrument, b"late\r\n").await;
+        let (b, command) = tokio::join!(link.request(b"B\r\n", &mut lf), serve_one(&clock, &mut instrument, b"b\r\n"));
+        assert_eq!((b.expect("answered"), command), (b"b".to_vec(), b"B\r\n".to_vec()), "`B`'s own reply");
+        let log = log.lock().unwrap();
+        let stale: Vec<&[u8]> = log.iter().filter(|e| e.sent.is_empty()).map(|e| &e.received[..]).collect();
+        assert_eq!(stale, [&b"hello\r\n"[..], b"late\r\n"], "both recorded as stale: {log:#?}");
+        assert_eq!(clock.events().expect("discrete").wire_unread("balance"), 0, "every byte read was counted");
     }
 
     #[tokio::test]

@@ -14,7 +14,10 @@
 //!   handed, and gives them all up when it waits ([`waiting`], or a sleep on the clock); an alarm that wakes it hands
 //!   it a new one;
 //! - bytes on a simulated serial line that their reader has not read yet ([`Events::wire_sent`]): a command on its
-//!   way to its simulator, and a reply on its way to a driver that listens for it;
+//!   way to its simulator, and a reply on its way to a driver that listens for it. Bytes that reach a driver while
+//!   it does not listen (the rest of a reply it gave up on) are counted too and hold lab time once it listens again,
+//!   until it reads them: its link reads all that was sent before it writes its next command, so which thread ran
+//!   first decides neither what the driver takes for a reply nor when it reads them;
 //! - whatever an *idle hook* ([`Events::on_idle`]) says is pending when everything else is idle: the controller's
 //!   inbox, so that every fact of an instant is handed over at once, before lab time moves on.
 //!
@@ -63,9 +66,13 @@ struct Line {
     simulator_waits: bool,
     /// Whether bytes to the simulator hold lab time now.
     simulator_held: bool,
+    /// Bytes on their way to the driver, a reply or stale bytes sent while it did not listen (the rest of a garbled
+    /// reply, a late one), which it reads before its next command.
     to_driver: usize,
-    /// Whether the driver listens for a reply (bytes sent otherwise are read later, as stale, and hold nothing).
+    /// Whether the driver listens for a reply: only then do bytes on their way to it hold lab time.
     listening: bool,
+    /// Whether bytes to the driver hold lab time now.
+    driver_held: bool,
 }
 
 /// Which end of a simulated line bytes travel to.
@@ -298,11 +305,12 @@ impl Events {
                 l.simulator_held |= hold;
                 usize::from(hold)
             }
-            Toward::Driver if l.listening => {
+            Toward::Driver => {
                 l.to_driver += n;
-                usize::from(l.to_driver == n)
+                let hold = l.listening && !l.driver_held;
+                l.driver_held |= hold;
+                usize::from(hold)
             }
-            Toward::Driver => 0,
         };
         s.busy += busy;
     }
@@ -313,22 +321,13 @@ impl Events {
         self.change(|s| {
             let l = s.wires.entry(line.to_owned()).or_default();
             l.simulator_waits = waits;
-            if waits && l.to_simulator > 0 && !l.simulator_held {
-                l.simulator_held = true;
-                s.busy += 1;
-                false
-            } else if !waits && l.simulator_held {
-                l.simulator_held = false;
-                s.busy = s.busy.saturating_sub(1);
-                true
-            } else {
-                false
-            }
+            reader_waits(&mut s.busy, l.to_simulator, &mut l.simulator_held, waits)
         });
     }
 
     /// `n` bytes on `line` were read at its `by` end. The simulator, having read, stops waiting, and the hold its
-    /// bytes kept passes to it; the driver keeps listening, and the hold passes to it once none is left unread.
+    /// bytes kept passes to it; the driver keeps listening, and the hold passes to it once none is left unread (a
+    /// driver that does not listen reads stale bytes, which hold nothing).
     pub(crate) fn wire_read(self: &Arc<Self>, line: &str, n: usize, by: Toward) -> Option<Hold> {
         let mut s = self.lock();
         let l = s.wires.get_mut(line)?;
@@ -339,11 +338,10 @@ impl Events {
                 std::mem::take(&mut l.simulator_held).then(|| Hold::new(self))
             }
             Toward::Driver => {
-                if l.to_driver == 0 {
-                    return None;
-                }
                 l.to_driver = l.to_driver.saturating_sub(n);
-                (l.to_driver == 0).then(|| Hold::new(self))
+                let passed = l.driver_held && l.to_driver == 0;
+                l.driver_held &= !passed;
+                passed.then(|| Hold::new(self))
             }
         }
     }
@@ -356,36 +354,57 @@ impl Events {
         let mut s = self.lock();
         let Some(l) = s.wires.get_mut(line).filter(|l| l.listening) else { return };
         l.to_driver += 1;
-        let held = usize::from(l.to_driver == 1);
+        let held = usize::from(!l.driver_held);
+        l.driver_held = true;
         s.busy += held;
     }
 
     /// `line` closed at its simulator's end (the port taken away, or a write that failed): what was on its way to
-    /// the simulator is gone and holds nothing. What was on its way to a listening driver still holds lab time
-    /// until the driver reads it or finds the port gone ([`Events::wire_read`] with all of it).
+    /// the simulator is gone and holds nothing, and so is what a driver that does not listen had not read (the
+    /// hang-up discards it). What was on its way to a listening driver still holds lab time until the driver reads
+    /// it or finds the port gone ([`Events::wire_read`] with all of it).
     pub(crate) fn wire_closed(self: &Arc<Self>, line: &str) {
         self.change(|s| {
             let Some(l) = s.wires.get_mut(line) else { return false };
             let held = usize::from(l.simulator_held);
             (l.to_simulator, l.simulator_held, l.simulator_waits) = (0, false, false);
+            if !l.driver_held {
+                l.to_driver = 0;
+            }
             s.busy = s.busy.saturating_sub(held);
             held > 0
         });
     }
 
-    /// The driver listens on `line` for replies, or stops; bytes it did not read then hold nothing.
+    /// The driver listens on `line` for replies, or stops. Bytes it has not read hold lab time while it listens
+    /// (stale bytes sent while it did not included, until it reads them before its command), and nothing otherwise.
     pub(crate) fn wire_listening(self: &Arc<Self>, line: &str, on: bool) {
         self.change(|s| {
             let l = s.wires.entry(line.to_owned()).or_default();
             l.listening = on;
-            if !on && l.to_driver > 0 {
-                l.to_driver = 0;
-                s.busy = s.busy.saturating_sub(1);
-                true
-            } else {
-                false
-            }
+            reader_waits(&mut s.busy, l.to_driver, &mut l.driver_held, on)
         });
+    }
+
+    /// How many bytes are on their way to the driver of `line`, sent and not read yet.
+    pub(crate) fn wire_unread(&self, line: &str) -> usize {
+        self.lock().wires.get(line).map_or(0, |l| l.to_driver)
+    }
+}
+
+/// The reader of `unread` bytes on a line waits for them (`waits`) or no longer: they hold lab time from now on (one
+/// hold, `held`, counted in `busy`), or no longer. Whether a hold went, for settling.
+fn reader_waits(busy: &mut usize, unread: usize, held: &mut bool, waits: bool) -> bool {
+    if waits && unread > 0 && !*held {
+        *held = true;
+        *busy += 1;
+        false
+    } else if !waits && *held {
+        *held = false;
+        *busy = busy.saturating_sub(1);
+        true
+    } else {
+        false
     }
 }
 
@@ -472,6 +491,37 @@ mod tests {
         events.wire_sent("pump", 4, Toward::Driver);
         let _last = events.at(4.0, drop);
         assert_eq!(events.now(), 4.0, "a reply nobody listens for holds nothing");
+    }
+
+    /// Bytes sent while the driver does not listen (the rest of a reply it gave up on) hold nothing then, and hold
+    /// lab time from when it listens again until it has read them, so that when it reads them does not depend on
+    /// which thread runs first (soak seed 346 read them at 1.0 or at 1.034 lab s). Before, they were not counted at
+    /// all.
+    #[test]
+    fn stale_bytes_hold_time_once_the_driver_listens_again_until_it_reads_them() {
+        let events = Events::new(0.0, SystemTime::now());
+        events.wire_listening("balance", true);
+        let hold = events.hold();
+        events.wire_sent("balance", 10, Toward::Driver);
+        assert!(events.wire_read("balance", 4, Toward::Driver).is_none(), "six bytes of the reply still to come");
+        events.wire_listening("balance", false);
+        let _retry = events.at(0.5, drop);
+        drop(hold);
+        assert_eq!(events.now(), 0.5, "the rest of a reply nobody listens for holds nothing");
+        assert_eq!(events.wire_unread("balance"), 6, "but it is counted");
+        let hold = events.hold();
+        events.wire_listening("balance", true);
+        let _later = events.at(1.0, drop);
+        drop(hold);
+        assert_eq!(events.now(), 0.5, "stale bytes hold time once the driver listens again");
+        let passed = events.wire_read("balance", 6, Toward::Driver).expect("reading the last passes the hold");
+        assert_eq!(events.wire_unread("balance"), 0);
+        drop(passed);
+        assert_eq!(events.now(), 1.0);
+        events.wire_listening("balance", false);
+        events.wire_sent("balance", 3, Toward::Driver);
+        events.wire_closed("balance");
+        assert_eq!(events.wire_unread("balance"), 0, "a hang-up discards what a driver not listening had not read");
     }
 
     #[test]

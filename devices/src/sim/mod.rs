@@ -438,4 +438,62 @@ mod tests {
         let faults: Vec<WireFault> = log.entries().iter().map(|f| f.fault).collect();
         assert_eq!(faults, [WireFault::Disconnected]);
     }
+
+    /// Answers `A` with a line too long for the driver to frame and, after a while of wall time at the same lab
+    /// instant, with `ok`; anything else with `b`.
+    struct Slow;
+
+    impl Simulator for Slow {
+        fn frame(&mut self, input: &mut BytesMut) -> Option<Vec<u8>> {
+            let end = input.iter().position(|b| *b == b'\r')?;
+            Some(input.split_to(end + 1).to_vec())
+        }
+
+        async fn handle(&mut self, command: Vec<u8>, wire: &mut Wire) -> bool {
+            if command != b"A\r" {
+                return wire.reply(b"b\r").await;
+            }
+            if !wire.reply(&[b'x'; 100]).await {
+                return false;
+            }
+            // A loaded machine's delay: lab time stands still meanwhile, as this party holds it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            wire.reply(b"ok\r").await
+        }
+    }
+
+    /// A reply the driver gives up on (garbled) whose instrument is still answering at that lab instant: the rest is
+    /// read before the next command and recorded as stale, however late the simulator's thread writes it, not taken
+    /// for the next command's reply. Before the link let the instant finish after such a reply, it wrote `B` at
+    /// once and read the `ok` that came after as `B`'s reply.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_rest_of_a_reply_given_up_on_is_not_taken_for_the_next_commands_reply() {
+        use crate::transport::{Exchange, Link, Terminated};
+        let clock = Clock::discrete();
+        let pty = pty::open("slow").expect("a pseudo-terminal");
+        let injector = Arc::new(Mutex::new(Some(Injector::new(Faults::none(), 1))));
+        let mut wire = Wire::new(pty.master, injector).logging(FaultLog::default(), "slow", clock.clone());
+        let simulator = tokio::spawn(crate::clock::party(Vec::new(), async move {
+            serve_commands(&mut wire, &mut Slow).await;
+        }));
+        let log = Arc::new(Mutex::new(Vec::<Exchange>::new()));
+        let sink = {
+            let log = Arc::clone(&log);
+            Arc::new(move |e| log.lock().unwrap().push(e))
+        };
+        let mut link = Link::new(pty.slave, "slow", clock.clone(), sink, Duration::from_secs(1));
+        let mut cr = Terminated::new(b"\r", 64);
+        let (a, b) = crate::clock::party(vec![clock.hold()], async {
+            let a = link.request(b"A\r", &mut cr).await;
+            (a, tokio::time::timeout(Duration::from_secs(10), link.request(b"B\r", &mut cr)).await)
+        })
+        .await;
+        drop(link);
+        simulator.abort();
+        assert!(matches!(a.expect_err("too long to frame").kind, DeviceErrorKind::Garbled { .. }));
+        assert_eq!(b.expect("bounded").expect("answered"), b"b", "`B`'s own reply");
+        let log = log.lock().unwrap();
+        let stale: Vec<&[u8]> = log.iter().filter(|e| e.sent.is_empty()).map(|e| &e.received[..]).collect();
+        assert_eq!(stale, [b"ok\r"], "the rest of `A`'s reply, recorded as stale: {log:#?}");
+    }
 }
