@@ -63,6 +63,12 @@ fn cases() -> Vec<Case> {
             fault_seeds: false,
         },
         Case {
+            name: "catalysts",
+            campaign: root.join("experiments/campaigns/catalysts.campaign.ron"),
+            lab: root.join("devices/labs/catalysts.lab.ron"),
+            fault_seeds: false,
+        },
+        Case {
             name: "declared",
             campaign: root.join("experiments/campaigns/declared.campaign.ron"),
             lab: root.join("devices/labs/declared.lab.ron"),
