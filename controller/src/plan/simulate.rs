@@ -320,6 +320,12 @@ impl Setup {
                 steps += 1;
                 seq += 1;
                 if let (Some(bench), Some(task), Some(name)) = (&self.bench, &d.task, self.names.get(&instrument)) {
+                    // A dispense through a selector valve turns it (and primes its line) first, as the run does.
+                    if let Some((valve, port)) = d.turn
+                        && let Some(valve) = self.names.get(&valve)
+                    {
+                        bench.turn_for(name, valve, port, d.prime);
+                    }
                     bench.start(name, task);
                 }
                 started.insert(d.step, (now, instrument, d.task.clone()));

@@ -5,8 +5,9 @@
 //! real lab, but a simulated lab's chemistry is fixed by its file: the plan can make each step happen on a bench of
 //! its own, on its own clock, and read the vessel's absorbance where the run's spectrometer will. [`DryBench`] does
 //! what each task does to the bench, at the task's start and end, as the simulators do when their drivers command
-//! them: liquid from a pump's reservoir into the vessel at its position, a plate's heater and stirrer on for a heat
-//! and off after it, a vessel picked up and put down by the gantry, the absorbance of the vessel in the holder.
+//! them: liquid from a pump's reservoir (or through a selector valve's port and line, [`DryBench::turn_for`]) into
+//! the vessel at its position, a plate's heater and stirrer on for a heat and off after it, a vessel picked up and
+//! put down by the gantry, the absorbance of the vessel in the holder.
 //!
 //! It knows the instruments whose simulators act on the bench in those ways ([`DryBench::new`] answers `None` for a
 //! lab with any other): the scheduler of a plan never sees a measurement the bench cannot make. A spectrometer reads
@@ -60,7 +61,7 @@ impl Spectrometer {
 impl DryBench {
     /// A bench for `lab` on `clock`, its spectrometers reading with the noise their simulators draw in a run of the
     /// lab, or `None` if the lab has an instrument that is not simulated or whose effect on the bench this does not
-    /// model (only syringe pumps, hotplates, a gantry and a spectrometer are).
+    /// model (only syringe pumps, selector valves, hotplates, a gantry and a spectrometer are).
     pub fn new(lab: &Lab, clock: Clock) -> Option<Self> {
         Self::with_noise(lab, clock, lab.simulation.seed)
     }
@@ -102,8 +103,23 @@ impl DryBench {
                         | DriverConfig::IkaHotplate(_)
                         | DriverConfig::GcodeGantry(_)
                         | DriverConfig::OceanFlame(_)
+                        | DriverConfig::ViciValve(_)
                 )
         })
+    }
+
+    /// A dispense on `pump` through the selector valve `valve` is about to start: the valve turns to `port`, and if
+    /// `prime` names the waste port and a volume, the pump primes the line first as the run's instrument task does
+    /// (it draws the volume through the valve, the valve turns to waste, the pump pushes it all back out, and the
+    /// valve turns back to `port`), so the dispense draws what the run's would, the line's carry-over included.
+    pub fn turn_for(&self, pump: &str, valve: &str, port: u32, prime: Option<(u32, f64)>) {
+        self.bench.valve_moved(valve, port);
+        let Some((waste, volume)) = prime else { return };
+        let Some(DriverConfig::CavroXCalibur(c)) = self.lab.instrument(pump).map(|s| &s.driver) else { return };
+        let held = self.bench.draw(pump, &c.reservoir.reagent, volume);
+        self.bench.valve_moved(valve, waste);
+        self.bench.give_back(pump, held);
+        self.bench.valve_moved(valve, port);
     }
 
     /// `task` starts on `instrument` at the clock's present.
@@ -206,6 +222,39 @@ mod tests {
     fn a_heated_mixture_reads_more_absorbance_the_longer_it_reacted() {
         let (short, long) = (absorbance(5.0), absorbance(40.0));
         assert!(short > 0.0 && long > short * 1.2, "5 min: {short}, 40 min: {long}");
+    }
+
+    /// The catalyst lab: pump_c draws through a selector valve whose 40 uL line carries the last catalyst over.
+    #[test]
+    fn a_dispense_through_a_selector_valve_takes_the_port_it_turned_to_after_priming_the_line() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/labs/catalysts.lab.ron");
+        let text = std::fs::read_to_string(path).expect("the catalyst lab");
+        let lab = crate::load_lab(protocols::SourceFile::new(path.to_owned(), text)).expect("it loads");
+        let clock = Clock::manual();
+        let bench = DryBench::new(&lab, clock.clone()).expect("a lab with a selector valve is modelled");
+        let dispense = |slot: usize, port: u32, prime: Option<(u32, f64)>| {
+            let to = Place::Position("dispense".to_owned());
+            bench.start("gantry", &Task::Transfer { from: Place::Rack(slot), to: to.clone() });
+            bench.end("gantry", &Task::Transfer { from: Place::Rack(slot), to: to.clone() });
+            bench.turn_for("pump_c", "valve", port, prime);
+            bench.start("pump_c", &Task::Dispense { volume: Volume(50.0) });
+            bench.end("pump_c", &Task::Dispense { volume: Volume(50.0) });
+            bench.start("gantry", &Task::Transfer { from: to.clone(), to: Place::Rack(slot) });
+            bench.end("gantry", &Task::Transfer { from: to, to: Place::Rack(slot) });
+            let vessel = bench.bench.vessel(slot).expect("the vial");
+            vessel.contents.iter().filter(|(_, v)| **v > 1e-9).map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()
+        };
+        // The first dispense from port 3 primes the line (drawn and pushed back through the same tubing, as the
+        // pump's syringe does it, so some of what the line held before stays): the vial gets 50 uL, with C3 in it.
+        let first = dispense(0, 3, Some((10, 60.0)));
+        let total: f64 = first.iter().map(|(_, v)| v).sum();
+        let c3: f64 = first.iter().filter(|(k, _)| k.contains("C3")).map(|(_, v)| v).sum();
+        assert!((total - 50.0).abs() < 1e-6 && c3 >= 10.0, "{first:?}");
+        // Port 5 without a prime: the line's 40 uL of C3 come first, then 10 uL of C5, as the simulators give it.
+        let second = dispense(1, 5, None);
+        let c3: f64 = second.iter().filter(|(k, _)| k.contains("C3")).map(|(_, v)| v).sum();
+        let c5: f64 = second.iter().filter(|(k, _)| k.contains("C5")).map(|(_, v)| v).sum();
+        assert!((c3 - 40.0).abs() < 1e-6 && (c5 - 10.0).abs() < 1e-6, "{second:?}");
     }
 
     #[test]
