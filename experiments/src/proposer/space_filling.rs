@@ -193,13 +193,14 @@ pub(crate) fn maximin_reason(distance: f64, from_pool: bool) -> String {
 /// The Gaussian-process proposer's start: `n` points of a scrambled Sobol sequence mapped to allowed values, or with
 /// a pool, [`pool_design`]. Design points that cannot be made feasible are dropped.
 ///
-/// The proposer used to start from a maximin Latin hypercube, as [`SpaceFillingProposer`] does. From a Sobol start it
-/// reaches the learning benchmark's noisy ridge in 48 of 400 seeds against 20, the mixed kinetics in 48 of 60
-/// against 28, and the noisy Michalewicz in 33 of 100 against 23, with Branin and Hartmann-6 no worse
-/// (BENCHMARKS.md, "Why the GP got stuck", point 9). A start is data for a model to fit rather than a design to
-/// look at, and the likely reason is that a maximin design keeps every pair of points about equally far apart, so
-/// nothing in it tells a short length scale from noise; a Sobol sequence is as even over each parameter's range
-/// without pushing every pair apart (designs for estimating a covariance want some close pairs: Zhu and Stein 2006).
+/// Not the maximin Latin hypercube [`SpaceFillingProposer`] spreads its experiments with: from a Sobol start the
+/// proposer reaches the learning benchmark's noisy ridge in 48 of 400 seeds against 20 from a Latin hypercube, the
+/// mixed kinetics in 48 of 60 against 28, and the noisy Michalewicz in 33 of 100 against 23, with Branin and
+/// Hartmann-6 no worse (BENCHMARKS.md, "Why the GP got stuck", point 9). A start is data for a model to fit rather
+/// than a design to look at, and the likely reason is that a maximin design keeps every pair of points about equally
+/// far apart, so nothing in it tells a short length scale from noise; a Sobol sequence is as even over each
+/// parameter's range without pushing every pair apart (designs for estimating a covariance want some close pairs:
+/// Zhu and Stein 2006).
 pub(crate) fn sobol_design(
     space: &Space,
     pool: Option<&[Vec<f64>]>,
