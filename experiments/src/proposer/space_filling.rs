@@ -210,22 +210,20 @@ pub(crate) fn sobol_design(
     if let Some(pool) = pool {
         return pool_design(space, pool, n, rng);
     }
-    let mut out: Vec<Vec<f64>> = Vec::with_capacity(n);
-    for c in sobol(n, space.len(), rng.next_u32()) {
-        if let Some(u) = space.repair(&space.from_cube(&c), &[])
-            && !too_close(&u, &out)
-        {
-            out.push(u);
-        }
-    }
-    out
+    to_space(space, sobol(n, space.len(), rng.next_u32()))
 }
 
 /// A space-filling design of `n` points for `space`: a maximin Latin hypercube mapped to allowed values. Design
 /// points that cannot be made feasible are dropped.
 pub(crate) fn design(space: &Space, n: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<Vec<f64>> {
-    let mut out: Vec<Vec<f64>> = Vec::with_capacity(n);
-    for c in latin_hypercube(n, space.len(), rng) {
+    to_space(space, latin_hypercube(n, space.len(), rng))
+}
+
+/// Points of the unit cube mapped to allowed values of `space` and repaired onto its constraints; a point that
+/// cannot be made feasible, or lands on one kept already, is dropped.
+fn to_space(space: &Space, cube: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+    let mut out: Vec<Vec<f64>> = Vec::with_capacity(cube.len());
+    for c in cube {
         if let Some(u) = space.repair(&space.from_cube(&c), &[])
             && !too_close(&u, &out)
         {
