@@ -8,7 +8,7 @@
 //! - The same problems with 4 and 8 experiments in flight (asynchronous: each time the oldest finishes, its
 //!   result is told and one new experiment is asked for), which measures what batching costs per evaluation.
 //! - Two objectives (Branin–Currin): the hypervolume of the Pareto front found in 30 evaluations.
-//! - Proposal latency with 50 and 200 observations.
+//! - Proposal latency with 50 and 200 observations, without noise and with it.
 //! - Landscapes shaped like a lab's problems ([`landscape`]: a narrow ridge beside a decoy, Michalewicz, a needle in
 //!   a categorical table, catalyst kinetics), continuous, table-restricted and noisy: how many seeds reach the
 //!   target within the budget, and how soon.
@@ -153,6 +153,9 @@ impl Default for LearnOptions {
     }
 }
 
+/// The noise of the latency's noisy rows: 3 % of Hartmann-6's optimum, as the noisy landscapes have.
+pub const LATENCY_NOISE: f64 = 0.1;
+
 /// The Gaussian-process proposer as the suite runs it: the default acquisition, `2d + 1` initial points.
 pub fn default_gp(d: usize) -> ProposerConfig {
     ProposerConfig::GaussianProcess { initial: 2 * d + 1, acquisition: Acquisition::LogExpectedImprovement }
@@ -251,10 +254,14 @@ pub struct LatencyRow {
     pub observations: usize,
     /// The problem's dimension.
     pub dimension: usize,
+    /// The standard deviation of the noise added to every result (zero: none).
+    pub noise: f64,
     /// Every timed proposal, in milliseconds.
     pub samples: Vec<f64>,
     /// How many of them re-estimated the hyperparameters.
     pub refits: usize,
+    /// How many of them came from the noisy model (BoTorch's priors and search).
+    pub noisy: usize,
 }
 
 /// Everything the suite measured.
@@ -441,9 +448,17 @@ pub fn branin_currin_best(n: usize) -> f64 {
 }
 
 /// Times model-based proposals on Hartmann-6 with `observations` random results told first: `cycles` rounds of one
-/// ask and one tell, after one untimed ask (the model at that size exists in a running campaign). Returns the
-/// times in milliseconds and how many of them re-estimated the hyperparameters. `clock` reads the time.
-pub fn latency_run(observations: usize, cycles: usize, seed: u64, clock: &dyn Fn() -> Instant) -> (Vec<f64>, usize) {
+/// ask and one tell, after one untimed ask (the model at that size exists in a running campaign). Every result is
+/// measured with Gaussian noise of standard deviation `noise` (zero for none). Returns the times in milliseconds,
+/// how many of them re-estimated the hyperparameters, and how many came from the noisy model. `clock` reads the
+/// time.
+pub fn latency_run(
+    observations: usize,
+    cycles: usize,
+    seed: u64,
+    noise: f64,
+    clock: &dyn Fn() -> Instant,
+) -> (Vec<f64>, usize, usize) {
     let f = HARTMANN6;
     let space = function_space(&f);
     let problem = Problem::new(space.clone(), Objective::minimize("f"), observations + cycles + 1);
@@ -451,8 +466,11 @@ pub fn latency_run(observations: usize, cycles: usize, seed: u64, clock: &dyn Fn
     // The told observations stand in for the space-filling start, so every timed proposal uses the model.
     let config = ProposerConfig::GaussianProcess { initial: 0, acquisition: Acquisition::LogExpectedImprovement };
     let mut proposer = build_for(&config, &problem, seed);
-    let tell = |p: &mut dyn crate::Proposer, point: Point| {
-        let y = hartmann6(&inputs(&point, 6));
+    let draws = landscape::noise_draws(seed, observations + cycles + 1);
+    let mut told = 0;
+    let mut tell = |p: &mut dyn crate::Proposer, point: Point| {
+        let y = hartmann6(&inputs(&point, 6)) + noise * draws[told];
+        told += 1;
         p.tell(crate::Observation { values: point, objective: Some(y) });
     };
     for q in random.ask(observations, &[]) {
@@ -460,6 +478,7 @@ pub fn latency_run(observations: usize, cycles: usize, seed: u64, clock: &dyn Fn
     }
     let mut samples = Vec::with_capacity(cycles);
     let mut refits = 0;
+    let mut noisy = 0;
     for i in 0..=cycles {
         let start = clock();
         let p = proposer.ask(1, &[]);
@@ -469,10 +488,11 @@ pub fn latency_run(observations: usize, cycles: usize, seed: u64, clock: &dyn Fn
             samples.push(elapsed);
             let refit = p.model.as_ref().and_then(|m| m["hyperparameters"]["re_estimated"].as_bool()).unwrap_or(false);
             refits += usize::from(refit);
+            noisy += usize::from(p.model.as_ref().is_some_and(|m| m["noise_check"]["noisy"] == true));
         }
         tell(proposer.as_mut(), p.values);
     }
-    (samples, refits)
+    (samples, refits, noisy)
 }
 
 /// Runs the suite. `clock` is used only for the latency figures.
@@ -550,15 +570,18 @@ pub fn learn_suite(options: &LearnOptions, clock: &dyn Fn() -> Instant) -> Learn
             }
         }
     }
-    for &n in &options.latency_at {
-        let mut samples = Vec::new();
-        let mut refits = 0;
-        for seed in 0..3 {
-            let (s, r) = latency_run(n, 40, seed, clock);
-            samples.extend(s);
-            refits += r;
+    // Without noise, and with noise of 3 % of Hartmann-6's optimum, where the proposer fits a second model.
+    for noise in [0.0, LATENCY_NOISE] {
+        for &n in &options.latency_at {
+            let (mut samples, mut refits, mut noisy) = (Vec::new(), 0, 0);
+            for seed in 0..3 {
+                let (s, r, k) = latency_run(n, 40, seed, noise, clock);
+                samples.extend(s);
+                refits += r;
+                noisy += k;
+            }
+            report.latency.push(LatencyRow { observations: n, dimension: 6, noise, samples, refits, noisy });
         }
-        report.latency.push(LatencyRow { observations: n, dimension: 6, samples, refits });
     }
     report
 }
@@ -690,18 +713,24 @@ impl fmt::Display for LearnReport {
         }
         if !self.latency.is_empty() {
             writeln!(f, "Proposal latency (GP LogEI, one proposal after each result, Hartmann-6)")?;
-            writeln!(f, "| observations | proposals timed | p50 | p95 | max | with hyperparameter re-estimation |")?;
-            writeln!(f, "|---|---|---|---|---|---|")?;
+            writeln!(
+                f,
+                "| noise sd | observations | proposals timed | p50 | p95 | max | with hyperparameter re-estimation | \
+                 from the noisy model |"
+            )?;
+            writeln!(f, "|---|---|---|---|---|---|---|---|")?;
             for r in &self.latency {
                 writeln!(
                     f,
-                    "| {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
+                    "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} |",
+                    r.noise,
                     r.observations,
                     r.samples.len(),
                     quantile(&r.samples, 0.5),
                     quantile(&r.samples, 0.95),
                     r.samples.iter().copied().fold(0.0, f64::max),
-                    r.refits
+                    r.refits,
+                    r.noisy
                 )?;
             }
         }

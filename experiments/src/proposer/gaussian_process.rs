@@ -6,7 +6,12 @@
 //! smaller, and at least two), every proposal comes from a Gaussian-process model of the results
 //! ([`crate::surrogate::gp`]: one length scale per feature, a categorical parameter's levels pooled around one
 //! ([`Sharing::pooled`]), learned noise, and the kernel, Matérn 5/2 or squared exponential, chosen by the
-//! posterior) and an acquisition function (log expected improvement by default):
+//! posterior) and an acquisition function (log expected improvement by default). When that model's fit finds the
+//! results noisy (noise above [`NOISY_ABOVE`] of their variance, and decisively more probable than the best
+//! noise-free fit, [`NOISE_EVIDENCE`]), the model is refitted with BoTorch's priors ([`Priors::NOISY`]: the
+//! squared-exponential kernel, no output scale, a noise prior and floor, from the priors' modes) and searched as
+//! BoTorch searches ([`NOISY_SEARCH`]); each proposal's provenance says which model it came from and why
+//! (`noise_check`, `priors`):
 //! - in a continuous or mixed space, maximised by multi-start L-BFGS from scrambled Sobol candidates
 //!   (the private `search` module); over a pool or a small discrete space, by scoring every untried point;
 //! - experiments in flight and points already chosen for the same ask are added to the model as if measured at
@@ -50,7 +55,7 @@ use crate::pareto::pareto_front;
 use crate::space::Space;
 use crate::stop::{StopReason, StopTracker};
 use crate::surrogate::classifier::Feasibility;
-use crate::surrogate::gp::{Gp, GpError, Hyper, Kernel, Mean, Sharing};
+use crate::surrogate::gp::{Gp, GpError, Hyper, Kernel, Mean, Priors, Sharing};
 
 /// The kernels a model chooses among by their posterior probability.
 const KERNELS: [Kernel; 2] = [Kernel::Matern52, Kernel::SquaredExponential];
@@ -72,6 +77,23 @@ const CLASSIFIER_LENGTH: (f64, f64) = (0.05, 1.0);
 /// ([`Sharing::pooled`]); chosen on the learning benchmark's categorical landscapes against 0.25, 0.5 and 2, and
 /// against tying the levels or leaving them apart (BENCHMARKS.md, "Why the GP got stuck").
 const LEVEL_SPREAD: f64 = 1.0;
+
+/// Above this noise variance, as a fraction of the results' variance, the interpolating model's fit says the results
+/// may be noisy: a noise-free function usually fits far below it (the noise falls towards its numerical floor), and
+/// measurement noise a lab would notice, a standard deviation of a few per cent of the results' spread, fits above
+/// it. When the evidence for the noise is also decisive ([`NOISE_EVIDENCE`]), the model is refitted with BoTorch's
+/// priors ([`Priors::NOISY`]) and searched as BoTorch searches ([`NOISY_SEARCH`]). BENCHMARKS.md, "Why the GP got
+/// stuck", point 10, has the measurements behind both figures.
+const NOISY_ABOVE: f64 = 1e-3;
+/// How much more probable (as a natural logarithm of the ratio of posterior densities) the fit with noise must be
+/// than the best fit with its noise held below 1e-6 ([`Priors::NOISE_FREE`]) for the results to count as noisy:
+/// 3, a ratio of 20, "strong" evidence on Kass and Raftery's scale. Without it, Branin's fits found noise at a few
+/// steps in 12 seeds of 60, and one seed missed its target.
+const NOISE_EVIDENCE: f64 = 3.0;
+/// The acquisition's search when the model is the noisy one, as BoTorch's `optimize_acqf` is usually called: 256
+/// quasi-random candidates, the best 4 climbed, and no candidates near the best results, whose measured values may
+/// owe their rank to noise.
+const NOISY_SEARCH: Search = Search { candidates: 256, starts: 4, iterations: 50 };
 
 /// Why no model could be used for a proposal.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -117,6 +139,11 @@ struct Model {
     range: f64,
     /// Whether the hyperparameters were re-estimated for this model.
     refit: bool,
+    /// Whether the results looked noisy, so the model has BoTorch's priors ([`Priors::NOISY`]).
+    noisy: bool,
+    /// The noise variance (of the standardised outputs) the interpolating model fitted when the hyperparameters
+    /// were last re-estimated, on which `noisy` was decided.
+    fitted_noise: f64,
     /// A hash of the data the model was fitted on.
     data_hash: String,
     /// ParEGO's weights, with several objectives.
@@ -125,6 +152,21 @@ struct Model {
     best: f64,
     /// The training point where that is.
     best_input: usize,
+}
+
+/// The hyperparameters of the last re-estimate.
+#[derive(Debug, Clone)]
+struct Estimate {
+    /// The interpolating model's, where its next fit starts.
+    ours: Hyper,
+    /// The model's that was used: the interpolating one's, or the noisy one's when the results looked noisy.
+    used: Hyper,
+    /// Whether the results looked noisy.
+    noisy: bool,
+    /// The interpolating model's noise variance (of the standardised outputs).
+    fitted_noise: f64,
+    /// The training size then.
+    at: usize,
 }
 
 impl Model {
@@ -225,8 +267,8 @@ pub struct GpProposer {
     next_design: usize,
     rng: Xoshiro256PlusPlus,
     search: Search,
-    /// The last re-estimated hyperparameters and the training size then.
-    hyper: Option<(Hyper, usize)>,
+    /// The last re-estimated hyperparameters.
+    estimate: Option<Estimate>,
     /// The single-objective model for the data told so far.
     model: Option<Model>,
     /// The feasibility classifier for the data told so far (by number of observations told).
@@ -265,7 +307,7 @@ impl GpProposer {
             next_design: 0,
             rng,
             search: Search::default(),
-            hyper: None,
+            estimate: None,
             model: None,
             feasibility: None,
             stop,
@@ -354,34 +396,58 @@ impl GpProposer {
             - outputs.iter().fold(f64::INFINITY, |a, b| a.min(*b));
         let features: Vec<Vec<f64>> = inputs.iter().map(|u| self.history.space.features(u)).collect();
         let size = inputs.len();
-        let due = match &self.hyper {
+        let due = match &self.estimate {
             None => true,
-            Some((_, at)) => size <= FULL_REFIT_UNTIL || size >= at + (at / 8).max(1),
+            Some(e) => size <= FULL_REFIT_UNTIL || size >= e.at + (e.at / 8).max(1),
         };
-        let reuse = if due {
-            None
-        } else {
-            self.hyper.as_ref().and_then(|(h, _)| Gp::fit(&features, &outputs, h, Mean::Profiled).ok())
+        let reuse = match (&self.estimate, due) {
+            (Some(e), false) => Gp::fit(&features, &outputs, &e.used, Mean::Profiled).ok().map(|gp| (gp, e.clone())),
+            _ => None,
         };
-        let (gp, refit) = match reuse {
-            Some(gp) => (gp, false),
+        let (gp, refit, estimate) = match reuse {
+            Some((gp, e)) => (gp, false, e),
             None => {
                 let d = features[0].len();
                 let sharing = Sharing::pooled(&self.history.space.feature_groups(), LEVEL_SPREAD);
-                let mut starts: Vec<Hyper> = self.hyper.iter().map(|(h, _)| h.clone()).collect();
-                let gp = if size <= FULL_REFIT_UNTIL || starts.is_empty() {
+                let mut starts: Vec<Hyper> = self.estimate.iter().map(|e| e.ours.clone()).collect();
+                let (kernels, iterations) = if size <= FULL_REFIT_UNTIL || starts.is_empty() {
                     // Besides the last estimate, fixed starts from short to long length scales, so that a model
                     // which once wrongly found a parameter irrelevant is not stuck with that; both kernels.
                     let root = (d as f64).sqrt();
                     starts.extend([0.1, 0.3, 1.0].map(|l| Hyper::new(d, l * root, 1e-4)));
-                    Gp::fit_map_shared(&features, &outputs, &starts, &KERNELS, 100, &sharing)?
+                    (KERNELS.to_vec(), 100)
                 } else {
                     // With many results the estimate moves little between refits: one climb from the last one.
-                    let kernel = starts[0].kernel;
-                    Gp::fit_map_shared(&features, &outputs, &starts, &[kernel], 30, &sharing)?
+                    (vec![starts[0].kernel], 30)
                 };
-                self.hyper = Some((gp.hyper().clone(), size));
-                (gp, true)
+                let fit = |priors: &Priors| {
+                    Gp::fit_map_scored(&features, &outputs, &starts, &kernels, iterations, &sharing, priors)
+                };
+                let (ours, score) = fit(&Priors::INTERPOLATING)?;
+                // A fit with noise may have found only one of two explanations the data allow equally: on a
+                // noise-free function with few results, a smooth trend plus noise can be as probable as short length
+                // scales without it. Noise counts when the best noise-free explanation is decisively less probable.
+                let noisy_data = ours.hyper().noise() > NOISY_ABOVE
+                    && fit(&Priors::NOISE_FREE).map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
+                let fitted_noise = ours.hyper().noise();
+                // Noisy results: BoTorch's model, fitted afresh from its priors' modes as BoTorch fits it, with
+                // the squared-exponential kernel. If that fit fails, the interpolating model stands.
+                let noisy = noisy_data
+                    .then(|| {
+                        let kernel = Kernel::SquaredExponential;
+                        let start = Priors::NOISY.mode(&sharing, kernel);
+                        Gp::fit_map_shared(&features, &outputs, &[start], &[kernel], 100, &sharing, &Priors::NOISY).ok()
+                    })
+                    .flatten();
+                let estimate = Estimate {
+                    ours: ours.hyper().clone(),
+                    used: noisy.as_ref().unwrap_or(&ours).hyper().clone(),
+                    noisy: noisy.is_some(),
+                    fitted_noise,
+                    at: size,
+                };
+                self.estimate = Some(estimate.clone());
+                (noisy.unwrap_or(ours), true, estimate)
             }
         };
         let means = gp.training_means();
@@ -395,6 +461,8 @@ impl GpProposer {
             y_std,
             range,
             refit,
+            noisy: estimate.noisy,
+            fitted_noise: estimate.fitted_noise,
             data_hash: super::data_hash(&self.history.told),
             weights,
             best,
@@ -611,6 +679,20 @@ impl GpProposer {
                 "{}, one length scale per feature (a categorical parameter's levels pooled around one)",
                 hyper.kernel.name()
             ),
+            "priors": if model.noisy {
+                format!(
+                    "noisy (BoTorch SingleTaskGP's: no output scale, LogNormal(-4, 1) noise of at least 1e-4, length \
+                     scales of at least 0.025), since the interpolating fit's noise was {} of the results' variance, \
+                     above {NOISY_ABOVE}",
+                    short(model.fitted_noise)
+                )
+            } else {
+                format!(
+                    "interpolating (the interpolating fit's noise was {} of the results' variance, at most \
+                     {NOISY_ABOVE})",
+                    short(model.fitted_noise)
+                )
+            },
             "mean": "constant (generalised least squares)",
             "training_size": model.inputs.len(),
             "data_hash": model.data_hash,
@@ -621,6 +703,11 @@ impl GpProposer {
                 "mean": model.internal(gp.mean()),
                 "re_estimated": model.refit,
                 "log_likelihood": gp.log_likelihood(),
+            },
+            "noise_check": {
+                "interpolating_fit_noise": model.fitted_noise,
+                "noisy_above": NOISY_ABOVE,
+                "noisy": model.noisy,
             },
             "length_scales": by_parameter,
             "objective": objectives[0],
@@ -810,14 +897,22 @@ impl Proposer for GpProposer {
             let found = match &self.history.pool {
                 Some(pool) => best_in_pool(pool, &scorer, &taken, (batch.shared.as_deref(), &frozen)),
                 None => {
-                    let extra = self.local_candidates(&model);
+                    let (extra, search) = if model.noisy {
+                        let search = Search {
+                            candidates: NOISY_SEARCH.candidates.min(self.search.candidates),
+                            starts: NOISY_SEARCH.starts.min(self.search.starts),
+                            ..self.search
+                        };
+                        (Vec::new(), search)
+                    } else {
+                        // Scoring a candidate costs a triangular solve with the training set, so with many results
+                        // fewer quasi-random candidates are scored (the local ones and the climbs stay).
+                        let size = gp.len() as f64;
+                        let candidates =
+                            (CANDIDATE_WORK / (size * size)).clamp(256.0, self.search.candidates as f64) as usize;
+                        (self.local_candidates(&model), Search { candidates, ..self.search })
+                    };
                     let mut rng = self.rng.clone();
-                    // Scoring a candidate costs a triangular solve with the training set, so with many results
-                    // fewer quasi-random candidates are scored (the local ones and the climbs stay).
-                    let size = gp.len() as f64;
-                    let candidates =
-                        (CANDIDATE_WORK / (size * size)).clamp(256.0, self.search.candidates as f64) as usize;
-                    let search = Search { candidates, ..self.search };
                     let found =
                         maximize(&space, &scorer, &taken, (batch.shared.as_deref(), &frozen), extra, search, &mut rng);
                     self.rng = rng;
@@ -942,6 +1037,41 @@ mod tests {
         let largest = [1.0f64, 5.0, 8.0].map(|x| (x * 0.6).sin() + 0.05).into_iter().fold(f64::MIN, f64::max);
         let best = Direction::Maximize.external(max.internal(max.best));
         assert!((best - largest).abs() < 1e-3, "{best} vs {largest}");
+    }
+
+    /// A proposer told `f` at 30 scattered points of the unit square, each result plus `noise` times a fixed
+    /// draw from a standard normal.
+    fn told_square(noise: f64) -> GpProposer {
+        let space = Space::new(vec![Dim::new("x", 0.0, 1.0), Dim::new("y", 0.0, 1.0)]);
+        let mut p = GpProposer::new(space, Objective::maximize("f"), 0, Acquisition::LogExpectedImprovement, 3);
+        let draws = crate::bench::landscape::noise_draws(11, 30);
+        for (i, z) in draws.iter().enumerate() {
+            let (x, y) = ((i as f64 * 0.618_034) % 1.0, (i as f64 * 0.754_878 + 0.3) % 1.0);
+            let f = (3.0 * x).sin() + (2.0 * y).cos() + noise * z;
+            p.tell(Observation { values: [("x".to_owned(), x), ("y".to_owned(), y)].into(), objective: Some(f) });
+        }
+        p
+    }
+
+    #[test]
+    fn noisy_results_get_the_noisy_model_and_noise_free_ones_the_interpolating_one() {
+        let mut clean = told_square(0.0);
+        let model = clean.fit(None).unwrap();
+        assert!(!model.noisy && model.fitted_noise <= NOISY_ABOVE, "{}", model.fitted_noise);
+        assert_eq!(clean.provenance(&model, &model.gp)["noise_check"]["noisy"], json!(false));
+        // Noise of a tenth of the results' spread (about 1.5): far above the threshold, and decisive.
+        let mut noisy = told_square(0.15);
+        let model = noisy.fit(None).unwrap();
+        assert!(model.noisy && model.fitted_noise > NOISY_ABOVE, "{}", model.fitted_noise);
+        let hyper = model.gp.hyper();
+        assert_eq!((hyper.kernel, hyper.log_signal), (Kernel::SquaredExponential, 0.0));
+        assert!(hyper.noise() >= 1e-4);
+        let provenance = noisy.provenance(&model, &model.gp);
+        assert_eq!(provenance["noise_check"]["noisy"], json!(true));
+        assert!(provenance["priors"].as_str().unwrap().starts_with("noisy (BoTorch"));
+        // The noisy model's proposals come from its own search, without candidates near the best results.
+        let proposal = noisy.ask(1, &[]).pop().unwrap();
+        assert_eq!(proposal.model.unwrap()["candidates_evaluated"].as_u64().map(|n| n >= 256), Some(true));
     }
 
     #[test]

@@ -24,6 +24,10 @@
 //! noise-free function the noise falls to its floor, and the model interpolates) but stops a handful of points
 //! from being explained as pure noise. The noise is learned between that floor, which keeps the factorisation
 //! stable, and the output variance.
+//! Those are the interpolating priors ([`Priors::INTERPOLATING`]). [`Priors::NOISY`] are BoTorch's instead (no
+//! output scale, a LogNormal(−4, 1) prior on the noise with a floor of 1e-4, length scales of at least 0.025), for
+//! results the data say are noisy; [`Priors::NOISE_FREE`] holds the noise below 1e-6, to weigh a fit that found
+//! noise against the best explanation without it.
 //! The gradient of that objective is exact (`½ tr((K⁻¹ - ααᵀ) ∂K/∂θ)`), and the search is projected L-BFGS
 //! from a few deterministic starts, so a fit depends on the data alone. [`Gp::fit_map`] can also choose the
 //! kernel by the same posterior: Matérn 5/2 suits rough functions (most experiments), the squared exponential
@@ -154,14 +158,94 @@ impl Hyper {
         let d = v.len() - 2;
         Hyper { kernel, log_length_scales: v[..d].to_vec(), log_signal: v[d], log_noise: v[d + 1] }
     }
+}
 
-    fn clamp(v: &mut [f64]) {
+/// The priors and bounds of a fit. [`Priors::INTERPOLATING`] is the proposer's model; [`Priors::NOISY`] is BoTorch's
+/// (`SingleTaskGP`'s defaults), which the proposer refits with when the data say the results are noisy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Priors {
+    /// `Some(sd)`: the signal variance is fitted, with a log-normal prior of spread `sd` around 1; `None`: it is
+    /// held at 1 (the outputs are standardised).
+    pub signal: Option<f64>,
+    /// The prior on the noise variance.
+    pub noise: NoisePrior,
+    /// The shortest length scale, as a natural logarithm.
+    pub min_log_length_scale: f64,
+    /// The largest noise variance, as a natural logarithm.
+    pub max_log_noise: f64,
+}
+
+/// The prior on the noise variance `σ²` of standardised outputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NoisePrior {
+    /// A penalty `σ² / scale`: flat in `ln σ²` well below `scale`, so that on a noise-free function the noise falls
+    /// to the numerical floor and the model interpolates, but a handful of points cannot be explained as pure noise.
+    Penalty {
+        /// Where the penalty starts to bite.
+        scale: f64,
+    },
+    /// A log-normal density over `σ²` itself (as GPyTorch evaluates it), with `σ² ≥ floor`.
+    LogNormal {
+        /// The location of `ln σ²`.
+        mu: f64,
+        /// The spread of `ln σ²`.
+        sd: f64,
+        /// The smallest noise variance.
+        floor: f64,
+    },
+}
+
+impl Priors {
+    /// The proposer's own model: the signal variance fitted, the noise penalised only where it is large, length
+    /// scales down to about 0.01.
+    pub const INTERPOLATING: Priors = Priors {
+        signal: Some(LOG_SIGNAL_PRIOR_SD),
+        noise: NoisePrior::Penalty { scale: NOISE_PENALTY_SCALE },
+        min_log_length_scale: LOG_LENGTH_SCALE.0,
+        max_log_noise: LOG_NOISE.1,
+    };
+
+    /// The interpolating model with its noise held below 1e-6 of the outputs' variance (`ln 1e-6 = −13.8`): the
+    /// best explanation of the data without noise, against which a fit that found noise is weighed.
+    pub const NOISE_FREE: Priors = Priors { max_log_noise: -13.815_510_557_964_274, ..Priors::INTERPOLATING };
+
+    /// BoTorch's `SingleTaskGP` (0.12 and later): no output scale, a LogNormal(−4, 1) prior on the noise with a
+    /// floor of 1e-4, and length scales of at least 0.025 (`ln 0.025 = −3.689`).
+    pub const NOISY: Priors = Priors {
+        signal: None,
+        noise: NoisePrior::LogNormal { mu: -4.0, sd: 1.0, floor: 1e-4 },
+        min_log_length_scale: -3.688_879_454_113_936,
+        max_log_noise: LOG_NOISE.1,
+    };
+
+    /// Holds fitted values (`ln ℓ` per length scale, `ln s²`, `ln σ²`) within these priors' bounds.
+    fn clamp(&self, v: &mut [f64]) {
         let d = v.len() - 2;
         for x in &mut v[..d] {
-            *x = x.clamp(LOG_LENGTH_SCALE.0, LOG_LENGTH_SCALE.1);
+            *x = x.clamp(self.min_log_length_scale, LOG_LENGTH_SCALE.1);
         }
-        v[d] = v[d].clamp(LOG_SIGNAL.0, LOG_SIGNAL.1);
-        v[d + 1] = v[d + 1].clamp(LOG_NOISE.0, LOG_NOISE.1);
+        v[d] = match self.signal {
+            Some(_) => v[d].clamp(LOG_SIGNAL.0, LOG_SIGNAL.1),
+            None => 0.0,
+        };
+        let floor = match self.noise {
+            NoisePrior::Penalty { .. } => LOG_NOISE.0,
+            NoisePrior::LogNormal { floor, .. } => floor.ln(),
+        };
+        v[d + 1] = v[d + 1].clamp(floor, self.max_log_noise);
+    }
+
+    /// The most probable hyperparameters for inputs related as `sharing` says under these priors, where
+    /// BoTorch starts its one fit: each length scale at its prior's mode `exp(μ - s²)`, the noise at its mode
+    /// `exp(μ - s²)` (or 1e-4 with the penalty, which has none), unit signal variance.
+    pub fn mode(&self, sharing: &Sharing, kernel: Kernel) -> Hyper {
+        let (d, groups) = (sharing.groups.len(), sharing.count);
+        let (mu, sd) = length_scale_prior(groups);
+        let noise = match self.noise {
+            NoisePrior::Penalty { .. } => 1e-4,
+            NoisePrior::LogNormal { mu, sd, floor } => (mu - sd * sd).exp().max(floor),
+        };
+        Hyper::new(d, (mu - sd * sd).exp(), noise).with_kernel(kernel)
     }
 }
 
@@ -311,11 +395,11 @@ impl Gp {
         iterations: usize,
     ) -> Result<Gp, GpError> {
         let d = starts.first().map_or(0, |h| h.log_length_scales.len());
-        Gp::fit_map_shared(x, y, starts, kernels, iterations, &Sharing::separate(d))
+        Gp::fit_map_shared(x, y, starts, kernels, iterations, &Sharing::separate(d), &Priors::INTERPOLATING)
     }
 
     /// [`Gp::fit_map`] with inputs whose length scales are related as `sharing` says (tied to one value, or
-    /// pooled around one). The length-scale prior is scaled by the number of groups.
+    /// pooled around one), and the given `priors`. The length-scale prior is scaled by the number of groups.
     pub fn fit_map_shared(
         x: &[Vec<f64>],
         y: &[f64],
@@ -323,37 +407,51 @@ impl Gp {
         kernels: &[Kernel],
         iterations: usize,
         sharing: &Sharing,
+        priors: &Priors,
     ) -> Result<Gp, GpError> {
+        Gp::fit_map_scored(x, y, starts, kernels, iterations, sharing, priors).map(|(gp, _)| gp)
+    }
+
+    /// [`Gp::fit_map_shared`], also returning the log posterior density of the fitted hyperparameters (up to a
+    /// constant that depends on the data alone), so that fits of the same data under different bounds compare.
+    pub fn fit_map_scored(
+        x: &[Vec<f64>],
+        y: &[f64],
+        starts: &[Hyper],
+        kernels: &[Kernel],
+        iterations: usize,
+        sharing: &Sharing,
+        priors: &Priors,
+    ) -> Result<(Gp, f64), GpError> {
         let n = y.len();
         let d = starts.first().map_or(0, |h| h.log_length_scales.len());
         if n == 0 || x.len() != n || x.iter().any(|r| r.len() != d) || sharing.groups.len() != d {
             return Err(GpError::Data(format!("{} inputs, {n} outputs, {} groups", x.len(), sharing.groups.len())));
         }
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
-        let prior = length_scale_prior(sharing.count);
         let settings = Lbfgs { iterations, memory: 8, first_step: 1.0, x_tolerance: 1e-6, f_tolerance: 1e-10 };
         let mut best: Option<(f64, Kernel, Vec<f64>)> = None;
         for &kernel in kernels {
-            let mut objective = |w: &[f64]| neg_log_posterior(&flat, n, y, w, sharing, kernel, prior);
+            let mut objective = |w: &[f64]| neg_log_posterior(&flat, n, y, w, sharing, kernel, priors);
             let mut scored: Vec<(f64, Vec<f64>)> = starts
                 .iter()
                 .map(|h| {
                     let mut w = sharing.compress(&h.to_vec());
-                    Hyper::clamp(&mut w);
+                    priors.clamp(&mut w);
                     (objective(&w).map_or(f64::INFINITY, |(f, _)| f), w)
                 })
                 .collect();
             scored.sort_by(|a, b| a.0.total_cmp(&b.0));
             for (f0, w) in scored.iter().take(4).filter(|(f, _)| f.is_finite()) {
-                let found = minimize(&mut objective, w, &|w: &mut [f64]| Hyper::clamp(w), settings);
+                let found = minimize(&mut objective, w, &|w: &mut [f64]| priors.clamp(w), settings);
                 let (f, w) = found.map_or((*f0, w.clone()), |m| (m.value, m.x));
                 if best.as_ref().is_none_or(|(b, _, _)| f < *b) {
                     best = Some((f, kernel, w));
                 }
             }
         }
-        let (_, kernel, w) = best.ok_or(GpError::NoLikelihood)?;
-        Gp::fit(x, y, &Hyper::from_vec(kernel, &sharing.expand(&w)), Mean::Profiled)
+        let (f, kernel, w) = best.ok_or(GpError::NoLikelihood)?;
+        Ok((Gp::fit(x, y, &Hyper::from_vec(kernel, &sharing.expand(&w)), Mean::Profiled)?, -f))
     }
 
     /// The hyperparameters.
@@ -595,7 +693,7 @@ fn neg_log_posterior(
     w: &[f64],
     sharing: &Sharing,
     kernel: Kernel,
-    prior: (f64, f64),
+    priors: &Priors,
 ) -> Option<(f64, Vec<f64>)> {
     let groups = &sharing.groups;
     let d = groups.len();
@@ -620,7 +718,7 @@ fn neg_log_posterior(
     let quad: f64 = alpha.iter().map(|v| v * v).sum();
     solve_lower_transposed(&l, n, &mut alpha);
     let log_det: f64 = (0..n).map(|i| l[i * n + i].ln()).sum::<f64>() * 2.0;
-    let (mu, sd) = prior;
+    let (mu, sd) = length_scale_prior(g);
     let mut value = 0.5 * quad + 0.5 * log_det + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
     let mut grad = vec![0.0; d + 2];
     // A tied group's prior applies once, at the group's first input (whose gradient then goes to the group); a
@@ -654,10 +752,22 @@ fn neg_log_posterior(
         value += 0.5 * z * z;
         *p += z / sd;
     }
-    value += 0.5 * (v[d] / LOG_SIGNAL_PRIOR_SD).powi(2);
-    grad[d] += v[d] / (LOG_SIGNAL_PRIOR_SD * LOG_SIGNAL_PRIOR_SD);
-    value += noise / NOISE_PENALTY_SCALE;
-    grad[d + 1] += noise / NOISE_PENALTY_SCALE;
+    if let Some(spread) = priors.signal {
+        value += 0.5 * (v[d] / spread).powi(2);
+        grad[d] += v[d] / (spread * spread);
+    }
+    match priors.noise {
+        NoisePrior::Penalty { scale } => {
+            value += noise / scale;
+            grad[d + 1] += noise / scale;
+        }
+        NoisePrior::LogNormal { mu, sd, .. } => {
+            // The density over σ² itself: -ln p(σ²) = (ln σ² - μ)² / 2s² + ln σ² + constant.
+            let z = (v[d + 1] - mu) / sd;
+            value += 0.5 * z * z + v[d + 1];
+            grad[d + 1] += z / sd + 1.0;
+        }
+    }
     // W = K⁻¹ - ααᵀ; the gradient is ½ tr(W ∂K/∂θ).
     let inv = inverse_from_cholesky(&l, n);
     let mut diag = 0.0;
@@ -681,6 +791,10 @@ fn neg_log_posterior(
     }
     grad[d] += 0.5 * diag * signal;
     grad[d + 1] += 0.5 * diag * noise;
+    if priors.signal.is_none() {
+        // Held at 1: the search does not move it.
+        grad[d] = 0.0;
+    }
     if sharing.spread.is_some() {
         let tail = [grad[d], grad[d + 1]];
         grad.truncate(d);
@@ -714,37 +828,67 @@ mod tests {
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
         let v = vec![-1.0, 0.4, 0.2, -5.0];
         let prior = length_scale_prior(2);
+        let separate = Sharing::separate(2);
         for kernel in [Kernel::Matern52, Kernel::SquaredExponential] {
-            let separate = Sharing::separate(2);
-            let (f, g) = neg_log_posterior(&flat, 12, &y, &v, &separate, kernel, prior).unwrap();
-            for k in 0..4 {
-                let h = 1e-6;
-                let mut up = v.clone();
-                up[k] += h;
-                let mut down = v.clone();
-                down[k] -= h;
-                let fd = (neg_log_posterior(&flat, 12, &y, &up, &separate, kernel, prior).unwrap().0
-                    - neg_log_posterior(&flat, 12, &y, &down, &separate, kernel, prior).unwrap().0)
-                    / (2.0 * h);
-                assert!((fd - g[k]).abs() < 1e-5 * (1.0 + fd.abs()), "component {k}: {fd} vs {}", g[k]);
+            for priors in [Priors::INTERPOLATING, Priors::NOISY] {
+                let at = |w: &[f64]| neg_log_posterior(&flat, 12, &y, w, &separate, kernel, &priors).unwrap();
+                let (f, g) = at(&v);
+                for k in 0..4 {
+                    let h = 1e-6;
+                    let mut up = v.clone();
+                    up[k] += h;
+                    let mut down = v.clone();
+                    down[k] -= h;
+                    // The noisy priors hold the signal variance: its component is zero.
+                    let fd =
+                        if k == 2 && priors.signal.is_none() { 0.0 } else { (at(&up).0 - at(&down).0) / (2.0 * h) };
+                    assert!((fd - g[k]).abs() < 1e-5 * (1.0 + fd.abs()), "component {k}: {fd} vs {}", g[k]);
+                }
+                let gp = Gp::fit(&x, &y, &Hyper::from_vec(kernel, &v), Mean::Profiled).unwrap();
+                // Each length scale's log-normal density over ℓ, which has the `ln ℓ` term.
+                let lengths = 0.5 * ((v[0] - prior.0) / prior.1).powi(2)
+                    + v[0]
+                    + 0.5 * ((v[1] - prior.0) / prior.1).powi(2)
+                    + v[1];
+                let rest = match priors.noise {
+                    NoisePrior::Penalty { .. } => {
+                        0.5 * (v[2] / LOG_SIGNAL_PRIOR_SD).powi(2) + v[3].exp() / NOISE_PENALTY_SCALE
+                    }
+                    // LogNormal(−4, 1) over σ² itself, and no prior on a held signal variance.
+                    NoisePrior::LogNormal { .. } => 0.5 * (v[3] + 4.0).powi(2) + v[3],
+                };
+                assert!((f - lengths - rest + gp.log_likelihood()).abs() < 1e-9);
             }
-            let gp = Gp::fit(&x, &y, &Hyper::from_vec(kernel, &v), Mean::Profiled).unwrap();
-            // Each length scale's log-normal density over ℓ, which has the `ln ℓ` term.
-            let prior_terms = 0.5 * ((v[0] - prior.0) / prior.1).powi(2)
-                + v[0]
-                + 0.5 * ((v[1] - prior.0) / prior.1).powi(2)
-                + v[1]
-                + 0.5 * (v[2] / LOG_SIGNAL_PRIOR_SD).powi(2)
-                + v[3].exp() / NOISE_PENALTY_SCALE;
-            assert!((f - prior_terms + gp.log_likelihood()).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn the_noisy_priors_hold_the_signal_and_keep_noise_and_length_scales_above_their_floors() {
+        // A sharp function sampled densely: the interpolating fit takes short length scales and almost no noise.
+        let x: Vec<Vec<f64>> = (0..30).map(|i| vec![i as f64 / 29.0]).collect();
+        let y: Vec<f64> = x.iter().map(|p| (40.0 * p[0]).sin()).collect();
+        let sharing = Sharing::separate(1);
+        let start = Priors::NOISY.mode(&sharing, Kernel::SquaredExponential);
+        let noisy =
+            Gp::fit_map_shared(&x, &y, &[start], &[Kernel::SquaredExponential], 100, &sharing, &Priors::NOISY).unwrap();
+        assert_eq!(noisy.hyper().log_signal, 0.0);
+        assert!(noisy.hyper().noise() >= 1e-4 * (1.0 - 1e-12));
+        assert!(noisy.hyper().length_scales()[0] >= 0.025 * (1.0 - 1e-12));
+        let short = Hyper::new(1, 0.05, 1e-6);
+        let ours =
+            Gp::fit_map_shared(&x, &y, &[short], &[Kernel::SquaredExponential], 100, &sharing, &Priors::INTERPOLATING)
+                .unwrap();
+        assert!(ours.hyper().noise() < 1e-4, "{}", ours.hyper().noise());
+        // The mode of LogNormal(μ, s) over its variable is exp(μ - s²).
+        assert!((Priors::NOISY.mode(&sharing, Kernel::Matern52).noise() - (-5f64).exp()).abs() < 1e-12);
     }
 
     /// The finite-difference check of `neg_log_posterior`'s gradient with respect to the fitted values `w`.
     fn check_gradient(x: &[Vec<f64>], y: &[f64], w: &[f64], sharing: &Sharing) {
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
-        let prior = length_scale_prior(sharing.count);
-        let at = |w: &[f64]| neg_log_posterior(&flat, y.len(), y, w, sharing, Kernel::Matern52, prior).unwrap();
+        let at = |w: &[f64]| {
+            neg_log_posterior(&flat, y.len(), y, w, sharing, Kernel::Matern52, &Priors::INTERPOLATING).unwrap()
+        };
         let (_, g) = at(w);
         assert_eq!(g.len(), w.len());
         for k in 0..w.len() {
@@ -777,11 +921,23 @@ mod tests {
         let tied = Sharing::tied(&[0, 1, 1, 1]);
         check_gradient(&x, &y, &[-0.7, 0.3, 0.1, -6.0], &tied);
         let start = Hyper::new(4, 0.5, 1e-3);
-        let fitted = Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 80, &tied).unwrap();
+        let fitted =
+            Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 80, &tied, &Priors::INTERPOLATING).unwrap();
         let ls = fitted.hyper().length_scales();
         assert!(ls[1] == ls[2] && ls[2] == ls[3], "{ls:?}");
         let wrong = Sharing::tied(&[0, 1]);
-        assert!(Gp::fit_map_shared(&x, &y, &[Hyper::new(4, 0.5, 1e-3)], &[Kernel::Matern52], 5, &wrong).is_err());
+        assert!(
+            Gp::fit_map_shared(
+                &x,
+                &y,
+                &[Hyper::new(4, 0.5, 1e-3)],
+                &[Kernel::Matern52],
+                5,
+                &wrong,
+                &Priors::INTERPOLATING
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -791,7 +947,8 @@ mod tests {
         // Per input, then the group's value, then the signal and the noise.
         check_gradient(&x, &y, &[-0.7, 0.3, 0.9, 2.0, 0.5, 0.1, -6.0], &pooled);
         let start = Hyper::new(4, 0.5, 1e-3);
-        let fitted = Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 100, &pooled).unwrap();
+        let fitted =
+            Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 100, &pooled, &Priors::INTERPOLATING).unwrap();
         let ls: Vec<f64> = fitted.hyper().length_scales().iter().map(|l| l.ln()).collect();
         // The levels keep scales of their own, but within a few spreads of one another, whereas with a scale per
         // level and the plain prior nothing holds the rarely measured ones together.
@@ -810,6 +967,7 @@ mod tests {
             &[Kernel::Matern52],
             60,
             &Sharing::pooled(&[0, 1], 1.0),
+            &Priors::INTERPOLATING,
         )
         .unwrap();
         assert_eq!(a.hyper(), b.hyper());
