@@ -40,6 +40,9 @@ use super::linalg::{
     solve_lower_transposed,
 };
 use super::optimize::{Lbfgs, minimize};
+#[cfg(test)]
+use super::priors::{LOG_SIGNAL_PRIOR_SD, NOISE_PENALTY_SCALE};
+pub use super::priors::{NoisePrior, Priors, length_scale_prior};
 
 const SQRT5: f64 = 2.236_067_977_499_79;
 
@@ -51,11 +54,6 @@ pub const LOG_SIGNAL: (f64, f64) = (-4.6, 4.6);
 pub const LOG_NOISE: (f64, f64) = (-27.6, 0.0);
 /// The smallest noise, relative to the signal variance, of a point added by [`Gp::condition`].
 pub const CONDITION_NOISE: f64 = 1e-6;
-/// The spread of the log-normal prior on `s²`.
-const LOG_SIGNAL_PRIOR_SD: f64 = 2.0;
-/// The scale of the exponential penalty on the noise variance: flat (in `ln σ²`) well below it, growing linearly
-/// in `σ²` above it.
-const NOISE_PENALTY_SCALE: f64 = 0.1;
 
 /// Why a model could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -158,100 +156,6 @@ impl Hyper {
         let d = v.len() - 2;
         Hyper { kernel, log_length_scales: v[..d].to_vec(), log_signal: v[d], log_noise: v[d + 1] }
     }
-}
-
-/// The priors and bounds of a fit. [`Priors::INTERPOLATING`] is the proposer's model; [`Priors::NOISY`] is BoTorch's
-/// (`SingleTaskGP`'s defaults), which the proposer refits with when the data say the results are noisy.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Priors {
-    /// `Some(sd)`: the signal variance is fitted, with a log-normal prior of spread `sd` around 1; `None`: it is
-    /// held at 1 (the outputs are standardised).
-    pub signal: Option<f64>,
-    /// The prior on the noise variance.
-    pub noise: NoisePrior,
-    /// The shortest length scale, as a natural logarithm.
-    pub min_log_length_scale: f64,
-    /// The largest noise variance, as a natural logarithm.
-    pub max_log_noise: f64,
-}
-
-/// The prior on the noise variance `σ²` of standardised outputs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum NoisePrior {
-    /// A penalty `σ² / scale`: flat in `ln σ²` well below `scale`, so that on a noise-free function the noise falls
-    /// to the numerical floor and the model interpolates, but a handful of points cannot be explained as pure noise.
-    Penalty {
-        /// Where the penalty starts to bite.
-        scale: f64,
-    },
-    /// A log-normal density over `σ²` itself (as GPyTorch evaluates it), with `σ² ≥ floor`.
-    LogNormal {
-        /// The location of `ln σ²`.
-        mu: f64,
-        /// The spread of `ln σ²`.
-        sd: f64,
-        /// The smallest noise variance.
-        floor: f64,
-    },
-}
-
-impl Priors {
-    /// The proposer's own model: the signal variance fitted, the noise penalised only where it is large, length
-    /// scales down to about 0.01.
-    pub const INTERPOLATING: Priors = Priors {
-        signal: Some(LOG_SIGNAL_PRIOR_SD),
-        noise: NoisePrior::Penalty { scale: NOISE_PENALTY_SCALE },
-        min_log_length_scale: LOG_LENGTH_SCALE.0,
-        max_log_noise: LOG_NOISE.1,
-    };
-
-    /// The interpolating model with its noise held below 1e-6 of the outputs' variance (`ln 1e-6 = −13.8`): the
-    /// best explanation of the data without noise, against which a fit that found noise is weighed.
-    pub const NOISE_FREE: Priors = Priors { max_log_noise: -13.815_510_557_964_274, ..Priors::INTERPOLATING };
-
-    /// BoTorch's `SingleTaskGP` (0.12 and later): no output scale, a LogNormal(−4, 1) prior on the noise with a
-    /// floor of 1e-4, and length scales of at least 0.025 (`ln 0.025 = −3.689`).
-    pub const NOISY: Priors = Priors {
-        signal: None,
-        noise: NoisePrior::LogNormal { mu: -4.0, sd: 1.0, floor: 1e-4 },
-        min_log_length_scale: -3.688_879_454_113_936,
-        max_log_noise: LOG_NOISE.1,
-    };
-
-    /// Holds fitted values (`ln ℓ` per length scale, `ln s²`, `ln σ²`) within these priors' bounds.
-    fn clamp(&self, v: &mut [f64]) {
-        let d = v.len() - 2;
-        for x in &mut v[..d] {
-            *x = x.clamp(self.min_log_length_scale, LOG_LENGTH_SCALE.1);
-        }
-        v[d] = match self.signal {
-            Some(_) => v[d].clamp(LOG_SIGNAL.0, LOG_SIGNAL.1),
-            None => 0.0,
-        };
-        let floor = match self.noise {
-            NoisePrior::Penalty { .. } => LOG_NOISE.0,
-            NoisePrior::LogNormal { floor, .. } => floor.ln(),
-        };
-        v[d + 1] = v[d + 1].clamp(floor, self.max_log_noise);
-    }
-
-    /// The most probable hyperparameters for inputs related as `sharing` says under these priors, where
-    /// BoTorch starts its one fit: each length scale at its prior's mode `exp(μ - s²)`, the noise at its mode
-    /// `exp(μ - s²)` (or 1e-4 with the penalty, which has none), unit signal variance.
-    pub fn mode(&self, sharing: &Sharing, kernel: Kernel) -> Hyper {
-        let (d, groups) = (sharing.groups.len(), sharing.count);
-        let (mu, sd) = length_scale_prior(groups);
-        let noise = match self.noise {
-            NoisePrior::Penalty { .. } => 1e-4,
-            NoisePrior::LogNormal { mu, sd, floor } => (mu - sd * sd).exp().max(floor),
-        };
-        Hyper::new(d, (mu - sd * sd).exp(), noise).with_kernel(kernel)
-    }
-}
-
-/// The centre and spread of the log-normal prior on length scales for `d` inputs (Hvarfner et al. 2024).
-pub fn length_scale_prior(d: usize) -> (f64, f64) {
-    (std::f64::consts::SQRT_2 + (d.max(1) as f64).ln() / 2.0, 3f64.sqrt())
 }
 
 /// How the constant mean is chosen.
@@ -623,6 +527,16 @@ impl Sharing {
     /// `spread` around a group value, which has the plain prior.
     pub fn pooled(groups: &[usize], spread: f64) -> Self {
         Sharing::new(groups, Some(spread))
+    }
+
+    /// The number of inputs.
+    pub fn inputs(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The number of length-scale groups, by which the length-scale prior is scaled.
+    pub fn group_count(&self) -> usize {
+        self.count
     }
 
     fn new(groups: &[usize], spread: Option<f64>) -> Self {

@@ -7,17 +7,17 @@
 //! ([`crate::surrogate::gp`]: one length scale per feature, a categorical parameter's levels pooled around one
 //! ([`Sharing::pooled`]), learned noise, and the kernel, Matérn 5/2 or squared exponential, chosen by the
 //! posterior) and an acquisition function (log expected improvement by default). When that model's fit finds the
-//! results noisy (noise above [`NOISY_ABOVE`] of their variance, and decisively more probable than the best
-//! noise-free fit, [`NOISE_EVIDENCE`]), the model is refitted with BoTorch's priors ([`Priors::NOISY`]: the
+//! results noisy (noise above `NOISY_ABOVE` of their variance, and decisively more probable than the best
+//! noise-free fit, `NOISE_EVIDENCE`), the model is refitted with BoTorch's priors ([`Priors::NOISY`]: the
 //! squared-exponential kernel, no output scale, a noise prior and floor, from the priors' modes) and searched as
-//! BoTorch searches ([`NOISY_SEARCH`]); each proposal's provenance says which model it came from and why
+//! BoTorch searches (`NOISY_SEARCH`); each proposal's provenance says which model it came from and why
 //! (`noise_check`, `priors`):
 //! - in a continuous or mixed space, maximised by multi-start L-BFGS from scrambled Sobol candidates
 //!   (the private `search` module); over a pool or a small discrete space, by scoring every untried point;
 //! - experiments in flight and points already chosen for the same ask are added to the model as if measured at
 //!   its predicted mean (the Kriging believer): the model's uncertainty collapses around them, so the next point
 //!   goes elsewhere and a lab with eight hotplates gets eight different, useful experiments; and no proposal comes
-//!   within [`CROWD`] of one of them, since a confident model's improvement stays slightly positive right beside a
+//!   within [`CROWD`](scorer::CROWD) of one of them, since a confident model's improvement stays slightly positive right beside a
 //!   believed point and filled whole batches with twins of one experiment;
 //! - failed experiments train a feasibility classifier ([`crate::surrogate::classifier`]) once there is one, and
 //!   the acquisition is weighted by the probability of success (multiplied for EI, added as `ln P` on log
@@ -41,14 +41,13 @@
 
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use serde_json::json;
 
 use super::acquisition::expected_improvement;
-use super::search::{Found, Scorer, Search, around, best_in_pool, maximize};
+use super::search::{Search, around, best_in_pool, maximize};
 use super::space_filling::{maximin_point, maximin_reason, sobol_design, start_reason};
 use super::{
     Acquisition, History, MIN_DISTANCE, Observation, Outcome, Point, Problem, Proposal, Proposer, Status, distance2,
-    rng, short, too_close,
+    rng, too_close,
 };
 use crate::objective::Objective;
 use crate::pareto::pareto_front;
@@ -56,6 +55,12 @@ use crate::space::Space;
 use crate::stop::{StopReason, StopTracker};
 use crate::surrogate::classifier::Feasibility;
 use crate::surrogate::gp::{Gp, GpError, Hyper, Kernel, Mean, Priors, Sharing};
+
+mod provenance;
+mod scorer;
+
+use provenance::Context;
+use scorer::ModelScorer;
 
 /// The kernels a model chooses among by their posterior probability.
 const KERNELS: [Kernel; 2] = [Kernel::Matern52, Kernel::SquaredExponential];
@@ -173,86 +178,6 @@ impl Model {
     /// The internal value (objective, minimised) of a model output.
     fn internal(&self, output: f64) -> f64 {
         output * self.y_std + self.y_mean
-    }
-}
-
-/// The acquisition function of a model (with its fantasies) over coordinates, weighted by feasibility.
-struct ModelScorer<'a> {
-    space: &'a Space,
-    gp: &'a Gp,
-    best: f64,
-    acquisition: Acquisition,
-    feasibility: Option<&'a Feasibility>,
-    coordinate_features: Vec<Option<usize>>,
-    /// Levels not to propose now (dimension, level's unit value): they score minus infinity.
-    avoid: &'a [(usize, f64)],
-    /// Experiments in flight and proposals of this ask: a point within [`CROWD`] of one scores minus infinity.
-    crowd: &'a [Vec<f64>],
-}
-
-/// How close (in coordinates) a proposal may come to an experiment in flight or another proposal of its batch: 2 %
-/// of a parameter's range. Closer, the two are one experiment as far as a lab can tell (48.0 and 48.4 uL of a
-/// 10 to 100 uL range), and a confident model's expected improvement, which the believed pending points leave
-/// slightly positive beside each of them, filled whole batches with such twins.
-const CROWD: f64 = 0.02;
-
-impl ModelScorer<'_> {
-    fn avoided(&self, unit: &[f64]) -> bool {
-        self.avoid.iter().any(|&(j, u)| unit.get(j).is_some_and(|&v| (self.space.dims()[j].snap(v) - u).abs() < 1e-9))
-    }
-}
-
-impl Scorer for ModelScorer<'_> {
-    fn score(&self, units: &[Vec<f64>]) -> Vec<f64> {
-        let features: Vec<Vec<f64>> = units.iter().map(|u| self.space.features(u)).collect();
-        let predictions = self.gp.predict(&features);
-        let feasible = self.feasibility.map(|f| f.probability(&features));
-        predictions
-            .iter()
-            .enumerate()
-            .map(|(i, (m, v))| {
-                if self.avoided(&units[i]) || self.crowd.iter().any(|c| distance2(&units[i], c) < CROWD * CROWD) {
-                    return f64::NEG_INFINITY;
-                }
-                let a = self.acquisition.value(*m, *v, self.best);
-                match &feasible {
-                    None => a,
-                    Some(p) => combine(self.acquisition, a, p[i].max(1e-300).ln()),
-                }
-            })
-            .collect()
-    }
-
-    fn score_gradient(&self, unit: &[f64]) -> (f64, Vec<f64>) {
-        let x = self.space.features(unit);
-        let g = self.gp.predict_gradient(&x);
-        let (mut value, grad) =
-            self.acquisition.value_gradient(g.mean, g.variance, &g.d_mean, &g.d_variance, self.best);
-        let mut grad = grad;
-        if let Some(f) = self.feasibility {
-            let (lp, dlp) = f.log_probability_gradient(&x);
-            let a = value;
-            value = combine(self.acquisition, a, lp);
-            if self.acquisition.is_log_scale() || matches!(self.acquisition, Acquisition::UpperConfidenceBound { .. }) {
-                grad.iter_mut().zip(&dlp).for_each(|(g, d)| *g += d);
-            } else {
-                // d(EI P) = P dEI + EI P d ln P.
-                let p = lp.exp();
-                grad.iter_mut().zip(&dlp).for_each(|(g, d)| *g = p * *g + a * p * d);
-            }
-        }
-        let out = self.coordinate_features.iter().map(|f| f.map_or(0.0, |k| grad[k])).collect();
-        (value, out)
-    }
-}
-
-/// An acquisition value `a` weighted by the log-probability of success `lp`.
-fn combine(acquisition: Acquisition, a: f64, lp: f64) -> f64 {
-    match acquisition {
-        Acquisition::ExpectedImprovement => a * lp.exp(),
-        // On log scales the weight adds; UCB has no natural zero, so the log-probability acts as a penalty in
-        // standardised units.
-        _ => a + lp,
     }
 }
 
@@ -555,175 +480,6 @@ impl GpProposer {
             out.push(self.history.proposal(&unit, "space-filling (maximin)", reason));
         }
     }
-
-    fn proposal(&self, model: &Model, gp: &Gp, found: &Found, context: &Context) -> Proposal {
-        let objectives = &self.history.objectives;
-        let x = self.history.space.features(&found.unit);
-        let (mean, variance) = gp.predict(&[x])[0];
-        let sd = variance.max(0.0).sqrt();
-        // With one objective, predictions go back to its units; with several, they stay on the scalarised scale.
-        let direction = objectives[0].direction;
-        let external = |internal: f64| if model.weights.is_some() { internal } else { direction.external(internal) };
-        let predicted_mean = Some(external(model.internal(mean))).filter(|m| m.is_finite());
-        let predicted_sd = Some(sd * model.y_std).filter(|s| s.is_finite());
-        let best_observed = external(model.internal(model.best));
-        let improvement = expected_improvement(mean, sd, context.best) * model.y_std;
-        let mut provenance = self.provenance(model, gp);
-        if let Some(map) = provenance.as_object_mut() {
-            map.insert("acquisition".into(), json!(self.acquisition.short_name()));
-            map.insert("acquisition_value".into(), json!(found.value));
-            if let Acquisition::UpperConfidenceBound { beta } = self.acquisition {
-                map.insert("beta".into(), json!(beta));
-            }
-            map.insert("best_observed".into(), json!(best_observed));
-            map.insert("expected_improvement".into(), json!(improvement));
-            map.insert("observations".into(), json!(self.history.told.len()));
-            map.insert("failed".into(), json!(self.history.failures()));
-            map.insert("pending".into(), json!(context.pending));
-            map.insert("believed".into(), json!(context.believed));
-            map.insert("batch_position".into(), json!(context.batch_position));
-            map.insert("candidates_evaluated".into(), json!(found.evaluations));
-            map.insert("seed".into(), json!(self.seed));
-            if let Some(p) = context.feasible {
-                map.insert("probability_of_success".into(), json!(p));
-            }
-            if let Some(w) = &model.weights {
-                map.insert(
-                    "scalarisation".into(),
-                    json!({"method": "ParEGO augmented Chebyshev", "weights": w, "rho": PAREGO_RHO}),
-                );
-                map.insert("pareto_front_size".into(), json!(context.front));
-            }
-        }
-        let what = match self.acquisition {
-            Acquisition::LogExpectedImprovement => "log expected improvement",
-            Acquisition::ExpectedImprovement => "expected improvement",
-            Acquisition::ProbabilityOfImprovement => "log probability of improvement",
-            Acquisition::UpperConfidenceBound { .. } => "upper confidence bound",
-        };
-        let target = match &model.weights {
-            Some(w) => format!(
-                "the weighted objectives ({})",
-                objectives
-                    .iter()
-                    .zip(w)
-                    .map(|(o, w)| format!("{} {}", o.output, short(*w)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            None => objectives[0].output.clone(),
-        };
-        let prediction = match (predicted_mean, predicted_sd) {
-            (Some(m), Some(s)) => format!("predicted {target} {} ± {}", short(m), short(s)),
-            _ => format!("no prediction of {target}"),
-        };
-        let believed = match context.believed {
-            0 => String::new(),
-            1 => "; 1 point in flight or earlier in this batch counts as measured at its predicted value (Kriging believer)"
-                .to_owned(),
-            k => format!(
-                "; {k} points in flight or earlier in this batch count as measured at their predicted values (Kriging \
-                 believer)"
-            ),
-        };
-        let feasible = match context.feasible {
-            Some(p) => format!(
-                "; {} failed experiment(s) make the chance of success here {}",
-                self.history.failures(),
-                short(p)
-            ),
-            None => String::new(),
-        };
-        let reason = format!(
-            "Highest {what} ({}) found by the model: {prediction}, best so far {}{believed}{feasible}.",
-            short(found.value),
-            short(best_observed)
-        );
-        let strategy = if model.weights.is_some() {
-            format!("ParEGO {}", self.acquisition.short_name())
-        } else {
-            format!("GP {}", self.acquisition.short_name())
-        };
-        let mut proposal = self.history.proposal(&found.unit, &strategy, reason);
-        proposal.predicted_mean = predicted_mean;
-        proposal.predicted_sd = predicted_sd;
-        proposal.acquisition = Some(found.value);
-        proposal.model = Some(provenance);
-        proposal
-    }
-
-    /// The model's description for a proposal's provenance.
-    fn provenance(&self, model: &Model, gp: &Gp) -> serde_json::Value {
-        let space = &self.history.space;
-        let hyper = gp.hyper();
-        let scales = hyper.length_scales();
-        let names = space.feature_names();
-        let by_feature: serde_json::Map<String, serde_json::Value> =
-            names.iter().zip(&scales).map(|(n, l)| (n.clone(), json!(l))).collect();
-        // Continuous and integer length scales also in the parameter's own unit.
-        let by_parameter: serde_json::Map<String, serde_json::Value> = space
-            .dims()
-            .iter()
-            .zip(space.coordinate_features())
-            .filter_map(|(d, f)| f.map(|k| (d.name.clone(), json!(scales[k] * d.width()))))
-            .collect();
-        let objectives: Vec<serde_json::Value> = self
-            .history
-            .objectives
-            .iter()
-            .map(|o| json!({"output": o.output, "direction": o.direction.verb()}))
-            .collect();
-        json!({
-            "surrogate": "Gaussian process (lab experiments crate)",
-            "kernel": format!(
-                "{}, one length scale per feature (a categorical parameter's levels pooled around one)",
-                hyper.kernel.name()
-            ),
-            "priors": if model.noisy {
-                format!(
-                    "noisy (BoTorch SingleTaskGP's: no output scale, LogNormal(-4, 1) noise of at least 1e-4, length \
-                     scales of at least 0.025), since the interpolating fit's noise was {} of the results' variance, \
-                     above {NOISY_ABOVE}",
-                    short(model.fitted_noise)
-                )
-            } else {
-                format!(
-                    "interpolating (the interpolating fit's noise was {} of the results' variance, at most \
-                     {NOISY_ABOVE})",
-                    short(model.fitted_noise)
-                )
-            },
-            "mean": "constant (generalised least squares)",
-            "training_size": model.inputs.len(),
-            "data_hash": model.data_hash,
-            "hyperparameters": {
-                "length_scales": by_feature,
-                "signal_variance": hyper.signal() * model.y_std * model.y_std,
-                "noise_variance": hyper.noise() * model.y_std * model.y_std,
-                "mean": model.internal(gp.mean()),
-                "re_estimated": model.refit,
-                "log_likelihood": gp.log_likelihood(),
-            },
-            "noise_check": {
-                "interpolating_fit_noise": model.fitted_noise,
-                "noisy_above": NOISY_ABOVE,
-                "noisy": model.noisy,
-            },
-            "length_scales": by_parameter,
-            "objective": objectives[0],
-            "objectives": objectives,
-        })
-    }
-}
-
-/// Facts about one model-based proposal, for its provenance.
-struct Context {
-    pending: usize,
-    believed: usize,
-    batch_position: usize,
-    best: f64,
-    feasible: Option<f64>,
-    front: usize,
 }
 
 /// The per-batch parameters of one ask: which dimensions are held, and at which coordinates.
@@ -997,6 +753,8 @@ impl GpProposer {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::objective::Direction;
     use crate::space::Dim;
