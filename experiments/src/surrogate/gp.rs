@@ -40,18 +40,12 @@ use super::linalg::{
     solve_lower_transposed,
 };
 use super::optimize::{Lbfgs, minimize};
+pub use super::priors::{LOG_LENGTH_SCALE, LOG_NOISE, LOG_SIGNAL, NoisePrior, Priors, length_scale_prior};
 #[cfg(test)]
 use super::priors::{LOG_SIGNAL_PRIOR_SD, NOISE_PENALTY_SCALE};
-pub use super::priors::{NoisePrior, Priors, length_scale_prior};
 
 const SQRT5: f64 = 2.236_067_977_499_79;
 
-/// Bounds of the hyperparameters, as natural logarithms.
-pub const LOG_LENGTH_SCALE: (f64, f64) = (-4.6, 4.6);
-/// Bounds of `ln s²`.
-pub const LOG_SIGNAL: (f64, f64) = (-4.6, 4.6);
-/// Bounds of `ln σ²`: from about 1e-12 of the output variance (a numerical floor) to the output variance.
-pub const LOG_NOISE: (f64, f64) = (-27.6, 0.0);
 /// The smallest noise, relative to the signal variance, of a point added by [`Gp::condition`].
 pub const CONDITION_NOISE: f64 = 1e-6;
 
@@ -529,11 +523,6 @@ impl Sharing {
         Sharing::new(groups, Some(spread))
     }
 
-    /// The number of inputs.
-    pub fn inputs(&self) -> usize {
-        self.groups.len()
-    }
-
     /// The number of length-scale groups, by which the length-scale prior is scaled.
     pub fn group_count(&self) -> usize {
         self.count
@@ -782,7 +771,8 @@ mod tests {
         let x: Vec<Vec<f64>> = (0..30).map(|i| vec![i as f64 / 29.0]).collect();
         let y: Vec<f64> = x.iter().map(|p| (40.0 * p[0]).sin()).collect();
         let sharing = Sharing::separate(1);
-        let start = Priors::NOISY.mode(&sharing, Kernel::SquaredExponential);
+        let (length, noise) = Priors::NOISY.mode(1);
+        let start = Hyper::new(1, length, noise).with_kernel(Kernel::SquaredExponential);
         let noisy =
             Gp::fit_map_shared(&x, &y, &[start], &[Kernel::SquaredExponential], 100, &sharing, &Priors::NOISY).unwrap();
         assert_eq!(noisy.hyper().log_signal, 0.0);
@@ -794,7 +784,7 @@ mod tests {
                 .unwrap();
         assert!(ours.hyper().noise() < 1e-4, "{}", ours.hyper().noise());
         // The mode of LogNormal(μ, s) over its variable is exp(μ - s²).
-        assert!((Priors::NOISY.mode(&sharing, Kernel::Matern52).noise() - (-5f64).exp()).abs() < 1e-12);
+        assert!((Priors::NOISY.mode(1).1 - (-5f64).exp()).abs() < 1e-12);
     }
 
     /// The finite-difference check of `neg_log_posterior`'s gradient with respect to the fitted values `w`.

@@ -4,8 +4,12 @@
 //! explanation without noise, against which a fit that found noise is weighed. The length-scale prior
 //! ([`length_scale_prior`]) is common to all three.
 
-use super::gp::{Hyper, Kernel, LOG_LENGTH_SCALE, LOG_NOISE, LOG_SIGNAL, Sharing};
-
+/// Bounds of the hyperparameters, as natural logarithms.
+pub const LOG_LENGTH_SCALE: (f64, f64) = (-4.6, 4.6);
+/// Bounds of `ln s²`.
+pub const LOG_SIGNAL: (f64, f64) = (-4.6, 4.6);
+/// Bounds of `ln σ²`: from about 1e-12 of the output variance (a numerical floor) to the output variance.
+pub const LOG_NOISE: (f64, f64) = (-27.6, 0.0);
 /// The spread of the log-normal prior on `s²`.
 pub(crate) const LOG_SIGNAL_PRIOR_SD: f64 = 2.0;
 /// The scale of the exponential penalty on the noise variance: flat (in `ln σ²`) well below it, growing linearly
@@ -87,17 +91,16 @@ impl Priors {
         v[d + 1] = v[d + 1].clamp(floor, self.max_log_noise);
     }
 
-    /// The most probable hyperparameters for inputs related as `sharing` says under these priors, where
-    /// BoTorch starts its one fit: each length scale at its prior's mode `exp(μ - s²)`, the noise at its mode
-    /// `exp(μ - s²)` (or 1e-4 with the penalty, which has none), unit signal variance.
-    pub fn mode(&self, sharing: &Sharing, kernel: Kernel) -> Hyper {
-        let (d, groups) = (sharing.inputs(), sharing.group_count());
+    /// The most probable length scale and noise variance under these priors with `groups` length-scale groups,
+    /// where BoTorch starts its one fit: the length scale at its prior's mode `exp(μ - s²)`, the noise at its
+    /// mode `exp(μ - s²)` (or 1e-4 with the penalty, which has none).
+    pub fn mode(&self, groups: usize) -> (f64, f64) {
         let (mu, sd) = length_scale_prior(groups);
         let noise = match self.noise {
             NoisePrior::Penalty { .. } => 1e-4,
             NoisePrior::LogNormal { mu, sd, floor } => (mu - sd * sd).exp().max(floor),
         };
-        Hyper::new(d, (mu - sd * sd).exp(), noise).with_kernel(kernel)
+        ((mu - sd * sd).exp(), noise)
     }
 }
 

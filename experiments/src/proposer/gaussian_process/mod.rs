@@ -352,15 +352,16 @@ impl GpProposer {
                 // A fit with noise may have found only one of two explanations the data allow equally: on a
                 // noise-free function with few results, a smooth trend plus noise can be as probable as short length
                 // scales without it. Noise counts when the best noise-free explanation is decisively less probable.
-                let noisy_data = ours.hyper().noise() > NOISY_ABOVE
-                    && fit(&Priors::NOISE_FREE).map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
                 let fitted_noise = ours.hyper().noise();
+                let noisy_data = fitted_noise > NOISY_ABOVE
+                    && fit(&Priors::NOISE_FREE).map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
                 // Noisy results: BoTorch's model, fitted afresh from its priors' modes as BoTorch fits it, with
                 // the squared-exponential kernel. If that fit fails, the interpolating model stands.
                 let noisy = noisy_data
                     .then(|| {
                         let kernel = Kernel::SquaredExponential;
-                        let start = Priors::NOISY.mode(&sharing, kernel);
+                        let (length, noise) = Priors::NOISY.mode(sharing.group_count());
+                        let start = Hyper::new(d, length, noise).with_kernel(kernel);
                         Gp::fit_map_shared(&features, &outputs, &[start], &[kernel], 100, &sharing, &Priors::NOISY).ok()
                     })
                     .flatten();
