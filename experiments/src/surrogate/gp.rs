@@ -766,7 +766,7 @@ mod tests {
     }
 
     #[test]
-    fn the_noisy_priors_hold_the_signal_and_keep_noise_and_length_scales_above_their_floors() {
+    fn the_priors_hold_their_bounds_and_a_noise_free_fit_of_noisy_data_is_far_less_probable() {
         // A sharp function sampled densely: the interpolating fit takes short length scales and almost no noise.
         let x: Vec<Vec<f64>> = (0..30).map(|i| vec![i as f64 / 29.0]).collect();
         let y: Vec<f64> = x.iter().map(|p| (40.0 * p[0]).sin()).collect();
@@ -783,6 +783,16 @@ mod tests {
             Gp::fit_map_shared(&x, &y, &[short], &[Kernel::SquaredExponential], 100, &sharing, &Priors::INTERPOLATING)
                 .unwrap();
         assert!(ours.hyper().noise() < 1e-4, "{}", ours.hyper().noise());
+        // On noisy data, the fit held noise-free keeps its noise under the cap and is far less probable.
+        let draws = crate::bench::landscape::noise_draws(5, 30);
+        let noisy_y: Vec<f64> = x.iter().zip(&draws).map(|(p, z)| (6.0 * p[0]).sin() + 0.2 * z).collect();
+        let starts = [Hyper::new(1, 0.05, 1e-6), Hyper::new(1, 0.3, 1e-2)];
+        let kernels = [Kernel::SquaredExponential];
+        let fit = |priors: &Priors| Gp::fit_map_scored(&x, &noisy_y, &starts, &kernels, 100, &sharing, priors).unwrap();
+        let ((capped, capped_score), (free, score)) = (fit(&Priors::NOISE_FREE), fit(&Priors::INTERPOLATING));
+        assert!(capped.hyper().noise() <= 1e-6 * (1.0 + 1e-9), "{}", capped.hyper().noise());
+        assert!(free.hyper().noise() > 1e-3, "{}", free.hyper().noise());
+        assert!(score - capped_score > 3.0, "{score} against {capped_score}");
         // The mode of LogNormal(μ, s) over its variable is exp(μ - s²).
         assert!((Priors::NOISY.mode(1).1 - (-5f64).exp()).abs() < 1e-12);
     }
