@@ -828,9 +828,15 @@ mod tests {
         let provenance = noisy.provenance(&model, &model.gp);
         assert_eq!(provenance["noise_check"]["noisy"], json!(true));
         assert!(provenance["priors"].as_str().unwrap().starts_with("noisy (BoTorch"));
+        // The noise the reason names is the noisy model's, in the objective's units: about the 0.15 added.
+        let sd = hyper.noise().sqrt() * model.y_std;
+        assert!((0.05..0.3).contains(&sd), "{sd}");
         // The noisy model's proposals come from its own search, without candidates near the best results.
         let proposal = noisy.ask(1, &[]).pop().unwrap();
+        assert!(proposal.reason.contains("the results look noisy"), "{}", proposal.reason);
         assert_eq!(proposal.model.unwrap()["candidates_evaluated"].as_u64().map(|n| n >= 256), Some(true));
+        let proposal = clean.ask(1, &[]).pop().unwrap();
+        assert!(!proposal.reason.contains("noisy"), "{}", proposal.reason);
     }
 
     #[test]

@@ -99,8 +99,18 @@ impl GpProposer {
             ),
             None => String::new(),
         };
+        // A technician reading the reason learns that the model treats the results as noisy, and how noisy.
+        let noisy = if model.noisy {
+            format!(
+                "; the results look noisy, and the model takes their noise's standard deviation to be about {} {}",
+                short(gp.hyper().noise().sqrt() * model.y_std),
+                if model.weights.is_some() { "on the weighted scale" } else { "in the objective's units" }
+            )
+        } else {
+            String::new()
+        };
         let reason = format!(
-            "Highest {what} ({}) found by the model: {prediction}, best so far {}{believed}{feasible}.",
+            "Highest {what} ({}) found by the model: {prediction}, best so far {}{believed}{feasible}{noisy}.",
             short(found.value),
             short(best_observed)
         );
