@@ -294,25 +294,14 @@ impl Gp {
     ) -> Result<Gp, GpError> {
         let d = starts.first().map_or(0, |h| h.log_length_scales.len());
         Gp::fit_map_shared(x, y, starts, kernels, iterations, &Sharing::separate(d), &Priors::INTERPOLATING)
+            .map(|(gp, _)| gp)
     }
 
     /// [`Gp::fit_map`] with inputs whose length scales are related as `sharing` says (tied to one value, or
-    /// pooled around one), and the given `priors`. The length-scale prior is scaled by the number of groups.
+    /// pooled around one), and the given `priors`. The length-scale prior is scaled by the number of groups. Also
+    /// returns the log posterior density of the fitted hyperparameters (up to a constant that depends on the data
+    /// alone), so that fits of the same data under different priors' bounds compare.
     pub fn fit_map_shared(
-        x: &[Vec<f64>],
-        y: &[f64],
-        starts: &[Hyper],
-        kernels: &[Kernel],
-        iterations: usize,
-        sharing: &Sharing,
-        priors: &Priors,
-    ) -> Result<Gp, GpError> {
-        Gp::fit_map_scored(x, y, starts, kernels, iterations, sharing, priors).map(|(gp, _)| gp)
-    }
-
-    /// [`Gp::fit_map_shared`], also returning the log posterior density of the fitted hyperparameters (up to a
-    /// constant that depends on the data alone), so that fits of the same data under different bounds compare.
-    pub fn fit_map_scored(
         x: &[Vec<f64>],
         y: &[f64],
         starts: &[Hyper],
@@ -773,13 +762,14 @@ mod tests {
         let sharing = Sharing::separate(1);
         let (length, noise) = Priors::NOISY.mode(1);
         let start = Hyper::new(1, length, noise).with_kernel(Kernel::SquaredExponential);
-        let noisy =
-            Gp::fit_map_shared(&x, &y, &[start], &[Kernel::SquaredExponential], 100, &sharing, &Priors::NOISY).unwrap();
+        let noisy = Gp::fit_map_shared(&x, &y, &[start], &[Kernel::SquaredExponential], 100, &sharing, &Priors::NOISY)
+            .unwrap()
+            .0;
         assert_eq!(noisy.hyper().log_signal, 0.0);
         assert!(noisy.hyper().noise() >= 1e-4 * (1.0 - 1e-12));
         assert!(noisy.hyper().length_scales()[0] >= 0.025 * (1.0 - 1e-12));
         let short = Hyper::new(1, 0.05, 1e-6);
-        let ours =
+        let (ours, _) =
             Gp::fit_map_shared(&x, &y, &[short], &[Kernel::SquaredExponential], 100, &sharing, &Priors::INTERPOLATING)
                 .unwrap();
         assert!(ours.hyper().noise() < 1e-4, "{}", ours.hyper().noise());
@@ -788,7 +778,7 @@ mod tests {
         let noisy_y: Vec<f64> = x.iter().zip(&draws).map(|(p, z)| (6.0 * p[0]).sin() + 0.2 * z).collect();
         let starts = [Hyper::new(1, 0.05, 1e-6), Hyper::new(1, 0.3, 1e-2)];
         let kernels = [Kernel::SquaredExponential];
-        let fit = |priors: &Priors| Gp::fit_map_scored(&x, &noisy_y, &starts, &kernels, 100, &sharing, priors).unwrap();
+        let fit = |priors: &Priors| Gp::fit_map_shared(&x, &noisy_y, &starts, &kernels, 100, &sharing, priors).unwrap();
         let ((capped, capped_score), (free, score)) = (fit(&Priors::NOISE_FREE), fit(&Priors::INTERPOLATING));
         assert!(capped.hyper().noise() <= 1e-6 * (1.0 + 1e-9), "{}", capped.hyper().noise());
         assert!(free.hyper().noise() > 1e-3, "{}", free.hyper().noise());
@@ -836,7 +826,7 @@ mod tests {
         check_gradient(&x, &y, &[-0.7, 0.3, 0.1, -6.0], &tied);
         let start = Hyper::new(4, 0.5, 1e-3);
         let fitted =
-            Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 80, &tied, &Priors::INTERPOLATING).unwrap();
+            Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 80, &tied, &Priors::INTERPOLATING).unwrap().0;
         let ls = fitted.hyper().length_scales();
         assert!(ls[1] == ls[2] && ls[2] == ls[3], "{ls:?}");
         let wrong = Sharing::tied(&[0, 1]);
@@ -862,7 +852,7 @@ mod tests {
         check_gradient(&x, &y, &[-0.7, 0.3, 0.9, 2.0, 0.5, 0.1, -6.0], &pooled);
         let start = Hyper::new(4, 0.5, 1e-3);
         let fitted =
-            Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 100, &pooled, &Priors::INTERPOLATING).unwrap();
+            Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 100, &pooled, &Priors::INTERPOLATING).unwrap().0;
         let ls: Vec<f64> = fitted.hyper().length_scales().iter().map(|l| l.ln()).collect();
         // The levels keep scales of their own, but within a few spreads of one another, whereas with a scale per
         // level and the plain prior nothing holds the rarely measured ones together.
@@ -874,7 +864,7 @@ mod tests {
         // Without categorical parameters, pooling changes nothing: the same fit as a scale per input.
         let (x, y) = data();
         let a = Gp::fit_map(&x, &y, &[Hyper::new(2, 0.5, 1e-3)], &[Kernel::Matern52], 60).unwrap();
-        let b = Gp::fit_map_shared(
+        let (b, _) = Gp::fit_map_shared(
             &x,
             &y,
             &[Hyper::new(2, 0.5, 1e-3)],

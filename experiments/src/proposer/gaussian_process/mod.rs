@@ -168,8 +168,6 @@ struct Estimate {
     used: Hyper,
     /// Whether the results looked noisy.
     noisy: bool,
-    /// The interpolating model's noise variance (of the standardised outputs).
-    fitted_noise: f64,
     /// The training size then.
     at: usize,
 }
@@ -346,30 +344,30 @@ impl GpProposer {
                     (vec![starts[0].kernel], 30)
                 };
                 let fit = |priors: &Priors| {
-                    Gp::fit_map_scored(&features, &outputs, &starts, &kernels, iterations, &sharing, priors)
+                    Gp::fit_map_shared(&features, &outputs, &starts, &kernels, iterations, &sharing, priors)
                 };
                 let (ours, score) = fit(&Priors::INTERPOLATING)?;
                 // A fit with noise may have found only one of two explanations the data allow equally: on a
                 // noise-free function with few results, a smooth trend plus noise can be as probable as short length
                 // scales without it. Noise counts when the best noise-free explanation is decisively less probable.
-                let fitted_noise = ours.hyper().noise();
-                let noisy_data = fitted_noise > NOISY_ABOVE
+                let noisy_data = ours.hyper().noise() > NOISY_ABOVE
                     && fit(&Priors::NOISE_FREE).map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
                 // Noisy results: BoTorch's model, fitted afresh from its priors' modes as BoTorch fits it, with
                 // the squared-exponential kernel. If that fit fails, the interpolating model stands.
-                let noisy = noisy_data
-                    .then(|| {
-                        let kernel = Kernel::SquaredExponential;
-                        let (length, noise) = Priors::NOISY.mode(sharing.group_count());
-                        let start = Hyper::new(d, length, noise).with_kernel(kernel);
-                        Gp::fit_map_shared(&features, &outputs, &[start], &[kernel], 100, &sharing, &Priors::NOISY).ok()
-                    })
-                    .flatten();
+                let noisy = if noisy_data {
+                    let kernel = Kernel::SquaredExponential;
+                    let (length, noise) = Priors::NOISY.mode(sharing.group_count());
+                    let start = Hyper::new(d, length, noise).with_kernel(kernel);
+                    Gp::fit_map_shared(&features, &outputs, &[start], &[kernel], 100, &sharing, &Priors::NOISY)
+                        .ok()
+                        .map(|(gp, _)| gp)
+                } else {
+                    None
+                };
                 let estimate = Estimate {
                     ours: ours.hyper().clone(),
                     used: noisy.as_ref().unwrap_or(&ours).hyper().clone(),
                     noisy: noisy.is_some(),
-                    fitted_noise,
                     at: size,
                 };
                 self.estimate = Some(estimate.clone());
@@ -388,7 +386,7 @@ impl GpProposer {
             range,
             refit,
             noisy: estimate.noisy,
-            fitted_noise: estimate.fitted_noise,
+            fitted_noise: estimate.ours.noise(),
             data_hash: super::data_hash(&self.history.told),
             weights,
             best,
