@@ -2,7 +2,7 @@
 //!
 //! The suite itself lives in `experiments::bench` (pure, so `lab bench learn` runs the same code); this harness
 //! only supplies the clock and the options. `LEARN_SEEDS` sets the number of seeds (10 by default), and
-//! `LEARN_ONLY` a comma-separated subset of `analytic`, `lookup`, `multi`, `latency`, `landscapes`. Three more
+//! `LEARN_ONLY` a comma-separated subset of `analytic`, `lookup`, `reactions`, `multi`, `latency`, `landscapes`. Three more
 //! narrow a run down for studying one problem: `LEARN_FUNCTIONS`, the analytic functions by name (`Branin`,
 //! `Hartmann6`), `LEARN_IN_FLIGHT`, the numbers of experiments in flight (`1,4,8` by default), and `LEARN_LANDSCAPES`, the
 //! landscapes by name (`ridge`, `needle/table/noisy`).
@@ -21,6 +21,7 @@ fn main() {
         options.analytic = parts.contains(&"analytic");
         options.lookup = parts.contains(&"lookup");
         options.multi_objective = parts.contains(&"multi");
+        options.reactions = parts.contains(&"reactions");
         options.landscapes = parts.contains(&"landscapes");
         if !parts.contains(&"latency") {
             options.latency_at.clear();

@@ -11,11 +11,15 @@
 //! - `landscapes ours SEEDS [NAME,…]` runs the lab's proposer (the suite's default) on every landscape (or the
 //!   named ones) for seeds `0..SEEDS` and prints the peer harness's CSV (`problem,method,seed,hit,seconds`), so
 //!   `peers/python/summary.py` can put it beside the peers.
+//!
+//! The reaction tables of [`experiments::bench::reactions`] go with the landscapes: `export` writes them too (their
+//! rows and yields, no noise), and `ours` runs them, by name (`buchwald-hartwig/2-pyridyl`, `suzuki-miyaura`).
 
 use std::io::{BufRead, Write};
 
 use experiments::bench::default_gp;
 use experiments::bench::landscape::{Landscape, export, landscape_run};
+use experiments::bench::reactions::{REACTION_BUDGET, reaction_run, reaction_tables};
 use experiments::bench::suite;
 
 fn main() {
@@ -49,6 +53,14 @@ fn write_all(dir: &str, seeds: usize) -> i32 {
             return fail(&format!("cannot write {}: {e}", path.display()));
         }
         println!("{}: {} (budget {}, {})", path.display(), l.name, l.budget, l.rule);
+    }
+    for t in reaction_tables() {
+        let path = std::path::Path::new(dir).join(format!("{}.json", t.name.replace('/', "__")));
+        let text = serde_json::to_string(&experiments::bench::reactions::export(&t, seeds)).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, text) {
+            return fail(&format!("cannot write {}: {e}", path.display()));
+        }
+        println!("{}: {} (budget {REACTION_BUDGET}, top 1%: {} rows)", path.display(), t.name, t.top);
     }
     0
 }
@@ -94,6 +106,15 @@ fn ours(seeds: &str, names: &str) -> i32 {
             let hit = landscape_run(&config, &l, seed);
             let hit = hit.map_or(String::new(), |h| h.to_string());
             println!("{},ours,{seed},{hit},{:.2}", l.name, start.elapsed().as_secs_f64());
+        }
+    }
+    for t in reaction_tables().into_iter().filter(|t| names.is_empty() || names.contains(&t.name.as_str())) {
+        let config = default_gp(t.space.len());
+        for seed in 0..seeds {
+            let start = std::time::Instant::now();
+            let hit = reaction_run(&config, &t, REACTION_BUDGET, 1, seed);
+            let hit = hit.map_or(String::new(), |h| h.to_string());
+            println!("{},ours,{seed},{hit},{:.2}", t.name, start.elapsed().as_secs_f64());
         }
     }
     0

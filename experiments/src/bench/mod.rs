@@ -9,6 +9,8 @@
 //!   result is told and one new experiment is asked for), which measures what batching costs per evaluation.
 //! - Two objectives (Branin–Currin): the hypervolume of the Pareto front found in 30 evaluations.
 //! - Proposal latency with 50 and 200 observations, without noise and with it.
+//! - Reaction tables measured in full ([`reactions`]: the five Buchwald–Hartwig tables of the whole study and a
+//!   Suzuki–Miyaura table), which the proposer was not tuned on: experiments to a top-1% yield, seed by seed.
 //! - Landscapes shaped like a lab's problems ([`landscape`]: a narrow ridge beside a decoy, Michalewicz, a needle in
 //!   a categorical table, catalyst kinetics), continuous, table-restricted and noisy: how many seeds reach the
 //!   target within the budget, and how soon.
@@ -22,16 +24,18 @@ pub mod kinetics;
 pub mod landscape;
 pub mod michalewicz;
 pub mod needle;
+pub mod reactions;
 pub mod ridge;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Instant;
 
-use crate::backtest::{Dataset, Lookup, simulate};
+use crate::backtest::{Lookup, simulate};
 use crate::proposer::{Acquisition, Problem, ProposerConfig, build_for};
-use crate::space::{Dim, Encoding, Level};
+use crate::space::Dim;
 use crate::{Objective, Point, Space, hypervolume};
+use reactions::{ReactionTable, reaction_run};
 
 /// The Buchwald–Hartwig lookup table (see `experiments/datasets/README.md` for its source and licence).
 pub const BUCHWALD_A: &str = include_str!("../../datasets/buchwald_a.csv");
@@ -128,6 +132,8 @@ pub struct LearnOptions {
     pub lookup: bool,
     /// Whether to run the two-objective problem.
     pub multi_objective: bool,
+    /// Whether to run the reaction tables ([`reactions`]).
+    pub reactions: bool,
     /// The numbers of observations to measure proposal latency at (empty for none).
     pub latency_at: Vec<usize>,
     /// Whether to run the landscapes ([`suite`]).
@@ -146,6 +152,7 @@ impl Default for LearnOptions {
             functions: Vec::new(),
             lookup: true,
             multi_objective: true,
+            reactions: true,
             latency_at: vec![50, 200],
             landscapes: true,
             landscape_names: Vec::new(),
@@ -281,6 +288,8 @@ pub struct LearnReport {
     pub latency: Vec<LatencyRow>,
     /// Landscapes.
     pub landscapes: Vec<LandscapeRow>,
+    /// The reaction tables: each table's name, its size and number of top-1% conditions, and the runs.
+    pub reactions: Vec<(String, (usize, usize), LookupRow)>,
 }
 
 /// One landscape with one method, over every seed.
@@ -355,58 +364,15 @@ pub fn regret_trace(config: &ProposerConfig, f: &TestFunction, in_flight: usize,
 
 /// The Buchwald–Hartwig table as a space (four categorical parameters whose levels are the table's SMILES,
 /// numbered in order of first appearance), its lookup, and the top-1% threshold.
-pub fn buchwald() -> (Space, Lookup, f64) {
-    let dataset = Dataset::parse_csv(BUCHWALD_A).unwrap_or(Dataset { columns: Vec::new(), rows: Vec::new() });
+pub fn buchwald() -> ReactionTable {
     let names = ["aryl_halide", "additive", "base", "ligand"];
-    let dims = names
-        .iter()
-        .map(|name| {
-            let c = dataset.column(name).unwrap_or(0);
-            let mut labels: Vec<String> = Vec::new();
-            for row in &dataset.rows {
-                if !labels.contains(&row[c]) {
-                    labels.push(row[c].clone());
-                }
-            }
-            let levels = labels.into_iter().enumerate().map(|(i, l)| Level::new(l, i as f64)).collect();
-            Dim::categorical(*name, levels, Encoding::OneHot)
-        })
-        .collect();
-    let space = Space::new(dims);
-    let objective = [Objective::maximize("yield")];
-    let lookup = Lookup::new(&space, &objective, &BTreeMap::new(), &dataset).unwrap_or(Lookup {
-        points: Vec::new(),
-        outcomes: Vec::new(),
-        excluded: 0,
-        duplicates: 0,
-    });
-    let mut yields: Vec<f64> = lookup.outcomes.iter().filter_map(|o| o.as_ref().map(|m| m["yield"])).collect();
-    yields.sort_by(|a, b| b.total_cmp(a));
-    let k = lookup.points.len().div_ceil(100);
-    let threshold = yields.get(k.saturating_sub(1)).copied().unwrap_or(f64::INFINITY);
-    (space, lookup, threshold)
-}
-
-/// Runs `config` on the Buchwald–Hartwig table for up to `budget` experiments; returns the experiment that first
-/// reached the top 1%, if one did.
-pub fn buchwald_run(
-    config: &ProposerConfig,
-    table: &(Space, Lookup, f64),
-    budget: usize,
-    in_flight: usize,
-    seed: u64,
-) -> Option<usize> {
-    let (space, lookup, threshold) = table;
-    let problem = Problem {
-        space: space.clone(),
-        objectives: vec![Objective::maximize("yield")],
-        budget,
-        stop: crate::StopRules { target: Some(*threshold), ..crate::StopRules::default() },
-        pool: Some(lookup.points.clone()),
-    };
-    let mut proposer = build_for(config, &problem, seed);
-    let (steps, _) = simulate(proposer.as_mut(), budget, in_flight, &mut |p| lookup.measure(space, p));
-    steps.iter().position(|s| s.outputs.as_ref().is_some_and(|o| o["yield"] >= *threshold)).map(|i| i + 1)
+    reactions::lookup_table("buchwald_a", BUCHWALD_A, &names, "yield", &|_| true).unwrap_or_else(|| ReactionTable {
+        name: "buchwald_a".to_owned(),
+        space: Space::new(Vec::new()),
+        lookup: Lookup { points: Vec::new(), outcomes: Vec::new(), excluded: 0, duplicates: 0 },
+        threshold: f64::INFINITY,
+        top: 0,
+    })
 }
 
 /// Runs `config` on Branin–Currin for `budget` evaluations; returns the hypervolume found.
@@ -530,17 +496,29 @@ pub fn learn_suite(options: &LearnOptions, clock: &dyn Fn() -> Instant) -> Learn
     }
     if options.lookup {
         let table = buchwald();
-        let k = table.1.outcomes.iter().filter(|o| o.as_ref().is_some_and(|m| m["yield"] >= table.2)).count();
-        report.lookup_size = (table.1.points.len(), k);
+        report.lookup_size = (table.lookup.points.len(), table.top);
         let budget = 100;
         for &q in &options.in_flight {
             let config = default_gp(4);
-            let to_top = (0..seeds).map(|seed| buchwald_run(&config, &table, budget, q, seed)).collect();
+            let to_top = (0..seeds).map(|seed| reaction_run(&config, &table, budget, q, seed)).collect();
             report.lookup.push(LookupRow { method: "GP LogEI".to_owned(), in_flight: q, budget, to_top });
         }
         if options.random {
-            let to_top = (0..seeds).map(|seed| buchwald_run(&ProposerConfig::Random, &table, 400, 1, seed)).collect();
+            let to_top = (0..seeds).map(|seed| reaction_run(&ProposerConfig::Random, &table, 400, 1, seed)).collect();
             report.lookup.insert(0, LookupRow { method: "random".to_owned(), in_flight: 1, budget: 400, to_top });
+        }
+    }
+    if options.reactions {
+        for table in reactions::reaction_tables() {
+            let config = default_gp(table.space.len());
+            let budget = reactions::REACTION_BUDGET;
+            let to_top = (0..seeds).map(|seed| reaction_run(&config, &table, budget, 1, seed)).collect();
+            let size = (table.lookup.points.len(), table.top);
+            report.reactions.push((
+                table.name,
+                size,
+                LookupRow { method: "GP LogEI".to_owned(), in_flight: 1, budget, to_top },
+            ));
         }
     }
     if options.multi_objective {
@@ -662,6 +640,31 @@ impl fmt::Display for LearnReport {
                     r.to_top.len(),
                     r.within(50),
                     r.to_top.len(),
+                    per_seed.join(" ")
+                )?;
+            }
+            writeln!(f)?;
+        }
+        if !self.reactions.is_empty() {
+            writeln!(
+                f,
+                "Reaction tables, one experiment at a time: experiments to a top-1% condition (random search's exact \
+                 expectation beside each)"
+            )?;
+            writeln!(f, "| table | conditions (top 1%) | random | hits | median | worst | past 40 | per seed |")?;
+            writeln!(f, "|---|---|---|---|---|---|---|---|")?;
+            for (name, (n, k), r) in &self.reactions {
+                let per_seed: Vec<String> =
+                    r.to_top.iter().map(|h| h.map_or(format!(">{}", r.budget), |n| n.to_string())).collect();
+                writeln!(
+                    f,
+                    "| {name} | {n} ({k}) | {:.1} | {}/{} | {} | {} | {} | {} |",
+                    crate::backtest::BacktestReport::random_draws(*n, *k),
+                    r.within(r.budget),
+                    r.to_top.len(),
+                    r.median().map_or(format!(">{}", r.budget), |m| format!("{m}")),
+                    r.worst().map_or(format!(">{}", r.budget), |m| m.to_string()),
+                    r.to_top.len() - r.within(40),
                     per_seed.join(" ")
                 )?;
             }
@@ -791,10 +794,11 @@ mod tests {
 
     #[test]
     fn the_lookup_table_is_the_documented_one() {
-        let (space, lookup, threshold) = buchwald();
-        assert_eq!(lookup.points.len(), 792);
-        assert_eq!(space.dims().iter().map(|d| d.count().unwrap()).collect::<Vec<_>>(), vec![3, 22, 3, 4]);
-        assert!((threshold - 52.673).abs() < 1e-3, "{threshold}");
-        assert_eq!(lookup.excluded + lookup.duplicates, 0);
+        let table = buchwald();
+        assert_eq!(table.lookup.points.len(), 792);
+        let counts: Vec<usize> = table.space.dims().iter().map(|d| d.count().unwrap()).collect();
+        assert_eq!(counts, vec![3, 22, 3, 4]);
+        assert!((table.threshold - 52.673).abs() < 1e-3, "{}", table.threshold);
+        assert_eq!((table.top, table.lookup.excluded + table.lookup.duplicates), (8, 0));
     }
 }
