@@ -43,6 +43,7 @@ use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::acquisition::expected_improvement;
+use super::random::fits_batch;
 use super::search::{Search, around, best_in_pool, maximize};
 use super::space_filling::{maximin_point, maximin_reason, sobol_design, start_reason};
 use super::{
@@ -560,6 +561,14 @@ impl Proposer for GpProposer {
         let mut out = Vec::with_capacity(n);
         while out.len() < n && self.next_design < self.design.len() {
             let index = self.next_design;
+            // Over a pool, a design point is a row and must be proposed as it is: holding it at the batch's
+            // per-batch values would make it a point the pool does not have. The first design point that already
+            // shares them is taken instead, and the others wait for a later ask.
+            if self.history.pool.is_some() {
+                let fits = |u: &Vec<f64>| fits_batch(u, batch.shared.as_deref(), &batch.frozen);
+                let Some(k) = self.design[index..].iter().position(fits) else { break };
+                self.design.swap(index, index + k);
+            }
             self.next_design += 1;
             let mut u = self.design[index].clone();
             batch.hold(&mut u);
@@ -835,6 +844,32 @@ mod tests {
         assert_eq!(proposal.model.unwrap()["candidates_evaluated"].as_u64().map(|n| n >= 256), Some(true));
         let proposal = clean.ask(1, &[]).pop().unwrap();
         assert!(!proposal.reason.contains("noisy"), "{}", proposal.reason);
+    }
+
+    #[test]
+    fn over_a_pool_the_start_proposes_rows_as_they_are_and_shares_the_per_batch_value() {
+        // Every `x` appears with one temperature only, so a design row held at another row's temperature is a
+        // point the table does not have.
+        let space = Space::new(vec![Dim::new("x", 0.0, 1.0), Dim::integer("t", 0.0, 3.0, 1.0)])
+            .with_per_batch(&["t".to_owned()])
+            .unwrap();
+        let pool: Vec<Point> = (0..12)
+            .map(|i| [("x".to_owned(), f64::from(i) / 11.0), ("t".to_owned(), f64::from(i % 4))].into())
+            .collect();
+        let problem = Problem { pool: Some(pool.clone()), ..Problem::new(space, Objective::maximize("f"), 12) };
+        let mut p = GpProposer::for_problem(&problem, 8, Acquisition::LogExpectedImprovement, 5);
+        let mut proposed = 0;
+        for _ in 0..3 {
+            let batch = p.ask(3, &[]);
+            assert!(!batch.is_empty());
+            for q in &batch {
+                assert!(pool.contains(&q.values), "{:?} is not a row", q.values);
+                assert_eq!(q.values["t"], batch[0].values["t"], "{batch:?}");
+                p.tell(Observation { values: q.values.clone(), objective: Some(q.values["x"]) });
+            }
+            proposed += batch.len();
+        }
+        assert!(proposed >= 3);
     }
 
     #[test]
