@@ -312,7 +312,9 @@ impl GpProposer {
         let n = values.len() as f64;
         let y_mean = values.iter().sum::<f64>() / n;
         let y_std = (values.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / n).sqrt();
-        if y_std.is_nan() || y_std <= 1e-12 * y_mean.abs().max(1.0) {
+        // Flat when the spread is lost in the rounding of the values themselves: relative to their size, so that
+        // results on a scale of 1e-13 are modelled as those on a scale of 1 are.
+        if y_std.is_nan() || y_std <= 1e-12 * y_mean.abs() || y_std < f64::MIN_POSITIVE {
             return Err(ModelError::Flat);
         }
         let outputs: Vec<f64> = values.iter().map(|v| (v - y_mean) / y_std).collect();
@@ -870,6 +872,25 @@ mod tests {
             proposed += batch.len();
         }
         assert!(proposed >= 3);
+    }
+
+    #[test]
+    fn results_on_a_tiny_scale_get_a_model_and_equal_ones_on_a_huge_scale_do_not() {
+        // A rate constant of 1e-13 per second varies as much, relative to itself, as a yield of 50 % does.
+        let space = Space::new(vec![Dim::new("x", 0.0, 1.0)]);
+        let tell = |scale: f64, f: &dyn Fn(f64) -> f64| {
+            let mut p = GpProposer::new(space.clone(), Objective::maximize("k"), 0, Acquisition::default(), 1);
+            for x in [0.1, 0.3, 0.5, 0.7, 0.9] {
+                p.tell(Observation { values: [("x".to_owned(), x)].into(), objective: Some(scale * f(x)) });
+            }
+            p
+        };
+        let wave = |x: f64| 2.0 + (6.0 * x).sin();
+        assert!(tell(1e-13, &wave).fit(None).is_ok());
+        assert!(tell(-1e-100, &wave).fit(None).is_ok());
+        // Equal but for the last digits the floating point keeps: nothing to rank.
+        assert_eq!(tell(1e12, &|x| 1.0 + 1e-15 * x).fit(None).unwrap_err(), ModelError::Flat);
+        assert_eq!(tell(1e-13, &|x| 1.0 + 1e-15 * x).fit(None).unwrap_err(), ModelError::Flat);
     }
 
     #[test]
