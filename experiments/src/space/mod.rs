@@ -16,12 +16,17 @@
 //! dimension either one 0/1 feature per level or the level's descriptors scaled to the unit interval. This module
 //! is the only place that converts between values, coordinates and features, and the only place that knows the
 //! constraints' geometry: [`Space::project`] moves coordinates onto the feasible set (Dykstra's alternating
-//! projections, which converge to the nearest feasible point), so proposers can search any space the same way.
+//! projections, which converge to the nearest feasible point), so proposers can search any space the same way, and
+//! [`Space::feasible_point`] says whether the constraints leave any point at all (`feasible`).
 
 use std::collections::BTreeMap;
 
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
+
+mod feasible;
+
+pub use feasible::GRID_LIMIT;
 
 /// A point in a parameter space: parameter name to value, in the parameter's own unit. A categorical parameter's
 /// value is its level's number.
@@ -170,6 +175,19 @@ impl Dim {
                 (k * step / w).clamp(0.0, 1.0)
             }
             Kind::Categorical { levels, .. } => u.round().clamp(0.0, levels.len().saturating_sub(1) as f64),
+        }
+    }
+
+    /// The coordinate of the `k`-th value of a discrete dimension (counted from 0): the level's index, or the
+    /// grid value's place in the unit interval. A continuous dimension has no values to count, so this is 0.
+    pub fn value_coordinate(&self, k: usize) -> f64 {
+        match &self.kind {
+            Kind::Categorical { .. } => k as f64,
+            Kind::Integer { step } => {
+                let w = self.width();
+                if w > 0.0 { (k as f64 * step / w).min(1.0) } else { 0.0 }
+            }
+            Kind::Continuous => 0.0,
         }
     }
 
@@ -545,6 +563,10 @@ impl Space {
                 (free, c.lo - fixed, c.hi - fixed)
             })
             .collect();
+        // A constraint none of whose terms may move holds or fails whatever the others do; iterating cannot mend it.
+        if slabs.iter().any(|(a, lo, hi)| a.is_empty() && (*lo > TOLERANCE || *hi < -TOLERANCE)) {
+            return None;
+        }
         let mut corrections: Vec<Vec<f64>> = vec![vec![0.0; x.len()]; slabs.len() + 1];
         for _ in 0..2000 {
             let before = x.clone();
@@ -625,16 +647,8 @@ impl Space {
         for mut index in 0..total as usize {
             let mut u = vec![0.0; counts.len()];
             for (j, c) in counts.iter().enumerate().rev() {
-                let k = index % c;
+                u[j] = self.dims[j].value_coordinate(index % c);
                 index /= c;
-                u[j] = match &self.dims[j].kind {
-                    Kind::Categorical { .. } => k as f64,
-                    Kind::Integer { step } => {
-                        let w = self.dims[j].width();
-                        if w > 0.0 { (k as f64 * step / w).min(1.0) } else { 0.0 }
-                    }
-                    Kind::Continuous => 0.0,
-                };
             }
             if self.feasible(&u) {
                 out.push(u);
