@@ -187,7 +187,37 @@ fn constraints_are_checked() {
     );
     check(
         &full_with("max: 520", "min: 900"),
-        &["18:5 C0013 no values inside the ranges of `vary` satisfy every constraint"],
+        &[
+            "18:19 C0013 the constraints leave no point of the space: `volume_a + volume_b + 10 × drops` must be at least 900, but within the ranges of `vary` and the values of `fixed` it runs from 40 to 820",
+        ],
+    );
+    let on_grid = |bound: &str| {
+        full_with(
+            "\"volume_a\": 1, \"volume_b\": 1, \"drops\": 10 }, max: 520",
+            &format!("\"temperature\": 2 }}, {bound}"),
+        )
+    };
+    check(
+        &on_grid("equals: 105"),
+        &[
+            "18:19 C0013 the constraints leave no point of the space: `2 × temperature` must be equal to 105, and no value of `temperature` on its grid makes it so",
+        ],
+    );
+    check(&on_grid("equals: 100"), &[]);
+    check(
+        &on_grid("min: 101, max: 119"),
+        &[
+            "18:19 C0013 the constraints leave no point of the space: `2 × temperature` must be between 101 and 119, and no value of `temperature` on its grid makes it so",
+        ],
+    );
+    check(
+        &full_with(
+            "max: 520)]",
+            "max: 520), (terms: { \"volume_a\": 1, \"volume_b\": -1 }, min: 300), (terms: { \"volume_b\": 2 }, min: 300)]",
+        ),
+        &[
+            "18:5 C0013 the constraints leave no point of the space: no values within the ranges of `vary` meet these together, though each can be met alone: `volume_a + volume_b + 10 × drops` at most 520; `volume_a - volume_b` at least 300; `2 × volume_b` at least 300",
+        ],
     );
     check(&full_with("max: 520", "min: 30, max: 20"), &["18:79 C0013 the constraint's `min` 30 is above its `max` 20"]);
 }

@@ -11,6 +11,7 @@
 //! [`Campaign::check_against`], which the caller runs once it has loaded the protocol. Its diagnostics still
 //! point into the campaign file, since that is where the fix goes.
 
+mod infeasible;
 mod validate;
 
 pub use validate::load_campaign;

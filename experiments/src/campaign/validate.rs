@@ -25,6 +25,7 @@ use crate::proposer::{Acquisition, ProposerConfig};
 use crate::space::{Dim, Encoding, Level, LinearConstraint, Space};
 use crate::stop::{DEFAULT_PATIENCE, StopRules};
 
+use super::infeasible::Infeasible;
 use super::{Campaign, backticks, codes};
 
 /// Loads and checks a campaign on its own. On success the result may still carry warnings.
@@ -436,6 +437,8 @@ impl Loader {
     ) -> Option<Space> {
         let mut ok = true;
         let mut constraints = Vec::new();
+        // Each constraint as written, and its place in the file, for naming one the space cannot meet.
+        let mut written: Vec<(ConstraintFile, Node)> = Vec::new();
         let node = self.tree.get(&[Seg::Field("constraints")]).cloned();
         for item in node.iter().flat_map(|n| n.items.clone()) {
             let c = match parse_section::<ConstraintFile>(&self.src, item.span.clone(), "constraint") {
@@ -447,11 +450,15 @@ impl Loader {
                 }
             };
             match self.constraint(&space, fixed, &c, &item) {
-                Some(c) => constraints.push(c),
+                Some(checked) => {
+                    constraints.push(checked);
+                    written.push((c, item));
+                }
                 None => ok = false,
             }
         }
-        let mut space = match space.with_constraints(constraints) {
+        let dims = space.dims().to_vec();
+        let mut space = match space.with_constraints(constraints.clone()) {
             Ok(s) => s,
             Err(e) => {
                 // Names and kinds were checked above, so this only restates one of those errors.
@@ -465,18 +472,11 @@ impl Loader {
                 return None;
             }
         };
-        if ok && space.is_constrained() {
-            let centre: Vec<f64> = space.dims().iter().map(|d| if d.is_categorical() { 0.0 } else { 0.5 }).collect();
-            if space.repair(&centre, &[]).is_none() {
-                let span = self.tree.field_name_span(&[], "constraints");
-                self.error(
-                    codes::CONSTRAINT,
-                    span,
-                    "no values inside the ranges of `vary` satisfy every constraint",
-                    "widen the ranges, or loosen the constraints' bounds",
-                );
-                ok = false;
-            }
+        if ok && space.is_constrained() && space.feasible_point().is_none() {
+            let found =
+                Infeasible { src: &self.src, tree: &self.tree, dims: &dims, fixed }.report(&constraints, &written);
+            found.into_iter().for_each(|d| self.diags.push(d));
+            ok = false;
         }
         if let Some(h) = header {
             let list = self.tree.get(&[Seg::Field("per_batch")]).cloned().unwrap_or_default();
