@@ -293,7 +293,10 @@ pub fn simulate(
     let mut running: std::collections::VecDeque<Proposal> = proposer.ask(in_flight.min(budget), &[]).into();
     let mut asked = running.len();
     let mut steps = Vec::with_capacity(budget);
-    let mut stopped = None;
+    // A first ask that comes back empty (a space with no point) ends the run before anything runs, with the
+    // proposer's reason.
+    let mut stopped =
+        (running.is_empty() && budget > 0).then(|| proposer.should_stop().unwrap_or(StopReason::Exhausted));
     while let Some(p) = running.pop_front() {
         let outputs = measure(&p.values);
         proposer.tell_outcome(Outcome { values: p.values.clone(), outputs: outputs.clone() });

@@ -5,7 +5,9 @@
 //! [`StopRules::check_time`]), a target value of the objective (the proposer sees every result), and "no expected
 //! improvement left": the model-based proposals of the last `patience` asks all expected to improve on the best
 //! result by less than a fraction of the range of results seen. The proposer tracks the last two and answers
-//! [`crate::Proposer::should_stop`], so the controller consults one method after each ask.
+//! [`crate::Proposer::should_stop`], so the controller consults one method after each ask. The same method says
+//! when a proposer has nothing to propose: every point of a finite space tried, or a space whose constraints leave
+//! no point at all.
 
 use std::fmt;
 
@@ -65,6 +67,10 @@ pub enum StopReason {
     },
     /// The space has no untried point left.
     Exhausted,
+    /// The space's constraints leave no point at all. A checked campaign never has such a space (its loader
+    /// rejects it), but a space built in code may, and a proposer then says so instead of proposing nothing
+    /// without a reason.
+    Infeasible,
 }
 
 impl fmt::Display for StopReason {
@@ -85,6 +91,7 @@ impl fmt::Display for StopReason {
                 100.0 * threshold
             ),
             StopReason::Exhausted => write!(f, "every point of the space has been tried"),
+            StopReason::Infeasible => write!(f, "the constraints leave no point of the space"),
         }
     }
 }
@@ -111,6 +118,7 @@ pub(crate) struct StopTracker {
     low: usize,
     last: Option<f64>,
     exhausted: bool,
+    infeasible: bool,
 }
 
 impl StopTracker {
@@ -144,9 +152,22 @@ impl StopTracker {
         self.exhausted = true;
     }
 
+    /// Notes that the space has no point at all, so no ask can ever propose one.
+    pub fn infeasible(&mut self) {
+        self.infeasible = true;
+    }
+
+    /// Whether the space has no point at all: an ask then returns at once, since every repair it tried would fail.
+    pub fn no_point(&self) -> bool {
+        self.infeasible
+    }
+
     pub fn should_stop(&self) -> Option<StopReason> {
         if let Some(r) = &self.reached {
             return Some(r.clone());
+        }
+        if self.infeasible {
+            return Some(StopReason::Infeasible);
         }
         if self.exhausted {
             return Some(StopReason::Exhausted);

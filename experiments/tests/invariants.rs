@@ -125,6 +125,42 @@ fn a_categorical_space_is_enumerated_and_never_re_proposed() {
     }
 }
 
+/// Two fractions whose sum is pinned: `total` of 2 leaves one corner of the box, more than 2 leaves nothing.
+fn pinned(total: f64) -> Space {
+    Space::new(vec![Dim::new("a", 0.0, 1.0), Dim::new("b", 0.0, 1.0)])
+        .with_constraints(vec![LinearConstraint::equal(vec![("a".into(), 1.0), ("b".into(), 1.0)], total)])
+        .unwrap()
+}
+
+#[test]
+fn a_space_without_a_point_stops_every_proposer_with_its_reason() {
+    // Built in code, so no loader stood in the way; the space is continuous, so no enumeration finds it empty.
+    let space = pinned(2.5);
+    for config in configs() {
+        let problem = Problem::new(space.clone(), Objective::maximize("f"), 6);
+        let mut proposer = build_for(&config, &problem, 4);
+        assert_eq!(proposer.should_stop(), Some(StopReason::Infeasible), "{config:?}");
+        assert!(proposer.ask(2, &[]).is_empty(), "{config:?}");
+        let mut proposer = build_for(&config, &problem, 4);
+        let (steps, stopped) = experiments::backtest::simulate(proposer.as_mut(), 6, 2, &mut |_| None);
+        assert!(steps.is_empty(), "{config:?}");
+        assert_eq!(stopped, Some(StopReason::Infeasible), "{config:?}: a simulated run ends with the reason");
+    }
+    assert_eq!(StopReason::Infeasible.to_string(), "the constraints leave no point of the space");
+}
+
+#[test]
+fn a_space_of_one_point_is_proposed_and_not_stopped() {
+    let space = pinned(2.0);
+    for config in configs() {
+        let mut proposer = build_for(&config, &Problem::new(space.clone(), Objective::maximize("f"), 3), 4);
+        assert_eq!(proposer.should_stop(), None, "{config:?}");
+        let proposals = proposer.ask(1, &[]);
+        assert_eq!(proposals.len(), 1, "{config:?}");
+        assert!(space.contains(&proposals[0].values), "{config:?}: {:?}", proposals[0].values);
+    }
+}
+
 #[test]
 fn a_pool_is_never_left_nor_repeated() {
     let space = Space::new(vec![Dim::new("x", 0.0, 1.0), Dim::new("y", 0.0, 1.0)]);

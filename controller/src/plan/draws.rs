@@ -269,7 +269,8 @@ fn log(log: &ProposedLog, proposals: &[Proposal], known: bool) {
     l.points.extend(proposals.iter().map(|p| (p.values.clone(), known)));
 }
 
-/// Only "no untried point is left" stops a planned run; every other reason comes from placeholder results.
+/// Only "no untried point is left" and "no point at all" stop a planned run; every other reason comes from
+/// placeholder results.
 fn exhausted(reason: Option<StopReason>) -> Option<StopReason> {
-    reason.filter(|r| matches!(r, StopReason::Exhausted))
+    reason.filter(|r| matches!(r, StopReason::Exhausted | StopReason::Infeasible))
 }

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::Objective;
 pub use crate::space::Point;
 use crate::space::Space;
-use crate::stop::{StopReason, StopRules};
+use crate::stop::{StopReason, StopRules, StopTracker};
 pub use acquisition::{expected_improvement, log_expected_improvement, log_h, normal_cdf, normal_pdf};
 pub use gaussian_process::{GpProposer, ModelError};
 pub use random::RandomProposer;
@@ -118,7 +118,8 @@ pub trait Proposer: Send {
 
     /// Proposes `n` new points, distinct from every told point, from `pending` (experiments in flight whose
     /// results are not yet told) and from each other. Fewer than `n` come back only when the space has no room
-    /// left (every point of a finite space or pool tried, or a space whose every dimension has zero width).
+    /// left: every point of a finite space or pool tried, a space whose every dimension has zero width, or a space
+    /// whose constraints leave no point (which [`Proposer::should_stop`] reports from the start).
     fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal>;
 
     /// Levels (parameter name, level number) of categorical parameters that later asks should not propose, until
@@ -226,6 +227,21 @@ pub fn build_for(config: &ProposerConfig, problem: &Problem, seed: u64) -> Box<d
             Box::new(GpProposer::for_problem(problem, *initial, *acquisition, seed))
         }
     }
+}
+
+/// What a proposer for `problem` remembers to answer [`Proposer::should_stop`]: the problem's stop rules and first
+/// objective, and whether the space has any point at all.
+///
+/// A pool decides what may be proposed, and an empty one says so at the first ask ([`StopReason::Exhausted`]), so
+/// only a space searched without one is checked; a space whose constraints leave no point makes every ask come back
+/// empty, and the proposer says why from the start ([`StopReason::Infeasible`]). The check finds a point at once in
+/// any usual space, so it costs little.
+pub(crate) fn stop_tracker(problem: &Problem) -> StopTracker {
+    let mut stop = StopTracker::new(problem.stop.clone(), problem.objectives.first().cloned());
+    if problem.pool.is_none() && problem.space.feasible_point().is_none() {
+        stop.infeasible();
+    }
+    stop
 }
 
 /// The random generator every proposer draws from.

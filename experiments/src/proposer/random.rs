@@ -30,7 +30,7 @@ impl RandomProposer {
 
     /// A random proposer for `problem`, seeded with `seed`.
     pub fn for_problem(problem: &Problem, seed: u64) -> Self {
-        let stop = StopTracker::new(problem.stop.clone(), problem.objectives.first().cloned());
+        let stop = super::stop_tracker(problem);
         RandomProposer { history: History::new(problem), rng: rng(seed), seed, stop }
     }
 }
@@ -55,6 +55,9 @@ impl Proposer for RandomProposer {
     }
 
     fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal> {
+        if self.stop.no_point() {
+            return Vec::new();
+        }
         let mut taken = self.history.taken(pending);
         let space = &self.history.space;
         let mut frozen: Vec<bool> = vec![false; space.len()];

@@ -298,7 +298,7 @@ impl SpaceFillingProposer {
         let history = History::new(problem);
         // A pool's design is built as the campaign goes (farthest from what is measured), not up front.
         let design = if history.pool.is_some() { Vec::new() } else { design(&history.space, problem.budget, &mut rng) };
-        let stop = StopTracker::new(problem.stop.clone(), problem.objectives.first().cloned());
+        let stop = super::stop_tracker(problem);
         SpaceFillingProposer { history, rng, design, next: 0, stop }
     }
 }
@@ -323,6 +323,9 @@ impl Proposer for SpaceFillingProposer {
     }
 
     fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal> {
+        if self.stop.no_point() {
+            return Vec::new();
+        }
         let mut taken = self.history.taken(pending);
         let space = self.history.space.clone();
         let mut frozen: Vec<bool> = vec![false; space.len()];

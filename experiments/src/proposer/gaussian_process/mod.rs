@@ -222,7 +222,7 @@ impl GpProposer {
         } else {
             format!("gaussian process ({})", acquisition.short_name())
         };
-        let stop = StopTracker::new(problem.stop.clone(), problem.objectives.first().cloned());
+        let stop = super::stop_tracker(problem);
         GpProposer {
             name,
             history,
@@ -556,6 +556,9 @@ impl Proposer for GpProposer {
     }
 
     fn ask(&mut self, n: usize, pending: &[Point]) -> Vec<Proposal> {
+        if self.stop.no_point() {
+            return Vec::new();
+        }
         let mut taken = self.history.taken(pending);
         let told = self.history.told.len();
         let space = self.history.space.clone();
