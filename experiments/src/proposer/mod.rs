@@ -107,13 +107,19 @@ pub trait Proposer: Send {
     /// A short name for logs and the record, such as `"gaussian process (LogEI)"`.
     fn name(&self) -> &str;
 
-    /// Records one experiment's result for the first objective. An observation that does not give an allowed
-    /// value for every dimension of the space cannot be placed and is ignored; a failed one (`objective: None`)
-    /// still marks its point measured. With several objectives, an observation of the first alone marks its point
-    /// measured but trains nothing; use [`Proposer::tell_outcome`].
+    /// Records one experiment's result for the first objective.
+    ///
+    /// The values are taken as the experiment ran: a continuous or integer value outside its range or off its grid
+    /// (a plate that settled a little past the range, a volume the pump rounded) is a real result and is kept, at
+    /// coordinates outside `[0, 1]` or between grid values. Only an observation that cannot be placed is ignored:
+    /// one without a value for some dimension, with a value that is not a finite number, or with a categorical
+    /// value that is no level's. A failed one (`objective: None`) still marks its point measured. With several
+    /// objectives, an observation of the first alone marks its point measured but trains nothing; use
+    /// [`Proposer::tell_outcome`].
     fn tell(&mut self, observation: Observation);
 
-    /// Records one experiment's result with every output it measured.
+    /// Records one experiment's result with every output it measured; its values are placed, or ignored, as
+    /// [`Proposer::tell`] says.
     fn tell_outcome(&mut self, outcome: Outcome);
 
     /// Proposes `n` new points, distinct from every told point, from `pending` (experiments in flight whose
@@ -306,6 +312,8 @@ impl History {
     }
 
     pub fn tell(&mut self, observation: Observation) {
+        // `to_unit` keeps values outside the box (see `Proposer::tell`): the model, the search and the distances
+        // between points all take coordinates outside `[0, 1]`, and only proposals must lie inside.
         let Ok(unit) = self.space.to_unit(&observation.values) else { return };
         let result = match observation.objective {
             Some(v) if v.is_finite() && self.objectives.len() == 1 => Status::Values(vec![v]),
@@ -411,6 +419,32 @@ pub(crate) fn short(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn told_values_outside_the_box_are_kept_and_unplaceable_ones_ignored() {
+        use crate::space::{Dim, Encoding, Level};
+        let levels = vec![Level::new("DBU", 1.0), Level::new("MTBD", 2.0)];
+        let space = Space::new(vec![
+            Dim::new("t", 30.0, 150.0),
+            Dim::integer("n", 0.0, 10.0, 2.0),
+            Dim::categorical("base", levels, Encoding::OneHot),
+        ]);
+        let mut history = History::new(&Problem::new(space, Objective::maximize("y"), 5));
+        let point = |t: f64, n: f64, base: f64| -> Point {
+            [("t".to_owned(), t), ("n".to_owned(), n), ("base".to_owned(), base)].into()
+        };
+        // A plate that settled past its range, and an odd number of drops: real results, kept where they were.
+        history.tell(Observation { values: point(156.0, 3.0, 2.0), objective: Some(1.0) });
+        assert_eq!(history.told.len(), 1);
+        assert_eq!(history.told[0].unit, vec![1.05, 0.3, 1.0]);
+        // What cannot be placed: no value, a value that is no number, a level that does not exist.
+        let mut missing = point(90.0, 2.0, 1.0);
+        missing.remove("n");
+        history.tell(Observation { values: missing, objective: Some(1.0) });
+        history.tell(Observation { values: point(f64::NAN, 2.0, 1.0), objective: Some(1.0) });
+        history.tell(Observation { values: point(90.0, 2.0, 3.0), objective: Some(1.0) });
+        assert_eq!(history.told.len(), 1);
+    }
 
     #[test]
     fn short_numbers_read_well() {
