@@ -528,7 +528,9 @@ pub enum BenchCommand {
     },
     /// The proposer's benchmark suite: Branin, Hartmann6, the Buchwald-Hartwig pool, batches, latency.
     ///
-    /// Also the landscapes: ridge, Michalewicz, needle and kinetics; continuous, table-restricted and noisy.
+    /// Also the reaction tables it was not tuned on (the whole Buchwald-Hartwig study as five tables, and a
+    /// Suzuki-Miyaura table), and the landscapes: ridge, Michalewicz, needle and kinetics; continuous,
+    /// table-restricted and noisy.
     ///
     /// Example: lab bench learn --seeds 3 --landscapes ridge,kinetics/table
     Learn {
