@@ -362,14 +362,15 @@ pub fn regret_trace(config: &ProposerConfig, f: &TestFunction, in_flight: usize,
         .collect()
 }
 
-/// The Buchwald–Hartwig table as a space (four categorical parameters whose levels are the table's SMILES,
-/// numbered in order of first appearance), its lookup, and the top-1% threshold.
+/// The Buchwald–Hartwig table the proposer was studied on (`buchwald_a.csv`: four categorical parameters whose
+/// levels are the table's SMILES, numbered in order of first appearance), with its top-1% threshold.
 pub fn buchwald() -> ReactionTable {
     let names = ["aryl_halide", "additive", "base", "ligand"];
     reactions::lookup_table("buchwald_a", BUCHWALD_A, &names, "yield", &|_| true).unwrap_or_else(|| ReactionTable {
         name: "buchwald_a".to_owned(),
         space: Space::new(Vec::new()),
         lookup: Lookup { points: Vec::new(), outcomes: Vec::new(), excluded: 0, duplicates: 0 },
+        output: "yield".to_owned(),
         threshold: f64::INFINITY,
         top: 0,
     })

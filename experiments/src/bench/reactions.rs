@@ -42,6 +42,8 @@ pub struct ReactionTable {
     pub space: Space,
     /// The rows and their yields.
     pub lookup: Lookup,
+    /// The yield's column, maximised.
+    pub output: String,
     /// The yield a top-1% condition reaches.
     pub threshold: f64,
     /// How many conditions reach it.
@@ -79,7 +81,7 @@ pub fn lookup_table(
     yields.sort_by(|a, b| b.total_cmp(a));
     let threshold = *yields.get(lookup.points.len().div_ceil(100).saturating_sub(1))?;
     let top = yields.iter().filter(|y| **y >= threshold).count();
-    Some(ReactionTable { name: name.to_owned(), space, lookup, threshold, top })
+    Some(ReactionTable { name: name.to_owned(), space, lookup, output: output.to_owned(), threshold, top })
 }
 
 /// The five Buchwald–Hartwig tables (one per aryl halide's ring) and the Suzuki–Miyaura table.
@@ -106,7 +108,7 @@ pub fn reaction_run(
     in_flight: usize,
     seed: u64,
 ) -> Option<usize> {
-    let output = "yield";
+    let output = table.output.as_str();
     let problem = Problem {
         space: table.space.clone(),
         objectives: vec![Objective::maximize(output)],
@@ -138,7 +140,7 @@ pub fn export(table: &ReactionTable, seeds: usize) -> serde_json::Value {
     let rows: Vec<Vec<f64>> =
         table.lookup.points.iter().map(|p| table.space.dims().iter().map(|d| p[&d.name]).collect()).collect();
     let values: Vec<f64> =
-        table.lookup.outcomes.iter().map(|o| o.as_ref().map_or(f64::NEG_INFINITY, |m| m["yield"])).collect();
+        table.lookup.outcomes.iter().map(|o| o.as_ref().map_or(f64::NEG_INFINITY, |m| m[&table.output])).collect();
     let best = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     json!({
         "name": table.name,
