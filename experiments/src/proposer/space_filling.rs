@@ -243,6 +243,30 @@ fn to_space(space: &Space, cube: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
 /// spreads the design, but draws from where the pool's conditions are, as a uniform sample would, and never twice
 /// from one spot.
 pub(crate) fn pool_design(space: &Space, pool: &[Vec<f64>], n: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<Vec<f64>> {
+    spread_pool_design(space, pool, n, true, rng)
+}
+
+/// `n` distinct members of `pool` drawn uniformly, as BoTorch's users start over a table: the start a table of
+/// one-hot categorical conditions gets, where every two rows differ in whole levels and k-means++ weighting has
+/// little to spread.
+pub(crate) fn random_pool_design(
+    space: &Space,
+    pool: &[Vec<f64>],
+    n: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Vec<Vec<f64>> {
+    spread_pool_design(space, pool, n, false, rng)
+}
+
+/// The draw behind both: the first member uniformly, each next with weight its squared feature distance from the
+/// nearest one drawn (`spread`), or weight one for every member not drawn yet.
+fn spread_pool_design(
+    space: &Space,
+    pool: &[Vec<f64>],
+    n: usize,
+    spread: bool,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Vec<Vec<f64>> {
     if pool.is_empty() || n == 0 {
         return Vec::new();
     }
@@ -251,14 +275,15 @@ pub(crate) fn pool_design(space: &Space, pool: &[Vec<f64>], n: usize, rng: &mut 
     let mut chosen = vec![pool[first].clone()];
     let mut d2: Vec<f64> = features.iter().map(|f| distance2(f, &features[first])).collect();
     while chosen.len() < n {
-        let total: f64 = d2.iter().sum();
+        let weights: Vec<f64> = d2.iter().map(|d| if spread || *d <= 0.0 { *d } else { 1.0 }).collect();
+        let total: f64 = weights.iter().sum();
         if total.is_nan() || total <= 0.0 {
             break;
         }
         let mut r = rng.r#gen::<f64>() * total;
         // The last member with weight, should rounding leave `r` past the end.
-        let mut pick = d2.iter().rposition(|w| *w > 0.0).unwrap_or(0);
-        for (i, w) in d2.iter().enumerate() {
+        let mut pick = weights.iter().rposition(|w| *w > 0.0).unwrap_or(0);
+        for (i, w) in weights.iter().enumerate() {
             if r < *w {
                 pick = i;
                 break;

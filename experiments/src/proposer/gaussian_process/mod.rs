@@ -1,7 +1,8 @@
 //! The Gaussian-process proposer: Bayesian optimisation with a space-filling start.
 //!
 //! The first `initial` proposals are a space-filling design (a scrambled Sobol sequence, or over a pool a
-//! k-means++-weighted draw of its members), handed out in order across asks. After that, and once enough successful
+//! k-means++-weighted draw of its members, or random members when every parameter is one-hot categorical), handed
+//! out in order across asks. After that, and once enough successful
 //! results at different points exist (one more than the number of parameters, or the design's size if that is
 //! smaller, and at least two), every proposal comes from a Gaussian-process model of the results
 //! ([`crate::surrogate::gp`]: one length scale per feature, a categorical parameter's levels pooled around one
@@ -10,8 +11,11 @@
 //! results noisy (noise above `NOISY_ABOVE` of their variance, and decisively more probable than the best
 //! noise-free fit, `NOISE_EVIDENCE`), the model is refitted with BoTorch's priors ([`Priors::NOISY`]: the
 //! squared-exponential kernel, no output scale, a noise prior and floor, from the priors' modes) and searched as
-//! BoTorch searches (`NOISY_SEARCH`); each proposal's provenance says which model it came from and why
-//! (`noise_check`, `priors`):
+//! BoTorch searches (`NOISY_SEARCH`). When every parameter is categorical and one-hot, the model is BoTorch's from
+//! the start, with a length scale per level: any two conditions differ in whole levels, so a fit can explain every
+//! result exactly and the noise check has nothing to go by, while a measured table of such conditions is noisy
+//! (BENCHMARKS.md, "Reaction tables the proposer was not tuned on"). Each proposal's provenance says which model it
+//! came from and why (`noise_check`, `priors`, `kernel`):
 //! - in a continuous or mixed space, maximised by multi-start L-BFGS from scrambled Sobol candidates
 //!   (the private `search` module); over a pool or a small discrete space, by scoring every untried point;
 //! - experiments in flight and points already chosen for the same ask are added to the model as if measured at
@@ -45,14 +49,14 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::acquisition::expected_improvement;
 use super::random::fits_batch;
 use super::search::{Search, around, best_in_pool, maximize};
-use super::space_filling::{maximin_point, maximin_reason, sobol_design, start_reason};
+use super::space_filling::{maximin_point, maximin_reason, random_pool_design, sobol_design, start_reason};
 use super::{
     Acquisition, History, MIN_DISTANCE, Observation, Outcome, Point, Problem, Proposal, Proposer, Status, distance2,
     rng, too_close,
 };
 use crate::objective::Objective;
 use crate::pareto::pareto_front;
-use crate::space::Space;
+use crate::space::{Encoding, Kind, Space};
 use crate::stop::{StopReason, StopTracker};
 use crate::surrogate::classifier::Feasibility;
 use crate::surrogate::gp::{Gp, GpError, Hyper, Kernel, Mean, Priors, Sharing};
@@ -147,6 +151,9 @@ struct Model {
     refit: bool,
     /// Whether the results looked noisy, so the model has BoTorch's priors ([`Priors::NOISY`]).
     noisy: bool,
+    /// Whether every parameter is categorical and one-hot, so the model is BoTorch's whatever the noise check would
+    /// say, with a length scale per level.
+    one_hot_only: bool,
     /// The noise variance (of the standardised outputs) the interpolating model fitted when the hyperparameters
     /// were last re-estimated, on which `noisy` was decided.
     fitted_noise: f64,
@@ -204,6 +211,13 @@ pub struct GpProposer {
     avoid: Vec<(usize, f64)>,
 }
 
+/// Whether every parameter of `space` is categorical with one-hot levels: a space where results cannot be told from
+/// noise by their smoothness, and where BoTorch's recipe (its model, a length scale per level, random rows to start)
+/// measured best on real reaction tables.
+fn one_hot_only(space: &Space) -> bool {
+    space.dims().iter().all(|d| matches!(&d.kind, Kind::Categorical { encoding: Encoding::OneHot, .. }))
+}
+
 impl GpProposer {
     /// A proposer over `space` optimising `objective`, starting with an `initial`-point Sobol design, choosing
     /// later points by `acquisition`, seeded with `seed`.
@@ -216,7 +230,11 @@ impl GpProposer {
     pub fn for_problem(problem: &Problem, initial: usize, acquisition: Acquisition, seed: u64) -> Self {
         let mut rng = rng(seed);
         let history = History::new(problem);
-        let design = sobol_design(&history.space, history.pool.as_deref(), initial, &mut rng);
+        // A table of one-hot conditions starts from random rows, as BoTorch's users start (see `one_hot_only`).
+        let design = match history.pool.as_deref() {
+            Some(pool) if one_hot_only(&history.space) => random_pool_design(&history.space, pool, initial, &mut rng),
+            pool => sobol_design(&history.space, pool, initial, &mut rng),
+        };
         let name = if problem.objectives.len() > 1 {
             format!("gaussian process (ParEGO, {})", acquisition.short_name())
         } else {
@@ -334,7 +352,16 @@ impl GpProposer {
             Some((gp, e)) => (gp, false, e),
             None => {
                 let d = features[0].len();
-                let sharing = Sharing::pooled(&self.history.space.feature_groups(), LEVEL_SPREAD);
+                // Over one-hot categorical parameters alone, any two conditions differ in whole levels, so the
+                // interpolating fit explains every result exactly and its noise says nothing, while a measured
+                // table of such conditions is noisy: such a space gets BoTorch's model (its priors, and a length
+                // scale per level) from the start. BENCHMARKS.md, "Reaction tables the proposer was not tuned on".
+                let unchecked = one_hot_only(&self.history.space);
+                let sharing = if unchecked {
+                    Sharing::separate(d)
+                } else {
+                    Sharing::pooled(&self.history.space.feature_groups(), LEVEL_SPREAD)
+                };
                 let mut starts: Vec<Hyper> = self.estimate.iter().map(|e| e.ours.clone()).collect();
                 let (kernels, iterations) = if size <= FULL_REFIT_UNTIL || starts.is_empty() {
                     // Besides the last estimate, fixed starts from short to long length scales, so that a model
@@ -353,8 +380,9 @@ impl GpProposer {
                 // A fit with noise may have found only one of two explanations the data allow equally: on a
                 // noise-free function with few results, a smooth trend plus noise can be as probable as short length
                 // scales without it. Noise counts when the best noise-free explanation is decisively less probable.
-                let noisy_data = ours.hyper().noise() > NOISY_ABOVE
-                    && fit(&Priors::NOISE_FREE).map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
+                let noisy_data = unchecked
+                    || ours.hyper().noise() > NOISY_ABOVE
+                        && fit(&Priors::NOISE_FREE).map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
                 // Noisy results: BoTorch's model, fitted afresh from its priors' modes as BoTorch fits it, with
                 // the squared-exponential kernel. If that fit fails, the interpolating model stands.
                 let noisy = if noisy_data {
@@ -389,6 +417,7 @@ impl GpProposer {
             range,
             refit,
             noisy: estimate.noisy,
+            one_hot_only: one_hot_only(&self.history.space),
             fitted_noise: estimate.ours.noise(),
             data_hash: super::data_hash(&self.history.told),
             weights,
@@ -770,7 +799,7 @@ mod tests {
 
     use super::*;
     use crate::objective::Direction;
-    use crate::space::Dim;
+    use crate::space::{Dim, Level};
 
     fn proposer(points: &[(f64, f64)], objective: Objective) -> GpProposer {
         let space = Space::new(vec![Dim::new("x", 0.0, 10.0), Dim::new("y", 0.0, 1.0)]);
@@ -822,6 +851,68 @@ mod tests {
             p.tell(Observation { values: [("x".to_owned(), x), ("y".to_owned(), y)].into(), objective: Some(f) });
         }
         p
+    }
+
+    #[test]
+    fn a_table_of_one_hot_levels_alone_gets_botorchs_model_and_says_why() {
+        // Noise-free results: the noise check would keep the interpolating model, but over levels alone it cannot
+        // tell noise from differences between conditions, so the space decides.
+        let levels = |n: usize| (0..n).map(|i| Level::new(format!("l{i}"), i as f64)).collect::<Vec<_>>();
+        let tell = |space: Space| {
+            let mut p = GpProposer::new(space, Objective::maximize("f"), 0, Acquisition::LogExpectedImprovement, 3);
+            // Eight of the twelve conditions, so that some are left to propose.
+            for i in 0..8 {
+                let (a, b) = (i % 4, (i * 7 + 1) % 3);
+                let values: Point = [("a".to_owned(), a as f64), ("b".to_owned(), b as f64)].into();
+                p.tell(Observation { values, objective: Some(a as f64 * 2.0 + (b as f64 - 1.0).powi(2)) });
+            }
+            p
+        };
+        let one_hot = Space::new(vec![
+            Dim::categorical("a", levels(4), Encoding::OneHot),
+            Dim::categorical("b", levels(3), Encoding::OneHot),
+        ]);
+        let mut table = tell(one_hot);
+        let model = table.fit(None).unwrap();
+        assert!(model.noisy && model.one_hot_only);
+        assert_eq!(model.gp.hyper().log_signal, 0.0);
+        let provenance = table.provenance(&model, &model.gp);
+        assert_eq!(provenance["noise_check"]["one_hot_only"], json!(true));
+        assert!(provenance["priors"].as_str().unwrap().contains("every parameter is categorical"));
+        assert!(provenance["kernel"].as_str().unwrap().contains("each level its own"));
+        let proposal = table.ask(1, &[]).pop().unwrap();
+        assert!(proposal.reason.contains("every parameter is categorical"), "{}", proposal.reason);
+        // An ordered parameter beside the levels gives the noise check something to go by again.
+        let mixed =
+            Space::new(vec![Dim::categorical("a", levels(4), Encoding::OneHot), Dim::integer("b", 0.0, 2.0, 1.0)]);
+        let mut mixed = tell(mixed);
+        let model = mixed.fit(None).unwrap();
+        assert!(!model.one_hot_only && !model.noisy, "{}", model.fitted_noise);
+    }
+
+    #[test]
+    fn a_table_of_one_hot_levels_starts_from_random_rows_and_others_from_spread_ones() {
+        let levels = |n: usize| (0..n).map(|i| Level::new(format!("l{i}"), i as f64)).collect::<Vec<_>>();
+        let one_hot = Space::new(vec![
+            Dim::categorical("a", levels(4), Encoding::OneHot),
+            Dim::categorical("b", levels(5), Encoding::OneHot),
+        ]);
+        let rows: Vec<Point> =
+            (0..20).map(|i| [("a".to_owned(), f64::from(i % 4)), ("b".to_owned(), f64::from(i / 4))].into()).collect();
+        let start = |space: &Space, pool: &[Point]| {
+            let problem =
+                Problem { pool: Some(pool.to_vec()), ..Problem::new(space.clone(), Objective::maximize("f"), 9) };
+            let p = GpProposer::for_problem(&problem, 6, Acquisition::LogExpectedImprovement, 7);
+            (p.design.clone(), p.history.pool.clone().unwrap())
+        };
+        let (design, pool) = start(&one_hot, &rows);
+        let mut r = rng(7);
+        assert_eq!(design, random_pool_design(&one_hot, &pool, 6, &mut r));
+        // The same rows with an ordered parameter keep the k-means++ start.
+        let ordered =
+            Space::new(vec![Dim::categorical("a", levels(4), Encoding::OneHot), Dim::integer("b", 0.0, 4.0, 1.0)]);
+        let (design, pool) = start(&ordered, &rows);
+        assert_eq!(design, super::super::space_filling::pool_design(&ordered, &pool, 6, &mut rng(7)));
     }
 
     #[test]
