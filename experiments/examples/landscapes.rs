@@ -46,21 +46,19 @@ fn write_all(dir: &str, seeds: usize) -> i32 {
     if let Err(e) = std::fs::create_dir_all(dir) {
         return fail(&format!("cannot create {dir}: {e}"));
     }
-    for l in suite() {
-        let path = std::path::Path::new(dir).join(format!("{}.json", l.name.replace('/', "__")));
-        let text = serde_json::to_string(&export(&l, seeds)).unwrap_or_default();
+    let landscapes =
+        suite().into_iter().map(|l| (l.name.clone(), export(&l, seeds), format!("budget {}, {}", l.budget, l.rule)));
+    let tables = reaction_tables().into_iter().map(|t| {
+        let about = format!("budget {REACTION_BUDGET}, top 1%: {} rows", t.top);
+        (t.name.clone(), experiments::bench::reactions::export(&t, seeds), about)
+    });
+    for (name, problem, about) in landscapes.chain(tables) {
+        let path = std::path::Path::new(dir).join(format!("{}.json", name.replace('/', "__")));
+        let text = serde_json::to_string(&problem).unwrap_or_default();
         if let Err(e) = std::fs::write(&path, text) {
             return fail(&format!("cannot write {}: {e}", path.display()));
         }
-        println!("{}: {} (budget {}, {})", path.display(), l.name, l.budget, l.rule);
-    }
-    for t in reaction_tables() {
-        let path = std::path::Path::new(dir).join(format!("{}.json", t.name.replace('/', "__")));
-        let text = serde_json::to_string(&experiments::bench::reactions::export(&t, seeds)).unwrap_or_default();
-        if let Err(e) = std::fs::write(&path, text) {
-            return fail(&format!("cannot write {}: {e}", path.display()));
-        }
-        println!("{}: {} (budget {REACTION_BUDGET}, top 1%: {} rows)", path.display(), t.name, t.top);
+        println!("{}: {name} ({about})", path.display());
     }
     0
 }
@@ -102,20 +100,21 @@ fn ours(seeds: &str, names: &str) -> i32 {
     for l in suite().into_iter().filter(|l| names.is_empty() || names.contains(&l.name.as_str())) {
         let config = default_gp(l.dims());
         for seed in 0..seeds {
-            let start = std::time::Instant::now();
-            let hit = landscape_run(&config, &l, seed);
-            let hit = hit.map_or(String::new(), |h| h.to_string());
-            println!("{},ours,{seed},{hit},{:.2}", l.name, start.elapsed().as_secs_f64());
+            print_run(&l.name, seed, || landscape_run(&config, &l, seed));
         }
     }
     for t in reaction_tables().into_iter().filter(|t| names.is_empty() || names.contains(&t.name.as_str())) {
         let config = default_gp(t.space.len());
         for seed in 0..seeds {
-            let start = std::time::Instant::now();
-            let hit = reaction_run(&config, &t, REACTION_BUDGET, 1, seed);
-            let hit = hit.map_or(String::new(), |h| h.to_string());
-            println!("{},ours,{seed},{hit},{:.2}", t.name, start.elapsed().as_secs_f64());
+            print_run(&t.name, seed, || reaction_run(&config, &t, REACTION_BUDGET, 1, seed));
         }
     }
     0
+}
+
+/// Runs one seed and prints its CSV line: the experiment that reached the target (empty if none) and the time.
+fn print_run(name: &str, seed: u64, run: impl FnOnce() -> Option<usize>) {
+    let start = std::time::Instant::now();
+    let hit = run().map_or(String::new(), |h| h.to_string());
+    println!("{name},ours,{seed},{hit},{:.2}", start.elapsed().as_secs_f64());
 }

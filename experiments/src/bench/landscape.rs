@@ -201,12 +201,9 @@ pub fn maximise(space: &Space, value: fn(&Point) -> f64, grid: usize) -> (f64, P
     (fx, space.from_unit(&x))
 }
 
-/// A landscape as JSON for the peer harness: the space (each dimension's name, kind, range or levels), the budget,
-/// the target, the noise, the initial design size, the table's rows with their true values (in the space's
-/// dimension order, categorical dimensions by level value), and each seed's noise draws.
-pub fn export(landscape: &Landscape, seeds: usize) -> serde_json::Value {
-    let dims: Vec<serde_json::Value> = landscape
-        .space
+/// A space's dimensions as the peer harness reads them: each one's name, kind, and range or levels.
+pub(crate) fn export_dims(space: &Space) -> Vec<serde_json::Value> {
+    space
         .dims()
         .iter()
         .map(|d| match &d.kind {
@@ -220,7 +217,14 @@ pub fn export(landscape: &Landscape, seeds: usize) -> serde_json::Value {
             }
             Kind::Continuous => json!({"name": d.name, "type": "continuous", "min": d.min, "max": d.max}),
         })
-        .collect();
+        .collect()
+}
+
+/// A landscape as JSON for the peer harness: the space (each dimension's name, kind, range or levels), the budget,
+/// the target, the noise, the initial design size, the table's rows with their true values (in the space's
+/// dimension order, categorical dimensions by level value), and each seed's noise draws.
+pub fn export(landscape: &Landscape, seeds: usize) -> serde_json::Value {
+    let dims = export_dims(&landscape.space);
     let names: Vec<&str> = landscape.space.dims().iter().map(|d| d.name.as_str()).collect();
     let table = landscape.table.as_ref().map(|rows| {
         json!({

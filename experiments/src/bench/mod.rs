@@ -239,6 +239,13 @@ impl LookupRow {
     pub fn within(&self, n: usize) -> usize {
         self.to_top.iter().filter(|h| h.is_some_and(|h| h <= n)).count()
     }
+
+    /// Each seed's experiments to a top-1% condition, `>budget` where it found none, separated by spaces.
+    pub fn per_seed(&self) -> String {
+        let each: Vec<String> =
+            self.to_top.iter().map(|h| h.map_or(format!(">{}", self.budget), |n| n.to_string())).collect();
+        each.join(" ")
+    }
 }
 
 /// Two-objective results: the hypervolume after the budget, per seed.
@@ -627,8 +634,6 @@ impl fmt::Display for LearnReport {
             writeln!(f, "| method | q | seeds | median | worst | within 25 | within 50 | per seed |")?;
             writeln!(f, "|---|---|---|---|---|---|---|---|")?;
             for r in &self.lookup {
-                let per_seed: Vec<String> =
-                    r.to_top.iter().map(|h| h.map_or(format!(">{}", r.budget), |n| n.to_string())).collect();
                 writeln!(
                     f,
                     "| {} | {} | {} | {} | {} | {}/{} | {}/{} | {} |",
@@ -641,7 +646,7 @@ impl fmt::Display for LearnReport {
                     r.to_top.len(),
                     r.within(50),
                     r.to_top.len(),
-                    per_seed.join(" ")
+                    r.per_seed()
                 )?;
             }
             writeln!(f)?;
@@ -655,8 +660,6 @@ impl fmt::Display for LearnReport {
             writeln!(f, "| table | conditions (top 1%) | random | hits | median | worst | past 40 | per seed |")?;
             writeln!(f, "|---|---|---|---|---|---|---|---|")?;
             for (name, (n, k), r) in &self.reactions {
-                let per_seed: Vec<String> =
-                    r.to_top.iter().map(|h| h.map_or(format!(">{}", r.budget), |n| n.to_string())).collect();
                 writeln!(
                     f,
                     "| {name} | {n} ({k}) | {:.1} | {}/{} | {} | {} | {} | {} |",
@@ -666,7 +669,7 @@ impl fmt::Display for LearnReport {
                     r.median().map_or(format!(">{}", r.budget), |m| format!("{m}")),
                     r.worst().map_or(format!(">{}", r.budget), |m| m.to_string()),
                     r.to_top.len() - r.within(40),
-                    per_seed.join(" ")
+                    r.per_seed()
                 )?;
             }
             writeln!(f)?;

@@ -124,19 +124,7 @@ pub fn reaction_run(
 /// The table as a problem for the peers' harness (`peers/python/run.py`), in the landscapes' format: categorical
 /// dimensions, the rows by level value with their yields, no noise.
 pub fn export(table: &ReactionTable, seeds: usize) -> serde_json::Value {
-    let dims: Vec<serde_json::Value> = table
-        .space
-        .dims()
-        .iter()
-        .map(|d| {
-            let levels = d.levels().unwrap_or_default();
-            json!({
-                "name": d.name,
-                "type": "categorical",
-                "levels": levels.iter().map(|l| json!({"label": l.label, "value": l.value})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let dims = super::landscape::export_dims(&table.space);
     let rows: Vec<Vec<f64>> =
         table.lookup.points.iter().map(|p| table.space.dims().iter().map(|d| p[&d.name]).collect()).collect();
     let values: Vec<f64> =

@@ -151,9 +151,6 @@ struct Model {
     refit: bool,
     /// Whether the results looked noisy, so the model has BoTorch's priors ([`Priors::NOISY`]).
     noisy: bool,
-    /// Whether every parameter is categorical and one-hot, so the model is BoTorch's whatever the noise check would
-    /// say, with a length scale per level.
-    one_hot_only: bool,
     /// The noise variance (of the standardised outputs) the interpolating model fitted when the hyperparameters
     /// were last re-estimated, on which `noisy` was decided.
     fitted_noise: f64,
@@ -209,11 +206,15 @@ pub struct GpProposer {
     /// Levels of categorical parameters not to propose for now (dimension, level's unit value), from
     /// [`Proposer::avoid`].
     avoid: Vec<(usize, f64)>,
+    /// Whether every parameter is categorical and one-hot ([`one_hot_only`]), so the start is random rows and the
+    /// model BoTorch's whatever the noise check would say, with a length scale per level.
+    one_hot_only: bool,
 }
 
-/// Whether every parameter of `space` is categorical with one-hot levels: a space where results cannot be told from
-/// noise by their smoothness, and where BoTorch's recipe (its model, a length scale per level, random rows to start)
-/// measured best on real reaction tables.
+/// Whether every parameter of `space` is categorical with one-hot levels. There any two conditions differ in whole
+/// levels, so the interpolating fit explains every result exactly and the noise check has nothing to go by, while a
+/// measured table of such conditions is noisy; BoTorch's recipe (its model, a length scale per level, random rows to
+/// start) measured best on real reaction tables (BENCHMARKS.md, "Reaction tables the proposer was not tuned on").
 fn one_hot_only(space: &Space) -> bool {
     space.dims().iter().all(|d| matches!(&d.kind, Kind::Categorical { encoding: Encoding::OneHot, .. }))
 }
@@ -230,9 +231,10 @@ impl GpProposer {
     pub fn for_problem(problem: &Problem, initial: usize, acquisition: Acquisition, seed: u64) -> Self {
         let mut rng = rng(seed);
         let history = History::new(problem);
+        let one_hot = one_hot_only(&history.space);
         // A table of one-hot conditions starts from random rows, as BoTorch's users start (see `one_hot_only`).
         let design = match history.pool.as_deref() {
-            Some(pool) if one_hot_only(&history.space) => random_pool_design(&history.space, pool, initial, &mut rng),
+            Some(pool) if one_hot => random_pool_design(&history.space, pool, initial, &mut rng),
             pool => sobol_design(&history.space, pool, initial, &mut rng),
         };
         let name = if problem.objectives.len() > 1 {
@@ -255,6 +257,7 @@ impl GpProposer {
             stop,
             seed,
             avoid: Vec::new(),
+            one_hot_only: one_hot,
         }
     }
 
@@ -352,12 +355,9 @@ impl GpProposer {
             Some((gp, e)) => (gp, false, e),
             None => {
                 let d = features[0].len();
-                // Over one-hot categorical parameters alone, any two conditions differ in whole levels, so the
-                // interpolating fit explains every result exactly and its noise says nothing, while a measured
-                // table of such conditions is noisy: such a space gets BoTorch's model (its priors, and a length
-                // scale per level) from the start. BENCHMARKS.md, "Reaction tables the proposer was not tuned on".
-                let unchecked = one_hot_only(&self.history.space);
-                let sharing = if unchecked {
+                // Over one-hot levels alone the noise check has nothing to go by (see `one_hot_only`): BoTorch's
+                // model, with a length scale per level, from the start.
+                let sharing = if self.one_hot_only {
                     Sharing::separate(d)
                 } else {
                     Sharing::pooled(&self.history.space.feature_groups(), LEVEL_SPREAD)
@@ -380,7 +380,7 @@ impl GpProposer {
                 // A fit with noise may have found only one of two explanations the data allow equally: on a
                 // noise-free function with few results, a smooth trend plus noise can be as probable as short length
                 // scales without it. Noise counts when the best noise-free explanation is decisively less probable.
-                let noisy_data = unchecked
+                let noisy_data = self.one_hot_only
                     || ours.hyper().noise() > NOISY_ABOVE
                         && fit(&Priors::NOISE_FREE).map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
                 // Noisy results: BoTorch's model, fitted afresh from its priors' modes as BoTorch fits it, with
@@ -417,7 +417,6 @@ impl GpProposer {
             range,
             refit,
             noisy: estimate.noisy,
-            one_hot_only: one_hot_only(&self.history.space),
             fitted_noise: estimate.ours.noise(),
             data_hash: super::data_hash(&self.history.told),
             weights,

@@ -101,7 +101,7 @@ impl GpProposer {
         };
         // A technician reading the reason learns that the model treats the results as noisy, and how noisy.
         let noisy = if model.noisy {
-            let why = if model.one_hot_only {
+            let why = if self.one_hot_only {
                 "every parameter is categorical, so the model takes the results to be noisy"
             } else {
                 "the results look noisy"
@@ -158,13 +158,13 @@ impl GpProposer {
             "kernel": format!(
                 "{}, one length scale per feature ({})",
                 hyper.kernel.name(),
-                if model.one_hot_only {
+                if self.one_hot_only {
                     "each level its own"
                 } else {
                     "a categorical parameter's levels pooled around one"
                 }
             ),
-            "priors": if model.one_hot_only {
+            "priors": if self.one_hot_only {
                 "noisy (BoTorch SingleTaskGP's: no output scale, LogNormal(-4, 1) noise of at least 1e-4, length \
                  scales of at least 0.025), since every parameter is categorical: any two conditions differ in whole \
                  levels, so a fit could explain every result exactly and its noise cannot be checked"
@@ -198,7 +198,7 @@ impl GpProposer {
                 "interpolating_fit_noise": model.fitted_noise,
                 "noisy_above": NOISY_ABOVE,
                 "noisy": model.noisy,
-                "one_hot_only": model.one_hot_only,
+                "one_hot_only": self.one_hot_only,
             },
             "length_scales": by_parameter,
             "objective": objectives[0],

@@ -79,7 +79,7 @@ fn a_table_of_one_hot_levels_alone_gets_botorchs_model_and_says_why() {
     ]);
     let mut table = tell(one_hot);
     let model = table.fit(None).unwrap();
-    assert!(model.noisy && model.one_hot_only);
+    assert!(model.noisy && table.one_hot_only);
     assert_eq!(model.gp.hyper().log_signal, 0.0);
     let provenance = table.provenance(&model, &model.gp);
     assert_eq!(provenance["noise_check"]["one_hot_only"], json!(true));
@@ -91,7 +91,7 @@ fn a_table_of_one_hot_levels_alone_gets_botorchs_model_and_says_why() {
     let mixed = Space::new(vec![Dim::categorical("a", levels(4), Encoding::OneHot), Dim::integer("b", 0.0, 2.0, 1.0)]);
     let mut mixed = tell(mixed);
     let model = mixed.fit(None).unwrap();
-    assert!(!model.one_hot_only && !model.noisy, "{}", model.fitted_noise);
+    assert!(!mixed.one_hot_only && !model.noisy, "{}", model.fitted_noise);
 }
 
 #[test]
