@@ -51,6 +51,7 @@ impl Feasibility {
             log_length_scales: length_scales.iter().map(|l| l.ln()).collect(),
             log_signal: SIGNAL.ln(),
             log_noise: (1e-6f64).ln(),
+            additive: None,
         };
         let labels: Vec<f64> = succeeded.iter().map(|s| if *s { 1.0 } else { -1.0 }).collect();
         // Newton's method on the latent deviations from the prior mean. Each step is

@@ -10,9 +10,11 @@
 //! - [`linalg`]: Cholesky factors and triangular solves;
 //! - [`optimize`]: projected L-BFGS, for hyperparameters and acquisition functions;
 //! - [`gp`]: the regression model and its maximum-a-posteriori fit;
+//! - [`additive`]: an additive part for its kernel, over each parameter's inputs alone;
 //! - [`priors`]: the priors and bounds of that fit, interpolating or noisy;
 //! - [`classifier`]: the feasibility classifier.
 
+pub mod additive;
 pub mod classifier;
 pub mod gp;
 pub mod linalg;

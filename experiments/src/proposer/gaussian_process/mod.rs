@@ -13,9 +13,11 @@
 //! squared-exponential kernel, no output scale, a noise prior and floor, from the priors' modes) and searched as
 //! BoTorch searches (`NOISY_SEARCH`). When every parameter is categorical and one-hot, the model is BoTorch's from
 //! the start, with a length scale per level: any two conditions differ in whole levels, so a fit can explain every
-//! result exactly and the noise check has nothing to go by, while a measured table of such conditions is noisy
-//! (BENCHMARKS.md, "Reaction tables the proposer was not tuned on"). Each proposal's provenance says which model it
-//! came from and why (`noise_check`, `priors`, `kernel`):
+//! result exactly and the noise check has nothing to go by, while a measured table of such conditions is noisy.
+//! Its kernel there also has an additive part ([`Additive`], weight `ADDITIVE_WEIGHT`): half of two conditions'
+//! correlation comes from the levels they share, parameter by parameter, so a ligand's results inform every untried
+//! condition with that ligand (BENCHMARKS.md, "Reaction tables the proposer was not tuned on"). Each proposal's
+//! provenance says which model it came from and why (`noise_check`, `priors`, `kernel`):
 //! - in a continuous or mixed space, maximised by multi-start L-BFGS from scrambled Sobol candidates
 //!   (the private `search` module); over a pool or a small discrete space, by scoring every untried point;
 //! - experiments in flight and points already chosen for the same ask are added to the model as if measured at
@@ -59,7 +61,7 @@ use crate::pareto::pareto_front;
 use crate::space::{Encoding, Kind, Space};
 use crate::stop::{StopReason, StopTracker};
 use crate::surrogate::classifier::Feasibility;
-use crate::surrogate::gp::{Gp, GpError, Hyper, Kernel, Mean, Priors, Sharing};
+use crate::surrogate::gp::{Additive, Gp, GpError, Hyper, Kernel, Mean, Priors, Sharing};
 
 mod provenance;
 mod scorer;
@@ -104,6 +106,12 @@ const NOISE_EVIDENCE: f64 = 3.0;
 /// quasi-random candidates, the best 4 climbed, and no candidates near the best results, whose measured values may
 /// owe their rank to noise.
 const NOISY_SEARCH: Search = Search { candidates: 256, starts: 4, iterations: 50 };
+
+/// The weight of the kernel's additive part ([`Additive`]) over a table of one-hot conditions ([`one_hot_only`]):
+/// half the correlation of two conditions comes from the levels they share, parameter by parameter. Chosen on the
+/// six reaction tables against 0.25, and against choosing between 0 and 0.5 by the posterior, which chose 0 too
+/// often (BENCHMARKS.md, "Reaction tables the proposer was not tuned on").
+const ADDITIVE_WEIGHT: f64 = 0.5;
 
 /// Why no model could be used for a proposal.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -388,7 +396,11 @@ impl GpProposer {
                 let noisy = if noisy_data {
                     let kernel = Kernel::SquaredExponential;
                     let (length, noise) = Priors::NOISY.mode(sharing.group_count());
-                    let start = Hyper::new(d, length, noise).with_kernel(kernel);
+                    // Over one-hot levels alone, the kernel's additive part carries what a level did to the
+                    // untried conditions that share it (see `ADDITIVE_WEIGHT`).
+                    let additive =
+                        self.one_hot_only.then(|| Additive::new(&self.history.space.feature_groups(), ADDITIVE_WEIGHT));
+                    let start = Hyper::new(d, length, noise).with_kernel(kernel).with_additive(additive);
                     Gp::fit_map_shared(&features, &outputs, &[start], &[kernel], 100, &sharing, &Priors::NOISY)
                         .ok()
                         .map(|(gp, _)| gp)

@@ -8,7 +8,7 @@ use super::super::acquisition::expected_improvement;
 use super::super::search::Found;
 use super::super::{Acquisition, Proposal, short};
 use super::{GpProposer, Model, NOISY_ABOVE, PAREGO_RHO};
-use crate::surrogate::gp::Gp;
+use crate::surrogate::gp::{Additive, Gp};
 
 /// Facts about one model-based proposal, for its provenance.
 pub(super) struct Context {
@@ -156,12 +156,20 @@ impl GpProposer {
         json!({
             "surrogate": "Gaussian process (lab experiments crate)",
             "kernel": format!(
-                "{}, one length scale per feature ({})",
+                "{}, one length scale per feature ({}){}",
                 hyper.kernel.name(),
                 if self.one_hot_only {
                     "each level its own"
                 } else {
                     "a categorical parameter's levels pooled around one"
+                },
+                match &hyper.additive {
+                    Some(a) => format!(
+                        ", mixed with the mean of the same kernel over each parameter alone (weight {}), so a \
+                         level's results inform every condition that shares it",
+                        a.weight()
+                    ),
+                    None => String::new(),
                 }
             ),
             "priors": if self.one_hot_only {
@@ -190,6 +198,7 @@ impl GpProposer {
                 "length_scales": by_feature,
                 "signal_variance": hyper.signal() * model.y_std * model.y_std,
                 "noise_variance": hyper.noise() * model.y_std * model.y_std,
+                "additive_weight": hyper.additive.as_ref().map(Additive::weight),
                 "mean": model.internal(gp.mean()),
                 "re_estimated": model.refit,
                 "log_likelihood": gp.log_likelihood(),

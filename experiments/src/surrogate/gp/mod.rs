@@ -35,6 +35,7 @@
 //!
 //! Inputs are expected in (about) the unit cube, outputs standardised; the caller does both.
 
+pub use super::additive::Additive;
 use super::linalg::{
     NotPositiveDefinite, cholesky, extend_cholesky, inverse_from_cholesky, solve_lower, solve_lower_many,
     solve_lower_transposed,
@@ -75,7 +76,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// The correlation at scaled distance `r`, and `-(dk/dr)/r` (finite at `r = 0`).
-    fn eval(self, r: f64) -> (f64, f64) {
+    pub(crate) fn eval(self, r: f64) -> (f64, f64) {
         match self {
             Kernel::Matern52 => matern(r),
             Kernel::SquaredExponential => {
@@ -105,6 +106,8 @@ pub struct Hyper {
     pub log_signal: f64,
     /// `ln σ²`, the noise variance (ignored when noise is given per point).
     pub log_noise: f64,
+    /// The kernel's additive part over groups of inputs, if it has one ([`Additive`]); it is not fitted.
+    pub additive: Option<Additive>,
 }
 
 impl Hyper {
@@ -115,7 +118,14 @@ impl Hyper {
             log_length_scales: vec![length_scale.ln(); d],
             log_signal: 0.0,
             log_noise: noise.ln(),
+            additive: None,
         }
+    }
+
+    /// The same hyperparameters with another additive part (or none).
+    pub fn with_additive(mut self, additive: Option<Additive>) -> Self {
+        self.additive = additive;
+        self
     }
 
     /// The same hyperparameters with another kernel.
@@ -146,9 +156,14 @@ impl Hyper {
         v
     }
 
-    fn from_vec(kernel: Kernel, v: &[f64]) -> Self {
+    fn from_vec(kernel: Kernel, additive: Option<Additive>, v: &[f64]) -> Self {
         let d = v.len() - 2;
-        Hyper { kernel, log_length_scales: v[..d].to_vec(), log_signal: v[d], log_noise: v[d + 1] }
+        Hyper { kernel, log_length_scales: v[..d].to_vec(), log_signal: v[d], log_noise: v[d + 1], additive }
+    }
+
+    /// Scratch space for [`correlation`] under these hyperparameters.
+    fn scratch(&self) -> Vec<f64> {
+        vec![0.0; self.additive.as_ref().map_or(0, Additive::len)]
     }
 }
 
@@ -208,6 +223,30 @@ fn matern(r: f64) -> (f64, f64) {
     ((1.0 + SQRT5 * r + 5.0 / 3.0 * r * r) * e, 5.0 / 3.0 * (1.0 + SQRT5 * r) * e)
 }
 
+/// The correlation of `a` and `b` (with `inv_ls2[j] = 1/ℓ_j²`) under `kernel` and its `additive` part, if any, and
+/// into `slopes`, when given, each input's factor `g_j` with `∂k/∂(ln ℓ_j) = g_j (a_j − b_j)² / ℓ_j²` (for the plain
+/// kernel `−(dk/dr)/r`, the same for every input). `scratch` holds at least one value per input for an additive
+/// part.
+fn correlation(
+    kernel: Kernel,
+    additive: Option<&Additive>,
+    (a, b): (&[f64], &[f64]),
+    inv_ls2: &[f64],
+    scratch: &mut [f64],
+    slopes: Option<&mut [f64]>,
+) -> f64 {
+    match additive {
+        Some(add) => add.correlation(kernel, a, b, inv_ls2, scratch, slopes),
+        None => {
+            let (c, slope) = kernel.eval(scaled_distance2(a, b, inv_ls2).sqrt());
+            if let Some(slopes) = slopes {
+                slopes.fill(slope);
+            }
+            c
+        }
+    }
+}
+
 fn scaled_distance2(a: &[f64], b: &[f64], inv_ls2: &[f64]) -> f64 {
     a.iter().zip(b).zip(inv_ls2).map(|((x, y), w)| (x - y) * (x - y) * w).sum()
 }
@@ -238,10 +277,12 @@ impl Gp {
         let inv_ls2: Vec<f64> = hyper.log_length_scales.iter().map(|l| (-2.0 * l).exp()).collect();
         let signal = hyper.signal();
         let mut k = vec![0.0; n * n];
+        let mut scratch = hyper.scratch();
+        let additive = hyper.additive.as_ref();
         for i in 0..n {
             for j in 0..i {
-                let r2 = scaled_distance2(&flat[i * d..(i + 1) * d], &flat[j * d..(j + 1) * d], &inv_ls2);
-                k[i * n + j] = signal * hyper.kernel.eval(r2.sqrt()).0;
+                let pair = (&flat[i * d..(i + 1) * d], &flat[j * d..(j + 1) * d]);
+                k[i * n + j] = signal * correlation(hyper.kernel, additive, pair, &inv_ls2, &mut scratch, None);
             }
         }
         let mut jitter = 0.0;
@@ -317,9 +358,11 @@ impl Gp {
         }
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
         let settings = Lbfgs { iterations, memory: 8, first_step: 1.0, x_tolerance: 1e-6, f_tolerance: 1e-10 };
+        let additive = starts.first().and_then(|h| h.additive.clone()).filter(|a| a.len() == d);
         let mut best: Option<(f64, Kernel, Vec<f64>)> = None;
         for &kernel in kernels {
-            let mut objective = |w: &[f64]| neg_log_posterior(&flat, n, y, w, sharing, kernel, priors);
+            let structure = (kernel, additive.as_ref());
+            let mut objective = |w: &[f64]| neg_log_posterior(&flat, n, y, w, sharing, structure, priors);
             let mut scored: Vec<(f64, Vec<f64>)> = starts
                 .iter()
                 .map(|h| {
@@ -338,7 +381,7 @@ impl Gp {
             }
         }
         let (f, kernel, w) = best.ok_or(GpError::NoLikelihood)?;
-        Ok((Gp::fit(x, y, &Hyper::from_vec(kernel, &sharing.expand(&w)), Mean::Profiled)?, -f))
+        Ok((Gp::fit(x, y, &Hyper::from_vec(kernel, additive, &sharing.expand(&w)), Mean::Profiled)?, -f))
     }
 
     /// The hyperparameters.
@@ -378,14 +421,12 @@ impl Gp {
     }
 
     fn cross(&self, p: &[f64]) -> Vec<f64> {
+        let mut scratch = self.hyper.scratch();
+        let (kernel, additive) = (self.hyper.kernel, self.hyper.additive.as_ref());
         (0..self.n)
             .map(|i| {
-                self.signal
-                    * self
-                        .hyper
-                        .kernel
-                        .eval(scaled_distance2(p, &self.x[i * self.d..(i + 1) * self.d], &self.inv_ls2).sqrt())
-                        .0
+                let pair = (p, &self.x[i * self.d..(i + 1) * self.d]);
+                self.signal * correlation(kernel, additive, pair, &self.inv_ls2, &mut scratch, None)
             })
             .collect()
     }
@@ -399,10 +440,12 @@ impl Gp {
         let n = self.n;
         // Columns are points: K* is n×m, so one blocked triangular solve gives every variance.
         let mut ks = vec![0.0; n * m];
+        let mut scratch = self.hyper.scratch();
+        let (kernel, additive) = (self.hyper.kernel, self.hyper.additive.as_ref());
         for (j, p) in points.iter().enumerate() {
             for i in 0..n {
-                let r2 = scaled_distance2(p, &self.x[i * self.d..(i + 1) * self.d], &self.inv_ls2);
-                ks[i * m + j] = self.signal * self.hyper.kernel.eval(r2.sqrt()).0;
+                let pair = (&p[..], &self.x[i * self.d..(i + 1) * self.d]);
+                ks[i * m + j] = self.signal * correlation(kernel, additive, pair, &self.inv_ls2, &mut scratch, None);
             }
         }
         let mut means = vec![self.mean; m];
@@ -426,15 +469,17 @@ impl Gp {
     pub fn predict_gradient(&self, p: &[f64]) -> Gradient {
         let (n, d) = (self.n, self.d);
         let mut k = vec![0.0; n];
-        // dk_i/dp_j = -s² g(r) (p_j - x_ij) / ℓ_j², with g = -(dk/dr)/r.
+        // dk_i/dp_j = -s² g_j (p_j - x_ij) / ℓ_j², with g_j = -(dk/dr)/r for the plain kernel (`correlation`).
         let mut dk = vec![0.0; n * d];
+        let mut scratch = self.hyper.scratch();
+        let mut slopes = vec![0.0; d];
+        let (kernel, additive) = (self.hyper.kernel, self.hyper.additive.as_ref());
         for i in 0..n {
             let xi = &self.x[i * d..(i + 1) * d];
-            let r = scaled_distance2(p, xi, &self.inv_ls2).sqrt();
-            let (c, g) = self.hyper.kernel.eval(r);
+            let c = correlation(kernel, additive, (p, xi), &self.inv_ls2, &mut scratch, Some(&mut slopes));
             k[i] = self.signal * c;
             for j in 0..d {
-                dk[i * d + j] = -self.signal * g * (p[j] - xi[j]) * self.inv_ls2[j];
+                dk[i * d + j] = -self.signal * slopes[j] * (p[j] - xi[j]) * self.inv_ls2[j];
             }
         }
         let mean = self.mean + k.iter().zip(&self.alpha).map(|(a, b)| a * b).sum::<f64>();
@@ -584,7 +629,7 @@ fn neg_log_posterior(
     y: &[f64],
     w: &[f64],
     sharing: &Sharing,
-    kernel: Kernel,
+    (kernel, additive): (Kernel, Option<&Additive>),
     priors: &Priors,
 ) -> Option<(f64, Vec<f64>)> {
     let groups = &sharing.groups;
@@ -595,10 +640,11 @@ fn neg_log_posterior(
     let signal = v[d].exp();
     let noise = v[d + 1].exp();
     let mut k = vec![0.0; n * n];
+    let mut scratch = vec![0.0; additive.map_or(0, Additive::len)];
     for i in 0..n {
         for j in 0..i {
-            let r2 = scaled_distance2(&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d], &inv_ls2);
-            k[i * n + j] = signal * kernel.eval(r2.sqrt()).0;
+            let pair = (&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d]);
+            k[i * n + j] = signal * correlation(kernel, additive, pair, &inv_ls2, &mut scratch, None);
         }
         k[i * n + i] = signal + noise;
     }
@@ -663,6 +709,7 @@ fn neg_log_posterior(
     // W = K⁻¹ - ααᵀ; the gradient is ½ tr(W ∂K/∂θ).
     let inv = inverse_from_cholesky(&l, n);
     let mut diag = 0.0;
+    let mut slopes = vec![0.0; d];
     for i in 0..n {
         let w = inv[i * n + i] - alpha[i] * alpha[i];
         diag += w;
@@ -670,14 +717,12 @@ fn neg_log_posterior(
         for j in 0..i {
             let w = inv[i * n + j] - alpha[i] * alpha[j];
             let xj = &x[j * d..(j + 1) * d];
-            let r2 = scaled_distance2(xi, xj, &inv_ls2);
-            let (c, slope) = kernel.eval(r2.sqrt());
+            let c = correlation(kernel, additive, (xi, xj), &inv_ls2, &mut scratch, Some(&mut slopes));
             // Both triangles, times ½.
             grad[d] += w * signal * c;
-            let ws = w * signal * slope;
             for q in 0..d {
                 let delta = xi[q] - xj[q];
-                grad[q] += ws * delta * delta * inv_ls2[q];
+                grad[q] += w * signal * slopes[q] * delta * delta * inv_ls2[q];
             }
         }
     }
@@ -705,264 +750,4 @@ fn neg_log_posterior(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn data() -> (Vec<Vec<f64>>, Vec<f64>) {
-        let x: Vec<Vec<f64>> = (0..12).map(|i| vec![i as f64 / 11.0, ((i * 7) % 12) as f64 / 11.0]).collect();
-        let y: Vec<f64> = x.iter().map(|p| (6.0 * p[0]).sin() + 0.3 * p[1]).collect();
-        (x, y)
-    }
-
-    #[test]
-    fn the_likelihood_gradient_matches_finite_differences() {
-        let (x, y) = data();
-        let flat: Vec<f64> = x.iter().flatten().copied().collect();
-        let v = vec![-1.0, 0.4, 0.2, -5.0];
-        let prior = length_scale_prior(2);
-        let separate = Sharing::separate(2);
-        for kernel in [Kernel::Matern52, Kernel::SquaredExponential] {
-            for priors in [Priors::INTERPOLATING, Priors::NOISY] {
-                let at = |w: &[f64]| neg_log_posterior(&flat, 12, &y, w, &separate, kernel, &priors).unwrap();
-                let (f, g) = at(&v);
-                for k in 0..4 {
-                    let h = 1e-6;
-                    let mut up = v.clone();
-                    up[k] += h;
-                    let mut down = v.clone();
-                    down[k] -= h;
-                    // The noisy priors hold the signal variance: its component is zero.
-                    let fd =
-                        if k == 2 && priors.signal.is_none() { 0.0 } else { (at(&up).0 - at(&down).0) / (2.0 * h) };
-                    assert!((fd - g[k]).abs() < 1e-5 * (1.0 + fd.abs()), "component {k}: {fd} vs {}", g[k]);
-                }
-                let gp = Gp::fit(&x, &y, &Hyper::from_vec(kernel, &v), Mean::Profiled).unwrap();
-                // Each length scale's log-normal density over ℓ, which has the `ln ℓ` term.
-                let lengths = 0.5 * ((v[0] - prior.0) / prior.1).powi(2)
-                    + v[0]
-                    + 0.5 * ((v[1] - prior.0) / prior.1).powi(2)
-                    + v[1];
-                let rest = match priors.noise {
-                    NoisePrior::Penalty { .. } => {
-                        0.5 * (v[2] / LOG_SIGNAL_PRIOR_SD).powi(2) + v[3].exp() / NOISE_PENALTY_SCALE
-                    }
-                    // LogNormal(−4, 1) over σ² itself, and no prior on a held signal variance.
-                    NoisePrior::LogNormal { .. } => 0.5 * (v[3] + 4.0).powi(2) + v[3],
-                };
-                assert!((f - lengths - rest + gp.log_likelihood()).abs() < 1e-9);
-            }
-        }
-    }
-
-    #[test]
-    fn the_priors_hold_their_bounds_and_a_noise_free_fit_of_noisy_data_is_far_less_probable() {
-        // A sharp function sampled densely: the interpolating fit takes short length scales and almost no noise.
-        let x: Vec<Vec<f64>> = (0..30).map(|i| vec![i as f64 / 29.0]).collect();
-        let y: Vec<f64> = x.iter().map(|p| (40.0 * p[0]).sin()).collect();
-        let sharing = Sharing::separate(1);
-        let (length, noise) = Priors::NOISY.mode(1);
-        let start = Hyper::new(1, length, noise).with_kernel(Kernel::SquaredExponential);
-        let noisy = Gp::fit_map_shared(&x, &y, &[start], &[Kernel::SquaredExponential], 100, &sharing, &Priors::NOISY)
-            .unwrap()
-            .0;
-        assert_eq!(noisy.hyper().log_signal, 0.0);
-        assert!(noisy.hyper().noise() >= 1e-4 * (1.0 - 1e-12));
-        assert!(noisy.hyper().length_scales()[0] >= 0.025 * (1.0 - 1e-12));
-        let short = Hyper::new(1, 0.05, 1e-6);
-        let (ours, _) =
-            Gp::fit_map_shared(&x, &y, &[short], &[Kernel::SquaredExponential], 100, &sharing, &Priors::INTERPOLATING)
-                .unwrap();
-        assert!(ours.hyper().noise() < 1e-4, "{}", ours.hyper().noise());
-        // On noisy data, the fit held noise-free keeps its noise under the cap and is far less probable.
-        let draws = crate::bench::landscape::noise_draws(5, 30);
-        let noisy_y: Vec<f64> = x.iter().zip(&draws).map(|(p, z)| (6.0 * p[0]).sin() + 0.2 * z).collect();
-        let starts = [Hyper::new(1, 0.05, 1e-6), Hyper::new(1, 0.3, 1e-2)];
-        let kernels = [Kernel::SquaredExponential];
-        let fit = |priors: &Priors| Gp::fit_map_shared(&x, &noisy_y, &starts, &kernels, 100, &sharing, priors).unwrap();
-        let ((capped, capped_score), (free, score)) = (fit(&Priors::NOISE_FREE), fit(&Priors::INTERPOLATING));
-        assert!(capped.hyper().noise() <= 1e-6 * (1.0 + 1e-9), "{}", capped.hyper().noise());
-        assert!(free.hyper().noise() > 1e-3, "{}", free.hyper().noise());
-        assert!(score - capped_score > 3.0, "{score} against {capped_score}");
-        // The mode of LogNormal(μ, s) over its variable is exp(μ - s²).
-        assert!((Priors::NOISY.mode(1).1 - (-5f64).exp()).abs() < 1e-12);
-    }
-
-    /// The finite-difference check of `neg_log_posterior`'s gradient with respect to the fitted values `w`.
-    fn check_gradient(x: &[Vec<f64>], y: &[f64], w: &[f64], sharing: &Sharing) {
-        let flat: Vec<f64> = x.iter().flatten().copied().collect();
-        let at = |w: &[f64]| {
-            neg_log_posterior(&flat, y.len(), y, w, sharing, Kernel::Matern52, &Priors::INTERPOLATING).unwrap()
-        };
-        let (_, g) = at(w);
-        assert_eq!(g.len(), w.len());
-        for k in 0..w.len() {
-            let (mut up, mut down) = (w.to_vec(), w.to_vec());
-            up[k] += 1e-6;
-            down[k] -= 1e-6;
-            let fd = (at(&up).0 - at(&down).0) / 2e-6;
-            assert!((fd - g[k]).abs() < 1e-5 * (1.0 + fd.abs()), "component {k}: {fd} vs {}", g[k]);
-        }
-    }
-
-    /// One continuous input and a three-level categorical one, one-hot; the first two levels are measured four
-    /// times each and matter, the third is measured twice.
-    fn categorical_data() -> (Vec<Vec<f64>>, Vec<f64>) {
-        let x: Vec<Vec<f64>> = (0..10)
-            .map(|i| {
-                let level = [0, 1, 0, 1, 0, 1, 0, 1, 2, 2][i];
-                let mut row = vec![i as f64 / 9.0, 0.0, 0.0, 0.0];
-                row[1 + level] = 1.0;
-                row
-            })
-            .collect();
-        let y: Vec<f64> = x.iter().map(|p| (4.0 * p[0]).sin() + 0.8 * p[1] - 0.3 * p[3]).collect();
-        (x, y)
-    }
-
-    #[test]
-    fn tied_length_scales_have_the_summed_gradient_and_fit() {
-        let (x, y) = categorical_data();
-        let tied = Sharing::tied(&[0, 1, 1, 1]);
-        check_gradient(&x, &y, &[-0.7, 0.3, 0.1, -6.0], &tied);
-        let start = Hyper::new(4, 0.5, 1e-3);
-        let fitted =
-            Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 80, &tied, &Priors::INTERPOLATING).unwrap().0;
-        let ls = fitted.hyper().length_scales();
-        assert!(ls[1] == ls[2] && ls[2] == ls[3], "{ls:?}");
-        let wrong = Sharing::tied(&[0, 1]);
-        assert!(
-            Gp::fit_map_shared(
-                &x,
-                &y,
-                &[Hyper::new(4, 0.5, 1e-3)],
-                &[Kernel::Matern52],
-                5,
-                &wrong,
-                &Priors::INTERPOLATING
-            )
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn pooled_length_scales_have_the_exact_gradient_and_stay_near_their_group() {
-        let (x, y) = categorical_data();
-        let pooled = Sharing::pooled(&[0, 1, 1, 1], 1.0);
-        // Per input, then the group's value, then the signal and the noise.
-        check_gradient(&x, &y, &[-0.7, 0.3, 0.9, 2.0, 0.5, 0.1, -6.0], &pooled);
-        let start = Hyper::new(4, 0.5, 1e-3);
-        let fitted =
-            Gp::fit_map_shared(&x, &y, &[start], &[Kernel::Matern52], 100, &pooled, &Priors::INTERPOLATING).unwrap().0;
-        let ls: Vec<f64> = fitted.hyper().length_scales().iter().map(|l| l.ln()).collect();
-        // The levels keep scales of their own, but within a few spreads of one another, whereas with a scale per
-        // level and the plain prior nothing holds the rarely measured ones together.
-        assert!(ls[1] != ls[2] && ls[2] != ls[3], "{ls:?}");
-        let spread = |ls: &[f64]| {
-            ls[1..].iter().fold(f64::MIN, |a, b| a.max(*b)) - ls[1..].iter().fold(f64::MAX, |a, b| a.min(*b))
-        };
-        assert!(spread(&ls) < 3.0, "{ls:?}");
-        // Without categorical parameters, pooling changes nothing: the same fit as a scale per input.
-        let (x, y) = data();
-        let a = Gp::fit_map(&x, &y, &[Hyper::new(2, 0.5, 1e-3)], &[Kernel::Matern52], 60).unwrap();
-        let (b, _) = Gp::fit_map_shared(
-            &x,
-            &y,
-            &[Hyper::new(2, 0.5, 1e-3)],
-            &[Kernel::Matern52],
-            60,
-            &Sharing::pooled(&[0, 1], 1.0),
-            &Priors::INTERPOLATING,
-        )
-        .unwrap();
-        assert_eq!(a.hyper(), b.hyper());
-    }
-
-    #[test]
-    fn with_one_point_the_length_scales_sit_at_the_priors_mode_over_l() {
-        // One point says nothing about length scales, so the fit returns the prior's most probable ℓ: the mode of
-        // the log-normal density over ℓ, exp(μ - s²), not its median exp(μ).
-        let start = Hyper::new(3, 1.0, 1e-3);
-        let fitted = Gp::fit_map(&[vec![0.2, 0.5, 0.9]], &[0.3], &[start], &[Kernel::Matern52], 100).unwrap();
-        let (mu, sd) = length_scale_prior(3);
-        for l in fitted.hyper().length_scales() {
-            assert!((l.ln() - (mu - sd * sd)).abs() < 1e-3, "{l} vs {}", (mu - sd * sd).exp());
-        }
-    }
-
-    #[test]
-    fn prediction_gradients_match_finite_differences() {
-        let (x, y) = data();
-        for kernel in [Kernel::Matern52, Kernel::SquaredExponential] {
-            let h = Hyper { kernel, log_length_scales: vec![-1.2, 0.1], log_signal: 0.3, log_noise: -8.0 };
-            let gp = Gp::fit(&x, &y, &h, Mean::Profiled).unwrap();
-            let p = [0.37, 0.61];
-            let g = gp.predict_gradient(&p);
-            let batch = gp.predict(&[p.to_vec()]);
-            assert!((batch[0].0 - g.mean).abs() < 1e-12 && (batch[0].1 - g.variance).abs() < 1e-10);
-            for j in 0..2 {
-                let h = 1e-6;
-                let mut up = p.to_vec();
-                up[j] += h;
-                let mut down = p.to_vec();
-                down[j] -= h;
-                let (a, b) = (gp.predict(&[up])[0], gp.predict(&[down])[0]);
-                let (dm, dv) = ((a.0 - b.0) / (2.0 * h), (a.1 - b.1) / (2.0 * h));
-                assert!((dm - g.d_mean[j]).abs() < 1e-5 * (1.0 + dm.abs()), "mean {j}: {dm} vs {}", g.d_mean[j]);
-                assert!((dv - g.d_variance[j]).abs() < 1e-5 * (1.0 + dv.abs()), "var {j}: {dv} vs {}", g.d_variance[j]);
-            }
-        }
-    }
-
-    #[test]
-    fn a_noise_free_fit_interpolates_and_a_map_fit_beats_its_start() {
-        let (x, y) = data();
-        let start = Hyper::new(2, 0.5, 1e-3);
-        let fixed = Gp::fit(&x, &y, &start, Mean::Profiled).unwrap();
-        let fitted = Gp::fit_map(&x, &y, &[start], &[Kernel::Matern52], 80).unwrap();
-        assert!(fitted.log_likelihood() > fixed.log_likelihood());
-        for ((m, _), want) in fitted.predict(&x).iter().zip(&y) {
-            assert!((m - want).abs() < 1e-2, "{m} vs {want}");
-        }
-        // The objective barely depends on the second input, so its length scale is the longer one.
-        let ls = fitted.hyper().length_scales();
-        assert!(ls[1] > ls[0], "{ls:?}");
-        // The variance vanishes at the data and grows away from it.
-        let (_, at) = fitted.predict(&[x[3].clone()])[0];
-        let (_, away) = fitted.predict(&[vec![0.5, 1.5]])[0];
-        assert!(at < 1e-3 * away, "{at} vs {away}");
-    }
-
-    #[test]
-    fn conditioning_on_a_point_equals_refitting_with_it() {
-        let (x, y) = data();
-        let h = Hyper {
-            kernel: Kernel::Matern52,
-            log_length_scales: vec![-1.0, 0.0],
-            log_signal: 0.0,
-            log_noise: (1e-6f64).ln(),
-        };
-        let gp = Gp::fit(&x[..11], &y[..11], &h, Mean::Fixed(0.2)).unwrap();
-        let grown = gp.condition(&x[11], y[11]).unwrap();
-        let refit = Gp::fit(&x, &y, &h, Mean::Fixed(0.2)).unwrap();
-        let probe = vec![vec![0.3, 0.3], vec![0.9, 0.1]];
-        for (a, b) in grown.predict(&probe).iter().zip(refit.predict(&probe)) {
-            assert!((a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-9, "{a:?} vs {b:?}");
-        }
-        assert_eq!(grown.len(), 12);
-    }
-
-    #[test]
-    fn a_single_point_has_the_textbook_posterior() {
-        let h = Hyper {
-            kernel: Kernel::Matern52,
-            log_length_scales: vec![0.0],
-            log_signal: 0.0,
-            log_noise: (0.25f64).ln(),
-        };
-        let gp = Gp::fit(&[vec![0.0]], &[2.0], &h, Mean::Fixed(0.0)).unwrap();
-        let (m, v) = gp.predict(&[vec![0.0]])[0];
-        // Posterior of a unit-variance prior after one observation with noise 0.25: mean 2/1.25, variance 1 - 1/1.25.
-        assert!((m - 1.6).abs() < 1e-12 && (v - 0.2).abs() < 1e-12);
-        assert!(Gp::fit(&[], &[], &h, Mean::Profiled).is_err());
-    }
-}
+mod tests;
