@@ -15,7 +15,7 @@
 //! their meaning. The weight `w` is not fitted by gradient: the proposer fits the model at each of a few weights
 //! and keeps the most probable, as it chooses the kernel.
 
-use super::gp::Kernel;
+use super::kernel::Kernel;
 
 /// The additive part of a kernel: which parameter (group) each input belongs to, and the weight of the mean of
 /// the per-parameter kernels against the product over all inputs.

@@ -10,13 +10,15 @@
 //! - [`linalg`]: Cholesky factors and triangular solves;
 //! - [`optimize`]: projected L-BFGS, for hyperparameters and acquisition functions;
 //! - [`gp`]: the regression model and its maximum-a-posteriori fit;
-//! - [`additive`]: an additive part for its kernel, over each parameter's inputs alone;
+//! - [`kernel`]: the kernel's correlation functions, Matérn 5/2 and squared exponential;
+//! - [`additive`]: an additive part for the kernel, over each parameter's inputs alone;
 //! - [`priors`]: the priors and bounds of that fit, interpolating or noisy;
 //! - [`classifier`]: the feasibility classifier.
 
 pub mod additive;
 pub mod classifier;
 pub mod gp;
+pub mod kernel;
 pub mod linalg;
 pub mod optimize;
 pub mod priors;

@@ -36,6 +36,7 @@
 //! Inputs are expected in (about) the unit cube, outputs standardised; the caller does both.
 
 pub use super::additive::Additive;
+pub use super::kernel::Kernel;
 use super::linalg::{
     NotPositiveDefinite, cholesky, extend_cholesky, inverse_from_cholesky, solve_lower, solve_lower_many,
     solve_lower_transposed,
@@ -44,8 +45,6 @@ use super::optimize::{Lbfgs, minimize};
 pub use super::priors::{LOG_LENGTH_SCALE, LOG_NOISE, LOG_SIGNAL, NoisePrior, Priors, length_scale_prior};
 #[cfg(test)]
 use super::priors::{LOG_SIGNAL_PRIOR_SD, NOISE_PENALTY_SCALE};
-
-const SQRT5: f64 = 2.236_067_977_499_79;
 
 /// The smallest noise, relative to the signal variance, of a point added by [`Gp::condition`].
 pub const CONDITION_NOISE: f64 = 1e-6;
@@ -62,37 +61,6 @@ pub enum GpError {
     /// The hyperparameter search found no point where the likelihood is defined.
     #[error("no hyperparameters give a finite likelihood")]
     NoLikelihood,
-}
-
-/// The correlation function of the scaled distance `r`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Kernel {
-    /// Matérn 5/2: `(1 + √5 r + 5r²/3) exp(-√5 r)`, twice differentiable; the usual default for experiments.
-    #[default]
-    Matern52,
-    /// Squared exponential: `exp(-r²/2)`, infinitely smooth; fits smooth functions far more precisely.
-    SquaredExponential,
-}
-
-impl Kernel {
-    /// The correlation at scaled distance `r`, and `-(dk/dr)/r` (finite at `r = 0`).
-    pub(crate) fn eval(self, r: f64) -> (f64, f64) {
-        match self {
-            Kernel::Matern52 => matern(r),
-            Kernel::SquaredExponential => {
-                let e = (-0.5 * r * r).exp();
-                (e, e)
-            }
-        }
-    }
-
-    /// The name used in provenance.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Matern52 => "Matern 5/2",
-            Kernel::SquaredExponential => "squared exponential",
-        }
-    }
 }
 
 /// A Gaussian process's hyperparameters, as natural logarithms, and its kernel.
@@ -215,12 +183,6 @@ struct Parts {
     y: Vec<f64>,
     noise: Vec<f64>,
     jitter: f64,
-}
-
-/// The Matérn 5/2 correlation at scaled distance `r`, and `-(dk/dr)/r` (finite at `r = 0`).
-fn matern(r: f64) -> (f64, f64) {
-    let e = (-SQRT5 * r).exp();
-    ((1.0 + SQRT5 * r + 5.0 / 3.0 * r * r) * e, 5.0 / 3.0 * (1.0 + SQRT5 * r) * e)
 }
 
 /// The correlation of `a` and `b` (with `inv_ls2[j] = 1/ℓ_j²`) under `kernel` and its `additive` part, if any, and
