@@ -12,8 +12,8 @@
 //! was not tuned on", has the measurements.
 //!
 //! Both parts have correlation 1 at zero distance, so the signal variance and every other hyperparameter keep
-//! their meaning. The weight `w` is not fitted by gradient: the proposer fits the model at each of a few weights
-//! and keeps the most probable, as it chooses the kernel.
+//! their meaning. The weight `w` is not fitted: the proposer holds it at one value, since choosing it by the
+//! posterior, as the kernel is chosen, measured worse (`proposer::gaussian_process`, `ADDITIVE_WEIGHT`).
 
 use super::kernel::Kernel;
 

@@ -109,8 +109,8 @@ const NOISY_SEARCH: Search = Search { candidates: 256, starts: 4, iterations: 50
 
 /// The weight of the kernel's additive part ([`Additive`]) over a table of one-hot conditions ([`one_hot_only`]):
 /// half the correlation of two conditions comes from the levels they share, parameter by parameter. Chosen on the
-/// six reaction tables against 0.25, and against choosing between 0 and 0.5 by the posterior, which chose 0 too
-/// often (BENCHMARKS.md, "Reaction tables the proposer was not tuned on").
+/// six reaction tables and the needle's two against 0.25 and 0.75, and against choosing between 0 and 0.5 by the
+/// posterior, which chose 0 too often (BENCHMARKS.md, "Reaction tables the proposer was not tuned on").
 const ADDITIVE_WEIGHT: f64 = 0.5;
 
 /// Why no model could be used for a proposal.

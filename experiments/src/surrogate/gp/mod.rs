@@ -8,7 +8,9 @@
 //! kernel), so it needs no search.
 //!
 //! Inputs may be grouped ([`Sharing`]): a categorical parameter's one-hot features then have length scales tied
-//! to one value or pooled around one.
+//! to one value or pooled around one. The kernel may also have an additive part over groups of inputs
+//! ([`Additive`], held in [`Hyper`] and not fitted): the kernel over all inputs mixed with its mean over each
+//! group alone.
 //!
 //! The hyperparameters `ln ℓ_j`, `ln s²` and `ln σ²` are fitted by maximising the log marginal likelihood plus
 //! weak log-normal priors: on the length scales the dimension-scaled prior of Hvarfner et al. (2024, "Vanilla
@@ -235,6 +237,9 @@ impl Gp {
         if n == 0 || x.len() != n || noise.len() != n || x.iter().any(|r| r.len() != d) {
             return Err(GpError::Data(format!("{} inputs of width {d}, {n} outputs", x.len())));
         }
+        if let Some(a) = hyper.additive.as_ref().filter(|a| a.len() != d) {
+            return Err(GpError::Data(format!("an additive part over {} inputs, for inputs of width {d}", a.len())));
+        }
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
         let inv_ls2: Vec<f64> = hyper.log_length_scales.iter().map(|l| (-2.0 * l).exp()).collect();
         let signal = hyper.signal();
@@ -320,7 +325,11 @@ impl Gp {
         }
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
         let settings = Lbfgs { iterations, memory: 8, first_step: 1.0, x_tolerance: 1e-6, f_tolerance: 1e-10 };
-        let additive = starts.first().and_then(|h| h.additive.clone()).filter(|a| a.len() == d);
+        // The first start's additive part, if any, is every start's: it is held, not fitted.
+        let additive = starts.first().and_then(|h| h.additive.clone());
+        if let Some(a) = additive.as_ref().filter(|a| a.len() != d) {
+            return Err(GpError::Data(format!("an additive part over {} inputs, for inputs of width {d}", a.len())));
+        }
         let mut best: Option<(f64, Kernel, Vec<f64>)> = None;
         for &kernel in kernels {
             let structure = (kernel, additive.as_ref());

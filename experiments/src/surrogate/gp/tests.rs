@@ -255,4 +255,8 @@ fn a_single_point_has_the_textbook_posterior() {
     // Posterior of a unit-variance prior after one observation with noise 0.25: mean 2/1.25, variance 1 - 1/1.25.
     assert!((m - 1.6).abs() < 1e-12 && (v - 0.2).abs() < 1e-12);
     assert!(Gp::fit(&[], &[], &h, Mean::Profiled).is_err());
+    // An additive part over two inputs does not fit inputs of width one.
+    let wrong = h.with_additive(Some(Additive::new(&[0, 1], 0.5)));
+    assert!(matches!(Gp::fit(&[vec![0.0]], &[2.0], &wrong, Mean::Profiled), Err(GpError::Data(_))));
+    assert!(matches!(Gp::fit_map(&[vec![0.0]], &[2.0], &[wrong], &[Kernel::Matern52], 5), Err(GpError::Data(_))));
 }
