@@ -121,6 +121,40 @@ pub fn reaction_run(
     steps.iter().position(|s| s.outputs.as_ref().is_some_and(|o| o[output] >= table.threshold)).map(|i| i + 1)
 }
 
+/// Proposal latency over `table`: `observations` random rows told with their yields, then `cycles` rounds of one
+/// timed ask and one tell, after one untimed ask, as [`super::latency_run`] does on Hartmann-6. Returns the times
+/// in milliseconds, how many of them re-estimated the hyperparameters, and how many came from the noisy model.
+/// `clock` reads the time.
+pub fn latency_run(
+    table: &ReactionTable,
+    observations: usize,
+    cycles: usize,
+    seed: u64,
+    clock: &dyn Fn() -> std::time::Instant,
+) -> (Vec<f64>, usize, usize) {
+    let output = table.output.as_str();
+    let problem = Problem {
+        space: table.space.clone(),
+        objectives: vec![Objective::maximize(output)],
+        budget: observations + cycles + 1,
+        stop: crate::StopRules::default(),
+        pool: Some(table.lookup.points.clone()),
+    };
+    let mut random = build_for(&ProposerConfig::Random, &problem, seed ^ 0xA5A5);
+    // The told rows stand in for the random start, so every timed proposal uses the model.
+    let config =
+        ProposerConfig::GaussianProcess { initial: 0, acquisition: crate::Acquisition::LogExpectedImprovement };
+    let mut proposer = build_for(&config, &problem, seed);
+    let mut tell = |p: &mut dyn crate::Proposer, values: crate::Point| {
+        let outputs = table.lookup.measure(&table.space, &values);
+        p.tell_outcome(crate::Outcome { values, outputs });
+    };
+    for q in random.ask(observations, &[]) {
+        tell(proposer.as_mut(), q.values);
+    }
+    super::time_proposals(proposer.as_mut(), cycles, clock, &mut tell)
+}
+
 /// The table as a problem for the peers' harness (`peers/python/run.py`), in the landscapes' format: categorical
 /// dimensions, the rows by level value with their yields, no noise.
 pub fn export(table: &ReactionTable, seeds: usize) -> serde_json::Value {
