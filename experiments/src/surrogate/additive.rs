@@ -71,6 +71,10 @@ impl Additive {
             partial[*g] += (a[j] - b[j]) * (a[j] - b[j]) * inv_ls2[j];
         }
         let (whole, whole_slope) = kernel.eval(partial.iter().sum::<f64>().sqrt());
+        if self.count == 0 {
+            // No group, so no input either: the additive part is empty, and the kernel is the plain one.
+            return whole;
+        }
         let share = self.weight / self.count as f64;
         let mut sum = 0.0;
         for r2 in partial.iter_mut() {
@@ -119,7 +123,8 @@ mod tests {
                 }
             }
         }
-        // At weight 0 it is the plain kernel.
+        // With no input it is one, and at weight 0 it is the plain kernel.
+        assert_eq!(Additive::new(&[], 0.5).correlation(Kernel::Matern52, &[], &[], &[], &mut [], None), 1.0);
         let plain = Additive::new(&groups, 0.0).correlation(Kernel::Matern52, &a, &b, &inv, &mut partial, None);
         let r2: f64 = a.iter().zip(&b).zip(&inv).map(|((x, y), w)| (x - y) * (x - y) * w).sum();
         assert!((plain - Kernel::Matern52.eval(r2.sqrt()).0).abs() < 1e-15);

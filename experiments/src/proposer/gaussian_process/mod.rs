@@ -16,7 +16,9 @@
 //! result exactly and the noise check has nothing to go by, while a measured table of such conditions is noisy.
 //! Its kernel there also has an additive part ([`Additive`], weight `ADDITIVE_WEIGHT`): half of two conditions'
 //! correlation comes from the levels they share, parameter by parameter, so a ligand's results inform every untried
-//! condition with that ligand (BENCHMARKS.md, "Reaction tables the proposer was not tuned on"). Each proposal's
+//! condition with that ligand (BENCHMARKS.md, "Reaction tables the proposer was not tuned on"). When every parameter
+//! is ordered (continuous or integer), each fit is made with an additive part over each parameter alone and
+//! without, and the more probable kept (`AdditiveChoice`; "Why the GP got stuck", point 11). Each proposal's
 //! provenance says which model it came from and why (`noise_check`, `priors`, `kernel`):
 //! - in a continuous or mixed space, maximised by multi-start L-BFGS from scrambled Sobol candidates
 //!   (the private `search` module); over a pool or a small discrete space, by scoring every untried point;
@@ -107,10 +109,10 @@ const NOISE_EVIDENCE: f64 = 3.0;
 /// owe their rank to noise.
 const NOISY_SEARCH: Search = Search { candidates: 256, starts: 4, iterations: 50 };
 
-/// The weight of the kernel's additive part ([`Additive`]) over a table of one-hot conditions ([`one_hot_only`]):
-/// half the correlation of two conditions comes from the levels they share, parameter by parameter. Chosen on the
-/// six reaction tables and the needle's two against 0.25 and 0.75, and against choosing between 0 and 0.5 by the
-/// posterior, which chose 0 too often (BENCHMARKS.md, "Reaction tables the proposer was not tuned on").
+/// The weight of the kernel's additive part ([`Additive`], [`AdditiveChoice`]): half the correlation of two
+/// conditions comes from what they share parameter by parameter. Chosen on the six reaction tables and the needle's
+/// two against 0.25 and 0.75, and against choosing between 0 and 0.5 by the posterior there, which chose 0 too
+/// often (BENCHMARKS.md, "Reaction tables the proposer was not tuned on").
 const ADDITIVE_WEIGHT: f64 = 0.5;
 
 /// Why no model could be used for a proposal.
@@ -217,6 +219,53 @@ pub struct GpProposer {
     /// Whether every parameter is categorical and one-hot ([`one_hot_only`]), so the start is random rows and the
     /// model BoTorch's whatever the noise check would say, with a length scale per level.
     one_hot_only: bool,
+    /// Which additive parts the model is offered.
+    additive: AdditiveChoice,
+}
+
+/// Which additive parts ([`Additive`], weight [`ADDITIVE_WEIGHT`]) the model's kernel is offered, decided once from
+/// the space.
+#[derive(Debug, Clone)]
+enum AdditiveChoice {
+    /// A table of one-hot conditions: the noisy model, which is every model there, always has one over the
+    /// parameters' levels.
+    Held(Additive),
+    /// Every parameter ordered (continuous or integer): each fit is made with one over each parameter alone and
+    /// without, and the more probable kept, as the kernel is chosen.
+    Offered(Additive),
+    /// Categorical and ordered parameters together: none.
+    Without,
+}
+
+impl AdditiveChoice {
+    fn for_space(space: &Space, one_hot_only: bool) -> Self {
+        if one_hot_only {
+            AdditiveChoice::Held(Additive::new(&space.feature_groups(), ADDITIVE_WEIGHT))
+        } else if space.dims().iter().all(|d| !d.is_categorical()) {
+            let each: Vec<usize> = (0..space.feature_len()).collect();
+            AdditiveChoice::Offered(Additive::new(&each, ADDITIVE_WEIGHT))
+        } else {
+            AdditiveChoice::Without
+        }
+    }
+
+    /// The additive parts the interpolating model (and its noise-free check) is fitted with, the first preferred
+    /// on a tie.
+    fn interpolating(&self) -> Vec<Option<Additive>> {
+        match self {
+            AdditiveChoice::Offered(a) => vec![Some(a.clone()), None],
+            AdditiveChoice::Held(_) | AdditiveChoice::Without => vec![None],
+        }
+    }
+
+    /// The additive parts the noisy model is fitted with, the first preferred on a tie.
+    fn noisy(&self) -> Vec<Option<Additive>> {
+        match self {
+            AdditiveChoice::Held(a) => vec![Some(a.clone())],
+            AdditiveChoice::Offered(a) => vec![Some(a.clone()), None],
+            AdditiveChoice::Without => vec![None],
+        }
+    }
 }
 
 /// Whether every parameter of `space` is categorical with one-hot levels. There any two conditions differ in whole
@@ -240,6 +289,7 @@ impl GpProposer {
         let mut rng = rng(seed);
         let history = History::new(problem);
         let one_hot = one_hot_only(&history.space);
+        let additive = AdditiveChoice::for_space(&history.space, one_hot);
         // A table of one-hot conditions starts from random rows, as BoTorch's users start (see `one_hot_only`).
         let design = match history.pool.as_deref() {
             Some(pool) if one_hot => random_pool_design(&history.space, pool, initial, &mut rng),
@@ -266,6 +316,7 @@ impl GpProposer {
             seed,
             avoid: Vec::new(),
             one_hot_only: one_hot,
+            additive,
         }
     }
 
@@ -381,29 +432,50 @@ impl GpProposer {
                     // With many results the estimate moves little between refits: one climb from the last one.
                     (vec![starts[0].kernel], 30)
                 };
-                let fit = |priors: &Priors| {
-                    Gp::fit_map_shared(&features, &outputs, &starts, &kernels, iterations, &sharing, priors)
+                // The model is fitted with each additive part on offer (see `AdditiveChoice`) and the most probable
+                // kept, as the kernel is chosen.
+                let fit = |priors: &Priors, offered: &[Option<Additive>]| {
+                    let mut best: Result<(Gp, f64), GpError> = Err(GpError::NoLikelihood);
+                    for additive in offered {
+                        let starts: Vec<Hyper> =
+                            starts.iter().map(|h| h.clone().with_additive(additive.clone())).collect();
+                        let fitted =
+                            Gp::fit_map_shared(&features, &outputs, &starts, &kernels, iterations, &sharing, priors);
+                        best = match (best, fitted) {
+                            (Ok(b), Ok(f)) => Ok(if f.1 > b.1 { f } else { b }),
+                            (Ok(b), Err(_)) => Ok(b),
+                            (Err(_), f) => f,
+                        };
+                    }
+                    best
                 };
-                let (ours, score) = fit(&Priors::INTERPOLATING)?;
+                let (ours, score) = fit(&Priors::INTERPOLATING, &self.additive.interpolating())?;
                 // A fit with noise may have found only one of two explanations the data allow equally: on a
                 // noise-free function with few results, a smooth trend plus noise can be as probable as short length
                 // scales without it. Noise counts when the best noise-free explanation is decisively less probable.
                 let noisy_data = self.one_hot_only
                     || ours.hyper().noise() > NOISY_ABOVE
-                        && fit(&Priors::NOISE_FREE).map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
+                        && fit(&Priors::NOISE_FREE, &self.additive.interpolating())
+                            .map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
                 // Noisy results: BoTorch's model, fitted afresh from its priors' modes as BoTorch fits it, with
                 // the squared-exponential kernel. If that fit fails, the interpolating model stands.
                 let noisy = if noisy_data {
                     let kernel = Kernel::SquaredExponential;
                     let (length, noise) = Priors::NOISY.mode(sharing.group_count());
-                    // Over one-hot levels alone, the kernel's additive part carries what a level did to the
-                    // untried conditions that share it (see `ADDITIVE_WEIGHT`).
-                    let additive =
-                        self.one_hot_only.then(|| Additive::new(&self.history.space.feature_groups(), ADDITIVE_WEIGHT));
-                    let start = Hyper::new(d, length, noise).with_kernel(kernel).with_additive(additive);
-                    Gp::fit_map_shared(&features, &outputs, &[start], &[kernel], 100, &sharing, &Priors::NOISY)
-                        .ok()
-                        .map(|(gp, _)| gp)
+                    let start = Hyper::new(d, length, noise).with_kernel(kernel);
+                    let mut best: Option<(Gp, f64)> = None;
+                    for additive in self.additive.noisy() {
+                        let start = start.clone().with_additive(additive);
+                        let kernels = [kernel];
+                        let fitted =
+                            Gp::fit_map_shared(&features, &outputs, &[start], &kernels, 100, &sharing, &Priors::NOISY);
+                        if let Ok(f) = fitted
+                            && best.as_ref().is_none_or(|b| f.1 > b.1)
+                        {
+                            best = Some(f);
+                        }
+                    }
+                    best.map(|(gp, _)| gp)
                 } else {
                     None
                 };

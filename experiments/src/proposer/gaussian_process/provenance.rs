@@ -165,9 +165,13 @@ impl GpProposer {
                 },
                 match &hyper.additive {
                     Some(a) => format!(
-                        ", mixed with the mean of the same kernel over each parameter alone (weight {}), so a \
-                         level's results inform every condition that shares it",
-                        a.weight()
+                        ", mixed with the mean of the same kernel over each parameter alone (weight {}), {}",
+                        a.weight(),
+                        if self.one_hot_only {
+                            "so a level's results inform every condition that shares it"
+                        } else {
+                            "which the posterior preferred to the kernel alone"
+                        }
                     ),
                     None => String::new(),
                 }

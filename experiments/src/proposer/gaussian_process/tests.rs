@@ -202,6 +202,27 @@ fn noisy_results_get_the_noisy_model_and_noise_free_ones_the_interpolating_one()
 }
 
 #[test]
+fn an_ordered_space_gets_the_additive_part_where_the_results_are_additive_and_not_where_they_interact() {
+    // `sin 3x + cos 2y`, told at 30 points: a sum of one function of each parameter.
+    let mut additive = told_square(0.0);
+    let model = additive.fit(None).unwrap();
+    assert_eq!(model.gp.hyper().additive.as_ref().map(Additive::weight), Some(ADDITIVE_WEIGHT));
+    let provenance = additive.provenance(&model, &model.gp);
+    assert_eq!(provenance["hyperparameters"]["additive_weight"], json!(ADDITIVE_WEIGHT));
+    assert!(provenance["kernel"].as_str().unwrap().contains("which the posterior preferred"), "{provenance}");
+    // A narrow ridge along the diagonal: neither parameter means anything without the other.
+    let space = Space::new(vec![Dim::new("x", 0.0, 1.0), Dim::new("y", 0.0, 1.0)]);
+    let mut ridge = GpProposer::new(space, Objective::maximize("f"), 0, Acquisition::LogExpectedImprovement, 3);
+    for i in 0..30 {
+        let (x, y) = ((i as f64 * 0.618_034) % 1.0, (i as f64 * 0.754_878 + 0.3) % 1.0);
+        let f = (-(x - y).powi(2) / 0.02).exp();
+        ridge.tell(Observation { values: [("x".to_owned(), x), ("y".to_owned(), y)].into(), objective: Some(f) });
+    }
+    let model = ridge.fit(None).unwrap();
+    assert!(model.gp.hyper().additive.is_none());
+}
+
+#[test]
 fn over_a_pool_the_start_proposes_rows_as_they_are_and_shares_the_per_batch_value() {
     // Every `x` appears with one temperature only, so a design row held at another row's temperature is a
     // point the table does not have.
