@@ -268,6 +268,20 @@ impl AdditiveChoice {
     }
 }
 
+/// The most probable of `fits` (each a model and its log posterior density; the first on a tie), or the last error
+/// if none succeeded.
+fn most_probable(fits: impl Iterator<Item = Result<(Gp, f64), GpError>>) -> Result<(Gp, f64), GpError> {
+    let mut best: Result<(Gp, f64), GpError> = Err(GpError::NoLikelihood);
+    for fitted in fits {
+        best = match (best, fitted) {
+            (Ok(b), Ok(f)) => Ok(if f.1 > b.1 { f } else { b }),
+            (Ok(b), Err(_)) => Ok(b),
+            (Err(_), f) => f,
+        };
+    }
+    best
+}
+
 /// Whether every parameter of `space` is categorical with one-hot levels. There any two conditions differ in whole
 /// levels, so the interpolating fit explains every result exactly and the noise check has nothing to go by, while a
 /// measured table of such conditions is noisy; BoTorch's recipe (its model, a length scale per level, random rows to
@@ -435,19 +449,11 @@ impl GpProposer {
                 // The model is fitted with each additive part on offer (see `AdditiveChoice`) and the most probable
                 // kept, as the kernel is chosen.
                 let fit = |priors: &Priors, offered: &[Option<Additive>]| {
-                    let mut best: Result<(Gp, f64), GpError> = Err(GpError::NoLikelihood);
-                    for additive in offered {
+                    most_probable(offered.iter().map(|additive| {
                         let starts: Vec<Hyper> =
                             starts.iter().map(|h| h.clone().with_additive(additive.clone())).collect();
-                        let fitted =
-                            Gp::fit_map_shared(&features, &outputs, &starts, &kernels, iterations, &sharing, priors);
-                        best = match (best, fitted) {
-                            (Ok(b), Ok(f)) => Ok(if f.1 > b.1 { f } else { b }),
-                            (Ok(b), Err(_)) => Ok(b),
-                            (Err(_), f) => f,
-                        };
-                    }
-                    best
+                        Gp::fit_map_shared(&features, &outputs, &starts, &kernels, iterations, &sharing, priors)
+                    }))
                 };
                 let (ours, score) = fit(&Priors::INTERPOLATING, &self.additive.interpolating())?;
                 // A fit with noise may have found only one of two explanations the data allow equally: on a
@@ -463,19 +469,12 @@ impl GpProposer {
                     let kernel = Kernel::SquaredExponential;
                     let (length, noise) = Priors::NOISY.mode(sharing.group_count());
                     let start = Hyper::new(d, length, noise).with_kernel(kernel);
-                    let mut best: Option<(Gp, f64)> = None;
-                    for additive in self.additive.noisy() {
+                    most_probable(self.additive.noisy().into_iter().map(|additive| {
                         let start = start.clone().with_additive(additive);
-                        let kernels = [kernel];
-                        let fitted =
-                            Gp::fit_map_shared(&features, &outputs, &[start], &kernels, 100, &sharing, &Priors::NOISY);
-                        if let Ok(f) = fitted
-                            && best.as_ref().is_none_or(|b| f.1 > b.1)
-                        {
-                            best = Some(f);
-                        }
-                    }
-                    best.map(|(gp, _)| gp)
+                        Gp::fit_map_shared(&features, &outputs, &[start], &[kernel], 100, &sharing, &Priors::NOISY)
+                    }))
+                    .ok()
+                    .map(|(gp, _)| gp)
                 } else {
                     None
                 };
