@@ -249,6 +249,15 @@ impl AdditiveChoice {
         }
     }
 
+    /// Why a model has the additive part, for its provenance.
+    fn why(&self) -> &'static str {
+        match self {
+            AdditiveChoice::Held(_) => "so a level's results inform every condition that shares it",
+            AdditiveChoice::Offered(_) => "which the posterior preferred to the kernel alone",
+            AdditiveChoice::Without => "",
+        }
+    }
+
     /// The additive parts the interpolating model (and its noise-free check) is fitted with, the first preferred
     /// on a tie.
     fn interpolating(&self) -> Vec<Option<Additive>> {

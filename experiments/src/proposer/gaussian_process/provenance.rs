@@ -167,11 +167,7 @@ impl GpProposer {
                     Some(a) => format!(
                         ", mixed with the mean of the same kernel over each parameter alone (weight {}), {}",
                         a.weight(),
-                        if self.one_hot_only {
-                            "so a level's results inform every condition that shares it"
-                        } else {
-                            "which the posterior preferred to the kernel alone"
-                        }
+                        self.additive.why()
                     ),
                     None => String::new(),
                 }
