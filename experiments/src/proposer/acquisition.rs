@@ -182,6 +182,13 @@ impl super::Acquisition {
         (value, grad.collect())
     }
 
+    /// Whether the value never falls as the variance grows at a fixed mean, so that an upper bound on a point's
+    /// variance bounds its value. The probability of improvement falls with the variance where the mean is
+    /// already better than the best.
+    pub fn grows_with_variance(&self) -> bool {
+        !matches!(self, Self::ProbabilityOfImprovement)
+    }
+
     /// Whether the value is a logarithm, so feasibility enters by adding `ln P` rather than multiplying by `P`.
     pub fn is_log_scale(&self) -> bool {
         matches!(self, Self::LogExpectedImprovement | Self::ProbabilityOfImprovement)

@@ -350,7 +350,7 @@ impl History {
     /// The pool's members not yet taken, if there is a pool.
     pub fn untaken_pool(&self, taken: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
         let pool = self.pool.as_ref()?;
-        Some(pool.iter().filter(|u| !too_close(u, taken)).cloned().collect())
+        Some(untaken(pool, taken).cloned().collect())
     }
 
     /// The proposal for coordinates `unit`, with the labels of its categorical values.
@@ -406,6 +406,27 @@ pub(crate) fn too_close(u: &[f64], others: &[Vec<f64>]) -> bool {
     others.iter().any(|o| distance2(u, o) < MIN_DISTANCE * MIN_DISTANCE)
 }
 
+/// The members of `pool` not within [`MIN_DISTANCE`] of any of `taken`, as [`too_close`] decides, but with
+/// `taken` sorted by its first coordinate, so each member is compared only with the few that could be that close:
+/// a table of thousands of rows against hundreds of results is otherwise a million comparisons a proposal.
+pub(crate) fn untaken<'a>(pool: &'a [Vec<f64>], taken: &[Vec<f64>]) -> impl Iterator<Item = &'a Vec<f64>> {
+    // A point whose first coordinate is not a number is at no distance from anything, as `distance2` is NaN.
+    let mut sorted: Vec<&Vec<f64>> = taken.iter().filter(|t| !first(t).is_nan()).collect();
+    sorted.sort_by(|a, b| first(a).total_cmp(&first(b)));
+    // The window is twice as wide as needed, so that rounding at its edges cannot leave a close point out.
+    let window = 2.0 * MIN_DISTANCE;
+    pool.iter().filter(move |u| {
+        let from = sorted.partition_point(|t| first(t) <= first(u) - window);
+        let mut near = sorted[from..].iter().take_while(|t| first(t) < first(u) + window);
+        !near.any(|t| distance2(u, t) < MIN_DISTANCE * MIN_DISTANCE)
+    })
+}
+
+/// A point's first coordinate (zero for a point of none).
+fn first(u: &[f64]) -> f64 {
+    u.first().copied().unwrap_or(0.0)
+}
+
 /// Formats a number for a sentence: four significant digits, without trailing zeros.
 pub(crate) fn short(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
@@ -444,6 +465,22 @@ mod tests {
         history.tell(Observation { values: point(f64::NAN, 2.0, 1.0), objective: Some(1.0) });
         history.tell(Observation { values: point(90.0, 2.0, 3.0), objective: Some(1.0) });
         assert_eq!(history.told.len(), 1);
+    }
+
+    #[test]
+    fn the_untaken_members_of_a_pool_are_those_not_too_close_to_a_taken_point() {
+        // A grid of rows, some taken exactly, some within and some just beyond the distance, and one not a number.
+        let pool: Vec<Vec<f64>> = (0..200).map(|i| vec![f64::from(i % 10) / 9.0, f64::from(i / 10) / 19.0]).collect();
+        let mut taken: Vec<Vec<f64>> = pool.iter().step_by(7).cloned().collect();
+        taken.push(vec![pool[3][0] + 0.5 * MIN_DISTANCE, pool[3][1]]);
+        taken.push(vec![pool[5][0], pool[5][1] + 0.5 * MIN_DISTANCE]);
+        taken.push(vec![pool[8][0] + 1.5 * MIN_DISTANCE, pool[8][1]]);
+        taken.push(vec![f64::NAN, 0.5]);
+        let want: Vec<&Vec<f64>> = pool.iter().filter(|u| !too_close(u, &taken)).collect();
+        let got: Vec<&Vec<f64>> = untaken(&pool, &taken).collect();
+        assert_eq!(got, want);
+        assert!(!got.contains(&&pool[3]) && !got.contains(&&pool[5]) && got.contains(&&pool[8]));
+        assert_eq!(untaken(&pool, &[]).count(), pool.len());
     }
 
     #[test]

@@ -8,14 +8,15 @@
 //! dimension. Integer coordinates are rounded at the end and the point repaired onto the constraints; a point
 //! within [`super::MIN_DISTANCE`] of a taken one is never returned.
 //!
-//! Over a finite pool (a lookup table, or a small discrete space enumerated) there is nothing to search: every
-//! untried point is scored and the best taken ([`best_in_pool`]).
+//! Over a finite pool (a lookup table, or a small discrete space enumerated) there is nothing to search: the
+//! untried point with the best score is taken ([`best_in_pool`]). A scorer may find it without scoring every
+//! point exactly, from upper bounds on the scores ([`best_within_bounds`]).
 
 use rand::{Rng, RngCore};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::random::fits_batch;
-use super::{distance2, too_close};
+use super::{distance2, too_close, untaken};
 use crate::space::Space;
 use crate::surrogate::optimize::{Lbfgs, minimize};
 
@@ -25,6 +26,52 @@ pub(crate) trait Scorer {
     fn score(&self, units: &[Vec<f64>]) -> Vec<f64>;
     /// The value at `unit` and its gradient with respect to the coordinates (zero for categorical ones).
     fn score_gradient(&self, unit: &[f64]) -> (f64, Vec<f64>);
+    /// The point with the highest value that is neither NaN nor minus infinity (ties go to the first), with that
+    /// value: what [`Scorer::score`] gives, which a scorer may find without scoring every point exactly.
+    fn best(&self, units: &[Vec<f64>]) -> Option<(usize, f64)> {
+        first_best(self.score(units).into_iter().enumerate())
+    }
+}
+
+/// Of `(index, value)` pairs, the highest value that is neither NaN nor minus infinity, the lowest index among
+/// equal ones.
+pub(crate) fn first_best(values: impl Iterator<Item = (usize, f64)>) -> Option<(usize, f64)> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, v) in values {
+        if !v.is_nan() && v > f64::NEG_INFINITY && best.is_none_or(|(bi, b)| v > b || v == b && i < bi) {
+            best = Some((i, v));
+        }
+    }
+    best
+}
+
+/// What [`first_best`] finds among points with exact values, given an upper bound on each point's value
+/// (`(index, bound)`) and `exact`, which gives the exact values of the points listed: exact values are computed
+/// `at_once` at a time, best bound first, until no bound left could beat the best exact value (or tie it at a
+/// lower index). A NaN bound bounds nothing, so its point is computed first.
+pub(crate) fn best_within_bounds(
+    mut bounds: Vec<(usize, f64)>,
+    at_once: usize,
+    mut exact: impl FnMut(&[usize]) -> Vec<f64>,
+) -> Option<(usize, f64)> {
+    // A bound of minus infinity holds a value of minus infinity, which never wins.
+    bounds.retain(|(_, b)| *b > f64::NEG_INFINITY || b.is_nan());
+    let key = |v: f64| if v.is_nan() { f64::INFINITY } else { v };
+    bounds.sort_by(|a, b| key(b.1).total_cmp(&key(a.1)).then(a.0.cmp(&b.0)));
+    let mut best: Option<(usize, f64)> = None;
+    for chunk in bounds.chunks(at_once.max(1)) {
+        // A bound equal to the best still computes, for a tie goes to the lower index; the margin covers the
+        // rounding of the values' own arithmetic.
+        if let Some((_, b)) = best
+            && chunk[0].1 < b - 1e-9 * b.abs()
+        {
+            break;
+        }
+        let which: Vec<usize> = chunk.iter().map(|c| c.0).collect();
+        let values = exact(&which);
+        best = first_best(best.into_iter().chain(which.into_iter().zip(values)));
+    }
+    best
 }
 
 /// Settings of [`maximize`].
@@ -75,16 +122,8 @@ pub(crate) fn best_in_pool(
     taken: &[Vec<f64>],
     batch: (Option<&[f64]>, &[bool]),
 ) -> Option<Found> {
-    let candidates: Vec<Vec<f64>> =
-        pool.iter().filter(|u| !too_close(u, taken) && fits_batch(u, batch.0, batch.1)).cloned().collect();
-    let values = scorer.score(&candidates);
-    let mut best: Option<(usize, f64)> = None;
-    for (i, v) in values.iter().enumerate() {
-        if !v.is_nan() && *v > f64::NEG_INFINITY && best.is_none_or(|(_, b)| *v > b) {
-            best = Some((i, *v));
-        }
-    }
-    let (i, value) = best?;
+    let candidates: Vec<Vec<f64>> = untaken(pool, taken).filter(|u| fits_batch(u, batch.0, batch.1)).cloned().collect();
+    let (i, value) = scorer.best(&candidates)?;
     Some(Found { unit: candidates[i].clone(), value, evaluations: candidates.len() })
 }
 
@@ -331,6 +370,37 @@ mod tests {
         cells.dedup();
         assert_eq!(cells.len(), 256);
         assert_ne!(sobol(4, 2, 7), sobol(4, 2, 8));
+    }
+
+    #[test]
+    fn bounds_find_the_best_exact_value_computing_only_what_could_win() {
+        // Exact values from a fixed generator, bounds above them by up to 3 (and two NaN bounds, one minus
+        // infinity), in chunks of several sizes: the winner, ties to the lowest index included, is the one every
+        // value computed would give, and far fewer are computed.
+        let mut rng = rng(5);
+        for round in 0..50 {
+            let n = 500;
+            let exact: Vec<f64> = (0..n).map(|_| (rng.r#gen::<f64>() * 40.0).round() / 4.0).collect();
+            // A third of the bounds are tight, so that rows of equal value tie on their bounds too.
+            let slack = |i: usize, u: f64| if i.is_multiple_of(3) { 0.0 } else { 3.0 * u };
+            let mut bounds: Vec<(usize, f64)> =
+                exact.iter().enumerate().map(|(i, v)| (i, v + slack(i, rng.r#gen::<f64>()))).collect();
+            bounds[7].1 = f64::NAN;
+            bounds[300].1 = f64::NAN;
+            bounds[20].1 = f64::NEG_INFINITY;
+            let mut values = exact.clone();
+            values[20] = f64::NEG_INFINITY;
+            let want = first_best(values.iter().copied().enumerate());
+            for at_once in [1, 3, 64] {
+                let mut computed = 0;
+                let got = best_within_bounds(bounds.clone(), at_once, |which| {
+                    computed += which.len();
+                    which.iter().map(|&i| values[i]).collect()
+                });
+                assert_eq!(got, want, "round {round}, {at_once} at once");
+                assert!(computed < n / 2, "round {round}: {computed} computed");
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! swapping coordinates between points. When more points are wanted than the design holds,
 //! the proposer takes the candidate farthest from everything already measured or in flight. Designs live in the
 //! unit cube and are mapped to allowed values ([`Space::from_cube`], then [`Space::repair`] onto the constraints);
-//! over a finite pool, the design is drawn from the pool itself, spread by k-means++ weighting ([`pool_design`]).
+//! over a finite pool, the design is drawn from the pool itself, spread by k-means++ weighting (`pool_design`).
 //!
 //! The work is bounded (a few million distance computations per design), so a design for a budget of thousands
 //! of experiments is still produced quickly: it is then a plain Latin hypercube, without the maximin search.

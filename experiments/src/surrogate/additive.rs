@@ -47,6 +47,16 @@ impl Additive {
         self.groups.len()
     }
 
+    /// Per input, its group, numbered from 0.
+    pub fn groups(&self) -> &[usize] {
+        &self.groups
+    }
+
+    /// How many groups there are.
+    pub fn group_count(&self) -> usize {
+        self.count
+    }
+
     /// Whether the grouping covers no input.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()

@@ -25,7 +25,7 @@
 //! - experiments in flight and points already chosen for the same ask are added to the model as if measured at
 //!   its predicted mean (the Kriging believer): the model's uncertainty collapses around them, so the next point
 //!   goes elsewhere and a lab with eight hotplates gets eight different, useful experiments; and no proposal comes
-//!   within [`CROWD`](scorer::CROWD) of one of them, since a confident model's improvement stays slightly positive right beside a
+//!   within `scorer::CROWD` of one of them, since a confident model's improvement stays slightly positive right beside a
 //!   believed point and filled whole batches with twins of one experiment;
 //! - failed experiments train a feasibility classifier ([`crate::surrogate::classifier`]) once there is one, and
 //!   the acquisition is weighted by the probability of success (multiplied for EI, added as `ln P` on log

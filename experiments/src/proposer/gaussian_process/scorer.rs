@@ -2,7 +2,7 @@
 //! in flight) over coordinates, weighted by the probability of success, and kept away from the experiments in
 //! flight and the batch's other proposals.
 
-use super::super::search::Scorer;
+use super::super::search::{Scorer, best_within_bounds, first_best};
 use super::super::{Acquisition, distance2};
 use crate::space::Space;
 use crate::surrogate::classifier::Feasibility;
@@ -28,9 +28,28 @@ pub(super) struct ModelScorer<'a> {
 /// slightly positive beside each of them, filled whole batches with such twins.
 pub(super) const CROWD: f64 = 0.02;
 
+/// How many candidates' exact variances [`ModelScorer`]'s `best` computes at a time, best bound first.
+const EXACT_AT_ONCE: usize = 64;
+
 impl ModelScorer<'_> {
-    fn avoided(&self, unit: &[f64]) -> bool {
-        self.avoid.iter().any(|&(j, u)| unit.get(j).is_some_and(|&v| (self.space.dims()[j].snap(v) - u).abs() < 1e-9))
+    /// Whether `unit` is not to be proposed now: an avoided level, or too close to a point in flight.
+    fn excluded(&self, unit: &[f64]) -> bool {
+        let avoided = self
+            .avoid
+            .iter()
+            .any(|&(j, u)| unit.get(j).is_some_and(|&v| (self.space.dims()[j].snap(v) - u).abs() < 1e-9));
+        avoided || self.crowd.iter().any(|c| distance2(unit, c) < CROWD * CROWD)
+    }
+
+    /// The acquisition value of a prediction, weighted by the log-probability of success `log_feasible`, if any.
+    fn value(&self, mean: f64, variance: f64, log_feasible: Option<f64>) -> f64 {
+        let a = self.acquisition.value(mean, variance, self.best);
+        log_feasible.map_or(a, |lp| combine(self.acquisition, a, lp))
+    }
+
+    /// Each point's log-probability of success, if the model has a feasibility classifier.
+    fn log_feasible(&self, features: &[Vec<f64>]) -> Option<Vec<f64>> {
+        self.feasibility.map(|f| f.probability(features).into_iter().map(|p| p.max(1e-300).ln()).collect())
     }
 }
 
@@ -38,21 +57,40 @@ impl Scorer for ModelScorer<'_> {
     fn score(&self, units: &[Vec<f64>]) -> Vec<f64> {
         let features: Vec<Vec<f64>> = units.iter().map(|u| self.space.features(u)).collect();
         let predictions = self.gp.predict(&features);
-        let feasible = self.feasibility.map(|f| f.probability(&features));
+        let feasible = self.log_feasible(&features);
         predictions
             .iter()
             .enumerate()
             .map(|(i, (m, v))| {
-                if self.avoided(&units[i]) || self.crowd.iter().any(|c| distance2(&units[i], c) < CROWD * CROWD) {
+                if self.excluded(&units[i]) {
                     return f64::NEG_INFINITY;
                 }
-                let a = self.acquisition.value(*m, *v, self.best);
-                match &feasible {
-                    None => a,
-                    Some(p) => combine(self.acquisition, a, p[i].max(1e-300).ln()),
-                }
+                self.value(*m, *v, feasible.as_ref().map(|p| p[i]))
             })
             .collect()
+    }
+
+    /// Over a pool of thousands of rows the variances' solves are most of the work, so when the acquisition grows
+    /// with the variance, each point's value is first bounded with its variance's bound ([`Bounded`](crate::surrogate::gp::Bounded)), and exact
+    /// variances are computed best bound first until no bound left can beat the best exact value. The point found
+    /// is the one [`Scorer::score`] would give.
+    fn best(&self, units: &[Vec<f64>]) -> Option<(usize, f64)> {
+        if !self.acquisition.grows_with_variance() {
+            return first_best(self.score(units).into_iter().enumerate());
+        }
+        let features: Vec<Vec<f64>> = units.iter().map(|u| self.space.features(u)).collect();
+        let predictions = self.gp.predict_bounded(&features);
+        let (means, variances) = (predictions.means(), predictions.variance_bounds());
+        let feasible = self.log_feasible(&features);
+        let lp = |i: usize| feasible.as_ref().map(|p| p[i]);
+        let bounds: Vec<(usize, f64)> = (0..units.len())
+            .filter(|&i| !self.excluded(&units[i]))
+            .map(|i| (i, self.value(means[i], variances[i], lp(i))))
+            .collect();
+        best_within_bounds(bounds, EXACT_AT_ONCE, |which| {
+            let exact = predictions.variances(which);
+            which.iter().zip(exact).map(|(&i, v)| self.value(means[i], v, lp(i))).collect()
+        })
     }
 
     fn score_gradient(&self, unit: &[f64]) -> (f64, Vec<f64>) {

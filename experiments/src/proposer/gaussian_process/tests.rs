@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use super::super::search::{Scorer, first_best};
 use super::*;
 use crate::objective::Direction;
 use crate::space::{Dim, Level};
@@ -278,4 +279,61 @@ fn too_few_or_equal_results_give_no_model() {
         p.tell(Observation { values: [("x".to_owned(), x)].into(), objective: Some(4.0) });
     }
     assert_eq!(p.fit(None).unwrap_err(), ModelError::Flat);
+}
+
+#[test]
+fn over_a_pool_bounding_the_variances_finds_the_point_scoring_every_one_would() {
+    // A one-hot table of 864 rows with interacting effects, measured on a growing number of rows: for every
+    // acquisition, the best untried row found by bounding (exact variances only where a bound could still win) is
+    // the one found by scoring every row exactly, ties and exclusions included.
+    let levels = |n: usize| (0..n).map(|i| Level::new(format!("l{i}"), i as f64)).collect::<Vec<_>>();
+    let names = ["a", "b", "c", "d"];
+    let counts = [6, 6, 6, 4];
+    let space =
+        Space::new(names.iter().zip(counts).map(|(n, c)| Dim::categorical(*n, levels(c), Encoding::OneHot)).collect());
+    let rows: Vec<[usize; 4]> = (0..864).map(|i| [i % 6, (i / 6) % 6, (i / 36) % 6, i / 216]).collect();
+    let value = |r: &[usize; 4]| ((r[0] * 7 + r[1] * 3 + r[2] * r[0] + r[3]) % 11) as f64 + 0.1 * r[2] as f64;
+    let units: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|r| space.to_unit(&names.iter().zip(r).map(|(n, l)| (n.to_string(), *l as f64)).collect()).unwrap())
+        .collect();
+    let acquisitions = [
+        Acquisition::LogExpectedImprovement,
+        Acquisition::ExpectedImprovement,
+        Acquisition::UpperConfidenceBound { beta: 2.0 },
+        Acquisition::ProbabilityOfImprovement,
+    ];
+    for told in [10, 25, 60] {
+        let mut p = GpProposer::new(space.clone(), Objective::maximize("f"), 0, Acquisition::LogExpectedImprovement, 7);
+        let measured: Vec<usize> = (0..told).map(|i| (i * 389 + 5) % 864).collect();
+        for &i in &measured {
+            let values: Point = names.iter().zip(&rows[i]).map(|(n, l)| (n.to_string(), *l as f64)).collect();
+            p.tell(Observation { values, objective: Some(value(&rows[i])) });
+        }
+        let model = p.fit(None).unwrap();
+        let untried: Vec<Vec<f64>> =
+            units.iter().enumerate().filter(|(i, _)| !measured.contains(i)).map(|(_, u)| u.clone()).collect();
+        // Two untried rows in flight, which neither way may propose.
+        let crowd = vec![untried[3].clone(), untried[40].clone()];
+        for acquisition in acquisitions {
+            let scorer = ModelScorer {
+                space: &space,
+                gp: &model.gp,
+                best: model.best,
+                acquisition,
+                feasibility: None,
+                coordinate_features: Vec::new(),
+                avoid: &[],
+                crowd: &crowd,
+            };
+            let every = first_best(scorer.score(&untried).into_iter().enumerate());
+            let bounded = scorer.best(&untried);
+            assert!(every.is_some(), "{told} told, {acquisition:?}");
+            assert_eq!(
+                bounded.map(|(i, v)| (i, v.to_bits())),
+                every.map(|(i, v)| (i, v.to_bits())),
+                "{told}, {acquisition:?}"
+            );
+        }
+    }
 }

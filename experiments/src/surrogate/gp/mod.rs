@@ -36,12 +36,15 @@
 //! interpolates smooth ones far more precisely, and the data decide.
 //!
 //! Inputs are expected in (about) the unit cube, outputs standardised; the caller does both.
+//!
+//! Over a table of thousands of categorical conditions, predictions are made cheap without changing them:
+//! `cross` computes covariances from per-parameter tables of levels, and [`Bounded`] computes a variance only
+//! where a bound says it could matter.
 
 pub use super::additive::Additive;
 pub use super::kernel::Kernel;
 use super::linalg::{
-    NotPositiveDefinite, cholesky, extend_cholesky, inverse_from_cholesky, solve_lower, solve_lower_many,
-    solve_lower_transposed,
+    NotPositiveDefinite, cholesky, extend_cholesky, inverse_from_cholesky, solve_lower, solve_lower_transposed,
 };
 use super::optimize::{Lbfgs, minimize};
 pub use super::priors::{LOG_LENGTH_SCALE, LOG_NOISE, LOG_SIGNAL, NoisePrior, Priors, length_scale_prior};
@@ -243,15 +246,28 @@ impl Gp {
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
         let inv_ls2: Vec<f64> = hyper.log_length_scales.iter().map(|l| (-2.0 * l).exp()).collect();
         let signal = hyper.signal();
-        let mut k = vec![0.0; n * n];
-        let mut scratch = hyper.scratch();
-        let additive = hyper.additive.as_ref();
-        for i in 0..n {
-            for j in 0..i {
-                let pair = (&flat[i * d..(i + 1) * d], &flat[j * d..(j + 1) * d]);
-                k[i * n + j] = signal * correlation(hyper.kernel, additive, pair, &inv_ls2, &mut scratch, None);
+        let model = cross::Covariance { hyper, inv_ls2: &inv_ls2, signal };
+        let k = match model.by_levels(&flat, d, flat.chunks_exact(d.max(1))) {
+            // The same correlations (the kernel is symmetric to the bit), below the diagonal, as the factor reads.
+            Some(mut k) => {
+                for i in 0..n {
+                    k[i * n + i..(i + 1) * n].fill(0.0);
+                }
+                k
             }
-        }
+            None => {
+                let mut k = vec![0.0; n * n];
+                let mut scratch = hyper.scratch();
+                let additive = hyper.additive.as_ref();
+                for i in 0..n {
+                    for j in 0..i {
+                        let pair = (&flat[i * d..(i + 1) * d], &flat[j * d..(j + 1) * d]);
+                        k[i * n + j] = signal * correlation(hyper.kernel, additive, pair, &inv_ls2, &mut scratch, None);
+                    }
+                }
+                k
+            }
+        };
         let mut jitter = 0.0;
         let mut last = None;
         for attempt in 0..6 {
@@ -404,36 +420,10 @@ impl Gp {
 
     /// The posterior mean and latent variance at each point.
     pub fn predict(&self, points: &[Vec<f64>]) -> Vec<(f64, f64)> {
-        let m = points.len();
-        if m == 0 {
+        if points.is_empty() {
             return Vec::new();
         }
-        let n = self.n;
-        // Columns are points: K* is n×m, so one blocked triangular solve gives every variance.
-        let mut ks = vec![0.0; n * m];
-        let mut scratch = self.hyper.scratch();
-        let (kernel, additive) = (self.hyper.kernel, self.hyper.additive.as_ref());
-        for (j, p) in points.iter().enumerate() {
-            for i in 0..n {
-                let pair = (&p[..], &self.x[i * self.d..(i + 1) * self.d]);
-                ks[i * m + j] = self.signal * correlation(kernel, additive, pair, &self.inv_ls2, &mut scratch, None);
-            }
-        }
-        let mut means = vec![self.mean; m];
-        for i in 0..n {
-            let a = self.alpha[i];
-            for (mu, k) in means.iter_mut().zip(&ks[i * m..(i + 1) * m]) {
-                *mu += a * k;
-            }
-        }
-        solve_lower_many(&self.l, n, &mut ks, m);
-        let mut vars = vec![self.signal; m];
-        for i in 0..n {
-            for (v, k) in vars.iter_mut().zip(&ks[i * m..(i + 1) * m]) {
-                *v -= k * k;
-            }
-        }
-        means.into_iter().zip(vars.into_iter().map(|v| v.max(0.0))).collect()
+        self.predict_bounded(points).all()
     }
 
     /// The posterior mean and latent variance at `p`, with their gradients.
@@ -720,5 +710,9 @@ fn neg_log_posterior(
     Some((value, grouped))
 }
 
+mod bounded;
+mod cross;
+
+pub use bounded::Bounded;
 #[cfg(test)]
 mod tests;
