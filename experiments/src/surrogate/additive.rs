@@ -75,6 +75,24 @@ impl Additive {
         partial: &mut [f64],
         slopes: Option<&mut [f64]>,
     ) -> f64 {
+        let (c, whole_slope) = self.parts(kernel, a, b, inv_ls2, partial);
+        if let Some(slopes) = slopes {
+            self.slopes(whole_slope, partial, slopes);
+        }
+        c
+    }
+
+    /// The correlation of `a` and `b` and the slope `−(dk/dr)/r` of the kernel over all inputs, leaving each
+    /// group's own slope in `partial` (at least one value per group), from which [`Additive::slopes`] gives every
+    /// input's.
+    pub(crate) fn parts(
+        &self,
+        kernel: Kernel,
+        a: &[f64],
+        b: &[f64],
+        inv_ls2: &[f64],
+        partial: &mut [f64],
+    ) -> (f64, f64) {
         let partial = &mut partial[..self.count];
         partial.fill(0.0);
         for (j, g) in self.groups.iter().enumerate() {
@@ -83,7 +101,7 @@ impl Additive {
         let (whole, whole_slope) = kernel.eval(partial.iter().sum::<f64>().sqrt());
         if self.count == 0 {
             // No group, so no input either: the additive part is empty, and the kernel is the plain one.
-            return whole;
+            return (whole, whole_slope);
         }
         let share = self.weight / self.count as f64;
         let mut sum = 0.0;
@@ -93,12 +111,19 @@ impl Additive {
             // The group's slope, kept in place of its distance, which is no longer needed.
             *r2 = slope;
         }
-        if let Some(slopes) = slopes {
-            for (s, g) in slopes.iter_mut().zip(&self.groups) {
-                *s = (1.0 - self.weight) * whole_slope + share * partial[*g];
-            }
+        ((1.0 - self.weight) * whole + share * sum, whole_slope)
+    }
+
+    /// Each input's slope factor (as [`Additive::correlation`] gives them) from the slope of the kernel over all
+    /// inputs and each group's (as [`Additive::parts`] leaves them).
+    pub(crate) fn slopes(&self, whole_slope: f64, group_slopes: &[f64], slopes: &mut [f64]) {
+        if self.count == 0 {
+            return;
         }
-        (1.0 - self.weight) * whole + share * sum
+        let share = self.weight / self.count as f64;
+        for (s, g) in slopes.iter_mut().zip(&self.groups) {
+            *s = (1.0 - self.weight) * whole_slope + share * group_slopes[*g];
+        }
     }
 }
 

@@ -602,10 +602,24 @@ fn neg_log_posterior(
     let noise = v[d + 1].exp();
     let mut k = vec![0.0; n * n];
     let mut scratch = vec![0.0; additive.map_or(0, Additive::len)];
+    // Each pair's correlation and slopes, kept for the gradient below so that the kernel is evaluated once per pair:
+    // the correlation, the slope of the kernel over all inputs, and each group's slope.
+    let groups_slopes = additive.map_or(0, Additive::group_count);
+    let stride = 2 + groups_slopes;
+    let mut kept = vec![0.0; n * n.saturating_sub(1) / 2 * stride];
+    let mut at = 0;
     for i in 0..n {
         for j in 0..i {
-            let pair = (&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d]);
-            k[i * n + j] = signal * correlation(kernel, additive, pair, &inv_ls2, &mut scratch, None);
+            let (a, b) = (&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d]);
+            let (c, whole_slope) = match additive {
+                Some(add) => add.parts(kernel, a, b, &inv_ls2, &mut scratch),
+                None => kernel.eval(scaled_distance2(a, b, &inv_ls2).sqrt()),
+            };
+            k[i * n + j] = signal * c;
+            kept[at] = c;
+            kept[at + 1] = whole_slope;
+            kept[at + 2..at + stride].copy_from_slice(&scratch[..groups_slopes]);
+            at += stride;
         }
         k[i * n + i] = signal + noise;
     }
@@ -671,6 +685,7 @@ fn neg_log_posterior(
     let inv = inverse_from_cholesky(&l, n);
     let mut diag = 0.0;
     let mut slopes = vec![0.0; d];
+    let mut at = 0;
     for i in 0..n {
         let w = inv[i * n + i] - alpha[i] * alpha[i];
         diag += w;
@@ -678,12 +693,21 @@ fn neg_log_posterior(
         for j in 0..i {
             let w = inv[i * n + j] - alpha[i] * alpha[j];
             let xj = &x[j * d..(j + 1) * d];
-            let c = correlation(kernel, additive, (xi, xj), &inv_ls2, &mut scratch, Some(&mut slopes));
+            let (c, whole_slope) = (kept[at], kept[at + 1]);
+            match additive {
+                Some(add) => add.slopes(whole_slope, &kept[at + 2..at + stride], &mut slopes),
+                None => slopes.fill(whole_slope),
+            }
+            at += stride;
             // Both triangles, times ½.
             grad[d] += w * signal * c;
+            let ws = w * signal;
             for q in 0..d {
                 let delta = xi[q] - xj[q];
-                grad[q] += w * signal * slopes[q] * delta * delta * inv_ls2[q];
+                // Inputs the pair agrees in add nothing; over one-hot levels that is most of them.
+                if delta != 0.0 {
+                    grad[q] += ws * slopes[q] * delta * delta * inv_ls2[q];
+                }
             }
         }
     }
