@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::{Gp, Hyper, Kernel, correlation};
+use super::{Additive, Gp, Hyper, Kernel, correlation};
 
 /// Per group (parameter) of inputs, each point's id among the group's distinct values, and those values.
 struct Distinct {
@@ -98,61 +98,124 @@ impl Covariance<'_> {
         d: usize,
         points: impl ExactSizeIterator<Item = &'p [f64]> + Clone,
     ) -> Option<Vec<f64>> {
-        let add = self.hyper.additive.as_ref().filter(|a| a.group_count() > 0 && a.len() == d)?;
+        let add = self.hyper.additive.as_ref()?;
         let (n, m) = (training.len() / d.max(1), points.len());
-        let count = add.group_count();
-        let mut members = vec![Vec::new(); count];
-        for (j, g) in add.groups().iter().enumerate() {
-            members[*g].push(j);
-        }
-        let known = Distinct::of(&members, training.chunks_exact(d));
-        let candidates = Distinct::of(&members, points);
-        // A table entry costs about what a pair's group costs directly; only a clear saving is worth the tables.
-        if candidates.pairs(&known) * 4 > n * m {
-            return None;
-        }
-        let kernel = self.hyper.kernel;
-        // Per group, row-major by training value: (scaled squared distance, correlation).
-        let tables: Vec<Vec<(f64, f64)>> = members
-            .iter()
-            .enumerate()
-            .map(|(g, inputs)| {
-                let mut table = Vec::with_capacity(known.values[g].len() * candidates.values[g].len());
-                for b in &known.values[g] {
-                    for a in &candidates.values[g] {
-                        // As `Additive::correlation` sums a group's inputs: in input order, from zero.
-                        let mut r2 = 0.0;
-                        for (k, &j) in inputs.iter().enumerate() {
-                            r2 += (a[k] - b[k]) * (a[k] - b[k]) * self.inv_ls2[j];
-                        }
-                        table.push((r2, kernel.eval(r2.sqrt()).0));
-                    }
-                }
-                table
-            })
-            .collect();
-        let widths: Vec<usize> = candidates.values.iter().map(Vec::len).collect();
-        let weight = add.weight();
+        let levels =
+            Levels::new(add, self.hyper.kernel, self.inv_ls2, d, training.chunks_exact(d.max(1)), points, n * m)?;
+        let (count, weight, kernel) = (levels.count, levels.weight, levels.kernel);
         let share = weight / count as f64;
         let mut ks = vec![0.0; n * m];
-        let mut rows: Vec<&[(f64, f64)]> = vec![&[]; count];
+        let mut rows: Vec<&[Entry]> = vec![&[]; count];
         for i in 0..n {
-            for g in 0..count {
-                let at = known.ids[g][i] as usize * widths[g];
-                rows[g] = &tables[g][at..at + widths[g]];
+            for (g, row) in rows.iter_mut().enumerate() {
+                *row = levels.row(g, i);
             }
             for (j, k) in ks[i * m..(i + 1) * m].iter_mut().enumerate() {
                 let (mut r2, mut sum) = (0.0, 0.0);
                 for g in 0..count {
-                    let (t, c) = rows[g][candidates.ids[g][j] as usize];
-                    r2 += t;
-                    sum += c;
+                    let e = rows[g][levels.cols.ids[g][j] as usize];
+                    r2 += e.r2;
+                    sum += e.c;
                 }
                 let whole = whole_correlation(kernel, r2);
                 *k = self.signal * ((1.0 - weight) * whole + share * sum);
             }
         }
         Some(ks)
+    }
+}
+
+/// One pair of a group's distinct values: their scaled squared distance, and the group's correlation and slope
+/// `−(dk/dr)/r` there.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    r2: f64,
+    c: f64,
+    slope: f64,
+}
+
+/// Per group of an additive part's inputs, a table of [`Entry`] between every distinct value among one set of
+/// points (the rows) and among another (the columns).
+pub(super) struct Levels {
+    rows: Distinct,
+    cols: Distinct,
+    /// Per group, the table's width: how many distinct values the columns have.
+    widths: Vec<usize>,
+    /// Per group, row-major by the rows' values.
+    tables: Vec<Vec<Entry>>,
+    kernel: Kernel,
+    weight: f64,
+    count: usize,
+}
+
+impl Levels {
+    /// The tables between `rows` and `cols` (each point a slice of `d` inputs) under `additive` and `kernel` with
+    /// `1/ℓ_j²` per input, if they cost clearly less than `pairs` pairs computed directly would (a table entry
+    /// costs about what a pair's group does).
+    pub(super) fn new<'r, 'c>(
+        additive: &Additive,
+        kernel: Kernel,
+        inv_ls2: &[f64],
+        d: usize,
+        rows: impl Iterator<Item = &'r [f64]> + Clone,
+        cols: impl Iterator<Item = &'c [f64]> + Clone,
+        pairs: usize,
+    ) -> Option<Levels> {
+        let count = additive.group_count();
+        if count == 0 || additive.len() != d {
+            return None;
+        }
+        let mut members = vec![Vec::new(); count];
+        for (j, g) in additive.groups().iter().enumerate() {
+            members[*g].push(j);
+        }
+        let rows = Distinct::of(&members, rows);
+        let cols = Distinct::of(&members, cols);
+        if cols.pairs(&rows) * 4 > pairs {
+            return None;
+        }
+        let tables = members
+            .iter()
+            .enumerate()
+            .map(|(g, inputs)| {
+                let mut table = Vec::with_capacity(rows.values[g].len() * cols.values[g].len());
+                for b in &rows.values[g] {
+                    for a in &cols.values[g] {
+                        // As `Additive::parts` sums a group's inputs: in input order, from zero.
+                        let mut r2 = 0.0;
+                        for (k, &j) in inputs.iter().enumerate() {
+                            r2 += (a[k] - b[k]) * (a[k] - b[k]) * inv_ls2[j];
+                        }
+                        let (c, slope) = kernel.eval(r2.sqrt());
+                        table.push(Entry { r2, c, slope });
+                    }
+                }
+                table
+            })
+            .collect();
+        let widths = cols.values.iter().map(Vec::len).collect();
+        Some(Levels { rows, cols, widths, tables, kernel, weight: additive.weight(), count })
+    }
+
+    /// Group `g`'s entries for row `i` against every distinct value of the columns.
+    fn row(&self, g: usize, i: usize) -> &[Entry] {
+        let at = self.rows.ids[g][i] as usize * self.widths[g];
+        &self.tables[g][at..at + self.widths[g]]
+    }
+
+    /// What [`Additive::parts`] gives for row `i` and column `j`: the correlation and the slope of the kernel over
+    /// all inputs, with each group's slope left in `group_slopes`; the same to the bit.
+    pub(super) fn parts(&self, i: usize, j: usize, group_slopes: &mut [f64]) -> (f64, f64) {
+        let (mut r2, mut sum) = (0.0, 0.0);
+        for (g, slope) in group_slopes[..self.count].iter_mut().enumerate() {
+            let e = self.row(g, i)[self.cols.ids[g][j] as usize];
+            r2 += e.r2;
+            sum += e.c;
+            *slope = e.slope;
+        }
+        let (whole, whole_slope) = self.kernel.eval(r2.sqrt());
+        let share = self.weight / self.count as f64;
+        ((1.0 - self.weight) * whole + share * sum, whole_slope)
     }
 }
 
@@ -237,6 +300,29 @@ mod tests {
             for i in 0..n {
                 for j in 0..i {
                     assert_eq!(gram[i * n + j].to_bits(), direct[j * n + i].to_bits(), "{i}, {j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_tables_give_a_fit_the_same_correlations_and_slopes_to_the_bit() {
+        for kernel in [Kernel::Matern52, Kernel::SquaredExponential] {
+            let gp = model(false, kernel);
+            let (n, d) = (gp.n, gp.d);
+            let add = gp.hyper.additive.clone().unwrap();
+            let points = gp.x.chunks_exact(d);
+            let levels = Levels::new(&add, kernel, &gp.inv_ls2, d, points.clone(), points, n * (n - 1) / 2);
+            let levels = levels.expect("levels that repeat are tabled");
+            let (mut tabled, mut direct) = (vec![0.0; d], vec![0.0; d]);
+            for i in 0..n {
+                for j in 0..i {
+                    let (a, b) = (&gp.x[i * d..(i + 1) * d], &gp.x[j * d..(j + 1) * d]);
+                    let (c, slope) = levels.parts(i, j, &mut tabled);
+                    let (want_c, want_slope) = add.parts(kernel, a, b, &gp.inv_ls2, &mut direct);
+                    assert_eq!((c.to_bits(), slope.to_bits()), (want_c.to_bits(), want_slope.to_bits()), "{i}, {j}");
+                    let groups = add.group_count();
+                    assert!(tabled[..groups].iter().zip(&direct[..groups]).all(|(a, b)| a.to_bits() == b.to_bits()));
                 }
             }
         }

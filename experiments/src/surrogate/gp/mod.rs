@@ -606,14 +606,19 @@ fn neg_log_posterior(
     // the correlation, the slope of the kernel over all inputs, and each group's slope.
     let groups_slopes = additive.map_or(0, Additive::group_count);
     let stride = 2 + groups_slopes;
-    let mut kept = vec![0.0; n * n.saturating_sub(1) / 2 * stride];
+    let pairs = n * n.saturating_sub(1) / 2;
+    let mut kept = vec![0.0; pairs * stride];
+    // Over a table of categorical conditions, per-parameter tables of levels give the same parts for less.
+    let points = x.chunks_exact(d.max(1));
+    let levels = additive.and_then(|add| cross::Levels::new(add, kernel, &inv_ls2, d, points.clone(), points, pairs));
     let mut at = 0;
     for i in 0..n {
         for j in 0..i {
             let (a, b) = (&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d]);
-            let (c, whole_slope) = match additive {
-                Some(add) => add.parts(kernel, a, b, &inv_ls2, &mut scratch),
-                None => kernel.eval(scaled_distance2(a, b, &inv_ls2).sqrt()),
+            let (c, whole_slope) = match (additive, &levels) {
+                (Some(_), Some(levels)) => levels.parts(i, j, &mut scratch),
+                (Some(add), None) => add.parts(kernel, a, b, &inv_ls2, &mut scratch),
+                (None, _) => kernel.eval(scaled_distance2(a, b, &inv_ls2).sqrt()),
             };
             k[i * n + j] = signal * c;
             kept[at] = c;
