@@ -11,8 +11,8 @@
 //! The kinds of landscape (one file each): [`super::ridge`], a narrow curved ridge beside a broad lower decoy;
 //! [`super::michalewicz`], steep narrow valleys on a flat floor; [`super::needle`], a categorical table whose best
 //! conditions hide in an interaction the main effects point away from; [`super::kinetics`], a catalyst among
-//! several with temperature, time and concentration, each catalyst with its own optimum. [`super::suite`] lists them all,
-//! each also in a noisy version, and [`export`] writes one as JSON for the peer harness (`peers/python`).
+//! several with temperature, time and concentration, each catalyst with its own optimum. [`super::suite`] lists
+//! them all, each also in a noisy version, and [`export`] writes one as JSON for the peer harness (`peers/python`).
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;

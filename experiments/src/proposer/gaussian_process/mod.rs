@@ -21,12 +21,13 @@
 //! without, and the more probable kept (`AdditiveChoice`; "Why the GP got stuck", point 11). Each proposal's
 //! provenance says which model it came from and why (`noise_check`, `priors`, `kernel`):
 //! - in a continuous or mixed space, maximised by multi-start L-BFGS from scrambled Sobol candidates
-//!   (the private `search` module); over a pool or a small discrete space, by scoring every untried point;
+//!   (the private `search` module); over a pool or a small discrete space, by taking the best untried point
+//!   (its exact variance computed only where a bound says it could win);
 //! - experiments in flight and points already chosen for the same ask are added to the model as if measured at
 //!   its predicted mean (the Kriging believer): the model's uncertainty collapses around them, so the next point
 //!   goes elsewhere and a lab with eight hotplates gets eight different, useful experiments; and no proposal comes
-//!   within `scorer::CROWD` of one of them, since a confident model's improvement stays slightly positive right beside a
-//!   believed point and filled whole batches with twins of one experiment;
+//!   within `scorer::CROWD` of one of them, since a confident model's improvement stays slightly positive right
+//!   beside a believed point and filled whole batches with twins of one experiment;
 //! - failed experiments train a feasibility classifier ([`crate::surrogate::classifier`]) once there is one, and
 //!   the acquisition is weighted by the probability of success (multiplied for EI, added as `ln P` on log
 //!   scales), so the search steers away from where experiments fail; a failed point is also believed at the

@@ -71,9 +71,9 @@ impl Scorer for ModelScorer<'_> {
     }
 
     /// Over a pool of thousands of rows the variances' solves are most of the work, so when the acquisition grows
-    /// with the variance, each point's value is first bounded with its variance's bound ([`Bounded`](crate::surrogate::gp::Bounded)), and exact
-    /// variances are computed best bound first until no bound left can beat the best exact value. The point found
-    /// is the one [`Scorer::score`] would give.
+    /// with the variance, each point's value is first bounded with its variance's bound
+    /// ([`Bounded`](crate::surrogate::gp::Bounded)), and exact variances are computed best bound first until no
+    /// bound left can beat the best exact value. The point found is the one [`Scorer::score`] would give.
     fn best(&self, units: &[Vec<f64>]) -> Option<(usize, f64)> {
         if !self.acquisition.grows_with_variance() {
             return first_best(self.score(units).into_iter().enumerate());

@@ -3,16 +3,17 @@
 //!
 //! With an additive part ([`Additive`]) the kernel is a function of each parameter's distance alone, and over a
 //! table of categorical conditions a parameter's inputs take only a few distinct values (its levels): for a
-//! ligand with twelve levels, twelve one-hot vectors among thousands of rows. So each parameter's distances and
-//! correlations are computed once per pair of distinct values, into small tables, and each pair of points sums its
-//! parameters' entries. The arithmetic is the same, in the same order, as [`Additive::correlation`]'s, so the
-//! matrix is the same to the bit; only the kernel over all inputs is still evaluated once per pair. Where values do
-//! not repeat (continuous parameters), the tables would be as large as the matrix, and each pair is computed
-//! directly.
+//! ligand with twelve levels, twelve one-hot vectors among thousands of rows. So each parameter's distances,
+//! correlations and slopes are computed once per pair of distinct values, into small tables ([`Levels`]), and each
+//! pair of points sums its parameters' entries: for the covariances with a pool's candidates, and for the training
+//! points' own at every step of a fit. The arithmetic is the same, in the same order, as [`Additive::parts`]', so
+//! every value is the same to the bit; only the kernel over all inputs is still evaluated once per pair. Where
+//! values do not repeat (continuous parameters), the tables would be as large as the matrix, and each pair is
+//! computed directly.
 
 use std::collections::HashMap;
 
-use super::{Additive, Gp, Hyper, Kernel, correlation};
+use super::{Additive, Gp, Kernel, correlation};
 
 /// Per group (parameter) of inputs, each point's id among the group's distinct values, and those values.
 struct Distinct {
@@ -61,11 +62,10 @@ impl Gp {
     /// The signal-scaled covariances of `points` with the training points, row-major with a row per training
     /// point and a column per point (`n`×`m`).
     pub(super) fn cross_matrix(&self, points: &[Vec<f64>]) -> Vec<f64> {
-        let (n, m, d) = (self.n, points.len(), self.d);
-        let model = Covariance { hyper: &self.hyper, inv_ls2: &self.inv_ls2, signal: self.signal };
-        if let Some(ks) = model.by_levels(&self.x, d, points.iter().map(Vec::as_slice)) {
+        if let Some(ks) = self.by_levels(points) {
             return ks;
         }
+        let (n, m, d) = (self.n, points.len(), self.d);
         let mut ks = vec![0.0; n * m];
         let mut scratch = self.hyper.scratch();
         let (kernel, additive) = (self.hyper.kernel, self.hyper.additive.as_ref());
@@ -77,31 +77,15 @@ impl Gp {
         }
         ks
     }
-}
 
-/// A kernel with its hyperparameters, for covariance matrices: the additive part in `hyper`, `1/ℓ_j²` per input,
-/// and the signal variance.
-pub(super) struct Covariance<'a> {
-    pub(super) hyper: &'a Hyper,
-    pub(super) inv_ls2: &'a [f64],
-    pub(super) signal: f64,
-}
-
-impl Covariance<'_> {
-    /// The covariances of `points` with the `training` points (row-major, `d` inputs each), row-major with a row
-    /// per training point and a column per point, from per-group tables of distances and correlations; `None`
-    /// when the kernel has no additive part or the groups' values do not repeat enough to make tables the cheaper
-    /// way.
-    pub(super) fn by_levels<'p>(
-        &self,
-        training: &[f64],
-        d: usize,
-        points: impl ExactSizeIterator<Item = &'p [f64]> + Clone,
-    ) -> Option<Vec<f64>> {
+    /// [`Gp::cross_matrix`] from per-group tables of distances and correlations; `None` when the kernel has no
+    /// additive part or the groups' values do not repeat enough to make tables the cheaper way.
+    fn by_levels(&self, points: &[Vec<f64>]) -> Option<Vec<f64>> {
         let add = self.hyper.additive.as_ref()?;
-        let (n, m) = (training.len() / d.max(1), points.len());
-        let levels =
-            Levels::new(add, self.hyper.kernel, self.inv_ls2, d, training.chunks_exact(d.max(1)), points, n * m)?;
+        let (n, m, d) = (self.n, points.len(), self.d);
+        let training = self.x.chunks_exact(d.max(1));
+        let columns = points.iter().map(Vec::as_slice);
+        let levels = Levels::new(add, self.hyper.kernel, &self.inv_ls2, d, training, columns, n * m)?;
         let (count, weight, kernel) = (levels.count, levels.weight, levels.kernel);
         let share = weight / count as f64;
         let mut ks = vec![0.0; n * m];
@@ -117,7 +101,7 @@ impl Covariance<'_> {
                     r2 += e.r2;
                     sum += e.c;
                 }
-                let whole = whole_correlation(kernel, r2);
+                let whole = kernel.eval(r2.sqrt()).0;
                 *k = self.signal * ((1.0 - weight) * whole + share * sum);
             }
         }
@@ -219,11 +203,6 @@ impl Levels {
     }
 }
 
-/// The kernel over all inputs at squared scaled distance `r2`, as [`Additive::correlation`] evaluates it.
-fn whole_correlation(kernel: Kernel, r2: f64) -> f64 {
-    kernel.eval(r2.sqrt()).0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,10 +242,6 @@ mod tests {
         Gp::fit(&x, &y, &hyper, Mean::Profiled).unwrap()
     }
 
-    fn covariance(gp: &Gp) -> Covariance<'_> {
-        Covariance { hyper: &gp.hyper, inv_ls2: &gp.inv_ls2, signal: gp.signal }
-    }
-
     fn direct(gp: &Gp, points: &[Vec<f64>]) -> Vec<f64> {
         let (n, m, d) = (gp.n, points.len(), gp.d);
         let mut scratch = gp.hyper.scratch();
@@ -287,21 +262,10 @@ mod tests {
             let gp = model(false, kernel);
             // Every row, many times over, so the levels repeat enough for the tables.
             let points: Vec<Vec<f64>> = rows(false).into_iter().cycle().take(24 * 20).collect();
-            let ks = covariance(&gp).by_levels(&gp.x, gp.d, points.iter().map(Vec::as_slice));
-            let ks = ks.expect("levels that repeat are tabled");
+            let ks = gp.by_levels(&points).expect("levels that repeat are tabled");
             let want = direct(&gp, &points);
             assert!(ks.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{kernel:?}");
             assert_eq!(gp.cross_matrix(&points), want);
-            // The covariance matrix of the training points, which the fit factorises.
-            let (n, d) = (gp.n, gp.d);
-            let gram = covariance(&gp).by_levels(&gp.x, d, gp.x.chunks_exact(d)).expect("tabled");
-            let rows: Vec<Vec<f64>> = gp.x.chunks_exact(d).map(<[f64]>::to_vec).collect();
-            let direct = direct(&gp, &rows);
-            for i in 0..n {
-                for j in 0..i {
-                    assert_eq!(gram[i * n + j].to_bits(), direct[j * n + i].to_bits(), "{i}, {j}");
-                }
-            }
         }
     }
 
@@ -332,8 +296,7 @@ mod tests {
     fn inputs_that_do_not_repeat_are_computed_directly() {
         let gp = model(true, Kernel::Matern52);
         let points = rows(true);
-        let ks = covariance(&gp).by_levels(&gp.x, gp.d, points.iter().map(Vec::as_slice));
-        assert!(ks.is_none(), "a continuous input makes every row its own value");
+        assert!(gp.by_levels(&points).is_none(), "a continuous input makes every row its own value");
         assert_eq!(gp.cross_matrix(&points), direct(&gp, &points));
     }
 }

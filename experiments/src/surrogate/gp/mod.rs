@@ -246,28 +246,26 @@ impl Gp {
         let flat: Vec<f64> = x.iter().flatten().copied().collect();
         let inv_ls2: Vec<f64> = hyper.log_length_scales.iter().map(|l| (-2.0 * l).exp()).collect();
         let signal = hyper.signal();
-        let model = cross::Covariance { hyper, inv_ls2: &inv_ls2, signal };
-        let k = match model.by_levels(&flat, d, flat.chunks_exact(d.max(1))) {
-            // The same correlations (the kernel is symmetric to the bit), below the diagonal, as the factor reads.
-            Some(mut k) => {
-                for i in 0..n {
-                    k[i * n + i..(i + 1) * n].fill(0.0);
-                }
-                k
-            }
-            None => {
-                let mut k = vec![0.0; n * n];
-                let mut scratch = hyper.scratch();
-                let additive = hyper.additive.as_ref();
-                for i in 0..n {
-                    for j in 0..i {
+        let mut k = vec![0.0; n * n];
+        let mut scratch = hyper.scratch();
+        let additive = hyper.additive.as_ref();
+        // Over a table of categorical conditions, per-parameter tables of levels give the same correlations for less.
+        let points = flat.chunks_exact(d.max(1));
+        let pairs = n * n.saturating_sub(1) / 2;
+        let levels =
+            additive.and_then(|add| cross::Levels::new(add, hyper.kernel, &inv_ls2, d, points.clone(), points, pairs));
+        for i in 0..n {
+            for j in 0..i {
+                let c = match &levels {
+                    Some(levels) => levels.parts(i, j, &mut scratch).0,
+                    None => {
                         let pair = (&flat[i * d..(i + 1) * d], &flat[j * d..(j + 1) * d]);
-                        k[i * n + j] = signal * correlation(hyper.kernel, additive, pair, &inv_ls2, &mut scratch, None);
+                        correlation(hyper.kernel, additive, pair, &inv_ls2, &mut scratch, None)
                     }
-                }
-                k
+                };
+                k[i * n + j] = signal * c;
             }
-        };
+        }
         let mut jitter = 0.0;
         let mut last = None;
         for attempt in 0..6 {
