@@ -117,13 +117,15 @@ impl Additive {
     /// Each input's slope factor (as [`Additive::correlation`] gives them) from the slope of the kernel over all
     /// inputs and each group's (as [`Additive::parts`] leaves them).
     pub(crate) fn slopes(&self, whole_slope: f64, group_slopes: &[f64], slopes: &mut [f64]) {
-        if self.count == 0 {
-            return;
-        }
-        let share = self.weight / self.count as f64;
         for (s, g) in slopes.iter_mut().zip(&self.groups) {
-            *s = (1.0 - self.weight) * whole_slope + share * group_slopes[*g];
+            *s = self.group_slope(whole_slope, group_slopes, *g);
         }
+    }
+
+    /// The slope factor of every input of group `g` (as [`Additive::slopes`] gives it).
+    pub(crate) fn group_slope(&self, whole_slope: f64, group_slopes: &[f64], g: usize) -> f64 {
+        let share = self.weight / self.count as f64;
+        (1.0 - self.weight) * whole_slope + share * group_slopes[g]
     }
 }
 

@@ -163,8 +163,9 @@ struct Model {
     /// Whether the results looked noisy, so the model has BoTorch's priors ([`Priors::NOISY`]).
     noisy: bool,
     /// The noise variance (of the standardised outputs) the interpolating model fitted when the hyperparameters
-    /// were last re-estimated, on which `noisy` was decided.
-    fitted_noise: f64,
+    /// were last re-estimated, on which `noisy` was decided; none over one-hot levels alone, where nothing is
+    /// decided on it and the interpolating model is fitted only if the noisy one cannot be.
+    fitted_noise: Option<f64>,
     /// A hash of the data the model was fitted on.
     data_hash: String,
     /// ParEGO's weights, with several objectives.
@@ -178,8 +179,8 @@ struct Model {
 /// The hyperparameters of the last re-estimate.
 #[derive(Debug, Clone)]
 struct Estimate {
-    /// The interpolating model's, where its next fit starts.
-    ours: Hyper,
+    /// The interpolating model's, where its next fit starts, if it was fitted.
+    ours: Option<Hyper>,
     /// The model's that was used: the interpolating one's, or the noisy one's when the results looked noisy.
     used: Hyper,
     /// Whether the results looked noisy.
@@ -445,7 +446,7 @@ impl GpProposer {
                 } else {
                     Sharing::pooled(&self.history.space.feature_groups(), LEVEL_SPREAD)
                 };
-                let mut starts: Vec<Hyper> = self.estimate.iter().map(|e| e.ours.clone()).collect();
+                let mut starts: Vec<Hyper> = self.estimate.iter().filter_map(|e| e.ours.clone()).collect();
                 let (kernels, iterations) = if size <= FULL_REFIT_UNTIL || starts.is_empty() {
                     // Besides the last estimate, fixed starts from short to long length scales, so that a model
                     // which once wrongly found a parameter irrelevant is not stuck with that; both kernels.
@@ -465,17 +466,9 @@ impl GpProposer {
                         Gp::fit_map_shared(&features, &outputs, &starts, &kernels, iterations, &sharing, priors)
                     }))
                 };
-                let (ours, score) = fit(&Priors::INTERPOLATING, &self.additive.interpolating())?;
-                // A fit with noise may have found only one of two explanations the data allow equally: on a
-                // noise-free function with few results, a smooth trend plus noise can be as probable as short length
-                // scales without it. Noise counts when the best noise-free explanation is decisively less probable.
-                let noisy_data = self.one_hot_only
-                    || ours.hyper().noise() > NOISY_ABOVE
-                        && fit(&Priors::NOISE_FREE, &self.additive.interpolating())
-                            .map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
                 // Noisy results: BoTorch's model, fitted afresh from its priors' modes as BoTorch fits it, with
-                // the squared-exponential kernel. If that fit fails, the interpolating model stands.
-                let noisy = if noisy_data {
+                // the squared-exponential kernel.
+                let fit_noisy = || {
                     let kernel = Kernel::SquaredExponential;
                     let (length, noise) = Priors::NOISY.mode(sharing.group_count());
                     let start = Hyper::new(d, length, noise).with_kernel(kernel);
@@ -485,17 +478,37 @@ impl GpProposer {
                     }))
                     .ok()
                     .map(|(gp, _)| gp)
+                };
+                // The interpolating model's hyperparameters (if it was fitted), the model, and whether it is the
+                // noisy one.
+                let (ours, gp, noisy) = if self.one_hot_only {
+                    // Over one-hot levels alone the noise check has nothing to go by (see `one_hot_only`): BoTorch's
+                    // model always, and the interpolating one only if that cannot be fitted.
+                    match fit_noisy() {
+                        Some(noisy) => (None, noisy, true),
+                        None => {
+                            let ours = fit(&Priors::INTERPOLATING, &self.additive.interpolating())?.0;
+                            (Some(ours.hyper().clone()), ours, false)
+                        }
+                    }
                 } else {
-                    None
+                    let (ours, score) = fit(&Priors::INTERPOLATING, &self.additive.interpolating())?;
+                    // A fit with noise may have found only one of two explanations the data allow equally: on a
+                    // noise-free function with few results, a smooth trend plus noise can be as probable as short
+                    // length scales without it. Noise counts when the best noise-free explanation is decisively
+                    // less probable. If BoTorch's model then cannot be fitted, the interpolating one stands.
+                    let noisy_data = ours.hyper().noise() > NOISY_ABOVE
+                        && fit(&Priors::NOISE_FREE, &self.additive.interpolating())
+                            .map_or(true, |(_, free)| score - free > NOISE_EVIDENCE);
+                    let hyper = Some(ours.hyper().clone());
+                    match noisy_data.then(fit_noisy).flatten() {
+                        Some(noisy) => (hyper, noisy, true),
+                        None => (hyper, ours, false),
+                    }
                 };
-                let estimate = Estimate {
-                    ours: ours.hyper().clone(),
-                    used: noisy.as_ref().unwrap_or(&ours).hyper().clone(),
-                    noisy: noisy.is_some(),
-                    at: size,
-                };
+                let estimate = Estimate { ours, used: gp.hyper().clone(), noisy, at: size };
                 self.estimate = Some(estimate.clone());
-                (noisy.unwrap_or(ours), true, estimate)
+                (gp, true, estimate)
             }
         };
         let means = gp.training_means();
@@ -510,7 +523,7 @@ impl GpProposer {
             range,
             refit,
             noisy: estimate.noisy,
-            fitted_noise: estimate.ours.noise(),
+            fitted_noise: estimate.ours.as_ref().map(Hyper::noise),
             data_hash: super::data_hash(&self.history.told),
             weights,
             best,

@@ -172,7 +172,7 @@ impl GpProposer {
                     None => String::new(),
                 }
             ),
-            "priors": if self.one_hot_only {
+            "priors": if self.one_hot_only && model.noisy {
                 "noisy (BoTorch SingleTaskGP's: no output scale, LogNormal(-4, 1) noise of at least 1e-4, length \
                  scales of at least 0.025), since every parameter is categorical: any two conditions differ in whole \
                  levels, so a fit could explain every result exactly and its noise cannot be checked"
@@ -182,13 +182,13 @@ impl GpProposer {
                     "noisy (BoTorch SingleTaskGP's: no output scale, LogNormal(-4, 1) noise of at least 1e-4, length \
                      scales of at least 0.025), since the interpolating fit's noise was {} of the results' variance, \
                      above {NOISY_ABOVE}",
-                    short(model.fitted_noise)
+                    model.fitted_noise.map_or_else(|| "not measured".to_owned(), short)
                 )
             } else {
                 format!(
                     "interpolating (the interpolating fit's noise was {} of the results' variance, at most \
                      {NOISY_ABOVE})",
-                    short(model.fitted_noise)
+                    model.fitted_noise.map_or_else(|| "not measured".to_owned(), short)
                 )
             },
             "mean": "constant (generalised least squares)",

@@ -84,6 +84,9 @@ fn a_table_of_one_hot_levels_alone_gets_botorchs_model_and_says_why() {
     assert_eq!(model.gp.hyper().log_signal, 0.0);
     let provenance = table.provenance(&model, &model.gp);
     assert_eq!(provenance["noise_check"]["one_hot_only"], json!(true));
+    // The interpolating model, whose noise would decide nothing here, is not fitted at all.
+    assert_eq!(model.fitted_noise, None);
+    assert_eq!(provenance["noise_check"]["interpolating_fit_noise"], json!(null));
     assert!(provenance["priors"].as_str().unwrap().contains("every parameter is categorical"));
     assert!(provenance["kernel"].as_str().unwrap().contains("each level its own"));
     // Half its correlation comes from the levels two conditions share, parameter by parameter.
@@ -96,7 +99,7 @@ fn a_table_of_one_hot_levels_alone_gets_botorchs_model_and_says_why() {
     let mixed = Space::new(vec![Dim::categorical("a", levels(4), Encoding::OneHot), Dim::integer("b", 0.0, 2.0, 1.0)]);
     let mut mixed = tell(mixed);
     let model = mixed.fit(None).unwrap();
-    assert!(!mixed.one_hot_only && !model.noisy, "{}", model.fitted_noise);
+    assert!(!mixed.one_hot_only && !model.noisy, "{:?}", model.fitted_noise);
     assert!(model.gp.hyper().additive.is_none());
     assert_eq!(mixed.provenance(&model, &model.gp)["hyperparameters"]["additive_weight"], json!(null));
 }
@@ -179,12 +182,12 @@ fn a_table_of_one_hot_levels_starts_from_random_rows_and_others_from_spread_ones
 fn noisy_results_get_the_noisy_model_and_noise_free_ones_the_interpolating_one() {
     let mut clean = told_square(0.0);
     let model = clean.fit(None).unwrap();
-    assert!(!model.noisy && model.fitted_noise <= NOISY_ABOVE, "{}", model.fitted_noise);
+    assert!(!model.noisy && model.fitted_noise.is_some_and(|v| v <= NOISY_ABOVE), "{:?}", model.fitted_noise);
     assert_eq!(clean.provenance(&model, &model.gp)["noise_check"]["noisy"], json!(false));
     // Noise of a tenth of the results' spread (about 1.5): far above the threshold, and decisive.
     let mut noisy = told_square(0.15);
     let model = noisy.fit(None).unwrap();
-    assert!(model.noisy && model.fitted_noise > NOISY_ABOVE, "{}", model.fitted_noise);
+    assert!(model.noisy && model.fitted_noise.is_some_and(|v| v > NOISY_ABOVE), "{:?}", model.fitted_noise);
     let hyper = model.gp.hyper();
     assert_eq!((hyper.kernel, hyper.log_signal), (Kernel::SquaredExponential, 0.0));
     assert!(hyper.noise() >= 1e-4);

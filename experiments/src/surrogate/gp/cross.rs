@@ -121,6 +121,8 @@ struct Entry {
 /// Per group of an additive part's inputs, a table of [`Entry`] between every distinct value among one set of
 /// points (the rows) and among another (the columns).
 pub(super) struct Levels {
+    /// Per group, its inputs.
+    members: Vec<Vec<usize>>,
     rows: Distinct,
     cols: Distinct,
     /// Per group, the table's width: how many distinct values the columns have.
@@ -134,8 +136,10 @@ pub(super) struct Levels {
 
 impl Levels {
     /// The tables between `rows` and `cols` (each point a slice of `d` inputs) under `additive` and `kernel` with
-    /// `1/ℓ_j²` per input, if they cost clearly less than `pairs` pairs computed directly would (a table entry
-    /// costs about what a pair's group does).
+    /// `1/ℓ_j²` per input, if they have no more entries than the `pairs` pairs they serve. An entry costs one
+    /// evaluation of the kernel, and a pair computed directly one per group and one more; with the tables a pair
+    /// costs one, so they pay whenever values repeat, and over continuous inputs, which do not, there would be
+    /// more entries than pairs.
     pub(super) fn new<'r, 'c>(
         additive: &Additive,
         kernel: Kernel,
@@ -155,7 +159,7 @@ impl Levels {
         }
         let rows = Distinct::of(&members, rows);
         let cols = Distinct::of(&members, cols);
-        if cols.pairs(&rows) * 4 > pairs {
+        if cols.pairs(&rows) > pairs {
             return None;
         }
         let tables = members
@@ -178,7 +182,23 @@ impl Levels {
             })
             .collect();
         let widths = cols.values.iter().map(Vec::len).collect();
-        Some(Levels { rows, cols, widths, tables, kernel, weight: additive.weight(), count })
+        Some(Levels { members, rows, cols, widths, tables, kernel, weight: additive.weight(), count })
+    }
+
+    /// How many groups there are.
+    pub(super) fn groups(&self) -> usize {
+        self.count
+    }
+
+    /// Group `g`'s inputs.
+    pub(super) fn members(&self, g: usize) -> &[usize] {
+        &self.members[g]
+    }
+
+    /// Whether row `i` and column `j` have the same value of group `g`, so that every input of it agrees. (Over
+    /// one set of points as both, each point has one id per group.)
+    pub(super) fn agree(&self, g: usize, i: usize, j: usize) -> bool {
+        self.rows.ids[g][i] == self.cols.ids[g][j]
     }
 
     /// Group `g`'s entries for row `i` against every distinct value of the columns.
@@ -229,8 +249,12 @@ mod tests {
     }
 
     fn model(continuous: bool, kernel: Kernel) -> Gp {
-        // Every row twice, with different results: enough training points for the tables to pay.
-        let x: Vec<Vec<f64>> = rows(continuous).into_iter().cycle().take(48).collect();
+        // Every row twice, with different results (and continuous values all different): enough training points
+        // for the tables to pay where levels repeat.
+        let mut x: Vec<Vec<f64>> = rows(continuous).into_iter().cycle().take(48).collect();
+        if continuous {
+            x.iter_mut().enumerate().for_each(|(i, r)| r[9] += 1e-3 * i as f64);
+        }
         let y: Vec<f64> = (0..x.len()).map(|i| (i as f64 * 0.7).sin()).collect();
         let mut groups = vec![0, 0, 0, 1, 1, 1, 1, 2, 2];
         if continuous {

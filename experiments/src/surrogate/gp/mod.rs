@@ -697,19 +697,34 @@ fn neg_log_posterior(
             let w = inv[i * n + j] - alpha[i] * alpha[j];
             let xj = &x[j * d..(j + 1) * d];
             let (c, whole_slope) = (kept[at], kept[at + 1]);
-            match additive {
-                Some(add) => add.slopes(whole_slope, &kept[at + 2..at + stride], &mut slopes),
-                None => slopes.fill(whole_slope),
-            }
+            let group_slopes = &kept[at + 2..at + stride];
             at += stride;
             // Both triangles, times ½.
             grad[d] += w * signal * c;
             let ws = w * signal;
-            for q in 0..d {
-                let delta = xi[q] - xj[q];
-                // Inputs the pair agrees in add nothing; over one-hot levels that is most of them.
+            // Inputs the pair agrees in add nothing; over one-hot levels that is most of them, and with tables of
+            // levels whole parameters are passed over at once.
+            if let (Some(add), Some(levels)) = (additive, &levels) {
+                for g in (0..levels.groups()).filter(|&g| !levels.agree(g, i, j)) {
+                    let slope = add.group_slope(whole_slope, group_slopes, g);
+                    for &q in levels.members(g) {
+                        let delta = xi[q] - xj[q];
+                        if delta != 0.0 {
+                            grad[q] += ws * slope * delta * delta * inv_ls2[q];
+                        }
+                    }
+                }
+                continue;
+            }
+            match additive {
+                Some(add) => add.slopes(whole_slope, group_slopes, &mut slopes),
+                None => slopes.fill(whole_slope),
+            }
+            let inputs = grad[..d].iter_mut().zip(xi).zip(xj).zip(&slopes).zip(&inv_ls2);
+            for ((((g, a), b), slope), w2) in inputs {
+                let delta = a - b;
                 if delta != 0.0 {
-                    grad[q] += ws * slopes[q] * delta * delta * inv_ls2[q];
+                    *g += ws * slope * delta * delta * w2;
                 }
             }
         }
