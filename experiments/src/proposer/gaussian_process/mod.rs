@@ -14,6 +14,7 @@
 //! BoTorch searches (`NOISY_SEARCH`). When every parameter is categorical and one-hot, the model is BoTorch's from
 //! the start, with a length scale per level: any two conditions differ in whole levels, so a fit can explain every
 //! result exactly and the noise check has nothing to go by, while a measured table of such conditions is noisy.
+//! (The interpolating model is then fitted only if BoTorch's cannot be.)
 //! Its kernel there also has an additive part ([`Additive`], weight `ADDITIVE_WEIGHT`): half of two conditions'
 //! correlation comes from the levels they share, parameter by parameter, so a ligand's results inform every untried
 //! condition with that ligand (BENCHMARKS.md, "Reaction tables the proposer was not tuned on"). When every parameter
