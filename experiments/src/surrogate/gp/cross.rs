@@ -11,11 +11,13 @@
 //! values do not repeat (continuous parameters), the tables would be as large as the matrix, and each pair is
 //! computed directly.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::{Additive, Gp, Kernel, correlation};
 
 /// Per group (parameter) of inputs, each point's id among the group's distinct values, and those values.
+#[derive(Clone)]
 struct Distinct {
     /// `ids[g][p]`: point `p`'s id in group `g`.
     ids: Vec<Vec<u32>>,
@@ -86,7 +88,7 @@ impl Gp {
         let training = self.x.chunks_exact(d.max(1));
         let columns = points.iter().map(Vec::as_slice);
         let levels = Levels::new(add, self.hyper.kernel, &self.inv_ls2, d, training, columns, n * m)?;
-        let (count, weight, kernel) = (levels.count, levels.weight, levels.kernel);
+        let (count, weight, kernel) = (levels.groups(), levels.repeats.weight, levels.kernel);
         let share = weight / count as f64;
         let mut ks = vec![0.0; n * m];
         let mut rows: Vec<&[Entry]> = vec![&[]; count];
@@ -97,7 +99,7 @@ impl Gp {
             for (j, k) in ks[i * m..(i + 1) * m].iter_mut().enumerate() {
                 let (mut r2, mut sum) = (0.0, 0.0);
                 for g in 0..count {
-                    let e = rows[g][levels.cols.ids[g][j] as usize];
+                    let e = rows[g][levels.col(g, j)];
                     r2 += e.r2;
                     sum += e.c;
                 }
@@ -118,37 +120,32 @@ struct Entry {
     slope: f64,
 }
 
-/// Per group of an additive part's inputs, a table of [`Entry`] between every distinct value among one set of
-/// points (the rows) and among another (the columns).
-pub(super) struct Levels {
+/// The distinct values of each group of an additive part's inputs among one set of points (the rows) and among
+/// another (the columns): what [`Levels`] are built on. They depend on the points alone, so a fit finds them once
+/// and builds its tables from them at every step.
+#[derive(Clone)]
+pub(super) struct Repeats {
     /// Per group, its inputs.
     members: Vec<Vec<usize>>,
     rows: Distinct,
     cols: Distinct,
-    /// Per group, the table's width: how many distinct values the columns have.
-    widths: Vec<usize>,
-    /// Per group, row-major by the rows' values.
-    tables: Vec<Vec<Entry>>,
-    kernel: Kernel,
     weight: f64,
     count: usize,
 }
 
-impl Levels {
-    /// The tables between `rows` and `cols` (each point a slice of `d` inputs) under `additive` and `kernel` with
-    /// `1/ℓ_j²` per input, if they have no more entries than the `pairs` pairs they serve. An entry costs one
-    /// evaluation of the kernel, and a pair computed directly one per group and one more; with the tables a pair
-    /// costs one, so they pay whenever values repeat, and over continuous inputs, which do not, there would be
-    /// more entries than pairs.
-    pub(super) fn new<'r, 'c>(
+impl Repeats {
+    /// The distinct values of `rows` and `cols` (each point a slice of `d` inputs) under `additive`, if tables of
+    /// them would have no more entries than the `pairs` pairs they serve. An entry costs one evaluation of the
+    /// kernel, and a pair computed directly one per group and one more; with the tables a pair costs one, so they
+    /// pay whenever values repeat, and over continuous inputs, which do not, there would be more entries than
+    /// pairs.
+    pub(super) fn of<'r, 'c>(
         additive: &Additive,
-        kernel: Kernel,
-        inv_ls2: &[f64],
         d: usize,
         rows: impl Iterator<Item = &'r [f64]> + Clone,
         cols: impl Iterator<Item = &'c [f64]> + Clone,
         pairs: usize,
-    ) -> Option<Levels> {
+    ) -> Option<Repeats> {
         let count = additive.group_count();
         if count == 0 || additive.len() != d {
             return None;
@@ -162,7 +159,48 @@ impl Levels {
         if cols.pairs(&rows) > pairs {
             return None;
         }
-        let tables = members
+        Some(Repeats { members, rows, cols, weight: additive.weight(), count })
+    }
+
+    /// The tables under `kernel` with `1/ℓ_j²` per input.
+    pub(super) fn levels(&self, kernel: Kernel, inv_ls2: &[f64]) -> Levels<'_> {
+        Levels::build(Cow::Borrowed(self), kernel, inv_ls2)
+    }
+}
+
+/// Per group of an additive part's inputs, a table of [`Entry`] between every distinct value among the rows and
+/// among the columns of its [`Repeats`].
+pub(super) struct Levels<'a> {
+    repeats: Cow<'a, Repeats>,
+    /// Per group, the table's width: how many distinct values the columns have.
+    widths: Vec<usize>,
+    /// Per group, row-major by the rows' values.
+    tables: Vec<Vec<Entry>>,
+    kernel: Kernel,
+}
+
+impl Levels<'static> {
+    /// The tables between `rows` and `cols` under `additive`, `kernel` and `1/ℓ_j²` per input, if they pay
+    /// ([`Repeats::of`]).
+    pub(super) fn new<'r, 'c>(
+        additive: &Additive,
+        kernel: Kernel,
+        inv_ls2: &[f64],
+        d: usize,
+        rows: impl Iterator<Item = &'r [f64]> + Clone,
+        cols: impl Iterator<Item = &'c [f64]> + Clone,
+        pairs: usize,
+    ) -> Option<Levels<'static>> {
+        let repeats = Repeats::of(additive, d, rows, cols, pairs)?;
+        Some(Levels::build(Cow::Owned(repeats), kernel, inv_ls2))
+    }
+}
+
+impl<'a> Levels<'a> {
+    fn build(repeats: Cow<'a, Repeats>, kernel: Kernel, inv_ls2: &[f64]) -> Levels<'a> {
+        let (rows, cols) = (&repeats.rows, &repeats.cols);
+        let tables = repeats
+            .members
             .iter()
             .enumerate()
             .map(|(g, inputs)| {
@@ -182,44 +220,50 @@ impl Levels {
             })
             .collect();
         let widths = cols.values.iter().map(Vec::len).collect();
-        Some(Levels { members, rows, cols, widths, tables, kernel, weight: additive.weight(), count })
+        Levels { repeats, widths, tables, kernel }
     }
 
     /// How many groups there are.
     pub(super) fn groups(&self) -> usize {
-        self.count
+        self.repeats.count
     }
 
     /// Group `g`'s inputs.
     pub(super) fn members(&self, g: usize) -> &[usize] {
-        &self.members[g]
+        &self.repeats.members[g]
     }
 
     /// Whether row `i` and column `j` have the same value of group `g`, so that every input of it agrees. (Over
     /// one set of points as both, each point has one id per group.)
     pub(super) fn agree(&self, g: usize, i: usize, j: usize) -> bool {
-        self.rows.ids[g][i] == self.cols.ids[g][j]
+        self.repeats.rows.ids[g][i] == self.repeats.cols.ids[g][j]
     }
 
     /// Group `g`'s entries for row `i` against every distinct value of the columns.
     fn row(&self, g: usize, i: usize) -> &[Entry] {
-        let at = self.rows.ids[g][i] as usize * self.widths[g];
+        let at = self.repeats.rows.ids[g][i] as usize * self.widths[g];
         &self.tables[g][at..at + self.widths[g]]
+    }
+
+    /// Column `j`'s id in group `g`.
+    fn col(&self, g: usize, j: usize) -> usize {
+        self.repeats.cols.ids[g][j] as usize
     }
 
     /// What [`Additive::parts`] gives for row `i` and column `j`: the correlation and the slope of the kernel over
     /// all inputs, with each group's slope left in `group_slopes`; the same to the bit.
     pub(super) fn parts(&self, i: usize, j: usize, group_slopes: &mut [f64]) -> (f64, f64) {
+        let (count, weight) = (self.repeats.count, self.repeats.weight);
         let (mut r2, mut sum) = (0.0, 0.0);
-        for (g, slope) in group_slopes[..self.count].iter_mut().enumerate() {
-            let e = self.row(g, i)[self.cols.ids[g][j] as usize];
+        for (g, slope) in group_slopes[..count].iter_mut().enumerate() {
+            let e = self.row(g, i)[self.col(g, j)];
             r2 += e.r2;
             sum += e.c;
             *slope = e.slope;
         }
         let (whole, whole_slope) = self.kernel.eval(r2.sqrt());
-        let share = self.weight / self.count as f64;
-        ((1.0 - self.weight) * whole + share * sum, whole_slope)
+        let share = weight / count as f64;
+        ((1.0 - weight) * whole + share * sum, whole_slope)
     }
 }
 

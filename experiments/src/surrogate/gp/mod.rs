@@ -344,9 +344,13 @@ impl Gp {
         if let Some(a) = additive.as_ref().filter(|a| a.len() != d) {
             return Err(GpError::Data(format!("an additive part over {} inputs, for inputs of width {d}", a.len())));
         }
+        // Which inputs repeat depends on the data alone: found once, for every step of every climb.
+        let points = flat.chunks_exact(d.max(1));
+        let pairs = n * n.saturating_sub(1) / 2;
+        let repeats = additive.as_ref().and_then(|a| cross::Repeats::of(a, d, points.clone(), points, pairs));
         let mut best: Option<(f64, Kernel, Vec<f64>)> = None;
         for &kernel in kernels {
-            let structure = (kernel, additive.as_ref());
+            let structure = (kernel, additive.as_ref(), repeats.as_ref());
             let mut objective = |w: &[f64]| neg_log_posterior(&flat, n, y, w, sharing, structure, priors);
             let mut scored: Vec<(f64, Vec<f64>)> = starts
                 .iter()
@@ -588,7 +592,7 @@ fn neg_log_posterior(
     y: &[f64],
     w: &[f64],
     sharing: &Sharing,
-    (kernel, additive): (Kernel, Option<&Additive>),
+    (kernel, additive, repeats): (Kernel, Option<&Additive>, Option<&cross::Repeats>),
     priors: &Priors,
 ) -> Option<(f64, Vec<f64>)> {
     let groups = &sharing.groups;
@@ -607,8 +611,7 @@ fn neg_log_posterior(
     let pairs = n * n.saturating_sub(1) / 2;
     let mut kept = vec![0.0; pairs * stride];
     // Over a table of categorical conditions, per-parameter tables of levels give the same parts for less.
-    let points = x.chunks_exact(d.max(1));
-    let levels = additive.and_then(|add| cross::Levels::new(add, kernel, &inv_ls2, d, points.clone(), points, pairs));
+    let levels = repeats.map(|r| r.levels(kernel, &inv_ls2));
     let mut at = 0;
     for i in 0..n {
         for j in 0..i {
