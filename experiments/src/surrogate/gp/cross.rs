@@ -147,7 +147,9 @@ impl Repeats {
         pairs: usize,
     ) -> Option<Repeats> {
         let count = additive.group_count();
-        if count == 0 || additive.len() != d {
+        // A group of one input is an ordered parameter, whose values (continuous ones, at least) do not repeat:
+        // looking for repeats there would cost a hash of every point at every prediction, for nothing.
+        if count == 0 || additive.len() != d || additive.len() == count {
             return None;
         }
         let mut members = vec![Vec::new(); count];
@@ -358,6 +360,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn ordered_parameters_alone_are_not_searched_for_repeats() {
+        // Each input its own group, as every parameter ordered gives: even values that repeat are not tabled, so
+        // that no prediction over a continuous space pays for looking.
+        let points: Vec<Vec<f64>> = (0..40).map(|i| vec![(i % 3) as f64 / 2.0, (i % 2) as f64]).collect();
+        let flat: Vec<f64> = points.iter().flatten().copied().collect();
+        let rows = flat.chunks_exact(2);
+        assert!(Repeats::of(&Additive::new(&[0, 1], 0.5), 2, rows.clone(), rows.clone(), 780).is_none());
+        assert!(Repeats::of(&Additive::new(&[0, 0], 0.5), 2, rows.clone(), rows, 780).is_some());
     }
 
     #[test]
