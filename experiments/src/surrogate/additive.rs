@@ -103,7 +103,6 @@ impl Additive {
             // No group, so no input either: the additive part is empty, and the kernel is the plain one.
             return (whole, whole_slope);
         }
-        let share = self.weight / self.count as f64;
         let mut sum = 0.0;
         for r2 in partial.iter_mut() {
             let (c, slope) = kernel.eval(r2.sqrt());
@@ -111,7 +110,14 @@ impl Additive {
             // The group's slope, kept in place of its distance, which is no longer needed.
             *r2 = slope;
         }
-        ((1.0 - self.weight) * whole + share * sum, whole_slope)
+        (self.mix(whole, sum), whole_slope)
+    }
+
+    /// The correlation from the kernel over all inputs, `whole`, and the sum of the per-group kernels, `sum`:
+    /// `(1 − w) whole + (w / G) sum`. Every way of computing the kernel ends here, so that they agree to the bit.
+    pub(crate) fn mix(&self, whole: f64, sum: f64) -> f64 {
+        let share = self.weight / self.count as f64;
+        (1.0 - self.weight) * whole + share * sum
     }
 
     /// Each input's slope factor (as [`Additive::correlation`] gives them) from the slope of the kernel over all

@@ -11,13 +11,11 @@
 //! values do not repeat (continuous parameters), the tables would be as large as the matrix, and each pair is
 //! computed directly.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::{Additive, Gp, Kernel, correlation};
 
 /// Per group (parameter) of inputs, each point's id among the group's distinct values, and those values.
-#[derive(Clone)]
 struct Distinct {
     /// `ids[g][p]`: point `p`'s id in group `g`.
     ids: Vec<Vec<u32>>,
@@ -87,10 +85,12 @@ impl Gp {
         let (n, m, d) = (self.n, points.len(), self.d);
         let training = self.x.chunks_exact(d.max(1));
         let columns = points.iter().map(Vec::as_slice);
-        let levels = Levels::new(add, self.hyper.kernel, &self.inv_ls2, d, training, columns, n * m)?;
-        let (count, weight, kernel) = (levels.groups(), levels.repeats.weight, levels.kernel);
-        let share = weight / count as f64;
+        let repeats = Repeats::of(add, d, training, columns, n * m)?;
+        let levels = repeats.levels(self.hyper.kernel, &self.inv_ls2);
+        let count = levels.groups();
         let mut ks = vec![0.0; n * m];
+        // `Levels::parts` without the slopes, each row's tables looked up once for all the columns: the hot loop of
+        // a proposal over a table.
         let mut rows: Vec<&[Entry]> = vec![&[]; count];
         for i in 0..n {
             for (g, row) in rows.iter_mut().enumerate() {
@@ -103,8 +103,7 @@ impl Gp {
                     r2 += e.r2;
                     sum += e.c;
                 }
-                let whole = kernel.eval(r2.sqrt()).0;
-                *k = self.signal * ((1.0 - weight) * whole + share * sum);
+                *k = self.signal * add.mix(self.hyper.kernel.eval(r2.sqrt()).0, sum);
             }
         }
         Some(ks)
@@ -123,14 +122,12 @@ struct Entry {
 /// The distinct values of each group of an additive part's inputs among one set of points (the rows) and among
 /// another (the columns): what [`Levels`] are built on. They depend on the points alone, so a fit finds them once
 /// and builds its tables from them at every step.
-#[derive(Clone)]
 pub(super) struct Repeats {
+    additive: Additive,
     /// Per group, its inputs.
     members: Vec<Vec<usize>>,
     rows: Distinct,
     cols: Distinct,
-    weight: f64,
-    count: usize,
 }
 
 impl Repeats {
@@ -161,47 +158,13 @@ impl Repeats {
         if cols.pairs(&rows) > pairs {
             return None;
         }
-        Some(Repeats { members, rows, cols, weight: additive.weight(), count })
+        Some(Repeats { additive: additive.clone(), members, rows, cols })
     }
 
     /// The tables under `kernel` with `1/ℓ_j²` per input.
     pub(super) fn levels(&self, kernel: Kernel, inv_ls2: &[f64]) -> Levels<'_> {
-        Levels::build(Cow::Borrowed(self), kernel, inv_ls2)
-    }
-}
-
-/// Per group of an additive part's inputs, a table of [`Entry`] between every distinct value among the rows and
-/// among the columns of its [`Repeats`].
-pub(super) struct Levels<'a> {
-    repeats: Cow<'a, Repeats>,
-    /// Per group, the table's width: how many distinct values the columns have.
-    widths: Vec<usize>,
-    /// Per group, row-major by the rows' values.
-    tables: Vec<Vec<Entry>>,
-    kernel: Kernel,
-}
-
-impl Levels<'static> {
-    /// The tables between `rows` and `cols` under `additive`, `kernel` and `1/ℓ_j²` per input, if they pay
-    /// ([`Repeats::of`]).
-    pub(super) fn new<'r, 'c>(
-        additive: &Additive,
-        kernel: Kernel,
-        inv_ls2: &[f64],
-        d: usize,
-        rows: impl Iterator<Item = &'r [f64]> + Clone,
-        cols: impl Iterator<Item = &'c [f64]> + Clone,
-        pairs: usize,
-    ) -> Option<Levels<'static>> {
-        let repeats = Repeats::of(additive, d, rows, cols, pairs)?;
-        Some(Levels::build(Cow::Owned(repeats), kernel, inv_ls2))
-    }
-}
-
-impl<'a> Levels<'a> {
-    fn build(repeats: Cow<'a, Repeats>, kernel: Kernel, inv_ls2: &[f64]) -> Levels<'a> {
-        let (rows, cols) = (&repeats.rows, &repeats.cols);
-        let tables = repeats
+        let (rows, cols) = (&self.rows, &self.cols);
+        let tables = self
             .members
             .iter()
             .enumerate()
@@ -222,12 +185,25 @@ impl<'a> Levels<'a> {
             })
             .collect();
         let widths = cols.values.iter().map(Vec::len).collect();
-        Levels { repeats, widths, tables, kernel }
+        Levels { repeats: self, widths, tables, kernel }
     }
+}
 
+/// Per group of an additive part's inputs, a table of [`Entry`] between every distinct value among the rows and
+/// among the columns of its [`Repeats`].
+pub(super) struct Levels<'a> {
+    repeats: &'a Repeats,
+    /// Per group, the table's width: how many distinct values the columns have.
+    widths: Vec<usize>,
+    /// Per group, row-major by the rows' values.
+    tables: Vec<Vec<Entry>>,
+    kernel: Kernel,
+}
+
+impl Levels<'_> {
     /// How many groups there are.
     pub(super) fn groups(&self) -> usize {
-        self.repeats.count
+        self.repeats.members.len()
     }
 
     /// Group `g`'s inputs.
@@ -255,17 +231,15 @@ impl<'a> Levels<'a> {
     /// What [`Additive::parts`] gives for row `i` and column `j`: the correlation and the slope of the kernel over
     /// all inputs, with each group's slope left in `group_slopes`; the same to the bit.
     pub(super) fn parts(&self, i: usize, j: usize, group_slopes: &mut [f64]) -> (f64, f64) {
-        let (count, weight) = (self.repeats.count, self.repeats.weight);
         let (mut r2, mut sum) = (0.0, 0.0);
-        for (g, slope) in group_slopes[..count].iter_mut().enumerate() {
+        for (g, slope) in group_slopes[..self.groups()].iter_mut().enumerate() {
             let e = self.row(g, i)[self.col(g, j)];
             r2 += e.r2;
             sum += e.c;
             *slope = e.slope;
         }
         let (whole, whole_slope) = self.kernel.eval(r2.sqrt());
-        let share = weight / count as f64;
-        ((1.0 - weight) * whole + share * sum, whole_slope)
+        (self.repeats.additive.mix(whole, sum), whole_slope)
     }
 }
 
@@ -346,8 +320,8 @@ mod tests {
             let (n, d) = (gp.n, gp.d);
             let add = gp.hyper.additive.clone().unwrap();
             let points = gp.x.chunks_exact(d);
-            let levels = Levels::new(&add, kernel, &gp.inv_ls2, d, points.clone(), points, n * (n - 1) / 2);
-            let levels = levels.expect("levels that repeat are tabled");
+            let repeats = Repeats::of(&add, d, points.clone(), points, n * (n - 1) / 2);
+            let levels = repeats.as_ref().expect("levels that repeat are tabled").levels(kernel, &gp.inv_ls2);
             let (mut tabled, mut direct) = (vec![0.0; d], vec![0.0; d]);
             for i in 0..n {
                 for j in 0..i {

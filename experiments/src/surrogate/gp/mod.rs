@@ -252,8 +252,8 @@ impl Gp {
         // Over a table of categorical conditions, per-parameter tables of levels give the same correlations for less.
         let points = flat.chunks_exact(d.max(1));
         let pairs = n * n.saturating_sub(1) / 2;
-        let levels =
-            additive.and_then(|add| cross::Levels::new(add, hyper.kernel, &inv_ls2, d, points.clone(), points, pairs));
+        let repeats = additive.and_then(|add| cross::Repeats::of(add, d, points.clone(), points, pairs));
+        let levels = repeats.as_ref().map(|r| r.levels(hyper.kernel, &inv_ls2));
         for i in 0..n {
             for j in 0..i {
                 let c = match &levels {
